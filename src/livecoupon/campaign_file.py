@@ -1,0 +1,356 @@
+"""Read and validate a campaign file (SPEC §3) into a :class:`Campaign`.
+
+pydantic checks the shape (types, unknown keys); the semantic pass below checks what
+depends on other keys. Every error names its path, ``triggers[2].coupon: …``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from livecoupon.domain.campaign import Audience, Campaign, Experiment, Limits, Trigger, Variant, When
+from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
+from livecoupon.domain.durations import parse_duration_ms
+from livecoupon.domain.money import yuan_to_fen
+from livecoupon.domain.text import normalise
+
+
+class CampaignError(ValueError):
+    """The campaign file cannot be used; ``errors`` lists every ``path: problem``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def _fen(value: Any) -> int:
+    return yuan_to_fen(value)
+
+
+def _ms(value: Any) -> int:
+    return parse_duration_ms(value)
+
+
+Fen = Annotated[int, BeforeValidator(_fen)]
+Millis = Annotated[int, BeforeValidator(_ms)]
+Name = Annotated[str, BeforeValidator(lambda v: v if not isinstance(v, str) else v.strip())]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class ScopeModel(_Strict):
+    products: list[str] = []
+    categories: list[str] = []
+    exclude_products: list[str] = []
+    exclude_categories: list[str] = []
+
+
+class CouponModel(_Strict):
+    title: str
+    kind: Literal["threshold", "percent", "no_threshold"]
+    threshold: Fen | None = None
+    amount: Fen | None = None
+    percent: float | None = None
+    max_discount: Fen | None = None
+    scope: Literal["all"] | ScopeModel = "all"
+    valid_for: Millis | None = None
+    valid_until: dt.datetime | None = None
+    stock: int | None = None
+
+
+class TriggerModel(_Strict):
+    name: Name
+    when: Literal["first_visit", "dwell", "online_reached", "host_says", "flash_sale", "comment"]
+    coupon: str
+    after: Millis | None = None
+    count: int | None = None
+    source: Literal["reported", "present"] | None = None
+    audience: Literal["present", "lottery", "commenters", "top_gifters"] | None = None
+    winners: int | None = None
+    within: Millis | None = None
+    top: int | None = None
+    phrases: list[str] | None = None
+    cooldown: Millis | None = None
+    keywords: list[str] | None = None
+
+
+class LimitsModel(_Strict):
+    per_user: int | None = None
+    min_interval: Millis | None = None
+    budget: Fen | None = None
+
+
+class VariantModel(_Strict):
+    name: Name
+    weight: float = 1.0
+    coupon: str | None
+
+
+class ExperimentModel(_Strict):
+    name: Name
+    trigger: str
+    salt: str | None = None
+    variants: list[VariantModel]
+
+
+class CampaignModel(_Strict):
+    campaign: str
+    rooms: Literal["*"] | list[str]
+    presence_timeout: Millis = 60_000
+    seed: int = 0
+    attribution_window: Millis = 30 * 60_000
+    coupons: dict[str, CouponModel]
+    triggers: list[TriggerModel]
+    limits: LimitsModel = LimitsModel()
+    experiments: list[ExperimentModel] = []
+
+
+# Keys a trigger may carry besides name/when/coupon, by `when`.
+_TRIGGER_KEYS: dict[str, set[str]] = {
+    "first_visit": set(),
+    "dwell": {"after"},
+    "online_reached": {"count", "source", "audience", "winners"},
+    "host_says": {"phrases", "cooldown", "audience", "within", "top"},
+    "flash_sale": set(),
+    "comment": {"keywords"},
+}
+_AUDIENCES = {"online_reached": {"present", "lottery"}, "host_says": {"present", "commenters", "top_gifters"}}
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read a campaign file; raise :class:`CampaignError` naming every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CampaignError([f"{path}: cannot read: {exc}"]) from None
+    return parse_campaign(text)
+
+
+def parse_campaign(text: str) -> Campaign:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CampaignError([f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise CampaignError(["the campaign file must be a mapping of keys (campaign, rooms, coupons, triggers, …)"])
+    try:
+        model = CampaignModel.model_validate(data)
+    except ValidationError as exc:
+        raise CampaignError(_shape_errors(exc)) from None
+    return _Builder(model).build()
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top)"
+
+
+_CLEAR = {"extra_forbidden": "unknown key", "missing": "required"}
+
+
+def _shape_errors(exc: ValidationError) -> list[str]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and (p.startswith(("literal[", "function-")) or p in {
+            "ScopeModel", "list[str]", "int", "float", "str"}))]
+        message = _CLEAR.get(err["type"], err["msg"])
+        if err["type"].startswith("value_error"):
+            message = str(err.get("ctx", {}).get("error", message))
+        errors.append(f"{_path(loc)}: {message}")
+    return sorted(set(errors), key=errors.index)
+
+
+class _Builder:
+    """The semantic pass: cross-references and per-kind rules, collecting every error."""
+
+    def __init__(self, model: CampaignModel) -> None:
+        self.m = model
+        self.errors: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def build(self) -> Campaign:
+        m = self.m
+        if not re.fullmatch(r"[a-z0-9-]+", m.campaign):
+            self.error("campaign", f"{m.campaign!r} must use only a-z, 0-9 and '-'")
+        rooms = self._rooms()
+        if m.presence_timeout <= 0:
+            self.error("presence_timeout", "must be > 0")
+        coupons = {name: self._coupon(name, c) for name, c in m.coupons.items()}
+        if not coupons:
+            self.error("coupons", "at least one coupon template is required")
+        limits = self._limits(coupons)
+        triggers = tuple(self._trigger(i, t) for i, t in enumerate(m.triggers))
+        experiments = tuple(self._experiment(i, e, triggers) for i, e in enumerate(m.experiments))
+        if self.errors:
+            raise CampaignError(self.errors)
+        return Campaign(m.campaign, rooms, {k: v for k, v in coupons.items() if v is not None}, triggers,
+                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments)
+
+    def _rooms(self) -> tuple[str, ...] | None:
+        if self.m.rooms == "*":
+            return None
+        for i, room in enumerate(self.m.rooms):
+            if not room:
+                self.error(f"rooms[{i}]", "a room id must not be empty")
+        if not self.m.rooms:
+            self.error("rooms", 'list at least one room, or "*" for every room')
+        return tuple(self.m.rooms)
+
+    def _coupon(self, name: str, c: CouponModel) -> CouponTemplate | None:
+        path = f"coupons.{name}"
+        before = len(self.errors)
+        kind = CouponKind(c.kind)
+        allowed = {CouponKind.THRESHOLD: {"threshold", "amount"}, CouponKind.NO_THRESHOLD: {"amount"},
+                   CouponKind.PERCENT: {"threshold", "percent", "max_discount"}}[kind]
+        required = {CouponKind.THRESHOLD: {"threshold", "amount"}, CouponKind.NO_THRESHOLD: {"amount"},
+                    CouponKind.PERCENT: {"percent"}}[kind]
+        given = {key for key in ("threshold", "amount", "percent", "max_discount") if getattr(c, key) is not None}
+        for key in sorted(required - given):
+            self.error(f"{path}.{key}", f"required for kind {kind.value}")
+        for key in sorted(given - allowed):
+            self.error(f"{path}.{key}", f"not used by kind {kind.value}")
+        if not c.title.strip():
+            self.error(f"{path}.title", "must not be empty")
+        if c.amount is not None and c.amount <= 0:
+            self.error(f"{path}.amount", "must be > 0")
+        if c.max_discount is not None and c.max_discount <= 0:
+            self.error(f"{path}.max_discount", "must be > 0")
+        percent_tenths = self._percent(path, c.percent)
+        if (c.valid_for is None) == (c.valid_until is None):
+            self.error(path, "give exactly one of valid_for or valid_until")
+        if c.valid_for is not None and c.valid_for <= 0:
+            self.error(f"{path}.valid_for", "must be > 0")
+        if c.valid_until is not None and c.valid_until.utcoffset() is None:
+            self.error(f"{path}.valid_until", "must carry its UTC offset, e.g. 2026-11-11T23:59:59+08:00")
+        if c.stock is not None and c.stock < 0:
+            self.error(f"{path}.stock", "must be ≥ 0")
+        if len(self.errors) > before:
+            return None
+        scope = Scope() if c.scope == "all" else Scope(*(frozenset(getattr(c.scope, k)) for k in (
+            "products", "categories", "exclude_products", "exclude_categories")))
+        terms = Terms(kind, c.threshold or 0, c.amount or 0, percent_tenths, c.max_discount, scope)
+        valid_until = round(c.valid_until.timestamp() * 1000) if c.valid_until is not None else None
+        return CouponTemplate(name, c.title, terms, c.valid_for, valid_until, c.stock)
+
+    def _percent(self, path: str, percent: float | None) -> int:
+        if percent is None:
+            return 0
+        tenths = round(percent * 10)
+        if abs(percent * 10 - tenths) > 1e-9:
+            self.error(f"{path}.percent", "at most one decimal allowed (12.5)")
+        elif not 0 < tenths <= 1000:
+            self.error(f"{path}.percent", "must be in (0, 100]")
+        return tenths
+
+    def _limits(self, coupons: dict[str, CouponTemplate | None]) -> Limits:
+        lim = self.m.limits
+        if lim.per_user is not None and lim.per_user < 0:
+            self.error("limits.per_user", "must be ≥ 0")
+        if lim.min_interval is not None and lim.min_interval < 0:
+            self.error("limits.min_interval", "must be ≥ 0")
+        if lim.budget is not None:
+            for name, template in coupons.items():
+                if template is not None and template.terms.face_value is None:
+                    self.error(f"coupons.{name}.max_discount",
+                               "a percent coupon needs max_discount when limits.budget is set")
+        return Limits(lim.per_user, lim.min_interval, lim.budget)
+
+    def _trigger(self, i: int, t: TriggerModel) -> Trigger:
+        path = f"triggers[{i}]"
+        if not t.name:
+            self.error(f"{path}.name", "must not be empty")
+        if any(other.name == t.name for other in self.m.triggers[:i]):
+            self.error(f"{path}.name", f"duplicate trigger name {t.name!r}")
+        if t.coupon not in self.m.coupons:
+            self.error(f"{path}.coupon", f"unknown coupon {t.coupon!r}")
+        given = {k for k in _TRIGGER_KEYS["online_reached"] | _TRIGGER_KEYS["host_says"] | {"after", "keywords"}
+                 if getattr(t, k) is not None}
+        for key in sorted(given - _TRIGGER_KEYS[t.when]):
+            self.error(f"{path}.{key}", f"not used by when: {t.when}")
+        audience = self._audience(path, t)
+        when = When(t.when)
+        self._trigger_values(path, t, audience)
+        return Trigger(
+            index=i, name=t.name, when=when, coupon=t.coupon, audience=audience, after_ms=t.after or 0,
+            count=t.count or 0, source=t.source or "reported", winners=t.winners or 0,
+            within_ms=t.within if t.within is not None else 60_000, top=t.top if t.top is not None else 1,
+            phrases=tuple(t.phrases or ()), cooldown_ms=t.cooldown if t.cooldown is not None else 60_000,
+            keywords=tuple(t.keywords or ()))
+
+    def _audience(self, path: str, t: TriggerModel) -> Audience:
+        if t.when not in _AUDIENCES:
+            return Audience.USER
+        audience = t.audience or "present"
+        if audience not in _AUDIENCES[t.when]:
+            choices = " or ".join(sorted(_AUDIENCES[t.when]))
+            self.error(f"{path}.audience", f"{audience!r} is not an audience of when: {t.when} (use {choices})")
+            return Audience.PRESENT
+        extras = {"winners": "lottery", "within": "commenters", "top": "top_gifters"}
+        for key, needs in extras.items():
+            if getattr(t, key) is not None and audience != needs and key in _TRIGGER_KEYS[t.when]:
+                self.error(f"{path}.{key}", f"only used with audience: {needs}")
+        return Audience(audience)
+
+    def _trigger_values(self, path: str, t: TriggerModel, audience: Audience) -> None:
+        checks: list[tuple[bool, str, str]] = [
+            (t.when == "dwell" and t.after is None, "after", "required for when: dwell"),
+            (t.after is not None and t.after <= 0, "after", "must be > 0"),
+            (t.when == "online_reached" and t.count is None, "count", "required for when: online_reached"),
+            (t.count is not None and t.count < 1, "count", "must be ≥ 1"),
+            (audience is Audience.LOTTERY and t.winners is None, "winners", "required with audience: lottery"),
+            (t.winners is not None and t.winners < 1, "winners", "must be ≥ 1"),
+            (t.top is not None and t.top < 1, "top", "must be ≥ 1"),
+            (t.within is not None and t.within <= 0, "within", "must be > 0"),
+            (t.cooldown is not None and t.cooldown < 0, "cooldown", "must be ≥ 0"),
+            (t.when == "host_says" and not t.phrases, "phrases", "required for when: host_says (a non-empty list)"),
+            (t.when == "comment" and not t.keywords, "keywords", "required for when: comment (a non-empty list)"),
+        ]
+        for failed, key, message in checks:
+            if failed:
+                self.error(f"{path}.{key}", message)
+        for key in ("phrases", "keywords"):
+            for j, text in enumerate(getattr(t, key) or ()):
+                if not _has_content(text):
+                    self.error(f"{path}.{key}[{j}]", "has nothing left to match after removing punctuation and spaces")
+
+    def _experiment(self, i: int, e: ExperimentModel, triggers: tuple[Trigger, ...]) -> Experiment:
+        path = f"experiments[{i}]"
+        trigger = next((t for t in triggers if t.name == e.trigger), None)
+        if trigger is None:
+            self.error(f"{path}.trigger", f"unknown trigger {e.trigger!r}")
+        elif trigger.audience is Audience.LOTTERY:
+            self.error(f"{path}.trigger", f"trigger {e.trigger!r} draws a lottery; an experiment may not cover it")
+        if any(other.trigger == e.trigger for other in self.m.experiments[:i]):
+            self.error(f"{path}.trigger", f"trigger {e.trigger!r} already has an experiment")
+        if any(other.name == e.name for other in self.m.experiments[:i]):
+            self.error(f"{path}.name", f"duplicate experiment name {e.name!r}")
+        if not e.variants:
+            self.error(f"{path}.variants", "list at least one variant")
+        for j, v in enumerate(e.variants):
+            if v.coupon is not None and v.coupon not in self.m.coupons:
+                self.error(f"{path}.variants[{j}].coupon", f"unknown coupon {v.coupon!r}")
+            if v.weight < 0 or v.weight != v.weight or v.weight == float("inf"):
+                self.error(f"{path}.variants[{j}].weight", "must be a finite number ≥ 0")
+            if any(other.name == v.name for other in e.variants[:j]):
+                self.error(f"{path}.variants[{j}].name", f"duplicate variant name {v.name!r}")
+        if e.variants and sum(v.weight for v in e.variants) <= 0:
+            self.error(f"{path}.variants", "the weights must add up to more than 0")
+        variants = tuple(Variant(v.name, v.weight, v.coupon) for v in e.variants)
+        return Experiment(e.name, e.trigger, e.salt if e.salt is not None else e.name, variants)
+
+
+def _has_content(text: str) -> bool:
+    return bool(normalise(text))

@@ -1,0 +1,121 @@
+"""The ``livecoupon`` command. Each sub-command only translates arguments into core calls."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from livecoupon.campaign_file import CampaignError, load_campaign
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.coupons import CouponKind, CouponTemplate
+from livecoupon.domain.durations import format_duration
+from livecoupon.domain.money import format_yuan
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="livecoupon — 直播间自动发券 / coupons issued automatically inside live streams.")
+err = Console(stderr=True)
+out = Console()
+
+UNUSABLE = 2
+
+
+def _campaign_or_exit(path: Path) -> Campaign:
+    try:
+        return load_campaign(path)
+    except CampaignError as exc:
+        err.print(f"[bold red]活动配置无效 / unusable campaign file[/] {path}:", highlight=False)
+        for line in exc.errors:
+            err.print(f"  {line}", highlight=False, markup=False)
+        raise typer.Exit(UNUSABLE) from None
+
+
+def describe_coupon(t: CouponTemplate) -> str:
+    terms = t.terms
+    if terms.kind is CouponKind.THRESHOLD:
+        text = f"满{format_yuan(terms.threshold)}减{format_yuan(terms.amount)}"
+    elif terms.kind is CouponKind.NO_THRESHOLD:
+        text = f"无门槛{format_yuan(terms.amount)}元"
+    else:
+        text = f"{(1000 - terms.percent_tenths) / 100:g}折"
+        if terms.threshold:
+            text = f"满{format_yuan(terms.threshold)}享" + text
+        if terms.max_discount is not None:
+            text += f"（最高减{format_yuan(terms.max_discount)}）"
+    return text
+
+
+@app.command()
+def check(config: Annotated[Path, typer.Argument(help="campaign file (YAML)")]) -> None:
+    """检查活动配置 / Validate a campaign file and summarise its coupons and triggers."""
+    campaign = _campaign_or_exit(config)
+    rooms = "全部直播间 / every room" if campaign.rooms is None else ", ".join(campaign.rooms)
+    out.print(f"[bold green]✓[/] 活动 / campaign [bold]{campaign.campaign}[/] — 直播间 / rooms: {rooms}")
+    coupons = Table(title="券模板 / coupon templates")
+    for column in ("名称 name", "标题 title", "优惠 terms", "有效期 validity", "库存 stock", "范围 scope"):
+        coupons.add_column(column)
+    for t in campaign.coupons.values():
+        validity = (format_duration(t.valid_for_ms) if t.valid_for_ms is not None
+                    else time.strftime("至 %Y-%m-%d %H:%M UTC", time.gmtime((t.valid_until_ms or 0) / 1000)))
+        scope = t.terms.scope.to_json()
+        coupons.add_row(t.name, t.title, describe_coupon(t), validity,
+                        "不限 unlimited" if t.stock is None else str(t.stock),
+                        "全场 all" if scope == "all" else str(scope))
+    out.print(coupons)
+    triggers = Table(title="触发规则 / triggers (decided in this order)")
+    for column in ("#", "名称 name", "时机 when", "券 coupon", "对象 audience"):
+        triggers.add_column(column)
+    for trig in campaign.triggers:
+        triggers.add_row(str(trig.index), trig.name, trig.when.value, trig.coupon, trig.audience.value)
+    out.print(triggers)
+    limits = campaign.limits
+    out.print("频控 / limits: "
+              f"per_user={limits.per_user if limits.per_user is not None else '-'}, "
+              f"min_interval={format_duration(limits.min_interval_ms) if limits.min_interval_ms else '-'}, "
+              f"budget={format_yuan(limits.budget) + ' 元' if limits.budget is not None else '-'}")
+    for e in campaign.experiments:
+        arms = ", ".join(f"{v.name}({v.coupon or '对照 holdout'}, w={v.weight:g})" for v in e.variants)
+        out.print(f"实验 / experiment {e.name} on {e.trigger}: {arms}")
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="recorded events, one JSON object a line")],
+    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for issued/suppressed/rejected.jsonl")],
+) -> None:
+    """重放事件流 / Replay a recorded stream on a simulated clock and write every decision."""
+    from livecoupon.engine.replay import replay as run_replay
+    from livecoupon.engine.replay import write_outputs
+
+    campaign = _campaign_or_exit(config)
+    started = time.perf_counter()
+    try:
+        with events.open("r", encoding="utf-8") as lines:
+            result = run_replay(campaign, lines)
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"无法读取事件文件 / cannot read events file {events}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    try:
+        write_outputs(result, out_dir)
+    except OSError as exc:
+        err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    elapsed = time.perf_counter() - started
+    issued = sum(1 for d in result.decisions if d.issued)
+    err.print(f"重放完成 / replayed {result.events:,} events in {elapsed:.2f}s: "
+              f"{issued:,} issued, {len(result.decisions) - issued:,} suppressed, "
+              f"{len(result.rejected):,} rejected → {out_dir}", highlight=False)
+
+
+def main() -> None:
+    app(prog_name="livecoupon")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""A campaign as livecoupon runs it: coupon templates, triggers, limits, experiments.
+
+Built from the campaign file by :mod:`livecoupon.campaign_file`; plain values only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from livecoupon.domain.coupons import CouponTemplate
+
+
+class When(str, enum.Enum):
+    FIRST_VISIT = "first_visit"
+    DWELL = "dwell"
+    ONLINE_REACHED = "online_reached"
+    HOST_SAYS = "host_says"
+    FLASH_SALE = "flash_sale"
+    COMMENT = "comment"
+
+
+class Audience(str, enum.Enum):
+    USER = "user"  # the one viewer whose event fired the trigger
+    PRESENT = "present"
+    LOTTERY = "lottery"
+    COMMENTERS = "commenters"
+    TOP_GIFTERS = "top_gifters"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One line of the campaign's ``triggers`` list. ``index`` is its file position."""
+
+    index: int
+    name: str
+    when: When
+    coupon: str
+    audience: Audience = Audience.USER
+    after_ms: int = 0  # dwell
+    count: int = 0  # online_reached
+    source: str = "reported"  # online_reached: reported | present
+    winners: int = 0  # lottery
+    within_ms: int = 60_000  # commenters
+    top: int = 1  # top_gifters
+    phrases: tuple[str, ...] = ()  # host_says
+    cooldown_ms: int = 60_000  # host_says
+    keywords: tuple[str, ...] = ()  # comment
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_user: int | None = None
+    min_interval_ms: int | None = None
+    budget: int | None = None  # fen
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    weight: float
+    coupon: str | None  # None: holdout
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    name: str
+    trigger: str
+    salt: str
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    campaign: str
+    rooms: tuple[str, ...] | None  # None: every room ("*")
+    coupons: dict[str, CouponTemplate]
+    triggers: tuple[Trigger, ...]
+    presence_timeout_ms: int = 60_000
+    seed: int = 0
+    attribution_window_ms: int = 30 * 60_000
+    limits: Limits = field(default_factory=Limits)
+    experiments: tuple[Experiment, ...] = ()
+
+    def listens_to(self, room: str) -> bool:
+        return self.rooms is None or room in self.rooms
+
+    def experiment_for(self, trigger: str) -> Experiment | None:
+        return next((e for e in self.experiments if e.trigger == trigger), None)

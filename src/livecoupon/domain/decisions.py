@@ -1,0 +1,129 @@
+"""Decisions: a trigger firing for one user, and what became of it (SPEC §4)."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.coupons import Coupon, CouponTemplate
+
+
+class Reason(str, enum.Enum):
+    """Why a decision issued nothing."""
+
+    HOLDOUT = "holdout"
+    PER_USER_CAP = "per_user_cap"
+    MIN_INTERVAL = "min_interval"
+    TEMPLATE_EXPIRED = "template_expired"
+    OUT_OF_STOCK = "out_of_stock"
+    OVER_BUDGET = "over_budget"
+
+
+def coupon_id_for(campaign: str, room: str, broadcast: int, trigger: str, firing: str, user: str) -> str:
+    """The coupon id of a decision, derived from the decision itself.
+
+    The same decision always yields the same id, so re-applying an event can never
+    issue twice and a replay reproduces the ids a live run handed out.
+    """
+    key = "\x1f".join((campaign, room, str(broadcast), trigger, firing, user))
+    return "cp_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRequest:
+    """A trigger fired for a user and wants ``template`` issued (None: holdout)."""
+
+    coupon_id: str
+    campaign: str
+    room: str
+    broadcast: int  # the broadcast's start time in ms: stable across live and replay
+    trigger: str
+    user: str
+    template: CouponTemplate | None
+    at: int  # ms
+    experiment: str | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one request: issued (with expiry) or suppressed (with reason)."""
+
+    request: IssueRequest
+    reason: Reason | None = None
+    expires_at: int | None = None
+
+    @property
+    def issued(self) -> bool:
+        return self.reason is None
+
+
+BroadcastKey = tuple[str, int, str]  # (room, broadcast, user)
+
+
+@dataclass(slots=True)
+class IssueCounters:
+    """What steps 2 and 3 read for one campaign: the backend loads it under its write
+    lock (or keeps it, in memory), :func:`decide` moves it, the backend writes back
+    what moved with conditional writes."""
+
+    in_broadcast: dict[BroadcastKey, int] = field(default_factory=dict)
+    last_issued: dict[str, int] = field(default_factory=dict)  # user -> ms, campaign-wide
+    stock_used: dict[str, int] = field(default_factory=dict)  # template -> issued
+    budget_spent: int = 0  # fen
+
+
+def cap_reason(limits: Limits, counters: IssueCounters, request: IssueRequest) -> Reason | None:
+    """SPEC §4 step 2 for one request."""
+    if limits.per_user is not None:
+        key = (request.room, request.broadcast, request.user)
+        if counters.in_broadcast.get(key, 0) >= limits.per_user:
+            return Reason.PER_USER_CAP
+    if limits.min_interval_ms is not None:
+        last = counters.last_issued.get(request.user)
+        if last is not None and request.at - last < limits.min_interval_ms:
+            return Reason.MIN_INTERVAL
+    return None
+
+
+def supply_reason(limits: Limits, counters: IssueCounters, template: CouponTemplate,
+                  at: int) -> Reason | None:
+    """SPEC §4 step 3: the template's validity, its stock, then the campaign budget."""
+    if template.is_past_validity(at):
+        return Reason.TEMPLATE_EXPIRED
+    if template.stock is not None and counters.stock_used.get(template.name, 0) >= template.stock:
+        return Reason.OUT_OF_STOCK
+    face = template.terms.face_value or 0
+    if limits.budget is not None and counters.budget_spent + face > limits.budget:
+        return Reason.OVER_BUDGET
+    return None
+
+
+def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -> Decision:
+    """Steps 2-4 for one request; an issue moves ``counters``."""
+    template = request.template
+    if template is None:
+        return Decision(request, Reason.HOLDOUT)
+    reason = cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
+    if reason is not None:
+        return Decision(request, reason)
+    key = (request.room, request.broadcast, request.user)
+    counters.in_broadcast[key] = counters.in_broadcast.get(key, 0) + 1
+    counters.last_issued[request.user] = request.at
+    counters.stock_used[template.name] = counters.stock_used.get(template.name, 0) + 1
+    counters.budget_spent += template.terms.face_value or 0
+    return Decision(request, None, template.expires_at(request.at))
+
+
+def coupon_of(decision: Decision) -> Coupon:
+    """The coupon an issuing decision puts into the user's account."""
+    request, template = decision.request, decision.request.template
+    assert template is not None and decision.expires_at is not None
+    return Coupon(
+        coupon_id=request.coupon_id, user=request.user, campaign=request.campaign,
+        template=template.name, title=template.title, terms=template.terms,
+        issued_at=request.at, expires_at=decision.expires_at, room=request.room,
+        trigger=request.trigger,
+    )

@@ -1,0 +1,51 @@
+"""Money is an integer number of fen (1 yuan = 100 fen) everywhere inside livecoupon."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+
+FEN_PER_YUAN = 100
+
+
+class MoneyError(ValueError):
+    """A yuan amount that livecoupon cannot accept."""
+
+
+def yuan_to_fen(value: object) -> int:
+    """Convert a yuan amount (int, float or numeric string) to fen.
+
+    At most two decimals are allowed, judged by value (``1.990`` is fine), and the
+    amount may not be negative or non-finite.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise MoneyError("must be a number of yuan")
+    if isinstance(value, int):
+        if value < 0:
+            raise MoneyError("must not be negative")
+        return value * FEN_PER_YUAN
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MoneyError("must be a finite number")
+    try:
+        exact = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise MoneyError(f"not a number: {value!r}") from None
+    if not exact.is_finite():
+        raise MoneyError("must be a finite number")
+    if exact < 0:
+        raise MoneyError("must not be negative")
+    fen = exact * FEN_PER_YUAN
+    if fen != fen.to_integral_value():
+        raise MoneyError("at most 2 decimals allowed")
+    return int(fen)
+
+
+def fen_to_yuan(fen: int) -> float:
+    """Fen as a yuan number with two decimals, for JSON answers."""
+    return round(fen / FEN_PER_YUAN, 2)
+
+
+def format_yuan(fen: int) -> str:
+    """Fen as a human string: ``20`` or ``19.90``."""
+    yuan, cents = divmod(fen, FEN_PER_YUAN)
+    return f"{yuan}" if cents == 0 else f"{yuan}.{cents:02d}"

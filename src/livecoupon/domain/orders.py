@@ -1,0 +1,32 @@
+"""Orders placed at checkout and what they did to their coupon (SPEC §5)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from livecoupon.domain.pricing import CartLine
+
+RESERVATION_MS = 15 * 60_000
+
+
+class OrderState(str, enum.Enum):
+    CREATED = "created"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    LAPSED = "lapsed"  # its coupon reservation ran out before payment
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: str
+    user: str
+    cart: tuple[CartLine, ...]
+    coupon_id: str | None
+    subtotal: int  # fen
+    discount: int  # fen
+    payable: int  # fen
+    state: OrderState
+    created_at: int  # ms
+    reserved_until: int | None = None

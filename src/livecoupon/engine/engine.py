@@ -1,0 +1,290 @@
+"""The trigger engine: room events and timers in, coupon decisions out (SPEC §2, §4).
+
+One code path for live and replay: the engine never reads a clock. Replay feeds it
+events in ``ts`` order; the live service also calls :meth:`Engine.advance` as its
+clock ticks, so timers fire on time between events.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
+from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for
+from livecoupon.domain.events import INTERACTION_TYPES, Event
+from livecoupon.domain.experiments import assign
+from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
+from livecoupon.engine.rooms import FlashSale, Room, Viewer
+from livecoupon.store.port import Store
+
+
+@dataclass(slots=True)
+class Firing:
+    """A trigger fired: for ``users``, or (None) for the audience its trigger names."""
+
+    trigger: Trigger
+    firing: str  # distinguishes firings of one trigger within a broadcast
+    at: int
+    users: Sequence[str] | None = None
+
+
+# (due, order set, room, user, joined_at, broadcast, trigger index)
+Timer = tuple[int, int, str, str, int, int, int]
+
+
+class Engine:
+    """Applies events to room state and decides, through the store, what to issue."""
+
+    def __init__(self, campaign: Campaign, store: Store) -> None:
+        self.campaign = campaign
+        self.store = store
+        self.rooms: dict[str, Room] = {}
+        self.paused: set[str] = set()  # trigger names an operator paused
+        self.now: int | None = None  # the latest event or timer time applied
+        self._timers: list[Timer] = []
+        self._timer_seq = 0
+        self._applied = 0
+        self._by_when: dict[When, list[Trigger]] = {when: [] for when in When}
+        for trigger in campaign.triggers:
+            self._by_when[trigger.when].append(trigger)
+        self._phrases = {t.index: PhraseMatcher(t.phrases) for t in self._by_when[When.HOST_SAYS]}
+        self._keywords = {t.index: KeywordMatcher(t.keywords) for t in self._by_when[When.COMMENT]}
+        self._experiments = {e.trigger: e for e in campaign.experiments}
+        self._handlers: dict[str, Callable[[Room, Event], list[Firing]]] = {
+            "join": self._on_viewing, "heartbeat": self._on_viewing, "comment": self._on_viewing,
+            "like": self._on_viewing, "follow": self._on_viewing, "gift": self._on_viewing,
+            "leave": self._on_leave, "order": self._on_order, "online_count": self._on_online_count,
+            "transcript": self._on_transcript, "flash_sale": self._on_flash_sale,
+        }
+
+    # -- the two ways time moves --------------------------------------------------------
+    def apply(self, event: Event) -> list[Decision]:
+        """Fire the timers due at or before the event, then apply the event."""
+        if not self.campaign.listens_to(event.room):
+            return []
+        room = self._room(event.room)
+        if event.id is not None:
+            if event.id in room.seen_ids:
+                return []
+            room.seen_ids.add(event.id)
+        applies = room.on_air or not room.seen_any or event.type in ("live_start", "live_end")
+        if not applies:
+            return []  # off air: not applied at all, and no timer fires for it
+        decisions = self.advance(event.ts) if self._timers else []
+        self.now = event.ts if self.now is None else max(self.now, event.ts)
+        firings = self._apply_to_room(room, event)
+        if firings:
+            decisions.extend(self._decide(room, firings))
+        return decisions
+
+    def advance(self, to: int) -> list[Decision]:
+        """Fire every timer due at or before ``to``, in due order (ties: order set)."""
+        decisions: list[Decision] = []
+        timers = self._timers
+        while timers and timers[0][0] <= to:
+            due, _, room_name, user, joined_at, broadcast, index = heapq.heappop(timers)
+            self.now = due if self.now is None else max(self.now, due)
+            firing = self._dwell_firing(room_name, user, joined_at, broadcast, index, due)
+            if firing is not None:
+                decisions.extend(self._decide(self.rooms[room_name], [firing]))
+        return decisions
+
+    def next_timer_due(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    # -- applying one event --------------------------------------------------------------
+    def _room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, self.campaign.presence_timeout_ms)
+        return room
+
+    def _apply_to_room(self, room: Room, event: Event) -> list[Firing]:
+        kind = event.type
+        first = not room.seen_any
+        room.seen_any = True
+        if kind == "live_start" or first:
+            room.begin_broadcast(event.ts)
+            if kind == "live_start":
+                return []
+        if kind == "live_end":
+            room.end_broadcast()
+            return []
+        if not room.on_air:
+            return []
+        self._applied += 1
+        room.expire(event.ts)
+        return self._handlers[kind](room, event)
+
+    def _on_viewing(self, room: Room, event: Event) -> list[Firing]:
+        user, ts = event.user, event.ts
+        assert user is not None
+        firings: list[Firing] = []
+        viewer = room.present(user, ts)
+        if viewer is None:
+            self._join(room, user, ts, firings)
+        else:
+            if ts > viewer.last_seen:
+                viewer.last_seen = ts
+            room.viewers.move_to_end(user)
+        kind = event.type
+        if kind == "comment":
+            room.last_comment[user] = ts
+            self._comment_firings(room, user, event.text or "", ts, firings)
+        elif kind == "gift":
+            total = room.gifts.get(user, (0, 0))[0] + event.value
+            room.gifts[user] = (total, self._applied)
+        if kind in INTERACTION_TYPES and room.sales:
+            self._flash_firings(room, user, ts, firings)
+        if viewer is None:
+            self._present_count_firings(room, ts, firings)
+        return firings
+
+    def _join(self, room: Room, user: str, ts: int, firings: list[Firing]) -> None:
+        room.viewers.pop(user, None)
+        room.viewers[user] = Viewer(ts)
+        if self.store.mark_visited(self.campaign.campaign, user):
+            firings.extend(Firing(t, "", ts, (user,)) for t in self._by_when[When.FIRST_VISIT])
+        assert room.broadcast is not None
+        for trigger in self._by_when[When.DWELL]:
+            if user not in room.decided_for(trigger.index):
+                self._timer_seq += 1
+                heapq.heappush(self._timers, (ts + trigger.after_ms, self._timer_seq, room.name, user, ts,
+                                              room.broadcast, trigger.index))
+
+    def _on_leave(self, room: Room, event: Event) -> list[Firing]:
+        assert event.user is not None
+        if room.present(event.user, event.ts) is not None:
+            del room.viewers[event.user]
+        return []
+
+    def _on_order(self, room: Room, event: Event) -> list[Firing]:
+        assert event.user is not None
+        if event.ts > room.last_order.get(event.user, event.ts - 1):
+            room.last_order[event.user] = event.ts
+        return []
+
+    def _on_online_count(self, room: Room, event: Event) -> list[Firing]:
+        count = event.count or 0
+        return [self._milestone(room, t, event.ts) for t in self._by_when[When.ONLINE_REACHED]
+                if t.source == "reported" and t.index not in room.fired and count >= t.count]
+
+    def _present_count_firings(self, room: Room, ts: int, firings: list[Firing]) -> None:
+        count = len(room.viewers)
+        firings.extend(self._milestone(room, t, ts) for t in self._by_when[When.ONLINE_REACHED]
+                       if t.source == "present" and t.index not in room.fired and count >= t.count)
+
+    def _milestone(self, room: Room, trigger: Trigger, ts: int) -> Firing:
+        room.fired.add(trigger.index)
+        return Firing(trigger, str(ts), ts)
+
+    def _on_transcript(self, room: Room, event: Event) -> list[Firing]:
+        firings = []
+        for trigger in self._by_when[When.HOST_SAYS]:
+            last = room.last_fired.get(trigger.index)
+            if last is not None and event.ts - last < trigger.cooldown_ms:
+                continue
+            if self._phrases[trigger.index].matches(event.text or ""):
+                room.last_fired[trigger.index] = event.ts
+                firings.append(Firing(trigger, f"{room.next_firing(trigger.index)}@{event.ts}", event.ts))
+        return firings
+
+    def _on_flash_sale(self, room: Room, event: Event) -> list[Firing]:
+        room.sales_started += 1
+        room.sales.append(FlashSale(room.sales_started, event.ts, event.ts + event.duration))
+        return []
+
+    def _comment_firings(self, room: Room, user: str, text: str, ts: int, firings: list[Firing]) -> None:
+        for trigger in self._by_when[When.COMMENT]:
+            decided = room.decided_for(trigger.index)
+            if user not in decided and self._keywords[trigger.index].matches(text):
+                decided.add(user)
+                firings.append(Firing(trigger, "", ts, (user,)))
+
+    def _flash_firings(self, room: Room, user: str, ts: int, firings: list[Firing]) -> None:
+        room.sales = [sale for sale in room.sales if ts < sale.ends]
+        for sale in room.sales:
+            if ts < sale.starts:
+                continue
+            for trigger in self._by_when[When.FLASH_SALE]:
+                key = f"{trigger.index}:{user}"
+                if key not in sale.served:
+                    sale.served.add(key)
+                    firings.append(Firing(trigger, f"sale{sale.number}@{sale.starts}", ts, (user,)))
+
+    def _dwell_firing(self, room_name: str, user: str, joined_at: int, broadcast: int, index: int,
+                      due: int) -> Firing | None:
+        room = self.rooms[room_name]
+        if room.broadcast != broadcast:
+            return None
+        viewer = room.present(user, due)
+        if viewer is None or viewer.joined_at != joined_at:
+            return None
+        decided = room.decided_for(index)
+        last_order = room.last_order.get(user)
+        if user in decided or (last_order is not None and joined_at <= last_order < due):
+            return None
+        decided.add(user)
+        return Firing(self.campaign.triggers[index], str(joined_at), due, (user,))
+
+    # -- from firings to decisions --------------------------------------------------------
+    def _decide(self, room: Room, firings: list[Firing]) -> list[Decision]:
+        if len(firings) > 1:
+            firings.sort(key=lambda f: f.trigger.index)
+        decisions: list[Decision] = []
+        for firing in firings:
+            if firing.trigger.name in self.paused:
+                continue
+            if firing.trigger.audience is Audience.LOTTERY:
+                decisions.extend(self._draw(room, firing))
+            else:
+                requests = [self._request(room, firing, user) for user in self._audience(room, firing)]
+                decisions.extend(self.store.issue(requests, self.campaign.limits))
+        return decisions
+
+    def _audience(self, room: Room, firing: Firing) -> Sequence[str]:
+        if firing.users is not None:
+            return firing.users
+        trigger, at = firing.trigger, firing.at
+        if trigger.audience is Audience.COMMENTERS:
+            since = at - trigger.within_ms
+            recent = [u for u, t in room.last_comment.items()
+                      if since <= t <= at and room.present(u, at) is not None]
+            return room.join_order(recent)
+        if trigger.audience is Audience.TOP_GIFTERS:
+            ranked = sorted(room.gifts.items(), key=lambda item: (-item[1][0], item[1][1]))
+            return [user for user, _ in ranked[:trigger.top]]
+        return room.present_users(at)
+
+    def _draw(self, room: Room, firing: Firing) -> list[Decision]:
+        trigger, limits = firing.trigger, self.campaign.limits
+        requests = {r.user: r for r in (self._request(room, firing, u) for u in room.present_users(firing.at))}
+        eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
+        k = min(trigger.winners, len(eligible))
+        draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
+        winners = draw.sample(eligible, k)
+        return self.store.issue([requests[user] for user in winners], limits)
+
+    def _request(self, room: Room, firing: Firing, user: str) -> IssueRequest:
+        trigger, campaign = firing.trigger, self.campaign
+        assert room.broadcast is not None
+        template = campaign.coupons[trigger.coupon]
+        experiment = self._experiments.get(trigger.name)
+        experiment_name = variant_name = None
+        if experiment is not None:
+            variant = assign(experiment, user)
+            experiment_name, variant_name = experiment.name, variant.name
+            template = campaign.coupons[variant.coupon] if variant.coupon is not None else None
+        coupon_id = coupon_id_for(campaign.campaign, room.name, room.broadcast, trigger.name, firing.firing, user)
+        return IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
+                            template, firing.at, experiment_name, variant_name)
+
+
+def apply_all(engine: Engine, events: Iterable[Event]) -> list[Decision]:
+    decisions: list[Decision] = []
+    for event in events:
+        decisions.extend(engine.apply(event))
+    return decisions

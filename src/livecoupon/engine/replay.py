@@ -1,0 +1,113 @@
+"""``livecoupon replay``: a recorded stream through a fresh engine on a simulated clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.decisions import Decision
+from livecoupon.domain.events import Event, EventError, parse_event
+from livecoupon.engine.engine import Engine
+from livecoupon.store.memory import MemoryStore
+from livecoupon.store.port import Store
+
+
+@dataclass(slots=True)
+class Rejected:
+    line: int
+    error: str
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    decisions: list[Decision] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    events: int = 0  # events applied (after dropping duplicates and bad lines)
+
+
+def read_events(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
+    """Parse a JSON-lines stream; blank lines are skipped but still counted."""
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            rejected.append(Rejected(number, f"not valid JSON: {exc}"))
+            continue
+        try:
+            events.append(parse_event(data))
+        except EventError as exc:
+            rejected.append(Rejected(number, str(exc)))
+    return events, rejected
+
+
+def replay_order(events: list[Event]) -> list[Event]:
+    """Drop later copies of an ``id`` (file order), then sort by ``ts`` (ties: file order)."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for event in events:
+        if event.id is not None:
+            key = (event.room, event.id)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(event)
+    kept.sort(key=lambda e: e.ts)
+    return kept
+
+
+def replay(campaign: Campaign, lines: Iterable[str], store: Store | None = None) -> ReplayResult:
+    events, rejected = read_events(lines)
+    ordered = replay_order(events)
+    engine = Engine(campaign, store if store is not None else MemoryStore())
+    result = ReplayResult(rejected=rejected, events=len(ordered))
+    decisions = result.decisions
+    apply = engine.apply
+    for event in ordered:
+        made = apply(event)
+        if made:
+            decisions.extend(made)
+    return result
+
+
+def _seconds(ms: int) -> int | float:
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def decision_record(decision: Decision) -> dict[str, Any]:
+    """One line of ``issued.jsonl`` or ``suppressed.jsonl`` (SPEC §6)."""
+    r = decision.request
+    record: dict[str, Any] = {"ts": _seconds(r.at), "room": r.room, "user": r.user, "trigger": r.trigger}
+    if decision.issued:
+        assert r.template is not None and decision.expires_at is not None
+        record.update(coupon=r.template.name, coupon_id=r.coupon_id, expires_at=_seconds(decision.expires_at))
+    else:
+        assert decision.reason is not None
+        record["reason"] = decision.reason.value
+    if r.experiment is not None:
+        record.update(experiment=r.experiment, variant=r.variant)
+    return record
+
+
+def _write_lines(path: Path, records: Iterator[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def write_outputs(result: ReplayResult, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_lines(out_dir / "issued.jsonl", (decision_record(d) for d in result.decisions if d.issued))
+    _write_lines(out_dir / "suppressed.jsonl", (decision_record(d) for d in result.decisions if not d.issued))
+    _write_lines(out_dir / "rejected.jsonl", ({"line": r.line, "error": r.error} for r in result.rejected))
+
+
+def open_events(path: Path) -> IO[str]:
+    return path.open("r", encoding="utf-8")

@@ -1,0 +1,102 @@
+"""What the engine remembers about one live room: its broadcast and its viewers."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+class Viewer:
+    """A viewer present in the room: when they joined and when they were last seen."""
+
+    __slots__ = ("joined_at", "last_seen")
+
+    def __init__(self, joined_at: int) -> None:
+        self.joined_at = joined_at
+        self.last_seen = joined_at
+
+
+@dataclass(slots=True)
+class FlashSale:
+    number: int  # its place among this broadcast's sales
+    starts: int
+    ends: int
+    served: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Room:
+    """State of one room. Per-broadcast parts are reset by :meth:`begin_broadcast`."""
+
+    name: str
+    timeout: int
+    broadcast: int | None = None  # start time (ms) of the open broadcast; None when off air
+    seen_any: bool = False
+    # Present viewers, least recently active first, so timeouts are found at the front.
+    viewers: OrderedDict[str, Viewer] = field(default_factory=OrderedDict)
+    seen_ids: set[str] = field(default_factory=set)
+    last_order: dict[str, int] = field(default_factory=dict)  # user -> latest order ts in this room
+    last_comment: dict[str, int] = field(default_factory=dict)
+    gifts: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (total fen, when reached)
+    decided: dict[int, set[str]] = field(default_factory=dict)  # trigger index -> users (once per broadcast)
+    fired: set[int] = field(default_factory=set)  # online_reached triggers fired this broadcast
+    last_fired: dict[int, int] = field(default_factory=dict)  # host_says trigger -> last firing ts
+    firings: dict[int, int] = field(default_factory=dict)  # trigger -> firings this broadcast
+    sales: list[FlashSale] = field(default_factory=list)
+    sales_started: int = 0
+
+    @property
+    def on_air(self) -> bool:
+        return self.broadcast is not None
+
+    def begin_broadcast(self, at: int) -> None:
+        self.end_broadcast()
+        self.broadcast = at
+        self.last_comment.clear()
+        self.gifts.clear()
+        self.decided.clear()
+        self.fired.clear()
+        self.last_fired.clear()
+        self.firings.clear()
+        self.sales_started = 0
+
+    def end_broadcast(self) -> None:
+        self.broadcast = None
+        self.viewers.clear()
+        self.sales.clear()
+
+    def expire(self, now: int) -> None:
+        """Drop viewers whose last activity is more than ``timeout`` before ``now``."""
+        viewers, horizon = self.viewers, now - self.timeout
+        while viewers:
+            user, viewer = next(iter(viewers.items()))
+            if viewer.last_seen >= horizon:
+                return
+            del viewers[user]
+
+    def present(self, user: str, at: int) -> Viewer | None:
+        viewer = self.viewers.get(user)
+        if viewer is None or at - viewer.last_seen > self.timeout:
+            return None
+        return viewer
+
+    def present_users(self, at: int) -> list[str]:
+        """Present users in ascending order of their current join (ties: user id)."""
+        horizon = at - self.timeout
+        present = [(v.joined_at, u) for u, v in self.viewers.items() if v.last_seen >= horizon]
+        present.sort()
+        return [u for _, u in present]
+
+    def join_order(self, users: list[str]) -> list[str]:
+        return sorted(users, key=lambda u: (self.viewers[u].joined_at, u))
+
+    def decided_for(self, trigger: int) -> set[str]:
+        users = self.decided.get(trigger)
+        if users is None:
+            users = self.decided[trigger] = set()
+        return users
+
+    def next_firing(self, trigger: int) -> int:
+        n = self.firings.get(trigger, 0)
+        self.firings[trigger] = n + 1
+        return n

@@ -1,0 +1,136 @@
+"""The in-memory store: replay's backend and the reference for the contract tests."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
+from livecoupon.domain.decisions import (Decision, IssueCounters, IssueRequest, cap_reason,
+                                         coupon_of, decide_one)
+from livecoupon.domain.orders import Order, OrderState
+from livecoupon.store.port import CampaignTotals, StoredAnswer
+
+
+class MemoryStore:
+    """Dictionaries behind one re-entrant lock; nothing outlives the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._counters: dict[str, IssueCounters] = defaultdict(IssueCounters)
+        self._decisions: dict[str, Decision] = {}
+        self._campaign_decisions: dict[str, list[Decision]] = defaultdict(list)
+        self._visited: set[tuple[str, str]] = set()
+        self._coupons: dict[str, Coupon] = {}
+        self._by_user: dict[str, list[str]] = defaultdict(list)
+        self._history: dict[str, list[HistoryEntry]] = defaultdict(list)
+        self._orders: dict[str, Order] = {}
+        self._answers: dict[str, StoredAnswer] = {}
+        self._events: list[dict[str, Any]] = []
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        with self._lock:
+            return [self._issue_one(request, limits) for request in requests]
+
+    def _issue_one(self, request: IssueRequest, limits: Limits) -> Decision:
+        known = self._decisions.get(request.coupon_id)
+        if known is not None:
+            return known
+        decision = decide_one(request, limits, self._counters[request.campaign])
+        self._decisions[request.coupon_id] = decision
+        self._campaign_decisions[request.campaign].append(decision)
+        if decision.issued:
+            coupon = coupon_of(decision)
+            self._coupons[coupon.coupon_id] = coupon
+            self._by_user[coupon.user].append(coupon.coupon_id)
+            self._history[coupon.coupon_id].append(
+                HistoryEntry(coupon.coupon_id, coupon.issued_at, CouponState.ISSUED, "issued"))
+        return decision
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        with self._lock:
+            return [r for r in requests if cap_reason(limits, self._counters[r.campaign], r) is None]
+
+    def mark_visited(self, campaign: str, user: str) -> bool:
+        key = (campaign, user)
+        with self._lock:
+            if key in self._visited:
+                return False
+            self._visited.add(key)
+            return True
+
+    def decisions(self, campaign: str) -> Iterator[Decision]:
+        with self._lock:
+            snapshot = list(self._campaign_decisions.get(campaign, ()))
+        return iter(snapshot)
+
+    def totals(self, campaign: str) -> CampaignTotals:
+        with self._lock:
+            counters = self._counters[campaign]
+            made = self._campaign_decisions.get(campaign, [])
+            issued = sum(1 for d in made if d.issued)
+            return CampaignTotals(counters.budget_spent, dict(counters.stock_used), issued, len(made) - issued)
+
+    def coupon(self, coupon_id: str) -> Coupon | None:
+        return self._coupons.get(coupon_id)
+
+    def coupons_of(self, user: str) -> list[Coupon]:
+        with self._lock:
+            return [self._coupons[cid] for cid in self._by_user.get(user, ())]
+
+    def history(self, coupon_id: str) -> list[HistoryEntry]:
+        with self._lock:
+            return list(self._history.get(coupon_id, ()))
+
+    def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
+        with self._lock:
+            stored = self._coupons.get(coupon.coupon_id)
+            if stored is None or stored.state is not expected:
+                return False
+            self._coupons[coupon.coupon_id] = coupon
+            self._history[coupon.coupon_id].append(entry)
+            return True
+
+    def insert_order(self, order: Order) -> bool:
+        with self._lock:
+            if order.order_id in self._orders:
+                return False
+            self._orders[order.order_id] = order
+            return True
+
+    def order(self, order_id: str) -> Order | None:
+        return self._orders.get(order_id)
+
+    def move_order(self, order: Order, expected: OrderState) -> bool:
+        with self._lock:
+            stored = self._orders.get(order.order_id)
+            if stored is None or stored.state is not expected:
+                return False
+            self._orders[order.order_id] = order
+            return True
+
+    def recall(self, key: str) -> StoredAnswer | None:
+        return self._answers.get(key)
+
+    def remember(self, key: str, answer: StoredAnswer) -> None:
+        with self._lock:
+            self._answers.setdefault(key, answer)
+
+    def append_events(self, events: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            self._events.extend(events)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        return iter(list(self._events))
+
+    def close(self) -> None:
+        pass

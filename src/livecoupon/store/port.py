@@ -1,0 +1,91 @@
+"""The store port: everything the core needs to keep, behind one Protocol.
+
+Backends (``memory``, ``sqlite``, later ``redis``/``postgres``) implement it and pass
+the same contract tests. Every limit and every state change moves atomically inside
+the backend: callers never read a counter and write it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
+from livecoupon.domain.decisions import Decision, IssueRequest
+from livecoupon.domain.orders import Order, OrderState
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """The first answer given to an idempotency key, returned again on repeats."""
+
+    fingerprint: str
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignTotals:
+    budget_spent: int  # fen
+    stock_used: dict[str, int]  # template -> coupons issued
+    issued: int
+    suppressed: int
+
+
+class Store(Protocol):
+    """The port. Methods called inside ``unit_of_work()`` commit together."""
+
+    def unit_of_work(self) -> AbstractContextManager[None]:
+        """A transaction: writes inside commit together, or not at all (SQLite)."""
+
+    # -- issuing (SPEC §4 steps 2-4) --------------------------------------------------
+    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        """Decide each request in order, atomically and idempotently.
+
+        A request whose ``coupon_id`` was decided before gets the recorded decision
+        back and changes nothing.
+        """
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        """The requests whose user passes ``per_user`` and ``min_interval`` now."""
+
+    def mark_visited(self, campaign: str, user: str) -> bool:
+        """Record that ``user`` joined a room of ``campaign``; True the first time."""
+
+    def decisions(self, campaign: str) -> Iterator[Decision]:
+        """Every decision of the campaign, in decision order."""
+
+    def totals(self, campaign: str) -> CampaignTotals: ...
+
+    # -- the ledger ------------------------------------------------------------------
+    def coupon(self, coupon_id: str) -> Coupon | None: ...
+
+    def coupons_of(self, user: str) -> list[Coupon]: ...
+
+    def history(self, coupon_id: str) -> list[HistoryEntry]: ...
+
+    def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
+        """Compare-and-set: store ``coupon`` only if its stored state is ``expected``."""
+
+    def insert_order(self, order: Order) -> bool:
+        """Store a new order; False if the order id exists."""
+
+    def order(self, order_id: str) -> Order | None: ...
+
+    def move_order(self, order: Order, expected: OrderState) -> bool:
+        """Compare-and-set on the order's state."""
+
+    # -- idempotency keys and the event log -------------------------------------------
+    def recall(self, key: str) -> StoredAnswer | None: ...
+
+    def remember(self, key: str, answer: StoredAnswer) -> None: ...
+
+    def append_events(self, events: Iterable[dict[str, Any]]) -> None:
+        """Append accepted events to the durable log the engine is rebuilt from."""
+
+    def events(self) -> Iterator[dict[str, Any]]: ...
+
+    def close(self) -> None: ...

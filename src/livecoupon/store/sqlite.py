@@ -1,0 +1,356 @@
+"""The embedded store: one SQLite file in WAL mode, safe across threads and processes.
+
+Every unit of work is a ``BEGIN IMMEDIATE`` transaction, so writers are serialised by
+SQLite's own lock, and counters still move by conditional writes (``… WHERE issued =
+:seen``): a write that finds the row changed under it fails loudly instead of
+over-issuing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, HistoryEntry, Scope, Terms
+from livecoupon.domain.decisions import (Decision, IssueCounters, IssueRequest, Reason, cap_reason,
+                                         coupon_of, decide_one)
+from livecoupon.domain.orders import Order, OrderState
+from livecoupon.domain.pricing import CartLine
+from livecoupon.store.port import CampaignTotals, StoredAnswer
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY, coupon_id TEXT NOT NULL UNIQUE, campaign TEXT NOT NULL,
+    room TEXT NOT NULL, broadcast INTEGER NOT NULL, trigger TEXT NOT NULL, user TEXT NOT NULL,
+    template TEXT, at INTEGER NOT NULL, reason TEXT, expires_at INTEGER,
+    experiment TEXT, variant TEXT);
+CREATE INDEX IF NOT EXISTS decisions_by_campaign ON decisions (campaign, seq);
+CREATE TABLE IF NOT EXISTS coupons (
+    coupon_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, room TEXT NOT NULL,
+    broadcast INTEGER NOT NULL, trigger TEXT NOT NULL, user TEXT NOT NULL,
+    template TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL, threshold INTEGER NOT NULL,
+    amount INTEGER NOT NULL, percent_tenths INTEGER NOT NULL, max_discount INTEGER,
+    scope TEXT NOT NULL, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    state TEXT NOT NULL, order_id TEXT, reserved_until INTEGER);
+CREATE INDEX IF NOT EXISTS coupons_by_user ON coupons (user, issued_at);
+CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON coupons (campaign, room, broadcast, user);
+CREATE INDEX IF NOT EXISTS coupons_by_time ON coupons (campaign, issued_at);
+CREATE TABLE IF NOT EXISTS coupon_history (
+    seq INTEGER PRIMARY KEY, coupon_id TEXT NOT NULL, at INTEGER NOT NULL, state TEXT NOT NULL,
+    action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS history_by_coupon ON coupon_history (coupon_id, seq);
+CREATE TABLE IF NOT EXISTS template_stock (
+    campaign TEXT NOT NULL, template TEXT NOT NULL, issued INTEGER NOT NULL,
+    PRIMARY KEY (campaign, template)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS campaign_budget (
+    campaign TEXT PRIMARY KEY, spent INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS visits (
+    campaign TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (campaign, user)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY, user TEXT NOT NULL, cart TEXT NOT NULL, coupon_id TEXT,
+    subtotal INTEGER NOT NULL, discount INTEGER NOT NULL, payable INTEGER NOT NULL,
+    state TEXT NOT NULL, created_at INTEGER NOT NULL, reserved_until INTEGER);
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
+    body TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+_CHUNK = 900  # stays under SQLite's bound-parameter limit
+_SMALL_BATCH = 64
+
+COUPON_COLUMNS = ("coupon_id, campaign, room, broadcast, trigger, user, template, title, kind, "
+                  "threshold, amount, percent_tenths, max_discount, scope, issued_at, expires_at, "
+                  "state, order_id, reserved_until")
+
+
+class ConcurrentUpdate(RuntimeError):
+    """A conditional write found its row changed under it: the transaction is rolled back."""
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqliteStore:
+    """The store on one SQLite file. Each thread gets its own connection."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with self.unit_of_work():
+            self._db.executescript("SAVEPOINT schema;" + SCHEMA + "RELEASE schema;")
+
+    # -- connections and transactions --------------------------------------------------
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db, self._local.depth = db, 0
+            with self._all_lock:
+                self._all.append(db)
+        return db
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        db = self._db
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        db.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def close(self) -> None:
+        with self._all_lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- issuing -----------------------------------------------------------------------
+    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        if not requests:
+            return []
+        with self.unit_of_work():
+            known = self._known_decisions(requests)
+            fresh = [r for r in requests if r.coupon_id not in known]
+            counters = self._load_counters(fresh, limits)
+            before = IssueCounters(stock_used=dict(counters.stock_used), budget_spent=counters.budget_spent)
+            made: dict[str, Decision] = {}
+            for request in fresh:
+                if request.coupon_id not in made:
+                    made[request.coupon_id] = decide_one(request, limits, counters)
+            self._write_decisions(list(made.values()))
+            self._move_supply_counters(fresh[0].campaign if fresh else "", before, counters)
+            return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        with self.unit_of_work():
+            counters = self._load_counters(requests, limits)
+            return [r for r in requests if cap_reason(limits, counters, r) is None]
+
+    def _known_decisions(self, requests: Sequence[IssueRequest]) -> dict[str, Decision]:
+        by_id = {r.coupon_id: r for r in requests}
+        known: dict[str, Decision] = {}
+        for chunk in _chunks(list(by_id)):
+            rows = self._db.execute(
+                f"SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})",
+                chunk)
+            for coupon_id, reason, expires_at in rows:
+                known[coupon_id] = Decision(by_id[coupon_id], Reason(reason) if reason else None, expires_at)
+        return known
+
+    def _load_counters(self, requests: Sequence[IssueRequest], limits: Limits) -> IssueCounters:
+        counters = IssueCounters()
+        if not requests:
+            return counters
+        campaign = requests[0].campaign
+        assert all(r.campaign == campaign for r in requests), "one campaign per batch"
+        if limits.per_user is not None:
+            self._load_broadcast_counts(requests, counters)
+        if limits.min_interval_ms is not None:
+            self._load_last_issued(requests, limits.min_interval_ms, counters)
+        for name in {r.template.name for r in requests if r.template is not None}:
+            row = self._db.execute("SELECT issued FROM template_stock WHERE campaign=? AND template=?",
+                                   (campaign, name)).fetchone()
+            counters.stock_used[name] = row[0] if row else 0
+        row = self._db.execute("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
+        counters.budget_spent = row[0] if row else 0
+        return counters
+
+    def _load_broadcast_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
+        campaign = requests[0].campaign
+        for room, broadcast in {(r.room, r.broadcast) for r in requests}:
+            users = sorted({r.user for r in requests if (r.room, r.broadcast) == (room, broadcast)})
+            base = ("SELECT user, count(*) FROM coupons WHERE campaign=? AND room=? AND broadcast=?")
+            if len(users) <= _SMALL_BATCH:
+                rows: Iterable[tuple[str, int]] = self._db.execute(
+                    f"{base} AND user IN ({_marks(len(users))}) GROUP BY user", (campaign, room, broadcast, *users))
+            else:
+                rows = self._db.execute(f"{base} GROUP BY user", (campaign, room, broadcast))
+            counters.in_broadcast.update(((room, broadcast, user), n) for user, n in rows)
+
+    def _load_last_issued(self, requests: Sequence[IssueRequest], interval: int, counters: IssueCounters) -> None:
+        campaign = requests[0].campaign
+        users = sorted({r.user for r in requests})
+        if len(users) <= _SMALL_BATCH:
+            rows: Iterable[tuple[str, int]] = self._db.execute(
+                f"SELECT user, max(issued_at) FROM coupons WHERE user IN ({_marks(len(users))}) "
+                "AND campaign=? GROUP BY user", (*users, campaign))
+        else:
+            since = min(r.at for r in requests) - interval
+            rows = self._db.execute("SELECT user, max(issued_at) FROM coupons WHERE campaign=? AND issued_at > ? "
+                                    "GROUP BY user", (campaign, since))
+        counters.last_issued.update(rows)
+
+    def _write_decisions(self, made: Sequence[Decision]) -> None:
+        db = self._db
+        db.executemany(
+            "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, user, template, at, reason, "
+            "expires_at, experiment, variant) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(r.coupon_id, r.campaign, r.room, r.broadcast, r.trigger, r.user,
+              r.template.name if r.template else None, r.at, d.reason.value if d.reason else None,
+              d.expires_at, r.experiment, r.variant) for d in made for r in (d.request,)])
+        coupons = [coupon_of(d) for d in made if d.issued]
+        db.executemany(f"INSERT INTO coupons ({COUPON_COLUMNS}) VALUES ({_marks(19)})",
+                       [_coupon_row(c, d.request.broadcast) for c, d in
+                        zip(coupons, (d for d in made if d.issued))])
+        db.executemany("INSERT INTO coupon_history (coupon_id, at, state, action) VALUES (?,?,'issued','issued')",
+                       [(c.coupon_id, c.issued_at) for c in coupons])
+
+    def _move_supply_counters(self, campaign: str, before: IssueCounters, after: IssueCounters) -> None:
+        db = self._db
+        for template, used in after.stock_used.items():
+            seen = before.stock_used.get(template, 0)
+            if used == seen:
+                continue
+            db.execute("INSERT OR IGNORE INTO template_stock VALUES (?, ?, 0)", (campaign, template))
+            moved = db.execute("UPDATE template_stock SET issued = ? WHERE campaign=? AND template=? AND issued=?",
+                               (used, campaign, template, seen)).rowcount
+            if moved != 1:
+                raise ConcurrentUpdate(f"stock of {template} changed under the writer")
+        if after.budget_spent != before.budget_spent:
+            db.execute("INSERT OR IGNORE INTO campaign_budget VALUES (?, 0)", (campaign,))
+            moved = db.execute("UPDATE campaign_budget SET spent = ? WHERE campaign=? AND spent=?",
+                               (after.budget_spent, campaign, before.budget_spent)).rowcount
+            if moved != 1:
+                raise ConcurrentUpdate(f"budget of {campaign} changed under the writer")
+
+    def mark_visited(self, campaign: str, user: str) -> bool:
+        with self.unit_of_work():
+            cur = self._db.execute("INSERT OR IGNORE INTO visits VALUES (?, ?)", (campaign, user))
+            return cur.rowcount == 1
+
+    def decisions(self, campaign: str) -> Iterator[Decision]:
+        rows = self._db.execute(
+            "SELECT d.coupon_id, d.campaign, d.room, d.broadcast, d.trigger, d.user, d.at, d.reason, d.expires_at, "
+            "d.experiment, d.variant, d.template FROM decisions d WHERE campaign=? ORDER BY seq", (campaign,))
+        for (coupon_id, camp, room, broadcast, trigger, user, at, reason, expires_at,
+             experiment, variant, template) in rows.fetchall():
+            request = IssueRequest(coupon_id, camp, room, broadcast, trigger, user, None, at, experiment, variant)
+            yield Decision(request, Reason(reason) if reason else None, expires_at)
+
+    def totals(self, campaign: str) -> CampaignTotals:
+        db = self._db
+        stock = dict(db.execute("SELECT template, issued FROM template_stock WHERE campaign=?", (campaign,)))
+        spent = db.execute("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
+        issued, suppressed = db.execute(
+            "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL) "
+            "FROM decisions WHERE campaign=?", (campaign,)).fetchone()
+        return CampaignTotals(spent[0] if spent else 0, stock, issued, suppressed)
+
+    # -- the ledger --------------------------------------------------------------------
+    def coupon(self, coupon_id: str) -> Coupon | None:
+        row = self._db.execute(f"SELECT {COUPON_COLUMNS} FROM coupons WHERE coupon_id=?", (coupon_id,)).fetchone()
+        return _coupon_from_row(row) if row else None
+
+    def coupons_of(self, user: str) -> list[Coupon]:
+        rows = self._db.execute(f"SELECT {COUPON_COLUMNS} FROM coupons WHERE user=? ORDER BY issued_at, coupon_id",
+                                (user,))
+        return [_coupon_from_row(row) for row in rows]
+
+    def history(self, coupon_id: str) -> list[HistoryEntry]:
+        rows = self._db.execute("SELECT coupon_id, at, state, action, order_id, detail FROM coupon_history "
+                                "WHERE coupon_id=? ORDER BY seq", (coupon_id,))
+        return [HistoryEntry(cid, at, CouponState(state), action, order_id, json.loads(detail))
+                for cid, at, state, action, order_id, detail in rows]
+
+    def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
+        with self.unit_of_work():
+            moved = self._db.execute(
+                "UPDATE coupons SET state=?, order_id=?, reserved_until=? WHERE coupon_id=? AND state=?",
+                (coupon.state.value, coupon.order_id, coupon.reserved_until, coupon.coupon_id, expected.value))
+            if moved.rowcount != 1:
+                return False
+            self._db.execute(
+                "INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
+                (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
+                 json.dumps(entry.detail, ensure_ascii=False)))
+            return True
+
+    def insert_order(self, order: Order) -> bool:
+        cart = json.dumps([[line.product, line.category, line.price, line.qty] for line in order.cart],
+                          ensure_ascii=False)
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (order.order_id, order.user, cart, order.coupon_id, order.subtotal, order.discount, order.payable,
+             order.state.value, order.created_at, order.reserved_until))
+        return cur.rowcount == 1
+
+    def order(self, order_id: str) -> Order | None:
+        row = self._db.execute("SELECT * FROM orders WHERE order_id=?", (order_id,)).fetchone()
+        if row is None:
+            return None
+        order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until = row
+        lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in json.loads(cart))
+        return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state),
+                     created_at, reserved_until)
+
+    def move_order(self, order: Order, expected: OrderState) -> bool:
+        cur = self._db.execute("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",
+                               (order.state.value, order.reserved_until, order.order_id, expected.value))
+        return cur.rowcount == 1
+
+    # -- idempotency keys and the event log ----------------------------------------------
+    def recall(self, key: str) -> StoredAnswer | None:
+        row = self._db.execute("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
+        return StoredAnswer(row[0], row[1], json.loads(row[2])) if row else None
+
+    def remember(self, key: str, answer: StoredAnswer) -> None:
+        self._db.execute("INSERT OR IGNORE INTO answers VALUES (?,?,?,?)",
+                         (key, answer.fingerprint, answer.status, json.dumps(answer.body, ensure_ascii=False)))
+
+    def append_events(self, events: Iterable[dict[str, Any]]) -> None:
+        self._db.executemany("INSERT INTO events (body) VALUES (?)",
+                             [(json.dumps(e, ensure_ascii=False, separators=(",", ":")),) for e in events])
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for (body,) in self._db.execute("SELECT body FROM events ORDER BY seq"):
+            yield json.loads(body)
+
+
+def _coupon_row(c: Coupon, broadcast: int) -> tuple[Any, ...]:
+    t = c.terms
+    return (c.coupon_id, c.campaign, c.room, broadcast, c.trigger, c.user, c.template, c.title, t.kind.value,
+            t.threshold, t.amount, t.percent_tenths, t.max_discount,
+            json.dumps(t.scope.to_json(), ensure_ascii=False), c.issued_at, c.expires_at, c.state.value,
+            c.order_id, c.reserved_until)
+
+
+def _coupon_from_row(row: Sequence[Any]) -> Coupon:
+    (coupon_id, campaign, room, _broadcast, trigger, user, template, title, kind, threshold, amount,
+     percent_tenths, max_discount, scope, issued_at, expires_at, state, order_id, reserved_until) = row
+    terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
+    return Coupon(coupon_id, user, campaign, template, title, terms, issued_at, expires_at, CouponState(state),
+                  order_id, reserved_until, room, trigger)
