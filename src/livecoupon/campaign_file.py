@@ -145,7 +145,7 @@ def parse_campaign(text: str) -> Campaign:
     try:
         model = CampaignModel.model_validate(data)
     except ValidationError as exc:
-        raise CampaignError(_shape_errors(exc)) from None
+        raise CampaignError(_shape_errors(exc, data)) from None
     return _Builder(model).build()
 
 
@@ -159,11 +159,38 @@ def _path(loc: Iterable[int | str]) -> str:
 _CLEAR = {"extra_forbidden": "unknown key", "missing": "required"}
 
 
-def _shape_errors(exc: ValidationError) -> list[str]:
+def _file_loc(data: Any, err: Any) -> list[int | str]:
+    """The error's location in the file: pydantic's loc without its union-member tags
+    (``literal['all']``, ``ScopeModel``), told apart by walking the data itself, so a
+    coupon that happens to be called ``int`` keeps its name in the path."""
+    loc: list[int | str] = []
+    parts = list(err["loc"])
+    node = data
+    for i, part in enumerate(parts):
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            loc.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and part in node:
+            loc.append(part)
+            node = node[part]
+        elif i == len(parts) - 1 and err["type"] == "missing":
+            loc.append(part)
+    return loc
+
+
+def _is_stray_branch(err: Any) -> bool:
+    """A scalar-literal branch of a union (``"all"``, ``"*"``) failing on a mapping or list:
+    the writer meant the structured form, whose own errors say what is wrong."""
+    tagged = any(isinstance(p, str) and p.startswith("literal[") for p in err["loc"])
+    return tagged and isinstance(err["input"], (dict, list))
+
+
+def _shape_errors(exc: ValidationError, data: Any) -> list[str]:
     errors = []
     for err in exc.errors(include_url=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and (p.startswith(("literal[", "function-")) or p in {
-            "ScopeModel", "list[str]", "int", "float", "str"}))]
+        if _is_stray_branch(err):
+            continue
+        loc = _file_loc(data, err)
         message = _CLEAR.get(err["type"], err["msg"])
         if err["type"].startswith("value_error"):
             message = str(err.get("ctx", {}).get("error", message))

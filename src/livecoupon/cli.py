@@ -113,6 +113,33 @@ def replay(
               f"{len(result.rejected):,} rejected → {out_dir}", highlight=False)
 
 
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    db: Annotated[Path, typer.Option("--db", help="SQLite file of the embedded store")] = Path("livecoupon.db"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """启动服务 / Run the service on the embedded store (a SQLite file)."""
+    import uvicorn
+
+    from livecoupon.bootstrap import api_key_from_env, build_app
+
+    campaign = _campaign_or_exit(config)
+    api_key, generated = api_key_from_env()
+    try:
+        application = build_app(campaign, db, api_key)
+    except Exception as exc:  # sqlite3 raises a handful of types for an unusable file
+        err.print(f"无法打开数据库 / cannot open the store {db}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    err.print(f"livecoupon 服务 / serving campaign [bold]{campaign.campaign}[/] on http://{host}:{port} "
+              f"(store: {db})", highlight=False)
+    if generated:
+        err.print(f"运营密钥 / operator API key (set LIVECOUPON_API_KEY to choose one): {api_key}",
+                  markup=False, highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app(prog_name="livecoupon")
 

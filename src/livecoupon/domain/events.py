@@ -58,16 +58,30 @@ class Event:
         return f"Event({fields})"
 
 
+# How far from a half millisecond ``ts * 1000`` may land through float error alone: a
+# double carries ~16 significant digits, so an epoch time (~1.7e12 ms) is only good to
+# ~1e-3 ms. Inside this band the decimal value the sender wrote decides.
+_HALF_MS_BAND = 0.01
+
+
 def ts_to_ms(ts: float) -> int:
     """Event seconds to integer ms, rounding half to even on the decimal value."""
     if isinstance(ts, int):
         return ts * 1000
     scaled = ts * 1000
-    floor = math.floor(scaled)
-    if abs(scaled - floor - 0.5) > 1e-6:
+    if not math.isfinite(scaled):
+        raise OverflowError("time out of range")
+    if abs(scaled - math.floor(scaled) - 0.5) > _HALF_MS_BAND:
         return round(scaled)
     exact = Decimal(repr(ts)) * 1000
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _millis(data: dict[str, Any], key: str) -> int:
+    try:
+        return ts_to_ms(_number(data, key))
+    except OverflowError:
+        raise EventError(key, "out of range") from None
 
 
 def _number(data: dict[str, Any], key: str) -> float | int:
@@ -100,8 +114,8 @@ def _optional_string(data: dict[str, Any], key: str) -> str | None:
 
 
 def _count(data: dict[str, Any], key: str, default: int | None = None) -> int:
-    if data.get(key) is None and default is not None and key not in data:
-        return default
+    if data.get(key) is None and default is not None:
+        return default  # an optional field left out or null takes its default, like the other optional fields
     value = _number(data, key)
     if value != int(value):
         raise EventError(key, "must be a whole number")
@@ -126,7 +140,7 @@ def parse_event(data: Any) -> Event:
     if kind not in TYPES:
         raise EventError("type", f"unknown event type {kind!r}")
     room = _string(data, "room", non_empty=True)
-    ts = ts_to_ms(_number(data, "ts"))
+    ts = _millis(data, "ts")
     event = Event(kind, room, ts, id=_optional_string(data, "id"), raw=data)
     if kind in VIEWER_TYPES:
         event.user = _string(data, "user", non_empty=True)
@@ -161,10 +175,9 @@ def _online_count(data: dict[str, Any], event: Event) -> None:
 
 
 def _flash_sale(data: dict[str, Any], event: Event) -> None:
-    seconds = _number(data, "duration")
-    if seconds <= 0:
+    if _number(data, "duration") <= 0:
         raise EventError("duration", "must be > 0")
-    event.duration = ts_to_ms(seconds)
+    event.duration = _millis(data, "duration")
     event.product = _optional_string(data, "product")
 
 

@@ -22,4 +22,5 @@ def assign(experiment: Experiment, user: str) -> Variant:
         running += variant.weight
         if b < running / total:
             return variant
-    return experiment.variants[-1]
+    # Only float rounding of the running sum can land here; a weight-0 variant is never chosen.
+    return next(v for v in reversed(experiment.variants) if v.weight > 0)

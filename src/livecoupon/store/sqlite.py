@@ -92,8 +92,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        with self.unit_of_work():
-            self._db.executescript("SAVEPOINT schema;" + SCHEMA + "RELEASE schema;")
+        self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
 
     # -- connections and transactions --------------------------------------------------
     @property

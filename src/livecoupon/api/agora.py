@@ -1,0 +1,46 @@
+"""``POST /v1/integrations/agora/ncs``: Agora NCS channel-event callbacks in, livecoupon events out.
+
+Agora counts a callback as delivered only on a 200 within 10 seconds and otherwise resends it, so this
+endpoint does nothing slow: verify, map, hand the events to ``submit`` (applied in-process), answer.
+A resent notice keeps its ``noticeId``, hence its event ``id``, and is ignored by the event-id rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from livecoupon.integrations.agora import SIGNATURE_V2_HEADER, NoticeError, parse_notice, to_events, verify_signature
+
+NCS_PATH = "/v1/integrations/agora/ncs"
+
+Submit = Callable[[list[dict[str, Any]]], Awaitable[object]]
+
+
+def agora_router(secret: str, submit: Submit) -> APIRouter:
+    """A router receiving Agora NCS notices signed with ``secret`` and passing their events to ``submit``."""
+    if not secret:
+        raise ValueError("the Agora NCS secret is empty: set LIVECOUPON_AGORA_SECRET")
+    router = APIRouter()
+
+    @router.post(NCS_PATH)
+    async def receive_agora_notice(request: Request) -> JSONResponse:
+        body = await request.body()
+        if not verify_signature(body, request.headers, secret):
+            return _error(401, "bad_signature", "the notice is not signed with the configured Agora NCS secret",
+                          SIGNATURE_V2_HEADER)
+        try:
+            events = to_events(parse_notice(body))
+        except NoticeError as exc:
+            return _error(422, exc.code, str(exc), exc.field)
+        await submit(events)
+        return JSONResponse({"ok": True, "events": len(events)})
+
+    return router
+
+
+def _error(status: int, code: str, message: str, field: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)

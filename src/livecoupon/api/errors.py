@@ -1,0 +1,52 @@
+"""Errors to answers, in one place: ``{"error": {"code", "message", "field"}}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from livecoupon.errors import LivecouponError
+
+
+def _field(loc: tuple[int | str, ...]) -> str | None:
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None
+
+
+def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+async def _ours(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LivecouponError)
+    return JSONResponse(exc.to_json(), status_code=exc.status)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "malformed request", "type": "malformed"}
+    field = _field(tuple(first.get("loc", ())))
+    code = "invalid_json" if first.get("type") == "json_invalid" else "malformed"
+    if field is None:
+        field, hint = "body", " (send a JSON object with Content-Type: application/json)"
+    else:
+        hint = ""
+    message = f"{field}: {first['msg']}{hint}"
+    return JSONResponse(error_body(code, message, field), status_code=422)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail), None), status_code=exc.status_code)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(LivecouponError, _ours)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)

@@ -1,0 +1,29 @@
+"""The one place that wires things together and opens connections."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from livecoupon.api.app import create_app
+from livecoupon.domain.campaign import Campaign
+from livecoupon.service import LiveService
+from livecoupon.store.sqlite import SqliteStore
+
+
+def build_service(campaign: Campaign, db: str | Path) -> LiveService:
+    return LiveService(campaign, SqliteStore(db))
+
+
+def api_key_from_env() -> tuple[str, bool]:
+    """The operator API key, and whether it was generated for this run."""
+    key = os.environ.get("LIVECOUPON_API_KEY")
+    return (key, False) if key else (secrets.token_urlsafe(24), True)
+
+
+def build_app(campaign: Campaign, db: str | Path, api_key: str) -> FastAPI:
+    service = build_service(campaign, db)
+    return create_app(service, api_key=api_key, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"))

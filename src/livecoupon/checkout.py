@@ -1,0 +1,216 @@
+"""Checkout: quotes, orders and what they do to coupons (SPEC §5).
+
+Every state-changing call takes an idempotency key; the first answer given to a key
+(success or refusal) is stored in the same transaction as the change and returned
+again for every repeat. Coupon and order states move by compare-and-set in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from livecoupon.delivery.messages import iso
+from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_state
+from livecoupon.domain.money import fen_to_yuan
+from livecoupon.domain.orders import RESERVATION_MS, Order, OrderState
+from livecoupon.domain.pricing import CartLine, Quote, cart_total, quote, usable_quotes
+from livecoupon.errors import Malformed, NotFound, Refused
+from livecoupon.store.port import Store, StoredAnswer
+
+Answer = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteResult:
+    best: Quote | None
+    usable: list[Quote]
+    subtotal: int
+
+
+def quote_json(q: Quote) -> dict[str, Any]:
+    c = q.coupon
+    return {"coupon_id": c.coupon_id, "title": c.title, "discount": fen_to_yuan(q.discount),
+            "payable": fen_to_yuan(q.payable), "in_scope": fen_to_yuan(q.in_scope)}
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return {"order_id": order.order_id, "user": order.user, "state": order.state.value,
+            "coupon_id": order.coupon_id, "subtotal": fen_to_yuan(order.subtotal),
+            "discount": fen_to_yuan(order.discount), "payable": fen_to_yuan(order.payable),
+            "created_at": iso(order.created_at),
+            "reserved_until": None if order.reserved_until is None else iso(order.reserved_until)}
+
+
+class Checkout:
+    """Quotes carts and moves orders; ``clock`` gives the service's time in ms."""
+
+    def __init__(self, store: Store, clock: Callable[[], int], reservation_ms: int = RESERVATION_MS) -> None:
+        self.store = store
+        self.clock = clock
+        self.reservation_ms = reservation_ms
+
+    # -- reading ------------------------------------------------------------------------
+    def coupons_of(self, user: str) -> list[Coupon]:
+        return self.store.coupons_of(user)
+
+    def quote(self, user: str, cart: Sequence[CartLine]) -> QuoteResult:
+        quotes = usable_quotes(self.store.coupons_of(user), cart, self.clock())
+        return QuoteResult(quotes[0] if quotes else None, quotes, cart_total(cart))
+
+    def order(self, order_id: str) -> Order:
+        order = self.store.order(order_id)
+        if order is None:
+            raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
+        return order
+
+    # -- changing -----------------------------------------------------------------------
+    def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
+                     key: str) -> Answer:
+        request = {"op": "create", "order_id": order_id, "user": user, "coupon_id": coupon_id,
+                   "cart": [[line.product, line.category, line.price, line.qty] for line in cart]}
+        return self._once(key, request, lambda: self._create(order_id, user, tuple(cart), coupon_id))
+
+    def pay(self, order_id: str, key: str) -> Answer:
+        return self._once(key, {"op": "pay", "order_id": order_id}, lambda: self._pay(order_id))
+
+    def cancel(self, order_id: str, key: str) -> Answer:
+        return self._once(key, {"op": "cancel", "order_id": order_id}, lambda: self._cancel(order_id))
+
+    def refund(self, order_id: str, key: str) -> Answer:
+        return self._once(key, {"op": "refund", "order_id": order_id}, lambda: self._refund(order_id))
+
+    def _once(self, key: str, request: dict[str, Any], act: Callable[[], Answer]) -> Answer:
+        if not key:
+            raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
+        fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        with self.store.unit_of_work():
+            seen = self.store.recall(key)
+            if seen is not None:
+                if seen.fingerprint != fingerprint:
+                    raise Malformed("idempotency_key_reused",
+                                    f"idempotency_key {key!r} was already used for a different request",
+                                    "idempotency_key")
+                return seen.status, seen.body
+            try:
+                status, body = act()
+            except (Refused, NotFound) as refusal:
+                status, body = refusal.status, refusal.to_json()
+            self.store.remember(key, StoredAnswer(fingerprint, status, body))
+            return status, body
+
+    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str | None) -> Answer:
+        now = self.clock()
+        if self.store.order(order_id) is not None:
+            raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
+        subtotal = cart_total(cart)
+        if coupon_id is None:
+            order = Order(order_id, user, cart, None, subtotal, 0, subtotal, OrderState.CREATED, now)
+        else:
+            priced = self._reserve(order_id, user, cart, coupon_id, now)
+            order = Order(order_id, user, cart, coupon_id, subtotal, priced.discount, priced.payable,
+                          OrderState.CREATED, now, now + self.reservation_ms)
+        if not self.store.insert_order(order):
+            raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
+        return 201, order_json(order)
+
+    def _reserve(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str, now: int) -> Quote:
+        coupon = self._current(coupon_id, now)
+        if coupon is None:
+            raise Refused("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+        if coupon.user != user:
+            raise Refused("not_your_coupon", f"coupon {coupon_id!r} belongs to another user", "coupon_id")
+        state = coupon.effective_state(now)
+        if state is not CouponState.ISSUED:
+            raise Refused(f"coupon_{state.value}", f"coupon {coupon_id!r} is {state.value}", "coupon_id")
+        priced = quote(coupon, cart)
+        if priced is None:
+            raise Refused("coupon_not_applicable",
+                          f"coupon {coupon_id!r} needs an in-scope amount of at least "
+                          f"{fen_to_yuan(coupon.terms.threshold):.2f}", "coupon_id")
+        reserved = with_state(coupon, CouponState.RESERVED, order_id=order_id,
+                              reserved_until=now + self.reservation_ms)
+        entry = HistoryEntry(coupon_id, now, CouponState.RESERVED, "reserved", order_id)
+        if not self.store.move_coupon(reserved, CouponState.ISSUED, entry):
+            raise Refused("coupon_reserved", f"coupon {coupon_id!r} was just taken by another order", "coupon_id")
+        return priced
+
+    def _current(self, coupon_id: str, now: int) -> Coupon | None:
+        """The coupon with a lapsed reservation released (and its order marked lapsed)."""
+        coupon = self.store.coupon(coupon_id)
+        if coupon is None or coupon.state is not CouponState.RESERVED:
+            return coupon
+        if coupon.reserved_until is None or now <= coupon.reserved_until:
+            return coupon
+        self._lapse(coupon, now)
+        return self.store.coupon(coupon_id)
+
+    def _lapse(self, coupon: Coupon, at: int) -> None:
+        entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED, "lapsed", coupon.order_id)
+        self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.RESERVED, entry)
+        order = self.store.order(coupon.order_id) if coupon.order_id else None
+        if order is not None and order.state is OrderState.CREATED:
+            self.store.move_order(replace(order, state=OrderState.LAPSED), OrderState.CREATED)
+
+    def _pay(self, order_id: str) -> Answer:
+        now = self.clock()
+        order = self.order(order_id)
+        if order.state is not OrderState.CREATED:
+            raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}", "order_id")
+        if order.coupon_id is not None:
+            coupon = self._current(order.coupon_id, now)
+            if coupon is None or coupon.state is not CouponState.RESERVED or coupon.order_id != order_id:
+                raise Refused("reservation_lapsed",
+                              f"the coupon reservation of order {order_id!r} lapsed; create the order again",
+                              "order_id")
+            entry = HistoryEntry(coupon.coupon_id, now, CouponState.REDEEMED, "redeemed", order_id)
+            redeemed = with_state(coupon, CouponState.REDEEMED, order_id=order_id)
+            if not self.store.move_coupon(redeemed, CouponState.RESERVED, entry):
+                raise Refused("coupon_changed", f"coupon {coupon.coupon_id!r} changed during payment", "coupon_id")
+        paid = replace(order, state=OrderState.PAID, reserved_until=None)
+        if not self.store.move_order(paid, OrderState.CREATED):
+            raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
+        return 200, order_json(paid)
+
+    def _cancel(self, order_id: str) -> Answer:
+        now = self.clock()
+        order = self.order(order_id)
+        if order.state is not OrderState.CREATED:
+            hint = "; refund a paid order instead" if order.state is OrderState.PAID else ""
+            raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}{hint}",
+                          "order_id")
+        if order.coupon_id is not None:
+            coupon = self.store.coupon(order.coupon_id)
+            if coupon is not None and coupon.state is CouponState.RESERVED and coupon.order_id == order_id:
+                entry = HistoryEntry(coupon.coupon_id, now, CouponState.ISSUED, "released", order_id)
+                self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.RESERVED, entry)
+        cancelled = replace(order, state=OrderState.CANCELLED, reserved_until=None)
+        if not self.store.move_order(cancelled, OrderState.CREATED):
+            raise Refused("order_changed", f"order {order_id!r} changed during cancel", "order_id")
+        return 200, order_json(cancelled)
+
+    def _refund(self, order_id: str) -> Answer:
+        now = self.clock()
+        order = self.order(order_id)
+        if order.state is not OrderState.PAID:
+            raise Refused(f"order_{order.state.value}", f"only a paid order can be refunded; {order_id!r} is "
+                          f"{order.state.value}", "order_id")
+        coupon_back: bool | None = None
+        if order.coupon_id is not None:
+            coupon = self.store.coupon(order.coupon_id)
+            assert coupon is not None and coupon.state is CouponState.REDEEMED
+            coupon_back = not coupon.is_expired(now)
+            if coupon_back:
+                entry = HistoryEntry(coupon.coupon_id, now, CouponState.ISSUED, "refunded", order_id)
+                self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.REDEEMED, entry)
+            else:
+                entry = HistoryEntry(coupon.coupon_id, now, CouponState.REDEEMED, "refund_kept", order_id,
+                                     {"why": "expired"})
+                self.store.move_coupon(coupon, CouponState.REDEEMED, entry)
+        refunded = replace(order, state=OrderState.REFUNDED)
+        if not self.store.move_order(refunded, OrderState.PAID):
+            raise Refused("order_changed", f"order {order_id!r} changed during refund", "order_id")
+        return 200, order_json(refunded) | {"coupon_returned": coupon_back}

@@ -1,0 +1,65 @@
+"""What a viewer sees when a coupon arrives: the push message and its reason in words."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from livecoupon.domain.campaign import Campaign, When
+from livecoupon.domain.coupons import CouponKind, CouponTemplate
+from livecoupon.domain.decisions import Decision
+from livecoupon.domain.durations import format_duration
+from livecoupon.domain.money import fen_to_yuan, format_yuan
+
+
+def iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def coupon_words(t: CouponTemplate) -> str:
+    terms = t.terms
+    if terms.kind is CouponKind.NO_THRESHOLD:
+        return f"一张{format_yuan(terms.amount)}元无门槛券"
+    if terms.kind is CouponKind.THRESHOLD:
+        return f"一张满{format_yuan(terms.threshold)}减{format_yuan(terms.amount)}券"
+    return f"一张{(1000 - terms.percent_tenths) / 100:g}折券"
+
+
+def reason_words(campaign: Campaign, decision: Decision) -> str:
+    """Why the viewer got this coupon, as the popup says it (Chinese, then English)."""
+    request = decision.request
+    assert request.template is not None
+    trigger = next((t for t in campaign.triggers if t.name == request.trigger), None)
+    gift = coupon_words(request.template)
+    if trigger is None:
+        return f"直播间专属福利，送你{gift} / A gift from the live room"
+    words = {
+        When.FIRST_VISIT: f"欢迎第一次来直播间，送你{gift} / Welcome, first-time viewer",
+        When.DWELL: f"感谢观看{format_duration(trigger.after_ms).replace('m', '分钟').replace('h', '小时')}，"
+                    f"送你{gift} / Thanks for watching",
+        When.ONLINE_REACHED: f"直播间人数突破{trigger.count:,}，送你{gift} / The room passed {trigger.count:,} viewers",
+        When.HOST_SAYS: f"主播口令福利，送你{gift} / The host's passphrase coupon",
+        When.FLASH_SALE: f"限时秒杀进行中，送你{gift} / Flash sale on now",
+        When.COMMENT: f"感谢互动，送你{gift} / Thanks for joining the chat",
+    }
+    if trigger.when is When.HOST_SAYS and trigger.audience.value == "top_gifters":
+        return f"恭喜榜一，送你{gift} / Congratulations, top supporter"
+    return words[trigger.when]
+
+
+def coupon_message(campaign: Campaign, decision: Decision) -> dict[str, Any]:
+    """The ``{"type": "coupon", …}`` frame of SPEC §6."""
+    request, template = decision.request, decision.request.template
+    assert template is not None and decision.expires_at is not None
+    terms = template.terms
+    message: dict[str, Any] = {
+        "type": "coupon", "coupon_id": request.coupon_id, "title": template.title, "kind": terms.kind.value,
+        "threshold": fen_to_yuan(terms.threshold), "expires_at": iso(decision.expires_at),
+        "reason": reason_words(campaign, decision), "room": request.room, "trigger": request.trigger,
+    }
+    if terms.kind is CouponKind.PERCENT:
+        message["percent"] = terms.percent
+        message["max_discount"] = None if terms.max_discount is None else fen_to_yuan(terms.max_discount)
+    else:
+        message["amount"] = fen_to_yuan(terms.amount)
+    return message

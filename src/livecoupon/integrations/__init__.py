@@ -1,0 +1,1 @@
+"""Adapters that turn a live platform's own notifications into livecoupon events (SPEC §2)."""
