@@ -1,0 +1,153 @@
+"""The store port's contract, run against every backend (memory and a real SQLite file)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.coupons import CouponKind, CouponState, CouponTemplate, HistoryEntry, Terms, with_state
+from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
+from livecoupon.domain.orders import Order, OrderState
+from livecoupon.domain.pricing import CartLine
+from livecoupon.store.port import Store, StoredAnswer
+
+TEN = CouponTemplate("ten", "十元券", Terms(CouponKind.NO_THRESHOLD, amount=1000), valid_for_ms=600_000, stock=3)
+PCT = CouponTemplate("pct", "九折", Terms(CouponKind.PERCENT, percent_tenths=100, max_discount=2000),
+                     valid_until_ms=2_000_000)
+
+
+def request(user: str, *, at: int = 1_000_000, trigger: str = "t", firing: str = "", room: str = "r",
+            broadcast: int = 1, template: CouponTemplate | None = TEN, campaign: str = "c") -> IssueRequest:
+    cid = coupon_id_for(campaign, room, broadcast, trigger, firing, user)
+    return IssueRequest(cid, campaign, room, broadcast, trigger, user, template, at)
+
+
+def test_issue_creates_a_coupon_with_history(store: Store) -> None:
+    [decision] = store.issue([request("alice")], Limits())
+    assert decision.issued and decision.expires_at == 1_600_000
+    coupon = store.coupon(decision.request.coupon_id)
+    assert coupon is not None and coupon.user == "alice" and coupon.state is CouponState.ISSUED
+    assert coupon.terms.amount == 1000 and coupon.expires_at == 1_600_000
+    assert [h.action for h in store.history(coupon.coupon_id)] == ["issued"]
+    assert [c.coupon_id for c in store.coupons_of("alice")] == [coupon.coupon_id]
+
+
+def test_valid_until_sets_expiry_and_past_it_the_template_is_expired(store: Store) -> None:
+    ok, late = store.issue([request("a", template=PCT, at=1_999_999), request("b", template=PCT, at=2_000_001)],
+                           Limits())
+    assert ok.issued and ok.expires_at == 2_000_000
+    assert late.reason is Reason.TEMPLATE_EXPIRED
+
+
+def test_stock_is_never_exceeded(store: Store) -> None:
+    made = store.issue([request(f"u{i}") for i in range(5)], Limits())
+    assert [d.issued for d in made] == [True, True, True, False, False]
+    assert made[3].reason is Reason.OUT_OF_STOCK
+    assert store.totals("c").stock_used == {"ten": 3}
+
+
+def test_the_same_decision_is_never_issued_twice(store: Store) -> None:
+    first = store.issue([request("alice")], Limits())[0]
+    again = store.issue([request("alice"), request("alice")], Limits())
+    assert [d.issued for d in again] == [True, True]
+    assert all(d.request.coupon_id == first.request.coupon_id for d in again)
+    assert len(store.coupons_of("alice")) == 1
+    assert store.totals("c").stock_used == {"ten": 1}
+
+
+def test_a_recorded_suppression_is_returned_again(store: Store) -> None:
+    store.issue([request(f"u{i}") for i in range(3)], Limits())
+    [out] = store.issue([request("late")], Limits())
+    assert out.reason is Reason.OUT_OF_STOCK
+    [again] = store.issue([request("late")], Limits())
+    assert again.reason is Reason.OUT_OF_STOCK
+    assert store.totals("c").suppressed == 1
+
+
+def test_per_user_cap_counts_issued_coupons_in_the_broadcast(store: Store) -> None:
+    limits = Limits(per_user=2)
+    made = store.issue([request("a", trigger=f"t{i}") for i in range(3)], limits)
+    assert [d.reason for d in made] == [None, None, Reason.PER_USER_CAP]
+    [next_broadcast] = store.issue([request("a", trigger="t9", broadcast=2)], limits)
+    assert next_broadcast.issued
+
+
+def test_min_interval_is_campaign_wide_and_exact_gap_allows(store: Store) -> None:
+    limits = Limits(min_interval_ms=120_000)
+    a = store.issue([request("a", trigger="x", at=0)], limits)[0]
+    b = store.issue([request("a", trigger="y", at=119_999, room="other")], limits)[0]
+    c = store.issue([request("a", trigger="z", at=120_000, room="other")], limits)[0]
+    assert a.issued and b.reason is Reason.MIN_INTERVAL and c.issued
+
+
+def test_budget_allows_spending_exactly_up_to_it(store: Store) -> None:
+    limits = Limits(budget=3000)  # a percent coupon's face value is its max_discount (2000 fen)
+    made = store.issue([request("a", template=PCT), request("b", template=TEN), request("c", template=TEN)], limits)
+    assert [d.reason for d in made] == [None, None, Reason.OVER_BUDGET]
+    assert store.totals("c").budget_spent == 3000
+
+
+def test_holdout_is_recorded_without_a_coupon(store: Store) -> None:
+    [d] = store.issue([replace(request("h"), template=None, experiment="e", variant="control")], Limits())
+    assert d.reason is Reason.HOLDOUT
+    assert store.coupons_of("h") == []
+    [logged] = list(store.decisions("c"))
+    assert logged.reason is Reason.HOLDOUT and logged.request.variant == "control"
+
+
+def test_passing_caps_filters_without_issuing(store: Store) -> None:
+    limits = Limits(per_user=1)
+    store.issue([request("a", trigger="x")], limits)
+    passing = store.passing_caps([request("a", trigger="y"), request("b", trigger="y")], limits)
+    assert [r.user for r in passing] == ["b"]
+    assert store.coupons_of("b") == []
+
+
+def test_first_visit_is_recorded_once(store: Store) -> None:
+    assert store.mark_visited("c", "alice") is True
+    assert store.mark_visited("c", "alice") is False
+    assert store.mark_visited("other", "alice") is True
+
+
+def test_decisions_come_back_in_decision_order(store: Store) -> None:
+    store.issue([request("b"), request("a")], Limits())
+    store.issue([request("c", template=None)], Limits())
+    assert [d.request.user for d in store.decisions("c")] == ["b", "a", "c"]
+
+
+def test_coupon_moves_by_compare_and_set(store: Store) -> None:
+    [d] = store.issue([request("a")], Limits())
+    coupon = store.coupon(d.request.coupon_id)
+    assert coupon is not None
+    reserved = with_state(coupon, CouponState.RESERVED, order_id="o1", reserved_until=5)
+    entry = HistoryEntry(coupon.coupon_id, 2, CouponState.RESERVED, "reserved", "o1")
+    assert store.move_coupon(reserved, CouponState.ISSUED, entry) is True
+    assert store.move_coupon(reserved, CouponState.ISSUED, entry) is False
+    stored = store.coupon(coupon.coupon_id)
+    assert stored is not None and stored.state is CouponState.RESERVED and stored.order_id == "o1"
+    assert [h.action for h in store.history(coupon.coupon_id)] == ["issued", "reserved"]
+
+
+def test_orders_insert_once_and_move_by_compare_and_set(store: Store) -> None:
+    order = Order("o1", "a", (CartLine("p", "c", 1000, 2),), None, 2000, 0, 2000, OrderState.CREATED, 7)
+    assert store.insert_order(order) is True
+    assert store.insert_order(order) is False
+    assert store.order("o1") == order
+    paid = replace(order, state=OrderState.PAID)
+    assert store.move_order(paid, OrderState.CREATED) is True
+    assert store.move_order(paid, OrderState.CREATED) is False
+    stored = store.order("o1")
+    assert stored is not None and stored.state is OrderState.PAID
+
+
+def test_an_idempotency_key_keeps_its_first_answer(store: Store) -> None:
+    store.remember("k", StoredAnswer("f1", 201, {"n": 1}))
+    store.remember("k", StoredAnswer("f2", 409, {"n": 2}))
+    assert store.recall("k") == StoredAnswer("f1", 201, {"n": 1})
+    assert store.recall("missing") is None
+
+
+def test_the_event_log_keeps_order(store: Store) -> None:
+    store.append_events([{"type": "join", "n": 1}, {"type": "leave", "n": 2}])
+    store.append_events([{"type": "join", "n": 3}])
+    assert [e["n"] for e in store.events()] == [1, 2, 3]

@@ -1,0 +1,262 @@
+"""Event validation (SPEC §2): each bad event is rejected naming its field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from livecoupon.domain.events import (
+    INTERACTION_TYPES,
+    ROOM_TYPES,
+    TYPES,
+    VIEWER_TYPES,
+    VIEWING_TYPES,
+    EventError,
+    parse_event,
+    ts_to_ms,
+)
+
+TS = 1_731_300_000.0
+
+VALID: dict[str, dict[str, Any]] = {
+    "live_start": {},
+    "live_end": {},
+    "join": {"user": "u1"},
+    "leave": {"user": "u1"},
+    "heartbeat": {"user": "u1"},
+    "comment": {"user": "u1", "text": "扣1"},
+    "like": {"user": "u1", "count": 3},
+    "follow": {"user": "u1"},
+    "gift": {"user": "u1", "value": 9.9},
+    "order": {"user": "u1", "order_id": "o1", "amount": 199.0},
+    "online_count": {"count": 10000},
+    "transcript": {"text": "宝宝们发券啦"},
+    "flash_sale": {"duration": 60},
+}
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "room": "room-1", "ts": TS, **VALID[kind], **fields}
+
+
+def rejected(data: Any) -> EventError:
+    with pytest.raises(EventError) as info:
+        parse_event(data)
+    return info.value
+
+
+def test_type_sets_follow_the_spec_table() -> None:
+    assert VIEWER_TYPES == {"join", "leave", "heartbeat", "comment", "like", "follow", "gift", "order"}
+    assert VIEWING_TYPES == {"join", "heartbeat", "comment", "like", "follow", "gift"}
+    assert INTERACTION_TYPES == {"comment", "like", "follow", "gift"}
+    assert ROOM_TYPES == {"live_start", "live_end", "online_count", "transcript", "flash_sale"}
+    assert set(VALID) == TYPES
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_every_type_parses_with_its_fields(kind: str) -> None:
+    ev = parse_event(event(kind))
+    assert (ev.type, ev.room, ev.ts) == (kind, "room-1", 1_731_300_000_000)
+    assert ev.user == ("u1" if kind in VIEWER_TYPES else None)
+
+
+def test_extra_fields_are_read_into_ms_and_fen() -> None:
+    assert parse_event(event("gift")).value == 990
+    order = parse_event(event("order", coupon_id="cp_x"))
+    assert (order.order_id, order.amount, order.coupon_id) == ("o1", 19900, "cp_x")
+    assert parse_event(event("order")).coupon_id is None
+    assert parse_event(event("like")).count == 3
+    assert parse_event(event("online_count")).count == 10000
+    assert parse_event(event("comment")).text == "扣1"
+    assert parse_event(event("transcript")).text == "宝宝们发券啦"
+    sale = parse_event(event("flash_sale", duration=90.5, product="sku-1001"))
+    assert (sale.duration, sale.product) == (90_500, "sku-1001")
+    assert parse_event(event("flash_sale")).product is None
+
+
+def test_like_count_defaults_to_one() -> None:
+    data = event("like")
+    del data["count"]
+    assert parse_event(data).count == 1
+    assert parse_event(event("like", count=None)).count == 1  # an optional field given as null takes its default
+
+
+def test_id_is_kept_and_optional() -> None:
+    assert parse_event(event("join", id="e-1")).id == "e-1"
+    assert parse_event(event("join")).id is None
+    assert rejected(event("join", id=7)).field == "id"
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    ev = parse_event(event("join", colour="red", nested={"a": 1}, text=5))
+    assert (ev.type, ev.user, ev.text) == ("join", "u1", None)
+
+
+def test_unknown_type_is_rejected() -> None:
+    err = rejected(event("join", type="wave"))
+    assert err.field == "type"
+    assert str(err) == "type: unknown event type 'wave'"
+
+
+def test_an_event_must_be_an_object() -> None:
+    assert rejected([1, 2]).field == "event"
+    assert rejected("join").field == "event"
+    assert rejected(None).field == "event"
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [("join", "type"), ("join", "room"), ("join", "ts"), ("join", "user"), ("leave", "user"),
+     ("heartbeat", "user"), ("comment", "user"), ("comment", "text"), ("like", "user"), ("follow", "user"),
+     ("gift", "user"), ("gift", "value"), ("order", "user"), ("order", "order_id"), ("order", "amount"),
+     ("online_count", "count"), ("transcript", "text"), ("flash_sale", "duration")],
+)
+def test_missing_required_field_is_named(kind: str, key: str) -> None:
+    data = event(kind)
+    del data[key]
+    err = rejected(data)
+    assert err.field == key
+    assert str(err) == f"{key}: required"
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [("join", "type"), ("join", "room"), ("join", "ts"), ("gift", "user"), ("comment", "text"), ("gift", "value"),
+     ("order", "order_id"), ("order", "amount"), ("online_count", "count"), ("flash_sale", "duration")],
+)
+def test_null_required_field_is_named(kind: str, key: str) -> None:
+    err = rejected(event(kind, **{key: None}))
+    assert err.field == key
+    assert str(err) == f"{key}: must not be null"
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "expected"),
+    [
+        ("join", "type", 3, "type: must be a string, got int"),
+        ("join", "room", 1, "room: must be a string, got int"),
+        ("join", "user", ["u1"], "user: must be a string, got list"),
+        ("join", "ts", "1731300000", "ts: must be a number, got str"),
+        ("join", "ts", True, "ts: must be a number, got bool"),
+        ("gift", "value", "9.9", "value: must be a number, got str"),
+        ("gift", "value", False, "value: must be a number, got bool"),
+        ("order", "amount", {"yuan": 1}, "amount: must be a number, got dict"),
+        ("order", "coupon_id", 5, "coupon_id: must be a string, got int"),
+        ("like", "count", True, "count: must be a number, got bool"),
+        ("online_count", "count", "10", "count: must be a number, got str"),
+        ("flash_sale", "duration", "60s", "duration: must be a number, got str"),
+        ("flash_sale", "product", 1001, "product: must be a string, got int"),
+        ("comment", "text", 1, "text: must be a string, got int"),
+    ],
+)
+def test_wrongly_typed_field_is_named(kind: str, key: str, value: Any, expected: str) -> None:
+    err = rejected(event(kind, **{key: value}))
+    assert (err.field, str(err)) == (key, expected)
+
+
+@pytest.mark.parametrize(("kind", "key"), [("join", "room"), ("join", "user"), ("order", "user"), ("gift", "room"),
+                                           ("order", "order_id")])
+def test_empty_room_or_user_is_rejected(kind: str, key: str) -> None:
+    err = rejected(event(kind, **{key: ""}))
+    assert (err.field, str(err)) == (key, f"{key}: must not be empty")
+
+
+def test_room_event_needs_no_user() -> None:
+    assert parse_event(event("online_count", user="")).user is None
+
+
+@pytest.mark.parametrize(("yuan", "fen"), [(1.990, 199), (0, 0), (0.01, 1), (1999, 199900), (12.3, 1230)])
+def test_money_with_at_most_two_decimals_by_value(yuan: float, fen: int) -> None:
+    assert parse_event(event("gift", value=yuan)).value == fen
+    assert parse_event(event("order", amount=yuan)).amount == fen
+
+
+def test_money_judged_by_value_in_json_text() -> None:
+    assert parse_event(json.loads('{"type":"gift","room":"r","ts":1,"user":"u","value":1.990}')).value == 199
+    err = rejected(json.loads('{"type":"gift","room":"r","ts":1,"user":"u","value":1.999}'))
+    assert str(err) == "value: at most 2 decimals allowed"
+
+
+@pytest.mark.parametrize(("kind", "key"), [("gift", "value"), ("order", "amount")])
+def test_money_with_three_decimals_or_negative_is_rejected(kind: str, key: str) -> None:
+    assert str(rejected(event(kind, **{key: 1.999}))) == f"{key}: at most 2 decimals allowed"
+    assert str(rejected(event(kind, **{key: 0.005}))) == f"{key}: at most 2 decimals allowed"
+    assert str(rejected(event(kind, **{key: -0.01}))) == f"{key}: must not be negative"
+    assert str(rejected(event(kind, **{key: -1}))) == f"{key}: must not be negative"
+
+
+@pytest.mark.parametrize("kind", ["like", "online_count"])
+def test_count_must_be_a_non_negative_whole_number(kind: str) -> None:
+    assert str(rejected(event(kind, count=-1))) == "count: must not be negative"
+    assert str(rejected(event(kind, count=1.5))) == "count: must be a whole number"
+    assert parse_event(event(kind, count=0)).count == 0
+    assert parse_event(event(kind, count=7.0)).count == 7
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 0.0, -0.5])
+def test_flash_sale_duration_must_be_positive(seconds: float) -> None:
+    assert str(rejected(event("flash_sale", duration=seconds))) == "duration: must be > 0"
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [("join", "ts"), ("gift", "value"), ("order", "amount"), ("like", "count"), ("online_count", "count"),
+     ("flash_sale", "duration")],
+)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_rejected(kind: str, key: str, bad: float) -> None:
+    err = rejected(event(kind, **{key: bad}))
+    assert (err.field, err.message) == (key, "must be a finite number")
+
+
+def test_non_finite_numbers_from_json_text_are_rejected() -> None:
+    for text in ("NaN", "Infinity", "-Infinity"):
+        data = json.loads('{"type":"join","room":"r","user":"u","ts":%s}' % text)
+        assert rejected(data).field == "ts"
+
+
+@pytest.mark.parametrize(("kind", "key"), [("join", "ts"), ("flash_sale", "duration")])
+def test_a_time_too_large_for_milliseconds_is_rejected_not_crashing(kind: str, key: str) -> None:
+    err = rejected(event(kind, **{key: 1e308}))
+    assert (err.field, err.message) == (key, "out of range")
+
+
+@pytest.mark.parametrize(
+    ("ts", "ms"),
+    [
+        (1, 1000),
+        (0, 0),
+        (1.5, 1500),
+        (1.0004, 1000),
+        (1.0005, 1000),  # 1000.5 ms: half to even -> 1000
+        (1.0015, 1002),  # 1001.5 ms: half to even -> 1002
+        (1.0025, 1002),  # 1002.5 ms -> 1002
+        (1.0006, 1001),
+        (2.0125, 2012),
+        (1731300000.0005, 1731300000000),
+        (1731300000.0015, 1731300000002),
+        (1731300000.123, 1731300000123),
+        # epoch times where ts * 1000 in floats lands off the half by more than 1e-6
+        (1074203159.2775, 1074203159278),
+        (1089070747.1865, 1089070747186),
+        (1085794415.2515, 1085794415252),
+        (1090956343.8435, 1090956343844),
+        (-1.0005, -1000),
+    ],
+)
+def test_ts_is_rounded_to_the_millisecond_half_to_even(ts: float, ms: int) -> None:
+    assert ts_to_ms(ts) == ms
+
+
+def test_event_ts_uses_the_same_rounding() -> None:
+    assert parse_event(event("join", ts=1.0005)).ts == 1000
+    assert parse_event(event("join", ts=1.0015)).ts == 1002
+    assert parse_event(event("join", ts=1731300000)).ts == 1_731_300_000_000
+    assert parse_event(event("flash_sale", duration=0.0125)).duration == 12
+
+
+def test_a_rejection_names_the_first_bad_field_only() -> None:
+    err = rejected({"type": "gift", "room": "", "ts": "x", "user": 1, "value": -1})
+    assert err.field == "room"
