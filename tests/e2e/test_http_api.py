@@ -1,0 +1,218 @@
+"""Every HTTP endpoint end to end: the ASGI app over a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from livecoupon.api.app import create_app
+from livecoupon.campaign_file import load_campaign
+from livecoupon.engine.clock import EventClock
+from livecoupon.service import LiveService
+from livecoupon.store.sqlite import SqliteStore
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+T0 = 1_700_000_000
+KEY = "operator-secret"
+
+
+class FakeWall:
+    def __init__(self) -> None:
+        self.seconds = float(T0)
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@pytest.fixture
+def wall() -> FakeWall:
+    return FakeWall()
+
+
+@pytest.fixture
+def client(tmp_path: Path, wall: FakeWall) -> Iterator[TestClient]:
+    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "api.db"), EventClock(wall))
+    with TestClient(create_app(service, api_key=KEY)) as test_client:
+        yield test_client
+    service.close()
+
+
+def arrive(client: TestClient, *users: str, at: float = T0 + 1) -> dict[str, Any]:
+    events = [{"type": "live_start", "room": "room-1", "ts": T0}]
+    events += [{"type": "join", "room": "room-1", "ts": at, "user": u} for u in users]
+    answer = client.post("/v1/events", json=events)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def newcomer_coupon(client: TestClient, user: str) -> str:
+    coupons = client.get(f"/v1/users/{user}/coupons").json()["coupons"]
+    assert [c["template"] for c in coupons] == ["newcomer"]
+    return str(coupons[0]["coupon_id"])
+
+
+CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
+
+
+def order(client: TestClient, order_id: str, user: str, coupon_id: str | None, key: str,
+          cart: list[dict[str, Any]] = CART) -> Any:
+    return client.post("/v1/orders", json={"order_id": order_id, "user": user, "cart": cart,
+                                           "coupon_id": coupon_id, "idempotency_key": key})
+
+
+def test_health_and_openapi_describe_every_endpoint(client: TestClient) -> None:
+    assert client.get("/health").json()["ok"] is True
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/events", "/v1/users/{user}/coupons", "/v1/checkout/quote", "/v1/orders",
+                 "/v1/orders/{order_id}/pay", "/v1/orders/{order_id}/cancel", "/v1/orders/{order_id}/refund",
+                 "/v1/admin/issue"):
+        assert path in paths
+
+
+def test_events_are_applied_and_bad_ones_rejected_by_index(client: TestClient) -> None:
+    answer = client.post("/v1/events", json=[
+        {"type": "live_start", "room": "room-1", "ts": T0},
+        {"type": "join", "room": "room-1", "ts": T0 + 1, "user": "alice"},
+        {"type": "join", "room": "room-1", "ts": T0 + 1},
+        {"type": "gift", "room": "room-1", "ts": T0 + 2, "user": "alice", "value": 1.999},
+        {"type": "teleport", "room": "room-1", "ts": T0 + 3},
+    ]).json()
+    assert answer["accepted"] == 2
+    assert [(r["index"], r["error"].split(":")[0]) for r in answer["rejected"]] == [(2, "user"), (3, "value"),
+                                                                                    (4, "type")]
+    assert [d["trigger"] for d in answer["decisions"]] == ["newcomer"]
+
+
+@pytest.mark.parametrize("body", [b'{"type": "join"}', b"not json", b"[" + b"{}," * 10_000 + b"{}]"])
+def test_events_body_must_be_an_array_of_at_most_10000(client: TestClient, body: bytes) -> None:
+    answer = client.post("/v1/events", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"] == "body"
+
+
+def test_user_coupons_list_terms_and_iso_expiry(client: TestClient) -> None:
+    arrive(client, "alice")
+    [coupon] = client.get("/v1/users/alice/coupons").json()["coupons"]
+    assert coupon["state"] == "issued" and coupon["title"] == "新人专享券" and coupon["kind"] == "threshold"
+    assert coupon["threshold"] == 99 and coupon["amount"] == 20
+    assert coupon["expires_at"] == "2023-11-14T22:43:21.000Z"  # T0 + 1 + 30 min
+    assert client.get("/v1/users/nobody/coupons").json() == {"coupons": []}
+
+
+def test_quote_picks_the_best_usable_coupon(client: TestClient) -> None:
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    quote = client.post("/v1/checkout/quote", json={"user": "alice", "cart": CART}).json()
+    assert quote["best"]["coupon_id"] == cid and quote["best"]["discount"] == 20 and quote["best"]["payable"] == 100
+    small = client.post("/v1/checkout/quote", json={"user": "alice", "cart": [
+        {"product": "sku-1", "category": "dress", "price": 98.99, "qty": 1}]}).json()
+    assert small["best"] is None and small["usable"] == []
+
+
+@pytest.mark.parametrize("line", [{"product": "p", "price": 1.001, "qty": 1}, {"product": "p", "price": 1, "qty": 0},
+                                  {"product": "p", "price": 1, "qty": 1.5}, {"product": "p", "price": -1, "qty": 1},
+                                  {"product": "p", "price": "1", "qty": 1}, {"price": 1, "qty": 1}])
+def test_quote_rejects_malformed_cart_lines(client: TestClient, line: dict[str, Any]) -> None:
+    answer = client.post("/v1/checkout/quote", json={"user": "alice", "cart": [line]})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"].startswith("cart[0]")
+
+
+def test_order_create_pay_refund_moves_the_coupon(client: TestClient) -> None:
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    created = order(client, "o1", "alice", cid, "k1")
+    assert created.status_code == 201
+    assert created.json() | {} == created.json() and created.json()["payable"] == 100
+    assert client.get("/v1/users/alice/coupons").json()["coupons"][0]["state"] == "reserved"
+    assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "k2"}).status_code == 200
+    assert client.get("/v1/users/alice/coupons").json()["coupons"][0]["state"] == "redeemed"
+    refund = client.post("/v1/orders/o1/refund", json={"idempotency_key": "k3"})
+    assert refund.status_code == 200 and refund.json()["coupon_returned"] is True
+    history = client.get(f"/v1/coupons/{cid}").json()["history"]
+    assert [h["action"] for h in history] == ["issued", "reserved", "redeemed", "refunded"]
+
+
+def test_double_payment_is_refused_but_a_repeated_key_gets_the_first_answer(client: TestClient) -> None:
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    order(client, "o1", "alice", cid, "k1")
+    first = client.post("/v1/orders/o1/pay", json={"idempotency_key": "pay-1"})
+    repeat = client.post("/v1/orders/o1/pay", json={"idempotency_key": "pay-1"})
+    second = client.post("/v1/orders/o1/pay", json={"idempotency_key": "pay-2"})
+    assert first.status_code == repeat.status_code == 200 and first.json() == repeat.json()
+    assert second.status_code == 409 and second.json()["error"]["code"] == "order_paid"
+
+
+def test_another_users_coupon_is_refused(client: TestClient) -> None:
+    arrive(client, "alice", "bob")
+    cid = newcomer_coupon(client, "alice")
+    answer = order(client, "o1", "bob", cid, "k1")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_your_coupon"
+
+
+def test_an_expired_coupon_is_refused(client: TestClient, wall: FakeWall) -> None:
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    wall.seconds += 31 * 60
+    answer = order(client, "o1", "alice", cid, "k1")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "coupon_expired"
+    assert client.get("/v1/users/alice/coupons").json()["coupons"][0]["state"] == "expired"
+
+
+def test_a_coupon_that_does_not_fit_the_cart_is_refused(client: TestClient) -> None:
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    cheap = [{"product": "sku-1", "category": "dress", "price": 50, "qty": 1}]
+    answer = order(client, "o1", "alice", cid, "k1", cheap)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "coupon_not_applicable"
+
+
+def test_cancel_puts_the_coupon_back_and_a_lapsed_reservation_too(client: TestClient, wall: FakeWall) -> None:
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    order(client, "o1", "alice", cid, "k1")
+    assert order(client, "o2", "alice", cid, "k2").json()["error"]["code"] == "coupon_reserved"
+    assert client.post("/v1/orders/o1/cancel", json={"idempotency_key": "c1"}).json()["state"] == "cancelled"
+    assert order(client, "o2", "alice", cid, "k3").status_code == 201
+    wall.seconds += 16 * 60  # the 15-minute reservation lapses
+    lapsed = client.post("/v1/orders/o2/pay", json={"idempotency_key": "p2"})
+    assert lapsed.status_code == 409 and lapsed.json()["error"]["code"] == "reservation_lapsed"
+    assert client.get("/v1/orders/o2").json()["state"] == "lapsed"
+    assert client.get("/v1/users/alice/coupons").json()["coupons"][0]["state"] == "issued"
+
+
+def test_unknown_orders_are_404_and_malformed_bodies_422(client: TestClient) -> None:
+    missing = client.post("/v1/orders/nope/pay", json={"idempotency_key": "x"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_order"
+    assert client.get("/v1/orders/nope").status_code == 404
+    assert client.post("/v1/orders", json={"order_id": "o1"}).status_code == 422
+    assert client.post("/v1/orders/o1/pay", json={}).json()["error"]["field"] == "idempotency_key"
+
+
+def test_operator_issue_needs_the_api_key_and_respects_stock(client: TestClient) -> None:
+    body = {"template": "flash20", "users": ["a", "b"], "room": "room-1", "idempotency_key": "manual-1"}
+    assert client.post("/v1/admin/issue", json=body).status_code == 401
+    assert client.post("/v1/admin/issue", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+    answer = client.post("/v1/admin/issue", json=body, headers={"X-API-Key": KEY})
+    assert answer.status_code == 200 and answer.json()["issued"] == 2
+    again = client.post("/v1/admin/issue", json=body, headers={"X-API-Key": KEY}).json()
+    assert again["issued"] == 2 and len(client.get("/v1/users/a/coupons").json()["coupons"]) == 1
+    unknown = client.post("/v1/admin/issue", json=body | {"template": "nope"}, headers={"X-API-Key": KEY})
+    assert unknown.status_code == 404
+    status = client.get("/v1/admin/campaign", headers={"X-API-Key": KEY}).json()
+    assert status["stock"]["flash20"] == {"issued": 2, "stock": 500}
+
+
+def test_websocket_pushes_the_coupon_the_moment_it_is_issued(client: TestClient) -> None:
+    with client.websocket_connect("/v1/rooms/room-1/live?user=alice") as socket:
+        arrive(client, "alice")
+        message = socket.receive_json()
+    assert message["type"] == "coupon" and message["title"] == "新人专享券"
+    assert message["kind"] == "threshold" and message["amount"] == 20 and message["threshold"] == 99
+    assert message["expires_at"] == "2023-11-14T22:43:21.000Z"
+    assert message["reason"].startswith("欢迎第一次来直播间")
