@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-
-with warnings.catch_warnings():
-    # Starlette >= 1.x warns once, at import, when its test client runs on httpx rather than httpx2.
-    # Until the dev dependencies pick one, that warning says nothing about this code.
-    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient` is deprecated")
-    from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient
 
 from livecoupon.api.agora import NCS_PATH, agora_router
 from livecoupon.integrations.agora import SIGNATURE_HEADER, SIGNATURE_V2_HEADER, sign

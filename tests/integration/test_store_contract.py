@@ -92,7 +92,7 @@ def test_holdout_is_recorded_without_a_coupon(store: Store) -> None:
     assert d.reason is Reason.HOLDOUT
     assert store.coupons_of("h") == []
     [logged] = list(store.decisions("c"))
-    assert logged.reason is Reason.HOLDOUT and logged.request.variant == "control"
+    assert logged.reason is Reason.HOLDOUT and logged.variant == "control"
 
 
 def test_passing_caps_filters_without_issuing(store: Store) -> None:
@@ -112,7 +112,7 @@ def test_first_visit_is_recorded_once(store: Store) -> None:
 def test_decisions_come_back_in_decision_order(store: Store) -> None:
     store.issue([request("b"), request("a")], Limits())
     store.issue([request("c", template=None)], Limits())
-    assert [d.request.user for d in store.decisions("c")] == ["b", "a", "c"]
+    assert [d.user for d in store.decisions("c")] == ["b", "a", "c"]
 
 
 def test_coupon_moves_by_compare_and_set(store: Store) -> None:

@@ -20,6 +20,7 @@ from livecoupon.delivery.websockets import Hub
 from livecoupon.domain.coupons import Coupon, CouponKind
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.money import fen_to_yuan
+from livecoupon.engine.replay import decision_json as record_json
 from livecoupon.errors import Malformed, NotFound, Unauthorized
 from livecoupon.service import LiveService
 
@@ -183,6 +184,12 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
             "rooms": {name: {"on_air": r.on_air, "present": len(r.viewers)}
                       for name, r in service.engine.rooms.items()},
         }
+
+    @v1.get("/admin/decisions", tags=["operator"], dependencies=[Depends(operator)])
+    async def decisions() -> dict[str, Any]:
+        """Every decision so far, in decision order, as ``livecoupon replay`` writes them."""
+        records = await service.call(lambda: list(service.store.decisions(service.campaign.campaign)))
+        return {"decisions": [record_json(r) | {"issued": r.issued} for r in records]}
 
     @v1.post("/admin/triggers/{name}", tags=["operator"], dependencies=[Depends(operator)])
     async def switch_trigger(name: str, body: TriggerSwitchIn) -> dict[str, Any]:

@@ -59,6 +59,33 @@ class Decision:
     def issued(self) -> bool:
         return self.reason is None
 
+    def record(self) -> DecisionRecord:
+        r = self.request
+        return DecisionRecord(r.coupon_id, r.room, r.broadcast, r.trigger, r.user, r.at,
+                              r.template.name if r.template is not None else None, self.reason, self.expires_at,
+                              r.experiment, r.variant)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A decision as the log keeps it: the template by name."""
+
+    coupon_id: str
+    room: str
+    broadcast: int
+    trigger: str
+    user: str
+    at: int
+    template: str | None
+    reason: Reason | None
+    expires_at: int | None
+    experiment: str | None = None
+    variant: str | None = None
+
+    @property
+    def issued(self) -> bool:
+        return self.reason is None
+
 
 BroadcastKey = tuple[str, int, str]  # (room, broadcast, user)
 

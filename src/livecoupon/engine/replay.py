@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.decisions import Decision
+from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.domain.events import Event, EventError, parse_event
 from livecoupon.engine.engine import Engine
 from livecoupon.store.memory import MemoryStore
@@ -81,18 +81,16 @@ def _seconds(ms: int) -> int | float:
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
-def decision_record(decision: Decision) -> dict[str, Any]:
+def decision_json(d: DecisionRecord) -> dict[str, Any]:
     """One line of ``issued.jsonl`` or ``suppressed.jsonl`` (SPEC §6)."""
-    r = decision.request
-    record: dict[str, Any] = {"ts": _seconds(r.at), "room": r.room, "user": r.user, "trigger": r.trigger}
-    if decision.issued:
-        assert r.template is not None and decision.expires_at is not None
-        record.update(coupon=r.template.name, coupon_id=r.coupon_id, expires_at=_seconds(decision.expires_at))
+    record: dict[str, Any] = {"ts": _seconds(d.at), "room": d.room, "user": d.user, "trigger": d.trigger}
+    if d.reason is None:
+        assert d.expires_at is not None
+        record.update(coupon=d.template, coupon_id=d.coupon_id, expires_at=_seconds(d.expires_at))
     else:
-        assert decision.reason is not None
-        record["reason"] = decision.reason.value
-    if r.experiment is not None:
-        record.update(experiment=r.experiment, variant=r.variant)
+        record["reason"] = d.reason.value
+    if d.experiment is not None:
+        record.update(experiment=d.experiment, variant=d.variant)
     return record
 
 
@@ -104,8 +102,9 @@ def _write_lines(path: Path, records: Iterator[dict[str, Any]]) -> None:
 
 def write_outputs(result: ReplayResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_lines(out_dir / "issued.jsonl", (decision_record(d) for d in result.decisions if d.issued))
-    _write_lines(out_dir / "suppressed.jsonl", (decision_record(d) for d in result.decisions if not d.issued))
+    records = [d.record() for d in result.decisions]
+    _write_lines(out_dir / "issued.jsonl", (decision_json(r) for r in records if r.issued))
+    _write_lines(out_dir / "suppressed.jsonl", (decision_json(r) for r in records if not r.issued))
     _write_lines(out_dir / "rejected.jsonl", ({"line": r.line, "error": r.error} for r in result.rejected))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
-from livecoupon.domain.decisions import (Decision, IssueCounters, IssueRequest, cap_reason,
+from livecoupon.domain.decisions import (Decision, DecisionRecord, IssueCounters, IssueRequest, cap_reason,
                                          coupon_of, decide_one)
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.store.port import CampaignTotals, StoredAnswer
@@ -68,10 +68,10 @@ class MemoryStore:
             self._visited.add(key)
             return True
 
-    def decisions(self, campaign: str) -> Iterator[Decision]:
+    def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
         with self._lock:
             snapshot = list(self._campaign_decisions.get(campaign, ()))
-        return iter(snapshot)
+        return (d.record() for d in snapshot)
 
     def totals(self, campaign: str) -> CampaignTotals:
         with self._lock:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
-from livecoupon.domain.decisions import Decision, IssueRequest
+from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.orders import Order, OrderState
 
 
@@ -55,7 +55,7 @@ class Store(Protocol):
     def mark_visited(self, campaign: str, user: str) -> bool:
         """Record that ``user`` joined a room of ``campaign``; True the first time."""
 
-    def decisions(self, campaign: str) -> Iterator[Decision]:
+    def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
         """Every decision of the campaign, in decision order."""
 
     def totals(self, campaign: str) -> CampaignTotals: ...

@@ -18,7 +18,7 @@ from typing import Any
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, HistoryEntry, Scope, Terms
-from livecoupon.domain.decisions import (Decision, IssueCounters, IssueRequest, Reason, cap_reason,
+from livecoupon.domain.decisions import (Decision, DecisionRecord, IssueCounters, IssueRequest, Reason, cap_reason,
                                          coupon_of, decide_one)
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
@@ -251,14 +251,14 @@ class SqliteStore:
             cur = self._db.execute("INSERT OR IGNORE INTO visits VALUES (?, ?)", (campaign, user))
             return cur.rowcount == 1
 
-    def decisions(self, campaign: str) -> Iterator[Decision]:
+    def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
         rows = self._db.execute(
-            "SELECT d.coupon_id, d.campaign, d.room, d.broadcast, d.trigger, d.user, d.at, d.reason, d.expires_at, "
-            "d.experiment, d.variant, d.template FROM decisions d WHERE campaign=? ORDER BY seq", (campaign,))
-        for (coupon_id, camp, room, broadcast, trigger, user, at, reason, expires_at,
-             experiment, variant, template) in rows.fetchall():
-            request = IssueRequest(coupon_id, camp, room, broadcast, trigger, user, None, at, experiment, variant)
-            yield Decision(request, Reason(reason) if reason else None, expires_at)
+            "SELECT coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment, variant "
+            "FROM decisions WHERE campaign=? ORDER BY seq", (campaign,)).fetchall()
+        for (coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment,
+             variant) in rows:
+            yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
+                                 Reason(reason) if reason else None, expires_at, experiment, variant)
 
     def totals(self, campaign: str) -> CampaignTotals:
         db = self._db
