@@ -167,10 +167,8 @@ def _file_loc(data: Any, err: Any) -> list[int | str]:
     parts = list(err["loc"])
     node = data
     for i, part in enumerate(parts):
-        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
-            loc.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and part in node:
+        in_list = isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node)
+        if in_list or (isinstance(node, dict) and part in node):
             loc.append(part)
             node = node[part]
         elif i == len(parts) - 1 and err["type"] == "missing":

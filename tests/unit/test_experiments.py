@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from fractions import Fraction
 
 import pytest
@@ -82,7 +83,7 @@ def test_assignment_uses_the_experiment_salt() -> None:
 def reference_variant(ex: Experiment, user: str) -> str:
     """SPEC §4 step 1 in exact arithmetic."""
     total = sum(Fraction(v.weight) for v in ex.variants)
-    b = Fraction(int(__import__("hashlib").sha256(f"{ex.salt}:{user}".encode()).hexdigest()[:8], 16), 2**32)
+    b = Fraction(int(hashlib.sha256(f"{ex.salt}:{user}".encode()).hexdigest()[:8], 16), 2**32)
     running = Fraction(0)
     for v in ex.variants:
         running += Fraction(v.weight)

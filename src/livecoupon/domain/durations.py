@@ -29,7 +29,7 @@ def parse_duration_ms(value: object) -> int:
     match = _DURATION.fullmatch(text)
     if not text or match is None:
         raise DurationError(f"not a duration: {value!r} (use 300, 30s, 5m, 2h or 1h30m)")
-    parts = zip(match.groups(), ("h", "m", "s"))
+    parts = zip(match.groups(), ("h", "m", "s"), strict=True)
     return round(sum(float(n) * _UNIT_MS[unit] for n, unit in parts if n is not None))
 
 

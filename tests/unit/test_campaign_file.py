@@ -1,0 +1,568 @@
+"""The campaign file (SPEC §3): every key, its default, and errors that name their path."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from livecoupon.campaign_file import CampaignError, load_campaign, parse_campaign
+from livecoupon.domain.campaign import Audience, Campaign, When
+from livecoupon.domain.coupons import CouponKind, Scope
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+SEC, MIN, HOUR = 1_000, 60_000, 3_600_000
+
+MINIMAL: dict[str, Any] = {
+    "campaign": "c1",
+    "rooms": ["room-1"],
+    "coupons": {"dwell10": {"title": "观望鼓励券", "kind": "no_threshold", "amount": 10, "valid_for": "15m"}},
+    "triggers": [{"name": "newcomer", "when": "first_visit", "coupon": "dwell10"}],
+}
+
+
+def build(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(MINIMAL)
+    data.update(changes)
+    return data
+
+
+def load(data: dict[str, Any]) -> Campaign:
+    return parse_campaign(yaml.safe_dump(data, allow_unicode=True))
+
+
+def errors_of(data: dict[str, Any] | str) -> list[str]:
+    text = data if isinstance(data, str) else yaml.safe_dump(data, allow_unicode=True)
+    with pytest.raises(CampaignError) as info:
+        parse_campaign(text)
+    assert str(info.value) == "\n".join(info.value.errors)
+    return info.value.errors
+
+
+def with_coupon(**coupon: Any) -> dict[str, Any]:
+    data = build()
+    data["coupons"]["x"] = coupon
+    return data
+
+
+def with_trigger(**trigger: Any) -> dict[str, Any]:
+    data = build()
+    data["triggers"].append({"name": "t", "coupon": "dwell10", **trigger})
+    return data
+
+
+def one_error(data: dict[str, Any] | str, prefix: str) -> str:
+    errors = errors_of(data)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(prefix), errors
+    return errors[0]
+
+
+# --- the example and the defaults --------------------------------------------------------------------------------
+
+
+def test_example_campaign_loads_with_every_trigger_kind() -> None:
+    c = load_campaign(EXAMPLE)
+    assert c.campaign == "double11-live"
+    assert c.rooms == ("room-1",)
+    assert (c.presence_timeout_ms, c.seed, c.attribution_window_ms) == (60 * SEC, 42, 30 * MIN)
+    assert [(t.name, t.when) for t in c.triggers] == [
+        ("newcomer", When.FIRST_VISIT), ("dwell", When.DWELL), ("milestone", When.ONLINE_REACHED),
+        ("lucky", When.ONLINE_REACHED), ("passphrase", When.HOST_SAYS), ("thanks-top", When.HOST_SAYS),
+        ("flash", When.FLASH_SALE), ("kou1", When.COMMENT)]
+    assert [t.index for t in c.triggers] == list(range(8))
+    assert (c.limits.per_user, c.limits.min_interval_ms, c.limits.budget) == (3, 2 * MIN, 5_000_000)
+    newcomer = c.coupons["newcomer"]
+    assert (newcomer.terms.kind, newcomer.terms.threshold, newcomer.terms.amount) == (CouponKind.THRESHOLD, 9900, 2000)
+    assert (newcomer.valid_for_ms, newcomer.valid_until_ms, newcomer.stock) == (30 * MIN, None, 10000)
+    assert newcomer.terms.scope == Scope()
+    pct = c.coupons["pct15"].terms
+    assert (pct.kind, pct.threshold, pct.percent_tenths, pct.max_discount) == (CouponKind.PERCENT, 0, 150, 5000)
+    flash = c.coupons["flash20"]
+    assert flash.terms.scope == Scope(products=frozenset({"sku-1001"})) and flash.stock == 500
+    assert c.coupons["bonus"].valid_for_ms == HOUR
+    dwell, lucky, passphrase, top = c.triggers[1], c.triggers[3], c.triggers[4], c.triggers[5]
+    assert dwell.after_ms == 5 * MIN
+    assert (lucky.audience, lucky.winners, lucky.count) == (Audience.LOTTERY, 100, 20000)
+    assert (passphrase.phrases, passphrase.cooldown_ms) == (("宝宝们发券啦",), 60 * SEC)
+    assert (top.audience, top.top) == (Audience.TOP_GIFTERS, 1)
+    assert c.triggers[7].keywords == ("扣1",)
+    (ex,) = c.experiments
+    assert (ex.name, ex.trigger, ex.salt) == ("dwell-value", "dwell", "dwell-value-v1")
+    assert [(v.name, v.weight, v.coupon) for v in ex.variants] == [
+        ("control", 1, None), ("ten", 1, "dwell10"), ("twenty", 1, "dwell20")]
+    assert c.experiment_for("dwell") is ex and c.experiment_for("newcomer") is None
+
+
+def test_top_level_defaults() -> None:
+    c = load(build())
+    assert c.presence_timeout_ms == 60 * SEC
+    assert c.seed == 0
+    assert c.attribution_window_ms == 30 * MIN
+    assert (c.limits.per_user, c.limits.min_interval_ms, c.limits.budget) == (None, None, None)
+    assert c.experiments == ()
+    assert c.coupons["dwell10"].stock is None
+    assert c.coupons["dwell10"].terms.scope == Scope()
+
+
+def test_top_level_keys_are_read() -> None:
+    c = load(build(presence_timeout="90s", seed=7, attribution_window="1h30m"))
+    assert (c.presence_timeout_ms, c.seed, c.attribution_window_ms) == (90 * SEC, 7, 90 * MIN)
+
+
+def test_rooms_star_means_every_room() -> None:
+    c = load(build(rooms="*"))
+    assert c.rooms is None
+    assert c.listens_to("anything")
+    listed = load(build(rooms=["a", "b"]))
+    assert listed.listens_to("a") and not listed.listens_to("c")
+
+
+@pytest.mark.parametrize(("text", "ms"), [(300, 300 * SEC), ("30s", 30 * SEC), ("5m", 5 * MIN), ("2h", 2 * HOUR),
+                                          ("1h30m", 90 * MIN), (1.5, 1500)])
+def test_durations_in_every_form(text: object, ms: int) -> None:
+    assert load(build(presence_timeout=text)).presence_timeout_ms == ms
+    data = build()
+    data["coupons"]["dwell10"]["valid_for"] = text
+    assert load(data).coupons["dwell10"].valid_for_ms == ms
+
+
+def test_trigger_defaults() -> None:
+    data = build()
+    data["coupons"]["pct"] = {"title": "P", "kind": "percent", "percent": 15, "valid_for": "15m"}
+    data["triggers"] += [
+        {"name": "m", "when": "online_reached", "count": 100, "coupon": "dwell10"},
+        {"name": "p", "when": "host_says", "phrases": ["发券"], "coupon": "pct"},
+        {"name": "cm", "when": "host_says", "phrases": ["发券"], "coupon": "pct", "audience": "commenters"},
+        {"name": "tg", "when": "host_says", "phrases": ["恭喜榜一"], "coupon": "pct", "audience": "top_gifters"},
+        {"name": "f", "when": "flash_sale", "coupon": "dwell10"},
+        {"name": "k", "when": "comment", "keywords": ["扣1"], "coupon": "dwell10"},
+    ]
+    c = load(data)
+    first, m, p, cm, tg, f, k = c.triggers
+    assert first.audience is Audience.USER
+    assert (m.audience, m.source, m.count) == (Audience.PRESENT, "reported", 100)
+    assert (p.audience, p.cooldown_ms) == (Audience.PRESENT, 60 * SEC)
+    assert (cm.audience, cm.within_ms) == (Audience.COMMENTERS, 60 * SEC)
+    assert (tg.audience, tg.top) == (Audience.TOP_GIFTERS, 1)
+    assert (f.when, f.audience) == (When.FLASH_SALE, Audience.USER)
+    assert k.keywords == ("扣1",)
+    assert c.coupons["pct"].terms.threshold == 0
+
+
+def test_trigger_keys_are_read() -> None:
+    data = build()
+    data["triggers"] += [
+        {"name": "d", "when": "dwell", "after": 300, "coupon": "dwell10"},
+        {"name": "m", "when": "online_reached", "count": 5, "source": "present", "coupon": "dwell10"},
+        {"name": "l", "when": "online_reached", "count": 5, "audience": "lottery", "winners": 3, "coupon": "dwell10"},
+        {"name": "cm", "when": "host_says", "phrases": ["a"], "coupon": "dwell10", "audience": "commenters",
+         "within": "2m", "cooldown": "30s"},
+        {"name": "tg", "when": "host_says", "phrases": ["b"], "coupon": "dwell10", "audience": "top_gifters",
+         "top": 3},
+    ]
+    _, d, m, lot, cm, tg = load(data).triggers
+    assert d.after_ms == 300 * SEC
+    assert (m.source, m.count) == ("present", 5)
+    assert (lot.audience, lot.winners) == (Audience.LOTTERY, 3)
+    assert (cm.within_ms, cm.cooldown_ms) == (2 * MIN, 30 * SEC)
+    assert tg.top == 3
+
+
+def test_every_coupon_key_is_read() -> None:
+    data = build(limits={"per_user": 3, "min_interval": "2m", "budget": 500.5})
+    data["coupons"]["x"] = {
+        "title": "折扣", "kind": "percent", "threshold": 99.9, "percent": 12.5, "max_discount": 50,
+        "scope": {"products": ["p1"], "categories": ["c1"], "exclude_products": ["p2"],
+                  "exclude_categories": ["c2"]},
+        "valid_for": "1h", "stock": 0,
+    }
+    c = load(data)
+    x = c.coupons["x"]
+    assert (x.name, x.title, x.stock, x.valid_for_ms) == ("x", "折扣", 0, HOUR)
+    assert (x.terms.threshold, x.terms.percent_tenths, x.terms.max_discount) == (9990, 125, 5000)
+    assert x.terms.scope == Scope(frozenset({"p1"}), frozenset({"c1"}), frozenset({"p2"}), frozenset({"c2"}))
+    assert c.limits.budget == 50050
+
+
+def test_valid_until_with_offset_as_yaml_timestamp_or_string() -> None:
+    for value in ("2026-11-11T23:59:59+08:00", "'2026-11-11T23:59:59+08:00'", "2026-11-11T15:59:59Z"):
+        text = yaml.safe_dump(MINIMAL, allow_unicode=True).replace("valid_for: 15m", f"valid_until: {value}")
+        template = parse_campaign(text).coupons["dwell10"]
+        # 2026-11-11 15:59:59 UTC = 1767225600 (2026-01-01) + 314 days + 57599 s
+        assert (template.valid_until_ms, template.valid_for_ms) == (1_794_412_799_000, None)
+
+
+@pytest.mark.parametrize("value", ["2026-11-11T23:59:59", "'2026-11-11T23:59:59'", "2026-11-11 23:59:59"])
+def test_valid_until_without_utc_offset_is_rejected(value: str) -> None:
+    text = yaml.safe_dump(MINIMAL, allow_unicode=True).replace("valid_for: 15m", f"valid_until: {value}")
+    one_error(text, "coupons.dwell10.valid_until: must carry its UTC offset")
+
+
+# --- shape errors: unknown keys, types, money --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        ((), "colour: unknown key"),
+        (("coupons", "dwell10"), "coupons.dwell10.colour: unknown key"),
+        (("triggers", 0), "triggers[0].colour: unknown key"),
+        (("limits",), "limits.colour: unknown key"),
+        (("experiments", 0), "experiments[0].colour: unknown key"),
+        (("experiments", 0, "variants", 1), "experiments[0].variants[1].colour: unknown key"),
+        (("coupons", "dwell10", "scope"), "coupons.dwell10.scope.colour: unknown key"),
+    ],
+)
+def test_unknown_keys_are_errors_naming_their_path(where: tuple[Any, ...], path: str) -> None:
+    data = build(limits={"per_user": 1},
+                 experiments=[{"name": "e", "trigger": "newcomer",
+                               "variants": [{"name": "a", "coupon": None}, {"name": "b", "coupon": "dwell10"}]}])
+    data["coupons"]["dwell10"]["scope"] = {"products": ["p"]}
+    node: Any = data
+    for part in where:
+        node = node[part]
+    node["colour"] = "red"
+    assert errors_of(data) == [path]
+
+
+def test_a_typo_in_a_trigger_key_is_an_error() -> None:
+    assert errors_of(with_trigger(when="dwell", aftr="5m")) == ["triggers[1].aftr: unknown key"]
+
+
+@pytest.mark.parametrize("key", ["campaign", "rooms", "coupons", "triggers"])
+def test_required_top_level_keys(key: str) -> None:
+    data = build()
+    del data[key]
+    assert errors_of(data) == [f"{key}: required"]
+
+
+@pytest.mark.parametrize(("key", "path"), [("title", "coupons.dwell10.title: required"),
+                                           ("kind", "coupons.dwell10.kind: required")])
+def test_required_coupon_keys(key: str, path: str) -> None:
+    data = build()
+    del data["coupons"]["dwell10"][key]
+    assert errors_of(data) == [path]
+
+
+@pytest.mark.parametrize("key", ["name", "when", "coupon"])
+def test_required_trigger_keys(key: str) -> None:
+    data = build()
+    del data["triggers"][0][key]
+    assert errors_of(data) == [f"triggers[0].{key}: required"]
+
+
+def test_a_coupon_named_like_a_type_keeps_its_name_in_paths() -> None:
+    data = build()
+    data["coupons"]["int"] = {"title": "I", "kind": "no_threshold", "amount": 1.999, "valid_for": "1m"}
+    assert errors_of(data) == ["coupons.int.amount: at most 2 decimals allowed"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("amount", 10.999), ("amount", 0.001), ("threshold", 99.999)])
+def test_money_with_more_than_two_decimals_is_rejected(key: str, value: float) -> None:
+    data = with_coupon(title="X", kind="threshold", threshold=99, amount=10, valid_for="1m")
+    data["coupons"]["x"][key] = value
+    assert errors_of(data) == [f"coupons.x.{key}: at most 2 decimals allowed"]
+
+
+def test_money_by_value_with_a_trailing_zero_is_fine() -> None:
+    text = yaml.safe_dump(MINIMAL, allow_unicode=True).replace("amount: 10", "amount: 19.990")
+    assert parse_campaign(text).coupons["dwell10"].terms.amount == 1999
+
+
+def test_budget_and_max_discount_are_money_too() -> None:
+    assert errors_of(build(limits={"budget": 1.001})) == ["limits.budget: at most 2 decimals allowed"]
+    data = with_coupon(title="P", kind="percent", percent=10, max_discount=5.555, valid_for="1m")
+    assert errors_of(data) == ["coupons.x.max_discount: at most 2 decimals allowed"]
+    one_error(with_coupon(title="N", kind="no_threshold", amount=-5, valid_for="1m"), "coupons.x.amount: ")
+    one_error(with_coupon(title="N", kind="no_threshold", amount=True, valid_for="1m"), "coupons.x.amount: ")
+
+
+def test_bad_durations_name_their_path() -> None:
+    one_error(build(presence_timeout="5x"), "presence_timeout: not a duration")
+    assert errors_of(build(presence_timeout=0)) == ["presence_timeout: must be > 0"]
+    one_error(with_trigger(when="dwell", after="soon"), "triggers[1].after: not a duration")
+    assert errors_of(with_trigger(when="dwell", after=0)) == ["triggers[1].after: must be > 0"]
+    one_error(build(limits={"min_interval": "2 minutes"}), "limits.min_interval: not a duration")
+    data = build()
+    data["coupons"]["dwell10"]["valid_for"] = 0
+    assert errors_of(data) == ["coupons.dwell10.valid_for: must be > 0"]
+
+
+def test_wrong_types_name_their_path() -> None:
+    one_error(build(seed="forty-two"), "seed: ")
+    one_error(build(triggers=[{"name": "n", "when": "sometimes", "coupon": "dwell10"}]), "triggers[0].when: ")
+    one_error(with_coupon(title="X", kind="coupon", amount=1, valid_for="1m"), "coupons.x.kind: ")
+    one_error(with_coupon(title="X", kind="no_threshold", amount=1, valid_for="1m", stock="many"), "coupons.x.stock: ")
+    one_error(with_trigger(when="online_reached", count=5, source="guess"), "triggers[1].source: ")
+    one_error(with_trigger(when="comment", keywords=["a", 5]), "triggers[1].keywords[1]: ")
+
+
+def test_scope_is_all_or_a_mapping() -> None:
+    data = build()
+    data["coupons"]["dwell10"]["scope"] = "everything"
+    assert all(e.startswith("coupons.dwell10.scope: ") for e in errors_of(data))
+    data["coupons"]["dwell10"]["scope"] = {"products": "sku-1"}
+    assert errors_of(data) == ["coupons.dwell10.scope.products: Input should be a valid list"]
+
+
+def test_rooms_must_be_a_list_or_star() -> None:
+    assert all(e.startswith("rooms: ") for e in errors_of(build(rooms="room-1")))
+    assert errors_of(build(rooms=[])) == ['rooms: list at least one room, or "*" for every room']
+    assert errors_of(build(rooms=["ok", ""])) == ["rooms[1]: a room id must not be empty"]
+
+
+def test_campaign_id_characters() -> None:
+    assert errors_of(build(campaign="Double11_Live")) == [
+        "campaign: 'Double11_Live' must use only a-z, 0-9 and '-'"]
+
+
+def test_not_a_mapping_or_not_yaml() -> None:
+    assert errors_of("- a\n- b\n")[0].startswith("the campaign file must be a mapping")
+    assert errors_of("campaign: [unclosed\n")[0].startswith("not valid YAML")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(CampaignError) as info:
+        load_campaign(missing)
+    assert info.value.errors[0].startswith(f"{missing}: cannot read")
+
+
+# --- per-kind coupon rules ---------------------------------------------------------------------------------------
+
+
+def test_threshold_coupon_needs_threshold_and_amount() -> None:
+    assert errors_of(with_coupon(title="X", kind="threshold", valid_for="1m")) == [
+        "coupons.x.amount: required for kind threshold", "coupons.x.threshold: required for kind threshold"]
+
+
+def test_no_threshold_coupon_takes_no_threshold() -> None:
+    assert errors_of(with_coupon(title="X", kind="no_threshold", threshold=5, amount=1, valid_for="1m")) == [
+        "coupons.x.threshold: not used by kind no_threshold"]
+    assert errors_of(with_coupon(title="X", kind="no_threshold", valid_for="1m")) == [
+        "coupons.x.amount: required for kind no_threshold"]
+
+
+def test_percent_coupon_needs_percent_and_takes_no_amount() -> None:
+    assert errors_of(with_coupon(title="X", kind="percent", valid_for="1m")) == [
+        "coupons.x.percent: required for kind percent"]
+    assert errors_of(with_coupon(title="X", kind="percent", percent=10, amount=5, valid_for="1m")) == [
+        "coupons.x.amount: not used by kind percent"]
+
+
+def test_percent_and_max_discount_only_on_percent_coupons() -> None:
+    assert errors_of(with_coupon(title="X", kind="threshold", threshold=9, amount=1, percent=10, max_discount=5,
+                                 valid_for="1m")) == [
+        "coupons.x.max_discount: not used by kind threshold", "coupons.x.percent: not used by kind threshold"]
+
+
+@pytest.mark.parametrize("percent", [12.55, 0, -5, 100.5, 150])
+def test_percent_has_one_decimal_within_0_and_100(percent: float) -> None:
+    one_error(with_coupon(title="X", kind="percent", percent=percent, valid_for="1m"), "coupons.x.percent: ")
+
+
+@pytest.mark.parametrize(("percent", "tenths"), [(12.5, 125), (100, 1000), (0.1, 1), (33.3, 333)])
+def test_percent_in_tenths(percent: float, tenths: int) -> None:
+    c = load(with_coupon(title="X", kind="percent", percent=percent, valid_for="1m"))
+    assert c.coupons["x"].terms.percent_tenths == tenths
+
+
+def test_exactly_one_of_valid_for_and_valid_until() -> None:
+    assert errors_of(with_coupon(title="X", kind="no_threshold", amount=1)) == [
+        "coupons.x: give exactly one of valid_for or valid_until"]
+    text = yaml.safe_dump(with_coupon(title="X", kind="no_threshold", amount=1, valid_for="1m"), allow_unicode=True)
+    text = text.replace("valid_for: 1m", "valid_for: 1m\n    valid_until: 2026-11-11T23:59:59+08:00")
+    assert errors_of(text) == ["coupons.x: give exactly one of valid_for or valid_until"]
+
+
+def test_percent_without_max_discount_needs_no_budget() -> None:
+    data = with_coupon(title="X", kind="percent", percent=10, valid_for="1m")
+    assert load(data).coupons["x"].terms.max_discount is None
+    data["limits"] = {"budget": 1000}
+    assert errors_of(data) == ["coupons.x.max_discount: a percent coupon needs max_discount when limits.budget is set"]
+
+
+def test_non_positive_values_of_a_coupon() -> None:
+    assert errors_of(with_coupon(title="X", kind="no_threshold", amount=0, valid_for="1m")) == [
+        "coupons.x.amount: must be > 0"]
+    assert errors_of(with_coupon(title="X", kind="percent", percent=5, max_discount=0, valid_for="1m")) == [
+        "coupons.x.max_discount: must be > 0"]
+    assert errors_of(with_coupon(title="X", kind="no_threshold", amount=1, valid_for="1m", stock=-1)) == [
+        "coupons.x.stock: must be ≥ 0"]
+    assert errors_of(with_coupon(title=" ", kind="no_threshold", amount=1, valid_for="1m")) == [
+        "coupons.x.title: must not be empty"]
+
+
+def test_at_least_one_coupon() -> None:
+    assert "coupons: at least one coupon template is required" in errors_of(build(coupons={}, triggers=[]))
+
+
+# --- triggers ----------------------------------------------------------------------------------------------------
+
+
+def test_unknown_coupon_reference() -> None:
+    data = build()
+    data["triggers"] += [{"name": "a", "when": "first_visit", "coupon": "dwell10"},
+                         {"name": "b", "when": "first_visit", "coupon": "dwel10"}]
+    assert errors_of(data) == ["triggers[2].coupon: unknown coupon 'dwel10'"]
+
+
+def test_duplicate_trigger_names() -> None:
+    assert errors_of(with_trigger(name="newcomer", when="first_visit")) == [
+        "triggers[1].name: duplicate trigger name 'newcomer'"]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ({"when": "dwell"}, "triggers[1].after: required for when: dwell"),
+        ({"when": "online_reached"}, "triggers[1].count: required for when: online_reached"),
+        ({"when": "online_reached", "count": 5, "audience": "lottery"},
+         "triggers[1].winners: required with audience: lottery"),
+        ({"when": "host_says"}, "triggers[1].phrases: required for when: host_says (a non-empty list)"),
+        ({"when": "host_says", "phrases": []}, "triggers[1].phrases: required for when: host_says (a non-empty list)"),
+        ({"when": "comment"}, "triggers[1].keywords: required for when: comment (a non-empty list)"),
+    ],
+)
+def test_kind_specific_required_keys(trigger: dict[str, Any], expected: str) -> None:
+    assert errors_of(with_trigger(**trigger)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ({"when": "first_visit", "after": "5m"}, "triggers[1].after: not used by when: first_visit"),
+        ({"when": "flash_sale", "audience": "present"}, "triggers[1].audience: not used by when: flash_sale"),
+        ({"when": "dwell", "after": 5, "count": 3}, "triggers[1].count: not used by when: dwell"),
+        ({"when": "comment", "keywords": ["a"], "phrases": ["a"]}, "triggers[1].phrases: not used by when: comment"),
+        ({"when": "host_says", "phrases": ["a"], "keywords": ["a"]},
+         "triggers[1].keywords: not used by when: host_says"),
+        ({"when": "online_reached", "count": 3, "within": 5}, "triggers[1].within: not used by when: online_reached"),
+        ({"when": "online_reached", "count": 3, "cooldown": 5},
+         "triggers[1].cooldown: not used by when: online_reached"),
+        ({"when": "host_says", "phrases": ["a"], "source": "present"},
+         "triggers[1].source: not used by when: host_says"),
+        ({"when": "host_says", "phrases": ["a"], "winners": 3}, "triggers[1].winners: not used by when: host_says"),
+        ({"when": "online_reached", "count": 3, "top": 2}, "triggers[1].top: not used by when: online_reached"),
+        ({"when": "online_reached", "count": 3, "winners": 2}, "triggers[1].winners: only used with audience: lottery"),
+        ({"when": "host_says", "phrases": ["a"], "within": 5},
+         "triggers[1].within: only used with audience: commenters"),
+        ({"when": "host_says", "phrases": ["a"], "top": 2}, "triggers[1].top: only used with audience: top_gifters"),
+        ({"when": "host_says", "phrases": ["a"], "audience": "lottery"},
+         "triggers[1].audience: 'lottery' is not an audience of when: host_says"),
+        ({"when": "online_reached", "count": 3, "audience": "commenters"},
+         "triggers[1].audience: 'commenters' is not an audience of when: online_reached"),
+    ],
+)
+def test_kind_specific_forbidden_keys(trigger: dict[str, Any], expected: str) -> None:
+    one_error(with_trigger(**trigger), expected)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ({"when": "online_reached", "count": 0}, "triggers[1].count: must be ≥ 1"),
+        ({"when": "online_reached", "count": 3, "audience": "lottery", "winners": 0},
+         "triggers[1].winners: must be ≥ 1"),
+        ({"when": "host_says", "phrases": ["a"], "audience": "top_gifters", "top": 0}, "triggers[1].top: must be ≥ 1"),
+        ({"when": "host_says", "phrases": ["a"], "audience": "commenters", "within": 0},
+         "triggers[1].within: must be > 0"),
+        ({"when": "host_says", "phrases": ["!!", "ok"]},
+         "triggers[1].phrases[0]: has nothing left to match after removing punctuation and spaces"),
+        ({"when": "comment", "keywords": ["ok", " 。"]},
+         "triggers[1].keywords[1]: has nothing left to match after removing punctuation and spaces"),
+    ],
+)
+def test_bad_trigger_values(trigger: dict[str, Any], expected: str) -> None:
+    assert errors_of(with_trigger(**trigger)) == [expected]
+
+
+def test_every_error_is_reported_at_once() -> None:
+    data = build()
+    data["triggers"] = [{"name": "a", "when": "dwell", "coupon": "nope"},
+                        {"name": "a", "when": "comment", "keywords": ["k"], "coupon": "dwell10"}]
+    assert errors_of(data) == ["triggers[0].coupon: unknown coupon 'nope'",
+                               "triggers[0].after: required for when: dwell",
+                               "triggers[1].name: duplicate trigger name 'a'"]
+
+
+# --- limits and experiments --------------------------------------------------------------------------------------
+
+
+def test_limits_values() -> None:
+    assert errors_of(build(limits={"per_user": -1})) == ["limits.per_user: must be ≥ 0"]
+    c = load(build(limits={"per_user": 0, "min_interval": 0, "budget": 0}))
+    assert (c.limits.per_user, c.limits.min_interval_ms, c.limits.budget) == (0, 0, 0)
+
+
+def experiment(**fields: Any) -> dict[str, Any]:
+    data = build()
+    data["coupons"]["dwell20"] = {"title": "20", "kind": "no_threshold", "amount": 20, "valid_for": "15m"}
+    data["triggers"] += [{"name": "dwell", "when": "dwell", "after": "5m", "coupon": "dwell10"},
+                         {"name": "lucky", "when": "online_reached", "count": 5, "audience": "lottery", "winners": 1,
+                          "coupon": "dwell10"}]
+    exp = {"name": "dv", "trigger": "dwell",
+           "variants": [{"name": "control", "coupon": None}, {"name": "twenty", "weight": 2, "coupon": "dwell20"}]}
+    exp.update(fields)
+    data["experiments"] = [exp]
+    return data
+
+
+def test_experiment_defaults() -> None:
+    (ex,) = load(experiment()).experiments
+    assert ex.salt == "dv"  # the experiment's name
+    assert [(v.name, v.weight, v.coupon) for v in ex.variants] == [("control", 1, None), ("twenty", 2, "dwell20")]
+
+
+def test_experiment_on_a_lottery_trigger_is_rejected() -> None:
+    assert errors_of(experiment(trigger="lucky")) == [
+        "experiments[0].trigger: trigger 'lucky' draws a lottery; an experiment may not cover it"]
+
+
+def test_at_most_one_experiment_per_trigger() -> None:
+    data = experiment()
+    data["experiments"].append({"name": "other", "trigger": "dwell", "variants": [{"name": "a", "coupon": None}]})
+    assert errors_of(data) == ["experiments[1].trigger: trigger 'dwell' already has an experiment"]
+
+
+def test_experiment_references() -> None:
+    assert errors_of(experiment(trigger="dwel")) == ["experiments[0].trigger: unknown trigger 'dwel'"]
+    data = experiment()
+    data["experiments"][0]["variants"][1]["coupon"] = "dwell30"
+    assert errors_of(data) == ["experiments[0].variants[1].coupon: unknown coupon 'dwell30'"]
+
+
+def test_variant_needs_a_name_and_a_coupon_key() -> None:
+    data = experiment()
+    del data["experiments"][0]["variants"][0]["coupon"]
+    assert errors_of(data) == ["experiments[0].variants[0].coupon: required"]
+    data = experiment()
+    del data["experiments"][0]["variants"][1]["name"]
+    assert errors_of(data) == ["experiments[0].variants[1].name: required"]
+
+
+def test_variant_weights_non_negative_with_positive_sum() -> None:
+    data = experiment()
+    data["experiments"][0]["variants"][0]["weight"] = -1
+    assert errors_of(data) == ["experiments[0].variants[0].weight: must be a finite number ≥ 0"]
+    data = experiment()
+    data["experiments"][0]["variants"][0]["weight"] = 0
+    assert load(data).experiments[0].variants[0].weight == 0
+    data["experiments"][0]["variants"][1]["weight"] = 0
+    assert errors_of(data) == ["experiments[0].variants: the weights must add up to more than 0"]
+    data = experiment()
+    data["experiments"][0]["variants"][1]["weight"] = float("inf")
+    assert errors_of(data) == ["experiments[0].variants[1].weight: must be a finite number ≥ 0"]
+
+
+def test_experiment_names_and_variants() -> None:
+    data = experiment(variants=[])
+    assert errors_of(data) == ["experiments[0].variants: list at least one variant"]
+    data = experiment(variants=[{"name": "a", "coupon": None}, {"name": "a", "coupon": "dwell20"}])
+    assert errors_of(data) == ["experiments[0].variants[1].name: duplicate variant name 'a'"]
+    data = experiment(salt="v2")
+    assert load(data).experiments[0].salt == "v2"
