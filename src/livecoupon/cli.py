@@ -114,6 +114,31 @@ def replay(
 
 
 @app.command()
+def report(
+    events: Annotated[Path, typer.Argument(help="recorded events, one JSON object a line")],
+    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for report.html and metrics.json")],
+) -> None:
+    """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
+    from livecoupon.analytics.publish import write_report
+    from livecoupon.engine.replay import read_events
+    from livecoupon.engine.replay import replay as run_replay
+
+    campaign = _campaign_or_exit(config)
+    try:
+        lines = events.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"无法读取事件文件 / cannot read events file {events}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    result = run_replay(campaign, lines)
+    parsed, _ = read_events(lines)
+    metrics = write_report(campaign, [d.record() for d in result.decisions], parsed, out_dir)
+    err.print(f"报告已生成 / report written: {out_dir / 'report.html'} "
+              f"({metrics['totals']['issued']:,} coupons issued, {metrics['totals']['orders']:,} orders)",
+              highlight=False)
+
+
+@app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
     db: Annotated[Path, typer.Option("--db", help="SQLite file of the embedded store")] = Path("livecoupon.db"),

@@ -1,0 +1,105 @@
+"""Answers to the operator's three questions, and what to change next.
+
+Which trigger redeems best; how face value moves order value; how timing moves
+conversion — then recommendations closing the loop issue → redeem → analyse → optimise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from statistics import median
+from typing import Any
+
+from livecoupon.analytics.metrics import OrderSeen
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.decisions import DecisionRecord
+from livecoupon.domain.money import fen_to_yuan
+
+TIMING_BUCKET_MS = 5 * 60_000
+
+
+def trigger_ranking(triggers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Triggers that issued anything, best redemption rate first."""
+    rows = [{"trigger": name} | m for name, m in triggers.items() if m["issued"]]
+    rows.sort(key=lambda r: (-r["redemption_rate"], -r["gmv"], r["trigger"]))
+    for row in rows:
+        cost = row["discount_cost"]
+        row["roi"] = round(row["gmv"] / cost, 2) if cost else None
+    return rows
+
+
+def face_value_effect(campaign: Campaign, decisions: Sequence[DecisionRecord],
+                      orders: Sequence[OrderSeen]) -> list[dict[str, Any]]:
+    """Orders that redeemed a coupon, grouped by the coupon's face value."""
+    template_of = {d.coupon_id: d.template for d in decisions if d.issued}
+    issued_by_face: dict[int, int] = defaultdict(int)
+    for d in decisions:
+        if d.issued and d.template in campaign.coupons:
+            issued_by_face[campaign.coupons[d.template].terms.face_value or 0] += 1
+    amounts: dict[int, list[int]] = defaultdict(list)
+    for o in orders:
+        template = template_of.get(o.coupon_id or "")
+        if template in campaign.coupons:
+            amounts[campaign.coupons[template].terms.face_value or 0].append(o.amount)
+    return [{"face_value": fen_to_yuan(face), "issued": issued_by_face[face], "orders": len(amounts[face]),
+             "redemption_rate": round(len(amounts[face]) / issued_by_face[face], 4) if issued_by_face[face] else 0.0,
+             "aov": fen_to_yuan(round(sum(amounts[face]) / len(amounts[face]))) if amounts[face] else 0.0}
+            for face in sorted(issued_by_face)]
+
+
+def timing_effect(campaign: Campaign, decisions: Sequence[DecisionRecord],
+                  orders: Sequence[OrderSeen]) -> dict[str, Any]:
+    """Conversion of issued coupons by when in the broadcast they were issued."""
+    by_user: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for o in orders:
+        by_user[(o.room, o.user)].append(o.at)
+    window = campaign.attribution_window_ms
+    buckets: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    delays: list[float] = []
+    for d in decisions:
+        if not d.issued:
+            continue
+        later = [t for t in by_user.get((d.room, d.user), ()) if d.at < t <= d.at + window]
+        bucket = buckets[(d.at - d.broadcast) // TIMING_BUCKET_MS]
+        bucket[0] += 1
+        if later:
+            bucket[1] += 1
+            delays.append((min(later) - d.at) / 60_000)
+    rows = [{"minute": b * TIMING_BUCKET_MS // 60_000, "issued": n, "converted": c,
+             "conversion": round(c / n, 4) if n else 0.0} for b, (n, c) in sorted(buckets.items())]
+    return {"buckets": rows, "median_minutes_to_order": round(median(delays), 2) if delays else None}
+
+
+def recommendations(metrics: dict[str, Any], ranking: list[dict[str, Any]]) -> list[str]:
+    """Plain advice, Chinese first, each grounded in a figure from this run."""
+    advice = []
+    if ranking:
+        best, worst = ranking[0], ranking[-1]
+        advice.append(f"核销率最高的是「{best['trigger']}」({best['redemption_rate']:.1%})，可适当加大其库存或预算 / "
+                      f"'{best['trigger']}' redeems best: give it more stock or budget.")
+        if len(ranking) > 1 and worst["redemption_rate"] < best["redemption_rate"] / 2:
+            advice.append(f"「{worst['trigger']}」核销率仅 {worst['redemption_rate']:.1%}，建议调整时机、门槛或面额 / "
+                          f"'{worst['trigger']}' redeems poorly: revisit its timing, threshold or face value.")
+    for name, m in metrics["triggers"].items():
+        suppressed = m["suppressed"]
+        if m["decisions"] and suppressed.get("out_of_stock", 0) > 0.2 * m["decisions"]:
+            advice.append(f"「{name}」有 {suppressed['out_of_stock']} 次因库存不足未发出，库存偏紧 / "
+                          f"'{name}' ran out of stock {suppressed['out_of_stock']} times.")
+        if m["decisions"] and suppressed.get("min_interval", 0) + suppressed.get("per_user_cap", 0) > 0.3 * m[
+                "decisions"]:
+            advice.append(f"「{name}」三成以上被频控拦截，可考虑放宽 min_interval 或 per_user / "
+                          f"over 30% of '{name}' was held back by frequency caps.")
+    for name, e in metrics["experiments"].items():
+        if e["srm_flag"]:
+            advice.append(f"实验「{name}」分流比例异常 (SRM p={e['srm_p_value']:.2g})，结论不可信，请先排查分流 / "
+                          f"experiment '{name}' has a sample-ratio mismatch: fix assignment before trusting it.")
+            continue
+        for variant, v in e["variants"].items():
+            lift = (v.get("lift") or {}).get("conversion")
+            if lift and lift.get("p_value_holm", lift["p_value"]) < 0.05 and lift["diff"] > 0:
+                advice.append(f"实验「{name}」中「{variant}」转化率显著高于对照 (+{lift['diff']:.1%}) ，可全量 / "
+                              f"'{variant}' beats control in '{name}': roll it out.")
+    if not advice:
+        advice.append("数据量尚不足以给出可靠建议，请继续积累 / Not enough data yet for a confident recommendation.")
+    return advice

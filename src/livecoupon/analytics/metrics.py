@@ -1,0 +1,158 @@
+"""What the coupons did: per-trigger and per-variant metrics from decisions and orders.
+
+The inputs are the decision log (from a replay or the live store) and the ``order``
+events of the stream. Metric names follow SPEC §6.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from livecoupon.analytics.stats import holm, srm_p_value, welch_lift
+from livecoupon.domain.campaign import Campaign, Experiment
+from livecoupon.domain.coupons import CouponKind, CouponTemplate
+from livecoupon.domain.decisions import DecisionRecord
+from livecoupon.domain.events import Event
+from livecoupon.domain.money import fen_to_yuan
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSeen:
+    """An ``order`` event, as analytics counts it (on air or not)."""
+
+    room: str
+    user: str
+    at: int
+    amount: int  # fen paid
+    order_id: str
+    coupon_id: str | None
+
+
+def orders_of(events: Iterable[Event], campaign: Campaign) -> list[OrderSeen]:
+    """Distinct orders (first of each order id per room) of the campaign's rooms."""
+    seen: set[tuple[str, str]] = set()
+    orders = []
+    for e in events:
+        if e.type != "order" or not campaign.listens_to(e.room) or e.order_id is None or e.user is None:
+            continue
+        if (e.room, e.order_id) in seen:
+            continue
+        seen.add((e.room, e.order_id))
+        orders.append(OrderSeen(e.room, e.user, e.ts, e.amount, e.order_id, e.coupon_id))
+    return orders
+
+
+def discount_of(template: CouponTemplate | None, paid: int) -> int:
+    """What a redeemed coupon cost, in fen, judged from the amount the order paid."""
+    if template is None:
+        return 0
+    terms = template.terms
+    if terms.kind is not CouponKind.PERCENT:
+        return terms.amount
+    if terms.percent_tenths >= 1000:
+        return terms.max_discount or 0
+    before = paid * 1000 // (1000 - terms.percent_tenths)  # the paid amount was after the discount
+    off = before - paid
+    return off if terms.max_discount is None else min(off, terms.max_discount)
+
+
+def _ratio(n: float, d: float) -> float:
+    return round(n / d, 6) if d else 0.0
+
+
+def trigger_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
+                    orders: Sequence[OrderSeen]) -> dict[str, dict[str, Any]]:
+    issued_by_id = {d.coupon_id: d for d in decisions if d.issued}
+    redeeming: dict[str, list[OrderSeen]] = defaultdict(list)
+    for order in orders:
+        if order.coupon_id in issued_by_id:
+            redeeming[order.coupon_id].append(order)
+    result: dict[str, dict[str, Any]] = {}
+    names = [t.name for t in campaign.triggers] + sorted({d.trigger for d in decisions}
+                                                         - {t.name for t in campaign.triggers})
+    for name in names:
+        mine = [d for d in decisions if d.trigger == name]
+        issued = [d for d in mine if d.issued]
+        used = [(d, o) for d in issued for o in redeeming.get(d.coupon_id, ())]
+        redeemed = sum(1 for d in issued if d.coupon_id in redeeming)
+        gmv = sum(o.amount for _, o in used)
+        cost = sum(discount_of(campaign.coupons.get(d.template or ""), o.amount) for d, o in used)
+        result[name] = {
+            "decisions": len(mine), "issued": len(issued),
+            "suppressed": dict(Counter(d.reason.value for d in mine if d.reason is not None)),
+            "redeemed": redeemed, "redemption_rate": _ratio(redeemed, len(issued)),
+            "orders": len(used), "gmv": fen_to_yuan(gmv), "aov": fen_to_yuan(round(gmv / len(used))) if used else 0.0,
+            "discount_cost": fen_to_yuan(cost),
+        }
+    return result
+
+
+def control_of(experiment: Experiment) -> str:
+    """The holdout variant if there is one, else the first."""
+    return next((v.name for v in experiment.variants if v.coupon is None), experiment.variants[0].name)
+
+
+def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Sequence[DecisionRecord],
+                       orders: Sequence[OrderSeen]) -> dict[str, Any]:
+    """Per-variant exposure, conversion and order value, lifts against control, SRM."""
+    exposures: dict[str, DecisionRecord] = {}
+    for d in decisions:
+        if d.trigger == experiment.trigger and d.experiment == experiment.name and d.user not in exposures:
+            exposures[d.user] = d
+    by_user: dict[tuple[str, str], list[OrderSeen]] = defaultdict(list)
+    for o in orders:
+        by_user[(o.room, o.user)].append(o)
+    window = campaign.attribution_window_ms
+    converted: dict[str, list[float]] = {v.name: [] for v in experiment.variants}
+    values: dict[str, list[float]] = {v.name: [] for v in experiment.variants}
+    for user, first in exposures.items():
+        attributed = [o for o in by_user.get((first.room, user), ()) if first.at < o.at <= first.at + window]
+        variant = first.variant or ""
+        converted.setdefault(variant, []).append(1.0 if attributed else 0.0)
+        values.setdefault(variant, []).extend(o.amount / 100 for o in attributed)
+    control = control_of(experiment)
+    variants: dict[str, dict[str, Any]] = {}
+    for v in experiment.variants:
+        users, amounts = converted[v.name], values[v.name]
+        variants[v.name] = {
+            "coupon": v.coupon, "users": len(users), "converted": int(sum(users)),
+            "conversion": _ratio(sum(users), len(users)), "orders": len(amounts),
+            "aov": round(sum(amounts) / len(amounts), 2) if amounts else 0.0,
+        }
+        if v.name != control:
+            conversion = welch_lift(users, converted[control])
+            aov = welch_lift(amounts, values[control])
+            variants[v.name]["lift"] = {
+                "conversion": conversion.to_json() if conversion else None,
+                "aov": aov.to_json() if aov else None,
+            }
+    _adjust(variants)
+    srm = srm_p_value([variants[v.name]["users"] for v in experiment.variants],
+                      [v.weight for v in experiment.variants])
+    return {"trigger": experiment.trigger, "control": control, "variants": variants, "srm_p_value": srm,
+            "srm_flag": srm is not None and srm < 0.001}
+
+
+def _adjust(variants: dict[str, dict[str, Any]]) -> None:
+    """Holm correction across the variants compared with control, per metric."""
+    for metric in ("conversion", "aov"):
+        lifts = [v["lift"][metric] for v in variants.values() if "lift" in v and v["lift"][metric] is not None]
+        for lift, adjusted in zip(lifts, holm([lift["p_value"] for lift in lifts])):
+            lift["p_value_holm"] = adjusted
+
+
+def campaign_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
+                     events: Iterable[Event]) -> dict[str, Any]:
+    """The whole ``metrics.json``."""
+    orders = orders_of(events, campaign)
+    return {
+        "campaign": campaign.campaign,
+        "triggers": trigger_metrics(campaign, decisions, orders),
+        "experiments": {e.name: experiment_metrics(campaign, e, decisions, orders) for e in campaign.experiments},
+        "totals": {"decisions": len(decisions), "issued": sum(1 for d in decisions if d.issued),
+                   "orders": len(orders), "gmv": fen_to_yuan(sum(o.amount for o in orders)),
+                   "orders_with_coupon": sum(1 for o in orders if o.coupon_id)},
+    }

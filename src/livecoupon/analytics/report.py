@@ -1,0 +1,170 @@
+"""``report.html``: one self-contained offline page answering the operator's questions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from livecoupon.analytics.charts import bar_chart, column_chart, interval_chart
+from livecoupon.analytics.insights import face_value_effect, recommendations, timing_effect, trigger_ranking
+from livecoupon.analytics.metrics import OrderSeen
+from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
+from livecoupon.domain.decisions import DecisionRecord
+from livecoupon.domain.durations import format_duration
+from livecoupon.domain.money import format_yuan
+
+STYLE = """
+body{font-family:"PingFang SC","Noto Sans CJK SC","Microsoft YaHei",system-ui,sans-serif;margin:0;background:#f6f7f9;
+color:#222}main{max-width:980px;margin:0 auto;padding:24px}h1{color:#e4393c;margin:0 0 4px}
+h2{border-left:4px solid #e4393c;padding-left:10px;margin-top:36px}.sub{color:#666}
+.badge{display:inline-block;background:#fff3cd;color:#8a6d00;border:1px solid #f0d98c;border-radius:4px;
+padding:2px 8px;font-size:13px}table{border-collapse:collapse;width:100%;background:#fff;margin:8px 0 16px;
+font-size:14px}th,td{border:1px solid #e3e3e3;padding:6px 8px;text-align:left}th{background:#fafafa}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{background:#fff;border-radius:8px;padding:12px 16px;min-width:140px;box-shadow:0 1px 2px rgba(0,0,0,.06)}
+.card b{display:block;font-size:22px;color:#e4393c}svg.chart{width:100%;height:auto;background:#fff;
+border-radius:8px;margin:8px 0}svg text{font-size:12px;fill:#333}svg .chart-title{font-size:14px;font-weight:600}
+svg .small{font-size:11px}.advice li{margin:6px 0}.empty{color:#999}.flag{color:#c0392b;font-weight:600}
+"""
+
+WHEN_WORDS = {
+    When.FIRST_VISIT: "新人首次进房 / first visit",
+    When.DWELL: "连续观看未下单 / watched without ordering",
+    When.ONLINE_REACHED: "在线人数达标 / online count reached",
+    When.HOST_SAYS: "主播说口令 / host says a passphrase",
+    When.FLASH_SALE: "秒杀期间互动 / interacts during a flash sale",
+    When.COMMENT: "评论含关键词 / comment with keyword",
+}
+
+
+def _condition(t: Trigger) -> str:
+    if t.when is When.DWELL:
+        return f"进房后 {format_duration(t.after_ms)} 仍在看且未下单"
+    if t.when is When.ONLINE_REACHED:
+        source = "在场人数" if t.source == "present" else "平台在线数"
+        return f"{source} ≥ {t.count:,}（每场一次）"
+    if t.when is When.HOST_SAYS:
+        return f"口令 {' / '.join(t.phrases)}（含同音，冷却 {format_duration(t.cooldown_ms)}）"
+    if t.when is When.COMMENT:
+        return f"评论含 {' / '.join(t.keywords)}"
+    if t.when is When.FLASH_SALE:
+        return "秒杀开始后首次评论/点赞/关注/送礼"
+    return "首次进入本活动任一直播间"
+
+
+def _audience(t: Trigger) -> str:
+    return {Audience.USER: "该用户", Audience.PRESENT: "全部在场观众", Audience.LOTTERY: f"抽奖 {t.winners} 人",
+            Audience.COMMENTERS: f"{format_duration(t.within_ms)} 内评论者", Audience.TOP_GIFTERS: f"礼物榜前 {t.top}"
+            }[t.audience]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(
+        f'<td class="num">{escape(_fmt(c))}</td>' if isinstance(c, (int, float)) else f"<td>{escape(str(c))}</td>"
+        for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequence[DecisionRecord],
+                  orders: Sequence[OrderSeen], *, simulated: bool = False, generated_at: dt.datetime | None = None) -> str:
+    ranking = trigger_ranking(metrics["triggers"])
+    faces = face_value_effect(campaign, decisions, orders)
+    timing = timing_effect(campaign, decisions, orders)
+    advice = recommendations(metrics, ranking)
+    totals = metrics["totals"]
+    when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    badge = '<span class="badge">模拟数据 / simulated data</span>' if simulated else ""
+    sections = [
+        f"<h1>直播发券效果报告</h1><p class='sub'>Live coupon report — 活动 campaign <b>{escape(campaign.campaign)}</b>"
+        f" · 生成于 {when} {badge}</p>",
+        "<div class='cards'>" + "".join(f"<div class='card'><b>{escape(v)}</b>{escape(k)}</div>" for k, v in [
+            ("发放 issued", f"{totals['issued']:,}"), ("决策 decisions", f"{totals['decisions']:,}"),
+            ("订单 orders", f"{totals['orders']:,}"), ("用券订单 with coupon", f"{totals['orders_with_coupon']:,}"),
+            ("GMV (元)", f"{totals['gmv']:,.2f}")]) + "</div>",
+        "<h2>关键数据指标分析表 / Key metrics</h2>",
+        _table(["触发 trigger", "决策 decisions", "发放 issued", "核销 redeemed", "核销率 rate", "订单 orders",
+                "GMV", "客单价 AOV", "优惠成本 cost", "未发原因 suppressed"],
+               [[n, m["decisions"], m["issued"], m["redeemed"], _pct(m["redemption_rate"]), m["orders"], m["gmv"],
+                 m["aov"], m["discount_cost"], ", ".join(f"{k}:{v}" for k, v in m["suppressed"].items()) or "—"]
+                for n, m in metrics["triggers"].items()]),
+        "<h2>常见触发逻辑示例 / Trigger logic of this campaign</h2>",
+        _table(["#", "名称 name", "场景 when", "条件 condition", "对象 audience", "券 coupon"],
+               [[t.index + 1, t.name, WHEN_WORDS[t.when], _condition(t), _audience(t),
+                 f"{campaign.coupons[t.coupon].title}（{_terms(campaign, t.coupon)}）"] for t in campaign.triggers]),
+        _limits(campaign),
+        "<h2>一、哪个触发核销最好？ / Which trigger redeems best?</h2>",
+        bar_chart([r["trigger"] for r in ranking], [r["redemption_rate"] for r in ranking],
+                  title="核销率 redemption rate by trigger"),
+        _table(["触发 trigger", "核销率 rate", "GMV", "优惠成本 cost", "GMV/成本 ROI"],
+               [[r["trigger"], _pct(r["redemption_rate"]), r["gmv"], r["discount_cost"],
+                 "—" if r["roi"] is None else r["roi"]] for r in ranking]),
+        "<h2>二、面额如何影响客单价？ / How face value moves order value</h2>",
+        column_chart([f"¥{f['face_value']:g}" for f in faces], [f["aov"] for f in faces],
+                     title="用券订单客单价 AOV of coupon orders by face value (元)", fmt="{:.0f}"),
+        _table(["面额 face value", "发放 issued", "用券订单 orders", "核销率 rate", "客单价 AOV"],
+               [[f["face_value"], f["issued"], f["orders"], _pct(f["redemption_rate"]), f["aov"]] for f in faces]),
+        "<h2>三、发券时机如何影响转化？ / How timing moves conversion</h2>",
+        column_chart([f"{b['minute']}′" for b in timing["buckets"]], [b["conversion"] for b in timing["buckets"]],
+                     title="按开播后发券时间的转化率 conversion by minute of issue (attribution window)"),
+        f"<p>领券到下单的中位时间 / median minutes from issue to order: "
+        f"<b>{'—' if timing['median_minutes_to_order'] is None else timing['median_minutes_to_order']}</b></p>",
+        "<h2>A/B 实验 / Experiments</h2>",
+        *(_experiment(name, e) for name, e in metrics["experiments"].items()),
+        "<h2>下一步建议 / What to change next</h2>",
+        "<ol class='advice'>" + "".join(f"<li>{escape(a)}</li>" for a in advice) + "</ol>",
+        "<p class='sub'>发券 → 核销 → 分析 → 优化 · issue → redeem → analyse → optimise. "
+        "转化归因窗口 attribution window: " + format_duration(campaign.attribution_window_ms) + ".</p>",
+    ]
+    if not metrics["experiments"]:
+        sections.insert(sections.index("<h2>A/B 实验 / Experiments</h2>") + 1, "<p class='empty'>本活动未配置实验。</p>")
+    return ("<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+            f"<title>直播发券效果报告 · {escape(campaign.campaign)}</title><style>{STYLE}</style></head>"
+            "<body><main>" + "".join(sections) + "</main></body></html>")
+
+
+def _terms(campaign: Campaign, name: str) -> str:
+    from livecoupon.cli import describe_coupon
+
+    return describe_coupon(campaign.coupons[name])
+
+
+def _limits(campaign: Campaign) -> str:
+    lim = campaign.limits
+    parts = [f"每人每场最多 {lim.per_user} 张" if lim.per_user is not None else "",
+             f"两张券至少间隔 {format_duration(lim.min_interval_ms)}" if lim.min_interval_ms else "",
+             f"总预算 {format_yuan(lim.budget)} 元" if lim.budget is not None else ""]
+    text = "；".join(p for p in parts if p)
+    return f"<p>频控与预算 / limits: {escape(text) if text else '无 none'}</p>"
+
+
+def _experiment(name: str, e: dict[str, Any]) -> str:
+    srm = e["srm_p_value"]
+    srm_text = "—" if srm is None else f"{srm:.3g}"
+    flag = "<span class='flag'>⚠ 分流比例异常 SRM</span>" if e["srm_flag"] else "分流正常 no SRM"
+    rows, labels, intervals = [], [], []
+    for vname, v in e["variants"].items():
+        lift = (v.get("lift") or {}).get("conversion")
+        aov = (v.get("lift") or {}).get("aov")
+        rows.append([vname + (" (对照)" if vname == e["control"] else ""), v["coupon"] or "—", v["users"],
+                     v["converted"], _pct(v["conversion"]), v["orders"], v["aov"],
+                     "—" if not lift else f"{lift['diff']:+.2%} [{lift['ci95'][0]:+.2%}, {lift['ci95'][1]:+.2%}]",
+                     "—" if not lift else f"{lift['p_value']:.3g} / {lift.get('p_value_holm', lift['p_value']):.3g}",
+                     "—" if not aov else f"{aov['diff']:+.2f} [{aov['ci95'][0]:+.2f}, {aov['ci95'][1]:+.2f}]"])
+        if lift:
+            labels.append(vname)
+            intervals.append((lift["diff"], lift["ci95"][0], lift["ci95"][1]))
+    return (f"<h3>{escape(name)} · 触发 {escape(e['trigger'])}</h3><p>SRM p = {srm_text} · {flag}</p>"
+            + _table(["组 variant", "券 coupon", "曝光 users", "转化 converted", "转化率", "订单 orders", "客单价 AOV",
+                      "转化提升 lift (95% CI)", "p / Holm p", "客单价差 AOV diff (95% CI)"], rows)
+            + interval_chart(labels, intervals, title="转化率提升及95%置信区间 conversion lift vs control"))

@@ -1,0 +1,66 @@
+"""Two-sample statistics for experiments: Welch intervals, SRM, Holm correction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True, slots=True)
+class Lift:
+    """Variant minus control, in the metric's own units, with a 95% interval."""
+
+    diff: float
+    ci95: tuple[float, float]
+    p_value: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"diff": self.diff, "ci95": [self.ci95[0], self.ci95[1]], "p_value": self.p_value}
+
+
+def welch_lift(variant: Sequence[float], control: Sequence[float]) -> Lift | None:
+    """Welch's two-sample t-test of means: conversion (0/1 per user) or order value.
+
+    For 0/1 data this is the unpooled difference-of-proportions interval with a t
+    reference distribution, which equals the z interval for the sample sizes seen
+    in live rooms. None when either side has fewer than two observations or no spread.
+    """
+    a, b = np.asarray(variant, dtype=float), np.asarray(control, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se2 = var_a + var_b
+    diff = float(a.mean() - b.mean())
+    if se2 == 0:
+        return None
+    df = se2**2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+    se = float(np.sqrt(se2))
+    t_crit = float(stats.t.ppf(0.975, df))
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return Lift(diff, (diff - t_crit * se, diff + t_crit * se), p)
+
+
+def srm_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | None:
+    """Sample-ratio mismatch: chi-square of users per variant against the configured weights."""
+    used = [(o, w) for o, w in zip(observed, weights) if w > 0]
+    total = sum(o for o, _ in used)
+    if len(used) < 2 or total == 0:
+        return None
+    weight_sum = sum(w for _, w in used)
+    expected = [total * w / weight_sum for _, w in used]
+    return float(stats.chisquare([o for o, _ in used], expected).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
