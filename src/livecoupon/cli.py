@@ -165,6 +165,48 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where events.jsonl, report.html, metrics.json go")] = Path(
+        "demo-out"),
+    viewers: Annotated[int, typer.Option("--viewers", min=1, max=100_000)] = 1500,
+    minutes: Annotated[int, typer.Option("--minutes", min=1, max=600, help="simulated broadcast length")] = 30,
+    speed: Annotated[float, typer.Option("--speed", min=0.1, help="simulated seconds per wall second")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    config: Annotated[Path, typer.Option("--config", help="campaign file")] = Path("examples/campaign.yaml"),
+    headless: Annotated[bool, typer.Option("--headless", help="no progress display or console links")] = False,
+) -> None:
+    """模拟直播演示 / Run a simulated broadcast against the embedded service, end to end."""
+    from livecoupon.sim.demo import run_demo
+
+    campaign = _campaign_or_exit(config)
+    if campaign.rooms is not None and "room-1" not in campaign.rooms:
+        err.print("演示直播间为 room-1 / the demo broadcasts in room-1: list it in the campaign's rooms")
+        raise typer.Exit(UNUSABLE)
+    metrics = run_demo(config, out_dir, viewers=viewers, minutes=minutes, speed=speed, seed=seed, headless=headless,
+                       console=err)
+    d = metrics["demo"]
+    table = Table(title="演示结果 / demo results (模拟数据 simulated)")
+    table.add_column("指标 metric")
+    table.add_column("数值 value", justify="right")
+    for label, value in [
+        ("观众 viewers", f"{d['viewers']:,}"), ("模拟时长 simulated minutes", str(d["minutes"])),
+        ("耗时 wall time", f"{d['wall_seconds']:.1f} s"), ("事件 events", f"{d['events']:,}"),
+        ("服务吞吐 events/s (while posting)", f"{d['events_per_second']:,}"),
+        ("弹窗 popups", f"{d['popups']:,}"),
+        ("弹窗延迟 popup latency p50/p99", f"{d['popup_latency_ms']['p50']} / {d['popup_latency_ms']['p99']} ms"),
+        ("订单 orders (用券 with coupon)", f"{d['orders']:,} ({d['orders_with_coupon']:,})"),
+        ("发券 coupons issued", f"{metrics['totals']['issued']:,}"),
+        ("重放一致 replay matches live", "✓" if d["replay_matches_live"] else "✗"),
+    ]:
+        table.add_row(label, value)
+    out.print(table)
+    out.print(f"报告 report: {out_dir / 'report.html'}   指标 metrics: {out_dir / 'metrics.json'}   "
+              f"事件 events: {out_dir / 'events.jsonl'}")
+    if not d["replay_matches_live"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app(prog_name="livecoupon")
 

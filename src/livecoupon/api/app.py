@@ -18,7 +18,7 @@ from livecoupon.checkout import Answer, order_json, quote_json
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Hub
 from livecoupon.domain.coupons import Coupon, CouponKind
-from livecoupon.domain.decisions import Decision
+from livecoupon.domain.decisions import Decision, coupon_of
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.engine.replay import decision_json as record_json
 from livecoupon.errors import Malformed, NotFound, Unauthorized
@@ -74,7 +74,7 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
     def _push(decisions: list[Decision]) -> None:
         for d in decisions:
             if d.issued:
-                hub.publish(d.request.room, d.request.user, coupon_message(service.campaign, d))
+                hub.publish(d.request.room, d.request.user, coupon_message(service.campaign, coupon_of(d)))
 
     async def _tick_forever() -> None:
         while True:
@@ -189,7 +189,8 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
     async def decisions() -> dict[str, Any]:
         """Every decision so far, in decision order, as ``livecoupon replay`` writes them."""
         records = await service.call(lambda: list(service.store.decisions(service.campaign.campaign)))
-        return {"decisions": [record_json(r) | {"issued": r.issued} for r in records]}
+        return {"decisions": [record_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id,
+                                                  "broadcast": r.broadcast} for r in records]}
 
     @v1.post("/admin/triggers/{name}", tags=["operator"], dependencies=[Depends(operator)])
     async def switch_trigger(name: str, body: TriggerSwitchIn) -> dict[str, Any]:
@@ -200,13 +201,22 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
 
     @v1.websocket("/rooms/{room}/live")
     async def live(websocket: WebSocket, room: str, user: Annotated[str, Query(min_length=1)]) -> None:
-        """Pushes ``{"type": "coupon", …}`` to viewer ``user`` the moment a coupon is issued."""
+        """Pushes ``{"type": "coupon", …}`` to viewer ``user`` the moment a coupon is issued.
+
+        On connect, coupons issued while the viewer was away and never acknowledged are
+        sent first; the client answers ``{"type": "ack", "coupon_id"}`` for each shown.
+        """
         await websocket.accept()
-        sub = hub.subscribe(room, user)
+        sub = hub.subscribe(room, user)  # before reading the backlog, so nothing falls in between
+        missed = await service.call(service.store.unacknowledged, user, room)
+        now = service.clock.now()
+        for coupon in missed:
+            if coupon.is_usable(now):
+                sub.queue.put_nowait(coupon_message(service.campaign, coupon) | {"missed": True})
         sender = asyncio.create_task(_send_all(websocket, sub.queue))
         try:
             while True:
-                await websocket.receive_text()  # acknowledgements and pings
+                await _on_client_message(user, await websocket.receive_text())
         except WebSocketDisconnect:
             pass
         finally:
@@ -214,6 +224,12 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
+
+    async def _on_client_message(user: str, text: str) -> None:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            message = json.loads(text)
+            if message.get("type") == "ack" and isinstance(message.get("coupon_id"), str):
+                await service.call(service.store.acknowledge, message["coupon_id"], user, service.clock.now())
 
     app.include_router(v1)
     if agora_secret:
@@ -227,6 +243,10 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
 
 
 async def _send_all(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    sent: set[str] = set()
     while True:
         message = await queue.get()
+        if message["coupon_id"] in sent:
+            continue  # published live while the backlog was being read
+        sent.add(message["coupon_id"])
         await websocket.send_json(message)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from livecoupon.domain.campaign import Campaign, When
-from livecoupon.domain.coupons import CouponKind, CouponTemplate
-from livecoupon.domain.decisions import Decision
-from livecoupon.domain.durations import format_duration
+from livecoupon.domain.campaign import Audience, Campaign, When
+from livecoupon.domain.coupons import Coupon, CouponKind, Terms
 from livecoupon.domain.money import fen_to_yuan, format_yuan
 
 
@@ -16,8 +14,7 @@ def iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def coupon_words(t: CouponTemplate) -> str:
-    terms = t.terms
+def coupon_words(terms: Terms) -> str:
     if terms.kind is CouponKind.NO_THRESHOLD:
         return f"一张{format_yuan(terms.amount)}元无门槛券"
     if terms.kind is CouponKind.THRESHOLD:
@@ -25,37 +22,39 @@ def coupon_words(t: CouponTemplate) -> str:
     return f"一张{(1000 - terms.percent_tenths) / 100:g}折券"
 
 
-def reason_words(campaign: Campaign, decision: Decision) -> str:
+def _minutes(ms: int) -> str:
+    minutes = ms / 60_000
+    return f"{minutes:g}分钟" if minutes < 60 else f"{minutes / 60:g}小时"
+
+
+def reason_words(campaign: Campaign, coupon: Coupon) -> str:
     """Why the viewer got this coupon, as the popup says it (Chinese, then English)."""
-    request = decision.request
-    assert request.template is not None
-    trigger = next((t for t in campaign.triggers if t.name == request.trigger), None)
-    gift = coupon_words(request.template)
+    gift = coupon_words(coupon.terms)
+    trigger = next((t for t in campaign.triggers if t.name == coupon.trigger), None)
     if trigger is None:
         return f"直播间专属福利，送你{gift} / A gift from the live room"
+    if trigger.when is When.HOST_SAYS and trigger.audience is Audience.TOP_GIFTERS:
+        return f"恭喜榜一，送你{gift} / Congratulations, top supporter"
     words = {
         When.FIRST_VISIT: f"欢迎第一次来直播间，送你{gift} / Welcome, first-time viewer",
-        When.DWELL: f"感谢观看{format_duration(trigger.after_ms).replace('m', '分钟').replace('h', '小时')}，"
-                    f"送你{gift} / Thanks for watching",
+        When.DWELL: f"感谢观看{_minutes(trigger.after_ms)}，送你{gift} / Thanks for watching",
         When.ONLINE_REACHED: f"直播间人数突破{trigger.count:,}，送你{gift} / The room passed {trigger.count:,} viewers",
         When.HOST_SAYS: f"主播口令福利，送你{gift} / The host's passphrase coupon",
         When.FLASH_SALE: f"限时秒杀进行中，送你{gift} / Flash sale on now",
         When.COMMENT: f"感谢互动，送你{gift} / Thanks for joining the chat",
     }
-    if trigger.when is When.HOST_SAYS and trigger.audience.value == "top_gifters":
-        return f"恭喜榜一，送你{gift} / Congratulations, top supporter"
     return words[trigger.when]
 
 
-def coupon_message(campaign: Campaign, decision: Decision) -> dict[str, Any]:
+def coupon_message(campaign: Campaign, coupon: Coupon) -> dict[str, Any]:
     """The ``{"type": "coupon", …}`` frame of SPEC §6."""
-    request, template = decision.request, decision.request.template
-    assert template is not None and decision.expires_at is not None
-    terms = template.terms
+    terms = coupon.terms
     message: dict[str, Any] = {
-        "type": "coupon", "coupon_id": request.coupon_id, "title": template.title, "kind": terms.kind.value,
-        "threshold": fen_to_yuan(terms.threshold), "expires_at": iso(decision.expires_at),
-        "reason": reason_words(campaign, decision), "room": request.room, "trigger": request.trigger,
+        "type": "coupon", "coupon_id": coupon.coupon_id, "title": coupon.title, "kind": terms.kind.value,
+        "threshold": fen_to_yuan(terms.threshold), "expires_at": iso(coupon.expires_at),
+        "expires_at_ms": coupon.expires_at, "issued_at_ms": coupon.issued_at,
+        "reason": reason_words(campaign, coupon), "room": coupon.room, "trigger": coupon.trigger,
+        "scope": terms.scope.to_json(),
     }
     if terms.kind is CouponKind.PERCENT:
         message["percent"] = terms.percent

@@ -31,6 +31,7 @@ class MemoryStore:
         self._orders: dict[str, Order] = {}
         self._answers: dict[str, StoredAnswer] = {}
         self._events: list[dict[str, Any]] = []
+        self._acked: dict[str, int] = {}
 
     @contextmanager
     def unit_of_work(self) -> Iterator[None]:
@@ -117,6 +118,18 @@ class MemoryStore:
                 return False
             self._orders[order.order_id] = order
             return True
+
+    def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
+        with self._lock:
+            coupon = self._coupons.get(coupon_id)
+            if coupon is None or coupon.user != user or coupon_id in self._acked:
+                return False
+            self._acked[coupon_id] = at
+            return True
+
+    def unacknowledged(self, user: str, room: str) -> list[Coupon]:
+        with self._lock:
+            return [c for c in self.coupons_of(user) if c.room == room and c.coupon_id not in self._acked]
 
     def recall(self, key: str) -> StoredAnswer | None:
         return self._answers.get(key)

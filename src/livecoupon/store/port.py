@@ -78,6 +78,12 @@ class Store(Protocol):
     def move_order(self, order: Order, expected: OrderState) -> bool:
         """Compare-and-set on the order's state."""
 
+    def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
+        """The viewer's client confirmed it showed the coupon; True the first time."""
+
+    def unacknowledged(self, user: str, room: str) -> list[Coupon]:
+        """Issued coupons of ``user`` from ``room`` that no client has acknowledged yet."""
+
     # -- idempotency keys and the event log -------------------------------------------
     def recall(self, key: str) -> StoredAnswer | None: ...
 

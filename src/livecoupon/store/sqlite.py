@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
     body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    coupon_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit
@@ -320,6 +322,19 @@ class SqliteStore:
         cur = self._db.execute("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",
                                (order.state.value, order.reserved_until, order.order_id, expected.value))
         return cur.rowcount == 1
+
+    def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
+        with self.unit_of_work():
+            cur = self._db.execute("INSERT OR IGNORE INTO acknowledgements SELECT coupon_id, ? FROM coupons "
+                                   "WHERE coupon_id=? AND user=?", (at, coupon_id, user))
+            return cur.rowcount == 1
+
+    def unacknowledged(self, user: str, room: str) -> list[Coupon]:
+        rows = self._db.execute(
+            f"SELECT {COUPON_COLUMNS} FROM coupons c WHERE user=? AND room=? AND NOT EXISTS "
+            "(SELECT 1 FROM acknowledgements a WHERE a.coupon_id = c.coupon_id) ORDER BY issued_at, coupon_id",
+            (user, room))
+        return [_coupon_from_row(row) for row in rows]
 
     # -- idempotency keys and the event log ----------------------------------------------
     def recall(self, key: str) -> StoredAnswer | None:

@@ -1,0 +1,3 @@
+from livecoupon.cli import main
+
+main()
