@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from livecoupon.domain.campaign import Audience, Campaign, Experiment, Limits, Trigger, Variant, When
+from livecoupon.domain.campaign import (Audience, Campaign, DeliveryPolicy, Experiment, Limits, Trigger, Variant,
+                                       When)
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
 from livecoupon.domain.durations import parse_duration_ms
 from livecoupon.domain.money import yuan_to_fen
@@ -102,6 +103,12 @@ class ExperimentModel(_Strict):
     variants: list[VariantModel]
 
 
+class DeliveryModel(_Strict):
+    quiet_period: Millis = 3_000
+    room_rate: float | None = 2_000.0
+    max_mute: Millis = 2 * 3_600_000
+
+
 class CampaignModel(_Strict):
     campaign: str
     rooms: Literal["*"] | list[str]
@@ -112,6 +119,7 @@ class CampaignModel(_Strict):
     triggers: list[TriggerModel]
     limits: LimitsModel = LimitsModel()
     experiments: list[ExperimentModel] = []
+    delivery: DeliveryModel = DeliveryModel()
 
 
 # Keys a trigger may carry besides name/when/coupon, by `when`.
@@ -219,10 +227,19 @@ class _Builder:
         limits = self._limits(coupons)
         triggers = tuple(self._trigger(i, t) for i, t in enumerate(m.triggers))
         experiments = tuple(self._experiment(i, e, triggers) for i, e in enumerate(m.experiments))
+        delivery = self._delivery()
         if self.errors:
             raise CampaignError(self.errors)
         return Campaign(m.campaign, rooms, {k: v for k, v in coupons.items() if v is not None}, triggers,
-                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments)
+                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments, delivery)
+
+    def _delivery(self) -> DeliveryPolicy:
+        d = self.m.delivery
+        if d.room_rate is not None and not d.room_rate > 0:
+            self.error("delivery.room_rate", "must be > 0 popups per second (or null for no limit)")
+        if d.max_mute <= 0:
+            self.error("delivery.max_mute", "must be > 0")
+        return DeliveryPolicy(d.quiet_period, d.room_rate, d.max_mute)
 
     def _rooms(self) -> tuple[str, ...] | None:
         if self.m.rooms == "*":

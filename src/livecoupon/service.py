@@ -113,6 +113,18 @@ class LiveService:
         self._announce(decisions)
         return decisions
 
+    def issue_to_present(self, template_name: str, room: str, key: str) -> list[Decision]:
+        """The operator's "send to everyone present" in ``room``."""
+        state = self.engine.rooms.get(room)
+        if state is None or not state.on_air:
+            raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
+        return self.issue_manually(template_name, state.present_users(self.clock.now()), room, key)
+
+    def room_summary(self) -> dict[str, dict[str, Any]]:
+        now = self.clock.now()
+        return {name: {"on_air": r.on_air, "present": len(r.present_users(now)) if r.on_air else 0}
+                for name, r in self.engine.rooms.items()}
+
     def _announce(self, decisions: list[Decision]) -> None:
         if not decisions:
             return

@@ -63,3 +63,8 @@ class ManualIssueIn(_Body):
 
 class TriggerSwitchIn(_Body):
     paused: bool
+
+
+class PresentIssueIn(_Body):
+    template: Text
+    idempotency_key: Text

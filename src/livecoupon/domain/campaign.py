@@ -56,6 +56,19 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """Delivery-side frequency control on top of the caps: when popups reach screens.
+
+    A popup never gets dropped here: the coupon is already in the account; pacing only
+    decides when the viewer sees it.
+    """
+
+    quiet_period_ms: int = 3_000  # least time between two popups to one viewer; later ones wait
+    room_rate: float | None = 2_000.0  # popups per second per room; a burst is smoothed, not dropped
+    max_mute_ms: int = 2 * 3_600_000  # the longest do-not-disturb a viewer may ask for
+
+
+@dataclass(frozen=True, slots=True)
 class Variant:
     name: str
     weight: float
@@ -81,6 +94,7 @@ class Campaign:
     attribution_window_ms: int = 30 * 60_000
     limits: Limits = field(default_factory=Limits)
     experiments: tuple[Experiment, ...] = ()
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     def listens_to(self, room: str) -> bool:
         return self.rooms is None or room in self.rooms

@@ -1,0 +1,136 @@
+"""What the routes share: the service and the delivery side around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, FastAPI, Header, Request
+
+from livecoupon.delivery.console import LiveStats, announcements, decision_line
+from livecoupon.delivery.messages import coupon_message
+from livecoupon.delivery.pacing import Pacer
+from livecoupon.delivery.websockets import ConsoleHub, Hub
+from livecoupon.domain.decisions import Decision, coupon_of
+from livecoupon.errors import Unauthorized
+from livecoupon.service import LiveService
+
+TICK_SECONDS = 0.02
+STATS_SECONDS = 1.0
+FEED_LINES_PER_BATCH = 200  # a 100,000-viewer firing is one announcement, not 100,000 feed lines
+
+
+class WebhookPort(Protocol):
+    """What the runtime needs of the merchant-webhook sender (delivery/webhooks.py)."""
+
+    def enqueue(self, payloads: list[dict[str, Any]]) -> None: ...
+
+    def dead_letters(self) -> list[dict[str, Any]]: ...
+
+    def start(self) -> Any: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    service: LiveService
+    api_key: str
+    webhooks: WebhookPort | None = None
+    hub: Hub = field(default_factory=Hub)
+    consoles: ConsoleHub = field(default_factory=ConsoleHub)
+    pacer: Pacer = field(init=False)
+    stats: LiveStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pacer = Pacer(self.service.campaign.delivery, self.hub.publish)
+        self.stats = LiveStats(self.service.campaign)
+
+    # -- on the event loop ---------------------------------------------------------------
+    def on_decisions(self, decisions: list[Decision]) -> None:
+        """Committed decisions: counters, popups (paced), console lines, webhooks."""
+        campaign = self.service.campaign
+        self.stats.add(d.record() for d in decisions)
+        issued = [coupon_of(d) for d in decisions if d.issued]
+        for coupon in issued:
+            self.pacer.offer(coupon.room, coupon.user, coupon_message(campaign, coupon))
+        if len(self.consoles):
+            for d in decisions[:FEED_LINES_PER_BATCH]:
+                self.consoles.broadcast(decision_line(d))
+            for line in announcements(campaign, decisions):
+                self.consoles.broadcast(line)
+        if self.webhooks is not None and issued:
+            from livecoupon.delivery.webhooks import payload_for
+
+            self.webhooks.enqueue([payload_for(campaign.campaign, coupon_message(campaign, c)) for c in issued])
+
+    async def stats_message(self) -> dict[str, Any]:
+        service = self.service
+        totals = await service.call(service.store.totals, service.campaign.campaign)
+        rooms = await service.call(service.room_summary)
+        dead = len(self.webhooks.dead_letters()) if self.webhooks is not None else 0
+        return self.stats.snapshot(totals, rooms, set(service.engine.paused), service.clock.now(), dead)
+
+    def check_key(self, given: str | None) -> None:
+        if not given or not secrets.compare_digest(given.encode(), self.api_key.encode()):
+            raise Unauthorized("unauthorized", "a valid X-API-Key header is required", "X-API-Key")
+
+    # -- background tasks -----------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        service = self.service
+        loop = asyncio.get_running_loop()
+        service.listeners.append(lambda made: loop.call_soon_threadsafe(self.on_decisions, made))
+        await service.call(service.rebuild)
+        records = await service.call(lambda: list(service.store.decisions(service.campaign.campaign)))
+        self.stats.add(records)
+        if self.webhooks is not None:
+            started = self.webhooks.start()
+            if asyncio.iscoroutine(started):
+                await started
+        tasks = [asyncio.create_task(t) for t in (self._tick(), self.pacer.run(), self._stats_feed())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.webhooks is not None:
+                await self.webhooks.stop()
+
+    async def _tick(self) -> None:
+        service = self.service
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            due = service.engine.next_timer_due()
+            if due is not None and due <= service.clock.now():
+                await service.call(service.tick)
+
+    async def _stats_feed(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_SECONDS)
+            if len(self.consoles):
+                self.consoles.broadcast(await self.stats_message())
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def operator(request: Request, x_api_key: Annotated[str | None, Header()] = None,
+             authorization: Annotated[str | None, Header()] = None) -> None:
+    """Dependency guarding the operator endpoints."""
+    given = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
+    runtime_of(request).check_key(given)
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+def attach(app: FastAPI, runtime: Runtime) -> None:
+    app.state.runtime = runtime

@@ -1,0 +1,76 @@
+"""When popups reach screens: a per-room rate limit that smooths bursts, and a quiet
+period between two popups to one viewer. Nothing is dropped, only scheduled.
+
+The room limit is a generic cell rate algorithm (virtual scheduling): each room keeps
+a theoretical arrival time; a popup may go ``burst`` seconds ahead of it, and every
+popup moves it on by ``1 / rate``. A 10,000-viewer milestone at 2,000/s therefore
+shows the first 1,000 popups at once and the rest over the next ~4.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable
+from typing import Any
+
+from livecoupon.domain.campaign import DeliveryPolicy
+
+Deliver = Callable[[str, str, dict[str, Any]], None]
+BURST_SECONDS = 0.5
+EPSILON = 1e-9  # float slack, so 1 / rate added n times does not push the n-th popup out
+
+
+class Pacer:
+    def __init__(self, policy: DeliveryPolicy, deliver: Deliver, now: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._deliver = deliver
+        self._now = now
+        self._user_next: dict[tuple[str, str], float] = {}
+        self._room_tat: dict[str, float] = {}
+        self._later: list[tuple[float, int, str, str, dict[str, Any]]] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._later)
+
+    def offer(self, room: str, user: str, message: dict[str, Any]) -> float:
+        """Schedule one popup; returns the delay in seconds (0: delivered now)."""
+        now = self._now()
+        send_at = max(now, self._user_next.get((room, user), now))
+        quiet = self.policy.quiet_period_ms / 1000
+        if quiet:
+            self._user_next[(room, user)] = send_at + quiet
+        if self.policy.room_rate:
+            tat = max(self._room_tat.get(room, send_at), send_at)
+            send_at = max(send_at, tat - BURST_SECONDS)
+            self._room_tat[room] = tat + 1 / self.policy.room_rate
+        if send_at <= now + EPSILON:
+            self._deliver(room, user, message)
+            return 0.0
+        self._seq += 1
+        heapq.heappush(self._later, (send_at, self._seq, room, user, message))
+        self._wake.set()
+        if len(self._user_next) > 200_000:
+            self._forget_before(now)
+        return send_at - now
+
+    def _forget_before(self, now: float) -> None:
+        self._user_next = {k: t for k, t in self._user_next.items() if t > now}
+
+    async def run(self) -> None:
+        """Deliver scheduled popups on time; runs for the life of the app."""
+        while True:
+            now = self._now()
+            while self._later and self._later[0][0] <= now:
+                _, _, room, user, message = heapq.heappop(self._later)
+                self._deliver(room, user, message)
+            self._wake.clear()
+            timeout = self._later[0][0] - now if self._later else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass

@@ -1,0 +1,129 @@
+"""Delivery end to end: missed coupons on reconnect exactly once, mute, consoles, send-to-present."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from livecoupon.api.app import create_app
+from livecoupon.campaign_file import load_campaign
+from livecoupon.service import LiveService
+from livecoupon.store.sqlite import SqliteStore
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+T0 = 1_700_000_000
+KEY = "k"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "d.db"))
+    with TestClient(create_app(service, api_key=KEY)) as test_client:
+        yield test_client
+    service.close()
+
+
+def post(client: TestClient, *events: dict[str, Any]) -> dict[str, Any]:
+    answer = client.post("/v1/events", json=list(events))
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def start(client: TestClient) -> None:
+    post(client, {"type": "live_start", "room": "room-1", "ts": T0})
+
+
+def join(user: str, at: float = T0 + 1) -> dict[str, Any]:
+    return {"type": "join", "room": "room-1", "ts": at, "user": user}
+
+
+def test_a_coupon_missed_while_away_arrives_on_reconnect_exactly_once(client: TestClient) -> None:
+    start(client)
+    post(client, join("alice"))  # newcomer coupon issued while alice has no socket open
+    with client.websocket_connect("/v1/rooms/room-1/live?user=alice") as ws:
+        first = ws.receive_json()
+        assert first["type"] == "coupon" and first["missed"] is True and first["title"] == "新人专享券"
+        ws.send_json({"type": "ack", "coupon_id": first["coupon_id"]})
+        ws.send_json({"type": "ping"})  # the ack is handled before the socket closes
+    with client.websocket_connect("/v1/rooms/room-1/live?user=alice") as ws:
+        post(client, {"type": "comment", "room": "room-1", "ts": T0 + 200, "user": "alice", "text": "扣1"})
+        second = ws.receive_json()
+    assert second["trigger"] == "kou1" and "missed" not in second
+
+
+def test_an_unacknowledged_coupon_comes_again_on_the_next_connection(client: TestClient) -> None:
+    start(client)
+    post(client, join("bob"))
+    with client.websocket_connect("/v1/rooms/room-1/live?user=bob") as ws:
+        cid = ws.receive_json()["coupon_id"]
+    with client.websocket_connect("/v1/rooms/room-1/live?user=bob") as ws:
+        assert ws.receive_json()["coupon_id"] == cid
+
+
+def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> None:
+    start(client)
+    with client.websocket_connect("/v1/rooms/room-1/live?user=carol") as ws:
+        ws.send_json({"type": "mute", "minutes": 10})
+        ws.send_json({"type": "ping"})
+        post(client, join("carol"))
+        ws.send_json({"type": "unmute"})
+        message = ws.receive_json()
+    assert message["missed"] is True and message["trigger"] == "newcomer"
+
+
+def test_console_feed_shows_decisions_announcements_and_stats(client: TestClient) -> None:
+    start(client)
+    with client.websocket_connect(f"/v1/console/live?key={KEY}") as console:
+        assert console.receive_json()["type"] == "stats"
+        post(client, join("dave"), join("erin"), {"type": "gift", "room": "room-1", "ts": T0 + 2, "user": "erin",
+                                                  "value": 520})
+        post(client, {"type": "transcript", "room": "room-1", "ts": T0 + 30, "text": "宝宝们发券啦"})
+        post(client, {"type": "transcript", "room": "room-1", "ts": T0 + 200, "text": "恭喜榜一的宝宝"})
+        seen: list[dict[str, Any]] = []
+        while not any(m["type"] == "announcement" for m in seen):
+            message = console.receive_json()
+            if message["type"] != "stats":
+                seen.append(message)
+    lines = [m for m in seen if m["type"] == "decision"]
+    assert [(m["user"], m["trigger"], m["issued"]) for m in lines[:2]] == [("dave", "newcomer", True),
+                                                                          ("erin", "newcomer", True)]
+    assert [(m["trigger"], m["reason"]) for m in lines[2:]] == [("passphrase", "min_interval")] * 2 + [
+        ("thanks-top", None)]  # 榜一 need not be present, and two minutes have passed since her newcomer coupon
+    assert seen[-1]["type"] == "announcement" and seen[-1]["trigger"] == "thanks-top"
+    assert seen[-1]["text"].startswith("恭喜榜一 erin")
+
+
+def test_console_needs_the_key(client: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/console/live?key=wrong") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4401
+
+
+def test_stats_and_send_to_everyone_present(client: TestClient) -> None:
+    start(client)
+    post(client, join("f1"), join("f2", T0 + 2))
+    headers = {"X-API-Key": KEY}
+    sent = client.post("/v1/admin/rooms/room-1/issue-present", json={"template": "bonus", "idempotency_key": "m1"},
+                       headers=headers).json()
+    assert sent["issued"] == 0 and sent["suppressed"] == 2  # min_interval: both just got a newcomer coupon
+    stats = client.get("/v1/admin/stats", headers=headers).json()
+    assert stats["triggers"]["newcomer"]["issued"] == 2
+    assert stats["triggers"]["manual"]["suppressed"] == {"min_interval": 2}
+    assert stats["rooms"]["room-1"] == {"on_air": True, "present": 2}
+    off_air = client.post("/v1/admin/rooms/nowhere/issue-present", json={"template": "bonus", "idempotency_key": "x"},
+                          headers=headers)
+    assert off_air.status_code == 404
+
+
+def test_pausing_a_trigger_stops_its_firings(client: TestClient) -> None:
+    headers = {"X-API-Key": KEY}
+    assert client.post("/v1/admin/triggers/newcomer", json={"paused": True}, headers=headers).json()["paused"]
+    start(client)
+    assert post(client, join("gina"))["decisions"] == []
+    assert client.post("/v1/admin/triggers/nope", json={"paused": True}, headers=headers).status_code == 404

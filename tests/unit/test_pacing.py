@@ -1,0 +1,77 @@
+"""Delivery-side frequency control: bursts are smoothed, never dropped; quiet periods hold."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livecoupon.delivery.pacing import BURST_SECONDS, Pacer
+from livecoupon.delivery.websockets import Hub
+from livecoupon.domain.campaign import DeliveryPolicy
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_burst_goes_out_at_the_room_rate_after_the_allowance() -> None:
+    clock, sent = Clock(), []
+    pacer = Pacer(DeliveryPolicy(quiet_period_ms=0, room_rate=1000), lambda r, u, m: sent.append(u), clock)
+    delays = [pacer.offer("room", f"u{i}", {}) for i in range(2000)]
+    immediate = int(BURST_SECONDS * 1000) + 1
+    assert len(sent) == immediate
+    assert delays[immediate] == pytest.approx(0.001)
+    assert delays[-1] == pytest.approx((2000 - 1) / 1000 - BURST_SECONDS)
+    assert pacer.waiting == 2000 - immediate
+
+
+def test_rooms_are_paced_independently() -> None:
+    clock, sent = Clock(), []
+    pacer = Pacer(DeliveryPolicy(quiet_period_ms=0, room_rate=10), lambda r, u, m: sent.append(r), clock)
+    for i in range(20):
+        pacer.offer("a", f"u{i}", {})
+    assert pacer.offer("b", "x", {}) == 0.0
+    assert sent.count("b") == 1
+
+
+def test_a_viewer_waits_the_quiet_period_between_popups() -> None:
+    clock, sent = Clock(), []
+    pacer = Pacer(DeliveryPolicy(quiet_period_ms=3000, room_rate=None), lambda r, u, m: sent.append(m["n"]), clock)
+    assert pacer.offer("room", "alice", {"n": 1}) == 0.0
+    assert pacer.offer("room", "alice", {"n": 2}) == pytest.approx(3.0)
+    assert pacer.offer("room", "alice", {"n": 3}) == pytest.approx(6.0)
+    assert pacer.offer("room", "bob", {"n": 4}) == 0.0
+    clock.t += 10
+    assert pacer.offer("room", "alice", {"n": 5}) == pytest.approx(0.0)
+    assert sent == [1, 4, 5]
+
+
+def test_scheduled_popups_are_delivered_in_order_by_the_runner() -> None:
+    sent: list[int] = []
+
+    async def scenario() -> None:
+        pacer = Pacer(DeliveryPolicy(quiet_period_ms=20, room_rate=None), lambda r, u, m: sent.append(m["n"]))
+        runner = asyncio.create_task(pacer.run())
+        for n in range(4):
+            pacer.offer("room", "alice", {"n": n})
+        await asyncio.sleep(0.2)
+        runner.cancel()
+
+    asyncio.run(scenario())
+    assert sent == [0, 1, 2, 3]
+
+
+def test_a_muted_viewer_gets_nothing_until_the_mute_ends() -> None:
+    clock = Clock()
+    hub = Hub(clock)
+    sub = hub.subscribe("room", "alice")
+    hub.mute("room", "alice", 60)
+    assert hub.publish("room", "alice", {"n": 1}) == 0
+    clock.t += 61
+    assert hub.publish("room", "alice", {"n": 2}) == 1
+    assert sub.queue.get_nowait() == {"n": 2}
