@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
+from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for
 from livecoupon.domain.events import INTERACTION_TYPES, Event
 from livecoupon.domain.experiments import assign
@@ -70,7 +71,9 @@ class Engine:
             if event.id in room.seen_ids:
                 return []
             room.seen_ids.add(event.id)
-        applies = room.on_air or not room.seen_any or event.type in ("live_start", "live_end")
+        # Off air only a live_start applies: even a second live_end is not applied, so it
+        # neither fires timers nor moves the point where a replay stops.
+        applies = room.on_air or not room.seen_any or event.type == "live_start"
         if not applies:
             return []  # off air: not applied at all, and no timer fires for it
         decisions = self.advance(event.ts) if self._timers else []
@@ -135,8 +138,9 @@ class Engine:
             room.last_comment[user] = ts
             self._comment_firings(room, user, event.text or "", ts, firings)
         elif kind == "gift":
-            total = room.gifts.get(user, (0, 0))[0] + event.value
-            room.gifts[user] = (total, self._applied)
+            known = room.gifts.get(user)
+            if known is None or event.value > 0:  # a 0 gift keeps when the total was reached (ties)
+                room.gifts[user] = ((known[0] if known else 0) + event.value, self._applied)
         if kind in INTERACTION_TYPES and room.sales:
             self._flash_firings(room, user, ts, firings)
         if viewer is None:
@@ -271,7 +275,7 @@ class Engine:
     def _request(self, room: Room, firing: Firing, user: str) -> IssueRequest:
         trigger, campaign = firing.trigger, self.campaign
         assert room.broadcast is not None
-        template = campaign.coupons[trigger.coupon]
+        template: CouponTemplate | None = campaign.coupons[trigger.coupon]
         experiment = self._experiments.get(trigger.name)
         experiment_name = variant_name = None
         if experiment is not None:

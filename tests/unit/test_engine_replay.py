@@ -1,0 +1,292 @@
+"""Replay (SPEC §2 "Order of processing", §4 step 4): duplicate ids, unlisted rooms,
+where a replay stops, ts rounding, coupon ids, and file order not mattering."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_fixtures import (
+    apply_live,
+    by_ts,
+    campaign,
+    ev,
+    outcomes,
+    record,
+    records,
+    room_outcomes,
+    run,
+    to_lines,
+    watch,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from livecoupon.domain.events import parse_event
+from livecoupon.engine.engine import Engine
+from livecoupon.engine.replay import replay, write_outputs
+from livecoupon.store.memory import MemoryStore
+
+NEWCOMER = "  - {name: newcomer, when: first_visit, coupon: c10}"
+DWELL = "  - {name: stay, when: dwell, after: 5m, coupon: c20}"
+PROBE = '  - {name: probe, when: host_says, phrases: ["发券"], coupon: c10, cooldown: 0}'
+
+
+# -- duplicate ids ----------------------------------------------------------------------
+
+def test_duplicate_id_keeps_the_first_in_file_order_even_with_a_later_ts() -> None:
+    events = [ev("join", 20, "u", id="e1"), ev("join", 10, "v", id="e1"), ev("join", 30, "w", id="e2")]
+    # v's join is dropped, so the broadcast begins at u's join and only u and w visit
+    assert outcomes(campaign(NEWCOMER), events) == [(20, "u", "newcomer", "c10"), (30, "w", "newcomer", "c10")]
+
+
+def test_duplicate_ids_are_per_room() -> None:
+    camp = campaign(NEWCOMER, rooms='["r1", "r2"]')
+    events = [ev("join", 1, "u", id="x"), ev("join", 2, "v", room="r2", id="x"), ev("join", 3, "w", id="x")]
+    assert room_outcomes(camp, events) == [("r1", (1, "u", "newcomer", "c10")), ("r2", (2, "v", "newcomer", "c10"))]
+
+
+def test_a_retried_event_applied_live_is_ignored() -> None:
+    camp = campaign('  - {name: kou1, when: comment, keywords: ["扣1"], coupon: c10}')
+    comment = ev("comment", 5, "u", text="扣1", id="c-1")
+    _, made = apply_live(camp, [ev("live_start", 0), comment, ev("live_start", 10), dict(comment, ts=11),
+                                ev("comment", 12, "u", text="扣1")])
+    assert [(d.request.at, d.request.user) for d in made] == [(5_000, "u"), (12_000, "u")]
+
+
+# -- rooms the campaign does not list ---------------------------------------------------
+
+def test_events_of_unlisted_rooms_are_ignored_not_rejected() -> None:
+    camp = campaign(NEWCOMER + "\n" + PROBE)
+    lines = to_lines([ev("live_start", 0, room="r9"), ev("join", 1, "u", room="r9"),
+                      ev("transcript", 2, room="r9", text="发券"), ev("join", 3, "v")])
+    result = replay(camp, lines)
+    assert [(d.request.room, d.request.user) for d in result.decisions] == [("r1", "v")]
+    assert result.rejected == []
+
+
+def test_star_listens_to_every_room() -> None:
+    camp = campaign(NEWCOMER, rooms='"*"')
+    events = [ev("join", 1, "u", room="a"), ev("join", 2, "v", room="b")]
+    assert room_outcomes(camp, events) == [("a", (1, "u", "newcomer", "c10")), ("b", (2, "v", "newcomer", "c10"))]
+
+
+# -- where a replay stops ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("last_at", "fires"), [(299.999, False), (300, True)])
+def test_replay_stops_at_the_last_event_and_later_timers_do_not_fire(last_at: float, fires: bool) -> None:
+    events = by_ts([ev("live_start", 0), *watch("u", 0, 270), ev("join", last_at, "v")])
+    assert [user for _, user, trigger, _ in outcomes(campaign(DWELL), events) if trigger == "stay"] == (
+        ["u"] if fires else [])
+
+
+TRAILING = {
+    "unlisted room": [ev("join", 400, "x", room="r9")],
+    "duplicate id": [ev("join", 400, "x", id="dup")],
+    "off-air event": [ev("join", 400, "x", room="r2")],
+    "off-air live_end": [ev("live_end", 400, room="r2")],
+    "rejected line": ['{"type": "join", "room": "r1", "ts": 400}', "not json"],
+}
+
+
+@pytest.mark.parametrize("trailing", TRAILING.values(), ids=TRAILING.keys())
+def test_events_that_are_not_applied_do_not_move_the_replay_clock(trailing: list[Any]) -> None:
+    camp = campaign(DWELL, rooms='["r1", "r2"]')
+    head = [ev("live_start", 0, room="r2"), ev("live_end", 1, room="r2"), ev("live_start", 0),
+            ev("join", 0, "u", id="dup"), *watch("u", 0, 270)[1:]]
+    assert outcomes(camp, [*by_ts(head), *trailing]) == []
+
+
+def test_an_applied_event_in_another_room_fires_the_timer_first() -> None:
+    camp = campaign(DWELL, rooms='["r1", "r2"]')
+    events = by_ts([ev("live_start", 0), *watch("u", 0, 270), ev("join", 400, "x", room="r2")])
+    assert room_outcomes(camp, events) == [("r1", (300, "u", "stay", "c20"))]
+
+
+# -- ts is rounded half to even to the ms -----------------------------------------------
+
+@pytest.mark.parametrize(("ts", "ms"), [
+    (1_700_000_000.0005, 1_700_000_000_000), (1_700_000_000.0015, 1_700_000_000_002),
+    (1_700_000_000.0025, 1_700_000_000_002), (1_700_000_000.00251, 1_700_000_000_003),
+    (12.3455, 12_346), (0.0005, 0), (7, 7_000),
+])
+def test_ts_is_rounded_half_to_even_to_the_ms(ts: float, ms: int) -> None:
+    decisions = run(campaign(NEWCOMER), [ev("join", ts, "u")])
+    assert [d.request.at for d in decisions] == [ms]
+
+
+@pytest.mark.parametrize(("probe_at", "present"), [(60.0025, True), (60.0035, False)])
+def test_presence_compares_rounded_ms_exactly(probe_at: float, present: bool) -> None:
+    # join at 0.0015 -> 2 ms; 60.0025 -> 60 002 ms (60 000 later: present); 60.0035 -> 60 004 ms
+    events = [ev("live_start", 0), ev("join", 0.0015, "u"), ev("transcript", probe_at, text="发券")]
+    assert len(outcomes(campaign(PROBE), events)) == (1 if present else 0)
+
+
+def test_events_rounding_to_the_same_ms_keep_their_file_order() -> None:
+    events = [ev("join", 10.0004, "u"), ev("live_start", 10.0001), ev("transcript", 20, text="发券")]
+    # both are at 10 000 ms: the join comes first in the file, so the live_start ends its broadcast
+    assert outcomes(campaign(PROBE), events) == []
+
+
+# -- what a replay writes (SPEC §6) ------------------------------------------------------
+
+def test_replay_writes_issued_suppressed_and_rejected_lines(tmp_path: Path) -> None:
+    tail = """
+limits: {per_user: 1}
+experiments:
+  - {name: e, trigger: probe, variants: [{name: everyone, coupon: c20}]}
+"""
+    camp = campaign(NEWCOMER + "\n" + PROBE, tail=tail)
+    lines = ["", json.dumps(ev("live_start", 0)), "{not json", json.dumps(ev("join", 1.5, "u")), "   ",
+             json.dumps(ev("join", 2, "")), json.dumps(ev("transcript", 3, text="发券"))]
+    out = tmp_path / "out"
+    write_outputs(replay(camp, lines), out)
+    issued = [json.loads(line) for line in (out / "issued.jsonl").read_text(encoding="utf-8").splitlines()]
+    suppressed = [json.loads(line) for line in (out / "suppressed.jsonl").read_text(encoding="utf-8").splitlines()]
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(issued) == 1 and issued[0]["coupon_id"].strip()
+    assert {k: v for k, v in issued[0].items() if k != "coupon_id"} == {
+        "ts": 1.5, "room": "r1", "user": "u", "trigger": "newcomer", "coupon": "c10", "expires_at": 901.5}
+    assert suppressed == [{"ts": 3, "room": "r1", "user": "u", "trigger": "probe", "reason": "per_user_cap",
+                           "experiment": "e", "variant": "everyone"}]
+    assert [r["line"] for r in rejected] == [3, 6]
+    assert "user" in rejected[1]["error"]
+
+
+# -- coupon ids -------------------------------------------------------------------------
+
+SCENARIO_TRIGGERS = "\n".join([
+    NEWCOMER, DWELL, PROBE,
+    "  - {name: flash, when: flash_sale, coupon: c30}",
+    "  - {name: crowd, when: online_reached, count: 2, coupon: c20}",
+])
+
+
+def scenario() -> list[dict[str, Any]]:
+    return by_ts([ev("live_start", 0), *watch("u", 0, 400), *watch("v", 5, 100),
+                  ev("transcript", 10, text="发券"), ev("transcript", 10.5, text="发券"),
+                  ev("flash_sale", 20, duration=30), ev("like", 25, "v"), ev("online_count", 30, count=2),
+                  ev("live_start", 350), ev("join", 351, "v"), ev("transcript", 352, text="发券")])
+
+
+def test_replay_is_deterministic_and_coupon_ids_are_unique() -> None:
+    camp = campaign(SCENARIO_TRIGGERS)
+    first, second = records(camp, scenario()), records(camp, scenario())
+    assert first == second
+    ids = [r["coupon_id"] for r in first if "coupon_id" in r]
+    assert len(ids) == len(set(ids)) == 11  # newcomer 2, probe 2 + 2, flash 1, crowd 2, stay 1, probe 1
+
+
+def test_live_application_with_clock_ticks_matches_the_replay() -> None:
+    camp = campaign(SCENARIO_TRIGGERS)
+    events = scenario()
+    engine = Engine(camp, MemoryStore())
+    live = []
+    for data in events:
+        event = parse_event(data)
+        live.extend(engine.advance(event.ts - 1))  # the server clock reaches just before the event
+        live.extend(engine.apply(event))
+    assert [record(d) for d in live] == records(camp, events)
+
+
+def test_reapplying_a_stream_to_the_same_store_never_issues_twice() -> None:
+    camp = campaign(SCENARIO_TRIGGERS)
+    store = MemoryStore()
+    _, first = apply_live(camp, scenario(), store)
+    coupons = {u: sorted(c.coupon_id for c in store.coupons_of(u)) for u in ("u", "v")}
+    _, again = apply_live(camp, scenario(), store)  # a restart that re-applies the log
+    assert {u: sorted(c.coupon_id for c in store.coupons_of(u)) for u in ("u", "v")} == coupons
+    assert {d.request.coupon_id for d in again} <= {d.request.coupon_id for d in first}
+
+
+# -- file order does not matter when timestamps are distinct ----------------------------
+
+PROPERTY_CAMPAIGN = """
+campaign: prop
+rooms: ["r1", "r2"]
+presence_timeout: 20s
+seed: 5
+coupons:
+  c10: {title: ten, kind: no_threshold, amount: 10, valid_for: 15m, stock: 12}
+  c20: {title: twenty, kind: no_threshold, amount: 20, valid_for: 15m}
+  pct: {title: pct, kind: percent, percent: 15, max_discount: 30, valid_for: 10m, stock: 6}
+triggers:
+  - {name: newcomer, when: first_visit, coupon: c10}
+  - {name: stay, when: dwell, after: 30s, coupon: c20}
+  - {name: crowd, when: online_reached, count: 3, source: present, coupon: pct}
+  - {name: lucky, when: online_reached, count: 4, audience: lottery, winners: 2, coupon: c20}
+  - {name: pass, when: host_says, phrases: ["发券"], coupon: c10, cooldown: 10s}
+  - {name: talk, when: host_says, phrases: ["评论"], coupon: c20, audience: commenters, within: 15s}
+  - {name: thanks, when: host_says, phrases: ["榜一"], coupon: pct, audience: top_gifters, top: 2}
+  - {name: flash, when: flash_sale, coupon: c10}
+  - {name: kou1, when: comment, keywords: ["扣1"], coupon: c20}
+limits: {per_user: 3, min_interval: 5s, budget: 400}
+experiments:
+  - {name: e, trigger: stay, variants: [{name: control, coupon: null}, {name: twenty, coupon: c20}]}
+"""
+
+USERS = ["a", "b", "c", "d", "e"]
+event_shapes = st.one_of(
+    st.tuples(st.sampled_from(["join", "heartbeat", "leave", "like", "follow"]), st.sampled_from(USERS)),
+    st.tuples(st.just("comment"), st.sampled_from(USERS), st.sampled_from(["扣1", "hi"])),
+    st.tuples(st.just("gift"), st.sampled_from(USERS), st.integers(0, 50)),
+    st.tuples(st.just("order"), st.sampled_from(USERS)),
+    st.tuples(st.just("transcript"), st.sampled_from(["发券", "发劝", "评论", "恭喜榜一", "你好"])),
+    st.tuples(st.just("online_count"), st.integers(0, 6)),
+    st.tuples(st.just("flash_sale"), st.integers(1, 40)),
+    st.tuples(st.sampled_from(["live_start", "live_end"])),
+)
+
+
+def build(shape: tuple[Any, ...], room: str, ms: int, n: int) -> dict[str, Any]:
+    kind, ts = shape[0], ms / 1000
+    if kind in ("join", "heartbeat", "leave", "like", "follow"):
+        return ev(kind, ts, shape[1], room)
+    if kind == "comment":
+        return ev(kind, ts, shape[1], room, text=shape[2])
+    if kind == "gift":
+        return ev(kind, ts, shape[1], room, value=shape[2])
+    if kind == "order":
+        return ev(kind, ts, shape[1], room, order_id=f"o{n}", amount=9.9)
+    if kind == "transcript":
+        return ev(kind, ts, room=room, text=shape[1])
+    if kind == "online_count":
+        return ev(kind, ts, room=room, count=shape[1])
+    if kind == "flash_sale":
+        return ev(kind, ts, room=room, duration=shape[1])
+    return ev(kind, ts, room=room)
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    shapes = draw(st.lists(event_shapes, min_size=1, max_size=60))
+    rooms = draw(st.lists(st.sampled_from(["r1", "r2", "r9"]), min_size=len(shapes), max_size=len(shapes)))
+    times = draw(st.lists(st.integers(0, 200_000), min_size=len(shapes), max_size=len(shapes), unique=True))
+    events = [build(shape, room, ms, n) for n, (shape, room, ms) in enumerate(zip(shapes, rooms, times, strict=True))]
+    return events, draw(st.permutations(events))
+
+
+@settings(max_examples=50, deadline=None)
+@given(streams())
+def test_file_order_does_not_change_the_decisions_when_timestamps_are_distinct(
+        stream: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    from livecoupon.campaign_file import parse_campaign
+
+    events, shuffled = stream
+    camp = parse_campaign(PROPERTY_CAMPAIGN)
+    expected = records(camp, events)
+    assert records(camp, shuffled) == expected
+    # and what the live service decides applying them in ts order, up to the last event
+    _, live = apply_live(camp, by_ts(events))
+    assert [record(d) for d in live] == expected
+    # the invariants no order can break
+    issued = [r for r in expected if "coupon_id" in r]
+    assert len({r["coupon_id"] for r in issued}) == len(issued)
+    per_template = Counter(r["coupon"] for r in issued)
+    assert per_template["c10"] <= 12 and per_template["pct"] <= 6
+    assert 10 * per_template["c10"] + 20 * per_template["c20"] + 30 * per_template["pct"] <= 400
+    assert all(r["room"] != "r9" for r in expected)
+    assert json.dumps(expected)  # records are plain JSON
