@@ -21,7 +21,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 def _coupon_ids(db: Path) -> list[str]:
     store = SqliteStore(db)
     try:
-        return [row[0] for row in store._db.execute("SELECT coupon_id FROM coupons")]
+        return [d.coupon_id for d in store.decisions("double11-live") if d.issued]
     finally:
         store.close()
 

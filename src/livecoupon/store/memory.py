@@ -13,7 +13,7 @@ from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
 from livecoupon.domain.decisions import (Decision, DecisionRecord, IssueCounters, IssueRequest, cap_reason,
                                          coupon_of, decide_one)
 from livecoupon.domain.orders import Order, OrderState
-from livecoupon.store.port import CampaignTotals, StoredAnswer
+from livecoupon.store.port import CampaignTotals, StoredAnswer, collector_paused
 
 
 class MemoryStore:
@@ -39,7 +39,7 @@ class MemoryStore:
             yield
 
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
-        with self._lock:
+        with collector_paused(len(requests)), self._lock:
             return [self._issue_one(request, limits) for request in requests]
 
     def _issue_one(self, request: IssueRequest, limits: Limits) -> Decision:

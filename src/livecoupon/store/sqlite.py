@@ -17,30 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, HistoryEntry, Scope, Terms
+from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, CouponTemplate, HistoryEntry, Scope, Terms
 from livecoupon.domain.decisions import (Decision, DecisionRecord, IssueCounters, IssueRequest, Reason, cap_reason,
-                                         coupon_of, decide_one)
+                                         decide_one)
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
-from livecoupon.store.port import CampaignTotals, StoredAnswer
+from livecoupon.store.port import CampaignTotals, StoredAnswer, collector_paused
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY, campaign TEXT NOT NULL, name TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
+    threshold INTEGER NOT NULL, amount INTEGER NOT NULL, percent_tenths INTEGER NOT NULL, max_discount INTEGER,
+    scope TEXT NOT NULL,
+    UNIQUE (campaign, name, title, kind, threshold, amount, percent_tenths, max_discount, scope));
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY, coupon_id TEXT NOT NULL UNIQUE, campaign TEXT NOT NULL,
     room TEXT NOT NULL, broadcast INTEGER NOT NULL, trigger TEXT NOT NULL, user TEXT NOT NULL,
-    template TEXT, at INTEGER NOT NULL, reason TEXT, expires_at INTEGER,
-    experiment TEXT, variant TEXT);
-CREATE INDEX IF NOT EXISTS decisions_by_campaign ON decisions (campaign, seq);
-CREATE TABLE IF NOT EXISTS coupons (
-    coupon_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, room TEXT NOT NULL,
-    broadcast INTEGER NOT NULL, trigger TEXT NOT NULL, user TEXT NOT NULL,
-    template TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL, threshold INTEGER NOT NULL,
-    amount INTEGER NOT NULL, percent_tenths INTEGER NOT NULL, max_discount INTEGER,
-    scope TEXT NOT NULL, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-    state TEXT NOT NULL, order_id TEXT, reserved_until INTEGER);
-CREATE INDEX IF NOT EXISTS coupons_by_user ON coupons (user, issued_at);
-CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON coupons (campaign, room, broadcast, user);
-CREATE INDEX IF NOT EXISTS coupons_by_time ON coupons (campaign, issued_at);
+    template TEXT, template_id INTEGER REFERENCES templates (id), at INTEGER NOT NULL, reason TEXT,
+    expires_at INTEGER, experiment TEXT, variant TEXT,
+    state TEXT, order_id TEXT, reserved_until INTEGER);
+CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions (user, at) WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, user) WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
 CREATE TABLE IF NOT EXISTS coupon_history (
     seq INTEGER PRIMARY KEY, coupon_id TEXT NOT NULL, at INTEGER NOT NULL, state TEXT NOT NULL,
     action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
@@ -67,9 +65,10 @@ CREATE TABLE IF NOT EXISTS acknowledgements (
 _CHUNK = 900  # stays under SQLite's bound-parameter limit
 _SMALL_BATCH = 64
 
-COUPON_COLUMNS = ("coupon_id, campaign, room, broadcast, trigger, user, template, title, kind, "
-                  "threshold, amount, percent_tenths, max_discount, scope, issued_at, expires_at, "
-                  "state, order_id, reserved_until")
+# A coupon is an issuing decision joined with the terms it was issued under.
+COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.user, d.template, t.title, t.kind, "
+                 "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
+                 "d.order_id, d.reserved_until FROM decisions d JOIN templates t ON t.id = d.template_id")
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -94,6 +93,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._template_ids: dict[tuple[str, CouponTemplate], int] = {}
         self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
 
     # -- connections and transactions --------------------------------------------------
@@ -143,18 +143,21 @@ class SqliteStore:
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         if not requests:
             return []
-        with self.unit_of_work():
-            known = self._known_decisions(requests)
-            fresh = [r for r in requests if r.coupon_id not in known]
-            counters = self._load_counters(fresh, limits)
-            before = IssueCounters(stock_used=dict(counters.stock_used), budget_spent=counters.budget_spent)
-            made: dict[str, Decision] = {}
-            for request in fresh:
-                if request.coupon_id not in made:
-                    made[request.coupon_id] = decide_one(request, limits, counters)
-            self._write_decisions(list(made.values()))
-            self._move_supply_counters(fresh[0].campaign if fresh else "", before, counters)
-            return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
+        with collector_paused(len(requests)), self.unit_of_work():
+            return self._issue(requests, limits)
+
+    def _issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        known = self._known_decisions(requests)
+        fresh = [r for r in requests if r.coupon_id not in known]
+        counters = self._load_counters(fresh, limits)
+        before = IssueCounters(stock_used=dict(counters.stock_used), budget_spent=counters.budget_spent)
+        made: dict[str, Decision] = {}
+        for request in fresh:
+            if request.coupon_id not in made:
+                made[request.coupon_id] = decide_one(request, limits, counters)
+        self._write_decisions(list(made.values()))
+        self._move_supply_counters(fresh[0].campaign if fresh else "", before, counters)
+        return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
 
     def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
         with self.unit_of_work():
@@ -194,7 +197,8 @@ class SqliteStore:
         campaign = requests[0].campaign
         for room, broadcast in {(r.room, r.broadcast) for r in requests}:
             users = sorted({r.user for r in requests if (r.room, r.broadcast) == (room, broadcast)})
-            base = ("SELECT user, count(*) FROM coupons WHERE campaign=? AND room=? AND broadcast=?")
+            base = ("SELECT user, count(*) FROM decisions INDEXED BY coupons_by_broadcast "
+                    "WHERE campaign=? AND room=? AND broadcast=? AND reason IS NULL")
             if len(users) <= _SMALL_BATCH:
                 rows: Iterable[tuple[str, int]] = self._db.execute(
                     f"{base} AND user IN ({_marks(len(users))}) GROUP BY user", (campaign, room, broadcast, *users))
@@ -207,28 +211,43 @@ class SqliteStore:
         users = sorted({r.user for r in requests})
         if len(users) <= _SMALL_BATCH:
             rows: Iterable[tuple[str, int]] = self._db.execute(
-                f"SELECT user, max(issued_at) FROM coupons WHERE user IN ({_marks(len(users))}) "
-                "AND campaign=? GROUP BY user", (*users, campaign))
+                f"SELECT user, max(at) FROM decisions INDEXED BY coupons_by_user WHERE user IN "
+                f"({_marks(len(users))}) AND reason IS NULL AND campaign=? GROUP BY user", (*users, campaign))
         else:
             since = min(r.at for r in requests) - interval
-            rows = self._db.execute("SELECT user, max(issued_at) FROM coupons WHERE campaign=? AND issued_at > ? "
-                                    "GROUP BY user", (campaign, since))
+            rows = self._db.execute("SELECT user, max(at) FROM decisions INDEXED BY coupons_by_time "
+                                    "WHERE campaign=? AND at > ? AND reason IS NULL GROUP BY user", (campaign, since))
         counters.last_issued.update(rows)
 
     def _write_decisions(self, made: Sequence[Decision]) -> None:
-        db = self._db
-        db.executemany(
-            "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, user, template, at, reason, "
-            "expires_at, experiment, variant) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(r.coupon_id, r.campaign, r.room, r.broadcast, r.trigger, r.user,
-              r.template.name if r.template else None, r.at, d.reason.value if d.reason else None,
-              d.expires_at, r.experiment, r.variant) for d in made for r in (d.request,)])
-        coupons = [coupon_of(d) for d in made if d.issued]
-        db.executemany(f"INSERT INTO coupons ({COUPON_COLUMNS}) VALUES ({_marks(19)})",
-                       [_coupon_row(c, d.request.broadcast) for c, d in
-                        zip(coupons, (d for d in made if d.issued))])
-        db.executemany("INSERT INTO coupon_history (coupon_id, at, state, action) VALUES (?,?,'issued','issued')",
-                       [(c.coupon_id, c.issued_at) for c in coupons])
+        rows = []
+        for d in made:
+            r, template = d.request, d.request.template
+            issued = d.reason is None
+            rows.append((r.coupon_id, r.campaign, r.room, r.broadcast, r.trigger, r.user,
+                         template.name if template is not None else None,
+                         self._template_id(r.campaign, template) if issued and template is not None else None,
+                         r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
+                         "issued" if issued else None))
+        self._db.executemany(
+            "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, user, template, template_id, at, "
+            "reason, expires_at, experiment, variant, state) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def _template_id(self, campaign: str, template: CouponTemplate) -> int:
+        """The row holding this template's terms, interned: coupons keep the terms they were issued under."""
+        key = (campaign, template)
+        found = self._template_ids.get(key)
+        if found is None:
+            t = template.terms
+            terms = (campaign, template.name, template.title, t.kind.value, t.threshold, t.amount, t.percent_tenths,
+                     t.max_discount, json.dumps(t.scope.to_json(), ensure_ascii=False, sort_keys=True))
+            self._db.execute("INSERT OR IGNORE INTO templates (campaign, name, title, kind, threshold, amount, "
+                             "percent_tenths, max_discount, scope) VALUES (?,?,?,?,?,?,?,?,?)", terms)
+            row = self._db.execute(
+                "SELECT id FROM templates WHERE campaign=? AND name=? AND title=? AND kind=? AND threshold=? AND "
+                "amount=? AND percent_tenths=? AND max_discount IS ? AND scope=?", terms).fetchone()
+            found = self._template_ids[key] = int(row[0])
+        return found
 
     def _move_supply_counters(self, campaign: str, before: IssueCounters, after: IssueCounters) -> None:
         db = self._db
@@ -273,24 +292,30 @@ class SqliteStore:
 
     # -- the ledger --------------------------------------------------------------------
     def coupon(self, coupon_id: str) -> Coupon | None:
-        row = self._db.execute(f"SELECT {COUPON_COLUMNS} FROM coupons WHERE coupon_id=?", (coupon_id,)).fetchone()
+        row = self._db.execute(f"{COUPON_SELECT} WHERE d.coupon_id=?", (coupon_id,)).fetchone()
         return _coupon_from_row(row) if row else None
 
     def coupons_of(self, user: str) -> list[Coupon]:
-        rows = self._db.execute(f"SELECT {COUPON_COLUMNS} FROM coupons WHERE user=? ORDER BY issued_at, coupon_id",
+        rows = self._db.execute(f"{COUPON_SELECT} WHERE d.user=? AND d.reason IS NULL ORDER BY d.at, d.coupon_id",
                                 (user,))
         return [_coupon_from_row(row) for row in rows]
 
     def history(self, coupon_id: str) -> list[HistoryEntry]:
+        """The issue (from the decision itself), then every change appended since."""
+        issued = self._db.execute("SELECT at FROM decisions WHERE coupon_id=? AND reason IS NULL",
+                                  (coupon_id,)).fetchone()
+        if issued is None:
+            return []
         rows = self._db.execute("SELECT coupon_id, at, state, action, order_id, detail FROM coupon_history "
                                 "WHERE coupon_id=? ORDER BY seq", (coupon_id,))
-        return [HistoryEntry(cid, at, CouponState(state), action, order_id, json.loads(detail))
-                for cid, at, state, action, order_id, detail in rows]
+        return [HistoryEntry(coupon_id, issued[0], CouponState.ISSUED, "issued")] + [
+            HistoryEntry(cid, at, CouponState(state), action, order_id, json.loads(detail))
+            for cid, at, state, action, order_id, detail in rows]
 
     def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
         with self.unit_of_work():
             moved = self._db.execute(
-                "UPDATE coupons SET state=?, order_id=?, reserved_until=? WHERE coupon_id=? AND state=?",
+                "UPDATE decisions SET state=?, order_id=?, reserved_until=? WHERE coupon_id=? AND state=?",
                 (coupon.state.value, coupon.order_id, coupon.reserved_until, coupon.coupon_id, expected.value))
             if moved.rowcount != 1:
                 return False
@@ -325,14 +350,14 @@ class SqliteStore:
 
     def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
         with self.unit_of_work():
-            cur = self._db.execute("INSERT OR IGNORE INTO acknowledgements SELECT coupon_id, ? FROM coupons "
-                                   "WHERE coupon_id=? AND user=?", (at, coupon_id, user))
+            cur = self._db.execute("INSERT OR IGNORE INTO acknowledgements SELECT coupon_id, ? FROM decisions "
+                                   "WHERE coupon_id=? AND user=? AND reason IS NULL", (at, coupon_id, user))
             return cur.rowcount == 1
 
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         rows = self._db.execute(
-            f"SELECT {COUPON_COLUMNS} FROM coupons c WHERE user=? AND room=? AND NOT EXISTS "
-            "(SELECT 1 FROM acknowledgements a WHERE a.coupon_id = c.coupon_id) ORDER BY issued_at, coupon_id",
+            f"{COUPON_SELECT} WHERE d.user=? AND d.room=? AND d.reason IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM acknowledgements a WHERE a.coupon_id = d.coupon_id) ORDER BY d.at, d.coupon_id",
             (user, room))
         return [_coupon_from_row(row) for row in rows]
 
@@ -354,17 +379,9 @@ class SqliteStore:
             yield json.loads(body)
 
 
-def _coupon_row(c: Coupon, broadcast: int) -> tuple[Any, ...]:
-    t = c.terms
-    return (c.coupon_id, c.campaign, c.room, broadcast, c.trigger, c.user, c.template, c.title, t.kind.value,
-            t.threshold, t.amount, t.percent_tenths, t.max_discount,
-            json.dumps(t.scope.to_json(), ensure_ascii=False), c.issued_at, c.expires_at, c.state.value,
-            c.order_id, c.reserved_until)
-
-
 def _coupon_from_row(row: Sequence[Any]) -> Coupon:
-    (coupon_id, campaign, room, _broadcast, trigger, user, template, title, kind, threshold, amount,
-     percent_tenths, max_discount, scope, issued_at, expires_at, state, order_id, reserved_until) = row
+    (coupon_id, campaign, room, trigger, user, template, title, kind, threshold, amount, percent_tenths,
+     max_discount, scope, issued_at, expires_at, state, order_id, reserved_until) = row
     terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
     return Coupon(coupon_id, user, campaign, template, title, terms, issued_at, expires_at, CouponState(state),
                   order_id, reserved_until, room, trigger)
