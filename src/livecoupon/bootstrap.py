@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from livecoupon.api.app import create_app
+from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, WebhookSender
 from livecoupon.domain.campaign import Campaign
 from livecoupon.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
@@ -24,6 +25,21 @@ def api_key_from_env() -> tuple[str, bool]:
     return (key, False) if key else (secrets.token_urlsafe(24), True)
 
 
+def webhooks_from_env(db: str | Path) -> WebhookSender | None:
+    """Merchant webhooks, when ``LIVECOUPON_WEBHOOK_URL`` and ``LIVECOUPON_WEBHOOK_SECRET`` are set.
+
+    Retries back off up to 5 minutes apart for ~1 hour before a coupon is dead-lettered.
+    """
+    url, secret = os.environ.get("LIVECOUPON_WEBHOOK_URL"), os.environ.get("LIVECOUPON_WEBHOOK_SECRET")
+    if not url:
+        return None
+    if not secret:
+        raise WebhookConfigError("secret", "set LIVECOUPON_WEBHOOK_SECRET to sign webhooks to " + url)
+    config = WebhookConfig(url, secret, max_attempts=16, max_backoff_s=300)
+    return WebhookSender(config, store_path=db)
+
+
 def build_app(campaign: Campaign, db: str | Path, api_key: str) -> FastAPI:
     service = build_service(campaign, db)
-    return create_app(service, api_key=api_key, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"))
+    return create_app(service, api_key=api_key, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
+                      webhooks=webhooks_from_env(db))

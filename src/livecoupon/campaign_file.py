@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from livecoupon.domain.campaign import (Audience, Campaign, DeliveryPolicy, Experiment, Limits, Trigger, Variant,
-                                       When)
+from livecoupon.domain.campaign import Audience, Campaign, DeliveryPolicy, Experiment, Limits, Trigger, Variant, When
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
 from livecoupon.domain.durations import parse_duration_ms
 from livecoupon.domain.money import yuan_to_fen

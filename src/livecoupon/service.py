@@ -26,7 +26,7 @@ from livecoupon.store.port import Store
 
 log = logging.getLogger("livecoupon")
 T = TypeVar("T")
-DecisionListener = Callable[[list[Decision]], None]
+DecisionListener = Callable[[list[Decision]], object]
 
 
 @dataclass(slots=True)

@@ -25,15 +25,16 @@ def free_port() -> int:
 class Server:
     """A ``livecoupon serve`` subprocess; ``kill()`` sends SIGKILL, ``restart()`` starts it again."""
 
-    def __init__(self, config: Path, db: Path) -> None:
+    def __init__(self, config: Path, db: Path, env: dict[str, str] | None = None) -> None:
         self.config, self.db = config, db
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
         cli = Path(sys.executable).with_name("livecoupon")
-        env = os.environ | {"LIVECOUPON_API_KEY": API_KEY}
+        env = os.environ | {"LIVECOUPON_API_KEY": API_KEY} | self.extra_env
         self.log = self.db.with_suffix(".log")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(cli), "serve", "--config", str(self.config), "--db", str(self.db),

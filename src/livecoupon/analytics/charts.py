@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+SMALL_CHAR_W = 7  # px a digit or sign of the 11 px ``small`` text needs, with some slack
+
 PALETTE = ("#e4393c", "#ff8c1a", "#2f7ed8", "#3aa757", "#8e44ad", "#16a2b8", "#c0392b", "#7f8c8d")
 
 
@@ -62,7 +64,8 @@ def interval_chart(labels: Sequence[str], intervals: Sequence[tuple[float, float
     lo = min(min(i[1] for i in intervals), 0.0)
     hi = max(max(i[2] for i in intervals), 0.0)
     span = (hi - lo) or 1.0
-    label_w, right = 150, width - 110
+    values = [f"{fmt.format(mid)} [{fmt.format(low)}, {fmt.format(high)}]" for mid, low, high in intervals]
+    label_w, right = 150, width - 8 - SMALL_CHAR_W * max(len(v) for v in values) - 8
     height = 40 + len(labels) * 34
 
     def x(v: float) -> float:
@@ -71,13 +74,12 @@ def interval_chart(labels: Sequence[str], intervals: Sequence[tuple[float, float
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
              f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
              f'<line x1="{x(0):.1f}" y1="24" x2="{x(0):.1f}" y2="{height - 6}" stroke="#999" stroke-dasharray="4 3"/>']
-    for i, (label, (mid, low, high)) in enumerate(zip(labels, intervals)):
+    for i, (label, (mid, low, high), value) in enumerate(zip(labels, intervals, values)):
         y = 40 + i * 34
         colour = PALETTE[3] if low > 0 else (PALETTE[0] if high < 0 else PALETTE[7])
         parts.append(f'<text x="{label_w - 8}" y="{y + 5}" text-anchor="end">{escape(label)}</text>'
                      f'<line x1="{x(low):.1f}" y1="{y}" x2="{x(high):.1f}" y2="{y}" stroke="{colour}" '
                      f'stroke-width="3"/><circle cx="{x(mid):.1f}" cy="{y}" r="5" fill="{colour}"/>'
-                     f'<text x="{right + 8}" y="{y + 5}" class="small">{escape(fmt.format(mid))} '
-                     f'[{escape(fmt.format(low))}, {escape(fmt.format(high))}]</text>')
+                     f'<text x="{right + 8}" y="{y + 5}" class="small">{escape(value)}</text>')
     parts.append("</svg>")
     return "".join(parts)

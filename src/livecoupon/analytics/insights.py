@@ -38,12 +38,16 @@ def face_value_effect(campaign: Campaign, decisions: Sequence[DecisionRecord],
         if d.issued and d.template in campaign.coupons:
             issued_by_face[campaign.coupons[d.template].terms.face_value or 0] += 1
     amounts: dict[int, list[int]] = defaultdict(list)
+    redeemed: dict[int, set[str]] = defaultdict(set)  # distinct coupons: a refunded coupon may be used again
     for o in orders:
         template = template_of.get(o.coupon_id or "")
-        if template in campaign.coupons:
-            amounts[campaign.coupons[template].terms.face_value or 0].append(o.amount)
-    return [{"face_value": fen_to_yuan(face), "issued": issued_by_face[face], "orders": len(amounts[face]),
-             "redemption_rate": round(len(amounts[face]) / issued_by_face[face], 4) if issued_by_face[face] else 0.0,
+        if o.coupon_id and template in campaign.coupons:
+            face = campaign.coupons[template].terms.face_value or 0
+            amounts[face].append(o.amount)
+            redeemed[face].add(o.coupon_id)
+    return [{"face_value": fen_to_yuan(face), "issued": issued_by_face[face], "redeemed": len(redeemed[face]),
+             "orders": len(amounts[face]),
+             "redemption_rate": round(len(redeemed[face]) / issued_by_face[face], 4) if issued_by_face[face] else 0.0,
              "aov": fen_to_yuan(round(sum(amounts[face]) / len(amounts[face]))) if amounts[face] else 0.0}
             for face in sorted(issued_by_face)]
 
@@ -97,7 +101,8 @@ def recommendations(metrics: dict[str, Any], ranking: list[dict[str, Any]]) -> l
             continue
         for variant, v in e["variants"].items():
             lift = (v.get("lift") or {}).get("conversion")
-            if lift and lift.get("p_value_holm", lift["p_value"]) < 0.05 and lift["diff"] > 0:
+            if lift and lift["p_value"] is not None and lift.get("p_value_holm", lift["p_value"]) < 0.05 \
+                    and lift["diff"] > 0:
                 advice.append(f"实验「{name}」中「{variant}」转化率显著高于对照 (+{lift['diff']:.1%}) ，可全量 / "
                               f"'{variant}' beats control in '{name}': roll it out.")
     if not advice:

@@ -99,8 +99,9 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
                        orders: Sequence[OrderSeen]) -> dict[str, Any]:
     """Per-variant exposure, conversion and order value, lifts against control, SRM."""
     exposures: dict[str, DecisionRecord] = {}
-    for d in decisions:
-        if d.trigger == experiment.trigger and d.experiment == experiment.name and d.user not in exposures:
+    for d in decisions:  # the first exposure in time, whatever order the log lists them in
+        if d.trigger == experiment.trigger and d.experiment == experiment.name and (
+                d.user not in exposures or d.at < exposures[d.user].at):
             exposures[d.user] = d
     by_user: dict[tuple[str, str], list[OrderSeen]] = defaultdict(list)
     for o in orders:
@@ -123,12 +124,8 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
             "aov": round(sum(amounts) / len(amounts), 2) if amounts else 0.0,
         }
         if v.name != control:
-            conversion = welch_lift(users, converted[control])
-            aov = welch_lift(amounts, values[control])
-            variants[v.name]["lift"] = {
-                "conversion": conversion.to_json() if conversion else None,
-                "aov": aov.to_json() if aov else None,
-            }
+            variants[v.name]["lift"] = {"conversion": _lift(users, converted[control]),
+                                        "aov": _lift(amounts, values[control])}
     _adjust(variants)
     srm = srm_p_value([variants[v.name]["users"] for v in experiment.variants],
                       [v.weight for v in experiment.variants])
@@ -136,10 +133,21 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
             "srm_flag": srm is not None and srm < 0.001}
 
 
+def _lift(variant: Sequence[float], control: Sequence[float]) -> dict[str, Any]:
+    """SPEC §6 lift; ``ci95`` and ``p_value`` are null where the data cannot carry a test
+    (fewer than two observations a side, or no spread), ``diff`` too when a side is empty."""
+    lift = welch_lift(variant, control)
+    if lift is not None:
+        return lift.to_json()
+    diff = sum(variant) / len(variant) - sum(control) / len(control) if variant and control else None
+    return {"diff": diff, "ci95": None, "p_value": None}
+
+
 def _adjust(variants: dict[str, dict[str, Any]]) -> None:
     """Holm correction across the variants compared with control, per metric."""
     for metric in ("conversion", "aov"):
-        lifts = [v["lift"][metric] for v in variants.values() if "lift" in v and v["lift"][metric] is not None]
+        lifts = [lift for v in variants.values() if (lift := v.get("lift", {}).get(metric)) is not None
+                 and lift["p_value"] is not None]
         for lift, adjusted in zip(lifts, holm([lift["p_value"] for lift in lifts])):
             lift["p_value_holm"] = adjusted
 

@@ -154,8 +154,8 @@ def _experiment(name: str, e: dict[str, Any]) -> str:
     flag = "<span class='flag'>⚠ 分流比例异常 SRM</span>" if e["srm_flag"] else "分流正常 no SRM"
     rows, labels, intervals = [], [], []
     for vname, v in e["variants"].items():
-        lift = (v.get("lift") or {}).get("conversion")
-        aov = (v.get("lift") or {}).get("aov")
+        lift = _tested((v.get("lift") or {}).get("conversion"))
+        aov = _tested((v.get("lift") or {}).get("aov"))
         rows.append([vname + (" (对照)" if vname == e["control"] else ""), v["coupon"] or "—", v["users"],
                      v["converted"], _pct(v["conversion"]), v["orders"], v["aov"],
                      "—" if not lift else f"{lift['diff']:+.2%} [{lift['ci95'][0]:+.2%}, {lift['ci95'][1]:+.2%}]",
@@ -168,3 +168,8 @@ def _experiment(name: str, e: dict[str, Any]) -> str:
             + _table(["组 variant", "券 coupon", "曝光 users", "转化 converted", "转化率", "订单 orders", "客单价 AOV",
                       "转化提升 lift (95% CI)", "p / Holm p", "客单价差 AOV diff (95% CI)"], rows)
             + interval_chart(labels, intervals, title="转化率提升及95%置信区间 conversion lift vs control"))
+
+
+def _tested(lift: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A lift with an interval, or None where the data could not carry a test."""
+    return lift if lift and lift.get("ci95") is not None and lift.get("p_value") is not None else None

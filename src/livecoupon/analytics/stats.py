@@ -44,7 +44,12 @@ def welch_lift(variant: Sequence[float], control: Sequence[float]) -> Lift | Non
 
 
 def srm_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | None:
-    """Sample-ratio mismatch: chi-square of users per variant against the configured weights."""
+    """Sample-ratio mismatch: chi-square of users per variant against the configured weights.
+
+    Users in a variant of weight 0 cannot happen under correct assignment: p = 0.
+    """
+    if any(o > 0 and w <= 0 for o, w in zip(observed, weights)):
+        return 0.0
     used = [(o, w) for o, w in zip(observed, weights) if w > 0]
     total = sum(o for o, _ in used)
     if len(used) < 2 or total == 0:

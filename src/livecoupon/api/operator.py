@@ -74,6 +74,12 @@ async def dead_letters(rt: RuntimeDep) -> dict[str, Any]:
     return {"dead_letters": rt.webhooks.dead_letters() if rt.webhooks is not None else []}
 
 
+@router.post("/webhooks/dead-letters/retry")
+async def retry_dead_letters(rt: RuntimeDep) -> dict[str, Any]:
+    """Send every dead-lettered webhook again (after the merchant's backend recovered)."""
+    return {"requeued": rt.webhooks.retry_dead_letters() if rt.webhooks is not None else 0}
+
+
 @console_router.websocket("/live")
 async def console(websocket: WebSocket, key: Annotated[str, Query()] = "") -> None:
     """The host's and operator's live feed: decision lines, read-aloud lines, stats each second."""

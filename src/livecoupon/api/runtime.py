@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from livecoupon.delivery.console import LiveStats, announcements, decision_line
 from livecoupon.delivery.messages import coupon_message
 from livecoupon.delivery.pacing import Pacer
+from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
 from livecoupon.domain.decisions import Decision, coupon_of
 from livecoupon.errors import Unauthorized
@@ -30,6 +31,8 @@ class WebhookPort(Protocol):
     def enqueue(self, payloads: list[dict[str, Any]]) -> None: ...
 
     def dead_letters(self) -> list[dict[str, Any]]: ...
+
+    def retry_dead_letters(self) -> int: ...
 
     def start(self) -> Any: ...
 
@@ -64,9 +67,7 @@ class Runtime:
             for line in announcements(campaign, decisions):
                 self.consoles.broadcast(line)
         if self.webhooks is not None and issued:
-            from livecoupon.delivery.webhooks import payload_for
-
-            self.webhooks.enqueue([payload_for(campaign.campaign, coupon_message(campaign, c)) for c in issued])
+            self.webhooks.enqueue([payload_for(campaign, c) for c in issued])
 
     async def stats_message(self) -> dict[str, Any]:
         service = self.service

@@ -66,7 +66,8 @@ class LiveStats:
     def snapshot(self, totals: CampaignTotals, rooms: dict[str, dict[str, Any]], paused: set[str],
                  now_ms: int, dead_letters: int) -> dict[str, Any]:
         c = self.campaign
-        names = [t.name for t in c.triggers] + sorted((set(self.issued) | set(self.suppressed)) - {t.name for t in c.triggers})
+        configured = [t.name for t in c.triggers]
+        names = configured + sorted((set(self.issued) | set(self.suppressed)) - set(configured))
         when = {t.name: t.when.value for t in c.triggers}
         all_suppressed: Counter[str] = Counter()
         for counts in self.suppressed.values():

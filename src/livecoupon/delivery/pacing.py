@@ -10,6 +10,7 @@ shows the first 1,000 popups at once and the rest over the next ~4.5 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from livecoupon.domain.campaign import DeliveryPolicy
 
-Deliver = Callable[[str, str, dict[str, Any]], None]
+Deliver = Callable[[str, str, dict[str, Any]], object]
 BURST_SECONDS = 0.5
 EPSILON = 1e-9  # float slack, so 1 / rate added n times does not push the n-th popup out
 
@@ -70,7 +71,5 @@ class Pacer:
                 self._deliver(room, user, message)
             self._wake.clear()
             timeout = self._later[0][0] - now if self._later else None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass

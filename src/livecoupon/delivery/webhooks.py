@@ -92,17 +92,32 @@ class WebhookConfig:
 
 
 # -- pure parts: payload, signature, backoff --------------------------------------------------
-def payload_for(campaign: Campaign, issued: Decision | Coupon) -> dict[str, Any]:
-    """The ``coupon.issued`` payload of an issuing decision (or of the coupon it issued).
+def payload_for(campaign: Campaign | str, issued: Decision | Coupon | Mapping[str, Any], *,
+                user: str | None = None) -> dict[str, Any]:
+    """The ``coupon.issued`` payload of one issued coupon.
 
-    ``campaign`` is needed for the coupon message's reason words (its triggers).
+    ``issued`` is an issuing :class:`Decision` or the :class:`Coupon` it issued (both need the
+    :class:`Campaign`, whose triggers give the coupon message its reason words), or a message
+    :func:`~livecoupon.delivery.messages.coupon_message` already built; the message does not name
+    the user, so that form needs ``user=``.
     """
-    if isinstance(issued, Decision):
-        if not issued.issued:
-            raise ValueError(f"decision {issued.request.coupon_id} issued nothing ({issued.reason})")
-        issued = coupon_of(issued)
-    return {"event": EVENT, "campaign": issued.campaign, "coupon": coupon_message(campaign, issued),
-            "user": issued.user, "issued_at": iso(issued.issued_at)}
+    name = campaign if isinstance(campaign, str) else campaign.campaign
+    if isinstance(issued, Mapping):
+        if not user:
+            raise ValueError("a coupon message does not name its user: pass user=")
+        message, issued_at = dict(issued), int(issued["issued_at_ms"])
+    elif isinstance(campaign, str):
+        raise TypeError("a Decision or Coupon needs the Campaign (for the reason words), not its name")
+    else:
+        coupon = _coupon_issued_by(issued) if isinstance(issued, Decision) else issued
+        message, user, issued_at = coupon_message(campaign, coupon), coupon.user, coupon.issued_at
+    return {"event": EVENT, "campaign": name, "coupon": message, "user": user, "issued_at": iso(issued_at)}
+
+
+def _coupon_issued_by(decision: Decision) -> Coupon:
+    if not decision.issued:
+        raise ValueError(f"decision {decision.request.coupon_id} issued nothing ({decision.reason})")
+    return coupon_of(decision)
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -200,6 +215,7 @@ class DeadLetterTable:
         return list(self._rows.values())
 
     def put(self, letter: DeadLetter) -> None:
+        self._rows.pop(letter.coupon_id, None)  # a letter buried again moves to the end
         self._rows[letter.coupon_id] = letter
         self._write("INSERT OR REPLACE INTO webhook_dead_letters VALUES (?, ?, ?, ?, ?, ?)",
                     (letter.coupon_id, letter.url, letter.attempts, letter.last_error, letter.at, letter.body))
@@ -211,6 +227,8 @@ class DeadLetterTable:
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         if self._db is not None and self._disk is not None:
             self._disk.submit(self._db.execute, sql, params).add_done_callback(_log_failed_write)
+        elif self.path is not None:
+            log.error("webhook dead letters are closed; not written to %s: %s", self.path, params[0])
 
     async def close(self) -> None:
         """Finish the queued writes, then close the connection."""
@@ -257,8 +275,9 @@ class WebhookSender:
         self._dead = DeadLetterTable(store_path)
         self._clock, self._rand = clock, rand
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         self._client: httpx.AsyncClient | None = None
-        self._queue: asyncio.Queue[_Delivery] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Delivery | None] = asyncio.Queue()
         self._pending: dict[str, _Delivery] = {}  # queued, in flight, or waiting out a backoff
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -275,24 +294,30 @@ class WebhookSender:
         self._client = httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout_s)
         self._queue, self._idle = asyncio.Queue(), asyncio.Event()
         self._idle.set()
-        self._loop = loop
+        self._loop, self._closing = loop, False
         self._workers = [asyncio.create_task(self._work(), name=f"livecoupon-webhook-{n}")
                          for n in range(self.config.max_in_flight)]
 
     async def stop(self) -> None:
-        """Stop sending. Whatever is still pending becomes a dead letter, so nothing is lost quietly."""
-        if self._loop is None:
+        """Stop sending: requests in flight get up to ``timeout_s`` to finish; whatever is still
+        pending then (queued, waiting out a backoff, cut off) becomes a dead letter, so nothing
+        is lost quietly."""
+        if self._loop is None or self._closing:
             return
-        self._loop = None
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._closing = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for delivery in list(self._pending.values()):
-            delivery.last_error = f"{STOPPED} ({delivery.last_error})" if delivery.last_error else STOPPED
-            self._bury(delivery)
+        while not self._queue.empty():
+            self._queue.get_nowait()  # stays in _pending
+        for _ in self._workers:
+            self._queue.put_nowait(None)  # each worker ends after its request in flight
+        _, cut_off = await asyncio.wait(self._workers, timeout=self.config.timeout_s)
+        for worker in cut_off:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._loop = None
+        self._bury_all(list(self._pending.values()))
         if self._client is not None:
             await self._client.aclose()
         await self._dead.close()
@@ -319,7 +344,7 @@ class WebhookSender:
 
         A letter stays on disk until its coupon is delivered, so a crash meanwhile loses nothing.
         """
-        if self._loop is None:
+        if self._loop is None or self._closing:
             raise RuntimeError("the webhook sender is not running")
         letters = [letter for letter in self._dead.all() if letter.coupon_id not in self._pending]
         self._accept([_Delivery(letter.coupon_id, letter.body, earlier=letter.attempts) for letter in letters])
@@ -340,8 +365,8 @@ class WebhookSender:
 
     # -- on the loop ------------------------------------------------------------------------
     def _accept(self, deliveries: list[_Delivery]) -> None:
-        if self._loop is None:
-            log.error("webhook sender stopped; not delivered: %s", ", ".join(d.coupon_id for d in deliveries))
+        if self._closing:  # handed over from another thread while stopping
+            self._bury_all([d for d in deliveries if d.coupon_id not in self._pending])
             return
         for delivery in deliveries:
             if delivery.coupon_id not in self._pending:
@@ -353,15 +378,17 @@ class WebhookSender:
     async def _work(self) -> None:
         while True:
             delivery = await self._queue.get()
+            if delivery is None:
+                return
             delivery.tries += 1
             error = await self._post(delivery)
             if error is None:
                 self._done(delivery)
-            elif delivery.tries >= self.config.max_attempts:
-                delivery.last_error = error
+                continue
+            delivery.last_error = error
+            if delivery.tries >= self.config.max_attempts:
                 self._bury(delivery)
-            else:
-                delivery.last_error = error
+            elif not self._closing:  # when closing, stop() buries what is left
                 self._retry_later(delivery)
 
     async def _post(self, delivery: _Delivery) -> str | None:
@@ -402,6 +429,11 @@ class WebhookSender:
         self._dead.put(DeadLetter(delivery.coupon_id, self.config.url, delivery.attempts, delivery.last_error,
                                   iso(int(self._clock() * 1000)), delivery.body))
         self._settle(delivery)
+
+    def _bury_all(self, deliveries: list[_Delivery]) -> None:
+        for delivery in deliveries:
+            delivery.last_error = f"{STOPPED} ({delivery.last_error})" if delivery.last_error else STOPPED
+            self._bury(delivery)
 
     def _settle(self, delivery: _Delivery) -> None:
         self._pending.pop(delivery.coupon_id, None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from livecoupon.domain.coupons import CouponTemplate
 
 
-class When(str, enum.Enum):
+class When(enum.StrEnum):
     FIRST_VISIT = "first_visit"
     DWELL = "dwell"
     ONLINE_REACHED = "online_reached"
@@ -20,7 +20,7 @@ class When(str, enum.Enum):
     COMMENT = "comment"
 
 
-class Audience(str, enum.Enum):
+class Audience(enum.StrEnum):
     USER = "user"  # the one viewer whose event fired the trigger
     PRESENT = "present"
     LOTTERY = "lottery"

@@ -6,13 +6,13 @@ import enum
 from dataclasses import dataclass, field, replace
 
 
-class CouponKind(str, enum.Enum):
+class CouponKind(enum.StrEnum):
     THRESHOLD = "threshold"  # 满减券
     PERCENT = "percent"  # 折扣券
     NO_THRESHOLD = "no_threshold"  # 无门槛券
 
 
-class CouponState(str, enum.Enum):
+class CouponState(enum.StrEnum):
     ISSUED = "issued"
     RESERVED = "reserved"
     REDEEMED = "redeemed"

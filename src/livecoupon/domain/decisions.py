@@ -10,7 +10,7 @@ from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponTemplate
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Why a decision issued nothing."""
 
     HOLDOUT = "holdout"

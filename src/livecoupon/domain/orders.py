@@ -10,7 +10,7 @@ from livecoupon.domain.pricing import CartLine
 RESERVATION_MS = 15 * 60_000
 
 
-class OrderState(str, enum.Enum):
+class OrderState(enum.StrEnum):
     CREATED = "created"
     PAID = "paid"
     CANCELLED = "cancelled"

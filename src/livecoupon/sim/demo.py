@@ -171,7 +171,7 @@ class Demo:
         ws_base = url.replace("http://", "ws://")
         opening = []
         for event in batch:
-            user = event.get("user")
+            user = str(event.get("user"))
             if event["type"] == "join" and user not in self.sockets:
                 ready = asyncio.Event()
                 opening.append(ready.wait())

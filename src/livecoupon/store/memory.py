@@ -10,8 +10,15 @@ from typing import Any
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
-from livecoupon.domain.decisions import (Decision, DecisionRecord, IssueCounters, IssueRequest, cap_reason,
-                                         coupon_of, decide_one)
+from livecoupon.domain.decisions import (
+    Decision,
+    DecisionRecord,
+    IssueCounters,
+    IssueRequest,
+    cap_reason,
+    coupon_of,
+    decide_one,
+)
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.store.port import CampaignTotals, StoredAnswer, collector_paused
 

@@ -18,7 +18,6 @@ from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.orders import Order, OrderState
 
-
 BIG_BATCH = 5_000
 
 

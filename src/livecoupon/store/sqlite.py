@@ -18,8 +18,15 @@ from typing import Any
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, CouponTemplate, HistoryEntry, Scope, Terms
-from livecoupon.domain.decisions import (Decision, DecisionRecord, IssueCounters, IssueRequest, Reason, cap_reason,
-                                         decide_one)
+from livecoupon.domain.decisions import (
+    Decision,
+    DecisionRecord,
+    IssueCounters,
+    IssueRequest,
+    Reason,
+    cap_reason,
+    decide_one,
+)
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
 from livecoupon.store.port import CampaignTotals, StoredAnswer, collector_paused

@@ -1,0 +1,96 @@
+/* The host console: read-aloud lines, the live decision feed, stock and budget. */
+(function () {
+  "use strict";
+  var C = lcConsole, $ = function (id) { return document.getElementById(id); };
+  var room = new URLSearchParams(location.search).get("room") || "";
+  var MAX_ROWS = 120;
+  var triggers = {};   // name -> {when, ...} from the latest stats
+  var pending = [];    // decision lines waiting for the next frame
+  var seen = 0;
+
+  function split(text) {
+    var i = text.indexOf(" / ");
+    return i < 0 ? [text, ""] : [text.slice(0, i), text.slice(i + 3)];
+  }
+
+  function announce(m) {
+    var say = $("say"), words = split(m.text);
+    if (say.dataset.text) {
+      var prev = $("prev");
+      prev.prepend(C.el("div", null, say.dataset.time + "  " + say.dataset.text));
+      while (prev.children.length > 3) prev.lastChild.remove();
+    }
+    say.textContent = words[0];
+    say.dataset.text = words[0];
+    say.dataset.time = new Date().toLocaleTimeString("zh-CN", { hour12: false });
+    $("say-en").textContent = words[1];
+    say.classList.remove("flash");
+    void say.offsetWidth; // restart the animation
+    say.classList.add("flash");
+  }
+
+  function row(m) {
+    var r = C.el("div", "row");
+    r.dataset.trigger = m.trigger;
+    var t = triggers[m.trigger] || {};
+    var why = C.el("span", "why", m.trigger);
+    why.append(C.el("small", null, C.whenWords(t.when || (m.trigger === "manual" ? "manual" : ""))));
+    var outcome = m.issued
+      ? C.el("span", "chip ok", "✓ 已发 " + (m.title || "") + " · issued")
+      : C.el("span", "chip no", "✕ " + C.reasonWords(m.reason));
+    r.append(C.el("time", null, C.time(m.ts)), why, C.el("span", "who", m.user), outcome);
+    return r;
+  }
+
+  function flush() {
+    var rows = $("rows");
+    if (!pending.length) return;
+    if (!seen) rows.replaceChildren();
+    seen += pending.length;
+    var frag = document.createDocumentFragment();
+    pending.splice(0).reverse().slice(0, MAX_ROWS).forEach(function (m) { frag.append(row(m)); });
+    rows.prepend(frag);
+    while (rows.children.length > MAX_ROWS) rows.lastChild.remove();
+    $("feed-count").textContent = C.n(seen) + " 条 lines";
+  }
+
+  function allRooms(rooms) {
+    return Object.keys(rooms).reduce(function (all, name) {
+      return { on_air: all.on_air || rooms[name].on_air, present: all.present + rooms[name].present };
+    }, { on_air: false, present: 0 });
+  }
+
+  function stats(s) {
+    triggers = s.triggers || {};
+    var r = room ? (s.rooms || {})[room] || { on_air: false, present: 0 } : allRooms(s.rooms || {});
+    $("onair").textContent = r.on_air ? "直播中 LIVE" : "未开播 Off air";
+    $("onair").className = "pill" + (r.on_air ? " live" : "");
+    $("issued").textContent = C.n(s.issued);
+    $("suppressed").textContent = C.n(C.sum(s.suppressed));
+    $("present").textContent = C.n(r.present);
+    $("bars").replaceChildren.apply($("bars"), C.stockBars(s));
+    var list = $("triggers");
+    list.replaceChildren.apply(list, Object.keys(triggers).map(function (name) {
+      var t = triggers[name], line = C.el("div", "trig");
+      line.dataset.trigger = name;
+      var label = C.el("span", null, name + " · " + C.whenWords(t.when));
+      if (t.paused) label.append(C.el("span", "paused", "已暂停 Paused"));
+      line.append(label, C.el("b", null, C.n(t.issued)));
+      return line;
+    }));
+  }
+
+  function receive(m) {
+    if (m.room && room && m.room !== room && m.type !== "stats") return;
+    if (m.type === "decision") {
+      if (!pending.length) requestAnimationFrame(flush);
+      if (pending.length >= MAX_ROWS) { pending.shift(); seen++; } // a hidden tab keeps only what it can show
+      pending.push(m);
+    } else if (m.type === "announcement") announce(m);
+    else if (m.type === "stats") stats(m);
+  }
+
+  if (!C.key()) return C.askKey();
+  $("room").textContent = room ? "直播间 " + room : "全部直播间 All rooms";
+  C.feed(receive, C.setOnline);
+})();

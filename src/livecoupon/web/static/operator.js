@@ -1,0 +1,174 @@
+/* The operator console: counters, charts, pause/resume, send to everyone present, dead letters. */
+(function () {
+  "use strict";
+  var C = lcConsole, $ = function (id) { return document.getElementById(id); };
+  var PALETTE = ["#ff7a18", "#ff2d55", "#ffb020", "#c2255c", "#845ef7", "#20c997", "#868e96"];
+  var rateChart, reasonChart, deadCount = -1, lastStats = null;
+
+  function charts() {
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.color = "#8a7a74";
+    var ctx = $("rate").getContext("2d"), fill = ctx.createLinearGradient(0, 0, 0, 230);
+    fill.addColorStop(0, "rgba(255,90,40,.35)");
+    fill.addColorStop(1, "rgba(255,90,40,0)");
+    rateChart = new Chart(ctx, {
+      type: "line",
+      data: { labels: [], datasets: [{ label: "已发 Issued", data: [], borderColor: "#ff5a28", backgroundColor: fill,
+        fill: true, tension: .35, pointRadius: 0, borderWidth: 2 }] },
+      options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
+        scales: { x: { grid: { display: false }, ticks: { maxTicksLimit: 8 } },
+                  y: { beginAtZero: true, grid: { color: "#f3ebe7" }, ticks: { precision: 0 } } } }
+    });
+    reasonChart = new Chart($("reasons"), {
+      type: "bar",
+      data: { labels: [], datasets: [{ data: [], backgroundColor: PALETTE, borderRadius: 6, barThickness: 16 }] },
+      options: { indexAxis: "y", maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
+        scales: { x: { beginAtZero: true, grid: { color: "#f3ebe7" }, ticks: { precision: 0 } }, y: { grid: { display: false } } } }
+    });
+  }
+
+  function drawCharts(s) {
+    rateChart.data.labels = s.issue_rate.map(function (p) { return C.time(p.minute).slice(0, 5); });
+    rateChart.data.datasets[0].data = s.issue_rate.map(function (p) { return p.issued; });
+    rateChart.update();
+    var reasons = Object.keys(s.suppressed).sort(function (a, b) { return s.suppressed[b] - s.suppressed[a]; });
+    reasonChart.data.labels = reasons.length ? reasons.map(C.reasonWords) : ["暂无拦截 None yet"];
+    reasonChart.data.datasets[0].data = reasons.length ? reasons.map(function (r) { return s.suppressed[r]; }) : [0];
+    reasonChart.update();
+  }
+
+  function kpis(s) {
+    var suppressed = C.sum(s.suppressed), rooms = Object.keys(s.rooms);
+    var top = Object.keys(s.suppressed).sort(function (a, b) { return s.suppressed[b] - s.suppressed[a]; })[0];
+    var lastMinute = s.issue_rate.length ? s.issue_rate[s.issue_rate.length - 1].issued : 0;
+    $("campaign").textContent = "活动 " + s.campaign;
+    $("k-issued").textContent = C.n(s.issued);
+    $("k-rate").textContent = "本分钟 " + C.n(lastMinute) + " 张 · this minute";
+    $("k-suppressed").textContent = C.n(suppressed);
+    $("k-top").textContent = top ? "最多：" + C.reasonWords(top) : "暂无 None";
+    $("k-budget").textContent = C.yuan(s.budget.spent);
+    $("k-budget-of").textContent = s.budget.limit == null ? "不限 Unlimited" :
+      "共 " + C.yuan(s.budget.limit) + " · " + Math.round((100 * s.budget.spent) / s.budget.limit) + "%";
+    $("k-present").textContent = C.n(rooms.reduce(function (t, r) { return t + s.rooms[r].present; }, 0));
+    $("k-rooms").textContent = rooms.filter(function (r) { return s.rooms[r].on_air; }).length + " / " + rooms.length + " 直播中 on air";
+    $("k-dead").textContent = C.n(s.dead_letters);
+  }
+
+  function triggerRow(name, t) {
+    var tr = document.createElement("tr");
+    tr.dataset.trigger = name;
+    var who = C.el("td");
+    who.append(C.el("b", null, name), C.el("div", "when", C.whenWords(t.when)));
+    var held = C.el("td");
+    Object.keys(t.suppressed).forEach(function (reason) {
+      var chip = C.el("span", "chip", C.reasonWords(reason));
+      chip.dataset.reason = reason;
+      chip.append(C.el("b", null, C.n(t.suppressed[reason])));
+      held.append(chip);
+    });
+    if (!held.children.length) held.append(C.el("span", "muted", "—"));
+    var issued = C.el("td", "num issued", C.n(t.issued));
+    var state = C.el("td");
+    state.append(C.el("span", "state " + (t.paused ? "off" : "on"), t.paused ? "已暂停 Paused" : "运行中 Running"));
+    var action = C.el("td");
+    if (t.when !== "manual") {
+      var button = C.el("button", "btn small" + (t.paused ? "" : " ghost"), t.paused ? "恢复 Resume" : "暂停 Pause");
+      button.type = "button";
+      button.onclick = function () { pause(name, !t.paused, button); };
+      action.append(button);
+    }
+    tr.append(who, issued, held, state, action);
+    return tr;
+  }
+
+  function pause(name, paused, button) {
+    button.disabled = true;
+    C.api("/v1/admin/triggers/" + encodeURIComponent(name), { paused: paused })
+      .then(function () { lastStats.triggers[name].paused = paused; render(lastStats); })
+      .catch(function (e) { alert(e.message); button.disabled = false; });
+  }
+
+  function options(select, values, labels) {
+    var keep = select.value;
+    if (select.dataset.values === values.join("\n")) return;
+    select.dataset.values = values.join("\n");
+    select.replaceChildren.apply(select, values.map(function (v, i) {
+      var o = C.el("option", null, labels ? labels[i] : v);
+      o.value = v;
+      return o;
+    }));
+    if (values.indexOf(keep) >= 0) select.value = keep;
+  }
+
+  function render(s) {
+    lastStats = s;
+    kpis(s);
+    drawCharts(s);
+    var body = $("triggers"), sig = JSON.stringify(s.triggers);
+    if (body.dataset.sig !== sig) { // rebuilt only on change, so a click never lands on a replaced button
+      body.dataset.sig = sig;
+      body.replaceChildren.apply(body, Object.keys(s.triggers).map(function (n) { return triggerRow(n, s.triggers[n]); }));
+    }
+    $("bars").replaceChildren.apply($("bars"), C.stockBars(s));
+    var rooms = Object.keys(s.rooms);
+    $("rooms").replaceChildren.apply($("rooms"), rooms.length ? rooms.map(function (r) {
+      var line = C.el("div"), info = s.rooms[r];
+      line.append(C.el("span", null, r), C.el("span", "state " + (info.on_air ? "on" : "off"),
+        (info.on_air ? "直播中 LIVE · " : "未开播 Off air · ") + C.n(info.present) + " 人在场"));
+      return line;
+    }) : [C.el("div", "empty", "还没有直播间事件 · No room events yet")]);
+    var form = $("present");
+    options(form.room, rooms.length ? rooms : [""], rooms.length ? null : ["（暂无直播间 no room yet）"]);
+    options(form.template, s.templates);
+    $("updated").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", { hour12: false });
+    if (s.dead_letters !== deadCount) { deadCount = s.dead_letters; loadDeadLetters(); }
+  }
+
+  function loadDeadLetters() {
+    C.api("/v1/admin/webhooks/dead-letters").then(function (body) {
+      var rows = body.dead_letters.map(function (d) {
+        var tr = document.createElement("tr");
+        var url = C.el("td");
+        url.append(C.el("code", null, d.url));
+        tr.append(C.el("td", null, new Date(d.at).toLocaleString("zh-CN", { hour12: false })), C.el("td", null, d.coupon_id),
+          url, C.el("td", "num", d.attempts), C.el("td", null, d.last_error));
+        return tr;
+      });
+      var box = $("dead");
+      if (!rows.length) {
+        var empty = C.el("td", "empty", "没有死信，回调都已送达 · Nothing undelivered");
+        empty.colSpan = 5;
+        rows = [document.createElement("tr")];
+        rows[0].append(empty);
+      }
+      box.replaceChildren.apply(box, rows);
+    }).catch(function () { /* shown again on the next change */ });
+  }
+
+  function newKey() { return "present-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 6); }
+
+  function sendToPresent(e) {
+    e.preventDefault();
+    var form = e.target, out = $("present-result"), button = form.querySelector("button");
+    button.disabled = true;
+    out.className = "result";
+    out.textContent = "发放中… Sending";
+    C.api("/v1/admin/rooms/" + encodeURIComponent(form.room.value) + "/issue-present",
+      { template: form.template.value, idempotency_key: form.key.value })
+      .then(function (r) {
+        out.className = "result ok";
+        out.textContent = "已发放 " + C.n(r.issued) + " 张，拦截 " + C.n(r.suppressed) + " · issued " + r.issued + ", suppressed " + r.suppressed;
+        form.key.value = newKey();
+      })
+      .catch(function (err) { out.className = "result err"; out.textContent = "发放失败 Failed: " + err.message; })
+      .then(function () { button.disabled = false; });
+  }
+
+  if (!C.key()) return C.askKey();
+  charts();
+  $("present").key.value = newKey();
+  $("present").addEventListener("submit", sendToPresent);
+  $("dl-refresh").onclick = loadDeadLetters;
+  C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
+  C.feed(function (m) { if (m.type === "stats") render(m); }, C.setOnline);
+})();

@@ -1,0 +1,70 @@
+"""A merchant's webhook endpoint for tests: a real HTTP server on a free loopback port."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Policy = Callable[[str, int], int]  # (idempotency key, attempt number for that key) -> status
+
+
+@dataclass(frozen=True)
+class Received:
+    key: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+class Receiver:
+    """A merchant's webhook endpoint: ThreadingHTTPServer on a free loopback port."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server spelling
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                key = self.headers.get("Idempotency-Key", "")
+                status = receiver.record(key, dict(self.headers.items()), body)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # 16 senders connect at once; the default 5 drops SYNs
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/livecoupon"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def record(self, key: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            attempt = sum(r.key == key for r in self.received) + 1
+            status = self.policy(key, attempt)
+            self.received.append(Received(key, headers, body, status))
+            return status
+
+    def accepted(self) -> Counter[str]:
+        with self._lock:
+            return Counter(r.key for r in self.received if 200 <= r.status < 300)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)
