@@ -32,12 +32,11 @@ class Event:
     """One validated event. Times are integer milliseconds, money integer fen."""
 
     __slots__ = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount",
-                 "coupon_id", "duration", "product", "raw")
+                 "coupon_id", "duration", "product")
 
     def __init__(self, type: str, room: str, ts: int, *, id: str | None = None, user: str | None = None,
                  text: str | None = None, count: int | None = None, value: int = 0, order_id: str | None = None,
-                 amount: int = 0, coupon_id: str | None = None, duration: int = 0, product: str | None = None,
-                 raw: dict[str, Any] | None = None) -> None:
+                 amount: int = 0, coupon_id: str | None = None, duration: int = 0, product: str | None = None) -> None:
         self.type = type
         self.room = room
         self.ts = ts
@@ -51,7 +50,6 @@ class Event:
         self.coupon_id = coupon_id
         self.duration = duration
         self.product = product
-        self.raw = raw
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__[:11] if getattr(self, k) is not None)
@@ -62,6 +60,7 @@ class Event:
 # double carries ~16 significant digits, so an epoch time (~1.7e12 ms) is only good to
 # ~1e-3 ms. Inside this band the decimal value the sender wrote decides.
 _HALF_MS_BAND = 0.01
+_MAX_SECONDS = 1e15  # beyond this an event time cannot be a time at all
 
 
 def ts_to_ms(ts: float) -> int:
@@ -133,7 +132,36 @@ def _money(data: dict[str, Any], key: str) -> int:
 
 
 def parse_event(data: Any) -> Event:
-    """Validate one decoded JSON value as an event, or raise :class:`EventError`."""
+    """Validate one decoded JSON value as an event, or raise :class:`EventError`.
+
+    The common, valid shape is checked inline (this is the replay hot path); anything
+    unusual goes through :func:`_parse_checked`, which names the offending field.
+    """
+    if type(data) is not dict:
+        return _parse_checked(data)
+    kind, room, ts, event_id = data.get("type"), data.get("room"), data.get("ts"), data.get("id")
+    if (type(kind) is not str or kind not in TYPES or type(room) is not str or not room
+            or (event_id is not None and type(event_id) is not str)):
+        return _parse_checked(data)
+    if type(ts) is int and -_MAX_SECONDS < ts < _MAX_SECONDS:
+        ms = ts * 1000
+    elif type(ts) is float and -_MAX_SECONDS < ts < _MAX_SECONDS:
+        ms = ts_to_ms(ts)
+    else:
+        return _parse_checked(data)
+    event = Event(kind, room, ms, id=event_id)
+    if kind in VIEWER_TYPES:
+        user = data.get("user")
+        if type(user) is not str or not user:
+            return _parse_checked(data)
+        event.user = user
+    extra = _PARSE_EXTRA[kind]
+    if extra is not _none:
+        extra(data, event)
+    return event
+
+
+def _parse_checked(data: Any) -> Event:
     if not isinstance(data, dict):
         raise EventError("event", f"must be a JSON object, got {type(data).__name__}")
     kind = _string(data, "type")
@@ -141,7 +169,7 @@ def parse_event(data: Any) -> Event:
         raise EventError("type", f"unknown event type {kind!r}")
     room = _string(data, "room", non_empty=True)
     ts = _millis(data, "ts")
-    event = Event(kind, room, ts, id=_optional_string(data, "id"), raw=data)
+    event = Event(kind, room, ts, id=_optional_string(data, "id"))
     if kind in VIEWER_TYPES:
         event.user = _string(data, "user", non_empty=True)
     _PARSE_EXTRA[kind](data, event)

@@ -32,6 +32,8 @@ class Firing:
     users: Sequence[str] | None = None
 
 
+_QUIET = frozenset({"heartbeat", "like", "follow"})  # from a present viewer, these only refresh presence
+
 # (due, order set, room, user, joined_at, broadcast, trigger index)
 Timer = tuple[int, int, str, str, int, int, int]
 
@@ -47,7 +49,7 @@ class Engine:
         self.now: int | None = None  # the latest event or timer time applied
         self._timers: list[Timer] = []
         self._timer_seq = 0
-        self._applied = 0
+        self._gifts_seen = 0  # orders gift totals by when they were reached (top-gifter ties)
         self._by_when: dict[When, list[Trigger]] = {when: [] for when in When}
         for trigger in campaign.triggers:
             self._by_when[trigger.when].append(trigger)
@@ -64,24 +66,44 @@ class Engine:
     # -- the two ways time moves --------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
         """Fire the timers due at or before the event, then apply the event."""
-        if not self.campaign.listens_to(event.room):
-            return []
-        room = self._room(event.room)
+        room = self.rooms.get(event.room)
+        if room is None:
+            if not self.campaign.listens_to(event.room):
+                return []
+            room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms)
         if event.id is not None:
             if event.id in room.seen_ids:
                 return []
             room.seen_ids.add(event.id)
+        ts, kind = event.ts, event.type
         # Off air only a live_start applies: even a second live_end is not applied, so it
         # neither fires timers nor moves the point where a replay stops.
-        applies = room.on_air or not room.seen_any or event.type == "live_start"
-        if not applies:
-            return []  # off air: not applied at all, and no timer fires for it
-        decisions = self.advance(event.ts) if self._timers else []
-        self.now = event.ts if self.now is None else max(self.now, event.ts)
+        if room.broadcast is None and room.seen_any and kind != "live_start":
+            return []
+        timers = self._timers
+        decisions = self.advance(ts) if timers and timers[0][0] <= ts else []
+        if self.now is None or ts > self.now:
+            self.now = ts
+        if kind in _QUIET and room.broadcast is not None and not room.sales and self._still_present(room, event):
+            return decisions  # the hot path: a present viewer's heartbeat or like changes nothing else
         firings = self._apply_to_room(room, event)
         if firings:
             decisions.extend(self._decide(room, firings))
         return decisions
+
+    @staticmethod
+    def _still_present(room: Room, event: Event) -> bool:
+        """For a viewer already present: record the activity and say so (True)."""
+        ts = event.ts
+        if ts >= room.sweep_due:
+            room.expire(ts)
+        viewer = room.viewers.get(event.user)  # type: ignore[arg-type]
+        if viewer is None or ts - viewer.last_seen > room.timeout:
+            return False
+        if ts > viewer.last_seen:
+            viewer.last_seen = ts
+        room.viewers.move_to_end(event.user)  # type: ignore[arg-type]
+        return True
 
     def advance(self, to: int) -> list[Decision]:
         """Fire every timer due at or before ``to``, in due order (ties: order set)."""
@@ -118,8 +140,8 @@ class Engine:
             return []
         if not room.on_air:
             return []
-        self._applied += 1
-        room.expire(event.ts)
+        if event.ts >= room.sweep_due:
+            room.expire(event.ts)
         return self._handlers[kind](room, event)
 
     def _on_viewing(self, room: Room, event: Event) -> list[Firing]:
@@ -140,7 +162,8 @@ class Engine:
         elif kind == "gift":
             known = room.gifts.get(user)
             if known is None or event.value > 0:  # a 0 gift keeps when the total was reached (ties)
-                room.gifts[user] = ((known[0] if known else 0) + event.value, self._applied)
+                self._gifts_seen += 1
+                room.gifts[user] = ((known[0] if known else 0) + event.value, self._gifts_seen)
         if kind in INTERACTION_TYPES and room.sales:
             self._flash_firings(room, user, ts, firings)
         if viewer is None:
@@ -177,6 +200,9 @@ class Engine:
                 if t.source == "reported" and t.index not in room.fired and count >= t.count]
 
     def _present_count_firings(self, room: Room, ts: int, firings: list[Firing]) -> None:
+        if not self._by_when[When.ONLINE_REACHED]:
+            return
+        room.expire(ts)
         count = len(room.viewers)
         firings.extend(self._milestone(room, t, ts) for t in self._by_when[When.ONLINE_REACHED]
                        if t.source == "present" and t.index not in room.fired and count >= t.count)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from pypinyin import lazy_pinyin
 
@@ -18,6 +19,16 @@ def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
                for i in range(len(haystack) - n + 1))
 
 
+@lru_cache(maxsize=4096)
+def hear(text: str) -> tuple[str, tuple[str, ...]]:
+    """A transcript as every passphrase trigger compares it: normalised text and its pinyin.
+
+    Cached: one transcript is checked by every passphrase trigger, and hosts repeat themselves.
+    """
+    said = normalise(text)
+    return said, tuple(lazy_pinyin(said))
+
+
 class PhraseMatcher:
     """Matches normalised text, then pinyin so that 发劝 still says 发券."""
 
@@ -26,10 +37,9 @@ class PhraseMatcher:
         self._pinyin = tuple(lazy_pinyin(p) for p in self.phrases)
 
     def matches(self, text: str) -> bool:
-        said = normalise(text)
+        said, heard = hear(text)
         if any(phrase in said for phrase in self.phrases):
             return True
-        heard = lazy_pinyin(said)
         return any(_contains_run(heard, tokens) for tokens in self._pinyin)
 
 

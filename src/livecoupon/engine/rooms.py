@@ -44,6 +44,7 @@ class Room:
     firings: dict[int, int] = field(default_factory=dict)  # trigger -> firings this broadcast
     sales: list[FlashSale] = field(default_factory=list)
     sales_started: int = 0
+    sweep_due: int = 0  # no viewer can have timed out before this time
 
     @property
     def on_air(self) -> bool:
@@ -66,13 +67,19 @@ class Room:
         self.sales.clear()
 
     def expire(self, now: int) -> None:
-        """Drop viewers whose last activity is more than ``timeout`` before ``now``."""
+        """Drop viewers whose last activity is more than ``timeout`` before ``now``.
+
+        Viewers are kept least recently active first, so the sweep stops at the first
+        one still present, and nothing needs sweeping until that one could time out.
+        """
         viewers, horizon = self.viewers, now - self.timeout
         while viewers:
             user, viewer = next(iter(viewers.items()))
             if viewer.last_seen >= horizon:
+                self.sweep_due = viewer.last_seen + self.timeout + 1
                 return
             del viewers[user]
+        self.sweep_due = now + self.timeout + 1
 
     def present(self, user: str, at: int) -> Viewer | None:
         viewer = self.viewers.get(user)
