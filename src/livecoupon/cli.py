@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from livecoupon.campaign_file import CampaignError, load_campaign
+from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.coupons import CouponKind, CouponTemplate
 from livecoupon.domain.durations import format_duration
 from livecoupon.domain.money import format_yuan
 
@@ -32,21 +32,6 @@ def _campaign_or_exit(path: Path) -> Campaign:
         for line in exc.errors:
             err.print(f"  {line}", highlight=False, markup=False)
         raise typer.Exit(UNUSABLE) from None
-
-
-def describe_coupon(t: CouponTemplate) -> str:
-    terms = t.terms
-    if terms.kind is CouponKind.THRESHOLD:
-        text = f"满{format_yuan(terms.threshold)}减{format_yuan(terms.amount)}"
-    elif terms.kind is CouponKind.NO_THRESHOLD:
-        text = f"无门槛{format_yuan(terms.amount)}元"
-    else:
-        text = f"{(1000 - terms.percent_tenths) / 100:g}折"
-        if terms.threshold:
-            text = f"满{format_yuan(terms.threshold)}享" + text
-        if terms.max_discount is not None:
-            text += f"（最高减{format_yuan(terms.max_discount)}）"
-    return text
 
 
 @app.command()

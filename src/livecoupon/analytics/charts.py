@@ -20,13 +20,14 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str, fmt
     height = len(labels) * (bar_height + pad) + 34
     rows = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
             f'<text x="0" y="16" class="chart-title">{escape(title)}</text>']
-    for i, (label, value) in enumerate(zip(labels, values)):
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         y = 28 + i * (bar_height + pad)
         w = max(1.0, (width - label_w - 90) * value / top)
         rows.append(f'<text x="{label_w - 6}" y="{y + bar_height * 0.68:.1f}" text-anchor="end">{escape(label)}</text>'
                     f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_height}" rx="3" '
                     f'fill="{PALETTE[i % len(PALETTE)]}"/>'
-                    f'<text x="{label_w + w + 6:.1f}" y="{y + bar_height * 0.68:.1f}">{escape(fmt.format(value))}</text>')
+                    f'<text x="{label_w + w + 6:.1f}" y="{y + bar_height * 0.68:.1f}">'
+                    f'{escape(fmt.format(value))}</text>')
     rows.append("</svg>")
     return "".join(rows)
 
@@ -43,7 +44,7 @@ def column_chart(labels: Sequence[str], values: Sequence[float], *, title: str, 
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
              f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
              f'<line x1="20" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#999"/>']
-    for i, (label, value) in enumerate(zip(labels, values)):
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = plot_h * value / top
         x = 30 + i * step
         parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{col_w:.1f}" height="{h:.1f}" rx="2" '
@@ -74,7 +75,7 @@ def interval_chart(labels: Sequence[str], intervals: Sequence[tuple[float, float
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
              f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
              f'<line x1="{x(0):.1f}" y1="24" x2="{x(0):.1f}" y2="{height - 6}" stroke="#999" stroke-dasharray="4 3"/>']
-    for i, (label, (mid, low, high), value) in enumerate(zip(labels, intervals, values)):
+    for i, (label, (mid, low, high), value) in enumerate(zip(labels, intervals, values, strict=True)):
         y = 40 + i * 34
         colour = PALETTE[3] if low > 0 else (PALETTE[0] if high < 0 else PALETTE[7])
         parts.append(f'<text x="{label_w - 8}" y="{y + 5}" text-anchor="end">{escape(label)}</text>'

@@ -148,7 +148,7 @@ def _adjust(variants: dict[str, dict[str, Any]]) -> None:
     for metric in ("conversion", "aov"):
         lifts = [lift for v in variants.values() if (lift := v.get("lift", {}).get(metric)) is not None
                  and lift["p_value"] is not None]
-        for lift, adjusted in zip(lifts, holm([lift["p_value"] for lift in lifts])):
+        for lift, adjusted in zip(lifts, holm([lift["p_value"] for lift in lifts]), strict=True):
             lift["p_value_holm"] = adjusted
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from livecoupon.analytics.charts import bar_chart, column_chart, interval_chart
 from livecoupon.analytics.insights import face_value_effect, recommendations, timing_effect, trigger_ranking
 from livecoupon.analytics.metrics import OrderSeen
+from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
 from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.durations import format_duration
@@ -28,6 +29,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.cards{display:flex;ga
 border-radius:8px;margin:8px 0}svg text{font-size:12px;fill:#333}svg .chart-title{font-size:14px;font-weight:600}
 svg .small{font-size:11px}.advice li{margin:6px 0}.empty{color:#999}.flag{color:#c0392b;font-weight:600}
 """
+
+EXPERIMENTS_HEADING = "<h2>分组实验 A/B / Experiments</h2>"
 
 WHEN_WORDS = {
     When.FIRST_VISIT: "新人首次进房 / first visit",
@@ -77,7 +80,8 @@ def _pct(x: float | None) -> str:
 
 
 def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequence[DecisionRecord],
-                  orders: Sequence[OrderSeen], *, simulated: bool = False, generated_at: dt.datetime | None = None) -> str:
+                  orders: Sequence[OrderSeen], *, simulated: bool = False,
+                  generated_at: dt.datetime | None = None) -> str:
     ranking = trigger_ranking(metrics["triggers"])
     faces = face_value_effect(campaign, decisions, orders)
     timing = timing_effect(campaign, decisions, orders)
@@ -119,7 +123,7 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
                      title="按开播后发券时间的转化率 conversion by minute of issue (attribution window)"),
         f"<p>领券到下单的中位时间 / median minutes from issue to order: "
         f"<b>{'—' if timing['median_minutes_to_order'] is None else timing['median_minutes_to_order']}</b></p>",
-        "<h2>A/B 实验 / Experiments</h2>",
+        EXPERIMENTS_HEADING,
         *(_experiment(name, e) for name, e in metrics["experiments"].items()),
         "<h2>下一步建议 / What to change next</h2>",
         "<ol class='advice'>" + "".join(f"<li>{escape(a)}</li>" for a in advice) + "</ol>",
@@ -127,15 +131,13 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
         "转化归因窗口 attribution window: " + format_duration(campaign.attribution_window_ms) + ".</p>",
     ]
     if not metrics["experiments"]:
-        sections.insert(sections.index("<h2>A/B 实验 / Experiments</h2>") + 1, "<p class='empty'>本活动未配置实验。</p>")
+        sections.insert(sections.index(EXPERIMENTS_HEADING) + 1, "<p class='empty'>本活动未配置实验。</p>")
     return ("<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
             f"<title>直播发券效果报告 · {escape(campaign.campaign)}</title><style>{STYLE}</style></head>"
             "<body><main>" + "".join(sections) + "</main></body></html>")
 
 
 def _terms(campaign: Campaign, name: str) -> str:
-    from livecoupon.cli import describe_coupon
-
     return describe_coupon(campaign.coupons[name])
 
 

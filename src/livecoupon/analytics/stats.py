@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 
@@ -21,7 +22,7 @@ class Lift:
         return {"diff": self.diff, "ci95": [self.ci95[0], self.ci95[1]], "p_value": self.p_value}
 
 
-def welch_lift(variant: Sequence[float], control: Sequence[float]) -> Lift | None:
+def welch_lift(variant: ArrayLike, control: ArrayLike) -> Lift | None:
     """Welch's two-sample t-test of means: conversion (0/1 per user) or order value.
 
     For 0/1 data this is the unpooled difference-of-proportions interval with a t
@@ -48,9 +49,9 @@ def srm_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | No
 
     Users in a variant of weight 0 cannot happen under correct assignment: p = 0.
     """
-    if any(o > 0 and w <= 0 for o, w in zip(observed, weights)):
+    if any(o > 0 and w <= 0 for o, w in zip(observed, weights, strict=True)):
         return 0.0
-    used = [(o, w) for o, w in zip(observed, weights) if w > 0]
+    used = [(o, w) for o, w in zip(observed, weights, strict=True) if w > 0]
     total = sum(o for o, _ in used)
     if len(used) < 2 or total == 0:
         return None

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from livecoupon.domain.campaign import Audience, Campaign, When
-from livecoupon.domain.coupons import Coupon, CouponKind, Terms
+from livecoupon.domain.coupons import Coupon, CouponKind, CouponTemplate, Terms
 from livecoupon.domain.money import fen_to_yuan, format_yuan
 
 
@@ -20,6 +20,22 @@ def coupon_words(terms: Terms) -> str:
     if terms.kind is CouponKind.THRESHOLD:
         return f"一张满{format_yuan(terms.threshold)}减{format_yuan(terms.amount)}券"
     return f"一张{(1000 - terms.percent_tenths) / 100:g}折券"
+
+
+def describe_coupon(t: CouponTemplate) -> str:
+    """A template's terms as operators say them: 满99减20, 无门槛10元, 8.5折（最高减50）."""
+    terms = t.terms
+    if terms.kind is CouponKind.THRESHOLD:
+        text = f"满{format_yuan(terms.threshold)}减{format_yuan(terms.amount)}"
+    elif terms.kind is CouponKind.NO_THRESHOLD:
+        text = f"无门槛{format_yuan(terms.amount)}元"
+    else:
+        text = f"{(1000 - terms.percent_tenths) / 100:g}折"
+        if terms.threshold:
+            text = f"满{format_yuan(terms.threshold)}享" + text
+        if terms.max_discount is not None:
+            text += f"（最高减{format_yuan(terms.max_discount)}）"
+    return text
 
 
 def _minutes(ms: int) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from operator import attrgetter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any
 

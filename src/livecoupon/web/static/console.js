@@ -57,7 +57,11 @@
     return fetch(path, init).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (data) {
         if (r.status === 401) askKey("密钥无效，请重新输入 · The key was refused");
-        if (!r.ok) throw new Error((data.error && data.error.message) || "HTTP " + r.status);
+        if (!r.ok) {
+          var error = new Error((data.error && data.error.message) || "HTTP " + r.status);
+          error.status = r.status;
+          throw error;
+        }
         return data;
       });
     });
@@ -68,15 +72,18 @@
     var retries = 0;
     (function connect() {
       var url = location.origin.replace(/^http/, "ws") + "/v1/console/live?key=" + encodeURIComponent(key());
-      var ws = new WebSocket(url);
-      ws.onopen = function () { retries = 0; onState(true); };
+      var ws = new WebSocket(url), opened = false;
+      var retry = function () { setTimeout(connect, Math.min(10000, 500 * Math.pow(2, retries++))); };
+      ws.onopen = function () { opened = true; retries = 0; onState(true); };
       ws.onmessage = function (e) {
         try { onMessage(JSON.parse(e.data)); } catch (err) { console.error(err); }
       };
       ws.onclose = function (e) {
         onState(false);
         if (e.code === 4401) return askKey("密钥无效，请重新输入 · The key was refused");
-        setTimeout(connect, Math.min(10000, 500 * Math.pow(2, retries++)));
+        if (opened) return retry();
+        // A refused handshake looks like any network error to a page: ask over HTTP whether it was the key.
+        api("/v1/admin/stats").then(retry, function (err) { if (err.status !== 401) retry(); });
       };
     })();
   }

@@ -5,10 +5,11 @@
  *   <script>LiveCoupon.init({room: "room-1", user: "u-42", onCoupon: c => openCheckout(c.coupon_id)})</script>
  *
  * Options: room, user (required); base (service URL, default: where this script came from);
- * onCoupon(coupon) on "立即使用"; onConnect() each time the socket opens; mount (element for the do-not-disturb switch, default: fixed
- * bottom-right); dndMinutes (how long do-not-disturb lasts, default 60); autoCloseMs (default
- * 15000, 0 keeps each popup until closed). DOM events on the widget's elements, bubbling to
- * document: "livecoupon:coupon" (a popup is shown) and "livecoupon:use" (立即使用), detail = coupon.
+ * onCoupon(coupon) on "立即使用"; onConnect() each time the socket opens; mount (element for the
+ * do-not-disturb switch, default: fixed bottom-right); dndMinutes (how long do-not-disturb lasts,
+ * default 60); autoCloseMs (default 15000; 0 keeps each popup until closed). DOM events bubble to
+ * document: "livecoupon:coupon" (a popup is shown) and "livecoupon:use" (立即使用), detail = the coupon.
+ * See docs/web.md.
  */
 (function (global) {
   "use strict";
@@ -149,7 +150,7 @@
     this.seen = {};      // coupon_id -> "queued" | "held" | "shown"
     this.queue = [];     // waiting for their popup, one at a time
     this.held = [];      // arrived during do-not-disturb
-    this.current = null; // the popup on screen: {coupon, node, timer}
+    this.current = null; // the popup on screen: {coupon, node, overlay, ticker, auto}
     this.retries = 0;
     this.closed = false;
     this.skew = 0;       // server clock minus ours, learned from live pushes
@@ -168,7 +169,9 @@
     /** Turn do-not-disturb on (for `minutes`, default dndMinutes) or off. */
     setMuted: function (on, minutes) {
       this.dndUntil = on ? Date.now() + (minutes || this.dndMinutes) * 60000 : 0;
-      try { on ? localStorage.setItem(DND_KEY, String(this.dndUntil)) : localStorage.removeItem(DND_KEY); } catch (e) { /* private mode */ }
+      try {
+        if (on) localStorage.setItem(DND_KEY, String(this.dndUntil)); else localStorage.removeItem(DND_KEY);
+      } catch (e) { /* storage blocked: the switch lasts for this page only */ }
       this._send(on ? { type: "mute", minutes: this._minutesLeft() } : { type: "unmute" });
       if (on) this.queue.slice().forEach(this._hold, this);
       this._armDnd();
@@ -252,7 +255,7 @@
     },
 
     _next: function () {
-      if (this.current || !this.queue.length || this.muted()) return;
+      if (this.closed || this.current || !this.queue.length || this.muted()) return;
       var c = this.queue.shift();
       this.seen[c.coupon_id] = "shown";
       this._show(c);
