@@ -34,7 +34,7 @@ class Event:
     __slots__ = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount",
                  "coupon_id", "duration", "product")
 
-    def __init__(self, type: str, room: str, ts: int, *, id: str | None = None, user: str | None = None,
+    def __init__(self, type: str, room: str, ts: int, id: str | None = None, *, user: str | None = None,
                  text: str | None = None, count: int | None = None, value: int = 0, order_id: str | None = None,
                  amount: int = 0, coupon_id: str | None = None, duration: int = 0, product: str | None = None) -> None:
         self.type = type
@@ -61,6 +61,7 @@ class Event:
 # ~1e-3 ms. Inside this band the decimal value the sender wrote decides.
 _HALF_MS_BAND = 0.01
 _MAX_SECONDS = 1e15  # beyond this an event time cannot be a time at all
+_CLEAR_OF_HALF = 0.5 - _HALF_MS_BAND
 
 
 def ts_to_ms(ts: float) -> int:
@@ -146,10 +147,13 @@ def parse_event(data: Any) -> Event:
     if type(ts) is int and -_MAX_SECONDS < ts < _MAX_SECONDS:
         ms = ts * 1000
     elif type(ts) is float and -_MAX_SECONDS < ts < _MAX_SECONDS:
-        ms = ts_to_ms(ts)
+        scaled = ts * 1000
+        ms = round(scaled)
+        if not -_CLEAR_OF_HALF < scaled - ms < _CLEAR_OF_HALF:
+            ms = ts_to_ms(ts)  # near a half millisecond: let the decimal value decide
     else:
         return _parse_checked(data)
-    event = Event(kind, room, ms, id=event_id)
+    event = Event(kind, room, ms, event_id)
     if kind in VIEWER_TYPES:
         user = data.get("user")
         if type(user) is not str or not user:
