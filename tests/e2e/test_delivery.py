@@ -70,9 +70,11 @@ def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> 
         ws.send_json({"type": "mute", "minutes": 10})
         ws.send_json({"type": "ping"})
         post(client, join("carol"))
+        held = ws.receive_json()
         ws.send_json({"type": "unmute"})
         message = ws.receive_json()
-    assert message["missed"] is True and message["trigger"] == "newcomer"
+    assert held == {"type": "held", "coupon_id": message["coupon_id"], "title": "新人专享券"}
+    assert message["type"] == "coupon" and message["missed"] is True and message["trigger"] == "newcomer"
 
 
 def test_console_feed_shows_decisions_announcements_and_stats(client: TestClient) -> None:

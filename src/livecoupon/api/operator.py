@@ -84,12 +84,12 @@ async def retry_dead_letters(rt: RuntimeDep) -> dict[str, Any]:
 async def console(websocket: WebSocket, key: Annotated[str, Query()] = "") -> None:
     """The host's and operator's live feed: decision lines, read-aloud lines, stats each second."""
     rt: Runtime = websocket.app.state.runtime
+    await websocket.accept()  # then close with 4401, which browsers can see (a refused handshake is 1006)
     try:
         rt.check_key(key)
     except LivecouponError:
         await websocket.close(code=4401, reason="a valid key query parameter is required")
         return
-    await websocket.accept()
     queue = rt.consoles.subscribe()
     await websocket.send_json(await rt.stats_message())
     sender = asyncio.create_task(_forward(websocket, queue))

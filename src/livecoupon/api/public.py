@@ -14,7 +14,7 @@ from livecoupon.api.runtime import Runtime, RuntimeDep
 from livecoupon.api.schemas import OrderActionIn, OrderIn, QuoteIn
 from livecoupon.checkout import Answer, order_json, quote_json
 from livecoupon.delivery.messages import coupon_message, iso
-from livecoupon.delivery.websockets import Subscription
+from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.money import fen_to_yuan
@@ -145,14 +145,14 @@ async def live(websocket: WebSocket, room: str, user: Annotated[str, Query(min_l
 
 
 async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
-    if rt.hub.is_muted(sub.room, sub.user):
-        return
     service = rt.service
+    muted = rt.hub.is_muted(sub.room, sub.user)
     missed = await service.call(service.store.unacknowledged, sub.user, sub.room)
     now = service.clock.now()
     for coupon in missed:
         if coupon.is_usable(now):
-            sub.queue.put_nowait(coupon_message(service.campaign, coupon) | {"missed": True})
+            message = coupon_message(service.campaign, coupon) | {"missed": True}
+            sub.queue.put_nowait(held_notice(message) if muted else message)
 
 
 async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
@@ -177,9 +177,8 @@ async def _send_all(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) 
     sent: set[str] = set()
     while True:
         message = await queue.get()
-        coupon_id = message.get("coupon_id")
-        if coupon_id is not None and coupon_id in sent and message.get("missed"):
-            continue  # published live while the backlog was being read
-        if coupon_id is not None:
-            sent.add(coupon_id)
+        if message["type"] == "coupon":
+            if message["coupon_id"] in sent and message.get("missed"):
+                continue  # published live while the backlog was being read
+            sent.add(message["coupon_id"])
         await websocket.send_json(message)

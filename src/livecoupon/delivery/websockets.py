@@ -58,9 +58,13 @@ class Hub:
         return True
 
     def publish(self, room: str, user: str, message: dict[str, Any]) -> int:
-        """Queue ``message`` for every connection of ``user`` in ``room``; how many got it."""
+        """Queue ``message`` for every connection of ``user`` in ``room``; how many got it.
+
+        A muted viewer gets only a ``held`` notice (the widget counts them on a badge);
+        the coupon itself comes when they unmute or reconnect.
+        """
         if self.is_muted(room, user):
-            return 0
+            message = held_notice(message)
         subs = self._subs.get((room, user), ())
         for sub in subs:
             sub.queue.put_nowait(message)
@@ -69,6 +73,10 @@ class Hub:
     @property
     def connections(self) -> int:
         return sum(len(s) for s in self._subs.values())
+
+
+def held_notice(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "held", "coupon_id": message.get("coupon_id"), "title": message.get("title")}
 
 
 class ConsoleHub:

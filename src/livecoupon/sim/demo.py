@@ -128,8 +128,8 @@ class Demo:
             return
         self.console.print(f"[bold red]livecoupon 模拟直播 / simulated broadcast[/] — service {url}")
         self.console.print(f"  观众页 viewer page:       {url}/web/viewer.html?room={ROOM}&user=viewer-00000")
-        self.console.print(f"  主播台 host console:      {url}/web/host.html?room={ROOM}")
-        self.console.print(f"  运营台 operator console:  {url}/web/operator.html  (API key {self.api_key})")
+        self.console.print(f"  主播台 host console:      {url}/web/host.html?room={ROOM}&key={self.api_key}")
+        self.console.print(f"  运营台 operator console:  {url}/web/operator.html?key={self.api_key}")
         self.console.print(f"  接口文档 API reference:   {url}/docs")
 
     async def _broadcast(self, http: httpx.AsyncClient, url: str) -> None:
