@@ -8,7 +8,8 @@ from typing import Any
 START = 1_700_000_000
 
 
-def broadcast_stream(viewers: int = 300, seconds: int = 900, seed: int = 7, room: str = "room-1") -> list[dict[str, Any]]:
+def broadcast_stream(viewers: int = 300, seconds: int = 900, seed: int = 7,
+                     room: str = "room-1") -> list[dict[str, Any]]:
     """A broadcast exercising every trigger of examples/campaign.yaml, in ts order."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = [{"type": "live_start", "room": room, "ts": START}]

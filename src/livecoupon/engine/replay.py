@@ -66,7 +66,7 @@ def replay_order(events: list[Event]) -> list[Event]:
                 continue
             seen.add(key)
         kept.append(event)
-    if any(a.ts > b.ts for a, b in zip(kept, kept[1:])):  # recordings are usually in order already
+    if any(a.ts > b.ts for a, b in zip(kept, kept[1:], strict=False)):  # recordings are usually in order already
         kept.sort(key=attrgetter("ts"))
     return kept
 
