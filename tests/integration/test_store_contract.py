@@ -151,3 +151,13 @@ def test_the_event_log_keeps_order(store: Store) -> None:
     store.append_events([{"type": "join", "n": 1}, {"type": "leave", "n": 2}])
     store.append_events([{"type": "join", "n": 3}])
     assert [e["n"] for e in store.events()] == [1, 2, 3]
+
+
+def test_acknowledgements_are_per_user_and_counted_once(store: Store) -> None:
+    [a, b] = store.issue([request("alice"), request("bob")], Limits())
+    alice, bob = a.request.coupon_id, b.request.coupon_id
+    assert [c.coupon_id for c in store.unacknowledged("alice", "r")] == [alice]
+    assert store.acknowledge([(alice, "alice"), (bob, "alice"), ("nope", "alice")], at=5) == 1
+    assert store.acknowledge([(alice, "alice"), (bob, "bob")], at=6) == 1
+    assert store.unacknowledged("alice", "r") == [] and store.unacknowledged("bob", "r") == []
+    assert store.unacknowledged("alice", "other-room") == []

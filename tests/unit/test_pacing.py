@@ -66,12 +66,14 @@ def test_scheduled_popups_are_delivered_in_order_by_the_runner() -> None:
     assert sent == [0, 1, 2, 3]
 
 
-def test_a_muted_viewer_gets_nothing_until_the_mute_ends() -> None:
+def test_a_muted_viewer_gets_only_a_held_notice_until_the_mute_ends() -> None:
     clock = Clock()
     hub = Hub(clock)
     sub = hub.subscribe("room", "alice")
     hub.mute("room", "alice", 60)
-    assert hub.publish("room", "alice", {"n": 1}) == 0
+    coupon = {"type": "coupon", "coupon_id": "c1", "title": "券", "amount": 10}
+    hub.publish("room", "alice", coupon)
+    assert sub.queue.get_nowait() == {"type": "held", "coupon_id": "c1", "title": "券"}
     clock.t += 61
-    assert hub.publish("room", "alice", {"n": 2}) == 1
-    assert sub.queue.get_nowait() == {"n": 2}
+    hub.publish("room", "alice", coupon | {"coupon_id": "c2"})
+    assert sub.queue.get_nowait()["coupon_id"] == "c2"

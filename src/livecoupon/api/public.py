@@ -21,6 +21,7 @@ from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Malformed, NotFound
 
 MAX_EVENTS = 10_000
+MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
 router = APIRouter(prefix="/v1")
 
 
@@ -62,8 +63,11 @@ async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     if len(batch) > MAX_EVENTS:
         raise Malformed("too_many_events", f"at most {MAX_EVENTS:,} events per request, got {len(batch):,}", "body")
     result = await rt.service.call(rt.service.submit, batch)
+    made = result.decisions
     return {"accepted": result.accepted, "rejected": result.rejected,
-            "decisions": [decision_json(d) for d in result.decisions]}
+            "issued": sum(1 for d in made if d.issued), "suppressed": sum(1 for d in made if not d.issued),
+            "decisions": [decision_json(d) for d in made[:MAX_DECISIONS_LISTED]],
+            "decisions_listed": min(len(made), MAX_DECISIONS_LISTED)}
 
 
 @router.get("/users/{user}/coupons", tags=["coupons"])
@@ -147,6 +151,7 @@ async def live(websocket: WebSocket, room: str, user: Annotated[str, Query(min_l
 async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
     service = rt.service
     muted = rt.hub.is_muted(sub.room, sub.user)
+    await rt.flush_acks()
     missed = await service.call(service.store.unacknowledged, sub.user, sub.room)
     now = service.clock.now()
     for coupon in missed:
@@ -163,7 +168,7 @@ async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
         return
     service = rt.service
     if kind == "ack" and isinstance(message.get("coupon_id"), str):
-        await service.call(service.store.acknowledge, message["coupon_id"], sub.user, service.clock.now())
+        rt.acknowledge(message["coupon_id"], sub.user)
     elif kind == "mute":
         minutes = message.get("minutes", 30)
         minutes = minutes if isinstance(minutes, (int, float)) and minutes > 0 else 30

@@ -20,6 +20,7 @@ from livecoupon.domain.campaign import DeliveryPolicy
 
 Deliver = Callable[[str, str, dict[str, Any]], object]
 BURST_SECONDS = 0.5
+MIN_TICK = 0.005  # deliver overdue popups in 5 ms ticks; shorter timeouts make the loop spin (measured)
 EPSILON = 1e-9  # float slack, so 1 / rate added n times does not push the n-th popup out
 
 
@@ -70,6 +71,6 @@ class Pacer:
                 _, _, room, user, message = heapq.heappop(self._later)
                 self._deliver(room, user, message)
             self._wake.clear()
-            timeout = self._later[0][0] - now if self._later else None
+            timeout = max(self._later[0][0] - now, MIN_TICK) if self._later else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

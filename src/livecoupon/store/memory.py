@@ -126,13 +126,15 @@ class MemoryStore:
             self._orders[order.order_id] = order
             return True
 
-    def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
+    def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
+        new = 0
         with self._lock:
-            coupon = self._coupons.get(coupon_id)
-            if coupon is None or coupon.user != user or coupon_id in self._acked:
-                return False
-            self._acked[coupon_id] = at
-            return True
+            for coupon_id, user in acks:
+                coupon = self._coupons.get(coupon_id)
+                if coupon is not None and coupon.user == user and coupon_id not in self._acked:
+                    self._acked[coupon_id] = at
+                    new += 1
+        return new
 
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         with self._lock:

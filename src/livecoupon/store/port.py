@@ -95,8 +95,11 @@ class Store(Protocol):
     def move_order(self, order: Order, expected: OrderState) -> bool:
         """Compare-and-set on the order's state."""
 
-    def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
-        """The viewer's client confirmed it showed the coupon; True the first time."""
+    def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
+        """Viewers' clients confirmed they showed these ``(coupon_id, user)`` coupons.
+
+        Acks naming a coupon that is not the user's are ignored; returns how many were new.
+        """
 
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         """Issued coupons of ``user`` from ``room`` that no client has acknowledged yet."""

@@ -355,11 +355,13 @@ class SqliteStore:
                                (order.state.value, order.reserved_until, order.order_id, expected.value))
         return cur.rowcount == 1
 
-    def acknowledge(self, coupon_id: str, user: str, at: int) -> bool:
+    def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
         with self.unit_of_work():
-            cur = self._db.execute("INSERT OR IGNORE INTO acknowledgements SELECT coupon_id, ? FROM decisions "
-                                   "WHERE coupon_id=? AND user=? AND reason IS NULL", (at, coupon_id, user))
-            return cur.rowcount == 1
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO acknowledgements SELECT coupon_id, ? FROM decisions "
+                                 "WHERE coupon_id=? AND user=? AND reason IS NULL",
+                                 [(at, coupon_id, user) for coupon_id, user in acks])
+            return self._db.total_changes - before
 
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         rows = self._db.execute(
