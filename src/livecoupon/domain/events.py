@@ -7,6 +7,7 @@ each check names the field it rejects.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -140,9 +141,13 @@ def parse_event(data: Any) -> Event:
     """
     if type(data) is not dict:
         return _parse_checked(data)
-    kind, room, ts, event_id = data.get("type"), data.get("room"), data.get("ts"), data.get("id")
-    if (type(kind) is not str or kind not in TYPES or type(room) is not str or not room
-            or (event_id is not None and type(event_id) is not str)):
+    try:
+        kind, room, ts = data["type"], data["room"], data["ts"]
+    except KeyError:
+        return _parse_checked(data)
+    event_id = data.get("id")
+    shape = _SHAPES.get(kind) if type(kind) is str else None
+    if shape is None or type(room) is not str or not room or (event_id is not None and type(event_id) is not str):
         return _parse_checked(data)
     if type(ts) is int and -_MAX_SECONDS < ts < _MAX_SECONDS:
         ms = ts * 1000
@@ -154,13 +159,13 @@ def parse_event(data: Any) -> Event:
     else:
         return _parse_checked(data)
     event = Event(kind, room, ms, event_id)
-    if kind in VIEWER_TYPES:
+    has_user, extra = shape
+    if has_user:
         user = data.get("user")
         if type(user) is not str or not user:
             return _parse_checked(data)
         event.user = user
-    extra = _PARSE_EXTRA[kind]
-    if extra is not _none:
+    if extra is not None:
         extra(data, event)
     return event
 
@@ -189,7 +194,8 @@ def _comment(data: dict[str, Any], event: Event) -> None:
 
 
 def _like(data: dict[str, Any], event: Event) -> None:
-    event.count = _count(data, "count", default=1)
+    count = data.get("count")
+    event.count = count if type(count) is int and count >= 0 else _count(data, "count", default=1)
 
 
 def _gift(data: dict[str, Any], event: Event) -> None:
@@ -218,3 +224,7 @@ _PARSE_EXTRA = {
     "follow": _none, "comment": _comment, "like": _like, "gift": _gift, "order": _order,
     "online_count": _online_count, "transcript": _comment, "flash_sale": _flash_sale,
 }
+
+# type -> (carries a user, reads its extra fields): one lookup on the hot path.
+_SHAPES: dict[str, tuple[bool, Callable[[dict[str, Any], Event], None] | None]] = {
+    kind: (kind in VIEWER_TYPES, None if extra is _none else extra) for kind, extra in _PARSE_EXTRA.items()}

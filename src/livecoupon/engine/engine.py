@@ -41,12 +41,13 @@ Timer = tuple[int, int, str, str, int, int, int]
 class Engine:
     """Applies events to room state and decides, through the store, what to issue."""
 
-    def __init__(self, campaign: Campaign, store: Store) -> None:
+    def __init__(self, campaign: Campaign, store: Store, *, dedup_ids: bool = True) -> None:
+        """``dedup_ids=False`` when the caller already dropped repeated event ids (replay does)."""
         self.campaign = campaign
         self.store = store
         self.rooms: dict[str, Room] = {}
         self.paused: set[str] = set()  # trigger names an operator paused
-        self.now: int | None = None  # the latest event or timer time applied
+        self._dedup = dedup_ids
         self._timers: list[Timer] = []
         self._timer_seq = 0
         self._gifts_seen = 0  # orders gift totals by when they were reached (top-gifter ties)
@@ -71,7 +72,7 @@ class Engine:
             if not self.campaign.listens_to(event.room):
                 return []
             room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms)
-        if event.id is not None:
+        if event.id is not None and self._dedup:
             if event.id in room.seen_ids:
                 return []
             room.seen_ids.add(event.id)
@@ -82,28 +83,20 @@ class Engine:
             return []
         timers = self._timers
         decisions = self.advance(ts) if timers and timers[0][0] <= ts else []
-        if self.now is None or ts > self.now:
-            self.now = ts
-        if kind in _QUIET and room.broadcast is not None and not room.sales and self._still_present(room, event):
-            return decisions  # the hot path: a present viewer's heartbeat or like changes nothing else
+        if kind in _QUIET and room.broadcast is not None and not room.sales:
+            # The hot path: a heartbeat or like from a viewer already present only refreshes presence.
+            if ts >= room.sweep_due:
+                room.expire(ts)
+            viewer = room.viewers.get(event.user)  # type: ignore[arg-type]
+            if viewer is not None and ts - viewer.last_seen <= room.timeout:
+                if ts > viewer.last_seen:
+                    viewer.last_seen = ts
+                room.viewers.move_to_end(event.user)  # type: ignore[arg-type]
+                return decisions
         firings = self._apply_to_room(room, event)
         if firings:
             decisions.extend(self._decide(room, firings))
         return decisions
-
-    @staticmethod
-    def _still_present(room: Room, event: Event) -> bool:
-        """For a viewer already present: record the activity and say so (True)."""
-        ts = event.ts
-        if ts >= room.sweep_due:
-            room.expire(ts)
-        viewer = room.viewers.get(event.user)  # type: ignore[arg-type]
-        if viewer is None or ts - viewer.last_seen > room.timeout:
-            return False
-        if ts > viewer.last_seen:
-            viewer.last_seen = ts
-        room.viewers.move_to_end(event.user)  # type: ignore[arg-type]
-        return True
 
     def advance(self, to: int) -> list[Decision]:
         """Fire every timer due at or before ``to``, in due order (ties: order set)."""
@@ -111,7 +104,6 @@ class Engine:
         timers = self._timers
         while timers and timers[0][0] <= to:
             due, _, room_name, user, joined_at, broadcast, index = heapq.heappop(timers)
-            self.now = due if self.now is None else max(self.now, due)
             firing = self._dwell_firing(room_name, user, joined_at, broadcast, index, due)
             if firing is not None:
                 decisions.extend(self._decide(self.rooms[room_name], [firing]))

@@ -33,42 +33,70 @@ class ReplayResult:
 
 
 def read_events(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
-    """Parse a JSON-lines stream; blank lines are skipped but still counted."""
+    """Parse a JSON-lines stream, every valid event in file order; blank lines are
+    skipped but still counted."""
     events: list[Event] = []
     rejected: list[Rejected] = []
-    append, loads = events.append, orjson.loads
+    append = events.append
     for number, line in enumerate(lines, start=1):
-        try:
-            data = loads(line)
-        except orjson.JSONDecodeError:
-            if not line.strip():
-                continue
-            try:  # the standard parser also reads NaN and huge integers, so validation can name the field
-                data = json.loads(line)
-            except ValueError as exc:
-                rejected.append(Rejected(number, f"not valid JSON: {exc}"))
-                continue
-        try:
-            append(parse_event(data))
-        except EventError as exc:
-            rejected.append(Rejected(number, str(exc)))
+        event = _parse_line(number, line, rejected)
+        if event is not None:
+            append(event)
     return events, rejected
 
 
-def replay_order(events: list[Event]) -> list[Event]:
-    """Drop later copies of an ``id`` (file order), then sort by ``ts`` (ties: file order)."""
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for event in events:
-        if event.id is not None:
-            key = (event.room, event.id)
-            if key in seen:
+def read_for_replay(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
+    """The events in replay order (SPEC §2): later copies of an ``id`` in a room dropped
+    (file order decides), then sorted by ``ts``, ties in file order.
+
+    One pass over the file does all of it; a recording already in time order, the usual
+    case, is never sorted. The valid common case stays inline: this is replay's hot loop.
+    """
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    append, loads, parse = events.append, orjson.loads, parse_event
+    seen: dict[str, set[str]] = {}
+    last_ts, in_order = -(2**63), True
+    for number, line in enumerate(lines, start=1):
+        try:
+            event = parse(loads(line))
+        except (orjson.JSONDecodeError, EventError):
+            event = _parse_line(number, line, rejected)
+            if event is None:
                 continue
-            seen.add(key)
-        kept.append(event)
-    if any(a.ts > b.ts for a, b in zip(kept, kept[1:], strict=False)):  # recordings are usually in order already
-        kept.sort(key=attrgetter("ts"))
-    return kept
+        if event.id is not None:
+            ids = seen.get(event.room)
+            if ids is None:
+                ids = seen[event.room] = set()
+            elif event.id in ids:
+                continue
+            ids.add(event.id)
+        if event.ts < last_ts:
+            in_order = False
+        last_ts = event.ts
+        append(event)
+    if not in_order:
+        events.sort(key=attrgetter("ts"))
+    return events, rejected
+
+
+def _parse_line(number: int, line: str, rejected: list[Rejected]) -> Event | None:
+    """One line, or None (blank, or rejected with the reason appended to ``rejected``)."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        if not line.strip():
+            return None
+        try:  # the standard parser also reads NaN and huge integers, so validation can name the field
+            data = json.loads(line)
+        except ValueError as exc:
+            rejected.append(Rejected(number, f"not valid JSON: {exc}"))
+            return None
+    try:
+        return parse_event(data)
+    except EventError as exc:
+        rejected.append(Rejected(number, str(exc)))
+        return None
 
 
 def replay(campaign: Campaign, lines: Iterable[str], store: Store | None = None) -> ReplayResult:
@@ -77,9 +105,8 @@ def replay(campaign: Campaign, lines: Iterable[str], store: Store | None = None)
 
 
 def _replay(campaign: Campaign, lines: Iterable[str], store: Store | None) -> ReplayResult:
-    events, rejected = read_events(lines)
-    ordered = replay_order(events)
-    engine = Engine(campaign, store if store is not None else MemoryStore())
+    ordered, rejected = read_for_replay(lines)
+    engine = Engine(campaign, store if store is not None else MemoryStore(), dedup_ids=False)
     result = ReplayResult(rejected=rejected, events=len(ordered))
     decisions = result.decisions
     apply = engine.apply
