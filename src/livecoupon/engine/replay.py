@@ -61,9 +61,10 @@ def read_for_replay(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
         try:
             event = parse(loads(line))
         except (orjson.JSONDecodeError, EventError):
-            event = _parse_line(number, line, rejected)
-            if event is None:
+            checked = _parse_line(number, line, rejected)
+            if checked is None:
                 continue
+            event = checked
         if event.id is not None:
             ids = seen.get(event.room)
             if ids is None:
