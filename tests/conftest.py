@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +13,7 @@ from livecoupon.store.memory import MemoryStore
 from livecoupon.store.port import Store
 from livecoupon.store.sqlite import SqliteStore
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "campaign.yaml"
-
-
-def campaign_from(text: str) -> Campaign:
-    return parse_campaign(text)
 
 
 @pytest.fixture
@@ -33,10 +27,3 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     backend: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "store.db")
     yield backend
     backend.close()
-
-
-def need_service(name: str, reason: str) -> None:
-    """Skip with a reason when a local service is missing — but fail loudly in CI."""
-    if IN_CI:
-        pytest.fail(f"{name} is required in CI: {reason}")
-    pytest.skip(f"{name} not available: {reason}")

@@ -34,6 +34,15 @@ def _campaign_or_exit(path: Path) -> Campaign:
         raise typer.Exit(UNUSABLE) from None
 
 
+def _lines_or_exit(path: Path) -> list[str]:
+    try:
+        with path.open("r", encoding="utf-8") as lines:
+            return lines.readlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"无法读取事件文件 / cannot read events file {path}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+
+
 @app.command()
 def check(config: Annotated[Path, typer.Argument(help="campaign file (YAML)")]) -> None:
     """检查活动配置 / Validate a campaign file and summarise its coupons and triggers."""
@@ -79,12 +88,7 @@ def replay(
 
     campaign = _campaign_or_exit(config)
     started = time.perf_counter()
-    try:
-        with events.open("r", encoding="utf-8") as lines:
-            result = run_replay(campaign, lines)
-    except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"无法读取事件文件 / cannot read events file {events}: {exc}", markup=False)
-        raise typer.Exit(UNUSABLE) from None
+    result = run_replay(campaign, _lines_or_exit(events))
     try:
         write_outputs(result, out_dir)
     except OSError as exc:
@@ -109,11 +113,7 @@ def report(
     from livecoupon.engine.replay import replay as run_replay
 
     campaign = _campaign_or_exit(config)
-    try:
-        lines = events.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"无法读取事件文件 / cannot read events file {events}: {exc}", markup=False)
-        raise typer.Exit(UNUSABLE) from None
+    lines = _lines_or_exit(events)
     result = run_replay(campaign, lines)
     parsed, _ = read_events(lines)
     metrics = write_report(campaign, [d.record() for d in result.decisions], parsed, out_dir)

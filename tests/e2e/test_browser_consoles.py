@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from support.screenshots import EXAMPLE, chromium, chromium_missing
 from support.server import API_KEY, Server
 
 if TYPE_CHECKING:
@@ -19,24 +16,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 ROOM = "room-1"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = chromium_missing()
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Chromium is required in CI: {missing}")
-        pytest.skip(f"Chromium not available: {missing}")
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(EXAMPLE, tmp_path / "consoles.db") as s:
-        yield s
 
 
 @pytest.fixture

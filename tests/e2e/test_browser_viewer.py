@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from support.screenshots import EXAMPLE, chromium, chromium_missing
 from support.server import API_KEY, Server
 
 if TYPE_CHECKING:
@@ -21,7 +18,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 ROOM = "room-1"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # Before any page script: count synthesised tones, shown popups and "立即使用" clicks, and let the
 # page believe it was tapped (browsers allow sound only after a tap; a real tap could close a popup).
@@ -33,23 +29,6 @@ AudioContext.prototype.createOscillator = function () { window.__tones++; return
 document.addEventListener("livecoupon:coupon", e => window.__shown.push(e.detail.coupon_id));
 document.addEventListener("livecoupon:use", e => window.__used.push(e.detail.coupon_id));
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = chromium_missing()
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Chromium is required in CI: {missing}")
-        pytest.skip(f"Chromium not available: {missing}")
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(EXAMPLE, tmp_path / "viewer.db") as s:
-        yield s
 
 
 class Viewer:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 
 from livecoupon.api.public import decision_json
-from livecoupon.api.runtime import Runtime, RuntimeDep, operator
+from livecoupon.api.runtime import Runtime, RuntimeDep, cancel_quietly, operator
 from livecoupon.api.schemas import ManualIssueIn, PresentIssueIn, TriggerSwitchIn
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.replay import decision_json as record_json
@@ -100,9 +99,7 @@ async def console(websocket: WebSocket, key: Annotated[str, Query()] = "") -> No
         pass
     finally:
         rt.consoles.unsubscribe(queue)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        await cancel_quietly(sender)
 
 
 async def _forward(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:

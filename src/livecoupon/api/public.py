@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from livecoupon.api.runtime import Runtime, RuntimeDep
+from livecoupon.api.runtime import Runtime, RuntimeDep, cancel_quietly
 from livecoupon.api.schemas import OrderActionIn, OrderIn, QuoteIn
 from livecoupon.checkout import Answer, order_json, quote_json
 from livecoupon.delivery.messages import coupon_message, iso
@@ -143,9 +142,7 @@ async def live(websocket: WebSocket, room: str, user: Annotated[str, Query(min_l
         pass
     finally:
         rt.hub.unsubscribe(sub)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        await cancel_quietly(sender)
 
 
 async def _send_backlog(rt: Runtime, sub: Subscription) -> None:

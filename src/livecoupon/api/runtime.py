@@ -141,6 +141,13 @@ class Runtime:
                 self.consoles.broadcast(await self.stats_message())
 
 
+async def cancel_quietly(task: asyncio.Task[None]) -> None:
+    """Stop a socket's sender task; whatever it was doing no longer matters."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
