@@ -56,6 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:  # run from a checkout without an installed package
     sys.path.append(str(ROOT / "src"))
 
+from tables import fmt  # noqa: E402
+from tables import print_table as print_rows  # noqa: E402
+
 from livecoupon.domain.campaign import Limits  # noqa: E402
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms  # noqa: E402
 from livecoupon.domain.decisions import IssueRequest, coupon_id_for  # noqa: E402
@@ -109,37 +112,12 @@ def record(row: Row) -> Row:
     return row
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
 def print_table(machine: list[str]) -> None:
     head = ("#", "measurement", "n", "seconds", "per second", "p50 ms", "p99 ms", "target", "check")
-    body = [(r.section, r.what, _fmt(r.n, ","), _fmt(r.seconds, ".3f"), _fmt(r.rate, ",.0f"), _fmt(r.p50_ms, ".3f"),
-             _fmt(r.p99_ms, ".3f"), r.target, r.check) for r in ROWS]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    right = {2, 3, 4, 5, 6}
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    rule = "-" * len(line(head))
-    print()
-    for m in machine:
-        print(m)
-    print(rule)
-    print(line(head))
-    print(rule)
-    last = None
-    for r, cells in zip(ROWS, body, strict=True):
-        if last is not None and r.section != last:
-            print()
-        print(line(cells))
-        last = r.section
-    print(rule)
-    for note in NOTES:
-        print(f"note: {note}")
+    body = [(r.section, r.what, fmt(r.n, ","), fmt(r.seconds, ".3f"), fmt(r.rate, ",.0f"), fmt(r.p50_ms, ".3f"),
+             fmt(r.p99_ms, ".3f"), r.target, r.check) for r in ROWS]
+    print_rows(machine, head, [(r.section, cells) for r, cells in zip(ROWS, body, strict=True)], NOTES,
+               right={2, 3, 4, 5, 6})
 
 
 # -- the machine --------------------------------------------------------------------------------

@@ -62,6 +62,8 @@ from typing import Any
 
 import httpx
 import websockets
+from tables import fmt
+from tables import print_table as print_rows
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,37 +122,12 @@ def record(row: Row) -> Row:
     return row
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
 def print_table(machine: list[str]) -> None:
     head = ("#", "measurement", "n", "p50", "p90", "p99", "max", "unit", "target", "check")
-    body = [(r.section, r.what, _fmt(r.n, ","), _fmt(r.p50, ",.1f"), _fmt(r.p90, ",.1f"), _fmt(r.p99, ",.1f"),
-             _fmt(r.max, ",.1f"), r.unit, r.target, r.check) for r in ROWS]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    right = {2, 3, 4, 5, 6}
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    rule = "-" * len(line(head))
-    print()
-    for m in machine:
-        print(m)
-    print(rule)
-    print(line(head))
-    print(rule)
-    last = None
-    for r, cells in zip(ROWS, body, strict=True):
-        if last is not None and r.section != last:
-            print()
-        print(line(cells))
-        last = r.section
-    print(rule)
-    for note in NOTES:
-        print(f"note: {note}")
+    body = [(r.section, r.what, fmt(r.n, ","), fmt(r.p50, ",.1f"), fmt(r.p90, ",.1f"), fmt(r.p99, ",.1f"),
+             fmt(r.max, ",.1f"), r.unit, r.target, r.check) for r in ROWS]
+    print_rows(machine, head, [(r.section, cells) for r, cells in zip(ROWS, body, strict=True)], NOTES,
+               right={2, 3, 4, 5, 6})
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -598,7 +575,7 @@ async def milestone(work: Path, label: str, n_viewers: int, room_rate: int | Non
                     answer = await post(http, [{"type": "online_count", "room": ROOM, "count": MILESTONE_COUNT,
                                                 "ts": time.time(), "id": "milestone"}])
                     committed = (time.perf_counter() - t0) * 1000
-                    issued = sum(1 for d in answer.get("decisions", ()) if d.get("issued"))
+                    issued = int(answer.get("issued", 0))
                     complete = await viewers.wait_for("milestone", viewers.connected, 60)
                     cpu1 = server.cpu()
                     stop_probe.set()
