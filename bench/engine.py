@@ -42,9 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -151,6 +152,15 @@ def run_livecoupon(path: Path, lines: int, profile: cProfile.Profile | None = No
         (d.request.trigger, "issued" if d.issued else d.reason.value)  # type: ignore[union-attr]
         for d in result.decisions)
     return LivecouponRun(lines, result.events, seconds, decisions, len(result.rejected))
+
+
+R = TypeVar("R")
+
+
+def fastest(repeat: int, run: Callable[[], R]) -> R:
+    """The fastest of ``repeat`` runs (each result has ``seconds``): noise only ever adds time."""
+    runs = [run() for _ in range(max(1, repeat))]
+    return min(runs, key=lambda r: r.seconds)  # type: ignore[attr-defined, no-any-return]
 
 
 def run_cli(path: Path, out_dir: Path) -> dict[str, Any]:
@@ -438,12 +448,15 @@ def memory_child(mode: str, viewers: int) -> dict[str, Any]:
     engine = Engine(campaign, MemoryStore())
     started = time.perf_counter()
     n = decisions = 0
+    last_ts = 0
     for data in presence_events(viewers, users=users):  # generated on the fly: events are not retained
-        decisions += len(engine.apply(parse_event(data)))
+        event = parse_event(data)
+        decisions += len(engine.apply(event))
+        last_ts = event.ts
         n += 1
     result["seconds"] = time.perf_counter() - started
     room = next(iter(engine.rooms.values()))
-    result.update(events=n, decisions=decisions, present=len(room.present_users(engine.now or 0)),
+    result.update(events=n, decisions=decisions, present=len(room.present_users(last_ts)),
                   timers=len(engine._timers))
     if trace:
         import tracemalloc
@@ -498,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--durable-events", type=int, default=None,
                     help="run durable-rules on only the first N lines (default: all of them)")
     ap.add_argument("--memory-viewers", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="run each engine this many times and keep its fastest run (default 2): the machine is shared")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-durable", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
@@ -535,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["stream"] = {"lines": lines, "spec_viewers": spec.viewers, **stats}
 
         # 2. livecoupon in process
-        lc = run_livecoupon(path, lines)
+        lc = fastest(args.repeat, lambda: run_livecoupon(path, lines))
         print(f"livecoupon replay(): {lines:,} lines ({lc.applied:,} applied after dedup) in {lc.seconds:.2f}s "
               f"= {rate(lines, lc.seconds)} events/s; {lc.issued:,} issued, "
               f"{sum(lc.decisions.values()) - lc.issued:,} suppressed, {lc.rejected} rejected; "
@@ -576,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
                       f".venv/bin/pip install durable-rules=={DURABLE_VERSION}")
             else:
                 limit = args.durable_events if args.durable_events and args.durable_events < lines else None
-                dr = run_durable(path, limit)
+                dr = fastest(args.repeat, lambda: run_durable(path, limit))
                 print(f"durable-rules {dr_version}: {dr.events:,} lines in {dr.seconds:.2f}s = "
                       f"{rate(dr.events, dr.seconds)} events/s; {dr.posted:,} posts, actions "
                       f"{dict(dr.actions)}; {dr.shards} ruleset shard(s), peak {dr.peak_sessions:,} sessions, "
@@ -593,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                     lc_prefix = run_livecoupon(same, limit)
                     print(f"livecoupon on the same {limit:,}-line prefix: {lc_prefix.seconds:.2f}s = "
                           f"{rate(limit, lc_prefix.seconds)} events/s")
-                lc3 = run_livecoupon(same, dr.events, campaign=three_rule_campaign())
+                lc3 = fastest(args.repeat, lambda: run_livecoupon(same, dr.events, campaign=three_rule_campaign()))
                 print(f"livecoupon with only the same 3 triggers ({', '.join(EQUIVALENT_TRIGGERS)}): "
                       f"{lc3.lines:,} lines in {lc3.seconds:.2f}s = {rate(lc3.lines, lc3.seconds)} events/s")
                 checks = []

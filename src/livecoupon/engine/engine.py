@@ -72,7 +72,7 @@ class Engine:
             if not self.campaign.listens_to(event.room):
                 return []
             room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms)
-        if event.id is not None and self._dedup:
+        if self._dedup and event.id is not None:
             if event.id in room.seen_ids:
                 return []
             room.seen_ids.add(event.id)
