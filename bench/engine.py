@@ -33,6 +33,7 @@ import cProfile
 import gc
 import heapq
 import io
+import itertools
 import json
 import os
 import platform
@@ -155,6 +156,7 @@ def run_livecoupon(path: Path, lines: int, profile: cProfile.Profile | None = No
 
 
 R = TypeVar("R")
+_DURABLE_RUNS = itertools.count()
 
 
 def fastest(repeat: int, run: Callable[[], R]) -> R:
@@ -232,6 +234,7 @@ def run_durable(path: Path, limit: int | None, timeout_s: float = 60.0, dwell_af
     from durable.lang import get_host, m, pri, ruleset, when_all  # type: ignore[import-untyped]
 
     out = DurableRun()
+    run_number = next(_DURABLE_RUNS)
     timeout, after = round(timeout_s * 1000), round(dwell_after_s * 1000)
     visited: set[str] = set()
     kou1_done: set[str] = set()
@@ -259,7 +262,7 @@ def run_durable(path: Path, limit: int | None, timeout_s: float = 60.0, dwell_af
     shard_names: list[str] = []
 
     def define_shard() -> str:
-        name = f"livecoupon_bench_{len(shard_names)}"
+        name = f"livecoupon_bench_{run_number}_{len(shard_names)}"  # rulesets are process-global
         with ruleset(name):
             @when_all(pri(0), (m.t == "comment") & m.text.matches(".*扣 ?[1１].*"))  # type: ignore[untyped-decorator]
             def kou1(c: Any) -> None:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from livecoupon.analytics.metrics import campaign_metrics
 from livecoupon.checkout import Checkout
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for
@@ -119,6 +120,11 @@ class LiveService:
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
         return self.issue_manually(template_name, state.present_users(self.clock.now()), room, key)
+
+    def metrics(self) -> dict[str, Any]:
+        """SPEC §6's ``metrics.json`` for the campaign so far: the decision log and the logged orders."""
+        orders = [parse_event(raw) for raw in self.store.events() if raw.get("type") == "order"]
+        return campaign_metrics(self.campaign, list(self.store.decisions(self.campaign.campaign)), orders)
 
     def room_summary(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()

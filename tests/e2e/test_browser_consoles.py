@@ -123,3 +123,16 @@ def test_operator_console_counts_per_trigger_pauses_and_sends_to_everyone_presen
         ("alice", False, "min_interval"), ("bob", True, None), ("carol", True, None), ("dave", False, "min_interval")]
 
     assert "没有死信" in page.locator("#dead").inner_text()
+
+
+def test_operator_console_shows_redemption_and_the_experiment_so_far(server: Server, page: Page) -> None:
+    t0 = time.time()
+    post(server, *audience(t0, "dora", "eli"))
+    [coupon] = httpx.get(f"{server.url}/v1/users/dora/coupons").json()["coupons"]
+    post(server, {"type": "order", "room": ROOM, "ts": t0 + 1, "user": "dora", "order_id": "o-dora", "amount": 150,
+                  "coupon_id": coupon["coupon_id"]})
+    page.goto(f"{server.url}/web/operator.html?key={API_KEY}")
+    row = page.locator("#results tr").filter(has_text="newcomer")
+    row.filter(has_text="50.0%").wait_for()  # 2 issued, 1 redeemed
+    assert "¥150" in row.inner_text()
+    page.locator("#experiments h3").filter(has_text="dwell-value").wait_for()

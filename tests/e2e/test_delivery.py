@@ -129,3 +129,17 @@ def test_pausing_a_trigger_stops_its_firings(client: TestClient) -> None:
     start(client)
     assert post(client, join("gina"))["decisions"] == []
     assert client.post("/v1/admin/triggers/nope", json={"paused": True}, headers=headers).status_code == 404
+
+
+def test_live_metrics_count_redemptions_from_orders_posted_as_events(client: TestClient) -> None:
+    start(client)
+    post(client, join("hana"))
+    [coupon] = client.get("/v1/users/hana/coupons").json()["coupons"]
+    post(client, {"type": "order", "room": "room-1", "ts": T0 + 60, "user": "hana", "order_id": "o-1",
+                  "amount": 120, "coupon_id": coupon["coupon_id"]})
+    metrics = client.get("/v1/admin/metrics", headers={"X-API-Key": KEY}).json()
+    newcomer = metrics["triggers"]["newcomer"]
+    assert (newcomer["issued"], newcomer["redeemed"], newcomer["orders"], newcomer["gmv"]) == (1, 1, 1, 120.0)
+    assert newcomer["redemption_rate"] == 1.0 and newcomer["discount_cost"] == 20.0
+    assert set(metrics["experiments"]["dwell-value"]["variants"]) == {"control", "ten", "twenty"}
+    assert client.get("/v1/admin/metrics").status_code == 401

@@ -44,6 +44,12 @@ async def stats(rt: RuntimeDep) -> dict[str, Any]:
     return await rt.stats_message()
 
 
+@router.get("/metrics")
+async def metrics(rt: RuntimeDep) -> dict[str, Any]:
+    """Redemption, order value and A/B statistics so far: ``metrics.json`` of SPEC §6, live."""
+    return await rt.service.call(rt.service.metrics)
+
+
 @router.get("/campaign")
 async def campaign_status(rt: RuntimeDep) -> dict[str, Any]:
     return await rt.stats_message()

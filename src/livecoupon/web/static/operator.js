@@ -124,6 +124,41 @@
     if (s.dead_letters !== deadCount) { deadCount = s.dead_letters; loadDeadLetters(); }
   }
 
+  function pct(x) { return x == null ? "—" : (x * 100).toFixed(1) + "%"; }
+
+  function liftText(l) {
+    if (!l || l.ci95 == null) return "数据不足 not enough data";
+    return (l.diff >= 0 ? "+" : "") + pct(l.diff) + " [" + pct(l.ci95[0]) + ", " + pct(l.ci95[1]) + "] p=" +
+      (l.p_value_holm != null ? l.p_value_holm : l.p_value).toPrecision(2);
+  }
+
+  /** metrics.json of SPEC §6, live: what each trigger's coupons did, and each experiment. */
+  function loadResults() {
+    C.api("/v1/admin/metrics").then(function (m) {
+      var rows = Object.keys(m.triggers).filter(function (n) { return m.triggers[n].issued; }).map(function (n) {
+        var t = m.triggers[n], tr = document.createElement("tr");
+        tr.append(C.el("td", null, n), C.el("td", "num", C.n(t.issued)), C.el("td", "num", C.n(t.redeemed)),
+          C.el("td", "num", pct(t.redemption_rate)), C.el("td", "num", C.yuan(t.gmv)), C.el("td", "num", C.yuan(t.aov)),
+          C.el("td", "num", C.yuan(t.discount_cost)));
+        return tr;
+      });
+      $("results").replaceChildren.apply($("results"), rows);
+      var blocks = Object.keys(m.experiments).map(function (name) {
+        var e = m.experiments[name], box = C.el("div", "experiment");
+        box.append(C.el("h3", null, "实验 " + name + " · 触发 " + e.trigger + " · SRM p=" +
+          (e.srm_p_value == null ? "—" : e.srm_p_value.toPrecision(2)) + (e.srm_flag ? " ⚠ 分流异常" : "")));
+        Object.keys(e.variants).forEach(function (v) {
+          var x = e.variants[v], lift = x.lift ? liftText(x.lift.conversion) : "对照 control";
+          box.append(C.el("p", null, v + "：曝光 " + C.n(x.users) + "，转化 " + pct(x.conversion) + "，客单价 " +
+            C.yuan(x.aov) + " · " + lift));
+        });
+        return box;
+      });
+      $("experiments").replaceChildren.apply($("experiments"), blocks);
+      $("results-at").textContent = new Date().toLocaleTimeString("zh-CN", { hour12: false });
+    }).catch(function () { /* tried again in ten seconds */ });
+  }
+
   function loadDeadLetters() {
     C.api("/v1/admin/webhooks/dead-letters").then(function (body) {
       var rows = body.dead_letters.map(function (d) {
@@ -170,5 +205,7 @@
   $("present").addEventListener("submit", sendToPresent);
   $("dl-refresh").onclick = loadDeadLetters;
   C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
+  loadResults();
+  setInterval(loadResults, 10000);
   C.feed(function (m) { if (m.type === "stats") render(m); }, C.setOnline);
 })();
