@@ -109,7 +109,7 @@ def report(
 ) -> None:
     """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
     from livecoupon.analytics.publish import write_report
-    from livecoupon.engine.replay import read_events
+    from livecoupon.engine.recordings import read_events
     from livecoupon.engine.replay import replay as run_replay
 
     campaign = _campaign_or_exit(config)

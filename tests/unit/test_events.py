@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livecoupon.domain.events import (
     INTERACTION_TYPES,
@@ -14,6 +17,7 @@ from livecoupon.domain.events import (
     VIEWER_TYPES,
     VIEWING_TYPES,
     EventError,
+    event_ms,
     parse_event,
     ts_to_ms,
 )
@@ -260,3 +264,12 @@ def test_event_ts_uses_the_same_rounding() -> None:
 def test_a_rejection_names_the_first_bad_field_only() -> None:
     err = rejected({"type": "gift", "room": "", "ts": "x", "user": 1, "value": -1})
     assert err.field == "room"
+
+
+@given(st.one_of(st.floats(min_value=-2e9, max_value=2e9, allow_nan=False),
+                 st.decimals(min_value=0, max_value=2_000_000_000, places=4).map(float),
+                 st.integers(min_value=-10**12, max_value=10**12)))
+@settings(max_examples=300)
+def test_event_ms_is_the_decimal_value_rounded_half_to_even(ts: float | int) -> None:
+    exact = (Decimal(repr(ts)) * 1000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    assert event_ms(ts) == int(exact)

@@ -18,7 +18,8 @@ from livecoupon.campaign_file import parse_campaign
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import Event
-from livecoupon.engine.replay import read_events, replay
+from livecoupon.engine.recordings import read_events
+from livecoupon.engine.replay import replay
 from livecoupon.sim.audience import Broadcast
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"

@@ -65,6 +65,18 @@ _MAX_SECONDS = 1e15  # beyond this an event time cannot be a time at all
 _CLEAR_OF_HALF = 0.5 - _HALF_MS_BAND
 
 
+def event_ms(ts: object) -> int | None:
+    """An event time in integer ms, or None when ``ts`` is no usable number (the checked
+    path then says why). Half a millisecond is settled by the decimal value sent."""
+    if type(ts) is int and -_MAX_SECONDS < ts < _MAX_SECONDS:
+        return ts * 1000
+    if type(ts) is float and -_MAX_SECONDS < ts < _MAX_SECONDS:
+        scaled = ts * 1000
+        ms = int(scaled + 0.5) if scaled >= 0 else -int(0.5 - scaled)  # nearest; cheaper than round()
+        return ms if -_CLEAR_OF_HALF < scaled - ms < _CLEAR_OF_HALF else ts_to_ms(ts)
+    return None
+
+
 def ts_to_ms(ts: float) -> int:
     """Event seconds to integer ms, rounding half to even on the decimal value."""
     if isinstance(ts, int):
@@ -149,14 +161,8 @@ def parse_event(data: Any) -> Event:
     shape = _SHAPES.get(kind) if type(kind) is str else None
     if shape is None or type(room) is not str or not room or (event_id is not None and type(event_id) is not str):
         return _parse_checked(data)
-    if type(ts) is int and -_MAX_SECONDS < ts < _MAX_SECONDS:
-        ms = ts * 1000
-    elif type(ts) is float and -_MAX_SECONDS < ts < _MAX_SECONDS:
-        scaled = ts * 1000
-        ms = round(scaled)
-        if not -_CLEAR_OF_HALF < scaled - ms < _CLEAR_OF_HALF:
-            ms = ts_to_ms(ts)  # near a half millisecond: let the decimal value decide
-    else:
+    ms = event_ms(ts)
+    if ms is None:
         return _parse_checked(data)
     event = Event(kind, room, ms, event_id)
     has_user, extra = shape

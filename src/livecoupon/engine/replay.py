@@ -5,24 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, DecisionRecord
-from livecoupon.domain.events import Event, EventError, parse_event
 from livecoupon.engine.engine import Engine
+from livecoupon.engine.recordings import Rejected, read_for_replay
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.port import BIG_BATCH, Store, collector_paused
-
-
-@dataclass(slots=True)
-class Rejected:
-    line: int
-    error: str
 
 
 @dataclass(slots=True)
@@ -30,74 +21,6 @@ class ReplayResult:
     decisions: list[Decision] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     events: int = 0  # events applied (after dropping duplicates and bad lines)
-
-
-def read_events(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
-    """Parse a JSON-lines stream, every valid event in file order; blank lines are
-    skipped but still counted."""
-    events: list[Event] = []
-    rejected: list[Rejected] = []
-    append = events.append
-    for number, line in enumerate(lines, start=1):
-        event = _parse_line(number, line, rejected)
-        if event is not None:
-            append(event)
-    return events, rejected
-
-
-def read_for_replay(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
-    """The events in replay order (SPEC §2): later copies of an ``id`` in a room dropped
-    (file order decides), then sorted by ``ts``, ties in file order.
-
-    One pass over the file does all of it; a recording already in time order, the usual
-    case, is never sorted. The valid common case stays inline: this is replay's hot loop.
-    """
-    events: list[Event] = []
-    rejected: list[Rejected] = []
-    append, loads, parse = events.append, orjson.loads, parse_event
-    seen: dict[str, set[str]] = {}
-    last_ts, in_order = -(2**63), True
-    for number, line in enumerate(lines, start=1):
-        try:
-            event = parse(loads(line))
-        except (orjson.JSONDecodeError, EventError):
-            checked = _parse_line(number, line, rejected)
-            if checked is None:
-                continue
-            event = checked
-        if event.id is not None:
-            ids = seen.get(event.room)
-            if ids is None:
-                ids = seen[event.room] = set()
-            elif event.id in ids:
-                continue
-            ids.add(event.id)
-        if event.ts < last_ts:
-            in_order = False
-        last_ts = event.ts
-        append(event)
-    if not in_order:
-        events.sort(key=attrgetter("ts"))
-    return events, rejected
-
-
-def _parse_line(number: int, line: str, rejected: list[Rejected]) -> Event | None:
-    """One line, or None (blank, or rejected with the reason appended to ``rejected``)."""
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        if not line.strip():
-            return None
-        try:  # the standard parser also reads NaN and huge integers, so validation can name the field
-            data = json.loads(line)
-        except ValueError as exc:
-            rejected.append(Rejected(number, f"not valid JSON: {exc}"))
-            return None
-    try:
-        return parse_event(data)
-    except EventError as exc:
-        rejected.append(Rejected(number, str(exc)))
-        return None
 
 
 def replay(campaign: Campaign, lines: Iterable[str], store: Store | None = None) -> ReplayResult:

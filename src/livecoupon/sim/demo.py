@@ -33,7 +33,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from livecoupon.analytics.publish import write_report
 from livecoupon.campaign_file import load_campaign
 from livecoupon.domain.decisions import DecisionRecord, Reason
-from livecoupon.engine.replay import read_events, replay
+from livecoupon.engine.recordings import read_events
+from livecoupon.engine.replay import replay
 from livecoupon.sim.audience import Broadcast, Purchase, Shopper, Viewer
 
 ROOM = "room-1"

@@ -1,0 +1,58 @@
+"""The fast path for common lines and the checked path must agree on every line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from livecoupon.domain.events import Event, EventError, parse_event
+from livecoupon.engine.recordings import read_events, read_for_replay
+
+FIELDS = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount", "coupon_id", "duration",
+          "product")
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False),
+                   st.text(max_size=3), st.just(""))
+lines = st.fixed_dictionaries(
+    {"type": st.sampled_from(["join", "leave", "heartbeat", "like", "follow", "comment", "gift", "teleport"]),
+     "room": st.one_of(st.just("room-1"), values),
+     "ts": st.one_of(st.floats(0, 2e9), st.integers(0, 2 * 10**9), values)},
+    optional={"user": st.one_of(st.just("u1"), values), "id": st.one_of(st.just("e1"), values),
+              "count": st.one_of(st.integers(-3, 30), values), "text": values, "value": values})
+
+
+def _reference(data: dict[str, Any]) -> tuple[Any, ...] | str:
+    try:
+        event = parse_event(json.loads(json.dumps(data)))
+    except EventError as exc:
+        return str(exc)
+    return _fields(event)
+
+
+def _fields(event: Event) -> tuple[Any, ...]:
+    return tuple(getattr(event, name) for name in FIELDS)
+
+
+@given(st.lists(lines, max_size=8))
+@settings(max_examples=300)
+def test_every_line_reads_as_the_checked_parser_reads_it(batch: list[dict[str, Any]]) -> None:
+    text = [json.dumps(d) for d in batch]
+    events, rejected = read_events(text)
+    expected = [_reference(d) for d in batch]
+    assert [_fields(e) for e in events] == [e for e in expected if not isinstance(e, str)]
+    assert [(r.line, r.error) for r in rejected] == [(i + 1, e) for i, e in enumerate(expected) if isinstance(e, str)]
+
+
+def test_replay_order_drops_later_copies_of_an_id_and_sorts_by_time() -> None:
+    text = [json.dumps(d) for d in (
+        {"type": "join", "room": "r", "ts": 5, "user": "a", "id": "x"},
+        {"type": "join", "room": "r", "ts": 3, "user": "b", "id": "x"},  # a later copy: dropped, though earlier in time
+        {"type": "join", "room": "s", "ts": 4, "user": "c", "id": "x"},  # another room: kept
+        {"type": "heartbeat", "room": "r", "ts": 4, "user": "a"},
+    )] + ["", "{nope"]
+    events, rejected = read_for_replay(text)
+    assert [(e.room, e.user, e.ts) for e in events] == [("s", "c", 4000), ("r", "a", 4000), ("r", "a", 5000)]
+    assert [r.line for r in rejected] == [6]
