@@ -279,6 +279,7 @@ def test_file_order_does_not_change_the_decisions_when_timestamps_are_distinct(
     camp = parse_campaign(PROPERTY_CAMPAIGN)
     expected = records(camp, events)
     assert records(camp, shuffled) == expected
+    assert records(camp, by_ts(events)) == expected  # in time order: replay streams instead of sorting
     # and what the live service decides applying them in ts order, up to the last event
     _, live = apply_live(camp, by_ts(events))
     assert [record(d) for d in live] == expected

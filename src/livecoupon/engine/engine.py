@@ -83,20 +83,40 @@ class Engine:
             return []
         timers = self._timers
         decisions = self.advance(ts) if timers and timers[0][0] <= ts else []
-        if kind in _QUIET and room.broadcast is not None and not room.sales:
-            # The hot path: a heartbeat or like from a viewer already present only refreshes presence.
-            if ts >= room.sweep_due:
-                room.expire(ts)
-            viewer = room.viewers.get(event.user)  # type: ignore[arg-type]
-            if viewer is not None and ts - viewer.last_seen <= room.timeout:
-                if ts > viewer.last_seen:
-                    viewer.last_seen = ts
-                room.viewers.move_to_end(event.user)  # type: ignore[arg-type]
-                return decisions
+        if kind in _QUIET and room.broadcast is not None and not room.sales and self._refresh(room, event.user, ts):
+            return decisions
         firings = self._apply_to_room(room, event)
         if firings:
             decisions.extend(self._decide(room, firings))
         return decisions
+
+    def touch(self, room_name: str, user: str, ts: int) -> bool:
+        """A heartbeat, like or follow from ``user`` at ``ts``, when it can only refresh presence.
+
+        True: applied, exactly as :meth:`apply` would have applied it. False: nothing was
+        done (the viewer is not present, a timer is due, a flash sale runs…); apply the
+        event instead. Replay calls this without building an :class:`Event`.
+        """
+        room = self.rooms.get(room_name)
+        if room is None or room.broadcast is None or room.sales:
+            return False
+        timers = self._timers
+        if timers and timers[0][0] <= ts:
+            return False
+        return self._refresh(room, user, ts)
+
+    @staticmethod
+    def _refresh(room: Room, user: str | None, ts: int) -> bool:
+        """The hot path: a viewer already present is only seen again (True), else False."""
+        if ts >= room.sweep_due:
+            room.expire(ts)
+        viewer = room.viewers.get(user)  # type: ignore[arg-type]
+        if viewer is None or ts - viewer.last_seen > room.timeout:
+            return False
+        if ts > viewer.last_seen:
+            viewer.last_seen = ts
+        room.viewers.move_to_end(user)  # type: ignore[arg-type]
+        return True
 
     def advance(self, to: int) -> list[Decision]:
         """Fire every timer due at or before ``to``, in due order (ties: order set)."""

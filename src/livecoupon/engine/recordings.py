@@ -43,26 +43,40 @@ _decode_plain = msgspec.json.Decoder(_Plain).decode
 _decode_any = msgspec.json.Decoder().decode
 
 
-def _plain_event(line: str) -> Event | None:
-    """The event of a common, valid line; None sends the line down the checked path."""
-    p = _decode_plain(line)
-    kind, user = p.type, p.user
+PlainFields = tuple[str, str, int, "str | None", str, "int | None"]  # type, room, ms, id, user, count
+
+
+def plain_fields(line: str) -> PlainFields | None:
+    """The fields of a common, valid line (join, leave, heartbeat, like, follow), or None:
+    anything else, or anything unusual, goes through :func:`checked_event`."""
+    try:
+        p = _decode_plain(line)
+    except msgspec.MsgspecError:
+        return None
+    kind, user, count = p.type, p.user, p.count
     if kind not in _PLAIN_TYPES or not p.room or not user:
         return None
     ms = event_ms(p.ts)
     if ms is None:
         return None
-    event = Event(kind, p.room, ms, p.id)
+    if kind == "like":
+        if count is None:
+            count = 1
+        elif count < 0:
+            return None
+    return kind, p.room, ms, p.id, user, count
+
+
+def plain_event(fields: PlainFields) -> Event:
+    kind, room, ms, event_id, user, count = fields
+    event = Event(kind, room, ms, event_id)
     event.user = user
     if kind == "like":
-        count = 1 if p.count is None else p.count
-        if count < 0:
-            return None
         event.count = count
     return event
 
 
-def _checked_event(number: int, line: str, rejected: list[Rejected]) -> Event | None:
+def checked_event(number: int, line: str, rejected: list[Rejected]) -> Event | None:
     """One line through full validation, or None (blank, or rejected with its reason)."""
     try:
         data = _decode_any(line)
@@ -86,12 +100,8 @@ def read_events(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
     events: list[Event] = []
     rejected: list[Rejected] = []
     for number, line in enumerate(lines, start=1):
-        try:
-            event = _plain_event(line)
-        except msgspec.MsgspecError:
-            event = None
-        if event is None:
-            event = _checked_event(number, line, rejected)
+        fields = plain_fields(line)
+        event = plain_event(fields) if fields is not None else checked_event(number, line, rejected)
         if event is not None:
             events.append(event)
     return events, rejected
@@ -106,18 +116,14 @@ def read_for_replay(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
     """
     events: list[Event] = []
     rejected: list[Rejected] = []
-    append, plain = events.append, _plain_event
+    append = events.append
     seen: dict[str, set[str]] = {}
     last_ts, in_order = -(2**63), True
     for number, line in enumerate(lines, start=1):
-        try:
-            event = plain(line)
-        except msgspec.MsgspecError:
-            event = None
+        fields = plain_fields(line)
+        event = plain_event(fields) if fields is not None else checked_event(number, line, rejected)
         if event is None:
-            event = _checked_event(number, line, rejected)
-            if event is None:
-                continue
+            continue
         if event.id is not None:
             ids = seen.get(event.room)
             if ids is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -11,9 +11,9 @@ from typing import IO, Any
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.engine.engine import Engine
-from livecoupon.engine.recordings import Rejected, read_for_replay
+from livecoupon.engine.recordings import Rejected, checked_event, plain_event, plain_fields, read_for_replay
 from livecoupon.store.memory import MemoryStore
-from livecoupon.store.port import BIG_BATCH, Store, collector_paused
+from livecoupon.store.port import BIG_BATCH, collector_paused
 
 
 @dataclass(slots=True)
@@ -23,14 +23,61 @@ class ReplayResult:
     events: int = 0  # events applied (after dropping duplicates and bad lines)
 
 
-def replay(campaign: Campaign, lines: Iterable[str], store: Store | None = None) -> ReplayResult:
-    with collector_paused(BIG_BATCH + 1):  # millions of live event objects, no garbage cycles among them
-        return _replay(campaign, lines, store)
+def replay(campaign: Campaign, lines: Iterable[str]) -> ReplayResult:
+    """Apply a recorded stream to fresh in-memory state, as SPEC §6 specifies.
+
+    A recording in time order, the usual case, is applied as it is read: no event list,
+    and a present viewer's heartbeat never becomes an object. At the first line out of
+    time order the run starts again on the sorted path.
+    """
+    lines = lines if isinstance(lines, Sequence) else list(lines)
+    with collector_paused(BIG_BATCH + 1):  # millions of short-lived objects, no garbage cycles among them
+        return _streamed(campaign, lines) or _sorted(campaign, lines)
 
 
-def _replay(campaign: Campaign, lines: Iterable[str], store: Store | None) -> ReplayResult:
+def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
+    """One pass, applying as it reads; None if the recording turns out not to be in time order."""
+    engine = Engine(campaign, MemoryStore(), dedup_ids=False)
+    touch, apply = engine.touch, engine.apply
+    result = ReplayResult()
+    decisions, rejected = result.decisions, result.rejected
+    seen: dict[str, set[str]] = {}
+    last_ts = -(2**63)
+    for number, line in enumerate(lines, start=1):
+        fields = plain_fields(line)
+        if fields is not None:
+            event = None
+            kind, room, ts, event_id, user, _ = fields
+        else:
+            event = checked_event(number, line, rejected)
+            if event is None:
+                continue
+            room, ts, event_id = event.room, event.ts, event.id
+        if event_id is not None:  # a later copy of an id is dropped whatever its time (SPEC §2)
+            ids = seen.get(room)
+            if ids is None:
+                ids = seen[room] = set()
+            elif event_id in ids:
+                continue
+            ids.add(event_id)
+        if ts < last_ts:
+            return None
+        last_ts = ts
+        result.events += 1
+        if event is None:
+            assert fields is not None
+            if kind in _QUIET and touch(room, user, ts):
+                continue
+            event = plain_event(fields)
+        made = apply(event)
+        if made:
+            decisions.extend(made)
+    return result
+
+
+def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
     ordered, rejected = read_for_replay(lines)
-    engine = Engine(campaign, store if store is not None else MemoryStore(), dedup_ids=False)
+    engine = Engine(campaign, MemoryStore(), dedup_ids=False)
     result = ReplayResult(rejected=rejected, events=len(ordered))
     decisions = result.decisions
     apply = engine.apply
@@ -39,6 +86,9 @@ def _replay(campaign: Campaign, lines: Iterable[str], store: Store | None) -> Re
         if made:
             decisions.extend(made)
     return result
+
+
+_QUIET = frozenset({"heartbeat", "like", "follow"})
 
 
 def _seconds(ms: int) -> int | float:
