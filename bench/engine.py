@@ -20,7 +20,7 @@ What it measures (all figures printed as one table at the end):
 4. Memory with 100,000 present viewers in one room (joins, then heartbeats), in child
    processes: tracemalloc peak/current of engine + in-memory store, peak RSS over the
    baseline (VmHWM) of the same run without tracemalloc, and the tracemalloc peak of the
-   whole ``replay()`` path (which first parses every line into memory).
+   whole ``replay()`` path (which holds the file's lines, and streams them into the engine).
 
 The stream is bench/streams.py's seeded broadcast (same seed, same bytes).
 """
