@@ -32,7 +32,7 @@ class Firing:
     users: Sequence[str] | None = None
 
 
-_QUIET = frozenset({"heartbeat", "like", "follow"})  # from a present viewer, these only refresh presence
+QUIET_TYPES = frozenset({"heartbeat", "like", "follow"})  # from a present viewer, these only refresh presence
 
 # (due, order set, room, user, joined_at, broadcast, trigger index)
 Timer = tuple[int, int, str, str, int, int, int]
@@ -83,7 +83,8 @@ class Engine:
             return []
         timers = self._timers
         decisions = self.advance(ts) if timers and timers[0][0] <= ts else []
-        if kind in _QUIET and room.broadcast is not None and not room.sales and self._refresh(room, event.user, ts):
+        if (kind in QUIET_TYPES and room.broadcast is not None and not room.sales
+                and room.see_again(event.user, ts)):  # type: ignore[arg-type]
             return decisions
         firings = self._apply_to_room(room, event)
         if firings:
@@ -103,20 +104,7 @@ class Engine:
         timers = self._timers
         if timers and timers[0][0] <= ts:
             return False
-        return self._refresh(room, user, ts)
-
-    @staticmethod
-    def _refresh(room: Room, user: str | None, ts: int) -> bool:
-        """The hot path: a viewer already present is only seen again (True), else False."""
-        if ts >= room.sweep_due:
-            room.expire(ts)
-        viewer = room.viewers.get(user)  # type: ignore[arg-type]
-        if viewer is None or ts - viewer.last_seen > room.timeout:
-            return False
-        if ts > viewer.last_seen:
-            viewer.last_seen = ts
-        room.viewers.move_to_end(user)  # type: ignore[arg-type]
-        return True
+        return room.see_again(user, ts)
 
     def advance(self, to: int) -> list[Decision]:
         """Fire every timer due at or before ``to``, in due order (ties: order set)."""

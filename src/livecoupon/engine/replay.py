@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, DecisionRecord
-from livecoupon.engine.engine import Engine
+from livecoupon.engine.engine import QUIET_TYPES, Engine
 from livecoupon.engine.recordings import Rejected, checked_event, plain_event, plain_fields, read_for_replay
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.port import BIG_BATCH, collector_paused
@@ -66,7 +66,7 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
         result.events += 1
         if event is None:
             assert fields is not None
-            if kind in _QUIET and touch(room, user, ts):
+            if kind in QUIET_TYPES and touch(room, user, ts):
                 continue
             event = plain_event(fields)
         made = apply(event)
@@ -86,9 +86,6 @@ def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
         if made:
             decisions.extend(made)
     return result
-
-
-_QUIET = frozenset({"heartbeat", "like", "follow"})
 
 
 def _seconds(ms: int) -> int | float:

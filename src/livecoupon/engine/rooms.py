@@ -81,6 +81,18 @@ class Room:
             del viewers[user]
         self.sweep_due = now + self.timeout + 1
 
+    def see_again(self, user: str, at: int) -> bool:
+        """A viewer already present is seen again at ``at`` (True); False if not present."""
+        if at >= self.sweep_due:
+            self.expire(at)
+        viewer = self.viewers.get(user)
+        if viewer is None or at - viewer.last_seen > self.timeout:
+            return False
+        if at > viewer.last_seen:
+            viewer.last_seen = at
+        self.viewers.move_to_end(user)
+        return True
+
     def present(self, user: str, at: int) -> Viewer | None:
         viewer = self.viewers.get(user)
         if viewer is None or at - viewer.last_seen > self.timeout:
