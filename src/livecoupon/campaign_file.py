@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictInt, ValidationError
 
 from livecoupon.domain.campaign import Audience, Campaign, DeliveryPolicy, Experiment, Limits, Trigger, Variant, When
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
@@ -38,7 +38,14 @@ def _ms(value: Any) -> int:
     return parse_duration_ms(value)
 
 
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 Fen = Annotated[int, BeforeValidator(_fen)]
+Number = Annotated[float, BeforeValidator(_number)]
 Millis = Annotated[int, BeforeValidator(_ms)]
 Name = Annotated[str, BeforeValidator(lambda v: v if not isinstance(v, str) else v.strip())]
 
@@ -59,12 +66,12 @@ class CouponModel(_Strict):
     kind: Literal["threshold", "percent", "no_threshold"]
     threshold: Fen | None = None
     amount: Fen | None = None
-    percent: float | None = None
+    percent: Number | None = None
     max_discount: Fen | None = None
     scope: Literal["all"] | ScopeModel = "all"
     valid_for: Millis | None = None
     valid_until: dt.datetime | None = None
-    stock: int | None = None
+    stock: StrictInt | None = None
 
 
 class TriggerModel(_Strict):
@@ -72,26 +79,26 @@ class TriggerModel(_Strict):
     when: Literal["first_visit", "dwell", "online_reached", "host_says", "flash_sale", "comment"]
     coupon: str
     after: Millis | None = None
-    count: int | None = None
+    count: StrictInt | None = None
     source: Literal["reported", "present"] | None = None
     audience: Literal["present", "lottery", "commenters", "top_gifters"] | None = None
-    winners: int | None = None
+    winners: StrictInt | None = None
     within: Millis | None = None
-    top: int | None = None
+    top: StrictInt | None = None
     phrases: list[str] | None = None
     cooldown: Millis | None = None
     keywords: list[str] | None = None
 
 
 class LimitsModel(_Strict):
-    per_user: int | None = None
+    per_user: StrictInt | None = None
     min_interval: Millis | None = None
     budget: Fen | None = None
 
 
 class VariantModel(_Strict):
     name: Name
-    weight: float = 1.0
+    weight: Number = 1.0
     coupon: str | None
 
 
@@ -104,7 +111,7 @@ class ExperimentModel(_Strict):
 
 class DeliveryModel(_Strict):
     quiet_period: Millis = 3_000
-    room_rate: float | None = 2_000.0
+    room_rate: Number | None = 2_000.0
     max_mute: Millis = 2 * 3_600_000
 
 
@@ -112,7 +119,7 @@ class CampaignModel(_Strict):
     campaign: str
     rooms: Literal["*"] | list[str]
     presence_timeout: Millis = 60_000
-    seed: int = 0
+    seed: StrictInt = 0
     attribution_window: Millis = 30 * 60_000
     coupons: dict[str, CouponModel]
     triggers: list[TriggerModel]

@@ -566,3 +566,17 @@ def test_experiment_names_and_variants() -> None:
     assert errors_of(data) == ["experiments[0].variants[1].name: duplicate variant name 'a'"]
     data = experiment(salt="v2")
     assert load(data).experiments[0].salt == "v2"
+
+
+@pytest.mark.parametrize(("old", "new", "error"), [
+    ("seed: 42", "seed: true", "seed: Input should be a valid integer"),
+    ("per_user: 3", "per_user: 2.5", "limits.per_user: Input should be a valid integer"),
+    ("{name: ten, weight: 1,", "{name: ten, weight: true,", "experiments[0].variants[1].weight: must be a number"),
+    ("percent: 15", "percent: false", "coupons.pct15.percent: must be a number"),
+])
+def test_true_and_false_are_not_numbers(old: str, new: str, error: str) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert old in text
+    with pytest.raises(CampaignError) as exc:
+        parse_campaign(text.replace(old, new))
+    assert exc.value.errors[0].startswith(error)
