@@ -36,3 +36,26 @@ def test_an_issued_coupon_is_posted_to_the_merchant_after_a_failed_attempt(tmp_p
     assert payload["event"] == "coupon.issued" and payload["user"] == "alice"
     assert payload["coupon"]["title"] == "新人专享券"
     assert dead == {"dead_letters": []}
+
+
+def test_webhooks_pending_at_a_crash_are_sent_after_the_restart(tmp_path: Path) -> None:
+    merchant_up = {"now": False}
+    with Receiver(lambda key, attempt: 200 if merchant_up["now"] else 503) as merchant:
+        env = {"LIVECOUPON_WEBHOOK_URL": merchant.url, "LIVECOUPON_WEBHOOK_SECRET": SECRET}
+        server = Server(EXAMPLE, tmp_path / "crash.db", env).start()
+        try:
+            events = [{"type": "live_start", "room": "room-1", "ts": 1_700_000_000}] + [
+                {"type": "join", "room": "room-1", "ts": 1_700_000_001, "user": u} for u in ("a", "b", "c")]
+            issued = {d["coupon_id"] for d in httpx.post(f"{server.url}/v1/events", json=events).json()["decisions"]}
+            deadline = time.monotonic() + 15
+            while {r.key for r in merchant.received} != issued and time.monotonic() < deadline:
+                time.sleep(0.05)  # every coupon tried once, and refused: all three are pending
+            server.kill()
+            merchant_up["now"] = True
+            server.start()
+            deadline = time.monotonic() + 15
+            while set(merchant.accepted()) != issued and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            server.stop()
+    assert len(issued) == 3 and merchant.accepted() == {cid: 1 for cid in issued}

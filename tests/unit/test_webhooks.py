@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -316,3 +317,32 @@ def test_stop_lets_a_request_in_flight_finish(example_campaign: Campaign) -> Non
         return sender.stats()
 
     assert asyncio.run(scenario()) == {"delivered": 1, "retries": 0, "dead": 0, "pending": 0}
+
+
+def test_owed_webhooks_start_at_the_first_enabled_position_and_skip_delivered_and_dead(
+        example_campaign: Campaign, tmp_path: Path) -> None:
+    decisions = [issued(example_campaign, user=f"u{n}") for n in range(4)]
+    ids = [d.request.coupon_id for d in decisions]
+    log = list(enumerate(ids))
+
+    async def first_run() -> list[str]:
+        sender = WebhookSender(config(max_attempts=1), transport=httpx.MockTransport(
+            lambda r: httpx.Response(200 if r.headers["Idempotency-Key"] == ids[2] else 500)),
+            store_path=tmp_path / "w.db")
+        sender.start(log_position=1)  # u0 was issued before webhooks were on
+        owed = sender.owed(log)
+        issued_listener(example_campaign, sender)(decisions[1:3])  # u1 dies, u2 is delivered
+        await asyncio.wait_for(sender.wait_idle(), 10)
+        await sender.stop()
+        return owed
+
+    async def second_run() -> list[str]:
+        sender = WebhookSender(config(), transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+                               store_path=tmp_path / "w.db")
+        sender.start(log_position=4)  # the position recorded first stays
+        owed = sender.owed(log)
+        await sender.stop()
+        return owed
+
+    assert asyncio.run(first_run()) == ids[1:]
+    assert asyncio.run(second_run()) == [ids[3]]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
@@ -17,10 +18,11 @@ from livecoupon.delivery.messages import coupon_message
 from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
-from livecoupon.domain.decisions import Decision, coupon_of
+from livecoupon.domain.decisions import Decision, DecisionRecord, coupon_of
 from livecoupon.errors import Unauthorized
 from livecoupon.service import LiveService
 
+log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
 ACK_FLUSH_SECONDS = 0.025  # acks are written together: one transaction, not one per popup
 STATS_SECONDS = 1.0
@@ -37,7 +39,9 @@ class WebhookPort(Protocol):
 
     def retry_dead_letters(self) -> int: ...
 
-    def start(self) -> Any: ...
+    def owed(self, issued: Iterable[tuple[int, str]]) -> list[str]: ...
+
+    def start(self, log_position: int = 0) -> Any: ...
 
     async def stop(self) -> None: ...
 
@@ -97,9 +101,7 @@ class Runtime:
         gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
         gc.set_threshold(*GC_THRESHOLDS)
         if self.webhooks is not None:
-            started = self.webhooks.start()
-            if asyncio.iscoroutine(started):
-                await started
+            await self._start_webhooks(self.webhooks, records)
         tasks = [asyncio.create_task(t) for t in (self._tick(), self.pacer.run(), self._stats_feed(),
                                                   self._flush_acks())]
         try:
@@ -118,6 +120,18 @@ class Runtime:
             due = service.engine.next_timer_due()
             if due is not None and due <= service.clock.now():
                 await service.call(service.tick)
+
+    async def _start_webhooks(self, webhooks: WebhookPort, records: list[DecisionRecord]) -> None:
+        """Start the sender, then owe it every coupon it never delivered — those of a crash too."""
+        service = self.service
+        started = webhooks.start(len(records))
+        if asyncio.iscoroutine(started):
+            await started
+        owed = webhooks.owed((position, r.coupon_id) for position, r in enumerate(records) if r.issued)
+        if owed:
+            coupons = await service.call(lambda: [service.store.coupon(cid) for cid in owed])
+            webhooks.enqueue([payload_for(service.campaign, c) for c in coupons if c is not None])
+            log.info("re-sending %d merchant webhooks not delivered before the restart", len(owed))
 
     def acknowledge(self, coupon_id: str, user: str) -> None:
         self.pending_acks.append((coupon_id, user))

@@ -31,7 +31,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,11 +180,18 @@ class DeadLetter:
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS webhook_dead_letters (
     coupon_id TEXT PRIMARY KEY, url TEXT NOT NULL, attempts INTEGER NOT NULL,
-    last_error TEXT NOT NULL, at TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID"""
+    last_error TEXT NOT NULL, at TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_delivered (coupon_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_since (one INTEGER PRIMARY KEY CHECK (one = 1), position INTEGER NOT NULL);"""
 
 
 class DeadLetterTable:
-    """Dead letters in memory, mirrored to ``webhook_dead_letters`` when a path is given.
+    """What became of each coupon's webhook: dead letters, coupons delivered, and from which
+    position of the store's decision log webhooks are on. In memory, mirrored to the
+    store's file when a path is given.
+
+    The coupons issued from that position on, less those delivered or dead, are exactly
+    the webhooks still owed — after a crash too: the decision log is the outbox.
 
     Reads come from memory; disk writes run in order on one thread of their own, so the
     event loop never waits on SQLite's lock while the service's writer holds it.
@@ -193,20 +200,30 @@ class DeadLetterTable:
     def __init__(self, path: str | Path | None) -> None:
         self.path = None if path is None else str(path)
         self._rows: dict[str, DeadLetter] = {}
+        self.delivered: set[str] = set()
+        self.since = 0  # position in the decision log
         self._db: sqlite3.Connection | None = None
         self._disk: ThreadPoolExecutor | None = None
 
-    def open(self) -> None:
+    def open(self, log_position: int) -> None:
+        self.since = log_position
         if self.path is None:
             return
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA busy_timeout=30000")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         rows = db.execute("SELECT coupon_id, url, attempts, last_error, at, body FROM webhook_dead_letters "
                           "ORDER BY at, coupon_id")
         self._rows = {row[0]: DeadLetter(*row) for row in rows}
+        self.delivered = {row[0] for row in db.execute("SELECT coupon_id FROM webhook_delivered")}
+        db.execute("INSERT OR IGNORE INTO webhook_since VALUES (1, ?)", (log_position,))
+        self.since = db.execute("SELECT position FROM webhook_since").fetchone()[0]
         self._db = db
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-webhook-db")
+
+    def mark_delivered(self, coupon_id: str, at: str) -> None:
+        self.delivered.add(coupon_id)
+        self._write("INSERT OR IGNORE INTO webhook_delivered VALUES (?, ?)", (coupon_id, at))
 
     def __contains__(self, coupon_id: str) -> bool:
         return coupon_id in self._rows
@@ -285,12 +302,14 @@ class WebhookSender:
         self._delivered = self._retries = 0
 
     # -- lifespan ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Load the dead letters and start the workers (on the running loop)."""
+    def start(self, log_position: int = 0) -> None:
+        """Load the dead letters and start the workers (on the running loop).
+        ``log_position``: how many decisions the store holds now; the first start of webhooks
+        on a store records it, and only later coupons are ever owed."""
         if self._loop is not None:
             raise RuntimeError("the webhook sender is already running")
         loop = asyncio.get_running_loop()
-        self._dead.open()
+        self._dead.open(log_position)
         self._client = httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout_s)
         self._queue, self._idle = asyncio.Queue(), asyncio.Event()
         self._idle.set()
@@ -349,6 +368,13 @@ class WebhookSender:
         letters = [letter for letter in self._dead.all() if letter.coupon_id not in self._pending]
         self._accept([_Delivery(letter.coupon_id, letter.body, earlier=letter.attempts) for letter in letters])
         return len(letters)
+
+    def owed(self, issued: Iterable[tuple[int, str]]) -> list[str]:
+        """Of ``(position in the decision log, coupon_id)``, the coupons whose webhook is still
+        owed: issued since webhooks were first on, and neither delivered, dead nor pending."""
+        dead, delivered, since = self._dead, self._dead.delivered, self._dead.since
+        return [cid for position, cid in issued
+                if position >= since and cid not in delivered and cid not in dead and cid not in self._pending]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Coupons that ran out of attempts and are not being retried now, oldest first."""
@@ -421,6 +447,7 @@ class WebhookSender:
     def _done(self, delivery: _Delivery) -> None:
         self._delivered += 1
         self._dead.remove(delivery.coupon_id)
+        self._dead.mark_delivered(delivery.coupon_id, iso(int(self._clock() * 1000)))
         self._settle(delivery)
 
     def _bury(self, delivery: _Delivery) -> None:
