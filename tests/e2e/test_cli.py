@@ -1,0 +1,73 @@
+"""The ``livecoupon`` command as scripts use it (SPEC §6): outputs, exit statuses, reasons on stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+CLI = Path(sys.executable).with_name("livecoupon")
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def write_events(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_replay_writes_the_three_files_and_exits_0_even_with_rejected_lines(tmp_path: Path) -> None:
+    events = write_events(tmp_path / "e.jsonl",
+                          '{"type": "live_start", "room": "room-1", "ts": 1700000000}',
+                          '{"type": "join", "room": "room-1", "ts": 1700000001.5, "user": "alice"}',
+                          "",
+                          '{"type": "join", "room": "room-1", "ts": 1700000002}',
+                          "not json")
+    done = run("replay", events, "--config", EXAMPLE, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    issued = [json.loads(x) for x in (tmp_path / "out" / "issued.jsonl").read_text().splitlines()]
+    assert [(d["user"], d["trigger"], d["ts"], d["expires_at"]) for d in issued] == [
+        ("alice", "newcomer", 1700000001.5, 1700001801.5)]
+    assert (tmp_path / "out" / "suppressed.jsonl").read_text() == ""
+    rejected = [json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["error"].split(":")[0]) for r in rejected] == [(4, "user"), (5, "not valid JSON")]
+
+
+def test_replay_exits_2_for_an_unusable_config_naming_the_path(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(EXAMPLE.read_text(encoding="utf-8").replace("coupon: dwell10}", "coupon: dwel10}"),
+                      encoding="utf-8")
+    events = write_events(tmp_path / "e.jsonl", '{"type": "live_start", "room": "room-1", "ts": 1}')
+    done = run("replay", events, "--config", config, "--out", tmp_path / "out")
+    assert done.returncode == 2
+    assert "triggers[7].coupon: unknown coupon 'dwel10'" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_replay_exits_2_for_an_unreadable_events_file(tmp_path: Path) -> None:
+    done = run("replay", tmp_path / "missing.jsonl", "--config", EXAMPLE, "--out", tmp_path / "out")
+    assert done.returncode == 2 and "missing.jsonl" in done.stderr
+
+
+def test_check_summarises_a_good_file_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    good = run("check", EXAMPLE)
+    assert good.returncode == 0 and "double11-live" in good.stdout and "满99减20" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("campaign: x\nrooms: [r]\ncoupons: {}\ntriggers: []\nlimits: {per_usr: 1}\n", encoding="utf-8")
+    refused = run("check", bad)
+    assert refused.returncode == 2 and "limits.per_usr: unknown key" in refused.stderr
+
+
+def test_report_writes_metrics_and_a_self_contained_page(tmp_path: Path) -> None:
+    events = write_events(tmp_path / "e.jsonl",
+                          '{"type": "live_start", "room": "room-1", "ts": 1700000000}',
+                          '{"type": "join", "room": "room-1", "ts": 1700000001, "user": "alice"}')
+    done = run("report", events, "--config", EXAMPLE, "--out", tmp_path / "rep")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["triggers"]["newcomer"]["issued"] == 1
+    assert "关键数据指标分析表" in (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
