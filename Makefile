@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/issue.py
+	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/engine.py
 
 clean:
