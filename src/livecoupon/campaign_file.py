@@ -110,8 +110,8 @@ class ExperimentModel(_Strict):
 
 
 class DeliveryModel(_Strict):
-    quiet_period: Millis = 3_000
-    room_rate: Number | None = 2_000.0
+    quiet_period: Millis = 0
+    room_rate: Number | None = None
     max_mute: Millis = 2 * 3_600_000
 
 

@@ -63,8 +63,8 @@ class DeliveryPolicy:
     decides when the viewer sees it.
     """
 
-    quiet_period_ms: int = 3_000  # least time between two popups to one viewer; later ones wait
-    room_rate: float | None = 2_000.0  # popups per second per room; a burst is smoothed, not dropped
+    quiet_period_ms: int = 0  # least time between two popups to one viewer; later ones wait (0: off)
+    room_rate: float | None = None  # popups per second per room; a burst is smoothed, not dropped (None: off)
     max_mute_ms: int = 2 * 3_600_000  # the longest do-not-disturb a viewer may ask for
 
 
