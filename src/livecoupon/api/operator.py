@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 
-from livecoupon.api.public import decision_json
+from livecoupon.api.public import decision_summary
 from livecoupon.api.runtime import Runtime, RuntimeDep, cancel_quietly, operator
 from livecoupon.api.schemas import ManualIssueIn, PresentIssueIn, TriggerSwitchIn
 from livecoupon.domain.decisions import Decision
-from livecoupon.engine.replay import decision_json as record_json
+from livecoupon.engine.replay import decision_json
 from livecoupon.errors import LivecouponError, NotFound
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)])
@@ -20,7 +20,7 @@ console_router = APIRouter(prefix="/v1/console", tags=["operator"])
 
 def _issue_answer(made: list[Decision]) -> dict[str, Any]:
     issued = sum(1 for d in made if d.issued)
-    return {"issued": issued, "suppressed": len(made) - issued, "decisions": [decision_json(d) for d in made]}
+    return {"issued": issued, "suppressed": len(made) - issued, "decisions": [decision_summary(d) for d in made]}
 
 
 @router.post("/issue")
@@ -60,7 +60,7 @@ async def decisions(rt: RuntimeDep) -> dict[str, Any]:
     """Every decision so far, in decision order, as ``livecoupon replay`` writes them."""
     service = rt.service
     records = await service.call(lambda: list(service.store.decisions(service.campaign.campaign)))
-    return {"decisions": [record_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
+    return {"decisions": [decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
                           for r in records]}
 
 

@@ -39,7 +39,7 @@ def coupon_json(c: Coupon, now: int) -> dict[str, Any]:
     return body
 
 
-def decision_json(d: Decision) -> dict[str, Any]:
+def decision_summary(d: Decision) -> dict[str, Any]:
     r = d.request
     return {"coupon_id": r.coupon_id, "user": r.user, "issued": d.issued,
             "reason": d.reason.value if d.reason else None, "trigger": r.trigger, "room": r.room}
@@ -65,7 +65,7 @@ async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     made = result.decisions
     return {"accepted": result.accepted, "rejected": result.rejected,
             "issued": sum(1 for d in made if d.issued), "suppressed": sum(1 for d in made if not d.issued),
-            "decisions": [decision_json(d) for d in made[:MAX_DECISIONS_LISTED]],
+            "decisions": [decision_summary(d) for d in made[:MAX_DECISIONS_LISTED]],
             "decisions_listed": min(len(made), MAX_DECISIONS_LISTED)}
 
 

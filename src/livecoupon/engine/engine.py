@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
@@ -121,12 +121,6 @@ class Engine:
         return self._timers[0][0] if self._timers else None
 
     # -- applying one event --------------------------------------------------------------
-    def _room(self, name: str) -> Room:
-        room = self.rooms.get(name)
-        if room is None:
-            room = self.rooms[name] = Room(name, self.campaign.presence_timeout_ms)
-        return room
-
     def _apply_to_room(self, room: Room, event: Event) -> list[Firing]:
         kind = event.type
         first = not room.seen_any
@@ -311,10 +305,3 @@ class Engine:
         coupon_id = coupon_id_for(campaign.campaign, room.name, room.broadcast, trigger.name, firing.firing, user)
         return IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
                             template, firing.at, experiment_name, variant_name)
-
-
-def apply_all(engine: Engine, events: Iterable[Event]) -> list[Decision]:
-    decisions: list[Decision] = []
-    for event in events:
-        decisions.extend(engine.apply(event))
-    return decisions

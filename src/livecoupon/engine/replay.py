@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, DecisionRecord
@@ -117,7 +117,3 @@ def write_outputs(result: ReplayResult, out_dir: Path) -> None:
     _write_lines(out_dir / "issued.jsonl", (decision_json(r) for r in records if r.issued))
     _write_lines(out_dir / "suppressed.jsonl", (decision_json(r) for r in records if not r.issued))
     _write_lines(out_dir / "rejected.jsonl", ({"line": r.line, "error": r.error} for r in result.rejected))
-
-
-def open_events(path: Path) -> IO[str]:
-    return path.open("r", encoding="utf-8")
