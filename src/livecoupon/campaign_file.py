@@ -88,12 +88,14 @@ class TriggerModel(_Strict):
     phrases: list[str] | None = None
     cooldown: Millis | None = None
     keywords: list[str] | None = None
+    per_device: StrictInt | None = None
 
 
 class LimitsModel(_Strict):
     per_user: StrictInt | None = None
     min_interval: Millis | None = None
     budget: Fen | None = None
+    max_risk: Number | None = None
 
 
 class VariantModel(_Strict):
@@ -314,7 +316,9 @@ class _Builder:
                 if template is not None and template.terms.face_value is None:
                     self.error(f"coupons.{name}.max_discount",
                                "a percent coupon needs max_discount when limits.budget is set")
-        return Limits(lim.per_user, lim.min_interval, lim.budget)
+        if lim.max_risk is not None and not 0 <= lim.max_risk <= 1:
+            self.error("limits.max_risk", "must be in [0, 1]")
+        return Limits(lim.per_user, lim.min_interval, lim.budget, lim.max_risk)
 
     def _trigger(self, i: int, t: TriggerModel) -> Trigger:
         path = f"triggers[{i}]"
@@ -336,7 +340,7 @@ class _Builder:
             count=t.count or 0, source=t.source or "reported", winners=t.winners or 0,
             within_ms=t.within if t.within is not None else 60_000, top=t.top if t.top is not None else 1,
             phrases=tuple(t.phrases or ()), cooldown_ms=t.cooldown if t.cooldown is not None else 60_000,
-            keywords=tuple(t.keywords or ()))
+            keywords=tuple(t.keywords or ()), per_device=t.per_device)
 
     def _audience(self, path: str, t: TriggerModel) -> Audience:
         if t.when not in _AUDIENCES:
@@ -365,6 +369,7 @@ class _Builder:
             (t.cooldown is not None and t.cooldown < 0, "cooldown", "must be ≥ 0"),
             (t.when == "host_says" and not t.phrases, "phrases", "required for when: host_says (a non-empty list)"),
             (t.when == "comment" and not t.keywords, "keywords", "required for when: comment (a non-empty list)"),
+            (t.per_device is not None and t.per_device < 1, "per_device", "must be ≥ 1"),
         ]
         for failed, key, message in checks:
             if failed:

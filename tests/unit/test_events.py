@@ -38,6 +38,7 @@ VALID: dict[str, dict[str, Any]] = {
     "online_count": {"count": 10000},
     "transcript": {"text": "宝宝们发券啦"},
     "flash_sale": {"duration": 60},
+    "operator": {"action": "pause", "trigger": "dwell"},
 }
 
 

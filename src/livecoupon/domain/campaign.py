@@ -46,6 +46,7 @@ class Trigger:
     phrases: tuple[str, ...] = ()  # host_says
     cooldown_ms: int = 60_000  # host_says
     keywords: tuple[str, ...] = ()  # comment
+    per_device: int | None = None  # coupons of this trigger per device (first_visit: forever; else per broadcast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Limits:
     per_user: int | None = None
     min_interval_ms: int | None = None
     budget: int | None = None  # fen
+    max_risk: float | None = None  # users whose risk is above it get nothing
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,9 @@ class Reason(enum.StrEnum):
     """Why a decision issued nothing."""
 
     HOLDOUT = "holdout"
+    BLOCKED = "blocked"
+    RISK = "risk"
+    DEVICE_CAP = "device_cap"
     PER_USER_CAP = "per_user_cap"
     MIN_INTERVAL = "min_interval"
     TEMPLATE_EXPIRED = "template_expired"
@@ -45,6 +48,17 @@ class IssueRequest:
     at: int  # ms
     experiment: str | None = None
     variant: str | None = None
+    risk: float | None = None  # the user's latest risk score
+    device_key: str | None = None  # what the trigger's per_device counts (see device_key_for)
+    per_device: int | None = None
+    blocked: bool = False  # on the operator's blocklist, by user or by device
+
+
+def device_key_for(trigger: str, forever: bool, room: str, broadcast: int, device: str | None, user: str) -> str:
+    """The key ``per_device`` counts coupons under: the trigger and the device (a user with
+    no known device is a device of their own), and, unless the cap is forever, the broadcast."""
+    who = f"d:{device}" if device is not None else f"u:{user}"
+    return "\x1f".join((trigger, who) if forever else (trigger, room, str(broadcast), who))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +111,21 @@ class IssueCounters:
     what moved with conditional writes."""
 
     in_broadcast: dict[BroadcastKey, int] = field(default_factory=dict)
+    on_device: dict[str, int] = field(default_factory=dict)  # device key -> issued
     last_issued: dict[str, int] = field(default_factory=dict)  # user -> ms, campaign-wide
     stock_used: dict[str, int] = field(default_factory=dict)  # template -> issued
     budget_spent: int = 0  # fen
 
 
 def cap_reason(limits: Limits, counters: IssueCounters, request: IssueRequest) -> Reason | None:
-    """SPEC §4 step 2 for one request."""
+    """SPEC §4 step 2 for one request: the blocklist, risk, the device cap, then the user's caps."""
+    if request.blocked:
+        return Reason.BLOCKED
+    if limits.max_risk is not None and request.risk is not None and request.risk > limits.max_risk:
+        return Reason.RISK
+    if request.per_device is not None and request.device_key is not None:
+        if counters.on_device.get(request.device_key, 0) >= request.per_device:
+            return Reason.DEVICE_CAP
     if limits.per_user is not None:
         key = (request.room, request.broadcast, request.user)
         if counters.in_broadcast.get(key, 0) >= limits.per_user:
@@ -138,6 +160,8 @@ def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -
         return Decision(request, reason)
     key = (request.room, request.broadcast, request.user)
     counters.in_broadcast[key] = counters.in_broadcast.get(key, 0) + 1
+    if request.device_key is not None:
+        counters.on_device[request.device_key] = counters.on_device.get(request.device_key, 0) + 1
     counters.last_issued[request.user] = request.at
     counters.stock_used[template.name] = counters.stock_used.get(template.name, 0) + 1
     counters.budget_spent += template.terms.face_value or 0

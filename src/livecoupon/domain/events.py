@@ -7,17 +7,30 @@ each check names the field it rejects.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from livecoupon.domain.money import MoneyError, yuan_to_fen
+from livecoupon.domain.commands import Command, CommandError, command_from_json, command_json
+from livecoupon.domain.money import MoneyError, fen_to_yuan, yuan_to_fen
 
 VIEWER_TYPES = frozenset({"join", "leave", "heartbeat", "comment", "like", "follow", "gift", "order"})
 VIEWING_TYPES = frozenset({"join", "heartbeat", "comment", "like", "follow", "gift"})
 INTERACTION_TYPES = frozenset({"comment", "like", "follow", "gift"})  # count for flash sales
 ROOM_TYPES = frozenset({"live_start", "live_end", "online_count", "transcript", "flash_sale"})
-TYPES = VIEWER_TYPES | ROOM_TYPES
+TYPES = VIEWER_TYPES | ROOM_TYPES | {"operator"}
+
+MAX_NAME = 128  # room, user, id, order_id, device (SPEC §2)
+MAX_TEXT = 2_000  # comment and transcript text
+MAX_IP = 64
+MAX_PROFILE_KEYS = 32
+MAX_PROFILE_KEY = 64
+MAX_PROFILE_VALUE = 256
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_OPTIONAL_VIEWER_FIELDS = ("device", "ip", "risk", "profile")
+
+Profile = dict[str, str | int | float]
 
 
 class EventError(ValueError):
@@ -33,11 +46,13 @@ class Event:
     """One validated event. Times are integer milliseconds, money integer fen."""
 
     __slots__ = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount",
-                 "coupon_id", "duration", "product")
+                 "coupon_id", "duration", "product", "device", "ip", "risk", "profile", "command")
 
     def __init__(self, type: str, room: str, ts: int, id: str | None = None, *, user: str | None = None,
                  text: str | None = None, count: int | None = None, value: int = 0, order_id: str | None = None,
-                 amount: int = 0, coupon_id: str | None = None, duration: int = 0, product: str | None = None) -> None:
+                 amount: int = 0, coupon_id: str | None = None, duration: int = 0, product: str | None = None,
+                 device: str | None = None, ip: str | None = None, risk: float | None = None,
+                 profile: Profile | None = None, command: Command | None = None) -> None:
         self.type = type
         self.room = room
         self.ts = ts
@@ -51,10 +66,20 @@ class Event:
         self.coupon_id = coupon_id
         self.duration = duration
         self.product = product
+        self.device = device
+        self.ip = ip
+        self.risk = risk
+        self.profile = profile
+        self.command = command
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__[:11] if getattr(self, k) is not None)
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) not in (None, 0))
         return f"Event({fields})"
+
+    @property
+    def has_facts(self) -> bool:
+        """Whether the event tells something about its user: device, ip, risk or profile."""
+        return self.device is not None or self.risk is not None or self.profile is not None or self.ip is not None
 
 
 # How far from a half millisecond ``ts * 1000`` may land through float error alone: a
@@ -108,7 +133,20 @@ def _number(data: dict[str, Any], key: str) -> float | int:
     return value
 
 
-def _string(data: dict[str, Any], key: str, *, non_empty: bool = False) -> str:
+def is_clean_text(value: str) -> bool:
+    """Valid Unicode: no lone surrogate (which JSON's ``\\ud800`` escapes can smuggle in)."""
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
+def _checked_text(key: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise EventError(key, f"longer than {limit:,} characters ({len(value):,})")
+    if not is_clean_text(value):
+        raise EventError(key, "not valid Unicode (a lone surrogate)")
+    return value
+
+
+def _string(data: dict[str, Any], key: str, *, non_empty: bool = False, limit: int = MAX_NAME) -> str:
     value = data.get(key)
     if value is None:
         raise EventError(key, "required" if key not in data else "must not be null")
@@ -116,14 +154,16 @@ def _string(data: dict[str, Any], key: str, *, non_empty: bool = False) -> str:
         raise EventError(key, f"must be a string, got {type(value).__name__}")
     if non_empty and not value:
         raise EventError(key, "must not be empty")
-    return value
+    return _checked_text(key, value, limit)
 
 
-def _optional_string(data: dict[str, Any], key: str) -> str | None:
+def _optional_string(data: dict[str, Any], key: str, limit: int = MAX_NAME) -> str | None:
     value = data.get(key)
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise EventError(key, f"must be a string, got {type(value).__name__}")
-    return value
+    return _checked_text(key, value, limit)
 
 
 def _count(data: dict[str, Any], key: str, default: int | None = None) -> int:
@@ -159,7 +199,8 @@ def parse_event(data: Any) -> Event:
         return _parse_checked(data)
     event_id = data.get("id")
     shape = _SHAPES.get(kind) if type(kind) is str else None
-    if shape is None or type(room) is not str or not room or (event_id is not None and type(event_id) is not str):
+    if (shape is None or type(room) is not str or not _is_plain_name(room)
+            or (event_id is not None and (type(event_id) is not str or not _is_plain_name(event_id)))):
         return _parse_checked(data)
     ms = event_ms(ts)
     if ms is None:
@@ -168,7 +209,9 @@ def parse_event(data: Any) -> Event:
     has_user, extra = shape
     if has_user:
         user = data.get("user")
-        if type(user) is not str or not user:
+        if type(user) is not str or not _is_plain_name(user):
+            return _parse_checked(data)
+        if "device" in data or "risk" in data or "profile" in data or "ip" in data:
             return _parse_checked(data)
         event.user = user
     if extra is not None:
@@ -176,10 +219,15 @@ def parse_event(data: Any) -> Event:
     return event
 
 
+def _is_plain_name(value: str) -> bool:
+    """The hot path's check of a room, user or id: the checked path says what is wrong."""
+    return 0 < len(value) <= MAX_NAME and value.isascii()
+
+
 def _parse_checked(data: Any) -> Event:
     if not isinstance(data, dict):
         raise EventError("event", f"must be a JSON object, got {type(data).__name__}")
-    kind = _string(data, "type")
+    kind = _string(data, "type", limit=32)
     if kind not in TYPES:
         raise EventError("type", f"unknown event type {kind!r}")
     room = _string(data, "room", non_empty=True)
@@ -187,8 +235,39 @@ def _parse_checked(data: Any) -> Event:
     event = Event(kind, room, ts, id=_optional_string(data, "id"))
     if kind in VIEWER_TYPES:
         event.user = _string(data, "user", non_empty=True)
+        _viewer_facts(data, event)
     _PARSE_EXTRA[kind](data, event)
     return event
+
+
+def _viewer_facts(data: dict[str, Any], event: Event) -> None:
+    """SPEC §2's optional fields of viewer events: what the platform knows of the user."""
+    event.device = _optional_string(data, "device")
+    event.ip = _optional_string(data, "ip", MAX_IP)
+    if data.get("risk") is not None:
+        risk = _number(data, "risk")
+        if not 0 <= risk <= 1:
+            raise EventError("risk", "must be in [0, 1]")
+        event.risk = float(risk)
+    if data.get("profile") is not None:
+        event.profile = _profile(data["profile"])
+
+
+def _profile(value: Any) -> Profile:
+    if not isinstance(value, dict):
+        raise EventError("profile", f"must be an object, got {type(value).__name__}")
+    if len(value) > MAX_PROFILE_KEYS:
+        raise EventError("profile", f"at most {MAX_PROFILE_KEYS} keys")
+    profile: Profile = {}
+    for key, item in value.items():
+        _checked_text("profile", key, MAX_PROFILE_KEY)
+        if isinstance(item, str):
+            profile[key] = _checked_text(f"profile.{key}", item, MAX_PROFILE_VALUE)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item):
+            profile[key] = item
+        else:
+            raise EventError(f"profile.{key}", "must be a string or a finite number")
+    return profile
 
 
 def _none(data: dict[str, Any], event: Event) -> None:
@@ -196,7 +275,7 @@ def _none(data: dict[str, Any], event: Event) -> None:
 
 
 def _comment(data: dict[str, Any], event: Event) -> None:
-    event.text = _string(data, "text")
+    event.text = _string(data, "text", limit=MAX_TEXT)
 
 
 def _like(data: dict[str, Any], event: Event) -> None:
@@ -225,12 +304,49 @@ def _flash_sale(data: dict[str, Any], event: Event) -> None:
     event.product = _optional_string(data, "product")
 
 
+def _operator(data: dict[str, Any], event: Event) -> None:
+    try:
+        event.command = command_from_json(data)
+    except CommandError as exc:
+        raise EventError(exc.field, str(exc).partition(": ")[2]) from None
+
+
 _PARSE_EXTRA = {
     "live_start": _none, "live_end": _none, "join": _none, "leave": _none, "heartbeat": _none,
     "follow": _none, "comment": _comment, "like": _like, "gift": _gift, "order": _order,
-    "online_count": _online_count, "transcript": _comment, "flash_sale": _flash_sale,
+    "online_count": _online_count, "transcript": _comment, "flash_sale": _flash_sale, "operator": _operator,
 }
 
 # type -> (carries a user, reads its extra fields): one lookup on the hot path.
 _SHAPES: dict[str, tuple[bool, Callable[[dict[str, Any], Event], None] | None]] = {
-    kind: (kind in VIEWER_TYPES, None if extra is _none else extra) for kind, extra in _PARSE_EXTRA.items()}
+    kind: (kind in VIEWER_TYPES, None if extra is _none else extra) for kind, extra in _PARSE_EXTRA.items()
+    if kind != "operator"}
+
+
+def seconds(ms: int) -> int | float:
+    """Integer ms as event-time seconds: a whole number stays an int."""
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """The event as the log keeps it: only the fields livecoupon read, in SPEC §2's names.
+
+    :func:`parse_event` reads it back to the same event.
+    """
+    body: dict[str, Any] = {"type": event.type, "room": event.room, "ts": seconds(event.ts)}
+    if event.id is not None:
+        body["id"] = event.id
+    if event.command is not None:
+        return body | command_json(event.command)
+    for key in ("user", "text", "count", "order_id", "coupon_id", "product", "device", "ip", "risk", "profile"):
+        value = getattr(event, key)
+        if value is not None:
+            body[key] = value
+    kind = event.type
+    if kind == "gift":
+        body["value"] = fen_to_yuan(event.value)
+    elif kind == "order":
+        body["amount"] = fen_to_yuan(event.amount)
+    elif kind == "flash_sale":
+        body["duration"] = seconds(event.duration)
+    return body

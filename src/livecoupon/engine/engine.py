@@ -10,12 +10,20 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
+from livecoupon.domain.commands import (
+    ChangeBlocklist,
+    ClockReached,
+    Command,
+    IssueManually,
+    IssueToPresent,
+    PauseTrigger,
+)
 from livecoupon.domain.coupons import CouponTemplate
-from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for
-from livecoupon.domain.events import INTERACTION_TYPES, Event
+from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for, device_key_for
+from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
 from livecoupon.engine.rooms import FlashSale, Room, Viewer
@@ -36,6 +44,27 @@ QUIET_TYPES = frozenset({"heartbeat", "like", "follow"})  # from a present viewe
 
 # (due, order set, room, user, joined_at, broadcast, trigger index)
 Timer = tuple[int, int, str, str, int, int, int]
+MANUAL = "manual"  # the trigger name of an operator's manual issue
+
+
+@dataclass(slots=True)
+class UserFacts:
+    """What the platform told of a user (SPEC §2): each the latest one given."""
+
+    device: str | None = None
+    ip: str | None = None
+    risk: float | None = None
+    profile: Profile | None = None
+
+    def learn(self, event: Event) -> None:
+        if event.device is not None:
+            self.device = event.device
+        if event.ip is not None:
+            self.ip = event.ip
+        if event.risk is not None:
+            self.risk = event.risk
+        if event.profile is not None:
+            self.profile = event.profile
 
 
 class Engine:
@@ -47,13 +76,17 @@ class Engine:
         self.store = store
         self.rooms: dict[str, Room] = {}
         self.paused: set[str] = set()  # trigger names an operator paused
+        self.facts: dict[str, UserFacts] = {}
+        self.blocked_users: set[str] = set()
+        self.blocked_devices: set[str] = set()
+        self.time = -(2**63)  # the latest time applied: an event's ts, or where the clock advanced to
         self._dedup = dedup_ids
         self._timers: list[Timer] = []
         self._timer_seq = 0
         self._gifts_seen = 0  # orders gift totals by when they were reached (top-gifter ties)
-        self._by_when: dict[When, list[Trigger]] = {when: [] for when in When}
-        for trigger in campaign.triggers:
-            self._by_when[trigger.when].append(trigger)
+        self._by_when: dict[When, list[Trigger]] = {}  # the triggers not paused, in file order
+        self._sort_triggers()
+        self._dwell = [t for t in campaign.triggers if t.when is When.DWELL]
         self._phrases = {t.index: PhraseMatcher(t.phrases) for t in self._by_when[When.HOST_SAYS]}
         self._keywords = {t.index: KeywordMatcher(t.keywords) for t in self._by_when[When.COMMENT]}
         self._experiments = {e.trigger: e for e in campaign.experiments}
@@ -64,9 +97,19 @@ class Engine:
             "transcript": self._on_transcript, "flash_sale": self._on_flash_sale,
         }
 
+    def _sort_triggers(self) -> None:
+        self._by_when = {when: [] for when in When}
+        for trigger in self.campaign.triggers:
+            if trigger.name not in self.paused:
+                self._by_when[trigger.when].append(trigger)
+
     # -- the two ways time moves --------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
         """Fire the timers due at or before the event, then apply the event."""
+        if event.ts > self.time:
+            self.time = event.ts
+        if event.command is not None:
+            return self._command(event.command, event.ts)
         room = self.rooms.get(event.room)
         if room is None:
             if not self.campaign.listens_to(event.room):
@@ -83,6 +126,8 @@ class Engine:
             return []
         timers = self._timers
         decisions = self.advance(ts) if timers and timers[0][0] <= ts else []
+        if event.user is not None and event.has_facts and (room.broadcast is not None or kind == "live_start"):
+            self._learn(event)
         if (kind in QUIET_TYPES and room.broadcast is not None and not room.sales
                 and room.see_again(event.user, ts)):  # type: ignore[arg-type]
             return decisions
@@ -104,11 +149,15 @@ class Engine:
         timers = self._timers
         if timers and timers[0][0] <= ts:
             return False
+        if ts > self.time:
+            self.time = ts
         return room.see_again(user, ts)
 
     def advance(self, to: int) -> list[Decision]:
         """Fire every timer due at or before ``to``, in due order (ties: order set)."""
         decisions: list[Decision] = []
+        if to > self.time:
+            self.time = to
         timers = self._timers
         while timers and timers[0][0] <= to:
             due, _, room_name, user, joined_at, broadcast, index = heapq.heappop(timers)
@@ -119,6 +168,47 @@ class Engine:
 
     def next_timer_due(self) -> int | None:
         return self._timers[0][0] if self._timers else None
+
+    # -- operator commands ----------------------------------------------------------------
+    def _command(self, command: Command, ts: int) -> list[Decision]:
+        """An operator's action, in its place among the events; timers due by then fire first."""
+        decisions = self.advance(ts) if self._timers and self._timers[0][0] <= ts else []
+        match command:
+            case PauseTrigger(trigger, paused):
+                (self.paused.add if paused else self.paused.discard)(trigger)
+                self._sort_triggers()
+            case ChangeBlocklist(users, devices, blocked):
+                for names, listed in ((users, self.blocked_users), (devices, self.blocked_devices)):
+                    (listed.update if blocked else listed.difference_update)(names)
+            case IssueManually(template, users, room, key):
+                decisions.extend(self._issue_manually(template, users, room, key, ts))
+            case IssueToPresent(template, room, key):
+                state = self.rooms.get(room)
+                if state is not None and state.on_air:
+                    decisions.extend(self._issue_manually(template, state.present_users(ts), room, key, ts))
+            case ClockReached():
+                pass
+        return decisions
+
+    def _issue_manually(self, template_name: str, users: Sequence[str], room: str, key: str,
+                        ts: int) -> list[Decision]:
+        template = self.campaign.coupons.get(template_name)
+        if template is None:
+            return []
+        state = self.rooms.get(room)
+        broadcast = state.broadcast if state is not None and state.broadcast is not None else 0
+        name = self.campaign.campaign
+        requests = [self._with_facts(IssueRequest(coupon_id_for(name, room, broadcast, MANUAL, key, user), name,
+                                                  room, broadcast, MANUAL, user, template, ts), None)
+                    for user in dict.fromkeys(users)]
+        return self.store.issue(requests, self.campaign.limits)
+
+    def _learn(self, event: Event) -> None:
+        assert event.user is not None
+        facts = self.facts.get(event.user)
+        if facts is None:
+            facts = self.facts[event.user] = UserFacts()
+        facts.learn(event)
 
     # -- applying one event --------------------------------------------------------------
     def _apply_to_room(self, room: Room, event: Event) -> list[Firing]:
@@ -170,7 +260,7 @@ class Engine:
         if self.store.mark_visited(self.campaign.campaign, user):
             firings.extend(Firing(t, "", ts, (user,)) for t in self._by_when[When.FIRST_VISIT])
         assert room.broadcast is not None
-        for trigger in self._by_when[When.DWELL]:
+        for trigger in self._dwell:  # paused ones too: a resume before the timer is due still counts
             if user not in room.decided_for(trigger.index):
                 self._timer_seq += 1
                 heapq.heappush(self._timers, (ts + trigger.after_ms, self._timer_seq, room.name, user, ts,
@@ -242,7 +332,8 @@ class Engine:
     def _dwell_firing(self, room_name: str, user: str, joined_at: int, broadcast: int, index: int,
                       due: int) -> Firing | None:
         room = self.rooms[room_name]
-        if room.broadcast != broadcast:
+        trigger = self.campaign.triggers[index]
+        if room.broadcast != broadcast or trigger.name in self.paused:
             return None
         viewer = room.present(user, due)
         if viewer is None or viewer.joined_at != joined_at:
@@ -252,7 +343,7 @@ class Engine:
         if user in decided or (last_order is not None and joined_at <= last_order < due):
             return None
         decided.add(user)
-        return Firing(self.campaign.triggers[index], str(joined_at), due, (user,))
+        return Firing(trigger, str(joined_at), due, (user,))
 
     # -- from firings to decisions --------------------------------------------------------
     def _decide(self, room: Room, firings: list[Firing]) -> list[Decision]:
@@ -260,8 +351,6 @@ class Engine:
             firings.sort(key=lambda f: f.trigger.index)
         decisions: list[Decision] = []
         for firing in firings:
-            if firing.trigger.name in self.paused:
-                continue
             if firing.trigger.audience is Audience.LOTTERY:
                 decisions.extend(self._draw(room, firing))
             else:
@@ -303,5 +392,21 @@ class Engine:
             experiment_name, variant_name = experiment.name, variant.name
             template = campaign.coupons[variant.coupon] if variant.coupon is not None else None
         coupon_id = coupon_id_for(campaign.campaign, room.name, room.broadcast, trigger.name, firing.firing, user)
-        return IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
-                            template, firing.at, experiment_name, variant_name)
+        request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
+                               template, firing.at, experiment_name, variant_name)
+        return self._with_facts(request, trigger)
+
+    def _with_facts(self, request: IssueRequest, trigger: Trigger | None) -> IssueRequest:
+        """The request with what step 2 checks of its user: blocklist, risk, device cap."""
+        facts = self.facts.get(request.user)
+        device = facts.device if facts is not None else None
+        blocked = request.user in self.blocked_users or (device is not None and device in self.blocked_devices)
+        risk = facts.risk if facts is not None else None
+        if not blocked and risk is None and (trigger is None or trigger.per_device is None):
+            return request
+        device_key = None
+        if trigger is not None and trigger.per_device is not None:
+            device_key = device_key_for(trigger.name, trigger.when is When.FIRST_VISIT, request.room,
+                                        request.broadcast, device, request.user)
+        return replace(request, risk=risk, device_key=device_key,
+                       per_device=trigger.per_device if trigger is not None else None, blocked=blocked)

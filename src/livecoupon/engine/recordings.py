@@ -18,7 +18,7 @@ from operator import attrgetter
 
 import msgspec
 
-from livecoupon.domain.events import Event, EventError, event_ms, parse_event
+from livecoupon.domain.events import MAX_NAME, Event, EventError, event_ms, parse_event
 
 
 @dataclass(slots=True)
@@ -36,6 +36,10 @@ class _Plain(msgspec.Struct):
     id: str | None = None
     user: str | None = None
     count: int | None = None
+    device: msgspec.Raw | None = None  # any of these four sends the line down the checked path
+    ip: msgspec.Raw | None = None
+    risk: msgspec.Raw | None = None
+    profile: msgspec.Raw | None = None
 
 
 _PLAIN_TYPES = frozenset({"join", "leave", "heartbeat", "like", "follow"})
@@ -53,8 +57,13 @@ def plain_fields(line: str) -> PlainFields | None:
         p = _decode_plain(line)
     except msgspec.MsgspecError:
         return None
-    kind, user, count = p.type, p.user, p.count
-    if kind not in _PLAIN_TYPES or not p.room or not user:
+    kind, room, user, count, event_id = p.type, p.room, p.user, p.count, p.id
+    if kind not in _PLAIN_TYPES or not room or not user:
+        return None
+    if p.device is not None or p.ip is not None or p.risk is not None or p.profile is not None:
+        return None
+    if (len(room) > MAX_NAME or len(user) > MAX_NAME or not room.isascii() or not user.isascii()
+            or (event_id is not None and (len(event_id) > MAX_NAME or not event_id.isascii()))):
         return None
     ms = event_ms(p.ts)
     if ms is None:
@@ -64,7 +73,7 @@ def plain_fields(line: str) -> PlainFields | None:
             count = 1
         elif count < 0:
             return None
-    return kind, p.room, ms, p.id, user, count
+    return kind, room, ms, event_id, user, count
 
 
 def plain_event(fields: PlainFields) -> Event:

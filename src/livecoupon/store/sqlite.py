@@ -42,10 +42,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     room TEXT NOT NULL, broadcast INTEGER NOT NULL, trigger TEXT NOT NULL, user TEXT NOT NULL,
     template TEXT, template_id INTEGER REFERENCES templates (id), at INTEGER NOT NULL, reason TEXT,
     expires_at INTEGER, experiment TEXT, variant TEXT,
-    state TEXT, order_id TEXT, reserved_until INTEGER);
+    state TEXT, order_id TEXT, reserved_until INTEGER, device_key TEXT);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions (user, at) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, user) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_device ON decisions (campaign, device_key)
+    WHERE reason IS NULL AND device_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS coupon_history (
     seq INTEGER PRIMARY KEY, coupon_id TEXT NOT NULL, at INTEGER NOT NULL, state TEXT NOT NULL,
     action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
@@ -78,6 +80,12 @@ COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.user, d.t
                  "d.order_id, d.reserved_until FROM decisions d JOIN templates t ON t.id = d.template_id")
 
 
+def _migrations(db: sqlite3.Connection) -> str:
+    """What a store file written by an earlier version needs before ``SCHEMA`` applies."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
+    return "ALTER TABLE decisions ADD COLUMN device_key TEXT;" if columns and "device_key" not in columns else ""
+
+
 class ConcurrentUpdate(RuntimeError):
     """A conditional write found its row changed under it: the transaction is rolled back."""
 
@@ -101,7 +109,7 @@ class SqliteStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._template_ids: dict[tuple[str, CouponTemplate], int] = {}
-        self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        self._db.executescript("BEGIN IMMEDIATE;" + _migrations(self._db) + SCHEMA + "COMMIT;")
 
     # -- connections and transactions --------------------------------------------------
     @property
@@ -133,6 +141,7 @@ class SqliteStore:
             yield
         except BaseException:
             db.execute("ROLLBACK")
+            self._template_ids.clear()  # ids interned inside the rolled-back transaction are gone
             raise
         else:
             db.execute("COMMIT")
@@ -190,6 +199,7 @@ class SqliteStore:
         assert all(r.campaign == campaign for r in requests), "one campaign per batch"
         if limits.per_user is not None:
             self._load_broadcast_counts(requests, counters)
+        self._load_device_counts(requests, counters)
         if limits.min_interval_ms is not None:
             self._load_last_issued(requests, limits.min_interval_ms, counters)
         for name in {r.template.name for r in requests if r.template is not None}:
@@ -213,6 +223,15 @@ class SqliteStore:
                 rows = self._db.execute(f"{base} GROUP BY user", (campaign, room, broadcast))
             counters.in_broadcast.update(((room, broadcast, user), n) for user, n in rows)
 
+    def _load_device_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
+        keys = sorted({r.device_key for r in requests if r.device_key is not None})
+        for chunk in _chunks(keys):
+            rows = self._db.execute(
+                f"SELECT device_key, count(*) FROM decisions INDEXED BY coupons_by_device WHERE campaign=? AND "
+                f"device_key IN ({_marks(len(chunk))}) AND reason IS NULL AND device_key IS NOT NULL "
+                "GROUP BY device_key", (requests[0].campaign, *chunk))
+            counters.on_device.update(rows)
+
     def _load_last_issued(self, requests: Sequence[IssueRequest], interval: int, counters: IssueCounters) -> None:
         campaign = requests[0].campaign
         users = sorted({r.user for r in requests})
@@ -235,10 +254,11 @@ class SqliteStore:
                          template.name if template is not None else None,
                          self._template_id(r.campaign, template) if issued and template is not None else None,
                          r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
-                         "issued" if issued else None))
+                         "issued" if issued else None, r.device_key))
         self._db.executemany(
             "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, user, template, template_id, at, "
-            "reason, expires_at, experiment, variant, state) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            "reason, expires_at, experiment, variant, state, device_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows)
 
     def _template_id(self, campaign: str, template: CouponTemplate) -> int:
         """The row holding this template's terms, interned: coupons keep the terms they were issued under."""

@@ -1,0 +1,126 @@
+"""Operator actions as typed commands (SPEC §2, ``operator`` events).
+
+An operator's action is recorded in the log in its place among the room events, so a
+restart and a replay apply it at the same point as the live service did. Each command
+has one JSON form, read by :func:`command_from_json` and written by :func:`command_json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MAX_USERS = 100_000  # one manual issue or blocklist change
+MAX_NAME = 128
+
+
+class CommandError(ValueError):
+    """An operator event livecoupon cannot apply; ``field`` names what was wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class PauseTrigger:
+    """Pause (or, with ``paused=False``, resume) a trigger: while paused it fires nothing."""
+
+    trigger: str
+    paused: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class IssueManually:
+    """Issue ``template`` to ``users`` in ``room``; caps, stock and budget still hold."""
+
+    template: str
+    users: tuple[str, ...]
+    room: str
+    key: str  # the operator's idempotency key: the same key always yields the same coupons
+
+
+@dataclass(frozen=True, slots=True)
+class IssueToPresent:
+    """Issue ``template`` to every viewer present in ``room`` at the command's time."""
+
+    template: str
+    room: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBlocklist:
+    """Block (or unblock) users and devices: a blocked viewer is decided nothing but ``blocked``."""
+
+    users: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    blocked: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ClockReached:
+    """Written by the service, not an operator: its clock reached the event's ``ts`` and
+    fired the timers due by then, so a replay of the log fires them too."""
+
+
+Command = PauseTrigger | IssueManually | IssueToPresent | ChangeBlocklist | ClockReached
+ACTIONS = ("pause", "resume", "issue", "issue_present", "block", "unblock", "clock")
+
+
+def _name(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise CommandError(key, "required: a non-empty string")
+    if len(value) > MAX_NAME:
+        raise CommandError(key, f"longer than {MAX_NAME} characters")
+    return value
+
+
+def _names(data: dict[str, Any], key: str, *, required: bool = True) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None and not required:
+        return ()
+    if not isinstance(value, list) or (required and not value):
+        raise CommandError(key, "required: a non-empty list of strings" if required else "must be a list of strings")
+    if len(value) > MAX_USERS:
+        raise CommandError(key, f"at most {MAX_USERS:,} at once")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item or len(item) > MAX_NAME:
+            raise CommandError(f"{key}[{i}]", f"must be a non-empty string of at most {MAX_NAME} characters")
+    return tuple(dict.fromkeys(value))
+
+
+def command_from_json(data: dict[str, Any]) -> Command:
+    """The command of an ``operator`` event, or :class:`CommandError` naming the field."""
+    action = data.get("action")
+    if action in ("pause", "resume"):
+        return PauseTrigger(_name(data, "trigger"), action == "pause")
+    if action == "issue":
+        return IssueManually(_name(data, "template"), _names(data, "users"), _name(data, "room"), _name(data, "key"))
+    if action == "issue_present":
+        return IssueToPresent(_name(data, "template"), _name(data, "room"), _name(data, "key"))
+    if action in ("block", "unblock"):
+        users, devices = _names(data, "users", required=False), _names(data, "devices", required=False)
+        if not users and not devices:
+            raise CommandError("users", "name at least one user or device")
+        return ChangeBlocklist(users, devices, action == "block")
+    if action == "clock":
+        return ClockReached()
+    raise CommandError("action", f"unknown operator action {action!r} (one of {', '.join(ACTIONS)})")
+
+
+def command_json(command: Command) -> dict[str, Any]:
+    """The fields an ``operator`` event carries besides type, room and ts."""
+    match command:
+        case PauseTrigger(trigger, paused):
+            return {"action": "pause" if paused else "resume", "trigger": trigger}
+        case IssueManually(template, users, room, key):
+            return {"action": "issue", "template": template, "users": list(users), "room": room, "key": key}
+        case IssueToPresent(template, room, key):
+            return {"action": "issue_present", "template": template, "room": room, "key": key}
+        case ChangeBlocklist(users, devices, blocked):
+            return {"action": "block" if blocked else "unblock", "users": list(users), "devices": list(devices)}
+        case ClockReached():
+            return {"action": "clock"}
+    raise TypeError(f"not a command: {command!r}")
