@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from livecoupon.api.app import create_app
+from livecoupon.api.auth import Credentials
+from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, WebhookSender
 from livecoupon.domain.campaign import Campaign
+from livecoupon.engine.clock import ClockMode
 from livecoupon.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
 
 
-def build_service(campaign: Campaign, db: str | Path) -> LiveService:
-    return LiveService(campaign, SqliteStore(db))
-
-
-def api_key_from_env() -> tuple[str, bool]:
-    """The operator API key, and whether it was generated for this run."""
-    key = os.environ.get("LIVECOUPON_API_KEY")
-    return (key, False) if key else (secrets.token_urlsafe(24), True)
+def build_service(campaign: Campaign, db: str | Path, clock: ClockMode = ClockMode.WALL) -> LiveService:
+    return LiveService(campaign, SqliteStore(db), clock)
 
 
 def webhooks_from_env(db: str | Path) -> WebhookSender | None:
@@ -39,7 +35,8 @@ def webhooks_from_env(db: str | Path) -> WebhookSender | None:
     return WebhookSender(config, store_path=db)
 
 
-def build_app(campaign: Campaign, db: str | Path, api_key: str) -> FastAPI:
-    service = build_service(campaign, db)
-    return create_app(service, api_key=api_key, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
-                      webhooks=webhooks_from_env(db))
+def build_app(campaign: Campaign, db: str | Path, credentials: Credentials,
+              clock: ClockMode = ClockMode.WALL) -> FastAPI:
+    service = build_service(campaign, db, clock)
+    return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
+                      webhooks=webhooks_from_env(db), throttle=Throttle.from_env())

@@ -1,8 +1,9 @@
 """Checkout: quotes, orders and what they do to coupons (SPEC §5).
 
-Every state-changing call takes an idempotency key; the first answer given to a key
-(success or refusal) is stored in the same transaction as the change and returned
-again for every repeat. Coupon and order states move by compare-and-set in the store.
+Every state-changing call takes an idempotency key, scoped to its caller and user (one
+viewer's key never collides with another's); the first answer given to a key (success
+or refusal) is stored in the same transaction as the change and returned again for
+every repeat. Coupon and order states move by compare-and-set in the store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_st
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS, Order, OrderState
 from livecoupon.domain.pricing import CartLine, Quote, cart_total, quote, usable_quotes
-from livecoupon.errors import Malformed, NotFound, Refused
+from livecoupon.errors import Forbidden, Malformed, NotFound, Refused
 from livecoupon.store.port import Store, StoredAnswer
 
 Answer = tuple[int, dict[str, Any]]
@@ -41,17 +42,20 @@ def order_json(order: Order) -> dict[str, Any]:
     return {"order_id": order.order_id, "user": order.user, "state": order.state.value,
             "coupon_id": order.coupon_id, "subtotal": fen_to_yuan(order.subtotal),
             "discount": fen_to_yuan(order.discount), "payable": fen_to_yuan(order.payable),
-            "created_at": iso(order.created_at),
+            "created_at": iso(order.created_at), "room": order.room,
             "reserved_until": None if order.reserved_until is None else iso(order.reserved_until)}
 
 
 class Checkout:
     """Quotes carts and moves orders; ``clock`` gives the service's time in ms."""
 
-    def __init__(self, store: Store, clock: Callable[[], int], reservation_ms: int = RESERVATION_MS) -> None:
+    def __init__(self, store: Store, clock: Callable[[], int], reservation_ms: int = RESERVATION_MS,
+                 on_paid: Callable[[Order], None] | None = None) -> None:
+        """``on_paid`` hears each order as it is paid, inside the paying transaction."""
         self.store = store
         self.clock = clock
         self.reservation_ms = reservation_ms
+        self.on_paid = on_paid
 
     # -- reading ------------------------------------------------------------------------
     def coupons_of(self, user: str) -> list[Coupon]:
@@ -61,38 +65,69 @@ class Checkout:
         quotes = usable_quotes(self.store.coupons_of(user), cart, self.clock())
         return QuoteResult(quotes[0] if quotes else None, quotes, cart_total(cart))
 
-    def order(self, order_id: str) -> Order:
+    def order(self, order_id: str, owner: str | None = None) -> Order:
+        """The order; with ``owner`` (a viewer's own user), another user's order is a 403."""
         order = self.store.order(order_id)
         if order is None:
             raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
+        if owner is not None and order.user != owner:
+            raise Forbidden("not_your_order", f"order {order_id!r} belongs to another user", "order_id")
         return order
 
     # -- changing -----------------------------------------------------------------------
     def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
-                     key: str) -> Answer:
-        request = {"op": "create", "order_id": order_id, "user": user, "coupon_id": coupon_id,
+                     key: str, caller: str = "", room: str | None = None) -> Answer:
+        """``caller`` scopes the idempotency key (who asked: the platform, or a viewer)."""
+        request = {"op": "create", "order_id": order_id, "user": user, "coupon_id": coupon_id, "room": room,
                    "cart": [[line.product, line.category, line.price, line.qty] for line in cart]}
-        return self._once(key, request, lambda: self._create(order_id, user, tuple(cart), coupon_id))
+        return self._once(f"{caller}\x1f{user}", key, request,
+                          lambda: self._create(order_id, user, tuple(cart), coupon_id, room))
 
-    def pay(self, order_id: str, key: str) -> Answer:
-        return self._once(key, {"op": "pay", "order_id": order_id}, lambda: self._pay(order_id))
+    def pay(self, order_id: str, key: str, caller: str = "", owner: str | None = None) -> Answer:
+        return self._act("pay", order_id, key, caller, owner, self._pay)
 
-    def cancel(self, order_id: str, key: str) -> Answer:
-        return self._once(key, {"op": "cancel", "order_id": order_id}, lambda: self._cancel(order_id))
+    def cancel(self, order_id: str, key: str, caller: str = "", owner: str | None = None) -> Answer:
+        return self._act("cancel", order_id, key, caller, owner, self._cancel)
 
-    def refund(self, order_id: str, key: str) -> Answer:
-        return self._once(key, {"op": "refund", "order_id": order_id}, lambda: self._refund(order_id))
+    def refund(self, order_id: str, key: str, caller: str = "", owner: str | None = None) -> Answer:
+        return self._act("refund", order_id, key, caller, owner, self._refund)
 
-    def _once(self, key: str, request: dict[str, Any], act: Callable[[], Answer]) -> Answer:
+    def _act(self, op: str, order_id: str, key: str, caller: str, owner: str | None,
+             act: Callable[[str], Answer]) -> Answer:
+        if owner is not None:
+            self.order(order_id, owner)
+        stored = self.store.order(order_id)
+        user = stored.user if stored is not None else ""
+        return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id}, lambda: act(order_id))
+
+    def redeemed_elsewhere(self, order_id: str, user: str, coupon_id: str, at: int) -> bool:
+        """A platform reported a paid order that used ``coupon_id`` (a posted ``order`` event).
+
+        An order paid through this checkout already moved its coupon. Otherwise the
+        user's own coupon, if still issued, becomes redeemed by that order; anything else
+        (another user's coupon, one unknown, reserved or redeemed already) changes nothing
+        in the ledger, and the order still counts for analytics. True if the coupon moved.
+        """
+        if self.store.order(order_id) is not None:
+            return False
+        coupon = self.store.coupon(coupon_id)
+        if coupon is None or coupon.user != user or coupon.state is not CouponState.ISSUED:
+            return False
+        entry = HistoryEntry(coupon_id, at, CouponState.REDEEMED, "redeemed_by_platform", order_id)
+        return self.store.move_coupon(with_state(coupon, CouponState.REDEEMED, order_id=order_id),
+                                      CouponState.ISSUED, entry)
+
+    def _once(self, scope: str, key: str, request: dict[str, Any], act: Callable[[], Answer]) -> Answer:
         if not key:
             raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
         fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        key = f"{scope}\x1f{key}"
         with self.store.unit_of_work():
             seen = self.store.recall(key)
             if seen is not None:
                 if seen.fingerprint != fingerprint:
                     raise Malformed("idempotency_key_reused",
-                                    f"idempotency_key {key!r} was already used for a different request",
+                                    "idempotency_key was already used for a different request",
                                     "idempotency_key")
                 return seen.status, seen.body
             try:
@@ -102,17 +137,18 @@ class Checkout:
             self.store.remember(key, StoredAnswer(fingerprint, status, body))
             return status, body
 
-    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str | None) -> Answer:
+    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str | None,
+                room: str | None) -> Answer:
         now = self.clock()
         if self.store.order(order_id) is not None:
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         subtotal = cart_total(cart)
         if coupon_id is None:
-            order = Order(order_id, user, cart, None, subtotal, 0, subtotal, OrderState.CREATED, now)
+            order = Order(order_id, user, cart, None, subtotal, 0, subtotal, OrderState.CREATED, now, None, room)
         else:
             priced = self._reserve(order_id, user, cart, coupon_id, now)
             order = Order(order_id, user, cart, coupon_id, subtotal, priced.discount, priced.payable,
-                          OrderState.CREATED, now, now + self.reservation_ms)
+                          OrderState.CREATED, now, now + self.reservation_ms, room)
         if not self.store.insert_order(order):
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         return 201, order_json(order)
@@ -173,6 +209,8 @@ class Checkout:
         paid = replace(order, state=OrderState.PAID, reserved_until=None)
         if not self.store.move_order(paid, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
+        if self.on_paid is not None:
+            self.on_paid(paid)
         return 200, order_json(paid)
 
     def _cancel(self, order_id: str) -> Answer:

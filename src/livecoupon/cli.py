@@ -15,6 +15,7 @@ from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.durations import format_duration
 from livecoupon.domain.money import format_yuan
+from livecoupon.engine.clock import ClockMode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="livecoupon — 直播间自动发券 / coupons issued automatically inside live streams.")
@@ -122,31 +123,65 @@ def report(
               highlight=False)
 
 
+_CREDENTIAL_NAMES = {"LIVECOUPON_API_KEY": "运营密钥 / operator key",
+                     "LIVECOUPON_PLATFORM_KEY": "平台密钥 / platform key",
+                     "LIVECOUPON_VIEWER_SECRET": "观众令牌签名密钥 / viewer-token secret"}
+
+
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
     db: Annotated[Path, typer.Option("--db", help="SQLite file of the embedded store")] = Path("livecoupon.db"),
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
+    clock: Annotated[ClockMode, typer.Option("--clock", help="wall: the machine's clock (events checked against "
+                                                             "it); event: the latest event's ts, as in replay")
+                     ] = ClockMode.WALL,
 ) -> None:
     """启动服务 / Run the service on the embedded store (a SQLite file)."""
     import uvicorn
 
-    from livecoupon.bootstrap import api_key_from_env, build_app
+    from livecoupon.api.auth import Credentials
+    from livecoupon.bootstrap import build_app
 
     campaign = _campaign_or_exit(config)
-    api_key, generated = api_key_from_env()
+    credentials = Credentials.from_env()
     try:
-        application = build_app(campaign, db, api_key)
+        application = build_app(campaign, db, credentials, clock)
     except Exception as exc:  # sqlite3 raises a handful of types for an unusable file
         err.print(f"无法打开数据库 / cannot open the store {db}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     err.print(f"livecoupon 服务 / serving campaign [bold]{campaign.campaign}[/] on http://{host}:{port} "
-              f"(store: {db})", highlight=False)
-    if generated:
-        err.print(f"运营密钥 / operator API key (set LIVECOUPON_API_KEY to choose one): {api_key}",
-                  markup=False, highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+              f"(store: {db}, clock: {clock.value})", highlight=False)
+    values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
+              "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
+    for name in credentials.generated:
+        err.print(f"{_CREDENTIAL_NAMES[name]} (set {name} to choose one): {values[name]}", markup=False,
+                  highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024)
+
+
+@app.command()
+def export(
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for events.jsonl, issued.jsonl, suppressed.jsonl")],
+    db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the embedded store")] = None,
+) -> None:
+    """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
+    from livecoupon.store.export import export_store
+
+    if db is None:
+        err.print("给出 --db / give --db PATH (the store file of `livecoupon serve`)")
+        raise typer.Exit(UNUSABLE)
+    if not db.is_file():
+        err.print(f"无法读取 / cannot read the store {db}: no such file", markup=False)
+        raise typer.Exit(UNUSABLE)
+    try:
+        counts = export_store(db, out_dir)
+    except Exception as exc:  # sqlite3 raises a handful of types for an unusable file
+        err.print(f"无法导出 / cannot export {db}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    err.print(f"导出完成 / exported {counts['events']:,} events, {counts['issued']:,} issued, "
+              f"{counts['suppressed']:,} suppressed → {out_dir}", highlight=False)
 
 
 @app.command()

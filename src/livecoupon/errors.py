@@ -36,3 +36,23 @@ class NotFound(LivecouponError):
 
 class Unauthorized(LivecouponError):
     status = 401
+
+
+class Forbidden(LivecouponError):
+    """A valid credential, but for another user or an endpoint it does not open (403)."""
+
+    status = 403
+
+
+class TooLarge(LivecouponError):
+    status = 413
+
+
+class TooManyRequests(LivecouponError):
+    """A rate limit; ``retry_after`` seconds until the caller may try again (429)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__("rate_limited", message, None)
+        self.retry_after = retry_after

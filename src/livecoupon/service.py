@@ -4,30 +4,38 @@ All engine and store work runs on one dedicated thread, so the engine's room sta
 needs no locks and the event loop stays free to serve sockets. A batch of posted
 events is logged and applied in one transaction: it commits whole, with its
 decisions, before the answer is sent and before anything is pushed to a viewer.
+
+The log is the truth. It holds every applied event in the form livecoupon read it,
+every operator command, and a mark wherever the service's clock fired timers, all in
+the order applied and never going back in time, so a restart and a replay of an
+export make the decisions the live service made, coupon ids included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from livecoupon.analytics.metrics import campaign_metrics
 from livecoupon.checkout import Checkout
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for
-from livecoupon.domain.events import EventError, parse_event
-from livecoupon.engine.clock import EventClock
-from livecoupon.engine.engine import Engine
+from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
+from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.events import Event, EventError, event_json, parse_event
+from livecoupon.domain.orders import Order
+from livecoupon.engine.clock import ClockMode, ServiceClock
+from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.errors import Malformed, NotFound
 from livecoupon.store.port import Store
 
 log = logging.getLogger("livecoupon")
 T = TypeVar("T")
 DecisionListener = Callable[[list[Decision]], object]
+CAMPAIGN_WIDE = "*"  # the room of an operator command that is not about one room
 
 
 @dataclass(slots=True)
@@ -40,91 +48,169 @@ class Submitted:
 class LiveService:
     """The core as the HTTP layer sees it. ``listeners`` hear every committed decision."""
 
-    def __init__(self, campaign: Campaign, store: Store, clock: EventClock | None = None) -> None:
+    def __init__(self, campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
+                 wall: Callable[[], int] | None = None) -> None:
         self.campaign = campaign
         self.store = store
-        self.clock = clock or EventClock()
         self.engine = Engine(campaign, store)
-        self.checkout = Checkout(store, self.clock.now)
+        self.clock = ServiceClock(clock, self._latest, *(() if wall is None else (wall,)))
+        self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid)
         self.listeners: list[DecisionListener] = []
         self.events_applied = 0
+        self.next_due: int | None = None  # the earliest timer, published for the event loop
+        self.paused: frozenset[str] = frozenset()  # likewise
+        self.records: dict[str, DecisionRecord] = {}  # every decision, for metrics (written on the writer)
+        self.orders: list[Event] = []
+        self._unannounced: list[Decision] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-writer")
+
+    def _latest(self) -> int | None:
+        return None if self.engine.time == NO_TIME else self.engine.time
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the writer thread."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
+    def now(self) -> int:
+        return self.clock.now()
+
     # -- on the writer thread -------------------------------------------------------------
     def rebuild(self) -> int:
-        """Re-apply the durable event log after a restart; decisions come back as recorded."""
+        """Re-apply the durable log after a restart; decisions come back as recorded."""
+        self.engine = Engine(self.campaign, self.store)
+        self.orders = []
         count = 0
         with self.store.unit_of_work():
             for raw in self.store.events():
-                event = parse_event(raw)
-                self.clock.observe(event.ts)
-                self.engine.apply(event)
+                self._apply(parse_event(raw), live=False)
                 count += 1
+        self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
         self.events_applied = count
+        self._publish()
         return count
 
     def submit(self, batch: Sequence[Any]) -> Submitted:
+        """Check, log and apply a platform's events; each bad one is rejected on its own."""
         result = Submitted()
-        events, raws = [], []
+        events: list[Event] = []
         for index, raw in enumerate(batch):
             try:
-                events.append(parse_event(raw))
-                raws.append(raw)
+                event = parse_event(raw)
+                if event.command is not None:
+                    raise EventError("type", "operator events come only from the service's own log "
+                                             "(use the /v1/admin endpoints)")
+                self.clock.admit(event.ts)
             except EventError as exc:
                 result.rejected.append({"index": index, "error": str(exc)})
-        with self.store.unit_of_work():
-            self.store.append_events(raws)
-            for event in events:
-                self.clock.observe(event.ts)
-                result.decisions.extend(self.engine.apply(event))
+                continue
+            events.append(event)
+        result.decisions = self._log_and_apply(events)
         result.accepted = len(events)
-        self.events_applied += len(events)
-        self._announce(result.decisions)
         return result
 
+    def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
+        """Log and apply an operator command at the service's time."""
+        return self._log_and_apply([Event("operator", room, self.clock.now(), command=command)])
+
     def tick(self) -> list[Decision]:
-        """Fire the timers the clock has reached."""
-        due = self.engine.next_timer_due()
-        now = self.clock.now()
+        """Fire the timers the machine's clock has reached, marking the point in the log."""
+        due, now = self.engine.next_timer_due(), self.clock.now()
         if due is None or due > now:
             return []
-        with self.store.unit_of_work():
-            decisions = self.engine.advance(now)
-        self._announce(decisions)
-        return decisions
+        return self.command(ClockReached())
 
-    def issue_manually(self, template_name: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
+    def pause(self, trigger: str, paused: bool) -> None:
+        if all(t.name != trigger for t in self.campaign.triggers):
+            raise NotFound("unknown_trigger", f"no trigger {trigger!r}", "name")
+        self.command(PauseTrigger(trigger, paused))
+
+    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
         """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
-        template = self.campaign.coupons.get(template_name)
-        if template is None:
-            raise NotFound("unknown_template", f"no coupon template {template_name!r}", "template")
-        if not key:
-            raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
-        room_state = self.engine.rooms.get(room)
-        broadcast = room_state.broadcast if room_state is not None and room_state.broadcast is not None else 0
-        now, name = self.clock.now(), self.campaign.campaign
-        requests = [IssueRequest(coupon_id_for(name, room, broadcast, "manual", key, user), name, room, broadcast,
-                                 "manual", user, template, now) for user in dict.fromkeys(users)]
-        with self.store.unit_of_work():
-            decisions = self.store.issue(requests, self.campaign.limits)
-        self._announce(decisions)
-        return decisions
+        self._check_manual(template, room, key)
+        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
-    def issue_to_present(self, template_name: str, room: str, key: str) -> list[Decision]:
+    def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``."""
+        self._check_manual(template, room, key)
         state = self.engine.rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.issue_manually(template_name, state.present_users(self.clock.now()), room, key)
+        return self.command(IssueToPresent(template, room, key), room)
 
-    def metrics(self) -> dict[str, Any]:
-        """SPEC §6's ``metrics.json`` for the campaign so far: the decision log and the logged orders."""
-        orders = [parse_event(raw) for raw in self.store.events() if raw.get("type") == "order"]
-        return campaign_metrics(self.campaign, list(self.store.decisions(self.campaign.campaign)), orders)
+    def _check_manual(self, template: str, room: str, key: str) -> None:
+        if template not in self.campaign.coupons:
+            raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
+        if not room:
+            raise Malformed("missing_room", "room must not be empty", "room")
+        if not key:
+            raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
+
+    def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
+        """A checkout call that changes state; an order it pays is applied and logged in the same transaction."""
+        with self._transaction():
+            answer = act(*args)
+        made, self._unannounced = self._unannounced, []
+        self._announce(made)
+        return answer
+
+    def _order_paid(self, order: Order) -> None:
+        """An order paid through checkout counts as a posted ``order`` event does: for ``dwell``
+        and for analytics. Called inside the checkout's transaction."""
+        room = order.room
+        if room is None and order.coupon_id is not None:
+            coupon = self.store.coupon(order.coupon_id)
+            room = coupon.room if coupon is not None else None
+        if room is None:
+            return
+        event = Event("order", room, self.clock.now(), f"order:{order.order_id}", user=order.user,
+                      order_id=order.order_id, amount=order.payable, coupon_id=order.coupon_id)
+        self._unannounced.extend(self._apply_logged([event]))
+
+    def _log_and_apply(self, events: list[Event]) -> list[Decision]:
+        with self._transaction():
+            decisions = self._apply_logged(events)
+        self._announce(decisions)
+        return decisions
+
+    def _apply_logged(self, events: list[Event]) -> list[Decision]:
+        """Inside a transaction: apply the events in order, never in the engine's past, and log them as applied."""
+        decisions: list[Decision] = []
+        logged = []
+        for event in events:
+            if event.ts < self.engine.time:
+                event.ts = self.engine.time  # late: applied now, and logged as applied
+            logged.append(event_json(event))
+            decisions.extend(self._apply(event))
+        self.store.append_events(logged)
+        self.events_applied += len(events)
+        self._publish()
+        return decisions
+
+    def _apply(self, event: Event, *, live: bool = True) -> list[Decision]:
+        if event.type == "order":
+            self.orders.append(event)
+            if live and event.coupon_id is not None and event.user is not None and event.order_id is not None:
+                self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts)
+        return self.engine.apply(event)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The store's unit of work; if it fails, the engine is rebuilt from the log, which rolled back too."""
+        try:
+            with self.store.unit_of_work():
+                yield
+        except BaseException:
+            log.exception("a transaction failed; rebuilding the engine from the log")
+            self.rebuild()
+            raise
+
+    def _publish(self) -> None:
+        self.next_due = self.engine.next_timer_due() if self.clock.fires_timers else None
+        self.paused = frozenset(self.engine.paused)
+
+    def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
+        """Copies of the decisions and orders so far, for metrics computed off the writer thread."""
+        return list(self.records.values()), list(self.orders)
 
     def room_summary(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()
@@ -134,6 +220,8 @@ class LiveService:
     def _announce(self, decisions: list[Decision]) -> None:
         if not decisions:
             return
+        for d in decisions:
+            self.records.setdefault(d.request.coupon_id, d.record())
         for listener in self.listeners:
             try:
                 listener(decisions)

@@ -11,18 +11,20 @@ from fastapi.testclient import TestClient
 
 from livecoupon.api.app import create_app
 from livecoupon.campaign_file import load_campaign
+from livecoupon.engine.clock import ClockMode
 from livecoupon.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
+from support.credentials import API_KEY, CREDENTIALS, PLATFORM, viewer_token
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 T0 = 1_700_000_000
-KEY = "k"
+KEY = API_KEY
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "d.db"))
-    with TestClient(create_app(service, api_key=KEY)) as test_client:
+    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "d.db"), ClockMode.EVENT)
+    with TestClient(create_app(service, credentials=CREDENTIALS), headers=PLATFORM) as test_client:
         yield test_client
     service.close()
 
@@ -44,12 +46,12 @@ def join(user: str, at: float = T0 + 1) -> dict[str, Any]:
 def test_a_coupon_missed_while_away_arrives_on_reconnect_exactly_once(client: TestClient) -> None:
     start(client)
     post(client, join("alice"))  # newcomer coupon issued while alice has no socket open
-    with client.websocket_connect("/v1/rooms/room-1/live?user=alice") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('alice')}") as ws:
         first = ws.receive_json()
         assert first["type"] == "coupon" and first["missed"] is True and first["title"] == "新人专享券"
         ws.send_json({"type": "ack", "coupon_id": first["coupon_id"]})
         ws.send_json({"type": "ping"})  # the ack is handled before the socket closes
-    with client.websocket_connect("/v1/rooms/room-1/live?user=alice") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('alice')}") as ws:
         post(client, {"type": "comment", "room": "room-1", "ts": T0 + 200, "user": "alice", "text": "扣1"})
         second = ws.receive_json()
     assert second["trigger"] == "kou1" and "missed" not in second
@@ -58,15 +60,15 @@ def test_a_coupon_missed_while_away_arrives_on_reconnect_exactly_once(client: Te
 def test_an_unacknowledged_coupon_comes_again_on_the_next_connection(client: TestClient) -> None:
     start(client)
     post(client, join("bob"))
-    with client.websocket_connect("/v1/rooms/room-1/live?user=bob") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}") as ws:
         cid = ws.receive_json()["coupon_id"]
-    with client.websocket_connect("/v1/rooms/room-1/live?user=bob") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}") as ws:
         assert ws.receive_json()["coupon_id"] == cid
 
 
 def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> None:
     start(client)
-    with client.websocket_connect("/v1/rooms/room-1/live?user=carol") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('carol')}") as ws:
         ws.send_json({"type": "mute", "minutes": 10})
         ws.send_json({"type": "ping"})
         post(client, join("carol"))
@@ -79,7 +81,7 @@ def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> 
 
 def test_console_feed_shows_decisions_announcements_and_stats(client: TestClient) -> None:
     start(client)
-    with client.websocket_connect(f"/v1/console/live?key={KEY}") as console:
+    with client.websocket_connect(f"/v1/console/live?token={KEY}") as console:
         assert console.receive_json()["type"] == "stats"
         post(client, join("dave"), join("erin"), {"type": "gift", "room": "room-1", "ts": T0 + 2, "user": "erin",
                                                   "value": 520})
@@ -102,7 +104,7 @@ def test_console_feed_shows_decisions_announcements_and_stats(client: TestClient
 def test_console_needs_the_key(client: TestClient) -> None:
     from starlette.websockets import WebSocketDisconnect
 
-    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/console/live?key=wrong") as ws:
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/console/live?token=wrong") as ws:
         ws.receive_json()
     assert closed.value.code == 4401
 
@@ -142,4 +144,4 @@ def test_live_metrics_count_redemptions_from_orders_posted_as_events(client: Tes
     assert (newcomer["issued"], newcomer["redeemed"], newcomer["orders"], newcomer["gmv"]) == (1, 1, 1, 120.0)
     assert newcomer["redemption_rate"] == 1.0 and newcomer["discount_cost"] == 20.0
     assert set(metrics["experiments"]["dwell-value"]["variants"]) == {"control", "ten", "twenty"}
-    assert client.get("/v1/admin/metrics").status_code == 401
+    assert client.get("/v1/admin/metrics").status_code == 403  # the platform key does not open operator endpoints

@@ -11,13 +11,14 @@ from fastapi.testclient import TestClient
 
 from livecoupon.api.app import create_app
 from livecoupon.campaign_file import load_campaign
-from livecoupon.engine.clock import EventClock
+from livecoupon.engine.clock import ClockMode
 from livecoupon.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
+from support.credentials import API_KEY, CREDENTIALS, PLATFORM, viewer_token
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 T0 = 1_700_000_000
-KEY = "operator-secret"
+KEY = API_KEY
 
 
 class FakeWall:
@@ -35,8 +36,9 @@ def wall() -> FakeWall:
 
 @pytest.fixture
 def client(tmp_path: Path, wall: FakeWall) -> Iterator[TestClient]:
-    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "api.db"), EventClock(wall))
-    with TestClient(create_app(service, api_key=KEY)) as test_client:
+    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "api.db"), ClockMode.WALL,
+                          wall=lambda: int(wall.seconds * 1000))
+    with TestClient(create_app(service, credentials=CREDENTIALS), headers=PLATFORM) as test_client:
         yield test_client
     service.close()
 
@@ -196,7 +198,7 @@ def test_unknown_orders_are_404_and_malformed_bodies_422(client: TestClient) -> 
 
 def test_operator_issue_needs_the_api_key_and_respects_stock(client: TestClient) -> None:
     body = {"template": "flash20", "users": ["a", "b"], "room": "room-1", "idempotency_key": "manual-1"}
-    assert client.post("/v1/admin/issue", json=body).status_code == 401
+    assert client.post("/v1/admin/issue", json=body).status_code == 403  # the platform key: not an operator
     assert client.post("/v1/admin/issue", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
     answer = client.post("/v1/admin/issue", json=body, headers={"X-API-Key": KEY})
     assert answer.status_code == 200 and answer.json()["issued"] == 2
@@ -209,7 +211,7 @@ def test_operator_issue_needs_the_api_key_and_respects_stock(client: TestClient)
 
 
 def test_websocket_pushes_the_coupon_the_moment_it_is_issued(client: TestClient) -> None:
-    with client.websocket_connect("/v1/rooms/room-1/live?user=alice") as socket:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('alice')}") as socket:
         arrive(client, "alice")
         message = socket.receive_json()
     assert message["type"] == "coupon" and message["title"] == "新人专享券"

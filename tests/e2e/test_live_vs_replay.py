@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from support.server import API_KEY, Server
+from support.server import API_KEY, PLATFORM, Server
 from support.streams import broadcast_stream
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
@@ -21,7 +21,8 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 def test_live_decisions_and_coupon_ids_match_a_replay(tmp_path: Path) -> None:
     events = broadcast_stream(viewers=250, seconds=900, seed=11)
-    with Server(EXAMPLE, tmp_path / "live.db") as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with (Server(EXAMPLE, tmp_path / "live.db") as server,
+          httpx.Client(base_url=server.url, timeout=30, headers=PLATFORM) as client):
         for start in range(0, len(events), 500):
             assert client.post("/v1/events", json=events[start:start + 500]).status_code == 200
         live = client.get("/v1/admin/decisions", headers={"X-API-Key": API_KEY}).json()["decisions"]

@@ -10,7 +10,7 @@ import httpx
 
 from livecoupon.delivery.webhooks import verify
 from support.receiver import Receiver
-from support.server import API_KEY, Server
+from support.server import API_KEY, PLATFORM, Server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 SECRET = "merchant-secret"
@@ -22,7 +22,7 @@ def test_an_issued_coupon_is_posted_to_the_merchant_after_a_failed_attempt(tmp_p
         with Server(EXAMPLE, tmp_path / "w.db", env) as server:
             events = [{"type": "live_start", "room": "room-1", "ts": 1_700_000_000},
                       {"type": "join", "room": "room-1", "ts": 1_700_000_001, "user": "alice"}]
-            [decision] = httpx.post(f"{server.url}/v1/events", json=events).json()["decisions"]
+            [decision] = httpx.post(f"{server.url}/v1/events", json=events, headers=PLATFORM).json()["decisions"]
             deadline = time.monotonic() + 15
             while not merchant.accepted() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -46,7 +46,8 @@ def test_webhooks_pending_at_a_crash_are_sent_after_the_restart(tmp_path: Path) 
         try:
             events = [{"type": "live_start", "room": "room-1", "ts": 1_700_000_000}] + [
                 {"type": "join", "room": "room-1", "ts": 1_700_000_001, "user": u} for u in ("a", "b", "c")]
-            issued = {d["coupon_id"] for d in httpx.post(f"{server.url}/v1/events", json=events).json()["decisions"]}
+            answer = httpx.post(f"{server.url}/v1/events", json=events, headers=PLATFORM).json()
+            issued = {d["coupon_id"] for d in answer["decisions"]}
             deadline = time.monotonic() + 15
             while {r.key for r in merchant.received} != issued and time.monotonic() < deadline:
                 time.sleep(0.05)  # every coupon tried once, and refused: all three are pending

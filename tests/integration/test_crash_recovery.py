@@ -13,7 +13,7 @@ import httpx
 from livecoupon.campaign_file import load_campaign
 from livecoupon.engine.replay import replay
 from livecoupon.store.sqlite import SqliteStore
-from support.server import Server
+from support.server import PLATFORM, Server
 from support.streams import broadcast_stream
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
@@ -34,7 +34,7 @@ def test_sigkill_mid_batch_loses_nothing_acknowledged_and_issues_nothing_twice(t
     acknowledged: list[str] = []
     server = Server(EXAMPLE, tmp_path / "live.db").start()
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=30, headers=PLATFORM) as client:
             for batch in batches[:3]:
                 answer = client.post("/v1/events", json=batch).json()
                 acknowledged += [d["coupon_id"] for d in answer["decisions"] if d["issued"]]
@@ -47,7 +47,7 @@ def test_sigkill_mid_batch_loses_nothing_acknowledged_and_issues_nothing_twice(t
         assert set(acknowledged) <= set(_coupon_ids(server.db))
 
         server.start()
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=30, headers=PLATFORM) as client:
             for batch in batches[3:]:  # the sender retries the batch it never got an answer for
                 assert client.post("/v1/events", json=batch).status_code == 200
     finally:
@@ -61,4 +61,4 @@ def test_sigkill_mid_batch_loses_nothing_acknowledged_and_issues_nothing_twice(t
 
 def _post_quietly(url: str, batch: list[dict[str, object]]) -> None:
     with contextlib.suppress(httpx.TransportError):  # the server is killed while this request is in flight
-        httpx.post(f"{url}/v1/events", json=batch, timeout=30)
+        httpx.post(f"{url}/v1/events", json=batch, timeout=30, headers=PLATFORM)

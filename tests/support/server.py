@@ -13,7 +13,9 @@ from types import TracebackType
 
 import httpx
 
-API_KEY = "test-operator-key"
+from support.credentials import API_KEY, ENV, PLATFORM
+
+__all__ = ["API_KEY", "PLATFORM", "Server", "free_port"]
 
 
 def free_port() -> int:
@@ -25,20 +27,23 @@ def free_port() -> int:
 class Server:
     """A ``livecoupon serve`` subprocess; ``kill()`` sends SIGKILL, ``restart()`` starts it again."""
 
-    def __init__(self, config: Path, db: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, db: Path, env: dict[str, str] | None = None, clock: str = "event") -> None:
+        """``clock="event"`` (the default here) lets tests post streams stamped in the past."""
         self.config, self.db = config, db
         self.extra_env = env or {}
+        self.clock = clock
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
         cli = Path(sys.executable).with_name("livecoupon")
-        env = os.environ | {"LIVECOUPON_API_KEY": API_KEY} | self.extra_env
+        env = os.environ | ENV | self.extra_env
         self.log = self.db.with_suffix(".log")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(cli), "serve", "--config", str(self.config), "--db", str(self.db),
-                                          "--port", str(self.port)], env=env, stdout=log, stderr=log)
+                                          "--port", str(self.port), "--clock", self.clock], env=env, stdout=log,
+                                         stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -7,20 +7,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from livecoupon.api import errors, operator, public
+from livecoupon.api.auth import Credentials
+from livecoupon.api.bodies import BodyLimit
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
+from livecoupon.api.runtime import operator as operator_dependency
+from livecoupon.api.throttle import Throttle
 from livecoupon.service import LiveService
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 
-def create_app(service: LiveService, *, api_key: str, agora_secret: str | None = None,
-               webhooks: WebhookPort | None = None) -> FastAPI:
-    """Wire the routes to ``service``; ``api_key`` guards the operator endpoints and consoles."""
-    runtime = Runtime(service, api_key, webhooks)
+def create_app(service: LiveService, *, credentials: Credentials, agora_secret: str | None = None,
+               webhooks: WebhookPort | None = None, throttle: Throttle | None = None) -> FastAPI:
+    """Wire the routes to ``service``; ``credentials`` say who may call what."""
+    runtime = Runtime(service, credentials, webhooks, throttle=throttle or Throttle())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -31,11 +35,18 @@ def create_app(service: LiveService, *, api_key: str, agora_secret: str | None =
                   description="直播间自动发券 — coupons issued automatically inside live streams.")
     attach(app, runtime)
     errors.install(app)
+    app.add_middleware(BodyLimit)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, Any]:
+        """Liveness for load balancers: no credential, and nothing about the campaign."""
+        return {"ok": True}
+
+    @app.get("/v1/admin/health", tags=["operator"], dependencies=[Depends(operator_dependency)])
+    async def admin_health() -> dict[str, Any]:
         return {"ok": True, "campaign": service.campaign.campaign, "events": service.events_applied,
-                "connections": runtime.hub.connections, "popups_waiting": runtime.pacer.waiting}
+                "connections": runtime.hub.connections, "popups_waiting": runtime.pacer.waiting,
+                "clock": service.clock.mode.value, "now": service.now()}
 
     app.include_router(public.router)
     app.include_router(operator.router)

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from livecoupon.errors import LivecouponError
+from livecoupon.errors import LivecouponError, TooManyRequests
 
 
 def _field(loc: tuple[int | str, ...]) -> str | None:
@@ -24,7 +24,13 @@ def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str
 
 async def _ours(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LivecouponError)
-    return JSONResponse(exc.to_json(), status_code=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+
+
+async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
+    """JSON nested past the parser's recursion limit is malformed input, not a server fault."""
+    return JSONResponse(error_body("too_deep", "body: JSON nested too deeply", "body"), status_code=422)
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -50,3 +56,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LivecouponError, _ours)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RecursionError, _too_deep)

@@ -1,21 +1,35 @@
-"""Routes for operators and hosts: counters, decisions, manual issue, pause, the console feed."""
+"""Routes for operators and hosts: counters, decisions, operator commands, sessions, the console feed.
+
+Every operator action (pause, resume, manual issue, send to everyone present, the
+blocklist) is a command the service writes into its log in its place among the events.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Response, WebSocket, WebSocketDisconnect
 
+from livecoupon.api.auth import SESSION_COOKIE, SESSION_SECONDS, Caller, Role, require
 from livecoupon.api.public import decision_summary
-from livecoupon.api.runtime import Runtime, RuntimeDep, cancel_quietly, operator
-from livecoupon.api.schemas import ManualIssueIn, PresentIssueIn, TriggerSwitchIn
+from livecoupon.api.runtime import (
+    CallerDep,
+    Runtime,
+    RuntimeDep,
+    cancel_quietly,
+    client_address,
+    identify,
+    operator,
+)
+from livecoupon.api.schemas import ERRORS, BlocklistIn, ManualIssueIn, PresentIssueIn, SessionOut, TriggerSwitchIn
+from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
-from livecoupon.engine.replay import decision_json
-from livecoupon.errors import LivecouponError, NotFound
+from livecoupon.engine.recordings import decision_json
+from livecoupon.errors import LivecouponError, Malformed
 
-router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)])
-console_router = APIRouter(prefix="/v1/console", tags=["operator"])
+router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=ERRORS)
+console_router = APIRouter(prefix="/v1", tags=["consoles"], responses=ERRORS)
 
 
 def _issue_answer(made: list[Decision]) -> dict[str, Any]:
@@ -47,7 +61,7 @@ async def stats(rt: RuntimeDep) -> dict[str, Any]:
 @router.get("/metrics")
 async def metrics(rt: RuntimeDep) -> dict[str, Any]:
     """Redemption, order value and A/B statistics so far: ``metrics.json`` of SPEC §6, live."""
-    return await rt.service.call(rt.service.metrics)
+    return await rt.metrics()
 
 
 @router.get("/campaign")
@@ -59,19 +73,32 @@ async def campaign_status(rt: RuntimeDep) -> dict[str, Any]:
 async def decisions(rt: RuntimeDep) -> dict[str, Any]:
     """Every decision so far, in decision order, as ``livecoupon replay`` writes them."""
     service = rt.service
-    records = await service.call(lambda: list(service.store.decisions(service.campaign.campaign)))
+    records, _ = await service.call(service.metrics_inputs)
     return {"decisions": [decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
                           for r in records]}
 
 
 @router.post("/triggers/{name}")
 async def switch_trigger(name: str, body: TriggerSwitchIn, rt: RuntimeDep) -> dict[str, Any]:
-    """Pause or resume a trigger: a paused trigger's firings are skipped."""
-    service = rt.service
-    if all(t.name != name for t in service.campaign.triggers):
-        raise NotFound("unknown_trigger", f"no trigger {name!r}", "name")
-    await service.call(service.engine.paused.add if body.paused else service.engine.paused.discard, name)
+    """Pause or resume a trigger: while paused it fires nothing and uses up nothing (logged)."""
+    await rt.service.call(rt.service.pause, name, body.paused)
     return {"name": name, "paused": body.paused}
+
+
+@router.post("/blocklist")
+async def change_blocklist(body: BlocklistIn, rt: RuntimeDep) -> dict[str, Any]:
+    """Block (or unblock) users and devices: a blocked viewer's decisions say ``blocked`` (logged)."""
+    if not body.users and not body.devices:
+        raise Malformed("empty_blocklist", "name at least one user or device", "users")
+    service = rt.service
+    await service.call(service.command, ChangeBlocklist(tuple(body.users), tuple(body.devices), body.blocked))
+    return {"blocked": body.blocked, "users": len(body.users), "devices": len(body.devices)}
+
+
+@router.post("/rooms/{room}/host-token")
+async def host_token(room: str, rt: RuntimeDep) -> dict[str, Any]:
+    """A credential for the host's screen: it reads ``room``'s console feed and nothing else."""
+    return {"room": room, "token": rt.credentials.host_token(room)}
 
 
 @router.get("/webhooks/dead-letters")
@@ -85,18 +112,41 @@ async def retry_dead_letters(rt: RuntimeDep) -> dict[str, Any]:
     return {"requeued": rt.webhooks.retry_dead_letters() if rt.webhooks is not None else 0}
 
 
-@console_router.websocket("/live")
-async def console(websocket: WebSocket, key: Annotated[str, Query()] = "") -> None:
-    """The host's and operator's live feed: decision lines, read-aloud lines, stats each second."""
+@console_router.post("/session", responses={200: {"model": SessionOut}})
+async def open_session(caller: CallerDep, response: Response, rt: RuntimeDep) -> dict[str, Any]:
+    """Exchange the operator key or a host token (in a header) for an HttpOnly session cookie,
+    so a console page never carries a credential in its URL."""
+    who = require(caller, Role.OPERATOR, Role.HOST)
+    response.set_cookie(SESSION_COOKIE, rt.credentials.session_token(who), max_age=SESSION_SECONDS, httponly=True,
+                        samesite="strict", path="/")
+    return {"role": who.role.value, "user": who.user, "room": who.room}
+
+
+@console_router.get("/session", responses={200: {"model": SessionOut}})
+async def current_session(caller: CallerDep) -> dict[str, Any]:
+    """Who the session (or credential) is."""
+    who = require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER, Role.HOST)
+    return {"role": who.role.value, "user": who.user, "room": who.room}
+
+
+@console_router.delete("/session", status_code=204)
+async def close_session(response: Response) -> Response:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.status_code = 204
+    return response
+
+
+@console_router.websocket("/console/live")
+async def console(websocket: WebSocket, token: Annotated[str, Query()] = "") -> None:
+    """The operator's live feed (decision lines, read-aloud lines, stats each second), or a
+    host's, which carries their room alone. The session cookie, or ``?token=``."""
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()  # then close with 4401, which browsers can see (a refused handshake is 1006)
-    try:
-        rt.check_key(key)
-    except LivecouponError:
-        await websocket.close(code=4401, reason="a valid key query parameter is required")
+    who = await _console_caller(websocket, rt, token or websocket.cookies.get(SESSION_COOKIE, ""))
+    if who is None:
         return
-    queue = rt.consoles.subscribe()
-    await websocket.send_json(await rt.stats_message())
+    queue = rt.consoles.subscribe(who.room)
+    await websocket.send_json(await rt.stats_message(who.room))
     sender = asyncio.create_task(_forward(websocket, queue))
     try:
         while True:
@@ -106,6 +156,20 @@ async def console(websocket: WebSocket, key: Annotated[str, Query()] = "") -> No
     finally:
         rt.consoles.unsubscribe(queue)
         await cancel_quietly(sender)
+
+
+async def _console_caller(websocket: WebSocket, rt: Runtime, token: str) -> Caller | None:
+    try:
+        caller = identify(rt, token, client_address(websocket))
+    except LivecouponError:
+        caller = None
+    if caller is None:
+        await websocket.close(code=4401, reason="a valid operator or host credential is required")
+        return None
+    if caller.role not in (Role.OPERATOR, Role.HOST):
+        await websocket.close(code=4403, reason="this credential does not open the console")
+        return None
+    return caller
 
 
 async def _forward(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:

@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+import msgspec
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from livecoupon.api.runtime import Runtime, RuntimeDep, cancel_quietly
-from livecoupon.api.schemas import OrderActionIn, OrderIn, QuoteIn
+from livecoupon.api.auth import Caller, Role, require, require_user
+from livecoupon.api.runtime import CallerDep, Runtime, RuntimeDep, cancel_quietly, client_address, identify, platform
+from livecoupon.api.schemas import (
+    ERRORS,
+    CommentIn,
+    CouponsOut,
+    EventsIn,
+    EventsOut,
+    OrderActionIn,
+    OrderIn,
+    OrderOut,
+    QuoteIn,
+    QuoteOut,
+)
 from livecoupon.checkout import Answer, order_json, quote_json
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.money import fen_to_yuan
-from livecoupon.errors import Malformed, NotFound
+from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
 
 MAX_EVENTS = 10_000
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=ERRORS)
+_decode = msgspec.json.Decoder().decode
 
 
 def coupon_json(c: Coupon, now: int) -> dict[str, Any]:
@@ -50,99 +65,193 @@ def _answer(answer: Answer) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-@router.post("/events", tags=["events"])
-async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
-    """Apply a JSON array of room events (≤ 10,000); decisions commit before the answer."""
+def decode_json(body: bytes) -> Any:
+    """A request body as JSON: msgspec, or the standard parser for what msgspec refuses but the
+    events can still name (a lone surrogate is one bad event, not a bad batch)."""
     try:
-        batch = json.loads(await request.body())
+        return _decode(body)
+    except RecursionError:
+        raise Malformed("too_deep", "body: JSON nested too deeply", "body") from None
+    except msgspec.DecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise Malformed("too_deep", "body: JSON nested too deeply", "body") from None
     except ValueError as exc:
         raise Malformed("invalid_json", f"body is not valid JSON: {exc}", "body") from None
+
+
+@router.post("/events", tags=["events"], responses={200: {"model": EventsOut}}, dependencies=[Depends(platform)],
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": EventsIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """Apply a JSON array of room events (≤ 10,000); decisions commit before the answer.
+
+    The platform key (or the operator's). Each bad event is rejected on its own, with
+    its index and the field at fault; the others are applied.
+    """
+    batch = decode_json(await request.body())
     if not isinstance(batch, list):
         raise Malformed("not_an_array", "body must be a JSON array of events", "body")
     if len(batch) > MAX_EVENTS:
         raise Malformed("too_many_events", f"at most {MAX_EVENTS:,} events per request, got {len(batch):,}", "body")
     result = await rt.service.call(rt.service.submit, batch)
-    made = result.decisions
-    return {"accepted": result.accepted, "rejected": result.rejected,
+    return submitted_json(result.accepted, result.rejected, result.decisions)
+
+
+def submitted_json(accepted: int, rejected: list[dict[str, Any]], made: list[Decision]) -> dict[str, Any]:
+    return {"accepted": accepted, "rejected": rejected,
             "issued": sum(1 for d in made if d.issued), "suppressed": sum(1 for d in made if not d.issued),
             "decisions": [decision_summary(d) for d in made[:MAX_DECISIONS_LISTED]],
             "decisions_listed": min(len(made), MAX_DECISIONS_LISTED)}
 
 
-@router.get("/users/{user}/coupons", tags=["coupons"])
-async def user_coupons(user: str, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/rooms/{room}/comments", tags=["viewers"], responses={200: {"model": EventsOut}})
+async def post_comment(room: str, body: CommentIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+    """A viewer's chat message, with their own token: the user comes from the token and the
+    time from the service's clock, so a viewer can neither speak for another nor move time."""
+    viewer = require(caller, Role.VIEWER)
+    service = rt.service
+    event = {"type": "comment", "room": room, "ts": service.now() / 1000, "user": viewer.user, "text": body.text,
+             "id": f"chat:{uuid.uuid4().hex}"}
+    result = await service.call(service.submit, [event])
+    if result.rejected:
+        raise Malformed("invalid_comment", result.rejected[0]["error"], "text")
+    return submitted_json(result.accepted, result.rejected, result.decisions)
+
+
+@router.get("/users/{user}/coupons", tags=["coupons"], responses={200: {"model": CouponsOut}})
+async def user_coupons(user: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+    """A user's coupons: the platform for anyone, a viewer token for its own user."""
+    require_user(caller, user)
     coupons = await rt.service.call(rt.service.checkout.coupons_of, user)
-    now = rt.service.clock.now()
+    now = rt.service.now()
     return {"coupons": [coupon_json(c, now) for c in coupons]}
 
 
 @router.get("/coupons/{coupon_id}", tags=["coupons"])
-async def coupon_detail(coupon_id: str, rt: RuntimeDep) -> dict[str, Any]:
+async def coupon_detail(coupon_id: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+    """One coupon with its history (a viewer sees only their own)."""
+    viewer = require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
     service = rt.service
     coupon = await service.call(service.store.coupon, coupon_id)
     if coupon is None:
         raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+    if viewer.owner is not None and coupon.user != viewer.owner:
+        raise Forbidden("not_your_coupon", "this coupon belongs to another user", "coupon_id")
     history = await service.call(service.store.history, coupon_id)
-    return coupon_json(coupon, service.clock.now()) | {"history": [
+    return coupon_json(coupon, service.now()) | {"history": [
         {"at": iso(h.at), "state": h.state.value, "action": h.action, "order_id": h.order_id} for h in history]}
 
 
-@router.post("/checkout/quote", tags=["checkout"])
-async def checkout_quote(body: QuoteIn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/checkout/quote", tags=["checkout"], responses={200: {"model": QuoteOut}})
+async def checkout_quote(body: QuoteIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+    require_user(caller, body.user)
     result = await rt.service.call(rt.service.checkout.quote, body.user, [line.to_line() for line in body.cart])
     best = None if result.best is None else quote_json(result.best)
     return {"best": best, "usable": [quote_json(q) for q in result.usable], "subtotal": fen_to_yuan(result.subtotal)}
 
 
-@router.post("/orders", tags=["checkout"], status_code=201)
-async def create_order(body: OrderIn, rt: RuntimeDep) -> JSONResponse:
+@router.post("/orders", tags=["checkout"], status_code=201, responses={201: {"model": OrderOut}})
+async def create_order(body: OrderIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
+    """Create an order, reserving its coupon; the idempotency key is scoped to the caller and user."""
+    who = require_user(caller, body.user)
     cart = [line.to_line() for line in body.cart]
-    checkout = rt.service.checkout
-    return _answer(await rt.service.call(checkout.create_order, body.order_id, body.user, cart, body.coupon_id,
-                                         body.idempotency_key))
+    service = rt.service
+    return _answer(await service.call(service.checkout_call, service.checkout.create_order, body.order_id, body.user,
+                                      cart, body.coupon_id, body.idempotency_key, who.scope, body.room))
 
 
-@router.get("/orders/{order_id}", tags=["checkout"])
-async def get_order(order_id: str, rt: RuntimeDep) -> dict[str, Any]:
-    return order_json(await rt.service.call(rt.service.checkout.order, order_id))
+def _order_caller(caller: Caller | None) -> Caller:
+    return require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
 
 
-@router.post("/orders/{order_id}/pay", tags=["checkout"])
-async def pay(order_id: str, body: OrderActionIn, rt: RuntimeDep) -> JSONResponse:
-    return _answer(await rt.service.call(rt.service.checkout.pay, order_id, body.idempotency_key))
+@router.get("/orders/{order_id}", tags=["checkout"], responses={200: {"model": OrderOut}})
+async def get_order(order_id: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+    who = _order_caller(caller)
+    return order_json(await rt.service.call(rt.service.checkout.order, order_id, who.owner))
 
 
-@router.post("/orders/{order_id}/cancel", tags=["checkout"])
-async def cancel(order_id: str, body: OrderActionIn, rt: RuntimeDep) -> JSONResponse:
-    return _answer(await rt.service.call(rt.service.checkout.cancel, order_id, body.idempotency_key))
+@router.post("/orders/{order_id}/pay", tags=["checkout"], responses={200: {"model": OrderOut}})
+async def pay(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
+    """The order is paid: its coupon is redeemed, and the order counts as a posted ``order`` event."""
+    who, service = _order_caller(caller), rt.service
+    return _answer(await service.call(service.checkout_call, service.checkout.pay, order_id, body.idempotency_key,
+                                      who.scope, who.owner))
 
 
-@router.post("/orders/{order_id}/refund", tags=["checkout"])
-async def refund(order_id: str, body: OrderActionIn, rt: RuntimeDep) -> JSONResponse:
-    return _answer(await rt.service.call(rt.service.checkout.refund, order_id, body.idempotency_key))
+@router.post("/orders/{order_id}/cancel", tags=["checkout"], responses={200: {"model": OrderOut}})
+async def cancel(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
+    who, service = _order_caller(caller), rt.service
+    return _answer(await service.call(service.checkout_call, service.checkout.cancel, order_id,
+                                      body.idempotency_key, who.scope, who.owner))
+
+
+@router.post("/orders/{order_id}/refund", tags=["checkout"], responses={200: {"model": OrderOut}})
+async def refund(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
+    who, service = _order_caller(caller), rt.service
+    return _answer(await service.call(service.checkout_call, service.checkout.refund, order_id,
+                                      body.idempotency_key, who.scope, who.owner))
 
 
 @router.websocket("/rooms/{room}/live")
-async def live(websocket: WebSocket, room: str, user: Annotated[str, Query(min_length=1)]) -> None:
-    """Pushes ``{"type": "coupon", …}`` to viewer ``user`` the moment a coupon is issued.
+async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] = "",
+               user: Annotated[str, Query()] = "") -> None:
+    """Pushes ``{"type": "coupon", …}`` to the viewer the moment a coupon is issued to them.
 
-    On connect (and on unmute), coupons issued while the viewer was away and never
-    acknowledged come first. The client answers ``{"type": "ack", "coupon_id"}`` per
-    popup shown, and may send ``{"type": "mute", "minutes": n}`` / ``{"type": "unmute"}``.
+    ``?token=`` is the viewer's token (``&user=``, if given, must be its ``sub``); the
+    platform key may listen for any ``user``. Without a valid token the socket receives
+    nothing and is closed with 4401; for another user, 4403; over the connection or
+    rate limit, 4429. On connect (and on unmute), coupons issued while the viewer was
+    away and never acknowledged come first. The client answers ``{"type": "ack",
+    "coupon_id"}`` per popup shown, and may send ``{"type": "mute", "minutes": n}`` /
+    ``{"type": "unmute"}``.
     """
     rt: Runtime = websocket.app.state.runtime
-    await websocket.accept()
-    sub = rt.hub.subscribe(room, user)  # before reading the backlog, so nothing falls in between
+    await websocket.accept()  # then close with a 44xx code, which browsers can see (a refused handshake is 1006)
+    who = await _viewer_of(websocket, rt, token, user)
+    if who is None:
+        return
+    sub = rt.hub.subscribe(room, who)  # before reading the backlog, so nothing falls in between
+    if sub is None:
+        await websocket.close(code=4429, reason="too many connections for this user")
+        return
     await _send_backlog(rt, sub)
     sender = asyncio.create_task(_send_all(websocket, sub.queue))
     try:
         while True:
-            await _on_viewer_message(rt, sub, await websocket.receive_text())
+            text = await websocket.receive_text()
+            if rt.throttle.allows(rt.throttle.socket, "socket", who):
+                await _on_viewer_message(rt, sub, text)
+            else:
+                sub.offer({"type": "error", "code": "rate_limited", "message": "too many messages (请稍后再试)"})
     except WebSocketDisconnect:
         pass
     finally:
         rt.hub.unsubscribe(sub)
         await cancel_quietly(sender)
+
+
+async def _viewer_of(websocket: WebSocket, rt: Runtime, token: str, user: str) -> str | None:
+    """The user this socket may listen for, or None after closing it with the reason."""
+    try:
+        caller = identify(rt, token, client_address(websocket))
+    except TooManyRequests:
+        await websocket.close(code=4429, reason="too many requests")
+        return None
+    if caller is None:
+        await websocket.close(code=4401, reason="a valid viewer token is required (?token=)")
+        return None
+    if caller.role is Role.VIEWER:
+        if user and user != caller.user:
+            await websocket.close(code=4403, reason="the token is for another user")
+            return None
+        return caller.user
+    if caller.is_server and user:
+        return user
+    await websocket.close(code=4403, reason="this credential does not open a viewer's socket")
+    return None
 
 
 async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
@@ -154,7 +263,7 @@ async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
     for coupon in missed:
         if coupon.is_usable(now):
             message = coupon_message(service.campaign, coupon) | {"missed": True}
-            sub.queue.put_nowait(held_notice(message) if muted else message)
+            sub.offer(held_notice(message) if muted else message)
 
 
 async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:

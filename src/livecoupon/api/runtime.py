@@ -6,20 +6,23 @@ import asyncio
 import contextlib
 import gc
 import logging
-import secrets
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
+from livecoupon.analytics.metrics import campaign_metrics
+from livecoupon.api.auth import SESSION_COOKIE, Caller, Credentials, Role, require
+from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.console import LiveStats, announcements, decision_line
 from livecoupon.delivery.messages import coupon_message
 from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
 from livecoupon.domain.decisions import Decision, DecisionRecord, coupon_of
-from livecoupon.errors import Unauthorized
 from livecoupon.service import LiveService
 
 log = logging.getLogger("livecoupon")
@@ -49,10 +52,11 @@ class WebhookPort(Protocol):
 @dataclass
 class Runtime:
     service: LiveService
-    api_key: str
+    credentials: Credentials
     webhooks: WebhookPort | None = None
     hub: Hub = field(default_factory=Hub)
     consoles: ConsoleHub = field(default_factory=ConsoleHub)
+    throttle: Throttle = field(default_factory=Throttle)
     pacer: Pacer = field(init=False)
     stats: LiveStats = field(init=False)
     pending_acks: list[tuple[str, str]] = field(default_factory=list)
@@ -77,16 +81,22 @@ class Runtime:
         if self.webhooks is not None and issued:
             self.webhooks.enqueue([payload_for(campaign, c) for c in issued])
 
-    async def stats_message(self) -> dict[str, Any]:
+    async def stats_message(self, room: str | None = None) -> dict[str, Any]:
+        """The console's counters; with ``room`` (a host's console), that room alone."""
         service = self.service
         totals = await service.call(service.store.totals, service.campaign.campaign)
         rooms = await service.call(service.room_summary)
         dead = len(self.webhooks.dead_letters()) if self.webhooks is not None else 0
-        return self.stats.snapshot(totals, rooms, set(service.engine.paused), service.clock.now(), dead)
+        snapshot = self.stats.snapshot(totals, rooms, set(service.paused), service.now(), dead)
+        if room is not None:
+            snapshot.update(room=room, rooms={room: rooms.get(room, {"on_air": False, "present": 0})})
+        return snapshot
 
-    def check_key(self, given: str | None) -> None:
-        if not given or not secrets.compare_digest(given.encode(), self.api_key.encode()):
-            raise Unauthorized("unauthorized", "a valid X-API-Key header is required", "X-API-Key")
+    async def metrics(self) -> dict[str, Any]:
+        """SPEC §6's ``metrics.json`` so far, computed off the writer thread from copies of its state."""
+        service = self.service
+        records, orders = await service.call(service.metrics_inputs)
+        return await asyncio.to_thread(campaign_metrics, service.campaign, records, orders)
 
     # -- background tasks -----------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -95,7 +105,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         service.listeners.append(lambda made: loop.call_soon_threadsafe(self.on_decisions, made))
         await service.call(service.rebuild)
-        records = await service.call(lambda: list(service.store.decisions(service.campaign.campaign)))
+        records = list(service.records.values())
         self.stats.add(records)
         gc.collect()
         gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
@@ -117,8 +127,8 @@ class Runtime:
         service = self.service
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            due = service.engine.next_timer_due()
-            if due is not None and due <= service.clock.now():
+            due = service.next_due  # published by the writer thread; the heap itself is only touched there
+            if due is not None and due <= service.now():
                 await service.call(service.tick)
 
     async def _start_webhooks(self, webhooks: WebhookPort, records: list[DecisionRecord]) -> None:
@@ -141,7 +151,7 @@ class Runtime:
         if self.pending_acks:
             acks, self.pending_acks = self.pending_acks, []
             service = self.service
-            await service.call(service.store.acknowledge, acks, service.clock.now())
+            await service.call(service.store.acknowledge, acks, service.now())
 
     async def _flush_acks(self) -> None:
         while True:
@@ -151,8 +161,10 @@ class Runtime:
     async def _stats_feed(self) -> None:
         while True:
             await asyncio.sleep(STATS_SECONDS)
-            if len(self.consoles):
+            if self.consoles.has_operators:
                 self.consoles.broadcast(await self.stats_message())
+            for room in self.consoles.host_rooms():
+                self.consoles.broadcast(await self.stats_message(room))
 
 
 async def cancel_quietly(task: asyncio.Task[None]) -> None:
@@ -167,11 +179,49 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def operator(request: Request, x_api_key: Annotated[str | None, Header()] = None,
-             authorization: Annotated[str | None, Header()] = None) -> None:
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the operator or platform key")
+_bearer = HTTPBearer(auto_error=False, description="a key, or a viewer token (JWT HS256, sub = user)")
+_session = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="a console session (POST /v1/session)")
+
+
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client is not None else "-"
+
+
+def identify(rt: Runtime, token: str | None, address: str) -> Caller | None:
+    """The verified caller of a request or socket; wrong credentials and viewers are rate-limited by address."""
+    if not token:
+        return None
+    caller = rt.credentials.identify(token)
+    if caller is None:
+        rt.throttle.check(rt.throttle.failed_auth, "auth", address)
+        return None
+    if caller.role is Role.VIEWER:
+        assert caller.user is not None
+        rt.throttle.check(rt.throttle.viewer, "viewer", caller.user)
+        rt.throttle.check(rt.throttle.ip, "ip", address)
+    return caller
+
+
+def caller_of(request: Request, key: Annotated[str | None, Depends(_api_key)],
+              bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+              session: Annotated[str | None, Depends(_session)]) -> Caller | None:
+    """The request's caller, from X-API-Key, then Authorization: Bearer, then the session cookie."""
+    token = key or (bearer.credentials if bearer is not None else None) or session
+    return identify(runtime_of(request), token, client_address(request))
+
+
+CallerDep = Annotated[Caller | None, Depends(caller_of)]
+
+
+def operator(caller: CallerDep) -> Caller:
     """Dependency guarding the operator endpoints."""
-    given = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
-    runtime_of(request).check_key(given)
+    return require(caller, Role.OPERATOR)
+
+
+def platform(caller: CallerDep) -> Caller:
+    """Dependency guarding the server-to-server endpoints (the operator key opens them too)."""
+    return require(caller, Role.OPERATOR, Role.PLATFORM)
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]

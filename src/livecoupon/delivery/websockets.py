@@ -1,4 +1,9 @@
-"""The WebSocket hubs: viewers per (room, user), and operator/host consoles."""
+"""The WebSocket hubs: viewers per (room, user), and operator/host consoles.
+
+Every queue is bounded: a client that stops reading loses pushes, never the server's
+memory. A viewer's coupon that did not fit is still in their account, unacknowledged,
+and arrives as missed when they reconnect.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+QUEUE_SIZE = 256  # pushes waiting for one viewer's socket
+MAX_CONNECTIONS_PER_USER = 5
+CONSOLE_QUEUE_SIZE = 10_000
+
 
 class Subscription:
     """One connected client: messages queue here until its socket sends them."""
@@ -15,7 +24,16 @@ class Subscription:
     def __init__(self, room: str, user: str) -> None:
         self.room = room
         self.user = user
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self.dropped = 0
+
+    def offer(self, message: dict[str, Any]) -> bool:
+        """Queue ``message`` unless the queue is full (the client stopped reading)."""
+        if self.queue.full():
+            self.dropped += 1
+            return False
+        self.queue.put_nowait(message)
+        return True
 
 
 class Hub:
@@ -27,20 +45,32 @@ class Hub:
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
+        self._per_user: dict[str, int] = defaultdict(int)
         self._muted_until: dict[tuple[str, str], float] = {}
         self._now = now
 
-    def subscribe(self, room: str, user: str) -> Subscription:
+    def subscribe(self, room: str, user: str) -> Subscription | None:
+        """A new connection, or None when ``user`` already has the most allowed."""
+        if self.connections_of(user) >= MAX_CONNECTIONS_PER_USER:
+            return None
         sub = Subscription(room, user)
         self._subs[(room, user)].add(sub)
+        self._per_user[user] += 1
         return sub
+
+    def connections_of(self, user: str) -> int:
+        return self._per_user.get(user, 0)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get((sub.room, sub.user))
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._subs[(sub.room, sub.user)]
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[(sub.room, sub.user)]
+        self._per_user[sub.user] -= 1
+        if not self._per_user[sub.user]:
+            del self._per_user[sub.user]
 
     def mute(self, room: str, user: str, seconds: float) -> None:
         self._muted_until[(room, user)] = self._now() + seconds
@@ -66,9 +96,7 @@ class Hub:
         if self.is_muted(room, user):
             message = held_notice(message)
         subs = self._subs.get((room, user), ())
-        for sub in subs:
-            sub.queue.put_nowait(message)
-        return len(subs)
+        return sum(1 for sub in subs if sub.offer(message))
 
     @property
     def connections(self) -> int:
@@ -80,23 +108,34 @@ def held_notice(message: dict[str, Any]) -> dict[str, Any]:
 
 
 class ConsoleHub:
-    """Operator and host consoles: every one of them gets every message."""
+    """Operator consoles get every message; a host console only its own room's."""
 
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._queues: dict[asyncio.Queue[dict[str, Any]], str | None] = {}
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
-        self._queues.add(queue)
+    def subscribe(self, room: str | None = None) -> asyncio.Queue[dict[str, Any]]:
+        """A console's queue; with ``room``, only messages about that room (and none about others)."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=CONSOLE_QUEUE_SIZE)
+        self._queues[queue] = room
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._queues.discard(queue)
+        self._queues.pop(queue, None)
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        for queue in self._queues:
+        about = message.get("room")
+        for queue, room in self._queues.items():
+            if room is not None and about != room:
+                continue
             if not queue.full():  # a console that stopped reading loses feed lines, never blocks issuing
                 queue.put_nowait(message)
 
     def __len__(self) -> int:
         return len(self._queues)
+
+    @property
+    def has_operators(self) -> bool:
+        return any(room is None for room in self._queues.values())
+
+    def host_rooms(self) -> set[str]:
+        return {room for room in self._queues.values() if room is not None}

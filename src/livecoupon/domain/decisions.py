@@ -123,9 +123,9 @@ def cap_reason(limits: Limits, counters: IssueCounters, request: IssueRequest) -
         return Reason.BLOCKED
     if limits.max_risk is not None and request.risk is not None and request.risk > limits.max_risk:
         return Reason.RISK
-    if request.per_device is not None and request.device_key is not None:
-        if counters.on_device.get(request.device_key, 0) >= request.per_device:
-            return Reason.DEVICE_CAP
+    cap, device = request.per_device, request.device_key
+    if cap is not None and device is not None and counters.on_device.get(device, 0) >= cap:
+        return Reason.DEVICE_CAP
     if limits.per_user is not None:
         key = (request.room, request.broadcast, request.user)
         if counters.in_broadcast.get(key, 0) >= limits.per_user:

@@ -30,3 +30,4 @@ class Order:
     state: OrderState
     created_at: int  # ms
     reserved_until: int | None = None
+    room: str | None = None  # the live room it was placed from, when known

@@ -1,35 +1,64 @@
-"""The live service's clock: event time that keeps ticking in real time.
+"""The service's time (SPEC §2): the machine's clock, or the stream's own time.
 
-Live, timers fire "when the server clock reaches their due time". Platforms stamp
-events with their own clock, so the service's clock is anchored to the event times it
-sees and advances with the wall clock from the latest anchor. For a platform on real
-time it is the wall clock; for a recorded stream posted quickly it follows the
-stream's own time and never runs ahead of it, so a timer cannot fire before an
-earlier event has arrived. Before the first event it is the wall clock.
+``wall`` (the default for ``serve``): the service's time is the machine's clock and no
+event moves it. An event stamped more than 5 s ahead of it, or more than 10 minutes
+behind it, is rejected, so a client with a wrong clock cannot expire coupons, lapse
+reservations or fire timers early. Timers fire when the machine's clock reaches them.
+
+``event`` (simulations, tests, back-fills): the service's time is the ``ts`` of the
+latest applied event, never moving back, and timers fire only as events arrive,
+exactly as in replay.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 
+from livecoupon.domain.events import EventError
 
-class EventClock:
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+AHEAD_MS = 5_000
+BEHIND_MS = 10 * 60_000
+
+
+class ClockMode(enum.StrEnum):
+    WALL = "wall"
+    EVENT = "event"
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ServiceClock:
+    """``now()`` in integer ms; ``admit(ts)`` raises :class:`EventError` for an event the
+    clock refuses. ``latest`` reads the engine's time (the latest applied event)."""
+
+    def __init__(self, mode: ClockMode, latest: Callable[[], int | None],
+                 wall: Callable[[], int] = wall_ms) -> None:
+        self.mode = mode
+        self._latest = latest
         self._wall = wall
-        self._anchor: tuple[int, int] | None = None  # (event ms, wall ms when it was seen)
 
-    def _wall_ms(self) -> int:
-        return int(self._wall() * 1000)
+    @property
+    def fires_timers(self) -> bool:
+        """Whether timers fire as this clock ticks (wall), or only as events arrive (event)."""
+        return self.mode is ClockMode.WALL
 
     def now(self) -> int:
-        wall = self._wall_ms()
-        if self._anchor is None:
-            return wall
-        event_ms, seen_at = self._anchor
-        return event_ms + (wall - seen_at)
+        if self.mode is ClockMode.WALL:
+            return self._wall()
+        latest = self._latest()
+        return latest if latest is not None else self._wall()
 
-    def observe(self, ts: int) -> None:
-        """An event stamped ``ts`` arrived: the clock follows it, and never goes back after."""
-        if self._anchor is None or ts > self.now():
-            self._anchor = (ts, self._wall_ms())
+    def admit(self, ts: int) -> None:
+        if self.mode is not ClockMode.WALL:
+            return
+        now = self._wall()
+        if ts > now + AHEAD_MS:
+            raise EventError("ts", f"ts_in_future: {(ts - now) / 1000:.3f} s ahead of the service's time "
+                                   f"(at most {AHEAD_MS // 1000} s)")
+        if ts < now - BEHIND_MS:
+            raise EventError("ts", f"ts_too_old: {(now - ts) / 1000:.3f} s behind the service's time "
+                                   f"(at most {BEHIND_MS // 60_000} minutes)")

@@ -44,6 +44,7 @@ QUIET_TYPES = frozenset({"heartbeat", "like", "follow"})  # from a present viewe
 
 # (due, order set, room, user, joined_at, broadcast, trigger index)
 Timer = tuple[int, int, str, str, int, int, int]
+NO_TIME = -(2**63)  # before the first event
 MANUAL = "manual"  # the trigger name of an operator's manual issue
 
 
@@ -79,7 +80,7 @@ class Engine:
         self.facts: dict[str, UserFacts] = {}
         self.blocked_users: set[str] = set()
         self.blocked_devices: set[str] = set()
-        self.time = -(2**63)  # the latest time applied: an event's ts, or where the clock advanced to
+        self.time = NO_TIME  # the latest time applied: an event's ts, or where the clock advanced to
         self._dedup = dedup_ids
         self._timers: list[Timer] = []
         self._timer_seq = 0

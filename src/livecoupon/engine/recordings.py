@@ -15,10 +15,13 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
+from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from livecoupon.domain.events import MAX_NAME, Event, EventError, event_ms, parse_event
+from livecoupon.domain.decisions import DecisionRecord
+from livecoupon.domain.events import MAX_NAME, Event, EventError, event_ms, parse_event, seconds
 
 
 @dataclass(slots=True)
@@ -147,3 +150,35 @@ def read_for_replay(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
     if not in_order:
         events.sort(key=attrgetter("ts"))
     return events, rejected
+
+
+def decision_json(d: DecisionRecord) -> dict[str, Any]:
+    """One line of ``issued.jsonl`` or ``suppressed.jsonl`` (SPEC §6)."""
+    record: dict[str, Any] = {"ts": seconds(d.at), "room": d.room, "user": d.user, "trigger": d.trigger}
+    if d.reason is None:
+        assert d.expires_at is not None
+        record.update(coupon=d.template, coupon_id=d.coupon_id, expires_at=seconds(d.expires_at))
+    else:
+        record["reason"] = d.reason.value
+    if d.experiment is not None:
+        record.update(experiment=d.experiment, variant=d.variant)
+    return record
+
+
+def write_lines(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """One compact JSON object a line, written in large buffered chunks; how many lines."""
+    encode = msgspec.json.Encoder().encode
+    count = 0
+    with path.open("wb", buffering=1 << 20) as out:
+        for record in records:
+            out.write(encode(record) + b"\n")
+            count += 1
+    return count
+
+
+def write_decisions(records: Iterable[DecisionRecord], out_dir: Path) -> tuple[int, int]:
+    """``issued.jsonl`` and ``suppressed.jsonl`` in decision order; how many of each."""
+    records = list(records)
+    issued = write_lines(out_dir / "issued.jsonl", (decision_json(r) for r in records if r.issued))
+    suppressed = write_lines(out_dir / "suppressed.jsonl", (decision_json(r) for r in records if not r.issued))
+    return issued, suppressed

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.decisions import Decision
 from livecoupon.engine.engine import QUIET_TYPES, Engine
-from livecoupon.engine.recordings import Rejected, checked_event, plain_event, plain_fields, read_for_replay
+from livecoupon.engine.recordings import (
+    Rejected,
+    checked_event,
+    plain_event,
+    plain_fields,
+    read_for_replay,
+    write_decisions,
+    write_lines,
+)
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.port import BIG_BATCH, collector_paused
 
@@ -88,32 +94,7 @@ def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
     return result
 
 
-def _seconds(ms: int) -> int | float:
-    return ms // 1000 if ms % 1000 == 0 else ms / 1000
-
-
-def decision_json(d: DecisionRecord) -> dict[str, Any]:
-    """One line of ``issued.jsonl`` or ``suppressed.jsonl`` (SPEC §6)."""
-    record: dict[str, Any] = {"ts": _seconds(d.at), "room": d.room, "user": d.user, "trigger": d.trigger}
-    if d.reason is None:
-        assert d.expires_at is not None
-        record.update(coupon=d.template, coupon_id=d.coupon_id, expires_at=_seconds(d.expires_at))
-    else:
-        record["reason"] = d.reason.value
-    if d.experiment is not None:
-        record.update(experiment=d.experiment, variant=d.variant)
-    return record
-
-
-def _write_lines(path: Path, records: Iterator[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-
-
 def write_outputs(result: ReplayResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = [d.record() for d in result.decisions]
-    _write_lines(out_dir / "issued.jsonl", (decision_json(r) for r in records if r.issued))
-    _write_lines(out_dir / "suppressed.jsonl", (decision_json(r) for r in records if not r.issued))
-    _write_lines(out_dir / "rejected.jsonl", ({"line": r.line, "error": r.error} for r in result.rejected))
+    write_decisions([d.record() for d in result.decisions], out_dir)
+    write_lines(out_dir / "rejected.jsonl", ({"line": r.line, "error": r.error} for r in result.rejected))

@@ -1,8 +1,10 @@
 """``livecoupon demo``: a simulated broadcast against the real service, end to end.
 
-The service runs as its own process (``livecoupon serve`` on a fresh SQLite file);
-the simulated audience talks to it only over HTTP and WebSocket, like a live
-platform, viewers' phones and a shop's checkout would.
+The service runs as its own process (``livecoupon serve --clock event`` on a fresh
+SQLite file: simulated time runs faster than the machine's); the simulated audience
+talks to it only over HTTP and WebSocket, with the credentials each party would have:
+the live platform and the shop's backend with the platform key, each viewer's page
+with a viewer token the shop's backend minted, the consoles with sessions.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import signal
 import socket
 import statistics
@@ -31,11 +32,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from websockets.asyncio.client import ClientConnection, connect
 
 from livecoupon.analytics.publish import write_report
+from livecoupon.api.auth import Credentials
 from livecoupon.campaign_file import load_campaign
-from livecoupon.domain.decisions import DecisionRecord, Reason
 from livecoupon.engine.recordings import read_events
-from livecoupon.engine.replay import replay
+from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.sim.audience import Broadcast, Purchase, Shopper, Viewer
+from livecoupon.store.export import export_store
 
 ROOM = "room-1"
 
@@ -61,13 +63,16 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_service(config: Path, db: Path, api_key: str, log: Path) -> AsyncIterator[str]:
-    """``livecoupon serve`` as a child process; yields its base URL, stops it afterwards."""
+async def running_service(config: Path, db: Path, credentials: Credentials, log: Path) -> AsyncIterator[str]:
+    """``livecoupon serve --clock event`` as a child process; yields its base URL, stops it afterwards.
+
+    Every simulated viewer connects from this machine, so the per-address limit is raised.
+    """
     port = _free_port()
-    env = os.environ | {"LIVECOUPON_API_KEY": api_key}
+    env = os.environ | credentials_env(credentials) | {"LIVECOUPON_IP_RATE": "100000/second"}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "livecoupon", "serve", "--config", str(config), "--db", str(db),
-                                 "--port", str(port)], env=env, stdout=out, stderr=out)
+                                 "--port", str(port), "--clock", "event"], env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as client:
@@ -89,6 +94,11 @@ async def running_service(config: Path, db: Path, api_key: str, log: Path) -> As
             proc.kill()
 
 
+def credentials_env(credentials: Credentials) -> dict[str, str]:
+    return {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
+            "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
+
+
 class Demo:
     def __init__(self, config: Path, out_dir: Path, viewers: int, minutes: int, speed: float, seed: int,
                  console: Console, show_progress: bool) -> None:
@@ -99,38 +109,42 @@ class Demo:
         self.speed = speed
         self.console, self.show_progress = console, show_progress
         self.stats = DemoStats()
-        self.posted: list[dict[str, Any]] = []
         self.sockets: dict[str, asyncio.Task[None]] = {}
         self.arrivals: asyncio.Queue[tuple[str, dict[str, Any], float]] = asyncio.Queue()
         self.due: dict[int, list[Purchase]] = defaultdict(list)
         self.last_post_wall = time.perf_counter()
-        self.api_key = secrets.token_urlsafe(16)
+        self.credentials = Credentials.from_env({})  # fresh ones for this run
+        self.db = self.out_dir / "livecoupon.db"
         self.second = 0
 
     async def run(self) -> dict[str, Any]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        db = self.out_dir / "livecoupon.db"
         for stale in self.out_dir.glob("livecoupon.db*"):
             stale.unlink()
         started = time.perf_counter()
-        async with running_service(self.config, db, self.api_key, self.out_dir / "service.log") as url:
+        async with running_service(self.config, self.db, self.credentials, self.out_dir / "service.log") as url:
             self._banner(url)
-            async with httpx.AsyncClient(base_url=url, timeout=30,
-                                         limits=httpx.Limits(max_connections=32)) as http:
+            async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=32),
+                                         headers={"X-API-Key": self.credentials.platform_key}) as http:
                 await self._broadcast(http, url)
                 await asyncio.sleep(0.3)  # the last popups in flight
-                decisions = await self._decisions(http)
             await self._close_sockets()
         wall = time.perf_counter() - started
-        return self._publish(decisions, wall)
+        return self._publish(wall)
 
     def _banner(self, url: str) -> None:
         if not self.show_progress:
             return
         self.console.print(f"[bold red]livecoupon 模拟直播 / simulated broadcast[/] — service {url}")
-        self.console.print(f"  观众页 viewer page:       {url}/web/viewer.html?room={ROOM}&user=viewer-00000")
-        self.console.print(f"  主播台 host console:      {url}/web/host.html?room={ROOM}&key={self.api_key}")
-        self.console.print(f"  运营台 operator console:  {url}/web/operator.html?key={self.api_key}")
+        c = self.credentials
+        self.console.print(f"  观众页 viewer page:       {url}/web/viewer.html?room={ROOM}")
+        self.console.print(f"      观众令牌 viewer token (viewer-00000): {c.viewer_token('viewer-00000', 4 * 3600)}",
+                           markup=False, highlight=False)
+        self.console.print(f"  主播台 host console:      {url}/web/host.html?room={ROOM}")
+        self.console.print(f"      主播令牌 host token: {c.host_token(ROOM)}", markup=False, highlight=False)
+        self.console.print(f"  运营台 operator console:  {url}/web/operator.html")
+        self.console.print(f"      运营密钥 operator key: {c.api_key}", markup=False, highlight=False)
+        self.console.print("  (粘贴到页面登录 / paste into the page's sign-in: no credential ever goes in a URL)")
         self.console.print(f"  接口文档 API reference:   {url}/docs")
 
     async def _broadcast(self, http: httpx.AsyncClient, url: str) -> None:
@@ -144,8 +158,8 @@ class Demo:
             for second in range(b.seconds):
                 self.second = second
                 ts = start_ts + second
-                orders = await self._shop(http, second, ts)
-                batch = b.events_at(second, ts) + orders
+                await self._shop(http, second)
+                batch = b.events_at(second, ts)
                 await self._open_pages(batch, url)
                 await self._post(http, batch)
                 self._take_arrivals(second)
@@ -165,7 +179,6 @@ class Demo:
         self.stats.post_seconds += time.perf_counter() - self.last_post_wall
         self.stats.events += len(batch)
         self.stats.batches += 1
-        self.posted.extend(batch)
 
     async def _open_pages(self, batch: list[dict[str, Any]], url: str) -> None:
         """Viewers open the live page (and its socket) as they join, and close it as they leave."""
@@ -176,7 +189,8 @@ class Demo:
             if event["type"] == "join" and user not in self.sockets:
                 ready = asyncio.Event()
                 opening.append(ready.wait())
-                self.sockets[user] = asyncio.create_task(self._listen(f"{ws_base}/v1/rooms/{ROOM}/live?user={user}",
+                token = self.credentials.viewer_token(user, 4 * 3600)
+                self.sockets[user] = asyncio.create_task(self._listen(f"{ws_base}/v1/rooms/{ROOM}/live?token={token}",
                                                                       user, ready))
             elif event["type"] == "leave" and user in self.sockets:
                 self.sockets.pop(user).cancel()
@@ -210,14 +224,15 @@ class Demo:
                 delay, purchase = plan
                 self.due[second + delay].append(purchase)
 
-    async def _shop(self, http: httpx.AsyncClient, second: int, ts: float) -> list[dict[str, Any]]:
+    async def _shop(self, http: httpx.AsyncClient, second: int) -> None:
+        """The shop's backend checks out this second's purchases; each paid order counts in the
+        service as an ``order`` event of the room (one truth: nothing is posted twice)."""
         purchases = self.due.pop(second, [])
         present: list[Viewer] = list(self.broadcast.present.values())
         purchases += [p for v in present if (p := self.shopper.organic(v, second)) is not None]
-        results = await asyncio.gather(*(self._checkout(http, p, second, n) for n, p in enumerate(purchases)))
-        return [{"type": "order", "room": ROOM, "ts": ts, **r} for r in results if r is not None]
+        await asyncio.gather(*(self._checkout(http, p, second, n) for n, p in enumerate(purchases)))
 
-    async def _checkout(self, http: httpx.AsyncClient, p: Purchase, second: int, n: int) -> dict[str, Any] | None:
+    async def _checkout(self, http: httpx.AsyncClient, p: Purchase, second: int, n: int) -> None:
         """Quote, create with the best coupon, then pay (or sometimes cancel, or pay and refund)."""
         order_id = f"order-{second}-{n}-{p.user}"
         coupon_id = None
@@ -225,43 +240,42 @@ class Demo:
             quote = (await http.post("/v1/checkout/quote", json={"user": p.user, "cart": p.cart})).json()
             coupon_id = (quote.get("best") or {}).get("coupon_id")
         created = await http.post("/v1/orders", json={"order_id": order_id, "user": p.user, "cart": p.cart,
-                                                      "coupon_id": coupon_id, "idempotency_key": f"{order_id}:create"})
+                                                      "coupon_id": coupon_id, "idempotency_key": f"{order_id}:create",
+                                                      "room": ROOM})
         if created.status_code != 201:
             self.stats.refused += 1
-            return None
+            return
         roll = self.shopper.rng.random()
         if roll < 0.04:
             await http.post(f"/v1/orders/{order_id}/cancel", json={"idempotency_key": f"{order_id}:cancel"})
             self.stats.cancelled += 1
-            return None
+            return
         paid = await http.post(f"/v1/orders/{order_id}/pay", json={"idempotency_key": f"{order_id}:pay"})
         if paid.status_code != 200:
             self.stats.refused += 1
-            return None
+            return
         if roll > 0.98:
             await http.post(f"/v1/orders/{order_id}/refund", json={"idempotency_key": f"{order_id}:refund"})
             self.stats.refunded += 1
         self.stats.orders += 1
         self.stats.orders_with_coupon += coupon_id is not None
-        return {"user": p.user, "order_id": order_id, "amount": paid.json()["payable"], "coupon_id": coupon_id}
-
-    async def _decisions(self, http: httpx.AsyncClient) -> list[DecisionRecord]:
-        answer = await http.get("/v1/admin/decisions", headers={"X-API-Key": self.api_key})
-        answer.raise_for_status()
-        return [_record(d) for d in answer.json()["decisions"]]
 
     async def _close_sockets(self) -> None:
         for task in self.sockets.values():
             task.cancel()
         await asyncio.gather(*self.sockets.values(), return_exceptions=True)
 
-    def _publish(self, decisions: list[DecisionRecord], wall: float) -> dict[str, Any]:
-        lines = [json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in self.posted]
-        (self.out_dir / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        events, _ = read_events(lines)
+    def _publish(self, wall: float) -> dict[str, Any]:
+        """Export the service's log and decisions, and check that replaying the log reproduces them."""
+        export_store(self.db, self.out_dir)
+        lines = (self.out_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        live = [(self.out_dir / name).read_text(encoding="utf-8") for name in ("issued.jsonl", "suppressed.jsonl")]
         replayed = replay(self.campaign, lines)
-        live_ids = sorted(d.coupon_id for d in decisions if d.issued)
-        replay_ids = sorted(d.request.coupon_id for d in replayed.decisions if d.issued)
+        check = self.out_dir / "replay-check"
+        write_outputs(replayed, check)
+        matches = live == [(check / name).read_text(encoding="utf-8") for name in ("issued.jsonl", "suppressed.jsonl")]
+        events, _ = read_events(lines)
+        decisions = [d.record() for d in replayed.decisions]
         latencies = sorted(self.stats.popup_latency_ms)
         s = self.stats
         demo = {
@@ -272,17 +286,9 @@ class Demo:
             "popup_latency_ms": {"p50": _quantile(latencies, 0.5), "p99": _quantile(latencies, 0.99)},
             "orders": s.orders, "orders_with_coupon": s.orders_with_coupon, "refused": s.refused,
             "cancelled": s.cancelled, "refunded": s.refunded,
-            "replay_matches_live": live_ids == replay_ids,
+            "replay_matches_live": matches,
         }
         return write_report(self.campaign, decisions, events, self.out_dir, simulated=True, extra={"demo": demo})
-
-
-def _record(d: dict[str, Any]) -> DecisionRecord:
-    ms = round(d["ts"] * 1000)
-    expires = round(d["expires_at"] * 1000) if "expires_at" in d else None
-    return DecisionRecord(d["coupon_id"], d["room"], d["broadcast"], d["trigger"], d["user"], ms, d.get("coupon"),
-                          Reason(d["reason"]) if d.get("reason") else None, expires, d.get("experiment"),
-                          d.get("variant"))
 
 
 def _quantile(values: list[float], q: float) -> float | None:

@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS visits (
 CREATE TABLE IF NOT EXISTS orders (
     order_id TEXT PRIMARY KEY, user TEXT NOT NULL, cart TEXT NOT NULL, coupon_id TEXT,
     subtotal INTEGER NOT NULL, discount INTEGER NOT NULL, payable INTEGER NOT NULL,
-    state TEXT NOT NULL, created_at INTEGER NOT NULL, reserved_until INTEGER);
+    state TEXT NOT NULL, created_at INTEGER NOT NULL, reserved_until INTEGER, room TEXT);
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
     body TEXT NOT NULL) WITHOUT ROWID;
@@ -82,8 +82,13 @@ COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.user, d.t
 
 def _migrations(db: sqlite3.Connection) -> str:
     """What a store file written by an earlier version needs before ``SCHEMA`` applies."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
-    return "ALTER TABLE decisions ADD COLUMN device_key TEXT;" if columns and "device_key" not in columns else ""
+    wanted = {"decisions": ("device_key", "TEXT"), "orders": ("room", "TEXT")}
+    steps = []
+    for table, (column, kind) in wanted.items():
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if columns and column not in columns:
+            steps.append(f"ALTER TABLE {table} ADD COLUMN {column} {kind};")
+    return "".join(steps)
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -124,6 +129,16 @@ class SqliteStore:
             with self._all_lock:
                 self._all.append(db)
         return db
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A read transaction: every read inside sees the same committed moment."""
+        db = self._db
+        db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
 
     @contextmanager
     def unit_of_work(self) -> Iterator[None]:
@@ -299,10 +314,12 @@ class SqliteStore:
             cur = self._db.execute("INSERT OR IGNORE INTO visits VALUES (?, ?)", (campaign, user))
             return cur.rowcount == 1
 
-    def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
+    def decisions(self, campaign: str | None = None) -> Iterator[DecisionRecord]:
+        """The campaign's decisions in decision order (every campaign's, with None)."""
+        where, args = ("WHERE campaign=?", (campaign,)) if campaign is not None else ("", ())
         rows = self._db.execute(
             "SELECT coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment, variant "
-            "FROM decisions WHERE campaign=? ORDER BY seq", (campaign,)).fetchall()
+            f"FROM decisions {where} ORDER BY seq", args).fetchall()
         for (coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment,
              variant) in rows:
             yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
@@ -356,19 +373,21 @@ class SqliteStore:
         cart = json.dumps([[line.product, line.category, line.price, line.qty] for line in order.cart],
                           ensure_ascii=False)
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO orders (order_id, user, cart, coupon_id, subtotal, discount, payable, state, "
+            "created_at, reserved_until, room) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (order.order_id, order.user, cart, order.coupon_id, order.subtotal, order.discount, order.payable,
-             order.state.value, order.created_at, order.reserved_until))
+             order.state.value, order.created_at, order.reserved_until, order.room))
         return cur.rowcount == 1
 
     def order(self, order_id: str) -> Order | None:
-        row = self._db.execute("SELECT * FROM orders WHERE order_id=?", (order_id,)).fetchone()
+        row = self._db.execute("SELECT order_id, user, cart, coupon_id, subtotal, discount, payable, state, "
+                               "created_at, reserved_until, room FROM orders WHERE order_id=?", (order_id,)).fetchone()
         if row is None:
             return None
-        order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until = row
+        order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row
         lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in json.loads(cart))
         return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state),
-                     created_at, reserved_until)
+                     created_at, reserved_until, room)
 
     def move_order(self, order: Order, expected: OrderState) -> bool:
         cur = self._db.execute("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",

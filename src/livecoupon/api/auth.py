@@ -1,0 +1,172 @@
+"""Who may call what (SPEC §6): three credentials, and the sessions the consoles use.
+
+- the operator key (``LIVECOUPON_API_KEY``): everything, the consoles included;
+- the platform key (``LIVECOUPON_PLATFORM_KEY``): events, and every endpoint that acts
+  for a user, for any user;
+- viewer tokens: HS256 JWTs signed with ``LIVECOUPON_VIEWER_SECRET`` by the merchant's
+  backend, ``sub`` = the user, ``exp`` required: only what acts for that user.
+
+Pages never carry a credential in their URL: a console exchanges its key (or a host's
+room token) for a short-lived, HttpOnly session cookie at ``POST /v1/session``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from livecoupon.errors import Forbidden, Unauthorized
+
+SESSION_COOKIE = "livecoupon_session"
+SESSION_SECONDS = 12 * 3600
+HOST_TOKEN_SECONDS = 24 * 3600
+MAX_TOKEN = 4096
+ENV = {"operator": "LIVECOUPON_API_KEY", "platform": "LIVECOUPON_PLATFORM_KEY",
+       "viewer": "LIVECOUPON_VIEWER_SECRET"}
+
+
+class Role(enum.StrEnum):
+    OPERATOR = "operator"
+    PLATFORM = "platform"
+    VIEWER = "viewer"
+    HOST = "host"  # reads one room's console feed, nothing else
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified caller. ``user`` is a viewer's own user; ``room`` a host's room."""
+
+    role: Role
+    user: str | None = None
+    room: str | None = None
+
+    @property
+    def scope(self) -> str:
+        """What idempotency keys are scoped to: the kind of caller and, for a viewer, who."""
+        return f"{self.role.value}:{self.user or ''}"
+
+    @property
+    def owner(self) -> str | None:
+        """The only user this caller may act for, or None for any user (server to server)."""
+        return self.user if self.role is Role.VIEWER else None
+
+    @property
+    def is_server(self) -> bool:
+        return self.role in (Role.OPERATOR, Role.PLATFORM)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    platform_key: str
+    viewer_secret: str
+    generated: tuple[str, ...] = field(default=(), compare=False)  # environment variables made up for this run
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Credentials:
+        """Each credential from the environment; one that is unset is generated (and listed in ``generated``)."""
+        values, generated = {}, []
+        for role, name in ENV.items():
+            value = env.get(name)
+            if not value:
+                value = secrets.token_urlsafe(32)
+                generated.append(name)
+            values[role] = value
+        return cls(values["operator"], values["platform"], values["viewer"], tuple(generated))
+
+    @property
+    def _session_secret(self) -> bytes:
+        """Signs console sessions and host tokens: changes, and so logs everyone out, with the operator key."""
+        return hmac.new(self.api_key.encode(), b"livecoupon console sessions", hashlib.sha256).digest()
+
+    # -- verifying ---------------------------------------------------------------------------
+    def identify(self, token: str) -> Caller | None:
+        """The caller a key or token proves, or None when it proves nothing (wrong, expired, malformed)."""
+        if not token or len(token) > MAX_TOKEN:
+            return None
+        given = token.encode()
+        if hmac.compare_digest(given, self.api_key.encode()):
+            return Caller(Role.OPERATOR)
+        if hmac.compare_digest(given, self.platform_key.encode()):
+            return Caller(Role.PLATFORM)
+        if token.count(".") != 2:
+            return None
+        return self._viewer(token) or self._session(token)
+
+    def _viewer(self, token: str) -> Caller | None:
+        claims = _decode(token, self.viewer_secret.encode(), ["exp", "sub"])
+        if claims is None or claims.get("typ") in ("session", "host"):
+            return None
+        user = claims.get("sub")
+        if not isinstance(user, str) or not user or len(user) > 128:
+            return None
+        return Caller(Role.VIEWER, user=user)
+
+    def _session(self, token: str) -> Caller | None:
+        claims = _decode(token, self._session_secret, ["exp", "typ", "role"])
+        if claims is None or claims.get("typ") not in ("session", "host"):
+            return None
+        try:
+            role = Role(claims["role"])
+        except ValueError:
+            return None
+        room = claims.get("room")
+        if role is Role.HOST and not isinstance(room, str):
+            return None
+        user = claims.get("user") if role is Role.VIEWER else None
+        return Caller(role, user=user, room=room if role is Role.HOST else None)
+
+    # -- minting -----------------------------------------------------------------------------
+    def viewer_token(self, user: str, seconds: int = 3600) -> str:
+        """A viewer token, as the merchant's backend mints it (the demo and tests use this)."""
+        return jwt.encode({"sub": user, "exp": int(time.time()) + seconds}, self.viewer_secret, algorithm="HS256")
+
+    def host_token(self, room: str, seconds: int = HOST_TOKEN_SECONDS) -> str:
+        """A credential that only reads ``room``'s console feed: for the host's screen."""
+        return self._sign({"typ": "host", "role": Role.HOST.value, "room": room}, seconds)
+
+    def session_token(self, caller: Caller, seconds: int = SESSION_SECONDS) -> str:
+        claims: dict[str, Any] = {"typ": "session", "role": caller.role.value}
+        if caller.room is not None:
+            claims["room"] = caller.room
+        if caller.user is not None:
+            claims["user"] = caller.user
+        return self._sign(claims, seconds)
+
+    def _sign(self, claims: dict[str, Any], seconds: int) -> str:
+        return jwt.encode(claims | {"exp": int(time.time()) + seconds}, self._session_secret, algorithm="HS256")
+
+
+def _decode(token: str, key: bytes, required: list[str]) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key, algorithms=["HS256"], options={"require": required})
+    except jwt.PyJWTError:
+        return None
+    return claims
+
+
+# -- what each endpoint lets in ------------------------------------------------------------------
+def require(caller: Caller | None, *roles: Role) -> Caller:
+    """``caller`` if its role is among ``roles``: 401 without a valid credential, 403 with the wrong one."""
+    if caller is None:
+        raise Unauthorized("unauthorized", "a valid credential is required (X-API-Key or Authorization: Bearer)")
+    if caller.role not in roles:
+        raise Forbidden("forbidden", f"a {caller.role.value} credential does not open this endpoint")
+    return caller
+
+
+def require_user(caller: Caller | None, user: str) -> Caller:
+    """A caller that may act for ``user``: the platform or operator for anyone, a viewer for themself."""
+    caller = require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
+    if caller.owner is not None and caller.owner != user:
+        raise Forbidden("not_your_user", "a viewer token acts only for its own user", "user")
+    return caller

@@ -1,0 +1,23 @@
+"""``livecoupon export``: the service's log and decisions, as files a replay reproduces (SPEC §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from livecoupon.engine.recordings import write_decisions, write_lines
+from livecoupon.store.sqlite import SqliteStore
+
+
+def export_store(db: str | Path, out_dir: Path) -> dict[str, int]:
+    """Write ``events.jsonl`` (every applied event and operator command, in the order applied),
+    ``issued.jsonl`` and ``suppressed.jsonl``; the counts written. Safe while the service runs:
+    one read transaction sees one consistent moment."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(db)
+    try:
+        with store.reading():
+            events = write_lines(out_dir / "events.jsonl", store.events())
+            issued, suppressed = write_decisions(store.decisions(), out_dir)
+    finally:
+        store.close()
+    return {"events": events, "issued": issued, "suppressed": suppressed}
