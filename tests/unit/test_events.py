@@ -222,10 +222,11 @@ def test_non_finite_numbers_from_json_text_are_rejected() -> None:
         assert rejected(data).field == "ts"
 
 
-@pytest.mark.parametrize(("kind", "key"), [("join", "ts"), ("flash_sale", "duration")])
-def test_a_time_too_large_for_milliseconds_is_rejected_not_crashing(kind: str, key: str) -> None:
-    err = rejected(event(kind, **{key: 1e308}))
-    assert (err.field, err.message) == (key, "out of range")
+@pytest.mark.parametrize(("kind", "key", "value"), [("join", "ts", 1e308), ("join", "ts", 1e15), ("join", "ts", -1),
+                                                    ("flash_sale", "duration", 1e308)])
+def test_a_time_out_of_the_calendar_is_rejected_not_crashing(kind: str, key: str, value: float) -> None:
+    err = rejected(event(kind, **{key: value}))
+    assert (err.field, err.message.split(":")[0]) == (key, "out of range")
 
 
 @pytest.mark.parametrize(
@@ -267,9 +268,9 @@ def test_a_rejection_names_the_first_bad_field_only() -> None:
     assert err.field == "room"
 
 
-@given(st.one_of(st.floats(min_value=-2e9, max_value=2e9, allow_nan=False),
+@given(st.one_of(st.floats(min_value=0, max_value=2e9, allow_nan=False),
                  st.decimals(min_value=0, max_value=2_000_000_000, places=4).map(float),
-                 st.integers(min_value=-10**12, max_value=10**12)))
+                 st.integers(min_value=0, max_value=253_402_300_799)))
 @settings(max_examples=300)
 def test_event_ms_is_the_decimal_value_rounded_half_to_even(ts: float | int) -> None:
     exact = (Decimal(repr(ts)) * 1000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)

@@ -86,16 +86,16 @@ class Event:
 # double carries ~16 significant digits, so an epoch time (~1.7e12 ms) is only good to
 # ~1e-3 ms. Inside this band the decimal value the sender wrote decides.
 _HALF_MS_BAND = 0.01
-_MAX_SECONDS = 1e15  # beyond this an event time cannot be a time at all
+_MAX_SECONDS = 253_402_300_800  # 10000-01-01: past this a time can be neither stored nor shown as a date
 _CLEAR_OF_HALF = 0.5 - _HALF_MS_BAND
 
 
 def event_ms(ts: object) -> int | None:
     """An event time in integer ms, or None when ``ts`` is no usable number (the checked
     path then says why). Half a millisecond is settled by the decimal value sent."""
-    if type(ts) is int and -_MAX_SECONDS < ts < _MAX_SECONDS:
+    if type(ts) is int and 0 <= ts < _MAX_SECONDS:
         return ts * 1000
-    if type(ts) is float and -_MAX_SECONDS < ts < _MAX_SECONDS:
+    if type(ts) is float and 0 <= ts < _MAX_SECONDS:
         scaled = ts * 1000
         ms = int(scaled + 0.5) if scaled >= 0 else -int(0.5 - scaled)  # nearest; cheaper than round()
         return ms if -_CLEAR_OF_HALF < scaled - ms < _CLEAR_OF_HALF else ts_to_ms(ts)
@@ -116,10 +116,10 @@ def ts_to_ms(ts: float) -> int:
 
 
 def _millis(data: dict[str, Any], key: str) -> int:
-    try:
-        return ts_to_ms(_number(data, key))
-    except OverflowError:
-        raise EventError(key, "out of range") from None
+    value = _number(data, key)
+    if not 0 <= value < _MAX_SECONDS:
+        raise EventError(key, "out of range: seconds since 1970, before the year 10000")
+    return ts_to_ms(value)
 
 
 def _number(data: dict[str, Any], key: str) -> float | int:
