@@ -48,6 +48,8 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI's answer to a body its JSON parser gave up on (too deep, say)
+        return JSONResponse(error_body("invalid_json", f"body: {exc.detail}", "body"), status_code=422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail), None), status_code=exc.status_code)
 

@@ -1,0 +1,294 @@
+"""Trust boundaries over HTTP and WebSocket: who may call what, the service's time, bounds on input."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from livecoupon.api.app import create_app
+from livecoupon.api.throttle import Throttle
+from livecoupon.campaign_file import load_campaign
+from livecoupon.engine.clock import ClockMode
+from livecoupon.service import LiveService
+from livecoupon.store.sqlite import SqliteStore
+from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer, viewer_token
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+T0 = 1_700_000_000
+CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
+
+
+class Wall:
+    """The machine's clock as the service sees it, set by the test (ms)."""
+
+    def __init__(self) -> None:
+        self.ms = T0 * 1000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall()
+
+
+def make_client(tmp_path: Path, wall: Wall, throttle: Throttle | None = None) -> Iterator[TestClient]:
+    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "t.db"), ClockMode.WALL, wall=wall)
+    with TestClient(create_app(service, credentials=CREDENTIALS, throttle=throttle)) as client:
+        yield client
+    service.close()
+
+
+@pytest.fixture
+def client(tmp_path: Path, wall: Wall) -> Iterator[TestClient]:
+    yield from make_client(tmp_path, wall)
+
+
+def post_events(client: TestClient, events: list[dict[str, Any]]) -> dict[str, Any]:
+    answer = client.post("/v1/events", json=events, headers=PLATFORM)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def start(client: TestClient, *users: str) -> None:
+    post_events(client, [{"type": "live_start", "room": "room-1", "ts": T0}] +
+                [{"type": "join", "room": "room-1", "ts": T0, "user": u} for u in users])
+
+
+# -- who may call what -------------------------------------------------------------------------
+EXPIRED = CREDENTIALS.viewer_token("alice", seconds=-10)
+FORGED = CREDENTIALS.__class__("x", "y", "another-secret-of-at-least-32-bytes!").viewer_token("alice")
+CALLERS: dict[str, dict[str, str]] = {
+    "none": {}, "wrong": {"X-API-Key": "not-a-key"}, "expired": {"Authorization": f"Bearer {EXPIRED}"},
+    "forged": {"Authorization": f"Bearer {FORGED}"}, "alice": viewer("alice"), "bob": viewer("bob"),
+    "platform": PLATFORM, "operator": OPERATOR,
+    "host": {"Authorization": f"Bearer {CREDENTIALS.host_token('room-1')}"},
+}
+ORDER = {"order_id": "o-alice", "user": "alice", "cart": CART, "idempotency_key": "k"}
+# (method, path, body, who gets in); everyone else: 401 without a valid credential, 403 with one.
+ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
+    ("POST", "/v1/events", [], {"platform", "operator"}),
+    ("GET", "/v1/users/alice/coupons", None, {"alice", "platform", "operator"}),
+    ("POST", "/v1/checkout/quote", {"user": "alice", "cart": CART}, {"alice", "platform", "operator"}),
+    ("POST", "/v1/orders", ORDER, {"alice", "platform", "operator"}),
+    ("POST", "/v1/rooms/room-1/comments", {"text": "hi"}, {"alice", "bob"}),
+    ("GET", "/v1/admin/stats", None, {"operator"}),
+    ("GET", "/v1/admin/decisions", None, {"operator"}),
+    ("GET", "/v1/admin/metrics", None, {"operator"}),
+    ("POST", "/v1/admin/triggers/newcomer", {"paused": False}, {"operator"}),
+    ("POST", "/v1/admin/issue", {"template": "bonus", "users": ["a"], "room": "room-1", "idempotency_key": "m"},
+     {"operator"}),
+    ("POST", "/v1/admin/blocklist", {"users": ["x"], "blocked": False}, {"operator"}),
+    ("POST", "/v1/admin/rooms/room-1/host-token", None, {"operator"}),
+    ("POST", "/v1/session", None, {"operator", "host"}),
+]
+INVALID = {"none", "wrong", "expired", "forged"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+def test_every_endpoint_lets_in_exactly_its_callers(client: TestClient, method: str, path: str, body: Any,
+                                                    allowed: set[str]) -> None:
+    start(client)
+    for who, headers in CALLERS.items():
+        answer = client.request(method, path, json=body, headers=headers)
+        client.cookies.clear()
+        expected = "in" if who in allowed else ("401" if who in INVALID else "403")
+        got = "in" if answer.status_code < 400 or answer.status_code in (404, 409) else str(answer.status_code)
+        assert got == expected, f"{who}: {answer.status_code} {answer.text}"
+
+
+def test_a_viewer_sees_and_acts_only_for_themself(client: TestClient) -> None:
+    start(client, "alice", "bob")
+    bob_coupon = client.get("/v1/users/bob/coupons", headers=PLATFORM).json()["coupons"][0]["coupon_id"]
+    assert client.get(f"/v1/coupons/{bob_coupon}", headers=viewer("alice")).status_code == 403
+    assert client.get(f"/v1/coupons/{bob_coupon}", headers=viewer("bob")).status_code == 200
+    as_bob = {"order_id": "o1", "user": "bob", "cart": CART, "coupon_id": bob_coupon, "idempotency_key": "k"}
+    assert client.post("/v1/orders", json=as_bob, headers=viewer("alice")).status_code == 403
+    assert client.post("/v1/orders", json=as_bob, headers=viewer("bob")).status_code == 201
+    for action in ("pay", "cancel", "refund"):
+        answer = client.post(f"/v1/orders/o1/{action}", json={"idempotency_key": "a"}, headers=viewer("alice"))
+        assert answer.status_code == 403, action
+    assert client.get("/v1/orders/o1", headers=viewer("alice")).status_code == 403
+    assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p"}, headers=viewer("bob")).status_code == 200
+
+
+def test_idempotency_keys_are_scoped_to_caller_and_user(client: TestClient) -> None:
+    start(client, "alice", "bob")
+    for user in ("alice", "bob"):
+        body = {"order_id": f"o-{user}", "user": user, "cart": CART, "idempotency_key": "same-key"}
+        answer = client.post("/v1/orders", json=body, headers=viewer(user))
+        assert answer.status_code == 201 and answer.json()["user"] == user
+
+
+def test_the_viewer_socket_needs_the_viewers_own_token(client: TestClient) -> None:
+    start(client)
+    for url, code in [("/v1/rooms/room-1/live", 4401), ("/v1/rooms/room-1/live?token=nope", 4401),
+                      (f"/v1/rooms/room-1/live?token={EXPIRED}", 4401),
+                      (f"/v1/rooms/room-1/live?token={viewer_token('alice')}&user=bob", 4403),
+                      (f"/v1/rooms/room-1/live?token={CREDENTIALS.api_key}", 4403)]:
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(url) as ws:
+            ws.receive_json()
+        assert closed.value.code == code, url
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('alice')}&user=alice") as ws:
+        post_events(client, [{"type": "join", "room": "room-1", "ts": T0 + 1, "user": "alice"}])
+        message = ws.receive_json()
+        assert message["type"] == "coupon" and message["title"]
+
+
+def test_a_user_may_hold_five_sockets_not_six(client: TestClient) -> None:
+    start(client)
+    url = f"/v1/rooms/room-1/live?token={viewer_token('alice')}"
+    with contextlib.ExitStack() as five:
+        for _ in range(5):
+            five.enter_context(client.websocket_connect(url))
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(url) as sixth:
+            sixth.receive_json()
+        assert closed.value.code == 4429
+
+
+def test_the_console_socket_opens_for_operators_and_hosts_only(client: TestClient) -> None:
+    host = CREDENTIALS.host_token("room-1")
+    with client.websocket_connect(f"/v1/console/live?token={host}") as ws:
+        first = ws.receive_json()
+        assert first["type"] == "stats" and set(first["rooms"]) == {"room-1"}
+    for token, code in [("nope", 4401), (viewer_token("alice"), 4403), (CREDENTIALS.platform_key, 4403)]:
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
+                f"/v1/console/live?token={token}") as ws:
+            ws.receive_json()
+        assert closed.value.code == code
+
+
+def test_a_console_session_is_a_cookie_and_never_a_url(client: TestClient) -> None:
+    answer = client.post("/v1/session", headers=OPERATOR)
+    assert answer.status_code == 200 and answer.json()["role"] == "operator"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert client.get("/v1/admin/stats").status_code == 200  # the cookie alone
+    with client.websocket_connect("/v1/console/live") as ws:
+        assert ws.receive_json()["type"] == "stats"
+    client.delete("/v1/session")
+    client.cookies.clear()
+    assert client.get("/v1/admin/stats").status_code == 401
+
+
+def test_wrong_credentials_from_one_address_are_slowed_down(tmp_path: Path, wall: Wall) -> None:
+    for client in make_client(tmp_path, wall, Throttle(failed_auth="3/minute")):
+        statuses = [client.get("/v1/admin/stats", headers={"X-API-Key": f"guess-{i}"}).status_code for i in range(5)]
+        assert statuses == [401, 401, 401, 429, 429]
+
+
+def test_a_viewer_over_the_rate_limit_gets_429_with_retry_after(tmp_path: Path, wall: Wall) -> None:
+    for client in make_client(tmp_path, wall, Throttle(viewer="5/minute")):
+        statuses = [client.get("/v1/users/alice/coupons", headers=viewer("alice")).status_code for _ in range(7)]
+        assert statuses == [200] * 5 + [429, 429]
+        limited = client.get("/v1/users/alice/coupons", headers=viewer("alice"))
+        assert int(limited.headers["retry-after"]) >= 1 and limited.json()["error"]["code"] == "rate_limited"
+        assert client.get("/v1/users/bob/coupons", headers=viewer("bob")).status_code == 200
+
+
+# -- the service's time -------------------------------------------------------------------------
+def test_events_far_from_the_services_clock_are_rejected_by_name(client: TestClient, wall: Wall) -> None:
+    events = [{"type": "live_start", "room": "room-1", "ts": T0},
+              {"type": "join", "room": "room-1", "ts": T0 + 86_400, "user": "future"},
+              {"type": "join", "room": "room-1", "ts": T0 - 10 * 86_400, "user": "past"},
+              {"type": "join", "room": "room-1", "ts": T0 + 4.9, "user": "ahead"},
+              {"type": "join", "room": "room-1", "ts": T0 - 599, "user": "late"}]
+    answer = post_events(client, events)
+    assert answer["accepted"] == 3
+    errors = {r["index"]: r["error"] for r in answer["rejected"]}
+    assert set(errors) == {1, 2}
+    assert errors[1].startswith("ts: ts_in_future") and errors[2].startswith("ts: ts_too_old")
+    assert client.get("/v1/users/past/coupons", headers=PLATFORM).json()["coupons"] == []
+
+
+def test_an_event_stamped_ahead_cannot_move_the_clock_or_expire_coupons(client: TestClient) -> None:
+    start(client, "alice")
+    post_events(client, [{"type": "heartbeat", "room": "room-1", "ts": T0 + 86_400, "user": "alice"}])
+    [coupon] = client.get("/v1/users/alice/coupons", headers=PLATFORM).json()["coupons"]
+    assert coupon["state"] == "issued"
+    stats = client.get("/v1/admin/health", headers=OPERATOR).json()
+    assert (stats["clock"], stats["now"]) == ("wall", T0 * 1000)
+
+
+def test_a_late_event_is_applied_now_and_logged_as_applied(client: TestClient, wall: Wall) -> None:
+    start(client, "alice")
+    post_events(client, [{"type": "heartbeat", "room": "room-1", "ts": T0 + 3, "user": "alice"}])
+    post_events(client, [{"type": "comment", "room": "room-1", "ts": T0 + 1, "user": "alice", "text": "hi"}])
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    logged = [e for e in service.store.events() if e["type"] == "comment"]
+    assert logged == [{"type": "comment", "room": "room-1", "ts": T0 + 3, "user": "alice", "text": "hi"}]
+
+
+# -- bounds on input ----------------------------------------------------------------------------
+def test_a_body_over_16_mib_is_413(client: TestClient) -> None:
+    body = b"[" + b" " * (16 * 2**20) + b"]"
+    answer = client.post("/v1/events", content=body, headers=PLATFORM | {"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
+
+
+def test_a_gzip_body_is_read_and_a_gzip_bomb_is_413(client: TestClient) -> None:
+    events = json.dumps([{"type": "live_start", "room": "room-1", "ts": T0}]).encode()
+    answer = client.post("/v1/events", content=gzip.compress(events),
+                         headers=PLATFORM | {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    bomb = gzip.compress(b"[" + b" " * (20 * 2**20) + b"]")
+    answer = client.post("/v1/events", content=bomb, headers=PLATFORM | {"Content-Encoding": "gzip"})
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/checkout/quote", "/v1/orders"])
+def test_deeply_nested_json_is_422_not_500(client: TestClient, path: str) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    answer = client.post(path, content=body, headers=PLATFORM | {"Content-Type": "application/json"})
+    assert answer.status_code == 422
+
+
+def test_one_bad_event_never_fails_its_batch(client: TestClient) -> None:
+    body = ('[{"type":"live_start","room":"room-1","ts":%d},'
+            '{"type":"comment","room":"room-1","ts":%d,"user":"a","text":"\\ud800"},'
+            '{"type":"join","room":"room-1","ts":%d,"user":"b"},'
+            '{"type":"join","room":"room-1","ts":1e15,"user":"c"},'
+            '{"type":"comment","room":"room-1","ts":%d,"user":"d","text":"%s"},'
+            '{"type":"operator","room":"*","ts":%d,"action":"pause","trigger":"newcomer"}]'
+            % (T0, T0, T0, T0, "x" * 2001, T0))
+    answer = client.post("/v1/events", content=body, headers=PLATFORM | {"Content-Type": "application/json"})
+    assert answer.status_code == 200
+    result = answer.json()
+    errors = {r["index"]: r["error"] for r in result["rejected"]}
+    assert result["accepted"] == 2 and set(errors) == {1, 3, 4, 5}
+    assert "text" in errors[1] and "ts" in errors[3] and "text" in errors[4] and "type" in errors[5]
+    assert client.get("/v1/admin/stats", headers=OPERATOR).status_code == 200
+
+
+def test_quantities_and_prices_out_of_range_are_422(client: TestClient) -> None:
+    start(client, "alice")
+    for line in ({"product": "p", "price": 1, "qty": 10**17}, {"product": "p", "price": 1e12, "qty": 1}):
+        answer = client.post("/v1/checkout/quote", json={"user": "alice", "cart": [line]}, headers=PLATFORM)
+        assert answer.status_code == 422, line
+
+
+def test_too_many_events_is_422_and_not_an_array_too(client: TestClient) -> None:
+    many = [{"type": "heartbeat", "room": "room-1", "ts": T0, "user": "u"}] * 10_001
+    assert client.post("/v1/events", json=many, headers=PLATFORM).status_code == 422
+    assert client.post("/v1/events", json={"type": "join"}, headers=PLATFORM).status_code == 422
+
+
+def test_a_viewers_chat_takes_the_user_from_the_token_and_the_time_from_the_service(client: TestClient,
+                                                                                    wall: Wall) -> None:
+    start(client, "alice")
+    wall.ms += 2_000
+    answer = client.post("/v1/rooms/room-1/comments", json={"text": "扣1", "user": "bob", "ts": 1},
+                         headers=viewer("alice"))
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    [comment] = [e for e in service.store.events() if e["type"] == "comment"]
+    assert (comment["user"], comment["ts"]) == ("alice", T0 + 2)
