@@ -1,41 +1,71 @@
-"""The host and operator consoles in headless Chromium, against a real ``livecoupon serve``."""
+"""The host and operator consoles in headless Chromium, against a real ``livecoupon serve``.
+
+A console signs in through its form: the operator key (or a host token) goes once, in a
+header, to ``POST /v1/session``; from then on the page runs on an HttpOnly cookie, and no
+URL it opens — the address bar, its fetches, its socket — ever carries the credential.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from support.server import API_KEY, Server
+from support.credentials import API_KEY, PLATFORM, viewer_token
+from support.screenshots import admin, post, sign_in_console
+from support.server import Server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 pytestmark = pytest.mark.browser
 ROOM = "room-1"
 
 
+@dataclass
+class Tab:
+    """A console tab in its own browser context, with every URL it opened and every frame it received."""
+
+    context: BrowserContext
+    page: Page
+    urls: list[str] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def storage(self) -> str:
+        return str(self.page.evaluate("JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])"))
+
+    def status_of(self, path: str) -> int:
+        """What the server answers this page's own same-origin fetch (with its cookie, no header)."""
+        return int(self.page.evaluate("p => fetch(p).then(r => r.status)", path))
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
+def open_tab(browser: Browser) -> Iterator[Callable[[], Tab]]:
+    contexts: list[BrowserContext] = []
+
+    def open_() -> Tab:
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        tab = Tab(context, context.new_page())
+        context.on("request", lambda request: tab.urls.append(request.url))
+        tab.page.on("framenavigated", lambda frame: tab.urls.append(frame.url))
+        tab.page.on("websocket", lambda ws: (tab.urls.append(ws.url),
+                                             ws.on("framereceived", lambda p: tab.frames.append(json.loads(p)))))
+        return tab
+
+    yield open_
+    for context in contexts:
+        context.close()
 
 
-def post(server: Server, *events: dict[str, Any]) -> None:
-    answer = httpx.post(f"{server.url}/v1/events", json=list(events))
-    answer.raise_for_status()
-    assert answer.json()["rejected"] == []
-
-
-def admin(server: Server, path: str) -> Any:
-    answer = httpx.get(f"{server.url}{path}", headers={"X-API-Key": API_KEY})
-    answer.raise_for_status()
-    return answer.json()
+@pytest.fixture
+def tab(open_tab: Callable[[], Tab]) -> Tab:
+    return open_tab()
 
 
 def audience(t0: float, *users: str) -> list[dict[str, Any]]:
@@ -46,49 +76,74 @@ def audience(t0: float, *users: str) -> list[dict[str, Any]]:
     return events
 
 
-def test_host_console_shows_what_fired_and_why_and_lines_to_read_aloud(server: Server, page: Page) -> None:
-    page.goto(f"{server.url}/web/host.html?room={ROOM}&key={API_KEY}")
-    page.locator(".conn.on").wait_for()
-    t0 = time.time()
-    post(server, *audience(t0, "alice", "bob"))
-
-    newcomer = page.locator(".row[data-trigger='newcomer']")
-    newcomer.nth(1).wait_for()
-    lines = newcomer.all_inner_texts()
-    assert any("alice" in line and "已发 新人专享券" in line for line in lines)
-    assert "新人券 First visit" in lines[0]
-
-    post(server, {"type": "transcript", "room": ROOM, "ts": t0 + 1, "text": "宝宝们发劝啦"})  # an ASR homophone
-    say = page.locator("#say")
-    say.filter(has_text="口令券已发出 2 张").wait_for()
-    assert page.locator("#say-en").inner_text() == "2 coupons issued (passphrase)"
-    page.locator(".row[data-trigger='passphrase']").nth(1).wait_for()
-
-    page.locator("#issued").filter(has_text="4").wait_for()  # the stats frame, once a second
-    assert page.locator("#present").inner_text() == "2"
-    assert "直播中" in page.locator("#onair").inner_text()
-    assert "2 / 10,000" in page.locator("#bars").inner_text()  # newcomer stock
+def host_token(server: Server, room: str = ROOM) -> str:
+    answer = admin(server, f"/v1/admin/rooms/{room}/host-token", {})
+    assert answer["room"] == room
+    return str(answer["token"])
 
 
-def test_host_console_asks_for_a_key_and_says_when_it_is_refused(server: Server, page: Page) -> None:
-    page.goto(f"{server.url}/web/host.html?room={ROOM}")
+def submit(page: Page, credential: str) -> None:
     form = page.locator("#keyform")
-    form.wait_for()
-    form.locator("input").fill("not-the-key")
+    form.locator("input").fill(credential)
     form.locator("button").click()
-    page.locator("#keyform").filter(has_text="密钥无效").wait_for()
-    page.locator("#keyform input").fill(API_KEY)
-    page.locator("#keyform button").click()
-    page.locator(".conn.on").wait_for()
 
 
-def test_operator_console_counts_per_trigger_pauses_and_sends_to_everyone_present(server: Server,
-                                                                                 page: Page) -> None:
-    page.goto(f"{server.url}/web/operator.html?key={API_KEY}")
+def test_the_operator_signs_in_through_the_form_and_no_url_ever_carries_the_key(server: Server, tab: Tab) -> None:
+    page = tab.page
+    page.goto(f"{server.url}/web/operator.html")
+    form = page.locator("#keyform")
+    form.filter(has_text="请输入运营密钥").wait_for()
+    submit(page, "not-the-key")
+    form.filter(has_text="密钥无效").wait_for()
+    submit(page, host_token(server))  # a valid credential, but not one that opens this console
+    form.filter(has_text="运营台需要运营密钥").wait_for()
+    submit(page, API_KEY)
     page.locator(".conn.on").wait_for()
+    assert page.locator("#keyform").count() == 0
+    assert page.locator("#who").inner_text() == "运营 Operator"
+    page.locator("#k-issued").wait_for()
+
+    [cookie] = tab.context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("livecoupon_session", True, "Strict")
+    assert page.evaluate("document.cookie") == ""  # the page's scripts cannot read the session either
+    assert API_KEY not in tab.storage()
+    assert any("/v1/console/live" in url for url in tab.urls) and any("/v1/admin/" in url for url in tab.urls)
+    assert not [url for url in tab.urls if API_KEY in url]
+
+    page.reload()  # the cookie signs the console in again
+    page.locator(".conn.on").wait_for()
+    assert page.locator("#keyform").count() == 0
+
+    tab.context.clear_cookies()  # the session ends (as after 12 h): the next call says so, and the form returns
+    page.locator("#dl-refresh").click()
+    form.filter(has_text="登录已过期").wait_for()
+    submit(page, API_KEY)
+    page.locator("#keyform").wait_for(state="detached")
+    page.locator("tr[data-trigger='dwell'] button").click()
+    page.locator("tr[data-trigger='dwell']").filter(has_text="已暂停").wait_for()
+    assert admin(server, "/v1/admin/stats")["triggers"]["dwell"]["paused"] is True
+
+    page.locator("#signout").click()
+    page.locator("#keyform").wait_for()
+    assert tab.status_of("/v1/session") == 401
+    assert tab.status_of("/v1/admin/stats") == 401
+    assert not [url for url in tab.urls if API_KEY in url]
+
+
+def test_a_key_in_an_old_link_is_neither_used_nor_left_in_the_address_bar(server: Server, tab: Tab) -> None:
+    tab.page.goto(f"{server.url}/web/operator.html?key={API_KEY}")
+    tab.page.locator("#keyform").wait_for()
+    assert "key=" not in tab.page.url
+    assert tab.status_of("/v1/session") == 401
+    assert API_KEY not in tab.storage()
+
+
+def test_operator_console_counts_per_trigger_pauses_and_sends_to_everyone_present(server: Server, tab: Tab) -> None:
+    page = tab.page
+    sign_in_console(page, f"{server.url}/web/operator.html", API_KEY)
     t0 = time.time()
-    post(server, *audience(t0, "alice", "bob", "carol"))
-    post(server, {"type": "comment", "room": ROOM, "ts": t0 + 0.5, "user": "alice", "text": "扣1扣1"})
+    post(server, audience(t0, "alice", "bob", "carol"))
+    post(server, [{"type": "comment", "room": ROOM, "ts": t0 + 0.5, "user": "alice", "text": "扣1扣1"}])
 
     newcomer = page.locator("tr[data-trigger='newcomer']")
     newcomer.locator("td.issued").filter(has_text="3").wait_for()
@@ -98,8 +153,8 @@ def test_operator_console_counts_per_trigger_pauses_and_sends_to_everyone_presen
     assert page.locator("#k-present").inner_text() == "3"
     assert page.evaluate("Chart.getChart('rate').data.datasets[0].data.reduce((a, b) => a + b, 0)") == 4
 
-    post(server, {"type": "join", "room": ROOM, "ts": t0 + 1, "user": "dave"},
-         {"type": "comment", "room": ROOM, "ts": t0 + 1.5, "user": "dave", "text": "扣1"})  # right after his newcomer
+    post(server, [{"type": "join", "room": ROOM, "ts": t0 + 1, "user": "dave"},
+                  {"type": "comment", "room": ROOM, "ts": t0 + 1.5, "user": "dave", "text": "扣1"}])  # too soon
     kou1.locator(".chip[data-reason='min_interval']").filter(has_text="1").wait_for()
     assert page.evaluate("Chart.getChart('reasons').data.labels") == ["发券间隔 Min interval"]
 
@@ -125,14 +180,96 @@ def test_operator_console_counts_per_trigger_pauses_and_sends_to_everyone_presen
     assert "没有死信" in page.locator("#dead").inner_text()
 
 
-def test_operator_console_shows_redemption_and_the_experiment_so_far(server: Server, page: Page) -> None:
+def test_operator_console_mints_a_host_token_that_signs_the_host_console_in(server: Server,
+                                                                            open_tab: Callable[[], Tab]) -> None:
+    operator = open_tab().page
+    sign_in_console(operator, f"{server.url}/web/operator.html", API_KEY)
+    form = operator.locator("#host-token")
+    form.locator("input[name=room]").fill(ROOM)
+    form.locator("button").click()
+    token = form.locator("output").inner_text()
+
+    host = open_tab()
+    sign_in_console(host.page, f"{server.url}/web/host.html", token)
+    assert host.page.locator("#who").inner_text() == f"主播 Host · {ROOM}"
+
+
+def test_operator_console_shows_redemption_and_the_experiment_so_far(server: Server, tab: Tab) -> None:
     t0 = time.time()
-    post(server, *audience(t0, "dora", "eli"))
-    [coupon] = httpx.get(f"{server.url}/v1/users/dora/coupons").json()["coupons"]
-    post(server, {"type": "order", "room": ROOM, "ts": t0 + 1, "user": "dora", "order_id": "o-dora", "amount": 150,
-                  "coupon_id": coupon["coupon_id"]})
-    page.goto(f"{server.url}/web/operator.html?key={API_KEY}")
-    row = page.locator("#results tr").filter(has_text="newcomer")
+    post(server, audience(t0, "dora", "eli"))
+    [coupon] = admin(server, "/v1/users/dora/coupons")["coupons"]
+    post(server, [{"type": "order", "room": ROOM, "ts": t0 + 1, "user": "dora", "order_id": "o-dora", "amount": 150,
+                   "coupon_id": coupon["coupon_id"]}])
+    sign_in_console(tab.page, f"{server.url}/web/operator.html", API_KEY)
+    row = tab.page.locator("#results tr").filter(has_text="newcomer")
     row.filter(has_text="50.0%").wait_for()  # 2 issued, 1 redeemed
     assert "¥150" in row.inner_text()
-    page.locator("#experiments h3").filter(has_text="dwell-value").wait_for()
+    tab.page.locator("#experiments h3").filter(has_text="dwell-value").wait_for()
+
+
+def test_host_console_shows_what_fired_and_why_and_lines_to_read_aloud(server: Server, tab: Tab) -> None:
+    page = tab.page
+    token = host_token(server)
+    sign_in_console(page, f"{server.url}/web/host.html", token)
+    assert page.locator("#room").inner_text() == f"直播间 {ROOM}"  # the token knows its room
+    t0 = time.time()
+    post(server, audience(t0, "alice", "bob"))
+
+    newcomer = page.locator(".row[data-trigger='newcomer']")
+    newcomer.nth(1).wait_for()
+    lines = newcomer.all_inner_texts()
+    assert any("alice" in line and "已发 新人专享券" in line for line in lines)
+    assert "新人券 First visit" in lines[0]
+
+    post(server, [{"type": "transcript", "room": ROOM, "ts": t0 + 1, "text": "宝宝们发劝啦"}])  # an ASR homophone
+    say = page.locator("#say")
+    say.filter(has_text="口令券已发出 2 张").wait_for()
+    assert page.locator("#say-en").inner_text() == "2 coupons issued (passphrase)"
+    page.locator(".row[data-trigger='passphrase']").nth(1).wait_for()
+
+    page.locator("#issued").filter(has_text="4").wait_for()  # the stats frame, once a second
+    assert page.locator("#present").inner_text() == "2"
+    assert "直播中" in page.locator("#onair").inner_text()
+    assert "2 / 10,000" in page.locator("#bars").inner_text()  # newcomer stock
+    assert not [url for url in tab.urls if token in url]
+
+
+def test_a_host_token_opens_its_own_room_and_nothing_else(server: Server, tab: Tab) -> None:
+    page = tab.page
+    sign_in_console(page, f"{server.url}/web/host.html?room=room-2", host_token(server))  # ?room= is only a hint
+    assert page.locator("#room").inner_text() == f"直播间 {ROOM}"
+    t0 = time.time()
+    made = admin(server, "/v1/admin/issue", {"template": "bonus", "users": ["zed", "yan"], "room": "room-2",
+                                             "idempotency_key": "other-room"})  # another room's decisions first…
+    assert made["issued"] == 2
+    post(server, audience(t0, "alice", "bob"))  # …so they would be on screen before these
+    page.locator(".row[data-trigger='newcomer']").nth(1).wait_for()
+    page.locator("#present").filter(has_text="2").wait_for()
+
+    rows = page.locator("#rows").inner_text()
+    assert "alice" in rows and "zed" not in rows and "yan" not in rows
+    stats = [f for f in tab.frames if f["type"] == "stats"]
+    assert stats and all(f["room"] == ROOM and list(f["rooms"]) == [ROOM] for f in stats)
+    lines = [f for f in tab.frames if f["type"] in ("decision", "announcement")]
+    assert lines and {f["room"] for f in lines} == {ROOM}
+
+    assert tab.status_of("/v1/admin/stats") == 403  # the host's session reads its feed, nothing else
+    page.goto(f"{server.url}/web/operator.html")
+    page.locator("#keyform").filter(has_text="运营台需要运营密钥").wait_for()
+
+
+def test_host_console_asks_for_a_token_and_says_when_it_is_refused(server: Server, tab: Tab) -> None:
+    page = tab.page
+    page.goto(f"{server.url}/web/host.html")
+    form = page.locator("#keyform")
+    form.filter(has_text="请输入主播令牌").wait_for()
+    submit(page, "not-a-token")
+    form.filter(has_text="令牌或密钥无效").wait_for()
+    for valid_elsewhere in (viewer_token("alice"), PLATFORM["X-API-Key"]):
+        submit(page, valid_elsewhere)
+        form.filter(has_text="不能打开主播台").wait_for()
+        submit(page, "still-not-a-token")
+        form.filter(has_text="令牌或密钥无效").wait_for()
+    submit(page, host_token(server))
+    page.locator(".conn.on").wait_for()
+    assert page.locator("#keyform").count() == 0

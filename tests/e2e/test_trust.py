@@ -253,13 +253,13 @@ def test_deeply_nested_json_is_422_not_500(client: TestClient, path: str) -> Non
 
 
 def test_one_bad_event_never_fails_its_batch(client: TestClient) -> None:
-    body = ('[{"type":"live_start","room":"room-1","ts":%d},'
-            '{"type":"comment","room":"room-1","ts":%d,"user":"a","text":"\\ud800"},'
-            '{"type":"join","room":"room-1","ts":%d,"user":"b"},'
+    long_text = "x" * 2001
+    body = (f'[{{"type":"live_start","room":"room-1","ts":{T0}}},'
+            f'{{"type":"comment","room":"room-1","ts":{T0},"user":"a","text":"\\ud800"}},'
+            f'{{"type":"join","room":"room-1","ts":{T0},"user":"b"}},'
             '{"type":"join","room":"room-1","ts":1e15,"user":"c"},'
-            '{"type":"comment","room":"room-1","ts":%d,"user":"d","text":"%s"},'
-            '{"type":"operator","room":"*","ts":%d,"action":"pause","trigger":"newcomer"}]'
-            % (T0, T0, T0, T0, "x" * 2001, T0))
+            f'{{"type":"comment","room":"room-1","ts":{T0},"user":"d","text":"{long_text}"}},'
+            f'{{"type":"operator","room":"*","ts":{T0},"action":"pause","trigger":"newcomer"}}]')
     answer = client.post("/v1/events", content=body, headers=PLATFORM | {"Content-Type": "application/json"})
     assert answer.status_code == 200
     result = answer.json()

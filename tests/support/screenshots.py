@@ -3,9 +3,11 @@
     .venv/bin/python tests/support/screenshots.py [--out docs/screenshots]
 
 Starts the service on the example campaign, posts an 18-minute broadcast that ended
-just now (arrivals, heartbeats, chat, gifts, a passphrase), then opens each page in
-headless Chromium, lets live events reach it, and saves viewer.png, host.png and
-operator.png. The browser helpers here are shared with tests/e2e/test_browser_*.py.
+just now (arrivals, heartbeats, chat, gifts, a passphrase) with the platform key, then
+opens each page in headless Chromium and signs in through its form (the operator key,
+a host token, a viewer token), lets live events reach it, and saves viewer.png,
+host.png and operator.png. The browser helpers here are shared with
+tests/e2e/test_browser_*.py.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `support` importable
 
-from support.server import API_KEY, Server  # noqa: E402
+from support.credentials import API_KEY, OPERATOR, PLATFORM, viewer_token  # noqa: E402
+from support.server import Server  # noqa: E402
 
 if TYPE_CHECKING:  # playwright is a dev dependency, imported when a browser starts
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "campaign.yaml"
@@ -61,12 +64,40 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+def sign_in_console(page: Page, url: str, credential: str) -> None:
+    """Open a console and sign in through its form; the page then runs on the session cookie."""
+    page.goto(url)
+    form = page.locator("#keyform")
+    form.locator("input").fill(credential)
+    form.locator("button").click()
+    page.locator(".conn.on").wait_for()
+
+
+def sign_in_viewer(page: Page, url: str, token: str) -> None:
+    """Open the viewer page and paste a viewer token into its form; returns once the widget is live."""
+    page.goto(url)
+    form = page.locator("#signin")
+    form.locator("textarea").fill(token)
+    form.locator("button").click()
+    page.locator(".lcw-dnd[data-online='1']").wait_for()
+
+
 def post(server: Server, events: list[dict[str, Any]]) -> dict[str, Any]:
-    answer = httpx.post(f"{server.url}/v1/events", json=events, timeout=30)
+    """Events as the live platform posts them (server to server, with the platform key)."""
+    answer = httpx.post(f"{server.url}/v1/events", json=events, headers=PLATFORM, timeout=30)
     answer.raise_for_status()
     body: dict[str, Any] = answer.json()
     assert not body["rejected"], body["rejected"]
     return body
+
+
+def admin(server: Server, path: str, body: dict[str, Any] | None = None) -> Any:
+    """An operator call: GET ``path``, or POST ``body`` to it."""
+    url = f"{server.url}{path}"
+    answer = (httpx.get(url, headers=OPERATOR, timeout=30) if body is None
+              else httpx.post(url, json=body, headers=OPERATOR, timeout=30))
+    answer.raise_for_status()
+    return answer.json()
 
 
 def broadcast(start: float, minutes: int) -> list[dict[str, Any]]:
@@ -113,22 +144,21 @@ def shoot(out: Path) -> list[Path]:
         joined = sum(1 for e in events if e["type"] == "join")
         present_now(server, joined)
 
-        host = browser.new_page(viewport={"width": 1440, "height": 900})
-        host.goto(f"{server.url}/web/host.html?room={ROOM}&key={API_KEY}")
-        operator = browser.new_page(viewport={"width": 1440, "height": 1000})
-        operator.goto(f"{server.url}/web/operator.html?key={API_KEY}")
-        host.wait_for_selector(".conn.on")
-        operator.wait_for_selector(".conn.on")
+        host = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        host_token = admin(server, f"/v1/admin/rooms/{ROOM}/host-token", {})["token"]
+        sign_in_console(host, f"{server.url}/web/host.html", host_token)
+        operator = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+        sign_in_console(operator, f"{server.url}/web/operator.html", API_KEY)
         now = time.time()
         fan = late_arrival(events, minutes - 4)  # one coupon so far, the last over 2 minutes ago
         post(server, [{"type": "gift", "room": ROOM, "ts": now, "user": fan, "value": 520.0}])
         post(server, [{"type": "transcript", "room": ROOM, "ts": now + 0.5, "text": "恭喜榜一"}])
         post(server, [{"type": "transcript", "room": ROOM, "ts": now + 1, "text": "宝宝们发劝啦"}])
-        httpx.post(f"{server.url}/v1/admin/triggers/lucky", json={"paused": True},
-                   headers={"X-API-Key": API_KEY}).raise_for_status()
+        admin(server, "/v1/admin/triggers/lucky", {"paused": True})
 
-        viewer = browser.new_page(viewport={"width": 1100, "height": 760})
-        viewer.goto(f"{server.url}/web/viewer.html?room={ROOM}&user=viewer-demo")
+        viewer = browser.new_context(viewport={"width": 1100, "height": 760}).new_page()
+        sign_in_viewer(viewer, f"{server.url}/web/viewer.html?room={ROOM}", viewer_token("viewer-demo"))
+        post(server, [{"type": "join", "room": ROOM, "ts": time.time(), "user": "viewer-demo"}])
         viewer.wait_for_selector(".lcw-card")
         viewer.fill("#text", "这件大衣有黑色吗？")
         viewer.press("#text", "Enter")

@@ -40,7 +40,8 @@ def test_other_triggers_cap_per_device_per_broadcast() -> None:
     triggers = "  - {name: say, when: host_says, phrases: [发券啦], coupon: c20, cooldown: 0s, per_device: 2}\n"
     camp = campaign(triggers)
     viewers = [watch(u, 1, 30) for u in ("a", "b", "c")]
-    events = by_ts([ev("live_start", 0), *sum(viewers, []), say(10), ev("live_start", 40), *watch("c", 41, 50), say(50)])
+    events = by_ts([ev("live_start", 0), *sum(viewers, []), say(10), ev("live_start", 40), *watch("c", 41, 50),
+                    say(50)])
     for e in events:
         if e.get("user") is not None:
             e["device"] = "shared"

@@ -1,7 +1,11 @@
-/* What the host and operator consoles share: the key, API calls, the live socket, words. */
+/* What the host and operator consoles share: signing in, API calls, the live socket, words.
+ *
+ * A console never holds a credential: the key (or a host's token) typed into the sign-in form
+ * goes once, in a header, to POST /v1/session, which answers with an HttpOnly session cookie.
+ * Every later call and the console socket ride on that cookie; nothing goes in a URL or storage.
+ */
 (function (global) {
   "use strict";
-  var KEY_STORE = "livecoupon:key";
 
   var WHEN = {
     first_visit: "新人券 First visit", dwell: "观望鼓励 Dwell", online_reached: "满人福利 Milestone",
@@ -10,8 +14,14 @@
   var REASONS = {
     holdout: "对照组 Holdout", per_user_cap: "每人上限 Per-user cap", min_interval: "发券间隔 Min interval",
     template_expired: "券已失效 Template expired", out_of_stock: "库存不足 Out of stock",
-    over_budget: "预算用尽 Over budget", paused: "已暂停 Paused"
+    over_budget: "预算用尽 Over budget", paused: "已暂停 Paused", blocked: "已拉黑 Blocked",
+    risk: "风控拦截 Risk", device_cap: "设备上限 Device cap"
   };
+  var ROLE_WORDS = { operator: "运营 Operator", host: "主播 Host" };
+
+  var gate = null;     // the page's sign-in settings (see signIn)
+  var session = null;  // {role, user, room} of the signed-in console
+  var waiting = [];    // what resumes once signed in again (the feed)
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -20,72 +30,148 @@
     return node;
   }
 
-  /** The operator key: ?key=K, or what was typed into the key form in this tab. */
-  function key() {
-    var k = new URLSearchParams(location.search).get("key");
-    if (k) sessionStorage.setItem(KEY_STORE, k);
-    return k || sessionStorage.getItem(KEY_STORE) || "";
+  /** Old links put the key in the address bar: take it out of the URL (and history) unread. */
+  function scrubUrl() {
+    var url = new URL(location.href), dirty = false;
+    ["key", "token"].forEach(function (name) {
+      if (url.searchParams.has(name)) { url.searchParams.delete(name); dirty = true; }
+    });
+    if (dirty) history.replaceState(null, "", url.href);
   }
 
-  /** Ask for the key (none given, or the server refused it), then start again. */
+  function problem(r, data) {
+    var error = new Error((data && data.error && data.error.message) || "HTTP " + r.status);
+    error.status = r.status;
+    return error;
+  }
+
+  function json(r) {
+    return r.json().catch(function () { return {}; }).then(function (data) {
+      if (!r.ok) throw problem(r, data);
+      return data;
+    });
+  }
+
+  /** Who a credential is (GET /v1/session with it in a header; the cookie's session without). */
+  function whoIs(credential) {
+    var init = credential ? { headers: { Authorization: "Bearer " + credential } } : {};
+    return fetch("/v1/session", init).then(json);
+  }
+
+  function accepts(who) { return who && gate.roles.indexOf(who.role) >= 0; }
+
+  function signedIn(who) {
+    session = who;
+    var form = document.getElementById("keyform");
+    if (form) form.remove();
+    var badge = document.getElementById("who");
+    if (badge) {
+      badge.textContent = (ROLE_WORDS[who.role] || who.role) + (who.room ? " · " + who.room : "");
+      badge.hidden = false;
+    }
+    var out = document.getElementById("signout");
+    if (out) { out.hidden = false; out.onclick = signOut; }
+    var first = gate.ready;
+    gate.ready = null;
+    if (first) first(who);
+    waiting.splice(0).forEach(function (resume) { resume(who); });
+  }
+
+  /** Show the sign-in form (nothing signed in, or the server refused the session). */
   function askKey(message) {
-    if (document.getElementById("keyform")) return;
-    var form = el("form", "keyform");
+    session = null;
+    var form = document.getElementById("keyform");
+    if (form) {
+      if (message) form.querySelector("p").textContent = message;
+      return;
+    }
+    form = el("form", "keyform");
     form.id = "keyform";
-    form.innerHTML = '<div class="card"><h2>请输入运营密钥 <small>Operator API key</small></h2><p></p>' +
-      '<input name="key" type="password" autocomplete="off" placeholder="X-API-Key"><button class="btn">进入 Enter</button></div>';
-    form.querySelector("p").textContent = message || "启动服务时打印的 API key · printed by livecoupon serve";
+    form.innerHTML = '<div class="card"><h2></h2><p></p><input name="key" type="password" autocomplete="off">' +
+      '<button class="btn">进入 Sign in</button></div>';
+    form.querySelector("h2").innerHTML = gate.title;
+    form.querySelector("p").textContent = message || gate.hint;
+    form.key.placeholder = gate.placeholder;
     form.onsubmit = function (e) {
       e.preventDefault();
-      sessionStorage.setItem(KEY_STORE, form.key.value.trim());
-      var url = new URL(location.href);
-      url.searchParams.delete("key");
-      location.replace(url.href);
+      var credential = form.key.value.trim(), button = form.querySelector("button");
+      if (!credential) return;
+      button.disabled = true;
+      exchange(credential).then(signedIn, function (err) {
+        form.querySelector("p").textContent = err.message;
+        form.key.select();
+      }).then(function () { button.disabled = false; });
     };
     document.body.append(form);
     form.key.focus();
   }
 
-  /** fetch with the operator key; resolves the JSON body, rejects with the server's message. */
+  /** Check the credential opens this console, then trade it for the session cookie. */
+  function exchange(credential) {
+    return whoIs(credential).then(function (who) {
+      if (!accepts(who)) throw new Error(gate.wrongRole);
+      return fetch("/v1/session", { method: "POST", headers: { Authorization: "Bearer " + credential } }).then(json);
+    }, function (err) {
+      throw err.status === 401 ? new Error(gate.refused) : err;
+    });
+  }
+
+  function signOut() {
+    fetch("/v1/session", { method: "DELETE" }).then(function () {
+      var out = document.getElementById("signout"), badge = document.getElementById("who");
+      if (out) out.hidden = true;
+      if (badge) badge.hidden = true;
+      askKey(gate.hint);
+    });
+  }
+
+  /**
+   * Start a console once it is signed in: the session cookie if there is one, else the form.
+   * opts: roles (which sessions open this page), title (HTML), hint, placeholder, refused,
+   * wrongRole (messages), ready(session) (called once).
+   */
+  function signIn(opts) {
+    gate = opts;
+    scrubUrl();
+    whoIs().then(function (who) {
+      if (accepts(who)) signedIn(who); else askKey(opts.wrongRole);
+    }, function () { askKey(); });
+  }
+
+  /** fetch with the session cookie; resolves the JSON body, rejects with the server's message. */
   function api(path, body) {
-    var init = { headers: { "X-API-Key": key() } };
+    var init = { headers: {} };
     if (body !== undefined) {
       init.method = "POST";
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
     return fetch(path, init).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) {
-        if (r.status === 401) askKey("密钥无效，请重新输入 · The key was refused");
-        if (!r.ok) {
-          var error = new Error((data.error && data.error.message) || "HTTP " + r.status);
-          error.status = r.status;
-          throw error;
-        }
-        return data;
-      });
+      if (r.status === 401) askKey(gate.expired);
+      return json(r);
     });
   }
 
-  /** The console feed (WS /v1/console/live), reconnecting with backoff; onState(true|false). */
+  /** The console feed (WS /v1/console/live, on the cookie), reconnecting with backoff; onState(true|false). */
   function feed(onMessage, onState) {
     var retries = 0;
-    (function connect() {
-      var url = location.origin.replace(/^http/, "ws") + "/v1/console/live?key=" + encodeURIComponent(key());
-      var ws = new WebSocket(url), opened = false;
-      var retry = function () { setTimeout(connect, Math.min(10000, 500 * Math.pow(2, retries++))); };
-      ws.onopen = function () { opened = true; retries = 0; onState(true); };
+    function connect() {
+      var ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/v1/console/live");
+      ws.onopen = function () { retries = 0; onState(true); };
       ws.onmessage = function (e) {
         try { onMessage(JSON.parse(e.data)); } catch (err) { console.error(err); }
       };
       ws.onclose = function (e) {
         onState(false);
-        if (e.code === 4401) return askKey("密钥无效，请重新输入 · The key was refused");
-        if (opened) return retry();
-        // A refused handshake looks like any network error to a page: ask over HTTP whether it was the key.
-        api("/v1/admin/stats").then(retry, function (err) { if (err.status !== 401) retry(); });
+        if (e.code === 4401 || e.code === 4403) {
+          askKey(e.code === 4401 ? gate.expired : gate.wrongRole);
+          return waiting.push(connect);
+        }
+        setTimeout(function () { session ? connect() : waiting.push(connect); },
+          Math.min(10000, 500 * Math.pow(2, retries++)));
       };
-    })();
+    }
+    connect();
   }
 
   function n(x) { return Number(x || 0).toLocaleString("zh-CN"); }
@@ -129,7 +215,7 @@
   }
 
   global.lcConsole = {
-    el: el, key: key, askKey: askKey, api: api, feed: feed, n: n, yuan: yuan, time: time, bar: bar,
+    el: el, signIn: signIn, askKey: askKey, api: api, feed: feed, n: n, yuan: yuan, time: time, bar: bar,
     stockBars: stockBars, whenWords: whenWords, reasonWords: reasonWords, sum: sum, setOnline: setOnline
   };
 })(window);

@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   var C = lcConsole, $ = function (id) { return document.getElementById(id); };
-  var room = new URLSearchParams(location.search).get("room") || "";
+  var room = "";       // a host's session knows its room; the operator may pass ?room= (a hint, not a secret)
   var MAX_ROWS = 120;
   var triggers = {};   // name -> {when, ...} from the latest stats
   var pending = [];    // decision lines waiting for the next frame
@@ -90,7 +90,19 @@
     else if (m.type === "stats") stats(m);
   }
 
-  if (!C.key()) return C.askKey();
-  $("room").textContent = room ? "直播间 " + room : "全部直播间 All rooms";
-  C.feed(receive, C.setOnline);
+  C.signIn({
+    roles: ["host", "operator"],
+    title: "请输入主播令牌 <small>Host token</small>",
+    hint: "运营在运营台为直播间生成主播令牌（运营密钥也可以）· The operator mints it on the operator console " +
+      "(the operator key works too)",
+    placeholder: "主播令牌 Host token",
+    refused: "令牌或密钥无效，请重新输入 · The token was refused",
+    wrongRole: "这个凭证不能打开主播台 · This credential does not open the host console",
+    expired: "登录已过期，请重新输入 · Signed out: sign in again",
+    ready: function (session) {
+      room = session.role === "host" ? session.room : new URLSearchParams(location.search).get("room") || "";
+      $("room").textContent = room ? "直播间 " + room : "全部直播间 All rooms";
+      C.feed(receive, C.setOnline);
+    }
+  });
 })();

@@ -120,6 +120,11 @@
     var form = $("present");
     options(form.room, rooms.length ? rooms : [""], rooms.length ? null : ["（暂无直播间 no room yet）"]);
     options(form.template, s.templates);
+    var names = $("room-names");
+    if (names.dataset.values !== rooms.join("\n")) {
+      names.dataset.values = rooms.join("\n");
+      names.replaceChildren.apply(names, rooms.map(function (r) { var o = C.el("option"); o.value = r; return o; }));
+    }
     $("updated").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", { hour12: false });
     if (s.dead_letters !== deadCount) { deadCount = s.dead_letters; loadDeadLetters(); }
   }
@@ -199,13 +204,41 @@
       .then(function () { button.disabled = false; });
   }
 
-  if (!C.key()) return C.askKey();
-  charts();
-  $("present").key.value = newKey();
-  $("present").addEventListener("submit", sendToPresent);
-  $("dl-refresh").onclick = loadDeadLetters;
-  C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
-  loadResults();
-  setInterval(loadResults, 10000);
-  C.feed(function (m) { if (m.type === "stats") render(m); }, C.setOnline);
+  /** A host token for one room, shown once to hand to the host (it opens host.html's sign-in). */
+  function mintHostToken(e) {
+    e.preventDefault();
+    var form = e.target, out = $("host-token-result");
+    out.className = "result";
+    out.textContent = "";
+    C.api("/v1/admin/rooms/" + encodeURIComponent(form.room.value.trim()) + "/host-token", {})
+      .then(function (r) {
+        out.className = "result ok";
+        out.append(C.el("span", null, "直播间 " + r.room + " 的主播令牌（24 小时有效）· Host token for " + r.room + ":"),
+          C.el("output", null, r.token));
+      })
+      .catch(function (err) { out.className = "result err"; out.textContent = "生成失败 Failed: " + err.message; });
+  }
+
+  function start() {
+    charts();
+    $("present").key.value = newKey();
+    $("present").addEventListener("submit", sendToPresent);
+    $("host-token").addEventListener("submit", mintHostToken);
+    $("dl-refresh").onclick = loadDeadLetters;
+    C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
+    loadResults();
+    setInterval(loadResults, 10000);
+    C.feed(function (m) { if (m.type === "stats") render(m); }, C.setOnline);
+  }
+
+  C.signIn({
+    roles: ["operator"],
+    title: "请输入运营密钥 <small>Operator API key</small>",
+    hint: "启动服务时的 LIVECOUPON_API_KEY · the operator key livecoupon serve was started with",
+    placeholder: "运营密钥 Operator key",
+    refused: "密钥无效，请重新输入 · The key was refused",
+    wrongRole: "运营台需要运营密钥（主播令牌只能打开主播台）· The operator console needs the operator key",
+    expired: "登录已过期，请重新输入密钥 · Signed out: enter the key again",
+    ready: start
+  });
 })();

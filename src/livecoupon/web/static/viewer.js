@@ -1,27 +1,113 @@
-/* The demo viewer page: the widget, a chat that posts events, and "我的券 My coupons". */
+/* The demo viewer page: sign in with a viewer token, the widget, chat, and "我的券 My coupons".
+ *
+ * The token is pasted into the sign-in form (never read from this page's URL) and kept in this
+ * tab's sessionStorage; every call carries it in a header, and the widget's socket in its own
+ * URL. Who the viewer is comes from the token. Joins and heartbeats are the live platform's
+ * business (server to server), so the page posts none: it only chats, as the token's user.
+ */
 (function () {
   "use strict";
-  var params = new URLSearchParams(location.search);
-  var room = params.get("room") || "room-1";
-  var user = params.get("user") || guestName();
-  var HEARTBEAT_MS = 20000;
+  var room = new URLSearchParams(location.search).get("room") || "room-1";
+  var TOKEN_STORE = "livecoupon:viewer-token";
   var STATES = { issued: "可用 Available", reserved: "已锁定 Reserved", redeemed: "已使用 Used", expired: "已过期 Expired" };
   var $ = function (id) { return document.getElementById(id); };
-  var joined = false;
+  var token = null, user = null, widget = null, refresh = null;
 
-  function guestName() {
-    var name = sessionStorage.getItem("livecoupon:guest");
-    if (!name) sessionStorage.setItem("livecoupon:guest", name = "guest-" + Math.random().toString(36).slice(2, 8));
-    return name;
+  /** A token put in the address bar by an old link: drop it from the URL (and history) unread. */
+  function scrubUrl() {
+    var url = new URL(location.href), dirty = false;
+    ["token", "key"].forEach(function (name) {
+      if (url.searchParams.has(name)) { url.searchParams.delete(name); dirty = true; }
+    });
+    if (dirty) history.replaceState(null, "", url.href);
   }
 
-  function event(type, extra) {
-    return Object.assign({ type: type, room: room, ts: Date.now() / 1000, user: user }, extra || {});
+  /** A JWT's claims, read for display only: the service checks the signature on every call. */
+  function claims(jwt) {
+    var parts = String(jwt).split(".");
+    if (parts.length !== 3) return null;
+    try {
+      var b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+      b64 += "===".slice((b64.length + 3) % 4);
+      var bytes = Uint8Array.from(atob(b64), function (ch) { return ch.charCodeAt(0); });
+      var body = JSON.parse(new TextDecoder().decode(bytes));
+      return body && typeof body === "object" ? body : null;
+    } catch (e) {
+      return null;
+    }
   }
 
-  function post(events) {
-    return fetch("/v1/events", { method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(events) }).then(function (r) { return r.json(); });
+  /** fetch as the signed-in viewer; resolves the JSON body, rejects with the server's message. */
+  function call(path, init) {
+    init = init || {};
+    init.headers = Object.assign({ Authorization: "Bearer " + token }, init.headers);
+    return fetch(path, init).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (r.ok) return data;
+        if (r.status === 401) signOut("令牌已失效，请重新登录 · The token was refused: sign in again");
+        var error = new Error((data.error && data.error.message) || "HTTP " + r.status);
+        error.status = r.status;
+        throw error;
+      });
+    });
+  }
+
+  /** Check a pasted token (its shape here, its signature at GET /v1/session), then enter the room. */
+  function signIn(candidate) {
+    var c = claims(candidate);
+    if (!c || typeof c.sub !== "string" || !c.sub) {
+      return Promise.reject(new Error("这不是观众令牌 · This is not a viewer token"));
+    }
+    if (typeof c.exp === "number" && c.exp * 1000 < Date.now()) {
+      return Promise.reject(new Error("令牌已过期 · The token has expired"));
+    }
+    return fetch("/v1/session", { headers: { Authorization: "Bearer " + candidate } }).then(function (r) {
+      if (r.status === 401) throw new Error("令牌无效或已过期 · The token was refused");
+      if (!r.ok) throw new Error("登录失败 Sign-in failed: HTTP " + r.status);
+      return r.json();
+    }).then(function (who) {
+      if (who.role !== "viewer" || who.user !== c.sub) throw new Error("这不是观众令牌 · This is not a viewer token");
+      enter(candidate, c);
+    });
+  }
+
+  function enter(t, c) {
+    token = t;
+    user = c.sub;
+    sessionStorage.setItem(TOKEN_STORE, t);
+    $("signin").hidden = true;
+    $("signin").token.value = "";
+    var until = c.exp ? " · 令牌有效至 " + new Date(c.exp * 1000).toLocaleTimeString("zh-CN", { hour12: false }) : "";
+    $("who").textContent = "观众 Viewer: " + user + " · 直播间 Room: " + room + until;
+    $("signout").hidden = false;
+    widget = LiveCoupon.init({ room: room, token: t, mount: $("dock"), onCoupon: pick, onAuthError: refused });
+    window.livecoupon = widget;
+    loadCoupons();
+    refresh = setInterval(loadCoupons, 30000);
+  }
+
+  function refused(code) {
+    signOut(code === 4403 ? "这个令牌不能进入本直播间 · This token does not open this room"
+      : "令牌已失效，请重新登录 · The token was refused: sign in again");
+  }
+
+  /** Forget the token and show the sign-in form (signed out, or the service refused the token). */
+  function signOut(message) {
+    token = user = null;
+    sessionStorage.removeItem(TOKEN_STORE);
+    clearInterval(refresh);
+    if (widget) { widget.close(); widget = window.livecoupon = null; }
+    $("who").textContent = "";
+    $("signout").hidden = true;
+    $("coupons").innerHTML = '<div class="empty">登录后显示你的券 · Sign in to see your coupons</div>';
+    showForm(message);
+  }
+
+  function showForm(message) {
+    var form = $("signin");
+    $("signin-error").textContent = message || "";
+    form.hidden = false;
+    form.token.focus();
   }
 
   function say(who, text, cls) {
@@ -34,11 +120,16 @@
     while (box.children.length > 30) box.firstChild.remove();
   }
 
+  /** A chat line, as the token's user: POST /v1/rooms/{room}/comments (the service stamps the time). */
   function comment(text) {
     text = text.trim();
-    if (!text) return;
+    if (!text || !token) return;
     say(user + "：", text);
-    post([event("comment", { text: text })]);
+    call("/v1/rooms/" + encodeURIComponent(room) + "/comments", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text })
+    }).catch(function (err) {
+      if (err.status !== 401) toast((err.status === 429 ? "发言太快了 · Too fast: " : "发送失败 · Not sent: ") + err.message);
+    });
   }
 
   function toast(text) {
@@ -68,16 +159,16 @@
   }
 
   function loadCoupons() {
-    return fetch("/v1/users/" + encodeURIComponent(user) + "/coupons").then(function (r) { return r.json(); })
-      .then(function (body) {
-        var order = { issued: 0, reserved: 1, redeemed: 2, expired: 3 };
-        var list = (body.coupons || []).slice().sort(function (a, b) {
-          return (order[a.state] - order[b.state]) || (a.issued_at < b.issued_at ? 1 : -1);
-        });
-        var box = $("coupons");
-        box.replaceChildren.apply(box, list.map(ticket));
-        if (!list.length) box.innerHTML = '<div class="empty">还没有券，多看一会儿吧 · No coupons yet</div>';
-      }).catch(function () { /* the next refresh tries again */ });
+    if (!token) return Promise.resolve();
+    return call("/v1/users/" + encodeURIComponent(user) + "/coupons").then(function (body) {
+      var order = { issued: 0, reserved: 1, redeemed: 2, expired: 3 };
+      var list = (body.coupons || []).slice().sort(function (a, b) {
+        return (order[a.state] - order[b.state]) || (a.issued_at < b.issued_at ? 1 : -1);
+      });
+      var box = $("coupons");
+      box.replaceChildren.apply(box, list.map(ticket));
+      if (!list.length) box.innerHTML = '<div class="empty">还没有券，多看一会儿吧 · No coupons yet</div>';
+    }).catch(function () { /* the next refresh tries again */ });
   }
 
   function pick(c) {
@@ -88,25 +179,25 @@
     toast("已选择「" + c.title + "」，下单自动抵扣 · Applied at checkout");
   }
 
-  function join() {
-    if (joined) return;
-    joined = true;
-    post([event("join")]).then(function () { document.body.dataset.joined = "1"; });
-    setInterval(function () { post([event("heartbeat")]); }, HEARTBEAT_MS);
-  }
-
+  scrubUrl();
   $("room-name").textContent = room;
-  $("who").textContent = "观众 Viewer: " + user + " · 直播间 Room: " + room;
   $("say").addEventListener("submit", function (e) { e.preventDefault(); comment($("text").value); $("text").value = ""; });
   $("chips").addEventListener("click", function (e) { if (e.target.tagName === "BUTTON") comment(e.target.textContent); });
+  $("signout").addEventListener("click", function () { signOut(); });
+  $("signin").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var form = e.target, button = form.querySelector("button");
+    button.disabled = true;
+    signIn(form.token.value.trim()).catch(function (err) { showForm(err.message); })
+      .then(function () { button.disabled = false; });
+  });
   document.addEventListener("livecoupon:coupon", function (e) {
     say("", "【券】" + e.detail.title + " 已到账 · coupon received", "sys");
     loadCoupons();
   });
-  addEventListener("pagehide", function () { if (joined) post([event("leave")]); });
 
-  window.livecoupon = LiveCoupon.init({ room: room, user: user, mount: $("dock"), onCoupon: pick, onConnect: join });
   say("", "欢迎来到直播间，文明发言 · Welcome to the live room", "sys");
-  loadCoupons();
-  setInterval(loadCoupons, 30000);
+  var stored = sessionStorage.getItem(TOKEN_STORE);
+  if (stored) signIn(stored).catch(function (err) { signOut(err.message); });
+  else showForm();
 })();

@@ -2,13 +2,17 @@
  * livecoupon widget — 直播间优惠券弹窗 / live-room coupon popup. No dependencies.
  *
  *   <script src="https://coupons.example.com/web/widget.js"></script>
- *   <script>LiveCoupon.init({room: "room-1", user: "u-42", onCoupon: c => openCheckout(c.coupon_id)})</script>
+ *   <script>LiveCoupon.init({room: "room-1", token: viewerToken, onCoupon: c => openCheckout(c.coupon_id)})</script>
  *
- * Options: room, user (required); base (service URL, default: where this script came from);
- * onCoupon(coupon) on "立即使用"; onConnect() each time the socket opens; mount (element for the
- * do-not-disturb switch, default: fixed bottom-right); dndMinutes (how long do-not-disturb lasts,
- * default 60); autoCloseMs (default 15000; 0 keeps each popup until closed). DOM events bubble to
- * document: "livecoupon:coupon" (a popup is shown) and "livecoupon:use" (立即使用), detail = the coupon.
+ * Options: room, token (required: the viewer's token from the merchant's backend, a JWT whose sub
+ * is the user; or a function returning the current one, read on every connect); user (optional:
+ * must be the token's sub); base (service URL, default: where this script came from);
+ * onCoupon(coupon) on "立即使用"; onConnect() each time the socket opens; onAuthError(code, reason)
+ * when the service refuses the token (4401 invalid or expired, 4403 another user's): the widget
+ * stops, and a new one starts with a fresh token; mount (element for the do-not-disturb switch,
+ * default: fixed bottom-right); dndMinutes (how long do-not-disturb lasts, default 60);
+ * autoCloseMs (default 15000; 0 keeps each popup until closed). DOM events bubble to document:
+ * "livecoupon:coupon" (a popup is shown) and "livecoupon:use" (立即使用), detail = the coupon.
  * See docs/web.md.
  */
 (function (global) {
@@ -142,7 +146,7 @@
   }
 
   function Widget(opts) {
-    if (!opts || !opts.room || !opts.user) throw new Error("LiveCoupon.init needs {room, user}");
+    if (!opts || !opts.room || !opts.token) throw new Error("LiveCoupon.init needs {room, token}");
     this.opts = opts;
     this.base = String(opts.base || scriptOrigin).replace(/\/+$/, "");
     this.dndMinutes = opts.dndMinutes || 60;
@@ -190,8 +194,9 @@
 
     _connect: function () {
       var self = this, o = this.opts;
+      var token = typeof o.token === "function" ? o.token() : o.token;
       var url = this.base.replace(/^http/, "ws") + "/v1/rooms/" + encodeURIComponent(o.room) +
-        "/live?user=" + encodeURIComponent(o.user);
+        "/live?token=" + encodeURIComponent(token) + (o.user ? "&user=" + encodeURIComponent(o.user) : "");
       var ws = this.ws = new WebSocket(url);
       ws.onopen = function () {
         self.retries = 0;
@@ -205,10 +210,16 @@
         if (m && m.type === "coupon" && m.coupon_id) self._receive(m);
         else if (m && m.type === "held" && m.coupon_id) self._hold(m);
       };
-      ws.onclose = function () {
+      ws.onclose = function (e) {
         self.toggle.dataset.online = "0";
         if (self.closed) return;
-        var delay = Math.min(15000, 500 * Math.pow(2, self.retries++)) * (0.75 + Math.random() / 2);
+        if (e.code === 4401 || e.code === 4403) { // retrying the same token cannot help
+          self.close();
+          if (self.opts.onAuthError) self.opts.onAuthError(e.code, e.reason);
+          return;
+        }
+        var floor = e.code === 4429 ? 5000 : 0; // too many tabs open, or too fast: back off further
+        var delay = Math.max(floor, Math.min(15000, 500 * Math.pow(2, self.retries++))) * (0.75 + Math.random() / 2);
         self.reconnect = setTimeout(function () { self._connect(); }, delay);
       };
     },
