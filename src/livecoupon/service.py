@@ -218,10 +218,14 @@ class LiveService:
                 for name, r in self.engine.rooms.items()}
 
     def _announce(self, decisions: list[Decision]) -> None:
-        if not decisions:
+        """Tell the listeners of the decisions that are new (a repeated operator key repeats known ones)."""
+        records = self.records
+        fresh = [d for d in decisions if d.request.coupon_id not in records]
+        for d in fresh:
+            records[d.request.coupon_id] = d.record()
+        if not fresh:
             return
-        for d in decisions:
-            self.records.setdefault(d.request.coupon_id, d.record())
+        decisions = fresh
         for listener in self.listeners:
             try:
                 listener(decisions)

@@ -27,6 +27,16 @@ class ReplayResult:
     decisions: list[Decision] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     events: int = 0  # events applied (after dropping duplicates and bad lines)
+    _ids: set[str] = field(default_factory=set)
+
+    def add(self, made: list[Decision]) -> None:
+        """Decisions made by one event; one the store already knew (a repeated operator key) is not new."""
+        ids = self._ids
+        for d in made:
+            coupon_id = d.request.coupon_id
+            if coupon_id not in ids:
+                ids.add(coupon_id)
+                self.decisions.append(d)
 
 
 def replay(campaign: Campaign, lines: Iterable[str]) -> ReplayResult:
@@ -46,7 +56,7 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
     engine = Engine(campaign, MemoryStore(), dedup_ids=False)
     touch, apply = engine.touch, engine.apply
     result = ReplayResult()
-    decisions, rejected = result.decisions, result.rejected
+    rejected = result.rejected
     seen: dict[str, set[str]] = {}
     last_ts = -(2**63)
     for number, line in enumerate(lines, start=1):
@@ -77,7 +87,7 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
             event = plain_event(fields)
         made = apply(event)
         if made:
-            decisions.extend(made)
+            result.add(made)
     return result
 
 
@@ -85,12 +95,11 @@ def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
     ordered, rejected = read_for_replay(lines)
     engine = Engine(campaign, MemoryStore(), dedup_ids=False)
     result = ReplayResult(rejected=rejected, events=len(ordered))
-    decisions = result.decisions
     apply = engine.apply
     for event in ordered:
         made = apply(event)
         if made:
-            decisions.extend(made)
+            result.add(made)
     return result
 
 

@@ -1,0 +1,256 @@
+"""The log is the truth: operator commands and clock marks in it, restarts, exports that replay exactly,
+failed transactions that leave nothing behind, and paid orders that count as order events."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from livecoupon.campaign_file import load_campaign, parse_campaign
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.commands import ChangeBlocklist, IssueManually, PauseTrigger
+from livecoupon.domain.pricing import CartLine
+from livecoupon.engine.clock import ClockMode
+from livecoupon.engine.recordings import write_decisions
+from livecoupon.engine.replay import replay, write_outputs
+from livecoupon.service import LiveService
+from livecoupon.store.export import export_store
+from livecoupon.store.sqlite import SqliteStore
+from support.credentials import OPERATOR, PLATFORM
+from support.server import Server
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+T0 = 1_700_000_000
+
+CAMPAIGN = """
+campaign: log-test
+rooms: ["r1", "r2"]
+presence_timeout: 40s
+coupons:
+  c10: {title: ten, kind: no_threshold, amount: 10, valid_for: 15m, stock: 40}
+  c20: {title: twenty, kind: threshold, threshold: 99, amount: 20, valid_for: 30m}
+triggers:
+  - {name: newcomer, when: first_visit, coupon: c10, per_device: 2}
+  - {name: dwell, when: dwell, after: 60s, coupon: c20}
+  - {name: say, when: host_says, phrases: [发券啦], coupon: c10, cooldown: 20s}
+  - {name: kou1, when: comment, keywords: [扣1], coupon: c20}
+  - {name: big, when: online_reached, count: 4, source: present, coupon: c20}
+limits: {per_user: 3, min_interval: 10s, budget: 900, max_risk: 0.7}
+"""
+
+
+def files(out: Path) -> list[str]:
+    return [(out / name).read_text(encoding="utf-8") for name in ("issued.jsonl", "suppressed.jsonl")]
+
+
+def replayed_files(campaign: Campaign, events: Path, out: Path) -> list[str]:
+    write_outputs(replay(campaign, events.read_text(encoding="utf-8").splitlines()), out)
+    return files(out)
+
+
+# -- a random broadcast with operators at work -----------------------------------------------------
+Step = tuple[str, Any]
+
+
+@st.composite
+def sessions(draw: st.DrawFn) -> list[Step]:
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    users = [f"u{i}" for i in range(draw(st.integers(2, 12)))]
+    steps: list[Step] = [("events", [{"type": "live_start", "room": room, "ts": T0} for room in ("r1", "r2")])]
+    ts = T0
+    for _ in range(draw(st.integers(5, 40))):
+        ts += rng.choice([0, 1, 3, 7, 15, 40])
+        kind = rng.random()
+        if kind < 0.12:
+            steps.append(("command", rng.choice([
+                PauseTrigger(rng.choice(["newcomer", "dwell", "say", "kou1", "big"]), rng.random() < 0.6),
+                IssueManually(rng.choice(["c10", "c20"]), tuple(rng.sample(users, 2)), rng.choice(["r1", "r2"]),
+                              f"k{rng.randrange(3)}"),
+                ChangeBlocklist((rng.choice(users),), (), rng.random() < 0.5)])))
+        elif kind < 0.2:
+            steps.append(("tick", rng.choice([1, 20, 61])))
+        else:
+            steps.append(("events", [_event(rng, users, ts) for _ in range(rng.randint(1, 6))]))
+    return steps
+
+
+def _event(rng: random.Random, users: list[str], ts: int) -> dict[str, Any]:
+    user, room = rng.choice(users), rng.choice(["r1", "r1", "r2"])
+    kind = rng.choice(["join", "heartbeat", "heartbeat", "leave", "comment", "transcript", "order", "live_end",
+                       "live_start"])
+    event: dict[str, Any] = {"type": kind, "room": room, "ts": ts + rng.random(), "id": f"e{rng.randrange(400)}"}
+    if kind in ("join", "heartbeat", "leave", "comment", "order"):
+        event["user"] = user
+        if rng.random() < 0.3:
+            event["device"] = f"d{rng.randrange(3)}"
+        if rng.random() < 0.1:
+            event["risk"] = rng.choice([0.2, 0.9])
+    if kind == "comment":
+        event["text"] = rng.choice(["扣1", "hello"])
+    elif kind == "transcript":
+        event["text"] = rng.choice(["宝宝们发券啦", "发劝啦", "谢谢"])
+    elif kind == "order":
+        event.update(order_id=f"o{rng.randrange(50)}", amount=rng.choice([50, 120.5]))
+    return event
+
+
+@given(steps=sessions())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_live_decisions_equal_the_replay_of_the_export_with_operators_and_a_wall_clock(
+        steps: list[Step], tmp_path_factory: pytest.TempPathFactory) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    root = tmp_path_factory.mktemp("log")
+    wall = [T0 * 1000]
+    service = LiveService(campaign, SqliteStore(root / "live.db"), ClockMode.WALL, wall=lambda: wall[0])
+    service.rebuild()
+    try:
+        for kind, step in steps:
+            if kind == "events":
+                wall[0] = max(wall[0], int(max(e["ts"] for e in step) * 1000) - 2_000)  # within 5 s of the clock
+                service.submit(step)
+            elif kind == "command":
+                service.command(step, getattr(step, "room", "*"))
+            else:
+                wall[0] += step * 1000
+                service.tick()
+    finally:
+        service.close()
+    export_store(root / "live.db", root / "export")
+    assert replayed_files(campaign, root / "export" / "events.jsonl", root / "replay") == files(root / "export")
+
+
+def test_a_restart_rebuilds_pauses_blocklists_and_manual_issues_from_the_log(tmp_path: Path) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = LiveService(campaign, SqliteStore(tmp_path / "s.db"), ClockMode.EVENT)
+    service.rebuild()
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}])
+    service.pause("kou1", True)
+    service.command(ChangeBlocklist(("bad",)))
+    service.issue_manually("c20", ["vip"], "r1", "once")
+    service.close()
+    again = LiveService(campaign, SqliteStore(tmp_path / "s.db"), ClockMode.EVENT)
+    again.rebuild()
+    made = again.submit([{"type": "join", "room": "r1", "ts": T0 + 1, "user": "bad"},
+                         {"type": "comment", "room": "r1", "ts": T0 + 2, "user": "fan", "text": "扣1"}]).decisions
+    assert [(d.request.user, d.request.trigger, d.reason and d.reason.value) for d in made] == [
+        ("bad", "newcomer", "blocked"), ("fan", "newcomer", None)]
+    assert again.paused == {"kou1"}
+    assert [d.request.user for d in again.issue_manually("c20", ["vip"], "r1", "once")] == ["vip"]
+    assert sum(1 for r in again.records.values() if r.trigger == "manual") == 1  # the same key: the same coupon
+    again.close()
+
+
+def test_a_failed_transaction_leaves_engine_and_store_agreeing(tmp_path: Path) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+
+    class FailingOnce(SqliteStore):
+        armed = False
+
+        def append_events(self, events: Any) -> None:
+            if self.armed:
+                self.armed = False
+                raise OSError("disk full")
+            super().append_events(events)
+
+    store = FailingOnce(tmp_path / "f.db")
+    service = LiveService(campaign, store, ClockMode.EVENT)
+    service.rebuild()
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
+                   [{"type": "join", "room": "r1", "ts": T0 + 1, "user": f"u{i}"} for i in range(3)])
+    store.armed = True
+    with pytest.raises(OSError):
+        service.submit([{"type": "join", "room": "r1", "ts": T0 + 2, "user": "lost"},
+                        {"type": "transcript", "room": "r1", "ts": T0 + 3, "text": "发券啦"}])
+    assert "lost" not in service.engine.rooms["r1"].viewers and "say" not in {r.trigger for r in
+                                                                                service.records.values()}
+    retried = service.submit([{"type": "join", "room": "r1", "ts": T0 + 2, "user": "lost"},
+                              {"type": "transcript", "room": "r1", "ts": T0 + 3, "text": "发券啦"}])
+    assert {d.request.user for d in retried.decisions if d.request.trigger == "say"} == {"u0", "u1", "u2", "lost"}
+    service.close()
+    export_store(tmp_path / "f.db", tmp_path / "export")
+    assert replayed_files(campaign, tmp_path / "export" / "events.jsonl", tmp_path / "replay") == files(
+        tmp_path / "export")
+
+
+def test_an_order_paid_at_checkout_cancels_dwell_and_counts_for_analytics(tmp_path: Path) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = LiveService(campaign, SqliteStore(tmp_path / "o.db"), ClockMode.EVENT)
+    service.rebuild()
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0},
+                    {"type": "join", "room": "r1", "ts": T0 + 1, "user": "buyer"},
+                    {"type": "join", "room": "r1", "ts": T0 + 1, "user": "watcher"}])
+    cart = [CartLine("sku", "", 15_000, 1)]
+    checkout = service.checkout
+    service.checkout_call(checkout.create_order, "o1", "buyer", cart, None, "k1", "platform:", "r1")
+    service.checkout_call(checkout.pay, "o1", "k2", "platform:")
+    made = service.submit([{"type": "heartbeat", "room": "r1", "ts": T0 + t, "user": u}
+                           for t in (30, 61) for u in ("buyer", "watcher")]).decisions
+    assert [(d.request.user, d.request.trigger) for d in made] == [("watcher", "dwell")]
+    orders = [e for e in service.store.events() if e["type"] == "order"]
+    assert orders == [{"type": "order", "room": "r1", "ts": T0 + 1, "id": "order:o1", "user": "buyer",
+                       "order_id": "o1", "amount": 150.0}]
+    service.close()
+
+
+def test_a_posted_order_with_a_coupon_redeems_it_in_the_ledger(tmp_path: Path) -> None:
+    service = LiveService(parse_campaign(CAMPAIGN), SqliteStore(tmp_path / "p.db"), ClockMode.EVENT)
+    service.rebuild()
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,
+                                                                     "user": "a"}])
+    [coupon] = service.store.coupons_of("a")
+    service.submit([{"type": "order", "room": "r1", "ts": T0 + 5, "user": "b", "order_id": "x1", "amount": 30,
+                     "coupon_id": coupon.coupon_id},  # another user's coupon: counted, ledger untouched
+                    {"type": "order", "room": "r1", "ts": T0 + 6, "user": "a", "order_id": "x2", "amount": 30,
+                     "coupon_id": coupon.coupon_id}])
+    stored = service.store.coupon(coupon.coupon_id)
+    assert stored is not None and (stored.state.value, stored.order_id) == ("redeemed", "x2")
+    assert [h.action for h in service.store.history(coupon.coupon_id)] == ["issued", "redeemed_by_platform"]
+    service.close()
+
+
+def test_pause_survives_a_real_restart_and_the_export_replays_exactly(tmp_path: Path) -> None:
+    """Through ``livecoupon serve`` (SIGTERM and start again) and ``livecoupon export``'s code."""
+    server = Server(EXAMPLE, tmp_path / "live.db")
+    campaign = load_campaign(EXAMPLE)
+    with server:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        client.post("/v1/events", headers=PLATFORM, json=[{"type": "live_start", "room": "room-1", "ts": T0}])
+        assert client.post("/v1/admin/triggers/newcomer", json={"paused": True}, headers=OPERATOR).status_code == 200
+        client.post("/v1/events", headers=PLATFORM, json=[{"type": "join", "room": "room-1", "ts": T0 + 1,
+                                                           "user": "first"}])
+        server.restart()
+        answer = client.post("/v1/events", headers=PLATFORM, json=[
+            {"type": "join", "room": "room-1", "ts": T0 + 2, "user": f"later-{i}"} for i in range(3)]).json()
+        assert all(d["trigger"] != "newcomer" for d in answer["decisions"])
+        client.post("/v1/admin/triggers/newcomer", json={"paused": False}, headers=OPERATOR)
+        resumed = client.post("/v1/events", headers=PLATFORM, json=[{"type": "join", "room": "room-1",
+                                                                     "ts": T0 + 3, "user": "after"}]).json()
+        assert [d["trigger"] for d in resumed["decisions"]] == ["newcomer"]
+        client.close()
+    export_store(tmp_path / "live.db", tmp_path / "export")
+    events = (tmp_path / "export" / "events.jsonl").read_text(encoding="utf-8")
+    assert '"action":"pause"' in events and '"action":"resume"' in events
+    assert replayed_files(campaign, tmp_path / "export" / "events.jsonl", tmp_path / "replay") == files(
+        tmp_path / "export")
+
+
+def test_export_writes_nothing_it_cannot_replay(tmp_path: Path) -> None:
+    """The decisions file of an export equals the store's own records, in order."""
+    campaign = parse_campaign(CAMPAIGN)
+    service = LiveService(campaign, SqliteStore(tmp_path / "e.db"), ClockMode.EVENT)
+    service.rebuild()
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
+                   [{"type": "join", "room": "r1", "ts": T0 + i, "user": f"u{i}"} for i in range(5)])
+    records = list(service.records.values())
+    service.close()
+    counts = export_store(tmp_path / "e.db", tmp_path / "export")
+    (tmp_path / "own").mkdir()
+    write_decisions(records, tmp_path / "own")
+    assert counts == {"events": 6, "issued": 5, "suppressed": 4}  # the milestone at the 4th viewer: min_interval
+    assert files(tmp_path / "export") == files(tmp_path / "own")
