@@ -1,4 +1,9 @@
-"""The viewer page and its widget in headless Chromium, against a real ``livecoupon serve``."""
+"""The viewer page and its widget in headless Chromium, against a real ``livecoupon serve``.
+
+The viewer signs in by pasting a viewer token (never through the page's URL); the widget's
+socket carries it as ``?token=``. The page posts no joins or heartbeats — that is the live
+platform's job, done here with the platform key — and chats as the token's user.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import jwt
 import pytest
 
-from support.server import API_KEY, Server
+from support.credentials import API_KEY, viewer_token
+from support.screenshots import admin, post, sign_in_viewer
+from support.server import Server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, Request
 
 pytestmark = pytest.mark.browser
 ROOM = "room-1"
@@ -31,22 +38,33 @@ document.addEventListener("livecoupon:use", e => window.__used.push(e.detail.cou
 """
 
 
+def new_context(browser: Browser) -> BrowserContext:
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    context.set_default_timeout(10_000)
+    context.add_init_script(PROBES)
+    return context
+
+
 class Viewer:
-    """One viewer's tab: the page, and the frames its widget sent over the socket."""
+    """One viewer's tab: the page, the frames its widget sent and every URL it opened."""
 
     def __init__(self, browser: Browser, server: Server, user: str) -> None:
-        self.context = browser.new_context(viewport={"width": 1100, "height": 760})
-        self.context.set_default_timeout(10_000)
-        self.context.add_init_script(PROBES)
-        self.url = f"{server.url}/web/viewer.html?room={ROOM}&user={user}"
+        self.context = new_context(browser)
+        self.url = f"{server.url}/web/viewer.html?room={ROOM}"
+        self.token = viewer_token(user)
         self.sent: list[dict[str, Any]] = []
+        self.urls: list[str] = []
+        self.requests: list[Request] = []
+        self.context.on("request", lambda request: self.requests.append(request))
         self.page = self.open()
 
     def open(self) -> Page:
+        """A new tab, signed in through the form (a tab's sessionStorage is its own)."""
         page = self.context.new_page()
-        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: self.sent.append(json.loads(payload))))
-        page.goto(self.url)
-        page.wait_for_selector("body[data-joined='1']")  # the socket is open, and the page's join was posted
+        page.on("framenavigated", lambda frame: self.urls.append(frame.url))
+        page.on("websocket", lambda ws: (self.urls.append(ws.url),
+                                         ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))))
+        sign_in_viewer(page, self.url, self.token)
         return page
 
     def reload(self) -> None:
@@ -83,31 +101,88 @@ def open_viewer(browser: Browser, server: Server) -> Iterator[OpenViewer]:
         v.close()
 
 
-def post(server: Server, *events: dict[str, Any]) -> dict[str, Any]:
-    answer = httpx.post(f"{server.url}/v1/events", json=list(events))
-    answer.raise_for_status()
-    body: dict[str, Any] = answer.json()
-    assert body["rejected"] == []
-    return body
-
-
 def off_air(server: Server) -> None:
-    """The room has had a broadcast that ended: what viewers' pages post is ignored until the next."""
+    """The room has had a broadcast that ended: nothing fires until the next one."""
     now = time.time()
-    post(server, {"type": "live_start", "room": ROOM, "ts": now - 10},
-         {"type": "live_end", "room": ROOM, "ts": now - 5})
+    post(server, [{"type": "live_start", "room": ROOM, "ts": now - 10},
+                  {"type": "live_end", "room": ROOM, "ts": now - 5}])
 
 
 def go_live_and_join(server: Server, user: str) -> dict[str, Any]:
+    """The live platform reports the broadcast and the viewer's arrival (the page posts neither)."""
     now = time.time()
-    return post(server, {"type": "live_start", "room": ROOM, "ts": now}, {"type": "join", "room": ROOM, "ts": now,
-                                                                           "user": user})
+    return post(server, [{"type": "live_start", "room": ROOM, "ts": now},
+                         {"type": "join", "room": ROOM, "ts": now, "user": user}])
+
+
+def newcomer_coupon(made: dict[str, Any]) -> str:
+    return str(next(d["coupon_id"] for d in made["decisions"] if d["trigger"] == "newcomer"))
 
 
 def decisions(server: Server) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{server.url}/v1/admin/decisions", headers={"X-API-Key": API_KEY})
-    answer.raise_for_status()
-    return list(answer.json()["decisions"])
+    return list(admin(server, "/v1/admin/decisions")["decisions"])
+
+
+def test_the_viewer_signs_in_by_pasting_a_token_that_never_enters_the_page_url(browser: Browser,
+                                                                               server: Server) -> None:
+    token = viewer_token("alice")
+    page = new_context(browser).new_page()
+    page.goto(f"{server.url}/web/viewer.html?room={ROOM}&token={token}")  # an old link: not used, not kept
+    form = page.locator("#signin")
+    form.wait_for()
+    assert "token=" not in page.url
+    assert page.locator(".lcw-dnd").count() == 0
+
+    forged = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "not-the-viewer-secret-but-32-bytes-long",
+                        algorithm="HS256")
+    error = page.locator("#signin-error")
+    for pasted, says in [("not a token", "这不是观众令牌"), (API_KEY, "这不是观众令牌"), (forged, "令牌无效"),
+                         (viewer_token("alice", seconds=-60), "令牌已过期")]:
+        form.locator("textarea").fill(pasted)
+        form.locator("button").click()
+        error.filter(has_text=says).wait_for()
+        assert page.locator(".lcw-dnd").count() == 0
+        form.locator("textarea").fill("")
+        page.evaluate("document.getElementById('signin-error').textContent = ''")
+
+    form.locator("textarea").fill(token)
+    form.locator("button").click()
+    page.locator(".lcw-dnd[data-online='1']").wait_for()
+    assert form.is_hidden()
+    assert "观众 Viewer: alice" in page.locator("#who").inner_text()  # the user comes from the token
+    assert token not in page.url and "token" not in page.url
+    assert token not in page.evaluate("JSON.stringify(Object.entries(localStorage))")
+
+    page.reload()  # this tab keeps the token (sessionStorage) and signs in again by itself
+    page.locator(".lcw-dnd[data-online='1']").wait_for()
+    assert form.is_hidden()
+
+    page.locator("#signout").click()
+    form.wait_for()
+    assert page.locator(".lcw-dnd").count() == 0
+    assert token not in page.evaluate("JSON.stringify(Object.entries(sessionStorage))")
+    page.context.close()
+
+
+def test_a_token_the_service_stops_accepting_brings_the_sign_in_form_back(server: Server,
+                                                                          open_viewer: OpenViewer) -> None:
+    viewer = open_viewer("erin")
+    server.extra_env = {"LIVECOUPON_VIEWER_SECRET": "a-new-viewer-secret-of-at-least-32-bytes"}
+    server.restart()  # the merchant rotated the secret: the widget reconnects and is refused (4401)
+    viewer.page.locator("#signin-error").filter(has_text="令牌已失效").wait_for()
+    assert viewer.page.locator(".lcw-dnd").count() == 0
+
+
+def test_the_widget_stops_and_reports_a_refused_token(browser: Browser, server: Server) -> None:
+    page = new_context(browser).new_page()
+    page.goto(f"{server.url}/web/viewer.html?room={ROOM}")
+    page.locator("#signin").wait_for()
+    refused = """([token, user]) => new Promise(resolve =>
+        LiveCoupon.init({room: "room-1", token, user, onAuthError: code => resolve(code)}))"""
+    assert page.evaluate(refused, ["not-a-token", None]) == 4401
+    assert page.evaluate(refused, [viewer_token("bob"), "alice"]) == 4403  # bob's token, listening for alice
+    assert page.locator(".lcw-dnd").count() == 0
+    page.context.close()
 
 
 def test_newcomer_popup_shows_terms_reason_and_countdown_within_a_second(server: Server,
@@ -117,8 +192,7 @@ def test_newcomer_popup_shows_terms_reason_and_countdown_within_a_second(server:
     page = viewer.page
     assert page.locator(".lcw-card").count() == 0
 
-    made = go_live_and_join(server, "alice")
-    coupon_id = next(d["coupon_id"] for d in made["decisions"] if d["trigger"] == "newcomer")
+    coupon_id = newcomer_coupon(go_live_and_join(server, "alice"))
     card = page.locator(".lcw-card")
     card.wait_for(state="visible", timeout=1000)  # the decision committed before the answer; the push follows
 
@@ -142,16 +216,25 @@ def test_newcomer_popup_shows_terms_reason_and_countdown_within_a_second(server:
     page.locator(f".ticket.picked[data-coupon-id='{coupon_id}']").wait_for()
     assert "可用 Available" in page.locator(".ticket").first.inner_text()
 
+    own = [r for r in viewer.requests if "/v1/" in r.url]
+    assert not [r for r in own if r.url.endswith("/v1/events")]  # no joins or heartbeats from the page
+    assert all(r.headers.get("authorization") == f"Bearer {viewer.token}" for r in own)
+    assert not [url for url in viewer.urls if viewer.token in url and "/live?" not in url]
 
-def test_chat_posts_comments_as_events(server: Server, open_viewer: OpenViewer) -> None:
+
+def test_chat_sent_from_the_page_arrives_as_the_viewers_comment(server: Server, open_viewer: OpenViewer) -> None:
     go_live_and_join(server, "dora")
     viewer = open_viewer("dora")
-    viewer.page.locator(".lcw-x").click()
+    viewer.page.locator(".lcw-x").click()  # the newcomer coupon, missed while the page was opening
     viewer.page.fill("#text", "扣1")
     viewer.page.press("#text", "Enter")
     assert "扣1" in viewer.page.locator("#msgs").inner_text()
     viewer.wait_for(lambda: any(d["trigger"] == "kou1" and d["user"] == "dora" for d in decisions(server)),
                     "the comment trigger's decision")
+
+    [sent] = [r for r in viewer.requests if r.url.endswith(f"/v1/rooms/{ROOM}/comments")]
+    assert sent.method == "POST" and sent.post_data_json == {"text": "扣1"}  # who and when: the server's to say
+    assert sent.headers["authorization"] == f"Bearer {viewer.token}"
 
 
 def test_a_coupon_issued_while_away_pops_up_once_on_return_and_never_after_its_ack(server: Server,
@@ -159,8 +242,7 @@ def test_a_coupon_issued_while_away_pops_up_once_on_return_and_never_after_its_a
     off_air(server)
     viewer = open_viewer("bob")
     viewer.page.close()
-    made = go_live_and_join(server, "bob")  # issued while bob's page is closed
-    coupon_id = next(d["coupon_id"] for d in made["decisions"] if d["trigger"] == "newcomer")
+    coupon_id = newcomer_coupon(go_live_and_join(server, "bob"))  # issued while bob's page is closed
 
     viewer.page = viewer.open()
     card = viewer.page.locator(".lcw-card")
@@ -168,13 +250,14 @@ def test_a_coupon_issued_while_away_pops_up_once_on_return_and_never_after_its_a
     assert "离线期间到账" in card.inner_text() and card.get_attribute("data-coupon-id") == coupon_id
     viewer.wait_for(lambda: {"type": "ack", "coupon_id": coupon_id} in viewer.sent, "the ack")
     viewer.page.wait_for_timeout(1500)
-    assert viewer.shown() == [coupon_id]  # exactly once, though the page's join and the backlog both raced it
+    assert viewer.shown() == [coupon_id]  # exactly once
 
     viewer.reload()
     viewer.page.wait_for_timeout(1500)
     assert viewer.shown() == []
     assert viewer.page.locator(".lcw-card").count() == 0
-    assert viewer.page.locator(f".ticket[data-coupon-id='{coupon_id}']").count() == 1  # still in "我的券"
+    viewer.page.locator(f".ticket[data-coupon-id='{coupon_id}']").wait_for()  # still in "我的券"
+    assert viewer.page.locator(f".ticket[data-coupon-id='{coupon_id}']").count() == 1
 
 
 def test_do_not_disturb_hides_the_popup_shows_a_badge_and_unmute_delivers(server: Server,
@@ -188,8 +271,7 @@ def test_do_not_disturb_hides_the_popup_shows_a_badge_and_unmute_delivers(server
     assert "免打扰" in switch.inner_text()
     viewer.wait_for(lambda: {"type": "mute", "minutes": 60} in viewer.sent, "the mute message")
 
-    made = go_live_and_join(server, "carol")
-    coupon_id = next(d["coupon_id"] for d in made["decisions"] if d["trigger"] == "newcomer")
+    coupon_id = newcomer_coupon(go_live_and_join(server, "carol"))
     page.locator(".lcw-badge").filter(has_text="1").wait_for()
     assert page.locator(".lcw-card").count() == 0 and page.evaluate("window.__tones") == 0
 
