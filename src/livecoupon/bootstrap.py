@@ -24,7 +24,7 @@ def build_service(campaign: Campaign, db: str | Path, clock: ClockMode = ClockMo
 def webhooks_from_env(db: str | Path) -> WebhookSender | None:
     """Merchant webhooks, when ``LIVECOUPON_WEBHOOK_URL`` and ``LIVECOUPON_WEBHOOK_SECRET`` are set.
 
-    Retries back off up to 5 minutes apart for ~1 hour before a coupon is dead-lettered.
+    16 attempts, backing off up to 5 minutes apart: at most ~34 minutes of waiting before a dead letter.
     """
     url, secret = os.environ.get("LIVECOUPON_WEBHOOK_URL"), os.environ.get("LIVECOUPON_WEBHOOK_SECRET")
     if not url:

@@ -17,7 +17,8 @@ A 2xx answer is delivery. Anything else (another status, a transport error, a ti
 with exponential backoff and full jitter (:func:`backoff_s`) up to ``max_attempts``; then the coupon
 becomes a dead letter, kept in the SQLite file when a ``store_path`` is given, until an operator
 calls :meth:`WebhookSender.retry_dead_letters`. Deliveries still pending at
-:meth:`WebhookSender.stop` become dead letters too; only a crash loses pending deliveries.
+:meth:`WebhookSender.stop` become dead letters too; after a crash, the service owes the sender
+every coupon neither delivered nor dead (:meth:`WebhookSender.owed`), so nothing is lost.
 """
 
 from __future__ import annotations
