@@ -72,6 +72,24 @@ def test_per_user_cap_counts_issued_coupons_in_the_broadcast(store: Store) -> No
     assert next_broadcast.issued
 
 
+def test_device_cap_counts_issued_coupons_per_device_key_across_calls(store: Store) -> None:
+    def on(user: str, device: str, **kw: object) -> IssueRequest:
+        return replace(request(user, **kw), device_key=f"t\x1f{device}", per_device=2)  # type: ignore[arg-type]
+
+    first = store.issue([on("a", "phone"), on("b", "phone"), on("c", "phone"), on("d", "tablet")], Limits())
+    assert [d.reason for d in first] == [None, None, Reason.DEVICE_CAP, None]
+    [later] = store.issue([on("e", "phone", trigger="t2")], Limits())  # the cap counts per key, in the store
+    assert later.reason is Reason.DEVICE_CAP
+    assert [r.user for r in store.passing_caps([on("f", "phone"), on("g", "new")], Limits())] == ["g"]
+
+
+def test_risk_and_the_blocklist_come_before_the_user_caps(store: Store) -> None:
+    limits = Limits(per_user=1, max_risk=0.5)
+    made = store.issue([replace(request("risky"), risk=0.9), replace(request("blocked"), blocked=True, risk=0.9),
+                        replace(request("ok"), risk=0.5)], limits)
+    assert [d.reason for d in made] == [Reason.RISK, Reason.BLOCKED, None]
+
+
 def test_min_interval_is_campaign_wide_and_exact_gap_allows(store: Store) -> None:
     limits = Limits(min_interval_ms=120_000)
     a = store.issue([request("a", trigger="x", at=0)], limits)[0]
