@@ -3,7 +3,9 @@ failed transactions that leave nothing behind, and paid orders that count as ord
 
 from __future__ import annotations
 
+import contextlib
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +256,70 @@ def test_export_writes_nothing_it_cannot_replay(tmp_path: Path) -> None:
     write_decisions(records, tmp_path / "own")
     assert counts == {"events": 6, "issued": 5, "suppressed": 4}  # the milestone at the 4th viewer: min_interval
     assert files(tmp_path / "export") == files(tmp_path / "own")
+
+
+# -- snapshots: a restart applies only the log after the latest one -----------------------------------
+@given(steps=sessions(), cut=st.integers(0, 100))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_snapshot_and_the_log_after_it_rebuild_the_same_service(
+        steps: list[Step], cut: int, tmp_path_factory: pytest.TempPathFactory) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    root = tmp_path_factory.mktemp("snap")
+    first = LiveService(campaign, SqliteStore(root / "s.db"), ClockMode.EVENT)
+    first.rebuild()
+    events = [step for kind, step in steps if kind == "events"]
+    split = len(events) * cut // 100
+    for batch in events[:split]:
+        first.submit(batch)
+    first.snapshot()
+    for batch in events[split:]:
+        first.submit(batch)
+    first.close()
+
+    restarted = LiveService(campaign, SqliteStore(root / "s.db"), ClockMode.EVENT)
+    tail = restarted.rebuild()
+    assert tail == sum(len(b) for b in events[split:])
+    probe = [{"type": kind, "room": "r1", "ts": T0 + 5_000, "user": u} for kind in ("join", "heartbeat")
+             for u in ("u0", "u1", "new")] + [{"type": "transcript", "room": "r1", "ts": T0 + 5_001, "text": "发券啦"}]
+    after_snapshot = [(d.request.coupon_id, d.reason) for d in restarted.submit(probe).decisions]
+    restarted.close()
+
+    full = LiveService(campaign, SqliteStore(root / "full.db"), ClockMode.EVENT)
+    full.rebuild()
+    for batch in events:
+        full.submit(batch)
+    assert [(d.request.coupon_id, d.reason) for d in full.submit(probe).decisions] == after_snapshot
+    full.close()
+
+
+def test_a_snapshot_of_another_campaign_is_ignored(tmp_path: Path) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = LiveService(campaign, SqliteStore(tmp_path / "c.db"), ClockMode.EVENT)
+    service.rebuild()
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,
+                                                                     "user": "a"}])
+    assert service.snapshot() == 2
+    service.close()
+    edited = parse_campaign(CAMPAIGN.replace("presence_timeout: 40s", "presence_timeout: 50s"))
+    again = LiveService(edited, SqliteStore(tmp_path / "c.db"), ClockMode.EVENT)
+    assert again.rebuild() == 2  # the whole log, not the other campaign's state
+    assert "a" in again.engine.rooms["r1"].viewers
+    again.close()
+
+
+def test_the_service_snapshots_by_itself_and_keeps_two(tmp_path: Path) -> None:
+    from livecoupon.service import SnapshotPolicy
+
+    campaign = parse_campaign(CAMPAIGN)
+    store = SqliteStore(tmp_path / "auto.db")
+    service = LiveService(campaign, store, ClockMode.EVENT, snapshot_policy=SnapshotPolicy(entries=10, seconds=0))
+    service.rebuild()
+    for n in range(5):
+        service.submit([{"type": "heartbeat", "room": "r1", "ts": T0 + n, "user": f"u{i}"} for i in range(12)])
+    with contextlib.closing(sqlite3.connect(tmp_path / "auto.db")) as db:
+        kept = db.execute("SELECT position FROM snapshots ORDER BY position").fetchall()
+    assert [p for (p,) in kept] == [48, 60]
+    service.close()
+    restarted = LiveService(campaign, SqliteStore(tmp_path / "auto.db"), ClockMode.EVENT)
+    assert restarted.rebuild() == 0 and restarted.events_applied == 60
+    restarted.close()

@@ -86,7 +86,7 @@ class Engine:
         self._timer_seq = 0
         self._gifts_seen = 0  # orders gift totals by when they were reached (top-gifter ties)
         self._by_when: dict[When, list[Trigger]] = {}  # the triggers not paused, in file order
-        self._sort_triggers()
+        self.index_triggers()
         self._dwell = [t for t in campaign.triggers if t.when is When.DWELL]
         self._phrases = {t.index: PhraseMatcher(t.phrases) for t in self._by_when[When.HOST_SAYS]}
         self._keywords = {t.index: KeywordMatcher(t.keywords) for t in self._by_when[When.COMMENT]}
@@ -98,7 +98,8 @@ class Engine:
             "transcript": self._on_transcript, "flash_sale": self._on_flash_sale,
         }
 
-    def _sort_triggers(self) -> None:
+    def index_triggers(self) -> None:
+        """Index the triggers not paused by ``when``, in file order (after a pause, a resume or a restore)."""
         self._by_when = {when: [] for when in When}
         for trigger in self.campaign.triggers:
             if trigger.name not in self.paused:
@@ -177,7 +178,7 @@ class Engine:
         match command:
             case PauseTrigger(trigger, paused):
                 (self.paused.add if paused else self.paused.discard)(trigger)
-                self._sort_triggers()
+                self.index_triggers()
             case ChangeBlocklist(users, devices, blocked):
                 for names, listed in ((users, self.blocked_users), (devices, self.blocked_devices)):
                     (listed.update if blocked else listed.difference_update)(names)

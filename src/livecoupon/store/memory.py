@@ -20,7 +20,7 @@ from livecoupon.domain.decisions import (
     decide_one,
 )
 from livecoupon.domain.orders import Order, OrderState
-from livecoupon.store.port import CampaignTotals, StoredAnswer, collector_paused
+from livecoupon.store.port import CampaignTotals, Snapshot, StoredAnswer, collector_paused
 
 
 class MemoryStore:
@@ -39,6 +39,7 @@ class MemoryStore:
         self._answers: dict[str, StoredAnswer] = {}
         self._events: list[dict[str, Any]] = []
         self._acked: dict[str, int] = {}
+        self._snapshots: dict[str, Snapshot] = {}
 
     @contextmanager
     def unit_of_work(self) -> Iterator[None]:
@@ -151,8 +152,18 @@ class MemoryStore:
         with self._lock:
             self._events.extend(events)
 
-    def events(self) -> Iterator[dict[str, Any]]:
-        return iter(list(self._events))
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        return iter(self._events[after:])
+
+    def log_position(self) -> int:
+        return len(self._events)
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._snapshots[snapshot.fingerprint] = snapshot
+
+    def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
+        return self._snapshots.get(fingerprint)
 
     def close(self) -> None:
         pass

@@ -45,6 +45,15 @@ class StoredAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The engine's state as of log ``position`` (see :mod:`livecoupon.engine.snapshots`)."""
+
+    position: int
+    fingerprint: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignTotals:
     budget_spent: int  # fen
     stock_used: dict[str, int]  # template -> coupons issued
@@ -112,6 +121,16 @@ class Store(Protocol):
     def append_events(self, events: Iterable[dict[str, Any]]) -> None:
         """Append accepted events to the durable log the engine is rebuilt from."""
 
-    def events(self) -> Iterator[dict[str, Any]]: ...
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """The log in order, from the position after ``after`` (0: all of it)."""
+
+    def log_position(self) -> int:
+        """The position of the last entry of the log (0 when empty)."""
+
+    # -- snapshots of the engine ------------------------------------------------------
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` (and drop those it makes useless)."""
+
+    def latest_snapshot(self, fingerprint: str) -> Snapshot | None: ...
 
     def close(self) -> None: ...

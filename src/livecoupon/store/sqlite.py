@@ -29,7 +29,7 @@ from livecoupon.domain.decisions import (
 )
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
-from livecoupon.store.port import CampaignTotals, StoredAnswer, collector_paused
+from livecoupon.store.port import CampaignTotals, Snapshot, StoredAnswer, collector_paused
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS templates (
@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
     body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    fingerprint TEXT NOT NULL, position INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (fingerprint, position)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS acknowledgements (
     coupon_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
@@ -422,9 +425,27 @@ class SqliteStore:
         self._db.executemany("INSERT INTO events (body) VALUES (?)",
                              [(json.dumps(e, ensure_ascii=False, separators=(",", ":")),) for e in events])
 
-    def events(self) -> Iterator[dict[str, Any]]:
-        for (body,) in self._db.execute("SELECT body FROM events ORDER BY seq"):
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        for (body,) in self._db.execute("SELECT body FROM events WHERE seq > ? ORDER BY seq", (after,)):
             yield json.loads(body)
+
+    def log_position(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep the new snapshot and the one before it (should the newest be unreadable)."""
+        with self.unit_of_work():
+            db = self._db
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
+                       (snapshot.fingerprint, snapshot.position, snapshot.body))
+            db.execute("DELETE FROM snapshots WHERE position < (SELECT min(position) FROM (SELECT position FROM "
+                       "snapshots ORDER BY position DESC LIMIT 2))")
+
+    def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
+        row = self._db.execute("SELECT position, body FROM snapshots WHERE fingerprint=? ORDER BY position DESC "
+                               "LIMIT 1", (fingerprint,)).fetchone()
+        return Snapshot(row[0], fingerprint, row[1]) if row else None
 
 
 def _coupon_from_row(row: Sequence[Any]) -> Coupon:

@@ -1,0 +1,62 @@
+"""The engine's state as bytes, so a restart applies only the log after the latest snapshot.
+
+A snapshot holds what the engine keeps in memory (rooms, presence, timers, gift totals,
+flash sales, once-per sets, user facts, pauses and the blocklist); what the store keeps
+(first visits, caps, stock, budget, coupons) is already durable. It is valid only for the
+campaign and the code that wrote it: :func:`fingerprint` names both, and a snapshot with
+another fingerprint is ignored, the log being re-applied from the start instead.
+
+Snapshots are written by this process into its own store and read back by it, so the
+standard library's pickle is the right tool: it keeps the engine's own types, and the
+store file is as trusted as the code (whoever can write it can change any coupon).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from livecoupon.domain.campaign import Campaign
+from livecoupon.engine.engine import Engine
+
+VERSION = 1  # bump whenever the engine's state changes shape
+
+
+def fingerprint(campaign: Campaign) -> str:
+    """The campaign and the state's shape a snapshot belongs to, the same in every process."""
+    return hashlib.sha256(f"{VERSION}\x1f{_canonical(campaign)}".encode()).hexdigest()[:32]
+
+
+def _canonical(value: Any) -> str:
+    """A repr that does not depend on hash order (sets) or on the process."""
+    if is_dataclass(value) and not isinstance(value, type):
+        inner = ",".join(f"{f.name}={_canonical(getattr(value, f.name))}" for f in fields(value))
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    return repr(value)
+
+
+_STATE = ("rooms", "paused", "facts", "blocked_users", "blocked_devices", "time", "_timers", "_timer_seq",
+          "_gifts_seen")
+
+
+def dump(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
+    """The engine's state, and ``extra`` (the caller's own, such as counters), as bytes."""
+    state = {name: getattr(engine, name) for name in _STATE}
+    return pickle.dumps((state, extra or {}), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load(engine: Engine, body: bytes) -> dict[str, Any]:
+    """Put a fresh engine in the state of ``body``; returns the ``extra`` saved with it."""
+    state, extra = pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
+    for name in _STATE:
+        setattr(engine, name, state[name])
+    engine.index_triggers()
+    return dict(extra)
