@@ -20,7 +20,7 @@ from support.screenshots import admin, post, sign_in_console
 from support.server import Server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, WebSocket
 
 pytestmark = pytest.mark.browser
 ROOM = "room-1"
@@ -34,6 +34,10 @@ class Tab:
     page: Page
     urls: list[str] = field(default_factory=list)
     frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def watch(self, ws: WebSocket) -> None:
+        self.urls.append(ws.url)
+        ws.on("framereceived", lambda payload: self.frames.append(json.loads(payload)))
 
     def storage(self) -> str:
         return str(self.page.evaluate("JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])"))
@@ -54,8 +58,7 @@ def open_tab(browser: Browser) -> Iterator[Callable[[], Tab]]:
         tab = Tab(context, context.new_page())
         context.on("request", lambda request: tab.urls.append(request.url))
         tab.page.on("framenavigated", lambda frame: tab.urls.append(frame.url))
-        tab.page.on("websocket", lambda ws: (tab.urls.append(ws.url),
-                                             ws.on("framereceived", lambda p: tab.frames.append(json.loads(p)))))
+        tab.page.on("websocket", tab.watch)
         return tab
 
     yield open_

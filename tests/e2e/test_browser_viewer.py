@@ -21,7 +21,7 @@ from support.screenshots import admin, post, sign_in_viewer
 from support.server import Server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Request
+    from playwright.sync_api import Browser, BrowserContext, Page, Request, WebSocket
 
 pytestmark = pytest.mark.browser
 ROOM = "room-1"
@@ -62,10 +62,13 @@ class Viewer:
         """A new tab, signed in through the form (a tab's sessionStorage is its own)."""
         page = self.context.new_page()
         page.on("framenavigated", lambda frame: self.urls.append(frame.url))
-        page.on("websocket", lambda ws: (self.urls.append(ws.url),
-                                         ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))))
+        page.on("websocket", self.watch)
         sign_in_viewer(page, self.url, self.token)
         return page
+
+    def watch(self, ws: WebSocket) -> None:
+        self.urls.append(ws.url)
+        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
 
     def reload(self) -> None:
         self.page.close()

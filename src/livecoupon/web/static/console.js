@@ -82,7 +82,7 @@
     session = null;
     var form = document.getElementById("keyform");
     if (form) {
-      if (message) form.querySelector("p").textContent = message;
+      if (message) say(form, message);
       return;
     }
     form = el("form", "keyform");
@@ -90,7 +90,7 @@
     form.innerHTML = '<div class="card"><h2></h2><p></p><input name="key" type="password" autocomplete="off">' +
       '<button class="btn">进入 Sign in</button></div>';
     form.querySelector("h2").innerHTML = gate.title;
-    form.querySelector("p").textContent = message || gate.hint;
+    say(form, message || gate.hint);
     form.key.placeholder = gate.placeholder;
     form.onsubmit = function (e) {
       e.preventDefault();
@@ -98,12 +98,19 @@
       if (!credential) return;
       button.disabled = true;
       exchange(credential).then(signedIn, function (err) {
-        form.querySelector("p").textContent = err.message;
+        say(form, err.message);
         form.key.select();
       }).then(function () { button.disabled = false; });
     };
     document.body.append(form);
     form.key.focus();
+  }
+
+  /** The form's line: the hint, or (in red) why the last try failed. */
+  function say(form, message) {
+    var p = form.querySelector("p");
+    p.textContent = message;
+    p.className = message === gate.hint ? "" : "err";
   }
 
   /** Check the credential opens this console, then trade it for the session cookie. */

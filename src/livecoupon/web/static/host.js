@@ -102,6 +102,7 @@
     ready: function (session) {
       room = session.role === "host" ? session.room : new URLSearchParams(location.search).get("room") || "";
       $("room").textContent = room ? "直播间 " + room : "全部直播间 All rooms";
+      $("room").hidden = false;
       C.feed(receive, C.setOnline);
     }
   });
