@@ -1,35 +1,19 @@
 """The embedded store: one SQLite file in WAL mode, safe across threads and processes.
 
 Every unit of work is a ``BEGIN IMMEDIATE`` transaction, so writers are serialised by
-SQLite's own lock, and counters still move by conditional writes (``… WHERE issued =
-:seen``): a write that finds the row changed under it fails loudly instead of
-over-issuing.
+SQLite's own lock; the SQL itself is shared with PostgreSQL (:mod:`.relational`).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, CouponTemplate, HistoryEntry, Scope, Terms
-from livecoupon.domain.decisions import (
-    Decision,
-    DecisionRecord,
-    IssueCounters,
-    IssueRequest,
-    Reason,
-    cap_reason,
-    decide_one,
-)
-from livecoupon.domain.orders import Order, OrderState
-from livecoupon.domain.pricing import CartLine
-from livecoupon.store.port import CampaignTotals, Snapshot, StoredAnswer, collector_paused
+from livecoupon.store.relational import ConcurrentUpdate, RelationalStore
+
+__all__ = ["ConcurrentUpdate", "SqliteStore"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS templates (
@@ -74,14 +58,6 @@ CREATE TABLE IF NOT EXISTS acknowledgements (
     coupon_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
 
-_CHUNK = 900  # stays under SQLite's bound-parameter limit
-_SMALL_BATCH = 64
-
-# A coupon is an issuing decision joined with the terms it was issued under.
-COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.user, d.template, t.title, t.kind, "
-                 "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
-                 "d.order_id, d.reserved_until FROM decisions d JOIN templates t ON t.id = d.template_id")
-
 
 def _migrations(db: sqlite3.Connection) -> str:
     """What a store file written by an earlier version needs before ``SCHEMA`` applies."""
@@ -94,363 +70,33 @@ def _migrations(db: sqlite3.Connection) -> str:
     return "".join(steps)
 
 
-class ConcurrentUpdate(RuntimeError):
-    """A conditional write found its row changed under it: the transaction is rolled back."""
 
+class SqliteStore(RelationalStore):
+    """The store on one SQLite file."""
 
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
-class SqliteStore:
-    """The store on one SQLite file. Each thread gets its own connection."""
+    BEGIN_WRITE = "BEGIN IMMEDIATE"
+    BEGIN_READ = "BEGIN DEFERRED"
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        super().__init__()
         self.path = str(path)
         self._synchronous = synchronous
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._template_ids: dict[tuple[str, CouponTemplate], int] = {}
         self._db.executescript("BEGIN IMMEDIATE;" + _migrations(self._db) + SCHEMA + "COMMIT;")
 
-    # -- connections and transactions --------------------------------------------------
-    @property
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            db.execute("PRAGMA busy_timeout=30000")
-            self._local.db, self._local.depth = db, 0
-            with self._all_lock:
-                self._all.append(db)
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA busy_timeout=30000")
         return db
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """A read transaction: every read inside sees the same committed moment."""
-        db = self._db
-        db.execute("BEGIN DEFERRED")
-        try:
-            yield
-        finally:
-            db.execute("COMMIT")
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        cursor: sqlite3.Cursor = self._db.execute(sql, args)
+        return cursor
 
-    @contextmanager
-    def unit_of_work(self) -> Iterator[None]:
-        db = self._db
-        if self._local.depth:
-            self._local.depth += 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
-        db.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._template_ids.clear()  # ids interned inside the rolled-back transaction are gone
-            raise
-        else:
-            db.execute("COMMIT")
-        finally:
-            self._local.depth = 0
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        cursor: sqlite3.Cursor = self._db.executemany(sql, rows)
+        return cursor.rowcount
 
-    def close(self) -> None:
-        with self._all_lock:
-            for db in self._all:
-                db.close()
-            self._all.clear()
-        self._local = threading.local()
-
-    # -- issuing -----------------------------------------------------------------------
-    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
-        if not requests:
-            return []
-        with collector_paused(len(requests)), self.unit_of_work():
-            return self._issue(requests, limits)
-
-    def _issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
-        known = self._known_decisions(requests)
-        fresh = [r for r in requests if r.coupon_id not in known]
-        counters = self._load_counters(fresh, limits)
-        before = IssueCounters(stock_used=dict(counters.stock_used), budget_spent=counters.budget_spent)
-        made: dict[str, Decision] = {}
-        for request in fresh:
-            if request.coupon_id not in made:
-                made[request.coupon_id] = decide_one(request, limits, counters)
-        self._write_decisions(list(made.values()))
-        self._move_supply_counters(fresh[0].campaign if fresh else "", before, counters)
-        return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
-
-    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
-        with self.unit_of_work():
-            counters = self._load_counters(requests, limits)
-            return [r for r in requests if cap_reason(limits, counters, r) is None]
-
-    def _known_decisions(self, requests: Sequence[IssueRequest]) -> dict[str, Decision]:
-        by_id = {r.coupon_id: r for r in requests}
-        known: dict[str, Decision] = {}
-        for chunk in _chunks(list(by_id)):
-            rows = self._db.execute(
-                f"SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})",
-                chunk)
-            for coupon_id, reason, expires_at in rows:
-                known[coupon_id] = Decision(by_id[coupon_id], Reason(reason) if reason else None, expires_at)
-        return known
-
-    def _load_counters(self, requests: Sequence[IssueRequest], limits: Limits) -> IssueCounters:
-        counters = IssueCounters()
-        if not requests:
-            return counters
-        campaign = requests[0].campaign
-        assert all(r.campaign == campaign for r in requests), "one campaign per batch"
-        if limits.per_user is not None:
-            self._load_broadcast_counts(requests, counters)
-        self._load_device_counts(requests, counters)
-        if limits.min_interval_ms is not None:
-            self._load_last_issued(requests, limits.min_interval_ms, counters)
-        for name in {r.template.name for r in requests if r.template is not None}:
-            row = self._db.execute("SELECT issued FROM template_stock WHERE campaign=? AND template=?",
-                                   (campaign, name)).fetchone()
-            counters.stock_used[name] = row[0] if row else 0
-        row = self._db.execute("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
-        counters.budget_spent = row[0] if row else 0
-        return counters
-
-    def _load_broadcast_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
-        campaign = requests[0].campaign
-        for room, broadcast in {(r.room, r.broadcast) for r in requests}:
-            users = sorted({r.user for r in requests if (r.room, r.broadcast) == (room, broadcast)})
-            base = ("SELECT user, count(*) FROM decisions INDEXED BY coupons_by_broadcast "
-                    "WHERE campaign=? AND room=? AND broadcast=? AND reason IS NULL")
-            if len(users) <= _SMALL_BATCH:
-                rows: Iterable[tuple[str, int]] = self._db.execute(
-                    f"{base} AND user IN ({_marks(len(users))}) GROUP BY user", (campaign, room, broadcast, *users))
-            else:
-                rows = self._db.execute(f"{base} GROUP BY user", (campaign, room, broadcast))
-            counters.in_broadcast.update(((room, broadcast, user), n) for user, n in rows)
-
-    def _load_device_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
-        keys = sorted({r.device_key for r in requests if r.device_key is not None})
-        for chunk in _chunks(keys):
-            rows = self._db.execute(
-                f"SELECT device_key, count(*) FROM decisions INDEXED BY coupons_by_device WHERE campaign=? AND "
-                f"device_key IN ({_marks(len(chunk))}) AND reason IS NULL AND device_key IS NOT NULL "
-                "GROUP BY device_key", (requests[0].campaign, *chunk))
-            counters.on_device.update(rows)
-
-    def _load_last_issued(self, requests: Sequence[IssueRequest], interval: int, counters: IssueCounters) -> None:
-        campaign = requests[0].campaign
-        users = sorted({r.user for r in requests})
-        if len(users) <= _SMALL_BATCH:
-            rows: Iterable[tuple[str, int]] = self._db.execute(
-                f"SELECT user, max(at) FROM decisions INDEXED BY coupons_by_user WHERE user IN "
-                f"({_marks(len(users))}) AND reason IS NULL AND campaign=? GROUP BY user", (*users, campaign))
-        else:
-            since = min(r.at for r in requests) - interval
-            rows = self._db.execute("SELECT user, max(at) FROM decisions INDEXED BY coupons_by_time "
-                                    "WHERE campaign=? AND at > ? AND reason IS NULL GROUP BY user", (campaign, since))
-        counters.last_issued.update(rows)
-
-    def _write_decisions(self, made: Sequence[Decision]) -> None:
-        rows = []
-        for d in made:
-            r, template = d.request, d.request.template
-            issued = d.reason is None
-            rows.append((r.coupon_id, r.campaign, r.room, r.broadcast, r.trigger, r.user,
-                         template.name if template is not None else None,
-                         self._template_id(r.campaign, template) if issued and template is not None else None,
-                         r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
-                         "issued" if issued else None, r.device_key))
-        self._db.executemany(
-            "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, user, template, template_id, at, "
-            "reason, expires_at, experiment, variant, state, device_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows)
-
-    def _template_id(self, campaign: str, template: CouponTemplate) -> int:
-        """The row holding this template's terms, interned: coupons keep the terms they were issued under."""
-        key = (campaign, template)
-        found = self._template_ids.get(key)
-        if found is None:
-            t = template.terms
-            terms = (campaign, template.name, template.title, t.kind.value, t.threshold, t.amount, t.percent_tenths,
-                     t.max_discount, json.dumps(t.scope.to_json(), ensure_ascii=False, sort_keys=True))
-            self._db.execute("INSERT OR IGNORE INTO templates (campaign, name, title, kind, threshold, amount, "
-                             "percent_tenths, max_discount, scope) VALUES (?,?,?,?,?,?,?,?,?)", terms)
-            row = self._db.execute(
-                "SELECT id FROM templates WHERE campaign=? AND name=? AND title=? AND kind=? AND threshold=? AND "
-                "amount=? AND percent_tenths=? AND max_discount IS ? AND scope=?", terms).fetchone()
-            found = self._template_ids[key] = int(row[0])
-        return found
-
-    def _move_supply_counters(self, campaign: str, before: IssueCounters, after: IssueCounters) -> None:
-        db = self._db
-        for template, used in after.stock_used.items():
-            seen = before.stock_used.get(template, 0)
-            if used == seen:
-                continue
-            db.execute("INSERT OR IGNORE INTO template_stock VALUES (?, ?, 0)", (campaign, template))
-            moved = db.execute("UPDATE template_stock SET issued = ? WHERE campaign=? AND template=? AND issued=?",
-                               (used, campaign, template, seen)).rowcount
-            if moved != 1:
-                raise ConcurrentUpdate(f"stock of {template} changed under the writer")
-        if after.budget_spent != before.budget_spent:
-            db.execute("INSERT OR IGNORE INTO campaign_budget VALUES (?, 0)", (campaign,))
-            moved = db.execute("UPDATE campaign_budget SET spent = ? WHERE campaign=? AND spent=?",
-                               (after.budget_spent, campaign, before.budget_spent)).rowcount
-            if moved != 1:
-                raise ConcurrentUpdate(f"budget of {campaign} changed under the writer")
-
-    def mark_visited(self, campaign: str, user: str) -> bool:
-        with self.unit_of_work():
-            cur = self._db.execute("INSERT OR IGNORE INTO visits VALUES (?, ?)", (campaign, user))
-            return cur.rowcount == 1
-
-    def decisions(self, campaign: str | None = None) -> Iterator[DecisionRecord]:
-        """The campaign's decisions in decision order (every campaign's, with None)."""
-        where, args = ("WHERE campaign=?", (campaign,)) if campaign is not None else ("", ())
-        rows = self._db.execute(
-            "SELECT coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment, variant "
-            f"FROM decisions {where} ORDER BY seq", args).fetchall()
-        for (coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment,
-             variant) in rows:
-            yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
-                                 Reason(reason) if reason else None, expires_at, experiment, variant)
-
-    def totals(self, campaign: str) -> CampaignTotals:
-        db = self._db
-        stock = dict(db.execute("SELECT template, issued FROM template_stock WHERE campaign=?", (campaign,)))
-        spent = db.execute("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
-        issued, suppressed = db.execute(
-            "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL) "
-            "FROM decisions WHERE campaign=?", (campaign,)).fetchone()
-        return CampaignTotals(spent[0] if spent else 0, stock, issued, suppressed)
-
-    # -- the ledger --------------------------------------------------------------------
-    def coupon(self, coupon_id: str) -> Coupon | None:
-        row = self._db.execute(f"{COUPON_SELECT} WHERE d.coupon_id=?", (coupon_id,)).fetchone()
-        return _coupon_from_row(row) if row else None
-
-    def coupons_of(self, user: str) -> list[Coupon]:
-        rows = self._db.execute(f"{COUPON_SELECT} WHERE d.user=? AND d.reason IS NULL ORDER BY d.at, d.coupon_id",
-                                (user,))
-        return [_coupon_from_row(row) for row in rows]
-
-    def history(self, coupon_id: str) -> list[HistoryEntry]:
-        """The issue (from the decision itself), then every change appended since."""
-        issued = self._db.execute("SELECT at FROM decisions WHERE coupon_id=? AND reason IS NULL",
-                                  (coupon_id,)).fetchone()
-        if issued is None:
-            return []
-        rows = self._db.execute("SELECT coupon_id, at, state, action, order_id, detail FROM coupon_history "
-                                "WHERE coupon_id=? ORDER BY seq", (coupon_id,))
-        return [HistoryEntry(coupon_id, issued[0], CouponState.ISSUED, "issued")] + [
-            HistoryEntry(cid, at, CouponState(state), action, order_id, json.loads(detail))
-            for cid, at, state, action, order_id, detail in rows]
-
-    def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
-        with self.unit_of_work():
-            moved = self._db.execute(
-                "UPDATE decisions SET state=?, order_id=?, reserved_until=? WHERE coupon_id=? AND state=?",
-                (coupon.state.value, coupon.order_id, coupon.reserved_until, coupon.coupon_id, expected.value))
-            if moved.rowcount != 1:
-                return False
-            self._db.execute(
-                "INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
-                (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
-                 json.dumps(entry.detail, ensure_ascii=False)))
-            return True
-
-    def insert_order(self, order: Order) -> bool:
-        cart = json.dumps([[line.product, line.category, line.price, line.qty] for line in order.cart],
-                          ensure_ascii=False)
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO orders (order_id, user, cart, coupon_id, subtotal, discount, payable, state, "
-            "created_at, reserved_until, room) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (order.order_id, order.user, cart, order.coupon_id, order.subtotal, order.discount, order.payable,
-             order.state.value, order.created_at, order.reserved_until, order.room))
-        return cur.rowcount == 1
-
-    def order(self, order_id: str) -> Order | None:
-        row = self._db.execute("SELECT order_id, user, cart, coupon_id, subtotal, discount, payable, state, "
-                               "created_at, reserved_until, room FROM orders WHERE order_id=?", (order_id,)).fetchone()
-        if row is None:
-            return None
-        order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row
-        lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in json.loads(cart))
-        return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state),
-                     created_at, reserved_until, room)
-
-    def move_order(self, order: Order, expected: OrderState) -> bool:
-        cur = self._db.execute("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",
-                               (order.state.value, order.reserved_until, order.order_id, expected.value))
-        return cur.rowcount == 1
-
-    def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
-        with self.unit_of_work():
-            before = self._db.total_changes
-            self._db.executemany("INSERT OR IGNORE INTO acknowledgements SELECT coupon_id, ? FROM decisions "
-                                 "WHERE coupon_id=? AND user=? AND reason IS NULL",
-                                 [(at, coupon_id, user) for coupon_id, user in acks])
-            return self._db.total_changes - before
-
-    def unacknowledged(self, user: str, room: str) -> list[Coupon]:
-        rows = self._db.execute(
-            f"{COUPON_SELECT} WHERE d.user=? AND d.room=? AND d.reason IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM acknowledgements a WHERE a.coupon_id = d.coupon_id) ORDER BY d.at, d.coupon_id",
-            (user, room))
-        return [_coupon_from_row(row) for row in rows]
-
-    # -- idempotency keys and the event log ----------------------------------------------
-    def recall(self, key: str) -> StoredAnswer | None:
-        row = self._db.execute("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
-        return StoredAnswer(row[0], row[1], json.loads(row[2])) if row else None
-
-    def remember(self, key: str, answer: StoredAnswer) -> None:
-        self._db.execute("INSERT OR IGNORE INTO answers VALUES (?,?,?,?)",
-                         (key, answer.fingerprint, answer.status, json.dumps(answer.body, ensure_ascii=False)))
-
-    def append_events(self, events: Iterable[dict[str, Any]]) -> None:
-        self._db.executemany("INSERT INTO events (body) VALUES (?)",
-                             [(json.dumps(e, ensure_ascii=False, separators=(",", ":")),) for e in events])
-
-    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
-        for (body,) in self._db.execute("SELECT body FROM events WHERE seq > ? ORDER BY seq", (after,)):
-            yield json.loads(body)
-
-    def log_position(self) -> int:
-        row = self._db.execute("SELECT max(seq) FROM events").fetchone()
-        return int(row[0] or 0)
-
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Keep the new snapshot and the one before it (should the newest be unreadable)."""
-        with self.unit_of_work():
-            db = self._db
-            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
-                       (snapshot.fingerprint, snapshot.position, snapshot.body))
-            db.execute("DELETE FROM snapshots WHERE position < (SELECT min(position) FROM (SELECT position FROM "
-                       "snapshots ORDER BY position DESC LIMIT 2))")
-
-    def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
-        row = self._db.execute("SELECT position, body FROM snapshots WHERE fingerprint=? ORDER BY position DESC "
-                               "LIMIT 1", (fingerprint,)).fetchone()
-        return Snapshot(row[0], fingerprint, row[1]) if row else None
-
-
-def _coupon_from_row(row: Sequence[Any]) -> Coupon:
-    (coupon_id, campaign, room, trigger, user, template, title, kind, threshold, amount, percent_tenths,
-     max_discount, scope, issued_at, expires_at, state, order_id, reserved_until) = row
-    terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
-    return Coupon(coupon_id, user, campaign, template, title, terms, issued_at, expires_at, CouponState(state),
-                  order_id, reserved_until, room, trigger)
+    def _hint(self, index: str) -> str:
+        return f"INDEXED BY {index}"

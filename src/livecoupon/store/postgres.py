@@ -1,0 +1,109 @@
+"""The store on PostgreSQL (psycopg 3), for many processes on many machines (SPEC §7).
+
+The SQL is shared with SQLite (:mod:`.relational`). What differs: every deployment's
+tables live in their own schema (``--name``), and a campaign's claims (stock, budget,
+``per_user``, ``min_interval``, ``per_device``) are decided under a transaction-scoped
+advisory lock on that campaign, so however many workers issue at once, each batch sees
+the counts the one before it left, and the conditional writes never find them moved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from livecoupon.store.relational import RelationalStore
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS templates (
+    id BIGSERIAL PRIMARY KEY, campaign TEXT NOT NULL, name TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
+    threshold BIGINT NOT NULL, amount BIGINT NOT NULL, percent_tenths INTEGER NOT NULL, max_discount BIGINT,
+    scope TEXT NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (campaign, name, title, kind, threshold, amount, percent_tenths, max_discount, scope));
+CREATE TABLE IF NOT EXISTS decisions (
+    seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL UNIQUE, campaign TEXT NOT NULL,
+    room TEXT NOT NULL, broadcast BIGINT NOT NULL, trigger TEXT NOT NULL, "user" TEXT NOT NULL,
+    template TEXT, template_id BIGINT REFERENCES templates (id), at BIGINT NOT NULL, reason TEXT,
+    expires_at BIGINT, experiment TEXT, variant TEXT,
+    state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT);
+CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, "user") WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_device ON decisions (campaign, device_key)
+    WHERE reason IS NULL AND device_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS coupon_history (
+    seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL, at BIGINT NOT NULL, state TEXT NOT NULL,
+    action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS history_by_coupon ON coupon_history (coupon_id, seq);
+CREATE TABLE IF NOT EXISTS template_stock (
+    campaign TEXT NOT NULL, template TEXT NOT NULL, issued BIGINT NOT NULL, PRIMARY KEY (campaign, template));
+CREATE TABLE IF NOT EXISTS campaign_budget (campaign TEXT PRIMARY KEY, spent BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS visits (campaign TEXT NOT NULL, "user" TEXT NOT NULL, PRIMARY KEY (campaign, "user"));
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY, "user" TEXT NOT NULL, cart TEXT NOT NULL, coupon_id TEXT,
+    subtotal BIGINT NOT NULL, discount BIGINT NOT NULL, payable BIGINT NOT NULL,
+    state TEXT NOT NULL, created_at BIGINT NOT NULL, reserved_until BIGINT, room TEXT);
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    fingerprint TEXT NOT NULL, position BIGINT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (fingerprint, position));
+CREATE TABLE IF NOT EXISTS acknowledgements (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
+"""
+
+DEFAULT_NAME = "livecoupon"
+
+
+def schema_name(name: str) -> str:
+    """The PostgreSQL schema of a deployment named ``name`` (``--name``)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", name):
+        raise ValueError(f"--name {name!r}: use a-z, 0-9 and _, starting with a letter (at most 48)")
+    return name
+
+
+class PostgresStore(RelationalStore):
+    """The store in one PostgreSQL schema; a connection per thread."""
+
+    BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+    def __init__(self, url: str, name: str = DEFAULT_NAME) -> None:
+        super().__init__()
+        self.url = url
+        self.schema = schema_name(name)
+        self._sql: dict[str, str] = {}
+        with self.unit_of_work():
+            self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
+            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            self._db.execute(_TABLES)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        db = psycopg.connect(self.url, autocommit=True)
+        db.execute(f"SET search_path TO {self.schema}")
+        return db
+
+    def _translate(self, sql: str) -> str:
+        found = self._sql.get(sql)
+        if found is None:
+            found = self._sql[sql] = sql.replace("?", "%s")
+        return found
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self._db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        with self._db.cursor() as cursor:
+            cursor.executemany(self._translate(sql), rows)
+            return cursor.rowcount
+
+    def _lock_campaign(self, campaign: str) -> None:
+        self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{self.schema}:claims:{campaign}",))
+
+    def drop(self) -> None:
+        """Remove the deployment's schema and everything in it (tests, and tearing a deployment down)."""
+        self._db.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        self.close()

@@ -1,0 +1,59 @@
+"""Claims on PostgreSQL across processes: stock, budget, per_user and per_device are never exceeded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+from livecoupon.store.postgres import PostgresStore
+
+WORKER = textwrap.dedent("""
+    import sys
+    from livecoupon.domain.campaign import Limits
+    from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
+    from livecoupon.domain.decisions import IssueRequest, coupon_id_for
+    from livecoupon.store.postgres import PostgresStore
+    url, name, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    five = CouponTemplate("five", "五元", Terms(CouponKind.NO_THRESHOLD, amount=500), valid_for_ms=10**9, stock=300)
+    limits = Limits(per_user=2, budget=1_000 * 100)  # 1,000 yuan: 200 five-yuan coupons
+    store = PostgresStore(url, name)
+    issued = 0
+    for start in range(0, 2_000, 50):
+        batch = []
+        for i in range(start, start + 50):
+            user = f"user-{i % 400:03d}"  # every user is claimed by every worker, several times
+            firing = f"w{worker}-{i}"
+            cid = coupon_id_for("race", "r", 1, "grab", firing, user)
+            batch.append(IssueRequest(cid, "race", "r", 1, "grab", user, five, 1_000 + i,
+                                      device_key=f"grab\\x1fd:{i % 150}", per_device=1))
+        issued += sum(d.issued for d in store.issue(batch, limits))
+    store.close()
+    print(issued)
+""")
+
+
+def test_four_processes_claiming_at_once_never_exceed_a_cap(tmp_path: Path, pg_url: str) -> None:
+    name = f"race_{uuid.uuid4().hex[:10]}"
+    PostgresStore(pg_url, name).close()  # the schema exists before the workers race
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    workers = [subprocess.Popen([sys.executable, str(script), pg_url, name, str(w)], stdout=subprocess.PIPE,
+                                text=True) for w in range(4)]
+    counts = [int(p.communicate(timeout=120)[0]) for p in workers]
+    assert all(p.returncode == 0 for p in workers)
+    store = PostgresStore(pg_url, name)
+    try:
+        totals = store.totals("race")
+        coupons = [c for i in range(400) for c in store.coupons_of(f"user-{i:03d}")]
+        assert sum(counts) == len(coupons) == totals.issued == totals.stock_used["five"]
+        assert totals.budget_spent == 500 * len(coupons) <= 1_000 * 100
+        assert len(coupons) == 150  # one per device: the tightest cap here
+        per_user = {}
+        for c in coupons:
+            per_user[c.user] = per_user.get(c.user, 0) + 1
+        assert max(per_user.values()) <= 2
+    finally:
+        store.drop()
