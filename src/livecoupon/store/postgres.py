@@ -98,7 +98,8 @@ class PostgresStore(RelationalStore):
             return 0
         with self._db.cursor() as cursor:
             cursor.executemany(self._translate(sql), rows)
-            return cursor.rowcount
+            changed: int = cursor.rowcount
+            return changed
 
     def _lock_campaign(self, campaign: str) -> None:
         self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{self.schema}:claims:{campaign}",))
