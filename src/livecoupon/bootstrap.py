@@ -14,14 +14,27 @@ from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, Webh
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.clock import ClockMode
 from livecoupon.service import LiveService
+from livecoupon.store.port import Store
+from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore
 
 
-def build_service(campaign: Campaign, db: str | Path, clock: ClockMode = ClockMode.WALL) -> LiveService:
-    return LiveService(campaign, SqliteStore(db), clock)
+def open_store(db: str | Path, url: str | None = None, name: str = "livecoupon") -> RelationalStore:
+    """The embedded SQLite file, or with ``url`` (``postgresql://…``) the deployment ``name`` on PostgreSQL."""
+    if url is None:
+        return SqliteStore(db)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"--store {url!r}: only postgresql:// stores are supported")
+    from livecoupon.store.postgres import PostgresStore
+
+    return PostgresStore(url, name)
 
 
-def webhooks_from_env(db: str | Path) -> WebhookSender | None:
+def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL) -> LiveService:
+    return LiveService(campaign, store, clock)
+
+
+def webhooks_from_env(db: str | Path | None) -> WebhookSender | None:
     """Merchant webhooks, when ``LIVECOUPON_WEBHOOK_URL`` and ``LIVECOUPON_WEBHOOK_SECRET`` are set.
 
     16 attempts, backing off up to 5 minutes apart: at most ~34 minutes of waiting before a dead letter.
@@ -35,8 +48,11 @@ def webhooks_from_env(db: str | Path) -> WebhookSender | None:
     return WebhookSender(config, store_path=db)
 
 
-def build_app(campaign: Campaign, db: str | Path, credentials: Credentials,
-              clock: ClockMode = ClockMode.WALL) -> FastAPI:
-    service = build_service(campaign, db, clock)
+def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, clock: ClockMode = ClockMode.WALL,
+              store_url: str | None = None, name: str = "livecoupon") -> FastAPI:
+    """The service on SQLite (``db``) or PostgreSQL (``store_url``). Webhook dead letters are kept in
+    the SQLite file; on PostgreSQL they are kept in memory (re-sent on start like any owed coupon)."""
+    store = open_store(db, store_url, name)
+    service = build_service(campaign, store, clock)
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
-                      webhooks=webhooks_from_env(db), throttle=Throttle.from_env())
+                      webhooks=webhooks_from_env(db if store_url is None else None), throttle=Throttle.from_env())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -137,8 +138,10 @@ def serve(
     clock: Annotated[ClockMode, typer.Option("--clock", help="wall: the machine's clock (events checked against "
                                                              "it); event: the latest event's ts, as in replay")
                      ] = ClockMode.WALL,
+    store: Annotated[str | None, typer.Option("--store", help="postgresql://… instead of the SQLite file")] = None,
+    name: Annotated[str, typer.Option("--name", help="namespace of this deployment on the store")] = "livecoupon",
 ) -> None:
-    """启动服务 / Run the service on the embedded store (a SQLite file)."""
+    """启动服务 / Run the service on the embedded store (a SQLite file), or on PostgreSQL with --store."""
     import uvicorn
 
     from livecoupon.api.auth import Credentials
@@ -147,12 +150,13 @@ def serve(
     campaign = _campaign_or_exit(config)
     credentials = Credentials.from_env()
     try:
-        application = build_app(campaign, db, credentials, clock)
-    except Exception as exc:  # sqlite3 raises a handful of types for an unusable file
-        err.print(f"无法打开数据库 / cannot open the store {db}: {exc}", markup=False)
+        application = build_app(campaign, db, credentials, clock, store, name)
+    except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
+        err.print(f"无法打开数据库 / cannot open the store {store or db}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
+    where = f"{_redacted(store)} ({name})" if store else str(db)
     err.print(f"livecoupon 服务 / serving campaign [bold]{campaign.campaign}[/] on http://{host}:{port} "
-              f"(store: {db}, clock: {clock.value})", highlight=False)
+              f"(store: {where}, clock: {clock.value})", markup=False, highlight=False)
     values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
               "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
     for name in credentials.generated:
@@ -161,24 +165,33 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024)
 
 
+def _redacted(url: str) -> str:
+    """A store URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
 @app.command()
 def export(
     out_dir: Annotated[Path, typer.Option("--out", help="directory for events.jsonl, issued.jsonl, suppressed.jsonl")],
     db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the embedded store")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="postgresql://… of a scaled-out deployment")] = None,
+    name: Annotated[str, typer.Option("--name", help="the deployment's namespace on the store")] = "livecoupon",
 ) -> None:
     """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
+    from livecoupon.bootstrap import open_store
     from livecoupon.store.export import export_store
 
-    if db is None:
-        err.print("给出 --db / give --db PATH (the store file of `livecoupon serve`)")
+    if (db is None) == (store is None):
+        err.print("给出 --db 或 --store 之一 / give one of --db PATH or --store URL")
         raise typer.Exit(UNUSABLE)
-    if not db.is_file():
+    if db is not None and not db.is_file():
         err.print(f"无法读取 / cannot read the store {db}: no such file", markup=False)
         raise typer.Exit(UNUSABLE)
+    source = str(db) if db is not None else _redacted(str(store))
     try:
-        counts = export_store(db, out_dir)
-    except Exception as exc:  # sqlite3 raises a handful of types for an unusable file
-        err.print(f"无法导出 / cannot export {db}: {exc}", markup=False)
+        counts = export_store(open_store(db or Path(), store, name), out_dir)
+    except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
+        err.print(f"无法导出 / cannot export {source}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     err.print(f"导出完成 / exported {counts['events']:,} events, {counts['issued']:,} issued, "
               f"{counts['suppressed']:,} suppressed → {out_dir}", highlight=False)

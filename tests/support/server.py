@@ -27,11 +27,14 @@ def free_port() -> int:
 class Server:
     """A ``livecoupon serve`` subprocess; ``kill()`` sends SIGKILL, ``restart()`` starts it again."""
 
-    def __init__(self, config: Path, db: Path, env: dict[str, str] | None = None, clock: str = "event") -> None:
-        """``clock="event"`` (the default here) lets tests post streams stamped in the past."""
+    def __init__(self, config: Path, db: Path, env: dict[str, str] | None = None, clock: str = "event",
+                 args: tuple[str, ...] = ()) -> None:
+        """``clock="event"`` (the default here) lets tests post streams stamped in the past; ``args``
+        are more options of ``serve`` (``--store URL --name N``)."""
         self.config, self.db = config, db
         self.extra_env = env or {}
         self.clock = clock
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,7 +45,7 @@ class Server:
         self.log = self.db.with_suffix(".log")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(cli), "serve", "--config", str(self.config), "--db", str(self.db),
-                                          "--port", str(self.port), "--clock", self.clock], env=env, stdout=log,
+                                          "--port", str(self.port), "--clock", self.clock, *self.args], env=env, stdout=log,
                                          stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

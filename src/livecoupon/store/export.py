@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from livecoupon.engine.recordings import write_decisions, write_lines
+from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore
 
 
-def export_store(db: str | Path, out_dir: Path) -> dict[str, int]:
+def export_store(source: str | Path | RelationalStore, out_dir: Path) -> dict[str, int]:
     """Write ``events.jsonl`` (every applied event and operator command, in the order applied),
-    ``issued.jsonl`` and ``suppressed.jsonl``; the counts written. Safe while the service runs:
-    one read transaction sees one consistent moment."""
+    ``issued.jsonl`` and ``suppressed.jsonl`` of a store (a SQLite path, or an open store,
+    closed afterwards); the counts written. Safe while the service runs: one read
+    transaction sees one consistent moment."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(db)
+    store = source if isinstance(source, RelationalStore) else SqliteStore(source)
     try:
         with store.reading():
             events = write_lines(out_dir / "events.jsonl", store.events())
