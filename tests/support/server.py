@@ -44,9 +44,9 @@ class Server:
         env = os.environ | ENV | self.extra_env
         self.log = self.db.with_suffix(".log")
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(cli), "serve", "--config", str(self.config), "--db", str(self.db),
-                                          "--port", str(self.port), "--clock", self.clock, *self.args], env=env, stdout=log,
-                                         stderr=log)
+            command = [str(cli), "serve", "--config", str(self.config), "--db", str(self.db), "--port", str(self.port),
+                       "--clock", self.clock, *self.args]
+            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
