@@ -31,6 +31,7 @@ from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
 from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
+from livecoupon.engine.explaining import explain
 from livecoupon.errors import Malformed, NotFound
 from livecoupon.store.port import Snapshot, Store
 
@@ -257,6 +258,10 @@ class LiveService:
     def _publish(self) -> None:
         self.next_due = self.engine.next_timer_due() if self.clock.fires_timers else None
         self.paused = frozenset(self.engine.paused)
+
+    def explain(self, user: str) -> list[dict[str, Any]]:
+        """Why ``user`` got what they got, from the log (off the writer thread: it replays the log)."""
+        return explain(self.campaign, (parse_event(raw) for raw in self.store.events()), user)
 
     def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
         """Copies of the decisions and orders so far, for metrics computed off the writer thread."""

@@ -24,6 +24,21 @@ class Reason(enum.StrEnum):
     OVER_BUDGET = "over_budget"
 
 
+class Silence(enum.StrEnum):
+    """Why a firing reached a user without a decision (``explain``): nothing is written for these."""
+
+    PAUSED = "paused"
+    NOT_PRESENT = "not_present"
+    NOT_A_COMMENTER = "not_a_commenter"
+    NOT_A_TOP_GIFTER = "not_a_top_gifter"
+    NOT_DRAWN = "not_drawn"
+    FAILED_CAPS = "failed_caps"  # a lottery draws only among users who pass step 2
+    COOLDOWN = "cooldown"
+    DWELL_INTERRUPTED = "dwell_interrupted"
+    ORDERED = "ordered_during_dwell"
+    OFF_AIR = "off_air"
+
+
 def coupon_id_for(campaign: str, room: str, broadcast: int, trigger: str, firing: str, user: str) -> str:
     """The coupon id of a decision, derived from the decision itself.
 

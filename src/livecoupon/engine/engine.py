@@ -22,7 +22,7 @@ from livecoupon.domain.commands import (
     PauseTrigger,
 )
 from livecoupon.domain.coupons import CouponTemplate
-from livecoupon.domain.decisions import Decision, IssueRequest, coupon_id_for, device_key_for
+from livecoupon.domain.decisions import Decision, IssueRequest, Silence, coupon_id_for, device_key_for
 from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
@@ -69,7 +69,13 @@ class UserFacts:
 
 
 class Engine:
-    """Applies events to room state and decides, through the store, what to issue."""
+    """Applies events to room state and decides, through the store, what to issue.
+
+    The ``_silent`` hooks say where a firing reaches a user without a decision; they do
+    nothing here, and :class:`livecoupon.engine.explaining.ExplainingEngine` records them.
+    """
+
+    explaining = False  # whether firings of paused triggers and cooldowns are looked for at all
 
     def __init__(self, campaign: Campaign, store: Store, *, dedup_ids: bool = True) -> None:
         """``dedup_ids=False`` when the caller already dropped repeated event ids (replay does)."""
@@ -99,11 +105,22 @@ class Engine:
         }
 
     def index_triggers(self) -> None:
-        """Index the triggers not paused by ``when``, in file order (after a pause, a resume or a restore)."""
+        """Index the triggers by ``when``, in file order, those paused apart (after a pause, a resume, a restore)."""
         self._by_when = {when: [] for when in When}
+        self._paused_by_when: dict[When, list[Trigger]] = {when: [] for when in When}
         for trigger in self.campaign.triggers:
-            if trigger.name not in self.paused:
-                self._by_when[trigger.when].append(trigger)
+            (self._paused_by_when if trigger.name in self.paused else self._by_when)[trigger.when].append(trigger)
+
+    # -- where a firing reaches someone without a decision (see ExplainingEngine) -------------
+    def _silent(self, room: Room, trigger: Trigger, ts: int, users: Sequence[str] | None, why: Silence) -> None:
+        """``trigger`` reached ``users`` (None: everyone present) at ``ts`` and decided nothing, because ``why``."""
+
+    def _missed(self, room: Room, firing: Firing, audience: Sequence[str]) -> None:
+        """A firing for an audience was decided for ``audience``; who else was in the room was not in it."""
+
+    def _drawn(self, room: Room, firing: Firing, present: Sequence[str], eligible: Sequence[str],
+               winners: Sequence[str]) -> None:
+        """A lottery drew ``winners`` among ``eligible`` of ``present``."""
 
     # -- the two ways time moves --------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
@@ -261,6 +278,8 @@ class Engine:
         room.viewers[user] = Viewer(ts)
         if self.store.mark_visited(self.campaign.campaign, user):
             firings.extend(Firing(t, "", ts, (user,)) for t in self._by_when[When.FIRST_VISIT])
+            for paused in self._paused_by_when[When.FIRST_VISIT]:
+                self._silent(room, paused, ts, (user,), Silence.PAUSED)
         assert room.broadcast is not None
         for trigger in self._dwell:  # paused ones too: a resume before the timer is due still counts
             if user not in room.decided_for(trigger.index):
@@ -282,6 +301,10 @@ class Engine:
 
     def _on_online_count(self, room: Room, event: Event) -> list[Firing]:
         count = event.count or 0
+        if self.explaining:
+            for t in self._paused_by_when[When.ONLINE_REACHED]:
+                if t.source == "reported" and t.index not in room.fired and count >= t.count:
+                    self._silent(room, t, event.ts, None, Silence.PAUSED)
         return [self._milestone(room, t, event.ts) for t in self._by_when[When.ONLINE_REACHED]
                 if t.source == "reported" and t.index not in room.fired and count >= t.count]
 
@@ -299,11 +322,18 @@ class Engine:
 
     def _on_transcript(self, room: Room, event: Event) -> list[Firing]:
         firings = []
+        text = event.text or ""
+        if self.explaining:
+            for paused in self._paused_by_when[When.HOST_SAYS]:
+                if self._phrases[paused.index].matches(text):
+                    self._silent(room, paused, event.ts, None, Silence.PAUSED)
         for trigger in self._by_when[When.HOST_SAYS]:
             last = room.last_fired.get(trigger.index)
             if last is not None and event.ts - last < trigger.cooldown_ms:
+                if self.explaining and self._phrases[trigger.index].matches(text):
+                    self._silent(room, trigger, event.ts, None, Silence.COOLDOWN)
                 continue
-            if self._phrases[trigger.index].matches(event.text or ""):
+            if self._phrases[trigger.index].matches(text):
                 room.last_fired[trigger.index] = event.ts
                 firings.append(Firing(trigger, f"{room.next_firing(trigger.index)}@{event.ts}", event.ts))
         return firings
@@ -314,6 +344,10 @@ class Engine:
         return []
 
     def _comment_firings(self, room: Room, user: str, text: str, ts: int, firings: list[Firing]) -> None:
+        if self.explaining:
+            for paused in self._paused_by_when[When.COMMENT]:
+                if user not in room.decided_for(paused.index) and self._keywords[paused.index].matches(text):
+                    self._silent(room, paused, ts, (user,), Silence.PAUSED)
         for trigger in self._by_when[When.COMMENT]:
             decided = room.decided_for(trigger.index)
             if user not in decided and self._keywords[trigger.index].matches(text):
@@ -325,6 +359,9 @@ class Engine:
         for sale in room.sales:
             if ts < sale.starts:
                 continue
+            for paused in self._paused_by_when[When.FLASH_SALE] if self.explaining else ():
+                if f"{paused.index}:{user}" not in sale.served:
+                    self._silent(room, paused, ts, (user,), Silence.PAUSED)
             for trigger in self._by_when[When.FLASH_SALE]:
                 key = f"{trigger.index}:{user}"
                 if key not in sale.served:
@@ -335,14 +372,18 @@ class Engine:
                       due: int) -> Firing | None:
         room = self.rooms[room_name]
         trigger = self.campaign.triggers[index]
-        if room.broadcast != broadcast or trigger.name in self.paused:
+        if room.broadcast != broadcast:
+            return None  # the broadcast ended: the viewer left then (noted as they were seen off air)
+        decided = room.decided_for(index)
+        if user in decided:
             return None
         viewer = room.present(user, due)
-        if viewer is None or viewer.joined_at != joined_at:
-            return None
-        decided = room.decided_for(index)
         last_order = room.last_order.get(user)
-        if user in decided or (last_order is not None and joined_at <= last_order < due):
+        why = (Silence.DWELL_INTERRUPTED if viewer is None or viewer.joined_at != joined_at
+               else Silence.ORDERED if last_order is not None and joined_at <= last_order < due
+               else Silence.PAUSED if trigger.name in self.paused else None)
+        if why is not None:
+            self._silent(room, trigger, due, (user,), why)
             return None
         decided.add(user)
         return Firing(trigger, str(joined_at), due, (user,))
@@ -356,7 +397,10 @@ class Engine:
             if firing.trigger.audience is Audience.LOTTERY:
                 decisions.extend(self._draw(room, firing))
             else:
-                requests = [self._request(room, firing, user) for user in self._audience(room, firing)]
+                audience = self._audience(room, firing)
+                if self.explaining and firing.users is None:
+                    self._missed(room, firing, audience)
+                requests = [self._request(room, firing, user) for user in audience]
                 decisions.extend(self.store.issue(requests, self.campaign.limits))
         return decisions
 
@@ -376,11 +420,14 @@ class Engine:
 
     def _draw(self, room: Room, firing: Firing) -> list[Decision]:
         trigger, limits = firing.trigger, self.campaign.limits
-        requests = {r.user: r for r in (self._request(room, firing, u) for u in room.present_users(firing.at))}
+        present = room.present_users(firing.at)
+        requests = {r.user: r for r in (self._request(room, firing, u) for u in present)}
         eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
         k = min(trigger.winners, len(eligible))
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
         winners = draw.sample(eligible, k)
+        if self.explaining:
+            self._drawn(room, firing, present, eligible, winners)
         return self.store.issue([requests[user] for user in winners], limits)
 
     def _request(self, room: Room, firing: Firing, user: str) -> IssueRequest:

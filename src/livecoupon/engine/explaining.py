@@ -1,0 +1,141 @@
+"""``explain``: why a user got what they got, from the log (SPEC §6).
+
+The log is replayed through an engine that, besides deciding exactly as the live service
+did, notes every firing that reached the user without a decision: not present, not a
+recent commenter, not among the top gifters, not drawn, cooldown, paused, dwell
+interrupted, ordered during dwell, the room off air. Each entry says why in words,
+Chinese first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from livecoupon.domain.campaign import Audience, Campaign, Trigger
+from livecoupon.domain.decisions import Decision, Reason, Silence
+from livecoupon.domain.events import VIEWER_TYPES, Event, seconds
+from livecoupon.engine.engine import Engine, Firing
+from livecoupon.engine.rooms import Room
+from livecoupon.store.memory import MemoryStore
+
+REASON_WORDS = {
+    Reason.HOLDOUT: "对照组，不发券 / in the holdout group of an experiment",
+    Reason.BLOCKED: "在黑名单中 / on the operator's blocklist",
+    Reason.RISK: "风险分过高 / risk score above the campaign's max_risk",
+    Reason.DEVICE_CAP: "同一设备已领满 / this device already had its coupons of this trigger",
+    Reason.PER_USER_CAP: "本场已领满 / had the most coupons allowed this broadcast (per_user)",
+    Reason.MIN_INTERVAL: "距上一张券太近 / too soon after the previous coupon (min_interval)",
+    Reason.TEMPLATE_EXPIRED: "券模板已过期 / the coupon template is past its valid_until",
+    Reason.OUT_OF_STOCK: "券已发完 / the coupon is out of stock",
+    Reason.OVER_BUDGET: "活动预算已用完 / the campaign's budget is spent",
+}
+SILENCE_WORDS = {
+    Silence.PAUSED: "触发器已暂停 / the trigger was paused",
+    Silence.NOT_PRESENT: "当时不在直播间 / not present at that moment",
+    Silence.NOT_A_COMMENTER: "最近没有评论 / did not comment within the trigger's window",
+    Silence.NOT_A_TOP_GIFTER: "不在礼物榜前列 / not among the top gifters",
+    Silence.NOT_DRAWN: "抽奖未中 / not drawn in the lottery",
+    Silence.FAILED_CAPS: "未通过频控，不参与抽奖 / did not pass the caps, so was not in the draw",
+    Silence.COOLDOWN: "口令冷却中 / the passphrase fired less than its cooldown ago",
+    Silence.DWELL_INTERRUPTED: "观看中断（离开或超时）/ dwell interrupted: left or timed out before the time",
+    Silence.ORDERED: "观看期间已下单 / ordered during the dwell time",
+    Silence.OFF_AIR: "直播间未开播，事件未生效 / the room was off air: the event was not applied",
+}
+_MISSED = {Audience.PRESENT: Silence.NOT_PRESENT, Audience.COMMENTERS: Silence.NOT_A_COMMENTER,
+           Audience.TOP_GIFTERS: Silence.NOT_A_TOP_GIFTER}
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A firing that reached the user and decided nothing."""
+
+    at: int
+    room: str
+    trigger: str | None
+    why: Silence
+
+
+class ExplainingEngine(Engine):
+    """The engine, deciding as ever, and noting for one ``user`` every silent firing."""
+
+    explaining = True
+
+    def __init__(self, campaign: Campaign, user: str) -> None:
+        super().__init__(campaign, MemoryStore(), dedup_ids=False)
+        self.user = user
+        self.notes: list[Note] = []
+        self._seen: dict[str, int] = {}  # room -> the broadcast the user was last seen in
+
+    def apply(self, event: Event) -> list[Decision]:
+        mine = event.user == self.user and event.type in VIEWER_TYPES
+        room = self.rooms.get(event.room)
+        if mine and room is not None and room.broadcast is None and room.seen_any:
+            self.notes.append(Note(event.ts, event.room, None, Silence.OFF_AIR))
+        made = super().apply(event)
+        room = self.rooms.get(event.room)
+        if mine and room is not None and room.broadcast is not None:
+            self._seen[event.room] = room.broadcast
+        return made
+
+    def _silent(self, room: Room, trigger: Trigger, ts: int, users: Sequence[str] | None, why: Silence) -> None:
+        reached = room.present(self.user, ts) is not None if users is None else self.user in users
+        if reached:
+            self.notes.append(Note(ts, room.name, trigger.name, why))
+
+    def _missed(self, room: Room, firing: Firing, audience: Sequence[str]) -> None:
+        if self.user in audience or self._seen.get(room.name) != room.broadcast:
+            return
+        trigger = firing.trigger
+        why = _MISSED.get(trigger.audience, Silence.NOT_PRESENT)
+        if why is Silence.NOT_A_COMMENTER and room.present(self.user, firing.at) is None:
+            why = Silence.NOT_PRESENT
+        self.notes.append(Note(firing.at, room.name, trigger.name, why))
+
+    def _drawn(self, room: Room, firing: Firing, present: Sequence[str], eligible: Sequence[str],
+               winners: Sequence[str]) -> None:
+        if self.user in winners:
+            return
+        why = (Silence.NOT_PRESENT if self.user not in present else
+               Silence.FAILED_CAPS if self.user not in eligible else Silence.NOT_DRAWN)
+        if why is not Silence.NOT_PRESENT or self._seen.get(room.name) == room.broadcast:
+            self.notes.append(Note(firing.at, room.name, firing.trigger.name, why))
+
+
+def explain(campaign: Campaign, log: Iterable[Event], user: str) -> list[dict[str, Any]]:
+    """Every decision for ``user`` and every firing that reached them without one, in time order."""
+    engine = ExplainingEngine(campaign, user)
+    entries: list[tuple[int, int, dict[str, Any]]] = []
+    decided: set[str] = set()
+    for event in log:
+        start = len(engine.notes)
+        made = engine.apply(event)
+        for note in engine.notes[start:]:
+            entries.append((note.at, len(entries), _note_json(note)))
+        for d in made:
+            if d.request.user == user and d.request.coupon_id not in decided:
+                decided.add(d.request.coupon_id)
+                entries.append((d.request.at, len(entries), _decision_json(d)))
+    entries.sort(key=lambda entry: (entry[0], entry[1]))
+    return [entry for _, _, entry in entries]
+
+
+def _decision_json(d: Decision) -> dict[str, Any]:
+    r = d.request
+    body: dict[str, Any] = {"ts": seconds(r.at), "room": r.room, "trigger": r.trigger}
+    if d.issued:
+        assert r.template is not None
+        body.update(outcome="issued", coupon=r.template.name, coupon_id=r.coupon_id,
+                    why=f"已发放 {r.template.title} / issued {r.template.name}")
+    else:
+        assert d.reason is not None
+        body.update(outcome="suppressed", reason=d.reason.value, why=REASON_WORDS[d.reason])
+    if r.experiment is not None:
+        body.update(experiment=r.experiment, variant=r.variant)
+    return body
+
+
+def _note_json(note: Note) -> dict[str, Any]:
+    return {"ts": seconds(note.at), "room": note.room, "trigger": note.trigger, "outcome": "no_decision",
+            "reason": note.why.value, "why": SILENCE_WORDS[note.why]}
