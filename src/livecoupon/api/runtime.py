@@ -87,9 +87,11 @@ class Runtime:
         totals = await service.call(service.store.totals, service.campaign.campaign)
         rooms = await service.call(service.room_summary)
         dead = len(self.webhooks.dead_letters()) if self.webhooks is not None else 0
-        snapshot = self.stats.snapshot(totals, rooms, set(service.paused), service.now(), dead)
-        if room is not None:
-            snapshot.update(room=room, rooms={room: rooms.get(room, {"on_air": False, "present": 0})})
+        if room is None:
+            return self.stats.snapshot(totals, rooms, set(service.paused), service.now(), dead)
+        own = {room: rooms.get(room, {"on_air": False, "present": 0})}
+        snapshot = self.stats.of_room(room).snapshot(totals, own, set(service.paused), service.now(), dead)
+        snapshot["room"] = room  # stock and budget stay the campaign's: every room draws on them
         return snapshot
 
     async def metrics(self) -> dict[str, Any]:

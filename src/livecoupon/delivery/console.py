@@ -47,22 +47,34 @@ def announcements(campaign: Campaign, decisions: Sequence[Decision]) -> list[dic
 
 
 class LiveStats:
-    """Per-trigger counters and the issue rate per minute, kept as decisions commit."""
+    """Per-trigger counters and the issue rate per minute, kept as decisions commit, for the
+    whole campaign and for each room (a host's console shows its own room's)."""
 
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
         self.issued: Counter[str] = Counter()
         self.suppressed: dict[str, Counter[str]] = defaultdict(Counter)
         self.per_minute: Counter[int] = Counter()
+        self._rooms: dict[str, LiveStats] = {}
 
     def add(self, records: Iterable[DecisionRecord]) -> None:
         for r in records:
-            if r.reason is None:
-                self.issued[r.trigger] += 1
-                self.per_minute[r.at // 60_000] += 1
-            else:
-                self.suppressed[r.trigger][r.reason.value] += 1
+            self._count(r)
+            room = self._rooms.get(r.room)
+            if room is None:
+                room = self._rooms[r.room] = LiveStats(self.campaign)
+            room._count(r)
 
+    def _count(self, r: DecisionRecord) -> None:
+        if r.reason is None:
+            self.issued[r.trigger] += 1
+            self.per_minute[r.at // 60_000] += 1
+        else:
+            self.suppressed[r.trigger][r.reason.value] += 1
+
+    def of_room(self, room: str) -> LiveStats:
+        """The counters of one room's decisions."""
+        return self._rooms.get(room) or LiveStats(self.campaign)
     def snapshot(self, totals: CampaignTotals, rooms: dict[str, dict[str, Any]], paused: set[str],
                  now_ms: int, dead_letters: int) -> dict[str, Any]:
         c = self.campaign
