@@ -1,13 +1,22 @@
-"""Does the host's speech contain a passphrase? Text or toneless pinyin (SPEC §4)."""
+"""Does the host's speech contain a passphrase? Text or toneless pinyin (SPEC §4).
+
+pypinyin's dictionaries take a quarter of a second to load, so they load the first time a
+transcript does not contain a passphrase as text: a replay without transcripts never pays.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
 
-from pypinyin import lazy_pinyin
-
 from livecoupon.domain.text import normalise
+
+
+def toneless(text: str) -> tuple[str, ...]:
+    """``pypinyin.lazy_pinyin`` of already normalised text."""
+    from pypinyin import lazy_pinyin
+
+    return tuple(lazy_pinyin(text))
 
 
 def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
@@ -20,13 +29,17 @@ def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def hear(text: str) -> tuple[str, tuple[str, ...]]:
-    """A transcript as every passphrase trigger compares it: normalised text and its pinyin.
+def hear(text: str) -> str:
+    """A transcript as every passphrase trigger compares it, normalised.
 
     Cached: one transcript is checked by every passphrase trigger, and hosts repeat themselves.
     """
-    said = normalise(text)
-    return said, tuple(lazy_pinyin(said))
+    return normalise(text)
+
+
+@lru_cache(maxsize=4096)
+def hear_pinyin(said: str) -> tuple[str, ...]:
+    return toneless(said)
 
 
 class PhraseMatcher:
@@ -34,12 +47,15 @@ class PhraseMatcher:
 
     def __init__(self, phrases: Sequence[str]) -> None:
         self.phrases = tuple(normalise(p) for p in phrases)
-        self._pinyin = tuple(lazy_pinyin(p) for p in self.phrases)
+        self._pinyin: tuple[tuple[str, ...], ...] | None = None
 
     def matches(self, text: str) -> bool:
-        said, heard = hear(text)
+        said = hear(text)
         if any(phrase in said for phrase in self.phrases):
             return True
+        if self._pinyin is None:
+            self._pinyin = tuple(toneless(p) for p in self.phrases)
+        heard = hear_pinyin(said)
         return any(_contains_run(heard, tokens) for tokens in self._pinyin)
 
 
