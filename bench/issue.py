@@ -15,8 +15,9 @@ Sections (SPEC §4 steps 2-4, §5, §6):
    over the same audience on the now-populated file; counts verified by reopening the
    file. Target: < 1 s.
 3. HTTP: a real ``livecoupon serve`` subprocess on a loopback port; coupons issued via
-   ``POST /v1/admin/issue``; then ``POST /v1/orders`` + ``/pay`` pairs from several
-   concurrent clients, with pair latency p50/p99.
+   ``POST /v1/admin/issue`` (operator key); then ``POST /v1/orders`` + ``/pay`` pairs from
+   several concurrent clients, as a merchant's checkout backend sends them (platform key,
+   checked on every request), with pair latency p50/p99.
 4. the 100-stock race: 10,000 claims from 8 threads, done the textbook way in
    PostgreSQL (``SELECT … FOR UPDATE`` on the template row, check, ``UPDATE``,
    ``INSERT``), next to the same race on SqliteStore and MemoryStore. Exactly 100 must
@@ -305,7 +306,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(config: Path, db: Path, api_key: str) -> Iterator[str]:
+def served(config: Path, db: Path, api_key: str, platform_key: str) -> Iterator[str]:
     """A ``livecoupon serve`` subprocess on a free loopback port; always stopped."""
     import httpx
 
@@ -315,8 +316,9 @@ def served(config: Path, db: Path, api_key: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = db.with_suffix(".log")
     with log.open("ab") as out:
+        keys = {"LIVECOUPON_API_KEY": api_key, "LIVECOUPON_PLATFORM_KEY": platform_key}
         proc = subprocess.Popen([*command, "serve", "--config", str(config), "--db", str(db), "--host", "127.0.0.1",
-                                 "--port", str(port)], env=os.environ | {"LIVECOUPON_API_KEY": api_key},
+                                 "--port", str(port)], env=os.environ | keys,
                                 stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
@@ -340,7 +342,8 @@ def served(config: Path, db: Path, api_key: str) -> Iterator[str]:
                 proc.wait(timeout=10)
 
 
-async def _http_run(url: str, api_key: str, pairs: int, concurrency: int, time_limit: float) -> None:
+async def _http_run(url: str, api_key: str, platform_key: str, pairs: int, concurrency: int,
+                    time_limit: float) -> None:
     import httpx
 
     warm = 20
@@ -361,6 +364,7 @@ async def _http_run(url: str, api_key: str, pairs: int, concurrency: int, time_l
                    check=verdict(len(coupons) == len(buyers), f"{len(coupons):,} issued")))
 
         cart = [{"product": "sku-1", "category": "apparel", "price": 59.9, "qty": 1}]
+        checkout = {"X-API-Key": platform_key}  # the merchant's backend, for any user
         failures: list[str] = []
 
         async def pair(user: str) -> int:
@@ -368,11 +372,12 @@ async def _http_run(url: str, api_key: str, pairs: int, concurrency: int, time_l
             order_id = f"order-{user}"
             r = await client.post("/v1/orders", json={"order_id": order_id, "user": user, "cart": cart,
                                                       "coupon_id": coupons[user],
-                                                      "idempotency_key": f"create-{user}"})
+                                                      "idempotency_key": f"create-{user}"}, headers=checkout)
             if r.status_code != 201 or r.json().get("discount") != 10:
                 failures.append(f"create {r.status_code} {r.text[:200]}")
             else:
-                r = await client.post(f"/v1/orders/{order_id}/pay", json={"idempotency_key": f"pay-{user}"})
+                r = await client.post(f"/v1/orders/{order_id}/pay", json={"idempotency_key": f"pay-{user}"},
+                                      headers=checkout)
                 if r.status_code != 200 or r.json().get("state") != "paid":
                     failures.append(f"pay {r.status_code} {r.text[:200]}")
             return time.perf_counter_ns() - t
@@ -407,10 +412,10 @@ async def _http_run(url: str, api_key: str, pairs: int, concurrency: int, time_l
 
 def section_http(work: Path, pairs: int, concurrency: int, time_limit: float) -> None:
     config = ROOT / "examples" / "campaign.yaml"
-    api_key = secrets.token_urlsafe(18)
+    api_key, platform_key = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     try:
-        with served(config, work / "http.db", api_key) as url:
-            asyncio.run(_http_run(url, api_key, pairs, concurrency, time_limit))
+        with served(config, work / "http.db", api_key, platform_key) as url:
+            asyncio.run(_http_run(url, api_key, platform_key, pairs, concurrency, time_limit))
     except Exception as exc:  # report and carry on with the other sections
         record(Row("3", "HTTP order + pay", check=f"FAIL: {type(exc).__name__}: {exc}"[:300]))
 

@@ -8,8 +8,9 @@ What it does (SPEC §2, §6; docs/design.md "Delivery"):
 
 1. Steady load. A real ``livecoupon serve`` subprocess (its own process, so its own
    core) on a free loopback port, campaign ``delivery: {quiet_period: 0, room_rate:
-   null}``. 2,000 viewers open ``WS /v1/rooms/bench-room/live?user=U``, then join via
-   posted events (their newcomer coupons are received and acked before the run). Then
+   null}``. 2,000 viewers open ``WS /v1/rooms/bench-room/live?token=T`` (each with its own
+   viewer token), then join via posted events (platform key; their newcomer coupons are
+   received and acked before the run). Then
    for 20 s a steady 2,000 events/s (heartbeats, likes, comments) is posted in batches
    of 20 every 10 ms via ``POST /v1/events``; each viewer's one ``扣1`` comment (spread
    evenly over the run) issues a coupon. Latency = the viewer's receipt of that coupon
@@ -23,6 +24,11 @@ What it does (SPEC §2, §6; docs/design.md "Delivery"):
 
    While the popups fan out, one heartbeat is posted every 50 ms: its round trip is
    how long a platform's events wait meanwhile.
+
+The servers run as shipped: the machine's clock (``--clock wall``; every event is stamped
+with the client's ``time.time()``, the same clock), every request's credential checked,
+the per-viewer rate limits at their defaults. Only the per-address limit is raised
+(``LIVECOUPON_IP_RATE``), since every viewer here comes from 127.0.0.1.
 
 Each phase runs on a fresh server and SQLite file; viewers ack every popup as a client
 should (``--no-ack`` to see what that costs). The client keeps its own garbage
@@ -48,6 +54,7 @@ import os
 import platform
 import random
 import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -67,11 +74,19 @@ from tables import print_table as print_rows
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:  # run from a checkout without an installed package
+    sys.path.append(str(ROOT / "src"))
+
+from livecoupon.api.auth import Credentials  # noqa: E402
+
 ROOM = "bench-room"
 KEYWORD = "扣1"
 MILESTONE_COUNT = 10_000
 STEADY_TARGET_P99_MS = 20.0
 PACED_RATE = 2_000  # the default room_rate
+CREDENTIALS = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(32))
+IP_RATE = "1000000/second"  # every viewer of the benchmark comes from 127.0.0.1
+PLATFORM = {"X-API-Key": CREDENTIALS.platform_key}  # POST /v1/events, as a platform sends them
 
 CAMPAIGN = """\
 # bench/latency.py: written to a temp file per phase
@@ -211,7 +226,8 @@ async def running_server(work: Path, name: str, room_rate: int | None) -> AsyncI
     log_path = work / f"{name}.log"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOUPON_")}
-    env["LIVECOUPON_API_KEY"] = "bench-latency"
+    env |= {"LIVECOUPON_API_KEY": CREDENTIALS.api_key, "LIVECOUPON_PLATFORM_KEY": CREDENTIALS.platform_key,
+            "LIVECOUPON_VIEWER_SECRET": CREDENTIALS.viewer_secret, "LIVECOUPON_IP_RATE": IP_RATE}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     with log_path.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "livecoupon", "serve", "--config", str(config), "--db", str(db),
@@ -342,12 +358,13 @@ class Viewers:
 
     async def open(self, concurrency: int = 200, timeout: float = 120) -> float:
         """Open every viewer's socket; returns the seconds it took."""
+        tokens = {user: CREDENTIALS.viewer_token(user) for user in self.users}  # the merchant's backend mints these
         started = time.perf_counter()
         gate = asyncio.Semaphore(concurrency)
 
         async def one(user: str) -> None:
             async with gate:
-                url = f"{self.ws_base}/v1/rooms/{ROOM}/live?user={user}"
+                url = f"{self.ws_base}/v1/rooms/{ROOM}/live?token={tokens[user]}"
                 for attempt in range(3):
                     try:
                         ws = await connect(url, open_timeout=30, ping_interval=None, close_timeout=2,
@@ -459,7 +476,7 @@ async def steady(work: Path, n_viewers: int, seconds: float, rate: int, every_ms
         log(f"[1] steady load: server {server.url} (pid {server.proc.pid}), {n_viewers:,} viewers")
         viewers = Viewers(server.ws, viewer_ids, ACK["on"])
         limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits, headers=PLATFORM) as http:
             try:
                 opened = await viewers.open()
                 joined = await join_all(http, viewers, 500, 60)
@@ -559,7 +576,7 @@ async def milestone(work: Path, label: str, n_viewers: int, room_rate: int | Non
         log(f"[{label}] milestone, {pacing}: server {server.url} (pid {server.proc.pid}), {n_viewers:,} viewers")
         viewers = Viewers(server.ws, users(n_viewers, "fan-"), ACK["on"])
         probe_ms: list[float] = []
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=PLATFORM) as http:
             try:
                 opened = await viewers.open(concurrency=250)
                 joined = await join_all(http, viewers, 1_000, 120)
