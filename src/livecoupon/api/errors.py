@@ -6,8 +6,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 
 from livecoupon.errors import LivecouponError, TooManyRequests
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _field(loc: tuple[int | str, ...]) -> str | None:
@@ -51,7 +54,17 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400:  # FastAPI's answer to a body its JSON parser gave up on (too deep, say)
         return JSONResponse(error_body("invalid_json", f"body: {exc.detail}", "body"), status_code=422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(error_body(code, str(exc.detail), None), status_code=exc.status_code)
+    headers = {"Allow": _allowed(request)} if exc.status_code == 405 else exc.headers
+    return JSONResponse(error_body(code, str(exc.detail), None), status_code=exc.status_code, headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every method the path answers (RFC 9110 §10.2.1), not only those of the first route that matched it.
+    Past the routes, only the static pages' mount answers 405, and it serves GET and HEAD."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    allowed = [method for method in METHODS
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+    return ", ".join(allowed) or "GET, HEAD"
 
 
 def install(app: FastAPI) -> None:
