@@ -13,11 +13,26 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from livecoupon.integrations.agora import SIGNATURE_V2_HEADER, NoticeError, parse_notice, to_events, verify_signature
+from livecoupon.api.schemas import BODY_ERRORS, AgoraNoticeIn, AgoraOut, answer, errors
+from livecoupon.integrations.agora import (
+    SIGNATURE_HEADER,
+    SIGNATURE_V2_HEADER,
+    NoticeError,
+    parse_notice,
+    to_events,
+    verify_signature,
+)
 
 NCS_PATH = "/v1/integrations/agora/ncs"
 
 Submit = Callable[[list[dict[str, Any]]], Awaitable[object]]
+# The route reads the raw body (the signature covers its bytes), so its OpenAPI form is spelled out here.
+NOTICE_REQUEST: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": AgoraNoticeIn.model_json_schema()}}},
+    "parameters": [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+                    "description": f"hex HMAC/{digest} of the raw body with the NCS secret"}
+                   for name, digest in ((SIGNATURE_V2_HEADER, "SHA256"), (SIGNATURE_HEADER, "SHA1"))],
+}
 
 
 def agora_router(secret: str, submit: Submit) -> APIRouter:
@@ -26,7 +41,8 @@ def agora_router(secret: str, submit: Submit) -> APIRouter:
         raise ValueError("the Agora NCS secret is empty: set LIVECOUPON_AGORA_SECRET")
     router = APIRouter()
 
-    @router.post(NCS_PATH)
+    @router.post(NCS_PATH, tags=["integrations"], response_model=None,
+                 responses=answer(AgoraOut) | BODY_ERRORS | errors(401), openapi_extra=NOTICE_REQUEST)
     async def receive_agora_notice(request: Request) -> JSONResponse:
         body = await request.body()
         if not verify_signature(body, request.headers, secret):

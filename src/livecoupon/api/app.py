@@ -15,6 +15,7 @@ from livecoupon.api.auth import Credentials
 from livecoupon.api.bodies import BodyLimit
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
 from livecoupon.api.runtime import operator as operator_dependency
+from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer
 from livecoupon.api.throttle import Throttle
 from livecoupon.service import LiveService
 
@@ -37,12 +38,13 @@ def create_app(service: LiveService, *, credentials: Credentials, agora_secret: 
     errors.install(app)
     app.add_middleware(BodyLimit)
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], response_model=None, responses=answer(HealthOut))
     async def health() -> dict[str, Any]:
         """Liveness for load balancers: no credential, and nothing about the campaign."""
         return {"ok": True}
 
-    @app.get("/v1/admin/health", tags=["operator"], dependencies=[Depends(operator_dependency)])
+    @app.get("/v1/admin/health", tags=["operator"], dependencies=[Depends(operator_dependency)], response_model=None,
+             responses=answer(AdminHealthOut) | CALLER_ERRORS)
     async def admin_health() -> dict[str, Any]:
         return {"ok": True, "campaign": service.campaign.campaign, "events": service.events_applied,
                 "connections": runtime.hub.connections, "popups_waiting": runtime.pacer.waiting,

@@ -22,14 +22,33 @@ from livecoupon.api.runtime import (
     identify,
     operator,
 )
-from livecoupon.api.schemas import ERRORS, BlocklistIn, ManualIssueIn, PresentIssueIn, SessionOut, TriggerSwitchIn
+from livecoupon.api.schemas import (
+    BODY_ERRORS,
+    CALLER_ERRORS,
+    BlocklistIn,
+    BlocklistOut,
+    DeadLettersOut,
+    DecisionsOut,
+    HostTokenOut,
+    IssueOut,
+    ManualIssueIn,
+    MetricsOut,
+    PresentIssueIn,
+    RequeuedOut,
+    SessionOut,
+    StatsOut,
+    TriggerSwitchIn,
+    TriggerSwitchOut,
+    answer,
+    errors,
+)
 from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
 from livecoupon.errors import LivecouponError, Malformed
 
-router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=ERRORS)
-console_router = APIRouter(prefix="/v1", tags=["consoles"], responses=ERRORS)
+router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS)
+console_router = APIRouter(prefix="/v1", tags=["consoles"])
 
 
 def _issue_answer(made: list[Decision]) -> dict[str, Any]:
@@ -37,7 +56,7 @@ def _issue_answer(made: list[Decision]) -> dict[str, Any]:
     return {"issued": issued, "suppressed": len(made) - issued, "decisions": [decision_summary(d) for d in made]}
 
 
-@router.post("/issue")
+@router.post("/issue", response_model=None, responses=answer(IssueOut) | BODY_ERRORS | errors(404))
 async def manual_issue(body: ManualIssueIn, rt: RuntimeDep) -> dict[str, Any]:
     """Issue a template to a list of users (caps, stock and budget still hold)."""
     service = rt.service
@@ -45,31 +64,32 @@ async def manual_issue(body: ManualIssueIn, rt: RuntimeDep) -> dict[str, Any]:
     return _issue_answer(made)
 
 
-@router.post("/rooms/{room}/issue-present")
+@router.post("/rooms/{room}/issue-present", response_model=None,
+             responses=answer(IssueOut) | BODY_ERRORS | errors(404))
 async def issue_to_present(room: str, body: PresentIssueIn, rt: RuntimeDep) -> dict[str, Any]:
     """Send a template to everyone present in ``room`` now."""
     service = rt.service
     return _issue_answer(await service.call(service.issue_to_present, body.template, room, body.idempotency_key))
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=None, responses=answer(StatsOut))
 async def stats(rt: RuntimeDep) -> dict[str, Any]:
     """Per-trigger counters, reasons for suppression, stock, budget, rooms and the issue rate."""
     return await rt.stats_message()
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_model=None, responses=answer(MetricsOut))
 async def metrics(rt: RuntimeDep) -> dict[str, Any]:
     """Redemption, order value and A/B statistics so far: ``metrics.json`` of SPEC §6, live."""
     return await rt.metrics()
 
 
-@router.get("/campaign")
+@router.get("/campaign", response_model=None, responses=answer(StatsOut))
 async def campaign_status(rt: RuntimeDep) -> dict[str, Any]:
     return await rt.stats_message()
 
 
-@router.get("/decisions")
+@router.get("/decisions", response_model=None, responses=answer(DecisionsOut))
 async def decisions(rt: RuntimeDep) -> dict[str, Any]:
     """Every decision so far, in decision order, as ``livecoupon replay`` writes them."""
     service = rt.service
@@ -78,14 +98,15 @@ async def decisions(rt: RuntimeDep) -> dict[str, Any]:
                           for r in records]}
 
 
-@router.post("/triggers/{name}")
+@router.post("/triggers/{name}", response_model=None,
+             responses=answer(TriggerSwitchOut) | BODY_ERRORS | errors(404))
 async def switch_trigger(name: str, body: TriggerSwitchIn, rt: RuntimeDep) -> dict[str, Any]:
     """Pause or resume a trigger: while paused it fires nothing and uses up nothing (logged)."""
     await rt.service.call(rt.service.pause, name, body.paused)
     return {"name": name, "paused": body.paused}
 
 
-@router.post("/blocklist")
+@router.post("/blocklist", response_model=None, responses=answer(BlocklistOut) | BODY_ERRORS)
 async def change_blocklist(body: BlocklistIn, rt: RuntimeDep) -> dict[str, Any]:
     """Block (or unblock) users and devices: a blocked viewer's decisions say ``blocked`` (logged)."""
     if not body.users and not body.devices:
@@ -95,24 +116,27 @@ async def change_blocklist(body: BlocklistIn, rt: RuntimeDep) -> dict[str, Any]:
     return {"blocked": body.blocked, "users": len(body.users), "devices": len(body.devices)}
 
 
-@router.post("/rooms/{room}/host-token")
+@router.post("/rooms/{room}/host-token", response_model=None,
+             responses=answer(HostTokenOut) | BODY_ERRORS)
 async def host_token(room: str, rt: RuntimeDep) -> dict[str, Any]:
     """A credential for the host's screen: it reads ``room``'s console feed and nothing else."""
     return {"room": room, "token": rt.credentials.host_token(room)}
 
 
-@router.get("/webhooks/dead-letters")
+@router.get("/webhooks/dead-letters", response_model=None, responses=answer(DeadLettersOut))
 async def dead_letters(rt: RuntimeDep) -> dict[str, Any]:
     return {"dead_letters": rt.webhooks.dead_letters() if rt.webhooks is not None else []}
 
 
-@router.post("/webhooks/dead-letters/retry")
+@router.post("/webhooks/dead-letters/retry", response_model=None,
+             responses=answer(RequeuedOut) | BODY_ERRORS)
 async def retry_dead_letters(rt: RuntimeDep) -> dict[str, Any]:
     """Send every dead-lettered webhook again (after the merchant's backend recovered)."""
     return {"requeued": rt.webhooks.retry_dead_letters() if rt.webhooks is not None else 0}
 
 
-@console_router.post("/session", responses={200: {"model": SessionOut}})
+@console_router.post("/session", response_model=None,
+                     responses=answer(SessionOut) | CALLER_ERRORS | BODY_ERRORS)
 async def open_session(caller: CallerDep, response: Response, rt: RuntimeDep) -> dict[str, Any]:
     """Exchange the operator key or a host token (in a header) for an HttpOnly session cookie,
     so a console page never carries a credential in its URL."""
@@ -122,7 +146,7 @@ async def open_session(caller: CallerDep, response: Response, rt: RuntimeDep) ->
     return {"role": who.role.value, "user": who.user, "room": who.room}
 
 
-@console_router.get("/session", responses={200: {"model": SessionOut}})
+@console_router.get("/session", response_model=None, responses=answer(SessionOut) | CALLER_ERRORS)
 async def current_session(caller: CallerDep) -> dict[str, Any]:
     """Who the session (or credential) is."""
     who = require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER, Role.HOST)

@@ -8,34 +8,41 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from livecoupon.api.auth import Caller, Role, require, require_user
 from livecoupon.api.runtime import CallerDep, Runtime, RuntimeDep, cancel_quietly, client_address, identify, platform
 from livecoupon.api.schemas import (
-    ERRORS,
+    BODY_ERRORS,
+    CALLER_ERRORS,
+    EVENTS_BODY,
+    MAX_EVENTS,
+    PARAM_ERRORS,
     CommentIn,
+    CouponDetailOut,
     CouponsOut,
-    EventsIn,
     EventsOut,
     OrderActionIn,
     OrderIn,
     OrderOut,
     QuoteIn,
     QuoteOut,
+    answer,
+    errors,
 )
 from livecoupon.checkout import Answer, order_json, quote_json
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
 from livecoupon.domain.decisions import Decision
+from livecoupon.domain.events import MAX_NAME
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
 
-MAX_EVENTS = 10_000
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
-router = APIRouter(prefix="/v1", responses=ERRORS)
+router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)
+RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 _decode = msgspec.json.Decoder().decode
 
 
@@ -60,8 +67,8 @@ def decision_summary(d: Decision) -> dict[str, Any]:
             "reason": d.reason.value if d.reason else None, "trigger": r.trigger, "room": r.room}
 
 
-def _answer(answer: Answer) -> JSONResponse:
-    status, body = answer
+def _answer(result: Answer) -> JSONResponse:
+    status, body = result
     return JSONResponse(body, status_code=status)
 
 
@@ -82,9 +89,8 @@ def decode_json(body: bytes) -> Any:
         raise Malformed("invalid_json", f"body is not valid JSON: {exc}", "body") from None
 
 
-@router.post("/events", tags=["events"], responses={200: {"model": EventsOut}}, dependencies=[Depends(platform)],
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": EventsIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+@router.post("/events", tags=["events"], response_model=None, responses=answer(EventsOut) | BODY_ERRORS,
+             dependencies=[Depends(platform)], openapi_extra={"requestBody": EVENTS_BODY})
 async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """Apply a JSON array of room events (≤ 10,000); decisions commit before the answer.
 
@@ -107,8 +113,9 @@ def submitted_json(accepted: int, rejected: list[dict[str, Any]], made: list[Dec
             "decisions_listed": min(len(made), MAX_DECISIONS_LISTED)}
 
 
-@router.post("/rooms/{room}/comments", tags=["viewers"], responses={200: {"model": EventsOut}})
-async def post_comment(room: str, body: CommentIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/rooms/{room}/comments", tags=["viewers"], response_model=None,
+             responses=answer(EventsOut) | BODY_ERRORS)
+async def post_comment(room: RoomPath, body: CommentIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
     """A viewer's chat message, with their own token: the user comes from the token and the
     time from the service's clock, so a viewer can neither speak for another nor move time."""
     viewer = require(caller, Role.VIEWER)
@@ -121,7 +128,8 @@ async def post_comment(room: str, body: CommentIn, caller: CallerDep, rt: Runtim
     return submitted_json(result.accepted, result.rejected, result.decisions)
 
 
-@router.get("/users/{user}/coupons", tags=["coupons"], responses={200: {"model": CouponsOut}})
+@router.get("/users/{user}/coupons", tags=["coupons"], response_model=None,
+            responses=answer(CouponsOut) | PARAM_ERRORS)
 async def user_coupons(user: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
     """A user's coupons: the platform for anyone, a viewer token for its own user."""
     require_user(caller, user)
@@ -130,7 +138,8 @@ async def user_coupons(user: str, caller: CallerDep, rt: RuntimeDep) -> dict[str
     return {"coupons": [coupon_json(c, now) for c in coupons]}
 
 
-@router.get("/coupons/{coupon_id}", tags=["coupons"])
+@router.get("/coupons/{coupon_id}", tags=["coupons"], response_model=None,
+            responses=answer(CouponDetailOut) | PARAM_ERRORS | errors(404))
 async def coupon_detail(coupon_id: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
     """One coupon with its history (a viewer sees only their own)."""
     viewer = require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
@@ -145,7 +154,8 @@ async def coupon_detail(coupon_id: str, caller: CallerDep, rt: RuntimeDep) -> di
         {"at": iso(h.at), "state": h.state.value, "action": h.action, "order_id": h.order_id} for h in history]}
 
 
-@router.post("/checkout/quote", tags=["checkout"], responses={200: {"model": QuoteOut}})
+@router.post("/checkout/quote", tags=["checkout"], response_model=None,
+             responses=answer(QuoteOut) | BODY_ERRORS)
 async def checkout_quote(body: QuoteIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
     require_user(caller, body.user)
     result = await rt.service.call(rt.service.checkout.quote, body.user, [line.to_line() for line in body.cart])
@@ -153,7 +163,8 @@ async def checkout_quote(body: QuoteIn, caller: CallerDep, rt: RuntimeDep) -> di
     return {"best": best, "usable": [quote_json(q) for q in result.usable], "subtotal": fen_to_yuan(result.subtotal)}
 
 
-@router.post("/orders", tags=["checkout"], status_code=201, responses={201: {"model": OrderOut}})
+@router.post("/orders", tags=["checkout"], status_code=201,
+             responses=answer(OrderOut, 201) | BODY_ERRORS | errors(409))
 async def create_order(body: OrderIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
     """Create an order, reserving its coupon; the idempotency key is scoped to the caller and user."""
     who = require_user(caller, body.user)
@@ -163,17 +174,21 @@ async def create_order(body: OrderIn, caller: CallerDep, rt: RuntimeDep) -> JSON
                                       cart, body.coupon_id, body.idempotency_key, who.scope, body.room))
 
 
+ORDER_MOVED = answer(OrderOut) | BODY_ERRORS | errors(404, 409)
+
+
 def _order_caller(caller: Caller | None) -> Caller:
     return require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
 
 
-@router.get("/orders/{order_id}", tags=["checkout"], responses={200: {"model": OrderOut}})
+@router.get("/orders/{order_id}", tags=["checkout"], response_model=None,
+            responses=answer(OrderOut) | PARAM_ERRORS | errors(404))
 async def get_order(order_id: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
     who = _order_caller(caller)
     return order_json(await rt.service.call(rt.service.checkout.order, order_id, who.owner))
 
 
-@router.post("/orders/{order_id}/pay", tags=["checkout"], responses={200: {"model": OrderOut}})
+@router.post("/orders/{order_id}/pay", tags=["checkout"], responses=ORDER_MOVED)
 async def pay(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
     """The order is paid: its coupon is redeemed, and the order counts as a posted ``order`` event."""
     who, service = _order_caller(caller), rt.service
@@ -181,14 +196,14 @@ async def pay(order_id: str, body: OrderActionIn, caller: CallerDep, rt: Runtime
                                       who.scope, who.owner))
 
 
-@router.post("/orders/{order_id}/cancel", tags=["checkout"], responses={200: {"model": OrderOut}})
+@router.post("/orders/{order_id}/cancel", tags=["checkout"], responses=ORDER_MOVED)
 async def cancel(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
     who, service = _order_caller(caller), rt.service
     return _answer(await service.call(service.checkout_call, service.checkout.cancel, order_id,
                                       body.idempotency_key, who.scope, who.owner))
 
 
-@router.post("/orders/{order_id}/refund", tags=["checkout"], responses={200: {"model": OrderOut}})
+@router.post("/orders/{order_id}/refund", tags=["checkout"], responses=ORDER_MOVED)
 async def refund(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
     who, service = _order_caller(caller), rt.service
     return _answer(await service.call(service.checkout_call, service.checkout.refund, order_id,

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
+from livecoupon.domain.coupons import CouponKind, CouponState
+from livecoupon.domain.events import MAX_IP, MAX_NAME, MAX_TEXT, TYPES
 from livecoupon.domain.money import yuan_to_fen
+from livecoupon.domain.orders import OrderState
 from livecoupon.domain.pricing import CartLine
 
 MAX_PRICE_FEN = 10_000_000 * 100  # ten million yuan a line item
 MAX_QTY = 100_000
+MAX_EVENTS = 10_000  # a POST /v1/events batch (SPEC §6)
 
 
 def _yuan(value: Any) -> int:
@@ -26,9 +30,14 @@ def _yuan(value: Any) -> int:
     return fen
 
 
-Fen = Annotated[int, BeforeValidator(_yuan), Field(json_schema_extra={"type": "number", "minimum": 0,
-                                                                       "maximum": MAX_PRICE_FEN // 100})]
-Text = Annotated[str, Field(min_length=1, max_length=128)]
+def _whole(value: Any) -> Any:
+    """JSON does not tell 2 from 2.0: a whole float is that integer (as an event's ``count`` is)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Fen = Annotated[int, BeforeValidator(_yuan), Field(json_schema_extra={
+    "type": "number", "minimum": 0, "maximum": MAX_PRICE_FEN // 100, "multipleOf": 0.01})]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 class _Body(BaseModel):
@@ -39,7 +48,7 @@ class CartLineIn(_Body):
     product: Text
     category: str = ""
     price: Fen
-    qty: Annotated[StrictInt, Field(gt=0, le=MAX_QTY)]
+    qty: Annotated[StrictInt, Field(gt=0, le=MAX_QTY), BeforeValidator(_whole)]
 
     def to_line(self) -> CartLine:
         return CartLine(self.product, self.category, self.price, self.qty)
@@ -74,19 +83,62 @@ class ManualIssueIn(_Body):
 
 
 class BlocklistIn(_Body):
+    """Users and devices to block (or unblock): at least one of either."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["users"], "properties": {"users": {"minItems": 1}}},
+        {"required": ["devices"], "properties": {"devices": {"minItems": 1}}}]})
     users: Annotated[list[Text], Field(max_length=100_000)] = []
     devices: Annotated[list[Text], Field(max_length=100_000)] = []
     blocked: bool = True
 
 
 class CommentIn(_Body):
-    text: Annotated[str, Field(min_length=1, max_length=2_000)]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
 
-class SessionOut(BaseModel):
-    role: str
-    user: str | None = None
-    room: str | None = None
+class TriggerSwitchIn(_Body):
+    paused: bool
+
+
+class PresentIssueIn(_Body):
+    template: Text
+    idempotency_key: Text
+
+
+# -- the events a platform posts: documented here, checked one by one in domain/events.py ------
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Yuan = Annotated[float, Field(ge=0, multiple_of=0.01, description="yuan, at most 2 decimals")]
+
+
+class Event(BaseModel):
+    """One room event (SPEC §2). Unknown fields are ignored; ``user`` is required on viewer events."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Annotated[str, Field(json_schema_extra={"enum": sorted(TYPES - {"operator"})})]
+    room: Name
+    ts: Annotated[float, Field(ge=0, description="event time: seconds since the Unix epoch, fractions allowed")]
+    id: Name | None = Field(None, description="a repeated id in the same room is ignored")
+    user: Name | None = None
+    text: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    count: Annotated[int, Field(ge=0)] | None = None
+    value: Yuan | None = None
+    order_id: Name | None = None
+    amount: Yuan | None = None
+    coupon_id: Name | None = None
+    duration: Annotated[float, Field(gt=0, description="seconds")] | None = None
+    product: str | None = None
+    device: Name | None = None
+    ip: Annotated[str, Field(max_length=MAX_IP)] | None = None
+    risk: Annotated[float, Field(ge=0, le=1)] | None = None
+    profile: dict[str, str | float] | None = None
+
+
+EVENTS_BODY: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": {
+    "title": "Events", "type": "array", "maxItems": MAX_EVENTS,
+    "description": f"Up to {MAX_EVENTS:,} events. Each one that does not fit is rejected on its own "
+                   "(in the answer's `rejected`, with its index and the field at fault); the others are applied.",
+    "items": {"anyOf": [Event.model_json_schema(), {"description": "anything else: rejected on its own"}]}}}}}
 
 
 # -- answers, for the OpenAPI document ---------------------------------------------------------
@@ -106,24 +158,49 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such thing"},
     409: {"model": ErrorOut, "description": "refused by the rules (a coupon taken, expired, not usable…)"},
     413: {"model": ErrorOut, "description": "the body is over 16 MiB"},
+    415: {"model": ErrorOut, "description": "a Content-Encoding other than gzip or identity"},
     422: {"model": ErrorOut, "description": "malformed: the field at fault is named"},
-    429: {"model": ErrorOut, "description": "over a rate limit; see Retry-After"},
+    429: {"model": ErrorOut, "description": "over a rate limit",
+          "headers": {"Retry-After": {"description": "seconds to wait", "required": True,
+                                      "schema": {"type": "integer", "minimum": 1}}}},
 }
 
 
-class EventIn(BaseModel):
-    """One room event (SPEC §2); unknown fields are ignored, and each bad event is rejected on its own."""
+def answer(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """A successful answer's body, for a route's ``responses``."""
+    return {status: {"model": model}}
 
-    model_config = ConfigDict(extra="allow")
-    type: str
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of ``statuses``."""
+    return {status: ERRORS[status] for status in statuses}
+
+
+CALLER_ERRORS = errors(401, 403, 429)  # every endpoint behind a credential
+BODY_ERRORS = errors(413, 415, 422)  # every POST: the body's size, encoding and form
+PARAM_ERRORS = errors(422)  # a path or query parameter FastAPI could not read
+
+
+class HealthOut(BaseModel):
+    ok: bool
+
+
+class AdminHealthOut(HealthOut):
+    campaign: str
+    events: int = Field(description="events and operator commands applied since start")
+    connections: int
+    popups_waiting: int
+    clock: str = Field(description="wall or event")
+    now: int = Field(description="the service's time, ms since the Unix epoch")
+
+
+class DecisionSummary(BaseModel):
+    coupon_id: str
+    user: str
+    issued: bool
+    reason: str | None = Field(description="why nothing was issued (null when issued)")
+    trigger: str
     room: str
-    ts: float
-    id: str | None = None
-    user: str | None = None
-
-
-class EventsIn(RootModel[list[EventIn]]):
-    pass
 
 
 class Rejection(BaseModel):
@@ -136,12 +213,41 @@ class EventsOut(BaseModel):
     rejected: list[Rejection]
     issued: int
     suppressed: int
-    decisions: list[dict[str, Any]]
+    decisions: list[DecisionSummary] = Field(description="the first 1,000 decisions the batch caused")
     decisions_listed: int
 
 
+class CouponOut(BaseModel):
+    coupon_id: str
+    state: CouponState
+    template: str
+    title: str
+    kind: CouponKind
+    threshold: float
+    amount: float | None = Field(None, description="yuan off (threshold and no_threshold coupons)")
+    percent: float | None = Field(None, description="percent off (percent coupons)")
+    max_discount: float | None = Field(None, description="cap of a percent coupon, in yuan")
+    scope: str | dict[str, list[str]] = Field(description='"all", or the products and categories it covers')
+    issued_at: str
+    expires_at: str
+    room: str
+    trigger: str
+    order_id: str | None
+
+
 class CouponsOut(BaseModel):
-    coupons: list[dict[str, Any]]
+    coupons: list[CouponOut]
+
+
+class HistoryEntryOut(BaseModel):
+    at: str
+    state: CouponState
+    action: str
+    order_id: str | None
+
+
+class CouponDetailOut(CouponOut):
+    history: list[HistoryEntryOut]
 
 
 class QuoteLine(BaseModel):
@@ -161,7 +267,7 @@ class QuoteOut(BaseModel):
 class OrderOut(BaseModel):
     order_id: str
     user: str
-    state: str
+    state: OrderState
     coupon_id: str | None
     subtotal: float
     discount: float
@@ -169,12 +275,88 @@ class OrderOut(BaseModel):
     created_at: str
     reserved_until: str | None
     room: str | None = None
+    coupon_returned: bool | None = Field(None, description="on a refund: whether the coupon went back to issued")
 
 
-class TriggerSwitchIn(_Body):
+class IssueOut(BaseModel):
+    issued: int
+    suppressed: int
+    decisions: list[DecisionSummary]
+
+
+class StatsOut(BaseModel):
+    """The consoles' counters (the same message their live feed carries each second)."""
+
+    type: str
+    campaign: str
+    issued: int
+    suppressed: dict[str, int]
+    triggers: dict[str, dict[str, Any]]
+    budget: dict[str, float | None]
+    stock: dict[str, dict[str, int | None]]
+    rooms: dict[str, dict[str, Any]]
+    templates: list[str]
+    issue_rate: list[dict[str, Any]]
+    dead_letters: int
+
+
+class MetricsOut(BaseModel):
+    """``metrics.json`` of SPEC §6, so far."""
+
+    campaign: str
+    triggers: dict[str, dict[str, Any]]
+    experiments: dict[str, dict[str, Any]]
+    totals: dict[str, Any]
+
+
+class DecisionsOut(BaseModel):
+    decisions: list[dict[str, Any]] = Field(
+        description="in decision order, each a line of issued.jsonl or suppressed.jsonl plus issued, coupon_id "
+                    "and broadcast")
+
+
+class TriggerSwitchOut(BaseModel):
+    name: str
     paused: bool
 
 
-class PresentIssueIn(_Body):
-    template: Text
-    idempotency_key: Text
+class BlocklistOut(BaseModel):
+    blocked: bool
+    users: int
+    devices: int
+
+
+class HostTokenOut(BaseModel):
+    room: str
+    token: str
+
+
+class DeadLettersOut(BaseModel):
+    dead_letters: list[dict[str, Any]]
+
+
+class RequeuedOut(BaseModel):
+    requeued: int
+
+
+class AgoraNoticeIn(BaseModel):
+    """An Agora NCS notice, signed over the raw body (``Agora-Signature-V2``: hex HMAC/SHA256, or
+    ``Agora-Signature``: hex HMAC/SHA1, with the NCS secret). Other fields are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    noticeId: str  # Agora's names
+    productId: int
+    eventType: int
+    notifyMs: int | None = None
+    payload: dict[str, Any] = Field(description="channelName, uid, ts, reason…")
+
+
+class AgoraOut(BaseModel):
+    ok: bool
+    events: int = Field(description="how many livecoupon events the notice became (0 or 1)")
+
+
+class SessionOut(BaseModel):
+    role: str
+    user: str | None = None
+    room: str | None = None
