@@ -46,6 +46,22 @@ RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 _decode = msgspec.json.Decoder().decode
 
 
+def user_caller(caller: CallerDep) -> Caller:
+    """A credential that acts for users (the operator's, the platform's, a viewer's), checked before the body
+    is: a caller it does not admit gets its 401 or 403 whatever the body holds (SPEC §6). Whether a viewer
+    may act for the user named is the route's to check."""
+    return require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
+
+
+def viewer_caller(caller: CallerDep) -> Caller:
+    """A viewer's own token, checked before the body is."""
+    return require(caller, Role.VIEWER)
+
+
+UserCaller = Annotated[Caller, Depends(user_caller)]
+ViewerCaller = Annotated[Caller, Depends(viewer_caller)]
+
+
 def coupon_json(c: Coupon, now: int) -> dict[str, Any]:
     t = c.terms
     body: dict[str, Any] = {
@@ -115,10 +131,9 @@ def submitted_json(accepted: int, rejected: list[dict[str, Any]], made: list[Dec
 
 @router.post("/rooms/{room}/comments", tags=["viewers"], response_model=None,
              responses=answer(EventsOut) | BODY_ERRORS)
-async def post_comment(room: RoomPath, body: CommentIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+async def post_comment(room: RoomPath, body: CommentIn, viewer: ViewerCaller, rt: RuntimeDep) -> dict[str, Any]:
     """A viewer's chat message, with their own token: the user comes from the token and the
     time from the service's clock, so a viewer can neither speak for another nor move time."""
-    viewer = require(caller, Role.VIEWER)
     service = rt.service
     event = {"type": "comment", "room": room, "ts": service.now() / 1000, "user": viewer.user, "text": body.text,
              "id": f"chat:{uuid.uuid4().hex}"}
@@ -130,7 +145,7 @@ async def post_comment(room: RoomPath, body: CommentIn, caller: CallerDep, rt: R
 
 @router.get("/users/{user}/coupons", tags=["coupons"], response_model=None,
             responses=answer(CouponsOut) | PARAM_ERRORS)
-async def user_coupons(user: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+async def user_coupons(user: str, caller: UserCaller, rt: RuntimeDep) -> dict[str, Any]:
     """A user's coupons: the platform for anyone, a viewer token for its own user."""
     require_user(caller, user)
     coupons = await rt.service.call(rt.service.checkout.coupons_of, user)
@@ -140,14 +155,13 @@ async def user_coupons(user: str, caller: CallerDep, rt: RuntimeDep) -> dict[str
 
 @router.get("/coupons/{coupon_id}", tags=["coupons"], response_model=None,
             responses=answer(CouponDetailOut) | PARAM_ERRORS | errors(404))
-async def coupon_detail(coupon_id: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+async def coupon_detail(coupon_id: str, caller: UserCaller, rt: RuntimeDep) -> dict[str, Any]:
     """One coupon with its history (a viewer sees only their own)."""
-    viewer = require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
     service = rt.service
     coupon = await service.call(service.store.coupon, coupon_id)
     if coupon is None:
         raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
-    if viewer.owner is not None and coupon.user != viewer.owner:
+    if caller.owner is not None and coupon.user != caller.owner:
         raise Forbidden("not_your_coupon", "this coupon belongs to another user", "coupon_id")
     history = await service.call(service.store.history, coupon_id)
     return coupon_json(coupon, service.now()) | {"history": [
@@ -156,7 +170,7 @@ async def coupon_detail(coupon_id: str, caller: CallerDep, rt: RuntimeDep) -> di
 
 @router.post("/checkout/quote", tags=["checkout"], response_model=None,
              responses=answer(QuoteOut) | BODY_ERRORS)
-async def checkout_quote(body: QuoteIn, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
+async def checkout_quote(body: QuoteIn, caller: UserCaller, rt: RuntimeDep) -> dict[str, Any]:
     require_user(caller, body.user)
     result = await rt.service.call(rt.service.checkout.quote, body.user, [line.to_line() for line in body.cart])
     best = None if result.best is None else quote_json(result.best)
@@ -165,7 +179,7 @@ async def checkout_quote(body: QuoteIn, caller: CallerDep, rt: RuntimeDep) -> di
 
 @router.post("/orders", tags=["checkout"], status_code=201,
              responses=answer(OrderOut, 201) | BODY_ERRORS | errors(409))
-async def create_order(body: OrderIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
+async def create_order(body: OrderIn, caller: UserCaller, rt: RuntimeDep) -> JSONResponse:
     """Create an order, reserving its coupon; the idempotency key is scoped to the caller and user."""
     who = require_user(caller, body.user)
     cart = [line.to_line() for line in body.cart]
@@ -177,35 +191,30 @@ async def create_order(body: OrderIn, caller: CallerDep, rt: RuntimeDep) -> JSON
 ORDER_MOVED = answer(OrderOut) | BODY_ERRORS | errors(404, 409)
 
 
-def _order_caller(caller: Caller | None) -> Caller:
-    return require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
-
-
 @router.get("/orders/{order_id}", tags=["checkout"], response_model=None,
             responses=answer(OrderOut) | PARAM_ERRORS | errors(404))
-async def get_order(order_id: str, caller: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
-    who = _order_caller(caller)
+async def get_order(order_id: str, who: UserCaller, rt: RuntimeDep) -> dict[str, Any]:
     return order_json(await rt.service.call(rt.service.checkout.order, order_id, who.owner))
 
 
 @router.post("/orders/{order_id}/pay", tags=["checkout"], responses=ORDER_MOVED)
-async def pay(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
+async def pay(order_id: str, body: OrderActionIn, who: UserCaller, rt: RuntimeDep) -> JSONResponse:
     """The order is paid: its coupon is redeemed, and the order counts as a posted ``order`` event."""
-    who, service = _order_caller(caller), rt.service
+    service = rt.service
     return _answer(await service.call(service.checkout_call, service.checkout.pay, order_id, body.idempotency_key,
                                       who.scope, who.owner))
 
 
 @router.post("/orders/{order_id}/cancel", tags=["checkout"], responses=ORDER_MOVED)
-async def cancel(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
-    who, service = _order_caller(caller), rt.service
+async def cancel(order_id: str, body: OrderActionIn, who: UserCaller, rt: RuntimeDep) -> JSONResponse:
+    service = rt.service
     return _answer(await service.call(service.checkout_call, service.checkout.cancel, order_id,
                                       body.idempotency_key, who.scope, who.owner))
 
 
 @router.post("/orders/{order_id}/refund", tags=["checkout"], responses=ORDER_MOVED)
-async def refund(order_id: str, body: OrderActionIn, caller: CallerDep, rt: RuntimeDep) -> JSONResponse:
-    who, service = _order_caller(caller), rt.service
+async def refund(order_id: str, body: OrderActionIn, who: UserCaller, rt: RuntimeDep) -> JSONResponse:
+    service = rt.service
     return _answer(await service.call(service.checkout_call, service.checkout.refund, order_id,
                                       body.idempotency_key, who.scope, who.owner))
 
