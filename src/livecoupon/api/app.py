@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from livecoupon.api import errors, operator, public
+from livecoupon.api import errors, monitoring, operator, public
 from livecoupon.api.auth import Credentials
 from livecoupon.api.bodies import BodyLimit
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
@@ -37,6 +37,8 @@ def create_app(service: LiveService, *, credentials: Credentials, agora_secret: 
     attach(app, runtime)
     errors.install(app)
     app.add_middleware(BodyLimit)
+    app.state.monitoring = watch = monitoring.Monitoring(runtime)
+    app.add_middleware(monitoring.RequestTimer, monitoring=watch)
 
     @app.get("/health", tags=["ops"], response_model=None, responses=answer(HealthOut))
     async def health() -> dict[str, Any]:
@@ -51,6 +53,7 @@ def create_app(service: LiveService, *, credentials: Credentials, agora_secret: 
                 "clock": service.clock.mode.value, "now": service.now()}
 
     app.include_router(public.router)
+    app.include_router(monitoring.router)
     app.include_router(operator.router)
     app.include_router(operator.console_router)
     if agora_secret:

@@ -29,6 +29,7 @@ from livecoupon.api.schemas import (
     BlocklistOut,
     DeadLettersOut,
     DecisionsOut,
+    ExplainOut,
     HostTokenOut,
     IssueOut,
     ManualIssueIn,
@@ -96,6 +97,16 @@ async def decisions(rt: RuntimeDep) -> dict[str, Any]:
     records, _ = await service.call(service.metrics_inputs)
     return {"decisions": [decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
                           for r in records]}
+
+
+@router.get("/users/{user}/explain", response_model=None, responses=answer(ExplainOut))
+async def explain(user: str, rt: RuntimeDep) -> dict[str, Any]:
+    """Why ``user`` got what they got: every decision for them and every firing that reached them
+    without one (not present, cooldown, not drawn, paused, dwell interrupted, …), in time order, in words.
+
+    Read from the log, off the writer thread: it replays the log once per call.
+    """
+    return {"user": user, "entries": await asyncio.to_thread(rt.service.explain, user)}
 
 
 @router.post("/triggers/{name}", response_model=None,

@@ -6,7 +6,7 @@ issue's users, each string's length.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
@@ -313,6 +313,24 @@ class DecisionsOut(BaseModel):
     decisions: list[dict[str, Any]] = Field(
         description="in decision order, each a line of issued.jsonl or suppressed.jsonl plus issued, coupon_id "
                     "and broadcast")
+
+
+class ExplainEntry(BaseModel):
+    ts: float = Field(description="event-time seconds")
+    room: str
+    trigger: str | None = Field(description="null for an event the room did not apply (off air)")
+    outcome: Literal["issued", "suppressed", "no_decision"]
+    reason: str | None = Field(None, description="the suppression reason, or why a firing made no decision")
+    why: str = Field(description="in words, Chinese first")
+    coupon: str | None = None
+    coupon_id: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+
+
+class ExplainOut(BaseModel):
+    user: str
+    entries: list[ExplainEntry]
 
 
 class TriggerSwitchOut(BaseModel):
