@@ -13,7 +13,7 @@ from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, WebhookSender
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.clock import ClockMode
-from livecoupon.service import LiveService
+from livecoupon.service_layer.service import LiveService
 from livecoupon.store.port import Store
 from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from livecoupon.api.app import create_app
 from livecoupon.campaign_file import load_campaign
 from livecoupon.engine.clock import ClockMode
-from livecoupon.service import LiveService
+from livecoupon.service_layer.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
 from support.credentials import API_KEY, CREDENTIALS, PLATFORM, viewer_token
 

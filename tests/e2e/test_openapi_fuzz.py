@@ -34,7 +34,7 @@ from livecoupon.api.throttle import Throttle
 from livecoupon.campaign_file import load_campaign
 from livecoupon.engine.clock import ClockMode
 from livecoupon.integrations.agora import sign
-from livecoupon.service import LiveService
+from livecoupon.service_layer.service import LiveService
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.sqlite import SqliteStore
 from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer

@@ -17,7 +17,7 @@ from livecoupon.api.app import create_app
 from livecoupon.api.throttle import Throttle
 from livecoupon.campaign_file import load_campaign
 from livecoupon.engine.clock import ClockMode
-from livecoupon.service import LiveService
+from livecoupon.service_layer.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
 from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer, viewer_token
 

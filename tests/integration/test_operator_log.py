@@ -21,7 +21,7 @@ from livecoupon.domain.pricing import CartLine
 from livecoupon.engine.clock import ClockMode
 from livecoupon.engine.recordings import write_decisions
 from livecoupon.engine.replay import replay, write_outputs
-from livecoupon.service import LiveService
+from livecoupon.service_layer.service import LiveService
 from livecoupon.store.export import export_store
 from livecoupon.store.sqlite import SqliteStore
 from support.credentials import OPERATOR, PLATFORM
@@ -308,7 +308,7 @@ def test_a_snapshot_of_another_campaign_is_ignored(tmp_path: Path) -> None:
 
 
 def test_the_service_snapshots_by_itself_and_keeps_two(tmp_path: Path) -> None:
-    from livecoupon.service import SnapshotPolicy
+    from livecoupon.service_layer.service import SnapshotPolicy
 
     campaign = parse_campaign(CAMPAIGN)
     store = SqliteStore(tmp_path / "auto.db")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from livecoupon.checkout import Checkout
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
 from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.domain.pricing import CartLine
+from livecoupon.service_layer.checkout import Checkout
 from livecoupon.store.sqlite import SqliteStore
 
 HUNDRED = CouponTemplate("hundred", "限量100张", Terms(CouponKind.NO_THRESHOLD, amount=500), valid_for_ms=10**9,

@@ -17,7 +17,7 @@ from livecoupon.api.runtime import Runtime, WebhookPort, attach
 from livecoupon.api.runtime import operator as operator_dependency
 from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer
 from livecoupon.api.throttle import Throttle
-from livecoupon.service import LiveService
+from livecoupon.service_layer.service import LiveService
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 

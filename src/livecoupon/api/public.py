@@ -31,7 +31,6 @@ from livecoupon.api.schemas import (
     answer,
     errors,
 )
-from livecoupon.checkout import Answer, order_json, quote_json
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
@@ -39,6 +38,7 @@ from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import MAX_NAME
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
+from livecoupon.service_layer.checkout import Answer, order_json, quote_json
 
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
 router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)

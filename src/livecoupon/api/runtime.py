@@ -17,20 +17,19 @@ from starlette.requests import HTTPConnection
 from livecoupon.analytics.metrics import campaign_metrics
 from livecoupon.api.auth import SESSION_COOKIE, Caller, Credentials, Role, require
 from livecoupon.api.throttle import Throttle
-from livecoupon.delivery.console import LiveStats, announcements, decision_line
-from livecoupon.delivery.messages import coupon_message
+from livecoupon.delivery.console import LiveStats
 from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
-from livecoupon.domain.decisions import Decision, DecisionRecord, coupon_of
-from livecoupon.service import LiveService
+from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.service_layer import handlers as after_commit
+from livecoupon.service_layer.service import LiveService
 
 log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
 ACK_FLUSH_SECONDS = 0.025  # acks are written together: one transaction, not one per popup
 STATS_SECONDS = 1.0
 GC_THRESHOLDS = (20_000, 20, 20)  # with 10,000 sockets open, Python's default (700, 10, 10) stalls ~1 s (measured)
-FEED_LINES_PER_BATCH = 200  # a 100,000-viewer firing is one announcement, not 100,000 feed lines
 
 
 class WebhookPort(Protocol):
@@ -60,26 +59,26 @@ class Runtime:
     pacer: Pacer = field(init=False)
     stats: LiveStats = field(init=False)
     pending_acks: list[tuple[str, str]] = field(default_factory=list)
+    handlers: list[after_commit.Handler] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pacer = Pacer(self.service.campaign.delivery, self.hub.publish)
-        self.stats = LiveStats(self.service.campaign)
+        campaign = self.service.campaign
+        self.pacer = Pacer(campaign.delivery, self.hub.publish)
+        self.stats = LiveStats(campaign)
+        self.handlers = [after_commit.counting(self.stats), after_commit.popping_up(campaign, self.pacer),
+                         after_commit.feeding(campaign, self.consoles)]
+        if self.webhooks is not None:
+            self.handlers.append(after_commit.notifying(campaign, self.webhooks))
 
     # -- on the event loop ---------------------------------------------------------------
     def on_decisions(self, decisions: list[Decision]) -> None:
-        """Committed decisions: counters, popups (paced), console lines, webhooks."""
-        campaign = self.service.campaign
-        self.stats.add(d.record() for d in decisions)
-        issued = [coupon_of(d) for d in decisions if d.issued]
-        for coupon in issued:
-            self.pacer.offer(coupon.room, coupon.user, coupon_message(campaign, coupon))
-        if len(self.consoles):
-            for d in decisions[:FEED_LINES_PER_BATCH]:
-                self.consoles.broadcast(decision_line(d))
-            for line in announcements(campaign, decisions):
-                self.consoles.broadcast(line)
-        if self.webhooks is not None and issued:
-            self.webhooks.enqueue([payload_for(campaign, c) for c in issued])
+        """Committed decisions, to every handler (service_layer/handlers.py); one failing stops no other."""
+        event = after_commit.DecisionsCommitted.of(decisions)
+        for handle in self.handlers:
+            try:
+                handle(event)
+            except Exception:
+                log.exception("a decision handler failed")
 
     async def stats_message(self, room: str | None = None) -> dict[str, Any]:
         """The console's counters; with ``room`` (a host's console), that room alone."""

@@ -470,7 +470,7 @@ class WebhookSender:
 
 
 def issued_listener(campaign: Campaign, sender: WebhookSender) -> Callable[[list[Decision]], None]:
-    """A :class:`~livecoupon.service.LiveService` listener: every issued coupon to ``sender``."""
+    """A :class:`~livecoupon.service_layer.service.LiveService` listener: every issued coupon to ``sender``."""
     def listen(decisions: list[Decision]) -> None:
         sender.enqueue([payload_for(campaign, d) for d in decisions if d.issued])
     return listen

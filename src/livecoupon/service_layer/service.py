@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from livecoupon.checkout import Checkout
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
 from livecoupon.domain.decisions import Decision, DecisionRecord
@@ -33,6 +32,7 @@ from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
 from livecoupon.errors import Malformed, NotFound
+from livecoupon.service_layer.checkout import Checkout
 from livecoupon.store.port import Snapshot, Store
 
 log = logging.getLogger("livecoupon")
