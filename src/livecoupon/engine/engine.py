@@ -27,7 +27,7 @@ from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
 from livecoupon.engine.rooms import FlashSale, Room, Viewer
-from livecoupon.store.port import Store
+from livecoupon.store.port import ClaimsLedger
 
 
 @dataclass(slots=True)
@@ -77,7 +77,7 @@ class Engine:
 
     explaining = False  # whether firings of paused triggers and cooldowns are looked for at all
 
-    def __init__(self, campaign: Campaign, store: Store, *, dedup_ids: bool = True) -> None:
+    def __init__(self, campaign: Campaign, store: ClaimsLedger, *, dedup_ids: bool = True) -> None:
         """``dedup_ids=False`` when the caller already dropped repeated event ids (replay does)."""
         self.campaign = campaign
         self.store = store

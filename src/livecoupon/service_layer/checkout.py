@@ -20,7 +20,7 @@ from livecoupon.domain.money import fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS, Order, OrderState
 from livecoupon.domain.pricing import CartLine, Quote, cart_total, quote, usable_quotes
 from livecoupon.errors import Forbidden, Malformed, NotFound, Refused
-from livecoupon.store.port import Store, StoredAnswer
+from livecoupon.store.port import CheckoutStore, StoredAnswer
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -49,7 +49,7 @@ def order_json(order: Order) -> dict[str, Any]:
 class Checkout:
     """Quotes carts and moves orders; ``clock`` gives the service's time in ms."""
 
-    def __init__(self, store: Store, clock: Callable[[], int], reservation_ms: int = RESERVATION_MS,
+    def __init__(self, store: CheckoutStore, clock: Callable[[], int], reservation_ms: int = RESERVATION_MS,
                  on_paid: Callable[[Order], None] | None = None) -> None:
         """``on_paid`` hears each order as it is paid, inside the paying transaction."""
         self.store = store

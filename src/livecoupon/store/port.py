@@ -1,7 +1,7 @@
-"""The store port: everything the core needs to keep, behind one Protocol.
+"""The store's ports: narrow Protocols, each the few methods one use needs.
 
-Backends (``memory``, ``sqlite``, later ``redis``/``postgres``) implement it and pass
-the same contract tests. Every limit and every state change moves atomically inside
+Backends (``memory``, ``sqlite``, ``postgres``) implement them all and pass the same
+contract tests. Every limit and every state change moves atomically inside
 the backend: callers never read a counter and write it back.
 """
 
@@ -61,13 +61,14 @@ class CampaignTotals:
     suppressed: int
 
 
-class Store(Protocol):
-    """The port. Methods called inside ``unit_of_work()`` commit together."""
-
+class UnitOfWork(Protocol):
     def unit_of_work(self) -> AbstractContextManager[None]:
-        """A transaction: writes inside commit together, or not at all (SQLite)."""
+        """A transaction: writes inside commit together, or not at all (SQLite, PostgreSQL)."""
 
-    # -- issuing (SPEC §4 steps 2-4) --------------------------------------------------
+
+class ClaimsLedger(Protocol):
+    """What the engine needs: SPEC §4 steps 2-4, decided atomically, and first visits."""
+
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         """Decide each request in order, atomically and idempotently.
 
@@ -76,17 +77,22 @@ class Store(Protocol):
         """
 
     def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
-        """The requests whose user passes ``per_user`` and ``min_interval`` now."""
+        """The requests whose user passes step 2 now (blocklist, risk, device, per_user, min_interval)."""
 
     def mark_visited(self, campaign: str, user: str) -> bool:
         """Record that ``user`` joined a room of ``campaign``; True the first time."""
 
+
+class DecisionLog(Protocol):
     def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
         """Every decision of the campaign, in decision order."""
 
     def totals(self, campaign: str) -> CampaignTotals: ...
 
-    # -- the ledger ------------------------------------------------------------------
+
+class CouponLedger(Protocol):
+    """Coupons in users' accounts, their states and histories, and which ones viewers have seen."""
+
     def coupon(self, coupon_id: str) -> Coupon | None: ...
 
     def coupons_of(self, user: str) -> list[Coupon]: ...
@@ -95,14 +101,6 @@ class Store(Protocol):
 
     def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
         """Compare-and-set: store ``coupon`` only if its stored state is ``expected``."""
-
-    def insert_order(self, order: Order) -> bool:
-        """Store a new order; False if the order id exists."""
-
-    def order(self, order_id: str) -> Order | None: ...
-
-    def move_order(self, order: Order, expected: OrderState) -> bool:
-        """Compare-and-set on the order's state."""
 
     def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
         """Viewers' clients confirmed they showed these ``(coupon_id, user)`` coupons.
@@ -113,13 +111,27 @@ class Store(Protocol):
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         """Issued coupons of ``user`` from ``room`` that no client has acknowledged yet."""
 
-    # -- idempotency keys and the event log -------------------------------------------
+
+class OrderBook(Protocol):
+    """Orders, and the first answer given to each idempotency key."""
+
+    def insert_order(self, order: Order) -> bool:
+        """Store a new order; False if the order id exists."""
+
+    def order(self, order_id: str) -> Order | None: ...
+
+    def move_order(self, order: Order, expected: OrderState) -> bool:
+        """Compare-and-set on the order's state."""
+
     def recall(self, key: str) -> StoredAnswer | None: ...
 
     def remember(self, key: str, answer: StoredAnswer) -> None: ...
 
-    def append_events(self, events: Iterable[dict[str, Any]]) -> None:
-        """Append accepted events to the durable log the engine is rebuilt from."""
+
+class EventLog(Protocol):
+    """The durable log the engine is rebuilt from: events and operator commands, in order."""
+
+    def append_events(self, events: Iterable[dict[str, Any]]) -> None: ...
 
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """The log in order, from the position after ``after`` (0: all of it)."""
@@ -127,10 +139,20 @@ class Store(Protocol):
     def log_position(self) -> int:
         """The position of the last entry of the log (0 when empty)."""
 
-    # -- snapshots of the engine ------------------------------------------------------
+
+class SnapshotStore(Protocol):
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` (and drop those it makes useless)."""
 
     def latest_snapshot(self, fingerprint: str) -> Snapshot | None: ...
+
+
+class CheckoutStore(UnitOfWork, CouponLedger, OrderBook, Protocol):
+    """What checkout needs."""
+
+
+class Store(UnitOfWork, ClaimsLedger, DecisionLog, CouponLedger, OrderBook, EventLog, SnapshotStore, Protocol):
+    """Every port at once, as one backend provides them; methods called inside ``unit_of_work()``
+    commit together. Each user of the store names only the ports it needs."""
 
     def close(self) -> None: ...
