@@ -18,9 +18,9 @@ one thing:
   and ``caller_of`` with one ``async`` function returning a fixed platform ``Caller``
   (which may act for any user): no header is read, nothing verified or counted.
 
-``--breakdown`` adds, for the viewer GET only, servers that each leave one piece out, to
-see where the checked variant's time goes (the pieces are switched off in the benchmark's
-server process, by patching; nothing in ``src/`` changes):
+``--breakdown`` adds servers that each leave one piece out, to see where the checked
+variant's time goes (they get the same requests, so the same state; the pieces are
+switched off in the benchmark's server process, by patching; nothing in ``src/`` changes):
 
 - **unchecked-def**: the override is a plain ``def``, which FastAPI runs in its thread
   pool as it runs the real ``caller_of`` and ``platform``: unchecked plus that hop.
@@ -435,7 +435,7 @@ async def run(args: argparse.Namespace, work: Path) -> tuple[list[Part], list[st
             check(await run_window(server, next_batches(server, bodies, platform_headers, warm_batches), 60,
                                    args.connections), "warm-up")
             check(await run_window(server, get_calls(server, tokens, 400, 0), 60, args.connections), "warm-up")
-        events = Part("POST /v1/events", "events", (CHECKED, UNCHECKED))
+        events = Part("POST /v1/events", "events", (CHECKED, UNCHECKED, *extra))
         gets = Part("GET /v1/users/{user}/coupons", "requests", (CHECKED, UNCHECKED, *extra))
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}")
@@ -483,7 +483,7 @@ async def sanity(servers: dict[str, Server]) -> list[str]:
 
 
 def outcome_notes(events: Part, gets: Part) -> list[str]:
-    """What the servers answered: the same work on both sides (issued coupons, coupons listed)."""
+    """What the servers answered: the same work on every side (issued coupons, coupons listed)."""
     notes = []
     issued = {}
     for variant, windows in events.windows.items():
@@ -493,9 +493,9 @@ def outcome_notes(events: Part, gets: Part) -> list[str]:
             notes.append(f"{variant}: {rejected:,} events REJECTED")
     listed = {variant: sum(len(json.loads(a)["coupons"]) for w in windows for a in w.answers)
               / max(1, sum(w.requests for w in windows)) for variant, windows in gets.windows.items()}
-    notes.append(f"coupons issued by the measured batches: {issued[CHECKED]:,} checked, {issued[UNCHECKED]:,} "
-                 f"unchecked (2 connections: batches may commit in a different order on each server); coupons per "
-                 f"GET answer: " + ", ".join(f"{n:.2f} {v}" for v, n in listed.items()))
+    notes.append("coupons issued by the measured batches: " + ", ".join(f"{n:,} {v}" for v, n in issued.items())
+                 + " (2 connections: batches may commit in a different order on each server); coupons per GET "
+                 "answer: " + ", ".join(f"{n:.2f} {v}" for v, n in listed.items()))
     return notes
 
 
