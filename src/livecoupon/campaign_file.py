@@ -15,10 +15,21 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictInt, ValidationError
 
-from livecoupon.domain.campaign import Audience, Campaign, DeliveryPolicy, Experiment, Limits, Trigger, Variant, When
+from livecoupon.domain.campaign import (
+    OFFER,
+    Audience,
+    Campaign,
+    DeliveryPolicy,
+    Experiment,
+    Limits,
+    Trigger,
+    Variant,
+    When,
+)
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
 from livecoupon.domain.durations import parse_duration_ms
 from livecoupon.domain.money import yuan_to_fen
+from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
 
 
@@ -74,10 +85,16 @@ class CouponModel(_Strict):
     stock: StrictInt | None = None
 
 
+class OfferModel(_Strict):
+    arms: list[str | None]
+    explore: Number = 0.1
+
+
 class TriggerModel(_Strict):
     name: Name
     when: Literal["first_visit", "dwell", "online_reached", "host_says", "flash_sale", "comment"]
-    coupon: str
+    coupon: str | None = None
+    offer: OfferModel | None = None
     after: Millis | None = None
     count: StrictInt | None = None
     source: Literal["reported", "present"] | None = None
@@ -326,8 +343,10 @@ class _Builder:
             self.error(f"{path}.name", "must not be empty")
         if any(other.name == t.name for other in self.m.triggers[:i]):
             self.error(f"{path}.name", f"duplicate trigger name {t.name!r}")
-        if t.coupon not in self.m.coupons:
-            self.error(f"{path}.coupon", f"unknown coupon {t.coupon!r}")
+        offer = self._offer(path, t)
+        if t.offer is None and t.coupon not in self.m.coupons:
+            self.error(f"{path}.coupon", f"unknown coupon {t.coupon!r}" if t.coupon is not None
+                       else "required")
         given = {k for k in _TRIGGER_KEYS["online_reached"] | _TRIGGER_KEYS["host_says"] | {"after", "keywords"}
                  if getattr(t, k) is not None}
         for key in sorted(given - _TRIGGER_KEYS[t.when]):
@@ -340,7 +359,24 @@ class _Builder:
             count=t.count or 0, source=t.source or "reported", winners=t.winners or 0,
             within_ms=t.within if t.within is not None else 60_000, top=t.top if t.top is not None else 1,
             phrases=tuple(t.phrases or ()), cooldown_ms=t.cooldown if t.cooldown is not None else 60_000,
-            keywords=tuple(t.keywords or ()), per_device=t.per_device)
+            keywords=tuple(t.keywords or ()), per_device=t.per_device, offer=offer)
+
+    def _offer(self, path: str, t: TriggerModel) -> Offer | None:
+        if t.offer is None:
+            return None
+        if t.coupon is not None:
+            self.error(f"{path}.offer", "give either coupon or offer, not both")
+        arms = t.offer.arms
+        if len(arms) < 2:
+            self.error(f"{path}.offer.arms", "list at least two arms (coupon names, or null for nothing)")
+        for j, arm in enumerate(arms):
+            if arm is not None and arm not in self.m.coupons:
+                self.error(f"{path}.offer.arms[{j}]", f"unknown coupon {arm!r}")
+            if arm in arms[:j]:
+                self.error(f"{path}.offer.arms[{j}]", f"{arm!r} is listed twice")
+        if not 0 < t.offer.explore <= 1:
+            self.error(f"{path}.offer.explore", "must be in (0, 1]")
+        return Offer(tuple(arms), t.offer.explore)
 
     def _audience(self, path: str, t: TriggerModel) -> Audience:
         if t.when not in _AUDIENCES:
@@ -393,7 +429,10 @@ class _Builder:
         if not e.variants:
             self.error(f"{path}.variants", "list at least one variant")
         for j, v in enumerate(e.variants):
-            if v.coupon is not None and v.coupon not in self.m.coupons:
+            if v.coupon == OFFER:
+                if trigger is not None and trigger.offer is None:
+                    self.error(f"{path}.variants[{j}].coupon", f"'offer' needs trigger {e.trigger!r} to have an offer")
+            elif v.coupon is not None and v.coupon not in self.m.coupons:
                 self.error(f"{path}.variants[{j}].coupon", f"unknown coupon {v.coupon!r}")
             if v.weight < 0 or v.weight != v.weight or v.weight == float("inf"):
                 self.error(f"{path}.variants[{j}].weight", "must be a finite number ≥ 0")

@@ -66,7 +66,8 @@ def check(config: Annotated[Path, typer.Argument(help="campaign file (YAML)")]) 
     for column in ("#", "名称 name", "时机 when", "券 coupon", "对象 audience"):
         triggers.add_column(column)
     for trig in campaign.triggers:
-        triggers.add_row(str(trig.index), trig.name, trig.when.value, trig.coupon, trig.audience.value)
+        coupon = trig.coupon if trig.offer is None else "offer: " + " / ".join(a or "null" for a in trig.offer.arms)
+        triggers.add_row(str(trig.index), trig.name, trig.when.value, coupon, trig.audience.value)
     out.print(triggers)
     limits = campaign.limits
     out.print("频控 / limits: "

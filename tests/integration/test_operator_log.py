@@ -43,6 +43,7 @@ triggers:
   - {name: say, when: host_says, phrases: [发券啦], coupon: c10, cooldown: 20s}
   - {name: kou1, when: comment, keywords: [扣1], coupon: c20}
   - {name: big, when: online_reached, count: 4, source: present, coupon: c20}
+  - {name: pick, when: comment, keywords: [要券], offer: {arms: [c10, c20, null], explore: 0.3}}
 limits: {per_user: 3, min_interval: 10s, budget: 900, max_risk: 0.7}
 """
 
@@ -94,7 +95,7 @@ def _event(rng: random.Random, users: list[str], ts: int) -> dict[str, Any]:
         if rng.random() < 0.1:
             event["risk"] = rng.choice([0.2, 0.9])
     if kind == "comment":
-        event["text"] = rng.choice(["扣1", "hello"])
+        event["text"] = rng.choice(["扣1", "hello", "要券"])
     elif kind == "transcript":
         event["text"] = rng.choice(["宝宝们发券啦", "发劝啦", "谢谢"])
     elif kind == "order":

@@ -105,7 +105,7 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
         "<h2>常见触发逻辑示例 / Trigger logic of this campaign</h2>",
         _table(["#", "名称 name", "场景 when", "条件 condition", "对象 audience", "券 coupon"],
                [[t.index + 1, t.name, WHEN_WORDS[t.when], _condition(t), _audience(t),
-                 f"{campaign.coupons[t.coupon].title}（{_terms(campaign, t.coupon)}）"] for t in campaign.triggers]),
+                 _coupon_cell(campaign, t)] for t in campaign.triggers]),
         _limits(campaign),
         "<h2>一、哪个触发核销最好？ / Which trigger redeems best?</h2>",
         bar_chart([r["trigger"] for r in ranking], [r["redemption_rate"] for r in ranking],
@@ -139,6 +139,15 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
 
 def _terms(campaign: Campaign, name: str) -> str:
     return describe_coupon(campaign.coupons[name])
+
+
+def _coupon_cell(campaign: Campaign, trigger: Trigger) -> str:
+    if trigger.offer is None:
+        assert trigger.coupon is not None
+        return f"{campaign.coupons[trigger.coupon].title}（{_terms(campaign, trigger.coupon)}）"
+    arms = " / ".join("不发 nothing" if a is None else f"{campaign.coupons[a].title}（{_terms(campaign, a)}）"
+                      for a in trigger.offer.arms)
+    return f"千人千面 personalised: {arms}"
 
 
 def _limits(campaign: Campaign) -> str:

@@ -326,6 +326,8 @@ class ExplainEntry(BaseModel):
     coupon_id: str | None = None
     experiment: str | None = None
     variant: str | None = None
+    arm: str | None = None
+    propensity: float | None = None
 
 
 class ExplainOut(BaseModel):

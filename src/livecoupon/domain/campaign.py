@@ -9,6 +9,9 @@ import enum
 from dataclasses import dataclass, field
 
 from livecoupon.domain.coupons import CouponTemplate
+from livecoupon.domain.offers import Offer
+
+OFFER = "offer"  # a variant's coupon that lets the trigger's policy choose
 
 
 class When(enum.StrEnum):
@@ -35,7 +38,7 @@ class Trigger:
     index: int
     name: str
     when: When
-    coupon: str
+    coupon: str | None  # None: the trigger has an ``offer`` instead
     audience: Audience = Audience.USER
     after_ms: int = 0  # dwell
     count: int = 0  # online_reached
@@ -47,6 +50,14 @@ class Trigger:
     cooldown_ms: int = 60_000  # host_says
     keywords: tuple[str, ...] = ()  # comment
     per_device: int | None = None  # coupons of this trigger per device (first_visit: forever; else per broadcast)
+    offer: Offer | None = None  # a policy chooses each user's coupon among its arms
+
+    @property
+    def coupons(self) -> tuple[str, ...]:
+        """Every template this trigger may issue."""
+        if self.offer is not None:
+            return tuple(a for a in self.offer.arms if a is not None)
+        return (self.coupon,) if self.coupon is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +85,7 @@ class DeliveryPolicy:
 class Variant:
     name: str
     weight: float
-    coupon: str | None  # None: holdout
+    coupon: str | None  # None: holdout; OFFER: the trigger's policy chooses
 
 
 @dataclass(frozen=True, slots=True)

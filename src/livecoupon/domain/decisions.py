@@ -14,6 +14,7 @@ class Reason(enum.StrEnum):
     """Why a decision issued nothing."""
 
     HOLDOUT = "holdout"
+    NO_OFFER = "no_offer"  # a personalised offer chose to offer nothing
     BLOCKED = "blocked"
     RISK = "risk"
     DEVICE_CAP = "device_cap"
@@ -67,6 +68,7 @@ class IssueRequest:
     device_key: str | None = None  # what the trigger's per_device counts (see device_key_for)
     per_device: int | None = None
     blocked: bool = False  # on the operator's blocklist, by user or by device
+    propensity: float | None = None  # set when an offer's policy chose ``template`` (None: nothing)
 
 
 def device_key_for(trigger: str, forever: bool, room: str, broadcast: int, device: str | None, user: str) -> str:
@@ -92,7 +94,7 @@ class Decision:
         r = self.request
         return DecisionRecord(r.coupon_id, r.room, r.broadcast, r.trigger, r.user, r.at,
                               r.template.name if r.template is not None else None, self.reason, self.expires_at,
-                              r.experiment, r.variant)
+                              r.experiment, r.variant, r.propensity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +112,15 @@ class DecisionRecord:
     expires_at: int | None
     experiment: str | None = None
     variant: str | None = None
+    propensity: float | None = None  # an offer's choice; its arm is ``template`` (None: nothing)
 
     @property
     def issued(self) -> bool:
         return self.reason is None
+
+    @property
+    def offered(self) -> bool:
+        return self.propensity is not None
 
 
 BroadcastKey = tuple[str, int, str]  # (room, broadcast, user)
@@ -169,7 +176,7 @@ def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -
     """Steps 2-4 for one request; an issue moves ``counters``."""
     template = request.template
     if template is None:
-        return Decision(request, Reason.HOLDOUT)
+        return Decision(request, Reason.HOLDOUT if request.propensity is None else Reason.NO_OFFER)
     reason = cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
     if reason is not None:
         return Decision(request, reason)

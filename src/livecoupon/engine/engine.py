@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
+from livecoupon.domain.campaign import OFFER, Audience, Campaign, Trigger, When
 from livecoupon.domain.commands import (
     ChangeBlocklist,
     ClockReached,
@@ -25,6 +25,7 @@ from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import Decision, IssueRequest, Silence, coupon_id_for, device_key_for
 from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
+from livecoupon.engine.offering import OfferBook
 from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
 from livecoupon.engine.rooms import FlashSale, Room, Viewer
 from livecoupon.store.port import ClaimsLedger
@@ -97,6 +98,7 @@ class Engine:
         self._phrases = {t.index: PhraseMatcher(t.phrases) for t in self._by_when[When.HOST_SAYS]}
         self._keywords = {t.index: KeywordMatcher(t.keywords) for t in self._by_when[When.COMMENT]}
         self._experiments = {e.trigger: e for e in campaign.experiments}
+        self.offers = OfferBook.of(campaign)
         self._handlers: dict[str, Callable[[Room, Event], list[Firing]]] = {
             "join": self._on_viewing, "heartbeat": self._on_viewing, "comment": self._on_viewing,
             "like": self._on_viewing, "follow": self._on_viewing, "gift": self._on_viewing,
@@ -220,7 +222,12 @@ class Engine:
         requests = [self._with_facts(IssueRequest(coupon_id_for(name, room, broadcast, MANUAL, key, user), name,
                                                   room, broadcast, MANUAL, user, template, ts), None)
                     for user in dict.fromkeys(users)]
-        return self.store.issue(requests, self.campaign.limits)
+        return self._issue(requests)
+
+    def _issue(self, requests: list[IssueRequest]) -> list[Decision]:
+        made = self.store.issue(requests, self.campaign.limits)
+        self.offers.decided(made)
+        return made
 
     def _learn(self, event: Event) -> None:
         assert event.user is not None
@@ -297,6 +304,7 @@ class Engine:
         assert event.user is not None
         if event.ts > room.last_order.get(event.user, event.ts - 1):
             room.last_order[event.user] = event.ts
+        self.offers.ordered(room.name, event.user, event.ts, event.amount)
         return []
 
     def _on_online_count(self, room: Room, event: Event) -> list[Firing]:
@@ -400,8 +408,7 @@ class Engine:
                 audience = self._audience(room, firing)
                 if self.explaining and firing.users is None:
                     self._missed(room, firing, audience)
-                requests = [self._request(room, firing, user) for user in audience]
-                decisions.extend(self.store.issue(requests, self.campaign.limits))
+                decisions.extend(self._issue([self._request(room, firing, user) for user in audience]))
         return decisions
 
     def _audience(self, room: Room, firing: Firing) -> Sequence[str]:
@@ -428,21 +435,29 @@ class Engine:
         winners = draw.sample(eligible, k)
         if self.explaining:
             self._drawn(room, firing, present, eligible, winners)
-        return self.store.issue([requests[user] for user in winners], limits)
+        return self._issue([requests[user] for user in winners])
 
     def _request(self, room: Room, firing: Firing, user: str) -> IssueRequest:
         trigger, campaign = firing.trigger, self.campaign
         assert room.broadcast is not None
-        template: CouponTemplate | None = campaign.coupons[trigger.coupon]
+        coupon_id = coupon_id_for(campaign.campaign, room.name, room.broadcast, trigger.name, firing.firing, user)
+        coupon = trigger.coupon if trigger.offer is None else OFFER
         experiment = self._experiments.get(trigger.name)
         experiment_name = variant_name = None
-        if experiment is not None:
+        if experiment is not None:  # step 1
             variant = assign(experiment, user)
-            experiment_name, variant_name = experiment.name, variant.name
-            template = campaign.coupons[variant.coupon] if variant.coupon is not None else None
-        coupon_id = coupon_id_for(campaign.campaign, room.name, room.broadcast, trigger.name, firing.firing, user)
+            experiment_name, variant_name, coupon = experiment.name, variant.name, variant.coupon
+        template: CouponTemplate | None = None
+        propensity = None
+        if coupon == OFFER:  # between steps 1 and 2: the trigger's policy chooses
+            viewer = room.present(user, firing.at)
+            facts = self.facts.get(user)
+            template, propensity = self.offers.choose(trigger, user, coupon_id, facts.profile if facts else None,
+                                                      firing.at - viewer.joined_at if viewer else None)
+        elif coupon is not None:
+            template = campaign.coupons[coupon]
         request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
-                               template, firing.at, experiment_name, variant_name)
+                               template, firing.at, experiment_name, variant_name, propensity=propensity)
         return self._with_facts(request, trigger)
 
     def _with_facts(self, request: IssueRequest, trigger: Trigger | None) -> IssueRequest:

@@ -22,6 +22,7 @@ from livecoupon.store.memory import MemoryStore
 
 REASON_WORDS = {
     Reason.HOLDOUT: "对照组，不发券 / in the holdout group of an experiment",
+    Reason.NO_OFFER: "千人千面策略选择不发券 / the personalised offer chose to offer nothing",
     Reason.BLOCKED: "在黑名单中 / on the operator's blocklist",
     Reason.RISK: "风险分过高 / risk score above the campaign's max_risk",
     Reason.DEVICE_CAP: "同一设备已领满 / this device already had its coupons of this trigger",
@@ -133,6 +134,8 @@ def _decision_json(d: Decision) -> dict[str, Any]:
         body.update(outcome="suppressed", reason=d.reason.value, why=REASON_WORDS[d.reason])
     if r.experiment is not None:
         body.update(experiment=r.experiment, variant=r.variant)
+    if r.propensity is not None:
+        body.update(arm=r.template.name if r.template is not None else None, propensity=r.propensity)
     return body
 
 

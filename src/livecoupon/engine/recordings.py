@@ -162,6 +162,8 @@ def decision_json(d: DecisionRecord) -> dict[str, Any]:
         record["reason"] = d.reason.value
     if d.experiment is not None:
         record.update(experiment=d.experiment, variant=d.variant)
+    if d.propensity is not None:
+        record.update(arm=d.template, propensity=d.propensity)
     return record
 
 

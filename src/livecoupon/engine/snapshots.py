@@ -21,7 +21,7 @@ from typing import Any
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.engine import Engine
 
-VERSION = 1  # bump whenever the engine's state changes shape
+VERSION = 2  # bump whenever the engine's state changes shape
 
 
 def fingerprint(campaign: Campaign) -> str:
@@ -44,7 +44,7 @@ def _canonical(value: Any) -> str:
 
 
 _STATE = ("rooms", "paused", "facts", "blocked_users", "blocked_devices", "time", "_timers", "_timer_seq",
-          "_gifts_seen")
+          "_gifts_seen", "offers")
 
 
 def dump(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:

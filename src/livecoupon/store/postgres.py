@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     room TEXT NOT NULL, broadcast BIGINT NOT NULL, trigger TEXT NOT NULL, "user" TEXT NOT NULL,
     template TEXT, template_id BIGINT REFERENCES templates (id), at BIGINT NOT NULL, reason TEXT,
     expires_at BIGINT, experiment TEXT, variant TEXT,
-    state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT);
+    state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT, propensity DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, "user") WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;

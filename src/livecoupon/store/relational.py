@@ -243,10 +243,11 @@ class RelationalStore(ABC):
                          template.name if template is not None else None,
                          self._template_id(r.campaign, template) if issued and template is not None else None,
                          r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
-                         "issued" if issued else None, r.device_key))
+                         "issued" if issued else None, r.device_key, r.propensity))
         self._many(
             "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, template_id, "
-            "at, reason, expires_at, experiment, variant, state, device_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "at, reason, expires_at, experiment, variant, state, device_key, propensity) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows)
 
     def _template_id(self, campaign: str, template: CouponTemplate) -> int:
@@ -292,11 +293,11 @@ class RelationalStore(ABC):
         where, args = ("WHERE campaign=?", (campaign,)) if campaign is not None else ("", ())
         rows = self._run(
             "SELECT coupon_id, room, broadcast, trigger, \"user\", at, template, reason, expires_at, experiment, "
-            f"variant FROM decisions {where} ORDER BY seq", args).fetchall()
+            f"variant, propensity FROM decisions {where} ORDER BY seq", args).fetchall()
         for (coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment,
-             variant) in rows:
+             variant, propensity) in rows:
             yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
-                                 Reason(reason) if reason else None, expires_at, experiment, variant)
+                                 Reason(reason) if reason else None, expires_at, experiment, variant, propensity)
 
     def totals(self, campaign: str) -> CampaignTotals:
         stock = dict(self._run("SELECT template, issued FROM template_stock WHERE campaign=?", (campaign,)))

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     room TEXT NOT NULL, broadcast INTEGER NOT NULL, trigger TEXT NOT NULL, user TEXT NOT NULL,
     template TEXT, template_id INTEGER REFERENCES templates (id), at INTEGER NOT NULL, reason TEXT,
     expires_at INTEGER, experiment TEXT, variant TEXT,
-    state TEXT, order_id TEXT, reserved_until INTEGER, device_key TEXT);
+    state TEXT, order_id TEXT, reserved_until INTEGER, device_key TEXT, propensity REAL);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions (user, at) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, user) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
@@ -61,9 +61,9 @@ CREATE TABLE IF NOT EXISTS acknowledgements (
 
 def _migrations(db: sqlite3.Connection) -> str:
     """What a store file written by an earlier version needs before ``SCHEMA`` applies."""
-    wanted = {"decisions": ("device_key", "TEXT"), "orders": ("room", "TEXT")}
+    wanted = [("decisions", "device_key", "TEXT"), ("decisions", "propensity", "REAL"), ("orders", "room", "TEXT")]
     steps = []
-    for table, (column, kind) in wanted.items():
+    for table, column, kind in wanted:
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if columns and column not in columns:
             steps.append(f"ALTER TABLE {table} ADD COLUMN {column} {kind};")
