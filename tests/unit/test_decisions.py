@@ -33,8 +33,8 @@ def request(user: str = "u1", at: int = 0, template: CouponTemplate | None = DWE
 
 
 def test_reason_values_are_the_spec_words() -> None:
-    assert [r.value for r in Reason] == ["holdout", "no_offer", "blocked", "risk", "device_cap", "per_user_cap", "min_interval",
-                                         "template_expired", "out_of_stock", "over_budget"]
+    assert [r.value for r in Reason] == ["holdout", "no_offer", "blocked", "risk", "device_cap", "per_user_cap",
+                                         "min_interval", "template_expired", "out_of_stock", "over_budget"]
 
 
 def test_holdout_issues_nothing_and_moves_nothing() -> None:
