@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 from fastapi import FastAPI
+from standardwebhooks import Webhook
 
 from livecoupon.api.app import create_app
 from livecoupon.api.auth import Credentials
 from livecoupon.api.throttle import Throttle
+from livecoupon.delivery.ledger import LedgerConfig, LedgerSender
 from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, WebhookSender
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.clock import ClockMode
@@ -48,6 +50,27 @@ def webhooks_from_env(db: str | Path | None) -> WebhookSender | None:
     return WebhookSender(config, store_path=db)
 
 
+class LedgerSecretMissing(ValueError):
+    """The campaign's ledger names a secret the environment does not hold."""
+
+
+def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
+    """The merchant-ledger sender of a campaign with a ``ledger``, its secret from the environment."""
+    if campaign.ledger is None:
+        return None
+    secret = os.environ.get(campaign.ledger.secret_env)
+    if not secret:
+        raise LedgerSecretMissing(f"ledger.secret_env: set {campaign.ledger.secret_env} to the merchant's signing "
+                                  "secret (whsec_…)")
+    try:
+        Webhook(secret)
+    except Exception:  # the library raises whatever base64 decoding raised
+        raise LedgerSecretMissing(f"{campaign.ledger.secret_env}: not a Standard Webhooks secret "
+                                  "(whsec_ followed by base64)") from None
+    config = LedgerConfig(campaign.ledger.url, secret, timeout_s=campaign.ledger.timeout_ms / 1000)
+    return LedgerSender(config, campaign)
+
+
 def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, clock: ClockMode = ClockMode.WALL,
               store_url: str | None = None, name: str = "livecoupon") -> FastAPI:
     """The service on SQLite (``db``) or PostgreSQL (``store_url``). Webhook dead letters are kept in
@@ -55,4 +78,5 @@ def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, cloc
     store = open_store(db, store_url, name)
     service = build_service(campaign, store, clock)
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
-                      webhooks=webhooks_from_env(db if store_url is None else None), throttle=Throttle.from_env())
+                      webhooks=webhooks_from_env(db if store_url is None else None), throttle=Throttle.from_env(),
+                      ledger=ledger_from_env(campaign))

@@ -21,6 +21,7 @@ from livecoupon.domain.campaign import (
     Campaign,
     DeliveryPolicy,
     Experiment,
+    Ledger,
     Limits,
     Trigger,
     Variant,
@@ -134,6 +135,12 @@ class DeliveryModel(_Strict):
     max_mute: Millis = 2 * 3_600_000
 
 
+class LedgerModel(_Strict):
+    url: str
+    secret_env: str
+    timeout: Millis = 2_000
+
+
 class CampaignModel(_Strict):
     campaign: str
     rooms: Literal["*"] | list[str]
@@ -145,6 +152,7 @@ class CampaignModel(_Strict):
     limits: LimitsModel = LimitsModel()
     experiments: list[ExperimentModel] = []
     delivery: DeliveryModel = DeliveryModel()
+    ledger: LedgerModel | None = None
 
 
 # Keys a trigger may carry besides name/when/coupon, by `when`.
@@ -253,10 +261,23 @@ class _Builder:
         triggers = tuple(self._trigger(i, t) for i, t in enumerate(m.triggers))
         experiments = tuple(self._experiment(i, e, triggers) for i, e in enumerate(m.experiments))
         delivery = self._delivery()
+        ledger = self._ledger()
         if self.errors:
             raise CampaignError(self.errors)
         return Campaign(m.campaign, rooms, {k: v for k, v in coupons.items() if v is not None}, triggers,
-                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments, delivery)
+                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments, delivery, ledger)
+
+    def _ledger(self) -> Ledger | None:
+        given = self.m.ledger
+        if given is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", given.url):
+            self.error("ledger.url", f"{given.url!r} must be an http:// or https:// URL")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", given.secret_env):
+            self.error("ledger.secret_env", f"{given.secret_env!r} must be the name of an environment variable")
+        if given.timeout <= 0:
+            self.error("ledger.timeout", "must be > 0")
+        return Ledger(given.url, given.secret_env, given.timeout)
 
     def _delivery(self) -> DeliveryPolicy:
         d = self.m.delivery

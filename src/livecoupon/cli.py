@@ -146,12 +146,15 @@ def serve(
     import uvicorn
 
     from livecoupon.api.auth import Credentials
-    from livecoupon.bootstrap import build_app
+    from livecoupon.bootstrap import LedgerSecretMissing, build_app
 
     campaign = _campaign_or_exit(config)
     credentials = Credentials.from_env()
     try:
         application = build_app(campaign, db, credentials, clock, store, name)
+    except LedgerSecretMissing as exc:
+        err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
         err.print(f"无法打开数据库 / cannot open the store {store or db}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None

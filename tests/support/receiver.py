@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Policy = Callable[[str, int], int]  # (idempotency key, attempt number for that key) -> status
+Delay = Callable[[str, int], float]  # (idempotency key, attempt number) -> seconds to wait before answering
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,9 @@ class Received:
 class Receiver:
     """A merchant's webhook endpoint: ThreadingHTTPServer on a free loopback port."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, delay: Delay | None = None) -> None:
         self.policy = policy
+        self.delay = delay
         self.received: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -33,7 +36,8 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - the http.server spelling
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 key = self.headers.get("Idempotency-Key", "")
-                status = receiver.record(key, dict(self.headers.items()), body)
+                status, wait = receiver.record(key, dict(self.headers.items()), body)
+                time.sleep(wait)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -49,12 +53,12 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/livecoupon"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
-    def record(self, key: str, headers: dict[str, str], body: bytes) -> int:
+    def record(self, key: str, headers: dict[str, str], body: bytes) -> tuple[int, float]:
         with self._lock:
             attempt = sum(r.key == key for r in self.received) + 1
             status = self.policy(key, attempt)
             self.received.append(Received(key, headers, body, status))
-            return status
+            return status, self.delay(key, attempt) if self.delay is not None else 0.0
 
     def accepted(self) -> Counter[str]:
         with self._lock:

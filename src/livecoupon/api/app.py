@@ -17,15 +17,18 @@ from livecoupon.api.runtime import Runtime, WebhookPort, attach
 from livecoupon.api.runtime import operator as operator_dependency
 from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer
 from livecoupon.api.throttle import Throttle
+from livecoupon.delivery.ledger import LedgerSender
 from livecoupon.service_layer.service import LiveService
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 
 def create_app(service: LiveService, *, credentials: Credentials, agora_secret: str | None = None,
-               webhooks: WebhookPort | None = None, throttle: Throttle | None = None) -> FastAPI:
-    """Wire the routes to ``service``; ``credentials`` say who may call what."""
-    runtime = Runtime(service, credentials, webhooks, throttle=throttle or Throttle())
+               webhooks: WebhookPort | None = None, throttle: Throttle | None = None,
+               ledger: LedgerSender | None = None) -> FastAPI:
+    """Wire the routes to ``service``; ``credentials`` say who may call what; ``ledger`` is the
+    merchant's coupon system, for a campaign with a ``ledger``."""
+    runtime = Runtime(service, credentials, webhooks, throttle=throttle or Throttle(), ledger=ledger)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -285,7 +285,7 @@ async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
     missed = await service.call(service.store.unacknowledged, sub.user, sub.room)
     now = service.clock.now()
     for coupon in missed:
-        if coupon.is_usable(now):
+        if coupon.is_usable(now) and service.checkout.counts(coupon):
             message = coupon_message(service.campaign, coupon) | {"missed": True}
             sub.offer(held_notice(message) if muted else message)
 

@@ -18,9 +18,12 @@ from livecoupon.analytics.metrics import campaign_metrics
 from livecoupon.api.auth import SESSION_COOKIE, Caller, Credentials, Role, require
 from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.console import LiveStats
+from livecoupon.delivery.ledger import LedgerSender
+from livecoupon.delivery.messages import coupon_message
 from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
+from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.service_layer import handlers as after_commit
 from livecoupon.service_layer.service import LiveService
@@ -53,6 +56,7 @@ class Runtime:
     service: LiveService
     credentials: Credentials
     webhooks: WebhookPort | None = None
+    ledger: LedgerSender | None = None  # the merchant's coupon system, with a campaign ledger
     hub: Hub = field(default_factory=Hub)
     consoles: ConsoleHub = field(default_factory=ConsoleHub)
     throttle: Throttle = field(default_factory=Throttle)
@@ -65,8 +69,12 @@ class Runtime:
         campaign = self.service.campaign
         self.pacer = Pacer(campaign.delivery, self.hub.publish)
         self.stats = LiveStats(campaign)
-        self.handlers = [after_commit.counting(self.stats), after_commit.popping_up(campaign, self.pacer),
-                         after_commit.feeding(campaign, self.consoles)]
+        self.handlers = [after_commit.counting(self.stats), after_commit.feeding(campaign, self.consoles)]
+        if self.ledger is None:
+            self.handlers.append(after_commit.popping_up(campaign, self.pacer))
+        else:  # a coupon pops up once the merchant's system has confirmed it
+            self.handlers.append(after_commit.creating(self.ledger))
+            self.ledger.confirmed = self._confirmed
         if self.webhooks is not None:
             self.handlers.append(after_commit.notifying(campaign, self.webhooks))
 
@@ -113,6 +121,9 @@ class Runtime:
         gc.set_threshold(*GC_THRESHOLDS)
         if self.webhooks is not None:
             await self._start_webhooks(self.webhooks, records)
+        if self.ledger is not None:
+            self.ledger.start()
+            self.ledger.enqueue(await service.call(service.store.unconfirmed, service.campaign.campaign))
         tasks = [asyncio.create_task(t) for t in (self._tick(), self.pacer.run(), self._stats_feed(),
                                                   self._flush_acks())]
         try:
@@ -123,6 +134,14 @@ class Runtime:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.stop()
+            if self.ledger is not None:
+                await self.ledger.stop()
+
+    async def _confirmed(self, coupon: Coupon) -> None:
+        """The merchant's system has the coupon: record it, then pop it up (once: only if new)."""
+        service = self.service
+        if await service.call(service.store.confirm, [coupon.coupon_id], service.now()):
+            self.pacer.offer(coupon.room, coupon.user, coupon_message(service.campaign, coupon))
 
     async def _tick(self) -> None:
         service = self.service

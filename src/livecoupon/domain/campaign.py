@@ -82,6 +82,15 @@ class DeliveryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Ledger:
+    """The merchant's own coupon system, where every coupon is created before it counts (SPEC §6)."""
+
+    url: str
+    secret_env: str  # the environment variable holding the signing secret (whsec_…)
+    timeout_ms: int = 2_000
+
+
+@dataclass(frozen=True, slots=True)
 class Variant:
     name: str
     weight: float
@@ -108,6 +117,7 @@ class Campaign:
     limits: Limits = field(default_factory=Limits)
     experiments: tuple[Experiment, ...] = ()
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    ledger: Ledger | None = None
 
     def listens_to(self, room: str) -> bool:
         return self.rooms is None or room in self.rooms

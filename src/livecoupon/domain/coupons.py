@@ -125,6 +125,7 @@ class Coupon:
     reserved_until: int | None = None
     room: str = ""
     trigger: str = ""
+    confirmed_at: int | None = None  # when the merchant's ledger confirmed it (campaigns with a ledger)
 
     def is_expired(self, at_ms: int) -> bool:
         return at_ms > self.expires_at

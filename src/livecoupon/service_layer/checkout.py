@@ -50,19 +50,27 @@ class Checkout:
     """Quotes carts and moves orders; ``clock`` gives the service's time in ms."""
 
     def __init__(self, store: CheckoutStore, clock: Callable[[], int], reservation_ms: int = RESERVATION_MS,
-                 on_paid: Callable[[Order], None] | None = None) -> None:
-        """``on_paid`` hears each order as it is paid, inside the paying transaction."""
+                 on_paid: Callable[[Order], None] | None = None, needs_confirmation: bool = False) -> None:
+        """``on_paid`` hears each order as it is paid, inside the paying transaction. With
+        ``needs_confirmation`` (a campaign with a merchant ledger) a coupon counts only once the
+        merchant's system confirmed it: until then it is not listed, quoted or reservable."""
         self.store = store
         self.clock = clock
         self.reservation_ms = reservation_ms
         self.on_paid = on_paid
+        self.needs_confirmation = needs_confirmation
 
     # -- reading ------------------------------------------------------------------------
     def coupons_of(self, user: str) -> list[Coupon]:
-        return self.store.coupons_of(user)
+        coupons = self.store.coupons_of(user)
+        return [c for c in coupons if self.counts(c)] if self.needs_confirmation else coupons
+
+    def counts(self, coupon: Coupon) -> bool:
+        """Whether the coupon is in the user's account yet (confirmed, where a merchant ledger must confirm)."""
+        return not self.needs_confirmation or coupon.confirmed_at is not None
 
     def quote(self, user: str, cart: Sequence[CartLine]) -> QuoteResult:
-        quotes = usable_quotes(self.store.coupons_of(user), cart, self.clock())
+        quotes = usable_quotes(self.coupons_of(user), cart, self.clock())
         return QuoteResult(quotes[0] if quotes else None, quotes, cart_total(cart))
 
     def order(self, order_id: str, owner: str | None = None) -> Order:
@@ -159,6 +167,9 @@ class Checkout:
             raise Refused("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
         if coupon.user != user:
             raise Refused("not_your_coupon", f"coupon {coupon_id!r} belongs to another user", "coupon_id")
+        if not self.counts(coupon):
+            raise Refused("coupon_unconfirmed", f"coupon {coupon_id!r} is not yet confirmed by the merchant's "
+                          "coupon system", "coupon_id")
         state = coupon.effective_state(now)
         if state is not CouponState.ISSUED:
             raise Refused(f"coupon_{state.value}", f"coupon {coupon_id!r} is {state.value}", "coupon_id")

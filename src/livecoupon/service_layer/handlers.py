@@ -34,6 +34,12 @@ class DecisionsCommitted:
         return cls(decisions, [coupon_of(d) for d in decisions if d.issued])
 
 
+class Creator(Protocol):
+    """The merchant-ledger sender, as the handlers use it."""
+
+    def enqueue(self, coupons: list[Coupon]) -> None: ...
+
+
 class Notifier(Protocol):
     """The merchant-webhook sender, as the handlers use it."""
 
@@ -74,3 +80,11 @@ def notifying(campaign: Campaign, sender: Notifier) -> Handler:
         if event.issued:
             sender.enqueue([payload_for(campaign, c) for c in event.issued])
     return notify
+
+
+def creating(ledger: Creator) -> Handler:
+    """Every issued coupon to the merchant's coupon system; it pops up once confirmed there."""
+    def create(event: DecisionsCommitted) -> None:
+        if event.issued:
+            ledger.enqueue(list(event.issued))
+    return create

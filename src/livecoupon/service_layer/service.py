@@ -70,7 +70,8 @@ class LiveService:
         self._snapshot_at = time.monotonic()
         self.engine = Engine(campaign, store)
         self.clock = ServiceClock(clock, self._latest, *(() if wall is None else (wall,)))
-        self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid)
+        self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid,
+                                 needs_confirmation=campaign.ledger is not None)
         self.listeners: list[DecisionListener] = []
         self.events_applied = 0
         self.next_due: int | None = None  # the earliest timer, published for the event loop

@@ -6,6 +6,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from livecoupon.domain.campaign import Limits
@@ -136,6 +137,20 @@ class MemoryStore:
                     self._acked[coupon_id] = at
                     new += 1
         return new
+
+    def confirm(self, coupon_ids: Sequence[str], at: int) -> list[str]:
+        fresh = []
+        with self._lock:
+            for coupon_id in coupon_ids:
+                coupon = self._coupons.get(coupon_id)
+                if coupon is not None and coupon.confirmed_at is None:
+                    self._coupons[coupon_id] = replace(coupon, confirmed_at=at)
+                    fresh.append(coupon_id)
+        return fresh
+
+    def unconfirmed(self, campaign: str) -> list[Coupon]:
+        with self._lock:
+            return [c for c in self._coupons.values() if c.campaign == campaign and c.confirmed_at is None]
 
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         with self._lock:

@@ -111,6 +111,12 @@ class CouponLedger(Protocol):
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         """Issued coupons of ``user`` from ``room`` that no client has acknowledged yet."""
 
+    def confirm(self, coupon_ids: Sequence[str], at: int) -> list[str]:
+        """The merchant's ledger confirmed these coupons; the ids confirmed just now, not before."""
+
+    def unconfirmed(self, campaign: str) -> list[Coupon]:
+        """Issued coupons of ``campaign`` the merchant's ledger has not confirmed yet, in issue order."""
+
 
 class OrderBook(Protocol):
     """Orders, and the first answer given to each idempotency key."""

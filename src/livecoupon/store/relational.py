@@ -38,7 +38,8 @@ _LOG_PAGE = 5_000
 # A coupon is an issuing decision joined with the terms it was issued under.
 COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, "
                  "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
-                 "d.order_id, d.reserved_until FROM decisions d JOIN templates t ON t.id = d.template_id")
+                 "d.order_id, d.reserved_until, c.at FROM decisions d JOIN templates t ON t.id = d.template_id "
+                 "LEFT JOIN ledger_confirmations c ON c.coupon_id = d.coupon_id")
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -373,6 +374,23 @@ class RelationalStore(ABC):
                               "WHERE coupon_id=? AND \"user\"=? AND reason IS NULL ON CONFLICT DO NOTHING",
                               [(at, coupon_id, user) for coupon_id, user in acks])
 
+    def confirm(self, coupon_ids: Sequence[str], at: int) -> list[str]:
+        """The merchant's ledger confirmed these coupons; the ids confirmed just now, not before."""
+        fresh = []
+        with self.unit_of_work():
+            for coupon_id in coupon_ids:
+                cur = self._run("INSERT INTO ledger_confirmations VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                (coupon_id, at))
+                if cur.rowcount == 1:
+                    fresh.append(coupon_id)
+        return fresh
+
+    def unconfirmed(self, campaign: str) -> list[Coupon]:
+        """Issued coupons of ``campaign`` the merchant's ledger has not confirmed, in issue order."""
+        rows = self._run(f"{COUPON_SELECT} WHERE d.campaign=? AND d.reason IS NULL AND c.at IS NULL ORDER BY d.seq",
+                         (campaign,))
+        return [_coupon_from_row(row) for row in rows]
+
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         rows = self._run(
             f"{COUPON_SELECT} WHERE d.\"user\"=? AND d.room=? AND d.reason IS NULL AND NOT EXISTS "
@@ -424,7 +442,7 @@ class RelationalStore(ABC):
 
 def _coupon_from_row(row: Sequence[Any]) -> Coupon:
     (coupon_id, campaign, room, trigger, user, template, title, kind, threshold, amount, percent_tenths,
-     max_discount, scope, issued_at, expires_at, state, order_id, reserved_until) = row
+     max_discount, scope, issued_at, expires_at, state, order_id, reserved_until, confirmed_at) = row
     terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
     return Coupon(coupon_id, user, campaign, template, title, terms, issued_at, expires_at, CouponState(state),
-                  order_id, reserved_until, room, trigger)
+                  order_id, reserved_until, room, trigger, confirmed_at)

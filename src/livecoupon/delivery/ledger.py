@@ -1,0 +1,142 @@
+"""The merchant's own coupon system as the ledger (SPEC §3 ``ledger``, §6).
+
+Every coupon a campaign with a ``ledger`` issues is created in the merchant's system by a
+``POST`` signed as the Standard Webhooks specification says (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``,
+keyed by the ``whsec_`` secret) with ``Idempotency-Key: <coupon_id>``. A 2xx answer, or a 409
+for that coupon, confirms it; anything else, or no answer within the timeout, is tried again
+with full-jitter backoff that starts under 1 s and never waits more than 30 s, until
+confirmed. Only a confirmed coupon is pushed to its viewer (once) and can be redeemed.
+
+What is owed survives a crash: confirmations are stored, and on start every issued coupon
+of the campaign not yet confirmed is sent again (the merchant de-duplicates on the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+
+from livecoupon.delivery.messages import iso
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.coupons import Coupon, CouponKind
+from livecoupon.domain.money import fen_to_yuan
+
+log = logging.getLogger("livecoupon.ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    url: str
+    secret: str  # whsec_ + base64 key
+    timeout_s: float = 2.0
+    first_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    in_flight: int = 16
+
+
+def ledger_body(campaign: Campaign, coupon: Coupon) -> dict[str, Any]:
+    """The JSON SPEC §6 sends to the merchant's system for one coupon (money in yuan)."""
+    t = coupon.terms
+    body: dict[str, Any] = {"coupon_id": coupon.coupon_id, "user": coupon.user, "campaign": campaign.campaign,
+                            "template": coupon.template, "title": coupon.title, "kind": t.kind.value}
+    if t.kind is CouponKind.PERCENT:
+        body["percent"] = t.percent
+    else:
+        body["amount"] = fen_to_yuan(t.amount)
+    body.update(threshold=fen_to_yuan(t.threshold),
+                max_discount=None if t.max_discount is None else fen_to_yuan(t.max_discount),
+                scope=t.scope.to_json(), issued_at=iso(coupon.issued_at), expires_at=iso(coupon.expires_at))
+    return body
+
+
+def signed_headers(secret: str, coupon_id: str, body: str, now: float) -> dict[str, str]:
+    """The Standard Webhooks headers for ``body``, and the idempotency key."""
+    stamp = dt.datetime.fromtimestamp(int(now), tz=dt.UTC)
+    return {"content-type": "application/json", "idempotency-key": coupon_id, "webhook-id": coupon_id,
+            "webhook-timestamp": str(int(now)), "webhook-signature": Webhook(secret).sign(coupon_id, stamp, body)}
+
+
+def backoff_s(config: LedgerConfig, failures: int, rand: Callable[[], float] = random.random) -> float:
+    """Full jitter: uniform in [0, min(max, first × 2^(failures − 1)))."""
+    return rand() * min(config.max_backoff_s, config.first_backoff_s * 2.0 ** min(failures - 1, 32))
+
+
+Confirmed = Callable[[Coupon], Awaitable[None]]
+
+
+class LedgerSender:
+    """Creates coupons in the merchant's system until each is confirmed; ``confirmed`` hears each, once."""
+
+    def __init__(self, config: LedgerConfig, campaign: Campaign, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.campaign = campaign
+        self.clock = clock
+        self.confirmed: Confirmed | None = None
+        self.attempts = 0
+        self._queue: asyncio.Queue[tuple[Coupon, int]] = asyncio.Queue()
+        self._pending: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Coupons not yet confirmed (queued, in flight or backing off)."""
+        return len(self._pending)
+
+    def enqueue(self, coupons: list[Coupon]) -> None:
+        for coupon in coupons:
+            if coupon.coupon_id not in self._pending:
+                self._pending.add(coupon.coupon_id)
+                self._queue.put_nowait((coupon, 0))
+
+    def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self.config.timeout_s)
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self.config.in_flight)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _work(self) -> None:
+        while True:
+            coupon, failures = await self._queue.get()
+            if await self._send(coupon):
+                self._pending.discard(coupon.coupon_id)
+                if self.confirmed is not None:
+                    with contextlib.suppress(Exception):
+                        await self.confirmed(coupon)
+                continue
+            delay = backoff_s(self.config, failures + 1)
+            asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, (coupon, failures + 1))
+
+    async def _send(self, coupon: Coupon) -> bool:
+        """One attempt: True when the merchant confirmed (2xx, or 409 for this coupon)."""
+        assert self._client is not None
+        body = json.dumps(ledger_body(self.campaign, coupon), ensure_ascii=False, separators=(",", ":"))
+        self.attempts += 1
+        try:
+            answer = await self._client.post(self.config.url, content=body.encode(),
+                                             headers=signed_headers(self.config.secret, coupon.coupon_id, body,
+                                                                    self.clock()))
+        except httpx.HTTPError as exc:
+            log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)
+            return False
+        except Exception:  # never lose the worker: the coupon is tried again
+            log.exception("ledger: sending %s failed; will retry", coupon.coupon_id)
+            return False
+        return 200 <= answer.status_code < 300 or answer.status_code == 409

@@ -1,0 +1,150 @@
+"""The merchant's coupon system as the ledger (SPEC §6): signed creation, retries until confirmed,
+no popup and no redemption before, once after, and what was owed sent again after a restart."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks import Webhook
+
+from livecoupon.api.app import create_app
+from livecoupon.campaign_file import parse_campaign
+from livecoupon.delivery.ledger import LedgerConfig, LedgerSender, backoff_s
+from livecoupon.domain.campaign import Campaign
+from livecoupon.engine.clock import ClockMode
+from livecoupon.service_layer.service import LiveService
+from livecoupon.store.sqlite import SqliteStore
+from support.credentials import CREDENTIALS, PLATFORM, viewer_token
+from support.receiver import Receiver
+
+SECRET = "whsec_" + base64.b64encode(b"merchant-signing-key-of-32-bytes").decode()
+T0 = 1_700_000_000
+CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
+
+
+def campaign_for(url: str, timeout: str = "2s") -> Campaign:
+    return parse_campaign(f"""
+campaign: shop
+rooms: [room-1]
+coupons:
+  welcome: {{title: 新人券, kind: threshold, threshold: 99, amount: 20, valid_for: 1h}}
+  pct: {{title: 九折, kind: percent, percent: 10, max_discount: 30, valid_for: 1h}}
+triggers:
+  - {{name: newcomer, when: first_visit, coupon: welcome}}
+  - {{name: kou1, when: comment, keywords: [扣1], coupon: pct}}
+ledger: {{url: "{url}", secret_env: SHOP_SECRET, timeout: {timeout}}}
+""")
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition never held")
+        time.sleep(0.02)
+
+
+def client_for(tmp_path: Path, campaign: Campaign) -> Iterator[TestClient]:
+    service = LiveService(campaign, SqliteStore(tmp_path / "ledger.db"), ClockMode.EVENT)
+    ledger = LedgerSender(LedgerConfig(campaign.ledger.url, SECRET, timeout_s=campaign.ledger.timeout_ms / 1000,
+                                       max_backoff_s=0.5), campaign)  # type: ignore[union-attr]
+    with TestClient(create_app(service, credentials=CREDENTIALS, ledger=ledger), headers=PLATFORM) as client:
+        yield client
+    service.close()
+
+
+def join(client: TestClient, *users: str, at: int = T0 + 1) -> list[str]:
+    answer = client.post("/v1/events", json=[{"type": "live_start", "room": "room-1", "ts": T0}] +
+                         [{"type": "join", "room": "room-1", "ts": at, "user": u} for u in users]).json()
+    return [d["coupon_id"] for d in answer["decisions"] if d["issued"]]
+
+
+def test_each_coupon_is_created_signed_and_only_then_counts(tmp_path: Path) -> None:
+    with Receiver(lambda key, attempt: 503 if attempt <= 2 else 201) as merchant:
+        for client in client_for(tmp_path, campaign_for(merchant.url)):
+            with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ann')}") as socket:
+                [coupon_id] = join(client, "ann")
+                assert client.get("/v1/users/ann/coupons").json()["coupons"] == []  # not yet in the account
+                early = client.post("/v1/orders", json={"order_id": "o0", "user": "ann", "cart": CART,
+                                                        "coupon_id": coupon_id, "idempotency_key": "k0"})
+                assert early.status_code == 409 and early.json()["error"]["code"] == "coupon_unconfirmed"
+                pushed = socket.receive_json()  # arrives only after the third attempt succeeded
+                assert pushed["coupon_id"] == coupon_id and merchant.accepted()[coupon_id] == 1
+            attempts = [r for r in merchant.received if r.key == coupon_id]
+            assert [r.status for r in attempts] == [503, 503, 201]
+            assert len({r.body for r in attempts}) == 1
+            for r in attempts:
+                headers = {k.lower(): v for k, v in r.headers.items()}
+                assert headers["idempotency-key"] == headers["webhook-id"] == coupon_id
+                Webhook(SECRET).verify(r.body, headers)  # raises on a bad signature
+            body = json.loads(attempts[0].body)
+            assert body == {"coupon_id": coupon_id, "user": "ann", "campaign": "shop", "template": "welcome",
+                            "title": "新人券", "kind": "threshold", "amount": 20.0, "threshold": 99.0,
+                            "max_discount": None, "scope": "all", "issued_at": body["issued_at"],
+                            "expires_at": body["expires_at"]}
+            [listed] = client.get("/v1/users/ann/coupons").json()["coupons"]
+            assert listed["coupon_id"] == coupon_id
+            order = client.post("/v1/orders", json={"order_id": "o1", "user": "ann", "cart": CART,
+                                                    "coupon_id": coupon_id, "idempotency_key": "k1"})
+            assert order.status_code == 201
+
+
+def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path: Path) -> None:
+    def policy(key: str, attempt: int) -> int:
+        return 409 if attempt == 1 and key.endswith(("0", "2", "4", "6", "8")) else 200
+
+    def slow_first(key: str, attempt: int) -> float:
+        return 1.5 if attempt == 1 and not key.endswith(("0", "2", "4", "6", "8")) else 0.0
+
+    with Receiver(policy, delay=slow_first) as merchant:
+        for client in client_for(tmp_path, campaign_for(merchant.url, timeout="0.5s")):
+            issued = join(client, *(f"u{i}" for i in range(12)))
+            service = client.app.state.runtime.service  # type: ignore[attr-defined]
+            wait_until(lambda: not service.store.unconfirmed("shop"))
+            received = {r.key for r in merchant.received}
+            assert received == set(issued)
+            late = [k for k in issued if not k.endswith(("0", "2", "4", "6", "8"))]
+            assert all(sum(r.key == k for r in merchant.received) >= 2 for k in late)  # timed out, sent again
+
+
+def test_coupons_owed_when_the_service_stopped_are_created_after_it_starts(tmp_path: Path) -> None:
+    down = Receiver(lambda key, attempt: 503)
+    with down:
+        for client in client_for(tmp_path, campaign_for(down.url)):
+            owed = join(client, "a", "b", "c")
+            wait_until(lambda: len(down.received) >= 3)
+    with Receiver(lambda key, attempt: 200) as up:
+        campaign = campaign_for(up.url)
+        for client in client_for(tmp_path, campaign):
+            wait_until(lambda: set(up.accepted()) == set(owed))
+            service = client.app.state.runtime.service  # type: ignore[attr-defined]
+            wait_until(lambda: not service.store.unconfirmed("shop"))
+            assert len(client.get("/v1/users/a/coupons").json()["coupons"]) == 1
+
+
+def test_the_backoff_starts_under_a_second_and_never_waits_over_30_seconds() -> None:
+    config = LedgerConfig("http://127.0.0.1:9", SECRET)
+    assert backoff_s(config, 1, rand=lambda: 0.999) < 1
+    assert max(backoff_s(config, n, rand=lambda: 0.999) for n in range(1, 80)) <= 30
+
+
+def test_serve_refuses_a_ledger_whose_secret_is_missing_or_malformed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livecoupon.bootstrap import LedgerSecretMissing, ledger_from_env
+
+    campaign = campaign_for("http://127.0.0.1:9/x")
+    monkeypatch.delenv("SHOP_SECRET", raising=False)
+    with pytest.raises(LedgerSecretMissing, match="SHOP_SECRET"):
+        ledger_from_env(campaign)
+    monkeypatch.setenv("SHOP_SECRET", "not base64 !!")
+    with pytest.raises(LedgerSecretMissing, match="Standard Webhooks"):
+        ledger_from_env(campaign)
+    monkeypatch.setenv("SHOP_SECRET", SECRET)
+    assert ledger_from_env(campaign) is not None
+
+
