@@ -41,6 +41,7 @@ def wall() -> Wall:
     return Wall()
 
 
+@contextlib.contextmanager
 def make_client(tmp_path: Path, wall: Wall, throttle: Throttle | None = None) -> Iterator[TestClient]:
     service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "t.db"), ClockMode.WALL, wall=wall)
     with TestClient(create_app(service, credentials=CREDENTIALS, throttle=throttle)) as client:
@@ -50,7 +51,8 @@ def make_client(tmp_path: Path, wall: Wall, throttle: Throttle | None = None) ->
 
 @pytest.fixture
 def client(tmp_path: Path, wall: Wall) -> Iterator[TestClient]:
-    yield from make_client(tmp_path, wall)
+    with make_client(tmp_path, wall) as test_client:
+        yield test_client
 
 
 def post_events(client: TestClient, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,13 +183,13 @@ def test_a_console_session_is_a_cookie_and_never_a_url(client: TestClient) -> No
 
 
 def test_wrong_credentials_from_one_address_are_slowed_down(tmp_path: Path, wall: Wall) -> None:
-    for client in make_client(tmp_path, wall, Throttle(failed_auth="3/minute")):
+    with make_client(tmp_path, wall, Throttle(failed_auth="3/minute")) as client:
         statuses = [client.get("/v1/admin/stats", headers={"X-API-Key": f"guess-{i}"}).status_code for i in range(5)]
         assert statuses == [401, 401, 401, 429, 429]
 
 
 def test_a_viewer_over_the_rate_limit_gets_429_with_retry_after(tmp_path: Path, wall: Wall) -> None:
-    for client in make_client(tmp_path, wall, Throttle(viewer="5/minute")):
+    with make_client(tmp_path, wall, Throttle(viewer="5/minute")) as client:
         statuses = [client.get("/v1/users/alice/coupons", headers=viewer("alice")).status_code for _ in range(7)]
         assert statuses == [200] * 5 + [429, 429]
         limited = client.get("/v1/users/alice/coupons", headers=viewer("alice"))

@@ -4,6 +4,7 @@ no popup and no redemption before, once after, and what was owed sent again afte
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,8 @@ def wait_until(check: Callable[[], bool], seconds: float = 20) -> None:
         time.sleep(0.02)
 
 
-def client_for(tmp_path: Path, campaign: Campaign) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, campaign: Campaign) -> Iterator[TestClient]:
     service = LiveService(campaign, SqliteStore(tmp_path / "ledger.db"), ClockMode.EVENT)
     ledger = LedgerSender(LedgerConfig(campaign.ledger.url, SECRET, timeout_s=campaign.ledger.timeout_ms / 1000,
                                        max_backoff_s=0.5), campaign)  # type: ignore[union-attr]
@@ -67,7 +69,7 @@ def join(client: TestClient, *users: str, at: int = T0 + 1) -> list[str]:
 
 def test_each_coupon_is_created_signed_and_only_then_counts(tmp_path: Path) -> None:
     with Receiver(lambda key, attempt: 503 if attempt <= 2 else 201) as merchant:
-        for client in client_for(tmp_path, campaign_for(merchant.url)):
+        with serving(tmp_path, campaign_for(merchant.url)) as client:
             with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ann')}") as socket:
                 [coupon_id] = join(client, "ann")
                 assert client.get("/v1/users/ann/coupons").json()["coupons"] == []  # not yet in the account
@@ -103,7 +105,7 @@ def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path
         return 1.5 if attempt == 1 and not key.endswith(("0", "2", "4", "6", "8")) else 0.0
 
     with Receiver(policy, delay=slow_first) as merchant:
-        for client in client_for(tmp_path, campaign_for(merchant.url, timeout="0.5s")):
+        with serving(tmp_path, campaign_for(merchant.url, timeout="0.5s")) as client:
             issued = join(client, *(f"u{i}" for i in range(12)))
             service = client.app.state.runtime.service  # type: ignore[attr-defined]
             wait_until(lambda: not service.store.unconfirmed("shop"))
@@ -116,12 +118,12 @@ def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path
 def test_coupons_owed_when_the_service_stopped_are_created_after_it_starts(tmp_path: Path) -> None:
     down = Receiver(lambda key, attempt: 503)
     with down:
-        for client in client_for(tmp_path, campaign_for(down.url)):
+        with serving(tmp_path, campaign_for(down.url)) as client:
             owed = join(client, "a", "b", "c")
             wait_until(lambda: len(down.received) >= 3)
     with Receiver(lambda key, attempt: 200) as up:
         campaign = campaign_for(up.url)
-        for client in client_for(tmp_path, campaign):
+        with serving(tmp_path, campaign) as client:
             wait_until(lambda: set(up.accepted()) == set(owed))
             service = client.app.state.runtime.service  # type: ignore[attr-defined]
             wait_until(lambda: not service.store.unconfirmed("shop"))
