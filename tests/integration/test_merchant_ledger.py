@@ -117,10 +117,9 @@ def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path
 
 def test_coupons_owed_when_the_service_stopped_are_created_after_it_starts(tmp_path: Path) -> None:
     down = Receiver(lambda key, attempt: 503)
-    with down:
-        with serving(tmp_path, campaign_for(down.url)) as client:
-            owed = join(client, "a", "b", "c")
-            wait_until(lambda: len(down.received) >= 3)
+    with down, serving(tmp_path, campaign_for(down.url)) as client:
+        owed = join(client, "a", "b", "c")
+        wait_until(lambda: len(down.received) >= 3)
     with Receiver(lambda key, attempt: 200) as up:
         campaign = campaign_for(up.url)
         with serving(tmp_path, campaign) as client:
