@@ -68,33 +68,33 @@ def join(client: TestClient, *users: str, at: int = T0 + 1) -> list[str]:
 
 
 def test_each_coupon_is_created_signed_and_only_then_counts(tmp_path: Path) -> None:
-    with Receiver(lambda key, attempt: 503 if attempt <= 2 else 201) as merchant:
-        with serving(tmp_path, campaign_for(merchant.url)) as client:
-            with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ann')}") as socket:
-                [coupon_id] = join(client, "ann")
-                assert client.get("/v1/users/ann/coupons").json()["coupons"] == []  # not yet in the account
-                early = client.post("/v1/orders", json={"order_id": "o0", "user": "ann", "cart": CART,
-                                                        "coupon_id": coupon_id, "idempotency_key": "k0"})
-                assert early.status_code == 409 and early.json()["error"]["code"] == "coupon_unconfirmed"
-                pushed = socket.receive_json()  # arrives only after the third attempt succeeded
-                assert pushed["coupon_id"] == coupon_id and merchant.accepted()[coupon_id] == 1
-            attempts = [r for r in merchant.received if r.key == coupon_id]
-            assert [r.status for r in attempts] == [503, 503, 201]
-            assert len({r.body for r in attempts}) == 1
-            for r in attempts:
-                headers = {k.lower(): v for k, v in r.headers.items()}
-                assert headers["idempotency-key"] == headers["webhook-id"] == coupon_id
-                Webhook(SECRET).verify(r.body, headers)  # raises on a bad signature
-            body = json.loads(attempts[0].body)
-            assert body == {"coupon_id": coupon_id, "user": "ann", "campaign": "shop", "template": "welcome",
-                            "title": "新人券", "kind": "threshold", "amount": 20.0, "threshold": 99.0,
-                            "max_discount": None, "scope": "all", "issued_at": body["issued_at"],
-                            "expires_at": body["expires_at"]}
-            [listed] = client.get("/v1/users/ann/coupons").json()["coupons"]
-            assert listed["coupon_id"] == coupon_id
-            order = client.post("/v1/orders", json={"order_id": "o1", "user": "ann", "cart": CART,
-                                                    "coupon_id": coupon_id, "idempotency_key": "k1"})
-            assert order.status_code == 201
+    with (Receiver(lambda key, attempt: 503 if attempt <= 2 else 201) as merchant,
+          serving(tmp_path, campaign_for(merchant.url)) as client):
+        with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ann')}") as socket:
+            [coupon_id] = join(client, "ann")
+            assert client.get("/v1/users/ann/coupons").json()["coupons"] == []  # not yet in the account
+            early = client.post("/v1/orders", json={"order_id": "o0", "user": "ann", "cart": CART,
+                                                    "coupon_id": coupon_id, "idempotency_key": "k0"})
+            assert early.status_code == 409 and early.json()["error"]["code"] == "coupon_unconfirmed"
+            pushed = socket.receive_json()  # arrives only after the third attempt succeeded
+            assert pushed["coupon_id"] == coupon_id and merchant.accepted()[coupon_id] == 1
+        attempts = [r for r in merchant.received if r.key == coupon_id]
+        assert [r.status for r in attempts] == [503, 503, 201]
+        assert len({r.body for r in attempts}) == 1
+        for r in attempts:
+            headers = {k.lower(): v for k, v in r.headers.items()}
+            assert headers["idempotency-key"] == headers["webhook-id"] == coupon_id
+            Webhook(SECRET).verify(r.body, headers)  # raises on a bad signature
+        body = json.loads(attempts[0].body)
+        assert body == {"coupon_id": coupon_id, "user": "ann", "campaign": "shop", "template": "welcome",
+                        "title": "新人券", "kind": "threshold", "amount": 20.0, "threshold": 99.0,
+                        "max_discount": None, "scope": "all", "issued_at": body["issued_at"],
+                        "expires_at": body["expires_at"]}
+        [listed] = client.get("/v1/users/ann/coupons").json()["coupons"]
+        assert listed["coupon_id"] == coupon_id
+        order = client.post("/v1/orders", json={"order_id": "o1", "user": "ann", "cart": CART,
+                                                "coupon_id": coupon_id, "idempotency_key": "k1"})
+        assert order.status_code == 201
 
 
 def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path: Path) -> None:
@@ -104,15 +104,15 @@ def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path
     def slow_first(key: str, attempt: int) -> float:
         return 1.5 if attempt == 1 and not key.endswith(("0", "2", "4", "6", "8")) else 0.0
 
-    with Receiver(policy, delay=slow_first) as merchant:
-        with serving(tmp_path, campaign_for(merchant.url, timeout="0.5s")) as client:
-            issued = join(client, *(f"u{i}" for i in range(12)))
-            service = client.app.state.runtime.service  # type: ignore[attr-defined]
-            wait_until(lambda: not service.store.unconfirmed("shop"))
-            received = {r.key for r in merchant.received}
-            assert received == set(issued)
-            late = [k for k in issued if not k.endswith(("0", "2", "4", "6", "8"))]
-            assert all(sum(r.key == k for r in merchant.received) >= 2 for k in late)  # timed out, sent again
+    with (Receiver(policy, delay=slow_first) as merchant,
+          serving(tmp_path, campaign_for(merchant.url, timeout="0.5s")) as client):
+        issued = join(client, *(f"u{i}" for i in range(12)))
+        service = client.app.state.runtime.service  # type: ignore[attr-defined]
+        wait_until(lambda: not service.store.unconfirmed("shop"))
+        received = {r.key for r in merchant.received}
+        assert received == set(issued)
+        late = [k for k in issued if not k.endswith(("0", "2", "4", "6", "8"))]
+        assert all(sum(r.key == k for r in merchant.received) >= 2 for k in late)  # timed out, sent again
 
 
 def test_coupons_owed_when_the_service_stopped_are_created_after_it_starts(tmp_path: Path) -> None:
