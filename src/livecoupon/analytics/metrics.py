@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from livecoupon.analytics.offpolicy import offer_metrics
 from livecoupon.analytics.stats import holm, srm_p_value, welch_lift
 from livecoupon.domain.campaign import Campaign, Experiment
 from livecoupon.domain.coupons import CouponKind, CouponTemplate
@@ -160,6 +161,7 @@ def campaign_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
         "campaign": campaign.campaign,
         "triggers": trigger_metrics(campaign, decisions, orders),
         "experiments": {e.name: experiment_metrics(campaign, e, decisions, orders) for e in campaign.experiments},
+        "offers": offer_metrics(campaign, decisions, orders),
         "totals": {"decisions": len(decisions), "issued": sum(1 for d in decisions if d.issued),
                    "orders": len(orders), "gmv": fen_to_yuan(sum(o.amount for o in orders)),
                    "orders_with_coupon": sum(1 for o in orders if o.coupon_id)},

@@ -125,6 +125,7 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
         f"<b>{'—' if timing['median_minutes_to_order'] is None else timing['median_minutes_to_order']}</b></p>",
         EXPERIMENTS_HEADING,
         *(_experiment(name, e) for name, e in metrics["experiments"].items()),
+        *(_offers(name, o) for name, o in metrics.get("offers", {}).items()),
         "<h2>下一步建议 / What to change next</h2>",
         "<ol class='advice'>" + "".join(f"<li>{escape(a)}</li>" for a in advice) + "</ol>",
         "<p class='sub'>发券 → 核销 → 分析 → 优化 · issue → redeem → analyse → optimise. "
@@ -135,6 +136,29 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
     return ("<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
             f"<title>直播发券效果报告 · {escape(campaign.campaign)}</title><style>{STYLE}</style></head>"
             "<body><main>" + "".join(sections) + "</main></body></html>")
+
+
+def _offers(name: str, offer: dict[str, Any]) -> str:
+    """One personalised-offer trigger: arm shares, the policy's own value, off-policy estimates per arm."""
+    def est(arm: dict[str, Any], method: str) -> str:
+        found = arm["estimate"].get(method)
+        return "—" if not found else f"{found['value']:.2f} [{found['ci95'][0]:.2f}, {found['ci95'][1]:.2f}]"
+
+    policy = offer["policy"]
+    value = "—" if not policy else f"{policy['value']:.2f} [{policy['ci95'][0]:.2f}, {policy['ci95'][1]:.2f}]"
+    spend = offer["spend"]
+    budget = "不限 unlimited" if spend["budget"] is None else f"{spend['budget']:.2f}"
+    return (f"<h2>千人千面 · {escape(name)} / Personalised offers</h2>"
+            f"<p>策略决策 {offer['decisions']} 次；每次决策后的订单额（元）/ order value per decision (yuan): "
+            f"<b>{value}</b>；已花费 spent {spend['spent']:.2f} / 预算 budget {budget}</p>"
+            + _table(["选项 arm", "占比 share", "平均倾向 mean propensity", "转化 converted", "订单额 orders (元)",
+                      "面额 face (元)", "IPS", "SNIPS", "DR"],
+                     [[arm, _pct(a["share"]), a["mean_propensity"] if a["mean_propensity"] is not None else "—",
+                       a["converted"], a["reward"], a["face_value"], est(a, "ips"), est(a, "snips"), est(a, "dr")]
+                      for arm, a in offer["arms"].items()])
+            + "<p class='sub'>IPS/SNIPS/DR：若每次都给该选项，每次决策后的订单额估计（95% 区间），"
+              "由记录的倾向得分离线估计。 Off-policy estimates, from the logged propensities, of the order "
+              "value per decision had every offer been that arm (95% intervals).</p>")
 
 
 def _terms(campaign: Campaign, name: str) -> str:
