@@ -149,3 +149,16 @@ def test_serve_refuses_a_ledger_whose_secret_is_missing_or_malformed(monkeypatch
     assert ledger_from_env(campaign) is not None
 
 
+
+
+def test_metrics_show_the_ledgers_queue(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from support.credentials import OPERATOR
+
+    with Receiver(lambda key, attempt: 503) as merchant, serving(tmp_path, campaign_for(merchant.url)) as client:
+        join(client, "a", "b")
+        wait_until(lambda: len(merchant.received) >= 2)
+        text = client.get("/metrics", headers=OPERATOR).text
+        got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        assert got["livecoupon_ledger_unconfirmed"] == 2 and got["livecoupon_ledger_attempts_total"] >= 2

@@ -67,6 +67,11 @@ class _RuntimeCollector(Collector):
         if rt.webhooks is not None:
             yield GaugeMetricFamily("livecoupon_webhook_dead_letters", "Merchant webhooks that gave up",
                                     value=len(rt.webhooks.dead_letters()))
+        if rt.ledger is not None:
+            yield GaugeMetricFamily("livecoupon_ledger_unconfirmed", "Coupons the merchant's coupon system has not "
+                                    "confirmed yet (queued, in flight or backing off)", value=rt.ledger.waiting)
+            yield CounterMetricFamily("livecoupon_ledger_attempts", "Creation requests sent to the merchant's "
+                                      "coupon system", value=rt.ledger.attempts)
 
 
 class RequestTimer:
