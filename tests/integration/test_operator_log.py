@@ -57,6 +57,19 @@ def replayed_files(campaign: Campaign, events: Path, out: Path) -> list[str]:
     return files(out)
 
 
+def started(db: Path, campaign: Campaign | None = None, store: SqliteStore | None = None) -> LiveService:
+    """A service on the event clock over ``db``, rebuilt from what the file holds."""
+    service = LiveService(campaign or parse_campaign(CAMPAIGN), store or SqliteStore(db), ClockMode.EVENT)
+    service.rebuild()
+    return service
+
+
+def assert_export_replays(db: Path, campaign: Campaign, work: Path) -> None:
+    """``livecoupon export``'s files, and a replay of its log, are the same decisions."""
+    export_store(db, work / "export")
+    assert replayed_files(campaign, work / "export" / "events.jsonl", work / "replay") == files(work / "export")
+
+
 # -- a random broadcast with operators at work -----------------------------------------------------
 Step = tuple[str, Any]
 
@@ -124,21 +137,18 @@ def test_live_decisions_equal_the_replay_of_the_export_with_operators_and_a_wall
                 service.tick()
     finally:
         service.close()
-    export_store(root / "live.db", root / "export")
-    assert replayed_files(campaign, root / "export" / "events.jsonl", root / "replay") == files(root / "export")
+    assert_export_replays(root / "live.db", campaign, root)
 
 
 def test_a_restart_rebuilds_pauses_blocklists_and_manual_issues_from_the_log(tmp_path: Path) -> None:
     campaign = parse_campaign(CAMPAIGN)
-    service = LiveService(campaign, SqliteStore(tmp_path / "s.db"), ClockMode.EVENT)
-    service.rebuild()
+    service = started(tmp_path / "s.db", campaign)
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}])
     service.pause("kou1", True)
     service.command(ChangeBlocklist(("bad",)))
     service.issue_manually("c20", ["vip"], "r1", "once")
     service.close()
-    again = LiveService(campaign, SqliteStore(tmp_path / "s.db"), ClockMode.EVENT)
-    again.rebuild()
+    again = started(tmp_path / "s.db", campaign)
     made = again.submit([{"type": "join", "room": "r1", "ts": T0 + 1, "user": "bad"},
                          {"type": "comment", "room": "r1", "ts": T0 + 2, "user": "fan", "text": "扣1"}]).decisions
     assert [(d.request.user, d.request.trigger, d.reason and d.reason.value) for d in made] == [
@@ -162,8 +172,7 @@ def test_a_failed_transaction_leaves_engine_and_store_agreeing(tmp_path: Path) -
             super().append_events(events)
 
     store = FailingOnce(tmp_path / "f.db")
-    service = LiveService(campaign, store, ClockMode.EVENT)
-    service.rebuild()
+    service = started(tmp_path / "f.db", campaign, store)
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
                    [{"type": "join", "room": "r1", "ts": T0 + 1, "user": f"u{i}"} for i in range(3)])
     store.armed = True
@@ -176,15 +185,12 @@ def test_a_failed_transaction_leaves_engine_and_store_agreeing(tmp_path: Path) -
                               {"type": "transcript", "room": "r1", "ts": T0 + 3, "text": "发券啦"}])
     assert {d.request.user for d in retried.decisions if d.request.trigger == "say"} == {"u0", "u1", "u2", "lost"}
     service.close()
-    export_store(tmp_path / "f.db", tmp_path / "export")
-    assert replayed_files(campaign, tmp_path / "export" / "events.jsonl", tmp_path / "replay") == files(
-        tmp_path / "export")
+    assert_export_replays(tmp_path / "f.db", campaign, tmp_path)
 
 
 def test_an_order_paid_at_checkout_cancels_dwell_and_counts_for_analytics(tmp_path: Path) -> None:
     campaign = parse_campaign(CAMPAIGN)
-    service = LiveService(campaign, SqliteStore(tmp_path / "o.db"), ClockMode.EVENT)
-    service.rebuild()
+    service = started(tmp_path / "o.db", campaign)
     service.submit([{"type": "live_start", "room": "r1", "ts": T0},
                     {"type": "join", "room": "r1", "ts": T0 + 1, "user": "buyer"},
                     {"type": "join", "room": "r1", "ts": T0 + 1, "user": "watcher"}])
@@ -202,8 +208,7 @@ def test_an_order_paid_at_checkout_cancels_dwell_and_counts_for_analytics(tmp_pa
 
 
 def test_a_posted_order_with_a_coupon_redeems_it_in_the_ledger(tmp_path: Path) -> None:
-    service = LiveService(parse_campaign(CAMPAIGN), SqliteStore(tmp_path / "p.db"), ClockMode.EVENT)
-    service.rebuild()
+    service = started(tmp_path / "p.db")
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,
                                                                      "user": "a"}])
     [coupon] = service.store.coupons_of("a")
@@ -236,18 +241,15 @@ def test_pause_survives_a_real_restart_and_the_export_replays_exactly(tmp_path: 
                                                                      "ts": T0 + 3, "user": "after"}]).json()
         assert [d["trigger"] for d in resumed["decisions"]] == ["newcomer"]
         client.close()
-    export_store(tmp_path / "live.db", tmp_path / "export")
+    assert_export_replays(tmp_path / "live.db", campaign, tmp_path)
     events = (tmp_path / "export" / "events.jsonl").read_text(encoding="utf-8")
     assert '"action":"pause"' in events and '"action":"resume"' in events
-    assert replayed_files(campaign, tmp_path / "export" / "events.jsonl", tmp_path / "replay") == files(
-        tmp_path / "export")
 
 
 def test_export_writes_nothing_it_cannot_replay(tmp_path: Path) -> None:
     """The decisions file of an export equals the store's own records, in order."""
     campaign = parse_campaign(CAMPAIGN)
-    service = LiveService(campaign, SqliteStore(tmp_path / "e.db"), ClockMode.EVENT)
-    service.rebuild()
+    service = started(tmp_path / "e.db", campaign)
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
                    [{"type": "join", "room": "r1", "ts": T0 + i, "user": f"u{i}"} for i in range(5)])
     records = list(service.records.values())
@@ -266,8 +268,7 @@ def test_a_snapshot_and_the_log_after_it_rebuild_the_same_service(
         steps: list[Step], cut: int, tmp_path_factory: pytest.TempPathFactory) -> None:
     campaign = parse_campaign(CAMPAIGN)
     root = tmp_path_factory.mktemp("snap")
-    first = LiveService(campaign, SqliteStore(root / "s.db"), ClockMode.EVENT)
-    first.rebuild()
+    first = started(root / "s.db", campaign)
     events = [step for kind, step in steps if kind == "events"]
     split = len(events) * cut // 100
     for batch in events[:split]:
@@ -285,8 +286,7 @@ def test_a_snapshot_and_the_log_after_it_rebuild_the_same_service(
     after_snapshot = [(d.request.coupon_id, d.reason) for d in restarted.submit(probe).decisions]
     restarted.close()
 
-    full = LiveService(campaign, SqliteStore(root / "full.db"), ClockMode.EVENT)
-    full.rebuild()
+    full = started(root / "full.db", campaign)
     for batch in events:
         full.submit(batch)
     assert [(d.request.coupon_id, d.reason) for d in full.submit(probe).decisions] == after_snapshot
@@ -295,8 +295,7 @@ def test_a_snapshot_and_the_log_after_it_rebuild_the_same_service(
 
 def test_a_snapshot_of_another_campaign_is_ignored(tmp_path: Path) -> None:
     campaign = parse_campaign(CAMPAIGN)
-    service = LiveService(campaign, SqliteStore(tmp_path / "c.db"), ClockMode.EVENT)
-    service.rebuild()
+    service = started(tmp_path / "c.db", campaign)
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,
                                                                      "user": "a"}])
     assert service.snapshot() == 2
