@@ -141,13 +141,20 @@ def serve(
                      ] = ClockMode.WALL,
     store: Annotated[str | None, typer.Option("--store", help="postgresql://… instead of the SQLite file")] = None,
     name: Annotated[str, typer.Option("--name", help="namespace of this deployment on the store")] = "livecoupon",
+    log_format: Annotated[str, typer.Option("--log", help="text, or json: one object a line, every decision "
+                                                          "with its ids")] = "text",
 ) -> None:
     """启动服务 / Run the service on the embedded store (a SQLite file), or on PostgreSQL with --store."""
     import uvicorn
 
     from livecoupon.api.auth import Credentials
     from livecoupon.bootstrap import LedgerSecretMissing, build_app
+    from livecoupon.logs import configure as configure_logs
 
+    if log_format not in ("text", "json"):
+        err.print(f"--log {log_format!r}: use text or json", markup=False)
+        raise typer.Exit(UNUSABLE)
+    configure_logs(log_format)
     campaign = _campaign_or_exit(config)
     credentials = Credentials.from_env()
     try:

@@ -77,3 +77,20 @@ def test_explain_answers_from_the_log_over_http(client: TestClient) -> None:
         (T0 + 1, "newcomer", "issued"), (T0 + 3, None, "no_decision")]
     assert body["entries"][1]["reason"] == "off_air" and "off air" in body["entries"][1]["why"]
     assert client.get("/v1/admin/users/ann/explain", headers=PLATFORM).status_code == 403
+
+
+def test_serve_writes_json_logs_with_each_decisions_ids(tmp_path: Path) -> None:
+    import json
+
+    import httpx
+
+    from support.server import Server
+
+    with Server(EXAMPLE, tmp_path / "logs.db", args=("--log", "json")) as server:
+        answer = httpx.post(f"{server.url}/v1/events", headers=PLATFORM, timeout=30, json=[
+            {"type": "live_start", "room": "room-1", "ts": T0}, {"type": "join", "room": "room-1", "ts": T0 + 1,
+                                                                 "user": "zoe"}]).json()
+    [coupon_id] = [d["coupon_id"] for d in answer["decisions"] if d["issued"]]
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+    decision = next(x for x in lines if x.get("coupon_id") == coupon_id)
+    assert (decision["user"], decision["outcome"], decision["logger"]) == ("zoe", "issued", "livecoupon.decisions")

@@ -32,6 +32,7 @@ from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
 from livecoupon.errors import Malformed, NotFound
+from livecoupon.logs import log_decisions
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.store.port import Snapshot, Store
 
@@ -282,6 +283,7 @@ class LiveService:
         if not fresh:
             return
         decisions = fresh
+        log_decisions(decisions)
         for listener in self.listeners:
             try:
                 listener(decisions)
