@@ -2,7 +2,7 @@
 """What the credential checks cost: the same requests with and without them, side by side.
 
     .venv/bin/python bench/auth.py               # 16 rounds (~2 minutes)
-    .venv/bin/python bench/auth.py --quick       # 2 rounds, fewer requests (~20 s)
+    .venv/bin/python bench/auth.py --quick       # 2 rounds: a smoke test, too few rounds for figures
     .venv/bin/python bench/auth.py --breakdown   # and where the viewer check's time goes (~5 minutes)
 
 Two real ``uvicorn`` server processes on free loopback ports serve the app as
@@ -624,7 +624,8 @@ def machine_lines(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="2 rounds, 20 batches and 1,000 GETs per window")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 rounds, 20 batches and 1,000 GETs per window: a smoke test, too few rounds to judge by")
     parser.add_argument("--rounds", type=int, help="rounds, each one window per variant (default 16; quick 2)")
     parser.add_argument("--batches", type=int, help="batches of 500 events per window (default 60; quick 20)")
     parser.add_argument("--gets", type=int, help="GETs per window (default 2,000; quick 1,000)")
