@@ -11,12 +11,13 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from support.credentials import API_KEY, PLATFORM, viewer_token
-from support.screenshots import admin, post, sign_in_console
+from support.screenshots import EXAMPLE, admin, post, sign_in_console
 from support.server import Server
 
 if TYPE_CHECKING:
@@ -208,6 +209,72 @@ def test_operator_console_shows_redemption_and_the_experiment_so_far(server: Ser
     row.filter(has_text="50.0%").wait_for()  # 2 issued, 1 redeemed
     assert "¥150" in row.inner_text()
     tab.page.locator("#experiments h3").filter(has_text="dwell-value").wait_for()
+
+
+@pytest.fixture
+def offer_server(tmp_path: Path) -> Iterator[Server]:
+    """The example campaign, but kou1's coupon is chosen by a policy: its entries carry an arm and a propensity."""
+    fixed = '{name: kou1, when: comment, keywords: ["扣1"], coupon: dwell10}'
+    chosen = '{name: kou1, when: comment, keywords: ["扣1"], offer: {arms: [dwell10, dwell20, null], explore: 0.1}}'
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert fixed in text
+    config = tmp_path / "campaign.yaml"
+    config.write_text(text.replace(fixed, chosen), encoding="utf-8")
+    with Server(config, tmp_path / "explain.db") as s:
+        yield s
+
+
+def test_operator_console_explains_a_viewer_each_decision_and_each_silent_firing(offer_server: Server,
+                                                                                 tab: Tab) -> None:
+    server, page = offer_server, tab.page
+    t0 = time.time()
+    post(server, audience(t0, "mia"))  # a newcomer coupon on joining
+    post(server, [{"type": "transcript", "room": ROOM, "ts": t0 + 1, "text": "宝宝们发券啦"},
+                  {"type": "transcript", "room": ROOM, "ts": t0 + 2, "text": "宝宝们发券啦"},  # within its cooldown
+                  {"type": "comment", "room": ROOM, "ts": t0 + 3, "user": "mia", "text": "扣1"},  # the policy picks
+                  {"type": "live_end", "room": ROOM, "ts": t0 + 4},
+                  {"type": "comment", "room": ROOM, "ts": t0 + 5, "user": "mia", "text": "还有券吗"}])  # off air
+    answer = admin(server, "/v1/admin/users/mia/explain")["entries"]
+    sign_in_console(page, f"{server.url}/web/operator.html", API_KEY)
+
+    form = page.locator("#explain")
+    form.locator("input[name=user]").fill("mia")
+    form.locator("button").click()
+    entries = page.locator("#explain-entries li")
+    entries.nth(len(answer) - 1).wait_for()
+    assert [li.get_attribute("data-outcome") for li in entries.all()] == [e["outcome"] for e in answer]
+    assert "mia：已发 2 张" in page.locator("#explain-result").inner_text()
+
+    [newcomer] = [e for e in answer if e["trigger"] == "newcomer"]
+    issued = page.locator("li[data-trigger='newcomer']")
+    assert issued.locator(".head .chip").get_attribute("class") == "chip ok"
+    assert issued.locator(".head").inner_text().split("\n")[0] == "已发券 Issued"
+    assert "新人券 First visit · 直播间 room-1" in issued.inner_text()
+    assert issued.locator(".why").inner_text() == "已发放 新人专享券\nissued newcomer"
+    assert newcomer["coupon_id"] in issued.locator(".meta").inner_text()
+
+    cooldown = page.locator("li[data-trigger='passphrase'][data-outcome='no_decision']")
+    assert cooldown.locator(".head .chip").get_attribute("class") == "chip"
+    assert "未决定 No decision" in cooldown.locator(".head").inner_text()
+    assert cooldown.locator(".why").inner_text() == "口令冷却中\nthe passphrase fired less than its cooldown ago"
+    off_air = page.locator("li[data-outcome='no_decision']:not([data-trigger])")
+    assert "无触发器 no trigger" in off_air.locator(".head").inner_text()
+    assert off_air.locator(".why").inner_text().startswith("直播间未开播，事件未生效\nthe room was off air")
+
+    [chosen] = [e for e in answer if e["trigger"] == "kou1"]
+    arm = "不发 none" if chosen["arm"] is None else chosen["arm"]
+    meta = page.locator("li[data-trigger='kou1'] .meta").inner_text()
+    assert f"策略选 arm {arm} · 概率 propensity {chosen['propensity']:.3f}" in meta
+
+    form.locator("input[name=user]").fill("nobody")
+    form.locator("button").click()
+    page.locator("#explain-result").filter(has_text="没有与 nobody 有关的记录").wait_for()
+    assert entries.count() == 0
+
+    tab.context.clear_cookies()  # the session ends: the server's words, and the sign-in form
+    form.locator("button").click()
+    page.locator("#explain-result").filter(has_text="查询失败 Failed: a valid credential is required").wait_for()
+    page.locator("#keyform").wait_for()
 
 
 def test_host_console_shows_what_fired_and_why_and_lines_to_read_aloud(server: Server, tab: Tab) -> None:

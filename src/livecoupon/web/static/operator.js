@@ -1,9 +1,10 @@
-/* The operator console: counters, charts, pause/resume, send to everyone present, dead letters. */
+/* The operator console: counters, charts, pause/resume, send to everyone present, dead letters,
+ * and one viewer explained. */
 (function () {
   "use strict";
   var C = lcConsole, $ = function (id) { return document.getElementById(id); };
   var PALETTE = ["#ff7a18", "#ff2d55", "#ffb020", "#c2255c", "#845ef7", "#20c997", "#868e96"];
-  var rateChart, reasonChart, deadCount = -1, lastStats = null;
+  var rateChart, reasonChart, deadCount = -1, lastStats = null, explaining = 0;
 
   function charts() {
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
@@ -219,11 +220,101 @@
       .catch(function (err) { out.className = "result err"; out.textContent = "生成失败 Failed: " + err.message; });
   }
 
+  var OUTCOMES = {
+    issued: ["ok", "已发券 Issued"],
+    suppressed: ["amber", "已拦截 Suppressed"],
+    no_decision: ["", "未决定 No decision"]
+  };
+
+  /** The server's "中文 / English" words as two lines (the last "/ " parts them; a title may hold one). */
+  function whyWords(text) {
+    var p = /\s*\/ (?!.*\/ )/.exec(text || "");
+    var why = C.el("p", "why", p ? text.slice(0, p.index) : text);
+    if (p) why.append(C.el("span", null, text.slice(p.index + p[0].length)));
+    return why;
+  }
+
+  function explainEntry(e, day) {
+    var at = new Date(e.ts * 1000), kind = OUTCOMES[e.outcome] || ["", e.outcome];
+    var li = C.el("li", e.outcome);
+    li.dataset.outcome = e.outcome;
+    if (e.trigger) li.dataset.trigger = e.trigger;
+    var time = C.el("time", null, at.toLocaleTimeString("zh-CN", { hour12: false }));
+    time.dateTime = at.toISOString();
+    if (day) time.append(C.el("small", null, day));
+    var what = C.el("div", "what"), head = C.el("div", "head");
+    var trigger = e.trigger && lastStats && lastStats.triggers[e.trigger];
+    head.append(C.el("span", kind[0] ? "chip " + kind[0] : "chip", kind[1]));
+    if (e.trigger) head.append(C.el("b", null, e.trigger));
+    head.append(C.el("span", "muted", [trigger ? C.whenWords(trigger.when) : e.trigger ? "" : "无触发器 no trigger",
+      e.room ? "直播间 " + e.room : ""].filter(Boolean).join(" · ")));
+    what.append(head, whyWords(e.why));
+    var meta = C.el("div", "meta");
+    if (e.coupon_id) {
+      var coupon = C.el("span", "chip", "券 " + e.coupon + " ");
+      coupon.append(C.el("code", null, e.coupon_id));
+      meta.append(coupon);
+    }
+    if (e.experiment) meta.append(C.el("span", "chip", "实验 " + e.experiment + " · 组 variant " + e.variant));
+    if (e.propensity != null) {
+      meta.append(C.el("span", "chip", "策略选 arm " + (e.arm == null ? "不发 none" : e.arm) + " · 概率 propensity " +
+        Number(e.propensity).toFixed(3)));
+    }
+    if (e.reason) meta.append(C.el("span", "chip", e.reason));
+    what.append(meta);
+    li.append(time, what);
+    return li;
+  }
+
+  function explainSummary(user, entries) {
+    if (!entries.length) {
+      return "没有与 " + user + " 有关的记录：没有发券决定，也没有触及 Ta 的触发（未知的 ID 也是如此）" +
+        " · Nothing for " + user + ": no decision, and no firing reached them (an unknown id looks the same)";
+    }
+    var count = { issued: 0, suppressed: 0, no_decision: 0 };
+    entries.forEach(function (e) { count[e.outcome] = (count[e.outcome] || 0) + 1; });
+    return user + "：已发 " + count.issued + " 张，拦截 " + count.suppressed + " 次，未决定 " + count.no_decision + " 次 · " +
+      entries.length + " entries: " + count.issued + " issued, " + count.suppressed + " suppressed, " +
+      count.no_decision + " no decision";
+  }
+
+  /** GET /v1/admin/users/{user}/explain, drawn as a timeline; a slower earlier answer is dropped. */
+  function explainViewer(e) {
+    e.preventDefault();
+    var form = e.target, user = form.user.value.trim(), out = $("explain-result"), list = $("explain-entries");
+    if (!user) return;
+    var mine = ++explaining;
+    form.querySelector("button").disabled = true;
+    out.className = "result";
+    out.textContent = "查询中… Looking up " + user;
+    list.replaceChildren();
+    C.api("/v1/admin/users/" + encodeURIComponent(user) + "/explain")
+      .then(function (body) {
+        if (mine !== explaining) return;
+        var lastDay = null;
+        out.className = "result" + (body.entries.length ? "" : " empty");
+        out.textContent = explainSummary(body.user, body.entries);
+        list.replaceChildren.apply(list, body.entries.map(function (entry) {
+          var day = new Date(entry.ts * 1000).toLocaleDateString("zh-CN");
+          var shown = day !== lastDay ? day : null;
+          lastDay = day;
+          return explainEntry(entry, shown);
+        }));
+      })
+      .catch(function (err) {
+        if (mine !== explaining) return;
+        out.className = "result err";
+        out.textContent = "查询失败 Failed: " + err.message;
+      })
+      .then(function () { if (mine === explaining) form.querySelector("button").disabled = false; });
+  }
+
   function start() {
     charts();
     $("present").key.value = newKey();
     $("present").addEventListener("submit", sendToPresent);
     $("host-token").addEventListener("submit", mintHostToken);
+    $("explain").addEventListener("submit", explainViewer);
     $("dl-refresh").onclick = loadDeadLetters;
     C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
     loadResults();
