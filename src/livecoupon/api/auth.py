@@ -27,6 +27,7 @@ import jwt
 from livecoupon.errors import Forbidden, Unauthorized
 
 SESSION_COOKIE = "livecoupon_session"
+VERIFIED_CACHE = 20_000  # tokens whose signature was checked, kept until they expire
 SESSION_SECONDS = 12 * 3600
 HOST_TOKEN_SECONDS = 24 * 3600
 MAX_TOKEN = 4096
@@ -70,6 +71,7 @@ class Credentials:
     platform_key: str
     viewer_secret: str
     generated: tuple[str, ...] = field(default=(), compare=False)  # environment variables made up for this run
+    _verified: dict[str, tuple[Caller, float]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Credentials:
@@ -100,7 +102,24 @@ class Credentials:
             return Caller(Role.PLATFORM)
         if token.count(".") != 2:
             return None
-        return self._viewer(token) or self._session(token)
+        known = self._verified.get(token)
+        if known is not None:
+            if known[1] > time.time():
+                return known[0]
+            del self._verified[token]
+        caller = self._viewer(token) or self._session(token)
+        if caller is not None:
+            self._remember(token, caller)
+        return caller
+
+    def _remember(self, token: str, caller: Caller) -> None:
+        """A verified token, until its ``exp``: a viewer's app sends the same one on every request."""
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        if not isinstance(expires, (int, float)):
+            return
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[token] = (caller, float(expires))
 
     def _viewer(self, token: str) -> Caller | None:
         claims = _decode(token, self.viewer_secret.encode(), ["exp", "sub"])

@@ -223,9 +223,9 @@ def identify(rt: Runtime, token: str | None, address: str) -> Caller | None:
     return caller
 
 
-def caller_of(request: Request, key: Annotated[str | None, Depends(_api_key)],
-              bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-              session: Annotated[str | None, Depends(_session)]) -> Caller | None:
+async def caller_of(request: Request, key: Annotated[str | None, Depends(_api_key)],
+                    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                    session: Annotated[str | None, Depends(_session)]) -> Caller | None:
     """The request's caller, from X-API-Key, then Authorization: Bearer, then the session cookie."""
     token = key or (bearer.credentials if bearer is not None else None) or session
     return identify(runtime_of(request), token, client_address(request))
@@ -234,12 +234,12 @@ def caller_of(request: Request, key: Annotated[str | None, Depends(_api_key)],
 CallerDep = Annotated[Caller | None, Depends(caller_of)]
 
 
-def operator(caller: CallerDep) -> Caller:
-    """Dependency guarding the operator endpoints."""
+async def operator(caller: CallerDep) -> Caller:
+    """Dependency guarding the operator endpoints (async: no thread-pool hop for a dictionary look-up)."""
     return require(caller, Role.OPERATOR)
 
 
-def platform(caller: CallerDep) -> Caller:
+async def platform(caller: CallerDep) -> Caller:
     """Dependency guarding the server-to-server endpoints (the operator key opens them too)."""
     return require(caller, Role.OPERATOR, Role.PLATFORM)
 
