@@ -317,7 +317,7 @@ def test_the_service_snapshots_by_itself_and_keeps_two(tmp_path: Path) -> None:
     for n in range(5):
         service.submit([{"type": "heartbeat", "room": "r1", "ts": T0 + n, "user": f"u{i}"} for i in range(12)])
     with contextlib.closing(sqlite3.connect(tmp_path / "auto.db")) as db:
-        kept = db.execute("SELECT position FROM snapshots ORDER BY position").fetchall()
+        kept = db.execute("SELECT position FROM engine_snapshots ORDER BY position").fetchall()
     assert [p for (p,) in kept] == [48, 60]
     service.close()
     restarted = LiveService(campaign, SqliteStore(tmp_path / "auto.db"), ClockMode.EVENT)

@@ -48,9 +48,11 @@ CREATE TABLE IF NOT EXISTS orders (
     state TEXT NOT NULL, created_at BIGINT NOT NULL, reserved_until BIGINT, room TEXT);
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshots (
-    fingerprint TEXT NOT NULL, position BIGINT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (fingerprint, position));
+CREATE TABLE IF NOT EXISTS events (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL, log TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS events_by_log ON events (log, seq);
+CREATE TABLE IF NOT EXISTS engine_snapshots (
+    log TEXT NOT NULL, fingerprint TEXT NOT NULL, position BIGINT NOT NULL, body BYTEA NOT NULL,
+    PRIMARY KEY (log, fingerprint, position));
 CREATE TABLE IF NOT EXISTS ledger_confirmations (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS acknowledgements (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
 """
@@ -70,8 +72,8 @@ class PostgresStore(RelationalStore):
 
     BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
-    def __init__(self, url: str, name: str = DEFAULT_NAME) -> None:
-        super().__init__()
+    def __init__(self, url: str, name: str = DEFAULT_NAME, log: str = "") -> None:
+        super().__init__(log)
         self.url = url
         self.schema = schema_name(name)
         self._sql: dict[str, str] = {}

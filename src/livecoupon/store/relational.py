@@ -58,7 +58,10 @@ def _marks(n: int) -> str:
 class RelationalStore(ABC):
     """The store port over SQL. Each thread gets its own connection; ``unit_of_work`` nests."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: str = "") -> None:
+        """``log`` names this store's event log and snapshots (a partition's, in a scaled-out deployment);
+        everything else — claims, coupons, orders — is shared by every log of the same database."""
+        self.log = log
         self._local = threading.local()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
@@ -408,14 +411,15 @@ class RelationalStore(ABC):
                          (key, answer.fingerprint, answer.status, json.dumps(answer.body, ensure_ascii=False)))
 
     def append_events(self, events: Iterable[dict[str, Any]]) -> None:
-        self._many("INSERT INTO events (body) VALUES (?)",
-                             [(json.dumps(e, ensure_ascii=False, separators=(",", ":")),) for e in events])
+        log = self.log
+        self._many("INSERT INTO events (log, body) VALUES (?, ?)",
+                   [(log, json.dumps(e, ensure_ascii=False, separators=(",", ":"))) for e in events])
 
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """The log in pages, so a long one is never held in memory at once."""
         while True:
-            rows = self._run("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                             (after, _LOG_PAGE)).fetchall()
+            rows = self._run("SELECT seq, body FROM events WHERE log = ? AND seq > ? ORDER BY seq LIMIT ?",
+                             (self.log, after, _LOG_PAGE)).fetchall()
             for _, body in rows:
                 yield json.loads(body)
             if len(rows) < _LOG_PAGE:
@@ -423,20 +427,21 @@ class RelationalStore(ABC):
             after = rows[-1][0]
 
     def log_position(self) -> int:
-        row = self._run("SELECT max(seq) FROM events").fetchone()
+        row = self._run("SELECT max(seq) FROM events WHERE log = ?", (self.log,)).fetchone()
         return int(row[0] or 0)
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep the new snapshot and the one before it (should the newest be unreadable)."""
         with self.unit_of_work():
-            self._run("INSERT INTO snapshots VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                      (snapshot.fingerprint, snapshot.position, snapshot.body))
-            self._run("DELETE FROM snapshots WHERE position < (SELECT min(position) FROM (SELECT position FROM "
-                      "snapshots ORDER BY position DESC LIMIT 2) AS newest)")
+            self._run("INSERT INTO engine_snapshots (log, fingerprint, position, body) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT DO NOTHING", (self.log, snapshot.fingerprint, snapshot.position, snapshot.body))
+            self._run("DELETE FROM engine_snapshots WHERE log = ? AND position < (SELECT min(position) FROM (SELECT "
+                      "position FROM engine_snapshots WHERE log = ? ORDER BY position DESC LIMIT 2) AS newest)",
+                      (self.log, self.log))
 
     def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
-        row = self._run("SELECT position, body FROM snapshots WHERE fingerprint=? ORDER BY position DESC "
-                               "LIMIT 1", (fingerprint,)).fetchone()
+        row = self._run("SELECT position, body FROM engine_snapshots WHERE log = ? AND fingerprint = ? "
+                        "ORDER BY position DESC LIMIT 1", (self.log, fingerprint)).fetchone()
         return Snapshot(row[0], fingerprint, row[1]) if row else None
 
 

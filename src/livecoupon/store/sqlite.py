@@ -50,10 +50,11 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
     body TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshots (
-    fingerprint TEXT NOT NULL, position INTEGER NOT NULL, body BLOB NOT NULL,
-    PRIMARY KEY (fingerprint, position)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, log TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS events_by_log ON events (log, seq);
+CREATE TABLE IF NOT EXISTS engine_snapshots (
+    log TEXT NOT NULL, fingerprint TEXT NOT NULL, position INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (log, fingerprint, position)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ledger_confirmations (
     coupon_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS acknowledgements (
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS acknowledgements (
 
 def _migrations(db: sqlite3.Connection) -> str:
     """What a store file written by an earlier version needs before ``SCHEMA`` applies."""
-    wanted = [("decisions", "device_key", "TEXT"), ("decisions", "propensity", "REAL"), ("orders", "room", "TEXT")]
+    wanted = [("decisions", "device_key", "TEXT"), ("decisions", "propensity", "REAL"), ("orders", "room", "TEXT"),
+              ("events", "log", "TEXT NOT NULL DEFAULT ''")]
     steps = []
     for table, column, kind in wanted:
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
