@@ -11,9 +11,10 @@ The model, in short:
 - viewers heartbeat every 20 s, comment, like, follow and send gifts (Pareto values);
 - the room's reported online count is the present sample scaled up to the full room,
   so the 10,000 and 20,000 milestones are crossed;
-- a coupon makes a purchase more likely in proportion to its face value against the
-  viewer's basket, less so for a coupon whose threshold is far above the basket, more
-  so when it arrives early in the visit, and new viewers are more hesitant.
+- each viewer has a member level (gold, silver, new), sent as ``profile.level`` on their
+  join, and buys as the ground truth of :mod:`livecoupon.sim.truth` says: gold members
+  buy anyway, silver ones answer a 10-yuan coupon, new ones only a 20-yuan one; a
+  threshold coupon far above the basket moves them less (凑单 tops a basket up to it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from livecoupon.sim.truth import LEVEL_KEY, draw_basket, draw_level, order_chance
+
 HEARTBEAT_S = 20
+ORGANIC_S = 600  # the truth's chance of an order with nothing is that of 10 minutes of watching
 COMMENTS = ["主播好美", "这个颜色好看", "多少钱", "有优惠吗", "上链接", "好好看", "已下单", "扣1", "扣1扣1", "想要"]
 PASSPHRASES = ["宝宝们发券啦", "宝宝们发劝啦", "宝宝们 发券啦！", "保保们发券啦"]  # with ASR homophones
 PRODUCTS = [("sku-1001", "dress", 129.0), ("sku-1002", "dress", 89.0), ("sku-2001", "shoes", 199.0),
@@ -44,11 +48,19 @@ class Viewer:
     user: str
     arrives: int
     leaves: int
-    is_new: bool
+    level: str  # member level, a key of livecoupon.sim.truth.TRUTH
     chattiness: float
     basket: float  # yuan the viewer would spend without a coupon
-    appetite: float  # base chance of buying at all during the visit
     bought: bool = False
+
+    @property
+    def is_new(self) -> bool:
+        return self.level == "new"
+
+    @property
+    def profile(self) -> dict[str, str]:
+        """What the platform tells of the viewer (SPEC §2 ``profile``)."""
+        return {LEVEL_KEY: self.level}
 
 
 def host_script(minutes: int) -> list[HostCue]:
@@ -94,11 +106,10 @@ class Broadcast:
         viewers = []
         for i, arrives in enumerate(arrivals):
             stay = int(60 * self.rng.lognormvariate(math.log(watch_median), 1.0)) + 10
+            level = draw_level(self.rng)
             viewers.append(Viewer(
-                user=f"viewer-{i:05d}", arrives=arrives, leaves=min(self.seconds, arrives + stay),
-                is_new=self.rng.random() < 0.55, chattiness=self.rng.betavariate(1.2, 8),
-                basket=round(min(800.0, 40 + self.rng.lognormvariate(math.log(90), 0.6)), 2),
-                appetite=self.rng.betavariate(1.5, 20)))
+                user=f"viewer-{i:05d}", arrives=arrives, leaves=min(self.seconds, arrives + stay), level=level,
+                chattiness=self.rng.betavariate(1.2, 8), basket=draw_basket(self.rng, level)))
         return viewers
 
     def events_at(self, second: int, ts: float) -> list[dict[str, Any]]:
@@ -110,7 +121,7 @@ class Broadcast:
         for v in self._by_arrival.get(second, ()):
             self.present[v.user] = v
             self._next_beat[v.user] = second + HEARTBEAT_S
-            out.append({"type": "join", "room": room, "ts": ts, "user": v.user})
+            out.append({"type": "join", "room": room, "ts": ts, "user": v.user, "profile": v.profile})
         for user, v in list(self.present.items()):
             if second >= v.leaves:
                 del self.present[user]
@@ -158,24 +169,30 @@ class Purchase:
 
 @dataclass(slots=True)
 class Shopper:
-    """Decides, for one viewer and one arriving coupon, whether and what they buy."""
+    """Decides, for one viewer and one arriving coupon, whether and what they buy (the ground truth).
+
+    A coupon of face value f reaching a viewer who has not bought makes them buy at once with
+    the chance the truth adds to buying with nothing, (chance(f) − chance(0)) / (1 − chance(0)),
+    less for a threshold above their basket; buying with nothing is a per-second rate giving
+    chance(0) over 10 minutes of watching. A viewer holding a coupon uses it when they buy.
+    """
 
     rng: random.Random
     made: dict[str, int] = field(default_factory=dict)
+    holding: set[str] = field(default_factory=set)  # viewers a coupon reached
 
     def on_coupon(self, viewer: Viewer, coupon: dict[str, Any], second: int) -> tuple[int, Purchase] | None:
         """A purchase ``delay`` seconds after the coupon arrived, or None."""
         if viewer.bought:
             return None
-        face = float(coupon.get("amount") or min(coupon.get("max_discount") or 30.0,
-                                                 viewer.basket * (coupon.get("percent") or 10) / 100))
-        threshold = float(coupon.get("threshold") or 0.0)
+        self.holding.add(viewer.user)
         basket = viewer.basket
+        face = float(coupon.get("amount") or min(coupon.get("max_discount") or 30.0,
+                                                 basket * (coupon.get("percent") or 10) / 100))
+        threshold = float(coupon.get("threshold") or 0.0)
         reach = 1.0 if basket >= threshold else max(0.0, 1 - (threshold - basket) / threshold) ** 2
-        watched_min = (second - viewer.arrives) / 60
-        freshness = 1.4 if watched_min < 3 else (1.0 if watched_min < 10 else 0.7)
-        hesitancy = 0.7 if viewer.is_new else 1.0
-        p = min(0.85, (viewer.appetite * 3 + 0.9 * face / max(basket, threshold, 1.0)) * reach * freshness * hesitancy)
+        without = order_chance(viewer.level, 0.0)
+        p = (order_chance(viewer.level, face) - without) / (1 - without) * reach
         if self.rng.random() >= p:
             return None
         if basket < threshold:
@@ -184,11 +201,12 @@ class Shopper:
         return self.rng.randint(5, 240), Purchase(viewer.user, self.cart_for(basket, coupon), True)
 
     def organic(self, viewer: Viewer, second: int) -> Purchase | None:
-        """A purchase without a coupon prompt, at the viewer's base rate per minute."""
-        if viewer.bought or self.rng.random() >= viewer.appetite / 60 / 8:
+        """A purchase without a coupon prompt, at the viewer's rate per second of watching."""
+        rate = -math.log(1 - order_chance(viewer.level, 0.0)) / ORGANIC_S
+        if viewer.bought or self.rng.random() >= rate:
             return None
         viewer.bought = True
-        return Purchase(viewer.user, self.cart_for(viewer.basket, None), False)
+        return Purchase(viewer.user, self.cart_for(viewer.basket, None), viewer.user in self.holding)
 
     def cart_for(self, basket: float, coupon: dict[str, Any] | None) -> list[dict[str, Any]]:
         scope = coupon.get("scope") if coupon else None
