@@ -23,10 +23,7 @@ variant's time goes (they get the same requests, so the same state; the pieces a
 switched off in the benchmark's server process, by patching; nothing in ``src/`` changes):
 
 - **unchecked-def**: the override is a plain ``def``, which FastAPI runs in its thread
-  pool as it runs the real ``caller_of`` and ``platform``: unchecked plus that hop.
-- **no-expiry-timer**: checked, but the rate limiter's storage (``limits``'
-  ``MemoryStorage``) never starts the ``threading.Timer`` it starts, whenever none is
-  alive, 10 ms after a hit, to expire keys (they then expire when next read).
+  pool: unchecked plus that hop (the real dependencies are ``async def`` since 2026-11-29).
 - **no-limits**: checked, without the per-viewer and per-address rate limits.
 - **jwt-once**: checked, but each token is verified only the first time it is seen.
 
@@ -97,7 +94,7 @@ T0_MS = 1_767_225_600_000  # the stream's start (event time; the servers run on 
 EVENT_SPACING_MS = 2  # 500 events = one second of event time
 UNLIMITED = "1000000/second"
 CHECKED, UNCHECKED = "checked", "unchecked"
-BREAKDOWN = ("unchecked-def", "no-expiry-timer", "no-limits", "jwt-once")
+BREAKDOWN = ("unchecked-def", "no-limits", "jwt-once")
 CREDENTIALS = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(32))
 CHAT = ["主播好", "666", "这个多少钱", "上链接", "好看", "来了来了", "尺码偏大吗", "等发货"]
 
@@ -136,11 +133,7 @@ def serve(variant: str, port: int, db: Path) -> None:
 
 def leave_out(variant: str) -> None:
     """For ``--breakdown``: switch one piece of the check off in this (server) process."""
-    if variant == "no-expiry-timer":
-        from limits.storage.memory import MemoryStorage
-
-        MemoryStorage._MemoryStorage__schedule_expiry = lambda self: None  # type: ignore[attr-defined]
-    elif variant == "no-limits":
+    if variant == "no-limits":
         from livecoupon.api.throttle import Throttle
 
         Throttle.check = lambda self, item, *key: None  # type: ignore[method-assign]
@@ -616,7 +609,7 @@ def machine_lines(args: argparse.Namespace) -> list[str]:
         f"machine: nproc={nproc}  cpu={cpu}  python={platform.python_version()}  os={platform.system()} "
         f"{platform.release()}  load average at start: {load}",
         f"         servers: uvicorn {version('uvicorn')}, fastapi {version('fastapi')}, PyJWT {version('PyJWT')}, "
-        f"limits {version('limits')}; unchecked = dependency_overrides with an async def",
+        f"unchecked = dependency_overrides with an async def",
         f"         {args.rounds} rounds, variants alternating; per window at most {args.batches} batches of {BATCH} "
         f"events or {args.gets:,} GETs, or {args.seconds:g} s; {args.connections} client connections",
     ]
