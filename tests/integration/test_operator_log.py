@@ -323,3 +323,35 @@ def test_the_service_snapshots_by_itself_and_keeps_two(tmp_path: Path) -> None:
     restarted = LiveService(campaign, SqliteStore(tmp_path / "auto.db"), ClockMode.EVENT)
     assert restarted.rebuild() == 0 and restarted.events_applied == 60
     restarted.close()
+
+
+def test_a_restart_never_decides_again_what_the_store_already_decided(tmp_path: Path) -> None:
+    """A lottery re-applied against a store that holds later coupons would draw other winners and, before
+    this was fixed, issue them new coupons: a rebuild takes every decision back as recorded, and makes none."""
+    campaign = parse_campaign("""
+campaign: lottery-restart
+rooms: [r1]
+coupons:
+  c10: {title: ten, kind: no_threshold, amount: 10, valid_for: 1h}
+  c20: {title: twenty, kind: no_threshold, amount: 20, valid_for: 1h}
+triggers:
+  - {name: lucky, when: online_reached, count: 4, coupon: c10, audience: lottery, winners: 2}
+  - {name: kou1, when: comment, keywords: [扣1], coupon: c20}
+limits: {min_interval: 1h}
+""")
+    users = ["a", "b", "c", "d"]
+    live = started(tmp_path / "l.db", campaign)
+    live.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
+                [{"type": "join", "room": "r1", "ts": T0 + 1, "user": u} for u in users] +
+                [{"type": "online_count", "room": "r1", "ts": T0 + 2, "count": 4}])
+    winners = {r.user for r in live.records.values() if r.trigger == "lucky" and r.issued}
+    [first_loser, second_loser] = sorted(set(users) - winners)
+    live.submit([{"type": "comment", "room": "r1", "ts": T0 + 3, "user": first_loser, "text": "扣1"}])
+    before = {r.coupon_id: r for r in live.records.values()}
+    live.close()
+
+    restarted = started(tmp_path / "l.db", campaign)
+    after = {r.coupon_id: r for r in restarted.store.decisions(campaign.campaign)}
+    assert after == before  # the second loser, alone eligible now, was not drawn a coupon
+    assert second_loser not in {r.user for r in after.values() if r.issued}
+    restarted.close()

@@ -179,3 +179,11 @@ def test_acknowledgements_are_per_user_and_counted_once(store: Store) -> None:
     assert store.acknowledge([(alice, "alice"), (bob, "bob")], at=6) == 1
     assert store.unacknowledged("alice", "r") == [] and store.unacknowledged("bob", "r") == []
     assert store.unacknowledged("alice", "other-room") == []
+
+
+def test_recorded_returns_the_decisions_made_under_ids(store: Store) -> None:
+    made = store.issue([request("a"), replace(request("b"), propensity=0.25), request("c", template=None)], Limits())
+    found = store.recorded([d.request.coupon_id for d in made] + ["cp_unknown"])
+    assert set(found) == {d.request.coupon_id for d in made}
+    assert found[made[1].request.coupon_id].propensity == 0.25
+    assert found[made[2].request.coupon_id].reason is Reason.HOLDOUT

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.campaign import Campaign, Limits
 from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
-from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.events import Event, EventError, event_json, parse_event
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
@@ -40,6 +40,39 @@ log = logging.getLogger("livecoupon")
 T = TypeVar("T")
 DecisionListener = Callable[[list[Decision]], object]
 CAMPAIGN_WIDE = "*"  # the room of an operator command that is not about one room
+
+
+class RecordedClaims:
+    """The claims ledger as a rebuild sees it: every decision comes back as it was recorded, its
+    template and propensity included, and none is made anew.
+
+    The store already holds what was decided after the point being re-applied, so deciding again
+    could differ (a lottery's eligible users, an offer's price) and, worse, issue coupons the live
+    run never issued. What the live run decided is the truth; a request it never decided is no
+    decision now either.
+    """
+
+    def __init__(self, store: Store, campaign: Campaign) -> None:
+        self.store = store
+        self.campaign = campaign
+
+    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        known = self.store.recorded([r.coupon_id for r in requests])
+        made = []
+        for r in requests:
+            record = known.get(r.coupon_id)
+            if record is None:
+                continue
+            template = self.campaign.coupons.get(record.template) if record.template is not None else None
+            request = replace(r, template=template, propensity=record.propensity)
+            made.append(Decision(request, record.reason, record.expires_at))
+        return made
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        return self.store.passing_caps(requests, limits)
+
+    def mark_visited(self, campaign: str, user: str) -> bool:
+        return self.store.mark_visited(campaign, user)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +133,14 @@ class LiveService:
         """
         after = self._restore()
         count = 0
-        with self.store.unit_of_work():
-            for raw in self.store.events(after):
-                self._apply(parse_event(raw), live=False)
-                count += 1
+        self.engine.store = RecordedClaims(self.store, self.campaign)
+        try:
+            with self.store.unit_of_work():
+                for raw in self.store.events(after):
+                    self._apply(parse_event(raw), live=False)
+                    count += 1
+        finally:
+            self.engine.store = self.store
         self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
         self.events_applied += count
         self._since_snapshot = count

@@ -83,6 +83,10 @@ class MemoryStore:
             snapshot = list(self._campaign_decisions.get(campaign, ()))
         return (d.record() for d in snapshot)
 
+    def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        with self._lock:
+            return {cid: self._decisions[cid].record() for cid in coupon_ids if cid in self._decisions}
+
     def totals(self, campaign: str) -> CampaignTotals:
         with self._lock:
             counters = self._counters[campaign]

@@ -87,6 +87,9 @@ class DecisionLog(Protocol):
     def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
         """Every decision of the campaign, in decision order."""
 
+    def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The decisions already made under these coupon ids."""
+
     def totals(self, campaign: str) -> CampaignTotals: ...
 
 

@@ -303,6 +303,19 @@ class RelationalStore(ABC):
             yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
                                  Reason(reason) if reason else None, expires_at, experiment, variant, propensity)
 
+    def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        found: dict[str, DecisionRecord] = {}
+        for chunk in _chunks(list(coupon_ids)):
+            rows = self._run(
+                "SELECT coupon_id, room, broadcast, trigger, \"user\", at, template, reason, expires_at, experiment, "
+                f"variant, propensity FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})", chunk)
+            for (coupon_id, room, broadcast, trigger, user, at, template, reason, expires_at, experiment,
+                 variant, propensity) in rows:
+                found[coupon_id] = DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
+                                                  Reason(reason) if reason else None, expires_at, experiment,
+                                                  variant, propensity)
+        return found
+
     def totals(self, campaign: str) -> CampaignTotals:
         stock = dict(self._run("SELECT template, issued FROM template_stock WHERE campaign=?", (campaign,)))
         spent = self._run("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
