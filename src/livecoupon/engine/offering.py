@@ -2,8 +2,8 @@
 
 The policies themselves are pure (:mod:`livecoupon.domain.offers`); this keeps, in event
 order, what they learn from: which offer reached whom, the orders that followed within
-the attribution window, who has ordered, and the face value issued so far (the budget's
-price). All of it is engine state, so snapshots and replays carry it.
+the attribution window, and who has ordered. All of it is engine state, so snapshots and
+replays carry it. The budget's price comes from the store's own count of what was spent.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ class OfferBook:
     policies: dict[int, Policy] = field(default_factory=dict)  # trigger index -> its policy
     last: dict[str, _Reached] = field(default_factory=dict)  # user -> the latest offer that reached them
     buyers: set[str] = field(default_factory=set)
-    spent: int = 0  # fen of face value issued by the campaign, every trigger's
     _segments: dict[str, str] = field(default_factory=dict)  # coupon id -> segment, until decided
 
     @classmethod
@@ -47,23 +46,22 @@ class OfferBook:
         return book
 
     def choose(self, trigger: Trigger, user: str, coupon_id: str, profile: Profile | None,
-               watched_ms: int | None) -> tuple[CouponTemplate | None, float]:
-        """The policy's arm for one user and its propensity; random draws from the decision's own id."""
+               watched_ms: int | None, spent: int) -> tuple[CouponTemplate | None, float]:
+        """The policy's arm for one user and its propensity, with ``spent`` fen of the budget gone;
+        random draws from the decision's own id."""
         policy = self.policies[trigger.index]
         level = next((profile[k] for k in LEVEL_KEYS if profile and k in profile), None)
         segment = segment_of(level, watched_ms, user in self.buyers, user in self.last)
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:offer:{coupon_id}")
-        choice = policy.choose(draw, segment, budget_price(self.spent, self.campaign.limits.budget))
+        choice = policy.choose(draw, segment, budget_price(spent, self.campaign.limits.budget))
         self._segments[coupon_id] = segment
         return choice.arm, choice.propensity
 
     def decided(self, decisions: Sequence[Decision]) -> None:
-        """Count what was issued, and each offer that reached its user (issued, or nothing offered)."""
+        """Count each offer that reached its user (issued, or nothing offered)."""
         for d in decisions:
             r = d.request
             segment = self._segments.pop(r.coupon_id, None)
-            if d.issued and r.template is not None:
-                self.spent += r.template.terms.face_value or 0
             if segment is None or not (d.issued or d.reason is Reason.NO_OFFER):
                 continue
             index = next(i for i, t in self.policies.items() if self.campaign.triggers[i].name == r.trigger)

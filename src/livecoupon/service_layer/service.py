@@ -74,6 +74,9 @@ class RecordedClaims:
     def mark_visited(self, campaign: str, user: str) -> bool:
         return self.store.mark_visited(campaign, user)
 
+    def spent(self, campaign: str) -> int:
+        return self.store.spent(campaign)
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:

@@ -83,6 +83,9 @@ class MemoryStore:
             snapshot = list(self._campaign_decisions.get(campaign, ()))
         return (d.record() for d in snapshot)
 
+    def spent(self, campaign: str) -> int:
+        return self._counters[campaign].budget_spent
+
     def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         with self._lock:
             return {cid: self._decisions[cid].record() for cid in coupon_ids if cid in self._decisions}

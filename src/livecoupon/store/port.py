@@ -82,6 +82,9 @@ class ClaimsLedger(Protocol):
     def mark_visited(self, campaign: str, user: str) -> bool:
         """Record that ``user`` joined a room of ``campaign``; True the first time."""
 
+    def spent(self, campaign: str) -> int:
+        """Fen of face value the campaign has issued (what ``limits.budget`` counts)."""
+
 
 class DecisionLog(Protocol):
     def decisions(self, campaign: str) -> Iterator[DecisionRecord]:

@@ -303,6 +303,10 @@ class RelationalStore(ABC):
             yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
                                  Reason(reason) if reason else None, expires_at, experiment, variant, propensity)
 
+    def spent(self, campaign: str) -> int:
+        row = self._run("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
+        return int(row[0]) if row else 0
+
     def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         found: dict[str, DecisionRecord] = {}
         for chunk in _chunks(list(coupon_ids)):
