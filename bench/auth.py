@@ -65,7 +65,6 @@ import platform
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -82,6 +81,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:  # run from a checkout without an installed package
     sys.path.append(str(ROOT / "src"))
 
+from processes import die_with_parent, free_port, proc_cpu_seconds  # noqa: E402
 from tables import print_table  # noqa: E402
 
 from livecoupon.api.auth import Credentials  # noqa: E402
@@ -151,24 +151,10 @@ def leave_out(variant: str) -> None:
         Credentials.identify = identify_once  # type: ignore[method-assign]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the benchmark process dies."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -180,11 +166,11 @@ class Server:
     cursor: int = 0  # the next batch of the stream this server gets
 
     def cpu(self) -> float:
-        return proc_cpu_seconds(self.proc.pid)
+        return proc_cpu_seconds(self.proc.pid) or 0.0
 
 
 def start_server(variant: str, work: Path, credentials: Credentials) -> Server:
-    port = _free_port()
+    port = free_port()
     db, log_path = work / f"{variant}.db", work / f"{variant}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOUPON_")}
     env |= {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
@@ -196,7 +182,7 @@ def start_server(variant: str, work: Path, credentials: Credentials) -> Server:
     with log_path.open("wb") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                 start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
     return Server(variant, port, proc, log_path)
 
 

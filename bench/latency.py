@@ -56,7 +56,6 @@ import random
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ from typing import Any
 
 import httpx
 import websockets
+from processes import die_with_parent, free_port, proc_cpu_seconds  # noqa: E402
 from tables import fmt
 from tables import print_table as print_rows
 from websockets.asyncio.client import ClientConnection, connect
@@ -178,28 +178,11 @@ def machine_lines(loop_name: str) -> list[str]:
     ]
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a live process, from /proc (Linux only)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 # -- the server ------------------------------------------------------------------------------------------------
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the benchmark process dies."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -224,7 +207,7 @@ async def running_server(work: Path, name: str, room_rate: int | None) -> AsyncI
                                       room_rate="null" if room_rate is None else room_rate), encoding="utf-8")
     db = work / f"{name}.db"
     log_path = work / f"{name}.log"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOUPON_")}
     env |= {"LIVECOUPON_API_KEY": CREDENTIALS.api_key, "LIVECOUPON_PLATFORM_KEY": CREDENTIALS.platform_key,
             "LIVECOUPON_VIEWER_SECRET": CREDENTIALS.viewer_secret, "LIVECOUPON_IP_RATE": IP_RATE}
@@ -233,7 +216,7 @@ async def running_server(work: Path, name: str, room_rate: int | None) -> AsyncI
         proc = subprocess.Popen([sys.executable, "-m", "livecoupon", "serve", "--config", str(config), "--db", str(db),
                                  "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=out, stderr=out,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
     server = Server(f"http://127.0.0.1:{port}", proc, log_path)
     try:
         async with httpx.AsyncClient() as client:
