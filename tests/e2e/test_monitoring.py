@@ -94,3 +94,14 @@ def test_serve_writes_json_logs_with_each_decisions_ids(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
     decision = next(x for x in lines if x.get("coupon_id") == coupon_id)
     assert (decision["user"], decision["outcome"], decision["logger"]) == ("zoe", "issued", "livecoupon.decisions")
+
+
+def test_explain_takes_ids_with_slashes_and_refuses_overlong_ones(client: TestClient) -> None:
+    events = [{"type": "live_start", "room": "room-1", "ts": T0},
+              {"type": "join", "room": "room-1", "ts": T0 + 1, "user": "shop/ann"}]
+    assert client.post("/v1/events", json=events, headers=PLATFORM).status_code == 200
+    body = client.get("/v1/admin/users/shop/ann/explain", headers=OPERATOR).json()
+    assert body["user"] == "shop/ann" and [e["outcome"] for e in body["entries"]] == ["issued"]
+    entry = body["entries"][0]
+    assert entry["why"] == f"{entry['why_zh']} / {entry['why_en']}"
+    assert client.get(f"/v1/admin/users/{'x' * 129}/explain", headers=OPERATOR).status_code == 422

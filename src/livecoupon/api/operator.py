@@ -10,6 +10,7 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi import Path as FastPath
 
 from livecoupon.api.auth import SESSION_COOKIE, SESSION_SECONDS, Caller, Role, require
 from livecoupon.api.public import decision_summary
@@ -25,6 +26,7 @@ from livecoupon.api.runtime import (
 from livecoupon.api.schemas import (
     BODY_ERRORS,
     CALLER_ERRORS,
+    PARAM_ERRORS,
     BlocklistIn,
     BlocklistOut,
     DeadLettersOut,
@@ -99,8 +101,9 @@ async def decisions(rt: RuntimeDep) -> dict[str, Any]:
                           for r in records]}
 
 
-@router.get("/users/{user}/explain", response_model=None, responses=answer(ExplainOut))
-async def explain(user: str, rt: RuntimeDep) -> dict[str, Any]:
+@router.get("/users/{user:path}/explain", response_model=None,
+            responses=answer(ExplainOut) | PARAM_ERRORS | errors(404))
+async def explain(user: Annotated[str, FastPath(min_length=1, max_length=128)], rt: RuntimeDep) -> dict[str, Any]:
     """Why ``user`` got what they got: every decision for them and every firing that reached them
     without one (not present, cooldown, not drawn, paused, dwell interrupted, …), in time order, in words.
 

@@ -321,7 +321,9 @@ class ExplainEntry(BaseModel):
     trigger: str | None = Field(description="null for an event the room did not apply (off air)")
     outcome: Literal["issued", "suppressed", "no_decision"]
     reason: str | None = Field(None, description="the suppression reason, or why a firing made no decision")
-    why: str = Field(description="in words, Chinese first")
+    why: str = Field(description="in words, Chinese first: why_zh / why_en")
+    why_zh: str
+    why_en: str
     coupon: str | None = None
     coupon_id: str | None = None
     experiment: str | None = None

@@ -20,29 +20,30 @@ from livecoupon.engine.engine import Engine, Firing
 from livecoupon.engine.rooms import Room
 from livecoupon.store.memory import MemoryStore
 
-REASON_WORDS = {
-    Reason.HOLDOUT: "对照组，不发券 / in the holdout group of an experiment",
-    Reason.NO_OFFER: "千人千面策略选择不发券 / the personalised offer chose to offer nothing",
-    Reason.BLOCKED: "在黑名单中 / on the operator's blocklist",
-    Reason.RISK: "风险分过高 / risk score above the campaign's max_risk",
-    Reason.DEVICE_CAP: "同一设备已领满 / this device already had its coupons of this trigger",
-    Reason.PER_USER_CAP: "本场已领满 / had the most coupons allowed this broadcast (per_user)",
-    Reason.MIN_INTERVAL: "距上一张券太近 / too soon after the previous coupon (min_interval)",
-    Reason.TEMPLATE_EXPIRED: "券模板已过期 / the coupon template is past its valid_until",
-    Reason.OUT_OF_STOCK: "券已发完 / the coupon is out of stock",
-    Reason.OVER_BUDGET: "活动预算已用完 / the campaign's budget is spent",
+Words = tuple[str, str]  # Chinese, English
+REASON_WORDS: dict[Reason, Words] = {
+    Reason.HOLDOUT: ("对照组，不发券", "in the holdout group of an experiment"),
+    Reason.NO_OFFER: ("千人千面策略选择不发券", "the personalised offer chose to offer nothing"),
+    Reason.BLOCKED: ("在黑名单中", "on the operator's blocklist"),
+    Reason.RISK: ("风险分过高", "risk score above the campaign's max_risk"),
+    Reason.DEVICE_CAP: ("同一设备已领满", "this device already had its coupons of this trigger"),
+    Reason.PER_USER_CAP: ("本场已领满", "had the most coupons allowed this broadcast (per_user)"),
+    Reason.MIN_INTERVAL: ("距上一张券太近", "too soon after the previous coupon (min_interval)"),
+    Reason.TEMPLATE_EXPIRED: ("券模板已过期", "the coupon template is past its valid_until"),
+    Reason.OUT_OF_STOCK: ("券已发完", "the coupon is out of stock"),
+    Reason.OVER_BUDGET: ("活动预算已用完", "the campaign's budget is spent"),
 }
-SILENCE_WORDS = {
-    Silence.PAUSED: "触发器已暂停 / the trigger was paused",
-    Silence.NOT_PRESENT: "当时不在直播间 / not present at that moment",
-    Silence.NOT_A_COMMENTER: "最近没有评论 / did not comment within the trigger's window",
-    Silence.NOT_A_TOP_GIFTER: "不在礼物榜前列 / not among the top gifters",
-    Silence.NOT_DRAWN: "抽奖未中 / not drawn in the lottery",
-    Silence.FAILED_CAPS: "未通过频控，不参与抽奖 / did not pass the caps, so was not in the draw",
-    Silence.COOLDOWN: "口令冷却中 / the passphrase fired less than its cooldown ago",
-    Silence.DWELL_INTERRUPTED: "观看中断（离开或超时）/ dwell interrupted: left or timed out before the time",
-    Silence.ORDERED: "观看期间已下单 / ordered during the dwell time",
-    Silence.OFF_AIR: "直播间未开播，事件未生效 / the room was off air: the event was not applied",
+SILENCE_WORDS: dict[Silence, Words] = {
+    Silence.PAUSED: ("触发器已暂停", "the trigger was paused"),
+    Silence.NOT_PRESENT: ("当时不在直播间", "not present at that moment"),
+    Silence.NOT_A_COMMENTER: ("最近没有评论", "did not comment within the trigger's window"),
+    Silence.NOT_A_TOP_GIFTER: ("不在礼物榜前列", "not among the top gifters"),
+    Silence.NOT_DRAWN: ("抽奖未中", "not drawn in the lottery"),
+    Silence.FAILED_CAPS: ("未通过频控，不参与抽奖", "did not pass the caps, so was not in the draw"),
+    Silence.COOLDOWN: ("口令冷却中", "the passphrase fired less than its cooldown ago"),
+    Silence.DWELL_INTERRUPTED: ("观看中断（离开或超时）", "dwell interrupted: left or timed out before the time"),
+    Silence.ORDERED: ("观看期间已下单", "ordered during the dwell time"),
+    Silence.OFF_AIR: ("直播间未开播，事件未生效", "the room was off air: the event was not applied"),
 }
 _MISSED = {Audience.PRESENT: Silence.NOT_PRESENT, Audience.COMMENTERS: Silence.NOT_A_COMMENTER,
            Audience.TOP_GIFTERS: Silence.NOT_A_TOP_GIFTER}
@@ -128,10 +129,10 @@ def _decision_json(d: Decision) -> dict[str, Any]:
     if d.issued:
         assert r.template is not None
         body.update(outcome="issued", coupon=r.template.name, coupon_id=r.coupon_id,
-                    why=f"已发放 {r.template.title} / issued {r.template.name}")
+                    **_words((f"已发放 {r.template.title}", f"issued {r.template.name}")))
     else:
         assert d.reason is not None
-        body.update(outcome="suppressed", reason=d.reason.value, why=REASON_WORDS[d.reason])
+        body.update(outcome="suppressed", reason=d.reason.value, **_words(REASON_WORDS[d.reason]))
     if r.experiment is not None:
         body.update(experiment=r.experiment, variant=r.variant)
     if r.propensity is not None:
@@ -141,4 +142,10 @@ def _decision_json(d: Decision) -> dict[str, Any]:
 
 def _note_json(note: Note) -> dict[str, Any]:
     return {"ts": seconds(note.at), "room": note.room, "trigger": note.trigger, "outcome": "no_decision",
-            "reason": note.why.value, "why": SILENCE_WORDS[note.why]}
+            "reason": note.why.value, **_words(SILENCE_WORDS[note.why])}
+
+
+def _words(words: Words) -> dict[str, str]:
+    """``why`` in both languages (Chinese first), and each on its own."""
+    zh, en = words
+    return {"why": f"{zh} / {en}", "why_zh": zh, "why_en": en}
