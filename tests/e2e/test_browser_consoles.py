@@ -277,6 +277,51 @@ def test_operator_console_explains_a_viewer_each_decision_and_each_silent_firing
     page.locator("#keyform").wait_for()
 
 
+def test_operator_console_shows_each_offer_arm_its_share_and_the_spend_against_the_budget(offer_server: Server,
+                                                                                        tab: Tab) -> None:
+    server, page = offer_server, tab.page
+    t0 = time.time()
+    viewers = [f"fan-{i}" for i in range(8)]
+    post(server, audience(t0, *viewers))
+    post(server, [{"type": "comment", "room": ROOM, "ts": t0 + 1 + i, "user": u, "text": "扣1"}
+                  for i, u in enumerate(viewers)])
+    post(server, [{"type": "order", "room": ROOM, "ts": t0 + 20 + i, "user": u, "order_id": f"o-{u}",
+                   "amount": 80 + 40 * i} for i, u in enumerate(viewers[:5])])  # yuan, after their offers
+    offers = admin(server, "/v1/admin/metrics")["offers"]
+    assert list(offers) == ["kou1"] and offers["kou1"]["decisions"] == len(viewers)
+    sign_in_console(page, f"{server.url}/web/operator.html", API_KEY)
+
+    card = page.locator("#offers-card")
+    card.locator(".offer[data-trigger='kou1']").wait_for()
+    assert "评论口令 Comment · 8 次决策 decisions" in card.locator("h3").inner_text()
+    arms = card.locator("tr[data-arm]")
+    assert [tr.get_attribute("data-arm") for tr in arms.all()] == ["dwell10", "dwell20", "null"]
+    assert "不发 none" in arms.nth(2).inner_text()
+    shares = [float(t.rstrip("%")) for t in card.locator(".share span").all_inner_texts()]
+    assert sum(shares) == pytest.approx(100, abs=0.2)
+    for arm, share in zip(offers["kou1"]["arms"].values(), shares, strict=True):
+        assert share == pytest.approx(100 * arm["share"], abs=0.05)
+
+    spend = offers["kou1"]["spend"]
+    bar = card.locator(".bar.spend")
+    assert "预算 Budget" in bar.inner_text() and f"¥{spend['spent']:,.0f} / ¥50,000" in bar.inner_text()
+    width = bar.locator(".bar-track i").evaluate("i => i.style.width")
+    assert float(width.rstrip("%")) == pytest.approx(100 * spend["spent"] / spend["budget"])
+    lam = card.locator(".lambda")
+    assert "预算价格 λ budget price" in lam.inner_text()
+    assert float(lam.locator("b").inner_text()) == pytest.approx(spend["spent"] / (spend["budget"] - spend["spent"]),
+                                                                rel=0.01)
+    assert card.locator(".policy em").inner_text().startswith("95% 区间 interval [")
+    assert (card.locator("td.est").first.get_attribute("title") or "").startswith("IPS ")
+
+
+def test_the_offers_panel_stays_hidden_without_an_offer_trigger(server: Server, tab: Tab) -> None:
+    post(server, audience(time.time(), "olga"))
+    sign_in_console(tab.page, f"{server.url}/web/operator.html", API_KEY)
+    tab.page.locator("#results tr").filter(has_text="newcomer").wait_for()
+    assert tab.page.locator("#offers-card").is_hidden()
+
+
 def test_host_console_shows_what_fired_and_why_and_lines_to_read_aloud(server: Server, tab: Tab) -> None:
     page = tab.page
     token = host_token(server)

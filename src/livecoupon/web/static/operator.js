@@ -161,8 +161,85 @@
         return box;
       });
       $("experiments").replaceChildren.apply($("experiments"), blocks);
+      renderOffers(m.offers || {});
       $("results-at").textContent = new Date().toLocaleTimeString("zh-CN", { hour12: false });
     }).catch(function () { /* tried again in ten seconds */ });
+  }
+
+  /** Signed yuan, as the interval bounds of a mean can go below zero. */
+  function money(x) { return (x < 0 ? "−" : "") + C.yuan(Math.abs(x)); }
+
+  function bounds(e) { return "[" + money(e.ci95[0]) + ", " + money(e.ci95[1]) + "]"; }
+
+  function interval(e) { return e && e.ci95 ? money(e.value) + " " + bounds(e) : "—"; }
+
+  /** λ = spent / (budget − spent), the price the policy puts on each yuan of face value (domain/offers.py). */
+  function budgetPrice(spend) {
+    if (spend.budget == null) return 0;
+    var left = spend.budget - spend.spent;
+    return left > 0 ? spend.spent / left : Infinity;
+  }
+
+  function offerSummary(o) {
+    var box = C.el("div", "offer-sum"), lam = budgetPrice(o.spend);
+    var policy = C.el("div", "policy");
+    policy.append(C.el("span", null, "策略每次决策的订单额 Policy value per decision"),
+      C.el("b", null, o.policy && o.policy.ci95 ? money(o.policy.value) : "—"),
+      C.el("em", null, o.policy && o.policy.ci95 ? "95% 区间 interval " + bounds(o.policy) : "尚无决策 no decisions yet"));
+    var spend = C.bar("预算 Budget", o.spend.spent, o.spend.budget, C.yuan);
+    spend.classList.add("spend");
+    spend.append(C.el("em", null, "全活动已发面额 face value issued, whole campaign" + (o.spend.budget == null ? "" :
+      " · " + ((100 * o.spend.spent) / o.spend.budget).toFixed(1) + "% · 剩余 left " + C.yuan(o.spend.budget - o.spend.spent))));
+    var price = C.el("div", "lambda");
+    price.append(C.el("span", null, "预算价格 λ budget price"),
+      C.el("b", null, lam === Infinity ? "∞" : String(Number(lam.toPrecision(3)))),
+      C.el("em", null, "已用 ÷ 剩余：每元面额须换回的订单增益 · spent ÷ left: the extra order yuan one yuan of face value must buy"));
+    box.append(policy, spend, price);
+    return box;
+  }
+
+  function armRow(arm, a) {
+    var tr = document.createElement("tr"), est = a.estimate || {};
+    tr.dataset.arm = arm;
+    var share = C.el("td"), meter = C.el("div", "share"), track = C.el("i");
+    track.style.setProperty("--w", (100 * a.share) + "%");
+    meter.append(track, C.el("span", null, pct(a.share)));
+    meter.dataset.share = a.share;
+    share.append(meter);
+    var dr = C.el("td", "est");
+    if (est.dr && a.decisions) dr.append(C.el("b", null, money(est.dr.value)), C.el("small", null, " " + bounds(est.dr)));
+    else dr.append(C.el("span", "muted", "尚无数据 no data")); // never chosen: the estimate is the model's bare 0
+    dr.title = ["ips", "snips", "dr"].filter(function (k) { return est[k]; }).map(function (k) {
+      return k.toUpperCase() + " " + interval(est[k]);
+    }).join("\n") + "\n若每次都发此方案，每次决策的订单额估计（95% 区间）· per decision, had every offer been this arm";
+    tr.append(C.el("td", null, arm === "null" ? "不发 none" : arm), share,
+      C.el("td", "num", a.mean_propensity == null ? "—" : a.mean_propensity.toFixed(3)),
+      C.el("td", "num", C.n(a.converted) + " / " + C.n(a.decisions)),
+      C.el("td", "num", C.yuan(a.reward)), C.el("td", "num", C.yuan(a.face_value)), dr);
+    return tr;
+  }
+
+  /** metrics.offers: per offer trigger, its arms, the policy's value, off-policy estimates, spend. */
+  function renderOffers(offers) {
+    var names = Object.keys(offers), box = $("offers"), sig = JSON.stringify(offers);
+    $("offers-card").hidden = !names.length;
+    if (box.dataset.sig === sig) return; // unchanged: a tooltip being read stays put
+    box.dataset.sig = sig;
+    box.replaceChildren.apply(box, names.map(function (name) {
+      var o = offers[name], block = C.el("div", "offer"), head = C.el("h3");
+      var trigger = lastStats && lastStats.triggers[name];
+      block.dataset.trigger = name;
+      head.append(C.el("span", null, name), C.el("span", "muted", [trigger ? C.whenWords(trigger.when) : "",
+        C.n(o.decisions) + " 次决策 decisions"].filter(Boolean).join(" · ")));
+      var table = C.el("table"), thead = C.el("thead"), body = C.el("tbody"), row = document.createElement("tr");
+      ["方案 Arm", "占比 Share", "平均概率 Mean propensity", "转化 Converted", "订单额 Order value", "面额 Face value",
+        "一直发它 If always this arm (DR)"].forEach(function (h) { row.append(C.el("th", null, h)); });
+      thead.append(row);
+      body.append.apply(body, Object.keys(o.arms).map(function (arm) { return armRow(arm, o.arms[arm]); }));
+      table.append(thead, body);
+      block.append(head, offerSummary(o), table);
+      return block;
+    }));
   }
 
   function loadDeadLetters() {
