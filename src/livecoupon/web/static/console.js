@@ -12,7 +12,8 @@
     host_says: "发券口令 Passphrase", flash_sale: "限量秒杀 Flash sale", comment: "评论口令 Comment", manual: "手动发券 Manual"
   };
   var REASONS = {
-    holdout: "对照组 Holdout", per_user_cap: "每人上限 Per-user cap", min_interval: "发券间隔 Min interval",
+    holdout: "对照组 Holdout", no_offer: "策略不发 No offer", blocked: "黑名单 Blocked", risk: "风险过高 Risk",
+    device_cap: "同设备上限 Device cap", per_user_cap: "每人上限 Per-user cap", min_interval: "发券间隔 Min interval",
     template_expired: "券已失效 Template expired", out_of_stock: "库存不足 Out of stock",
     over_budget: "预算用尽 Over budget", paused: "已暂停 Paused", blocked: "已拉黑 Blocked",
     risk: "风控拦截 Risk", device_cap: "设备上限 Device cap"
