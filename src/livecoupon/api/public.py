@@ -46,14 +46,14 @@ RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 _decode = msgspec.json.Decoder().decode
 
 
-def user_caller(caller: CallerDep) -> Caller:
+async def user_caller(caller: CallerDep) -> Caller:
     """A credential that acts for users (the operator's, the platform's, a viewer's), checked before the body
     is: a caller it does not admit gets its 401 or 403 whatever the body holds (SPEC §6). Whether a viewer
     may act for the user named is the route's to check."""
     return require(caller, Role.OPERATOR, Role.PLATFORM, Role.VIEWER)
 
 
-def viewer_caller(caller: CallerDep) -> Caller:
+async def viewer_caller(caller: CallerDep) -> Caller:
     """A viewer's own token, checked before the body is."""
     return require(caller, Role.VIEWER)
 

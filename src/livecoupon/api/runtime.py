@@ -194,7 +194,8 @@ async def cancel_quietly(task: asyncio.Task[None]) -> None:
         await task
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
+    """The app's runtime (async: a plain ``def`` dependency costs every request a thread-pool hop)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -228,7 +229,7 @@ async def caller_of(request: Request, key: Annotated[str | None, Depends(_api_ke
                     session: Annotated[str | None, Depends(_session)]) -> Caller | None:
     """The request's caller, from X-API-Key, then Authorization: Bearer, then the session cookie."""
     token = key or (bearer.credentials if bearer is not None else None) or session
-    return identify(runtime_of(request), token, client_address(request))
+    return identify(request.app.state.runtime, token, client_address(request))
 
 
 CallerDep = Annotated[Caller | None, Depends(caller_of)]
