@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +23,7 @@ from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.clock import ClockMode
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
-from support.credentials import CREDENTIALS, PLATFORM, viewer_token
+from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer_token
 from support.receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"merchant-signing-key-of-32-bytes").decode()
@@ -154,11 +156,44 @@ def test_serve_refuses_a_ledger_whose_secret_is_missing_or_malformed(monkeypatch
 def test_metrics_show_the_ledgers_queue(tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from support.credentials import OPERATOR
-
     with Receiver(lambda key, attempt: 503) as merchant, serving(tmp_path, campaign_for(merchant.url)) as client:
         join(client, "a", "b")
         wait_until(lambda: len(merchant.received) >= 2)
         text = client.get("/metrics", headers=OPERATOR).text
         got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
         assert got["livecoupon_ledger_unconfirmed"] == 2 and got["livecoupon_ledger_attempts_total"] >= 2
+
+
+def merchant_says(client: TestClient, body: dict[str, Any], secret: str = SECRET) -> Any:
+    """The merchant's system reporting back, signed as Standard Webhooks say."""
+    text = json.dumps(body)
+    headers = {"webhook-id": f"msg_{body['order_id']}", "webhook-timestamp": str(int(time.time())),
+               "content-type": "application/json"}
+    headers["webhook-signature"] = Webhook(secret).sign(headers["webhook-id"], dt.datetime.now(dt.UTC), text)
+    return client.post("/v1/integrations/ledger/events", content=text, headers=headers)
+
+
+def test_the_merchant_reports_redemptions_and_refunds_back_signed(tmp_path: Path) -> None:
+    with (Receiver(lambda key, attempt: 201) as merchant,
+          serving(tmp_path, campaign_for(merchant.url)) as client):
+        [coupon_id] = join(client, "ann")
+        service = client.app.state.runtime.service  # type: ignore[attr-defined]
+        wait_until(lambda: not service.store.unconfirmed("shop"))
+        forged = "whsec_" + base64.b64encode(b"somebody-else-s-key-of-32-bytes!").decode()
+        assert merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "m1",
+                                      "amount": 150}, forged).status_code == 401
+        redeemed = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "m1",
+                                          "amount": 150})
+        assert redeemed.status_code == 200 and redeemed.json()["state"] == "redeemed"
+        metrics = client.get("/v1/admin/metrics", headers=OPERATOR).json()
+        assert metrics["triggers"]["newcomer"]["redeemed"] == 1 and metrics["totals"]["orders"] == 1
+        refunded = merchant_says(client, {"type": "coupon.refunded", "coupon_id": coupon_id, "order_id": "m1"})
+        assert refunded.json() == {"coupon_id": coupon_id, "returned": True}
+        [listed] = client.get("/v1/users/ann/coupons").json()["coupons"]
+        assert listed["state"] == "issued"
+        history = client.get(f"/v1/coupons/{coupon_id}").json()["history"]
+        assert [h["action"] for h in history][-2:] == ["redeemed_by_platform", "refunded_by_merchant"]
+        assert merchant_says(client, {"type": "coupon.redeemed", "coupon_id": "cp_nope", "order_id": "m2",
+                                      "amount": 1}).status_code == 404
+        assert merchant_says(client, {"type": "coupon.lost", "coupon_id": coupon_id,
+                                      "order_id": "m3"}).status_code == 422

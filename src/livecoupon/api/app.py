@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from livecoupon.api import errors, monitoring, operator, public
 from livecoupon.api.auth import Credentials
 from livecoupon.api.bodies import BodyLimit
+from livecoupon.api.merchant import merchant_router
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
 from livecoupon.api.runtime import operator as operator_dependency
 from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer
@@ -59,6 +60,8 @@ def create_app(service: LiveService, *, credentials: Credentials, agora_secret: 
     app.include_router(monitoring.router)
     app.include_router(operator.router)
     app.include_router(operator.console_router)
+    if ledger is not None:
+        app.include_router(merchant_router(ledger.config.secret))
     if agora_secret:
         from livecoupon.api.agora import agora_router
 

@@ -125,6 +125,19 @@ class Checkout:
         return self.store.move_coupon(with_state(coupon, CouponState.REDEEMED, order_id=order_id),
                                       CouponState.ISSUED, entry)
 
+    def refunded_elsewhere(self, order_id: str, coupon_id: str, at: int) -> bool:
+        """The merchant's system refunded the order that redeemed ``coupon_id``: the coupon goes back to
+        ``issued`` while still valid, else stays ``redeemed`` with the refund recorded. True if it went back."""
+        coupon = self.store.coupon(coupon_id)
+        if coupon is None or coupon.state is not CouponState.REDEEMED or coupon.order_id != order_id:
+            return False
+        back = not coupon.is_expired(at)
+        entry = HistoryEntry(coupon_id, at, CouponState.ISSUED if back else CouponState.REDEEMED,
+                             "refunded_by_merchant" if back else "refund_kept", order_id,
+                             {} if back else {"why": "expired"})
+        moved = with_state(coupon, CouponState.ISSUED) if back else coupon
+        return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
+
     def _once(self, scope: str, key: str, request: dict[str, Any], act: Callable[[], Answer]) -> Answer:
         if not key:
             raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")

@@ -244,6 +244,22 @@ class LiveService:
         self._maybe_snapshot()
         return answer
 
+    def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]:
+        """The merchant's coupon system reports that an order redeemed a coupon (logged and applied as an
+        ``order`` event of the coupon's room: the ledger and analytics see it), or was refunded."""
+        coupon = self.store.coupon(coupon_id)
+        if coupon is None:
+            raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+        if kind == "coupon.refunded":
+            with self._transaction():
+                back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
+            return {"coupon_id": coupon_id, "returned": back}
+        event = Event("order", coupon.room, self.clock.now(), f"merchant:{order_id}", user=coupon.user,
+                      order_id=order_id, amount=amount, coupon_id=coupon_id)
+        self._log_and_apply([event])
+        stored = self.store.coupon(coupon_id)
+        return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
+
     def _order_paid(self, order: Order) -> None:
         """An order paid through checkout counts as a posted ``order`` event does: for ``dwell``
         and for analytics. Called inside the checkout's transaction."""
