@@ -197,3 +197,38 @@ def test_the_merchant_reports_redemptions_and_refunds_back_signed(tmp_path: Path
                                       "amount": 1}).status_code == 404
         assert merchant_says(client, {"type": "coupon.lost", "coupon_id": coupon_id,
                                       "order_id": "m3"}).status_code == 422
+
+
+def test_the_breaker_opens_after_failures_in_a_row_probes_once_and_closes_on_success() -> None:
+    from livecoupon.delivery.ledger import Breaker
+
+    now = [100.0]
+    breaker = Breaker(threshold=3, cooldown_s=5, clock=lambda: now[0])
+    for _ in range(2):
+        breaker.failed()
+    assert not breaker.is_open and breaker.wait_s() == 0
+    breaker.failed()
+    assert breaker.is_open and breaker.wait_s() == pytest.approx(5)
+    now[0] += 5
+    assert breaker.wait_s() == 0  # this sender holds the probe
+    assert breaker.wait_s() > 0  # everyone else waits for its answer
+    breaker.failed()  # the probe failed: open again for a whole cooldown
+    assert breaker.wait_s() == pytest.approx(5)
+    now[0] += 5
+    assert breaker.wait_s() == 0
+    breaker.succeeded()
+    assert not breaker.is_open and breaker.wait_s() == 0 and breaker.failures == 0
+
+
+def test_a_merchant_down_then_back_gets_every_coupon_through_the_breaker(tmp_path: Path) -> None:
+    down_until = time.monotonic() + 1.0
+
+    def policy(key: str, attempt: int) -> int:
+        return 503 if time.monotonic() < down_until else 201
+
+    with Receiver(policy) as merchant, serving(tmp_path, campaign_for(merchant.url)) as client:
+        issued = join(client, *(f"v{i}" for i in range(20)))
+        service = client.app.state.runtime.service  # type: ignore[attr-defined]
+        wait_until(lambda: not service.store.unconfirmed("shop"), seconds=40)
+        assert set(merchant.accepted()) == set(issued)
+        assert client.app.state.runtime.ledger.breaker.is_open is False  # type: ignore[attr-defined]

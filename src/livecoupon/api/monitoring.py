@@ -72,6 +72,8 @@ class _RuntimeCollector(Collector):
                                     "confirmed yet (queued, in flight or backing off)", value=rt.ledger.waiting)
             yield CounterMetricFamily("livecoupon_ledger_attempts", "Creation requests sent to the merchant's "
                                       "coupon system", value=rt.ledger.attempts)
+            yield GaugeMetricFamily("livecoupon_ledger_breaker_open", "1 while the circuit breaker in front of "
+                                    "the merchant's coupon system is open", value=int(rt.ledger.breaker.is_open))
 
 
 class RequestTimer:

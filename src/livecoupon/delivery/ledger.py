@@ -76,6 +76,45 @@ def backoff_s(config: LedgerConfig, failures: int, rand: Callable[[], float] = r
 Confirmed = Callable[[Coupon], Awaitable[None]]
 
 
+class Breaker:
+    """A circuit breaker in front of the merchant's system: after ``threshold`` failures in a row it
+    opens, and for ``cooldown_s`` nothing is sent; then one probe goes (half-open), and its answer
+    closes it again or reopens it. A merchant that is down gets one request per cooldown instead of
+    one per pending coupon's backoff, and the cooldown stays under the 30 s SPEC §6 allows between
+    attempts."""
+
+    def __init__(self, threshold: int = 5, cooldown_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.probing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None
+
+    def wait_s(self) -> float:
+        """How long a sender must wait before it may send (0: now; it then holds the probe if half-open)."""
+        if self.opened_at is None:
+            return 0.0
+        left = self.opened_at + self.cooldown_s - self.clock()
+        if left > 0 or self.probing:
+            return max(left, 0.05)
+        self.probing = True
+        return 0.0
+
+    def succeeded(self) -> None:
+        self.failures, self.opened_at, self.probing = 0, None, False
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.probing or self.failures >= self.threshold:
+            self.opened_at, self.probing = self.clock(), False
+
+
 class LedgerSender:
     """Creates coupons in the merchant's system until each is confirmed; ``confirmed`` hears each, once."""
 
@@ -89,6 +128,7 @@ class LedgerSender:
         self._pending: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        self.breaker = Breaker(clock=time.monotonic)
 
     @property
     def waiting(self) -> int:
@@ -115,7 +155,11 @@ class LedgerSender:
     async def _work(self) -> None:
         while True:
             coupon, failures = await self._queue.get()
-            if await self._send(coupon):
+            while (wait := self.breaker.wait_s()) > 0:
+                await asyncio.sleep(wait)
+            sent = await self._send(coupon)
+            (self.breaker.succeeded if sent else self.breaker.failed)()
+            if sent:
                 self._pending.discard(coupon.coupon_id)
                 if self.confirmed is not None:
                     with contextlib.suppress(Exception):
