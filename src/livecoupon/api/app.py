@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from livecoupon.api import errors, monitoring, operator, public
+from livecoupon.api import campaigns, errors, monitoring, operator, public
 from livecoupon.api.auth import Credentials
 from livecoupon.api.bodies import BodyLimit
 from livecoupon.api.merchant import merchant_router
@@ -59,6 +59,7 @@ def create_app(service: LiveService, *, credentials: Credentials, agora_secret: 
     app.include_router(public.router)
     app.include_router(monitoring.router)
     app.include_router(operator.router)
+    app.include_router(campaigns.router)
     app.include_router(operator.console_router)
     if ledger is not None:
         app.include_router(merchant_router(ledger.config.secret))
