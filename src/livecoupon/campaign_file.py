@@ -107,6 +107,7 @@ class TriggerModel(_Strict):
     cooldown: Millis | None = None
     keywords: list[str] | None = None
     per_device: StrictInt | None = None
+    budget: Fen | None = None
 
 
 class LimitsModel(_Strict):
@@ -114,6 +115,7 @@ class LimitsModel(_Strict):
     min_interval: Millis | None = None
     budget: Fen | None = None
     max_risk: Number | None = None
+    room_budget: Fen | None = None
 
 
 class VariantModel(_Strict):
@@ -349,14 +351,19 @@ class _Builder:
             self.error("limits.per_user", "must be ≥ 0")
         if lim.min_interval is not None and lim.min_interval < 0:
             self.error("limits.min_interval", "must be ≥ 0")
-        if lim.budget is not None:
+        budgets = [lim.budget, lim.room_budget] + [t.budget for t in self.m.triggers]
+        if any(b is not None for b in budgets):
             for name, template in coupons.items():
                 if template is not None and template.terms.face_value is None:
                     self.error(f"coupons.{name}.max_discount",
-                               "a percent coupon needs max_discount when limits.budget is set")
+                               "a percent coupon needs max_discount when " + (
+                                   "limits.budget is set" if lim.budget is not None
+                                   else "a budget is set (limits.room_budget or a trigger's budget)"))
         if lim.max_risk is not None and not 0 <= lim.max_risk <= 1:
             self.error("limits.max_risk", "must be in [0, 1]")
-        return Limits(lim.per_user, lim.min_interval, lim.budget, lim.max_risk)
+        if lim.room_budget is not None and lim.room_budget <= 0:
+            self.error("limits.room_budget", "must be > 0")
+        return Limits(lim.per_user, lim.min_interval, lim.budget, lim.max_risk, lim.room_budget)
 
     def _trigger(self, i: int, t: TriggerModel) -> Trigger:
         path = f"triggers[{i}]"
@@ -380,7 +387,7 @@ class _Builder:
             count=t.count or 0, source=t.source or "reported", winners=t.winners or 0,
             within_ms=t.within if t.within is not None else 60_000, top=t.top if t.top is not None else 1,
             phrases=tuple(t.phrases or ()), cooldown_ms=t.cooldown if t.cooldown is not None else 60_000,
-            keywords=tuple(t.keywords or ()), per_device=t.per_device, offer=offer)
+            keywords=tuple(t.keywords or ()), per_device=t.per_device, offer=offer, budget=t.budget)
 
     def _offer(self, path: str, t: TriggerModel) -> Offer | None:
         if t.offer is None:
@@ -427,6 +434,7 @@ class _Builder:
             (t.when == "host_says" and not t.phrases, "phrases", "required for when: host_says (a non-empty list)"),
             (t.when == "comment" and not t.keywords, "keywords", "required for when: comment (a non-empty list)"),
             (t.per_device is not None and t.per_device < 1, "per_device", "must be ≥ 1"),
+            (t.budget is not None and t.budget <= 0, "budget", "must be > 0"),
         ]
         for failed, key, message in checks:
             if failed:

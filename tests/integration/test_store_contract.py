@@ -187,3 +187,12 @@ def test_recorded_returns_the_decisions_made_under_ids(store: Store) -> None:
     assert set(found) == {d.request.coupon_id for d in made}
     assert found[made[1].request.coupon_id].propensity == 0.25
     assert found[made[2].request.coupon_id].reason is Reason.HOLDOUT
+
+
+def test_a_triggers_budget_and_a_rooms_budget_hold_across_calls(store: Store) -> None:
+    limits = Limits(room_budget=2_500)  # two ten-yuan coupons a room, and then some
+    own = [replace(request(f"u{i}", trigger="t", room="r"), trigger_budget=1_000) for i in range(2)]
+    assert [d.reason for d in store.issue(own, limits)] == [None, Reason.OVER_BUDGET]  # 10 yuan for trigger t
+    others = [request(f"v{i}", trigger="other", room="r") for i in range(2)]
+    assert [d.reason for d in store.issue(others, limits)] == [None, Reason.OVER_BUDGET]  # room r: 20 of 25 yuan
+    assert store.issue([request("w", trigger="other", room="elsewhere")], limits)[0].issued

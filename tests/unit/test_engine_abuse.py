@@ -159,3 +159,36 @@ def test_off_air_rooms_do_not_learn_devices() -> None:
     events = [ev("live_start", 0), ev("live_end", 1), ev("join", 2, "x", device="d"), ev("live_start", 3),
               ev("join", 4, "a", device="d"), ev("join", 5, "x")]
     assert outcomes(camp, events) == [(4, "a", "newcomer", "c10"), (5, "x", "newcomer", "c10")]
+
+
+# -- budget shares (extensions): a trigger's own budget, each room's --------------------------------------------------
+
+def test_a_trigger_stops_at_its_own_budget_while_others_go_on() -> None:
+    triggers = ("  - {name: newcomer, when: first_visit, coupon: c10, budget: 30}\n"
+                "  - {name: kou1, when: comment, keywords: [扣1], coupon: c20}\n")
+    camp = campaign(triggers, tail="limits: {budget: 1000}")
+    events = [ev("live_start", 0)] + [ev("join", i, f"u{i}") for i in range(1, 5)] + [
+        ev("comment", 9, "u4", text="扣1")]
+    assert [o[2:] for o in outcomes(camp, events)] == [("newcomer", "c10")] * 3 + [
+        ("newcomer", "over_budget"), ("kou1", "c20")]
+
+
+def test_each_room_has_its_own_budget() -> None:
+    camp = campaign("  - {name: newcomer, when: first_visit, coupon: c10}\n", rooms='["r1", "r2"]',
+                    tail="limits: {room_budget: 20}")
+    events = [ev("live_start", 0), ev("live_start", 0, room="r2")] + [
+        ev("join", i, f"a{i}") for i in range(1, 4)] + [ev("join", 5, "b1", room="r2")]
+    assert [(o[1], o[3]) for o in outcomes(camp, events)] == [("a1", "c10"), ("a2", "c10"), ("a3", "over_budget"),
+                                                              ("b1", "c10")]
+
+
+@pytest.mark.parametrize(("trigger_budget", "room_budget", "error"), [
+    ("budget: 0", "room_budget: 10", "triggers[0].budget: must be > 0"),
+    ("budget: 10", "room_budget: 0", "limits.room_budget: must be > 0"),
+    ("budget: 10", "room_budget: -1", "limits.room_budget: must not be negative"),
+])
+def test_budgets_must_be_positive(trigger_budget: str, room_budget: str, error: str) -> None:
+    with pytest.raises(CampaignError) as info:
+        campaign(f"  - {{name: n, when: first_visit, coupon: c10, {trigger_budget}}}\n",
+                 tail=f"limits: {{{room_budget}}}")
+    assert info.value.errors == [error]

@@ -51,6 +51,7 @@ class Trigger:
     keywords: tuple[str, ...] = ()  # comment
     per_device: int | None = None  # coupons of this trigger per device (first_visit: forever; else per broadcast)
     offer: Offer | None = None  # a policy chooses each user's coupon among its arms
+    budget: int | None = None  # fen of face value this trigger may issue, campaign-wide
 
     @property
     def coupons(self) -> tuple[str, ...]:
@@ -66,6 +67,7 @@ class Limits:
     min_interval_ms: int | None = None
     budget: int | None = None  # fen
     max_risk: float | None = None  # users whose risk is above it get nothing
+    room_budget: int | None = None  # fen of face value each room may issue
 
 
 @dataclass(frozen=True, slots=True)

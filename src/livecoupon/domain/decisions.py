@@ -69,6 +69,7 @@ class IssueRequest:
     per_device: int | None = None
     blocked: bool = False  # on the operator's blocklist, by user or by device
     propensity: float | None = None  # set when an offer's policy chose ``template`` (None: nothing)
+    trigger_budget: int | None = None  # the trigger's own budget (fen), if it has one
 
 
 def device_key_for(trigger: str, forever: bool, room: str, broadcast: int, device: str | None, user: str) -> str:
@@ -134,6 +135,8 @@ class IssueCounters:
 
     in_broadcast: dict[BroadcastKey, int] = field(default_factory=dict)
     on_device: dict[str, int] = field(default_factory=dict)  # device key -> issued
+    trigger_spent: dict[str, int] = field(default_factory=dict)  # trigger -> fen issued (triggers with a budget)
+    room_spent: dict[str, int] = field(default_factory=dict)  # room -> fen issued (with limits.room_budget)
     last_issued: dict[str, int] = field(default_factory=dict)  # user -> ms, campaign-wide
     stock_used: dict[str, int] = field(default_factory=dict)  # template -> issued
     budget_spent: int = 0  # fen
@@ -172,12 +175,24 @@ def supply_reason(limits: Limits, counters: IssueCounters, template: CouponTempl
     return None
 
 
+def share_reason(limits: Limits, counters: IssueCounters, request: IssueRequest, face: int) -> Reason | None:
+    """After step 3, the shares of the budget (extensions): the trigger's own budget, each room's."""
+    own = request.trigger_budget
+    if own is not None and counters.trigger_spent.get(request.trigger, 0) + face > own:
+        return Reason.OVER_BUDGET
+    if limits.room_budget is not None and counters.room_spent.get(request.room, 0) + face > limits.room_budget:
+        return Reason.OVER_BUDGET
+    return None
+
+
 def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -> Decision:
     """Steps 2-4 for one request; an issue moves ``counters``."""
     template = request.template
     if template is None:
         return Decision(request, Reason.HOLDOUT if request.propensity is None else Reason.NO_OFFER)
-    reason = cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
+    face = template.terms.face_value or 0
+    reason = (cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
+              or share_reason(limits, counters, request, face))
     if reason is not None:
         return Decision(request, reason)
     key = (request.room, request.broadcast, request.user)
@@ -186,7 +201,11 @@ def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -
         counters.on_device[request.device_key] = counters.on_device.get(request.device_key, 0) + 1
     counters.last_issued[request.user] = request.at
     counters.stock_used[template.name] = counters.stock_used.get(template.name, 0) + 1
-    counters.budget_spent += template.terms.face_value or 0
+    counters.budget_spent += face
+    if request.trigger_budget is not None:
+        counters.trigger_spent[request.trigger] = counters.trigger_spent.get(request.trigger, 0) + face
+    if limits.room_budget is not None:
+        counters.room_spent[request.room] = counters.room_spent.get(request.room, 0) + face
     return Decision(request, None, template.expires_at(request.at))
 
 

@@ -458,7 +458,8 @@ class Engine:
         elif coupon is not None:
             template = campaign.coupons[coupon]
         request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
-                               template, firing.at, experiment_name, variant_name, propensity=propensity)
+                               template, firing.at, experiment_name, variant_name, propensity=propensity,
+                               trigger_budget=trigger.budget)
         return self._with_facts(request, trigger)
 
     def _with_facts(self, request: IssueRequest, trigger: Trigger | None) -> IssueRequest:

@@ -200,7 +200,19 @@ class RelationalStore(ABC):
             counters.stock_used[name] = row[0] if row else 0
         row = self._run("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
         counters.budget_spent = row[0] if row else 0
+        for trigger in {r.trigger for r in requests if r.trigger_budget is not None}:
+            counters.trigger_spent[trigger] = self._face_issued(campaign, "d.trigger=?", trigger)
+        if limits.room_budget is not None:
+            for room in {r.room for r in requests}:
+                counters.room_spent[room] = self._face_issued(campaign, "d.room=?", room)
         return counters
+
+    def _face_issued(self, campaign: str, where: str, value: str) -> int:
+        """Fen of face value issued by the campaign's decisions matching ``where`` (budget shares)."""
+        row = self._run("SELECT COALESCE(SUM(CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) "
+                        "ELSE t.amount END), 0) FROM decisions d JOIN templates t ON t.id = d.template_id "
+                        f"WHERE d.campaign=? AND d.reason IS NULL AND {where}", (campaign, value)).fetchone()
+        return int(row[0])
 
     def _load_broadcast_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
         campaign = requests[0].campaign
