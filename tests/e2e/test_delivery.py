@@ -9,24 +9,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from livecoupon.api.app import create_app
-from livecoupon.campaign_file import load_campaign
-from livecoupon.engine.clock import ClockMode
-from livecoupon.service_layer.service import LiveService
-from livecoupon.store.sqlite import SqliteStore
-from support.credentials import API_KEY, CREDENTIALS, PLATFORM, viewer_token
+from support.apps import serving
+from support.credentials import API_KEY, PLATFORM, viewer_token
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 T0 = 1_700_000_000
 KEY = API_KEY
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "d.db"), ClockMode.EVENT)
-    with TestClient(create_app(service, credentials=CREDENTIALS), headers=PLATFORM) as test_client:
+    with serving(tmp_path / "d.db", headers=PLATFORM) as test_client:
         yield test_client
-    service.close()
 
 
 def post(client: TestClient, *events: dict[str, Any]) -> dict[str, Any]:

@@ -9,23 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from livecoupon.api.app import create_app
-from livecoupon.campaign_file import load_campaign
-from livecoupon.engine.clock import ClockMode
-from livecoupon.service_layer.service import LiveService
-from livecoupon.store.sqlite import SqliteStore
-from support.credentials import CREDENTIALS, OPERATOR, PLATFORM
+from support.apps import EXAMPLE, serving
+from support.credentials import OPERATOR, PLATFORM
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 T0 = 1_700_000_000
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "m.db"), ClockMode.EVENT)
-    with TestClient(create_app(service, credentials=CREDENTIALS)) as test_client:
+    with serving(tmp_path / "m.db") as test_client:
         yield test_client
-    service.close()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,15 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from livecoupon.api.app import create_app
 from livecoupon.api.throttle import Throttle
-from livecoupon.campaign_file import load_campaign
 from livecoupon.engine.clock import ClockMode
-from livecoupon.service_layer.service import LiveService
-from livecoupon.store.sqlite import SqliteStore
+from support.apps import serving
 from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer, viewer_token
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 T0 = 1_700_000_000
 CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
 
@@ -43,10 +39,8 @@ def wall() -> Wall:
 
 @contextlib.contextmanager
 def make_client(tmp_path: Path, wall: Wall, throttle: Throttle | None = None) -> Iterator[TestClient]:
-    service = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "t.db"), ClockMode.WALL, wall=wall)
-    with TestClient(create_app(service, credentials=CREDENTIALS, throttle=throttle)) as client:
+    with serving(tmp_path / "t.db", clock=ClockMode.WALL, wall=wall, throttle=throttle) as client:
         yield client
-    service.close()
 
 
 @pytest.fixture

@@ -16,14 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
-from livecoupon.api.app import create_app
 from livecoupon.campaign_file import parse_campaign
 from livecoupon.delivery.ledger import LedgerConfig, LedgerSender, backoff_s
 from livecoupon.domain.campaign import Campaign
-from livecoupon.engine.clock import ClockMode
-from livecoupon.service_layer.service import LiveService
-from livecoupon.store.sqlite import SqliteStore
-from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer_token
+from support.apps import serving as serving_app
+from support.credentials import OPERATOR, PLATFORM, viewer_token
 from support.receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"merchant-signing-key-of-32-bytes").decode()
@@ -55,12 +52,11 @@ def wait_until(check: Callable[[], bool], seconds: float = 20) -> None:
 
 @contextlib.contextmanager
 def serving(tmp_path: Path, campaign: Campaign) -> Iterator[TestClient]:
-    service = LiveService(campaign, SqliteStore(tmp_path / "ledger.db"), ClockMode.EVENT)
+    assert campaign.ledger is not None
     ledger = LedgerSender(LedgerConfig(campaign.ledger.url, SECRET, timeout_s=campaign.ledger.timeout_ms / 1000,
-                                       max_backoff_s=0.5), campaign)  # type: ignore[union-attr]
-    with TestClient(create_app(service, credentials=CREDENTIALS, ledger=ledger), headers=PLATFORM) as client:
+                                       max_backoff_s=0.5), campaign)
+    with serving_app(tmp_path / "ledger.db", campaign=campaign, ledger=ledger, headers=PLATFORM) as client:
         yield client
-    service.close()
 
 
 def join(client: TestClient, *users: str, at: int = T0 + 1) -> list[str]:
