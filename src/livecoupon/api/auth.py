@@ -103,46 +103,25 @@ class Credentials:
         if token.count(".") != 2:
             return None
         known = self._verified.get(token)
-        if known is not None:
-            if known[1] > time.time():
-                return known[0]
-            del self._verified[token]
-        caller = self._viewer(token) or self._session(token)
-        if caller is not None:
-            self._remember(token, caller)
-        return caller
+        if known is None or known[1] <= time.time():
+            known = self._verify(token)
+            if known is None:
+                return None
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[token] = known  # a viewer's app sends the same token on every request
+        return known[0]
 
-    def _remember(self, token: str, caller: Caller) -> None:
-        """A verified token, until its ``exp``: a viewer's app sends the same one on every request."""
-        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
-        if not isinstance(expires, (int, float)):
-            return
-        if len(self._verified) >= VERIFIED_CACHE:
-            self._verified.clear()
-        self._verified[token] = (caller, float(expires))
-
-    def _viewer(self, token: str) -> Caller | None:
+    def _verify(self, token: str) -> tuple[Caller, float] | None:
+        """The caller a signed token proves, and until when (its ``exp``)."""
         claims = _decode(token, self.viewer_secret.encode(), ["exp", "sub"])
-        if claims is None or claims.get("typ") in ("session", "host"):
+        caller = _viewer(claims) if claims is not None else None
+        if caller is None:
+            claims = _decode(token, self._session_secret, ["exp", "typ", "role"])
+            caller = _session(claims) if claims is not None else None
+        if caller is None or claims is None or not isinstance(claims["exp"], (int, float)):
             return None
-        user = claims.get("sub")
-        if not isinstance(user, str) or not user or len(user) > 128:
-            return None
-        return Caller(Role.VIEWER, user=user)
-
-    def _session(self, token: str) -> Caller | None:
-        claims = _decode(token, self._session_secret, ["exp", "typ", "role"])
-        if claims is None or claims.get("typ") not in ("session", "host"):
-            return None
-        try:
-            role = Role(claims["role"])
-        except ValueError:
-            return None
-        room = claims.get("room")
-        if role is Role.HOST and not isinstance(room, str):
-            return None
-        user = claims.get("user") if role is Role.VIEWER else None
-        return Caller(role, user=user, room=room if role is Role.HOST else None)
+        return caller, float(claims["exp"])
 
     # -- minting -----------------------------------------------------------------------------
     def viewer_token(self, user: str, seconds: int = 3600) -> str:
@@ -163,6 +142,29 @@ class Credentials:
 
     def _sign(self, claims: dict[str, Any], seconds: int) -> str:
         return jwt.encode(claims | {"exp": int(time.time()) + seconds}, self._session_secret, algorithm="HS256")
+
+
+def _viewer(claims: dict[str, Any]) -> Caller | None:
+    if claims.get("typ") in ("session", "host"):
+        return None
+    user = claims.get("sub")
+    if not isinstance(user, str) or not user or len(user) > 128:
+        return None
+    return Caller(Role.VIEWER, user=user)
+
+
+def _session(claims: dict[str, Any]) -> Caller | None:
+    if claims.get("typ") not in ("session", "host"):
+        return None
+    try:
+        role = Role(claims["role"])
+    except ValueError:
+        return None
+    room = claims.get("room")
+    if role is Role.HOST and not isinstance(room, str):
+        return None
+    user = claims.get("user") if role is Role.VIEWER else None
+    return Caller(role, user=user, room=room if role is Role.HOST else None)
 
 
 def _decode(token: str, key: bytes, required: list[str]) -> dict[str, Any] | None:

@@ -61,11 +61,11 @@ def ledger_body(campaign: Campaign, coupon: Coupon) -> dict[str, Any]:
     return body
 
 
-def signed_headers(secret: str, coupon_id: str, body: str, now: float) -> dict[str, str]:
+def signed_headers(signer: Webhook, coupon_id: str, body: str, now: float) -> dict[str, str]:
     """The Standard Webhooks headers for ``body``, and the idempotency key."""
     stamp = dt.datetime.fromtimestamp(int(now), tz=dt.UTC)
     return {"content-type": "application/json", "idempotency-key": coupon_id, "webhook-id": coupon_id,
-            "webhook-timestamp": str(int(now)), "webhook-signature": Webhook(secret).sign(coupon_id, stamp, body)}
+            "webhook-timestamp": str(int(now)), "webhook-signature": signer.sign(coupon_id, stamp, body)}
 
 
 def backoff_s(config: LedgerConfig, failures: int, rand: Callable[[], float] = random.random) -> float:
@@ -129,6 +129,7 @@ class LedgerSender:
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         self.breaker = Breaker(clock=time.monotonic)
+        self._signer = Webhook(config.secret)
 
     @property
     def waiting(self) -> int:
@@ -175,7 +176,7 @@ class LedgerSender:
         self.attempts += 1
         try:
             answer = await self._client.post(self.config.url, content=body.encode(),
-                                             headers=signed_headers(self.config.secret, coupon.coupon_id, body,
+                                             headers=signed_headers(self._signer, coupon.coupon_id, body,
                                                                     self.clock()))
         except httpx.HTTPError as exc:
             log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)

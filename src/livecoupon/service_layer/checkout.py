@@ -102,9 +102,7 @@ class Checkout:
 
     def _act(self, op: str, order_id: str, key: str, caller: str, owner: str | None,
              act: Callable[[str], Answer]) -> Answer:
-        if owner is not None:
-            self.order(order_id, owner)
-        stored = self.store.order(order_id)
+        stored = self.order(order_id, owner) if owner is not None else self.store.order(order_id)
         user = stored.user if stored is not None else ""
         return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id}, lambda: act(order_id))
 
