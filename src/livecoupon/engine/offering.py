@@ -34,6 +34,7 @@ class _Reached:
 class OfferBook:
     campaign: Campaign
     policies: dict[int, Policy] = field(default_factory=dict)  # trigger index -> its policy
+    indexes: dict[str, int] = field(default_factory=dict)  # trigger name -> index
     last: dict[str, _Reached] = field(default_factory=dict)  # user -> the latest offer that reached them
     buyers: set[str] = field(default_factory=set)
     _segments: dict[str, str] = field(default_factory=dict)  # coupon id -> segment, until decided
@@ -43,6 +44,7 @@ class OfferBook:
         book = cls(campaign)
         book.policies = {t.index: Policy.of(t.offer, campaign.coupons) for t in campaign.triggers
                          if t.offer is not None}
+        book.indexes = {t.name: t.index for t in campaign.triggers}
         return book
 
     def choose(self, trigger: Trigger, user: str, coupon_id: str, profile: Profile | None,
@@ -64,7 +66,7 @@ class OfferBook:
             segment = self._segments.pop(r.coupon_id, None)
             if segment is None or not (d.issued or d.reason is Reason.NO_OFFER):
                 continue
-            index = next(i for i, t in self.policies.items() if self.campaign.triggers[i].name == r.trigger)
+            index = self.indexes[r.trigger]
             arm = self.policies[index].index_of(r.template)
             self.policies[index].offered(segment, arm)
             self.last[r.user] = _Reached(r.at, r.room, index, segment, arm)
