@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from livecoupon.api.auth import Caller, Role, require, require_user
@@ -39,6 +39,7 @@ from livecoupon.domain.events import MAX_NAME
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
 from livecoupon.service_layer.checkout import Answer, order_json, quote_json
+from livecoupon.service_layer.service import Submitted
 
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
 router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)
@@ -105,9 +106,10 @@ def decode_json(body: bytes) -> Any:
         raise Malformed("invalid_json", f"body is not valid JSON: {exc}", "body") from None
 
 
-@router.post("/events", tags=["events"], response_model=None, responses=answer(EventsOut) | BODY_ERRORS,
+@router.post("/events", tags=["events"], response_model=None,
+             responses=answer(EventsOut) | answer(EventsOut, 202) | BODY_ERRORS,
              dependencies=[Depends(platform)], openapi_extra={"requestBody": EVENTS_BODY})
-async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def post_events(request: Request, response: Response, rt: RuntimeDep) -> dict[str, Any]:
     """Apply a JSON array of room events (≤ 10,000); decisions commit before the answer.
 
     The platform key (or the operator's). Each bad event is rejected on its own, with
@@ -119,14 +121,19 @@ async def post_events(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     if len(batch) > MAX_EVENTS:
         raise Malformed("too_many_events", f"at most {MAX_EVENTS:,} events per request, got {len(batch):,}", "body")
     result = await rt.service.call(rt.service.submit, batch)
-    return submitted_json(result.accepted, result.rejected, result.decisions)
+    if result.queued:  # scaled out, while a worker fails over: on the bus, decisions to follow (SPEC §7)
+        response.status_code = 202
+    return submitted_json(result)
 
 
-def submitted_json(accepted: int, rejected: list[dict[str, Any]], made: list[Decision]) -> dict[str, Any]:
-    return {"accepted": accepted, "rejected": rejected,
-            "issued": sum(1 for d in made if d.issued), "suppressed": sum(1 for d in made if not d.issued),
-            "decisions": [decision_summary(d) for d in made[:MAX_DECISIONS_LISTED]],
-            "decisions_listed": min(len(made), MAX_DECISIONS_LISTED)}
+def submitted_json(result: Submitted) -> dict[str, Any]:
+    made = result.decisions[:MAX_DECISIONS_LISTED]
+    answer = {"accepted": result.accepted, "rejected": result.rejected,
+              "issued": result.issued, "suppressed": result.suppressed,
+              "decisions": [decision_summary(d) for d in made], "decisions_listed": len(made)}
+    if result.queued:
+        answer["queued"] = True
+    return answer
 
 
 @router.post("/rooms/{room}/comments", tags=["viewers"], response_model=None,
@@ -140,7 +147,7 @@ async def post_comment(room: RoomPath, body: CommentIn, viewer: ViewerCaller, rt
     result = await service.call(service.submit, [event])
     if result.rejected:
         raise Malformed("invalid_comment", result.rejected[0]["error"], "text")
-    return submitted_json(result.accepted, result.rejected, result.decisions)
+    return submitted_json(result)
 
 
 @router.get("/users/{user}/coupons", tags=["coupons"], response_model=None,

@@ -215,6 +215,8 @@ class EventsOut(BaseModel):
     suppressed: int
     decisions: list[DecisionSummary] = Field(description="the first 1,000 decisions the batch caused")
     decisions_listed: int
+    queued: bool | None = Field(None, description="202 only (scaled out, SPEC §7): the events are durably on the "
+                                                  "bus while a worker fails over; their decisions follow")
 
 
 class CouponOut(BaseModel):

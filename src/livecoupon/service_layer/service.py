@@ -91,7 +91,40 @@ class SnapshotPolicy:
 class Submitted:
     accepted: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # with ``counts``, only the first of them
+    counts: tuple[int, int] | None = None  # (issued, suppressed) where ``decisions`` is not all of them
+    queued: bool = False  # the events are durably on the bus; their decisions follow (SPEC §7's 202)
+
+    @property
+    def issued(self) -> int:
+        return self.counts[0] if self.counts is not None else sum(1 for d in self.decisions if d.issued)
+
+    @property
+    def suppressed(self) -> int:
+        return self.counts[1] if self.counts is not None else sum(1 for d in self.decisions if not d.issued)
+
+
+class Fenced(RuntimeError):
+    """This process no longer holds the partition it was writing (another worker took it over)."""
+
+
+def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submitted]:
+    """A platform's events as the service reads them; each bad one rejected on its own, naming its index."""
+    result = Submitted()
+    events: list[Event] = []
+    for index, raw in enumerate(batch):
+        try:
+            event = parse_event(raw)
+            if event.command is not None:
+                raise EventError("type", "operator events come only from the service's own log "
+                                         "(use the /v1/admin endpoints)")
+            clock.admit(event.ts)
+        except EventError as exc:
+            result.rejected.append({"index": index, "error": str(exc)})
+            continue
+        events.append(event)
+    result.accepted = len(events)
+    return events, result
 
 
 class LiveService:
@@ -117,6 +150,9 @@ class LiveService:
         self.orders: list[Event] = []
         self._unannounced: list[Decision] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-writer")
+        # Called last inside every write transaction: a worker proves there that it still holds the
+        # partition (raising Fenced if not) and records how far into the bus it has applied.
+        self.seal: Callable[[], None] = lambda: None
 
     def _latest(self) -> int | None:
         return None if self.engine.time == NO_TIME else self.engine.time
@@ -181,22 +217,17 @@ class LiveService:
 
     def submit(self, batch: Sequence[Any]) -> Submitted:
         """Check, log and apply a platform's events; each bad one is rejected on its own."""
-        result = Submitted()
-        events: list[Event] = []
-        for index, raw in enumerate(batch):
-            try:
-                event = parse_event(raw)
-                if event.command is not None:
-                    raise EventError("type", "operator events come only from the service's own log "
-                                             "(use the /v1/admin endpoints)")
-                self.clock.admit(event.ts)
-            except EventError as exc:
-                result.rejected.append({"index": index, "error": str(exc)})
-                continue
-            events.append(event)
+        events, result = admit(batch, self.clock)
         result.decisions = self._log_and_apply(events)
-        result.accepted = len(events)
         return result
+
+    def apply_batches(self, batches: Sequence[Sequence[Event]]) -> list[list[Decision]]:
+        """Apply batches already checked (by a gateway, SPEC §7) in one transaction; each batch's decisions."""
+        with self._transaction():
+            made = [self._apply_logged(list(events)) for events in batches]
+        self._announce([d for decisions in made for d in decisions])
+        self._maybe_snapshot()
+        return made
 
     def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
         """Log and apply an operator command at the service's time."""
@@ -308,6 +339,9 @@ class LiveService:
         try:
             with self.store.unit_of_work():
                 yield
+                self.seal()
+        except Fenced:
+            raise  # the partition is another worker's now: this engine is dropped, not rebuilt
         except BaseException:
             log.exception("a transaction failed; rebuilding the engine from the log")
             self.rebuild()
