@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from standardwebhooks import Webhook
@@ -11,6 +15,7 @@ from standardwebhooks import Webhook
 from livecoupon.api.app import create_app
 from livecoupon.api.auth import Credentials
 from livecoupon.api.throttle import Throttle
+from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, Role
 from livecoupon.delivery.ledger import LedgerConfig, LedgerSender
 from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, WebhookSender
 from livecoupon.domain.campaign import Campaign
@@ -80,3 +85,62 @@ def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, cloc
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       webhooks=webhooks_from_env(db if store_url is None else None), throttle=Throttle.from_env(),
                       ledger=ledger_from_env(campaign))
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """How a scaled-out process takes part (SPEC §7)."""
+
+    bus: str
+    role: Role = Role.ALL
+    partitions: int = DEFAULT_PARTITIONS
+
+
+def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: str, name: str, scale: Scale,
+                      clock: ClockMode = ClockMode.WALL) -> FastAPI:
+    """A gateway, a worker, or both, over PostgreSQL (``store_url``) and NATS JetStream (``scale.bus``)."""
+    from livecoupon.cluster.bus import Bus
+    from livecoupon.cluster.gateway import GatewayService
+    from livecoupon.cluster.leases import deployment_partitions
+    from livecoupon.cluster.partitions import Subjects
+    from livecoupon.cluster.worker import Worker, worker_app
+    from livecoupon.store.postgres import PostgresStore
+
+    if not store_url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("--bus needs --store postgresql://…: workers share the ledger and the logs there")
+    bus = Bus(scale.bus, Subjects(name))
+    worker = None
+    if scale.role is not Role.GATEWAY:
+        ledger = ledger_from_env(campaign)
+        worker = Worker(campaign, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger)
+
+    @contextlib.asynccontextmanager
+    async def connected(runtime: Any) -> AsyncIterator[None]:
+        await bus.connect()
+        try:
+            yield
+        finally:
+            await bus.close()
+
+    @contextlib.asynccontextmanager
+    async def working(runtime: Any) -> AsyncIterator[None]:
+        assert worker is not None
+        async with worker.running():
+            yield
+
+    if scale.role is Role.WORKER:
+        assert worker is not None
+        return worker_app(worker, credentials, around=[connected, working])
+    store = PostgresStore(store_url, name)
+    partitions = deployment_partitions(store_url, name, scale.partitions)
+    gateway = GatewayService(campaign, store, bus, clock, partitions=partitions)
+
+    @contextlib.asynccontextmanager
+    async def listening(runtime: Any) -> AsyncIterator[None]:
+        gateway.confirmed_listeners.append(runtime.pop_up_confirmed)
+        async with gateway.listening():
+            yield
+
+    around = [connected, listening] + ([working] if worker is not None else [])
+    return create_app(gateway, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
+                      throttle=Throttle.from_env(), around=around)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from livecoupon.campaign_file import CampaignError, load_campaign
+from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, Role
 from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.durations import format_duration
@@ -143,12 +144,20 @@ def serve(
     name: Annotated[str, typer.Option("--name", help="namespace of this deployment on the store")] = "livecoupon",
     log_format: Annotated[str, typer.Option("--log", help="text, or json: one object a line, every decision "
                                                           "with its ids")] = "text",
+    bus: Annotated[str | None, typer.Option("--bus", help="nats://HOST:PORT: scale out over NATS JetStream "
+                                                          "(with --store)")] = None,
+    role: Annotated[Role, typer.Option("--role", help="scaled out: gateway (HTTP), worker (the engine), "
+                                                      "or all")] = Role.ALL,
+    partitions: Annotated[int, typer.Option("--partitions", min=1, max=1024,
+                                            help="partitions of rooms, fixed by a deployment's first start"
+                                            )] = DEFAULT_PARTITIONS,
 ) -> None:
-    """启动服务 / Run the service on the embedded store (a SQLite file), or on PostgreSQL with --store."""
+    """启动服务 / Run the service on the embedded store (a SQLite file), on PostgreSQL with --store, and
+    as gateways and workers over NATS JetStream with --bus (SPEC §7, docs/scaling.md)."""
     import uvicorn
 
     from livecoupon.api.auth import Credentials
-    from livecoupon.bootstrap import LedgerSecretMissing, build_app
+    from livecoupon.bootstrap import LedgerSecretMissing, Scale, build_app, build_cluster_app
     from livecoupon.logs import configure as configure_logs
 
     if log_format not in ("text", "json"):
@@ -157,8 +166,18 @@ def serve(
     configure_logs(log_format)
     campaign = _campaign_or_exit(config)
     credentials = Credentials.from_env()
+    if bus is None and role is not Role.ALL:
+        err.print(f"--role {role.value} 需要 --bus / needs --bus nats://HOST:PORT", markup=False)
+        raise typer.Exit(UNUSABLE)
+    if bus is not None and store is None:
+        err.print("--bus 需要 --store postgresql://… / --bus needs --store postgresql://…", markup=False)
+        raise typer.Exit(UNUSABLE)
     try:
-        application = build_app(campaign, db, credentials, clock, store, name)
+        if bus is None:
+            application = build_app(campaign, db, credentials, clock, store, name)
+        else:
+            assert store is not None
+            application = build_cluster_app(campaign, credentials, store, name, Scale(bus, role, partitions), clock)
     except LedgerSecretMissing as exc:
         err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
@@ -166,8 +185,9 @@ def serve(
         err.print(f"无法打开数据库 / cannot open the store {store or db}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     where = f"{_redacted(store)} ({name})" if store else str(db)
+    scaled = f", bus: {bus}, role: {role.value}" if bus else ""
     err.print(f"livecoupon 服务 / serving campaign [bold]{campaign.campaign}[/] on http://{host}:{port} "
-              f"(store: {where}, clock: {clock.value})", markup=False, highlight=False)
+              f"(store: {where}, clock: {clock.value}{scaled})", markup=False, highlight=False)
     values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
               "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
     for name in credentials.generated:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,26 @@ from livecoupon.api.runtime import operator as operator_dependency
 from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer
 from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.ledger import LedgerSender
-from livecoupon.service_layer.service import LiveService
+from livecoupon.service_layer.port import Service
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 
-def create_app(service: LiveService, *, credentials: Credentials, agora_secret: str | None = None,
+def create_app(service: Service, *, credentials: Credentials, agora_secret: str | None = None,
                webhooks: WebhookPort | None = None, throttle: Throttle | None = None,
-               ledger: LedgerSender | None = None) -> FastAPI:
+               ledger: LedgerSender | None = None,
+               around: Sequence[Callable[[Runtime], contextlib.AbstractAsyncContextManager[object]]] = ()) -> FastAPI:
     """Wire the routes to ``service``; ``credentials`` say who may call what; ``ledger`` is the
-    merchant's coupon system, for a campaign with a ``ledger``."""
+    merchant's coupon system, for a campaign with a ``ledger``. ``around`` are entered, in order,
+    before the runtime starts and left after it stops (scaled out: the bus, the worker)."""
     runtime = Runtime(service, credentials, webhooks, throttle=throttle or Throttle(), ledger=ledger)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running():
+        async with contextlib.AsyncExitStack() as stack:
+            for enter in around:
+                await stack.enter_async_context(enter(runtime))
+            await stack.enter_async_context(runtime.running())
             yield
 
     app = FastAPI(title="livecoupon", version="0.1.0", lifespan=lifespan,

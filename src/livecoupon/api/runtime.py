@@ -26,7 +26,7 @@ from livecoupon.delivery.websockets import ConsoleHub, Hub
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.service_layer import handlers as after_commit
-from livecoupon.service_layer.service import LiveService
+from livecoupon.service_layer.port import Service
 
 log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
@@ -53,7 +53,7 @@ class WebhookPort(Protocol):
 
 @dataclass
 class Runtime:
-    service: LiveService
+    service: Service
     credentials: Credentials
     webhooks: WebhookPort | None = None
     ledger: LedgerSender | None = None  # the merchant's coupon system, with a campaign ledger
@@ -70,11 +70,12 @@ class Runtime:
         self.pacer = Pacer(campaign.delivery, self.hub.publish)
         self.stats = LiveStats(campaign)
         self.handlers = [after_commit.counting(self.stats), after_commit.feeding(campaign, self.consoles)]
-        if self.ledger is None:
+        if campaign.ledger is None:
             self.handlers.append(after_commit.popping_up(campaign, self.pacer))
-        else:  # a coupon pops up once the merchant's system has confirmed it
+        elif self.ledger is not None:  # a coupon pops up once the merchant's system has confirmed it
             self.handlers.append(after_commit.creating(self.ledger))
             self.ledger.confirmed = self._confirmed
+        # (scaled out, the workers create coupons in the merchant's system and the gateways hear them confirmed)
         if self.webhooks is not None:
             self.handlers.append(after_commit.notifying(campaign, self.webhooks))
 
@@ -136,6 +137,14 @@ class Runtime:
                 await self.webhooks.stop()
             if self.ledger is not None:
                 await self.ledger.stop()
+
+    async def pop_up_confirmed(self, coupon_ids: list[str]) -> None:
+        """Coupons a worker saw confirmed by the merchant's system (scaled out): to their viewers here."""
+        service = self.service
+        coupons = await service.call(lambda: [service.store.coupon(cid) for cid in coupon_ids])
+        for coupon in coupons:
+            if coupon is not None:
+                self.pacer.offer(coupon.room, coupon.user, coupon_message(service.campaign, coupon))
 
     async def _confirmed(self, coupon: Coupon) -> None:
         """The merchant's system has the coupon: record it, then pop it up (once: only if new)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from livecoupon.cluster.logs import decision_order, merged_log
 from livecoupon.engine.recordings import write_decisions, write_lines
 from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore
@@ -12,14 +13,15 @@ from livecoupon.store.sqlite import SqliteStore
 def export_store(source: str | Path | RelationalStore, out_dir: Path) -> dict[str, int]:
     """Write ``events.jsonl`` (every applied event and operator command, in the order applied),
     ``issued.jsonl`` and ``suppressed.jsonl`` of a store (a SQLite path, or an open store,
-    closed afterwards); the counts written. Safe while the service runs: one read
+    closed afterwards); the counts written. A scaled-out deployment's partition logs are merged by
+    event time (see cluster/logs.py). Safe while the service runs: one read
     transaction sees one consistent moment."""
     out_dir.mkdir(parents=True, exist_ok=True)
     store = source if isinstance(source, RelationalStore) else SqliteStore(source)
     try:
         with store.reading():
-            events = write_lines(out_dir / "events.jsonl", store.events())
-            issued, suppressed = write_decisions(store.decisions(), out_dir)
+            events = write_lines(out_dir / "events.jsonl", merged_log(store))
+            issued, suppressed = write_decisions(decision_order(store), out_dir)
     finally:
         store.close()
     return {"events": events, "issued": issued, "suppressed": suppressed}

@@ -444,16 +444,21 @@ class RelationalStore(ABC):
         self._many("INSERT INTO events (log, body) VALUES (?, ?)",
                    [(log, json.dumps(e, ensure_ascii=False, separators=(",", ":"))) for e in events])
 
-    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
-        """The log in pages, so a long one is never held in memory at once."""
+    def events(self, after: int = 0, log: str | None = None) -> Iterator[dict[str, Any]]:
+        """The log in pages, so a long one is never held in memory at once (``log``: another partition's)."""
+        name = self.log if log is None else log
         while True:
             rows = self._run("SELECT seq, body FROM events WHERE log = ? AND seq > ? ORDER BY seq LIMIT ?",
-                             (self.log, after, _LOG_PAGE)).fetchall()
+                             (name, after, _LOG_PAGE)).fetchall()
             for _, body in rows:
                 yield json.loads(body)
             if len(rows) < _LOG_PAGE:
                 return
             after = rows[-1][0]
+
+    def log_names(self) -> list[str]:
+        """Every log in the database: one on a single machine, one per partition scaled out."""
+        return [name for (name,) in self._run("SELECT DISTINCT log FROM events").fetchall()]
 
     def log_position(self) -> int:
         row = self._run("SELECT max(seq) FROM events WHERE log = ?", (self.log,)).fetchone()

@@ -1,0 +1,283 @@
+"""A gateway: the service as the HTTP layer sees it, with the engine on the workers.
+
+It checks events and publishes them, partitioned by room, then waits for the workers to
+say each partition's batch is applied (SPEC §7: the answer as on one machine, or 202 after
+5 s while a worker fails over). Coupons, quotes and orders it serves straight from the
+shared store; a paid order goes on the bus as the room's ``order`` event. Decisions any
+worker commits reach it on the push subject, for its viewers' popups and its consoles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from nats.aio.msg import Msg
+
+from livecoupon.cluster import wire
+from livecoupon.cluster.bus import Bus
+from livecoupon.cluster.logs import merged_log
+from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.commands import ChangeBlocklist, Command, IssueManually, IssueToPresent, PauseTrigger
+from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.events import Event, event_json, parse_event
+from livecoupon.domain.orders import Order
+from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
+from livecoupon.engine.explaining import explain
+from livecoupon.errors import Malformed, NotFound
+from livecoupon.service_layer.checkout import Checkout
+from livecoupon.service_layer.service import CAMPAIGN_WIDE, DecisionListener, Submitted, admit
+from livecoupon.store.relational import RelationalStore
+
+log = logging.getLogger("livecoupon.gateway")
+T = TypeVar("T")
+ANSWER_WITHIN_S = 5.0  # SPEC §7: then 202, the events durably on the bus
+PUBLISH_TIMEOUT_S = 5.0
+ROOMS_STALE_S = 5.0  # a worker's room summary is forgotten after this long unheard
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A published batch waiting for its partitions' done notices."""
+
+    parts: int
+    done: list[wire.Done] = field(default_factory=list)
+    all_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class GatewayService:
+    """What the routes call (the same members as LiveService), over the bus and the shared store."""
+
+    def __init__(self, campaign: Campaign, store: RelationalStore, bus: Bus, clock: ClockMode = ClockMode.WALL,
+                 wall: Callable[[], int] = wall_ms, partitions: int = DEFAULT_PARTITIONS,
+                 gateway_id: str | None = None, threads: int = 16) -> None:
+        self.campaign, self.store, self.bus = campaign, store, bus
+        self.partitions = partitions
+        self.id = gateway_id or f"g-{uuid.uuid4().hex[:12]}"
+        self._latest_ts: int | None = None
+        self.clock = ServiceClock(clock, lambda: self._latest_ts, wall)
+        self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid,
+                                 needs_confirmation=campaign.ledger is not None)
+        self.listeners: list[DecisionListener] = []
+        self.confirmed_listeners: list[Callable[[list[str]], Awaitable[None]]] = []
+        self.next_due: int | None = None  # the workers fire timers
+        self.paused: frozenset[str] = frozenset()
+        self.records: dict[str, DecisionRecord] = {}
+        self._rooms: dict[str, tuple[float, wire.Rooms]] = {}
+        self._waiting: dict[str, _Waiting] = {}
+        self._paid = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="livecoupon-gateway")
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifetime ----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        """Hear done notices, pushes and room summaries while the app runs."""
+        self._loop = asyncio.get_running_loop()
+        subjects = self.bus.subjects
+        subscriptions = [await self.bus.listen(subjects.done(self.id), self._on_done),
+                         await self.bus.listen(subjects.push, self._on_push),
+                         await self.bus.listen(subjects.rooms, self._on_rooms)]
+        try:
+            yield
+        finally:
+            for sub in subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on one of the gateway's threads (each has its own store connection)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    @property
+    def events_applied(self) -> int:
+        return sum(rooms.events_applied for _, rooms in self._rooms.values())
+
+    def rebuild(self) -> int:
+        """Nothing to rebuild here: the decisions so far, for the counters."""
+        self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
+        return 0
+
+    def tick(self) -> list[Decision]:
+        return []
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.store.close()
+
+    # -- events and commands, over the bus (on a gateway thread) ---------------------------
+    def submit(self, batch: Sequence[Any]) -> Submitted:
+        events, result = admit(batch, self.clock)
+        self._saw(events)
+        outcome = self._publish(events)
+        result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
+        return result
+
+    def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
+        return self._publish([Event("operator", room, self.clock.now(), command=command)]).decisions
+
+    def pause(self, trigger: str, paused: bool) -> None:
+        if all(t.name != trigger for t in self.campaign.triggers):
+            raise NotFound("unknown_trigger", f"no trigger {trigger!r}", "name")
+        self.command(PauseTrigger(trigger, paused))
+        self.paused = self.paused | {trigger} if paused else self.paused - {trigger}
+
+    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
+        self._check_manual(template, room, key)
+        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
+
+    def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
+        self._check_manual(template, room, key)
+        summary = self.room_summary().get(room)
+        if summary is None or not summary["on_air"]:
+            raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
+        return self.command(IssueToPresent(template, room, key), room)
+
+    def change_blocklist(self, change: ChangeBlocklist) -> list[Decision]:
+        return self.command(change)
+
+    def _check_manual(self, template: str, room: str, key: str) -> None:
+        if template not in self.campaign.coupons:
+            raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
+        if not room:
+            raise Malformed("missing_room", "room must not be empty", "room")
+        if not key:
+            raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
+
+    def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
+        """A checkout call on the shared store; an order it pays goes on the bus once committed."""
+        self._paid.events = []
+        with self.store.unit_of_work():
+            answer = act(*args)
+        paid, self._paid.events = self._paid.events, []
+        if paid:
+            self._publish(paid)
+        return answer
+
+    def _order_paid(self, order: Order) -> None:
+        room = order.room
+        if room is None and order.coupon_id is not None:
+            coupon = self.store.coupon(order.coupon_id)
+            room = coupon.room if coupon is not None else None
+        if room is not None:
+            self._paid.events.append(Event("order", room, self.clock.now(), f"order:{order.order_id}",
+                                           user=order.user, order_id=order.order_id, amount=order.payable,
+                                           coupon_id=order.coupon_id))
+
+    def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]:
+        coupon = self.store.coupon(coupon_id)
+        if coupon is None:
+            raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+        if kind == "coupon.refunded":
+            with self.store.unit_of_work():
+                back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
+            return {"coupon_id": coupon_id, "returned": back}
+        self._publish([Event("order", coupon.room, self.clock.now(), f"merchant:{order_id}", user=coupon.user,
+                             order_id=order_id, amount=amount, coupon_id=coupon_id)])
+        stored = self.store.coupon(coupon_id)
+        return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
+
+    def _saw(self, events: Sequence[Event]) -> None:
+        if events:
+            latest = max(e.ts for e in events)
+            if self._latest_ts is None or latest > self._latest_ts:
+                self._latest_ts = latest
+
+    def _publish(self, events: Sequence[Event]) -> Submitted:
+        """Each partition's events as one message; then wait (at most 5 s) until every one is applied."""
+        if not events:
+            return Submitted()
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the gateway is not listening to the bus")
+        future = asyncio.run_coroutine_threadsafe(self._publish_and_wait(events), loop)
+        return future.result()
+
+    async def _publish_and_wait(self, events: Sequence[Event]) -> Submitted:
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for event in events:
+            targets = range(self.partitions) if event.room == CAMPAIGN_WIDE else (
+                partition_of(event.room, self.partitions),)
+            for p in targets:
+                groups.setdefault(p, []).append(event_json(event))
+        batch = uuid.uuid4().hex
+        waiting = self._waiting[batch] = _Waiting(len(groups))
+        headers = {"lc-gateway": self.id, "lc-batch": batch}
+        try:
+            await asyncio.gather(*(self.bus.publish_events(p, wire.encode(group), headers, PUBLISH_TIMEOUT_S)
+                                   for p, group in groups.items()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiting.all_done.wait(), ANSWER_WITHIN_S)
+        finally:
+            self._waiting.pop(batch, None)
+        result = Submitted(accepted=len(events))
+        if not waiting.all_done.is_set() or any(d.replayed for d in waiting.done):
+            result.queued = True
+            return result
+        result.counts = (sum(d.issued for d in waiting.done), sum(d.suppressed for d in waiting.done))
+        by_partition = sorted(waiting.done, key=lambda d: d.partition)
+        result.decisions = [wire.decision_of(self.campaign, r) for d in by_partition for r in d.records]
+        return result
+
+    # -- what the workers say (on the event loop) ------------------------------------------
+    async def _on_done(self, msg: Msg) -> None:
+        done = wire.decode_done(msg.data)
+        waiting = self._waiting.get(done.batch)
+        if waiting is None or any(d.partition == done.partition for d in waiting.done):
+            return
+        waiting.done.append(done)
+        if len(waiting.done) == waiting.parts:
+            waiting.all_done.set()
+
+    async def _on_push(self, msg: Msg) -> None:
+        push = wire.decode_push(msg.data)
+        if push.records:
+            fresh = [r for r in push.records if r.coupon_id not in self.records]
+            for r in fresh:
+                self.records[r.coupon_id] = r
+            if fresh:
+                latest = max(r.at for r in fresh)
+                if self._latest_ts is None or latest > self._latest_ts:
+                    self._latest_ts = latest
+                decisions = [wire.decision_of(self.campaign, r) for r in fresh]
+                for listener in self.listeners:
+                    listener(decisions)
+        if push.confirmed:
+            for confirmed in self.confirmed_listeners:
+                await confirmed(push.confirmed)
+
+    async def _on_rooms(self, msg: Msg) -> None:
+        rooms = wire.decode_rooms(msg.data)
+        now = time.monotonic()
+        self._rooms[rooms.worker] = (now, rooms)
+        for worker, (heard, _) in list(self._rooms.items()):
+            if now - heard > ROOMS_STALE_S:
+                del self._rooms[worker]
+        self.paused = frozenset(p for _, r in self._rooms.values() for p in r.paused)
+
+    # -- reading -----------------------------------------------------------------------------
+    def room_summary(self) -> dict[str, dict[str, Any]]:
+        summary: dict[str, dict[str, Any]] = {}
+        for _, rooms in self._rooms.values():
+            summary |= rooms.rooms
+        return summary
+
+    def explain(self, user: str) -> list[dict[str, Any]]:
+        return explain(self.campaign, (parse_event(raw) for raw in merged_log(self.store)), user)
+
+    def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
+        records = list(self.store.decisions(self.campaign.campaign))
+        orders = [e for e in map(parse_event, merged_log(self.store)) if e.type == "order"]
+        return records, orders

@@ -1,0 +1,306 @@
+"""A worker: applies the partitions it holds a lease on, each through its own LiveService.
+
+Per partition: the engine is rebuilt from the partition's latest snapshot and its log in
+PostgreSQL, then follows the bus from the stream sequence the log holds. Each round takes
+the batches waiting, applies them in one transaction sealed by the lease (see leases.py),
+tells each batch's gateway it is done, and pushes the decisions to every gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from livecoupon.api import errors
+from livecoupon.api.auth import Credentials, Role, require
+from livecoupon.cluster import wire
+from livecoupon.cluster.bus import Bus, header
+from livecoupon.cluster.leases import LEASE_SECONDS, RENEW_SECONDS, Lease, LeaseBook, PartitionStore
+from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, log_name, partition_of
+from livecoupon.delivery.ledger import LedgerSender
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.coupons import Coupon
+from livecoupon.domain.decisions import Decision, coupon_of
+from livecoupon.domain.events import Event, EventError, parse_event
+from livecoupon.engine.clock import ClockMode
+from livecoupon.service_layer.service import Fenced, LiveService, SnapshotPolicy
+
+log = logging.getLogger("livecoupon.worker")
+BATCHES_PER_ROUND = 256  # bus messages applied in one transaction
+TICK_SECONDS = 0.02
+ROOMS_SECONDS = 1.0
+RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0)
+
+
+@dataclass(slots=True)
+class Partition:
+    """One partition this worker holds: its service, the bus subscription feeding it, how far it has applied."""
+
+    lease: Lease
+    service: LiveService
+    position: int  # the last stream sequence in the partition's log (read and written on its writer thread)
+    inbox: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
+    subscription: Subscription | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def number(self) -> int:
+        return self.lease.partition
+
+
+class Worker:
+    def __init__(self, campaign: Campaign, url: str, name: str, bus: Bus, *, clock: ClockMode = ClockMode.WALL,
+                 wall: Callable[[], int] | None = None, partitions: int = DEFAULT_PARTITIONS,
+                 snapshot_policy: SnapshotPolicy | None = None, worker_id: str | None = None,
+                 lease_s: float = LEASE_SECONDS, ledger: LedgerSender | None = None) -> None:
+        self.campaign, self.url, self.name, self.bus = campaign, url, name, bus
+        self.clock, self.wall = clock, wall
+        self.snapshot_policy = snapshot_policy or SnapshotPolicy()
+        self.id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.partition_count, self.lease_s = partitions, lease_s
+        self.ledger = ledger
+        self.held: dict[int, Partition] = {}
+        self._starting: dict[int, asyncio.Task[None]] = {}
+        self._book: LeaseBook | None = None
+
+    @property
+    def book(self) -> LeaseBook:
+        if self._book is None:
+            raise RuntimeError("the worker is not running")
+        return self._book
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self._book = await asyncio.to_thread(LeaseBook, self.url, self.name, self.partition_count, self.id,
+                                             self.lease_s)
+        self.partition_count = self.book.partitions
+        if self.ledger is not None:
+            self.ledger.confirmed = self._confirmed
+            self.ledger.start()
+        tasks = [asyncio.create_task(t) for t in (self._leases(), self._tick(), self._rooms())]
+        log.info("worker %s up: %d partitions in deployment %s", self.id, self.partition_count, self.name)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in self._starting.values():
+                task.cancel()
+            await asyncio.gather(*self._starting.values(), return_exceptions=True)
+            for number in list(self.held):
+                await self._drop(number, release=True)
+            if self.ledger is not None:
+                await self.ledger.stop()
+            await asyncio.to_thread(self.book.leave)
+            await asyncio.to_thread(self.book.close)
+
+    # -- leases ---------------------------------------------------------------------------
+    async def _leases(self) -> None:
+        while True:
+            try:
+                await self._rebalance()
+            except Exception:  # PostgreSQL away: leases expire, and this worker stops applying (fenced)
+                log.exception("lease renewal failed")
+            await asyncio.sleep(RENEW_SECONDS)
+
+    async def _rebalance(self) -> None:
+        held = {n: p.lease.epoch for n, p in self.held.items()}
+        held |= {n: -1 for n in self._starting}  # being started: not renewable yet, not to be taken twice
+        taken, lost, surplus = await asyncio.to_thread(self.book.rebalance, {n: e for n, e in held.items() if e >= 0})
+        for number in lost:
+            if number in self.held:
+                log.warning("worker %s lost partition %d", self.id, number)
+                await self._drop(number)
+        for lease in taken:
+            if lease.partition not in self.held and lease.partition not in self._starting:
+                self._starting[lease.partition] = asyncio.create_task(self._start(lease))
+        for number in surplus:
+            await self._drop(number, release=True)
+
+    async def _start(self, lease: Lease) -> None:
+        number = lease.partition
+        try:
+            store = await asyncio.to_thread(PartitionStore, self.url, self.name, log_name(number))
+            service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy)
+            partition = Partition(lease, service, lease.applied)
+            service.seal = lambda: store.seal(number, self.id, lease.epoch, partition.position)
+            loop = asyncio.get_running_loop()
+            service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, made))
+            replayed = await service.call(service.rebuild)
+            self.held[number] = partition
+            partition.subscription = await self.bus.follow(number, lease.applied, partition.inbox.put)
+            partition.task = asyncio.create_task(self._apply_loop(partition))
+            if self.ledger is not None:
+                owed = await service.call(store.unconfirmed, self.campaign.campaign)
+                self.ledger.enqueue([c for c in owed if partition_of(c.room, self.partition_count) == number])
+            log.info("worker %s took partition %d (epoch %d, bus at %d, %d log entries re-applied)",
+                     self.id, number, lease.epoch, lease.applied, replayed)
+        except Exception:
+            log.exception("could not start partition %d; its lease will lapse", number)
+            await self._drop(number)
+        finally:
+            self._starting.pop(number, None)
+
+    async def _drop(self, number: int, release: bool = False) -> None:
+        partition = self.held.pop(number, None)
+        if partition is None:
+            return
+        if partition.subscription is not None:
+            with contextlib.suppress(Exception):
+                await partition.subscription.unsubscribe()
+        if partition.task is not None and partition.task is not asyncio.current_task():
+            partition.task.cancel()
+            await asyncio.gather(partition.task, return_exceptions=True)
+        service = partition.service
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(service.close)
+        if release:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.book.release, number, partition.lease.epoch)
+
+    # -- applying ---------------------------------------------------------------------------
+    async def _apply_loop(self, partition: Partition) -> None:
+        inbox = partition.inbox
+        while True:
+            batch = [await inbox.get()]
+            while not inbox.empty() and len(batch) < BATCHES_PER_ROUND:
+                batch.append(inbox.get_nowait())
+            for attempt, pause in enumerate((*RETRY_SECONDS, None)):
+                try:
+                    made, replayed = await partition.service.call(self._apply, partition, batch)
+                    break
+                except Fenced:
+                    log.warning("worker %s fenced off partition %d", self.id, partition.number)
+                    await self._drop(partition.number)
+                    return
+                except Exception:
+                    if pause is None:
+                        raise
+                    log.exception("applying partition %d failed (attempt %d); retrying", partition.number, attempt + 1)
+                    await asyncio.sleep(pause)
+            for msg, decisions in made:
+                await self._done(msg, partition.number, wire.done_of("", partition.number, decisions))
+            for msg in replayed:
+                await self._done(msg, partition.number, wire.Done("", partition.number, replayed=True))
+
+    def _apply(self, partition: Partition, batch: list[Msg]) -> tuple[list[tuple[Msg, list[Decision]]], list[Msg]]:
+        """On the partition's writer thread: the batches not yet in its log, applied in one sealed transaction."""
+        fresh: list[Msg] = []
+        replayed: list[Msg] = []
+        for msg in batch:
+            (fresh if msg.metadata.sequence.stream > partition.position else replayed).append(msg)
+        if not fresh:
+            return [], replayed
+        events = [self._events(msg) for msg in fresh]
+        before, partition.position = partition.position, fresh[-1].metadata.sequence.stream
+        try:
+            made = partition.service.apply_batches(events)
+        except BaseException:
+            partition.position = before
+            raise
+        return list(zip(fresh, made, strict=True)), replayed
+
+    def _events(self, msg: Msg) -> list[Event]:
+        events = []
+        for raw in wire.decode_events(msg.data):
+            try:
+                events.append(parse_event(raw))
+            except EventError as exc:  # checked by the gateway: only a gateway of another version gets here
+                log.error("partition message %d: dropped an event the gateway let through: %s",
+                          msg.metadata.sequence.stream, exc)
+        return events
+
+    async def _done(self, msg: Msg, number: int, done: wire.Done) -> None:
+        gateway, batch = header(msg, "lc-gateway"), header(msg, "lc-batch")
+        if gateway is None or batch is None:
+            return
+        done.batch = batch
+        await self.bus.tell(self.bus.subjects.done(gateway), wire.encode(done))
+
+    def _committed(self, made: list[Decision]) -> None:
+        """On the event loop: decisions committed by one of this worker's partitions, to every gateway."""
+        records = [d.record() for d in made]
+        for start in range(0, len(records), wire.PUSH_RECORDS):
+            body = wire.encode(wire.Push(records=records[start:start + wire.PUSH_RECORDS]))
+            asyncio.get_running_loop().create_task(self.bus.tell(self.bus.subjects.push, body))
+        if self.ledger is not None:
+            issued = [coupon_of(d) for d in made if d.issued]
+            if issued:
+                self.ledger.enqueue(issued)
+
+    async def _confirmed(self, coupon: Coupon) -> None:
+        """The merchant's system has the coupon: record it, and have the gateways pop it up (once)."""
+        partition = self.held.get(partition_of(coupon.room, self.partition_count))
+        if partition is None:
+            return  # moved to another worker, which re-sends what is unconfirmed
+        service = partition.service
+        if await service.call(service.store.confirm, [coupon.coupon_id], service.now()):
+            await self.bus.tell(self.bus.subjects.push, wire.encode(wire.Push(confirmed=[coupon.coupon_id])))
+
+    # -- the service's clock and the consoles -----------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            for partition in list(self.held.values()):
+                service = partition.service
+                due = service.next_due
+                if due is None or due > service.now():
+                    continue
+                try:
+                    await service.call(service.tick)
+                except Fenced:
+                    await self._drop(partition.number)
+                except Exception:
+                    log.exception("timers of partition %d failed", partition.number)
+
+    async def _rooms(self) -> None:
+        while True:
+            await asyncio.sleep(ROOMS_SECONDS)
+            rooms: dict[str, dict[str, Any]] = {}
+            paused: set[str] = set()
+            applied = 0
+            for partition in list(self.held.values()):
+                service = partition.service
+                with contextlib.suppress(Exception):
+                    rooms |= await service.call(service.room_summary)
+                paused |= service.paused
+                applied += service.events_applied
+            body = wire.encode(wire.Rooms(self.id, rooms, sorted(paused), applied))
+            await self.bus.tell(self.bus.subjects.rooms, body)
+
+
+def worker_app(worker: Worker, credentials: Credentials,
+               around: Sequence[Callable[[Any], contextlib.AbstractAsyncContextManager[object]]]) -> FastAPI:
+    """A worker's own small HTTP face: liveness, and (operator key) the partitions it holds."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for enter in around:
+                await stack.enter_async_context(enter(None))
+            yield
+
+    app = FastAPI(title="livecoupon worker", lifespan=lifespan)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/v1/admin/health")
+    async def admin_health(x_api_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        caller = credentials.identify(x_api_key) if x_api_key else None
+        require(caller, Role.OPERATOR)
+        return {"ok": True, "role": "worker", "worker": worker.id, "partitions": sorted(worker.held),
+                "events": sum(p.service.events_applied for p in worker.held.values())}
+
+    errors.install(app)
+    return app

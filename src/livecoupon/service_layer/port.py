@@ -1,0 +1,64 @@
+"""The service as the HTTP layer sees it: one process (LiveService), or a gateway (cluster/gateway.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.commands import Command
+from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.events import Event
+from livecoupon.engine.clock import ServiceClock
+from livecoupon.service_layer.checkout import Checkout
+from livecoupon.service_layer.service import Submitted
+from livecoupon.store.port import Store
+
+T = TypeVar("T")
+
+
+class Service(Protocol):
+    campaign: Campaign
+    clock: ServiceClock
+    checkout: Checkout
+    listeners: list[Callable[[list[Decision]], object]]
+    records: dict[str, DecisionRecord]
+    next_due: int | None  # the earliest timer this process fires, if any
+    paused: frozenset[str]
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def events_applied(self) -> int: ...
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` where the service's store work runs (never on the event loop)."""
+
+    def now(self) -> int: ...
+
+    def rebuild(self) -> int: ...
+
+    def tick(self) -> list[Decision]: ...
+
+    def submit(self, batch: Sequence[Any]) -> Submitted: ...
+
+    def command(self, command: Command, room: str = ...) -> list[Decision]: ...
+
+    def pause(self, trigger: str, paused: bool) -> None: ...
+
+    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]: ...
+
+    def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]: ...
+
+    def checkout_call(self, act: Callable[..., T], *args: Any) -> T: ...
+
+    def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]: ...
+
+    def explain(self, user: str) -> list[dict[str, Any]]: ...
+
+    def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]: ...
+
+    def room_summary(self) -> dict[str, dict[str, Any]]: ...
+
+    def close(self) -> None: ...

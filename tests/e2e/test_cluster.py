@@ -1,0 +1,203 @@
+"""Scaled out (SPEC §7): two gateways and two workers as real processes, over the machine's
+PostgreSQL and a NATS server of the test's own (so it can be killed and restarted).
+
+- caps hold under races: four clients posting through two gateways at once;
+- a worker SIGKILLed mid-stream: its partitions move, nothing is lost or decided twice, and
+  every room's decisions equal a replay of the exported log;
+- NATS restarted mid-stream; a gateway killed while its client retries elsewhere with the same events.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.cluster import Cluster, Nats
+from support.server import API_KEY, PLATFORM
+from support.streams import broadcast_stream
+
+psycopg = pytest.importorskip("psycopg")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+CLI = Path(sys.executable).with_name("livecoupon")
+pytestmark = pytest.mark.timeout(240)
+
+
+def every_room_campaign(tmp: Path, extra: str = "") -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8").replace('rooms: ["room-1"]', 'rooms: "*"')
+    path = tmp / "campaign.yaml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def many_rooms(rooms: int, viewers: int, seconds: int = 900) -> list[dict[str, Any]]:
+    """Several broadcasts at once, each room with viewers of its own, merged in time order."""
+    events = []
+    for k in range(rooms):
+        room = f"room-{k}"
+        for e in broadcast_stream(viewers=viewers, seconds=seconds, seed=100 + k, room=room):
+            if "user" in e:
+                e["user"] = f"{room}:{e['user']}"
+            if "order_id" in e:
+                e["order_id"] = f"{room}:{e['order_id']}"
+            events.append(e)
+    events.sort(key=lambda e: e["ts"])
+    return events
+
+
+def logged(pg_url: str, name: str) -> int:
+    with psycopg.connect(pg_url) as db:
+        row = db.execute(f"SELECT count(*) FROM {name}.events WHERE body NOT LIKE %s",
+                         ('{"type":"operator"%',)).fetchone()
+        return int(row[0])
+
+
+def wait_logged(pg_url: str, name: str, expected: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while (count := logged(pg_url, name)) < expected:
+        assert time.monotonic() < deadline, f"{count} of {expected} events applied"
+        time.sleep(0.2)
+    assert count == expected, f"{count} events in the logs for {expected} posted: some applied twice"
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def export_and_replay(tmp: Path, pg_url: str, name: str, config: Path) -> tuple[Path, Path]:
+    live, again = tmp / "export", tmp / "replay"
+    for command in ([str(CLI), "export", "--store", pg_url, "--name", name, "--out", str(live)],
+                    [str(CLI), "replay", str(live / "events.jsonl"), "--config", str(config), "--out", str(again)]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    return live, again
+
+
+def assert_replay_agrees(live: Path, again: Path) -> None:
+    for kind in ("issued.jsonl", "suppressed.jsonl"):
+        exported, replayed = lines(live / kind), lines(again / kind)
+        by_room: dict[str, list[dict[str, Any]]] = {}
+        for d in replayed:
+            by_room.setdefault(d["room"], []).append(d)
+        for room, made in by_room.items():
+            assert [d for d in exported if d["room"] == room] == made, f"{kind} of {room} differs from the replay"
+        assert len(exported) == len(replayed)
+    ids = [d["coupon_id"] for d in lines(live / "issued.jsonl")]
+    assert len(ids) == len(set(ids)), "a coupon id issued twice"
+
+
+def post_all(urls: list[str], events: list[dict[str, Any]], size: int = 400) -> Counter[int]:
+    """Post in batches, alternating gateways, retrying a batch elsewhere if a gateway is gone."""
+    statuses: Counter[int] = Counter()
+    with httpx.Client(timeout=30, headers=PLATFORM) as client:
+        for n, start in enumerate(range(0, len(events), size)):
+            batch = events[start:start + size]
+            for attempt in range(len(urls) * 3):
+                url = urls[(n + attempt) % len(urls)]
+                try:
+                    answer = client.post(f"{url}/v1/events", json=batch)
+                except httpx.TransportError:
+                    continue
+                statuses[answer.status_code] += 1
+                assert answer.status_code in (200, 202), answer.text
+                assert answer.json()["accepted"] == len(batch)
+                break
+            else:
+                raise AssertionError("no gateway took the batch")
+    return statuses
+
+
+def test_two_gateways_and_two_workers_decide_as_a_replay_and_survive_a_worker_killed(tmp_path: Path,
+                                                                                     pg_url: str) -> None:
+    config = every_room_campaign(tmp_path)
+    events = many_rooms(rooms=6, viewers=120)
+    half = len(events) // 2
+    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "killworker") as cluster:
+        statuses = post_all(cluster.urls, events[:half])
+        assert statuses[200] > 0
+        cluster.workers[0].kill()  # SIGKILL: no lease released, nothing flushed
+        statuses += post_all(cluster.urls, events[half:])
+        wait_logged(pg_url, "killworker", len(events))
+        with httpx.Client(headers={"X-API-Key": API_KEY}) as client:
+            held = client.get(f"{cluster.workers[1].url}/v1/admin/health").json()["partitions"]
+        assert held == list(range(8)), "the surviving worker holds every partition"
+    live, again = export_and_replay(tmp_path, pg_url, "killworker", config)
+    issued = lines(live / "issued.jsonl")
+    assert {d["trigger"] for d in issued} >= {"newcomer", "dwell", "passphrase", "kou1"}
+    assert {d["room"] for d in issued} == {f"room-{k}" for k in range(6)}
+    assert_replay_agrees(live, again)
+
+
+def test_caps_stock_and_budget_hold_with_four_clients_through_two_gateways(tmp_path: Path, pg_url: str) -> None:
+    config = every_room_campaign(tmp_path, "")
+    text = config.read_text(encoding="utf-8").replace("stock: 10000", "stock: 37")
+    text = text.replace("per_user: 3", "per_user: 2").replace("budget: 50000", "budget: 2000")
+    config.write_text(text, encoding="utf-8")
+    events = many_rooms(rooms=8, viewers=60, seconds=600)
+    by_room: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_room.setdefault(e["room"], []).append(e)
+    rooms = list(by_room.values())
+    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "races") as cluster:
+        with ThreadPoolExecutor(4) as clients:  # each client posts two rooms' streams, in time order
+            list(clients.map(lambda k: post_all([cluster.urls[k % 2]], rooms[2 * k] + rooms[2 * k + 1], 200),
+                             range(4)))
+        wait_logged(pg_url, "races", len(events))
+    with psycopg.connect(pg_url) as db:
+        issued = db.execute("SELECT trigger, \"user\", room, broadcast, template, at FROM races.decisions "
+                            "WHERE reason IS NULL ORDER BY at").fetchall()
+        reasons = dict(db.execute("SELECT reason, count(*) FROM races.decisions GROUP BY reason").fetchall())
+    newcomers = [row for row in issued if row[0] == "newcomer"]
+    assert len(newcomers) == 37, "stock: exactly the 37 newcomer coupons, however many processes claim"
+    assert reasons.get("out_of_stock", 0) > 0
+    per_user = Counter((user, room, broadcast) for _, user, room, broadcast, _, _ in issued)
+    assert max(per_user.values()) == 2, "per_user: 2"
+    last: dict[str, int] = {}
+    for _, user, _, _, _, at in issued:
+        assert at - last.get(user, -10**12) >= 120_000, f"min_interval: {user} twice within 2 minutes"
+        last[user] = at
+    faces = {"newcomer": 20, "dwell10": 10, "dwell20": 20, "bonus": 50, "pct15": 50, "flash20": 20}
+    spent = sum(faces[template] for _, _, _, _, template, _ in issued)
+    assert spent <= 2000 and reasons.get("over_budget", 0) > 0, (spent, reasons)
+    assert 2000 - spent < 50, "the budget is used up to within one coupon"
+
+
+def test_nats_restarted_mid_stream_loses_nothing(tmp_path: Path, pg_url: str) -> None:
+    config = every_room_campaign(tmp_path)
+    events = many_rooms(rooms=4, viewers=80)
+    third = len(events) // 3
+    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "natsrestart") as cluster:
+        post_all(cluster.urls, events[:third])
+        nats.kill()
+        nats.start()  # the same files: the stream and its messages are back
+        time.sleep(1.5)  # the processes reconnect (every 250 ms)
+        post_all(cluster.urls, events[third:])
+        wait_logged(pg_url, "natsrestart", len(events))
+    assert_replay_agrees(*export_and_replay(tmp_path, pg_url, "natsrestart", config))
+
+
+def test_a_client_retrying_on_another_gateway_applies_its_events_once(tmp_path: Path, pg_url: str) -> None:
+    config = every_room_campaign(tmp_path)
+    events = many_rooms(rooms=3, viewers=60)
+    half = len(events) // 2
+    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "retries") as cluster:
+        post_all(cluster.urls[:1], events[:half])
+        batch = events[half:half + 400]
+        with httpx.Client(timeout=30, headers=PLATFORM) as client:
+            first = client.post(f"{cluster.urls[0]}/v1/events", json=batch)
+            cluster.gateways[0].kill()  # as if it died before the client read the answer
+            again = client.post(f"{cluster.urls[1]}/v1/events", json=batch)
+        assert first.status_code == 200 and again.status_code in (200, 202)
+        assert again.json()["issued"] == 0 or again.json().get("queued"), "the retry issues nothing new"
+        post_all(cluster.urls[1:], events[half + 400:])
+        wait_logged(pg_url, "retries", len(events))
+    live, replayed = export_and_replay(tmp_path, pg_url, "retries", config)
+    assert_replay_agrees(live, replayed)
