@@ -201,3 +201,54 @@ def test_a_client_retrying_on_another_gateway_applies_its_events_once(tmp_path: 
         wait_logged(pg_url, "retries", len(events))
     live, replayed = export_and_replay(tmp_path, pg_url, "retries", config)
     assert_replay_agrees(live, replayed)
+
+
+def test_popups_operator_commands_and_paid_orders_cross_processes(tmp_path: Path, pg_url: str) -> None:
+    """A viewer on gateway B sees the coupon decided for events posted to gateway A; a pause sent
+    to B holds on every worker; an order paid through B reaches the room's log (and so ``dwell``)."""
+    from websockets.sync.client import connect
+
+    from support.credentials import OPERATOR, viewer_token
+    from support.streams import START
+
+    config = every_room_campaign(tmp_path)
+    room = "room-7"
+
+    def at(seconds: float) -> float:
+        return START + seconds
+
+    with (Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "across") as cluster,
+          httpx.Client(timeout=30, headers=PLATFORM) as client):
+        a, b = cluster.urls
+        started = client.post(f"{a}/v1/events", json=[{"type": "live_start", "room": room, "ts": at(0)}])
+        assert started.status_code == 200
+        socket_url = b.replace("http://", "ws://") + f"/v1/rooms/{room}/live?token={viewer_token('amy')}"
+        with connect(socket_url, open_timeout=10) as ws:
+            time.sleep(0.3)
+            answer = client.post(f"{a}/v1/events", json=[{"type": "join", "room": room, "ts": at(1), "user": "amy"}])
+            assert answer.json()["issued"] == 1
+            popup = json.loads(ws.recv(timeout=10))
+        assert popup["type"] == "coupon" and popup["trigger"] == "newcomer" and popup["room"] == room
+
+        paused = client.post(f"{b}/v1/admin/triggers/dwell", json={"paused": True}, headers=OPERATOR)
+        assert paused.status_code == 200
+        beats = [{"type": "join", "room": "room-8", "ts": at(2), "user": "bo"}]
+        beats += [{"type": "heartbeat", "room": room, "ts": at(t), "user": "amy"} for t in range(20, 420, 20)]
+        beats += [{"type": "heartbeat", "room": "room-8", "ts": at(t), "user": "bo"} for t in range(20, 420, 20)]
+        answer = client.post(f"{a}/v1/events", json=sorted(beats, key=lambda e: e["ts"]))
+        assert answer.status_code == 200
+        assert not [d for d in answer.json()["decisions"] if d["trigger"] == "dwell"], "paused on every worker"
+
+        coupon = client.get(f"{b}/v1/users/amy/coupons").json()["coupons"][0]
+        cart = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
+        made = client.post(f"{a}/v1/orders", json={"order_id": "o-amy", "user": "amy", "cart": cart,
+                                                   "coupon_id": coupon["coupon_id"], "idempotency_key": "k1"})
+        assert made.status_code == 201, made.text
+        assert client.post(f"{b}/v1/orders/o-amy/pay", json={"idempotency_key": "k2"}).status_code == 200
+        assert client.get(f"{a}/v1/users/amy/coupons").json()["coupons"][0]["state"] == "redeemed"
+    live, again = export_and_replay(tmp_path, pg_url, "across", config)
+    events = lines(live / "events.jsonl")
+    assert [e["room"] for e in events if e["type"] == "order" and e.get("order_id") == "o-amy"] == [room]
+    pauses = [e for e in events if e["type"] == "operator"]
+    assert [(p["action"], p["trigger"]) for p in pauses] == [("pause", "dwell")], "one campaign-wide pause"
+    assert_replay_agrees(live, again)

@@ -131,7 +131,8 @@ class Worker:
         number = lease.partition
         try:
             store = await asyncio.to_thread(PartitionStore, self.url, self.name, log_name(number))
-            service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy)
+            service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy,
+                                  preload_records=False)
             partition = Partition(lease, service, lease.applied)
             service.seal = lambda: store.seal(number, self.id, lease.epoch, partition.position)
             loop = asyncio.get_running_loop()

@@ -131,7 +131,10 @@ class LiveService:
     """The core as the HTTP layer sees it. ``listeners`` hear every committed decision."""
 
     def __init__(self, campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
-                 wall: Callable[[], int] | None = None, snapshot_policy: SnapshotPolicy = SnapshotPolicy()) -> None:
+                 wall: Callable[[], int] | None = None, snapshot_policy: SnapshotPolicy = SnapshotPolicy(),
+                 preload_records: bool = True) -> None:
+        """``preload_records=False`` (a worker's partition): ``records`` holds only what this process decided,
+        not every decision of the campaign (the gateways keep those, for the consoles and metrics)."""
         self.campaign = campaign
         self.store = store
         self.snapshot_policy = snapshot_policy
@@ -147,6 +150,7 @@ class LiveService:
         self.next_due: int | None = None  # the earliest timer, published for the event loop
         self.paused: frozenset[str] = frozenset()  # likewise
         self.records: dict[str, DecisionRecord] = {}  # every decision, for metrics (written on the writer)
+        self._preload_records = preload_records
         self.orders: list[Event] = []
         self._unannounced: list[Decision] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-writer")
@@ -180,7 +184,8 @@ class LiveService:
                     count += 1
         finally:
             self.engine.store = self.store
-        self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
+        if self._preload_records:
+            self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
         self.events_applied += count
         self._since_snapshot = count
         self._publish()
