@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench cluster clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/livecoupon demo --out demo-out
+
+# make cluster — two gateways and two workers on the machine's PostgreSQL and NATS (docs/scaling.md).
+cluster: $(STAMP)
+	$(BIN)/livecoupon cluster --config examples/campaign.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -172,6 +172,10 @@ def serve(
     if bus is not None and store is None:
         err.print("--bus 需要 --store postgresql://… / --bus needs --store postgresql://…", markup=False)
         raise typer.Exit(UNUSABLE)
+    if bus is not None and role is Role.GATEWAY and credentials.generated:
+        err.print(f"网关之间必须共用凭据 / every gateway must share the credentials: set "
+                  f"{', '.join(credentials.generated)}", markup=False)
+        raise typer.Exit(UNUSABLE)
     try:
         if bus is None:
             application = build_app(campaign, db, credentials, clock, store, name)
@@ -199,6 +203,25 @@ def serve(
 def _redacted(url: str) -> str:
     """A store URL without its password, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+@app.command()
+def cluster(
+    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    store: Annotated[str, typer.Option("--store", help="postgresql://…")] = "postgresql://postgres@127.0.0.1:5432/test",
+    bus: Annotated[str, typer.Option("--bus", help="nats://HOST:PORT")] = "nats://127.0.0.1:4222",
+    name: Annotated[str, typer.Option("--name", help="namespace of this deployment")] = "livecoupon_local",
+    gateways: Annotated[int, typer.Option("--gateways", min=1, max=8)] = 2,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=8)] = 2,
+    port: Annotated[int, typer.Option("--port", help="the first gateway's port; the others follow")] = 8100,
+    clock: Annotated[ClockMode, typer.Option("--clock")] = ClockMode.WALL,
+) -> None:
+    """本机集群 / Run gateways and workers on this machine (``serve --role``), sharing one set of credentials,
+    until Ctrl-C: a scaled-out deployment to try (docs/scaling.md)."""
+    from livecoupon.cluster.local import run_local
+
+    _campaign_or_exit(config)
+    run_local(config, store, bus, name, gateways=gateways, workers=workers, port=port, clock=clock.value)
 
 
 @app.command()

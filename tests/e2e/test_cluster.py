@@ -252,3 +252,21 @@ def test_popups_operator_commands_and_paid_orders_cross_processes(tmp_path: Path
     pauses = [e for e in events if e["type"] == "operator"]
     assert [(p["action"], p["trigger"]) for p in pauses] == [("pause", "dwell")], "one campaign-wide pause"
     assert_replay_agrees(live, again)
+
+
+def test_with_every_worker_down_a_gateway_answers_202_and_the_decisions_follow(tmp_path: Path,
+                                                                                 pg_url: str) -> None:
+    config = every_room_campaign(tmp_path)
+    events = many_rooms(rooms=2, viewers=30, seconds=300)
+    with (Nats(tmp_path / "nats") as nats,
+          Cluster(config, tmp_path, pg_url, nats, "noworker", gateways=1, workers=1) as cluster,
+          httpx.Client(timeout=30, headers=PLATFORM) as client):
+        cluster.workers[0].kill()
+        answer = client.post(f"{cluster.urls[0]}/v1/events", json=events)
+        assert answer.status_code == 202 and answer.json()["queued"] is True
+        assert answer.json()["accepted"] == len(events)
+        assert logged(pg_url, "noworker") == 0
+        cluster.workers[0].start()  # a worker comes back: the events were durably on the bus
+        wait_logged(pg_url, "noworker", len(events))
+        coupons = client.get(f"{cluster.urls[0]}/v1/users/room-0:v0000/coupons").json()["coupons"]
+        assert [c["template"] for c in coupons][:1] == ["newcomer"]
