@@ -56,3 +56,13 @@ class TooManyRequests(LivecouponError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__("rate_limited", message, None)
         self.retry_after = retry_after
+
+
+class Unavailable(LivecouponError):
+    """Scaled out, the bus could not take the events (nothing was accepted): retry (503, Retry-After)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__("bus_unavailable", message, None)
+        self.retry_after = retry_after

@@ -177,9 +177,14 @@ def test_nats_restarted_mid_stream_loses_nothing(tmp_path: Path, pg_url: str) ->
     with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "natsrestart") as cluster:
         post_all(cluster.urls, events[:third])
         nats.kill()
+        with httpx.Client(timeout=30, headers=PLATFORM) as client:
+            away = client.post(f"{cluster.urls[0]}/v1/events", json=events[third:third + 10])
+        assert away.status_code == 503 and away.headers["Retry-After"] == "1", away.text
+        assert away.json()["error"]["code"] == "bus_unavailable"
         nats.start()  # the same files: the stream and its messages are back
         time.sleep(1.5)  # the processes reconnect (every 250 ms)
-        post_all(cluster.urls, events[third:])
+        post_all(cluster.urls[:1], events[third:third + 10])  # the client retries what got a 503 (it may have
+        post_all(cluster.urls, events[third + 10:])           # reached the bus: then the retry is a duplicate)
         wait_logged(pg_url, "natsrestart", len(events))
     assert_replay_agrees(*export_and_replay(tmp_path, pg_url, "natsrestart", config))
 

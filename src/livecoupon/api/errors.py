@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
-from livecoupon.errors import LivecouponError, TooManyRequests
+from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -27,7 +27,7 @@ def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str
 
 async def _ours(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LivecouponError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests | Unavailable) else None
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 

@@ -107,7 +107,7 @@ def decode_json(body: bytes) -> Any:
 
 
 @router.post("/events", tags=["events"], response_model=None,
-             responses=answer(EventsOut) | answer(EventsOut, 202) | BODY_ERRORS,
+             responses=answer(EventsOut) | answer(EventsOut, 202) | BODY_ERRORS | errors(503),
              dependencies=[Depends(platform)], openapi_extra={"requestBody": EVENTS_BODY})
 async def post_events(request: Request, response: Response, rt: RuntimeDep) -> dict[str, Any]:
     """Apply a JSON array of room events (≤ 10,000); decisions commit before the answer.

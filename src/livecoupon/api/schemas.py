@@ -163,6 +163,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorOut, "description": "over a rate limit",
           "headers": {"Retry-After": {"description": "seconds to wait", "required": True,
                                       "schema": {"type": "integer", "minimum": 1}}}},
+    503: {"model": ErrorOut, "description": "scaled out: the event bus did not take the events; retry",
+          "headers": {"Retry-After": {"description": "seconds to wait", "required": True,
+                                      "schema": {"type": "integer", "minimum": 1}}}},
 }
 
 

@@ -33,7 +33,7 @@ from livecoupon.domain.events import Event, event_json, parse_event
 from livecoupon.domain.orders import Order
 from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
 from livecoupon.engine.explaining import explain
-from livecoupon.errors import Malformed, NotFound
+from livecoupon.errors import Malformed, NotFound, Unavailable
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.service_layer.service import CAMPAIGN_WIDE, DecisionListener, Submitted, admit
 from livecoupon.store.relational import RelationalStore
@@ -163,8 +163,20 @@ class GatewayService:
             answer = act(*args)
         paid, self._paid.events = self._paid.events, []
         if paid:
-            self._publish(paid)
+            try:
+                self._publish(paid)
+            except Unavailable:  # the payment stands; its order event follows once the bus is back
+                assert self._loop is not None
+                asyncio.run_coroutine_threadsafe(self._publish_eventually(paid), self._loop)
         return answer
+
+    async def _publish_eventually(self, events: Sequence[Event]) -> None:
+        for pause in (0.5, 1, 2, 4, 8, 15, 30, 30, 30, 30, 60, 60, 60, 60, 60):
+            await asyncio.sleep(pause)
+            with contextlib.suppress(Unavailable):
+                await self._publish_and_wait(events)
+                return
+        log.error("gave up publishing %d paid-order events after 10 minutes", len(events))
 
     def _order_paid(self, order: Order) -> None:
         room = order.room
@@ -216,8 +228,14 @@ class GatewayService:
         waiting = self._waiting[batch] = _Waiting(len(groups))
         headers = {"lc-gateway": self.id, "lc-batch": batch}
         try:
-            await asyncio.gather(*(self.bus.publish_events(p, wire.encode(group), headers, PUBLISH_TIMEOUT_S)
-                                   for p, group in groups.items()))
+            try:
+                await asyncio.gather(*(self.bus.publish_events(p, wire.encode(group), headers, PUBLISH_TIMEOUT_S)
+                                       for p, group in groups.items()))
+            except Exception as exc:  # NATS away or JetStream not answering: the client retries (the same
+                # batch is the same message, so a part that did get stored is not stored twice)
+                log.warning("publishing a batch failed: %s", exc)
+                raise Unavailable("事件总线暂不可用，请重试 / the event bus did not take the events; retry "
+                                  "(a part already taken is not applied twice)") from None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiting.all_done.wait(), ANSWER_WITHIN_S)
         finally:

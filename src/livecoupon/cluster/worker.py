@@ -38,7 +38,6 @@ log = logging.getLogger("livecoupon.worker")
 BATCHES_PER_ROUND = 256  # bus messages applied in one transaction
 TICK_SECONDS = 0.02
 ROOMS_SECONDS = 1.0
-RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0)
 
 
 @dataclass(slots=True)
@@ -176,19 +175,16 @@ class Worker:
             batch = [await inbox.get()]
             while not inbox.empty() and len(batch) < BATCHES_PER_ROUND:
                 batch.append(inbox.get_nowait())
-            for attempt, pause in enumerate((*RETRY_SECONDS, None)):
-                try:
-                    made, replayed = await partition.service.call(self._apply, partition, batch)
-                    break
-                except Fenced:
-                    log.warning("worker %s fenced off partition %d", self.id, partition.number)
-                    await self._drop(partition.number)
-                    return
-                except Exception:
-                    if pause is None:
-                        raise
-                    log.exception("applying partition %d failed (attempt %d); retrying", partition.number, attempt + 1)
-                    await asyncio.sleep(pause)
+            try:
+                made, replayed = await partition.service.call(self._apply, partition, batch)
+            except Fenced:
+                log.warning("worker %s fenced off partition %d", self.id, partition.number)
+                await self._drop(partition.number)
+                return
+            except Exception:  # PostgreSQL away, say: start the partition afresh from its snapshot, log and bus
+                log.exception("applying partition %d failed; giving it up to be started again", partition.number)
+                await self._drop(partition.number, release=True)
+                return
             for msg, decisions in made:
                 await self._done(msg, partition.number, wire.done_of("", partition.number, decisions))
             for msg in replayed:
