@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from engine_fixtures import campaign, ev, run
 
 from livecoupon.campaign_file import CampaignError
-from livecoupon.domain.offers import budget_price
+from livecoupon.domain.offers import Offer, Policy
 from livecoupon.engine.replay import replay, write_outputs
 
 ASK = "  - {name: pick, when: comment, keywords: [要券], offer: {arms: [c10, c20, null], explore: %s}}\n"
@@ -73,13 +74,34 @@ def test_the_policy_learns_which_arm_pays_and_replay_reproduces_its_choices() ->
         (d.request.coupon_id, d.request.template, d.request.propensity) for d in learned]
 
 
-def test_the_budget_price_rises_as_the_budget_is_spent_and_spend_never_passes_it() -> None:
-    assert budget_price(0, None) == 0 and budget_price(0, 100) == 0
-    assert budget_price(50, 100) == 1 and budget_price(90, 100) == 9 and budget_price(100, 100) == float("inf")
+def test_the_price_paces_the_budget_as_if_the_requests_to_come_were_like_those_seen() -> None:
+    camp = campaign(ASK % 0.1)
+    policy = Policy.of(Offer(("c10", "c20", None), 0.1), camp.coupons)
+    a, b = "a|-|new|first", "b|-|new|first"
+    # level a orders 50 yuan more after either coupon; level b only after the 20-yuan one, 30 yuan more
+    outcomes = {(a, 0): 5_000, (a, 1): 5_000, (a, 2): 0, (b, 0): 0, (b, 1): 3_000, (b, 2): 0}
+    for _ in range(200):
+        for (segment, arm), value in outcomes.items():
+            policy.offered(segment, arm)
+            if value:
+                policy.followed(segment, arm, value)
+    policy.demand, policy.requests = {a: 50, b: 50}, 100
+    assert policy.pace(10**9) == 0  # plenty: every segment its best coupon
+    # 6 yuan a request: paying for b's coupon (1.5 fen of gain a fen) no longer fits; a's c10 (5 a fen) does
+    price = policy.pace(600 * 100)
+    assert 1.5 <= price < 5
+    policy.demand, policy.requests = {a: 50, b: 50}, 96  # the next request re-paces, with 6 yuan a request left
+    picks = Counter((segment, policy.choose(random.Random(n), segment, 0, 600 * 100).arm)
+                    for n, segment in enumerate((a, b) * 15))
+    assert 1.5 <= policy.price < 5
+    assert picks[(a, camp.coupons["c10"])] >= 12 and picks[(b, None)] >= 12
+
+
+def test_spend_never_passes_the_budget() -> None:
     camp = campaign(ASK % 0.1, tail="limits: {budget: 300}")
     made = run(camp, asking(200))
     spent = sum(d.request.template.terms.face_value for d in made if d.issued and d.request.template)
-    assert spent <= 300 * 100
+    assert 0 < spent <= 300 * 100
 
 
 def test_an_experiment_can_put_the_policy_against_fixed_coupons_and_a_holdout() -> None:

@@ -106,7 +106,12 @@ class Runtime:
         """SPEC §6's ``metrics.json`` so far, computed off the writer thread from copies of its state."""
         service = self.service
         records, orders = await service.call(service.metrics_inputs)
-        return await asyncio.to_thread(campaign_metrics, service.campaign, records, orders)
+        prices = await service.call(service.offer_prices)
+        metrics = await asyncio.to_thread(campaign_metrics, service.campaign, records, orders)
+        for name, price in prices.items():  # the live policy's own budget price λ, for the console
+            if name in metrics.get("offers", {}):
+                metrics["offers"][name]["price"] = price
+        return metrics
 
     # -- background tasks -----------------------------------------------------------------
     @contextlib.asynccontextmanager

@@ -295,6 +295,9 @@ class GatewayService:
     def explain(self, user: str) -> list[dict[str, Any]]:
         return explain(self.campaign, (parse_event(raw) for raw in merged_log(self.store)), user)
 
+    def offer_prices(self) -> dict[str, float | None]:
+        return {}  # the policies live in the workers' engines, one per partition
+
     def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
         records = list(self.store.decisions(self.campaign.campaign))
         orders = [e for e in map(parse_event, merged_log(self.store)) if e.type == "order"]

@@ -7,14 +7,21 @@ The policy is a contextual bandit over small segments of the audience, priced by
   ordered in the campaign, and whether an earlier offer reached them.
 - **Value.** For each arm, the mean order value that followed its offers (orders in the offer's
   room within the campaign's attribution window), per segment, shrunk towards the arm's mean
-  over all segments while a segment has few offers. The gain of an arm is its value over the
-  value of offering nothing (the ``null`` arm, or 0 where the trigger has none).
-- **Price.** Each fen of face value costs λ fen of gain, λ = spent / (budget − spent): free
-  while the budget is whole, one-for-one at half of it, prohibitive near the end, so spend is
-  paced yet never left unspent for want of trying. No budget: λ = 0.
-- **Choice.** With probability ``explore`` an arm uniformly at random, otherwise the arm of the
-  largest gain − λ × face value (ties: the first in the file). The propensity of the chosen
-  arm is exact: explore / K, plus (1 − explore) for the greedy arm.
+  in the segment's member level, itself shrunk towards the arm's mean over everyone, while
+  each has few offers: what a segment has not shown yet, its level says, and what the level
+  has not shown, the whole audience does. The gain of an arm is its value over the value of
+  offering nothing (the ``null`` arm, or 0 where the trigger has none).
+- **Price.** Each fen of face value costs λ fen of gain. λ paces the budget on the assumption
+  that the requests still to come look like those seen so far (their segments, in the same
+  proportions, as many again): it is the least price at which offering each segment seen so
+  far its best arm would spend no more per request than the budget left allows per request
+  seen. Early on that is free; as the budget goes, only the segments whose gain per fen clears
+  the price get coupons, so the budget is neither spent in the first minutes nor left over.
+  Recomputed every ``PACE_EVERY`` requests. No budget: λ = 0.
+- **Choice.** With probability ``explore`` an arm uniformly at random; otherwise the cheapest arm,
+  unless a dearer one's gain over every cheaper arm clears the extra face value × λ by
+  ``CAUTION`` standard errors of that difference (order values are noisy). The propensity of
+  the chosen arm is exact: explore / K, plus (1 − explore) for the greedy arm.
 - **Determinism.** The random draws come from the decision's own coupon id and the campaign
   seed, and the statistics change only as events are applied, so replay makes the same
   choices with the same propensities.
@@ -27,7 +34,10 @@ from dataclasses import dataclass, field
 
 from livecoupon.domain.coupons import CouponTemplate
 
-SHRINK = 20.0  # pseudo-offers of the arm's overall mean in every segment
+SHRINK = 20.0  # pseudo-offers of the wider mean (the level's, the arm's) in every segment
+CAUTION = 1.0  # standard errors a coupon's gain must clear
+PACE_EVERY = 32  # requests between two recomputations of the price
+MAX_PRICE = 1_000.0  # fen of gain per fen of face value: beyond any coupon's worth
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +59,18 @@ class Choice:
 class _Tally:
     offers: int = 0
     value: int = 0  # fen of orders that followed
+    squares: int = 0  # the sum of each offer's value squared (for the spread)
 
     def mean(self, prior: float) -> float:
         return (self.value + prior * SHRINK) / (self.offers + SHRINK)
+
+    def variance_of_mean(self) -> float:
+        """How uncertain the plain mean still is (its variance); large while offers are few."""
+        n = self.offers
+        if n < 2:
+            return float("inf")
+        mean = self.value / n
+        return max(0.0, self.squares / n - mean * mean) / n
 
 
 @dataclass(slots=True)
@@ -61,20 +80,69 @@ class Policy:
     offer: Offer
     templates: tuple[CouponTemplate | None, ...]
     by_segment: dict[tuple[str, int], _Tally] = field(default_factory=dict)  # (segment, arm index)
+    by_level: dict[tuple[str, int], _Tally] = field(default_factory=dict)  # (member level, arm index)
     by_arm: dict[int, _Tally] = field(default_factory=dict)
+    by_face: tuple[int, ...] = ()  # arm indexes, cheapest first (ties: file order)
+    demand: dict[str, int] = field(default_factory=dict)  # requests seen per segment
+    requests: int = 0
+    price: float = 0.0  # λ as last paced
 
     @classmethod
     def of(cls, offer: Offer, coupons: dict[str, CouponTemplate]) -> Policy:
-        return cls(offer, tuple(None if a is None else coupons[a] for a in offer.arms))
+        templates = tuple(None if a is None else coupons[a] for a in offer.arms)
+        cheapest_first = sorted(range(len(templates)), key=lambda i: (_face(templates[i]), i))
+        return cls(offer, templates, by_face=tuple(cheapest_first))
 
-    def choose(self, draw: random.Random, segment: str, price: float) -> Choice:
-        """The arm for one user in ``segment``, at ``price`` (λ) per fen of face value."""
+    def choose(self, draw: random.Random, segment: str, spent: int, budget: int | None) -> Choice:
+        """The arm for one user in ``segment``, with ``spent`` fen of ``budget`` gone."""
+        self.demand[segment] = self.demand.get(segment, 0) + 1
+        self.requests += 1
+        if budget is None:
+            self.price = 0.0
+        elif spent >= budget:
+            self.price = float("inf")
+        elif self.requests % PACE_EVERY == 1 or self.price == float("inf"):
+            self.price = self.pace(budget - spent)
         k = len(self.templates)
-        greedy = max(range(k), key=lambda i: (self.gain(segment, i) - _cost(price, self.templates[i]), -i))
+        greedy = self._best(segment, self.price)
         explore = self.offer.explore
         index = int(draw.random() * k) if draw.random() < explore else greedy
         propensity = explore / k + ((1 - explore) if index == greedy else 0.0)
         return Choice(self.templates[index], propensity, segment)
+
+    def _best(self, segment: str, price: float) -> int:
+        return _dearest_worth_it(self._stats(segment), price)
+
+    def _stats(self, segment: str) -> list[tuple[int, float, int, float]]:
+        """Per arm, cheapest first: (arm index, gain, face value, variance of its level's mean)."""
+        level = level_of(segment)
+        return [(i, self.gain(segment, i), _face(self.templates[i]), self._variance(level, i)) for i in self.by_face]
+
+    def _variance(self, level: str, index: int) -> float:
+        tally = self.by_level.get((level, index))
+        return tally.variance_of_mean() if tally is not None else float("inf")
+
+    def pace(self, left: int) -> float:
+        """The least λ at which the greedy arms of the segments seen so far, with exploration's share,
+        spend per request no more than ``left`` allows per request seen (the future as the past)."""
+        allowed = left / self.requests
+        faces = [_face(t) for t in self.templates]
+        exploring = self.offer.explore * sum(faces) / len(faces)
+        seen = [(n, self._stats(segment)) for segment, n in self.demand.items()]
+
+        def spend(price: float) -> float:
+            greedy = sum(n * faces[_dearest_worth_it(stats, price)] for n, stats in seen)
+            return exploring + (1 - self.offer.explore) * greedy / self.requests
+
+        if spend(0.0) <= allowed:
+            return 0.0
+        low, high = 0.0, MAX_PRICE
+        if spend(high) > allowed:
+            return high
+        for _ in range(24):
+            middle = (low + high) / 2
+            low, high = (low, middle) if spend(middle) <= allowed else (middle, high)
+        return high
 
     def gain(self, segment: str, index: int) -> float:
         baseline = next((self.value(segment, i) for i, t in enumerate(self.templates) if t is None), 0.0)
@@ -83,31 +151,48 @@ class Policy:
     def value(self, segment: str, index: int) -> float:
         overall = self.by_arm.get(index)
         prior = overall.mean(0.0) if overall is not None else 0.0
+        level = self.by_level.get((level_of(segment), index))
+        if level is not None:
+            prior = level.mean(prior)
         tally = self.by_segment.get((segment, index))
         return tally.mean(prior) if tally is not None else prior
 
     def offered(self, segment: str, index: int) -> None:
-        for tally in (self._tally(segment, index), self.by_arm.setdefault(index, _Tally())):
+        for tally in self._tallies(segment, index):
             tally.offers += 1
 
     def followed(self, segment: str, index: int, amount: int) -> None:
-        """An order of ``amount`` fen followed an offer of arm ``index`` to a user in ``segment``."""
-        for tally in (self._tally(segment, index), self.by_arm.setdefault(index, _Tally())):
+        """An order of ``amount`` fen followed an offer of arm ``index`` to a user in ``segment``
+        (the spread counts each order as one offer's value: a second order after the same offer is rare)."""
+        for tally in self._tallies(segment, index):
+            tally.squares += amount * amount
             tally.value += amount
 
     def index_of(self, template: CouponTemplate | None) -> int:
         return self.templates.index(template)
 
-    def _tally(self, segment: str, index: int) -> _Tally:
-        return self.by_segment.setdefault((segment, index), _Tally())
+    def _tallies(self, segment: str, index: int) -> tuple[_Tally, _Tally, _Tally]:
+        return (self.by_segment.setdefault((segment, index), _Tally()),
+                self.by_level.setdefault((level_of(segment), index), _Tally()),
+                self.by_arm.setdefault(index, _Tally()))
 
 
-def budget_price(spent: int, budget: int | None) -> float:
-    """λ: how many fen of gain one fen of face value must buy, as the budget is used."""
-    if budget is None:
-        return 0.0
-    left = budget - spent
-    return spent / left if left > 0 else float("inf")
+def _dearest_worth_it(stats: list[tuple[int, float, int, float]], price: float) -> int:
+    """The dearest arm that has shown itself better than every cheaper arm, net of the extra face value
+    at ``price``, by ``CAUTION`` standard errors of each difference (order values are noisy: a dearer
+    coupon is not paid for on a lucky streak, nor before the cheaper ones are known). Otherwise the
+    cheapest; among arms of one face value, the first in the file. ``stats`` come cheapest first."""
+    held = stats[0][0]
+    for position in range(1, len(stats)):
+        _, gain, face, variance = stats[position]
+        for _, cheaper_gain, cheaper_face, cheaper_variance in stats[:position]:
+            extra = face - cheaper_face
+            margin = gain - cheaper_gain - price * extra
+            if not (margin > CAUTION * (variance + cheaper_variance) ** 0.5 if extra else margin > 0):
+                break
+        else:
+            held = stats[position][0]
+    return held
 
 
 def segment_of(level: object, watched_ms: int | None, ordered: bool, offered_before: bool) -> str:
@@ -117,6 +202,9 @@ def segment_of(level: object, watched_ms: int | None, ordered: bool, offered_bef
            f"{'again' if offered_before else 'first'}"
 
 
-def _cost(price: float, template: CouponTemplate | None) -> float:
-    face = 0 if template is None else template.terms.face_value or 0
-    return price * face if face else 0.0
+def level_of(segment: str) -> str:
+    return segment.split("|", 1)[0]
+
+
+def _face(template: CouponTemplate | None) -> int:
+    return 0 if template is None else template.terms.face_value or 0

@@ -16,7 +16,7 @@ from livecoupon.domain.campaign import Campaign, Trigger
 from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import Decision, Reason
 from livecoupon.domain.events import Profile
-from livecoupon.domain.offers import Policy, budget_price, segment_of
+from livecoupon.domain.offers import Policy, segment_of
 
 LEVEL_KEYS = ("level", "member_level", "vip")  # profile keys read as the member level
 
@@ -55,7 +55,7 @@ class OfferBook:
         level = next((profile[k] for k in LEVEL_KEYS if profile and k in profile), None)
         segment = segment_of(level, watched_ms, user in self.buyers, user in self.last)
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:offer:{coupon_id}")
-        choice = policy.choose(draw, segment, budget_price(spent, self.campaign.limits.budget))
+        choice = policy.choose(draw, segment, spent, self.campaign.limits.budget)
         self._segments[coupon_id] = segment
         return choice.arm, choice.propensity
 

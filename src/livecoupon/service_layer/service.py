@@ -360,6 +360,13 @@ class LiveService:
         """Why ``user`` got what they got, from the log (off the writer thread: it replays the log)."""
         return explain(self.campaign, (parse_event(raw) for raw in self.store.events()), user)
 
+    def offer_prices(self) -> dict[str, float | None]:
+        """Each offer trigger's budget price λ as its policy last paced it (None: the budget is gone)."""
+        book = self.engine.offers
+        names = {index: name for name, index in book.indexes.items()}
+        return {names[index]: (None if policy.price == float("inf") else round(policy.price, 4))
+                for index, policy in book.policies.items()}
+
     def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
         """Copies of the decisions and orders so far, for metrics computed off the writer thread."""
         return list(self.records.values()), list(self.orders)

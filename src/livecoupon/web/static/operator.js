@@ -173,15 +173,8 @@
 
   function interval(e) { return e && e.ci95 ? money(e.value) + " " + bounds(e) : "—"; }
 
-  /** λ = spent / (budget − spent), the price the policy puts on each yuan of face value (domain/offers.py). */
-  function budgetPrice(spend) {
-    if (spend.budget == null) return 0;
-    var left = spend.budget - spend.spent;
-    return left > 0 ? spend.spent / left : Infinity;
-  }
-
   function offerSummary(o) {
-    var box = C.el("div", "offer-sum"), lam = budgetPrice(o.spend);
+    var box = C.el("div", "offer-sum");
     var policy = C.el("div", "policy");
     policy.append(C.el("span", null, "策略每次决策的订单额 Policy value per decision"),
       C.el("b", null, o.policy && o.policy.ci95 ? money(o.policy.value) : "—"),
@@ -190,11 +183,15 @@
     spend.classList.add("spend");
     spend.append(C.el("em", null, "全活动已发面额 face value issued, whole campaign" + (o.spend.budget == null ? "" :
       " · " + ((100 * o.spend.spent) / o.spend.budget).toFixed(1) + "% · 剩余 left " + C.yuan(o.spend.budget - o.spend.spent))));
-    var price = C.el("div", "lambda");
-    price.append(C.el("span", null, "预算价格 λ budget price"),
-      C.el("b", null, lam === Infinity ? "∞" : String(Number(lam.toPrecision(3)))),
-      C.el("em", null, "已用 ÷ 剩余：每元面额须换回的订单增益 · spent ÷ left: the extra order yuan one yuan of face value must buy"));
-    box.append(policy, spend, price);
+    box.append(policy, spend);
+    if ("price" in o) {  // the live policy's λ (a report of a recorded stream has none)
+      var price = C.el("div", "lambda");
+      price.append(C.el("span", null, "预算价格 λ budget price"),
+        C.el("b", null, o.price === null ? "∞" : String(Number(o.price.toPrecision(3)))),
+        C.el("em", null, "每元面额须换回的订单增益，按剩余预算与已见请求配速 · the extra order yuan one yuan of face " +
+          "value must buy, paced to the budget left per request seen"));
+      box.append(price);
+    }
     return box;
   }
 
