@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,42 @@ def test_spend_never_passes_the_budget() -> None:
     made = run(camp, asking(200))
     spent = sum(d.request.template.terms.face_value for d in made if d.issued and d.request.template)
     assert 0 < spent <= 300 * 100
+
+
+def test_cold_start_holds_the_cheapest_arm_and_only_exploration_tries_coupons() -> None:
+    made = run(campaign(ASK % 0.3), asking(300))  # no orders at all: no coupon has shown a gain
+    greedy = 0.3 / 3 + 0.7
+    assert all(d.request.template is None for d in made if d.request.propensity == pytest.approx(greedy))
+    issued = [d for d in made if d.issued]
+    assert issued and all(d.request.propensity == pytest.approx(0.1) for d in issued)
+
+
+def test_once_the_budget_is_gone_the_policy_prices_every_coupon_out() -> None:
+    camp = campaign(ASK % 0.2, tail="limits: {budget: 200}")
+    events = asking(400, with_orders=True)
+    for e in events:
+        if e["type"] == "order":
+            e["amount"] = 300  # everyone orders: every arm shows the same gain, so the cheapest is held
+    made = run(camp, events)
+    spent = sum(d.request.template.terms.face_value for d in made if d.issued and d.request.template)
+    assert spent <= 200 * 100
+    late = made[-100:]  # long after the budget ran out: no coupon is issued, whatever the policy draws
+    assert not [d for d in late if d.issued]
+    assert {d.reason.value for d in late if d.reason} <= {"no_offer", "over_budget"}
+
+
+def test_an_arm_out_of_stock_is_no_longer_offered_and_the_propensities_say_so() -> None:
+    camp = campaign(ASK % 0.6)
+    limited = camp.coupons["c20"]
+    camp = replace(camp, coupons=camp.coupons | {"c20": replace(limited, stock=5)})
+    made = run(camp, asking(400))
+    c20 = [d for d in made if d.request.template is not None and d.request.template.name == "c20"]
+    assert sum(1 for d in c20 if d.issued) == 5
+    out = [d for d in c20 if not d.issued]
+    assert len(out) == 1 and out[0].reason is not None and out[0].reason.value == "out_of_stock"
+    after = made[made.index(out[0]) + 1:]
+    assert after and all(d.request.template is None or d.request.template.name == "c10" for d in after)
+    assert {round(d.request.propensity or 0, 4) for d in after} <= {round(0.6 / 2, 4), round(0.6 / 2 + 0.4, 4)}
 
 
 def test_an_experiment_can_put_the_policy_against_fixed_coupons_and_a_holdout() -> None:

@@ -83,6 +83,7 @@ class Policy:
     by_level: dict[tuple[str, int], _Tally] = field(default_factory=dict)  # (member level, arm index)
     by_arm: dict[int, _Tally] = field(default_factory=dict)
     by_face: tuple[int, ...] = ()  # arm indexes, cheapest first (ties: file order)
+    exhausted: set[int] = field(default_factory=set)  # arms whose coupon ran out of stock or validity
     demand: dict[str, int] = field(default_factory=dict)  # requests seen per segment
     requests: int = 0
     price: float = 0.0  # λ as last paced
@@ -103,20 +104,31 @@ class Policy:
             self.price = float("inf")
         elif self.requests % PACE_EVERY == 1 or self.price == float("inf"):
             self.price = self.pace(budget - spent)
-        k = len(self.templates)
+        arms = self.available
         greedy = self._best(segment, self.price)
         explore = self.offer.explore
-        index = int(draw.random() * k) if draw.random() < explore else greedy
-        propensity = explore / k + ((1 - explore) if index == greedy else 0.0)
+        index = arms[int(draw.random() * len(arms))] if draw.random() < explore else greedy
+        propensity = explore / len(arms) + ((1 - explore) if index == greedy else 0.0)
         return Choice(self.templates[index], propensity, segment)
+
+    @property
+    def available(self) -> list[int]:
+        """The arms still to be had, in file order (a coupon out of stock or past its validity is not)."""
+        return [i for i in range(len(self.templates)) if i not in self.exhausted]
+
+    def run_out(self, index: int) -> None:
+        """Arm ``index``'s coupon can no longer be issued: choose among the others from now on."""
+        if len(self.available) > 1:
+            self.exhausted.add(index)
 
     def _best(self, segment: str, price: float) -> int:
         return _dearest_worth_it(self._stats(segment), price)
 
     def _stats(self, segment: str) -> list[tuple[int, float, int, float]]:
-        """Per arm, cheapest first: (arm index, gain, face value, variance of its level's mean)."""
+        """Per arm still available, cheapest first: (arm index, gain, face value, variance of its level's mean)."""
         level = level_of(segment)
-        return [(i, self.gain(segment, i), _face(self.templates[i]), self._variance(level, i)) for i in self.by_face]
+        return [(i, self.gain(segment, i), _face(self.templates[i]), self._variance(level, i)) for i in self.by_face
+                if i not in self.exhausted]
 
     def _variance(self, level: str, index: int) -> float:
         tally = self.by_level.get((level, index))
@@ -127,7 +139,8 @@ class Policy:
         spend per request no more than ``left`` allows per request seen (the future as the past)."""
         allowed = left / self.requests
         faces = [_face(t) for t in self.templates]
-        exploring = self.offer.explore * sum(faces) / len(faces)
+        arms = self.available
+        exploring = self.offer.explore * sum(faces[i] for i in arms) / len(arms)
         seen = [(n, self._stats(segment)) for segment, n in self.demand.items()]
 
         def spend(price: float) -> float:

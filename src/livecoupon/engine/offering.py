@@ -64,6 +64,9 @@ class OfferBook:
         for d in decisions:
             r = d.request
             segment = self._segments.pop(r.coupon_id, None)
+            if segment is not None and d.reason in (Reason.OUT_OF_STOCK, Reason.TEMPLATE_EXPIRED):
+                policy = self.policies[self.indexes[r.trigger]]
+                policy.run_out(policy.index_of(r.template))  # no use offering it again
             if segment is None or not (d.issued or d.reason is Reason.NO_OFFER):
                 continue
             index = self.indexes[r.trigger]
