@@ -89,6 +89,7 @@ class CouponModel(_Strict):
 class OfferModel(_Strict):
     arms: list[str | None]
     explore: Number = 0.1
+    plan: Millis | None = None
 
 
 class TriggerModel(_Strict):
@@ -404,7 +405,9 @@ class _Builder:
                 self.error(f"{path}.offer.arms[{j}]", f"{arm!r} is listed twice")
         if not 0 < t.offer.explore <= 1:
             self.error(f"{path}.offer.explore", "must be in (0, 1]")
-        return Offer(tuple(arms), t.offer.explore)
+        if t.offer.plan is not None and t.offer.plan <= 0:
+            self.error(f"{path}.offer.plan", "must be a duration > 0")
+        return Offer(tuple(arms), t.offer.explore, t.offer.plan)
 
     def _audience(self, path: str, t: TriggerModel) -> Audience:
         if t.when not in _AUDIENCES:

@@ -46,6 +46,7 @@ BUDGET_PER_VIEWER = 8  # yuan: less than the best arms would spend on everyone (
 FIXED_ARMS = ("c10", "c20")
 HEARTBEAT_S = 30  # SPEC §2: clients send one every ≤ 30 s
 BAR = 1.2
+OFFER_YAML = "offer: {arms: [c10, c20, null], explore: 0.1}"
 
 CAMPAIGN = """\
 campaign: offer-sim
@@ -61,9 +62,9 @@ limits: {{budget: {budget}}}
 """
 
 
-def campaign(arm: str, viewers: int = VIEWERS) -> Campaign:
+def campaign(arm: str, viewers: int = VIEWERS, offer: str = OFFER_YAML) -> Campaign:
     """The offer campaign (``arm="offer"``), or the same trigger with one fixed coupon."""
-    choice = "offer: {arms: [c10, c20, null], explore: 0.1}" if arm == "offer" else f"coupon: {arm}"
+    choice = offer if arm == "offer" else f"coupon: {arm}"
     return parse_campaign(CAMPAIGN.format(choice=choice, budget=BUDGET_PER_VIEWER * viewers))
 
 
@@ -276,3 +277,15 @@ def test_off_policy_intervals_cover_the_true_value_of_each_fixed_arm(runs: dict[
             covered += low <= truth <= high
             cases.append((seed, arm, round(truth, 1), round(low, 1), round(high, 1)))
     assert covered >= 0.9 * len(cases), cases
+
+
+def test_told_the_broadcasts_length_the_policy_spends_its_budget_and_gains_half_as_much_again(
+        audiences: dict[int, list[Asker]], runs: dict[int, dict[str, Run]]) -> None:
+    """``offer.plan`` (how long the budget should last): paced over the hour, the policy spends it all."""
+    planned = "offer: {arms: [c10, c20, null], explore: 0.1, plan: 60m}"
+    budget = BUDGET_PER_VIEWER * VIEWERS * 100
+    for seed, people in audiences.items():
+        paced = run(campaign("offer", offer=planned), people)
+        best_fixed = max(runs[seed][arm].gain for arm in FIXED_ARMS)
+        assert 0.97 * budget <= paced.spent <= budget, (seed, paced.spent)
+        assert paced.gain >= 1.5 * best_fixed, (seed, paced.gain / best_fixed)

@@ -37,6 +37,7 @@ from livecoupon.domain.coupons import CouponTemplate
 SHRINK = 20.0  # pseudo-offers of the wider mean (the level's, the arm's) in every segment
 CAUTION = 1.0  # standard errors a coupon's gain must clear
 PACE_EVERY = 32  # requests between two recomputations of the price
+PLAN_WARMUP_MS = 60_000  # with a plan, the request rate is measured over at least this long
 MAX_PRICE = 1_000.0  # fen of gain per fen of face value: beyond any coupon's worth
 
 
@@ -46,6 +47,7 @@ class Offer:
 
     arms: tuple[str | None, ...]
     explore: float = 0.1
+    plan_ms: int | None = None  # how long the budget should last, from the trigger's first request
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Policy:
     demand: dict[str, int] = field(default_factory=dict)  # requests seen per segment
     requests: int = 0
     price: float = 0.0  # λ as last paced
+    first_at: int | None = None  # the first request's time (ms), where a plan starts
 
     @classmethod
     def of(cls, offer: Offer, coupons: dict[str, CouponTemplate]) -> Policy:
@@ -94,16 +97,18 @@ class Policy:
         cheapest_first = sorted(range(len(templates)), key=lambda i: (_face(templates[i]), i))
         return cls(offer, templates, by_face=tuple(cheapest_first))
 
-    def choose(self, draw: random.Random, segment: str, spent: int, budget: int | None) -> Choice:
-        """The arm for one user in ``segment``, with ``spent`` fen of ``budget`` gone."""
+    def choose(self, draw: random.Random, segment: str, spent: int, budget: int | None, at: int = 0) -> Choice:
+        """The arm for one user in ``segment`` at ``at`` (ms), with ``spent`` fen of ``budget`` gone."""
         self.demand[segment] = self.demand.get(segment, 0) + 1
         self.requests += 1
+        if self.first_at is None:
+            self.first_at = at
         if budget is None:
             self.price = 0.0
         elif spent >= budget:
             self.price = float("inf")
         elif self.requests % PACE_EVERY == 1 or self.price == float("inf"):
-            self.price = self.pace(budget - spent)
+            self.price = self.pace(budget - spent, self.to_come(at))
         arms = self.available
         greedy = self._best(segment, self.price)
         explore = self.offer.explore
@@ -134,10 +139,20 @@ class Policy:
         tally = self.by_level.get((level, index))
         return tally.variance_of_mean() if tally is not None else float("inf")
 
-    def pace(self, left: int) -> float:
+    def to_come(self, at: int) -> float:
+        """How many requests are still to come: as many again as so far (the future as the past), or,
+        with a ``plan``, as many as the rate so far brings in the planned time left (none past it)."""
+        plan = self.offer.plan_ms
+        if plan is None or self.first_at is None:
+            return float(self.requests)
+        elapsed = max(at - self.first_at, PLAN_WARMUP_MS)
+        return self.requests * max(0, plan - (at - self.first_at)) / elapsed
+
+    def pace(self, left: int, to_come: float | None = None) -> float:
         """The least λ at which the greedy arms of the segments seen so far, with exploration's share,
-        spend per request no more than ``left`` allows per request seen (the future as the past)."""
-        allowed = left / self.requests
+        spend per request no more than ``left`` allows for each request ``to_come`` (default: as many
+        as seen so far)."""
+        allowed = left / max(1.0, self.requests if to_come is None else to_come)
         faces = [_face(t) for t in self.templates]
         arms = self.available
         exploring = self.offer.explore * sum(faces[i] for i in arms) / len(arms)

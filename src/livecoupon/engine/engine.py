@@ -454,7 +454,7 @@ class Engine:
             facts = self.facts.get(user)
             template, propensity = self.offers.choose(trigger, user, coupon_id, facts.profile if facts else None,
                                                       firing.at - viewer.joined_at if viewer else None,
-                                                      self.store.spent(campaign.campaign))
+                                                      self.store.spent(campaign.campaign), firing.at)
         elif coupon is not None:
             template = campaign.coupons[coupon]
         request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,

@@ -48,14 +48,14 @@ class OfferBook:
         return book
 
     def choose(self, trigger: Trigger, user: str, coupon_id: str, profile: Profile | None,
-               watched_ms: int | None, spent: int) -> tuple[CouponTemplate | None, float]:
+               watched_ms: int | None, spent: int, at: int) -> tuple[CouponTemplate | None, float]:
         """The policy's arm for one user and its propensity, with ``spent`` fen of the budget gone;
         random draws from the decision's own id."""
         policy = self.policies[trigger.index]
         level = next((profile[k] for k in LEVEL_KEYS if profile and k in profile), None)
         segment = segment_of(level, watched_ms, user in self.buyers, user in self.last)
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:offer:{coupon_id}")
-        choice = policy.choose(draw, segment, spent, self.campaign.limits.budget)
+        choice = policy.choose(draw, segment, spent, self.campaign.limits.budget, at)
         self._segments[coupon_id] = segment
         return choice.arm, choice.propensity
 
