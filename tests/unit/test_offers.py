@@ -161,6 +161,8 @@ def test_an_experiment_can_put_the_policy_against_fixed_coupons_and_a_holdout() 
     ("{arms: [c10, c10]}", "triggers[0].offer.arms[1]: 'c10' is listed twice"),
     ("{arms: [c10, null], explore: 0}", "triggers[0].offer.explore: must be in (0, 1]"),
     ("{arms: [c10, null], explore: 1.5}", "triggers[0].offer.explore: must be in (0, 1]"),
+    ("{arms: [c10, null], plan: 0}", "triggers[0].offer.plan: must be a duration > 0"),
+    ("{arms: [c10, null], plan: soon}", "triggers[0].offer.plan"),
 ])
 def test_offers_are_validated(offer: str, error: str) -> None:
     with pytest.raises(CampaignError) as info:
