@@ -128,7 +128,10 @@ def test_two_gateways_and_two_workers_decide_as_a_replay_and_survive_a_worker_ki
         wait_logged(pg_url, "killworker", len(events))
         with httpx.Client(headers={"X-API-Key": API_KEY}) as client:
             held = client.get(f"{cluster.workers[1].url}/v1/admin/health").json()["partitions"]
+            scraped = client.get(f"{cluster.workers[1].url}/metrics").text
         assert held == list(range(8)), "the surviving worker holds every partition"
+        assert "livecoupon_partitions_held 8.0" in scraped
+        assert 'livecoupon_bus_pending_batches{partition="0"} 0.0' in scraped, "nothing left on the bus"
     live, again = export_and_replay(tmp_path, pg_url, "killworker", config)
     issued = lines(live / "issued.jsonl")
     assert {d["trigger"] for d in issued} >= {"newcomer", "dwell", "passphrase", "kou1"}

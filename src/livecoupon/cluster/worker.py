@@ -12,13 +12,16 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, Response
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from livecoupon.api import errors
 from livecoupon.api.auth import Credentials, Role, require
@@ -47,6 +50,7 @@ class Partition:
     lease: Lease
     service: LiveService
     position: int  # the last stream sequence in the partition's log (read and written on its writer thread)
+    pending: int = 0  # batches on the bus not yet applied (the consumer's count, plus those in the inbox)
     inbox: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
     subscription: Subscription | None = None
     task: asyncio.Task[None] | None = None
@@ -175,6 +179,7 @@ class Worker:
             batch = [await inbox.get()]
             while not inbox.empty() and len(batch) < BATCHES_PER_ROUND:
                 batch.append(inbox.get_nowait())
+            partition.pending = batch[-1].metadata.num_pending + inbox.qsize() + len(batch)
             try:
                 made, replayed = await partition.service.call(self._apply, partition, batch)
             except Fenced:
@@ -185,6 +190,7 @@ class Worker:
                 log.exception("applying partition %d failed; giving it up to be started again", partition.number)
                 await self._drop(partition.number, release=True)
                 return
+            partition.pending -= len(batch)
             for msg, decisions in made:
                 await self._done(msg, partition.number, wire.done_of("", partition.number, decisions))
             for msg in replayed:
@@ -299,5 +305,35 @@ def worker_app(worker: Worker, credentials: Credentials,
         return {"ok": True, "role": "worker", "worker": worker.id, "partitions": sorted(worker.held),
                 "events": sum(p.service.events_applied for p in worker.held.values())}
 
+    registry = CollectorRegistry()
+    registry.register(_WorkerCollector(worker))
+
+    @app.get("/metrics")
+    async def metrics(x_api_key: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus text: the partitions held, how far each has applied, and the bus lag."""
+        require(credentials.identify(x_api_key) if x_api_key else None, Role.OPERATOR)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     errors.install(app)
     return app
+
+
+class _WorkerCollector(Collector):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        held = dict(self.worker.held)
+        yield GaugeMetricFamily("livecoupon_partitions_held", "Partitions this worker holds a lease on",
+                                value=len(held))
+        lag = GaugeMetricFamily("livecoupon_bus_pending_batches", "Batches on the bus not yet applied, per partition",
+                                labels=["partition"])
+        applied = GaugeMetricFamily("livecoupon_bus_applied_sequence", "The last stream sequence in each partition's "
+                                    "log", labels=["partition"])
+        events = CounterMetricFamily("livecoupon_events_applied", "Events and operator commands applied since the "
+                                     "partition was taken (its log re-applied included)", labels=["partition"])
+        for number, partition in sorted(held.items()):
+            lag.add_metric([str(number)], partition.pending)
+            applied.add_metric([str(number)], partition.position)
+            events.add_metric([str(number)], partition.service.events_applied)
+        yield from (lag, applied, events)
