@@ -142,5 +142,7 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
             yield
 
     around = [connected, listening] + ([working] if worker is not None else [])
+    merchant = ledger_from_env(campaign)  # the workers create the coupons; a gateway takes the merchant's reports
     return create_app(gateway, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
-                      throttle=Throttle.from_env(), around=around)
+                      throttle=Throttle.from_env(), around=around,
+                      merchant_secret=merchant.config.secret if merchant is not None else None)

@@ -26,10 +26,11 @@ STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 def create_app(service: Service, *, credentials: Credentials, agora_secret: str | None = None,
                webhooks: WebhookPort | None = None, throttle: Throttle | None = None,
-               ledger: LedgerSender | None = None,
+               ledger: LedgerSender | None = None, merchant_secret: str | None = None,
                around: Sequence[Callable[[Runtime], contextlib.AbstractAsyncContextManager[object]]] = ()) -> FastAPI:
     """Wire the routes to ``service``; ``credentials`` say who may call what; ``ledger`` is the
-    merchant's coupon system, for a campaign with a ``ledger``. ``around`` are entered, in order,
+    merchant's coupon system, for a campaign with a ``ledger`` (``merchant_secret`` alone: its reports
+    are taken here, the coupons created elsewhere). ``around`` are entered, in order,
     before the runtime starts and left after it stops (scaled out: the bus, the worker)."""
     runtime = Runtime(service, credentials, webhooks, throttle=throttle or Throttle(), ledger=ledger)
 
@@ -66,8 +67,9 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
     app.include_router(operator.router)
     app.include_router(campaigns.router)
     app.include_router(operator.console_router)
-    if ledger is not None:
-        app.include_router(merchant_router(ledger.config.secret))
+    secret = ledger.config.secret if ledger is not None else merchant_secret  # (a gateway has only the secret)
+    if secret is not None:
+        app.include_router(merchant_router(secret))
     if agora_secret:
         from livecoupon.api.agora import agora_router
 

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from livecoupon.cluster.partitions import Subjects
 
@@ -73,11 +73,20 @@ class Bus:
         except BadRequestError:  # exists with other settings (an older deployment): keep what it has
             log.info("stream %s exists; keeping its settings", config.name)
 
-    async def publish_events(self, partition: int, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        """Put a partition's batch on the bus; its stream sequence once stored (the same one for a duplicate)."""
+    async def publish_events(self, partition: int, body: bytes, headers: dict[str, str], timeout: float) -> bool:
+        """Put a partition's batch on the bus, once stored; False if it was there already (a retry within
+        the duplicate window: the same message, applied once)."""
         ack = await self.nc.jetstream().publish(self.subjects.events(partition), body, timeout=timeout,
                                                 headers={"Nats-Msg-Id": batch_id(partition, body), **headers})
-        return int(ack.seq)
+        return not ack.duplicate
+
+    async def last_sequence(self, partition: int) -> int:
+        """The stream sequence of the partition's latest message on the bus (0: none)."""
+        try:
+            found = await self.nc.jetstream().get_last_msg(self.subjects.stream, self.subjects.events(partition))
+        except NotFoundError:
+            return 0
+        return int(found.seq or 0)
 
     async def follow(self, partition: int, after: int, handle: Handler) -> Subscription:
         """Every batch of ``partition`` after stream sequence ``after``, in bus order (an ordered consumer:
@@ -86,8 +95,14 @@ class Bus:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
         else:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        return await self.nc.jetstream().subscribe(self.subjects.events(partition), cb=handle, config=config,
-                                                   ordered_consumer=True, idle_heartbeat=2.0)
+        subscription = await self.nc.jetstream().subscribe(self.subjects.events(partition), cb=handle, config=config,
+                                                           ordered_consumer=True, idle_heartbeat=2.0)
+        # nats-py's ordered consumer restarts itself after its last delivered sequence, which is 0 until a first
+        # message arrives: a reset before then (a NATS restart) would re-deliver the subject from the start
+        jsi = getattr(subscription, "_jsi", None)
+        if jsi is not None and getattr(jsi, "_sseq", None) == 0:
+            jsi._sseq = after
+        return subscription
 
     async def tell(self, subject: str, body: bytes) -> None:
         """Fire and forget, on core NATS."""

@@ -76,6 +76,7 @@ class GatewayService:
         self._waiting: dict[str, _Waiting] = {}
         self._paid = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="livecoupon-gateway")
+        self._waiting_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="livecoupon-gateway-bus")
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -95,8 +96,11 @@ class GatewayService:
                     await sub.unsubscribe()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` on one of the gateway's threads (each has its own store connection)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Run ``fn`` on one of the gateway's threads: the store's (each with its connection), or, for what
+        waits on the bus (up to 5 s while a worker fails over), threads of their own, so coupons and
+        checkout are served meanwhile."""
+        waits = getattr(fn, "__func__", None) in _WAITS_ON_THE_BUS
+        return await asyncio.get_running_loop().run_in_executor(self._waiting_pool if waits else self._pool, fn, *args)
 
     def now(self) -> int:
         return self.clock.now()
@@ -114,6 +118,7 @@ class GatewayService:
         return []
 
     def close(self) -> None:
+        self._waiting_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         self.store.close()
 
@@ -126,7 +131,10 @@ class GatewayService:
         return result
 
     def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
-        return self._publish([Event("operator", room, self.clock.now(), command=command)]).decisions
+        """An operator command, on the bus like an event; its id makes its copies (one per partition, for a
+        campaign-wide one, each logged at its partition's time) one command in the merged export."""
+        event = Event("operator", room, self.clock.now(), f"op:{uuid.uuid4().hex}", command=command)
+        return self._publish([event]).decisions
 
     def pause(self, trigger: str, paused: bool) -> None:
         if all(t.name != trigger for t in self.campaign.triggers):
@@ -229,19 +237,25 @@ class GatewayService:
         headers = {"lc-gateway": self.id, "lc-batch": batch}
         try:
             try:
-                await asyncio.gather(*(self.bus.publish_events(p, wire.encode(group), headers, PUBLISH_TIMEOUT_S)
-                                       for p, group in groups.items()))
+                stored = await asyncio.gather(*(self.bus.publish_events(p, wire.encode(group), headers,
+                                                                        PUBLISH_TIMEOUT_S)
+                                                for p, group in groups.items()))
             except Exception as exc:  # NATS away or JetStream not answering: the client retries (the same
                 # batch is the same message, so a part that did get stored is not stored twice)
                 log.warning("publishing a batch failed: %s", exc)
                 raise Unavailable("事件总线暂不可用，请重试 / the event bus did not take the events; retry "
                                   "(a part already taken is not applied twice)") from None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiting.all_done.wait(), ANSWER_WITHIN_S)
+            # a part already on the bus (a client's retry) was applied, or will be, under its first request:
+            # its decisions are not this request's to report, and no done notice comes for it
+            waiting.parts = sum(stored)
+            if waiting.parts and len(waiting.done) < waiting.parts:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting.all_done.wait(), ANSWER_WITHIN_S)
         finally:
             self._waiting.pop(batch, None)
         result = Submitted(accepted=len(events))
-        if not waiting.all_done.is_set() or any(d.replayed for d in waiting.done):
+        caught_up = len(waiting.done) >= waiting.parts
+        if not caught_up or not all(stored) or any(d.replayed for d in waiting.done):
             result.queued = True
             return result
         result.counts = (sum(d.issued for d in waiting.done), sum(d.suppressed for d in waiting.done))
@@ -256,7 +270,7 @@ class GatewayService:
         if waiting is None or any(d.partition == done.partition for d in waiting.done):
             return
         waiting.done.append(done)
-        if len(waiting.done) == waiting.parts:
+        if len(waiting.done) >= waiting.parts:
             waiting.all_done.set()
 
     async def _on_push(self, msg: Msg) -> None:
@@ -302,3 +316,7 @@ class GatewayService:
         records = list(self.store.decisions(self.campaign.campaign))
         orders = [e for e in map(parse_event, merged_log(self.store)) if e.type == "order"]
         return records, orders
+
+
+_WAITS_ON_THE_BUS = {GatewayService.submit, GatewayService.command, GatewayService.pause,
+                     GatewayService.issue_manually, GatewayService.issue_to_present}

@@ -8,20 +8,24 @@ partition ends by advancing ``applied`` *where owner and epoch are still its own
 (:meth:`PartitionStore.seal`): a worker that was paused past its lease and wakes up finds no
 row, raises :class:`~livecoupon.service_layer.service.Fenced`, and its transaction rolls
 back — so a partition's log is only ever written by its current owner, and a takeover
-(which waits on that row lock) sees everything the previous owner committed.
+(which cannot lock that row before the old owner's transaction ends) sees everything the previous
+owner committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from livecoupon.service_layer.service import Fenced
 from livecoupon.store.postgres import PostgresStore, schema_name
 
+T = TypeVar("T")
 LEASE_SECONDS = 5.0  # a dead worker's partitions move within this, plus one renewal period
 RENEW_SECONDS = 1.0
 
@@ -41,20 +45,39 @@ class Lease:
 
 
 class LeaseBook:
-    """The ``partitions`` and ``workers`` tables of one deployment (its own connection; call from one thread)."""
+    """The ``partitions`` and ``workers`` tables of one deployment, over a connection of its own that is
+    opened again after it is lost (a PostgreSQL restart or failover). Call it from one thread at a time."""
 
     def __init__(self, url: str, name: str, partitions: int, worker: str, lease_s: float = LEASE_SECONDS) -> None:
         self.worker, self.lease_s = worker, lease_s
-        self._db = psycopg.connect(url, autocommit=True)
-        self.partitions = prepare(self._db, name, partitions)
+        self._url, self._name = url, name
+        self._conn: psycopg.Connection[Any] | None = None
+        self.partitions = partitions
+        self.partitions = self._do(lambda db: prepare(db, name, partitions))
+
+    def _do(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` on the connection, opening it (again) if need be; a lost connection is dropped, to be
+        opened afresh by the next call."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            self._conn.execute(f"SET search_path TO {schema_name(self._name)}")
+        try:
+            return work(self._conn)
+        except psycopg.OperationalError:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            raise
 
     def rebalance(self, held: dict[int, int]) -> tuple[list[Lease], list[int], list[int]]:
         """One renewal round: renew ``held`` (partition → epoch), take free or expired partitions up to a fair
         share of the live workers. Returns (taken, lost, surplus): the leases taken, the partitions this worker
         no longer holds, and those it holds beyond its share (to release once drained)."""
+        return self._do(lambda db: self._rebalance(db, held))
+
+    def _rebalance(self, db: psycopg.Connection[Any], held: dict[int, int]) -> tuple[list[Lease], list[int], list[int]]:
         ttl = f"{self.lease_s} seconds"
-        with self._db.transaction():
-            db = self._db
+        with db.transaction():
             db.execute("INSERT INTO workers (id, seen_at) VALUES (%s, now()) "
                        "ON CONFLICT (id) DO UPDATE SET seen_at = now()", (self.worker,))
             db.execute("DELETE FROM workers WHERE seen_at < now() - %s::interval", (ttl,))
@@ -78,19 +101,27 @@ class LeaseBook:
 
     def release(self, partition: int, epoch: int) -> None:
         """Give a partition up (drained, or on a clean shutdown): the next worker need not wait out the lease."""
-        self._db.execute("UPDATE partitions SET owner = NULL, expires_at = 'epoch' "
-                         "WHERE partition = %s AND owner = %s AND epoch = %s", (partition, self.worker, epoch))
+        self._do(lambda db: db.execute("UPDATE partitions SET owner = NULL, expires_at = 'epoch' "
+                                       "WHERE partition = %s AND owner = %s AND epoch = %s",
+                                       (partition, self.worker, epoch)))
+
+    def release_all(self) -> None:
+        """Give up every partition this worker holds (a clean shutdown)."""
+        self._do(lambda db: db.execute("UPDATE partitions SET owner = NULL, expires_at = 'epoch' WHERE owner = %s",
+                                       (self.worker,)))
 
     def leave(self) -> None:
-        self._db.execute("DELETE FROM workers WHERE id = %s", (self.worker,))
+        self._do(lambda db: db.execute("DELETE FROM workers WHERE id = %s", (self.worker,)))
 
     def owners(self) -> dict[int, tuple[str | None, int, int]]:
         """partition → (owner, epoch, applied), for operators and tests."""
-        rows = self._db.execute("SELECT partition, owner, epoch, applied FROM partitions ORDER BY partition")
+        rows = self._do(lambda db: db.execute("SELECT partition, owner, epoch, applied FROM partitions "
+                                              "ORDER BY partition").fetchall())
         return {p: (o, e, a) for p, o, e, a in rows}
 
     def close(self) -> None:
-        self._db.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 def prepare(db: psycopg.Connection[Any], name: str, partitions: int) -> int:

@@ -22,7 +22,7 @@ def merged_log(store: RelationalStore) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()  # a campaign-wide command is in every partition's log: once here
     for event in heapq.merge(*(store.events(log=name) for name in logs), key=lambda e: float(e["ts"])):
         if event.get("room") == CAMPAIGN_WIDE:
-            body = json.dumps(event, sort_keys=True)
+            body = event.get("id") or json.dumps(event, sort_keys=True)
             if body in seen:
                 continue
             seen.add(body)

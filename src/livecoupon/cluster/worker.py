@@ -13,9 +13,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 from fastapi import FastAPI, Header, Response
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -36,8 +38,10 @@ from livecoupon.domain.decisions import Decision, coupon_of
 from livecoupon.domain.events import Event, EventError, parse_event
 from livecoupon.engine.clock import ClockMode
 from livecoupon.service_layer.service import Fenced, LiveService, SnapshotPolicy
+from livecoupon.store.postgres import PostgresStore
 
 log = logging.getLogger("livecoupon.worker")
+T = TypeVar("T")
 BATCHES_PER_ROUND = 256  # bus messages applied in one transaction
 TICK_SECONDS = 0.02
 ROOMS_SECONDS = 1.0
@@ -51,6 +55,8 @@ class Partition:
     service: LiveService
     position: int  # the last stream sequence in the partition's log (read and written on its writer thread)
     pending: int = 0  # batches on the bus not yet applied (the consumer's count, plus those in the inbox)
+    ready: bool = True  # caught up with the bus as it was at takeover: only then does the machine's clock fire timers
+    catch_up_to: int = 0  # the partition's last stream sequence at takeover
     inbox: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
     subscription: Subscription | None = None
     task: asyncio.Task[None] | None = None
@@ -72,8 +78,10 @@ class Worker:
         self.partition_count, self.lease_s = partitions, lease_s
         self.ledger = ledger
         self.held: dict[int, Partition] = {}
-        self._starting: dict[int, asyncio.Task[None]] = {}
+        self._starting: dict[int, tuple[Lease, asyncio.Task[None]]] = {}  # taken, being rebuilt
         self._book: LeaseBook | None = None
+        self._lease_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-leases")
+        self._tasks: set[asyncio.Task[None]] = set()  # pushes in flight (a task needs a reference to live)
 
     @property
     def book(self) -> LeaseBook:
@@ -81,10 +89,14 @@ class Worker:
             raise RuntimeError("the worker is not running")
         return self._book
 
+    async def _leasing(self, fn: Callable[..., T], *args: Any) -> T:
+        """The lease book's calls, one at a time on a thread of their own."""
+        return await asyncio.get_running_loop().run_in_executor(self._lease_thread, fn, *args)
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        self._book = await asyncio.to_thread(LeaseBook, self.url, self.name, self.partition_count, self.id,
-                                             self.lease_s)
+        await asyncio.to_thread(lambda: PostgresStore(self.url, self.name).close())  # the deployment's tables
+        self._book = await self._leasing(LeaseBook, self.url, self.name, self.partition_count, self.id, self.lease_s)
         self.partition_count = self.book.partitions
         if self.ledger is not None:
             self.ledger.confirmed = self._confirmed
@@ -97,15 +109,19 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for task in self._starting.values():
+            for _, task in list(self._starting.values()):
                 task.cancel()
-            await asyncio.gather(*self._starting.values(), return_exceptions=True)
+            await asyncio.gather(*(task for _, task in self._starting.values()), return_exceptions=True)
             for number in list(self.held):
-                await self._drop(number, release=True)
+                await self._drop(number)
             if self.ledger is not None:
                 await self.ledger.stop()
-            await asyncio.to_thread(self.book.leave)
-            await asyncio.to_thread(self.book.close)
+            # after any renewal still running on the lease thread: give up everything, then leave
+            with contextlib.suppress(Exception):
+                await self._leasing(self.book.release_all)
+                await self._leasing(self.book.leave)
+            await self._leasing(self.book.close)
+            self._lease_thread.shutdown(wait=False)
 
     # -- leases ---------------------------------------------------------------------------
     async def _leases(self) -> None:
@@ -118,22 +134,24 @@ class Worker:
 
     async def _rebalance(self) -> None:
         held = {n: p.lease.epoch for n, p in self.held.items()}
-        held |= {n: -1 for n in self._starting}  # being started: not renewable yet, not to be taken twice
-        taken, lost, surplus = await asyncio.to_thread(self.book.rebalance, {n: e for n, e in held.items() if e >= 0})
+        held |= {n: lease.epoch for n, (lease, _) in self._starting.items()}  # renewed while they are rebuilt
+        taken, lost, surplus = await self._leasing(self.book.rebalance, held)
         for number in lost:
-            if number in self.held:
-                log.warning("worker %s lost partition %d", self.id, number)
-                await self._drop(number)
+            log.warning("worker %s lost partition %d", self.id, number)
+            await self._drop(number)
         for lease in taken:
             if lease.partition not in self.held and lease.partition not in self._starting:
-                self._starting[lease.partition] = asyncio.create_task(self._start(lease))
+                task = asyncio.create_task(self._start(lease))
+                self._starting[lease.partition] = (lease, task)
         for number in surplus:
             await self._drop(number, release=True)
 
     async def _start(self, lease: Lease) -> None:
         number = lease.partition
+        store: PartitionStore | None = None
+        service: LiveService | None = None
         try:
-            store = await asyncio.to_thread(PartitionStore, self.url, self.name, log_name(number))
+            store = PartitionStore(self.url, self.name, log_name(number), prepare=False)  # connects on first use
             service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy,
                                   preload_records=False)
             partition = Partition(lease, service, lease.applied)
@@ -141,21 +159,46 @@ class Worker:
             loop = asyncio.get_running_loop()
             service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, made))
             replayed = await service.call(service.rebuild)
+            caught_up_at = await self.bus.last_sequence(number)
+            partition.ready = caught_up_at <= lease.applied
+            partition.catch_up_to = caught_up_at
             self.held[number] = partition
             partition.subscription = await self.bus.follow(number, lease.applied, partition.inbox.put)
             partition.task = asyncio.create_task(self._apply_loop(partition))
             if self.ledger is not None:
                 owed = await service.call(store.unconfirmed, self.campaign.campaign)
                 self.ledger.enqueue([c for c in owed if partition_of(c.room, self.partition_count) == number])
-            log.info("worker %s took partition %d (epoch %d, bus at %d, %d log entries re-applied)",
-                     self.id, number, lease.epoch, lease.applied, replayed)
+            log.info("worker %s took partition %d (epoch %d, bus at %d of %d, %d log entries re-applied)",
+                     self.id, number, lease.epoch, lease.applied, caught_up_at, replayed)
+        except asyncio.CancelledError:
+            if number not in self.held and service is not None:
+                await asyncio.to_thread(service.close)
+            raise
         except Exception:
-            log.exception("could not start partition %d; its lease will lapse", number)
-            await self._drop(number)
+            log.exception("could not start partition %d; giving its lease up", number)
+            if number in self.held:
+                await self._drop(number, release=True)
+            else:
+                if service is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(service.close)
+                elif store is not None:
+                    store.close()
+                with contextlib.suppress(Exception):
+                    await self._leasing(self.book.release, number, lease.epoch)
         finally:
             self._starting.pop(number, None)
 
     async def _drop(self, number: int, release: bool = False) -> None:
+        starting = self._starting.pop(number, None)
+        if starting is not None:  # lost or surplus while being rebuilt
+            lease, task = starting
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if release:
+                with contextlib.suppress(Exception):
+                    await self._leasing(self.book.release, number, lease.epoch)
+            return
         partition = self.held.pop(number, None)
         if partition is None:
             return
@@ -170,7 +213,7 @@ class Worker:
             await asyncio.to_thread(service.close)
         if release:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.book.release, number, partition.lease.epoch)
+                await self._leasing(self.book.release, number, partition.lease.epoch)
 
     # -- applying ---------------------------------------------------------------------------
     async def _apply_loop(self, partition: Partition) -> None:
@@ -191,6 +234,8 @@ class Worker:
                 await self._drop(partition.number, release=True)
                 return
             partition.pending -= len(batch)
+            if not partition.ready and partition.position >= partition.catch_up_to:
+                partition.ready = True
             for msg, decisions in made:
                 await self._done(msg, partition.number, wire.done_of("", partition.number, decisions))
             for msg in replayed:
@@ -215,7 +260,12 @@ class Worker:
 
     def _events(self, msg: Msg) -> list[Event]:
         events = []
-        for raw in wire.decode_events(msg.data):
+        try:
+            raws = wire.decode_events(msg.data)
+        except msgspec.DecodeError as exc:  # not a gateway's message: skipped (logged), never retried forever
+            log.error("partition message %d is not a batch of events, skipped: %s", msg.metadata.sequence.stream, exc)
+            return []
+        for raw in raws:
             try:
                 events.append(parse_event(raw))
             except EventError as exc:  # checked by the gateway: only a gateway of another version gets here
@@ -235,7 +285,9 @@ class Worker:
         records = [d.record() for d in made]
         for start in range(0, len(records), wire.PUSH_RECORDS):
             body = wire.encode(wire.Push(records=records[start:start + wire.PUSH_RECORDS]))
-            asyncio.get_running_loop().create_task(self.bus.tell(self.bus.subjects.push, body))
+            task = asyncio.get_running_loop().create_task(self.bus.tell(self.bus.subjects.push, body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         if self.ledger is not None:
             issued = [coupon_of(d) for d in made if d.issued]
             if issued:
@@ -257,14 +309,16 @@ class Worker:
             for partition in list(self.held.values()):
                 service = partition.service
                 due = service.next_due
-                if due is None or due > service.now():
-                    continue
+                if not partition.ready or due is None or due > service.now():
+                    continue  # (a partition still catching up fires its timers as its events say)
                 try:
                     await service.call(service.tick)
                 except Fenced:
                     await self._drop(partition.number)
                 except Exception:
-                    log.exception("timers of partition %d failed", partition.number)
+                    log.exception("timers of partition %d failed; giving it up to be started again",
+                                  partition.number)
+                    await self._drop(partition.number, release=True)
 
     async def _rooms(self) -> None:
         while True:

@@ -118,6 +118,8 @@ def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submi
             if event.command is not None:
                 raise EventError("type", "operator events come only from the service's own log "
                                          "(use the /v1/admin endpoints)")
+            if event.room == CAMPAIGN_WIDE:
+                raise EventError("room", f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
             clock.admit(event.ts)
         except EventError as exc:
             result.rejected.append({"index": index, "error": str(exc)})
@@ -208,10 +210,13 @@ class LiveService:
         return snapshot.position
 
     def snapshot(self) -> int:
-        """Write the engine's state down at the current log position; returns the position."""
-        position = self.store.log_position()
-        body = snapshots.dump(self.engine, {"orders": self.orders, "events_applied": self.events_applied})
-        self.store.save_snapshot(Snapshot(position, self._fingerprint, body))
+        """Write the engine's state down at the current log position; returns the position. Sealed like
+        any write: a worker that has lost the partition writes no snapshot (its position could be the
+        new owner's)."""
+        with self._transaction():
+            position = self.store.log_position()
+            body = snapshots.dump(self.engine, {"orders": self.orders, "events_applied": self.events_applied})
+            self.store.save_snapshot(Snapshot(position, self._fingerprint, body))
         self._since_snapshot, self._snapshot_at = 0, time.monotonic()
         return position
 

@@ -72,11 +72,15 @@ class PostgresStore(RelationalStore):
 
     BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
-    def __init__(self, url: str, name: str = DEFAULT_NAME, log: str = "") -> None:
+    def __init__(self, url: str, name: str = DEFAULT_NAME, log: str = "", prepare: bool = True) -> None:
+        """``prepare=False``: the deployment's tables exist already; no connection is opened until first used
+        (so a partition's store connects on its own writer thread)."""
         super().__init__(log)
         self.url = url
         self.schema = schema_name(name)
         self._sql: dict[str, str] = {}
+        if not prepare:
+            return
         with self.unit_of_work():
             self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")

@@ -95,6 +95,10 @@ class RelationalStore(ABC):
     @property
     def _db(self) -> Any:
         db = getattr(self._local, "db", None)
+        if db is not None and (getattr(db, "broken", False) or getattr(db, "closed", False)):
+            with self._all_lock:  # lost (a PostgreSQL restart or failover): this thread opens a new one
+                self._all.remove(db)
+            db = None
         if db is None:
             db = self._connect()
             self._local.db, self._local.depth = db, 0
