@@ -59,10 +59,11 @@ class TooManyRequests(LivecouponError):
 
 
 class Unavailable(LivecouponError):
-    """Scaled out, the bus could not take the events (nothing was accepted): retry (503, Retry-After)."""
+    """Something the service stands on is away for a moment — scaled out, the bus or the store (503,
+    Retry-After): retry. (A batch the bus took before it failed to answer is applied once all the same.)"""
 
     status = 503
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__("bus_unavailable", message, None)
+    def __init__(self, message: str, retry_after: int = 1, code: str = "bus_unavailable") -> None:
+        super().__init__(code, message, None)
         self.retry_after = retry_after

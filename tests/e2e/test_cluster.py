@@ -278,3 +278,32 @@ def test_with_every_worker_down_a_gateway_answers_202_and_the_decisions_follow(t
         wait_logged(pg_url, "noworker", len(events))
         coupons = client.get(f"{cluster.urls[0]}/v1/users/room-0:v0000/coupons").json()["coupons"]
         assert [c["template"] for c in coupons][:1] == ["newcomer"]
+
+
+def test_every_postgresql_connection_cut_mid_stream_and_the_deployment_carries_on(tmp_path: Path,
+                                                                                    pg_url: str) -> None:
+    """As in a PostgreSQL restart: every connection of the deployment is cut; workers and gateways open
+    new ones, partitions are started again from snapshot and log, and nothing is lost or applied twice."""
+    config = every_room_campaign(tmp_path)
+    events = many_rooms(rooms=4, viewers=60)
+    half = len(events) // 2
+    database = pg_url.rsplit("/", 1)[1]
+    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "pgcut") as cluster:
+        post_all(cluster.urls, events[:half])
+        wait_logged(pg_url, "pgcut", half)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            cut = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()
+        assert cut is not None and cut[0] >= 4
+        deadline = time.monotonic() + 30
+        while True:  # the first requests after the cut may fail while connections are opened again
+            try:
+                post_all(cluster.urls, events[half:])
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "the deployment did not come back within 30 s"
+                time.sleep(1)
+        wait_logged(pg_url, "pgcut", len(events), within=90)
+        with httpx.Client(timeout=30, headers=PLATFORM) as client:
+            assert client.get(f"{cluster.urls[0]}/v1/users/room-0:v0000/coupons").status_code == 200
+    assert_replay_agrees(*export_and_replay(tmp_path, pg_url, "pgcut", config))

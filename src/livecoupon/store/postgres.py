@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from livecoupon.errors import Unavailable
 from livecoupon.store.relational import RelationalStore
 
 _TABLES = """
@@ -98,7 +99,18 @@ class PostgresStore(RelationalStore):
         return found
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        return self._db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+        db = self._db
+        try:
+            return db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+        except psycopg.OperationalError as exc:
+            if not db.broken:
+                raise
+            if getattr(self._local, "depth", 0) == 0:
+                # the first statement (a read, or a transaction's BEGIN) on a connection the server had closed
+                # (a restart, a failover): it never ran; once more, on a new connection
+                return self._db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+            raise Unavailable("数据库连接中断，请重试 / the database connection was lost; retry",
+                              code="store_unavailable") from exc
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         if not rows:
