@@ -64,7 +64,7 @@ async def backtest(body: CampaignIn, rt: RuntimeDep) -> Any:
     service = rt.service
 
     def run() -> dict[str, Any]:
-        lines = [json.dumps(e, ensure_ascii=False) for e in service.store.events()]
+        lines = [json.dumps(e, ensure_ascii=False) for e in service.logged()]
         return {"ok": True, "events": len(lines)} | compare(service.campaign, campaign, lines)
 
     return await asyncio.to_thread(run)

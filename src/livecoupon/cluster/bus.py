@@ -54,6 +54,10 @@ class Bus:
 
         async def reconnected() -> None:
             log.info("bus at %s is back", self.url)
+            try:
+                await self._ensure_stream()  # a NATS that came back without its files has no stream
+            except Exception as exc:
+                log.warning("could not check the stream after reconnecting: %s", exc)
 
         async def error(exc: Exception) -> None:
             log.warning("bus: %s", exc)

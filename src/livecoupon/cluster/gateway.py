@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -306,15 +306,19 @@ class GatewayService:
             summary |= rooms.rooms
         return summary
 
+    def logged(self) -> Iterator[dict[str, Any]]:
+        """Every partition's log as one (cluster/logs.py)."""
+        return merged_log(self.store)
+
     def explain(self, user: str) -> list[dict[str, Any]]:
-        return explain(self.campaign, (parse_event(raw) for raw in merged_log(self.store)), user)
+        return explain(self.campaign, (parse_event(raw) for raw in self.logged()), user)
 
     def offer_prices(self) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition
 
     def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
         records = list(self.store.decisions(self.campaign.campaign))
-        orders = [e for e in map(parse_event, merged_log(self.store)) if e.type == "order"]
+        orders = [e for e in map(parse_event, self.logged()) if e.type == "order"]
         return records, orders
 
 

@@ -153,7 +153,7 @@ class PartitionStore(PostgresStore):
 
     def seal(self, partition: int, worker: str, epoch: int, applied: int) -> None:
         """Inside the partition's write transaction, last: still ours? Then the log holds the bus up to ``applied``."""
-        changed = self._run("UPDATE partitions SET applied = GREATEST(applied, ?) "
+        changed = self._run("UPDATE partitions SET applied = ? "
                             "WHERE partition = ? AND owner = ? AND epoch = ?",
                             (applied, partition, worker, epoch)).rowcount
         if changed != 1:

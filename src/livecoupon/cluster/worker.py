@@ -160,10 +160,14 @@ class Worker:
             service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, made))
             replayed = await service.call(service.rebuild)
             caught_up_at = await self.bus.last_sequence(number)
-            partition.ready = caught_up_at <= lease.applied
+            if caught_up_at < lease.applied:  # the stream is not the one the log followed: recreated or purged
+                log.error("partition %d: the bus's stream ends at %d but the log has applied up to %d (recreated "
+                          "or purged?); following what it holds from its start", number, caught_up_at, lease.applied)
+                partition.position = 0
+            partition.ready = caught_up_at <= partition.position
             partition.catch_up_to = caught_up_at
             self.held[number] = partition
-            partition.subscription = await self.bus.follow(number, lease.applied, partition.inbox.put)
+            partition.subscription = await self.bus.follow(number, partition.position, partition.inbox.put)
             partition.task = asyncio.create_task(self._apply_loop(partition))
             if self.ledger is not None:
                 owed = await service.call(store.unconfirmed, self.campaign.campaign)

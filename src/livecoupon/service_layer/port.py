@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from livecoupon.domain.campaign import Campaign
@@ -54,6 +54,8 @@ class Service(Protocol):
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T: ...
 
     def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]: ...
+
+    def logged(self) -> Iterator[dict[str, Any]]: ...
 
     def explain(self, user: str) -> list[dict[str, Any]]: ...
 

@@ -361,9 +361,13 @@ class LiveService:
         self.next_due = self.engine.next_timer_due() if self.clock.fires_timers else None
         self.paused = frozenset(self.engine.paused)
 
+    def logged(self) -> Iterator[dict[str, Any]]:
+        """The log as applied, event by event (as ``export`` writes it)."""
+        return self.store.events()
+
     def explain(self, user: str) -> list[dict[str, Any]]:
         """Why ``user`` got what they got, from the log (off the writer thread: it replays the log)."""
-        return explain(self.campaign, (parse_event(raw) for raw in self.store.events()), user)
+        return explain(self.campaign, (parse_event(raw) for raw in self.logged()), user)
 
     def offer_prices(self) -> dict[str, float | None]:
         """Each offer trigger's budget price λ as its policy last paced it (None: the budget is gone)."""
