@@ -23,7 +23,7 @@ import pytest
 
 from support.cluster import Cluster, Nats
 from support.server import API_KEY, PLATFORM
-from support.streams import broadcast_stream
+from support.streams import many_rooms
 
 psycopg = pytest.importorskip("psycopg")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
@@ -36,21 +36,6 @@ def every_room_campaign(tmp: Path, extra: str = "") -> Path:
     path = tmp / "campaign.yaml"
     path.write_text(text + extra, encoding="utf-8")
     return path
-
-
-def many_rooms(rooms: int, viewers: int, seconds: int = 900) -> list[dict[str, Any]]:
-    """Several broadcasts at once, each room with viewers of its own, merged in time order."""
-    events = []
-    for k in range(rooms):
-        room = f"room-{k}"
-        for e in broadcast_stream(viewers=viewers, seconds=seconds, seed=100 + k, room=room):
-            if "user" in e:
-                e["user"] = f"{room}:{e['user']}"
-            if "order_id" in e:
-                e["order_id"] = f"{room}:{e['order_id']}"
-            events.append(e)
-    events.sort(key=lambda e: e["ts"])
-    return events
 
 
 def logged(pg_url: str, name: str) -> int:

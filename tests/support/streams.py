@@ -43,3 +43,18 @@ def broadcast_stream(viewers: int = 300, seconds: int = 900, seed: int = 7,
     for i, e in enumerate(events):
         e["id"] = f"e{i}"
     return events
+
+
+def many_rooms(rooms: int, viewers: int, seconds: int = 900) -> list[dict[str, Any]]:
+    """Several broadcasts at once, each room with viewers of its own, merged in time order."""
+    events = []
+    for k in range(rooms):
+        room = f"room-{k}"
+        for e in broadcast_stream(viewers=viewers, seconds=seconds, seed=100 + k, room=room):
+            if "user" in e:
+                e["user"] = f"{room}:{e['user']}"
+            if "order_id" in e:
+                e["order_id"] = f"{room}:{e['order_id']}"
+            events.append(e)
+    events.sort(key=lambda e: e["ts"])
+    return events
