@@ -15,7 +15,7 @@ prints the commit and whether ``src/`` differs from it, at the start and at the 
 
 1. **Throughput** (``--parts throughput``). The same multi-room stream (``--rooms`` rooms, each
    a ``tests/support/streams.broadcast_stream`` of ``--viewers`` viewers over ``--seconds``
-   s, users and orders prefixed by the room, as ``many_rooms`` in ``tests/e2e/test_cluster.py``;
+   s, users and orders prefixed by the room, as ``many_rooms`` in ``tests/support/streams.py``;
    campaign ``examples/campaign.yaml`` with ``rooms: "*"``) is posted to ``POST /v1/events``
    with the platform key, in batches of ``--batch`` by ``--clients`` concurrent clients (each
    client posts its own rooms, in time order), to:
@@ -268,23 +268,6 @@ def every_room_campaign(work: Path) -> Path:
     return path
 
 
-def many_rooms(rooms: int, viewers: int, seconds: int) -> list[dict[str, Any]]:
-    """Several broadcasts at once, each room with viewers of its own, merged in time order (as the e2e test)."""
-    from support.streams import broadcast_stream
-
-    events = []
-    for k in range(rooms):
-        room = f"room-{k}"
-        for e in broadcast_stream(viewers=viewers, seconds=seconds, seed=100 + k, room=room):
-            if "user" in e:
-                e["user"] = f"{room}:{e['user']}"
-            if "order_id" in e:
-                e["order_id"] = f"{room}:{e['order_id']}"
-            events.append(e)
-    events.sort(key=lambda e: e["ts"])
-    return events
-
-
 def warmup_events(partitions: int, viewers: int) -> list[dict[str, Any]]:
     """An earlier broadcast (two hours before the stream, 10 minutes long) in one room of every partition: every
     process loads what it loads on first use, and the deployment's tables hold some thousand decisions."""
@@ -528,6 +511,8 @@ def run_throughput(args: argparse.Namespace, work: Path) -> list[Throughput]:
     from livecoupon.campaign_file import load_campaign
 
     campaign = load_campaign(config).campaign
+    from support.streams import many_rooms
+
     events = many_rooms(args.rooms, args.viewers, args.seconds)
     per_client = client_bodies(events, args.clients, args.batch)
     warm = warmup_events(args.partitions, args.warm_viewers)
