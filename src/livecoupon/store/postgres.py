@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from livecoupon.errors import Unavailable
-from livecoupon.store.relational import RelationalStore
+from livecoupon.store.relational import Query, RelationalStore
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS templates (
@@ -120,8 +120,29 @@ class PostgresStore(RelationalStore):
             changed: int = cursor.rowcount
             return changed
 
-    def _lock_campaign(self, campaign: str) -> None:
-        self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{self.schema}:claims:{campaign}",))
+    def _lock_query(self, campaign: str) -> Query | None:
+        return "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{self.schema}:claims:{campaign}",)
+
+    def _fetch(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        """The queries sent together in pipeline mode: one round trip, not one each."""
+        if len(queries) < 2:
+            return super()._fetch(queries)
+        db = self._db
+        cursors = [db.cursor() for _ in queries]
+        with db.pipeline():
+            for cursor, (sql, args) in zip(cursors, queries, strict=True):
+                cursor.execute(self._translate(sql), args)
+        return [cursor.fetchall() for cursor in cursors]
+
+    def _write(self, statements: Sequence[Query]) -> list[int]:
+        if len(statements) < 2:
+            return super()._write(statements)
+        db = self._db
+        cursors = [db.cursor() for _ in statements]
+        with db.pipeline():
+            for cursor, (sql, args) in zip(cursors, statements, strict=True):
+                cursor.execute(self._translate(sql), args)
+        return [cursor.rowcount for cursor in cursors]
 
     def drop(self) -> None:
         """Remove the deployment's schema and everything in it (tests, and tearing a deployment down)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -40,6 +40,19 @@ COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\",
                  "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
                  "d.order_id, d.reserved_until, c.at FROM decisions d JOIN templates t ON t.id = d.template_id "
                  "LEFT JOIN ledger_confirmations c ON c.coupon_id = d.coupon_id")
+
+
+Query = tuple[str, Sequence[Any]]
+
+
+class _Reads:
+    """Queries to run together, each with what consumes its rows."""
+
+    def __init__(self) -> None:
+        self.queries: list[tuple[Query, Callable[[list[tuple[Any, ...]]], None]]] = []
+
+    def add(self, query: Query, consume: Callable[[list[tuple[Any, ...]]], None]) -> None:
+        self.queries.append((query, consume))
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -83,9 +96,18 @@ class RelationalStore(ABC):
     BEGIN_WRITE = "BEGIN"
     BEGIN_READ = "BEGIN"
 
-    def _lock_campaign(self, campaign: str) -> None:  # noqa: B027 - a hook: most backends need nothing
-        """Inside a transaction: hold the campaign's claims until it ends (nothing where the
-        transaction itself already excludes other writers)."""
+    def _lock_query(self, campaign: str) -> Query | None:
+        """Inside a transaction: the statement that holds the campaign's claims until it ends (None where
+        the transaction itself already excludes other writers)."""
+        return None
+
+    def _fetch(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        """Each query's rows, run in order (a backend may send them together: one round trip)."""
+        return [self._run(sql, args).fetchall() for sql, args in queries]
+
+    def _write(self, statements: Sequence[Query]) -> list[int]:
+        """Each statement's row count, run in order (a backend may send them together)."""
+        return [self._run(sql, args).rowcount for sql, args in statements]
 
     def _hint(self, index: str) -> str:
         """An index the planner should use (SQLite's ``INDEXED BY``); nothing elsewhere."""
@@ -155,106 +177,129 @@ class RelationalStore(ABC):
             return self._issue(requests, limits)
 
     def _issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
-        self._lock_campaign(requests[0].campaign)
-        known = self._known_decisions(requests)
+        """Read everything the requests are decided on (the lock first), decide, write it all: on
+        PostgreSQL each phase is one round trip, which is what the campaign's lock is held for."""
+        campaign = requests[0].campaign
+        assert all(r.campaign == campaign for r in requests), "one campaign per batch"
+        reads = _Reads()
+        lock = self._lock_query(campaign)
+        if lock is not None:
+            reads.add(lock, lambda rows: None)
+        known: dict[str, Decision] = {}
+        self._read_known(requests, reads, known)
+        counters = IssueCounters()
+        self._read_counters(requests, limits, reads, counters)
+        for (_, consume), rows in zip(reads.queries, self._fetch([q for q, _ in reads.queries]), strict=True):
+            consume(rows)
         fresh = [r for r in requests if r.coupon_id not in known]
-        counters = self._load_counters(fresh, limits)
         before = IssueCounters(stock_used=dict(counters.stock_used), budget_spent=counters.budget_spent)
         made: dict[str, Decision] = {}
         for request in fresh:
             if request.coupon_id not in made:
                 made[request.coupon_id] = decide_one(request, limits, counters)
-        self._write_decisions(list(made.values()))
-        self._move_supply_counters(fresh[0].campaign if fresh else "", before, counters)
+        self._write_decisions(list(made.values()), self._supply_moves(campaign, before, counters))
         return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
 
     def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
         if not requests:
             return []
         with self.unit_of_work():
-            self._lock_campaign(requests[0].campaign)
-            counters = self._load_counters(requests, limits)
+            reads = _Reads()
+            lock = self._lock_query(requests[0].campaign)
+            if lock is not None:
+                reads.add(lock, lambda rows: None)
+            counters = IssueCounters()
+            self._read_counters(requests, limits, reads, counters)
+            for (_, consume), rows in zip(reads.queries, self._fetch([q for q, _ in reads.queries]), strict=True):
+                consume(rows)
             return [r for r in requests if cap_reason(limits, counters, r) is None]
 
-    def _known_decisions(self, requests: Sequence[IssueRequest]) -> dict[str, Decision]:
+    def _read_known(self, requests: Sequence[IssueRequest], reads: _Reads, known: dict[str, Decision]) -> None:
         by_id = {r.coupon_id: r for r in requests}
-        known: dict[str, Decision] = {}
-        for chunk in _chunks(list(by_id)):
-            rows = self._run(
-                f"SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})",
-                chunk)
+
+        def consume(rows: list[tuple[Any, ...]]) -> None:
             for coupon_id, reason, expires_at in rows:
                 known[coupon_id] = Decision(by_id[coupon_id], Reason(reason) if reason else None, expires_at)
-        return known
 
-    def _load_counters(self, requests: Sequence[IssueRequest], limits: Limits) -> IssueCounters:
-        counters = IssueCounters()
-        if not requests:
-            return counters
+        for chunk in _chunks(list(by_id)):
+            reads.add((f"SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})",
+                       chunk), consume)
+
+    def _read_counters(self, requests: Sequence[IssueRequest], limits: Limits, reads: _Reads,
+                       counters: IssueCounters) -> None:
+        """The reads that fill ``counters`` for ``requests`` (run with the others, then consumed)."""
         campaign = requests[0].campaign
-        assert all(r.campaign == campaign for r in requests), "one campaign per batch"
         if limits.per_user is not None:
-            self._load_broadcast_counts(requests, counters)
-        self._load_device_counts(requests, counters)
+            self._read_broadcast_counts(requests, reads, counters)
+        self._read_device_counts(requests, reads, counters)
         if limits.min_interval_ms is not None:
-            self._load_last_issued(requests, limits.min_interval_ms, counters)
+            self._read_last_issued(requests, limits.min_interval_ms, reads, counters)
         for name in {r.template.name for r in requests if r.template is not None}:
-            row = self._run("SELECT issued FROM template_stock WHERE campaign=? AND template=?",
-                                   (campaign, name)).fetchone()
-            counters.stock_used[name] = row[0] if row else 0
-        row = self._run("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
-        counters.budget_spent = row[0] if row else 0
+            def stock(rows: list[tuple[Any, ...]], name: str = name) -> None:
+                counters.stock_used[name] = rows[0][0] if rows else 0
+            reads.add(("SELECT issued FROM template_stock WHERE campaign=? AND template=?", (campaign, name)), stock)
+
+        def budget(rows: list[tuple[Any, ...]]) -> None:
+            counters.budget_spent = rows[0][0] if rows else 0
+        reads.add(("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)), budget)
         for trigger in {r.trigger for r in requests if r.trigger_budget is not None}:
-            counters.trigger_spent[trigger] = self._face_issued(campaign, "d.trigger=?", trigger)
+            def trigger_spent(rows: list[tuple[Any, ...]], trigger: str = trigger) -> None:
+                counters.trigger_spent[trigger] = int(rows[0][0])
+            reads.add(self._face_issued(campaign, "d.trigger=?", trigger), trigger_spent)
         if limits.room_budget is not None:
             for room in {r.room for r in requests}:
-                counters.room_spent[room] = self._face_issued(campaign, "d.room=?", room)
-        return counters
+                def room_spent(rows: list[tuple[Any, ...]], room: str = room) -> None:
+                    counters.room_spent[room] = int(rows[0][0])
+                reads.add(self._face_issued(campaign, "d.room=?", room), room_spent)
 
-    def _face_issued(self, campaign: str, where: str, value: str) -> int:
+    def _face_issued(self, campaign: str, where: str, value: str) -> Query:
         """Fen of face value issued by the campaign's decisions matching ``where`` (budget shares)."""
-        row = self._run("SELECT COALESCE(SUM(CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) "
-                        "ELSE t.amount END), 0) FROM decisions d JOIN templates t ON t.id = d.template_id "
-                        f"WHERE d.campaign=? AND d.reason IS NULL AND {where}", (campaign, value)).fetchone()
-        return int(row[0])
+        return ("SELECT COALESCE(SUM(CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) "
+                "ELSE t.amount END), 0) FROM decisions d JOIN templates t ON t.id = d.template_id "
+                f"WHERE d.campaign=? AND d.reason IS NULL AND {where}", (campaign, value))
 
-    def _load_broadcast_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
+    def _read_broadcast_counts(self, requests: Sequence[IssueRequest], reads: _Reads,
+                               counters: IssueCounters) -> None:
         campaign = requests[0].campaign
         for room, broadcast in {(r.room, r.broadcast) for r in requests}:
             users = sorted({r.user for r in requests if (r.room, r.broadcast) == (room, broadcast)})
             base = (f"SELECT \"user\", count(*) FROM decisions {self._hint('coupons_by_broadcast')} "
                     "WHERE campaign=? AND room=? AND broadcast=? AND reason IS NULL")
-            if len(users) <= _SMALL_BATCH:
-                rows: Iterable[tuple[str, int]] = self._run(
-                    f"{base} AND \"user\" IN ({_marks(len(users))}) GROUP BY \"user\"",
-                    (campaign, room, broadcast, *users))
-            else:
-                rows = self._run(f"{base} GROUP BY \"user\"", (campaign, room, broadcast))
-            counters.in_broadcast.update(((room, broadcast, user), n) for user, n in rows)
 
-    def _load_device_counts(self, requests: Sequence[IssueRequest], counters: IssueCounters) -> None:
+            def consume(rows: list[tuple[Any, ...]], room: str = room, broadcast: int = broadcast) -> None:
+                counters.in_broadcast.update(((room, broadcast, user), n) for user, n in rows)
+
+            if len(users) <= _SMALL_BATCH:
+                reads.add((f"{base} AND \"user\" IN ({_marks(len(users))}) GROUP BY \"user\"",
+                           (campaign, room, broadcast, *users)), consume)
+            else:
+                reads.add((f"{base} GROUP BY \"user\"", (campaign, room, broadcast)), consume)
+
+    def _read_device_counts(self, requests: Sequence[IssueRequest], reads: _Reads, counters: IssueCounters) -> None:
         keys = sorted({r.device_key for r in requests if r.device_key is not None})
         for chunk in _chunks(keys):
-            rows = self._run(
-                f"SELECT device_key, count(*) FROM decisions {self._hint('coupons_by_device')} WHERE campaign=? AND "
-                f"device_key IN ({_marks(len(chunk))}) AND reason IS NULL AND device_key IS NOT NULL "
-                "GROUP BY device_key", (requests[0].campaign, *chunk))
-            counters.on_device.update(rows)
+            reads.add((f"SELECT device_key, count(*) FROM decisions {self._hint('coupons_by_device')} WHERE "
+                       f"campaign=? AND device_key IN ({_marks(len(chunk))}) AND reason IS NULL AND device_key IS NOT "
+                       "NULL GROUP BY device_key", (requests[0].campaign, *chunk)),
+                      lambda rows: counters.on_device.update(rows))
 
-    def _load_last_issued(self, requests: Sequence[IssueRequest], interval: int, counters: IssueCounters) -> None:
+    def _read_last_issued(self, requests: Sequence[IssueRequest], interval: int, reads: _Reads,
+                          counters: IssueCounters) -> None:
         campaign = requests[0].campaign
         users = sorted({r.user for r in requests})
         if len(users) <= _SMALL_BATCH:
-            rows: Iterable[tuple[str, int]] = self._run(
-                f"SELECT \"user\", max(at) FROM decisions {self._hint('coupons_by_user')} WHERE \"user\" IN "
-                f"({_marks(len(users))}) AND reason IS NULL AND campaign=? GROUP BY \"user\"", (*users, campaign))
+            query: Query = (f"SELECT \"user\", max(at) FROM decisions {self._hint('coupons_by_user')} "
+                            f"WHERE \"user\" IN ({_marks(len(users))}) AND reason IS NULL AND campaign=? "
+                            "GROUP BY \"user\"", (*users, campaign))
         else:
             since = min(r.at for r in requests) - interval
-            rows = self._run(f"SELECT \"user\", max(at) FROM decisions {self._hint('coupons_by_time')} "
-                             "WHERE campaign=? AND at > ? AND reason IS NULL GROUP BY \"user\"", (campaign, since))
-        counters.last_issued.update(rows)
+            query = (f"SELECT \"user\", max(at) FROM decisions {self._hint('coupons_by_time')} "
+                     "WHERE campaign=? AND at > ? AND reason IS NULL GROUP BY \"user\"", (campaign, since))
+        reads.add(query, lambda rows: counters.last_issued.update(rows))
 
-    def _write_decisions(self, made: Sequence[Decision]) -> None:
+    def _write_decisions(self, made: Sequence[Decision], moves: Sequence[tuple[Query, str]] = ()) -> None:
+        """The decisions and the supply counters they moved, written together; a counter found changed
+        under the writer (``moves``: each statement and what to say if it moved no row) rolls all back."""
         rows = []
         for d in made:
             r, template = d.request, d.request.template
@@ -264,11 +309,15 @@ class RelationalStore(ABC):
                          self._template_id(r.campaign, template) if issued and template is not None else None,
                          r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
                          "issued" if issued else None, r.device_key, r.propensity))
-        self._many(
-            "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, template_id, "
-            "at, reason, expires_at, experiment, variant, state, device_key, propensity) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows)
+        if rows:
+            self._many(
+                "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, "
+                "template_id, at, reason, expires_at, experiment, variant, state, device_key, propensity) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows)
+        for changed, (_, complaint) in zip(self._write([q for q, _ in moves]), moves, strict=True):
+            if changed != 1:
+                raise ConcurrentUpdate(complaint)
 
     def _template_id(self, campaign: str, template: CouponTemplate) -> int:
         """The row holding this template's terms, interned: coupons keep the terms they were issued under."""
@@ -286,22 +335,23 @@ class RelationalStore(ABC):
             found = self._template_ids[key] = int(row[0])
         return found
 
-    def _move_supply_counters(self, campaign: str, before: IssueCounters, after: IssueCounters) -> None:
+    @staticmethod
+    def _supply_moves(campaign: str, before: IssueCounters, after: IssueCounters) -> list[tuple[Query, str]]:
+        """Upserts of the stock and budget counters, each conditional on the value the decisions were made on."""
+        moves: list[tuple[Query, str]] = []
         for template, used in after.stock_used.items():
             seen = before.stock_used.get(template, 0)
-            if used == seen:
-                continue
-            self._run("INSERT INTO template_stock VALUES (?, ?, 0) ON CONFLICT DO NOTHING", (campaign, template))
-            moved = self._run("UPDATE template_stock SET issued = ? WHERE campaign=? AND template=? AND issued=?",
-                               (used, campaign, template, seen)).rowcount
-            if moved != 1:
-                raise ConcurrentUpdate(f"stock of {template} changed under the writer")
+            if used != seen:
+                moves.append((("INSERT INTO template_stock (campaign, template, issued) VALUES (?, ?, ?) "
+                               "ON CONFLICT (campaign, template) DO UPDATE SET issued = excluded.issued "
+                               "WHERE template_stock.issued = ?", (campaign, template, used, seen)),
+                              f"stock of {template} changed under the writer"))
         if after.budget_spent != before.budget_spent:
-            self._run("INSERT INTO campaign_budget VALUES (?, 0) ON CONFLICT DO NOTHING", (campaign,))
-            moved = self._run("UPDATE campaign_budget SET spent = ? WHERE campaign=? AND spent=?",
-                               (after.budget_spent, campaign, before.budget_spent)).rowcount
-            if moved != 1:
-                raise ConcurrentUpdate(f"budget of {campaign} changed under the writer")
+            moves.append((("INSERT INTO campaign_budget (campaign, spent) VALUES (?, ?) "
+                           "ON CONFLICT (campaign) DO UPDATE SET spent = excluded.spent "
+                           "WHERE campaign_budget.spent = ?", (campaign, after.budget_spent, before.budget_spent)),
+                          f"budget of {campaign} changed under the writer"))
+        return moves
 
     def mark_visited(self, campaign: str, user: str) -> bool:
         with self.unit_of_work():
