@@ -223,7 +223,13 @@ class LiveService:
     def _maybe_snapshot(self) -> None:
         policy = self.snapshot_policy
         if self._since_snapshot >= policy.entries and time.monotonic() - self._snapshot_at >= policy.seconds:
-            self.snapshot()
+            try:
+                self.snapshot()
+            except Fenced:
+                raise
+            except Exception:  # a snapshot only shortens restarts: what was committed stands, answer as usual
+                log.exception("writing a snapshot failed; the next one will be tried later")
+                self._snapshot_at = time.monotonic()
 
     def submit(self, batch: Sequence[Any]) -> Submitted:
         """Check, log and apply a platform's events; each bad one is rejected on its own."""
