@@ -27,15 +27,26 @@ from livecoupon.cluster.bus import Bus
 from livecoupon.cluster.logs import merged_log
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.commands import ChangeBlocklist, Command, IssueManually, IssueToPresent, PauseTrigger
+from livecoupon.domain.commands import Command, IssueManually, IssueToPresent, PauseTrigger
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.domain.events import Event, event_json, parse_event
 from livecoupon.domain.orders import Order
 from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
 from livecoupon.engine.explaining import explain
-from livecoupon.errors import Malformed, NotFound, Unavailable
+from livecoupon.errors import NotFound, Unavailable
 from livecoupon.service_layer.checkout import Checkout
-from livecoupon.service_layer.service import CAMPAIGN_WIDE, DecisionListener, Submitted, admit
+from livecoupon.service_layer.service import (
+    CAMPAIGN_WIDE,
+    DecisionListener,
+    Submitted,
+    admit,
+    check_manual,
+    check_trigger,
+    merchant_answer,
+    merchant_order_event,
+    paid_order_event,
+    reported_coupon,
+)
 from livecoupon.store.relational import RelationalStore
 
 log = logging.getLogger("livecoupon.gateway")
@@ -137,32 +148,20 @@ class GatewayService:
         return self._publish([event]).decisions
 
     def pause(self, trigger: str, paused: bool) -> None:
-        if all(t.name != trigger for t in self.campaign.triggers):
-            raise NotFound("unknown_trigger", f"no trigger {trigger!r}", "name")
+        check_trigger(self.campaign, trigger)
         self.command(PauseTrigger(trigger, paused))
         self.paused = self.paused | {trigger} if paused else self.paused - {trigger}
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
-        self._check_manual(template, room, key)
+        check_manual(self.campaign, template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
     def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
-        self._check_manual(template, room, key)
+        check_manual(self.campaign, template, room, key)
         summary = self.room_summary().get(room)
         if summary is None or not summary["on_air"]:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
         return self.command(IssueToPresent(template, room, key), room)
-
-    def change_blocklist(self, change: ChangeBlocklist) -> list[Decision]:
-        return self.command(change)
-
-    def _check_manual(self, template: str, room: str, key: str) -> None:
-        if template not in self.campaign.coupons:
-            raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
-        if not room:
-            raise Malformed("missing_room", "room must not be empty", "room")
-        if not key:
-            raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
 
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
         """A checkout call on the shared store; an order it pays goes on the bus once committed."""
@@ -187,27 +186,18 @@ class GatewayService:
         log.error("gave up publishing %d paid-order events after 10 minutes", len(events))
 
     def _order_paid(self, order: Order) -> None:
-        room = order.room
-        if room is None and order.coupon_id is not None:
-            coupon = self.store.coupon(order.coupon_id)
-            room = coupon.room if coupon is not None else None
-        if room is not None:
-            self._paid.events.append(Event("order", room, self.clock.now(), f"order:{order.order_id}",
-                                           user=order.user, order_id=order.order_id, amount=order.payable,
-                                           coupon_id=order.coupon_id))
+        event = paid_order_event(self.store, order, self.clock.now())
+        if event is not None:
+            self._paid.events.append(event)
 
     def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]:
-        coupon = self.store.coupon(coupon_id)
-        if coupon is None:
-            raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+        coupon = reported_coupon(self.store, coupon_id)
         if kind == "coupon.refunded":
             with self.store.unit_of_work():
                 back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
             return {"coupon_id": coupon_id, "returned": back}
-        self._publish([Event("order", coupon.room, self.clock.now(), f"merchant:{order_id}", user=coupon.user,
-                             order_id=order_id, amount=amount, coupon_id=coupon_id)])
-        stored = self.store.coupon(coupon_id)
-        return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
+        self._publish([merchant_order_event(coupon, order_id, amount, self.clock.now())])
+        return merchant_answer(self.store, coupon_id)
 
     def _saw(self, events: Sequence[Event]) -> None:
         if events:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from livecoupon.domain.campaign import Campaign, Limits
 from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
+from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.events import Event, EventError, event_json, parse_event
 from livecoupon.domain.orders import Order
@@ -127,6 +128,52 @@ def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submi
         events.append(event)
     result.accepted = len(events)
     return events, result
+
+
+def check_trigger(campaign: Campaign, trigger: str) -> None:
+    if all(t.name != trigger for t in campaign.triggers):
+        raise NotFound("unknown_trigger", f"no trigger {trigger!r}", "name")
+
+
+def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None:
+    """What an operator's manual issue must name: a template of the campaign, a room, an idempotency key."""
+    if template not in campaign.coupons:
+        raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
+    if not room:
+        raise Malformed("missing_room", "room must not be empty", "room")
+    if not key:
+        raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
+
+
+def paid_order_event(store: Store, order: Order, now: int) -> Event | None:
+    """An order paid through checkout, as the ``order`` event of its room (None: no room to count it in)."""
+    room = order.room
+    if room is None and order.coupon_id is not None:
+        coupon = store.coupon(order.coupon_id)
+        room = coupon.room if coupon is not None else None
+    if room is None:
+        return None
+    return Event("order", room, now, f"order:{order.order_id}", user=order.user, order_id=order.order_id,
+                 amount=order.payable, coupon_id=order.coupon_id)
+
+
+def reported_coupon(store: Store, coupon_id: str) -> Coupon:
+    """The coupon a merchant's report names (404 if there is none)."""
+    coupon = store.coupon(coupon_id)
+    if coupon is None:
+        raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+    return coupon
+
+
+def merchant_order_event(coupon: Coupon, order_id: str, amount: int, now: int) -> Event:
+    """A redemption the merchant's system reports, as an ``order`` event of the coupon's room."""
+    return Event("order", coupon.room, now, f"merchant:{order_id}", user=coupon.user, order_id=order_id,
+                 amount=amount, coupon_id=coupon.coupon_id)
+
+
+def merchant_answer(store: Store, coupon_id: str) -> dict[str, Any]:
+    stored = store.coupon(coupon_id)
+    return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
 
 
 class LiveService:
@@ -257,30 +304,21 @@ class LiveService:
         return self.command(ClockReached())
 
     def pause(self, trigger: str, paused: bool) -> None:
-        if all(t.name != trigger for t in self.campaign.triggers):
-            raise NotFound("unknown_trigger", f"no trigger {trigger!r}", "name")
+        check_trigger(self.campaign, trigger)
         self.command(PauseTrigger(trigger, paused))
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
         """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
-        self._check_manual(template, room, key)
+        check_manual(self.campaign, template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
     def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``."""
-        self._check_manual(template, room, key)
+        check_manual(self.campaign, template, room, key)
         state = self.engine.rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
         return self.command(IssueToPresent(template, room, key), room)
-
-    def _check_manual(self, template: str, room: str, key: str) -> None:
-        if template not in self.campaign.coupons:
-            raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
-        if not room:
-            raise Malformed("missing_room", "room must not be empty", "room")
-        if not key:
-            raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
 
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
         """A checkout call that changes state; an order it pays is applied and logged in the same transaction."""
@@ -294,31 +332,20 @@ class LiveService:
     def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]:
         """The merchant's coupon system reports that an order redeemed a coupon (logged and applied as an
         ``order`` event of the coupon's room: the ledger and analytics see it), or was refunded."""
-        coupon = self.store.coupon(coupon_id)
-        if coupon is None:
-            raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
+        coupon = reported_coupon(self.store, coupon_id)
         if kind == "coupon.refunded":
             with self._transaction():
                 back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
             return {"coupon_id": coupon_id, "returned": back}
-        event = Event("order", coupon.room, self.clock.now(), f"merchant:{order_id}", user=coupon.user,
-                      order_id=order_id, amount=amount, coupon_id=coupon_id)
-        self._log_and_apply([event])
-        stored = self.store.coupon(coupon_id)
-        return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
+        self._log_and_apply([merchant_order_event(coupon, order_id, amount, self.clock.now())])
+        return merchant_answer(self.store, coupon_id)
 
     def _order_paid(self, order: Order) -> None:
         """An order paid through checkout counts as a posted ``order`` event does: for ``dwell``
         and for analytics. Called inside the checkout's transaction."""
-        room = order.room
-        if room is None and order.coupon_id is not None:
-            coupon = self.store.coupon(order.coupon_id)
-            room = coupon.room if coupon is not None else None
-        if room is None:
-            return
-        event = Event("order", room, self.clock.now(), f"order:{order.order_id}", user=order.user,
-                      order_id=order.order_id, amount=order.payable, coupon_id=order.coupon_id)
-        self._unannounced.extend(self._apply_logged([event]))
+        event = paid_order_event(self.store, order, self.clock.now())
+        if event is not None:
+            self._unannounced.extend(self._apply_logged([event]))
 
     def _log_and_apply(self, events: list[Event]) -> list[Decision]:
         with self._transaction():
