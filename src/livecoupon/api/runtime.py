@@ -135,9 +135,7 @@ class Runtime:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_quietly(*tasks)
             if self.webhooks is not None:
                 await self.webhooks.stop()
             if self.ledger is not None:
@@ -201,11 +199,11 @@ class Runtime:
                 self.consoles.broadcast(await self.stats_message(room))
 
 
-async def cancel_quietly(task: asyncio.Task[None]) -> None:
-    """Stop a socket's sender task; whatever it was doing no longer matters."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:
+    """Stop background tasks and wait until they have stopped; whatever they were doing no longer matters."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def runtime_of(request: Request) -> Runtime:

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from livecoupon.api import errors
 from livecoupon.api.auth import Credentials, Role, require
+from livecoupon.api.runtime import cancel_quietly
 from livecoupon.cluster import wire
 from livecoupon.cluster.bus import Bus, header
 from livecoupon.cluster.leases import LEASE_SECONDS, RENEW_SECONDS, Lease, LeaseBook, PartitionStore
@@ -106,12 +107,8 @@ class Worker:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for _, task in list(self._starting.values()):
-                task.cancel()
-            await asyncio.gather(*(task for _, task in self._starting.values()), return_exceptions=True)
+            await cancel_quietly(*tasks)
+            await cancel_quietly(*(task for _, task in list(self._starting.values())))
             for number in list(self.held):
                 await self._drop(number)
             if self.ledger is not None:
@@ -197,8 +194,7 @@ class Worker:
         starting = self._starting.pop(number, None)
         if starting is not None:  # lost or surplus while being rebuilt
             lease, task = starting
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_quietly(task)
             if release:
                 with contextlib.suppress(Exception):
                     await self._leasing(self.book.release, number, lease.epoch)
@@ -210,8 +206,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 await partition.subscription.unsubscribe()
         if partition.task is not None and partition.task is not asyncio.current_task():
-            partition.task.cancel()
-            await asyncio.gather(partition.task, return_exceptions=True)
+            await cancel_quietly(partition.task)
         service = partition.service
         with contextlib.suppress(Exception):
             await asyncio.to_thread(service.close)

@@ -127,22 +127,21 @@ class PostgresStore(RelationalStore):
         """The queries sent together in pipeline mode: one round trip, not one each."""
         if len(queries) < 2:
             return super()._fetch(queries)
-        db = self._db
-        cursors = [db.cursor() for _ in queries]
-        with db.pipeline():
-            for cursor, (sql, args) in zip(cursors, queries, strict=True):
-                cursor.execute(self._translate(sql), args)
-        return [cursor.fetchall() for cursor in cursors]
+        return [cursor.fetchall() for cursor in self._pipelined(queries)]
 
     def _write(self, statements: Sequence[Query]) -> list[int]:
         if len(statements) < 2:
             return super()._write(statements)
+        return [cursor.rowcount for cursor in self._pipelined(statements)]
+
+    def _pipelined(self, statements: Sequence[Query]) -> list[psycopg.Cursor[Any]]:
+        """Each statement on a cursor of its own, all sent before any answer is awaited."""
         db = self._db
         cursors = [db.cursor() for _ in statements]
         with db.pipeline():
             for cursor, (sql, args) in zip(cursors, statements, strict=True):
                 cursor.execute(self._translate(sql), args)
-        return [cursor.rowcount for cursor in cursors]
+        return cursors
 
     def drop(self) -> None:
         """Remove the deployment's schema and everything in it (tests, and tearing a deployment down)."""
