@@ -44,10 +44,6 @@ class Forbidden(LivecouponError):
     status = 403
 
 
-class TooLarge(LivecouponError):
-    status = 413
-
-
 class TooManyRequests(LivecouponError):
     """A rate limit; ``retry_after`` seconds until the caller may try again (429)."""
 

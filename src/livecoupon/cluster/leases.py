@@ -113,12 +113,6 @@ class LeaseBook:
     def leave(self) -> None:
         self._do(lambda db: db.execute("DELETE FROM workers WHERE id = %s", (self.worker,)))
 
-    def owners(self) -> dict[int, tuple[str | None, int, int]]:
-        """partition → (owner, epoch, applied), for operators and tests."""
-        rows = self._do(lambda db: db.execute("SELECT partition, owner, epoch, applied FROM partitions "
-                                              "ORDER BY partition").fetchall())
-        return {p: (o, e, a) for p, o, e, a in rows}
-
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

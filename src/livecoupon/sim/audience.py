@@ -54,10 +54,6 @@ class Viewer:
     bought: bool = False
 
     @property
-    def is_new(self) -> bool:
-        return self.level == "new"
-
-    @property
     def profile(self) -> dict[str, str]:
         """What the platform tells of the viewer (SPEC §2 ``profile``)."""
         return {LEVEL_KEY: self.level}
