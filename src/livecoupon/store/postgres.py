@@ -92,6 +92,9 @@ class PostgresStore(RelationalStore):
         db.execute(f"SET search_path TO {self.schema}")
         return db
 
+    def _is_lost(self, db: psycopg.Connection[Any]) -> bool:
+        return db.broken or db.closed
+
     def _translate(self, sql: str) -> str:
         found = self._sql.get(sql)
         if found is None:

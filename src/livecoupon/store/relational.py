@@ -96,6 +96,10 @@ class RelationalStore(ABC):
     BEGIN_WRITE = "BEGIN"
     BEGIN_READ = "BEGIN"
 
+    def _is_lost(self, db: Any) -> bool:
+        """Whether a connection was lost (a server restart, a failover); never, for an embedded file."""
+        return False
+
     def _lock_query(self, campaign: str) -> Query | None:
         """Inside a transaction: the statement that holds the campaign's claims until it ends (None where
         the transaction itself already excludes other writers)."""
@@ -117,7 +121,7 @@ class RelationalStore(ABC):
     @property
     def _db(self) -> Any:
         db = getattr(self._local, "db", None)
-        if db is not None and (getattr(db, "broken", False) or getattr(db, "closed", False)):
+        if db is not None and self._is_lost(db):
             with self._all_lock:  # lost (a PostgreSQL restart or failover): this thread opens a new one
                 self._all.remove(db)
             db = None
