@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,10 +109,8 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
     if not store_url.startswith(("postgresql://", "postgres://")):
         raise ValueError("--bus needs --store postgresql://…: workers share the ledger and the logs there")
     bus = Bus(scale.bus, Subjects(name))
-    worker = None
-    if scale.role is not Role.GATEWAY:
-        ledger = ledger_from_env(campaign)
-        worker = Worker(campaign, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger)
+    # the workers create coupons in the merchant's system; a gateway takes the merchant's reports
+    ledger = ledger_from_env(campaign)
 
     @contextlib.asynccontextmanager
     async def connected(runtime: Any) -> AsyncIterator[None]:
@@ -122,18 +120,15 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
         finally:
             await bus.close()
 
-    @contextlib.asynccontextmanager
-    async def working(runtime: Any) -> AsyncIterator[None]:
-        assert worker is not None
-        async with worker.running():
-            yield
-
+    around: list[Callable[[Any], contextlib.AbstractAsyncContextManager[object]]] = [connected]
+    worker = None
+    if scale.role is not Role.GATEWAY:
+        worker = Worker(campaign, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger)
     if scale.role is Role.WORKER:
         assert worker is not None
-        return worker_app(worker, credentials, around=[connected, working])
-    store = PostgresStore(store_url, name)
+        return worker_app(worker, credentials, around=[connected, lambda runtime: worker.running()])
     partitions = deployment_partitions(store_url, name, scale.partitions)
-    gateway = GatewayService(campaign, store, bus, clock, partitions=partitions)
+    gateway = GatewayService(campaign, PostgresStore(store_url, name), bus, clock, partitions=partitions)
 
     @contextlib.asynccontextmanager
     async def listening(runtime: Any) -> AsyncIterator[None]:
@@ -141,8 +136,9 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
         async with gateway.listening():
             yield
 
-    around = [connected, listening] + ([working] if worker is not None else [])
-    merchant = ledger_from_env(campaign)  # the workers create the coupons; a gateway takes the merchant's reports
+    around.append(listening)
+    if worker is not None:
+        around.append(lambda runtime: worker.running())
     return create_app(gateway, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       throttle=Throttle.from_env(), around=around,
-                      merchant_secret=merchant.config.secret if merchant is not None else None)
+                      merchant_secret=ledger.config.secret if ledger is not None else None)
