@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -136,7 +136,7 @@ class GatewayService:
     # -- events and commands, over the bus (on a gateway thread) ---------------------------
     def submit(self, batch: Sequence[Any]) -> Submitted:
         events, result = admit(batch, self.clock)
-        self._saw(events)
+        self._saw(e.ts for e in events)
         outcome = self._publish(events)
         result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
         return result
@@ -199,11 +199,11 @@ class GatewayService:
         self._publish([merchant_order_event(coupon, order_id, amount, self.clock.now())])
         return merchant_answer(self.store, coupon_id)
 
-    def _saw(self, events: Sequence[Event]) -> None:
-        if events:
-            latest = max(e.ts for e in events)
-            if self._latest_ts is None or latest > self._latest_ts:
-                self._latest_ts = latest
+    def _saw(self, times: Iterable[int]) -> None:
+        """The stream's time as this gateway has seen it (``--clock event``): never going back."""
+        latest = max(times, default=None)
+        if latest is not None and (self._latest_ts is None or latest > self._latest_ts):
+            self._latest_ts = latest
 
     def _publish(self, events: Sequence[Event]) -> Submitted:
         """Each partition's events as one message; then wait (at most 5 s) until every one is applied."""
@@ -270,9 +270,7 @@ class GatewayService:
             for r in fresh:
                 self.records[r.coupon_id] = r
             if fresh:
-                latest = max(r.at for r in fresh)
-                if self._latest_ts is None or latest > self._latest_ts:
-                    self._latest_ts = latest
+                self._saw(r.at for r in fresh)
                 decisions = [wire.decision_of(self.campaign, r) for r in fresh]
                 for listener in self.listeners:
                     listener(decisions)

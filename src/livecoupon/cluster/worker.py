@@ -56,7 +56,6 @@ class Partition:
     service: LiveService
     position: int  # the last stream sequence in the partition's log (read and written on its writer thread)
     pending: int = 0  # batches on the bus not yet applied (the consumer's count, plus those in the inbox)
-    ready: bool = True  # caught up with the bus as it was at takeover: only then does the machine's clock fire timers
     catch_up_to: int = 0  # the partition's last stream sequence at takeover
     inbox: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
     subscription: Subscription | None = None
@@ -65,6 +64,11 @@ class Partition:
     @property
     def number(self) -> int:
         return self.lease.partition
+
+    @property
+    def ready(self) -> bool:
+        """Caught up with the bus as it was at takeover: only then does the machine's clock fire timers."""
+        return self.position >= self.catch_up_to
 
 
 class Worker:
@@ -161,7 +165,6 @@ class Worker:
                 log.error("partition %d: the bus's stream ends at %d but the log has applied up to %d (recreated "
                           "or purged?); following what it holds from its start", number, caught_up_at, lease.applied)
                 partition.position = 0
-            partition.ready = caught_up_at <= partition.position
             partition.catch_up_to = caught_up_at
             self.held[number] = partition
             partition.subscription = await self.bus.follow(number, partition.position, partition.inbox.put)
@@ -233,8 +236,6 @@ class Worker:
                 await self._drop(partition.number, release=True)
                 return
             partition.pending -= len(batch)
-            if not partition.ready and partition.position >= partition.catch_up_to:
-                partition.ready = True
             for msg, decisions in made:
                 await self._done(msg, partition.number, wire.done_of("", partition.number, decisions))
             for msg in replayed:
