@@ -185,16 +185,12 @@ class RelationalStore(ABC):
         PostgreSQL each phase is one round trip, which is what the campaign's lock is held for."""
         campaign = requests[0].campaign
         assert all(r.campaign == campaign for r in requests), "one campaign per batch"
-        reads = _Reads()
-        lock = self._lock_query(campaign)
-        if lock is not None:
-            reads.add(lock, lambda rows: None)
+        reads = self._claiming(campaign)
         known: dict[str, Decision] = {}
         self._read_known(requests, reads, known)
         counters = IssueCounters()
         self._read_counters(requests, limits, reads, counters)
-        for (_, consume), rows in zip(reads.queries, self._fetch([q for q, _ in reads.queries]), strict=True):
-            consume(rows)
+        self._run_reads(reads)
         fresh = [r for r in requests if r.coupon_id not in known]
         before = IssueCounters(stock_used=dict(counters.stock_used), budget_spent=counters.budget_spent)
         made: dict[str, Decision] = {}
@@ -208,15 +204,23 @@ class RelationalStore(ABC):
         if not requests:
             return []
         with self.unit_of_work():
-            reads = _Reads()
-            lock = self._lock_query(requests[0].campaign)
-            if lock is not None:
-                reads.add(lock, lambda rows: None)
+            reads = self._claiming(requests[0].campaign)
             counters = IssueCounters()
             self._read_counters(requests, limits, reads, counters)
-            for (_, consume), rows in zip(reads.queries, self._fetch([q for q, _ in reads.queries]), strict=True):
-                consume(rows)
+            self._run_reads(reads)
             return [r for r in requests if cap_reason(limits, counters, r) is None]
+
+    def _claiming(self, campaign: str) -> _Reads:
+        """The reads of a claim, starting with the campaign's lock (where the backend needs one)."""
+        reads = _Reads()
+        lock = self._lock_query(campaign)
+        if lock is not None:
+            reads.add(lock, lambda rows: None)
+        return reads
+
+    def _run_reads(self, reads: _Reads) -> None:
+        for (_, consume), rows in zip(reads.queries, self._fetch([q for q, _ in reads.queries]), strict=True):
+            consume(rows)
 
     def _read_known(self, requests: Sequence[IssueRequest], reads: _Reads, known: dict[str, Decision]) -> None:
         by_id = {r.coupon_id: r for r in requests}
