@@ -149,16 +149,14 @@ class Worker:
 
     async def _start(self, lease: Lease) -> None:
         number = lease.partition
-        store: PartitionStore | None = None
-        service: LiveService | None = None
+        store = PartitionStore(self.url, self.name, log_name(number), prepare=False)  # connects on first use
+        service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy,
+                              preload_records=False)
+        partition = Partition(lease, service, lease.applied)
+        service.seal = lambda: store.seal(number, self.id, lease.epoch, partition.position)
+        loop = asyncio.get_running_loop()
+        service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, made))
         try:
-            store = PartitionStore(self.url, self.name, log_name(number), prepare=False)  # connects on first use
-            service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy,
-                                  preload_records=False)
-            partition = Partition(lease, service, lease.applied)
-            service.seal = lambda: store.seal(number, self.id, lease.epoch, partition.position)
-            loop = asyncio.get_running_loop()
-            service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, made))
             replayed = await service.call(service.rebuild)
             caught_up_at = await self.bus.last_sequence(number)
             if caught_up_at < lease.applied:  # the stream is not the one the log followed: recreated or purged
@@ -175,7 +173,7 @@ class Worker:
             log.info("worker %s took partition %d (epoch %d, bus at %d of %d, %d log entries re-applied)",
                      self.id, number, lease.epoch, lease.applied, caught_up_at, replayed)
         except asyncio.CancelledError:
-            if number not in self.held and service is not None:
+            if number not in self.held:
                 await asyncio.to_thread(service.close)
             raise
         except Exception:
@@ -183,11 +181,8 @@ class Worker:
             if number in self.held:
                 await self._drop(number, release=True)
             else:
-                if service is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.to_thread(service.close)
-                elif store is not None:
-                    store.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(service.close)
                 with contextlib.suppress(Exception):
                     await self._leasing(self.book.release, number, lease.epoch)
         finally:

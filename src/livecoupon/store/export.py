@@ -20,8 +20,9 @@ def export_store(source: str | Path | RelationalStore, out_dir: Path) -> dict[st
     store = source if isinstance(source, RelationalStore) else SqliteStore(source)
     try:
         with store.reading():
-            events = write_lines(out_dir / "events.jsonl", merged_log(store))
-            issued, suppressed = write_decisions(decision_order(store), out_dir)
+            rooms: dict[str, int] = {}
+            events = write_lines(out_dir / "events.jsonl", merged_log(store, rooms))
+            issued, suppressed = write_decisions(decision_order(store.decisions(), rooms), out_dir)
     finally:
         store.close()
     return {"events": events, "issued": issued, "suppressed": suppressed}
