@@ -232,9 +232,9 @@ class Worker:
                 return
             partition.pending -= len(batch)
             for msg, decisions in made:
-                await self._done(msg, partition.number, wire.done_of("", partition.number, decisions))
+                await self._done(msg, partition.number, decisions)
             for msg in replayed:
-                await self._done(msg, partition.number, wire.Done("", partition.number, replayed=True))
+                await self._done(msg, partition.number, None)
 
     def _apply(self, partition: Partition, batch: list[Msg]) -> tuple[list[tuple[Msg, list[Decision]]], list[Msg]]:
         """On the partition's writer thread: the batches not yet in its log, applied in one sealed transaction."""
@@ -268,11 +268,12 @@ class Worker:
                           msg.metadata.sequence.stream, exc)
         return events
 
-    async def _done(self, msg: Msg, number: int, done: wire.Done) -> None:
+    async def _done(self, msg: Msg, number: int, made: list[Decision] | None) -> None:
+        """Tell the batch's gateway it is applied, with its decisions (None: it was in the log already)."""
         gateway, batch = header(msg, "lc-gateway"), header(msg, "lc-batch")
         if gateway is None or batch is None:
             return
-        done.batch = batch
+        done = wire.Done(batch, number, replayed=True) if made is None else wire.done_of(batch, number, made)
         await self.bus.tell(self.bus.subjects.done(gateway), wire.encode(done))
 
     def _committed(self, made: list[Decision]) -> None:
