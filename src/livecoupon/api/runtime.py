@@ -147,13 +147,16 @@ class Runtime:
         coupons = await service.call(lambda: [service.store.coupon(cid) for cid in coupon_ids])
         for coupon in coupons:
             if coupon is not None:
-                self.pacer.offer(coupon.room, coupon.user, coupon_message(service.campaign, coupon))
+                self._pop_up(coupon)
 
     async def _confirmed(self, coupon: Coupon) -> None:
         """The merchant's system has the coupon: record it, then pop it up (once: only if new)."""
         service = self.service
         if await service.call(service.store.confirm, [coupon.coupon_id], service.now()):
-            self.pacer.offer(coupon.room, coupon.user, coupon_message(service.campaign, coupon))
+            self._pop_up(coupon)
+
+    def _pop_up(self, coupon: Coupon) -> None:
+        self.pacer.offer(coupon.room, coupon.user, coupon_message(self.service.campaign, coupon))
 
     async def _tick(self) -> None:
         service = self.service
