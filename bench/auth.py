@@ -81,7 +81,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:  # run from a checkout without an installed package
     sys.path.append(str(ROOT / "src"))
 
-from processes import die_with_parent, free_port, proc_cpu_seconds  # noqa: E402
+from processes import cpu_model, die_with_parent, free_port, proc_cpu_seconds, usable_cores  # noqa: E402
 from tables import print_table  # noqa: E402
 
 from livecoupon.api.auth import Credentials  # noqa: E402
@@ -583,13 +583,7 @@ def paired_overhead(part: Part, slower: str, faster: str) -> tuple[float, str]:
 
 
 def machine_lines(args: argparse.Namespace) -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for text_line in Path("/proc/cpuinfo").read_text().splitlines():
-            if text_line.lower().startswith("model name"):
-                cpu = text_line.split(":", 1)[1].strip()
-                break
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu, nproc = cpu_model(), usable_cores()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"machine: nproc={nproc}  cpu={cpu}  python={platform.python_version()}  os={platform.system()} "

@@ -112,7 +112,7 @@ if str(ROOT / "tests") not in sys.path:  # tests/support's streams
     sys.path.append(str(ROOT / "tests"))
 
 import msgspec  # noqa: E402
-from processes import die_with_parent, free_port, proc_cpu_seconds  # noqa: E402
+from processes import cpu_model, die_with_parent, free_port, proc_cpu_seconds, usable_cores  # noqa: E402
 from tables import print_table  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -1212,13 +1212,7 @@ def claims_table(rounds: list[list[Claims]], args: argparse.Namespace) -> tuple[
 
 # -- main ------------------------------------------------------------------------------------------------------
 def machine_lines(args: argparse.Namespace) -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu, nproc = cpu_model(), usable_cores()
     pg_version = redis_version = "unknown"
     with contextlib.suppress(Exception):
         import psycopg

@@ -68,7 +68,7 @@ from typing import Any
 
 import httpx
 import websockets
-from processes import die_with_parent, free_port, proc_cpu_seconds  # noqa: E402
+from processes import cpu_model, die_with_parent, free_port, proc_cpu_seconds, usable_cores  # noqa: E402
 from tables import fmt
 from tables import print_table as print_rows
 from websockets.asyncio.client import ClientConnection, connect
@@ -159,19 +159,10 @@ def dist_row(section: str, what: str, values_ms: list[float], **kw: Any) -> Row:
 
 
 # -- the machine -----------------------------------------------------------------------------------------------
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for text_line in Path("/proc/cpuinfo").read_text().splitlines():
-            if text_line.lower().startswith("model name"):
-                return text_line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def machine_lines(loop_name: str) -> list[str]:
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
-        f"machine: nproc={nproc}  cpu={_cpu_model()}  python={platform.python_version()}  "
+        f"machine: nproc={usable_cores()}  cpu={cpu_model()}  python={platform.python_version()}  "
         f"os={platform.system()} {platform.release()}",
         f"         client: one asyncio process ({loop_name}), websockets {version('websockets')}, "
         f"httpx {version('httpx')}; load average at start: {load}",

@@ -1,10 +1,11 @@
 """What the benchmarks that start server processes share: a free port, a child that dies with
-its parent, and a process's CPU time."""
+its parent, a process's CPU time, and what the machine is."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import signal
 import socket
 from pathlib import Path
@@ -31,3 +32,15 @@ def proc_cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def usable_cores() -> int | None:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
