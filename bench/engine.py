@@ -2,18 +2,26 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/engine.py                 # 1,000,000 events (about 2-4 minutes)
-    .venv/bin/python bench/engine.py --events 50000  # quick run
+    .venv/bin/python bench/engine.py                 # both streams, 1,000,000 events each (~15 minutes)
+    .venv/bin/python bench/engine.py --stream mixed --events 100000 --repeat 1 --skip-memory  # quick run
     .venv/bin/python bench/engine.py --events 200000 --profile --skip-durable --skip-cli --skip-memory
+
+Two streams, each through every engine below: the mixed one (``StreamSpec.mixed``: ~1,400
+viewers who comment, like, gift and buy, transcripts every 1-3 s, decisions over 5% of
+events), whose whole-process ratio against durable-rules is the figure that counts, and
+the heartbeat-heavy one (``StreamSpec.for_events``: 10,000 viewers, nine events in ten a
+present viewer's heartbeat or like).
 
 What it measures (all figures printed as one table at the end):
 
 1. livecoupon, in process: ``livecoupon.engine.replay.replay(campaign, lines)`` over the
    generated JSON-lines file: parse + validate + order + engine + decisions, the code path
    of ``livecoupon replay``. Every trigger kind of ``bench/campaign.yaml`` is enabled.
-2. livecoupon, CLI end to end (once): ``livecoupon replay EVENTS --config C --out DIR``
+2. livecoupon, CLI whole process: ``livecoupon replay EVENTS --config C --out DIR``
    wall time, including interpreter start-up, imports and writing the outputs; its peak
-   RSS (the child's VmHWM, polled).
+   RSS (the child's VmHWM, polled). When the installed livecoupon is compiled (mypyc),
+   the pure-Python build runs beside it: the same command with a copy of ``src/``
+   (sources only) first on ``PYTHONPATH``.
 3. durable-rules 2.0.28 (if installed: ``.venv/bin/pip install durable-rules==2.0.28``)
    on the same file, running the equivalent first-visit, comment-keyword and dwell
    rules (see ``DurableRun``). Its decision counts are checked against livecoupon's.
@@ -53,7 +61,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
-from bench.streams import dumps, presence_events, presence_users, stream_stats, write_stream  # noqa: E402
+from bench.streams import (  # noqa: E402
+    dumps,
+    presence_events,
+    presence_users,
+    stream_stats,
+    write_mixed_stream,
+    write_stream,
+)
 
 from livecoupon.campaign_file import load_campaign, parse_campaign  # noqa: E402
 from livecoupon.domain.campaign import Campaign  # noqa: E402
@@ -165,25 +180,35 @@ def fastest(repeat: int, run: Callable[[], R]) -> R:
     return min(runs, key=lambda r: r.seconds)  # type: ignore[attr-defined, no-any-return]
 
 
-def run_cli(path: Path, out_dir: Path) -> dict[str, Any]:
+@dataclass
+class CliRun:
+    seconds: float
+    exit: int
+    stderr: str
+    counts: dict[str, int | None]
+    peak_rss_kib: int | None  # VmHWM polled every 20 ms
+
+
+def run_cli(path: Path, out_dir: Path, env: dict[str, str] | None = None) -> CliRun:
+    """``livecoupon replay`` as a user runs it, whole process: wall time from spawn to exit."""
     exe = Path(sys.executable).with_name("livecoupon")
     cmd = [str(exe), "replay", str(path), "--config", str(CAMPAIGN), "--out", str(out_dir)]
+    environ = {**os.environ, **(env or {})}
     started = time.perf_counter()
     hwm = 0
     with tempfile.TemporaryFile("w+") as err_file:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True, env=environ)
         while proc.poll() is None:  # VmHWM only grows: the last reading is (nearly) the peak
             hwm = max(hwm, proc_status_kib("VmHWM", proc.pid))
             time.sleep(0.02)
         seconds = time.perf_counter() - started
         err_file.seek(0)
-        stderr = err_file.read()
-    counts = {}
+        stderr = " ".join(err_file.read().split())[-400:]
+    counts: dict[str, int | None] = {}
     for name in ("issued", "suppressed", "rejected"):
         p = out_dir / f"{name}.jsonl"
         counts[name] = sum(1 for _ in p.open(encoding="utf-8")) if p.exists() else None
-    return {"seconds": seconds, "exit": proc.returncode, "stderr": stderr.strip()[-400:], "counts": counts,
-            "peak_rss_kib": hwm or None}  # VmHWM polled every 20 ms
+    return CliRun(seconds, proc.returncode, stderr, counts, hwm or None)
 
 
 # -- durable-rules ------------------------------------------------------------------------
@@ -224,6 +249,12 @@ class DurableRun:
     shards: int = 0
     peak_sessions: int = 0
     error: str | None = None
+
+
+def is_money(value: Any) -> bool:
+    """Yuan with at most two decimals, as livecoupon checks a gift's value."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 \
+        and abs(value * 100 - round(value * 100)) < 1e-6
 
 
 def _no_dispatch() -> None:
@@ -368,6 +399,8 @@ def run_durable(path: Path, limit: int | None, timeout_s: float = 60.0, dwell_af
                         post(shard_names[shard_of[sid]], {"sid": sid, "t": "dwell", "ts": due, "j": joined})
                         out.posted += 1
                 sweep(ts)
+                if kind == "gift" and not is_money(e.get("value")):
+                    continue  # livecoupon rejects the line (a malformed copy in the stream); so does the driver
                 if kind in VIEWING:
                     sid = e.get("user")
                     if not sid:
@@ -508,20 +541,208 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
 
 
+STREAMS = ("mixed", "heartbeat")
+STREAM_TITLES = {
+    "mixed": "mixed stream (StreamSpec.mixed): ~1,400 viewers who chat, like, gift and buy; transcripts every 1-3 s",
+    "heartbeat": "heartbeat-heavy stream (StreamSpec.for_events): 10,000 viewers, mostly heartbeats",
+}
+
+
+def load_line() -> str:
+    """``uptime``'s load averages, printed beside every figure: the machine is shared."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def compiled_modules() -> list[str]:
+    """The livecoupon modules this interpreter imports from compiled extensions (mypyc)."""
+    import importlib
+
+    found = []
+    for name in ("livecoupon.engine.engine", "livecoupon.engine.rooms", "livecoupon.engine.recordings",
+                 "livecoupon.engine.replay", "livecoupon.domain.events", "livecoupon.domain.decisions"):
+        module = importlib.import_module(name)
+        if not (module.__file__ or "").endswith(".py"):
+            found.append(name)
+    return found
+
+
+def pure_tree(work: Path) -> Path:
+    """A copy of src/ with only the Python sources: on PYTHONPATH, the pure build."""
+    import shutil
+
+    target = work / "pure-src"
+    if not target.exists():
+        shutil.copytree(ROOT / "src", target, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    return target
+
+
+def decision_share(run: LivecouponRun) -> float:
+    return sum(run.decisions.values()) / run.lines if run.lines else 0.0
+
+
+def bench_stream(kind: str, args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One stream through every engine; prints as it goes, returns the table rows."""
+    print(f"\n== {STREAM_TITLES[kind]}", flush=True)
+    path = work / f"{kind}.jsonl"
+    started = time.perf_counter()
+    lines, spec = (write_mixed_stream if kind == "mixed" else write_stream)(path, args.events)
+    gen_s = time.perf_counter() - started
+    stats = stream_stats(path)
+    mix = ", ".join(f"{k} {v:,}" for k, v in stats["by_type"].items())
+    print(f"stream: {lines:,} lines ({path.stat().st_size / 2**20:,.0f} MiB) in {gen_s:.1f}s; "
+          f"{stats['users']:,} viewers over {stats['span_s'] / 3600:.2f} h, online_count up to "
+          f"{stats['online_max']:,}\n  {mix}", flush=True)
+    if lines < args.events:
+        print(f"  note: the simulated broadcast ran out at {lines:,} lines (< {args.events:,})")
+    fig: dict[str, Any] = figures.setdefault("streams", {}).setdefault(kind, {})
+    fig["stream"] = {"lines": lines, "spec_viewers": spec.viewers, **stats}
+
+    # livecoupon in process
+    lc = fastest(args.repeat, lambda: run_livecoupon(path, lines))
+    share = decision_share(lc)
+    print(f"livecoupon replay(): {lines:,} lines ({lc.applied:,} applied after dedup) in {lc.seconds:.2f}s "
+          f"= {rate(lines, lc.seconds)} events/s; {lc.issued:,} issued, "
+          f"{sum(lc.decisions.values()) - lc.issued:,} suppressed, {lc.rejected} rejected; "
+          f"decisions {share:.1%} of events; {load_line()}", flush=True)
+    by_trigger: dict[str, dict[str, int]] = collections.defaultdict(dict)
+    for (trig, outcome), n in sorted(lc.decisions.items()):
+        by_trigger[trig][outcome] = n
+    print("  decisions: " + "; ".join(f"{t} " + ", ".join(f"{o} {n:,}" for o, n in d.items())
+                                       for t, d in by_trigger.items()), flush=True)
+    fig["livecoupon"] = {"lines": lines, "applied": lc.applied, "seconds": lc.seconds,
+                         "events_per_s": lines / lc.seconds, "decisions": by_trigger, "decision_share": share,
+                         "rejected": lc.rejected}
+
+    # the CLI, whole process: as installed (compiled if built so), and the pure build beside it
+    clis: dict[str, dict[str, Any]] = {}
+    if not args.skip_cli:
+        builds = {"installed": None}
+        if compiled_modules():
+            builds = {"compiled": None, "pure": {"PYTHONPATH": str(pure_tree(work))}}
+        for build, env in builds.items():
+            def one(env: dict[str, str] | None = env) -> CliRun:
+                return run_cli(path, work / "out", env)
+            cli = fastest(args.repeat, one)
+            ok = cli.exit == 0 and cli.counts["issued"] == lc.issued
+            print(f"livecoupon CLI ({build}): exit {cli.exit} in {cli.seconds:.2f}s wall = "
+                  f"{rate(lines, cli.seconds)} events/s; outputs {cli.counts}"
+                  f"{'' if ok else '  <-- differs from in-process run'}; child peak RSS "
+                  f"{(cli.peak_rss_kib or 0) / 1024:,.0f} MiB; {load_line()}\n  CLI says: {cli.stderr}", flush=True)
+            clis[build] = cli
+            fig[f"cli_{build}"] = vars(cli)
+
+    # durable-rules
+    dr = lc3 = None
+    lc_prefix = lc
+    if not args.skip_durable:
+        try:
+            from importlib.metadata import version
+
+            import durable  # type: ignore[import-untyped]  # noqa: F401
+            dr_version = version("durable_rules")
+        except ImportError as exc:
+            print(f"durable-rules: not importable ({exc}); install with "
+                  f".venv/bin/pip install durable-rules=={DURABLE_VERSION}")
+        else:
+            limit = args.durable_events if args.durable_events and args.durable_events < lines else None
+            dr = fastest(args.repeat, lambda: run_durable(path, limit))
+            print(f"durable-rules {dr_version}: {dr.events:,} lines in {dr.seconds:.2f}s = "
+                  f"{rate(dr.events, dr.seconds)} events/s; {dr.posted:,} posts, actions "
+                  f"{dict(dr.actions)}; {dr.shards} ruleset shard(s), peak {dr.peak_sessions:,} sessions, "
+                  f"{dr.deleted:,} delete_state; {load_line()}" + (f"; ERROR {dr.error}" if dr.error else ""),
+                  flush=True)
+            same = path
+            if limit is not None:
+                # the same prefix through livecoupon, for a like-for-like ratio and cross-check
+                same = work / f"{kind}-prefix.jsonl"
+                with path.open(encoding="utf-8") as src, same.open("w", encoding="utf-8") as dst:
+                    for i, line in enumerate(src):
+                        if i >= limit:
+                            break
+                        dst.write(line)
+                lc_prefix = run_livecoupon(same, limit)
+                print(f"livecoupon on the same {limit:,}-line prefix: {lc_prefix.seconds:.2f}s = "
+                      f"{rate(limit, lc_prefix.seconds)} events/s")
+            lc3 = fastest(args.repeat, lambda: run_livecoupon(same, dr.events, campaign=three_rule_campaign()))
+            print(f"livecoupon with only the same 3 triggers ({', '.join(EQUIVALENT_TRIGGERS)}): "
+                  f"{lc3.lines:,} lines in {lc3.seconds:.2f}s = {rate(lc3.lines, lc3.seconds)} events/s")
+            checks = []
+            for trig in EQUIVALENT_TRIGGERS:
+                a, b = lc3.by_trigger(trig), dr.decisions[trig]
+                if lc_prefix.by_trigger(trig) != a:
+                    a_full = lc_prefix.by_trigger(trig)
+                    checks.append(f"{trig}: 8-trigger run {a_full:,} vs 3-trigger run {a:,} (DIFFERENT)")
+                checks.append(f"{trig} {a:,} vs {b:,}" + ("" if a == b else " (DIFFERENT)"))
+            print("  decisions livecoupon vs durable-rules: " + "; ".join(checks), flush=True)
+            fig["livecoupon_3_triggers"] = {"lines": lc3.lines, "seconds": lc3.seconds,
+                                            "events_per_s": lc3.lines / lc3.seconds}
+            fig["durable"] = {"version": dr_version, "lines": dr.events, "seconds": dr.seconds,
+                              "events_per_s": dr.events / dr.seconds if dr.seconds else None,
+                              "actions": dict(dr.actions), "decisions": dict(dr.decisions),
+                              "shards": dr.shards, "peak_sessions": dr.peak_sessions, "error": dr.error,
+                              "prefix": limit, "same_decisions": all("DIFFERENT" not in c for c in checks)}
+
+    if args.profile:
+        prof = cProfile.Profile()
+        run = run_livecoupon(path, lines, profile=prof)
+        buf = io.StringIO()
+        st = pstats.Stats(prof, stream=buf)
+        st.sort_stats("tottime").print_stats(args.profile)
+        st.sort_stats("cumulative").print_stats(args.profile)
+        print(f"\ncProfile of replay() on {lines:,} lines ({run.seconds:.1f}s under the profiler):")
+        print(buf.getvalue())
+
+    rows: list[tuple[str, ...]] = [(f"[{kind}] livecoupon replay() in-process", f"{lines:,}", f"{lc.seconds:.2f}",
+                                    rate(lines, lc.seconds))]
+    for build, cli in clis.items():
+        rows.append((f"[{kind}] livecoupon CLI whole process, {build}", f"{lines:,}", f"{cli.seconds:.2f}",
+                     rate(lines, cli.seconds)))
+    if dr is not None:
+        if lc_prefix is not lc:
+            rows.append((f"[{kind}] livecoupon replay() first {lc_prefix.lines:,}", f"{lc_prefix.lines:,}",
+                         f"{lc_prefix.seconds:.2f}", rate(lc_prefix.lines, lc_prefix.seconds)))
+        if lc3 is not None:
+            rows.append((f"[{kind}] livecoupon replay() same 3 triggers", f"{lc3.lines:,}", f"{lc3.seconds:.2f}",
+                         rate(lc3.lines, lc3.seconds)))
+        rows.append((f"[{kind}] durable-rules {DURABLE_VERSION} (3 rules)" + (" prefix" if lc_prefix is not lc else ""),
+                     f"{dr.events:,}", f"{dr.seconds:.2f}", rate(dr.events, dr.seconds)))
+        if dr.seconds > 0 and lc_prefix.seconds > 0:
+            dr_rate = dr.events / dr.seconds
+            ratios = {"replay() in-process, 8 triggers": (lc_prefix.lines / lc_prefix.seconds) / dr_rate}
+            if lc3 is not None:
+                ratios["replay() in-process, same 3 triggers"] = (lc3.lines / lc3.seconds) / dr_rate
+            if limit_free(dr, lines):
+                for build, cli in clis.items():
+                    if cli.exit == 0:
+                        ratios[f"CLI whole process ({build}), 8 triggers"] = (lines / cli.seconds) / dr_rate
+            fig["ratios"] = ratios
+            for what, r in ratios.items():
+                rows.append((f"[{kind}] ratio livecoupon {what} / durable-rules", "", "", f"{r:.1f}x"))
+    return rows
+
+
+def limit_free(dr: DurableRun, lines: int) -> bool:
+    """durable-rules read every line (no --durable-events prefix, no early stop): the CLI ratio holds."""
+    return dr.events == lines and dr.error is None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=1_000_000, help="events in the stream (default 1,000,000)")
+    ap.add_argument("--events", type=int, default=1_000_000, help="events in each stream (default 1,000,000)")
+    ap.add_argument("--stream", choices=(*STREAMS, "both"), default="both",
+                    help="which stream: mixed (the figure that counts), heartbeat, or both (default)")
     ap.add_argument("--durable-events", type=int, default=None,
                     help="run durable-rules on only the first N lines (default: all of them)")
     ap.add_argument("--memory-viewers", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=2,
-                    help="run each engine this many times and keep its fastest run (default 2): the machine is shared")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="run each engine this many times and keep its fastest run (default 3): the machine is shared")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-durable", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--profile", nargs="?", const=30, type=int, metavar="TOP",
                     help="also profile the in-process replay once with cProfile and print the TOP functions")
-    ap.add_argument("--keep", type=Path, help="write the stream and CLI outputs here instead of a temp dir")
+    ap.add_argument("--keep", type=Path, help="write the streams and CLI outputs here instead of a temp dir")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     ap.add_argument("--memory-child", choices=("rss", "tracemalloc", "replay"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -531,106 +752,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     mach = machine()
+    compiled = compiled_modules()
     print(f"machine: {mach['nproc']} CPUs, {mach['cpu']}, {mach['implementation']} {mach['python']}, "
-          f"load {' '.join(f'{x:.2f}' for x in mach['loadavg'])}; livecoupon {mach['commit']}", flush=True)
-    figures: dict[str, Any] = {"machine": mach}
+          f"{load_line()}; livecoupon {mach['commit']}, "
+          f"{'compiled (mypyc): ' + ', '.join(compiled) if compiled else 'pure Python'}", flush=True)
+    figures: dict[str, Any] = {"machine": mach, "compiled": compiled}
     tmp = tempfile.TemporaryDirectory(prefix="livecoupon-bench-") if args.keep is None else None
     work = Path(tmp.name) if tmp is not None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     try:
-        # 1. the stream
-        path = work / "events.jsonl"
-        started = time.perf_counter()
-        lines, spec = write_stream(path, args.events)
-        gen_s = time.perf_counter() - started
-        stats = stream_stats(path)
-        mix = ", ".join(f"{k} {v:,}" for k, v in stats["by_type"].items())
-        print(f"stream: {lines:,} lines ({path.stat().st_size / 2**20:,.0f} MiB) in {gen_s:.1f}s; "
-              f"{stats['users']:,} viewers over {stats['span_s'] / 3600:.2f} h, online_count up to "
-              f"{stats['online_max']:,}\n  {mix}", flush=True)
-        if lines < args.events:
-            print(f"  note: the simulated broadcast ran out at {lines:,} lines (< {args.events:,})")
-        figures["stream"] = {"lines": lines, "spec_viewers": spec.viewers, **stats}
+        rows: list[tuple[str, ...]] = []
+        for kind in STREAMS if args.stream == "both" else (args.stream,):
+            rows += bench_stream(kind, args, work, figures)
 
-        # 2. livecoupon in process
-        lc = fastest(args.repeat, lambda: run_livecoupon(path, lines))
-        print(f"livecoupon replay(): {lines:,} lines ({lc.applied:,} applied after dedup) in {lc.seconds:.2f}s "
-              f"= {rate(lines, lc.seconds)} events/s; {lc.issued:,} issued, "
-              f"{sum(lc.decisions.values()) - lc.issued:,} suppressed, {lc.rejected} rejected; "
-              f"this process's peak RSS so far {maxrss_kib() / 1024:,.0f} MiB", flush=True)
-        by_trigger: dict[str, dict[str, int]] = collections.defaultdict(dict)
-        for (trig, outcome), n in sorted(lc.decisions.items()):
-            by_trigger[trig][outcome] = n
-        print("  decisions: " + "; ".join(f"{t} " + ", ".join(f"{o} {n:,}" for o, n in d.items())
-                                           for t, d in by_trigger.items()), flush=True)
-        figures["livecoupon"] = {"lines": lines, "applied": lc.applied, "seconds": lc.seconds,
-                                 "events_per_s": lines / lc.seconds, "decisions": by_trigger,
-                                 "rejected": lc.rejected}
-
-        # 3. CLI end to end, once
-        cli = None
-        if not args.skip_cli:
-            cli = run_cli(path, work / "out")
-            ok = cli["exit"] == 0 and cli["counts"]["issued"] == lc.issued
-            print(f"livecoupon CLI: exit {cli['exit']} in {cli['seconds']:.2f}s wall = "
-                  f"{rate(lines, cli['seconds'])} events/s; outputs {cli['counts']}"
-                  f"{'' if ok else '  <-- differs from in-process run'}; child peak RSS "
-                  f"{(cli['peak_rss_kib'] or 0) / 1024:,.0f} MiB\n  CLI says: {' '.join(cli['stderr'].split())}",
-                  flush=True)
-            figures["cli"] = cli
-
-        # 4. durable-rules
-        dr = None
-        lc3: LivecouponRun | None = None
-        lc_prefix = lc
-        if not args.skip_durable:
-            try:
-                from importlib.metadata import version
-
-                import durable  # type: ignore[import-untyped]  # noqa: F401
-                dr_version = version("durable_rules")
-            except ImportError as exc:
-                print(f"durable-rules: not importable ({exc}); install with "
-                      f".venv/bin/pip install durable-rules=={DURABLE_VERSION}")
-            else:
-                limit = args.durable_events if args.durable_events and args.durable_events < lines else None
-                dr = fastest(args.repeat, lambda: run_durable(path, limit))
-                print(f"durable-rules {dr_version}: {dr.events:,} lines in {dr.seconds:.2f}s = "
-                      f"{rate(dr.events, dr.seconds)} events/s; {dr.posted:,} posts, actions "
-                      f"{dict(dr.actions)}; {dr.shards} ruleset shard(s), peak {dr.peak_sessions:,} sessions, "
-                      f"{dr.deleted:,} delete_state" + (f"; ERROR {dr.error}" if dr.error else ""), flush=True)
-                same = path
-                if limit is not None:
-                    # the same prefix through livecoupon, for a like-for-like ratio and cross-check
-                    same = work / "prefix.jsonl"
-                    with path.open(encoding="utf-8") as src, same.open("w", encoding="utf-8") as dst:
-                        for i, line in enumerate(src):
-                            if i >= limit:
-                                break
-                            dst.write(line)
-                    lc_prefix = run_livecoupon(same, limit)
-                    print(f"livecoupon on the same {limit:,}-line prefix: {lc_prefix.seconds:.2f}s = "
-                          f"{rate(limit, lc_prefix.seconds)} events/s")
-                lc3 = fastest(args.repeat, lambda: run_livecoupon(same, dr.events, campaign=three_rule_campaign()))
-                print(f"livecoupon with only the same 3 triggers ({', '.join(EQUIVALENT_TRIGGERS)}): "
-                      f"{lc3.lines:,} lines in {lc3.seconds:.2f}s = {rate(lc3.lines, lc3.seconds)} events/s")
-                checks = []
-                for trig in EQUIVALENT_TRIGGERS:
-                    a, b = lc3.by_trigger(trig), dr.decisions[trig]
-                    if lc_prefix.by_trigger(trig) != a:
-                        a_full = lc_prefix.by_trigger(trig)
-                        checks.append(f"{trig}: 8-trigger run {a_full:,} vs 3-trigger run {a:,} (DIFFERENT)")
-                    checks.append(f"{trig} {a:,} vs {b:,}" + ("" if a == b else " (DIFFERENT)"))
-                print("  decisions livecoupon vs durable-rules: " + "; ".join(checks), flush=True)
-                figures["livecoupon_3_triggers"] = {"lines": lc3.lines, "seconds": lc3.seconds,
-                                                    "events_per_s": lc3.lines / lc3.seconds}
-                figures["durable"] = {"version": dr_version, "lines": dr.events, "seconds": dr.seconds,
-                                      "events_per_s": dr.events / dr.seconds if dr.seconds else None,
-                                      "actions": dict(dr.actions), "decisions": dict(dr.decisions),
-                                      "shards": dr.shards, "peak_sessions": dr.peak_sessions, "error": dr.error,
-                                      "prefix": limit}
-
-        # 5. memory with many present viewers
         mem = None
         if not args.skip_memory:
             mem = run_memory(args.memory_viewers)
@@ -643,46 +777,14 @@ def main(argv: list[str] | None = None) -> int:
                       + "\n    ".join(t["top_allocations"]))
             figures["memory"] = mem
 
-        # 6. profile
-        if args.profile:
-            prof = cProfile.Profile()
-            run = run_livecoupon(path, lines, profile=prof)
-            buf = io.StringIO()
-            st = pstats.Stats(prof, stream=buf)
-            st.sort_stats("tottime").print_stats(args.profile)
-            st.sort_stats("cumulative").print_stats(args.profile)
-            print(f"\ncProfile of replay() on {lines:,} lines ({run.seconds:.1f}s under the profiler):")
-            print(buf.getvalue())
-
-        # the table
-        rows: list[tuple[str, ...]] = []
-        rows.append(("livecoupon replay() in-process", f"{lines:,}", f"{lc.seconds:.2f}", rate(lines, lc.seconds)))
-        if cli is not None:
-            rows.append(("livecoupon CLI end-to-end (wall)", f"{lines:,}", f"{cli['seconds']:.2f}",
-                         rate(lines, cli["seconds"])))
-        if dr is not None:
-            if lc_prefix is not lc:
-                rows.append((f"livecoupon replay() first {lc_prefix.lines:,}", f"{lc_prefix.lines:,}",
-                             f"{lc_prefix.seconds:.2f}", rate(lc_prefix.lines, lc_prefix.seconds)))
-            if lc3 is not None:
-                rows.append(("livecoupon replay() same 3 triggers", f"{lc3.lines:,}", f"{lc3.seconds:.2f}",
-                             rate(lc3.lines, lc3.seconds)))
-            rows.append((f"durable-rules {DURABLE_VERSION} (3 rules)" + (" prefix" if lc_prefix is not lc else ""),
-                         f"{dr.events:,}", f"{dr.seconds:.2f}", rate(dr.events, dr.seconds)))
         print("\n" + table(rows, ("throughput", "events", "seconds", "events/s")))
-        if dr is not None and dr.seconds > 0 and lc_prefix.seconds > 0:
-            dr_rate = dr.events / dr.seconds
-            ratio = (lc_prefix.lines / lc_prefix.seconds) / dr_rate
-            print(f"ratio livecoupon (all 8 triggers) / durable-rules (3 rules), events/s on the same lines: "
-                  f"{ratio:.2f}x" + ("" if dr.error is None else "  (durable-rules stopped early: " + dr.error + ")"))
-            figures["ratio"] = ratio
-            if lc3 is not None:
-                ratio3 = (lc3.lines / lc3.seconds) / dr_rate
-                print(f"ratio livecoupon (same 3 triggers) / durable-rules (3 rules): {ratio3:.2f}x")
-                figures["ratio_3_triggers"] = ratio3
         mrows: list[tuple[str, ...]] = []
-        if cli is not None and cli.get("peak_rss_kib"):
-            mrows.append((f"CLI replay of {lines:,} events, peak RSS (VmHWM)", mib(cli["peak_rss_kib"] * 1024)))
+        for kind, fig in figures.get("streams", {}).items():
+            for build in ("installed", "compiled", "pure"):
+                cli = fig.get(f"cli_{build}")
+                if cli and cli.get("peak_rss_kib"):
+                    mrows.append((f"[{kind}] CLI ({build}) replay of {fig['stream']['lines']:,} events, "
+                                  "peak RSS (VmHWM)", mib(cli["peak_rss_kib"] * 1024)))
         if mem is not None:
             v = f"{args.memory_viewers:,} present viewers"
             r, t, rp = mem.get("rss", {}), mem.get("tracemalloc", {}), mem.get("replay", {})
@@ -701,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
         if mrows:
             print("\n" + table(mrows, ("memory", "")))
         print(f"\nmachine: nproc {mach['nproc']}, CPU {mach['cpu']}, {mach['implementation']} {mach['python']}, "
-              f"load average at start {mach['loadavg'][0]:.2f} (2 cores shared: expect noise)")
+              f"load average at start {mach['loadavg'][0]:.2f}, at the end: {load_line()} "
+              "(2 cores shared: expect noise)")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False, default=str))
     finally:

@@ -81,6 +81,15 @@ class StreamSpec:
     flash_sales: tuple[tuple[float, float], ...] = ((0.15, 120.0), (0.4, 90.0), (0.62, 180.0), (0.85, 60.0))
     passphrase_every: float = 600.0       # mean seconds between passphrase attempts
     thanks_every: float = 1200.0
+    transcript_gap: tuple[float, float] = (4.0, 12.0)  # seconds between the host's speech segments
+    chatter_share: float = 0.45           # of viewers who comment at all ...
+    chat_scale: float = 1.0               # ... and how much (a multiplier of the heavy-tailed rate)
+    liker_share: float = 0.6
+    like_scale: float = 1.0
+    gifter_share: float = 0.04
+    gift_scale: float = 1.0
+    buyer_share: float = 0.08
+    order_scale: float = 1.0
     with_ids: bool = True                 # platform message ids on every event
     retry_rate: float = 0.001             # events sent twice (same id)
     bad_rate: float = 0.00002             # malformed lines
@@ -96,6 +105,24 @@ class StreamSpec:
         """
         viewers = max(20, math.ceil(max(events - 4_700, 2_000) / 99.53))
         return replace(cls(**overrides), viewers=viewers)
+
+    @classmethod
+    def mixed(cls, events: int, **overrides: Any) -> StreamSpec:
+        """A mixed stream of about ``events`` events: few viewers (1,500 for 1,000,000
+        events) who stay long and chat, like, gift and buy a lot; the host speaks every
+        1-3 s with a passphrase attempt every ~2 minutes (each one decides for everyone present);
+        ``online_count`` every second. Heartbeats are about a third of it, not nine tenths,
+        so most events take the engine's checked paths and decisions are over 5% of events.
+        """
+        spec = cls(online_every=1.0, transcript_gap=(1.0, 3.0), passphrase_every=60.0, thanks_every=600.0,
+                   watch_median=3000.0, watch_sigma=1.0, rejoin_share=0.4, chatter_share=0.8, chat_scale=8.0,
+                   liker_share=0.8, like_scale=3.0, gifter_share=0.3, gift_scale=20.0, buyer_share=0.4, order_scale=6.0,
+                   seed=20241112)
+        viewers = max(20, math.ceil(max(events - 25_000, 2_000) / MIXED_EVENTS_PER_VIEWER))
+        return replace(spec, viewers=viewers, **overrides)
+
+
+MIXED_EVENTS_PER_VIEWER = 750.0  # measured on StreamSpec.mixed; room events add ~25,000
 
 
 @dataclass(slots=True)
@@ -136,10 +163,10 @@ def plan_sessions(spec: StreamSpec) -> list[_Session]:
     for _ in range(spec.viewers):
         user = f"u{rng.getrandbits(40):010x}"
         # heavy-tailed activity: most viewers lurk, a few chat a lot
-        chat = rng.paretovariate(1.6) * 0.15 if rng.random() < 0.45 else 0.0
-        likes = rng.paretovariate(1.4) * 0.4 if rng.random() < 0.6 else 0.0
-        gifts = rng.paretovariate(1.3) * 0.02 if rng.random() < 0.04 else 0.0
-        orders = int(rng.paretovariate(2.0)) if rng.random() < 0.08 else 0
+        chat = rng.paretovariate(1.6) * 0.15 * spec.chat_scale if rng.random() < spec.chatter_share else 0.0
+        likes = rng.paretovariate(1.4) * 0.4 * spec.like_scale if rng.random() < spec.liker_share else 0.0
+        gifts = rng.paretovariate(1.3) * 0.02 * spec.gift_scale if rng.random() < spec.gifter_share else 0.0
+        orders = int(rng.paretovariate(2.0) * spec.order_scale) if rng.random() < spec.buyer_share else 0
         follows = rng.random() < 0.1
         arrive = _arrival(rng, spec, sale_times)
         number = 0
@@ -245,7 +272,7 @@ def _room_events(spec: StreamSpec, sessions: list[_Session],
             next_thanks = t + rng.expovariate(1 / spec.thanks_every) + 60.0
         else:
             out.append((t, {"type": "transcript", "room": room, "text": rng.choice(TRANSCRIPTS)}))
-        t += rng.uniform(4.0, 12.0)
+        t += rng.uniform(*spec.transcript_gap)
     # the platform's online_count: it counts every client (lurkers, app in background),
     # so it is a multiple of the viewers sending events; scaled to peak at online_peak
     arrive = sorted(s.arrive for s in sessions)
@@ -342,6 +369,17 @@ def write_stream(path: Path, events: int, **overrides: Any) -> tuple[int, Stream
     If the simulated audience happens to produce fewer events, it is enlarged and the
     stream generated again (deterministically). Returns (lines, the spec used)."""
     spec = StreamSpec.for_events(events, **overrides)
+    for _ in range(5):
+        lines = write_jsonl(broadcast_events(spec), path)
+        if lines >= events:
+            break
+        spec = replace(spec, viewers=math.ceil(spec.viewers * events / lines * 1.02))
+    return lines, spec
+
+
+def write_mixed_stream(path: Path, events: int, **overrides: Any) -> tuple[int, StreamSpec]:
+    """Write :meth:`StreamSpec.mixed` broadcast of at least ``events`` lines; as :func:`write_stream`."""
+    spec = StreamSpec.mixed(events, **overrides)
     for _ in range(5):
         lines = write_jsonl(broadcast_events(spec), path)
         if lines >= events:
