@@ -15,13 +15,16 @@ FIELDS = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_i
           "product")
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False),
-                   st.text(max_size=3), st.just(""))
+                   st.text(max_size=3), st.just(""), st.sampled_from([1.99, 0.1, 9.999, 19.9, 1e300, 2**70]),
+                   st.sampled_from(["\ud800", "扣1", "x" * 2_000, "y" * 2_001]))
 lines = st.fixed_dictionaries(
-    {"type": st.sampled_from(["join", "leave", "heartbeat", "like", "follow", "comment", "gift", "teleport"]),
+    {"type": st.sampled_from(["join", "leave", "heartbeat", "like", "follow", "comment", "gift", "transcript",
+                              "online_count", "order", "teleport"]),
      "room": st.one_of(st.just("room-1"), values),
      "ts": st.one_of(st.floats(0, 2e9), st.integers(0, 2 * 10**9), values)},
     optional={"user": st.one_of(st.just("u1"), values), "id": st.one_of(st.just("e1"), values),
-              "count": st.one_of(st.integers(-3, 30), values), "text": values, "value": values})
+              "count": st.one_of(st.integers(-3, 30), values), "text": values, "value": values,
+              "device": st.one_of(st.just("d1"), values)})
 
 
 def _reference(data: dict[str, Any]) -> tuple[Any, ...] | str:

@@ -63,7 +63,7 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
         fields = plain_fields(line)
         if fields is not None:
             event = None
-            kind, room, ts, event_id, user, _ = fields
+            kind, room, ts, event_id, user = fields[:5]
         else:
             event = checked_event(number, line, rejected)
             if event is None:
@@ -82,7 +82,7 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
         result.events += 1
         if event is None:
             assert fields is not None
-            if kind in QUIET_TYPES and touch(room, user, ts):
+            if kind in QUIET_TYPES and touch(room, user, ts):  # type: ignore[arg-type]
                 continue
             event = plain_event(fields)
         made = apply(event)
