@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 
@@ -12,7 +11,7 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 def _error(status: int, code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "field": "body"}}).encode()
+    return json.dumps({"error": {"code": code, "message": message, "field": "body"}}, ensure_ascii=False).encode()
 
 
 class BodyLimit:
@@ -45,14 +44,17 @@ class BodyLimit:
                 break
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding == b"gzip":
-            inflated = self._gunzip(bytes(body))
-            if inflated is None:
-                await self._refuse(send, 422, "bad_encoding", "the body is not valid gzip")
+            try:
+                body = bytearray(inflated(bytes(body), self.limit))
+            except TooLarge:
+                await self._refuse(send, 413, "too_large",
+                                   f"解压后的请求体超过 {self.limit // 2**20} MiB / "
+                                   f"the inflated body is over {self.limit // 2**20} MiB")
                 return
-            if len(inflated) > self.limit:
-                await self._refuse(send, 413, "too_large", f"the inflated body is over {self.limit // 2**20} MiB")
+            except BadGzip as exc:
+                await self._refuse(send, 400, "bad_encoding",
+                                   f"请求体不是有效的 gzip / the body is not valid gzip: {exc}")
                 return
-            body = bytearray(inflated)
             scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
                                          if k not in (b"content-encoding", b"content-length")])
         elif encoding not in (b"identity", b""):
@@ -60,20 +62,40 @@ class BodyLimit:
             return
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    def _gunzip(self, data: bytes) -> bytes | None:
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out = inflater.decompress(data, self.limit + 1)
-        except (zlib.error, gzip.BadGzipFile):
-            return None
-        return out
-
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = _error(status, code, message)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+class BadGzip(ValueError):
+    """A ``Content-Encoding: gzip`` body that does not inflate; the message says why."""
+
+
+class TooLarge(ValueError):
+    """A body that inflates past the limit."""
+
+
+def inflated(data: bytes, limit: int) -> bytes:
+    """A gzip body inflated, never holding more than ``limit + 1`` bytes of output (a bomb stops there).
+    Several gzip members one after the other are one body (RFC 1952 §2.2)."""
+    out = bytearray()
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadGzip(str(exc)) from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise TooLarge()
+        if not inflater.eof:
+            raise BadGzip("truncated: the gzip stream ends early")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
 
 
 def _replay(body: bytes, upstream: Receive) -> Receive:

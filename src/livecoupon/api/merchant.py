@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from livecoupon.api.public import decode_json
+from livecoupon.api.batches import decode_json
 from livecoupon.api.runtime import Runtime
 from livecoupon.api.schemas import BODY_ERRORS, answer, errors
 from livecoupon.domain.money import yuan_to_fen

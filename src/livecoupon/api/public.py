@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocke
 from fastapi.responses import JSONResponse
 
 from livecoupon.api.auth import Caller, Role, require, require_user
+from livecoupon.api.batches import read_batch
 from livecoupon.api.runtime import CallerDep, Runtime, RuntimeDep, cancel_quietly, client_address, identify, platform
 from livecoupon.api.schemas import (
     BODY_ERRORS,
     CALLER_ERRORS,
     EVENTS_BODY,
-    MAX_EVENTS,
     PARAM_ERRORS,
     CommentIn,
     CouponDetailOut,
@@ -44,7 +44,7 @@ from livecoupon.service_layer.service import Submitted
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
 router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)
 RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
-_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 async def user_caller(caller: CallerDep) -> Caller:
@@ -89,41 +89,19 @@ def _answer(result: Answer) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def decode_json(body: bytes) -> Any:
-    """A request body as JSON: msgspec, or the standard parser for what msgspec refuses but the
-    events can still name (a lone surrogate is one bad event, not a bad batch)."""
-    try:
-        return _decode(body)
-    except RecursionError:
-        raise Malformed("too_deep", "body: JSON nested too deeply", "body") from None
-    except msgspec.DecodeError:
-        pass
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise Malformed("too_deep", "body: JSON nested too deeply", "body") from None
-    except ValueError as exc:
-        raise Malformed("invalid_json", f"body is not valid JSON: {exc}", "body") from None
-
-
 @router.post("/events", tags=["events"], response_model=None,
              responses=answer(EventsOut) | answer(EventsOut, 202) | BODY_ERRORS | errors(503),
              dependencies=[Depends(platform)], openapi_extra={"requestBody": EVENTS_BODY})
-async def post_events(request: Request, response: Response, rt: RuntimeDep) -> dict[str, Any]:
+async def post_events(request: Request, rt: RuntimeDep) -> Response:
     """Apply a JSON array of room events (≤ 10,000); decisions commit before the answer.
 
     The platform key (or the operator's). Each bad event is rejected on its own, with
     its index and the field at fault; the others are applied.
     """
-    batch = decode_json(await request.body())
-    if not isinstance(batch, list):
-        raise Malformed("not_an_array", "body must be a JSON array of events", "body")
-    if len(batch) > MAX_EVENTS:
-        raise Malformed("too_many_events", f"at most {MAX_EVENTS:,} events per request, got {len(batch):,}", "body")
+    batch = read_batch(await request.body())
     result = await rt.service.call(rt.service.submit, batch)
-    if result.queued:  # scaled out, while a worker fails over: on the bus, decisions to follow (SPEC §7)
-        response.status_code = 202
-    return submitted_json(result)
+    # scaled out, while a worker fails over: on the bus, decisions to follow (SPEC §7)
+    return Response(_encode(submitted_json(result)), 202 if result.queued else 200, media_type="application/json")
 
 
 def submitted_json(result: Submitted) -> dict[str, Any]:

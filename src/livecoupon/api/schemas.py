@@ -153,11 +153,12 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "a `Content-Encoding: gzip` body that does not inflate"},
     401: {"model": ErrorOut, "description": "no valid credential (missing, wrong or expired)"},
     403: {"model": ErrorOut, "description": "a valid credential, for another user or an endpoint it does not open"},
     404: {"model": ErrorOut, "description": "no such thing"},
     409: {"model": ErrorOut, "description": "refused by the rules (a coupon taken, expired, not usable…)"},
-    413: {"model": ErrorOut, "description": "the body is over 16 MiB"},
+    413: {"model": ErrorOut, "description": "the body is over 16 MiB (inflated, for a gzip body)"},
     415: {"model": ErrorOut, "description": "a Content-Encoding other than gzip or identity"},
     422: {"model": ErrorOut, "description": "malformed: the field at fault is named"},
     429: {"model": ErrorOut, "description": "over a rate limit",
@@ -180,7 +181,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 CALLER_ERRORS = errors(401, 403, 429)  # every endpoint behind a credential
-BODY_ERRORS = errors(413, 415, 422)  # every POST: the body's size, encoding and form
+BODY_ERRORS = errors(400, 413, 415, 422)  # every POST: the body's encoding, size and form
 PARAM_ERRORS = errors(422)  # a path or query parameter FastAPI could not read
 
 

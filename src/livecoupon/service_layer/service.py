@@ -110,12 +110,15 @@ class Fenced(RuntimeError):
 
 
 def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submitted]:
-    """A platform's events as the service reads them; each bad one rejected on its own, naming its index."""
+    """A platform's events as the service reads them; each bad one rejected on its own, naming its index.
+
+    An item is decoded JSON, or an :class:`Event` a reader's fast path already parsed (see
+    ``api/batches.py``); both pass the same checks after parsing."""
     result = Submitted()
     events: list[Event] = []
     for index, raw in enumerate(batch):
         try:
-            event = parse_event(raw)
+            event = raw if type(raw) is Event else parse_event(raw)
             if event.command is not None:
                 raise EventError("type", "operator events come only from the service's own log "
                                          "(use the /v1/admin endpoints)")

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import msgspec
+
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, CouponTemplate, HistoryEntry, Scope, Terms
 from livecoupon.domain.decisions import (
@@ -34,6 +36,13 @@ from livecoupon.store.port import CampaignTotals, Snapshot, StoredAnswer, collec
 _CHUNK = 900  # stays under SQLite's bound-parameter limit
 _SMALL_BATCH = 64
 _LOG_PAGE = 5_000
+_encode = msgspec.json.Encoder().encode
+
+
+def _log_text(event: dict[str, Any]) -> str:
+    """A log entry as stored: compact JSON text (msgspec writes it ~10× faster than ``json.dumps``)."""
+    return _encode(event).decode()
+
 
 # A coupon is an issuing decision joined with the terms it was issued under.
 COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, "
@@ -503,8 +512,7 @@ class RelationalStore(ABC):
 
     def append_events(self, events: Iterable[dict[str, Any]]) -> None:
         log = self.log
-        self._many("INSERT INTO events (log, body) VALUES (?, ?)",
-                   [(log, json.dumps(e, ensure_ascii=False, separators=(",", ":"))) for e in events])
+        self._many("INSERT INTO events (log, body) VALUES (?, ?)", [(log, _log_text(e)) for e in events])
 
     def events(self, after: int = 0, log: str | None = None) -> Iterator[dict[str, Any]]:
         """The log in pages, so a long one is never held in memory at once (``log``: another partition's)."""

@@ -1,0 +1,110 @@
+"""A POST /v1/events body read by msgspec straight into events judges every event exactly as the
+standard parser followed by ``parse_event`` did: same events, same rejections, same indexes and fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from livecoupon.api.batches import read_batch
+from livecoupon.domain.events import Event, event_json
+from livecoupon.engine.clock import ClockMode, ServiceClock
+from livecoupon.errors import Malformed
+from livecoupon.service_layer.service import admit
+
+TS = 1_731_300_000.5
+CLOCK = ServiceClock(ClockMode.EVENT, lambda: None)
+
+BASE: dict[str, dict[str, Any]] = {
+    "live_start": {}, "live_end": {}, "join": {"user": "u1"}, "leave": {"user": "u1"},
+    "heartbeat": {"user": "u1"}, "comment": {"user": "u1", "text": "扣1"}, "like": {"user": "u1", "count": 3},
+    "follow": {"user": "u1"}, "gift": {"user": "u1", "value": 9.9},
+    "order": {"user": "u1", "order_id": "o1", "amount": 199.0}, "online_count": {"count": 10000},
+    "transcript": {"text": "宝宝们发券啦"}, "flash_sale": {"duration": 60},
+    "operator": {"action": "pause", "trigger": "dwell"},
+}
+ODD_VALUES: list[Any] = [None, "", "x" * 129, "é", 0, -1, 1.5, 2.0, 10**30, True, [], {}, "a\u2028b", 1e300,
+                         "u2", 7, 0.015]
+FIELDS = ["type", "room", "ts", "id", "user", "count", "text", "value", "amount", "order_id", "duration",
+          "device", "ip", "risk", "profile", "extra"]
+
+
+def judged(batch: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    events, result = admit(batch, CLOCK)
+    return [event_json(e) for e in events], result.rejected
+
+
+def body_of(events: list[Any]) -> bytes:
+    return json.dumps(events, ensure_ascii=False).encode()
+
+
+def assert_same_as_before(events: list[Any]) -> None:
+    body = body_of(events)
+    assert judged(read_batch(body)) == judged(json.loads(body))
+
+
+@st.composite
+def events(draw: st.DrawFn) -> Any:
+    kind = draw(st.sampled_from(sorted(BASE)))
+    event: dict[str, Any] = {"type": kind, "room": "room-1", "ts": TS, **BASE[kind]}
+    if draw(st.booleans()):
+        event["id"] = draw(st.sampled_from(["e1", "", "é", "x" * 200]))
+    for _ in range(draw(st.integers(0, 2))):
+        field = draw(st.sampled_from(FIELDS))
+        if draw(st.integers(0, 4)) == 0:
+            event.pop(field, None)
+        else:
+            event[field] = draw(st.sampled_from(ODD_VALUES))
+    return event if draw(st.integers(0, 20)) else draw(st.sampled_from([[], "join", 3, None]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events(), max_size=12))
+def test_the_fast_reader_judges_every_event_as_the_checked_path_does(batch: list[Any]) -> None:
+    assert_same_as_before(batch)
+
+
+def test_common_events_come_out_parsed_and_bad_ones_keep_their_index_and_field() -> None:
+    batch = [
+        {"type": "live_start", "room": "room-1", "ts": TS},
+        {"type": "join", "room": "room-1", "ts": TS + 1, "user": "alice"},
+        {"type": "join", "room": "room-1", "ts": TS + 1},
+        {"type": "gift", "room": "room-1", "ts": TS + 2, "user": "alice", "value": 1.999},
+        {"type": "teleport", "room": "room-1", "ts": TS + 3},
+        {"type": "heartbeat", "room": "*", "ts": TS + 4, "user": "alice"},
+        {"type": "like", "room": "room-1", "ts": TS + 5, "user": "alice", "count": -2},
+    ]
+    read = read_batch(body_of(batch))
+    assert type(read[1]) is Event  # the fast path took the join: no dict, no second parse
+    kept, rejected = judged(read)
+    assert [e["type"] for e in kept] == ["live_start", "join"]
+    assert [(r["index"], r["error"].split(":")[0]) for r in rejected] == [
+        (2, "user"), (3, "value"), (4, "type"), (5, "room"), (6, "count")]
+    assert_same_as_before(batch)
+
+
+@pytest.mark.parametrize(("body", "rejected"), [
+    ('[{"type": "join", "room": "r", "ts": NaN, "user": "u"}, {"type": "join", "room": "r", "ts": 1, "user": "u"}]',
+     [0]),
+    ('[{"type": "comment", "room": "r", "ts": 1, "user": "u", "text": "\\ud800"}]', [0]),
+    ('[{"type": "like", "room": "r", "ts": 1, "user": "u", "count": 100000000000000000000000}]', []),
+])
+def test_what_msgspec_refuses_is_still_judged_event_by_event(body: str, rejected: list[int]) -> None:
+    raw = body.encode()
+    assert judged(read_batch(raw)) == judged(json.loads(raw))
+    assert [r["index"] for r in judged(read_batch(raw))[1]] == rejected
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b'{"type": "join"}', "not_an_array"), (b"not json", "invalid_json"), (b"[1,", "invalid_json"),
+    (b"[" + b"{}," * 10_000 + b"{}]", "too_many_events"), (b"[" * 100_000 + b"]" * 100_000, "too_deep"),
+    (b'[{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"]", "too_deep"),
+])
+def test_a_body_that_is_no_batch_is_malformed_as_a_whole(body: bytes, code: str) -> None:
+    with pytest.raises(Malformed) as info:
+        read_batch(body)
+    assert info.value.code == code and info.value.field == "body"
