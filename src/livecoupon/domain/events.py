@@ -27,7 +27,7 @@ MAX_IP = 64
 MAX_PROFILE_KEYS = 32
 MAX_PROFILE_KEY = 64
 MAX_PROFILE_VALUE = 256
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile(f"[{chr(0xD800)}-{chr(0xDFFF)}]")  # as chr(): mypyc takes no surrogate literal
 _OPTIONAL_VIEWER_FIELDS = ("device", "ip", "risk", "profile")
 
 Profile = dict[str, str | int | float]

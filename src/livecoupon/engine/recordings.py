@@ -34,6 +34,7 @@ from livecoupon.domain.events import (
     seconds,
 )
 from livecoupon.domain.money import MoneyError, yuan_to_fen
+from livecoupon.engine.lines import decode_plain
 
 
 @dataclass(slots=True)
@@ -42,27 +43,9 @@ class Rejected:
     error: str
 
 
-class _Plain(msgspec.Struct):
-    """The fields of the common event types; unknown fields are ignored, as SPEC §2 asks."""
-
-    type: str
-    room: str
-    ts: int | float
-    id: str | None = None
-    user: str | None = None
-    count: int | None = None
-    text: str | None = None
-    value: int | float | None = None
-    device: msgspec.Raw | None = None  # any of these four sends the line down the checked path
-    ip: msgspec.Raw | None = None
-    risk: msgspec.Raw | None = None
-    profile: msgspec.Raw | None = None
-
-
 _QUIET_TYPES = frozenset({"join", "leave", "heartbeat", "like", "follow"})  # no field but the user
 _VIEWER_TYPES = _QUIET_TYPES | {"comment", "gift"}
 _ROOM_TYPES = frozenset({"transcript", "online_count"})
-_decode_plain = msgspec.json.Decoder(_Plain).decode
 _decode_any = msgspec.json.Decoder().decode
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen)
@@ -75,7 +58,7 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
     unusual, goes through :func:`checked_event`. Whatever it accepts, :func:`parse_event`
     would have read to the same event."""
     try:
-        p = _decode_plain(line)
+        p = decode_plain(line)
     except msgspec.MsgspecError:
         return None
     kind, room, event_id, count, text = p.type, p.room, p.id, p.count, p.text

@@ -1,0 +1,29 @@
+"""The typed shape msgspec decodes a common recorded line into (see :mod:`livecoupon.engine.recordings`).
+
+Its own module, and never compiled: a ``msgspec.Struct`` defined in a mypyc-compiled
+module decodes more than twice as slowly (measured: 1.15 s against 0.45 s for 1,000,000 lines).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class PlainLine(msgspec.Struct):
+    """The fields of the common event types; unknown fields are ignored, as SPEC §2 asks."""
+
+    type: str
+    room: str
+    ts: int | float
+    id: str | None = None
+    user: str | None = None
+    count: int | None = None
+    text: str | None = None
+    value: int | float | None = None
+    device: msgspec.Raw | None = None  # any of these four sends the line down the checked path
+    ip: msgspec.Raw | None = None
+    risk: msgspec.Raw | None = None
+    profile: msgspec.Raw | None = None
+
+
+decode_plain = msgspec.json.Decoder(PlainLine).decode
