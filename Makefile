@@ -4,35 +4,46 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+COMPILED := $(VENV)/.compiled
+# the modules mypyc compiles (src/livecoupon/compiled.py); LIVECOUPON_PURE=1 builds pure Python
+COMPILED_SOURCES := $(shell sed -n 's/^    "livecoupon\.\(.*\)",$$/\1/p' src/livecoupon/compiled.py | tr . / | sed 's|.*|src/livecoupon/&.py|')
 
-.PHONY: demo test install lint bench cluster clean
+.PHONY: demo test install compile lint bench cluster clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(COMPILED)  # pip -e built the compiled modules into src/
 
-install: $(STAMP)
+# An edited compiled module runs from its source until rebuilt (livecoupon/compiled.py): rebuild in place.
+$(COMPILED): $(STAMP) $(COMPILED_SOURCES)
+	$(BIN)/python setup.py --quiet build_ext --inplace
+	touch $(COMPILED)
 
-demo: $(STAMP)
+install: $(STAMP) $(COMPILED)
+
+compile: $(COMPILED)
+
+demo: $(STAMP) $(COMPILED)
 	$(BIN)/livecoupon demo --out demo-out
 
 # make cluster — two gateways and two workers on the machine's PostgreSQL and NATS (docs/scaling.md).
 cluster: $(STAMP)
 	$(BIN)/livecoupon cluster --config examples/campaign.yaml
 
-test: $(STAMP)
+test: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) $(COMPILED)
 	$(BIN)/python bench/issue.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache demo-out
+	rm -rf $(VENV) .pytest_cache .mypy_cache demo-out build
+	find src -name '*.so' -delete

@@ -1,0 +1,102 @@
+"""Which modules a build compiles with mypyc, and when their Python sources run instead.
+
+``pip install`` (and ``make install``) compiles :data:`MODULES` to C extensions beside
+their sources (setup.py; ``LIVECOUPON_PURE=1`` at build time builds pure Python). Python
+would then import an extension even after its ``.py`` was edited, so on import of
+``livecoupon`` the sources are put first — every module of the list from its ``.py`` —
+
+- when ``LIVECOUPON_PURE=1`` is set at run time (the pure build, for comparisons), or
+- when a source is newer than its compiled module (an edit since the last build; ``make
+  test`` rebuilds first, ``make compile`` rebuilds alone). :data:`outdated` names them.
+
+All or none: the compiled modules call each other directly in C, so one stale module
+would still run through its compiled callers.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+# The modules replay spends its time in (profiled on bench/engine.py's mixed stream). Not
+# domain/offers.py nor engine/offering.py (offers are rare and their policies change often),
+# nor domain/experiments.py (its tests replace ``bucket``, which a compiled caller would not see).
+MODULES = (
+    "livecoupon.domain.campaign",
+    "livecoupon.domain.commands",
+    "livecoupon.domain.coupons",
+    "livecoupon.domain.decisions",
+    "livecoupon.domain.events",
+    "livecoupon.domain.money",
+    "livecoupon.domain.text",
+    "livecoupon.engine.engine",
+    "livecoupon.engine.explaining",
+    "livecoupon.engine.phrases",
+    "livecoupon.engine.recordings",
+    "livecoupon.engine.replay",
+    "livecoupon.engine.rooms",
+)
+PURE_ENV = "LIVECOUPON_PURE"
+_ROOT = Path(__file__).resolve().parent.parent  # the directory holding the livecoupon package
+_GRACE_S = 2.0  # a wheel writes a module's .py and .so within moments of each other
+
+
+def wants_pure(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    return environ.get(PURE_ENV, "") not in ("", "0")
+
+
+def source_of(module: str, root: Path = _ROOT) -> Path:
+    return root.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def extension_of(module: str, root: Path = _ROOT) -> Path | None:
+    source = source_of(module, root)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = source.with_name(source.stem + suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def stale(modules: Sequence[str] = MODULES, root: Path = _ROOT) -> list[str]:
+    """The compiled modules whose source was changed after they were built."""
+    found = []
+    for module in modules:
+        extension = extension_of(module, root)
+        if extension is not None and source_of(module, root).stat().st_mtime > extension.stat().st_mtime + _GRACE_S:
+            found.append(module)
+    return found
+
+
+def is_compiled(module: ModuleType) -> bool:
+    return not (module.__file__ or "").endswith(".py")
+
+
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Finds each module of :data:`MODULES` as its ``.py``, never its extension."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in MODULES:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source_of(fullname))
+
+
+outdated: list[str] = []  # compiled modules found older than their sources (then the sources run)
+
+
+def choose_build() -> None:
+    """Put the sources first when asked to, or when a compiled module is out of date."""
+    if any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
+        return
+    if not wants_pure():
+        outdated[:] = stale()
+        if not outdated:
+            return
+    sys.meta_path.insert(0, _SourcesFirst())
