@@ -169,8 +169,8 @@ async def create_order(body: OrderIn, caller: UserCaller, rt: RuntimeDep) -> JSO
     who = require_user(caller, body.user)
     cart = [line.to_line() for line in body.cart]
     service = rt.service
-    return _answer(await service.call(service.checkout_call, service.checkout.create_order, body.order_id, body.user,
-                                      cart, body.coupon_id, body.idempotency_key, who.scope, body.room))
+    return _answer(await service.checkout_in_group(service.checkout.create_order, body.order_id, body.user, cart,
+                                                   body.coupon_id, body.idempotency_key, who.scope, body.room))
 
 
 ORDER_MOVED = answer(OrderOut) | BODY_ERRORS | errors(404, 409)
@@ -186,22 +186,22 @@ async def get_order(order_id: str, who: UserCaller, rt: RuntimeDep) -> dict[str,
 async def pay(order_id: str, body: OrderActionIn, who: UserCaller, rt: RuntimeDep) -> JSONResponse:
     """The order is paid: its coupon is redeemed, and the order counts as a posted ``order`` event."""
     service = rt.service
-    return _answer(await service.call(service.checkout_call, service.checkout.pay, order_id, body.idempotency_key,
-                                      who.scope, who.owner))
+    return _answer(await service.checkout_in_group(service.checkout.pay, order_id, body.idempotency_key,
+                                                   who.scope, who.owner))
 
 
 @router.post("/orders/{order_id}/cancel", tags=["checkout"], responses=ORDER_MOVED)
 async def cancel(order_id: str, body: OrderActionIn, who: UserCaller, rt: RuntimeDep) -> JSONResponse:
     service = rt.service
-    return _answer(await service.call(service.checkout_call, service.checkout.cancel, order_id,
-                                      body.idempotency_key, who.scope, who.owner))
+    return _answer(await service.checkout_in_group(service.checkout.cancel, order_id, body.idempotency_key,
+                                                   who.scope, who.owner))
 
 
 @router.post("/orders/{order_id}/refund", tags=["checkout"], responses=ORDER_MOVED)
 async def refund(order_id: str, body: OrderActionIn, who: UserCaller, rt: RuntimeDep) -> JSONResponse:
     service = rt.service
-    return _answer(await service.call(service.checkout_call, service.checkout.refund, order_id,
-                                      body.idempotency_key, who.scope, who.owner))
+    return _answer(await service.checkout_in_group(service.checkout.refund, order_id, body.idempotency_key,
+                                                   who.scope, who.owner))
 
 
 @router.websocket("/rooms/{room}/live")

@@ -163,6 +163,10 @@ class GatewayService:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
         return self.command(IssueToPresent(template, room, key), room)
 
+    async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
+        """Each call in its own transaction: the gateway's threads share the store, with no writer to group on."""
+        return await self.call(self.checkout_call, act, *args)
+
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
         """A checkout call on the shared store; an order it pays goes on the bus once committed."""
         self._paid.events = []

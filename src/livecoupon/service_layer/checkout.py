@@ -101,10 +101,19 @@ class Checkout:
         return self._act("refund", order_id, key, caller, owner, self._refund)
 
     def _act(self, op: str, order_id: str, key: str, caller: str, owner: str | None,
-             act: Callable[[str], Answer]) -> Answer:
-        stored = self.order(order_id, owner) if owner is not None else self.store.order(order_id)
-        user = stored.user if stored is not None else ""
-        return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id}, lambda: act(order_id))
+             act: Callable[[Order], Answer]) -> Answer:
+        """``act`` on the order as read here, inside the same unit of work (no second read)."""
+        with self.store.unit_of_work():
+            stored = self.order(order_id, owner) if owner is not None else self.store.order(order_id)
+            user = stored.user if stored is not None else ""
+            return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id},
+                              lambda: act(self._known(order_id, stored)))
+
+    @staticmethod
+    def _known(order_id: str, order: Order | None) -> Order:
+        if order is None:
+            raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
+        return order
 
     def redeemed_elsewhere(self, order_id: str, user: str, coupon_id: str, at: int) -> bool:
         """A platform reported a paid order that used ``coupon_id`` (a posted ``order`` event).
@@ -213,9 +222,8 @@ class Checkout:
         if order is not None and order.state is OrderState.CREATED:
             self.store.move_order(replace(order, state=OrderState.LAPSED), OrderState.CREATED)
 
-    def _pay(self, order_id: str) -> Answer:
-        now = self.clock()
-        order = self.order(order_id)
+    def _pay(self, order: Order) -> Answer:
+        now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.CREATED:
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}", "order_id")
         if order.coupon_id is not None:
@@ -235,9 +243,8 @@ class Checkout:
             self.on_paid(paid)
         return 200, order_json(paid)
 
-    def _cancel(self, order_id: str) -> Answer:
-        now = self.clock()
-        order = self.order(order_id)
+    def _cancel(self, order: Order) -> Answer:
+        now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.CREATED:
             hint = "; refund a paid order instead" if order.state is OrderState.PAID else ""
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}{hint}",
@@ -252,9 +259,8 @@ class Checkout:
             raise Refused("order_changed", f"order {order_id!r} changed during cancel", "order_id")
         return 200, order_json(cancelled)
 
-    def _refund(self, order_id: str) -> Answer:
-        now = self.clock()
-        order = self.order(order_id)
+    def _refund(self, order: Order) -> Answer:
+        now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.PAID:
             raise Refused(f"order_{order.state.value}", f"only a paid order can be refunded; {order_id!r} is "
                           f"{order.state.value}", "order_id")

@@ -53,6 +53,9 @@ class Service(Protocol):
 
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T: ...
 
+    async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
+        """``checkout_call`` from the event loop (committed together with concurrent calls, where it can be)."""
+
     def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]: ...
 
     def logged(self) -> Iterator[dict[str, Any]]: ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from livecoupon.engine import snapshots
 from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
-from livecoupon.errors import Malformed, NotFound
+from livecoupon.errors import LivecouponError, Malformed, NotFound
 from livecoupon.logs import log_decisions
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.store.port import Snapshot, Store
@@ -103,6 +104,34 @@ class Submitted:
     @property
     def suppressed(self) -> int:
         return self.counts[1] if self.counts is not None else sum(1 for d in self.decisions if not d.issued)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedCall:
+    """A checkout call waiting for the writer thread, and the event loop's future for its answer."""
+
+    act: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    value: Any
+
+
+Outcome = tuple["asyncio.Future[Any]", "Answered | BaseException"]
+
+
+def settle(outcomes: Sequence[Outcome]) -> None:
+    """On the event loop: each grouped call's answer, or its exception (unless its caller went away)."""
+    for future, outcome in outcomes:
+        if future.cancelled():
+            continue
+        if isinstance(outcome, Answered):
+            future.set_result(outcome.value)
+        else:
+            future.set_exception(outcome)
 
 
 class Fenced(RuntimeError):
@@ -206,6 +235,8 @@ class LiveService:
         self.orders: list[Event] = []
         self._unannounced: list[Decision] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-writer")
+        self._grouped: list[GroupedCall] = []  # checkout calls waiting for the writer (see checkout_in_group)
+        self._grouped_lock = threading.Lock()
         # Called last inside every write transaction: a worker proves there that it still holds the
         # partition (raising Fenced if not) and records how far into the bus it has applied.
         self.seal: Callable[[], None] = lambda: None
@@ -331,6 +362,53 @@ class LiveService:
         self._announce(made)
         self._maybe_snapshot()
         return answer
+
+    async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
+        """``checkout_call`` from the event loop, with group commit: the calls that arrive while the writer
+        is busy wait for it, then run one after the other in one transaction, each in a savepoint of its
+        own (a call that raises undoes only its own writes). One commit and one thread hop serve them all;
+        each caller still gets its answer only once the whole group has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._grouped_lock:
+            self._grouped.append(GroupedCall(act, args, future))
+            first = len(self._grouped) == 1
+        if first:
+            self._writer.submit(self._run_group, loop)
+        answer: T = await future
+        return answer
+
+    def _run_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: every checkout call waiting, in one transaction; if that fails as a whole
+        (not a call's own refusal), it rolled back, and each call is run again in a transaction of its own."""
+        with self._grouped_lock:
+            calls, self._grouped = self._grouped, []
+        try:
+            with self._transaction():
+                outcomes = [self._grouped_outcome(call) for call in calls]
+            made, self._unannounced = self._unannounced, []
+            self._announce(made)
+            self._maybe_snapshot()
+        except Fenced as exc:
+            outcomes = [(call.future, exc) for call in calls]
+        except Exception:
+            self._unannounced = []
+            log.exception("a group of %d checkout calls failed; running them one by one", len(calls))
+            outcomes = [self._single_outcome(call) for call in calls]
+        loop.call_soon_threadsafe(settle, outcomes)
+
+    def _grouped_outcome(self, call: GroupedCall) -> Outcome:
+        try:
+            with self.store.savepoint():
+                return call.future, Answered(call.act(*call.args))
+        except LivecouponError as refusal:  # raised before it wrote anything (a key reused, an unknown order)
+            return call.future, refusal
+
+    def _single_outcome(self, call: GroupedCall) -> Outcome:
+        try:
+            return call.future, Answered(self.checkout_call(call.act, *call.args))
+        except Exception as exc:
+            return call.future, exc
 
     def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]:
         """The merchant's coupon system reports that an order redeemed a coupon (logged and applied as an

@@ -47,6 +47,8 @@ class MemoryStore:
         with self._lock:
             yield
 
+    savepoint = unit_of_work
+
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         with collector_paused(len(requests)), self._lock:
             return [self._issue_one(request, limits) for request in requests]

@@ -65,6 +65,10 @@ class UnitOfWork(Protocol):
     def unit_of_work(self) -> AbstractContextManager[None]:
         """A transaction: writes inside commit together, or not at all (SQLite, PostgreSQL)."""
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside a unit of work: if the block raises, its own writes are undone and the rest of the
+        transaction stands (SQL's SAVEPOINT; the memory store, which never undoes, only serialises)."""
+
 
 class ClaimsLedger(Protocol):
     """What the engine needs: SPEC §4 steps 2-4, decided atomically, and first visits."""

@@ -175,6 +175,19 @@ class RelationalStore(ABC):
         finally:
             self._local.depth = 0
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        assert getattr(self._local, "depth", 0), "a savepoint lives inside a unit of work"
+        self._run("SAVEPOINT call")
+        try:
+            yield
+        except BaseException:
+            self._run("ROLLBACK TO SAVEPOINT call")
+            self._run("RELEASE SAVEPOINT call")
+            self._template_ids.clear()
+            raise
+        self._run("RELEASE SAVEPOINT call")
+
     def close(self) -> None:
         with self._all_lock:
             for db in self._all:

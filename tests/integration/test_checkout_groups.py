@@ -1,0 +1,122 @@
+"""Group commit of checkout calls on a real SQLite file: calls that queue behind the writer run in one
+transaction, each in its own savepoint, and every caller gets exactly the answer it would have got alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livecoupon.campaign_file import load_campaign
+from livecoupon.domain.orders import Order, OrderState
+from livecoupon.domain.pricing import CartLine
+from livecoupon.engine.clock import ClockMode
+from livecoupon.errors import Malformed
+from livecoupon.service_layer.service import LiveService
+from livecoupon.store.sqlite import SqliteStore
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+T0_MS = 1_700_000_000_000
+CART = [CartLine("sku-1", "dress", 12_000, 1)]
+BUYERS = [f"buyer-{i:03d}" for i in range(40)]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[LiveService]:
+    live = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "groups.db"), ClockMode.WALL,
+                       wall=lambda: T0_MS)
+    yield live
+    live.close()
+
+
+def coupons_for(service: LiveService, users: list[str]) -> dict[str, str]:
+    made = service.issue_manually("dwell10", users, "room-1", "grant")
+    return {d.request.user: d.request.coupon_id for d in made if d.issued}
+
+
+async def in_one_group(service: LiveService, calls: list[Awaitable[Any]]) -> list[Any]:
+    """Hold the writer thread until every call has queued behind it, so they all run as one group."""
+    gate = threading.Event()
+    held = asyncio.ensure_future(service.call(gate.wait))
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    await asyncio.sleep(0.05)  # every task has queued its call
+    gate.set()
+    await held
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def create(service: LiveService, order_id: str, user: str, coupon_id: str | None, key: str) -> Awaitable[Any]:
+    return service.checkout_in_group(service.checkout.create_order, order_id, user, CART, coupon_id, key,
+                                     "platform:", None)
+
+
+def pay(service: LiveService, order_id: str, key: str) -> Awaitable[Any]:
+    return service.checkout_in_group(service.checkout.pay, order_id, key, "platform:", None)
+
+
+def test_a_group_answers_each_call_as_alone_and_commits_them_all(service: LiveService, tmp_path: Path) -> None:
+    coupons = coupons_for(service, BUYERS)
+
+    async def run() -> tuple[list[Any], list[Any], list[Any]]:
+        created = await in_one_group(service, [create(service, f"o-{u}", u, coupons[u], f"c-{u}") for u in BUYERS])
+        paid = await in_one_group(service, [pay(service, f"o-{u}", f"p-{u}") for u in BUYERS])
+        again = await in_one_group(service, [pay(service, f"o-{u}", f"p-{u}") for u in BUYERS[:5]])
+        return created, paid, again
+
+    created, paid, again = asyncio.run(run())
+    assert [(status, body["discount"]) for status, body in created] == [(201, 10.0)] * len(BUYERS)
+    assert [(status, body["state"]) for status, body in paid] == [(200, "paid")] * len(BUYERS)
+    assert again == paid[:5]  # the idempotent repeat: the first answers, not a second payment
+    reopened = SqliteStore(tmp_path / "groups.db")
+    try:
+        assert {reopened.order(f"o-{u}").state for u in BUYERS} == {OrderState.PAID}  # type: ignore[union-attr]
+        assert {c.state.value for u in BUYERS for c in reopened.coupons_of(u)} == {"redeemed"}
+    finally:
+        reopened.close()
+    assert sum(1 for e in service.orders if e.user in BUYERS) == len(BUYERS)  # each paid order counted once
+
+
+def test_two_orders_racing_for_one_coupon_in_one_group_exactly_one_wins(service: LiveService) -> None:
+    coupon = coupons_for(service, ["ana"])["ana"]
+    answers = asyncio.run(in_one_group(service, [create(service, f"o-{i}", "ana", coupon, f"k-{i}")
+                                                 for i in range(6)]))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201, 409, 409, 409, 409, 409]
+    assert {body["error"]["code"] for status, body in answers if status == 409} == {"coupon_reserved"}
+
+
+def test_a_call_refused_by_raising_leaves_the_rest_of_its_group_committed(service: LiveService) -> None:
+    coupons = coupons_for(service, BUYERS[:3])
+    first = asyncio.run(in_one_group(service, [create(service, "o-x", BUYERS[0], coupons[BUYERS[0]], "k")]))
+    assert first[0][0] == 201
+    answers = asyncio.run(in_one_group(service, [
+        create(service, "o-y", BUYERS[1], coupons[BUYERS[1]], "k-1"),
+        create(service, "o-x", BUYERS[0], None, "k"),  # the same key for another request: raised, not answered
+        create(service, "o-z", BUYERS[2], coupons[BUYERS[2]], "k-2"),
+    ]))
+    assert answers[0][0] == 201 and answers[2][0] == 201
+    assert isinstance(answers[1], Malformed) and answers[1].code == "idempotency_key_reused"
+    assert service.store.order("o-y") is not None and service.store.order("o-z") is not None
+
+
+def test_a_call_that_fails_unexpectedly_rolls_back_alone_and_its_group_is_run_again(service: LiveService) -> None:
+    coupons = coupons_for(service, BUYERS[:2])
+
+    def half_written() -> None:
+        service.store.insert_order(Order("o-broken", "who", tuple(CART), None, 12_000, 0, 12_000,
+                                         OrderState.CREATED, T0_MS, None, None))
+        raise RuntimeError("a fault after a write")
+
+    answers = asyncio.run(in_one_group(service, [
+        create(service, "o-1", BUYERS[0], coupons[BUYERS[0]], "k-1"),
+        service.checkout_in_group(half_written),
+        create(service, "o-2", BUYERS[1], coupons[BUYERS[1]], "k-2"),
+    ]))
+    assert answers[0][0] == 201 and answers[2][0] == 201
+    assert isinstance(answers[1], RuntimeError)
+    assert service.store.order("o-broken") is None
+    assert service.store.order("o-1") is not None and service.store.order("o-2") is not None
