@@ -255,9 +255,9 @@ def export(
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where events.jsonl, report.html, metrics.json go")] = Path(
         "demo-out"),
-    viewers: Annotated[int, typer.Option("--viewers", min=1, max=100_000)] = 1500,
-    minutes: Annotated[int, typer.Option("--minutes", min=1, max=600, help="simulated broadcast length")] = 30,
-    speed: Annotated[float, typer.Option("--speed", min=0.1, help="simulated seconds per wall second")] = 30.0,
+    viewers: Annotated[int, typer.Option("--viewers", min=1, max=100_000)] = 4000,
+    minutes: Annotated[int, typer.Option("--minutes", min=1, max=600, help="simulated broadcast length")] = 60,
+    speed: Annotated[float, typer.Option("--speed", min=0.1, help="simulated seconds per wall second")] = 60.0,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     config: Annotated[Path, typer.Option("--config", help="campaign file")] = Path("examples/campaign.yaml"),
     headless: Annotated[bool, typer.Option("--headless", help="no progress display or console links")] = False,

@@ -288,11 +288,11 @@ def test_operator_console_shows_each_offer_arm_its_share_and_the_spend_against_t
     post(server, [{"type": "order", "room": ROOM, "ts": t0 + 20 + i, "user": u, "order_id": f"o-{u}",
                    "amount": 80 + 40 * i} for i, u in enumerate(viewers[:5])])  # yuan, after their offers
     offers = admin(server, "/v1/admin/metrics")["offers"]
-    assert list(offers) == ["kou1"] and offers["kou1"]["decisions"] == len(viewers)
+    assert list(offers) == ["dwell", "kou1"] and offers["kou1"]["decisions"] == len(viewers)
     sign_in_console(page, f"{server.url}/web/operator.html", API_KEY)
 
-    card = page.locator("#offers-card")
-    card.locator(".offer[data-trigger='kou1']").wait_for()
+    card = page.locator("#offers-card .offer[data-trigger='kou1']")  # the example's dwell offer has a block too
+    card.wait_for()
     assert "评论口令 Comment · 8 次决策 decisions" in card.locator("h3").inner_text()
     arms = card.locator("tr[data-arm]")
     assert [tr.get_attribute("data-arm") for tr in arms.all()] == ["dwell10", "dwell20", "null"]
@@ -304,7 +304,7 @@ def test_operator_console_shows_each_offer_arm_its_share_and_the_spend_against_t
 
     spend = offers["kou1"]["spend"]
     bar = card.locator(".bar.spend")
-    assert "预算 Budget" in bar.inner_text() and f"¥{spend['spent']:,.0f} / ¥50,000" in bar.inner_text()
+    assert "预算 Budget" in bar.inner_text() and f"¥{spend['spent']:,.0f} / ¥300,000" in bar.inner_text()
     width = bar.locator(".bar-track i").evaluate("i => i.style.width")
     assert float(width.rstrip("%")) == pytest.approx(100 * spend["spent"] / spend["budget"])
     lam = card.locator(".lambda")
@@ -312,6 +312,14 @@ def test_operator_console_shows_each_offer_arm_its_share_and_the_spend_against_t
     assert float(lam.locator("b").inner_text()) == pytest.approx(offers["kou1"]["price"], rel=0.01)
     assert card.locator(".policy em").inner_text().startswith("95% 区间 interval [")
     assert (card.locator("td.est").first.get_attribute("title") or "").startswith("IPS ")
+    phases = offers["kou1"]["phases"]  # how the choices moved: each quarter's arm shares, stacked
+    columns = card.locator(".phases .phase")
+    assert columns.count() == len(phases) == 4
+    for column, phase in zip(columns.all(), phases, strict=True):
+        heights = [float(i.evaluate("i => i.style.getPropertyValue('--h')").rstrip("%"))
+                   for i in column.locator("i").all()]
+        assert heights == pytest.approx([100 * s for s in phase["shares"].values()])
+        assert f"{phase['decisions']} 次决策 decisions" in (column.get_attribute("title") or "")
 
 
 def test_the_offers_panel_stays_hidden_without_an_offer_trigger(server: Server, tab: Tab) -> None:

@@ -37,7 +37,7 @@ def test_live_decisions_and_coupon_ids_match_a_replay(tmp_path: Path) -> None:
 
     assert {d["trigger"] for d in issued} >= {"newcomer", "dwell", "passphrase", "kou1"}
     replay_keys = {"ts", "room", "user", "trigger", "coupon", "coupon_id", "expires_at", "reason", "experiment",
-                   "variant"}
+                   "variant", "arm", "propensity"}
     live_issued = [{k: v for k, v in d.items() if k in replay_keys} for d in live if d["issued"]]
     live_suppressed = [{k: v for k, v in d.items() if k in replay_keys - {"coupon_id"}} for d in live
                        if not d["issued"]]

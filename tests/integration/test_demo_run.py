@@ -71,7 +71,7 @@ def test_metrics_json_follows_the_spec_contract(metrics: dict[str, Any]) -> None
         assert m["redeemed"] <= m["issued"] and m["redeemed"] <= m["orders"], name
     exp = metrics["experiments"]["dwell-value"]
     assert "srm_p_value" in exp
-    assert set(exp["variants"]) == {"control", "ten", "twenty"}
+    assert set(exp["variants"]) == {"control", "ten", "twenty", "policy"}
     for name, v in exp["variants"].items():
         assert set(v) >= VARIANT_KEYS, name
         if name == "control":

@@ -74,7 +74,7 @@ def test_example_campaign_loads_with_every_trigger_kind() -> None:
         ("lucky", When.ONLINE_REACHED), ("passphrase", When.HOST_SAYS), ("thanks-top", When.HOST_SAYS),
         ("flash", When.FLASH_SALE), ("kou1", When.COMMENT)]
     assert [t.index for t in c.triggers] == list(range(8))
-    assert (c.limits.per_user, c.limits.min_interval_ms, c.limits.budget) == (3, 2 * MIN, 5_000_000)
+    assert (c.limits.per_user, c.limits.min_interval_ms, c.limits.budget) == (3, 2 * MIN, 30_000_000)
     newcomer = c.coupons["newcomer"]
     assert (newcomer.terms.kind, newcomer.terms.threshold, newcomer.terms.amount) == (CouponKind.THRESHOLD, 9900, 2000)
     assert (newcomer.valid_for_ms, newcomer.valid_until_ms, newcomer.stock) == (30 * MIN, None, 10000)
@@ -93,7 +93,7 @@ def test_example_campaign_loads_with_every_trigger_kind() -> None:
     (ex,) = c.experiments
     assert (ex.name, ex.trigger, ex.salt) == ("dwell-value", "dwell", "dwell-value-v1")
     assert [(v.name, v.weight, v.coupon) for v in ex.variants] == [
-        ("control", 1, None), ("ten", 1, "dwell10"), ("twenty", 1, "dwell20")]
+        ("control", 1, None), ("ten", 1, "dwell10"), ("twenty", 1, "dwell20"), ("policy", 3, "offer")]
     assert c.experiment_for("dwell") is ex and c.experiment_for("newcomer") is None
 
 

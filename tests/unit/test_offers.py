@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fixtures import campaign, ev, run
+from engine_fixtures import campaign, ev, run, to_lines
 
+from livecoupon.analytics.metrics import campaign_metrics
 from livecoupon.campaign_file import CampaignError
+from livecoupon.domain.events import parse_event
 from livecoupon.domain.offers import Offer, Policy
+from livecoupon.engine.engine import Engine
 from livecoupon.engine.replay import replay, write_outputs
+from livecoupon.store.memory import MemoryStore
 
 ASK = "  - {name: pick, when: comment, keywords: [要券], offer: {arms: [c10, c20, null], explore: %s}}\n"
 
@@ -92,7 +96,7 @@ def test_the_price_paces_the_budget_as_if_the_requests_to_come_were_like_those_s
     price = policy.pace(600 * 100)
     assert 1.5 <= price < 5
     policy.demand, policy.requests = {a: 50, b: 50}, 96  # the next request re-paces, with 6 yuan a request left
-    picks = Counter((segment, policy.choose(random.Random(n), segment, 0, 600 * 100).arm)
+    picks = Counter((segment, policy.choose(random.Random(n), segment, 600 * 100).arm)
                     for n, segment in enumerate((a, b) * 15))
     assert 1.5 <= policy.price < 5
     assert picks[(a, camp.coupons["c10"])] >= 12 and picks[(b, None)] >= 12
@@ -153,6 +157,77 @@ def test_an_experiment_can_put_the_policy_against_fixed_coupons_and_a_holdout() 
                for d in by_variant["control"])
     assert all(d.request.template and d.request.template.name == "c10" for d in by_variant["fixed"])
     assert all(d.request.propensity is not None for d in by_variant["policy"])
+
+
+def test_an_experiments_fixed_variants_teach_the_policy_as_its_own_offers_do() -> None:
+    """Only the fixed 20-yuan variant's users order: the policy, which never explores (explore is
+    tiny), learns from them alone that c20 pays, and chooses it for its own users."""
+    tail = ("experiments:\n  - name: teach\n    trigger: pick\n    variants:\n"
+            "      - {name: fixed, coupon: c20}\n      - {name: policy, coupon: offer}\n")
+    camp = campaign(ASK.replace("c10, ", "") % 0.001, tail=tail)
+    events = asking(1_200, with_orders=True)
+    variant_of = {d.request.user: d.request.variant for d in run(camp, events)}
+    for e in events:
+        if e["type"] == "order":
+            e["amount"] = 300 if variant_of.get(e["user"]) == "fixed" else 0
+    made = run(camp, events)
+    policy = [d for d in made if d.request.variant == "policy"]
+    late = Counter(d.request.template.name if d.request.template else None for d in policy[len(policy) // 2:])
+    assert late["c20"] > 0.9 * sum(late.values())
+    for e in events:  # the same stream where the fixed users' orders are worth nothing: "nothing" is held
+        if e["type"] == "order":
+            e["amount"] = 0
+    held = [d for d in run(camp, events) if d.request.variant == "policy"]
+    assert sum(1 for d in held if d.request.template is not None) < 0.01 * len(held)
+
+
+def test_the_context_tells_engagement_history_and_shared_devices_apart() -> None:
+    camp = campaign(ASK % 0.1)
+    engine = Engine(camp, MemoryStore())
+    for e in [ev("live_start", 0), ev("join", 1, "a", device="d1", profile={"level": "gold"}),
+              ev("join", 2, "b", device="d1"), ev("join", 3, "c", device="d2"), ev("comment", 4, "a", text="要券")]:
+        engine.apply(parse_event(e))
+    book, room = engine.offers, engine.rooms["r1"]
+    a, b, c = (book.context(u, room, engine.facts[u].profile, engine.facts[u].device, 5_000) for u in "abc")
+    assert (a.level, a.engaged, a.history, a.device) == ("gold", True, "ignored", "own")  # its 要券 had an offer
+    assert (b.level, b.engaged, b.history, b.device) == (None, False, "first", "shared")  # another account on d1
+    assert (c.engaged, c.device) == (False, "own") and a.watched_ms == 4_000
+    assert a.segment.startswith("gold|") and len({a.segment, b.segment, c.segment}) == 3
+    engine.apply(parse_event({"type": "order", "room": "r1", "ts": 6, "user": "a", "order_id": "o1", "amount": 50}))
+    assert book.context("a", room, None, "d1", 7_000).history == "took"
+
+
+def test_a_trigger_with_its_own_budget_paces_on_the_tighter_of_it_and_the_campaigns() -> None:
+    camp = campaign("  - {name: pick, when: comment, keywords: [要券], budget: 100,\n"
+                    "     offer: {arms: [c10, c20, null], explore: 0.1}}", tail="limits: {budget: 100000}")
+    made = run(camp, asking(300))
+    spent = sum(d.request.template.terms.face_value for d in made if d.issued and d.request.template)
+    assert 0 < spent <= 100 * 100
+    engine = Engine(camp, MemoryStore())
+    for e in asking(300):
+        engine.apply(parse_event(e))
+    (trigger,) = camp.triggers
+    assert engine.offers.spent[trigger.index] == spent
+    assert engine.offers.left(trigger, campaign_spent=spent) == 100 * 100 - spent  # the trigger's is tighter
+    assert engine.offers.left(trigger, campaign_spent=100_000 * 100) == 0
+
+
+def test_the_report_shows_how_the_policys_choices_moved() -> None:
+    camp = campaign(ASK % 0.2)
+    events = asking(800, with_orders=True)
+    arm_of = {d.request.user: (d.request.template.name if d.request.template else None) for d in run(camp, events)}
+    for e in events:
+        if e["type"] == "order":
+            e["amount"] = 300 if arm_of.get(e["user"]) == "c20" else 0
+    result = replay(camp, to_lines(events))
+    records = [d.record() for d in result.decisions]
+    parsed = [parse_event(e) for e in events]
+    offers = campaign_metrics(camp, records, parsed)["offers"]["pick"]
+    phases = offers["phases"]
+    assert [p["decisions"] for p in phases] == [200] * 4 and phases[0]["from"] <= phases[-1]["from"]
+    assert all(sum(p["shares"].values()) == pytest.approx(1) for p in phases)
+    assert phases[-1]["shares"]["c20"] > phases[0]["shares"]["c20"] + 0.3  # it learnt c20 pays
+    assert offers["spend"]["of"] == "campaign"
 
 
 @pytest.mark.parametrize(("offer", "error"), [

@@ -127,7 +127,7 @@ def html(campaign: Campaign, recorded: tuple[list[DecisionRecord], list[Event]])
 def test_the_scenario_exercises_the_report(recorded: tuple[list[DecisionRecord], list[Event]]) -> None:
     decisions, events = recorded
     assert sum(d.issued for d in decisions) > 100
-    assert {d.variant for d in decisions if d.variant} == {"control", "ten", "twenty"}
+    assert {d.variant for d in decisions if d.variant} == {"control", "ten", "twenty", "policy"}
     assert sum(e.type == "order" for e in events) > 30
 
 

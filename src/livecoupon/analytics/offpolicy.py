@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from livecoupon.domain.campaign import Campaign, Trigger
 from livecoupon.domain.decisions import DecisionRecord, Reason
+from livecoupon.domain.events import seconds
 from livecoupon.domain.money import fen_to_yuan
 
 if TYPE_CHECKING:
     from livecoupon.analytics.metrics import OrderSeen
 
 Z95 = 1.959963984540054
+PHASES = 4  # runs of decisions the report shows the arms' shares in
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Logged:
     propensity: float
     reward: float  # yuan
     face: float  # yuan issued (0 when nothing was issued)
+    at: int = 0  # ms
 
 
 def logged_offers(campaign: Campaign, trigger: Trigger, decisions: Sequence[DecisionRecord],
@@ -58,7 +61,8 @@ def logged_offers(campaign: Campaign, trigger: Trigger, decisions: Sequence[Deci
             reward[before[-1].coupon_id] += order.amount
     face = {name: fen_to_yuan(t.terms.face_value or 0) for name, t in campaign.coupons.items()}
     return [Logged(d.template, d.propensity or 1.0, fen_to_yuan(reward[d.coupon_id]),
-                   face.get(d.template or "", 0.0) if d.issued else 0.0) for d in mine]
+                   face.get(d.template or "", 0.0) if d.issued else 0.0, d.at)
+            for d in sorted(mine, key=lambda d: d.at)]
 
 
 def _interval(values: Sequence[float]) -> dict[str, Any]:
@@ -93,12 +97,30 @@ def estimates(logged: Sequence[Logged], arm: str | None) -> dict[str, Any]:
     return result
 
 
+def phases(trigger: Trigger, logged: Sequence[Logged], parts: int = PHASES) -> list[dict[str, Any]]:
+    """How the policy's choices moved: its arms' shares in each of ``parts`` equal runs of its
+    decisions, in time order (learning shows as the shares leaving the cold start's cheapest arm)."""
+    assert trigger.offer is not None
+    n = len(logged)
+    k = min(parts, n)  # fewer decisions than parts: one run each
+    out = []
+    for part in range(k):
+        run = logged[part * n // k:(part + 1) * n // k]
+        counts = {arm or "null": 0 for arm in trigger.offer.arms}
+        for x in run:
+            counts[x.arm or "null"] += 1
+        out.append({"from": seconds(run[0].at), "to": seconds(run[-1].at), "decisions": len(run),
+                    "shares": {arm: round(c / len(run), 4) for arm, c in counts.items()}})
+    return out
+
+
 def offer_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
                   orders: Sequence[OrderSeen]) -> dict[str, Any]:
-    """Per offer trigger: arms, the policy's own value, off-policy estimates of each fixed arm, spend."""
+    """Per offer trigger: arms, how their shares moved, the policy's own value, off-policy estimates
+    of each fixed arm, and spend against the budget the policy paces (the trigger's own, if set)."""
     out: dict[str, Any] = {}
-    spent = sum(fen_to_yuan(campaign.coupons[d.template].terms.face_value or 0)
-                for d in decisions if d.issued and d.template in campaign.coupons)
+    face = {name: t.terms.face_value or 0 for name, t in campaign.coupons.items()}
+    spent = sum(face.get(d.template or "", 0) for d in decisions if d.issued)
     for trigger in campaign.triggers:
         if trigger.offer is None:
             continue
@@ -112,10 +134,15 @@ def offer_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
                 "converted": sum(1 for x in mine if x.reward > 0),
                 "reward": round(sum(x.reward for x in mine), 2), "face_value": round(sum(x.face for x in mine), 2),
                 "estimate": estimates(logged, arm)}
+        own = trigger.budget is not None
         out[trigger.name] = {
-            "decisions": len(logged), "arms": arms,
+            "decisions": len(logged), "arms": arms, "phases": phases(trigger, logged),
             "policy": _interval([x.reward for x in logged]) if logged else {},
-            "spend": {"spent": round(spent, 2),
-                      "budget": None if campaign.limits.budget is None else fen_to_yuan(campaign.limits.budget)},
+            "spend": {"spent": fen_to_yuan(sum(face.get(d.template or "", 0) for d in decisions
+                                               if d.issued and d.trigger == trigger.name) if own else spent),
+                      "budget": fen_to_yuan(trigger.budget) if trigger.budget is not None
+                      else None if campaign.limits.budget is None else fen_to_yuan(campaign.limits.budget),
+                      "of": "trigger" if own else "campaign",
+                      "plan_minutes": None if trigger.offer.plan_ms is None else trigger.offer.plan_ms / 60_000},
         }
     return out

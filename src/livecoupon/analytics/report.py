@@ -148,9 +148,16 @@ def _offers(name: str, offer: dict[str, Any]) -> str:
     value = "—" if not policy else f"{policy['value']:.2f} [{policy['ci95'][0]:.2f}, {policy['ci95'][1]:.2f}]"
     spend = offer["spend"]
     budget = "不限 unlimited" if spend["budget"] is None else f"{spend['budget']:.2f}"
+    whose = "本触发器 this trigger's" if spend.get("of") == "trigger" else "活动 the campaign's"
+    plan = "" if spend.get("plan_minutes") is None else f"，计划 {spend['plan_minutes']:g} 分钟 planned over " \
+                                                        f"{spend['plan_minutes']:g} min"
+    arms = list(offer["arms"])
+    moved = _table(["决策 decisions", "从 from (UTC)", "到 to (UTC)", *(f"{a} 占比 share" for a in arms)],
+                   [[p["decisions"], _clock(p["from"]), _clock(p["to"]), *(_pct(p["shares"][a]) for a in arms)]
+                    for p in offer.get("phases", [])])
     return (f"<h2>千人千面 · {escape(name)} / Personalised offers</h2>"
             f"<p>策略决策 {offer['decisions']} 次；每次决策后的订单额（元）/ order value per decision (yuan): "
-            f"<b>{value}</b>；已花费 spent {spend['spent']:.2f} / 预算 budget {budget}</p>"
+            f"<b>{value}</b>；已花费 spent {spend['spent']:.2f} / {whose}预算 budget {budget}{plan}</p>"
             + _table(["选项 arm", "占比 share", "平均倾向 mean propensity", "转化 converted", "订单额 orders (元)",
                       "面额 face (元)", "IPS", "SNIPS", "DR"],
                      [[arm, _pct(a["share"]), a["mean_propensity"] if a["mean_propensity"] is not None else "—",
@@ -158,7 +165,15 @@ def _offers(name: str, offer: dict[str, Any]) -> str:
                       for arm, a in offer["arms"].items()])
             + "<p class='sub'>IPS/SNIPS/DR：若每次都给该选项，每次决策后的订单额估计（95% 区间），"
               "由记录的倾向得分离线估计。 Off-policy estimates, from the logged propensities, of the order "
-              "value per decision had every offer been that arm (95% intervals).</p>")
+              "value per decision had every offer been that arm (95% intervals).</p>"
+            + "<h3>选择如何变化 / How the choices moved</h3>" + moved
+            + "<p class='sub'>按时间把策略的决策分成四段，各段中每个选项的占比：冷启动时多为最便宜的选项，"
+              "学到哪些用户值得发券后占比随之变化。 The policy's decisions in four runs, in time order, and each "
+              "arm's share in each: the cold start holds the cheapest arm; the shares move as it learns.</p>")
+
+
+def _clock(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%H:%M:%S")
 
 
 def _terms(campaign: Campaign, name: str) -> str:

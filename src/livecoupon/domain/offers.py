@@ -2,9 +2,11 @@
 
 The policy is a contextual bandit over small segments of the audience, priced by a budget dual:
 
-- **Context.** What livecoupon knows of the user at that moment: their member level (from the
-  platform's ``profile``), how long they have watched this broadcast, whether they have
-  ordered in the campaign, and whether an earlier offer reached them.
+- **Context.** What livecoupon knows of the user at that moment (:class:`Context`): their member
+  level (from the platform's ``profile``), how long they have watched this broadcast, whether
+  they commented or sent gifts in it, whether they have ordered in the campaign, what became of
+  the offers that reached them before (none, one an order followed, or only ignored ones), and
+  their device (unknown, their own, or shared: another account on it reached an offer before).
 - **Value.** For each arm, the mean order value that followed its offers (orders in the offer's
   room within the campaign's attribution window), per segment, shrunk towards the arm's mean
   in the segment's member level, itself shrunk towards the arm's mean over everyone, while
@@ -97,18 +99,19 @@ class Policy:
         cheapest_first = sorted(range(len(templates)), key=lambda i: (_face(templates[i]), i))
         return cls(offer, templates, by_face=tuple(cheapest_first))
 
-    def choose(self, draw: random.Random, segment: str, spent: int, budget: int | None, at: int = 0) -> Choice:
-        """The arm for one user in ``segment`` at ``at`` (ms), with ``spent`` fen of ``budget`` gone."""
+    def choose(self, draw: random.Random, segment: str, left: int | None, at: int = 0) -> Choice:
+        """The arm for one user in ``segment`` at ``at`` (ms), with ``left`` fen of budget to spend
+        (None: no budget)."""
         self.demand[segment] = self.demand.get(segment, 0) + 1
         self.requests += 1
         if self.first_at is None:
             self.first_at = at
-        if budget is None:
+        if left is None:
             self.price = 0.0
-        elif spent >= budget:
+        elif left <= 0:
             self.price = float("inf")
         elif self.requests % PACE_EVERY == 1 or self.price == float("inf"):
-            self.price = self.pace(budget - spent, self.to_come(at))
+            self.price = self.pace(left, self.to_come(at))
         arms = self.available
         greedy = self._best(segment, self.price)
         explore = self.offer.explore
@@ -223,11 +226,25 @@ def _dearest_worth_it(stats: list[tuple[int, float, int, float]], price: float) 
     return held
 
 
-def segment_of(level: object, watched_ms: int | None, ordered: bool, offered_before: bool) -> str:
-    """The context a policy tells users apart by: member level, watch time, ordered, offered before."""
-    watched = "-" if watched_ms is None else "<1m" if watched_ms < 60_000 else "<5m" if watched_ms < 300_000 else "5m+"
-    return f"{level if level is not None else '-'}|{watched}|{'buyer' if ordered else 'new'}|" \
-           f"{'again' if offered_before else 'first'}"
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a policy tells users apart by, at the moment of an offer."""
+
+    level: str | None  # member level from the profile
+    watched_ms: int | None  # in this broadcast; None if not present
+    engaged: bool  # commented or sent a gift in this broadcast
+    ordered: bool  # has ordered in the campaign
+    history: str  # "first": no offer reached them before; "took": an order followed one; "ignored"
+    device: str  # "-" unknown; "own"; "shared": another account on the device reached an offer before
+
+    @property
+    def segment(self) -> str:
+        """The segment's key; its first part is the member level (:func:`level_of`)."""
+        w = self.watched_ms
+        watched = "-" if w is None else "<1m" if w < 60_000 else "<5m" if w < 300_000 else "5m+"
+        return "|".join((self.level if self.level is not None else "-", watched,
+                         "engaged" if self.engaged else "quiet", "buyer" if self.ordered else "new",
+                         self.history, self.device))
 
 
 def level_of(segment: str) -> str:

@@ -449,14 +449,15 @@ class Engine:
             experiment_name, variant_name, coupon = experiment.name, variant.name, variant.coupon
         template: CouponTemplate | None = None
         propensity = None
+        facts = self.facts.get(user)
+        profile, device = (facts.profile, facts.device) if facts is not None else (None, None)
         if coupon == OFFER:  # between steps 1 and 2: the trigger's policy chooses
-            viewer = room.present(user, firing.at)
-            facts = self.facts.get(user)
-            template, propensity = self.offers.choose(trigger, user, coupon_id, facts.profile if facts else None,
-                                                      firing.at - viewer.joined_at if viewer else None,
+            template, propensity = self.offers.choose(trigger, user, coupon_id, room, profile, device,
                                                       self.store.spent(campaign.campaign), firing.at)
-        elif coupon is not None:
-            template = campaign.coupons[coupon]
+        else:
+            template = None if coupon is None else campaign.coupons[coupon]
+            if trigger.offer is not None:  # an experiment's fixed variant: the policy learns from it too
+                self.offers.assigned(trigger, user, coupon_id, room, profile, device, template, firing.at)
         request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
                                template, firing.at, experiment_name, variant_name, propensity=propensity,
                                trigger_budget=trigger.budget)

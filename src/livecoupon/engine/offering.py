@@ -1,9 +1,11 @@
 """The engine's side of personalised offers: what each policy learns as events are applied.
 
 The policies themselves are pure (:mod:`livecoupon.domain.offers`); this keeps, in event
-order, what they learn from: which offer reached whom, the orders that followed within
-the attribution window, and who has ordered. All of it is engine state, so snapshots and
-replays carry it. The budget's price comes from the store's own count of what was spent.
+order, what they learn from and tell users apart by: which offer reached whom, the orders that
+followed within the attribution window, who has ordered, which devices offers reached, and what
+each offer trigger has spent. All of it is engine state, so snapshots and replays carry it. The
+budget a policy paces is the tighter of the campaign's (the store's own count of what was spent)
+and the trigger's own ``budget``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from livecoupon.domain.campaign import Campaign, Trigger
 from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import Decision, Reason
 from livecoupon.domain.events import Profile
-from livecoupon.domain.offers import Policy, segment_of
+from livecoupon.domain.offers import Context, Policy
+from livecoupon.engine.rooms import Room
 
 LEVEL_KEYS = ("level", "member_level", "vip")  # profile keys read as the member level
 
@@ -30,14 +33,25 @@ class _Reached:
     arm: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A choice made, until its decision says whether it reached the user."""
+
+    segment: str
+    device: str | None
+
+
 @dataclass(slots=True)
 class OfferBook:
     campaign: Campaign
     policies: dict[int, Policy] = field(default_factory=dict)  # trigger index -> its policy
     indexes: dict[str, int] = field(default_factory=dict)  # trigger name -> index
     last: dict[str, _Reached] = field(default_factory=dict)  # user -> the latest offer that reached them
+    took: set[str] = field(default_factory=set)  # users an order followed an offer of
     buyers: set[str] = field(default_factory=set)
-    _segments: dict[str, str] = field(default_factory=dict)  # coupon id -> segment, until decided
+    devices: dict[str, str] = field(default_factory=dict)  # device -> the first user an offer reached on it
+    spent: dict[int, int] = field(default_factory=dict)  # trigger index -> fen issued (triggers with a budget)
+    _pending: dict[str, _Pending] = field(default_factory=dict)  # coupon id -> its choice, until decided
 
     @classmethod
     def of(cls, campaign: Campaign) -> OfferBook:
@@ -47,33 +61,63 @@ class OfferBook:
         book.indexes = {t.name: t.index for t in campaign.triggers}
         return book
 
-    def choose(self, trigger: Trigger, user: str, coupon_id: str, profile: Profile | None,
-               watched_ms: int | None, spent: int, at: int) -> tuple[CouponTemplate | None, float]:
-        """The policy's arm for one user and its propensity, with ``spent`` fen of the budget gone;
-        random draws from the decision's own id."""
-        policy = self.policies[trigger.index]
-        level = next((profile[k] for k in LEVEL_KEYS if profile and k in profile), None)
-        segment = segment_of(level, watched_ms, user in self.buyers, user in self.last)
+    def choose(self, trigger: Trigger, user: str, coupon_id: str, room: Room, profile: Profile | None,
+               device: str | None, campaign_spent: int, at: int) -> tuple[CouponTemplate | None, float]:
+        """The policy's arm for one user and its propensity, with ``campaign_spent`` fen of the
+        campaign's budget gone; random draws from the decision's own id."""
+        context = self.context(user, room, profile, device, at)
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:offer:{coupon_id}")
-        choice = policy.choose(draw, segment, spent, self.campaign.limits.budget, at)
-        self._segments[coupon_id] = segment
+        choice = self.policies[trigger.index].choose(draw, context.segment, self.left(trigger, campaign_spent), at)
+        self._pending[coupon_id] = _Pending(context.segment, device)
         return choice.arm, choice.propensity
 
+    def assigned(self, trigger: Trigger, user: str, coupon_id: str, room: Room, profile: Profile | None,
+                 device: str | None, template: CouponTemplate | None, at: int) -> None:
+        """An experiment gave this user one of the trigger's arms at random, not the policy: what
+        follows teaches the policy as much as its own exploration does (the arm is independent of
+        the user), so the offer is counted like one of its own."""
+        if template in self.policies[trigger.index].templates:
+            self._pending[coupon_id] = _Pending(self.context(user, room, profile, device, at).segment, device)
+
+    def context(self, user: str, room: Room, profile: Profile | None, device: str | None, at: int) -> Context:
+        level = next((str(profile[k]) for k in LEVEL_KEYS if profile and k in profile), None)
+        viewer = room.present(user, at)
+        reached = self.last.get(user)
+        history = "first" if reached is None else "took" if user in self.took else "ignored"
+        owner = None if device is None else self.devices.get(device, user)
+        return Context(level, at - viewer.joined_at if viewer else None,
+                       user in room.last_comment or user in room.gifts, user in self.buyers, history,
+                       "-" if owner is None else "own" if owner == user else "shared")
+
+    def left(self, trigger: Trigger, campaign_spent: int) -> int | None:
+        """Fen the policy may still spend: the tighter of the campaign's budget and the trigger's own."""
+        budget, own = self.campaign.limits.budget, trigger.budget
+        lefts = ([] if budget is None else [budget - campaign_spent]) + \
+                ([] if own is None else [own - self.spent.get(trigger.index, 0)])
+        return min(lefts, default=None)
+
     def decided(self, decisions: Sequence[Decision]) -> None:
-        """Count each offer that reached its user (issued, or nothing offered)."""
+        """Count each offer that reached its user (issued, or nothing offered), and what offer
+        triggers with a budget spent."""
         for d in decisions:
             r = d.request
-            segment = self._segments.pop(r.coupon_id, None)
-            if segment is not None and d.reason in (Reason.OUT_OF_STOCK, Reason.TEMPLATE_EXPIRED):
-                policy = self.policies[self.indexes[r.trigger]]
-                policy.run_out(policy.index_of(r.template))  # no use offering it again
-            if segment is None or not (d.issued or d.reason is Reason.NO_OFFER):
+            index = self.indexes.get(r.trigger)
+            if d.issued and r.template is not None and index in self.policies and r.trigger_budget is not None:
+                self.spent[index] = self.spent.get(index, 0) + (r.template.terms.face_value or 0)
+            pending = self._pending.pop(r.coupon_id, None)
+            if pending is None or index is None:
                 continue
-            index = self.indexes[r.trigger]
-            arm = self.policies[index].index_of(r.template)
-            self.policies[index].offered(segment, arm)
-            self.last[r.user] = _Reached(r.at, r.room, index, segment, arm)
-        self._segments.clear()  # choices that reached no decision (a lottery's losers) are forgotten
+            policy = self.policies[index]
+            if d.reason in (Reason.OUT_OF_STOCK, Reason.TEMPLATE_EXPIRED):
+                policy.run_out(policy.index_of(r.template))  # no use offering it again
+            if not (d.issued or d.reason in (Reason.NO_OFFER, Reason.HOLDOUT)):
+                continue
+            arm = policy.index_of(r.template)
+            policy.offered(pending.segment, arm)
+            self.last[r.user] = _Reached(r.at, r.room, index, pending.segment, arm)
+            if pending.device is not None:
+                self.devices.setdefault(pending.device, r.user)
+        self._pending.clear()  # choices that reached no decision (a lottery's losers) are forgotten
 
     def ordered(self, room: str, user: str, at: int, amount: int) -> None:
         """An order: it follows the user's latest offer if in its room and attribution window."""
@@ -81,3 +125,4 @@ class OfferBook:
         reached = self.last.get(user)
         if reached is not None and reached.room == room and 0 < at - reached.at <= self.campaign.attribution_window_ms:
             self.policies[reached.trigger].followed(reached.segment, reached.arm, amount)
+            self.took.add(user)

@@ -181,7 +181,10 @@
       C.el("em", null, o.policy && o.policy.ci95 ? "95% 区间 interval " + bounds(o.policy) : "尚无决策 no decisions yet"));
     var spend = C.bar("预算 Budget", o.spend.spent, o.spend.budget, C.yuan);
     spend.classList.add("spend");
-    spend.append(C.el("em", null, "全活动已发面额 face value issued, whole campaign" + (o.spend.budget == null ? "" :
+    var whose = o.spend.of === "trigger" ? "本触发器已发面额 face value issued by this trigger"
+      : "全活动已发面额 face value issued, whole campaign";
+    if (o.spend.plan_minutes != null) whose += " · 计划 " + o.spend.plan_minutes + " 分钟 planned over " + o.spend.plan_minutes + " min";
+    spend.append(C.el("em", null, whose + (o.spend.budget == null ? "" :
       " · " + ((100 * o.spend.spent) / o.spend.budget).toFixed(1) + "% · 剩余 left " + C.yuan(o.spend.budget - o.spend.spent))));
     box.append(policy, spend);
     if ("price" in o) {  // the live policy's λ (a report of a recorded stream has none)
@@ -195,7 +198,7 @@
     return box;
   }
 
-  function armRow(arm, a) {
+  function armRow(arm, a, index) {
     var tr = document.createElement("tr"), est = a.estimate || {};
     tr.dataset.arm = arm;
     var share = C.el("td"), meter = C.el("div", "share"), track = C.el("i");
@@ -209,11 +212,34 @@
     dr.title = ["ips", "snips", "dr"].filter(function (k) { return est[k]; }).map(function (k) {
       return k.toUpperCase() + " " + interval(est[k]);
     }).join("\n") + "\n若每次都发此方案，每次决策的订单额估计（95% 区间）· per decision, had every offer been this arm";
-    tr.append(C.el("td", null, arm === "null" ? "不发 none" : arm), share,
+    var name = C.el("td");
+    name.append(C.el("i", "swatch arm-" + index), arm === "null" ? "不发 none" : arm);
+    tr.append(name, share,
       C.el("td", "num", a.mean_propensity == null ? "—" : a.mean_propensity.toFixed(3)),
       C.el("td", "num", C.n(a.converted) + " / " + C.n(a.decisions)),
       C.el("td", "num", C.yuan(a.reward)), C.el("td", "num", C.yuan(a.face_value)), dr);
     return tr;
+  }
+
+  /** How the choices moved: the arms' shares in each quarter of the decisions, in time order. */
+  function phaseStrip(arms, phases) {
+    var box = C.el("div", "phases");
+    box.append(C.el("span", "muted", "选择如何变化 How the choices moved"));
+    phases.forEach(function (p, i) {
+      var col = C.el("div", "phase");
+      col.dataset.phase = i;
+      col.title = p.decisions + " 次决策 decisions · " + arms.map(function (a) {
+        return (a === "null" ? "不发 none" : a) + " " + pct(p.shares[a]);
+      }).join(" · ");
+      arms.forEach(function (a) {
+        var seg = C.el("i", "arm-" + arms.indexOf(a));
+        seg.style.setProperty("--h", (100 * p.shares[a]) + "%");
+        col.append(seg);
+      });
+      col.append(C.el("small", null, (i + 1) + "/" + phases.length));
+      box.append(col);
+    });
+    return box;
   }
 
   /** metrics.offers: per offer trigger, its arms, the policy's value, off-policy estimates, spend. */
@@ -232,9 +258,10 @@
       ["方案 Arm", "占比 Share", "平均概率 Mean propensity", "转化 Converted", "订单额 Order value", "面额 Face value",
         "一直发它 If always this arm (DR)"].forEach(function (h) { row.append(C.el("th", null, h)); });
       thead.append(row);
-      body.append.apply(body, Object.keys(o.arms).map(function (arm) { return armRow(arm, o.arms[arm]); }));
+      body.append.apply(body, Object.keys(o.arms).map(function (arm, i) { return armRow(arm, o.arms[arm], i); }));
       table.append(thead, body);
       block.append(head, offerSummary(o), table);
+      if (o.phases && o.phases.length > 1) block.append(phaseStrip(Object.keys(o.arms), o.phases));
       return block;
     }));
   }
