@@ -135,8 +135,9 @@ class Policy:
     def _stats(self, segment: str) -> list[tuple[int, float, int, float]]:
         """Per arm still available, cheapest first: (arm index, gain, face value, variance of its level's mean)."""
         level = level_of(segment)
-        return [(i, self.gain(segment, i), _face(self.templates[i]), self._variance(level, i)) for i in self.by_face
-                if i not in self.exhausted]
+        nothing = self._nothing(segment)
+        return [(i, self.value(segment, i) - nothing, _face(self.templates[i]), self._variance(level, i))
+                for i in self.by_face if i not in self.exhausted]
 
     def _variance(self, level: str, index: int) -> float:
         tally = self.by_level.get((level, index))
@@ -176,8 +177,11 @@ class Policy:
         return high
 
     def gain(self, segment: str, index: int) -> float:
-        baseline = next((self.value(segment, i) for i, t in enumerate(self.templates) if t is None), 0.0)
-        return self.value(segment, index) - baseline
+        return self.value(segment, index) - self._nothing(segment)
+
+    def _nothing(self, segment: str) -> float:
+        """The value of offering nothing: the ``null`` arm's, or 0 where the trigger has none."""
+        return self.value(segment, self.templates.index(None)) if None in self.templates else 0.0
 
     def value(self, segment: str, index: int) -> float:
         overall = self.by_arm.get(index)
