@@ -296,7 +296,7 @@ async def post_window(server: Server, bodies: Sequence[bytes], size: int, second
 
 
 async def section_ingest(args: argparse.Namespace, work: Path) -> list[Window]:
-    trees = [("ours", ROOT / "src"), *([("before", args.before / "src")] if args.before else []), ("bare", None)]
+    trees = [("ours", args.ours / "src"), *([("before", args.before / "src")] if args.before else []), ("bare", None)]
     servers = [start(name, work, src=src) for name, src in trees]
     windows: list[Window] = []
     try:
@@ -408,7 +408,7 @@ async def checkout_window(server: Server, coupons: dict[str, str], seconds: floa
 
 
 async def section_checkout(args: argparse.Namespace, work: Path) -> list[Window]:
-    trees = [("ours", ROOT / "src"), *([("before", args.before / "src")] if args.before else [])]
+    trees = [("ours", args.ours / "src"), *([("before", args.before / "src")] if args.before else [])]
     windows: list[Window] = []
     for r in range(args.rounds):
         for name, src in trees if r % 2 == 0 else trees[::-1]:
@@ -489,6 +489,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="events/s the pre-built batches must last for (they are built before each round)")
     p.add_argument("--checkout-connections", type=int, default=16)
     p.add_argument("--buyers", type=int, default=20_000, help="coupons issued before each checkout window")
+    p.add_argument("--ours", type=Path, default=ROOT, help="the tree measured as ours (default: this checkout)")
     p.add_argument("--before", type=Path, help="a tree (with src/) to measure beside this one, e.g. an older commit")
     p.add_argument("--py-spy", type=Path, metavar="DIR", help="profile our servers' windows with py-spy into DIR")
     p.add_argument("--skip-ingest", action="store_true")

@@ -16,7 +16,7 @@ from livecoupon.api.bodies import BodyLimit
 from livecoupon.api.merchant import merchant_router
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
 from livecoupon.api.runtime import operator as operator_dependency
-from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer
+from livecoupon.api.schemas import CALLER_ERRORS, AdminHealthOut, HealthOut, answer, with_lean_bodies
 from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.ledger import LedgerSender
 from livecoupon.service_layer.port import Service
@@ -78,4 +78,12 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
 
         app.include_router(agora_router(agora_secret, submit_agora))
     app.mount("/web", StaticFiles(directory=STATIC, html=True, check_dir=False), name="web")
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_lean_bodies(document())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import HTTPConnection
 
 from livecoupon.analytics.metrics import campaign_metrics
@@ -245,6 +246,22 @@ async def caller_of(request: Request, key: Annotated[str | None, Depends(_api_ke
     """The request's caller, from X-API-Key, then Authorization: Bearer, then the session cookie."""
     token = key or (bearer.credentials if bearer is not None else None) or session
     return identify(request.app.state.runtime, token, client_address(request))
+
+
+def caller_from(request: Request) -> Caller | None:
+    """What ``caller_of`` answers, read straight from the headers: for the hot routes that skip FastAPI's
+    dependency machinery (about 100 µs a request here) and declare the same security in their document
+    (``LEAN_SECURITY``)."""
+    headers = request.headers
+    scheme, bearer = get_authorization_scheme_param(headers.get("authorization"))
+    token = (headers.get("x-api-key") or (bearer if scheme.lower() == "bearer" else None)
+             or request.cookies.get(SESSION_COOKIE))
+    return identify(request.app.state.runtime, token, client_address(request))
+
+
+# The OpenAPI security of a route that reads its caller with ``caller_from``: the schemes above, as FastAPI
+# documents them for a route that depends on ``caller_of``.
+LEAN_SECURITY: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in (_api_key, _bearer, _session)]
 
 
 CallerDep = Annotated[Caller | None, Depends(caller_of)]

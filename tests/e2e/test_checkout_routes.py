@@ -1,0 +1,105 @@
+"""The checkout routes read their caller and body themselves (the hot path): they answer, check and
+document exactly what FastAPI's dependencies and body parameters did on the routes around them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from livecoupon.api.auth import SESSION_COOKIE
+from livecoupon.engine.clock import ClockMode
+from support.apps import serving
+from support.credentials import CREDENTIALS, OPERATOR, PLATFORM, viewer
+
+T0 = 1_700_000_000
+CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
+MOVES = ["/v1/orders/o1/pay", "/v1/orders/o1/cancel", "/v1/orders/o1/refund"]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with serving(tmp_path / "routes.db", clock=ClockMode.WALL, wall=lambda: (T0 + 5) * 1000) as test_client:
+        yield test_client
+
+
+def welcome(client: TestClient, user: str) -> str:
+    events = [{"type": "live_start", "room": "room-1", "ts": T0}, {"type": "join", "room": "room-1", "ts": T0 + 1,
+                                                                   "user": user}]
+    assert client.post("/v1/events", json=events, headers=PLATFORM).status_code == 200
+    [coupon] = client.get(f"/v1/users/{user}/coupons", headers=PLATFORM).json()["coupons"]
+    return str(coupon["coupon_id"])
+
+
+def new_order(user: str, coupon_id: str | None = None, order_id: str = "o1") -> dict[str, Any]:
+    return {"order_id": order_id, "user": user, "cart": CART, "coupon_id": coupon_id, "idempotency_key": "k1"}
+
+
+def test_the_document_gives_the_lean_routes_the_security_and_bodies_fastapi_would() -> None:
+    from livecoupon.api.app import create_app
+    from livecoupon.campaign_file import load_campaign
+    from livecoupon.service_layer.service import LiveService
+    from livecoupon.store.memory import MemoryStore
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
+    document = create_app(LiveService(load_campaign(example), MemoryStore()), credentials=CREDENTIALS).openapi()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    quote = paths["/v1/checkout/quote"]["post"]  # still FastAPI's own dependencies and body parameter
+    for path, body in [("/v1/orders", "OrderIn"), ("/v1/orders/{order_id}/pay", "OrderActionIn"),
+                       ("/v1/orders/{order_id}/cancel", "OrderActionIn"),
+                       ("/v1/orders/{order_id}/refund", "OrderActionIn")]:
+        operation = paths[path]["post"]
+        assert operation["security"] == quote["security"]
+        assert operation["requestBody"] == {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        assert body in schemas
+    assert schemas["OrderIn"]["properties"]["cart"]["items"] == {"$ref": "#/components/schemas/CartLineIn"}
+    assert [p["name"] for p in paths["/v1/orders/{order_id}/pay"]["post"]["parameters"]] == ["order_id"]
+
+
+@pytest.mark.parametrize("path", ["/v1/orders", *MOVES])
+def test_no_credential_is_401_whatever_the_body_holds(client: TestClient, path: str) -> None:
+    for body in (b"not json", b"{}"):
+        answer = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthorized"
+    wrong = client.post(path, content=b"{}", headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401
+
+
+def test_each_credential_opens_them_as_before(client: TestClient) -> None:
+    coupon = welcome(client, "alice")
+    other = client.post("/v1/orders", json=new_order("alice", coupon), headers=viewer("bob"))
+    assert other.status_code == 403
+    own = client.post("/v1/orders", json=new_order("alice", coupon), headers=viewer("alice"))
+    assert own.status_code == 201 and own.json()["discount"] == 20
+    assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p"}, headers=viewer("bob")).status_code == 403
+    assert client.post("/v1/session", headers=OPERATOR).cookies.get(SESSION_COOKIE)  # the client keeps it
+    by_session = client.post("/v1/orders/o1/pay", json={"idempotency_key": "p"})
+    assert by_session.status_code == 200 and by_session.json()["state"] == "paid"
+    bearer_key = client.post("/v1/orders/o1/refund", json={"idempotency_key": "r"},
+                             headers={"Authorization": f"Bearer {CREDENTIALS.platform_key}"})
+    assert bearer_key.status_code == 200 and bearer_key.json()["coupon_returned"] is True
+
+
+@pytest.mark.parametrize(("body", "code", "field"), [
+    ({"order_id": "o1", "user": "alice", "cart": [{"product": "p", "price": 1.001, "qty": 1}],
+      "idempotency_key": "k"}, "malformed", "cart[0].price"),
+    ({"order_id": "o1", "user": "alice", "cart": [], "idempotency_key": "k"}, "malformed", "cart"),
+    ({"order_id": "o1", "user": "alice", "cart": CART}, "malformed", "idempotency_key"),
+    ({"order_id": "", "user": "alice", "cart": CART, "idempotency_key": "k"}, "malformed", "order_id"),
+    ([], "malformed", "body"),
+])
+def test_a_bad_order_body_is_422_naming_the_field(client: TestClient, body: Any, code: str, field: str) -> None:
+    answer = client.post("/v1/orders", json=body, headers=PLATFORM)
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+
+
+def test_a_body_that_is_not_json_is_422_invalid_json(client: TestClient) -> None:
+    for path in ("/v1/orders", *MOVES):
+        answer = client.post(path, content=b'{"idempotency_key": ', headers=PLATFORM)
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_json"
