@@ -226,6 +226,7 @@ class Checkout:
         now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.CREATED:
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}", "order_id")
+        coupon = None
         if order.coupon_id is not None:
             coupon = self._current(order.coupon_id, now)
             if coupon is None or coupon.state is not CouponState.RESERVED or coupon.order_id != order_id:
@@ -239,8 +240,8 @@ class Checkout:
         paid = replace(order, state=OrderState.PAID, reserved_until=None)
         if not self.store.move_order(paid, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
-        if self.on_paid is not None:
-            self.on_paid(paid)
+        if self.on_paid is not None:  # an order placed outside a room counts in its coupon's (read just above)
+            self.on_paid(paid if paid.room is not None or coupon is None else replace(paid, room=coupon.room))
         return 200, order_json(paid)
 
     def _cancel(self, order: Order) -> Answer:
