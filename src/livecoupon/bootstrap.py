@@ -20,6 +20,7 @@ from livecoupon.delivery.ledger import LedgerConfig, LedgerSender
 from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, WebhookSender
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.clock import ClockMode
+from livecoupon.integrations.douyin import DouyinApp, DouyinLedger
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.port import Store
 from livecoupon.store.relational import RelationalStore
@@ -61,18 +62,26 @@ class LedgerSecretMissing(ValueError):
 
 def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
     """The merchant-ledger sender of a campaign with a ``ledger``, its secret from the environment."""
-    if campaign.ledger is None:
+    ledger = campaign.ledger
+    if ledger is None:
         return None
-    secret = os.environ.get(campaign.ledger.secret_env)
+    secret = os.environ.get(ledger.secret_env)
+    config = LedgerConfig(ledger.url, secret or "", timeout_s=ledger.timeout_ms / 1000, rate=ledger.rate)
+    if ledger.platform == "douyin":
+        if not secret:
+            raise LedgerSecretMissing(f"ledger.secret_env: set {ledger.secret_env} to the Douyin app's client_secret "
+                                      "(AppSecret)")
+        assert ledger.app_id is not None and ledger.client_key is not None  # the campaign file requires them
+        app = DouyinApp(ledger.app_id, ledger.client_key, secret, dict(ledger.activities), ledger.url)
+        return LedgerSender(config, campaign, system=DouyinLedger(app))
     if not secret:
-        raise LedgerSecretMissing(f"ledger.secret_env: set {campaign.ledger.secret_env} to the merchant's signing "
+        raise LedgerSecretMissing(f"ledger.secret_env: set {ledger.secret_env} to the merchant's signing "
                                   "secret (whsec_…)")
     try:
         Webhook(secret)
     except Exception:  # the library raises whatever base64 decoding raised
-        raise LedgerSecretMissing(f"{campaign.ledger.secret_env}: not a Standard Webhooks secret "
+        raise LedgerSecretMissing(f"{ledger.secret_env}: not a Standard Webhooks secret "
                                   "(whsec_ followed by base64)") from None
-    config = LedgerConfig(campaign.ledger.url, secret, timeout_s=campaign.ledger.timeout_ms / 1000)
     return LedgerSender(config, campaign)
 
 

@@ -32,6 +32,8 @@ from livecoupon.domain.durations import parse_duration_ms
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
+from livecoupon.integrations.douyin import BASE_URL as DOUYIN_URL
+from livecoupon.integrations.douyin import RATE as DOUYIN_RATE
 
 
 class CampaignError(ValueError):
@@ -139,9 +141,14 @@ class DeliveryModel(_Strict):
 
 
 class LedgerModel(_Strict):
-    url: str
+    url: str | None = None
     secret_env: str
     timeout: Millis = 2_000
+    platform: Literal["webhook", "douyin"] = "webhook"
+    app_id: str | None = None
+    client_key: str | None = None
+    activities: dict[str, str] | None = None
+    rate: Number | None = None
 
 
 class CampaignModel(_Strict):
@@ -274,13 +281,35 @@ class _Builder:
         given = self.m.ledger
         if given is None:
             return None
-        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", given.url):
-            self.error("ledger.url", f"{given.url!r} must be an http:// or https:// URL")
+        douyin = given.platform == "douyin"
+        url = given.url if given.url is not None or not douyin else DOUYIN_URL
+        if url is None:
+            self.error("ledger.url", "required: where the merchant's coupon system takes new coupons")
+        elif not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            self.error("ledger.url", f"{url!r} must be an http:// or https:// URL")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", given.secret_env):
             self.error("ledger.secret_env", f"{given.secret_env!r} must be the name of an environment variable")
         if given.timeout <= 0:
             self.error("ledger.timeout", "must be > 0")
-        return Ledger(given.url, given.secret_env, given.timeout)
+        if given.rate is not None and not given.rate > 0:
+            self.error("ledger.rate", "must be > 0 requests per second")
+        activities = given.activities or {}
+        if douyin:
+            for key in ("app_id", "client_key"):
+                if not getattr(given, key):
+                    self.error(f"ledger.{key}", "required with platform: douyin")
+            for name in self.m.coupons:
+                if not activities.get(name):
+                    self.error(f"ledger.activities.{name}", "the Douyin send activity (activity_id) of this "
+                               "coupon is missing")
+        for name in activities:
+            if name not in self.m.coupons:
+                self.error(f"ledger.activities.{name}", f"unknown coupon {name!r}")
+            elif not douyin:
+                self.error("ledger.activities", "only with platform: douyin")
+        rate = float(given.rate) if given.rate is not None else DOUYIN_RATE if douyin else None
+        return Ledger(url or "", given.secret_env, given.timeout, given.platform, given.app_id, given.client_key,
+                      tuple(sorted(activities.items())), rate)
 
     def _delivery(self) -> DeliveryPolicy:
         d = self.m.delivery

@@ -10,6 +10,10 @@ confirmed. Only a confirmed coupon is pushed to its viewer (once) and can be red
 
 What is owed survives a crash: confirmations are stored, and on start every issued coupon
 of the campaign not yet confirmed is sent again (the merchant de-duplicates on the key).
+
+The sending loop (retries, backoff, the breaker, an optional request rate) is the same for
+every coupon system; what one request looks like is a :class:`CouponSystem`: the SPEC's
+signed request here, a platform's own API in :mod:`livecoupon.integrations` (Douyin's).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from standardwebhooks import Webhook
 
 from livecoupon.delivery.messages import iso
+from livecoupon.delivery.pacing import CellRate
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon, CouponKind
 from livecoupon.domain.money import fen_to_yuan
@@ -44,6 +49,15 @@ class LedgerConfig:
     first_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     in_flight: int = 16
+    rate: float | None = None  # requests per second the coupon system takes (None: no limit)
+
+
+class CouponSystem(Protocol):
+    """Where a campaign's coupons are created: one attempt at one coupon."""
+
+    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> bool:
+        """True once the system holds the coupon (a repeat of a coupon it holds is True too)."""
+        ...
 
 
 def ledger_body(campaign: Campaign, coupon: Coupon) -> dict[str, Any]:
@@ -74,6 +88,7 @@ def backoff_s(config: LedgerConfig, failures: int, rand: Callable[[], float] = r
 
 
 Confirmed = Callable[[Coupon], Awaitable[None]]
+RATE_BURST_S = 0.1  # with a request rate, at most this many seconds' worth of requests at once
 
 
 class Breaker:
@@ -115,13 +130,31 @@ class Breaker:
             self.opened_at, self.probing = self.clock(), False
 
 
+class SignedLedger:
+    """The SPEC's request (§6): the coupon as JSON, signed as Standard Webhooks say, keyed by its id."""
+
+    def __init__(self, config: LedgerConfig, campaign: Campaign, clock: Callable[[], float] = time.time) -> None:
+        self.url = config.url
+        self.campaign = campaign
+        self.clock = clock
+        self._signer = Webhook(config.secret)
+
+    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> bool:
+        """A 2xx answer, or a 409 for this coupon, confirms it."""
+        body = json.dumps(ledger_body(self.campaign, coupon), ensure_ascii=False, separators=(",", ":"))
+        answer = await client.post(self.url, content=body.encode(),
+                                   headers=signed_headers(self._signer, coupon.coupon_id, body, self.clock()))
+        return 200 <= answer.status_code < 300 or answer.status_code == 409
+
+
 class LedgerSender:
     """Creates coupons in the merchant's system until each is confirmed; ``confirmed`` hears each, once."""
 
-    def __init__(self, config: LedgerConfig, campaign: Campaign, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: LedgerConfig, campaign: Campaign, clock: Callable[[], float] = time.time,
+                 system: CouponSystem | None = None) -> None:
         self.config = config
         self.campaign = campaign
-        self.clock = clock
+        self.system = system or SignedLedger(config, campaign, clock)
         self.confirmed: Confirmed | None = None
         self.attempts = 0
         self._queue: asyncio.Queue[tuple[Coupon, int]] = asyncio.Queue()
@@ -129,7 +162,13 @@ class LedgerSender:
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         self.breaker = Breaker(clock=time.monotonic)
-        self._signer = Webhook(config.secret)
+        self._rate = None if config.rate is None else CellRate(config.rate, burst_s=RATE_BURST_S)
+
+    @property
+    def report_secret(self) -> str | None:
+        """The secret the merchant signs its redemption reports with: the signing secret of the SPEC's
+        requests; None for a platform's API (Douyin's secret is the app's, not a webhook key)."""
+        return self.config.secret if isinstance(self.system, SignedLedger) else None
 
     @property
     def waiting(self) -> int:
@@ -158,6 +197,9 @@ class LedgerSender:
             coupon, failures = await self._queue.get()
             while (wait := self.breaker.wait_s()) > 0:
                 await asyncio.sleep(wait)
+            if self._rate is not None:  # the system's request rate: wait for this request's turn
+                now = time.monotonic()
+                await asyncio.sleep(self._rate.schedule("", now) - now)
             sent = await self._send(coupon)
             (self.breaker.succeeded if sent else self.breaker.failed)()
             if sent:
@@ -170,18 +212,14 @@ class LedgerSender:
             asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, (coupon, failures + 1))
 
     async def _send(self, coupon: Coupon) -> bool:
-        """One attempt: True when the merchant confirmed (2xx, or 409 for this coupon)."""
+        """One attempt: True when the system confirmed the coupon."""
         assert self._client is not None
-        body = json.dumps(ledger_body(self.campaign, coupon), ensure_ascii=False, separators=(",", ":"))
         self.attempts += 1
         try:
-            answer = await self._client.post(self.config.url, content=body.encode(),
-                                             headers=signed_headers(self._signer, coupon.coupon_id, body,
-                                                                    self.clock()))
+            return await self.system.create(self._client, coupon)
         except httpx.HTTPError as exc:
             log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)
             return False
         except Exception:  # never lose the worker: the coupon is tried again
             log.exception("ledger: sending %s failed; will retry", coupon.coupon_id)
             return False
-        return 200 <= answer.status_code < 300 or answer.status_code == 409

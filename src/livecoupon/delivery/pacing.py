@@ -24,13 +24,29 @@ MIN_TICK = 0.005  # deliver overdue popups in 5 ms ticks; shorter timeouts make 
 EPSILON = 1e-9  # float slack, so 1 / rate added n times does not push the n-th popup out
 
 
+class CellRate:
+    """A generic cell rate algorithm per key: ``rate`` cells a second, up to ``burst_s`` seconds'
+    worth of them at once (the popups of a room; the requests to a coupon system)."""
+
+    def __init__(self, rate: float, burst_s: float = BURST_SECONDS) -> None:
+        self.rate = rate
+        self.burst_s = burst_s
+        self._tat: dict[str, float] = {}  # key -> theoretical arrival time of its next cell
+
+    def schedule(self, key: str, at: float) -> float:
+        """When a cell of ``key`` that wants to go at ``at`` may go; it is counted as going then."""
+        tat = max(self._tat.get(key, at), at)
+        self._tat[key] = tat + 1 / self.rate
+        return max(at, tat - self.burst_s)
+
+
 class Pacer:
     def __init__(self, policy: DeliveryPolicy, deliver: Deliver, now: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._deliver = deliver
         self._now = now
         self._user_next: dict[tuple[str, str], float] = {}
-        self._room_tat: dict[str, float] = {}
+        self._rooms = CellRate(policy.room_rate) if policy.room_rate else None
         self._later: list[tuple[float, int, str, str, dict[str, Any]]] = []
         self._seq = 0
         self._wake = asyncio.Event()
@@ -46,10 +62,8 @@ class Pacer:
         quiet = self.policy.quiet_period_ms / 1000
         if quiet:
             self._user_next[(room, user)] = send_at + quiet
-        if self.policy.room_rate:
-            tat = max(self._room_tat.get(room, send_at), send_at)
-            send_at = max(send_at, tat - BURST_SECONDS)
-            self._room_tat[room] = tat + 1 / self.policy.room_rate
+        if self._rooms is not None:
+            send_at = self._rooms.schedule(room, send_at)
         if send_at <= now + EPSILON:
             self._deliver(room, user, message)
             return 0.0

@@ -88,8 +88,13 @@ class Ledger:
     """The merchant's own coupon system, where every coupon is created before it counts (SPEC §6)."""
 
     url: str
-    secret_env: str  # the environment variable holding the signing secret (whsec_…)
+    secret_env: str  # the environment variable holding the signing secret (whsec_…), or the platform's secret
     timeout_ms: int = 2_000
+    platform: str = "webhook"  # "webhook": the SPEC's signed request; "douyin": Douyin's send-coupon API
+    app_id: str | None = None  # douyin: the mini-app's app_id
+    client_key: str | None = None  # douyin: the app's client_key
+    activities: tuple[tuple[str, str], ...] = ()  # douyin: (template, activity_id) for every template
+    rate: float | None = None  # requests a second the system takes (None: no limit)
 
 
 @dataclass(frozen=True, slots=True)
