@@ -28,7 +28,7 @@ def ext_modules() -> list[object]:
 
     paths = [str(Path("src", *module.split("."))) + ".py" for module in BUILD["MODULES"]]
     return list(mypycify(["--config-file", "pyproject.toml", *paths], opt_level="3", debug_level="0",
-                         group_name="livecoupon"))
+                         group_name=BUILD["GROUP"]))
 
 
 setup(ext_modules=ext_modules())

@@ -42,11 +42,14 @@ class EventError(ValueError):
         self.message = message
 
 
+EVENT_FIELDS = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount",
+                "coupon_id", "duration", "product", "device", "ip", "risk", "profile", "command")
+
+
 class Event:
     """One validated event. Times are integer milliseconds, money integer fen."""
 
-    __slots__ = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount",
-                 "coupon_id", "duration", "product", "device", "ip", "risk", "profile", "command")
+    __slots__ = EVENT_FIELDS
 
     def __init__(self, type: str, room: str, ts: int, id: str | None = None, *, user: str | None = None,
                  text: str | None = None, count: int | None = None, value: int = 0, order_id: str | None = None,
@@ -73,8 +76,18 @@ class Event:
         self.command = command
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) not in (None, 0))
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in EVENT_FIELDS if getattr(self, k) not in (None, 0))
         return f"Event({fields})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """Pickled (the service's snapshots keep orders' events) as a constructor call and the
+        other fields: compiled (mypyc), an Event cannot be created empty as pickle otherwise does."""
+        rest = {k: getattr(self, k) for k in EVENT_FIELDS[4:] if getattr(self, k) not in (None, 0)}
+        return Event, (self.type, self.room, self.ts, self.id), rest
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @property
     def has_facts(self) -> bool:

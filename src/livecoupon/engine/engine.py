@@ -27,7 +27,7 @@ from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.offering import OfferBook
 from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
-from livecoupon.engine.rooms import FlashSale, Room, Viewer
+from livecoupon.engine.rooms import FlashSale, Rebuild, Room, Viewer, by_fields
 from livecoupon.store.port import ClaimsLedger
 
 
@@ -57,6 +57,9 @@ class UserFacts:
     ip: str | None = None
     risk: float | None = None
     profile: Profile | None = None
+
+    def __reduce__(self) -> Rebuild:
+        return by_fields(self)
 
     def learn(self, event: Event) -> None:
         if event.device is not None:

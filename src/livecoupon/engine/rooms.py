@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+Rebuild = tuple[Any, tuple[Any, ...]]  # what __reduce__ returns: a constructor and its arguments
+
+
+def by_fields(state: Any) -> Rebuild:
+    """How snapshots (pickle) rebuild a dataclass of the engine's state: by its constructor.
+
+    Compiled (mypyc), such a class can be neither created empty nor filled field by field, as
+    pickle does by default; a constructor call works in both builds."""
+    return type(state), tuple(getattr(state, f.name) for f in fields(state))
 
 
 class Viewer:
@@ -11,9 +22,12 @@ class Viewer:
 
     __slots__ = ("joined_at", "last_seen")
 
-    def __init__(self, joined_at: int) -> None:
+    def __init__(self, joined_at: int, last_seen: int | None = None) -> None:
         self.joined_at = joined_at
-        self.last_seen = joined_at
+        self.last_seen = joined_at if last_seen is None else last_seen
+
+    def __reduce__(self) -> Rebuild:
+        return Viewer, (self.joined_at, self.last_seen)
 
 
 @dataclass(slots=True)
@@ -22,6 +36,9 @@ class FlashSale:
     starts: int
     ends: int
     served: set[str] = field(default_factory=set)
+
+    def __reduce__(self) -> Rebuild:
+        return by_fields(self)
 
 
 @dataclass(slots=True)
@@ -45,6 +62,9 @@ class Room:
     sales: list[FlashSale] = field(default_factory=list)
     sales_started: int = 0
     sweep_due: int = 0  # no viewer can have timed out before this time
+
+    def __reduce__(self) -> Rebuild:
+        return by_fields(self)
 
     @property
     def on_air(self) -> bool:
