@@ -20,8 +20,8 @@ What it measures (all figures printed as one table at the end):
 2. livecoupon, CLI whole process: ``livecoupon replay EVENTS --config C --out DIR``
    wall time, including interpreter start-up, imports and writing the outputs; its peak
    RSS (the child's VmHWM, polled). When the installed livecoupon is compiled (mypyc),
-   the pure-Python build runs beside it: the same command with a copy of ``src/``
-   (sources only) first on ``PYTHONPATH``.
+   the pure-Python build runs beside it (the same command with ``LIVECOUPON_PURE=1``), and
+   with ``--before CHECKOUT`` another checkout's sources too (``PYTHONPATH=CHECKOUT/src``).
 3. durable-rules 2.0.28 (if installed: ``.venv/bin/pip install durable-rules==2.0.28``)
    on the same file, running the equivalent first-visit, comment-keyword and dwell
    rules (see ``DurableRun``). Its decision counts are checked against livecoupon's.
@@ -71,6 +71,7 @@ from bench.streams import (  # noqa: E402
 )
 
 from livecoupon.campaign_file import load_campaign, parse_campaign  # noqa: E402
+from livecoupon.compiled import MODULES, PURE_ENV, is_compiled, outdated  # noqa: E402
 from livecoupon.domain.campaign import Campaign  # noqa: E402
 from livecoupon.engine.replay import replay  # noqa: E402
 
@@ -187,6 +188,7 @@ class CliRun:
     stderr: str
     counts: dict[str, int | None]
     peak_rss_kib: int | None  # VmHWM polled every 20 ms
+    same_as_first: bool | None = None  # outputs equal to the first build's, byte for byte
 
 
 def run_cli(path: Path, out_dir: Path, env: dict[str, str] | None = None) -> CliRun:
@@ -558,23 +560,7 @@ def compiled_modules() -> list[str]:
     """The livecoupon modules this interpreter imports from compiled extensions (mypyc)."""
     import importlib
 
-    found = []
-    for name in ("livecoupon.engine.engine", "livecoupon.engine.rooms", "livecoupon.engine.recordings",
-                 "livecoupon.engine.replay", "livecoupon.domain.events", "livecoupon.domain.decisions"):
-        module = importlib.import_module(name)
-        if not (module.__file__ or "").endswith(".py"):
-            found.append(name)
-    return found
-
-
-def pure_tree(work: Path) -> Path:
-    """A copy of src/ with only the Python sources: on PYTHONPATH, the pure build."""
-    import shutil
-
-    target = work / "pure-src"
-    if not target.exists():
-        shutil.copytree(ROOT / "src", target, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
-    return target
+    return [name for name in MODULES if is_compiled(importlib.import_module(name))]
 
 
 def decision_share(run: LivecouponRun) -> float:
@@ -617,14 +603,22 @@ def bench_stream(kind: str, args: argparse.Namespace, work: Path, figures: dict[
     # the CLI, whole process: as installed (compiled if built so), and the pure build beside it
     clis: dict[str, dict[str, Any]] = {}
     if not args.skip_cli:
-        builds = {"installed": None}
+        builds: dict[str, dict[str, str] | None] = {"installed": None}
         if compiled_modules():
-            builds = {"compiled": None, "pure": {"PYTHONPATH": str(pure_tree(work))}}
+            builds = {"compiled": None, "pure": {PURE_ENV: "1"}}
+        if args.before is not None:  # another checkout's sources, e.g. a git worktree of an older commit
+            builds["before"] = {"PYTHONPATH": str(args.before.resolve() / "src")}
         for build, env in builds.items():
-            def one(env: dict[str, str] | None = env) -> CliRun:
-                return run_cli(path, work / "out", env)
+            def one(env: dict[str, str] | None = env, out: Path = work / f"out-{build}") -> CliRun:
+                return run_cli(path, out, env)
             cli = fastest(args.repeat, one)
             ok = cli.exit == 0 and cli.counts["issued"] == lc.issued
+            if clis:  # every build writes the same bytes
+                first = next(iter(clis))
+                cli.same_as_first = all(
+                    (work / f"out-{build}" / name).read_bytes() == (work / f"out-{first}" / name).read_bytes()
+                    for name in ("issued.jsonl", "suppressed.jsonl", "rejected.jsonl"))
+                print(f"  outputs byte for byte the same as the {first} build's: {cli.same_as_first}")
             print(f"livecoupon CLI ({build}): exit {cli.exit} in {cli.seconds:.2f}s wall = "
                   f"{rate(lines, cli.seconds)} events/s; outputs {cli.counts}"
                   f"{'' if ok else '  <-- differs from in-process run'}; child peak RSS "
@@ -742,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--profile", nargs="?", const=30, type=int, metavar="TOP",
                     help="also profile the in-process replay once with cProfile and print the TOP functions")
+    ap.add_argument("--before", type=Path, metavar="CHECKOUT",
+                    help="also run the CLI on this checkout's src/ (e.g. a git worktree of an older commit)")
     ap.add_argument("--keep", type=Path, help="write the streams and CLI outputs here instead of a temp dir")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     ap.add_argument("--memory-child", choices=("rss", "tracemalloc", "replay"), help=argparse.SUPPRESS)
@@ -755,7 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     compiled = compiled_modules()
     print(f"machine: {mach['nproc']} CPUs, {mach['cpu']}, {mach['implementation']} {mach['python']}, "
           f"{load_line()}; livecoupon {mach['commit']}, "
-          f"{'compiled (mypyc): ' + ', '.join(compiled) if compiled else 'pure Python'}", flush=True)
+          f"{f'compiled (mypyc): {len(compiled)} modules' if compiled else 'pure Python'}"
+          + (f"; sources newer than their build, run instead: {', '.join(outdated)}" if outdated else ""), flush=True)
     figures: dict[str, Any] = {"machine": mach, "compiled": compiled}
     tmp = tempfile.TemporaryDirectory(prefix="livecoupon-bench-") if args.keep is None else None
     work = Path(tmp.name) if tmp is not None else args.keep
@@ -780,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + table(rows, ("throughput", "events", "seconds", "events/s")))
         mrows: list[tuple[str, ...]] = []
         for kind, fig in figures.get("streams", {}).items():
-            for build in ("installed", "compiled", "pure"):
+            for build in ("installed", "compiled", "pure", "before"):
                 cli = fig.get(f"cli_{build}")
                 if cli and cli.get("peak_rss_kib"):
                     mrows.append((f"[{kind}] CLI ({build}) replay of {fig['stream']['lines']:,} events, "
