@@ -275,17 +275,21 @@ class RelationalStore(ABC):
         for trigger in {r.trigger for r in requests if r.trigger_budget is not None}:
             def trigger_spent(rows: list[tuple[Any, ...]], trigger: str = trigger) -> None:
                 counters.trigger_spent[trigger] = int(rows[0][0])
-            reads.add(self._face_issued(campaign, "d.trigger=?", trigger), trigger_spent)
+            reads.add(self._face_issued(campaign, "d.trigger=?", trigger, self._hint("coupons_by_trigger")),
+                      trigger_spent)
         if limits.room_budget is not None:
             for room in {r.room for r in requests}:
                 def room_spent(rows: list[tuple[Any, ...]], room: str = room) -> None:
                     counters.room_spent[room] = int(rows[0][0])
                 reads.add(self._face_issued(campaign, "d.room=?", room), room_spent)
 
-    def _face_issued(self, campaign: str, where: str, value: str) -> Query:
-        """Fen of face value issued by the campaign's decisions matching ``where`` (budget shares)."""
+    def _face_issued(self, campaign: str, where: str, value: str, hint: str = "") -> Query:
+        """Fen of face value issued by the campaign's decisions matching ``where`` (budget shares). Each
+        claim of a trigger with a budget runs it: ``coupons_by_trigger`` covers it, so it reads only that
+        trigger's issued coupons, from the index (a scan of every issued coupon of the campaign, each
+        looked up in the table, was O(coupons) per claim: 0.28 ms each at 2,700 coupons)."""
         return ("SELECT COALESCE(SUM(CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) "
-                "ELSE t.amount END), 0) FROM decisions d JOIN templates t ON t.id = d.template_id "
+                f"ELSE t.amount END), 0) FROM decisions d {hint} JOIN templates t ON t.id = d.template_id "
                 f"WHERE d.campaign=? AND d.reason IS NULL AND {where}", (campaign, value))
 
     def _read_broadcast_counts(self, requests: Sequence[IssueRequest], reads: _Reads,

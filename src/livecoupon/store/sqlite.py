@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions (user, at) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, user) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
+CREATE INDEX IF NOT EXISTS coupons_by_trigger ON decisions (campaign, trigger, template_id) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_device ON decisions (campaign, device_key)
     WHERE reason IS NULL AND device_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS coupon_history (
