@@ -62,6 +62,7 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
                 "connections": runtime.hub.connections, "popups_waiting": runtime.pacer.waiting,
                 "clock": service.clock.mode.value, "now": service.now()}
 
+    app.include_router(public.checkout_router)
     app.include_router(public.router)
     app.include_router(monitoring.router)
     app.include_router(operator.router)

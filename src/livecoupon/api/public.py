@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from livecoupon.api.auth import Caller, Role, require, require_user
@@ -56,6 +58,20 @@ from livecoupon.service_layer.service import Submitted
 
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
 router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)
+
+
+class LeanRoute(APIRoute):
+    """A route whose endpoint takes the request alone and answers with a response: FastAPI matches and
+    documents it (``openapi_extra`` says what its dependencies and parameters would have), Starlette runs it,
+    without FastAPI's dependency and body machinery."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return handler
+
+
+checkout_router = APIRouter(prefix="/v1", responses=CALLER_ERRORS, route_class=LeanRoute)
+ORDER_ID = [{"name": "order_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Order Id"}}]
 RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 _encode = msgspec.json.Encoder().encode
 M = TypeVar("M", bound=BaseModel)
@@ -195,7 +211,7 @@ async def body_of(request: Request, model: type[M]) -> M:
 CHECKOUT_DOC = {"security": LEAN_SECURITY}
 
 
-@router.post("/orders", tags=["checkout"], status_code=201, response_model=None,
+@checkout_router.post("/orders", tags=["checkout"], status_code=201, response_model=None,
              responses=answer(OrderOut, 201) | BODY_ERRORS | errors(409),
              openapi_extra=CHECKOUT_DOC | {"requestBody": lean_body(OrderIn)})
 async def create_order(request: Request) -> JSONResponse:
@@ -210,7 +226,7 @@ async def create_order(request: Request) -> JSONResponse:
 
 
 ORDER_MOVED = answer(OrderOut) | BODY_ERRORS | errors(404, 409)
-ORDER_MOVED_DOC = CHECKOUT_DOC | {"requestBody": lean_body(OrderActionIn)}
+ORDER_MOVED_DOC = CHECKOUT_DOC | {"requestBody": lean_body(OrderActionIn), "parameters": ORDER_ID}
 
 
 @router.get("/orders/{order_id}", tags=["checkout"], response_model=None,
@@ -219,7 +235,8 @@ async def get_order(order_id: str, who: UserCaller, rt: RuntimeDep) -> dict[str,
     return order_json(await rt.service.call(rt.service.checkout.order, order_id, who.owner))
 
 
-async def move_order(request: Request, order_id: str, act: str) -> JSONResponse:
+async def move_order(request: Request, act: str) -> JSONResponse:
+    order_id: str = request.path_params["order_id"]
     rt, who = await checkout_caller(request)
     body = await body_of(request, OrderActionIn)
     service = rt.service
@@ -227,23 +244,23 @@ async def move_order(request: Request, order_id: str, act: str) -> JSONResponse:
                                                    who.scope, who.owner))
 
 
-@router.post("/orders/{order_id}/pay", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
-             openapi_extra=ORDER_MOVED_DOC)
-async def pay(order_id: str, request: Request) -> JSONResponse:
+@checkout_router.post("/orders/{order_id}/pay", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
+                      openapi_extra=ORDER_MOVED_DOC)
+async def pay(request: Request) -> JSONResponse:
     """The order is paid: its coupon is redeemed, and the order counts as a posted ``order`` event."""
-    return await move_order(request, order_id, "pay")
+    return await move_order(request, "pay")
 
 
-@router.post("/orders/{order_id}/cancel", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
-             openapi_extra=ORDER_MOVED_DOC)
-async def cancel(order_id: str, request: Request) -> JSONResponse:
-    return await move_order(request, order_id, "cancel")
+@checkout_router.post("/orders/{order_id}/cancel", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
+                      openapi_extra=ORDER_MOVED_DOC)
+async def cancel(request: Request) -> JSONResponse:
+    return await move_order(request, "cancel")
 
 
-@router.post("/orders/{order_id}/refund", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
-             openapi_extra=ORDER_MOVED_DOC)
-async def refund(order_id: str, request: Request) -> JSONResponse:
-    return await move_order(request, order_id, "refund")
+@checkout_router.post("/orders/{order_id}/refund", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
+                      openapi_extra=ORDER_MOVED_DOC)
+async def refund(request: Request) -> JSONResponse:
+    return await move_order(request, "refund")
 
 
 @router.websocket("/rooms/{room}/live")
