@@ -15,10 +15,12 @@ afresh; the body and the ``Idempotency-Key`` never change, so the receiver dedup
 
 A 2xx answer is delivery. Anything else (another status, a transport error, a timeout) is retried
 with exponential backoff and full jitter (:func:`backoff_s`) up to ``max_attempts``; then the coupon
-becomes a dead letter, kept in the SQLite file when a ``store_path`` is given, until an operator
-calls :meth:`WebhookSender.retry_dead_letters`. Deliveries still pending at
-:meth:`WebhookSender.stop` become dead letters too; after a crash, the service owes the sender
-every coupon neither delivered nor dead (:meth:`WebhookSender.owed`), so nothing is lost.
+becomes a dead letter, kept through the :class:`~livecoupon.store.webhooks.WebhookOutcomes` port (the
+SQLite file, PostgreSQL, or memory) until an operator calls :meth:`WebhookSender.retry_dead_letters`.
+Deliveries still pending at :meth:`WebhookSender.stop` become dead letters too, unless the sender hands
+its decision log over to another process (a partition moving to another worker); after a crash or a
+hand-over, whoever sends for that log owes every coupon neither delivered nor dead
+(:meth:`WebhookSender.owed`), so nothing is lost.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import json
 import logging
 import random
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +45,10 @@ from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, coupon_of
+from livecoupon.store.webhooks import DeadLetter, MemoryWebhookOutcomes, SqliteWebhookOutcomes, WebhookOutcomes
+
+__all__ = ["DeadLetter", "WebhookConfig", "WebhookConfigError", "WebhookSender", "backoff_s", "encode",
+           "issued_listener", "payload_for", "sign", "verify"]
 
 EVENT = "coupon.issued"
 EVENT_HEADER = "X-Livecoupon-Event"
@@ -51,6 +56,7 @@ SIGNATURE_HEADER = "X-Livecoupon-Signature"
 TIMESTAMP_HEADER = "X-Livecoupon-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 STOPPED = "the sender stopped before delivery"
+REFRESH_S = 5.0  # a resending sender's mirror of dead letters others make
 
 log = logging.getLogger("livecoupon.webhooks")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -162,105 +168,6 @@ def coupon_id_of(payload: Mapping[str, Any]) -> str:
     return coupon_id
 
 
-# -- dead letters -----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A coupon the merchant never accepted, and the exact body that was sent."""
-
-    coupon_id: str
-    url: str
-    attempts: int
-    last_error: str
-    at: str  # ISO
-    body: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"coupon_id": self.coupon_id, "url": self.url, "attempts": self.attempts,
-                "last_error": self.last_error, "at": self.at}
-
-
-_SCHEMA = """CREATE TABLE IF NOT EXISTS webhook_dead_letters (
-    coupon_id TEXT PRIMARY KEY, url TEXT NOT NULL, attempts INTEGER NOT NULL,
-    last_error TEXT NOT NULL, at TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS webhook_delivered (coupon_id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS webhook_since (one INTEGER PRIMARY KEY CHECK (one = 1), position INTEGER NOT NULL);"""
-
-
-class DeadLetterTable:
-    """What became of each coupon's webhook: dead letters, coupons delivered, and from which
-    position of the store's decision log webhooks are on. In memory, mirrored to the
-    store's file when a path is given.
-
-    The coupons issued from that position on, less those delivered or dead, are exactly
-    the webhooks still owed — after a crash too: the decision log is the outbox.
-
-    Reads come from memory; disk writes run in order on one thread of their own, so the
-    event loop never waits on SQLite's lock while the service's writer holds it.
-    """
-
-    def __init__(self, path: str | Path | None) -> None:
-        self.path = None if path is None else str(path)
-        self._rows: dict[str, DeadLetter] = {}
-        self.delivered: set[str] = set()
-        self.since = 0  # position in the decision log
-        self._db: sqlite3.Connection | None = None
-        self._disk: ThreadPoolExecutor | None = None
-
-    def open(self, log_position: int) -> None:
-        self.since = log_position
-        if self.path is None:
-            return
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA busy_timeout=30000")
-        db.executescript(_SCHEMA)
-        rows = db.execute("SELECT coupon_id, url, attempts, last_error, at, body FROM webhook_dead_letters "
-                          "ORDER BY at, coupon_id")
-        self._rows = {row[0]: DeadLetter(*row) for row in rows}
-        self.delivered = {row[0] for row in db.execute("SELECT coupon_id FROM webhook_delivered")}
-        db.execute("INSERT OR IGNORE INTO webhook_since VALUES (1, ?)", (log_position,))
-        self.since = db.execute("SELECT position FROM webhook_since").fetchone()[0]
-        self._db = db
-        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-webhook-db")
-
-    def mark_delivered(self, coupon_id: str, at: str) -> None:
-        self.delivered.add(coupon_id)
-        self._write("INSERT OR IGNORE INTO webhook_delivered VALUES (?, ?)", (coupon_id, at))
-
-    def __contains__(self, coupon_id: str) -> bool:
-        return coupon_id in self._rows
-
-    def all(self) -> list[DeadLetter]:
-        return list(self._rows.values())
-
-    def put(self, letter: DeadLetter) -> None:
-        self._rows.pop(letter.coupon_id, None)  # a letter buried again moves to the end
-        self._rows[letter.coupon_id] = letter
-        self._write("INSERT OR REPLACE INTO webhook_dead_letters VALUES (?, ?, ?, ?, ?, ?)",
-                    (letter.coupon_id, letter.url, letter.attempts, letter.last_error, letter.at, letter.body))
-
-    def remove(self, coupon_id: str) -> None:
-        if self._rows.pop(coupon_id, None) is not None:
-            self._write("DELETE FROM webhook_dead_letters WHERE coupon_id = ?", (coupon_id,))
-
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        if self._db is not None and self._disk is not None:
-            self._disk.submit(self._db.execute, sql, params).add_done_callback(_log_failed_write)
-        elif self.path is not None:
-            log.error("webhook dead letters are closed; not written to %s: %s", self.path, params[0])
-
-    async def close(self) -> None:
-        """Finish the queued writes, then close the connection."""
-        if self._db is not None and self._disk is not None:
-            await asyncio.to_thread(self._disk.shutdown, True)
-            self._db.close()
-            self._db = self._disk = None
-
-
-def _log_failed_write(future: Future[sqlite3.Cursor]) -> None:
-    if future.exception() is not None:
-        log.error("writing a webhook dead letter failed", exc_info=future.exception())
-
-
 # -- the sender -------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Delivery:
@@ -283,14 +190,27 @@ class WebhookSender:
     requests run at once and a coupon waiting out its backoff holds no slot, so one slow or
     failing coupon never stalls the others. ``transport`` replaces the HTTP transport (tests);
     ``clock`` (unix seconds) and ``rand`` drive the timestamps and the jitter.
+
+    What became of each coupon goes through ``outcomes`` (the SQLite file at ``store_path``, or
+    memory, when not given), on one thread of the sender's own, in order: the event loop never
+    waits on a database. The dead letters are mirrored in memory for the consoles.
+    ``resends_only`` (a scaled-out gateway): issued coupons are the workers' to send; this sender
+    lists the deployment's dead letters, read afresh from ``outcomes``, and retries them.
     """
 
     def __init__(self, config: WebhookConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 store_path: str | Path | None = None, clock: Callable[[], float] = time.time,
+                 store_path: str | Path | None = None, outcomes: WebhookOutcomes | None = None,
+                 resends_only: bool = False, clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random) -> None:
         self.config = config
+        self.resends_only = resends_only
         self._transport = transport
-        self._dead = DeadLetterTable(store_path)
+        if outcomes is None:
+            outcomes = MemoryWebhookOutcomes() if store_path is None else SqliteWebhookOutcomes(store_path)
+        self.outcomes = outcomes
+        self._dead: dict[str, DeadLetter] = {}  # a mirror of the outcomes' dead letters
+        self._since = 0  # the position in the decision log from which coupons are owed
+        self._books: ThreadPoolExecutor | None = None  # the one thread that calls the outcomes
         self._clock, self._rand = clock, rand
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -299,32 +219,57 @@ class WebhookSender:
         self._pending: dict[str, _Delivery] = {}  # queued, in flight, or waiting out a backoff
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._refreshing: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._delivered = self._retries = 0
 
     # -- lifespan ---------------------------------------------------------------------------
     def start(self, log_position: int = 0) -> None:
-        """Load the dead letters and start the workers (on the running loop).
-        ``log_position``: how many decisions the store holds now; the first start of webhooks
-        on a store records it, and only later coupons are ever owed."""
+        """Open the outcomes, load the dead letters and start the workers (on the running loop; the
+        outcomes are read before it returns). ``log_position``: how many decisions the store's log holds
+        now; the first start of webhooks on that log records it, and only later coupons are ever owed."""
+        self._begin(self._open_books().submit(self._load, log_position).result())
+
+    async def started(self, log_position: int = 0) -> None:
+        """:meth:`start`, the outcomes read without blocking the event loop (a partition taken over)."""
+        self._begin(await asyncio.wrap_future(self._open_books().submit(self._load, log_position)))
+
+    def _open_books(self) -> ThreadPoolExecutor:
         if self._loop is not None:
             raise RuntimeError("the webhook sender is already running")
-        loop = asyncio.get_running_loop()
-        self._dead.open(log_position)
+        asyncio.get_running_loop()  # (only on a loop)
+        if self._books is None:
+            self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-webhook-outcomes")
+        return self._books
+
+    def _load(self, log_position: int) -> tuple[int, list[DeadLetter]]:
+        since = self.outcomes.open(log_position)
+        return since, self.outcomes.dead_letters()
+
+    def _begin(self, loaded: tuple[int, list[DeadLetter]]) -> None:
+        self._since, letters = loaded
+        self._dead = {letter.coupon_id: letter for letter in letters}
         self._client = httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout_s)
         self._queue, self._idle = asyncio.Queue(), asyncio.Event()
         self._idle.set()
-        self._loop, self._closing = loop, False
+        self._loop, self._closing = asyncio.get_running_loop(), False
         self._workers = [asyncio.create_task(self._work(), name=f"livecoupon-webhook-{n}")
                          for n in range(self.config.max_in_flight)]
+        if self.resends_only:
+            self._refreshing = asyncio.create_task(self._keep_refreshed(), name="livecoupon-webhook-refresh")
 
-    async def stop(self) -> None:
+    async def stop(self, handing_over: bool = False) -> None:
         """Stop sending: requests in flight get up to ``timeout_s`` to finish; whatever is still
         pending then (queued, waiting out a backoff, cut off) becomes a dead letter, so nothing
-        is lost quietly."""
+        is lost quietly — unless ``handing_over``: the decision log's next sender (a partition's next
+        worker) owes them, as neither delivered nor dead."""
         if self._loop is None or self._closing:
             return
         self._closing = True
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
+            self._refreshing = None
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -337,18 +282,25 @@ class WebhookSender:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._loop = None
-        self._bury_all(list(self._pending.values()))
+        if handing_over:
+            self._pending.clear()
+        else:
+            self._bury_all(list(self._pending.values()))
         if self._client is not None:
             await self._client.aclose()
-        await self._dead.close()
+        books, self._books = self._books, None
+        if books is not None:
+            books.submit(self.outcomes.close)
+            await asyncio.to_thread(books.shutdown, True)  # the queued writes first
 
     # -- the public calls -------------------------------------------------------------------
     def enqueue(self, payloads: Sequence[Mapping[str, Any]]) -> None:
         """Queue one delivery per payload (see :func:`payload_for`). Safe from any thread.
 
-        A coupon already pending is not queued twice.
+        A coupon already pending is not queued twice. With ``resends_only``, nothing is queued: the
+        workers send the coupons they issue.
         """
-        if not payloads:
+        if not payloads or self.resends_only:
             return
         loop = self._loop
         if loop is None:
@@ -362,24 +314,46 @@ class WebhookSender:
     def retry_dead_letters(self) -> int:
         """Queue every dead letter again with a fresh ``max_attempts`` (operator action); how many.
 
-        A letter stays on disk until its coupon is delivered, so a crash meanwhile loses nothing.
+        A letter stays stored until its coupon is delivered, so a crash meanwhile loses nothing.
         """
         if self._loop is None or self._closing:
             raise RuntimeError("the webhook sender is not running")
-        letters = [letter for letter in self._dead.all() if letter.coupon_id not in self._pending]
+        letters = [letter for letter in self._dead.values() if letter.coupon_id not in self._pending]
         self._accept([_Delivery(letter.coupon_id, letter.body, earlier=letter.attempts) for letter in letters])
         return len(letters)
 
+    async def refresh(self) -> None:
+        """With ``resends_only``, read the dead letters afresh (other processes make them); else they are
+        this sender's own, mirrored already."""
+        if self.resends_only and self._books is not None:
+            letters = await asyncio.wrap_future(self._books.submit(self.outcomes.dead_letters))
+            self._dead = {letter.coupon_id: letter for letter in letters}
+
+    async def _keep_refreshed(self) -> None:
+        """The consoles' and ``/metrics``' count of dead letters, at most this stale."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the database away: the routes say so when they read
+                log.warning("could not read the webhook dead letters: %s", exc)
+
     def owed(self, issued: Iterable[tuple[int, str]]) -> list[str]:
         """Of ``(position in the decision log, coupon_id)``, the coupons whose webhook is still
-        owed: issued since webhooks were first on, and neither delivered, dead nor pending."""
-        dead, delivered, since = self._dead, self._dead.delivered, self._dead.since
-        return [cid for position, cid in issued
-                if position >= since and cid not in delivered and cid not in dead and cid not in self._pending]
+        owed: issued since webhooks were first on, and neither delivered, dead nor pending.
+        Reads the outcomes (blocking: at start-up, or from a thread of the caller's)."""
+        if self.resends_only:
+            return []
+        candidates = [cid for position, cid in issued if position >= self._since and cid not in self._pending]
+        if self._books is None or not candidates:
+            return candidates
+        settled = self._books.submit(self.outcomes.settled, candidates).result()
+        return [cid for cid in candidates if cid not in settled]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Coupons that ran out of attempts and are not being retried now, oldest first."""
-        return [letter.to_json() for letter in self._dead.all() if letter.coupon_id not in self._pending]
+        letters = [letter for letter in self._dead.values() if letter.coupon_id not in self._pending]
+        return [letter.to_json() for letter in letters]
 
     def stats(self) -> dict[str, int]:
         """Deliveries and retries since ``start()``; dead letters and pending deliveries now."""
@@ -447,15 +421,18 @@ class WebhookSender:
 
     def _done(self, delivery: _Delivery) -> None:
         self._delivered += 1
-        self._dead.remove(delivery.coupon_id)
-        self._dead.mark_delivered(delivery.coupon_id, iso(int(self._clock() * 1000)))
+        self._dead.pop(delivery.coupon_id, None)
+        self._write(self.outcomes.delivered, delivery.coupon_id, iso(int(self._clock() * 1000)))
         self._settle(delivery)
 
     def _bury(self, delivery: _Delivery) -> None:
         log.warning("webhook for %s is a dead letter after %d attempts: %s", delivery.coupon_id,
                     delivery.attempts, delivery.last_error)
-        self._dead.put(DeadLetter(delivery.coupon_id, self.config.url, delivery.attempts, delivery.last_error,
-                                  iso(int(self._clock() * 1000)), delivery.body))
+        letter = DeadLetter(delivery.coupon_id, self.config.url, delivery.attempts, delivery.last_error,
+                            iso(int(self._clock() * 1000)), delivery.body)
+        self._dead.pop(letter.coupon_id, None)  # a letter buried again moves to the end
+        self._dead[letter.coupon_id] = letter
+        self._write(self.outcomes.bury, letter)
         self._settle(delivery)
 
     def _bury_all(self, deliveries: list[_Delivery]) -> None:
@@ -463,10 +440,23 @@ class WebhookSender:
             delivery.last_error = f"{STOPPED} ({delivery.last_error})" if delivery.last_error else STOPPED
             self._bury(delivery)
 
+    def _write(self, write: Callable[..., None], *args: Any) -> None:
+        """A write to the outcomes, in order on their thread; a failure is logged (the coupon stays owed:
+        a delivery not recorded is sent again after a restart, which the Idempotency-Key dedupes)."""
+        if self._books is None:
+            log.error("webhook outcomes are closed; not recorded: %s %s", write.__name__, args[0])
+            return
+        self._books.submit(write, *args).add_done_callback(_log_failed_write)
+
     def _settle(self, delivery: _Delivery) -> None:
         self._pending.pop(delivery.coupon_id, None)
         if not self._pending:
             self._idle.set()
+
+
+def _log_failed_write(future: Future[None]) -> None:
+    if future.exception() is not None:
+        log.error("recording a webhook outcome failed", exc_info=future.exception())
 
 
 def issued_listener(campaign: Campaign, sender: WebhookSender) -> Callable[[list[Decision]], None]:
