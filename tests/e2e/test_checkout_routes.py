@@ -101,5 +101,24 @@ def test_a_bad_order_body_is_422_naming_the_field(client: TestClient, body: Any,
 
 def test_a_body_that_is_not_json_is_422_invalid_json(client: TestClient) -> None:
     for path in ("/v1/orders", *MOVES):
-        answer = client.post(path, content=b'{"idempotency_key": ', headers=PLATFORM)
+        answer = client.post(path, content=b'{"idempotency_key": ',
+                             headers=PLATFORM | {"Content-Type": "application/json"})
         assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_not_sent_as_json_is_422_as_fastapi_answered(client: TestClient, content_type: str | None) -> None:
+    headers = PLATFORM | ({"Content-Type": content_type} if content_type else {})
+    body = (b'{"order_id": "o1", "user": "alice", "cart": [{"product": "p", "price": 1, "qty": 1}], '
+            b'"idempotency_key": "k"}')
+    answer = client.post("/v1/orders", content=body, headers=headers)
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "body"
+    assert client.post("/v1/orders", content=body, headers=PLATFORM | {"Content-Type": "application/vnd.x+json; "
+                                                                         "charset=utf-8"}).status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/v1/orders", *MOVES])
+def test_an_empty_body_is_422_missing(client: TestClient, path: str) -> None:
+    answer = client.post(path, content=b"", headers=PLATFORM | {"Content-Type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"] == "body" and "required" in answer.json()["error"]["message"]

@@ -186,11 +186,23 @@ async def checkout_caller(request: Request) -> tuple[Runtime, Caller]:
 
 async def body_of(request: Request, model: type[M]) -> M:
     """The request's JSON body as ``model``, validated by pydantic in one call; a bad one is the 422 that
-    FastAPI's own reading would have given (the same handler words it)."""
+    FastAPI's own reading would have given (the same handler words it): an empty body is missing, and one
+    not sent as JSON (``application/json`` or ``application/*+json``) is not an object."""
+    body = await request.body()
     try:
-        return model.model_validate_json(await request.body())
+        if not body:
+            raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
+                                           "input": None}])
+        if not is_json(request.headers.get("content-type")):
+            return model.model_validate(body)  # refused, as FastAPI refuses it
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def is_json(content_type: str | None) -> bool:
+    main, _, sub = (content_type or "").partition(";")[0].strip().lower().partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 # The checkout routes are the hot ones (issue 10): each reads its caller and body itself and documents what
