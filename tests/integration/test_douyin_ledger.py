@@ -20,6 +20,7 @@ from livecoupon.integrations.douyin import DouyinLedger
 from support.apps import serving as serving_app
 from support.credentials import PLATFORM, viewer_token
 from support.douyin import OK, FakeDouyin, Fate
+from support.shop import SHOP
 
 T0 = 1_700_000_000
 CLIENT_KEY, SECRET = "tt-client-key", "app-secret-of-the-mini-app"
@@ -27,16 +28,7 @@ CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
 
 
 def campaign_for(url: str, *, rate: str = "", extra: str = "") -> Campaign:
-    return parse_campaign(f"""
-campaign: shop
-rooms: [room-1]
-coupons:
-  welcome: {{title: 新人券, kind: threshold, threshold: 99, amount: 20, valid_for: 1h}}
-  pct: {{title: 九折, kind: percent, percent: 10, max_discount: 30, valid_for: 1h}}
-triggers:
-  - {{name: newcomer, when: first_visit, coupon: welcome}}
-  - {{name: kou1, when: comment, keywords: [扣1], coupon: pct}}
-ledger:
+    return parse_campaign(SHOP + f"""ledger:
   platform: douyin
   url: "{url}"
   app_id: tt-app
@@ -143,7 +135,8 @@ def test_the_sender_keeps_to_douyins_rate(tmp_path: Path, monkeypatch: pytest.Mo
         wait_until(lambda: not unconfirmed(client))
         assert len(douyin.created) == len(issued) == 120
         arrived = sorted(s.at for s in douyin.sent)
-        assert arrived[-1] - arrived[0] >= (120 - 5) / 40  # paced: a tenth of a second's burst, then 40 a second
+        # paced: a tenth of a second's burst, then 40 a second (less a quarter second: the first request's latency)
+        assert arrived[-1] - arrived[0] >= (120 - 1) / 40 - 0.1 - 0.25
         assert douyin.most_in_one_second() <= 40 * 1.5  # on time (the slack: arrivals jitter on a busy machine)
 
 

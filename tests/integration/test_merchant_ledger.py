@@ -22,6 +22,7 @@ from livecoupon.domain.campaign import Campaign
 from support.apps import serving as serving_app
 from support.credentials import OPERATOR, PLATFORM, viewer_token
 from support.receiver import Receiver
+from support.shop import SHOP
 
 SECRET = "whsec_" + base64.b64encode(b"merchant-signing-key-of-32-bytes").decode()
 T0 = 1_700_000_000
@@ -29,17 +30,7 @@ CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
 
 
 def campaign_for(url: str, timeout: str = "2s") -> Campaign:
-    return parse_campaign(f"""
-campaign: shop
-rooms: [room-1]
-coupons:
-  welcome: {{title: 新人券, kind: threshold, threshold: 99, amount: 20, valid_for: 1h}}
-  pct: {{title: 九折, kind: percent, percent: 10, max_discount: 30, valid_for: 1h}}
-triggers:
-  - {{name: newcomer, when: first_visit, coupon: welcome}}
-  - {{name: kou1, when: comment, keywords: [扣1], coupon: pct}}
-ledger: {{url: "{url}", secret_env: SHOP_SECRET, timeout: {timeout}}}
-""")
+    return parse_campaign(SHOP + f'ledger: {{url: "{url}", secret_env: SHOP_SECRET, timeout: {timeout}}}\n')
 
 
 def wait_until(check: Callable[[], bool], seconds: float = 20) -> None:

@@ -16,8 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from support.receiver import LoopbackServer
 
 TOKEN_PATH = "/oauth/client_token/"
 SEND_PATH = "/api/promotion/v1/coupon/send_coupon_to_designated_user/"
@@ -46,8 +48,8 @@ class Sent:
     fate: Fate
 
 
-@dataclass
-class FakeDouyin:
+@dataclass(eq=False)
+class FakeDouyin(LoopbackServer):
     client_key: str
     client_secret: str
     policy: Policy = lambda key, attempt: OK
@@ -81,13 +83,8 @@ class FakeDouyin:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        super().__init__(Handler)
+        self.url = self.base_url
 
     def token(self, body: dict[str, Any]) -> dict[str, Any]:
         if (body.get("client_key"), body.get("client_secret"), body.get("grant_type")) != (
@@ -128,12 +125,3 @@ class FakeDouyin:
                 start += 1
             most = max(most, end - start + 1)
         return most
-
-    def __enter__(self) -> FakeDouyin:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 Policy = Callable[[str, int], int]  # (idempotency key, attempt number for that key) -> status
 Delay = Callable[[str, int], float]  # (idempotency key, attempt number) -> seconds to wait before answering
@@ -22,8 +22,30 @@ class Received:
     status: int
 
 
-class Receiver:
-    """A merchant's webhook endpoint: ThreadingHTTPServer on a free loopback port."""
+class LoopbackServer:
+    """A ThreadingHTTPServer on a free loopback port, serving on a thread of its own inside ``with``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # 16 senders connect at once; the default 5 drops SYNs
+
+        self.server = Server(("127.0.0.1", 0), handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)
+
+
+class Receiver(LoopbackServer):
+    """A merchant's webhook endpoint."""
 
     def __init__(self, policy: Policy, delay: Delay | None = None) -> None:
         self.policy = policy
@@ -45,13 +67,8 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128  # 16 senders connect at once; the default 5 drops SYNs
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/livecoupon"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        super().__init__(Handler)
+        self.url = f"{self.base_url}/hooks/livecoupon"
 
     def record(self, key: str, headers: dict[str, str], body: bytes) -> tuple[int, float]:
         with self._lock:
@@ -63,12 +80,3 @@ class Receiver:
     def accepted(self) -> Counter[str]:
         with self._lock:
             return Counter(r.key for r in self.received if 200 <= r.status < 300)
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)
