@@ -230,6 +230,18 @@ def test_the_report_shows_how_the_policys_choices_moved() -> None:
     assert offers["spend"]["of"] == "campaign"
 
 
+def test_the_spend_is_shown_against_the_trigger_budget_and_what_the_plan_meant_to_spend_by_then() -> None:
+    camp = campaign("  - {name: pick, when: comment, keywords: [要券], budget: 100,\n"
+                    "     offer: {arms: [c10, c20, null], explore: 0.5, plan: 20m}}", tail="limits: {budget: 100000}")
+    events = asking(800)
+    records = [d.record() for d in replay(camp, to_lines(events)).decisions]
+    spend = campaign_metrics(camp, records, [parse_event(e) for e in events])["offers"]["pick"]["spend"]
+    issued = sum(camp.coupons[r.template].terms.face_value or 0 for r in records if r.issued and r.template)
+    first, last = records[0].at, records[-1].at
+    assert spend == {"spent": issued / 100, "budget": 100.0, "of": "trigger", "plan_minutes": 20.0,
+                     "planned": round(100 * (last - first) / (20 * 60_000), 2)}
+
+
 @pytest.mark.parametrize(("offer", "error"), [
     ("{arms: [c10, nope]}", "triggers[0].offer.arms[1]: unknown coupon 'nope'"),
     ("{arms: [c10]}", "triggers[0].offer.arms: list at least two arms"),

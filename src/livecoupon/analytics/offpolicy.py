@@ -135,14 +135,18 @@ def offer_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
                 "reward": round(sum(x.reward for x in mine), 2), "face_value": round(sum(x.face for x in mine), 2),
                 "estimate": estimates(logged, arm)}
         own = trigger.budget is not None
+        budget = trigger.budget if own else campaign.limits.budget
+        plan = trigger.offer.plan_ms
+        planned = None  # what the plan meant to have spent by the latest decision (yuan)
+        if budget is not None and plan is not None and logged:
+            planned = fen_to_yuan(round(budget * min(1.0, (logged[-1].at - logged[0].at) / plan)))
         out[trigger.name] = {
             "decisions": len(logged), "arms": arms, "phases": phases(trigger, logged),
             "policy": _interval([x.reward for x in logged]) if logged else {},
             "spend": {"spent": fen_to_yuan(sum(face.get(d.template or "", 0) for d in decisions
                                                if d.issued and d.trigger == trigger.name) if own else spent),
-                      "budget": fen_to_yuan(trigger.budget) if trigger.budget is not None
-                      else None if campaign.limits.budget is None else fen_to_yuan(campaign.limits.budget),
+                      "budget": None if budget is None else fen_to_yuan(budget),
                       "of": "trigger" if own else "campaign",
-                      "plan_minutes": None if trigger.offer.plan_ms is None else trigger.offer.plan_ms / 60_000},
+                      "plan_minutes": None if plan is None else plan / 60_000, "planned": planned},
         }
     return out

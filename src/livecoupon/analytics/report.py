@@ -151,6 +151,8 @@ def _offers(name: str, offer: dict[str, Any]) -> str:
     whose = "本触发器 this trigger's" if spend.get("of") == "trigger" else "活动 the campaign's"
     plan = "" if spend.get("plan_minutes") is None else f"，计划 {spend['plan_minutes']:g} 分钟 planned over " \
                                                         f"{spend['plan_minutes']:g} min"
+    if spend.get("planned") is not None:
+        plan += f"，按计划此时应花 planned by the last decision {spend['planned']:.2f}"
     arms = list(offer["arms"])
     moved = _table(["决策 decisions", "从 from (UTC)", "到 to (UTC)", *(f"{a} 占比 share" for a in arms)],
                    [[p["decisions"], _clock(p["from"]), _clock(p["to"]), *(_pct(p["shares"][a]) for a in arms)]

@@ -184,6 +184,7 @@
     var whose = o.spend.of === "trigger" ? "本触发器已发面额 face value issued by this trigger"
       : "全活动已发面额 face value issued, whole campaign";
     if (o.spend.plan_minutes != null) whose += " · 计划 " + o.spend.plan_minutes + " 分钟 planned over " + o.spend.plan_minutes + " min";
+    if (o.spend.planned != null) whose += " · 按计划此时 planned by now " + C.yuan(o.spend.planned);
     spend.append(C.el("em", null, whose + (o.spend.budget == null ? "" :
       " · " + ((100 * o.spend.spent) / o.spend.budget).toFixed(1) + "% · 剩余 left " + C.yuan(o.spend.budget - o.spend.spent))));
     box.append(policy, spend);
