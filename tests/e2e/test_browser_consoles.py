@@ -322,9 +322,22 @@ def test_operator_console_shows_each_offer_arm_its_share_and_the_spend_against_t
         assert f"{phase['decisions']} 次决策 decisions" in (column.get_attribute("title") or "")
 
 
-def test_the_offers_panel_stays_hidden_without_an_offer_trigger(server: Server, tab: Tab) -> None:
-    post(server, audience(time.time(), "olga"))
-    sign_in_console(tab.page, f"{server.url}/web/operator.html", API_KEY)
+@pytest.fixture
+def fixed_server(tmp_path: Path) -> Iterator[Server]:
+    """The example campaign with its dwell coupon fixed (no trigger has an offer; no experiment uses one)."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    offer = "offer: {arms: [null, dwell10, dwell20], explore: 0.1, plan: 60m}"
+    policy = "      - {name: policy, weight: 3, coupon: offer}"
+    assert offer in text and policy in text
+    config = tmp_path / "campaign.yaml"
+    config.write_text(text.replace(offer, "coupon: dwell10").replace(policy, "#"), encoding="utf-8")
+    with Server(config, tmp_path / "fixed.db") as s:
+        yield s
+
+
+def test_the_offers_panel_stays_hidden_without_an_offer_trigger(fixed_server: Server, tab: Tab) -> None:
+    post(fixed_server, audience(time.time(), "olga"))
+    sign_in_console(tab.page, f"{fixed_server.url}/web/operator.html", API_KEY)
     tab.page.locator("#results tr").filter(has_text="newcomer").wait_for()
     assert tab.page.locator("#offers-card").is_hidden()
 
