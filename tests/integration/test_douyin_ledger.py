@@ -18,7 +18,7 @@ from livecoupon.delivery.ledger import LedgerSender
 from livecoupon.domain.campaign import Campaign
 from livecoupon.integrations.douyin import DouyinLedger
 from support.apps import serving as serving_app
-from support.credentials import PLATFORM, viewer_token
+from support.credentials import API_KEY, PLATFORM, viewer_token
 from support.douyin import OK, FakeDouyin, Fate
 from support.shop import SHOP
 
@@ -88,7 +88,11 @@ def test_each_coupon_is_created_once_however_its_attempts_fail(tmp_path: Path, m
                          "merchant_coupon_id": issued[0]}
         assert {s.token for s in douyin.sent} == {"clt.fake0"}  # one token for every sender
         ledger = client.app.state.runtime.ledger  # type: ignore[attr-defined]
-        assert ledger.system.refusals[2190004] >= 1 and ledger.system.tokens_fetched == 1
+        assert ledger.system.tokens_fetched == 1
+        failures = ledger.failures
+        assert failures["status 502"] >= 1 and failures["err_no 2190004"] >= 1 and failures["timeout"] >= 1
+        scraped = client.get("/metrics", headers={"X-API-Key": API_KEY}).text
+        assert f'livecoupon_ledger_failures_total{{reason="err_no 2190004"}} {failures["err_no 2190004"]}.0' in scraped
 
 
 def test_no_popup_and_no_redemption_before_douyin_holds_the_coupon(tmp_path: Path,

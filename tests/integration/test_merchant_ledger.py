@@ -149,6 +149,9 @@ def test_metrics_show_the_ledgers_queue(tmp_path: Path) -> None:
         text = client.get("/metrics", headers=OPERATOR).text
         got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
         assert got["livecoupon_ledger_unconfirmed"] == 2 and got["livecoupon_ledger_attempts_total"] >= 2
+        failed = {s.labels["reason"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                  if s.name == "livecoupon_ledger_failures_total"}
+        assert set(failed) == {"status 503"} and failed["status 503"] >= 2
 
 
 def merchant_says(client: TestClient, body: dict[str, Any], secret: str = SECRET) -> Any:

@@ -72,6 +72,12 @@ class _RuntimeCollector(Collector):
                                     "confirmed yet (queued, in flight or backing off)", value=rt.ledger.waiting)
             yield CounterMetricFamily("livecoupon_ledger_attempts", "Creation requests sent to the merchant's "
                                       "coupon system", value=rt.ledger.attempts)
+            failed = CounterMetricFamily("livecoupon_ledger_failures", "Creation requests the merchant's coupon "
+                                         "system did not confirm, by reason (status, err_no, timeout, transport)",
+                                         labels=["reason"])
+            for reason, n in sorted(rt.ledger.failures.items()):
+                failed.add_metric([reason], n)
+            yield failed
             yield GaugeMetricFamily("livecoupon_ledger_breaker_open", "1 while the circuit breaker in front of "
                                     "the merchant's coupon system is open", value=int(rt.ledger.breaker.is_open))
 

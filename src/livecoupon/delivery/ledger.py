@@ -25,6 +25,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,11 +53,15 @@ class LedgerConfig:
     rate: float | None = None  # requests per second the coupon system takes (None: no limit)
 
 
+CONFIRMED = None  # what :meth:`CouponSystem.create` answers when the system holds the coupon
+
+
 class CouponSystem(Protocol):
     """Where a campaign's coupons are created: one attempt at one coupon."""
 
-    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> bool:
-        """True once the system holds the coupon (a repeat of a coupon it holds is True too)."""
+    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> str | None:
+        """``CONFIRMED`` once the system holds the coupon (a repeat of a coupon it holds too); otherwise
+        why not, in a few words for the metrics (``status 503``, ``err_no 2190004``)."""
         ...
 
 
@@ -139,12 +144,13 @@ class SignedLedger:
         self.clock = clock
         self._signer = Webhook(config.secret)
 
-    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> bool:
+    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> str | None:
         """A 2xx answer, or a 409 for this coupon, confirms it."""
         body = json.dumps(ledger_body(self.campaign, coupon), ensure_ascii=False, separators=(",", ":"))
         answer = await client.post(self.url, content=body.encode(),
                                    headers=signed_headers(self._signer, coupon.coupon_id, body, self.clock()))
-        return 200 <= answer.status_code < 300 or answer.status_code == 409
+        held = 200 <= answer.status_code < 300 or answer.status_code == 409
+        return CONFIRMED if held else f"status {answer.status_code}"
 
 
 class LedgerSender:
@@ -157,6 +163,7 @@ class LedgerSender:
         self.system = system or SignedLedger(config, campaign, clock)
         self.confirmed: Confirmed | None = None
         self.attempts = 0
+        self.failures: Counter[str] = Counter()  # why attempts were not confirmed: reason -> attempts
         self._queue: asyncio.Queue[tuple[Coupon, int]] = asyncio.Queue()
         self._pending: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -216,10 +223,13 @@ class LedgerSender:
         assert self._client is not None
         self.attempts += 1
         try:
-            return await self.system.create(self._client, coupon)
+            why = await self.system.create(self._client, coupon)
         except httpx.HTTPError as exc:
             log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)
-            return False
+            why = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
         except Exception:  # never lose the worker: the coupon is tried again
             log.exception("ledger: sending %s failed; will retry", coupon.coupon_id)
-            return False
+            why = "error"
+        if why is not CONFIRMED:
+            self.failures[why] += 1
+        return why is CONFIRMED

@@ -12,7 +12,8 @@ has the set-up and the sources, read 2026-11-30):
   Douyin's idempotency key: a coupon sent again after a timeout is not created twice.
 - The answer confirms the coupon when its ``err_no`` is 0. Any other ``err_no``, a non-200
   status, a body that is not JSON or no answer in time leaves it unconfirmed: the sender tries
-  again with backoff, as it does for every coupon system (SPEC §6).
+  again with backoff, as it does for every coupon system (SPEC §6), and counts the attempt by
+  its reason (``err_no 2190004``) in ``/metrics``.
 - The client token (``POST {base}/oauth/client_token/`` with ``client_key``, the secret and
   ``grant_type: client_credential``) lives 2 hours; it is renewed 5 minutes before it expires
   (Douyin keeps the previous one valid that long) and at once when a send says it is invalid.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,16 +64,15 @@ class DouyinLedger:
     def __init__(self, app: DouyinApp, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.clock = clock
-        self.refusals: Counter[int] = Counter()  # err_no -> answers that did not confirm
         self.tokens_fetched = 0
         self._token: str | None = None
         self._renew_at = 0.0
         self._renewing = asyncio.Lock()
 
-    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> bool:
+    async def create(self, client: httpx.AsyncClient, coupon: Coupon) -> str | None:
         token = await self._access_token(client)
         if token is None:
-            return False
+            return "no client token"
         body = {"app_id": self.app.app_id, "open_id": coupon.user,
                 "activity_id": self.app.activities[coupon.template], "merchant_coupon_id": coupon.coupon_id}
         answer = await client.post(self.app.base_url + SEND_PATH, json=body,
@@ -81,14 +80,12 @@ class DouyinLedger:
         found = _json(answer)
         err_no = found.get("err_no") if answer.status_code == 200 else None
         if err_no == 0:
-            return True
-        if isinstance(err_no, int):
-            self.refusals[err_no] += 1
-            if err_no in TOKEN_INVALID and self._token == token:
-                self._token = None  # the next attempt fetches a new one
+            return None
+        if isinstance(err_no, int) and err_no in TOKEN_INVALID and self._token == token:
+            self._token = None  # the next attempt fetches a new one
         log.warning("douyin: coupon %s not confirmed: HTTP %s, err_no %s %s (log_id %s); will retry",
                     coupon.coupon_id, answer.status_code, err_no, found.get("err_msg", ""), found.get("log_id"))
-        return False
+        return f"err_no {err_no}" if isinstance(err_no, int) else f"status {answer.status_code}"
 
     async def _access_token(self, client: httpx.AsyncClient) -> str | None:
         """The client token, fetched or renewed when due; None if Douyin would not give one now."""
