@@ -42,18 +42,45 @@ def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode
     return LiveService(campaign, store, clock)
 
 
-def webhooks_from_env(db: str | Path | None) -> WebhookSender | None:
+def webhook_config_from_env() -> WebhookConfig | None:
     """Merchant webhooks, when ``LIVECOUPON_WEBHOOK_URL`` and ``LIVECOUPON_WEBHOOK_SECRET`` are set.
 
-    16 attempts, backing off up to 5 minutes apart: at most ~34 minutes of waiting before a dead letter.
+    16 attempts, backing off up to 5 minutes apart: at most ~34 minutes of waiting before a dead letter
+    (``LIVECOUPON_WEBHOOK_MAX_ATTEMPTS`` and ``LIVECOUPON_WEBHOOK_MAX_BACKOFF_S`` change both).
     """
     url, secret = os.environ.get("LIVECOUPON_WEBHOOK_URL"), os.environ.get("LIVECOUPON_WEBHOOK_SECRET")
     if not url:
         return None
     if not secret:
         raise WebhookConfigError("secret", "set LIVECOUPON_WEBHOOK_SECRET to sign webhooks to " + url)
-    config = WebhookConfig(url, secret, max_attempts=16, max_backoff_s=300)
-    return WebhookSender(config, store_path=db)
+    attempts = _number_from_env("LIVECOUPON_WEBHOOK_MAX_ATTEMPTS", "max_attempts", 16)
+    ceiling = _number_from_env("LIVECOUPON_WEBHOOK_MAX_BACKOFF_S", "max_backoff_s", 300)
+    return WebhookConfig(url, secret, max_attempts=int(attempts), max_backoff_s=ceiling,
+                         initial_backoff_s=min(0.5, ceiling))
+
+
+def _number_from_env(variable: str, field: str, default: float) -> float:
+    text = os.environ.get(variable)
+    if not text:
+        return default
+    try:
+        return float(text) if field.endswith("_s") else int(text)
+    except ValueError:
+        raise WebhookConfigError(field, f"{variable} must be a number, got {text!r}") from None
+
+
+def webhooks_from_env(db: str | Path | None, store_url: str | None = None,
+                      name: str = "livecoupon") -> WebhookSender | None:
+    """The merchant-webhook sender of one process: what became of each coupon kept in the SQLite file
+    (``db``), or with ``store_url`` on PostgreSQL under deployment ``name``, or (neither) in memory."""
+    config = webhook_config_from_env()
+    if config is None:
+        return None
+    if store_url is None:
+        return WebhookSender(config, store_path=db)
+    from livecoupon.store.postgres_webhooks import PostgresWebhookOutcomes
+
+    return WebhookSender(config, outcomes=PostgresWebhookOutcomes(store_url, name, log=""))
 
 
 class LedgerSecretMissing(ValueError):
@@ -87,12 +114,12 @@ def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
 
 def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, clock: ClockMode = ClockMode.WALL,
               store_url: str | None = None, name: str = "livecoupon") -> FastAPI:
-    """The service on SQLite (``db``) or PostgreSQL (``store_url``). Webhook dead letters are kept in
-    the SQLite file; on PostgreSQL they are kept in memory (re-sent on start like any owed coupon)."""
+    """The service on SQLite (``db``) or PostgreSQL (``store_url``); merchant webhooks' dead letters and
+    deliveries are kept beside the store (store/webhooks.py, store/postgres_webhooks.py)."""
     store = open_store(db, store_url, name)
     service = build_service(campaign, store, clock)
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
-                      webhooks=webhooks_from_env(db if store_url is None else None), throttle=Throttle.from_env(),
+                      webhooks=webhooks_from_env(db, store_url, name), throttle=Throttle.from_env(),
                       ledger=ledger_from_env(campaign))
 
 
@@ -120,6 +147,8 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
     bus = Bus(scale.bus, Subjects(name))
     # the workers create coupons in the merchant's system; a gateway takes the merchant's reports
     ledger = ledger_from_env(campaign)
+    # the workers send each issued coupon's webhook; a gateway lists and retries the deployment's dead letters
+    webhook_config = webhook_config_from_env()
 
     @contextlib.asynccontextmanager
     async def connected(runtime: Any) -> AsyncIterator[None]:
@@ -132,7 +161,8 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
     around: list[Callable[[Any], contextlib.AbstractAsyncContextManager[object]]] = [connected]
     worker = None
     if scale.role is not Role.GATEWAY:
-        worker = Worker(campaign, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger)
+        worker = Worker(campaign, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger,
+                        webhooks=webhook_config)
     if scale.role is Role.WORKER:
         assert worker is not None
         return worker_app(worker, credentials, around=[connected, lambda runtime: worker.running()])
@@ -148,6 +178,12 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
     around.append(listening)
     if worker is not None:
         around.append(lambda runtime: worker.running())
+    resender = None
+    if webhook_config is not None:
+        from livecoupon.store.postgres_webhooks import PostgresWebhookOutcomes
+
+        resender = WebhookSender(webhook_config, outcomes=PostgresWebhookOutcomes(store_url, name, log=None),
+                                 resends_only=True)
     return create_app(gateway, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
-                      throttle=Throttle.from_env(), around=around,
+                      throttle=Throttle.from_env(), around=around, webhooks=resender,
                       merchant_secret=ledger.config.secret if ledger is not None else None)

@@ -10,6 +10,7 @@ PostgreSQL and a NATS server of the test's own (so it can be killed and restarte
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -21,36 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
-from support.cluster import Cluster, Nats
+from support.cluster import Cluster, Nats, every_room_campaign, logged, post_all, wait_logged
 from support.server import API_KEY, PLATFORM
 from support.streams import many_rooms
 
 psycopg = pytest.importorskip("psycopg")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 CLI = Path(sys.executable).with_name("livecoupon")
 pytestmark = pytest.mark.timeout(240)
-
-
-def every_room_campaign(tmp: Path, extra: str = "") -> Path:
-    text = EXAMPLE.read_text(encoding="utf-8").replace('rooms: ["room-1"]', 'rooms: "*"')
-    path = tmp / "campaign.yaml"
-    path.write_text(text + extra, encoding="utf-8")
-    return path
-
-
-def logged(pg_url: str, name: str) -> int:
-    with psycopg.connect(pg_url) as db:
-        row = db.execute(f"SELECT count(*) FROM {name}.events WHERE body NOT LIKE %s",
-                         ('{"type":"operator"%',)).fetchone()
-        return int(row[0])
-
-
-def wait_logged(pg_url: str, name: str, expected: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while (count := logged(pg_url, name)) < expected:
-        assert time.monotonic() < deadline, f"{count} of {expected} events applied"
-        time.sleep(0.2)
-    assert count == expected, f"{count} events in the logs for {expected} posted: some applied twice"
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -77,27 +55,6 @@ def assert_replay_agrees(live: Path, again: Path) -> None:
         assert len(exported) == len(replayed)
     ids = [d["coupon_id"] for d in lines(live / "issued.jsonl")]
     assert len(ids) == len(set(ids)), "a coupon id issued twice"
-
-
-def post_all(urls: list[str], events: list[dict[str, Any]], size: int = 400) -> Counter[int]:
-    """Post in batches, alternating gateways, retrying a batch elsewhere if a gateway is gone."""
-    statuses: Counter[int] = Counter()
-    with httpx.Client(timeout=30, headers=PLATFORM) as client:
-        for n, start in enumerate(range(0, len(events), size)):
-            batch = events[start:start + size]
-            for attempt in range(len(urls) * 3):
-                url = urls[(n + attempt) % len(urls)]
-                try:
-                    answer = client.post(f"{url}/v1/events", json=batch)
-                except httpx.TransportError:
-                    continue
-                statuses[answer.status_code] += 1
-                assert answer.status_code in (200, 202), answer.text
-                assert answer.json()["accepted"] == len(batch)
-                break
-            else:
-                raise AssertionError("no gateway took the batch")
-    return statuses
 
 
 def test_two_gateways_and_two_workers_decide_as_a_replay_and_survive_a_worker_killed(tmp_path: Path,
@@ -127,7 +84,8 @@ def test_two_gateways_and_two_workers_decide_as_a_replay_and_survive_a_worker_ki
 def test_caps_stock_and_budget_hold_with_four_clients_through_two_gateways(tmp_path: Path, pg_url: str) -> None:
     config = every_room_campaign(tmp_path, "")
     text = config.read_text(encoding="utf-8").replace("stock: 10000", "stock: 37")
-    text = text.replace("per_user: 3", "per_user: 2").replace("budget: 50000", "budget: 2000")
+    text = text.replace("per_user: 3", "per_user: 2")
+    text = re.sub(r"(?m)^(limits:\n(?:  .*\n)*?  budget: )\d+", r"\g<1>2000", text)  # the campaign's budget
     config.write_text(text, encoding="utf-8")
     events = many_rooms(rooms=8, viewers=60, seconds=600)
     by_room: dict[str, list[dict[str, Any]]] = {}

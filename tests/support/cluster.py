@@ -7,15 +7,19 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+import httpx
 import pytest
 
 from support.environment import IN_CI
-from support.server import Server, free_port
+from support.server import PLATFORM, Server, free_port
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 
 
 class Nats:
@@ -58,12 +62,14 @@ class Cluster:
     """``gateways`` and ``workers`` of deployment ``name``; gateway URLs in ``urls``."""
 
     def __init__(self, config: Path, tmp: Path, pg_url: str, nats: Nats, name: str, *, gateways: int = 2,
-                 workers: int = 2, partitions: int = 8, clock: str = "event") -> None:
+                 workers: int = 2, partitions: int = 8, clock: str = "event",
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: more environment for every process (merchant webhooks, say)."""
         self.pg_url, self.name = pg_url, name
         common = ("--store", pg_url, "--name", name, "--bus", nats.url, "--partitions", str(partitions))
-        self.gateways = [Server(config, tmp / f"gateway{i}.db", clock=clock, args=(*common, "--role", "gateway"))
+        self.gateways = [Server(config, tmp / f"gateway{i}.db", env, clock=clock, args=(*common, "--role", "gateway"))
                          for i in range(gateways)]
-        self.workers = [Server(config, tmp / f"worker{i}.db", clock=clock, args=(*common, "--role", "worker"))
+        self.workers = [Server(config, tmp / f"worker{i}.db", env, clock=clock, args=(*common, "--role", "worker"))
                         for i in range(workers)]
 
     @property
@@ -79,3 +85,51 @@ class Cluster:
                  tb: TracebackType | None) -> None:
         for server in (*self.gateways, *self.workers):
             server.stop()
+
+
+# -- what the cluster tests share -------------------------------------------------------------
+def every_room_campaign(tmp: Path, extra: str = "") -> Path:
+    """The example campaign for any room (``rooms: "*"``), ``extra`` appended."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace('rooms: ["room-1"]', 'rooms: "*"')
+    path = tmp / "campaign.yaml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def logged(pg_url: str, name: str) -> int:
+    """Events (not operator commands) in deployment ``name``'s logs."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as db:
+        row = db.execute(f"SELECT count(*) FROM {name}.events WHERE body NOT LIKE %s",
+                         ('{"type":"operator"%',)).fetchone()
+        return int(row[0])
+
+
+def wait_logged(pg_url: str, name: str, expected: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while (count := logged(pg_url, name)) < expected:
+        assert time.monotonic() < deadline, f"{count} of {expected} events applied"
+        time.sleep(0.2)
+    assert count == expected, f"{count} events in the logs for {expected} posted: some applied twice"
+
+
+def post_all(urls: list[str], events: list[dict[str, Any]], size: int = 400) -> Counter[int]:
+    """Post in batches, alternating gateways, retrying a batch elsewhere if a gateway is gone."""
+    statuses: Counter[int] = Counter()
+    with httpx.Client(timeout=30, headers=PLATFORM) as client:
+        for n, start in enumerate(range(0, len(events), size)):
+            batch = events[start:start + size]
+            for attempt in range(len(urls) * 3):
+                url = urls[(n + attempt) % len(urls)]
+                try:
+                    answer = client.post(f"{url}/v1/events", json=batch)
+                except httpx.TransportError:
+                    continue
+                statuses[answer.status_code] += 1
+                assert answer.status_code in (200, 202), answer.text
+                assert answer.json()["accepted"] == len(batch)
+                break
+            else:
+                raise AssertionError("no gateway took the batch")
+    return statuses

@@ -28,6 +28,7 @@ from livecoupon.delivery.webhooks import (
 )
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, IssueRequest, Reason, coupon_id_for, coupon_of
+from livecoupon.store.webhooks import MemoryWebhookOutcomes
 
 SECRET = "whsec-test"
 NOW = 1_731_283_200  # 2024-11-11T00:00:00Z
@@ -346,3 +347,66 @@ def test_owed_webhooks_start_at_the_first_enabled_position_and_skip_delivered_an
 
     assert asyncio.run(first_run()) == ids[1:]
     assert asyncio.run(second_run()) == [ids[3]]
+
+
+def test_a_sender_handing_its_log_over_leaves_what_is_pending_owed(example_campaign: Campaign) -> None:
+    outcomes = MemoryWebhookOutcomes()
+    decision = issued(example_campaign)
+    ids = [(0, decision.request.coupon_id)]
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[str]]:
+        slow = WebhookConfig("https://m.example/h", SECRET, initial_backoff_s=60, max_backoff_s=60)
+        first = WebhookSender(slow, transport=httpx.MockTransport(lambda r: httpx.Response(500)), outcomes=outcomes,
+                              rand=lambda: 0.5)
+        first.start()
+        first.enqueue([payload_for(example_campaign, decision)])
+        while first.stats()["retries"] == 0:
+            await asyncio.sleep(0.001)
+        await first.stop(handing_over=True)  # the partition moves to another worker
+        second = WebhookSender(config(), transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+                               outcomes=outcomes)
+        await second.started(5)
+        owed = await asyncio.to_thread(second.owed, ids)
+        await second.stop()
+        return first.dead_letters(), owed
+
+    dead, owed = asyncio.run(scenario())
+    assert dead == [] and owed == [decision.request.coupon_id]
+
+
+def test_a_resending_sender_sends_nothing_new_and_retries_the_dead_letters_others_made(
+        example_campaign: Campaign) -> None:
+    outcomes = MemoryWebhookOutcomes()
+    decision = issued(example_campaign)
+    sent: list[str] = []
+
+    def merchant(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Idempotency-Key"])
+        return httpx.Response(200)
+
+    async def scenario() -> tuple[list[str], int, list[dict[str, Any]]]:
+        gateway = WebhookSender(config(), transport=httpx.MockTransport(merchant), outcomes=outcomes,
+                                resends_only=True)
+        gateway.start()
+        gateway.enqueue([payload_for(example_campaign, decision)])  # a worker's to send, not the gateway's
+        owed = gateway.owed([(0, decision.request.coupon_id)])
+        worker = WebhookSender(config(max_attempts=1), transport=httpx.MockTransport(lambda r: httpx.Response(503)),
+                               outcomes=outcomes)
+        worker.start()
+        worker.enqueue([payload_for(example_campaign, decision)])
+        await asyncio.wait_for(worker.wait_idle(), 10)
+        await worker.stop()
+        await gateway.refresh()
+        listed = gateway.dead_letters()
+        requeued = gateway.retry_dead_letters()
+        await asyncio.wait_for(gateway.wait_idle(), 10)
+        await gateway.refresh()
+        assert gateway.dead_letters() == []
+        await gateway.stop()
+        return owed, requeued, listed
+
+    owed, requeued, [listed] = asyncio.run(scenario())
+    assert owed == [] and requeued == 1 and listed["coupon_id"] == decision.request.coupon_id
+    assert sent == [decision.request.coupon_id]
+    assert outcomes.settled([decision.request.coupon_id]) == {decision.request.coupon_id}
+    assert outcomes.dead_letters() == []

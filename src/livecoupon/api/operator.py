@@ -45,6 +45,7 @@ from livecoupon.api.schemas import (
     answer,
     errors,
 )
+from livecoupon.delivery.webhooks import WebhookSender
 from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
@@ -139,14 +140,24 @@ async def host_token(room: str, rt: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/webhooks/dead-letters", response_model=None, responses=answer(DeadLettersOut))
 async def dead_letters(rt: RuntimeDep) -> dict[str, Any]:
+    """Merchant webhooks that ran out of attempts (scaled out: every worker's, read from PostgreSQL)."""
+    await _refreshed(rt)
     return {"dead_letters": rt.webhooks.dead_letters() if rt.webhooks is not None else []}
 
 
 @router.post("/webhooks/dead-letters/retry", response_model=None,
              responses=answer(RequeuedOut) | BODY_ERRORS)
 async def retry_dead_letters(rt: RuntimeDep) -> dict[str, Any]:
-    """Send every dead-lettered webhook again (after the merchant's backend recovered)."""
+    """Send every dead-lettered webhook again (after the merchant's backend recovered); scaled out, the
+    gateway called sends them itself (docs/webhooks.md)."""
+    await _refreshed(rt)
     return {"requeued": rt.webhooks.retry_dead_letters() if rt.webhooks is not None else 0}
+
+
+async def _refreshed(rt: Runtime) -> None:
+    """A gateway's sender lists dead letters the workers make: read them afresh first."""
+    if isinstance(rt.webhooks, WebhookSender):
+        await rt.webhooks.refresh()
 
 
 @console_router.post("/session", response_model=None,

@@ -4,6 +4,10 @@ Per partition: the engine is rebuilt from the partition's latest snapshot and it
 PostgreSQL, then follows the bus from the stream sequence the log holds. Each round takes
 the batches waiting, applies them in one transaction sealed by the lease (see leases.py),
 tells each batch's gateway it is done, and pushes the decisions to every gateway.
+
+With merchant webhooks on, each partition's sender posts the coupons that partition issues: its
+decisions are the outbox, and what became of each webhook is kept in PostgreSQL under the
+partition's log, so the partition's next owner sends whatever is still owed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from livecoupon.cluster.bus import Bus, header
 from livecoupon.cluster.leases import LEASE_SECONDS, RENEW_SECONDS, Lease, LeaseBook, PartitionStore
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, log_name, partition_of
 from livecoupon.delivery.ledger import LedgerSender
+from livecoupon.delivery.webhooks import WebhookConfig, WebhookSender, payload_for
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, coupon_of
@@ -40,6 +45,7 @@ from livecoupon.domain.events import Event, EventError, parse_event
 from livecoupon.engine.clock import ClockMode
 from livecoupon.service_layer.service import Fenced, LiveService, SnapshotPolicy
 from livecoupon.store.postgres import PostgresStore
+from livecoupon.store.postgres_webhooks import PostgresWebhookOutcomes
 
 log = logging.getLogger("livecoupon.worker")
 T = TypeVar("T")
@@ -60,6 +66,7 @@ class Partition:
     inbox: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
     subscription: Subscription | None = None
     task: asyncio.Task[None] | None = None
+    webhooks: WebhookSender | None = None  # the merchant webhooks of the coupons this partition issues
 
     @property
     def number(self) -> int:
@@ -75,13 +82,15 @@ class Worker:
     def __init__(self, campaign: Campaign, url: str, name: str, bus: Bus, *, clock: ClockMode = ClockMode.WALL,
                  wall: Callable[[], int] | None = None, partitions: int = DEFAULT_PARTITIONS,
                  snapshot_policy: SnapshotPolicy | None = None, worker_id: str | None = None,
-                 lease_s: float = LEASE_SECONDS, ledger: LedgerSender | None = None) -> None:
+                 lease_s: float = LEASE_SECONDS, ledger: LedgerSender | None = None,
+                 webhooks: WebhookConfig | None = None) -> None:
         self.campaign, self.url, self.name, self.bus = campaign, url, name, bus
         self.clock, self.wall = clock, wall
         self.snapshot_policy = snapshot_policy or SnapshotPolicy()
         self.id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.partition_count, self.lease_s = partitions, lease_s
         self.ledger = ledger
+        self.webhooks = webhooks
         self.held: dict[int, Partition] = {}
         self._starting: dict[int, tuple[Lease, asyncio.Task[None]]] = {}  # taken, being rebuilt
         self._book: LeaseBook | None = None
@@ -155,7 +164,7 @@ class Worker:
         partition = Partition(lease, service, lease.applied)
         service.seal = lambda: store.seal(number, self.id, lease.epoch, partition.position)
         loop = asyncio.get_running_loop()
-        service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, made))
+        service.listeners.append(lambda made: loop.call_soon_threadsafe(self._committed, partition, made))
         try:
             replayed = await service.call(service.rebuild)
             caught_up_at = await self.bus.last_sequence(number)
@@ -164,6 +173,8 @@ class Worker:
                           "or purged?); following what it holds from its start", number, caught_up_at, lease.applied)
                 partition.position = 0
             partition.catch_up_to = caught_up_at
+            if self.webhooks is not None:  # before the bus: what the log owes, then what the partition issues
+                partition.webhooks = await self._send_owed_webhooks(self.webhooks, partition, store)
             self.held[number] = partition
             partition.subscription = await self.bus.follow(number, partition.position, partition.inbox.put)
             partition.task = asyncio.create_task(self._apply_loop(partition))
@@ -174,6 +185,7 @@ class Worker:
                      self.id, number, lease.epoch, lease.applied, caught_up_at, replayed)
         except asyncio.CancelledError:
             if number not in self.held:
+                await self._stop_webhooks(partition)
                 await asyncio.to_thread(service.close)
             raise
         except Exception:
@@ -181,6 +193,7 @@ class Worker:
             if number in self.held:
                 await self._drop(number, release=True)
             else:
+                await self._stop_webhooks(partition)
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(service.close)
                 with contextlib.suppress(Exception):
@@ -205,6 +218,7 @@ class Worker:
                 await partition.subscription.unsubscribe()
         if partition.task is not None and partition.task is not asyncio.current_task():
             await cancel_quietly(partition.task)
+        await self._stop_webhooks(partition)
         service = partition.service
         with contextlib.suppress(Exception):
             await asyncio.to_thread(service.close)
@@ -276,18 +290,55 @@ class Worker:
         done = wire.Done(batch, number, replayed=True) if made is None else wire.done_of(batch, number, made)
         await self.bus.tell(self.bus.subjects.done(gateway), wire.encode(done))
 
-    def _committed(self, made: list[Decision]) -> None:
-        """On the event loop: decisions committed by one of this worker's partitions, to every gateway."""
+    def _committed(self, partition: Partition, made: list[Decision]) -> None:
+        """On the event loop: decisions committed by one of this worker's partitions, to every gateway, and
+        its coupons to the merchant's webhook."""
         records = [d.record() for d in made]
         for start in range(0, len(records), wire.PUSH_RECORDS):
             body = wire.encode(wire.Push(records=records[start:start + wire.PUSH_RECORDS]))
             task = asyncio.get_running_loop().create_task(self.bus.tell(self.bus.subjects.push, body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if self.ledger is not None:
-            issued = [coupon_of(d) for d in made if d.issued]
-            if issued:
-                self.ledger.enqueue(issued)
+        issued = [coupon_of(d) for d in made if d.issued]
+        if self.ledger is not None and issued:
+            self.ledger.enqueue(issued)
+        if partition.webhooks is not None and issued:
+            partition.webhooks.enqueue([payload_for(self.campaign, c) for c in issued])
+
+    # -- merchant webhooks -------------------------------------------------------------------
+    async def _send_owed_webhooks(self, config: WebhookConfig, partition: Partition,
+                                  store: PartitionStore) -> WebhookSender:
+        """The partition's webhook sender, started, with every coupon of its rooms still owed a webhook
+        queued: issued since webhooks were first on for the partition, neither delivered nor dead (a
+        previous owner's too, crashed or fenced: the Idempotency-Key dedupes what it had sent)."""
+        number, service = partition.number, partition.service
+        sender = WebhookSender(config, outcomes=PostgresWebhookOutcomes(self.url, self.name, log_name(number)))
+
+        def issued() -> tuple[int, list[tuple[int, str]]]:
+            records = list(store.decisions(self.campaign.campaign))
+            return len(records), [(position, r.coupon_id) for position, r in enumerate(records)
+                                  if r.issued and partition_of(r.room, self.partition_count) == number]
+
+        position, candidates = await service.call(issued)  # on the partition's thread: its store connection
+        await sender.started(position)
+        try:
+            owed = await asyncio.to_thread(sender.owed, candidates)
+            if owed:
+                coupons = await service.call(lambda: [store.coupon(cid) for cid in owed])
+                sender.enqueue([payload_for(self.campaign, c) for c in coupons if c is not None])
+                log.info("partition %d: %d merchant webhooks still owed, re-sent", number, len(owed))
+        except BaseException:
+            await sender.stop(handing_over=True)
+            raise
+        return sender
+
+    @staticmethod
+    async def _stop_webhooks(partition: Partition) -> None:
+        """The partition's sender stops; what it had not delivered stays owed, for the partition's next owner."""
+        sender, partition.webhooks = partition.webhooks, None
+        if sender is not None:
+            with contextlib.suppress(Exception):
+                await sender.stop(handing_over=True)
 
     async def _confirmed(self, coupon: Coupon) -> None:
         """The merchant's system has the coupon: record it, and have the gateways pop it up (once)."""
