@@ -28,10 +28,11 @@ from types import ModuleType
 # domain/offers.py nor engine/offering.py (offers are rare and their policies change often),
 # nor domain/experiments.py (its tests replace ``bucket``, which a compiled caller would not see),
 # nor domain/campaign.py and domain/coupons.py: snapshots pickle the campaign (engine/snapshots.py),
-# and mypyc's unpickling assigns fields one by one, which a frozen dataclass refuses.
+# and mypyc's unpickling assigns fields one by one, which a frozen dataclass refuses; nor
+# domain/decisions.py: msgspec decodes its records off the bus (cluster/wire.py), and cannot
+# read a compiled dataclass's fields.
 MODULES = (
     "livecoupon.domain.commands",
-    "livecoupon.domain.decisions",
     "livecoupon.domain.events",
     "livecoupon.domain.money",
     "livecoupon.domain.text",
