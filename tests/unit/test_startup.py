@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+CAMPAIGN = Path(__file__).resolve().parents[2] / "bench" / "campaign.yaml"  # every trigger kind
 
 
 def loaded_after(code: str) -> set[str]:
@@ -22,3 +26,19 @@ def test_pinyin_loads_only_when_a_transcript_needs_it() -> None:
             "m = PhraseMatcher(['发券啦'])\nassert m.matches('宝宝们发券啦')\nimport sys\n"
             "assert 'pypinyin' not in sys.modules\nassert m.matches('发劝啦')")
     assert "pypinyin" in loaded_after(code)
+
+
+def test_a_whole_replay_run_loads_no_web_framework_and_no_pinyin_without_transcripts(tmp_path: Path) -> None:
+    """The command itself, not just its imports: a stream of joins, comments and gifts."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        {"type": "live_start", "room": "bench-room-1", "ts": 1},
+        {"type": "join", "room": "bench-room-1", "ts": 2, "user": "u"},
+        {"type": "comment", "room": "bench-room-1", "ts": 3, "user": "u", "text": "扣1"},
+        {"type": "gift", "room": "bench-room-1", "ts": 4, "user": "u", "value": 1}]) + "\n", encoding="utf-8")
+    run = (f"import sys\nsys.argv = ['livecoupon', 'replay', {str(events)!r}, '--config', {str(CAMPAIGN)!r}, "
+           f"'--out', {str(tmp_path / 'out')!r}]\nfrom livecoupon.cli import main\ntry:\n    main()\n"
+           "except SystemExit as exit:\n    assert not exit.code, exit.code")
+    loaded = loaded_after(run)
+    assert loaded.isdisjoint({"fastapi", "starlette", "uvicorn", "httpx", "pypinyin", "numpy", "scipy"}), loaded
+    assert (tmp_path / "out" / "issued.jsonl").read_text(encoding="utf-8").count("\n") >= 1
