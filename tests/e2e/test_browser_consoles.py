@@ -306,7 +306,7 @@ def test_operator_console_shows_each_offer_arm_its_share_and_the_spend_against_t
     bar = card.locator(".bar.spend")
     assert "预算 Budget" in bar.inner_text() and f"¥{spend['spent']:,.0f} / ¥300,000" in bar.inner_text()
     width = bar.locator(".bar-track i").evaluate("i => i.style.width")
-    assert float(width.rstrip("%")) == pytest.approx(100 * spend["spent"] / spend["budget"])
+    assert float(width.rstrip("%")) == pytest.approx(100 * spend["spent"] / spend["budget"], rel=1e-4)
     lam = card.locator(".lambda")
     assert "预算价格 λ budget price" in lam.inner_text()
     assert float(lam.locator("b").inner_text()) == pytest.approx(offers["kou1"]["price"], rel=0.01)

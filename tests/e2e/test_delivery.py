@@ -136,5 +136,5 @@ def test_live_metrics_count_redemptions_from_orders_posted_as_events(client: Tes
     newcomer = metrics["triggers"]["newcomer"]
     assert (newcomer["issued"], newcomer["redeemed"], newcomer["orders"], newcomer["gmv"]) == (1, 1, 1, 120.0)
     assert newcomer["redemption_rate"] == 1.0 and newcomer["discount_cost"] == 20.0
-    assert set(metrics["experiments"]["dwell-value"]["variants"]) == {"control", "ten", "twenty"}
+    assert set(metrics["experiments"]["dwell-value"]["variants"]) == {"control", "ten", "twenty", "policy"}
     assert client.get("/v1/admin/metrics").status_code == 403  # the platform key does not open operator endpoints
