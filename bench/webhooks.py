@@ -44,6 +44,7 @@ from cluster import (
     Proc,
     drop_schema,
     loopback_only,
+    machine_busy,
     server_env,
     spawn,
     start_nats,
@@ -119,6 +120,8 @@ class Result:
     delivered_s: float  # until the receiver had every coupon
     sending_s: float  # from the first webhook the receiver took to the last
     posts: int  # requests the receiver took (a coupon sent twice counts twice)
+    cpu_s: dict[str, float]  # CPU seconds of each process over the whole measurement
+    busy: float  # the machine's busy share over it
 
     @property
     def rate(self) -> float:
@@ -140,9 +143,10 @@ def issue_everywhere(gateway: str, rooms: int, per_room: int, tag: str) -> float
     return time.perf_counter() - started
 
 
-def measure(label: str, gateway: str, receiver: str, args: argparse.Namespace) -> Result:
+def measure(label: str, gateway: str, receiver: str, procs: list[Proc], args: argparse.Namespace) -> Result:
     httpx.get(f"{receiver}/reset", timeout=5)
     coupons = args.rooms * args.per_room
+    cpu_before, busy_before = {p.label: p.cpu() for p in procs}, machine_busy()
     started = time.perf_counter()
     issued_s = issue_everywhere(gateway, args.rooms, args.per_room, secrets.token_hex(3))
     deadline = started + args.timeout
@@ -151,9 +155,12 @@ def measure(label: str, gateway: str, receiver: str, args: argparse.Namespace) -
             raise RuntimeError(f"{label}: {seen[0]} of {coupons} webhooks after {args.timeout:.0f} s")
         time.sleep(0.02)
     delivered_s = time.perf_counter() - started
+    busy_after = machine_busy()
+    cpu = {p.label: p.cpu() - cpu_before[p.label] for p in procs}
+    busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
     time.sleep(0.5)  # any sent twice
     _, posts, sending_s = counted(receiver)
-    return Result(label, coupons, issued_s, delivered_s, sending_s, posts)
+    return Result(label, coupons, issued_s, delivered_s, sending_s, posts, cpu, busy)
 
 
 def webhook_env(receiver: str) -> dict[str, str]:
@@ -169,27 +176,27 @@ def serve(label: str, work: Path, config: Path, env: dict[str, str], *args: str)
     return proc
 
 
-def one_process(work: Path, config: Path, receiver: str, args: argparse.Namespace) -> Result:
-    proc = serve("one-process", work, config, webhook_env(receiver), "--db", str(work / "one.db"))
+def one_process(work: Path, config: Path, receiver: Proc, args: argparse.Namespace) -> Result:
+    proc = serve("service", work, config, webhook_env(receiver.url), "--db", str(work / "one.db"))
     try:
-        return measure("one process (SQLite)", proc.url, receiver, args)
+        return measure("one process (SQLite)", proc.url, receiver.url, [proc, receiver], args)
     finally:
         stop_all([proc])
 
 
-def scaled_out(work: Path, config: Path, receiver: str, args: argparse.Namespace) -> Result:
+def scaled_out(work: Path, config: Path, receiver: Proc, args: argparse.Namespace) -> Result:
     name = f"bench_hooks_{os.getpid()}"
     nats = start_nats(work)
     common = ("--store", args.pg, "--bus", f"nats://127.0.0.1:{nats.port}", "--name", name,
               "--partitions", str(args.partitions))
-    env = webhook_env(receiver)
+    env = webhook_env(receiver.url)
     procs: list[Proc] = [nats]
     try:
         procs += [serve(f"worker{k}", work, config, env, *common, "--role", "worker") for k in range(2)]
         gateway = serve("gateway", work, config, env, *common, "--role", "gateway")
         procs.append(gateway)
         wait_even(procs[1:3], args.partitions)
-        return measure("scaled out: 2 workers", gateway.url, receiver, args)
+        return measure("scaled out: 2 workers", gateway.url, receiver.url, [*procs[1:], nats, receiver], args)
     finally:
         stop_all(reversed(procs))
         drop_schema(args.pg, name)
@@ -236,10 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(CAMPAIGN, encoding="utf-8")
         port = free_port()
         receiver = spawn("receiver", [sys.executable, __file__, "--receive", str(port)], work / "receiver.log", port)
-        url = f"http://127.0.0.1:{port}"
         try:
             wait_port(receiver)
-            results = [one_process(work, config, url, args), scaled_out(work, config, url, args)]
+            results = [one_process(work, config, receiver, args), scaled_out(work, config, receiver, args)]
         finally:
             stop_all([receiver])
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -247,13 +253,16 @@ def main(argv: list[str] | None = None) -> int:
                f"         {args.rooms} rooms x {args.per_room} coupons each side, {args.partitions} partitions; "
                f"build: {'pure (LIVECOUPON_PURE=1)' if os.environ.get('LIVECOUPON_PURE') else 'default'}"]
     rows = [(r.label, [r.label, f"{r.coupons:,}", f"{r.posts:,}", f"{r.issued_s:.2f}", f"{r.delivered_s:.2f}",
-                       f"{r.sending_s:.2f}", f"{r.rate:,.0f}"]) for r in results]
+                       f"{r.sending_s:.2f}", f"{r.rate:,.0f}", f"{r.busy:.0%}",
+                       " ".join(f"{k} {v:.1f}" for k, v in r.cpu_s.items())]) for r in results]
     notes = ["webhooks/s = POSTs / seconds from the receiver's first POST to its last",
              "issued in s: until every manual issue was answered; all in s: from the first manual issue until the "
              "receiver had every coupon's key",
-             "POSTs: requests the receiver took; above the coupons, some were sent twice"]
-    print_table(machine, ["side", "coupons", "POSTs", "issued in s", "all in s", "sending s", "webhooks/s"], rows,
-                notes, right={1, 2, 3, 4, 5, 6})
+             "POSTs: requests the receiver took; above the coupons, some were sent twice",
+             "busy: the machine's busy share, and CPU s of each process, from the first manual issue to the last "
+             "coupon's webhook"]
+    print_table(machine, ["side", "coupons", "POSTs", "issued in s", "all in s", "sending s", "webhooks/s", "busy",
+                          "CPU s"], rows, notes, right={1, 2, 3, 4, 5, 6, 7})
     print(json.dumps({r.label: round(r.rate) for r in results}))
     return 0
 
