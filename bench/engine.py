@@ -618,11 +618,12 @@ def bench_stream(kind: str, args: argparse.Namespace, work: Path, figures: dict[
                 cli.same_as_first = all(
                     (work / f"out-{build}" / name).read_bytes() == (work / f"out-{first}" / name).read_bytes()
                     for name in ("issued.jsonl", "suppressed.jsonl", "rejected.jsonl"))
-                print(f"  outputs byte for byte the same as the {first} build's: {cli.same_as_first}")
             print(f"livecoupon CLI ({build}): exit {cli.exit} in {cli.seconds:.2f}s wall = "
                   f"{rate(lines, cli.seconds)} events/s; outputs {cli.counts}"
                   f"{'' if ok else '  <-- differs from in-process run'}; child peak RSS "
                   f"{(cli.peak_rss_kib or 0) / 1024:,.0f} MiB; {load_line()}\n  CLI says: {cli.stderr}", flush=True)
+            if cli.same_as_first is not None:
+                print(f"  outputs byte for byte the same as the {next(iter(clis))} build's: {cli.same_as_first}")
             clis[build] = cli
             fig[f"cli_{build}"] = vars(cli)
 
