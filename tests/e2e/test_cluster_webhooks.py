@@ -1,8 +1,9 @@
 """Merchant webhooks scaled out, as real processes: one gateway and two workers over the machine's
 PostgreSQL, a NATS of the test's own, and a merchant's receiver on loopback.
 
-- a worker SIGKILLed mid-stream: every coupon issued reaches the merchant at least once, signed
-  (the partitions' next owner sends what the dead worker still owed);
+- a worker SIGKILLed mid-stream, with webhooks of its own still unsent (the merchant is slow then):
+  every coupon issued reaches the merchant at least once, signed; the partitions' next owner sent
+  what the dead worker still owed;
 - a dead letter made by a worker while the receiver is down is listed through the gateway, and
   delivered by the gateway's retry once the receiver is back.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from livecoupon.cluster.partitions import partition_of
 from livecoupon.delivery.webhooks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from support.cluster import Cluster, Nats, every_room_campaign, post_all, wait_logged
 from support.receiver import Receiver
@@ -32,6 +34,15 @@ def issued_ids(pg_url: str, name: str) -> set[str]:
         return {row[0] for row in db.execute(f"SELECT coupon_id FROM {name}.decisions WHERE reason IS NULL")}
 
 
+def undelivered(pg_url: str, name: str, partitions: list[int]) -> int:
+    """Coupons of these partitions (of 8) whose webhook is not recorded delivered."""
+    with psycopg.connect(pg_url) as db:
+        rooms = db.execute(f"SELECT coupon_id, room FROM {name}.decisions WHERE reason IS NULL").fetchall()
+        delivered = {row[0] for row in db.execute(
+            "SELECT coupon_id FROM livecoupon_webhooks.delivered WHERE deployment = %s", (name,))}
+    return sum(1 for cid, room in rooms if partition_of(room, 8) in partitions and cid not in delivered)
+
+
 def wait_until(check: object, what: str, within: float = 90) -> None:
     assert callable(check)
     deadline = time.monotonic() + within
@@ -45,16 +56,21 @@ def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_lette
     config = every_room_campaign(tmp_path)
     events = many_rooms(rooms=6, viewers=80)
     half = len(events) // 2
-    up = {"on": True}
+    up, slow = {"on": True}, {"s": 2.0}
     env = {"LIVECOUPON_WEBHOOK_URL": "", "LIVECOUPON_WEBHOOK_SECRET": SECRET,
            "LIVECOUPON_WEBHOOK_MAX_ATTEMPTS": "3", "LIVECOUPON_WEBHOOK_MAX_BACKOFF_S": "0.2"}
-    with Receiver(lambda key, attempt: 200 if up["on"] else 503) as merchant:
+    with Receiver(lambda key, attempt: 200 if up["on"] else 503, lambda key, attempt: slow["s"]) as merchant:
         env["LIVECOUPON_WEBHOOK_URL"] = merchant.url
         with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "hooks", gateways=1,
                                                       env=env) as cluster:
             gateway = cluster.urls[0]
             post_all(cluster.urls, events[:half])
-            cluster.workers[0].kill()  # SIGKILL mid-stream: its senders' queues die with it
+            with httpx.Client(headers=OPERATOR) as client:
+                doomed = client.get(f"{cluster.workers[0].url}/v1/admin/health").json()["partitions"]
+            wait_until(lambda: undelivered(pg_url, "hooks", doomed) > 0, "the first worker sent everything at once",
+                       within=30)
+            cluster.workers[0].kill()  # SIGKILL mid-stream: its senders' queues and requests in flight die with it
+            slow["s"] = 0.0
             post_all(cluster.urls, events[half:])
             wait_logged(pg_url, "hooks", len(events))
             issued = issued_ids(pg_url, "hooks")
@@ -62,6 +78,7 @@ def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_lette
             wait_until(lambda: issued <= set(merchant.accepted()),
                        f"{len(issued - set(merchant.accepted()))} of {len(issued)} coupons never reached the merchant")
             assert set(merchant.accepted()) == issued, "a webhook for a coupon that was never issued"
+            assert "merchant webhooks still owed, re-sent" in cluster.workers[1].log.read_text(errors="replace")
             for received in merchant.received[:20]:
                 headers = {k.lower(): v for k, v in received.headers.items()}
                 assert verify(received.body, headers[TIMESTAMP_HEADER.lower()], headers[SIGNATURE_HEADER.lower()],
