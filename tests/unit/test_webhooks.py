@@ -410,3 +410,31 @@ def test_a_resending_sender_sends_nothing_new_and_retries_the_dead_letters_other
     assert sent == [decision.request.coupon_id]
     assert outcomes.settled([decision.request.coupon_id]) == {decision.request.coupon_id}
     assert outcomes.dead_letters() == []
+
+
+def test_senders_sharing_slots_keep_their_requests_in_flight_within_them(example_campaign: Campaign) -> None:
+    in_flight, most = 0, 0
+
+    async def merchant(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.002)
+        in_flight -= 1
+        return httpx.Response(200)
+
+    async def scenario() -> int:
+        slots = asyncio.Semaphore(3)  # a worker's, shared by its partitions' senders
+        senders = [WebhookSender(config(max_in_flight=16), transport=httpx.MockTransport(merchant), slots=slots)
+                   for _ in range(2)]
+        for n, sender in enumerate(senders):
+            sender.start()
+            sender.enqueue([payload_for(example_campaign, issued(example_campaign, user=f"s{n}u{k}"))
+                            for k in range(20)])
+        for sender in senders:
+            await asyncio.wait_for(sender.wait_idle(), 10)
+            await sender.stop()
+        return sum(sender.stats()["delivered"] for sender in senders)
+
+    assert asyncio.run(scenario()) == 40
+    assert most == 3

@@ -91,6 +91,7 @@ class Worker:
         self.partition_count, self.lease_s = partitions, lease_s
         self.ledger = ledger
         self.webhooks = webhooks
+        self._webhook_slots: asyncio.Semaphore | None = None  # the worker's requests in flight, every partition's
         self.held: dict[int, Partition] = {}
         self._starting: dict[int, tuple[Lease, asyncio.Task[None]]] = {}  # taken, being rebuilt
         self._book: LeaseBook | None = None
@@ -312,7 +313,10 @@ class Worker:
         queued: issued since webhooks were first on for the partition, neither delivered nor dead (a
         previous owner's too, crashed or fenced: the Idempotency-Key dedupes what it had sent)."""
         number, service = partition.number, partition.service
-        sender = WebhookSender(config, outcomes=PostgresWebhookOutcomes(self.url, self.name, log_name(number)))
+        if self._webhook_slots is None:
+            self._webhook_slots = asyncio.Semaphore(config.max_in_flight)
+        sender = WebhookSender(config, outcomes=PostgresWebhookOutcomes(self.url, self.name, log_name(number)),
+                               slots=self._webhook_slots)
 
         def issued() -> tuple[int, list[tuple[int, str]]]:
             records = list(store.decisions(self.campaign.campaign))

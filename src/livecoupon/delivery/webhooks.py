@@ -195,15 +195,17 @@ class WebhookSender:
     memory, when not given), on one thread of the sender's own, in order: the event loop never
     waits on a database. The dead letters are mirrored in memory for the consoles.
     ``resends_only`` (a scaled-out gateway): issued coupons are the workers' to send; this sender
-    lists the deployment's dead letters, read afresh from ``outcomes``, and retries them.
+    lists the deployment's dead letters, read afresh from ``outcomes``, and retries them. ``slots``,
+    shared by several senders (a worker's partitions), caps their requests in flight together.
     """
 
     def __init__(self, config: WebhookConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  store_path: str | Path | None = None, outcomes: WebhookOutcomes | None = None,
-                 resends_only: bool = False, clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 resends_only: bool = False, slots: asyncio.Semaphore | None = None,
+                 clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random) -> None:
         self.config = config
         self.resends_only = resends_only
+        self._slots = slots
         self._transport = transport
         if outcomes is None:
             outcomes = MemoryWebhookOutcomes() if store_path is None else SqliteWebhookOutcomes(store_path)
@@ -382,7 +384,11 @@ class WebhookSender:
             if delivery is None:
                 return
             delivery.tries += 1
-            error = await self._post(delivery)
+            if self._slots is None:
+                error = await self._post(delivery)
+            else:
+                async with self._slots:
+                    error = await self._post(delivery)
             if error is None:
                 self._done(delivery)
                 continue
