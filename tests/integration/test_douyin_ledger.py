@@ -138,10 +138,8 @@ def test_the_sender_keeps_to_douyins_rate(tmp_path: Path, monkeypatch: pytest.Mo
         issued = join(client, *(f"v{i}" for i in range(120)))
         wait_until(lambda: not unconfirmed(client))
         assert len(douyin.created) == len(issued) == 120
-        arrived = sorted(s.at for s in douyin.sent)
-        # paced: a tenth of a second's burst, then 40 a second (less a quarter second: the first request's latency)
-        assert arrived[-1] - arrived[0] >= (120 - 1) / 40 - 0.1 - 0.25
-        assert douyin.most_in_one_second() <= 40 * 1.5  # on time (the slack: arrivals jitter on a busy machine)
+        # paced (tests/unit/test_pacing.py holds the schedule itself): no second saw much more than the rate
+        assert douyin.most_in_one_second() <= 40 * 1.5  # (the slack: arrivals jitter on a busy machine)
 
 
 def test_douyin_ledgers_are_checked_by_path() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from livecoupon.delivery.pacing import BURST_SECONDS, Pacer
+from livecoupon.delivery.pacing import BURST_SECONDS, CellRate, Pacer
 from livecoupon.delivery.websockets import Hub
 from livecoupon.domain.campaign import DeliveryPolicy
 
@@ -28,6 +28,19 @@ def test_a_burst_goes_out_at_the_room_rate_after_the_allowance() -> None:
     assert delays[immediate] == pytest.approx(0.001)
     assert delays[-1] == pytest.approx((2000 - 1) / 1000 - BURST_SECONDS)
     assert pacer.waiting == 2000 - immediate
+
+
+def test_a_cell_rate_lets_a_burst_go_then_keeps_to_the_rate() -> None:
+    """The ledger's pacing: 120 requests wanted at once, 40 a second with a tenth of a second's burst."""
+    rate = CellRate(40, burst_s=0.1)
+    go = [rate.schedule("app", 0.0) for _ in range(120)]
+    assert go[:5] == [0.0] * 5  # the burst: this one and a tenth of a second's worth
+    assert go == sorted(go) and go[-1] == pytest.approx(119 / 40 - 0.1)
+    assert all(b - a == pytest.approx(1 / 40) for a, b in zip(go[4:], go[5:], strict=False))
+    most = max(sum(1 for g in go if start <= g < start + 1) for start in go)
+    assert most <= 40 + 4 + 1
+    assert rate.schedule("other", 0.0) == 0.0  # keys are paced apart
+    assert rate.schedule("app", 10.0) == 10.0  # after a quiet spell, at once again
 
 
 def test_rooms_are_paced_independently() -> None:
