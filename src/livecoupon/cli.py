@@ -87,14 +87,13 @@ def replay(
     out_dir: Annotated[Path, typer.Option("--out", help="directory for issued/suppressed/rejected.jsonl")],
 ) -> None:
     """重放事件流 / Replay a recorded stream on a simulated clock and write every decision."""
-    from livecoupon.engine.replay import replay as run_replay
-    from livecoupon.engine.replay import write_outputs
+    from livecoupon.engine.replay import replay_to
 
     campaign = _campaign_or_exit(config)
     started = time.perf_counter()
-    result = run_replay(campaign, _lines_or_exit(events))
+    lines = _lines_or_exit(events)
     try:
-        write_outputs(result, out_dir)
+        result = replay_to(campaign, lines, out_dir)
     except OSError as exc:
         err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None

@@ -103,6 +103,18 @@ def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
     return result
 
 
+def replay_to(campaign: Campaign, lines: Iterable[str], out_dir: Path) -> ReplayResult:
+    """:func:`replay`, then :func:`write_outputs`: ``livecoupon replay``'s whole job.
+
+    The collector stays paused throughout: between the two it would scan every decision
+    kept, again and again while the outputs are encoded (~5% of a 1,000,000-event run, measured).
+    """
+    with collector_paused(BIG_BATCH + 1):
+        result = replay(campaign, lines)
+        write_outputs(result, out_dir)
+    return result
+
+
 def write_outputs(result: ReplayResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_decisions([d.record() for d in result.decisions], out_dir)
