@@ -10,7 +10,6 @@ PostgreSQL, a NATS of the test's own, and a merchant's receiver on loopback.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from support.cluster import Cluster, Nats, every_room_campaign, post_all, wait_l
 from support.receiver import Receiver
 from support.server import API_KEY
 from support.streams import many_rooms
+from support.waiting import wait_until
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.timeout(240)
@@ -41,14 +41,6 @@ def undelivered(pg_url: str, name: str, partitions: list[int]) -> int:
         delivered = {row[0] for row in db.execute(
             "SELECT coupon_id FROM livecoupon_webhooks.delivered WHERE deployment = %s", (name,))}
     return sum(1 for cid, room in rooms if partition_of(room, 8) in partitions and cid not in delivered)
-
-
-def wait_until(check: object, what: str, within: float = 90) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_letter_is_retried_by_a_gateway(
@@ -76,7 +68,8 @@ def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_lette
             issued = issued_ids(pg_url, "hooks")
             assert len(issued) > 50
             wait_until(lambda: issued <= set(merchant.accepted()),
-                       f"{len(issued - set(merchant.accepted()))} of {len(issued)} coupons never reached the merchant")
+                       f"{len(issued - set(merchant.accepted()))} of {len(issued)} coupons never reached the merchant",
+                       within=90)
             assert set(merchant.accepted()) == issued, "a webhook for a coupon that was never issued"
             assert "merchant webhooks still owed, re-sent" in cluster.workers[1].log.read_text(errors="replace")
             for received in merchant.received[:20]:
@@ -97,7 +90,7 @@ def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_lette
                     assert answer.status_code == 200, answer.text
                     return [d["coupon_id"] for d in answer.json()["dead_letters"]]
 
-                wait_until(lambda: listed() == [late], "the dead letter is not listed by the gateway")
+                wait_until(lambda: listed() == [late], "the dead letter is not listed by the gateway", within=90)
                 [letter] = client.get(f"{gateway}/v1/admin/webhooks/dead-letters").json()["dead_letters"]
                 assert letter["attempts"] == 3 and letter["last_error"] == "HTTP 503"
                 assert late not in merchant.accepted()
@@ -105,5 +98,5 @@ def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_lette
                 up["on"] = True
                 retried = client.post(f"{gateway}/v1/admin/webhooks/dead-letters/retry")
                 assert retried.status_code == 200 and retried.json() == {"requeued": 1}
-                wait_until(lambda: late in merchant.accepted(), "the retried dead letter never arrived")
-                wait_until(lambda: listed() == [], "a delivered dead letter is still listed")
+                wait_until(lambda: late in merchant.accepted(), "the retried dead letter never arrived", within=90)
+                wait_until(lambda: listed() == [], "a delivered dead letter is still listed", within=90)

@@ -4,8 +4,7 @@ times out, answers late, revokes its tokens and counts requests a second."""
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from support.apps import serving as serving_app
 from support.credentials import API_KEY, PLATFORM, viewer_token
 from support.douyin import OK, FakeDouyin, Fate
 from support.shop import SHOP
+from support.waiting import wait_until
 
 T0 = 1_700_000_000
 CLIENT_KEY, SECRET = "tt-client-key", "app-secret-of-the-mini-app"
@@ -38,14 +38,6 @@ def campaign_for(url: str, *, rate: str = "", extra: str = "") -> Campaign:
   activities: {{welcome: act-welcome, pct: act-pct}}
   {rate}
 {extra}""")
-
-
-def wait_until(check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition never held")
-        time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -144,16 +136,8 @@ def test_the_sender_keeps_to_douyins_rate(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_douyin_ledgers_are_checked_by_path() -> None:
     with pytest.raises(CampaignError) as missing:
-        parse_campaign("""
-campaign: shop
-rooms: [room-1]
-coupons:
-  welcome: {title: 新人券, kind: threshold, threshold: 99, amount: 20, valid_for: 1h}
-  pct: {title: 九折, kind: percent, percent: 10, max_discount: 30, valid_for: 1h}
-triggers:
-  - {name: newcomer, when: first_visit, coupon: welcome}
-ledger: {platform: douyin, secret_env: DOUYIN_SECRET, activities: {welcome: act-1, nope: act-2}, rate: 0}
-""")
+        parse_campaign(SHOP + "ledger: {platform: douyin, secret_env: DOUYIN_SECRET, "
+                              "activities: {welcome: act-1, nope: act-2}, rate: 0}\n")
     text = str(missing.value)
     for expected in ("ledger.app_id: required with platform: douyin", "ledger.client_key: required",
                      "ledger.activities.pct: the Douyin send activity", "ledger.activities.nope: unknown coupon",

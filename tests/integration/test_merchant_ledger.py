@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from support.apps import serving as serving_app
 from support.credentials import OPERATOR, PLATFORM, viewer_token
 from support.receiver import Receiver
 from support.shop import SHOP
+from support.waiting import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"merchant-signing-key-of-32-bytes").decode()
 T0 = 1_700_000_000
@@ -31,14 +32,6 @@ CART = [{"product": "sku-1", "category": "dress", "price": 120, "qty": 1}]
 
 def campaign_for(url: str, timeout: str = "2s") -> Campaign:
     return parse_campaign(SHOP + f'ledger: {{url: "{url}", secret_env: SHOP_SECRET, timeout: {timeout}}}\n')
-
-
-def wait_until(check: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition never held")
-        time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -219,6 +212,6 @@ def test_a_merchant_down_then_back_gets_every_coupon_through_the_breaker(tmp_pat
     with Receiver(policy) as merchant, serving(tmp_path, campaign_for(merchant.url)) as client:
         issued = join(client, *(f"v{i}" for i in range(20)))
         service = client.app.state.runtime.service  # type: ignore[attr-defined]
-        wait_until(lambda: not service.store.unconfirmed("shop"), seconds=40)
+        wait_until(lambda: not service.store.unconfirmed("shop"), within=40)
         assert set(merchant.accepted()) == set(issued)
         assert client.app.state.runtime.ledger.breaker.is_open is False  # type: ignore[attr-defined]
