@@ -14,18 +14,15 @@ owner committed.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
 from livecoupon.service_layer.service import Fenced
-from livecoupon.store.postgres import PostgresStore, schema_name
+from livecoupon.store.postgres import PostgresStore, Reconnecting, schema_name
 
-T = TypeVar("T")
 LEASE_SECONDS = 5.0  # a dead worker's partitions move within this, plus one renewal period
 RENEW_SECONDS = 1.0
 
@@ -50,24 +47,10 @@ class LeaseBook:
 
     def __init__(self, url: str, name: str, partitions: int, worker: str, lease_s: float = LEASE_SECONDS) -> None:
         self.worker, self.lease_s = worker, lease_s
-        self._url, self._name = url, name
-        self._conn: psycopg.Connection[Any] | None = None
+        self._pg = Reconnecting(url, f"SET search_path TO {schema_name(name)}")
+        self._do = self._pg.do
         self.partitions = partitions
         self.partitions = self._do(lambda db: prepare(db, name, partitions))
-
-    def _do(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``work`` on the connection, opening it (again) if need be; a lost connection is dropped, to be
-        opened afresh by the next call."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-            self._conn.execute(f"SET search_path TO {schema_name(self._name)}")
-        try:
-            return work(self._conn)
-        except psycopg.OperationalError:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-            raise
 
     def rebalance(self, held: dict[int, int]) -> tuple[list[Lease], list[int], list[int]]:
         """One renewal round: renew ``held`` (partition → epoch), take free or expired partitions up to a fair
@@ -114,8 +97,7 @@ class LeaseBook:
         self._do(lambda db: db.execute("DELETE FROM workers WHERE id = %s", (self.worker,)))
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        self._pg.close()
 
 
 def prepare(db: psycopg.Connection[Any], name: str, partitions: int) -> int:

@@ -9,14 +9,17 @@ the counts the one before it left, and the conditional writes never find them mo
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 
 from livecoupon.errors import Unavailable
 from livecoupon.store.relational import Query, RelationalStore
+
+T = TypeVar("T")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS templates (
@@ -151,3 +154,30 @@ class PostgresStore(RelationalStore):
         """Remove the deployment's schema and everything in it (tests, and tearing a deployment down)."""
         self._db.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         self.close()
+
+
+class Reconnecting:
+    """One autocommit connection of its own (leases, webhook outcomes), opened when first needed and
+    again after it was lost: a call that finds it lost raises, and the next call opens a new one.
+    ``setup`` runs on each new connection (a ``search_path``)."""
+
+    def __init__(self, url: str, setup: str | None = None) -> None:
+        self.url, self.setup = url, setup
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def do(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            if self.setup is not None:
+                self._conn.execute(self.setup)
+        try:
+            return work(self._conn)
+        except psycopg.OperationalError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None

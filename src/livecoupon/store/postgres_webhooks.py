@@ -13,15 +13,14 @@ deployment, so rows are keyed by deployment and coupon id, the log a column besi
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any
 
 import psycopg
 
+from livecoupon.store.postgres import Reconnecting
 from livecoupon.store.webhooks import DeadLetter
 
-T = TypeVar("T")
 SCHEMA = "livecoupon_webhooks"
 
 _TABLES = f"""
@@ -43,19 +42,8 @@ class PostgresWebhookOutcomes:
 
     def __init__(self, url: str, name: str, log: str | None = "") -> None:
         self.url, self.deployment, self.log = url, name, log
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def _do(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``work`` on the connection, (re)opened if need be; a lost connection is dropped for the next call."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-        try:
-            return work(self._conn)
-        except psycopg.OperationalError:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-            raise
+        self._pg = Reconnecting(url)
+        self._do = self._pg.do
 
     def open(self, log_position: int) -> int:
         return self._do(lambda db: self._open(db, log_position))
@@ -108,7 +96,4 @@ class PostgresWebhookOutcomes:
         return {row[0] for row in rows}
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        self._pg.close()
