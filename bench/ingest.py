@@ -55,6 +55,7 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without an installe
     sys.path.append(str(ROOT / "src"))
 
 from processes import cpu_model, die_with_parent, free_port, proc_cpu_seconds, usable_cores  # noqa: E402
+from rawhttp import Connection, request_bytes, wait_healthy  # noqa: E402
 
 CAMPAIGN_FILE = ROOT / "examples" / "campaign.yaml"
 ROOM = "room-1"
@@ -126,20 +127,7 @@ def start(name: str, work: Path, *, src: Path | None, clock: str = "event") -> S
 
 
 async def wait_ready(server: Server, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited: {server.log_path.read_text(errors='replace')[-2000:]}")
-        with contextlib.suppress(OSError):
-            conn = await Connection.open(server.port)
-            try:
-                status, _ = await conn.send(request_bytes("GET", "/health", server.port))
-            finally:
-                await conn.close()
-            if status == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{server.name} did not start within {timeout:.0f} s")
+    await wait_healthy(server.name, server.port, server.proc, server.log_path, timeout)
 
 
 def stop(server: Server) -> None:
@@ -169,42 +157,7 @@ def finish(spy: subprocess.Popen[bytes] | None) -> None:
         spy.wait(30)
 
 
-# -- the client ------------------------------------------------------------------------------------------------
-def request_bytes(method: str, path: str, port: int, headers: dict[str, str] | None = None,
-                  body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    if method != "GET":
-        lines.append(f"content-length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection: a request's bytes out, the status and body back."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader, self._writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
-        return cls(reader, writer)
-
-    async def send(self, request: bytes) -> tuple[int, bytes]:
-        self._writer.write(request)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        at = head.lower().find(b"content-length:")
-        if at < 0:
-            raise RuntimeError(f"an answer without content-length: {head[:200]!r}")
-        length = int(head[at + 15:head.index(b"\r\n", at)])
-        return int(head[9:12]), await self._reader.readexactly(length)
-
-    async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
-
-
+# -- the client (bench/rawhttp.py) ------------------------------------------------------------------------------
 @dataclass
 class Window:
     """One server's measured window."""
