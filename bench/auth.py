@@ -81,7 +81,7 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without an installe
     sys.path.append(str(ROOT / "src"))
 
 from processes import cpu_model, die_with_parent, free_port, proc_cpu_seconds, usable_cores  # noqa: E402
-from rawhttp import Connection, request_bytes, wait_healthy  # noqa: E402
+from rawhttp import Connection, request_bytes, timed_clients, wait_healthy  # noqa: E402
 from tables import print_table  # noqa: E402
 
 from livecoupon.api.auth import Credentials  # noqa: E402
@@ -239,13 +239,7 @@ async def run_window(server: Server, calls: Iterator[Call], max_seconds: float, 
             if perf() > stop_at:
                 return
 
-    try:
-        cpu0, start = server.cpu(), perf()
-        await asyncio.gather(*(client(c, start + max_seconds) for c in conns))
-        window.seconds, window.cpu = perf() - start, server.cpu() - cpu0
-    finally:
-        for c in conns:
-            await c.close()
+    window.seconds, window.cpu = await timed_clients(conns, client, max_seconds, server.cpu)
     return window
 
 

@@ -55,7 +55,7 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without an installe
     sys.path.append(str(ROOT / "src"))
 
 from processes import cpu_model, die_with_parent, free_port, proc_cpu_seconds, usable_cores  # noqa: E402
-from rawhttp import Connection, request_bytes, wait_healthy  # noqa: E402
+from rawhttp import Connection, request_bytes, timed_clients, wait_healthy  # noqa: E402
 
 CAMPAIGN_FILE = ROOT / "examples" / "campaign.yaml"
 ROOM = "room-1"
@@ -238,13 +238,7 @@ async def post_window(server: Server, bodies: Sequence[bytes], size: int, second
             if perf() > stop_at:
                 return
 
-    try:
-        cpu0, begin = server.cpu(), perf()
-        await asyncio.gather(*(client(c, begin + seconds) for c in conns))
-        window.seconds, window.cpu = perf() - begin, server.cpu() - cpu0
-    finally:
-        for c in conns:
-            await c.close()
+    window.seconds, window.cpu = await timed_clients(conns, client, seconds, server.cpu)
     return window
 
 
@@ -337,24 +331,18 @@ async def checkout_window(server: Server, coupons: dict[str, str], seconds: floa
         window.requests += 2
 
     todo = iter(pairs)
-    try:
-        for conn, pair in zip(conns * warm, todo, strict=False):  # connections, caches, first-request costs
+    for conn, pair in zip(conns * warm, todo, strict=False):  # connections, caches, first-request costs
+        await one(conn, pair)
+    window.units, window.requests, window.latencies_ms, singles[:] = 0, 0, [], []
+
+    async def client(conn: Connection, stop_at: float) -> None:
+        for pair in todo:
             await one(conn, pair)
-        window.units, window.requests, window.latencies_ms, singles[:] = 0, 0, [], []
+            if perf() > stop_at:
+                return
 
-        async def client(conn: Connection, stop_at: float) -> None:
-            for pair in todo:
-                await one(conn, pair)
-                if perf() > stop_at:
-                    return
-
-        window.load = load()
-        cpu0, begin = server.cpu(), perf()
-        await asyncio.gather(*(client(c, begin + seconds) for c in conns))
-        window.seconds, window.cpu = perf() - begin, server.cpu() - cpu0
-    finally:
-        for c in conns:
-            await c.close()
+    window.load = load()
+    window.seconds, window.cpu = await timed_clients(conns, client, seconds, server.cpu)
     singles.sort()
     window.failures += [f"single p99 {singles[int(0.99 * len(singles))]:.1f} ms"] if singles else []
     return window

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import subprocess
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 
@@ -66,3 +67,19 @@ async def wait_healthy(name: str, port: int, proc: subprocess.Popen[bytes], log_
                 return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"{name} did not start within {timeout:.0f} s")
+
+
+Client = Callable[[Connection, float], Awaitable[None]]  # sends on one connection until the given perf_counter
+
+
+async def timed_clients(conns: Sequence[Connection], client: Client, seconds: float,
+                        cpu: Callable[[], float]) -> tuple[float, float]:
+    """``client`` on every connection at once for about ``seconds``, then the connections closed:
+    (wall seconds, the server's CPU seconds over the same span, by ``cpu``)."""
+    try:
+        cpu0, begin = cpu(), time.perf_counter()
+        await asyncio.gather(*(client(c, begin + seconds) for c in conns))
+        return time.perf_counter() - begin, cpu() - cpu0
+    finally:
+        for c in conns:
+            await c.close()
