@@ -10,6 +10,7 @@ from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
 from livecoupon.store.port import Store, StoredAnswer
+from livecoupon.store.relational import RelationalStore
 
 TEN = CouponTemplate("ten", "十元券", Terms(CouponKind.NO_THRESHOLD, amount=1000), valid_for_ms=600_000, stock=3)
 PCT = CouponTemplate("pct", "九折", Terms(CouponKind.PERCENT, percent_tenths=100, max_discount=2000),
@@ -187,6 +188,27 @@ def test_recorded_returns_the_decisions_made_under_ids(store: Store) -> None:
     assert set(found) == {d.request.coupon_id for d in made}
     assert found[made[1].request.coupon_id].propensity == 0.25
     assert found[made[2].request.coupon_id].reason is Reason.HOLDOUT
+
+
+def test_budget_shares_are_counted_and_a_store_without_the_counters_sums_them_once(store: Store) -> None:
+    """A trigger's and a room's spend are counters read in one row (relational stores keep them in
+    ``budget_shares``); a store written before the counters, its rows gone, starts them from its
+    decisions and still holds both budgets exactly."""
+    ten = replace(TEN, stock=None)
+    limits = Limits(room_budget=5_000)
+
+    def asking(prefix: str, n: int, trigger: str, budget: int | None) -> list[IssueRequest]:
+        return [replace(request(f"{prefix}{i}", trigger=trigger, room="r", template=ten), trigger_budget=budget)
+                for i in range(n)]
+
+    assert all(d.issued for d in store.issue(asking("u", 2, "t", 3_000), limits))  # t: 20 of 30 yuan; r: 20 of 50
+    if isinstance(store, RelationalStore):
+        with store.unit_of_work():
+            rows = dict(store._run("SELECT share, spent FROM budget_shares WHERE campaign='c'").fetchall())
+            assert rows == {"trigger:t": 2_000, "room:r": 2_000}
+            store._run("DELETE FROM budget_shares")  # as a store written before the counters
+    assert [d.reason for d in store.issue(asking("v", 2, "t", 3_000), limits)] == [None, Reason.OVER_BUDGET]
+    assert [d.reason for d in store.issue(asking("w", 3, "other", None), limits)] == [None, None, Reason.OVER_BUDGET]
 
 
 def test_a_triggers_budget_and_a_rooms_budget_hold_across_calls(store: Store) -> None:

@@ -46,6 +46,8 @@ CREATE INDEX IF NOT EXISTS history_by_coupon ON coupon_history (coupon_id, seq);
 CREATE TABLE IF NOT EXISTS template_stock (
     campaign TEXT NOT NULL, template TEXT NOT NULL, issued BIGINT NOT NULL, PRIMARY KEY (campaign, template));
 CREATE TABLE IF NOT EXISTS campaign_budget (campaign TEXT PRIMARY KEY, spent BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_shares (campaign TEXT NOT NULL, share TEXT NOT NULL, spent BIGINT NOT NULL,
+    PRIMARY KEY (campaign, share));
 CREATE TABLE IF NOT EXISTS visits (campaign TEXT NOT NULL, "user" TEXT NOT NULL, PRIMARY KEY (campaign, "user"));
 CREATE TABLE IF NOT EXISTS orders (
     order_id TEXT PRIMARY KEY, "user" TEXT NOT NULL, cart TEXT NOT NULL, coupon_id TEXT,

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS template_stock (
     PRIMARY KEY (campaign, template)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS campaign_budget (
     campaign TEXT PRIMARY KEY, spent INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budget_shares (
+    campaign TEXT NOT NULL, share TEXT NOT NULL, spent INTEGER NOT NULL,
+    PRIMARY KEY (campaign, share)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS visits (
     campaign TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (campaign, user)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orders (
