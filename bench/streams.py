@@ -368,18 +368,15 @@ def write_stream(path: Path, events: int, **overrides: Any) -> tuple[int, Stream
 
     If the simulated audience happens to produce fewer events, it is enlarged and the
     stream generated again (deterministically). Returns (lines, the spec used)."""
-    spec = StreamSpec.for_events(events, **overrides)
-    for _ in range(5):
-        lines = write_jsonl(broadcast_events(spec), path)
-        if lines >= events:
-            break
-        spec = replace(spec, viewers=math.ceil(spec.viewers * events / lines * 1.02))
-    return lines, spec
+    return _write_at_least(path, events, StreamSpec.for_events(events, **overrides))
 
 
 def write_mixed_stream(path: Path, events: int, **overrides: Any) -> tuple[int, StreamSpec]:
     """Write :meth:`StreamSpec.mixed` broadcast of at least ``events`` lines; as :func:`write_stream`."""
-    spec = StreamSpec.mixed(events, **overrides)
+    return _write_at_least(path, events, StreamSpec.mixed(events, **overrides))
+
+
+def _write_at_least(path: Path, events: int, spec: StreamSpec) -> tuple[int, StreamSpec]:
     for _ in range(5):
         lines = write_jsonl(broadcast_events(spec), path)
         if lines >= events:
