@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:  # run from a checkout without an installed package
     sys.path.append(str(ROOT / "src"))
 
+from processes import cpu_model, usable_cores  # noqa: E402
 from tables import fmt  # noqa: E402
 from tables import print_table as print_rows  # noqa: E402
 
@@ -122,14 +123,6 @@ def print_table(machine: list[str]) -> None:
 
 
 # -- the machine --------------------------------------------------------------------------------
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for text_line in Path("/proc/cpuinfo").read_text().splitlines():
-            if text_line.lower().startswith("model name"):
-                return text_line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def _fs_type(path: Path) -> str:
     """The file system ``path`` lives on (fsync is free on tmpfs, so it matters here)."""
     best, kind = "", "?"
@@ -142,10 +135,10 @@ def _fs_type(path: Path) -> str:
 
 
 def machine_lines(workdir: Path) -> list[str]:
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    nproc = usable_cores()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
-        f"machine: nproc={nproc}  cpu={_cpu_model()}  python={platform.python_version()}  "
+        f"machine: nproc={nproc}  cpu={cpu_model()}  python={platform.python_version()}  "
         f"sqlite={sqlite3.sqlite_version}  os={platform.system()} {platform.release()}",
         f"         load average at start: {load}  temp dir: {workdir} ({_fs_type(workdir)})",
     ]
