@@ -18,15 +18,14 @@ import pytest
 from livecoupon.cluster.partitions import partition_of
 from livecoupon.delivery.webhooks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from support.cluster import Cluster, Nats, every_room_campaign, post_all, wait_logged
+from support.credentials import OPERATOR
 from support.receiver import Receiver
-from support.server import API_KEY
 from support.streams import many_rooms
 from support.waiting import wait_until
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.timeout(240)
 SECRET = "whsec-cluster"
-OPERATOR = {"X-API-Key": API_KEY}
 
 
 def issued_ids(pg_url: str, name: str) -> set[str]:
