@@ -106,8 +106,7 @@ class Runtime:
     async def metrics(self) -> dict[str, Any]:
         """SPEC §6's ``metrics.json`` so far, computed off the writer thread from copies of its state."""
         service = self.service
-        records, orders = await service.call(service.metrics_inputs)
-        prices = await service.call(service.offer_prices)
+        (records, orders), prices = await service.call(lambda: (service.metrics_inputs(), service.offer_prices()))
         metrics = await asyncio.to_thread(campaign_metrics, service.campaign, records, orders)
         for name, price in prices.items():  # the live policy's own budget price λ, for the console
             if name in metrics.get("offers", {}):
