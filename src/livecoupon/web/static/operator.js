@@ -199,6 +199,8 @@
     return box;
   }
 
+  function armName(arm) { return arm === "null" ? "不发 none" : arm; }
+
   function armRow(arm, a, index) {
     var tr = document.createElement("tr"), est = a.estimate || {};
     tr.dataset.arm = arm;
@@ -214,7 +216,7 @@
       return k.toUpperCase() + " " + interval(est[k]);
     }).join("\n") + "\n若每次都发此方案，每次决策的订单额估计（95% 区间）· per decision, had every offer been this arm";
     var name = C.el("td");
-    name.append(C.el("i", "swatch arm-" + index), arm === "null" ? "不发 none" : arm);
+    name.append(C.el("i", "swatch arm-" + index), armName(arm));
     tr.append(name, share,
       C.el("td", "num", a.mean_propensity == null ? "—" : a.mean_propensity.toFixed(3)),
       C.el("td", "num", C.n(a.converted) + " / " + C.n(a.decisions)),
@@ -230,10 +232,10 @@
       var col = C.el("div", "phase");
       col.dataset.phase = i;
       col.title = p.decisions + " 次决策 decisions · " + arms.map(function (a) {
-        return (a === "null" ? "不发 none" : a) + " " + pct(p.shares[a]);
+        return armName(a) + " " + pct(p.shares[a]);
       }).join(" · ");
-      arms.forEach(function (a) {
-        var seg = C.el("i", "arm-" + arms.indexOf(a));
+      arms.forEach(function (a, index) {
+        var seg = C.el("i", "arm-" + index);
         seg.style.setProperty("--h", (100 * p.shares[a]) + "%");
         col.append(seg);
       });
