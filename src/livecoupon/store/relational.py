@@ -69,7 +69,8 @@ class ConcurrentUpdate(RuntimeError):
     """A conditional write found its row changed under it: the transaction is rolled back."""
 
 
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``items`` in slices small enough to bind in one SQLite statement."""
     for start in range(0, len(items), _CHUNK):
         yield items[start:start + _CHUNK]
 
@@ -253,7 +254,7 @@ class RelationalStore(ABC):
             for coupon_id, reason, expires_at in rows:
                 known[coupon_id] = Decision(by_id[coupon_id], Reason(reason) if reason else None, expires_at)
 
-        for chunk in _chunks(list(by_id)):
+        for chunk in chunks(list(by_id)):
             reads.add((f"SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})",
                        chunk), consume)
 
@@ -320,7 +321,7 @@ class RelationalStore(ABC):
 
     def _read_device_counts(self, requests: Sequence[IssueRequest], reads: _Reads, counters: IssueCounters) -> None:
         keys = sorted({r.device_key for r in requests if r.device_key is not None})
-        for chunk in _chunks(keys):
+        for chunk in chunks(keys):
             reads.add((f"SELECT device_key, count(*) FROM decisions {self._hint('coupons_by_device')} WHERE "
                        f"campaign=? AND device_key IN ({_marks(len(chunk))}) AND reason IS NULL AND device_key IS NOT "
                        "NULL GROUP BY device_key", (requests[0].campaign, *chunk)),
@@ -427,7 +428,7 @@ class RelationalStore(ABC):
 
     def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         found: dict[str, DecisionRecord] = {}
-        for chunk in _chunks(list(coupon_ids)):
+        for chunk in chunks(list(coupon_ids)):
             rows = self._run(
                 "SELECT coupon_id, room, broadcast, trigger, \"user\", at, template, reason, expires_at, experiment, "
                 f"variant, propensity FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})", chunk)

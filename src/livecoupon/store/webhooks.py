@@ -10,12 +10,12 @@ Every adapter passes tests/integration/test_webhook_outcomes.py.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-SQLITE_VARIABLES = 500  # coupon ids per IN (…): under SQLite's oldest limit of 999
+from livecoupon.store.relational import chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,19 +143,14 @@ class SqliteWebhookOutcomes:
 
     def settled(self, coupon_ids: Collection[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(list(coupon_ids)):
+        for chunk in chunks(list(coupon_ids)):
             marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self._db.execute(
-                f"SELECT coupon_id FROM webhook_delivered WHERE coupon_id IN ({marks}) UNION "
-                f"SELECT coupon_id FROM webhook_dead_letters WHERE coupon_id IN ({marks})", (*chunk, *chunk)))
+            for table in ("webhook_delivered", "webhook_dead_letters"):
+                found.update(row[0] for row in self._db.execute(
+                    f"SELECT coupon_id FROM {table} WHERE coupon_id IN ({marks})", chunk))
         return found
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), SQLITE_VARIABLES):
-        yield items[start:start + SQLITE_VARIABLES]
