@@ -51,10 +51,9 @@ class Service(Protocol):
 
     def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]: ...
 
-    def checkout_call(self, act: Callable[..., T], *args: Any) -> T: ...
-
     async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
-        """``checkout_call`` from the event loop (committed together with concurrent calls, where it can be)."""
+        """A checkout call that changes state, in a transaction (committed together with concurrent calls,
+        where it can be); an order it pays is applied and logged in the same transaction."""
 
     def merchant_reported(self, kind: str, coupon_id: str, order_id: str, amount: int) -> dict[str, Any]: ...
 
