@@ -49,7 +49,6 @@ class LeaseBook:
         self.worker, self.lease_s = worker, lease_s
         self._pg = Reconnecting(url, f"SET search_path TO {schema_name(name)}")
         self._do = self._pg.do
-        self.partitions = partitions
         self.partitions = self._do(lambda db: prepare(db, name, partitions))
 
     def rebalance(self, held: dict[int, int]) -> tuple[list[Lease], list[int], list[int]]:
