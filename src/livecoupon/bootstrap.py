@@ -186,4 +186,4 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
                                  resends_only=True)
     return create_app(gateway, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       throttle=Throttle.from_env(), around=around, webhooks=resender,
-                      merchant_secret=ledger.config.secret if ledger is not None else None)
+                      merchant_secret=ledger.report_secret if ledger is not None else None)
