@@ -45,7 +45,6 @@ from livecoupon.api.schemas import (
     answer,
     errors,
 )
-from livecoupon.delivery.webhooks import WebhookSender
 from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
@@ -156,7 +155,7 @@ async def retry_dead_letters(rt: RuntimeDep) -> dict[str, Any]:
 
 async def _refreshed(rt: Runtime) -> None:
     """A gateway's sender lists dead letters the workers make: read them afresh first."""
-    if isinstance(rt.webhooks, WebhookSender):
+    if rt.webhooks is not None:
         await rt.webhooks.refresh()
 
 

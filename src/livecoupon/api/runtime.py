@@ -45,6 +45,9 @@ class WebhookPort(Protocol):
 
     def retry_dead_letters(self) -> int: ...
 
+    async def refresh(self) -> None:
+        """Read the dead letters afresh where other processes make them (a gateway's); else nothing."""
+
     def owed(self, issued: Iterable[tuple[int, str]]) -> list[str]: ...
 
     def start(self, log_position: int = 0) -> Any: ...
