@@ -47,11 +47,10 @@ class Logged:
 def logged_offers(campaign: Campaign, trigger: Trigger, decisions: Sequence[DecisionRecord],
                   orders: Sequence[OrderSeen]) -> list[Logged]:
     """The trigger's offer decisions (issued, or nothing offered) with the reward that followed each."""
-    mine = [d for d in decisions if d.trigger == trigger.name and d.propensity is not None
-            and (d.issued or d.reason is Reason.NO_OFFER)]
+    offers = sorted((d for d in decisions if d.propensity is not None and (d.issued or d.reason is Reason.NO_OFFER)),
+                    key=lambda d: d.at)
     latest: dict[str, list[DecisionRecord]] = defaultdict(list)  # user -> every offer of the campaign, in time
-    for d in sorted((d for d in decisions if d.propensity is not None and (d.issued or d.reason is Reason.NO_OFFER)),
-                    key=lambda d: d.at):
+    for d in offers:
         latest[d.user].append(d)
     reward: dict[str, int] = defaultdict(int)
     window = campaign.attribution_window_ms
@@ -62,7 +61,7 @@ def logged_offers(campaign: Campaign, trigger: Trigger, decisions: Sequence[Deci
     face = {name: fen_to_yuan(t.terms.face_value or 0) for name, t in campaign.coupons.items()}
     return [Logged(d.template, d.propensity or 1.0, fen_to_yuan(reward[d.coupon_id]),
                    face.get(d.template or "", 0.0) if d.issued else 0.0, d.at)
-            for d in sorted(mine, key=lambda d: d.at)]
+            for d in offers if d.trigger == trigger.name]
 
 
 def _interval(values: Sequence[float]) -> dict[str, Any]:
