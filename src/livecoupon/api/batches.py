@@ -57,7 +57,7 @@ def read_batch(body: bytes) -> list[Any]:
     for item in items:
         text = bytes(item)
         fields = plain_fields(text)
-        append(plain_event(fields) if fields is not None else _item_value(text))
+        append(plain_event(fields) if fields is not None else decode_json(text))
     return batch
 
 
@@ -72,15 +72,6 @@ def checked(batch: Any) -> list[Any]:
 def checked_length(n: int) -> None:
     if n > MAX_EVENTS:
         raise Malformed("too_many_events", f"at most {MAX_EVENTS:,} events per request, got {n:,}", "body")
-
-
-def _item_value(item: bytes) -> Any:
-    try:
-        return _value(item)
-    except RecursionError:
-        raise _too_deep() from None
-    except msgspec.DecodeError:  # the array's split checked its syntax already; should msgspec still refuse
-        return decode_json(item)
 
 
 def _too_deep() -> Malformed:
