@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from standardwebhooks import Webhook
@@ -42,6 +42,9 @@ def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode
     return LiveService(campaign, store, clock)
 
 
+N = TypeVar("N", int, float)
+
+
 def webhook_config_from_env() -> WebhookConfig | None:
     """Merchant webhooks, when ``LIVECOUPON_WEBHOOK_URL`` and ``LIVECOUPON_WEBHOOK_SECRET`` are set.
 
@@ -53,18 +56,18 @@ def webhook_config_from_env() -> WebhookConfig | None:
         return None
     if not secret:
         raise WebhookConfigError("secret", "set LIVECOUPON_WEBHOOK_SECRET to sign webhooks to " + url)
-    attempts = _number_from_env("LIVECOUPON_WEBHOOK_MAX_ATTEMPTS", "max_attempts", 16)
-    ceiling = _number_from_env("LIVECOUPON_WEBHOOK_MAX_BACKOFF_S", "max_backoff_s", 300)
-    return WebhookConfig(url, secret, max_attempts=int(attempts), max_backoff_s=ceiling,
+    attempts = _number_from_env("LIVECOUPON_WEBHOOK_MAX_ATTEMPTS", "max_attempts", 16, int)
+    ceiling = _number_from_env("LIVECOUPON_WEBHOOK_MAX_BACKOFF_S", "max_backoff_s", 300.0, float)
+    return WebhookConfig(url, secret, max_attempts=attempts, max_backoff_s=ceiling,
                          initial_backoff_s=min(0.5, ceiling))
 
 
-def _number_from_env(variable: str, field: str, default: float) -> float:
+def _number_from_env(variable: str, field: str, default: N, parse: Callable[[str], N]) -> N:
     text = os.environ.get(variable)
     if not text:
         return default
     try:
-        return float(text) if field.endswith("_s") else int(text)
+        return parse(text)
     except ValueError:
         raise WebhookConfigError(field, f"{variable} must be a number, got {text!r}") from None
 
