@@ -452,19 +452,24 @@ class Engine:
             experiment_name, variant_name, coupon = experiment.name, variant.name, variant.coupon
         template: CouponTemplate | None = None
         propensity = None
-        facts = self.facts.get(user)
-        profile, device = (facts.profile, facts.device) if facts is not None else (None, None)
         if coupon == OFFER:  # between steps 1 and 2: the trigger's policy chooses
+            profile, device = self._known(user)
             template, propensity = self.offers.choose(trigger, user, coupon_id, room, profile, device,
                                                       self.store.spent(campaign.campaign), firing.at)
         else:
             template = None if coupon is None else campaign.coupons[coupon]
             if trigger.offer is not None:  # an experiment's fixed variant: the policy learns from it too
+                profile, device = self._known(user)
                 self.offers.assigned(trigger, user, coupon_id, room, profile, device, template, firing.at)
         request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
                                template, firing.at, experiment_name, variant_name, propensity=propensity,
                                trigger_budget=trigger.budget)
         return self._with_facts(request, trigger)
+
+    def _known(self, user: str) -> tuple[Profile | None, str | None]:
+        """The user's profile and device, for an offer policy's context (only offer triggers look)."""
+        facts = self.facts.get(user)
+        return (facts.profile, facts.device) if facts is not None else (None, None)
 
     def _with_facts(self, request: IssueRequest, trigger: Trigger | None) -> IssueRequest:
         """The request with what step 2 checks of its user: blocklist, risk, device cap."""
