@@ -26,6 +26,7 @@ hand-over, whoever sends for that log owes every coupon neither delivered nor de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -384,11 +385,8 @@ class WebhookSender:
             if delivery is None:
                 return
             delivery.tries += 1
-            if self._slots is None:
+            async with self._slots or contextlib.nullcontext():
                 error = await self._post(delivery)
-            else:
-                async with self._slots:
-                    error = await self._post(delivery)
             if error is None:
                 self._done(delivery)
                 continue
