@@ -202,6 +202,7 @@ def test_budget_shares_are_counted_and_a_store_without_the_counters_sums_them_on
                 for i in range(n)]
 
     assert all(d.issued for d in store.issue(asking("u", 2, "t", 3_000), limits))  # t: 20 of 30 yuan; r: 20 of 50
+    assert (store.spent("c"), store.spent("c", "t"), store.spent("c", "other")) == (2_000, 2_000, 0)
     if isinstance(store, RelationalStore):
         with store.unit_of_work():
             rows = dict(store._run("SELECT share, spent FROM budget_shares WHERE campaign='c'").fetchall())

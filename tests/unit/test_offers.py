@@ -207,9 +207,9 @@ def test_a_trigger_with_its_own_budget_paces_on_the_tighter_of_it_and_the_campai
     for e in asking(300):
         engine.apply(parse_event(e))
     (trigger,) = camp.triggers
-    assert engine.offers.spent[trigger.index] == spent
-    assert engine.offers.left(trigger, campaign_spent=spent) == 100 * 100 - spent  # the trigger's is tighter
-    assert engine.offers.left(trigger, campaign_spent=100_000 * 100) == 0
+    assert engine.store.spent(camp.campaign, trigger.name) == spent
+    assert engine.offers.left(trigger, campaign_spent=spent, trigger_spent=spent) == 100 * 100 - spent  # tighter
+    assert engine.offers.left(trigger, campaign_spent=100_000 * 100, trigger_spent=spent) == 0
 
 
 def test_the_report_shows_how_the_policys_choices_moved() -> None:

@@ -454,8 +454,10 @@ class Engine:
         propensity = None
         if coupon == OFFER:  # between steps 1 and 2: the trigger's policy chooses
             profile, device = self._known(user)
+            name = campaign.campaign
+            trigger_spent = self.store.spent(name, trigger.name) if trigger.budget is not None else 0
             template, propensity = self.offers.choose(trigger, user, coupon_id, room, profile, device,
-                                                      self.store.spent(campaign.campaign), firing.at)
+                                                      self.store.spent(name), trigger_spent, firing.at)
         else:
             template = None if coupon is None else campaign.coupons[coupon]
             if trigger.offer is not None:  # an experiment's fixed variant: the policy learns from it too

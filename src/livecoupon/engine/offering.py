@@ -2,10 +2,9 @@
 
 The policies themselves are pure (:mod:`livecoupon.domain.offers`); this keeps, in event
 order, what they learn from and tell users apart by: which offer reached whom, the orders that
-followed within the attribution window, who has ordered, which devices offers reached, and what
-each offer trigger has spent. All of it is engine state, so snapshots and replays carry it. The
-budget a policy paces is the tighter of the campaign's (the store's own count of what was spent)
-and the trigger's own ``budget``.
+followed within the attribution window, who has ordered, and which devices offers reached. All of
+it is engine state, so snapshots and replays carry it. The budget a policy paces is the tighter of
+the campaign's and the trigger's own ``budget``, by the store's own counts of what each has spent.
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ class OfferBook:
     took: set[str] = field(default_factory=set)  # users an order followed an offer of
     buyers: set[str] = field(default_factory=set)
     devices: dict[str, str] = field(default_factory=dict)  # device -> the first user an offer reached on it
-    spent: dict[int, int] = field(default_factory=dict)  # trigger index -> fen issued (triggers with a budget)
     _pending: dict[str, _Pending] = field(default_factory=dict)  # coupon id -> its choice, until decided
 
     @classmethod
@@ -62,12 +60,15 @@ class OfferBook:
         return book
 
     def choose(self, trigger: Trigger, user: str, coupon_id: str, room: Room, profile: Profile | None,
-               device: str | None, campaign_spent: int, at: int) -> tuple[CouponTemplate | None, float]:
+               device: str | None, campaign_spent: int, trigger_spent: int,
+               at: int) -> tuple[CouponTemplate | None, float]:
         """The policy's arm for one user and its propensity, with ``campaign_spent`` fen of the
-        campaign's budget gone; random draws from the decision's own id."""
+        campaign's budget and ``trigger_spent`` of the trigger's own gone; random draws from the
+        decision's own id."""
         context = self.context(user, room, profile, device, at)
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:offer:{coupon_id}")
-        choice = self.policies[trigger.index].choose(draw, context.segment, self.left(trigger, campaign_spent), at)
+        left = self.left(trigger, campaign_spent, trigger_spent)
+        choice = self.policies[trigger.index].choose(draw, context.segment, left, at)
         self._pending[coupon_id] = _Pending(context.segment, device)
         return choice.arm, choice.propensity
 
@@ -89,21 +90,18 @@ class OfferBook:
                        user in room.last_comment or user in room.gifts, user in self.buyers, history,
                        "-" if owner is None else "own" if owner == user else "shared")
 
-    def left(self, trigger: Trigger, campaign_spent: int) -> int | None:
+    def left(self, trigger: Trigger, campaign_spent: int, trigger_spent: int) -> int | None:
         """Fen the policy may still spend: the tighter of the campaign's budget and the trigger's own."""
         budget, own = self.campaign.limits.budget, trigger.budget
         lefts = ([] if budget is None else [budget - campaign_spent]) + \
-                ([] if own is None else [own - self.spent.get(trigger.index, 0)])
+                ([] if own is None else [own - trigger_spent])
         return min(lefts, default=None)
 
     def decided(self, decisions: Sequence[Decision]) -> None:
-        """Count each offer that reached its user (issued, or nothing offered), and what offer
-        triggers with a budget spent."""
+        """Count each offer that reached its user (issued, or nothing offered)."""
         for d in decisions:
             r = d.request
             index = self.indexes.get(r.trigger)
-            if d.issued and r.template is not None and index in self.policies and r.trigger_budget is not None:
-                self.spent[index] = self.spent.get(index, 0) + (r.template.terms.face_value or 0)
             pending = self._pending.pop(r.coupon_id, None)
             if pending is None or index is None:
                 continue

@@ -21,7 +21,7 @@ from typing import Any
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.engine import Engine
 
-VERSION = 5  # bump whenever the engine's state changes shape
+VERSION = 6  # bump whenever the engine's state changes shape
 
 
 def fingerprint(campaign: Campaign) -> str:

@@ -76,8 +76,8 @@ class RecordedClaims:
     def mark_visited(self, campaign: str, user: str) -> bool:
         return self.store.mark_visited(campaign, user)
 
-    def spent(self, campaign: str) -> int:
-        return self.store.spent(campaign)
+    def spent(self, campaign: str, trigger: str | None = None) -> int:
+        return self.store.spent(campaign, trigger)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,8 +85,9 @@ class MemoryStore:
             snapshot = list(self._campaign_decisions.get(campaign, ()))
         return (d.record() for d in snapshot)
 
-    def spent(self, campaign: str) -> int:
-        return self._counters[campaign].budget_spent
+    def spent(self, campaign: str, trigger: str | None = None) -> int:
+        counters = self._counters[campaign]
+        return counters.budget_spent if trigger is None else counters.trigger_spent.get(trigger, 0)
 
     def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         with self._lock:

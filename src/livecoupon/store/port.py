@@ -86,8 +86,9 @@ class ClaimsLedger(Protocol):
     def mark_visited(self, campaign: str, user: str) -> bool:
         """Record that ``user`` joined a room of ``campaign``; True the first time."""
 
-    def spent(self, campaign: str) -> int:
-        """Fen of face value the campaign has issued (what ``limits.budget`` counts)."""
+    def spent(self, campaign: str, trigger: str | None = None) -> int:
+        """Fen of face value the campaign has issued (what ``limits.budget`` counts), or one of its
+        triggers with a ``budget`` of its own has."""
 
 
 class DecisionLog(Protocol):

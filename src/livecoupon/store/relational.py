@@ -422,7 +422,11 @@ class RelationalStore(ABC):
             yield DecisionRecord(coupon_id, room, broadcast, trigger, user, at, template,
                                  Reason(reason) if reason else None, expires_at, experiment, variant, propensity)
 
-    def spent(self, campaign: str) -> int:
+    def spent(self, campaign: str, trigger: str | None = None) -> int:
+        if trigger is not None:
+            query = self._share_spent(campaign, TRIGGER_SHARE + trigger, "d.trigger=?", trigger,
+                                      self._hint("coupons_by_trigger"))
+            return int(self._run(*query).fetchone()[0])
         row = self._run("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
         return int(row[0]) if row else 0
 
