@@ -190,7 +190,7 @@ class GatewayService:
         log.error("gave up publishing %d paid-order events after 10 minutes", len(events))
 
     def _order_paid(self, order: Order) -> None:
-        event = paid_order_event(self.store, order, self.clock.now())
+        event = paid_order_event(order, self.clock.now())
         if event is not None:
             self._paid.events.append(event)
 

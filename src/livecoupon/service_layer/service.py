@@ -177,15 +177,12 @@ def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None
         raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
 
 
-def paid_order_event(store: Store, order: Order, now: int) -> Event | None:
-    """An order paid through checkout, as the ``order`` event of its room (None: no room to count it in)."""
-    room = order.room
-    if room is None and order.coupon_id is not None:
-        coupon = store.coupon(order.coupon_id)
-        room = coupon.room if coupon is not None else None
-    if room is None:
+def paid_order_event(order: Order, now: int) -> Event | None:
+    """An order paid through checkout, as the ``order`` event of its room (None: no room to count it in;
+    checkout gives an order placed outside a room its coupon's)."""
+    if order.room is None:
         return None
-    return Event("order", room, now, f"order:{order.order_id}", user=order.user, order_id=order.order_id,
+    return Event("order", order.room, now, f"order:{order.order_id}", user=order.user, order_id=order.order_id,
                  amount=order.payable, coupon_id=order.coupon_id)
 
 
@@ -424,7 +421,7 @@ class LiveService:
     def _order_paid(self, order: Order) -> None:
         """An order paid through checkout counts as a posted ``order`` event does: for ``dwell``
         and for analytics. Called inside the checkout's transaction."""
-        event = paid_order_event(self.store, order, self.clock.now())
+        event = paid_order_event(order, self.clock.now())
         if event is not None:
             self._unannounced.extend(self._apply_logged([event]))
 
