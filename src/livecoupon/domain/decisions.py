@@ -38,6 +38,7 @@ class Silence(enum.StrEnum):
     DWELL_INTERRUPTED = "dwell_interrupted"
     ORDERED = "ordered_during_dwell"
     OFF_AIR = "off_air"
+    OFF_SCHEDULE = "off_schedule"  # outside the campaign's schedule
 
 
 def coupon_id_for(campaign: str, room: str, broadcast: int, trigger: str, firing: str, user: str) -> str:
