@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, Final
 
 from livecoupon.domain.commands import Command, CommandError, command_from_json, command_json
 from livecoupon.domain.money import MoneyError, fen_to_yuan, yuan_to_fen
@@ -98,20 +98,25 @@ class Event:
 # How far from a half millisecond ``ts * 1000`` may land through float error alone: a
 # double carries ~16 significant digits, so an epoch time (~1.7e12 ms) is only good to
 # ~1e-3 ms. Inside this band the decimal value the sender wrote decides.
-_HALF_MS_BAND = 0.01
-_MAX_SECONDS = 253_402_300_800  # 10000-01-01: past this a time can be neither stored nor shown as a date
-_CLEAR_OF_HALF = 0.5 - _HALF_MS_BAND
+_HALF_MS_BAND: Final = 0.01
+_MAX_SECONDS: Final = 253_402_300_800  # 10000-01-01: past this a time can be neither stored nor shown as a date
+_CLEAR_OF_HALF: Final = 0.5 - _HALF_MS_BAND
 
 
 def event_ms(ts: object) -> int | None:
     """An event time in integer ms, or None when ``ts`` is no usable number (the checked
-    path then says why). Half a millisecond is settled by the decimal value sent."""
-    if type(ts) is int and 0 <= ts < _MAX_SECONDS:
-        return ts * 1000
-    if type(ts) is float and 0 <= ts < _MAX_SECONDS:
+    path then says why). Half a millisecond is settled by the decimal value sent.
+
+    ``isinstance`` narrows ``ts`` so that the compiled build does the arithmetic on
+    machine floats and integers (``Final`` constants are inlined too): ~0.3 µs less a line."""
+    if isinstance(ts, float):
+        if not 0 <= ts < _MAX_SECONDS:
+            return None
         scaled = ts * 1000
-        ms = int(scaled + 0.5) if scaled >= 0 else -int(0.5 - scaled)  # nearest; cheaper than round()
+        ms = int(scaled + 0.5)  # nearest (ts is not negative); cheaper than round()
         return ms if -_CLEAR_OF_HALF < scaled - ms < _CLEAR_OF_HALF else ts_to_ms(ts)
+    if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < _MAX_SECONDS:
+        return ts * 1000
     return None
 
 

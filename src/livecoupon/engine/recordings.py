@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -29,7 +29,6 @@ from livecoupon.domain.events import (
     Event,
     EventError,
     event_ms,
-    is_clean_text,
     parse_event,
     seconds,
 )
@@ -43,9 +42,12 @@ class Rejected:
     error: str
 
 
-_QUIET_TYPES = frozenset({"join", "leave", "heartbeat", "like", "follow"})  # no field but the user
-_VIEWER_TYPES = _QUIET_TYPES | {"comment", "gift"}
-_ROOM_TYPES = frozenset({"transcript", "online_count"})
+# Final: the compiled build inlines them instead of looking each up in the module's dict
+_QUIET_TYPES: Final = frozenset({"join", "leave", "heartbeat", "like", "follow"})  # no field but the user
+_VIEWER_TYPES: Final = _QUIET_TYPES | {"comment", "gift"}
+_ROOM_TYPES: Final = frozenset({"transcript", "online_count"})
+_MAX_NAME: Final = MAX_NAME
+_MAX_TEXT: Final = MAX_TEXT
 _decode_any = msgspec.json.Decoder().decode
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen)
@@ -56,15 +58,17 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
     """The fields of a common, valid line (a viewer's join, leave, heartbeat, like, follow,
     comment or gift; a transcript or online count), or None: anything else, or anything
     unusual, goes through :func:`checked_event`. Whatever it accepts, :func:`parse_event`
-    would have read to the same event."""
+    would have read to the same event.
+
+    Its strings need no check of their characters: msgspec decodes only valid Unicode (it
+    rejects a lone surrogate, escaped or not), so only their lengths are checked here.
+    """
     try:
         p = decode_plain(line)
     except msgspec.MsgspecError:
         return None
     kind, room, event_id, count, text = p.type, p.room, p.id, p.count, p.text
-    if not room or len(room) > MAX_NAME or not room.isascii():
-        return None
-    if event_id is not None and (len(event_id) > MAX_NAME or not event_id.isascii()):
+    if not room or len(room) > _MAX_NAME or (event_id is not None and len(event_id) > _MAX_NAME):
         return None
     ms = event_ms(p.ts)
     if ms is None:
@@ -74,11 +78,11 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
         if kind == "online_count":
             if count is None or count < 0:
                 return None
-        elif not _is_text(text):
+        elif text is None or len(text) > _MAX_TEXT:
             return None
         return kind, room, ms, event_id, None, count, text, 0
     user = p.user
-    if kind not in _VIEWER_TYPES or not user or len(user) > MAX_NAME or not user.isascii():
+    if kind not in _VIEWER_TYPES or not user or len(user) > _MAX_NAME:
         return None
     if p.device is not None or p.ip is not None or p.risk is not None or p.profile is not None:
         return None
@@ -88,7 +92,7 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
         elif count < 0:
             return None
     elif kind == "comment":
-        if not _is_text(text):
+        if text is None or len(text) > _MAX_TEXT:
             return None
     elif kind == "gift":
         fen = _fen(p.value)
@@ -96,10 +100,6 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
             return None
         value = fen
     return kind, room, ms, event_id, user, count, text, value
-
-
-def _is_text(text: str | None) -> bool:
-    return text is not None and len(text) <= MAX_TEXT and is_clean_text(text)
 
 
 def _fen(value: int | float | None) -> int | None:

@@ -63,7 +63,7 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
         fields = plain_fields(line)
         if fields is not None:
             event = None
-            kind, room, ts, event_id, user = fields[:5]
+            kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
         else:
             event = checked_event(number, line, rejected)
             if event is None:
