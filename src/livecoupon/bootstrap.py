@@ -38,8 +38,9 @@ def open_store(db: str | Path, url: str | None = None, name: str = "livecoupon")
     return PostgresStore(url, name)
 
 
-def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL) -> LiveService:
-    return LiveService(campaign, store, clock)
+def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
+                  source: str | None = None) -> LiveService:
+    return LiveService(campaign, store, clock, source=source)
 
 
 N = TypeVar("N", int, float)
@@ -116,11 +117,11 @@ def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
 
 
 def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, clock: ClockMode = ClockMode.WALL,
-              store_url: str | None = None, name: str = "livecoupon") -> FastAPI:
+              store_url: str | None = None, name: str = "livecoupon", source: str | None = None) -> FastAPI:
     """The service on SQLite (``db``) or PostgreSQL (``store_url``); merchant webhooks' dead letters and
     deliveries are kept beside the store (store/webhooks.py, store/postgres_webhooks.py)."""
     store = open_store(db, store_url, name)
-    service = build_service(campaign, store, clock)
+    service = build_service(campaign, store, clock, source)
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       webhooks=webhooks_from_env(db, store_url, name), throttle=Throttle.from_env(),
                       ledger=ledger_from_env(campaign))
@@ -136,7 +137,7 @@ class Scale:
 
 
 def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: str, name: str, scale: Scale,
-                      clock: ClockMode = ClockMode.WALL) -> FastAPI:
+                      clock: ClockMode = ClockMode.WALL, source: str | None = None) -> FastAPI:
     """A gateway, a worker, or both, over PostgreSQL (``store_url``) and NATS JetStream (``scale.bus``)."""
     from livecoupon.cluster.bus import Bus
     from livecoupon.cluster.gateway import GatewayService
@@ -170,7 +171,8 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
         assert worker is not None
         return worker_app(worker, credentials, around=[connected, lambda runtime: worker.running()])
     partitions = deployment_partitions(store_url, name, scale.partitions)
-    gateway = GatewayService(campaign, PostgresStore(store_url, name), bus, clock, partitions=partitions)
+    gateway = GatewayService(campaign, PostgresStore(store_url, name), bus, clock, partitions=partitions,
+                             source=source)
 
     @contextlib.asynccontextmanager
     async def listening(runtime: Any) -> AsyncIterator[None]:

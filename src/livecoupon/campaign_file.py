@@ -151,6 +151,11 @@ class LedgerModel(_Strict):
     rate: Number | None = None
 
 
+class ScheduleModel(_Strict):
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+
 class CampaignModel(_Strict):
     campaign: str
     rooms: Literal["*"] | list[str]
@@ -163,6 +168,7 @@ class CampaignModel(_Strict):
     experiments: list[ExperimentModel] = []
     delivery: DeliveryModel = DeliveryModel()
     ledger: LedgerModel | None = None
+    schedule: ScheduleModel = ScheduleModel()
 
 
 # Keys a trigger may carry besides name/when/coupon, by `when`.
@@ -272,10 +278,26 @@ class _Builder:
         experiments = tuple(self._experiment(i, e, triggers) for i, e in enumerate(m.experiments))
         delivery = self._delivery()
         ledger = self._ledger()
+        starts_at, ends_at = self._schedule()
         if self.errors:
             raise CampaignError(self.errors)
         return Campaign(m.campaign, rooms, {k: v for k, v in coupons.items() if v is not None}, triggers,
-                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments, delivery, ledger)
+                        m.presence_timeout, m.seed, m.attribution_window, limits, experiments, delivery, ledger,
+                        starts_at, ends_at)
+
+    def _schedule(self) -> tuple[int | None, int | None]:
+        """``schedule.start`` / ``end`` as ms: triggers fire from the start and not from the end on."""
+        bounds: list[int | None] = []
+        for key in ("start", "end"):
+            when: dt.datetime | None = getattr(self.m.schedule, key)
+            if when is not None and when.utcoffset() is None:
+                self.error(f"schedule.{key}", "must carry its UTC offset, e.g. 2026-12-12T20:00:00+08:00")
+                when = None
+            bounds.append(None if when is None else round(when.timestamp() * 1000))
+        start, end = bounds
+        if start is not None and end is not None and end <= start:
+            self.error("schedule.end", "must be after schedule.start")
+        return start, end
 
     def _ledger(self) -> Ledger | None:
         given = self.m.ledger

@@ -177,10 +177,11 @@ def serve(
         raise typer.Exit(UNUSABLE)
     try:
         if bus is None:
-            application = build_app(campaign, db, credentials, clock, store, name)
+            application = build_app(campaign, db, credentials, clock, store, name, config.read_text(encoding="utf-8"))
         else:
             assert store is not None
-            application = build_cluster_app(campaign, credentials, store, name, Scale(bus, role, partitions), clock)
+            application = build_cluster_app(campaign, credentials, store, name, Scale(bus, role, partitions), clock,
+                                            config.read_text(encoding="utf-8"))
     except LedgerSecretMissing as exc:
         err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None

@@ -1,8 +1,11 @@
-"""Campaigns checked and backtested from the console before they are published (operator key).
+"""Campaigns managed live from the console (operator key): checked, backtested, published.
 
 ``check`` validates a campaign file as ``livecoupon check`` does, every error by its path;
 ``backtest`` replays the service's own log with it, beside the campaign running now. A file
-that cannot be used is an answer, not a refused request: ``{"ok": false, "errors": [...]}``.
+that cannot be used is an answer there, not a refused request: ``{"ok": false, "errors": [...]}``.
+``publish`` makes it the campaign's next version, logged as an operator action (a file that
+cannot be used is refused there: 409, every error named); ``GET versions`` answers the version in
+force, its file and the history.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from livecoupon.analytics.backtest import compare
 from livecoupon.api.runtime import RuntimeDep, operator
-from livecoupon.api.schemas import BODY_ERRORS, CALLER_ERRORS, answer
+from livecoupon.api.schemas import BODY_ERRORS, CALLER_ERRORS, answer, errors
 from livecoupon.campaign_file import CampaignError, parse_campaign
 from livecoupon.domain.campaign import Campaign
 
@@ -26,6 +29,12 @@ router = APIRouter(prefix="/v1/admin/campaign", tags=["operator"], dependencies=
 
 class CampaignIn(BaseModel):
     yaml: str = Field(min_length=1, max_length=1_048_576, description="a campaign file (SPEC §3)")
+
+
+class PublishIn(CampaignIn):
+    base_version: int | None = Field(default=None, ge=1, description="the version the edit started from: "
+                                     "refused (409) if another was published since")
+    note: str = Field(default="", max_length=500, description="the operator's words on the change, kept in the log")
 
 
 class CheckOut(BaseModel):
@@ -63,8 +72,30 @@ async def backtest(body: CampaignIn, rt: RuntimeDep) -> Any:
         return campaign
     service = rt.service
 
+    current = service.in_force
+
     def run() -> dict[str, Any]:
-        lines = [json.dumps(e, ensure_ascii=False) for e in service.logged()]
-        return {"ok": True, "events": len(lines)} | compare(service.campaign, campaign, lines)
+        # Each candidate is replayed over the whole log as if it had run throughout: versions published
+        # on the way are left out, or the replay would switch to them.
+        lines = [json.dumps(e, ensure_ascii=False) for e in service.logged() if e.get("action") != "publish"]
+        return {"ok": True, "events": len(lines)} | compare(current, campaign, lines)
 
     return await asyncio.to_thread(run)
+
+
+@router.get("/versions")
+async def versions(rt: RuntimeDep) -> dict[str, Any]:
+    """The version in force and its file (YAML: the editor's starting point, or an export), every version
+    published with when and the operator's note, and which version each room on air runs."""
+    service = rt.service
+    return await service.call(service.versions)
+
+
+@router.post("/publish", responses=BODY_ERRORS | errors(409))
+async def publish(body: PublishIn, rt: RuntimeDep) -> dict[str, Any]:
+    """Publish the file as the campaign's next version, logged as an operator action: its limits and schedule
+    hold at once, its triggers, coupons and experiments at each room's next broadcast (``effect`` says which
+    rooms wait). An unchanged file publishes nothing (``published: false``). 422: the file cannot be used,
+    or changes what only a restart changes (campaign, ledger, delivery); 409: ``base_version`` is stale."""
+    service = rt.service
+    return await service.call(service.publish, body.yaml, body.base_version, body.note)

@@ -26,14 +26,16 @@ from livecoupon.cluster import wire
 from livecoupon.cluster.bus import Bus
 from livecoupon.cluster.logs import merged_log
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
-from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.campaign import Campaign, with_history
 from livecoupon.domain.commands import Command, IssueManually, IssueToPresent, PauseTrigger
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.domain.events import Event, event_json, parse_event
 from livecoupon.domain.orders import Order
 from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
+from livecoupon.engine.engine import Published
 from livecoupon.engine.explaining import explain
 from livecoupon.errors import NotFound, Unavailable
+from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.service_layer.service import (
     CAMPAIGN_WIDE,
@@ -70,8 +72,11 @@ class GatewayService:
 
     def __init__(self, campaign: Campaign, store: RelationalStore, bus: Bus, clock: ClockMode = ClockMode.WALL,
                  wall: Callable[[], int] = wall_ms, partitions: int = DEFAULT_PARTITIONS,
-                 gateway_id: str | None = None, threads: int = 16) -> None:
-        self.campaign, self.store, self.bus = campaign, store, bus
+                 gateway_id: str | None = None, threads: int = 16, source: str | None = None) -> None:
+        self.base, self.base_source, self.store, self.bus = campaign, source, store, bus
+        self.campaign = self.in_force = campaign  # with the history of versions; the version deciding
+        self.published: list[Published] = []  # the versions published through this gateway
+        self._publishing = threading.Lock()
         self.partitions = partitions
         self.id = gateway_id or f"g-{uuid.uuid4().hex[:12]}"
         self._latest_ts: int | None = None
@@ -147,17 +152,38 @@ class GatewayService:
         event = Event("operator", room, self.clock.now(), f"op:{uuid.uuid4().hex}", command=command)
         return self._publish([event]).decisions
 
+    def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]:
+        """As on one machine: the command reaches every partition (each worker's rooms take it at their next
+        broadcast). The version history is this gateway's: others learn of it when they restart."""
+        with self._publishing:
+            version = self.published[-1].version if self.published else 1
+            on_air = [name for name, room in self.room_summary().items() if room["on_air"]]
+            answer, command = publishing.prepare(source, base_version, note, version, self.in_force,
+                                                 self.published[-1].source if self.published else self.base_source,
+                                                 on_air)
+            if command is not None:
+                self.command(command)
+                self.published.append(Published(command.version, self.clock.now(), note, source, command.campaign))
+                self.in_force = command.campaign
+                self.campaign = with_history([self.base, *(p.campaign for p in self.published)])
+            return answer
+
+    def versions(self) -> dict[str, Any]:
+        version = self.published[-1].version if self.published else 1
+        source = self.published[-1].source if self.published else self.base_source
+        return publishing.history(version, source, self.published, {})
+
     def pause(self, trigger: str, paused: bool) -> None:
-        check_trigger(self.campaign, trigger)
+        check_trigger(self.in_force, trigger)
         self.command(PauseTrigger(trigger, paused))
         self.paused = self.paused | {trigger} if paused else self.paused - {trigger}
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
-        check_manual(self.campaign, template, room, key)
+        check_manual(self.in_force, template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
     def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
-        check_manual(self.campaign, template, room, key)
+        check_manual(self.in_force, template, room, key)
         summary = self.room_summary().get(room)
         if summary is None or not summary["on_air"]:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
@@ -303,7 +329,7 @@ class GatewayService:
         return merged_log(self.store)
 
     def explain(self, user: str) -> list[dict[str, Any]]:
-        return explain(self.campaign, (parse_event(raw) for raw in self.logged()), user)
+        return explain(self.base, (parse_event(raw) for raw in self.logged()), user)
 
     def offer_prices(self) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition
@@ -315,4 +341,5 @@ class GatewayService:
 
 
 _WAITS_ON_THE_BUS = {GatewayService.submit, GatewayService.command, GatewayService.pause,
-                     GatewayService.issue_manually, GatewayService.issue_to_present}
+                     GatewayService.issue_manually, GatewayService.issue_to_present, GatewayService.publish,
+                     GatewayService.merchant_reported}

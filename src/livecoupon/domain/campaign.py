@@ -6,7 +6,8 @@ Built from the campaign file by :mod:`livecoupon.campaign_file`; plain values on
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.offers import Offer
@@ -125,9 +126,32 @@ class Campaign:
     experiments: tuple[Experiment, ...] = ()
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     ledger: Ledger | None = None
+    starts_at: int | None = None  # ms: triggers fire from then (schedule.start; None: from the first event)
+    ends_at: int | None = None  # ms: and no longer from then (schedule.end; None: no end)
 
     def listens_to(self, room: str) -> bool:
         return self.rooms is None or room in self.rooms
 
+    def scheduled(self, at: int) -> bool:
+        """Whether triggers fire at ``at`` (ms): within the campaign's schedule."""
+        return (self.starts_at is None or at >= self.starts_at) and (self.ends_at is None or at < self.ends_at)
+
     def experiment_for(self, trigger: str) -> Experiment | None:
         return next((e for e in self.experiments if e.trigger == trigger), None)
+
+
+def with_history(versions: Sequence[Campaign]) -> Campaign:
+    """The latest of ``versions`` (oldest first), with the coupons and triggers only earlier ones had
+    appended: what reports, consoles and popups read, so every decision of the campaign finds the
+    template and trigger it was made with. What it decides and checks is the latest version alone."""
+    latest = versions[-1]
+    coupons, triggers = dict(latest.coupons), list(latest.triggers)
+    names = {t.name for t in triggers}
+    for older in reversed(versions[:-1]):
+        for name, template in older.coupons.items():
+            coupons.setdefault(name, template)
+        for trigger in older.triggers:
+            if trigger.name not in names:
+                names.add(trigger.name)
+                triggers.append(trigger)
+    return replace(latest, coupons=coupons, triggers=tuple(triggers))

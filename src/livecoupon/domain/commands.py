@@ -7,11 +7,16 @@ has one JSON form, read by :func:`command_from_json` and written by :func:`comma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from livecoupon.domain.campaign import Campaign
 
 MAX_USERS = 100_000  # one manual issue or blocklist change
 MAX_NAME = 128
+MAX_CAMPAIGN = 1_048_576  # characters of a published campaign file
+MAX_NOTE = 500
 
 
 class CommandError(ValueError):
@@ -64,8 +69,22 @@ class ClockReached:
     fired the timers due by then, so a replay of the log fires them too."""
 
 
-Command = PauseTrigger | IssueManually | IssueToPresent | ChangeBlocklist | ClockReached
-ACTIONS = ("pause", "resume", "issue", "issue_present", "block", "unblock", "clock")
+@dataclass(frozen=True, slots=True)
+class PublishCampaign:
+    """A new version of the campaign, published by an operator (docs/campaign.md, "Publishing").
+
+    ``limits`` hold at once; a room takes the new triggers, coupons and experiments at its next
+    broadcast. The log keeps the whole file, so a replay of an export publishes it at the same point.
+    """
+
+    version: int  # 1 is the file the service started with; each publish adds one
+    source: str  # the campaign file as published (YAML)
+    campaign: Campaign = field(compare=False)  # ``source`` read
+    note: str = ""  # the operator's words on the change
+
+
+Command = PauseTrigger | IssueManually | IssueToPresent | ChangeBlocklist | ClockReached | PublishCampaign
+ACTIONS = ("pause", "resume", "issue", "issue_present", "block", "unblock", "clock", "publish")
 
 
 def _name(data: dict[str, Any], key: str) -> str:
@@ -107,7 +126,26 @@ def command_from_json(data: dict[str, Any]) -> Command:
         return ChangeBlocklist(users, devices, action == "block")
     if action == "clock":
         return ClockReached()
+    if action == "publish":
+        return _publish(data)
     raise CommandError("action", f"unknown operator action {action!r} (one of {', '.join(ACTIONS)})")
+
+
+def _publish(data: dict[str, Any]) -> PublishCampaign:
+    from livecoupon.campaign_file import CampaignError, parse_campaign  # the file format's reader, on demand
+
+    version, source, note = data.get("version"), data.get("campaign"), data.get("note", "")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 2:
+        raise CommandError("version", "required: an integer of at least 2 (1 is the file the service started with)")
+    if not isinstance(source, str) or not source or len(source) > MAX_CAMPAIGN:
+        raise CommandError("campaign", f"required: the campaign file, a string of at most {MAX_CAMPAIGN:,} characters")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise CommandError("note", f"must be a string of at most {MAX_NOTE} characters")
+    try:
+        campaign = parse_campaign(source)
+    except CampaignError as exc:
+        raise CommandError("campaign", "; ".join(exc.errors)) from None
+    return PublishCampaign(version, source, campaign, note)
 
 
 def command_json(command: Command) -> dict[str, Any]:
@@ -123,4 +161,6 @@ def command_json(command: Command) -> dict[str, Any]:
             return {"action": "block" if blocked else "unblock", "users": list(users), "devices": list(devices)}
         case ClockReached():
             return {"action": "clock"}
+        case PublishCampaign(version, source, _, note):
+            return {"action": "publish", "version": version, "campaign": source} | ({"note": note} if note else {})
     raise TypeError(f"not a command: {command!r}")

@@ -20,13 +20,14 @@ from livecoupon.domain.commands import (
     IssueManually,
     IssueToPresent,
     PauseTrigger,
+    PublishCampaign,
 )
 from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import Decision, IssueRequest, Silence, coupon_id_for, device_key_for
 from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.offering import OfferBook
-from livecoupon.engine.phrases import KeywordMatcher, PhraseMatcher
+from livecoupon.engine.plans import Plan
 from livecoupon.engine.rooms import FlashSale, Rebuild, Room, Viewer, by_fields
 from livecoupon.store.port import ClaimsLedger
 
@@ -47,6 +48,20 @@ QUIET_TYPES = frozenset({"heartbeat", "like", "follow"})  # from a present viewe
 Timer = tuple[int, int, str, str, int, int, int]
 NO_TIME = -(2**63)  # before the first event
 MANUAL = "manual"  # the trigger name of an operator's manual issue
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A version of the campaign an operator published: when, its file, and their words on it."""
+
+    version: int
+    at: int
+    note: str
+    source: str
+    campaign: Campaign
+
+    def __reduce__(self) -> Rebuild:
+        return by_fields(self)
 
 
 @dataclass(slots=True)
@@ -95,12 +110,8 @@ class Engine:
         self._timers: list[Timer] = []
         self._timer_seq = 0
         self._gifts_seen = 0  # orders gift totals by when they were reached (top-gifter ties)
-        self._by_when: dict[When, list[Trigger]] = {}  # the triggers not paused, in file order
-        self.index_triggers()
-        self._dwell = [t for t in campaign.triggers if t.when is When.DWELL]
-        self._phrases = {t.index: PhraseMatcher(t.phrases) for t in self._by_when[When.HOST_SAYS]}
-        self._keywords = {t.index: KeywordMatcher(t.keywords) for t in self._by_when[When.COMMENT]}
-        self._experiments = {e.trigger: e for e in campaign.experiments}
+        self.plan = Plan(1, campaign)  # the version in force: each broadcast that begins takes it
+        self.published: list[Published] = []  # the versions published after the first, in order
         self.offers = OfferBook.of(campaign)
         self._handlers: dict[str, Callable[[Room, Event], list[Firing]]] = {
             "join": self._on_viewing, "heartbeat": self._on_viewing, "comment": self._on_viewing,
@@ -110,11 +121,26 @@ class Engine:
         }
 
     def index_triggers(self) -> None:
-        """Index the triggers by ``when``, in file order, those paused apart (after a pause, a resume, a restore)."""
-        self._by_when = {when: [] for when in When}
-        self._paused_by_when: dict[When, list[Trigger]] = {when: [] for when in When}
-        for trigger in self.campaign.triggers:
-            (self._paused_by_when if trigger.name in self.paused else self._by_when)[trigger.when].append(trigger)
+        """Index every version in use by ``when``, the paused triggers apart (after a pause, a resume, a restore)."""
+        plans = {id(room.plan): room.plan for room in self.rooms.values()}
+        plans[id(self.plan)] = self.plan
+        for plan in plans.values():
+            plan.index(self.paused)
+
+    def _plan_for(self, room: str) -> Plan:
+        """The version a broadcast of ``room`` that begins now runs."""
+        return self.plan if self.campaign.listens_to(room) else self.plan.silent()
+
+    def publish(self, published: PublishCampaign, ts: int) -> None:
+        """A new version: its limits and schedule hold from now, its triggers from each room's next broadcast."""
+        campaign = published.campaign
+        if campaign.campaign != self.campaign.campaign:
+            return  # another campaign's file: the API refuses it; in a replayed file it changes nothing
+        self.campaign = campaign
+        self.plan = Plan(published.version, campaign)
+        self.plan.index(self.paused)
+        self.offers.adopt(campaign)
+        self.published.append(Published(published.version, ts, published.note, published.source, campaign))
 
     # -- where a firing reaches someone without a decision (see ExplainingEngine) -------------
     def _silent(self, room: Room, trigger: Trigger, ts: int, users: Sequence[str] | None, why: Silence) -> None:
@@ -138,7 +164,7 @@ class Engine:
         if room is None:
             if not self.campaign.listens_to(event.room):
                 return []
-            room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms)
+            room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms, self.plan)
         if self._dedup and event.id is not None:
             if event.id in room.seen_ids:
                 return []
@@ -212,6 +238,8 @@ class Engine:
                     decisions.extend(self._issue_manually(template, state.present_users(ts), room, key, ts))
             case ClockReached():
                 pass
+            case PublishCampaign():
+                self.publish(command, ts)
         return decisions
 
     def _issue_manually(self, template_name: str, users: Sequence[str], room: str, key: str,
@@ -245,7 +273,7 @@ class Engine:
         first = not room.seen_any
         room.seen_any = True
         if kind == "live_start" or first:
-            room.begin_broadcast(event.ts)
+            room.begin_broadcast(event.ts, self._plan_for(room.name))
             if kind == "live_start":
                 return []
         if kind == "live_end":
@@ -261,9 +289,10 @@ class Engine:
         user, ts = event.user, event.ts
         assert user is not None
         firings: list[Firing] = []
+        scheduled = self.campaign.scheduled(ts)  # outside the schedule, presence and totals are still kept
         viewer = room.present(user, ts)
         if viewer is None:
-            self._join(room, user, ts, firings)
+            self._join(room, user, ts, firings, scheduled)
         else:
             if ts > viewer.last_seen:
                 viewer.last_seen = ts
@@ -271,27 +300,28 @@ class Engine:
         kind = event.type
         if kind == "comment":
             room.last_comment[user] = ts
-            self._comment_firings(room, user, event.text or "", ts, firings)
+            if scheduled:
+                self._comment_firings(room, user, event.text or "", ts, firings)
         elif kind == "gift":
             known = room.gifts.get(user)
             if known is None or event.value > 0:  # a 0 gift keeps when the total was reached (ties)
                 self._gifts_seen += 1
                 room.gifts[user] = ((known[0] if known else 0) + event.value, self._gifts_seen)
-        if kind in INTERACTION_TYPES and room.sales:
+        if kind in INTERACTION_TYPES and room.sales and scheduled:
             self._flash_firings(room, user, ts, firings)
-        if viewer is None:
+        if viewer is None and scheduled:
             self._present_count_firings(room, ts, firings)
         return firings
 
-    def _join(self, room: Room, user: str, ts: int, firings: list[Firing]) -> None:
+    def _join(self, room: Room, user: str, ts: int, firings: list[Firing], scheduled: bool) -> None:
         room.viewers.pop(user, None)
         room.viewers[user] = Viewer(ts)
-        if self.store.mark_visited(self.campaign.campaign, user):
-            firings.extend(Firing(t, "", ts, (user,)) for t in self._by_when[When.FIRST_VISIT])
-            for paused in self._paused_by_when[When.FIRST_VISIT]:
+        if scheduled and self.store.mark_visited(self.campaign.campaign, user):
+            firings.extend(Firing(t, "", ts, (user,)) for t in room.plan.by_when[When.FIRST_VISIT])
+            for paused in room.plan.paused_by_when[When.FIRST_VISIT]:
                 self._silent(room, paused, ts, (user,), Silence.PAUSED)
         assert room.broadcast is not None
-        for trigger in self._dwell:  # paused ones too: a resume before the timer is due still counts
+        for trigger in room.plan.dwell:  # paused ones too: a resume before the timer is due still counts
             if user not in room.decided_for(trigger.index):
                 self._timer_seq += 1
                 heapq.heappush(self._timers, (ts + trigger.after_ms, self._timer_seq, room.name, user, ts,
@@ -312,19 +342,22 @@ class Engine:
 
     def _on_online_count(self, room: Room, event: Event) -> list[Firing]:
         count = event.count or 0
+        if not self.campaign.scheduled(event.ts):
+            return []
         if self.explaining:
-            for t in self._paused_by_when[When.ONLINE_REACHED]:
+            for t in room.plan.paused_by_when[When.ONLINE_REACHED]:
                 if t.source == "reported" and t.index not in room.fired and count >= t.count:
                     self._silent(room, t, event.ts, None, Silence.PAUSED)
-        return [self._milestone(room, t, event.ts) for t in self._by_when[When.ONLINE_REACHED]
+        return [self._milestone(room, t, event.ts) for t in room.plan.by_when[When.ONLINE_REACHED]
                 if t.source == "reported" and t.index not in room.fired and count >= t.count]
 
     def _present_count_firings(self, room: Room, ts: int, firings: list[Firing]) -> None:
-        if not self._by_when[When.ONLINE_REACHED]:
+        reached = room.plan.by_when[When.ONLINE_REACHED]
+        if not reached:
             return
         room.expire(ts)
         count = len(room.viewers)
-        firings.extend(self._milestone(room, t, ts) for t in self._by_when[When.ONLINE_REACHED]
+        firings.extend(self._milestone(room, t, ts) for t in reached
                        if t.source == "present" and t.index not in room.fired and count >= t.count)
 
     def _milestone(self, room: Room, trigger: Trigger, ts: int) -> Firing:
@@ -332,19 +365,22 @@ class Engine:
         return Firing(trigger, str(ts), ts)
 
     def _on_transcript(self, room: Room, event: Event) -> list[Firing]:
-        firings = []
+        firings: list[Firing] = []
         text = event.text or ""
+        plan = room.plan
+        if not self.campaign.scheduled(event.ts):
+            return firings
         if self.explaining:
-            for paused in self._paused_by_when[When.HOST_SAYS]:
-                if self._phrases[paused.index].matches(text):
+            for paused in plan.paused_by_when[When.HOST_SAYS]:
+                if plan.phrases[paused.index].matches(text):
                     self._silent(room, paused, event.ts, None, Silence.PAUSED)
-        for trigger in self._by_when[When.HOST_SAYS]:
+        for trigger in plan.by_when[When.HOST_SAYS]:
             last = room.last_fired.get(trigger.index)
             if last is not None and event.ts - last < trigger.cooldown_ms:
-                if self.explaining and self._phrases[trigger.index].matches(text):
+                if self.explaining and plan.phrases[trigger.index].matches(text):
                     self._silent(room, trigger, event.ts, None, Silence.COOLDOWN)
                 continue
-            if self._phrases[trigger.index].matches(text):
+            if plan.phrases[trigger.index].matches(text):
                 room.last_fired[trigger.index] = event.ts
                 firings.append(Firing(trigger, f"{room.next_firing(trigger.index)}@{event.ts}", event.ts))
         return firings
@@ -355,13 +391,14 @@ class Engine:
         return []
 
     def _comment_firings(self, room: Room, user: str, text: str, ts: int, firings: list[Firing]) -> None:
+        plan = room.plan
         if self.explaining:
-            for paused in self._paused_by_when[When.COMMENT]:
-                if user not in room.decided_for(paused.index) and self._keywords[paused.index].matches(text):
+            for paused in plan.paused_by_when[When.COMMENT]:
+                if user not in room.decided_for(paused.index) and plan.keywords[paused.index].matches(text):
                     self._silent(room, paused, ts, (user,), Silence.PAUSED)
-        for trigger in self._by_when[When.COMMENT]:
+        for trigger in plan.by_when[When.COMMENT]:
             decided = room.decided_for(trigger.index)
-            if user not in decided and self._keywords[trigger.index].matches(text):
+            if user not in decided and plan.keywords[trigger.index].matches(text):
                 decided.add(user)
                 firings.append(Firing(trigger, "", ts, (user,)))
 
@@ -370,10 +407,10 @@ class Engine:
         for sale in room.sales:
             if ts < sale.starts:
                 continue
-            for paused in self._paused_by_when[When.FLASH_SALE] if self.explaining else ():
+            for paused in room.plan.paused_by_when[When.FLASH_SALE] if self.explaining else ():
                 if f"{paused.index}:{user}" not in sale.served:
                     self._silent(room, paused, ts, (user,), Silence.PAUSED)
-            for trigger in self._by_when[When.FLASH_SALE]:
+            for trigger in room.plan.by_when[When.FLASH_SALE]:
                 key = f"{trigger.index}:{user}"
                 if key not in sale.served:
                     sale.served.add(key)
@@ -382,9 +419,9 @@ class Engine:
     def _dwell_firing(self, room_name: str, user: str, joined_at: int, broadcast: int, index: int,
                       due: int) -> Firing | None:
         room = self.rooms[room_name]
-        trigger = self.campaign.triggers[index]
         if room.broadcast != broadcast:
             return None  # the broadcast ended: the viewer left then (noted as they were seen off air)
+        trigger = room.plan.triggers[index]
         decided = room.decided_for(index)
         if user in decided:
             return None
@@ -392,7 +429,8 @@ class Engine:
         last_order = room.last_order.get(user)
         why = (Silence.DWELL_INTERRUPTED if viewer is None or viewer.joined_at != joined_at
                else Silence.ORDERED if last_order is not None and joined_at <= last_order < due
-               else Silence.PAUSED if trigger.name in self.paused else None)
+               else Silence.PAUSED if trigger.name in self.paused
+               else Silence.OFF_SCHEDULE if not self.campaign.scheduled(due) else None)
         if why is not None:
             self._silent(room, trigger, due, (user,), why)
             return None
@@ -429,23 +467,23 @@ class Engine:
         return room.present_users(at)
 
     def _draw(self, room: Room, firing: Firing) -> list[Decision]:
-        trigger, limits = firing.trigger, self.campaign.limits
+        trigger, limits, campaign = firing.trigger, self.campaign.limits, room.plan.campaign
         present = room.present_users(firing.at)
         requests = {r.user: r for r in (self._request(room, firing, u) for u in present)}
         eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
         k = min(trigger.winners, len(eligible))
-        draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
+        draw = random.Random(f"{campaign.seed}:{campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
         winners = draw.sample(eligible, k)
         if self.explaining:
             self._drawn(room, firing, present, eligible, winners)
         return self._issue([requests[user] for user in winners])
 
     def _request(self, room: Room, firing: Firing, user: str) -> IssueRequest:
-        trigger, campaign = firing.trigger, self.campaign
+        trigger, campaign = firing.trigger, room.plan.campaign
         assert room.broadcast is not None
         coupon_id = coupon_id_for(campaign.campaign, room.name, room.broadcast, trigger.name, firing.firing, user)
         coupon = trigger.coupon if trigger.offer is None else OFFER
-        experiment = self._experiments.get(trigger.name)
+        experiment = room.plan.experiments.get(trigger.name)
         experiment_name = variant_name = None
         if experiment is not None:  # step 1
             variant = assign(experiment, user)

@@ -44,6 +44,7 @@ SILENCE_WORDS: dict[Silence, Words] = {
     Silence.DWELL_INTERRUPTED: ("观看中断（离开或超时）", "dwell interrupted: left or timed out before the time"),
     Silence.ORDERED: ("观看期间已下单", "ordered during the dwell time"),
     Silence.OFF_AIR: ("直播间未开播，事件未生效", "the room was off air: the event was not applied"),
+    Silence.OFF_SCHEDULE: ("不在活动时间内", "outside the campaign's schedule"),
 }
 _MISSED = {Audience.PRESENT: Silence.NOT_PRESENT, Audience.COMMENTERS: Silence.NOT_A_COMMENTER,
            Audience.TOP_GIFTERS: Silence.NOT_A_TOP_GIFTER}

@@ -27,7 +27,7 @@ LEVEL_KEYS = ("level", "member_level", "vip")  # profile keys read as the member
 class _Reached:
     at: int
     room: str
-    trigger: int
+    trigger: str
     segment: str
     arm: int
 
@@ -43,8 +43,7 @@ class _Pending:
 @dataclass(slots=True)
 class OfferBook:
     campaign: Campaign
-    policies: dict[int, Policy] = field(default_factory=dict)  # trigger index -> its policy
-    indexes: dict[str, int] = field(default_factory=dict)  # trigger name -> index
+    policies: dict[str, Policy] = field(default_factory=dict)  # trigger name -> its policy
     last: dict[str, _Reached] = field(default_factory=dict)  # user -> the latest offer that reached them
     took: set[str] = field(default_factory=set)  # users an order followed an offer of
     buyers: set[str] = field(default_factory=set)
@@ -54,10 +53,21 @@ class OfferBook:
     @classmethod
     def of(cls, campaign: Campaign) -> OfferBook:
         book = cls(campaign)
-        book.policies = {t.index: Policy.of(t.offer, campaign.coupons) for t in campaign.triggers
-                         if t.offer is not None}
-        book.indexes = {t.name: t.index for t in campaign.triggers}
+        book.adopt(campaign)
         return book
+
+    def adopt(self, campaign: Campaign) -> None:
+        """A newly published version: a policy whose offer (arms and their coupons) is unchanged keeps
+        what it learnt; a changed or new one starts afresh. Policies of triggers the version dropped stay,
+        for rooms still on air with the version before."""
+        self.campaign = campaign
+        for trigger in campaign.triggers:
+            if trigger.offer is None:
+                continue
+            policy = Policy.of(trigger.offer, campaign.coupons)
+            known = self.policies.get(trigger.name)
+            if known is None or (known.offer, known.templates) != (policy.offer, policy.templates):
+                self.policies[trigger.name] = policy
 
     def choose(self, trigger: Trigger, user: str, coupon_id: str, room: Room, profile: Profile | None,
                device: str | None, campaign_spent: int, trigger_spent: int,
@@ -68,7 +78,7 @@ class OfferBook:
         context = self.context(user, room, profile, device, at)
         draw = random.Random(f"{self.campaign.seed}:{self.campaign.campaign}:offer:{coupon_id}")
         left = self.left(trigger, campaign_spent, trigger_spent)
-        choice = self.policies[trigger.index].choose(draw, context.segment, left, at)
+        choice = self.policies[trigger.name].choose(draw, context.segment, left, at)
         self._pending[coupon_id] = _Pending(context.segment, device)
         return choice.arm, choice.propensity
 
@@ -77,7 +87,7 @@ class OfferBook:
         """An experiment gave this user one of the trigger's arms at random, not the policy: what
         follows teaches the policy as much as its own exploration does (the arm is independent of
         the user), so the offer is counted like one of its own."""
-        if template in self.policies[trigger.index].templates:
+        if template in self.policies[trigger.name].templates:
             self._pending[coupon_id] = _Pending(self.context(user, room, profile, device, at).segment, device)
 
     def context(self, user: str, room: Room, profile: Profile | None, device: str | None, at: int) -> Context:
@@ -101,18 +111,17 @@ class OfferBook:
         """Count each offer that reached its user (issued, or nothing offered)."""
         for d in decisions:
             r = d.request
-            index = self.indexes.get(r.trigger)
+            policy = self.policies.get(r.trigger)
             pending = self._pending.pop(r.coupon_id, None)
-            if pending is None or index is None:
+            if pending is None or policy is None:
                 continue
-            policy = self.policies[index]
             if d.reason in (Reason.OUT_OF_STOCK, Reason.TEMPLATE_EXPIRED):
                 policy.run_out(policy.index_of(r.template))  # no use offering it again
             if not (d.issued or d.reason in (Reason.NO_OFFER, Reason.HOLDOUT)):
                 continue
             arm = policy.index_of(r.template)
             policy.offered(pending.segment, arm)
-            self.last[r.user] = _Reached(r.at, r.room, index, pending.segment, arm)
+            self.last[r.user] = _Reached(r.at, r.room, r.trigger, pending.segment, arm)
             if pending.device is not None:
                 self.devices.setdefault(pending.device, r.user)
         self._pending.clear()  # choices that reached no decision (a lottery's losers) are forgotten

@@ -6,6 +6,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from livecoupon.engine.plans import Plan
+
 Rebuild = tuple[Any, tuple[Any, ...]]  # what __reduce__ returns: a constructor and its arguments
 
 
@@ -47,6 +49,7 @@ class Room:
 
     name: str
     timeout: int
+    plan: Plan  # the campaign version this broadcast runs (taken at its start)
     broadcast: int | None = None  # start time (ms) of the open broadcast; None when off air
     seen_any: bool = False
     # Present viewers, least recently active first, so timeouts are found at the front.
@@ -70,9 +73,11 @@ class Room:
     def on_air(self) -> bool:
         return self.broadcast is not None
 
-    def begin_broadcast(self, at: int) -> None:
+    def begin_broadcast(self, at: int, plan: Plan) -> None:
         self.end_broadcast()
         self.broadcast = at
+        self.plan = plan
+        self.timeout = plan.campaign.presence_timeout_ms
         self.last_comment.clear()
         self.gifts.clear()
         self.decided.clear()

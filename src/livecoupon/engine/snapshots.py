@@ -1,9 +1,10 @@
 """The engine's state as bytes, so a restart applies only the log after the latest snapshot.
 
 A snapshot holds what the engine keeps in memory (rooms, presence, timers, gift totals,
-flash sales, once-per sets, user facts, pauses and the blocklist); what the store keeps
+flash sales, once-per sets, user facts, pauses and the blocklist, the campaign versions
+published and in use); what the store keeps
 (first visits, caps, stock, budget, coupons) is already durable. It is valid only for the
-campaign and the code that wrote it: :func:`fingerprint` names both, and a snapshot with
+campaign file the service started with and the code that wrote it: :func:`fingerprint` names both, and a snapshot with
 another fingerprint is ignored, the log being re-applied from the start instead.
 
 Snapshots are written by this process into its own store and read back by it, so the
@@ -21,7 +22,7 @@ from typing import Any
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.engine import Engine
 
-VERSION = 6  # bump whenever the engine's state changes shape
+VERSION = 7  # bump whenever the engine's state changes shape
 
 
 def fingerprint(campaign: Campaign) -> str:
@@ -44,7 +45,7 @@ def _canonical(value: Any) -> str:
 
 
 _STATE = ("rooms", "paused", "facts", "blocked_users", "blocked_devices", "time", "_timers", "_timer_seq",
-          "_gifts_seen", "offers")
+          "_gifts_seen", "offers", "plan", "published")
 
 
 def dump(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
@@ -58,5 +59,6 @@ def load(engine: Engine, body: bytes) -> dict[str, Any]:
     state, extra = pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
     for name in _STATE:
         setattr(engine, name, state[name])
+    engine.campaign = engine.plan.campaign  # the version published last, if any after the file's
     engine.index_triggers()
     return dict(extra)

@@ -18,13 +18,20 @@ T = TypeVar("T")
 
 
 class Service(Protocol):
-    campaign: Campaign
     clock: ServiceClock
     checkout: Checkout
     listeners: list[Callable[[list[Decision]], object]]
     records: dict[str, DecisionRecord]
     next_due: int | None  # the earliest timer this process fires, if any
     paused: frozenset[str]
+
+    @property
+    def campaign(self) -> Campaign:
+        """The version in force, with the coupons and triggers only earlier versions had (for reports)."""
+
+    @property
+    def in_force(self) -> Campaign:
+        """The version deciding now."""
 
     @property
     def store(self) -> Store: ...
@@ -46,6 +53,10 @@ class Service(Protocol):
     def command(self, command: Command, room: str = ...) -> list[Decision]: ...
 
     def pause(self, trigger: str, paused: bool) -> None: ...
+
+    def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]: ...
+
+    def versions(self) -> dict[str, Any]: ...
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]: ...
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from livecoupon.domain.campaign import Campaign, Limits
+from livecoupon.domain.campaign import Campaign, Limits, with_history
 from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
@@ -35,6 +35,7 @@ from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
 from livecoupon.errors import LivecouponError, Malformed, NotFound
 from livecoupon.logs import log_decisions
+from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.store.port import Snapshot, Store
 
@@ -54,9 +55,9 @@ class RecordedClaims:
     decision now either.
     """
 
-    def __init__(self, store: Store, campaign: Campaign) -> None:
+    def __init__(self, store: Store, campaign: Callable[[], Campaign]) -> None:
         self.store = store
-        self.campaign = campaign
+        self.campaign = campaign  # every version's templates (with_history), as the engine publishes them
 
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         known = self.store.recorded([r.coupon_id for r in requests])
@@ -65,7 +66,7 @@ class RecordedClaims:
             record = known.get(r.coupon_id)
             if record is None:
                 continue
-            template = self.campaign.coupons.get(record.template) if record.template is not None else None
+            template = self.campaign().coupons.get(record.template) if record.template is not None else None
             request = replace(r, template=template, propensity=record.propensity)
             made.append(Decision(request, record.reason, record.expires_at))
         return made
@@ -210,10 +211,13 @@ class LiveService:
 
     def __init__(self, campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
                  wall: Callable[[], int] | None = None, snapshot_policy: SnapshotPolicy = SnapshotPolicy(),
-                 preload_records: bool = True) -> None:
+                 preload_records: bool = True, source: str | None = None) -> None:
         """``preload_records=False`` (a worker's partition): ``records`` holds only what this process decided,
-        not every decision of the campaign (the gateways keep those, for the consoles and metrics)."""
-        self.campaign = campaign
+        not every decision of the campaign (the gateways keep those, for the consoles and metrics).
+        ``source``: the campaign file's text, the first version an operator's editor starts from."""
+        self.base = campaign  # the file the service started with: version 1, where the log starts
+        self.base_source = source
+        self._reported: tuple[int, Campaign] = (0, campaign)  # (versions published, with_history of them)
         self.store = store
         self.snapshot_policy = snapshot_policy
         self._fingerprint = snapshots.fingerprint(campaign)
@@ -241,6 +245,17 @@ class LiveService:
     def _latest(self) -> int | None:
         return None if self.engine.time == NO_TIME else self.engine.time
 
+    @property
+    def campaign(self) -> Campaign:
+        """The version in force, with the coupons and triggers only earlier versions had (reports,
+        consoles and popups read it: every decision finds its template). It decides nothing itself."""
+        published = self.engine.published
+        known, reported = self._reported
+        if known != len(published):
+            reported = with_history([self.base, *(p.campaign for p in published)])
+            self._reported = (len(published), reported)
+        return reported
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the writer thread."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -256,7 +271,7 @@ class LiveService:
         """
         after = self._restore()
         count = 0
-        self.engine.store = RecordedClaims(self.store, self.campaign)
+        self.engine.store = RecordedClaims(self.store, lambda: self.campaign)
         try:
             with self.store.unit_of_work():
                 for raw in self.store.events(after):
@@ -273,7 +288,7 @@ class LiveService:
 
     def _restore(self) -> int:
         """A fresh engine in the state of the latest usable snapshot; the log position it is at."""
-        self.engine = Engine(self.campaign, self.store)
+        self.engine = Engine(self.base, self.store)
         self.orders, self.events_applied = [], 0
         snapshot = self.store.latest_snapshot(self._fingerprint)
         if snapshot is None:
@@ -282,7 +297,7 @@ class LiveService:
             extra = snapshots.load(self.engine, snapshot.body)
         except Exception:  # unreadable: the log from the start is the truth anyway
             log.exception("snapshot at %d unreadable; re-applying the whole log", snapshot.position)
-            self.engine = Engine(self.campaign, self.store)
+            self.engine = Engine(self.base, self.store)
             return 0
         self.orders, self.events_applied = extra["orders"], extra["events_applied"]
         return snapshot.position
@@ -334,18 +349,44 @@ class LiveService:
             return []
         return self.command(ClockReached())
 
+    def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]:
+        """Publish ``source`` as the campaign's next version (logged as an operator action), unless it
+        changes nothing; ``base_version``: the version the editor started from, refused if no longer in force."""
+        plan = self.engine.plan
+        on_air = [name for name, room in self.engine.rooms.items() if room.on_air]
+        answer, command = publishing.prepare(source, base_version, note, plan.version, plan.campaign,
+                                             self._source(), on_air)
+        if command is not None:
+            self.command(command)
+        return answer
+
+    def versions(self) -> dict[str, Any]:
+        """The version in force (its file), every version published, and which version each room on air runs."""
+        engine = self.engine
+        rooms = {name: room.plan.version for name, room in engine.rooms.items() if room.on_air}
+        return publishing.history(engine.plan.version, self._source(), engine.published, rooms)
+
+    def _source(self) -> str | None:
+        published = self.engine.published
+        return published[-1].source if published else self.base_source
+
+    @property
+    def in_force(self) -> Campaign:
+        """The version deciding now (no history: what a backtest compares a candidate with)."""
+        return self.engine.campaign
+
     def pause(self, trigger: str, paused: bool) -> None:
-        check_trigger(self.campaign, trigger)
+        check_trigger(self.engine.campaign, trigger)
         self.command(PauseTrigger(trigger, paused))
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
         """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
-        check_manual(self.campaign, template, room, key)
+        check_manual(self.engine.campaign, template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
     def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``."""
-        check_manual(self.campaign, template, room, key)
+        check_manual(self.engine.campaign, template, room, key)
         state = self.engine.rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
@@ -478,14 +519,12 @@ class LiveService:
 
     def explain(self, user: str) -> list[dict[str, Any]]:
         """Why ``user`` got what they got, from the log (off the writer thread: it replays the log)."""
-        return explain(self.campaign, (parse_event(raw) for raw in self.logged()), user)
+        return explain(self.base, (parse_event(raw) for raw in self.logged()), user)
 
     def offer_prices(self) -> dict[str, float | None]:
         """Each offer trigger's budget price λ as its policy last paced it (None: the budget is gone)."""
-        book = self.engine.offers
-        names = {index: name for name, index in book.indexes.items()}
-        return {names[index]: (None if policy.price == float("inf") else round(policy.price, 4))
-                for index, policy in book.policies.items()}
+        return {name: (None if policy.price == float("inf") else round(policy.price, 4))
+                for name, policy in self.engine.offers.policies.items()}
 
     def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
         """Copies of the decisions and orders so far, for metrics computed off the writer thread."""
