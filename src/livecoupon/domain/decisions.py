@@ -47,7 +47,7 @@ def coupon_id_for(campaign: str, room: str, broadcast: int, trigger: str, firing
     The same decision always yields the same id, so re-applying an event can never
     issue twice and a replay reproduces the ids a live run handed out.
     """
-    key = "\x1f".join((campaign, room, str(broadcast), trigger, firing, user))
+    key = f"{campaign}\x1f{room}\x1f{broadcast}\x1f{trigger}\x1f{firing}\x1f{user}"  # the fields, 0x1f between
     return "cp_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 

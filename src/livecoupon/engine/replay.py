@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision
@@ -20,6 +21,8 @@ from livecoupon.engine.recordings import (
 )
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.port import BIG_BATCH, collector_paused
+
+_QUIET: Final = QUIET_TYPES  # a Final is a C static in the compiled build, not a look-up in the module's dict
 
 
 @dataclass(slots=True)
@@ -53,8 +56,9 @@ def replay(campaign: Campaign, lines: Iterable[str]) -> ReplayResult:
 
 def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
     """One pass, applying as it reads; None if the recording turns out not to be in time order."""
+    # engine.touch and engine.apply are called on the engine, not through local bound methods:
+    # compiled, that is a direct C call rather than a Python call that parses its arguments
     engine = Engine(campaign, MemoryStore(), dedup_ids=False)
-    touch, apply = engine.touch, engine.apply
     result = ReplayResult()
     rejected = result.rejected
     seen: dict[str, set[str]] = {}
@@ -82,10 +86,10 @@ def _streamed(campaign: Campaign, lines: Sequence[str]) -> ReplayResult | None:
         result.events += 1
         if event is None:
             assert fields is not None
-            if kind in QUIET_TYPES and touch(room, user, ts):  # type: ignore[arg-type]
+            if kind in _QUIET and engine.touch(room, user, ts):  # type: ignore[arg-type]
                 continue
             event = plain_event(fields)
-        made = apply(event)
+        made = engine.apply(event)
         if made:
             result.add(made)
     return result
@@ -95,9 +99,8 @@ def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
     ordered, rejected = read_for_replay(lines)
     engine = Engine(campaign, MemoryStore(), dedup_ids=False)
     result = ReplayResult(rejected=rejected, events=len(ordered))
-    apply = engine.apply
     for event in ordered:
-        made = apply(event)
+        made = engine.apply(event)
         if made:
             result.add(made)
     return result
