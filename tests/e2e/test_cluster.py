@@ -250,3 +250,41 @@ def test_every_postgresql_connection_cut_mid_stream_and_the_deployment_carries_o
         with httpx.Client(timeout=30, headers=PLATFORM) as client:
             assert client.get(f"{cluster.urls[0]}/v1/users/room-0:v0000/coupons").status_code == 200
     assert_replay_agrees(*export_and_replay(tmp_path, pg_url, "pgcut", config))
+
+
+def test_a_campaign_published_through_a_gateway_reaches_every_worker_at_each_room_s_next_broadcast(
+        tmp_path: Path, pg_url: str) -> None:
+    """Published through gateway B: rooms of both workers take the new trigger at their next live_start, a
+    room on air keeps the version before, and the export (one publish, however many partitions logged it)
+    replays to the same decisions."""
+    from support.credentials import OPERATOR
+    from support.streams import START
+
+    config = every_room_campaign(tmp_path)
+    keyword = "\n  - {name: say-pear, when: comment, keywords: [\"梨\"], coupon: dwell10}\n"
+    text = config.read_text(encoding="utf-8")
+    published = text.replace("\ntriggers:\n", "\ntriggers:" + keyword, 1)
+    assert published != text
+    rooms = [f"room-{n}" for n in range(8)]  # over both workers' partitions
+
+    def comments(ts: float, user: str) -> list[dict[str, Any]]:
+        return [{"type": "comment", "room": r, "ts": START + ts, "user": f"{user}-{r}", "text": "梨子"} for r in rooms]
+
+    with (Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "publish") as cluster,
+          httpx.Client(timeout=30, headers=PLATFORM) as client):
+        a, b = cluster.urls
+        client.post(f"{a}/v1/events", json=[{"type": "live_start", "room": r, "ts": START} for r in rooms])
+        answer = client.post(f"{b}/v1/admin/campaign/publish", headers=OPERATOR,
+                             json={"yaml": published, "base_version": 1, "note": "cluster"})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["published"], answer.json()["version"]) == (True, 2)
+        before = client.post(f"{a}/v1/events", json=comments(5, "early")).json()["decisions"]
+        assert not [d for d in before if d["trigger"] == "say-pear"], "rooms on air keep version 1"
+        client.post(f"{a}/v1/events", json=[e for r in rooms for e in (
+            {"type": "live_end", "room": r, "ts": START + 10}, {"type": "live_start", "room": r, "ts": START + 11})])
+        after = client.post(f"{b}/v1/events", json=comments(12, "late")).json()["decisions"]
+        assert sorted(d["room"] for d in after if d["trigger"] == "say-pear") == sorted(rooms)
+        assert client.get(f"{b}/v1/admin/campaign/versions", headers=OPERATOR).json()["version"] == 2
+    live, again = export_and_replay(tmp_path, pg_url, "publish", config)
+    assert [e["version"] for e in lines(live / "events.jsonl") if e.get("action") == "publish"] == [2]
+    assert_replay_agrees(live, again)

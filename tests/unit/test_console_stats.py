@@ -21,7 +21,7 @@ def record(room: str, user: str, reason: Reason | None = None) -> DecisionRecord
 
 
 def test_a_room_counts_only_its_own_decisions() -> None:
-    stats = LiveStats(CAMPAIGN)
+    stats = LiveStats(lambda: CAMPAIGN)
     stats.add([record("r1", "a"), record("r1", "b", Reason.RISK), record("r2", "c"), record("r2", "d")])
     totals = CampaignTotals(3_000, {"c10": 3}, 3, 1)
     everyone = stats.snapshot(totals, {}, set(), 120_000, 0)

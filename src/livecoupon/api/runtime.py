@@ -24,6 +24,7 @@ from livecoupon.delivery.messages import coupon_message
 from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
+from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.service_layer import handlers as after_commit
@@ -70,18 +71,22 @@ class Runtime:
     handlers: list[after_commit.Handler] = field(init=False)
 
     def __post_init__(self) -> None:
-        campaign = self.service.campaign
+        campaign = self.service.campaign  # delivery and ledger stay as started (a publish cannot change them)
+
+        def reading() -> Campaign:
+            return self.service.campaign
+
         self.pacer = Pacer(campaign.delivery, self.hub.publish)
-        self.stats = LiveStats(campaign)
-        self.handlers = [after_commit.counting(self.stats), after_commit.feeding(campaign, self.consoles)]
+        self.stats = LiveStats(reading)
+        self.handlers = [after_commit.counting(self.stats), after_commit.feeding(reading, self.consoles)]
         if campaign.ledger is None:
-            self.handlers.append(after_commit.popping_up(campaign, self.pacer))
+            self.handlers.append(after_commit.popping_up(reading, self.pacer))
         elif self.ledger is not None:  # a coupon pops up once the merchant's system has confirmed it
             self.handlers.append(after_commit.creating(self.ledger))
             self.ledger.confirmed = self._confirmed
         # (scaled out, the workers create coupons in the merchant's system and the gateways hear them confirmed)
         if self.webhooks is not None:
-            self.handlers.append(after_commit.notifying(campaign, self.webhooks))
+            self.handlers.append(after_commit.notifying(reading, self.webhooks))
 
     # -- on the event loop ---------------------------------------------------------------
     def on_decisions(self, decisions: list[Decision]) -> None:

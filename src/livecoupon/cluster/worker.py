@@ -304,7 +304,8 @@ class Worker:
         if self.ledger is not None and issued:
             self.ledger.enqueue(issued)
         if partition.webhooks is not None and issued:
-            partition.webhooks.enqueue([payload_for(self.campaign, c) for c in issued])
+            campaign = partition.service.campaign  # with the versions published, for the reason words
+            partition.webhooks.enqueue([payload_for(campaign, c) for c in issued])
 
     # -- merchant webhooks -------------------------------------------------------------------
     async def _send_owed_webhooks(self, config: WebhookConfig, partition: Partition,
@@ -329,7 +330,7 @@ class Worker:
             owed = await asyncio.to_thread(sender.owed, candidates)
             if owed:
                 coupons = await service.call(lambda: [store.coupon(cid) for cid in owed])
-                sender.enqueue([payload_for(self.campaign, c) for c in coupons if c is not None])
+                sender.enqueue([payload_for(service.campaign, c) for c in coupons if c is not None])
                 log.info("partition %d: %d merchant webhooks still owed, re-sent", number, len(owed))
         except BaseException:
             await sender.stop(handing_over=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from livecoupon.delivery.messages import iso
@@ -50,8 +50,8 @@ class LiveStats:
     """Per-trigger counters and the issue rate per minute, kept as decisions commit, for the
     whole campaign and for each room (a host's console shows its own room's)."""
 
-    def __init__(self, campaign: Campaign) -> None:
-        self.campaign = campaign
+    def __init__(self, campaign: Callable[[], Campaign]) -> None:
+        self.reading = campaign  # the campaign as it reads now: a publish adds triggers and coupons
         self.issued: Counter[str] = Counter()
         self.suppressed: dict[str, Counter[str]] = defaultdict(Counter)
         self.per_minute: Counter[int] = Counter()
@@ -62,7 +62,7 @@ class LiveStats:
             self._count(r)
             room = self._rooms.get(r.room)
             if room is None:
-                room = self._rooms[r.room] = LiveStats(self.campaign)
+                room = self._rooms[r.room] = LiveStats(self.reading)
             room._count(r)
 
     def _count(self, r: DecisionRecord) -> None:
@@ -74,10 +74,10 @@ class LiveStats:
 
     def of_room(self, room: str) -> LiveStats:
         """The counters of one room's decisions."""
-        return self._rooms.get(room) or LiveStats(self.campaign)
+        return self._rooms.get(room) or LiveStats(self.reading)
     def snapshot(self, totals: CampaignTotals, rooms: dict[str, dict[str, Any]], paused: set[str],
                  now_ms: int, dead_letters: int) -> dict[str, Any]:
-        c = self.campaign
+        c = self.reading()
         configured = [t.name for t in c.triggers]
         names = configured + sorted((set(self.issued) | set(self.suppressed)) - set(configured))
         when = {t.name: t.when.value for t in c.triggers}

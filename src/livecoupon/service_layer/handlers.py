@@ -49,36 +49,40 @@ class Notifier(Protocol):
 Handler = Callable[[DecisionsCommitted], None]
 
 
+Reading = Callable[[], Campaign]  # the campaign as reports read it now (a publish changes it)
+
+
 def counting(stats: LiveStats) -> Handler:
     """The consoles' counters."""
     return lambda event: stats.add(d.record() for d in event.decisions)
 
 
-def popping_up(campaign: Campaign, pacer: Pacer) -> Handler:
+def popping_up(campaign: Reading, pacer: Pacer) -> Handler:
     """Each coupon to its viewer's screens, through the pacer (which never drops one)."""
     def pop_up(event: DecisionsCommitted) -> None:
         for coupon in event.issued:
-            pacer.offer(coupon.room, coupon.user, coupon_message(campaign, coupon))
+            pacer.offer(coupon.room, coupon.user, coupon_message(campaign(), coupon))
     return pop_up
 
 
-def feeding(campaign: Campaign, consoles: ConsoleHub) -> Handler:
+def feeding(campaign: Reading, consoles: ConsoleHub) -> Handler:
     """Decision lines and read-aloud announcements to the consoles watching."""
     def feed(event: DecisionsCommitted) -> None:
         if not len(consoles):
             return
         for d in event.decisions[:FEED_LINES_PER_BATCH]:
             consoles.broadcast(decision_line(d))
-        for line in announcements(campaign, event.decisions):
+        for line in announcements(campaign(), event.decisions):
             consoles.broadcast(line)
     return feed
 
 
-def notifying(campaign: Campaign, sender: Notifier) -> Handler:
+def notifying(campaign: Reading, sender: Notifier) -> Handler:
     """Every issued coupon to the merchant's webhook."""
     def notify(event: DecisionsCommitted) -> None:
         if event.issued:
-            sender.enqueue([payload_for(campaign, c) for c in event.issued])
+            reading = campaign()
+            sender.enqueue([payload_for(reading, c) for c in event.issued])
     return notify
 
 
