@@ -251,6 +251,76 @@ def export(
               f"{counts['suppressed']:,} suppressed → {out_dir}", highlight=False)
 
 
+def _operator_call(method: str, url: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    """One call to a running service with the operator key (``LIVECOUPON_API_KEY``); exits on anything but 200."""
+    import os
+
+    import httpx
+
+    key = os.environ.get("LIVECOUPON_API_KEY")
+    if not key:
+        err.print("设置 LIVECOUPON_API_KEY（运营密钥）/ set LIVECOUPON_API_KEY to the operator key", markup=False)
+        raise typer.Exit(UNUSABLE)
+    try:
+        answer = httpx.request(method, url.rstrip("/") + path, json=body, headers={"X-API-Key": key}, timeout=60)
+    except httpx.HTTPError as exc:
+        err.print(f"无法连接 / cannot reach {url}: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    if answer.status_code != 200:
+        try:
+            error = answer.json()["error"]
+            message = f"{error['code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            message = answer.text[:500]
+        err.print(f"[bold red]被拒绝 / refused[/] ({answer.status_code}) {message}", highlight=False)
+        raise typer.Exit(UNUSABLE)
+    result: dict[str, object] = answer.json()
+    return result
+
+
+@app.command()
+def publish(
+    config: Annotated[Path, typer.Argument(help="campaign file (YAML) to publish")],
+    url: Annotated[str, typer.Option("--url", help="the running service (any gateway, scaled out)")] =
+        "http://127.0.0.1:8000",
+    note: Annotated[str, typer.Option("--note", help="your words on the change, kept in the log")] = "",
+    base_version: Annotated[int | None, typer.Option("--base-version", min=1, help="refuse if the version in "
+                                                     "force is no longer this one")] = None,
+) -> None:
+    """发布新版本 / Publish a campaign file to a running service as its next version (docs/campaign.md)."""
+    _campaign_or_exit(config)
+    body: dict[str, object] = {"yaml": config.read_text(encoding="utf-8"), "note": note}
+    if base_version is not None:
+        body["base_version"] = base_version
+    answer = _operator_call("POST", url, "/v1/admin/campaign/publish", body)
+    diff = answer.get("diff")
+    for line in map(str, diff if isinstance(diff, list) else []):
+        out.print(line, markup=False, highlight=False,
+                  style="green" if line.startswith("+") else "red" if line.startswith("-") else None)
+    if not answer["published"]:
+        out.print(f"没有改动 / nothing changed: version {answer['version']} stays in force")
+        return
+    effect = answer["effect"]
+    assert isinstance(effect, dict)
+    out.print(f"[bold green]已发布 / published[/] version {answer['version']}", highlight=False)
+    out.print(f"{effect['words_zh']}\n{effect['words_en']}", markup=False, highlight=False)
+
+
+@app.command()
+def pull(
+    out_file: Annotated[Path, typer.Option("--out", help="where to write the campaign file in force")],
+    url: Annotated[str, typer.Option("--url", help="the running service")] = "http://127.0.0.1:8000",
+) -> None:
+    """取回当前版本 / Write the campaign file in force on a running service (the file to edit and publish)."""
+    answer = _operator_call("GET", url, "/v1/admin/campaign/versions")
+    text = answer.get("yaml")
+    if not isinstance(text, str):
+        err.print("服务未保存启动时的文件 / the service does not hold the file it started with", markup=False)
+        raise typer.Exit(UNUSABLE)
+    out_file.write_text(text, encoding="utf-8")
+    err.print(f"version {answer['version']} → {out_file}", highlight=False)
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where events.jsonl, report.html, metrics.json go")] = Path(

@@ -71,3 +71,39 @@ def test_report_writes_metrics_and_a_self_contained_page(tmp_path: Path) -> None
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["triggers"]["newcomer"]["issued"] == 1
     assert "关键数据指标分析表" in (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+
+
+def test_pull_and_publish_round_trip_a_running_service_s_campaign(tmp_path: Path) -> None:
+    """``pull`` writes the file in force; ``publish`` sends an edit (diff and effect printed), an unchanged
+    file publishes nothing, an unusable one is refused with exit 2 and the reason."""
+    import os
+
+    from support.credentials import ENV
+    from support.server import Server
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=120,
+                              env=os.environ | ENV)
+
+    with Server(EXAMPLE, tmp_path / "live.db") as server:
+        pulled = cli("pull", "--url", server.url, "--out", tmp_path / "v1.yaml")
+        assert pulled.returncode == 0, pulled.stderr
+        assert (tmp_path / "v1.yaml").read_text(encoding="utf-8") == EXAMPLE.read_text(encoding="utf-8")
+        edited = tmp_path / "v2.yaml"
+        edited.write_text(EXAMPLE.read_text(encoding="utf-8").replace("budget: 300000", "budget: 250000"),
+                          encoding="utf-8")
+        published = cli("publish", edited, "--url", server.url, "--note", "少花点", "--base-version", "1")
+        assert published.returncode == 0, published.stderr
+        assert "version 2" in published.stdout and "-  budget: 300000" in published.stdout
+        assert "budget 立即生效" in published.stdout and "budget hold at once" in published.stdout
+        again = cli("publish", edited, "--url", server.url)
+        assert again.returncode == 0 and "nothing changed" in again.stdout
+        stale = cli("publish", EXAMPLE, "--url", server.url, "--base-version", "1")
+        assert stale.returncode == 2 and "version_conflict" in stale.stderr
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(EXAMPLE.read_text(encoding="utf-8").replace("coupon: newcomer}", "coupon: nobody}"),
+                          encoding="utf-8")
+        refused = cli("publish", broken, "--url", server.url)
+        assert refused.returncode == 2 and "nobody" in refused.stderr  # checked here, before it is sent
+        pulled = cli("pull", "--url", server.url, "--out", tmp_path / "now.yaml")
+        assert (tmp_path / "now.yaml").read_text(encoding="utf-8") == edited.read_text(encoding="utf-8")
