@@ -110,3 +110,62 @@ def test_publish_takes_effect_at_the_next_broadcast_survives_a_kill_and_replays(
     write_outputs(replay(parse_campaign(V1), events.splitlines()), tmp_path / "replay")
     for name in ("issued.jsonl", "suppressed.jsonl"):
         assert (tmp_path / "replay" / name).read_text() == (tmp_path / "export" / name).read_text()
+
+
+OFFER_V1 = """campaign: offer-publish
+rooms: "*"
+coupons:
+  c10: {title: 十元, kind: no_threshold, amount: 10, valid_for: 30m}
+  c20: {title: 二十元, kind: no_threshold, amount: 20, valid_for: 30m}
+triggers:
+  - {name: pick, when: comment, keywords: ["要券"], offer: {arms: [null, c10, c20], explore: 0.5}}
+"""
+
+
+def test_a_restart_after_an_offer_s_coupon_changed_rebuilds_every_version_as_decided(tmp_path: Path) -> None:
+    """Decisions made under version 1's offer come back with version 1's templates (the room's), those after
+    the room's next broadcast with version 2's: the rebuilt service answers as the live one, and the
+    export replays exactly (snapshots or none)."""
+    from livecoupon.engine.clock import ClockMode
+    from livecoupon.service_layer.service import LiveService, SnapshotPolicy
+    from livecoupon.store.sqlite import SqliteStore
+
+    def comments(start: int, broadcast: int) -> list[dict[str, Any]]:
+        return [{"type": "comment", "room": f"r{n % 3}", "ts": start + n, "user": f"b{broadcast}-u{n}",
+                 "text": "要券"} for n in range(40)]
+
+    v2 = OFFER_V1.replace("amount: 10,", "amount: 12,")
+    for policy in (SnapshotPolicy(entries=25, seconds=0), SnapshotPolicy()):
+        db = tmp_path / f"offer-{policy.entries}.db"
+        live = LiveService(parse_campaign(OFFER_V1), SqliteStore(db), ClockMode.EVENT, snapshot_policy=policy,
+                           source=OFFER_V1)
+        live.rebuild()
+        live.submit([{"type": "live_start", "room": f"r{n}", "ts": T0} for n in range(3)] + comments(T0 + 1, 1))
+        assert live.publish(v2)["published"]
+        # r0 stays on air (version 1's triggers, the offer's new policy); r1 and r2 start again on version 2
+        live.submit(comments(T0 + 45, 15)[::3])
+        live.submit([e for n in (1, 2) for e in ({"type": "live_end", "room": f"r{n}", "ts": T0 + 60},
+                                                 {"type": "live_start", "room": f"r{n}", "ts": T0 + 61})])
+        live.submit(comments(T0 + 62, 2))
+        then = live.submit(comments(T0 + 200, 3)).decisions
+        learnt = live.engine.offers.policies["pick"]
+        live.close()
+        again = LiveService(parse_campaign(OFFER_V1), SqliteStore(db), ClockMode.EVENT, source=OFFER_V1)
+        again.rebuild()
+        assert again.versions()["version"] == 2
+        # its arms' coupon changed, so version 2's policy started afresh at the publish: what it learnt since,
+        # in the room still on version 1 too, is learnt again
+        rebuilt = again.engine.offers.policies["pick"]
+        assert (rebuilt.requests, rebuilt.by_arm, rebuilt.by_segment) == (learnt.requests, learnt.by_arm,
+                                                                        learnt.by_segment)
+        assert rebuilt.requests == 94 and sum(t.offers for t in rebuilt.by_arm.values()) > 0
+        faces = {d.record().template: d.request.template.terms.amount for d in then
+                 if d.issued and d.request.template is not None}
+        assert faces.get("c10", 1_200) == 1_200  # version 2's ten became twelve
+        again.close()
+        export_store(db, tmp_path / f"export-{policy.entries}")
+        out = tmp_path / f"export-{policy.entries}"
+        write_outputs(replay(parse_campaign(OFFER_V1), (out / "events.jsonl").read_text().splitlines()),
+                      tmp_path / f"replay-{policy.entries}")
+        for name in ("issued.jsonl", "suppressed.jsonl"):
+            assert (tmp_path / f"replay-{policy.entries}" / name).read_text() == (out / name).read_text()

@@ -127,6 +127,20 @@ class Engine:
         for plan in plans.values():
             plan.index(self.paused)
 
+    def template_named(self, request: IssueRequest, name: str) -> CouponTemplate | None:
+        """Template ``name`` as a decision on ``request`` had it: the request's own; an arm of its trigger's
+        offer policy (the version in force's, in every room); its room's campaign version's; the version in
+        force's (an operator's manual issue)."""
+        if request.template is not None and request.template.name == name:
+            return request.template
+        policy = self.offers.policies.get(request.trigger)
+        arm = next((t for t in policy.templates if t is not None and t.name == name), None) if policy else None
+        if arm is not None:
+            return arm
+        state = self.rooms.get(request.room)
+        known = state.plan.campaign.coupons.get(name) if state is not None else None
+        return known if known is not None else self.campaign.coupons.get(name)
+
     def _plan_for(self, room: str) -> Plan:
         """The version a broadcast of ``room`` that begins now runs."""
         return self.plan if self.campaign.listens_to(room) else self.plan.silent()

@@ -113,8 +113,8 @@ class OfferBook:
             r = d.request
             policy = self.policies.get(r.trigger)
             pending = self._pending.pop(r.coupon_id, None)
-            if pending is None or policy is None:
-                continue
+            if pending is None or policy is None or r.template not in policy.templates:
+                continue  # (not an arm of this policy: decided under a version whose offer differed)
             if d.reason in (Reason.OUT_OF_STOCK, Reason.TEMPLATE_EXPIRED):
                 policy.run_out(policy.index_of(r.template))  # no use offering it again
             if not (d.issued or d.reason in (Reason.NO_OFFER, Reason.HOLDOUT)):

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from livecoupon.domain.campaign import Campaign, Limits, with_history
 from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
-from livecoupon.domain.coupons import Coupon
+from livecoupon.domain.coupons import Coupon, CouponTemplate
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.events import Event, EventError, event_json, parse_event
 from livecoupon.domain.orders import Order
@@ -55,9 +55,9 @@ class RecordedClaims:
     decision now either.
     """
 
-    def __init__(self, store: Store, campaign: Callable[[], Campaign]) -> None:
+    def __init__(self, store: Store, template: Callable[[IssueRequest, str], CouponTemplate | None]) -> None:
         self.store = store
-        self.campaign = campaign  # every version's templates (with_history), as the engine publishes them
+        self.template = template  # (request, name): the template as the live decision had it (Engine.template_named)
 
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         known = self.store.recorded([r.coupon_id for r in requests])
@@ -66,7 +66,7 @@ class RecordedClaims:
             record = known.get(r.coupon_id)
             if record is None:
                 continue
-            template = self.campaign().coupons.get(record.template) if record.template is not None else None
+            template = self.template(r, record.template) if record.template is not None else None
             request = replace(r, template=template, propensity=record.propensity)
             made.append(Decision(request, record.reason, record.expires_at))
         return made
@@ -271,7 +271,7 @@ class LiveService:
         """
         after = self._restore()
         count = 0
-        self.engine.store = RecordedClaims(self.store, lambda: self.campaign)
+        self.engine.store = RecordedClaims(self.store, self.engine.template_named)
         try:
             with self.store.unit_of_work():
                 for raw in self.store.events(after):
