@@ -40,9 +40,13 @@
     if (dirty) history.replaceState(null, "", url.href);
   }
 
+  /** The server's {error: {code, message, field}} as an Error carrying status, code and field. */
   function problem(r, data) {
-    var error = new Error((data && data.error && data.error.message) || "HTTP " + r.status);
+    var body = (data && data.error) || {};
+    var error = new Error(body.message || "HTTP " + r.status);
     error.status = r.status;
+    error.code = body.code || null;
+    error.field = body.field || null;
     return error;
   }
 
