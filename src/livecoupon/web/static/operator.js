@@ -1,5 +1,5 @@
 /* The operator console: counters, charts, pause/resume, send to everyone present, dead letters,
- * and one viewer explained. */
+ * and one viewer explained; the campaign panel is campaign-editor.js. */
 (function () {
   "use strict";
   var C = lcConsole, $ = function (id) { return document.getElementById(id); };
@@ -128,6 +128,7 @@
     }
     $("updated").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", { hour12: false });
     if (s.dead_letters !== deadCount) { deadCount = s.dead_letters; loadDeadLetters(); }
+    lcCampaignEditor.stats(s);
   }
 
   function pct(x) { return x == null ? "—" : (x * 100).toFixed(1) + "%"; }
@@ -420,6 +421,7 @@
     $("host-token").addEventListener("submit", mintHostToken);
     $("explain").addEventListener("submit", explainViewer);
     $("dl-refresh").onclick = loadDeadLetters;
+    lcCampaignEditor.start();
     C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
     loadResults();
     setInterval(loadResults, 10000);
