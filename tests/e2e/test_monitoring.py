@@ -41,6 +41,11 @@ def test_a_scrape_counts_events_decisions_and_request_latency(client: TestClient
     refused = (("method", "POST"), ("route", "/v1/events"), ("status", "4xx"))
     assert got[("livecoupon_http_request_duration_seconds_count", refused)] == 1
     assert ("livecoupon_viewer_sockets", ()) in got
+    assert got[("livecoupon_campaign_version", ())] == 1
+    text = EXAMPLE.read_text(encoding="utf-8").replace("budget: 300000", "budget: 290000")
+    published = client.post("/v1/admin/campaign/publish", json={"yaml": text}, headers=OPERATOR)
+    assert published.status_code == 200 and published.json()["version"] == 2, published.text
+    assert samples(client.get("/metrics", headers=OPERATOR).text)[("livecoupon_campaign_version", ())] == 2
 
 
 def test_metrics_need_the_operator_key(client: TestClient) -> None:

@@ -57,6 +57,8 @@ class _RuntimeCollector(Collector):
             for reason, n in sorted(reasons.items()):
                 decisions.add_metric([trigger, "suppressed", reason], n)
         yield decisions
+        yield GaugeMetricFamily("livecoupon_campaign_version", "The campaign version in force (1: the file at start; "
+                                "each publish adds one)", value=service.version)
         yield GaugeMetricFamily("livecoupon_viewer_sockets", "Viewer WebSocket connections", value=rt.hub.connections)
         yield GaugeMetricFamily("livecoupon_console_sockets", "Console WebSocket connections", value=len(rt.consoles))
         yield GaugeMetricFamily("livecoupon_popups_waiting", "Popups held by pacing", value=rt.pacer.waiting)

@@ -76,6 +76,7 @@ class GatewayService:
         self.base, self.base_source, self.store, self.bus = campaign, source, store, bus
         self.campaign = self.in_force = campaign  # with the history of versions; the version deciding
         self.published: list[Published] = []  # the versions published through this gateway
+        self.version = 1  # the version in force
         self._publishing = threading.Lock()
         self.partitions = partitions
         self.id = gateway_id or f"g-{uuid.uuid4().hex[:12]}"
@@ -156,7 +157,7 @@ class GatewayService:
         """As on one machine: the command reaches every partition (each worker's rooms take it at their next
         broadcast). The version history is this gateway's: others learn of it when they restart."""
         with self._publishing:
-            version = self.published[-1].version if self.published else 1
+            version = self.version
             on_air = [name for name, room in self.room_summary().items() if room["on_air"]]
             answer, command = publishing.prepare(source, base_version, note, version, self.in_force,
                                                  self.published[-1].source if self.published else self.base_source,
@@ -164,14 +165,13 @@ class GatewayService:
             if command is not None:
                 self.command(command)
                 self.published.append(Published(command.version, self.clock.now(), note, source, command.campaign))
-                self.in_force = command.campaign
+                self.in_force, self.version = command.campaign, command.version
                 self.campaign = with_history([self.base, *(p.campaign for p in self.published)])
             return answer
 
     def versions(self) -> dict[str, Any]:
-        version = self.published[-1].version if self.published else 1
         source = self.published[-1].source if self.published else self.base_source
-        return publishing.history(version, source, self.published, {})
+        return publishing.history(self.version, source, self.published, {})
 
     def pause(self, trigger: str, paused: bool) -> None:
         check_trigger(self.in_force, trigger)

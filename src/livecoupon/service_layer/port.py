@@ -24,6 +24,7 @@ class Service(Protocol):
     records: dict[str, DecisionRecord]
     next_due: int | None  # the earliest timer this process fires, if any
     paused: frozenset[str]
+    version: int  # the campaign version in force
 
     @property
     def campaign(self) -> Campaign:

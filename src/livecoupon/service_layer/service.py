@@ -231,6 +231,7 @@ class LiveService:
         self.events_applied = 0
         self.next_due: int | None = None  # the earliest timer, published for the event loop
         self.paused: frozenset[str] = frozenset()  # likewise
+        self.version = 1  # likewise: the campaign version in force
         self.records: dict[str, DecisionRecord] = {}  # every decision, for metrics (written on the writer)
         self._preload_records = preload_records
         self.orders: list[Event] = []
@@ -512,6 +513,7 @@ class LiveService:
     def _publish(self) -> None:
         self.next_due = self.engine.next_timer_due() if self.clock.fires_timers else None
         self.paused = frozenset(self.engine.paused)
+        self.version = self.engine.plan.version
 
     def logged(self) -> Iterator[dict[str, Any]]:
         """The log as applied, event by event (as ``export`` writes it)."""
