@@ -580,3 +580,27 @@ def test_true_and_false_are_not_numbers(old: str, new: str, error: str) -> None:
     with pytest.raises(CampaignError) as exc:
         parse_campaign(text.replace(old, new))
     assert exc.value.errors[0].startswith(error)
+
+
+# --- schedule (an extension: docs/campaign.md) ------------------------------------------------------------------
+
+
+def test_a_schedule_is_read_as_ms_either_end_optional() -> None:
+    text = yaml.safe_dump(MINIMAL, allow_unicode=True)
+    both = parse_campaign(text + "schedule: {start: 2026-11-11T20:00:00+08:00, end: '2026-11-11T22:00:00+08:00'}\n")
+    assert (both.starts_at, both.ends_at) == (1_794_398_400_000, 1_794_405_600_000)
+    assert both.scheduled(1_794_398_400_000) and not both.scheduled(1_794_405_600_000)
+    assert not both.scheduled(1_794_398_399_999)
+    open_ended = parse_campaign(text + "schedule: {start: 2026-11-11T12:00:00Z}\n")
+    assert (open_ended.starts_at, open_ended.ends_at, open_ended.scheduled(2**53)) == (1_794_398_400_000, None, True)
+    assert (load(MINIMAL).starts_at, load(MINIMAL).ends_at) == (None, None)
+
+
+@pytest.mark.parametrize(("schedule", "error"), [
+    ("{start: 2026-11-11 20:00:00}", "schedule.start: must carry its UTC offset"),
+    ("{end: '2026-11-11T20:00:00'}", "schedule.end: must carry its UTC offset"),
+    ("{start: 2026-11-11T22:00:00+08:00, end: 2026-11-11T20:00:00+08:00}", "schedule.end: must be after"),
+    ("{begin: 2026-11-11T22:00:00+08:00}", "schedule.begin: unknown key"),
+])
+def test_schedule_errors_name_their_path(schedule: str, error: str) -> None:
+    one_error(yaml.safe_dump(MINIMAL, allow_unicode=True) + f"schedule: {schedule}\n", error)
