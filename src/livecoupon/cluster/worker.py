@@ -191,6 +191,9 @@ class Worker:
             raise
         except Exception:
             log.exception("could not start partition %d; giving its lease up", number)
+            # this task is the one _drop would cancel as "starting": forget it first, so _drop stops what was
+            # started (the subscription, the apply loop, the store) instead of cancelling the task doing it
+            self._starting.pop(number, None)
             if number in self.held:
                 await self._drop(number, release=True)
             else:
