@@ -95,7 +95,7 @@ def test_pull_and_publish_round_trip_a_running_service_s_campaign(tmp_path: Path
         published = cli("publish", edited, "--url", server.url, "--note", "少花点", "--base-version", "1")
         assert published.returncode == 0, published.stderr
         assert "version 2" in published.stdout and "-  budget: 300000" in published.stdout
-        assert "budget 立即生效" in published.stdout and "budget hold at once" in published.stdout
+        assert "limits.budget 立即生效" in published.stdout and "limits.budget hold at once" in published.stdout
         again = cli("publish", edited, "--url", server.url)
         assert again.returncode == 0 and "nothing changed" in again.stdout
         stale = cli("publish", EXAMPLE, "--url", server.url, "--base-version", "1")

@@ -65,7 +65,7 @@ def test_publish_takes_effect_at_the_next_broadcast_survives_a_kill_and_replays(
         body = answer.json()
         assert (body["published"], body["version"]) == (True, 2)
         assert body["changes"]["triggers"] == {"added": ["say-pear"], "removed": ["old-word"]}
-        assert body["effect"]["at_once"] == ["per_user"] and body["effect"]["rooms_waiting"] == ["r1"]
+        assert body["effect"]["at_once"] == ["limits.per_user"] and body["effect"]["rooms_waiting"] == ["r1"]
         assert any(line == '+  - {name: say-pear, when: comment, keywords: ["梨"], coupon: pear}'
                    for line in body["diff"])
 

@@ -187,7 +187,14 @@ def test_a_candidate_names_what_changed_and_when_it_takes_effect() -> None:
     assert command is not None and command.version == 2 and command.note == "换口令"
     assert answer["changes"]["triggers"] == {"added": ["say-b"], "removed": ["say-a"]}
     assert answer["changes"]["limits"] == ["budget"]
-    assert answer["effect"]["at_once"] == ["budget"] and answer["effect"]["rooms_waiting"] == ["r1"]
+    assert answer["effect"]["at_once"] == ["limits.budget"] and answer["effect"]["rooms_waiting"] == ["r1"]
+    timing = source(V1_TRIGGERS, head="presence_timeout: 90s\nschedule: {end: 2030-01-01T00:00:00+08:00}",
+                    tail="limits: {min_interval: 10s}")
+    timed, _ = publishing.prepare(timing, None, "", 1, current, None, [])
+    assert timed["changes"]["limits"] == ["min_interval"]
+    assert timed["changes"]["settings"] == ["presence_timeout", "schedule.end"]
+    assert timed["effect"]["at_once"] == ["limits.min_interval", "schedule.end"]
+    assert timed["effect"]["next_broadcast"] is True  # the presence timeout reaches rooms at their next broadcast
     assert any(line.startswith("+") and "香蕉" in line for line in answer["diff"])
     same, nothing = publishing.prepare(source(V1_TRIGGERS), None, "", 1, current, None, [])
     assert nothing is None and same["published"] is False
@@ -219,3 +226,21 @@ def test_a_trigger_published_later_never_fires_on_events_before_it() -> None:
               ev("live_end", 50), ev("live_start", 60), *watch("u", 61, 70), ev("comment", 65, "u", text="苹果")]
     got = [(ts, t) for ts, _, t, _ in outcomes(v1, stream)]
     assert got == [(1, "welcome"), (65, "say-a")]
+
+
+def test_explain_names_a_trigger_published_after_the_broadcast_began() -> None:
+    """u1c said the new keyword in r1, still on version 1: the explanation says why nothing came, and the
+    same words in the room's next broadcast issue the coupon."""
+    v1 = parse_campaign(source(V1_TRIGGERS))
+    stream = [*two_room_stream(), ev("comment", 312, "u1c", text="香蕉")]
+    entries = explain(v1, (parse_event(e) for e in by_ts(stream)), "u1c")
+    assert [(e["ts"], e["trigger"], e.get("reason") or e["outcome"]) for e in entries] == [
+        (111, "say-b", "earlier_version"), (111, "welcome", "issued"), (312, "say-b", "issued")]
+    assert entries[0]["why_zh"].startswith("该触发器在本场开播后才发布")
+    # a trigger unchanged but moved in the file is the room's own: nothing to explain
+    moved = source("  - {name: welcome, when: first_visit, coupon: c20}\n"
+                   "  - {name: say-a, when: comment, keywords: [\"苹果\"], coupon: c10}")
+    reordered = by_ts([ev("live_start", 0), *watch("x", 1, 30), publish_event(moved, 2, 5),
+                       ev("comment", 10, "x", text="苹果")])
+    assert [e.get("reason") or e["outcome"] for e in explain(v1, (parse_event(e) for e in reordered), "x")] == [
+        "issued", "issued"]

@@ -95,7 +95,8 @@ async def versions(rt: RuntimeDep) -> dict[str, Any]:
 async def publish(body: PublishIn, rt: RuntimeDep) -> dict[str, Any]:
     """Publish the file as the campaign's next version, logged as an operator action: its limits and schedule
     hold at once, its triggers, coupons and experiments at each room's next broadcast (``effect`` says which
-    rooms wait). An unchanged file publishes nothing (``published: false``). 422: the file cannot be used,
-    or changes what only a restart changes (campaign, ledger, delivery); 409: ``base_version`` is stale."""
+    rooms wait). An unchanged file publishes nothing (``published: false``). 409: the file cannot be used
+    (``campaign_invalid``, every error by its path), changes what only a restart changes (``campaign_fixed``:
+    campaign, ledger, delivery), or ``base_version`` is stale (``version_conflict``)."""
     service = rt.service
     return await service.call(service.publish, body.yaml, body.base_version, body.note)

@@ -39,6 +39,7 @@ class Silence(enum.StrEnum):
     ORDERED = "ordered_during_dwell"
     OFF_AIR = "off_air"
     OFF_SCHEDULE = "off_schedule"  # outside the campaign's schedule
+    EARLIER_VERSION = "earlier_version"  # a trigger published while the room was on air: from its next broadcast
 
 
 def coupon_id_for(campaign: str, room: str, broadcast: int, trigger: str, firing: str, user: str) -> str:

@@ -397,7 +397,17 @@ class Engine:
             if plan.phrases[trigger.index].matches(text):
                 room.last_fired[trigger.index] = event.ts
                 firings.append(Firing(trigger, f"{room.next_firing(trigger.index)}@{event.ts}", event.ts))
+        if self.explaining and plan is not self.plan:
+            for newer in self._published_since(plan, When.HOST_SAYS):
+                if self.plan.phrases[newer.index].matches(text):
+                    self._silent(room, newer, event.ts, None, Silence.EARLIER_VERSION)
         return firings
+
+    def _published_since(self, plan: Plan, when: When) -> list[Trigger]:
+        """Triggers of ``when`` in the version in force that ``plan`` (a room's earlier one) lacks or has otherwise."""
+        had = {t.name: t for t in plan.triggers}
+        return [t for t in self.plan.by_when[when]
+                if (known := had.get(t.name)) is None or replace(known, index=t.index) != t]
 
     def _on_flash_sale(self, room: Room, event: Event) -> list[Firing]:
         room.sales_started += 1
@@ -410,6 +420,10 @@ class Engine:
             for paused in plan.paused_by_when[When.COMMENT]:
                 if user not in room.decided_for(paused.index) and plan.keywords[paused.index].matches(text):
                     self._silent(room, paused, ts, (user,), Silence.PAUSED)
+        if self.explaining and plan is not self.plan:
+            for newer in self._published_since(plan, When.COMMENT):
+                if self.plan.keywords[newer.index].matches(text):
+                    self._silent(room, newer, ts, (user,), Silence.EARLIER_VERSION)
         for trigger in plan.by_when[When.COMMENT]:
             decided = room.decided_for(trigger.index)
             if user not in decided and plan.keywords[trigger.index].matches(text):

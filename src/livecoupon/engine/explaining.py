@@ -45,6 +45,8 @@ SILENCE_WORDS: dict[Silence, Words] = {
     Silence.ORDERED: ("观看期间已下单", "ordered during the dwell time"),
     Silence.OFF_AIR: ("直播间未开播，事件未生效", "the room was off air: the event was not applied"),
     Silence.OFF_SCHEDULE: ("不在活动时间内", "outside the campaign's schedule"),
+    Silence.EARLIER_VERSION: ("该触发器在本场开播后才发布，下一场生效",
+                              "the trigger was published after this broadcast began: it applies from the next one"),
 }
 _MISSED = {Audience.PRESENT: Silence.NOT_PRESENT, Audience.COMMENTERS: Silence.NOT_A_COMMENTER,
            Audience.TOP_GIFTERS: Silence.NOT_A_TOP_GIFTER}

@@ -24,7 +24,12 @@ from livecoupon.engine.engine import Published
 from livecoupon.errors import Refused
 
 FIXED = ("campaign", "ledger", "delivery")  # set up with the process, not by a publish
-AT_ONCE = ("limits", "starts_at", "ends_at")  # hold from the publish on, in every room
+# The settings a publish may change, by their key in the file (what the answer names them by).
+SETTINGS = {"rooms": "rooms", "presence_timeout_ms": "presence_timeout", "seed": "seed",
+            "attribution_window_ms": "attribution_window", "starts_at": "schedule.start", "ends_at": "schedule.end"}
+LIMITS = {"per_user": "per_user", "min_interval_ms": "min_interval", "budget": "budget", "max_risk": "max_risk",
+          "room_budget": "room_budget"}
+AT_ONCE = ("schedule.start", "schedule.end")  # besides every limit: they hold from the publish on, in every room
 DIFF_LINES = 2_000  # a larger line diff is cut (the summary still names every change)
 
 
@@ -94,9 +99,9 @@ def changes(old: Campaign, new: Campaign) -> dict[str, Any]:
                              {t.name: replace(t, index=0) for t in new.triggers}),
         "coupons": _by_name(old.coupons, new.coupons),
         "experiments": _by_name({e.name: e for e in old.experiments}, {e.name: e for e in new.experiments}),
-        "limits": [f.name for f in fields(old.limits) if getattr(old.limits, f.name) != getattr(new.limits, f.name)],
-        "settings": [name for name in ("rooms", "presence_timeout_ms", "seed", "attribution_window_ms",
-                                       "starts_at", "ends_at") if getattr(old, name) != getattr(new, name)],
+        "limits": [LIMITS[f.name] for f in fields(old.limits)
+                   if getattr(old.limits, f.name) != getattr(new.limits, f.name)],
+        "settings": [key for name, key in SETTINGS.items() if getattr(old, name) != getattr(new, name)],
     }
 
 
@@ -108,7 +113,7 @@ def _by_name(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[s
 
 def effect(changed: dict[str, Any], rooms_on_air: Iterable[str]) -> dict[str, Any]:
     """When the publish takes effect: what holds at once, and which rooms wait for their next broadcast."""
-    at_once = list(changed["limits"]) + [s for s in changed["settings"] if s in AT_ONCE]
+    at_once = [f"limits.{key}" for key in changed["limits"]] + [s for s in changed["settings"] if s in AT_ONCE]
     later = any(changed[part] for part in ("triggers", "coupons", "experiments")) or \
         any(s not in AT_ONCE for s in changed["settings"])
     waiting = sorted(rooms_on_air) if later else []
@@ -127,7 +132,7 @@ def _words_zh(at_once: list[str], later: bool, waiting: list[str]) -> str:
 def _words_en(at_once: list[str], later: bool, waiting: list[str]) -> str:
     parts = [f"{', '.join(at_once)} hold at once"] if at_once else []
     if later:
-        parts.append(f"trigger and coupon changes reach each room at its next live_start ({len(waiting)} on air "
-                     f"keep the version before until their broadcast ends)" if waiting else
+        parts.append(f"trigger and coupon changes reach each room at its next live_start (rooms on air now: "
+                     f"{len(waiting)}; each keeps its version until its broadcast ends)" if waiting else
                      "trigger and coupon changes reach each room at its next live_start (none is on air now)")
     return "; ".join(parts) or "nothing changed"
