@@ -8,10 +8,9 @@ has one JSON form, read by :func:`command_from_json` and written by :func:`comma
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.campaign import Campaign  # at run time: compiled dataclasses resolve their fields
 
 MAX_USERS = 100_000  # one manual issue or blocklist change
 MAX_NAME = 128
