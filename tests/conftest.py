@@ -17,6 +17,7 @@ from livecoupon.store.sqlite import SqliteStore
 from support.environment import IN_CI
 
 PG_SERVER = os.environ.get("LIVECOUPON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_SERVER = os.environ.get("LIVECOUPON_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "campaign.yaml"
 
@@ -48,9 +49,28 @@ def pg_url() -> Iterator[str]:
         admin.close()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis: tests keep to key prefixes of their own (their deployment's name) and remove
+    them; one that flushes takes a database number of its own. Missing Redis fails the run in CI and
+    skips these tests elsewhere."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis is required in CI ({REDIS_SERVER}): {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_SERVER}: {exc}")
+    finally:
+        client.close()
+    return REDIS_SERVER
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres", "postgres+redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Every backend behind the store port; the contract tests run against each."""
+    """Every backend behind the store port; the contract tests run against each (``postgres+redis``:
+    PostgreSQL with the claims' counters in Redis)."""
     backend: Store
     if request.param == "memory":
         backend = MemoryStore()
@@ -59,7 +79,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         from livecoupon.store.postgres import PostgresStore
 
-        pg = PostgresStore(request.getfixturevalue("pg_url"), f"t_{uuid.uuid4().hex[:12]}")
+        claims = request.getfixturevalue("redis_url") if request.param == "postgres+redis" else None
+        pg = PostgresStore(request.getfixturevalue("pg_url"), f"t_{uuid.uuid4().hex[:12]}", claims=claims)
         yield pg
         pg.drop()
         return

@@ -27,15 +27,19 @@ from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore
 
 
-def open_store(db: str | Path, url: str | None = None, name: str = "livecoupon") -> RelationalStore:
-    """The embedded SQLite file, or with ``url`` (``postgresql://…``) the deployment ``name`` on PostgreSQL."""
+def open_store(db: str | Path, url: str | None = None, name: str = "livecoupon",
+               claims: str | None = None) -> RelationalStore:
+    """The embedded SQLite file, or with ``url`` (``postgresql://…``) the deployment ``name`` on PostgreSQL;
+    ``claims`` (``redis://…``, recorded for the deployment) keeps the claims' counters in Redis."""
     if url is None:
+        if claims is not None:
+            raise ValueError("--claims needs --store postgresql://…")
         return SqliteStore(db)
     if not url.startswith(("postgresql://", "postgres://")):
         raise ValueError(f"--store {url!r}: only postgresql:// stores are supported")
     from livecoupon.store.postgres import PostgresStore
 
-    return PostgresStore(url, name)
+    return PostgresStore(url, name, claims=claims)
 
 
 def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
@@ -117,10 +121,12 @@ def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
 
 
 def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, clock: ClockMode = ClockMode.WALL,
-              store_url: str | None = None, name: str = "livecoupon", source: str | None = None) -> FastAPI:
-    """The service on SQLite (``db``) or PostgreSQL (``store_url``); merchant webhooks' dead letters and
-    deliveries are kept beside the store (store/webhooks.py, store/postgres_webhooks.py)."""
-    store = open_store(db, store_url, name)
+              store_url: str | None = None, name: str = "livecoupon", source: str | None = None,
+              claims: str | None = None) -> FastAPI:
+    """The service on SQLite (``db``) or PostgreSQL (``store_url``, its claims' counters in Redis with
+    ``claims``); merchant webhooks' dead letters and deliveries are kept beside the store
+    (store/webhooks.py, store/postgres_webhooks.py)."""
+    store = open_store(db, store_url, name, claims)
     service = build_service(campaign, store, clock, source)
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       webhooks=webhooks_from_env(db, store_url, name), throttle=Throttle.from_env(),
@@ -137,8 +143,10 @@ class Scale:
 
 
 def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: str, name: str, scale: Scale,
-                      clock: ClockMode = ClockMode.WALL, source: str | None = None) -> FastAPI:
-    """A gateway, a worker, or both, over PostgreSQL (``store_url``) and NATS JetStream (``scale.bus``)."""
+                      clock: ClockMode = ClockMode.WALL, source: str | None = None,
+                      claims: str | None = None) -> FastAPI:
+    """A gateway, a worker, or both, over PostgreSQL (``store_url``) and NATS JetStream (``scale.bus``);
+    ``claims`` (``redis://…``) moves the deployment's claims' counters to Redis, for every process of it."""
     from livecoupon.cluster.bus import Bus
     from livecoupon.cluster.gateway import GatewayService
     from livecoupon.cluster.leases import deployment_partitions
@@ -148,6 +156,8 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
 
     if not store_url.startswith(("postgresql://", "postgres://")):
         raise ValueError("--bus needs --store postgresql://…: workers share the ledger and the logs there")
+    if claims is not None:
+        PostgresStore(store_url, name, claims=claims).close()  # recorded: the workers' partitions claim through it
     bus = Bus(scale.bus, Subjects(name))
     # the workers create coupons in the merchant's system; a gateway takes the merchant's reports
     ledger = ledger_from_env(campaign)

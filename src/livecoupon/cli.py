@@ -130,6 +130,10 @@ _CREDENTIAL_NAMES = {"LIVECOUPON_API_KEY": "运营密钥 / operator key",
                      "LIVECOUPON_VIEWER_SECRET": "观众令牌签名密钥 / viewer-token secret"}
 
 
+CLAIMS_HELP = ("redis://…: keep the claims' counters in Redis (with --store; recorded for the deployment, "
+               "so its other processes follow)")
+
+
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
@@ -150,6 +154,7 @@ def serve(
     partitions: Annotated[int, typer.Option("--partitions", min=1, max=1024,
                                             help="partitions of rooms, fixed by a deployment's first start"
                                             )] = DEFAULT_PARTITIONS,
+    claims: Annotated[str | None, typer.Option("--claims", envvar="LIVECOUPON_CLAIMS", help=CLAIMS_HELP)] = None,
 ) -> None:
     """启动服务 / Run the service on the embedded store (a SQLite file), on PostgreSQL with --store, and
     as gateways and workers over NATS JetStream with --bus (SPEC §7, docs/scaling.md)."""
@@ -177,11 +182,12 @@ def serve(
         raise typer.Exit(UNUSABLE)
     try:
         if bus is None:
-            application = build_app(campaign, db, credentials, clock, store, name, config.read_text(encoding="utf-8"))
+            application = build_app(campaign, db, credentials, clock, store, name, config.read_text(encoding="utf-8"),
+                                    claims)
         else:
             assert store is not None
             application = build_cluster_app(campaign, credentials, store, name, Scale(bus, role, partitions), clock,
-                                            config.read_text(encoding="utf-8"))
+                                            config.read_text(encoding="utf-8"), claims)
     except LedgerSecretMissing as exc:
         err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
@@ -215,12 +221,17 @@ def cluster(
     workers: Annotated[int, typer.Option("--workers", min=1, max=8)] = 2,
     port: Annotated[int, typer.Option("--port", help="the first gateway's port; the others follow")] = 8100,
     clock: Annotated[ClockMode, typer.Option("--clock")] = ClockMode.WALL,
+    claims: Annotated[str | None, typer.Option("--claims", envvar="LIVECOUPON_CLAIMS", help=CLAIMS_HELP)] = None,
 ) -> None:
     """本机集群 / Run gateways and workers on this machine (``serve --role``), sharing one set of credentials,
     until Ctrl-C: a scaled-out deployment to try (docs/scaling.md)."""
     from livecoupon.cluster.local import run_local
 
     _campaign_or_exit(config)
+    if claims is not None:
+        from livecoupon.store.postgres import PostgresStore
+
+        PostgresStore(store, name, claims=claims).close()  # recorded: every process it starts claims through it
     run_local(config, store, bus, name, gateways=gateways, workers=workers, port=port, clock=clock.value)
 
 

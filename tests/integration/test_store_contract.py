@@ -17,6 +17,12 @@ PCT = CouponTemplate("pct", "九折", Terms(CouponKind.PERCENT, percent_tenths=1
                      valid_until_ms=2_000_000)
 
 
+def _counts_in_redis(store: Store) -> bool:
+    """PostgreSQL with the claims' counters in Redis keeps none in ``budget_shares``."""
+    redis_claims = getattr(store, "redis_claims", None)
+    return redis_claims is not None and redis_claims() is not None
+
+
 def request(user: str, *, at: int = 1_000_000, trigger: str = "t", firing: str = "", room: str = "r",
             broadcast: int = 1, template: CouponTemplate | None = TEN, campaign: str = "c") -> IssueRequest:
     cid = coupon_id_for(campaign, room, broadcast, trigger, firing, user)
@@ -203,7 +209,7 @@ def test_budget_shares_are_counted_and_a_store_without_the_counters_sums_them_on
 
     assert all(d.issued for d in store.issue(asking("u", 2, "t", 3_000), limits))  # t: 20 of 30 yuan; r: 20 of 50
     assert (store.spent("c"), store.spent("c", "t"), store.spent("c", "other")) == (2_000, 2_000, 0)
-    if isinstance(store, RelationalStore):
+    if isinstance(store, RelationalStore) and not _counts_in_redis(store):
         with store.unit_of_work():
             rows = dict(store._run("SELECT share, spent FROM budget_shares WHERE campaign='c'").fetchall())
             assert rows == {"trigger:t": 2_000, "room:r": 2_000}

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
-from livecoupon.store.relational import Query, RelationalStore
+from livecoupon.store.port import CampaignTotals
+from livecoupon.store.redis import ClaimsRebuilding, RedisClaims, RedisCounters
+from livecoupon.store.relational import Query, Reads, RelationalStore
 
 T = TypeVar("T")
 
@@ -62,6 +67,8 @@ CREATE TABLE IF NOT EXISTS engine_snapshots (
     PRIMARY KEY (log, fingerprint, position));
 CREATE TABLE IF NOT EXISTS ledger_confirmations (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS acknowledgements (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), url TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 """
 
 DEFAULT_NAME = "livecoupon"
@@ -75,23 +82,88 @@ def schema_name(name: str) -> str:
 
 
 class PostgresStore(RelationalStore):
-    """The store in one PostgreSQL schema; a connection per thread."""
+    """The store in one PostgreSQL schema; a connection per thread.
+
+    Claims go through Redis when the deployment says so (``claims_redis``, recorded by a store opened
+    with ``claims=``): every process of the deployment then claims the same way (:mod:`.redis`).
+    """
 
     BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
-    def __init__(self, url: str, name: str = DEFAULT_NAME, log: str = "", prepare: bool = True) -> None:
+    def __init__(self, url: str, name: str = DEFAULT_NAME, log: str = "", prepare: bool = True,
+                 claims: str | None = None) -> None:
         """``prepare=False``: the deployment's tables exist already; no connection is opened until first used
-        (so a partition's store connects on its own writer thread)."""
+        (so a partition's store connects on its own writer thread). ``claims``: ``redis://…`` to keep the
+        claims' counters in that Redis, recorded for the deployment (with ``prepare``); None: as recorded."""
         super().__init__(log)
         self.url = url
         self.schema = schema_name(name)
         self._sql: dict[str, str] = {}
+        if claims is not None and not claims.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"--claims {claims!r}: give a redis:// URL")
+        self._claims_url = claims
+        self._redis: RedisClaims | None = None
+        self._claims_resolved = False
+        self._resolving = threading.Lock()
         if not prepare:
             return
         with self.unit_of_work():
             self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             self._db.execute(_TABLES)
+            if claims is not None:
+                self._run("INSERT INTO claims_redis (url) VALUES (?) "
+                          "ON CONFLICT (one) DO UPDATE SET url = excluded.url", (claims,))
+        self.redis_claims()  # a Redis that cannot hold claims safely is refused at start
+
+    def redis_claims(self) -> RedisClaims | None:
+        """The deployment's claims in Redis, if it keeps them there (resolved once, on first use)."""
+        if self._claims_resolved:
+            return self._redis
+        with self._resolving:
+            if not self._claims_resolved:
+                url = self._claims_url
+                if url is None:
+                    row = self._run("SELECT url FROM claims_redis").fetchone()
+                    url = row[0] if row is not None else None
+                if url is not None:
+                    counters = RedisCounters(url, self.schema)
+                    counters.check_settings()
+                    self._redis = RedisClaims(self, counters)
+                self._claims_resolved = True
+        return self._redis
+
+    # -- the claims ledger: in Redis when the deployment keeps its counters there --------------
+    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        claims = self.redis_claims()
+        return claims.issue(requests, limits) if claims is not None else super().issue(requests, limits)
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        claims = self.redis_claims()
+        if claims is None:
+            return super().passing_caps(requests, limits)
+        return claims.passing_caps(requests, limits)
+
+    def spent(self, campaign: str, trigger: str | None = None) -> int:
+        claims = self.redis_claims()
+        return claims.spent(campaign, trigger) if claims is not None else super().spent(campaign, trigger)
+
+    def totals(self, campaign: str) -> CampaignTotals:
+        claims = self.redis_claims()
+        return claims.totals(campaign) if claims is not None else super().totals(campaign)
+
+    def _claiming(self, campaign: str) -> Reads:
+        """The claims lock, and a guard: once the deployment claims through Redis (another process started
+        with ``--claims`` since this store looked), the counters read here are no longer kept."""
+        reads = super()._claiming(campaign)
+
+        def moved(rows: list[tuple[Any, ...]]) -> None:
+            if rows:
+                self._claims_resolved = False
+                raise ClaimsRebuilding("此部署的领取计数已移至 Redis / this deployment claims through Redis now; "
+                                       "retry")
+        reads.add(("SELECT url FROM claims_redis", ()), moved)
+        return reads
 
     def _connect(self) -> psycopg.Connection[Any]:
         db = psycopg.connect(self.url, autocommit=True)
@@ -152,8 +224,17 @@ class PostgresStore(RelationalStore):
                 cursor.execute(self._translate(sql), args)
         return cursors
 
+    def close(self) -> None:
+        super().close()
+        if self._redis is not None:
+            self._redis.counters.close()
+
     def drop(self) -> None:
-        """Remove the deployment's schema and everything in it (tests, and tearing a deployment down)."""
+        """Remove the deployment's schema and everything in it, its counters in Redis too (tests, and
+        tearing a deployment down)."""
+        claims = self.redis_claims()
+        if claims is not None:
+            claims.counters.drop()
         self._db.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         self.close()
 

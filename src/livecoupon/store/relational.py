@@ -54,8 +54,12 @@ COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\",
 
 Query = tuple[str, Sequence[Any]]
 
+INSERT_DECISION = ("INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, "
+                   "template_id, at, reason, expires_at, experiment, variant, state, device_key, propensity) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
-class _Reads:
+
+class Reads:
     """Queries to run together, each with what consumes its rows."""
 
     def __init__(self) -> None:
@@ -155,6 +159,14 @@ class RelationalStore(ABC):
     def unit_of_work(self) -> AbstractContextManager[None]:
         return self._transaction()
 
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside a unit of work."""
+        return bool(getattr(self._local, "depth", 0))
+
+    def transaction(self) -> int:
+        """This thread's current (or latest) unit of work, numbered: what a lock held until it ends names."""
+        return int(getattr(self._local, "serial", 0))
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         if getattr(self._local, "depth", 0):
@@ -166,6 +178,7 @@ class RelationalStore(ABC):
             return
         self._run(self.BEGIN_WRITE)
         self._local.depth = 1
+        self._local.serial = getattr(self._local, "serial", 0) + 1
         try:
             yield
         except BaseException:
@@ -235,19 +248,19 @@ class RelationalStore(ABC):
             self._run_reads(reads)
             return [r for r in requests if cap_reason(limits, counters, r) is None]
 
-    def _claiming(self, campaign: str) -> _Reads:
+    def _claiming(self, campaign: str) -> Reads:
         """The reads of a claim, starting with the campaign's lock (where the backend needs one)."""
-        reads = _Reads()
+        reads = Reads()
         lock = self._lock_query(campaign)
         if lock is not None:
             reads.add(lock, lambda rows: None)
         return reads
 
-    def _run_reads(self, reads: _Reads) -> None:
+    def _run_reads(self, reads: Reads) -> None:
         for (_, consume), rows in zip(reads.queries, self._fetch([q for q, _ in reads.queries]), strict=True):
             consume(rows)
 
-    def _read_known(self, requests: Sequence[IssueRequest], reads: _Reads, known: dict[str, Decision]) -> None:
+    def _read_known(self, requests: Sequence[IssueRequest], reads: Reads, known: dict[str, Decision]) -> None:
         by_id = {r.coupon_id: r for r in requests}
 
         def consume(rows: list[tuple[Any, ...]]) -> None:
@@ -258,7 +271,7 @@ class RelationalStore(ABC):
             reads.add((f"SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id IN ({_marks(len(chunk))})",
                        chunk), consume)
 
-    def _read_counters(self, requests: Sequence[IssueRequest], limits: Limits, reads: _Reads,
+    def _read_counters(self, requests: Sequence[IssueRequest], limits: Limits, reads: Reads,
                        counters: IssueCounters) -> None:
         """The reads that fill ``counters`` for ``requests`` (run with the others, then consumed)."""
         campaign = requests[0].campaign
@@ -302,7 +315,7 @@ class RelationalStore(ABC):
                 f"ELSE t.amount END), 0) FROM decisions d {hint} JOIN templates t ON t.id = d.template_id "
                 f"WHERE d.campaign=? AND d.reason IS NULL AND {where}", (campaign, value))
 
-    def _read_broadcast_counts(self, requests: Sequence[IssueRequest], reads: _Reads,
+    def _read_broadcast_counts(self, requests: Sequence[IssueRequest], reads: Reads,
                                counters: IssueCounters) -> None:
         campaign = requests[0].campaign
         for room, broadcast in {(r.room, r.broadcast) for r in requests}:
@@ -319,7 +332,7 @@ class RelationalStore(ABC):
             else:
                 reads.add((f"{base} GROUP BY \"user\"", (campaign, room, broadcast)), consume)
 
-    def _read_device_counts(self, requests: Sequence[IssueRequest], reads: _Reads, counters: IssueCounters) -> None:
+    def _read_device_counts(self, requests: Sequence[IssueRequest], reads: Reads, counters: IssueCounters) -> None:
         keys = sorted({r.device_key for r in requests if r.device_key is not None})
         for chunk in chunks(keys):
             reads.add((f"SELECT device_key, count(*) FROM decisions {self._hint('coupons_by_device')} WHERE "
@@ -327,7 +340,7 @@ class RelationalStore(ABC):
                        "NULL GROUP BY device_key", (requests[0].campaign, *chunk)),
                       lambda rows: counters.on_device.update(rows))
 
-    def _read_last_issued(self, requests: Sequence[IssueRequest], interval: int, reads: _Reads,
+    def _read_last_issued(self, requests: Sequence[IssueRequest], interval: int, reads: Reads,
                           counters: IssueCounters) -> None:
         campaign = requests[0].campaign
         users = sorted({r.user for r in requests})
@@ -344,6 +357,15 @@ class RelationalStore(ABC):
     def _write_decisions(self, made: Sequence[Decision], moves: Sequence[tuple[Query, str]] = ()) -> None:
         """The decisions and the supply counters they moved, written together; a counter found changed
         under the writer (``moves``: each statement and what to say if it moved no row) rolls all back."""
+        rows = self._decision_rows(made)
+        if rows:
+            self._many(INSERT_DECISION, rows)
+        for changed, (_, complaint) in zip(self._write([q for q, _ in moves]), moves, strict=True):
+            if changed != 1:
+                raise ConcurrentUpdate(complaint)
+
+    def _decision_rows(self, made: Sequence[Decision]) -> list[tuple[Any, ...]]:
+        """The ``decisions`` rows of ``made``, in :data:`INSERT_DECISION`'s column order."""
         rows = []
         for d in made:
             r, template = d.request, d.request.template
@@ -353,15 +375,7 @@ class RelationalStore(ABC):
                          self._template_id(r.campaign, template) if issued and template is not None else None,
                          r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
                          "issued" if issued else None, r.device_key, r.propensity))
-        if rows:
-            self._many(
-                "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, "
-                "template_id, at, reason, expires_at, experiment, variant, state, device_key, propensity) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows)
-        for changed, (_, complaint) in zip(self._write([q for q, _ in moves]), moves, strict=True):
-            if changed != 1:
-                raise ConcurrentUpdate(complaint)
+        return rows
 
     def _template_id(self, campaign: str, template: CouponTemplate) -> int:
         """The row holding this template's terms, interned: coupons keep the terms they were issued under."""

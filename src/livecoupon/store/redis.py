@@ -1,0 +1,430 @@
+"""Claims decided in Redis, recorded in PostgreSQL (SPEC §7: hot counters in Redis, never the only copy).
+
+A deployment on PostgreSQL may keep its claims' counters — stock, budget and its shares, ``per_user``,
+``per_device``, ``min_interval`` — in Redis (``--claims redis://…``): each ``issue()`` is decided by one
+Lua script over them, and its decisions are written to PostgreSQL in the caller's transaction, as
+without Redis. PostgreSQL stays the record; Redis holds nothing that cannot be counted again from it.
+
+Fencing. Counters and decisions live in two servers, so a Redis that loses its data (a flush, a
+restart) must never be refilled while decisions it counted are still on their way to PostgreSQL.
+Every claim writer holds the campaign's fence — a transaction-scoped *shared* PostgreSQL advisory
+lock — from before its script until its transaction ends, and claims only under the **epoch**
+PostgreSQL records for the campaign (``claims_epochs``): the script refuses when Redis holds another
+epoch or none. A rebuild takes the fence *exclusively*, so it waits for every writer in flight to
+commit or roll back, counts the campaign's decisions in PostgreSQL, loads them into Redis, and
+records a new epoch in both. A writer whose script is refused rolls its transaction back
+(:class:`ClaimsRebuilding`, a 503); the next claim of this store rebuilds first.
+
+A transaction that rolls back after its script leaves Redis counting claims nobody recorded: fewer
+coupons than the limits allow until the next rebuild, never more.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import redis
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.decisions import Decision, IssueRequest, Reason
+from livecoupon.errors import Unavailable
+from livecoupon.store.port import CampaignTotals, collector_paused
+from livecoupon.store.relational import INSERT_DECISION, ROOM_SHARE, TRIGGER_SHARE, Query, Reads
+
+if TYPE_CHECKING:
+    from livecoupon.store.postgres import PostgresStore
+
+CAMPAIGN_SHARE = "campaign"  # the whole campaign's spend, beside the trigger:… and room:… shares
+FACE = "CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) ELSE t.amount END"  # a coupon's fen
+_LOAD_CHUNK = 10_000  # hash fields per HSET while loading
+_REBUILD_LOCK_TIMEOUT = "10s"  # a rebuild that waits longer gives up (ClaimsRebuilding): never wait forever
+
+# KEYS: epoch, stock (template -> issued), spent (share -> fen), per_user (room\x1fbroadcast\x1fuser -> issued),
+#       devices (device key -> issued), last (user -> ms of the last issue)
+# ARGV: epoch, dry ('1': caps only, nothing moves), per_user, min_interval, budget, room_budget (-1: none),
+#       then 13 per request: reason so far ('' none), device key ('' none), per_device, per_user field, user,
+#       at, past validity ('1'), template, stock, face, the trigger's budget, its share, the room's share.
+# The order of the checks is SPEC §4's, as domain/decisions.py decide_one makes them. Every share is counted,
+# budgeted or not, so a budget given to a trigger or the rooms later starts from what they issued.
+CLAIM_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local dry = ARGV[2] == '1'
+local per_user, min_interval = tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget, room_budget = tonumber(ARGV[5]), tonumber(ARGV[6])
+local function count(key, name) return tonumber(redis.call('HGET', key, name) or '0') end
+local reasons = {}
+for i = 7, #ARGV, 13 do
+  local reason, device, per_device = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local in_broadcast, user, at = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  if reason == '' and device ~= '' and per_device >= 0 and count(KEYS[5], device) >= per_device then
+    reason = 'device_cap'
+  end
+  if reason == '' and per_user >= 0 and count(KEYS[4], in_broadcast) >= per_user then reason = 'per_user_cap' end
+  if reason == '' and min_interval >= 0 then
+    local last = redis.call('HGET', KEYS[6], user)
+    if last and tonumber(at) - tonumber(last) < min_interval then reason = 'min_interval' end
+  end
+  if not dry then
+    local template, stock, face = ARGV[i + 7], tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9])
+    local own, trigger_share, room_share = tonumber(ARGV[i + 10]), ARGV[i + 11], ARGV[i + 12]
+    if reason == '' and ARGV[i + 6] == '1' then reason = 'template_expired' end
+    if reason == '' and stock >= 0 and count(KEYS[2], template) >= stock then reason = 'out_of_stock' end
+    if reason == '' and budget >= 0 and count(KEYS[3], 'campaign') + face > budget then reason = 'over_budget' end
+    if reason == '' and own >= 0 and count(KEYS[3], trigger_share) + face > own then reason = 'over_budget' end
+    if reason == '' and room_budget >= 0 and count(KEYS[3], room_share) + face > room_budget then
+      reason = 'over_budget'
+    end
+    if reason == '' then
+      redis.call('HINCRBY', KEYS[4], in_broadcast, 1)
+      if device ~= '' then redis.call('HINCRBY', KEYS[5], device, 1) end
+      redis.call('HSET', KEYS[6], user, at)
+      redis.call('HINCRBY', KEYS[2], template, 1)
+      redis.call('HINCRBY', KEYS[3], 'campaign', face)
+      redis.call('HINCRBY', KEYS[3], trigger_share, face)
+      redis.call('HINCRBY', KEYS[3], room_share, face)
+    end
+  end
+  reasons[#reasons + 1] = reason
+end
+return reasons
+"""
+
+
+class ClaimsRebuilding(Unavailable):
+    """Redis lost the campaign's counters (or is away): this transaction is rolled back and the counters
+    are counted again from PostgreSQL before the next claim; retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="claims_rebuilding")
+
+
+@dataclass
+class Recount:
+    """A campaign's counters as PostgreSQL's decisions give them (what Redis is loaded with)."""
+
+    stock: dict[str, int] = field(default_factory=dict)
+    spent: dict[str, int] = field(default_factory=dict)  # CAMPAIGN_SHARE, trigger:…, room:… -> fen
+    per_user: dict[str, int] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)
+    last: dict[str, int] = field(default_factory=dict)
+
+
+def _none(value: int | float | None) -> int | float:
+    return -1 if value is None else value
+
+
+def _broadcast_field(room: str, broadcast: int, user: str) -> str:
+    return f"{room}\x1f{broadcast}\x1f{user}"
+
+
+def _settled_before_counters(request: IssueRequest, limits: Limits, dry: bool) -> Reason | None:
+    """The reasons decide_one gives before it reads a counter: no template (a holdout, or an offer of
+    nothing; not a cap, so not with ``dry``), then the blocklist and risk (SPEC §4 step 2's first checks)."""
+    if request.template is None and not dry:
+        return Reason.HOLDOUT if request.propensity is None else Reason.NO_OFFER
+    if request.blocked:
+        return Reason.BLOCKED
+    if limits.max_risk is not None and request.risk is not None and request.risk > limits.max_risk:
+        return Reason.RISK
+    return None
+
+
+class RedisCounters:
+    """One deployment's claim counters in Redis, a hash per counter and campaign, under one hash tag
+    (``{deployment:campaign}``: a campaign's keys share a Redis Cluster slot, as its script needs)."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url, self.namespace = url, namespace
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._claim = self.client.register_script(CLAIM_SCRIPT)
+
+    def keys(self, campaign: str) -> list[str]:
+        tag = f"livecoupon:{{{self.namespace}:{campaign}}}"
+        return [f"{tag}:{part}" for part in ("epoch", "stock", "spent", "per_user", "devices", "last")]
+
+    def check_settings(self) -> None:
+        """Refuse a Redis that may drop some keys and keep others (eviction), or come back from a restart
+        with old counters under a current epoch (persistence): either would let claims over-issue."""
+        policy = self.client.info("memory").get("maxmemory_policy", "noeviction")
+        if policy != "noeviction":
+            raise ValueError(f"--claims {self.url}: maxmemory-policy is {policy}; claims need noeviction")
+        try:
+            save = self.client.config_get("save").get("save", "")
+            appendonly = self.client.config_get("appendonly").get("appendonly", "no")
+        except redis.ResponseError:  # CONFIG is disabled (a managed Redis): docs/scaling.md asks for no persistence
+            return
+        if save or appendonly != "no":
+            raise ValueError(f"--claims {self.url}: persistence is on (save {save!r}, appendonly {appendonly}); "
+                             "claims need a Redis that restarts empty (save \"\", appendonly no)")
+
+    def claim(self, campaign: str, epoch: int, limits: Limits, requests: Sequence[IssueRequest],
+              dry: bool = False) -> list[Reason | None] | None:
+        """Each request's reason (None: issued, or with ``dry`` passing the caps), counters moved for the
+        issued; None when Redis holds no counters of ``epoch``."""
+        args: list[Any] = [epoch, "1" if dry else "0", _none(limits.per_user), _none(limits.min_interval_ms),
+                           _none(limits.budget), _none(limits.room_budget)]
+        for r in requests:
+            settled = _settled_before_counters(r, limits, dry)
+            template = r.template
+            face = (template.terms.face_value or 0) if template is not None else 0
+            args += [settled.value if settled is not None else "", r.device_key or "", _none(r.per_device),
+                     _broadcast_field(r.room, r.broadcast, r.user), r.user, r.at,
+                     "1" if template is not None and template.is_past_validity(r.at) else "0",
+                     template.name if template is not None else "", _none(template.stock if template else None),
+                     face, _none(r.trigger_budget), TRIGGER_SHARE + r.trigger, ROOM_SHARE + r.room]
+        try:
+            answer = self._claim(keys=self.keys(campaign), args=args)
+        except redis.RedisError as exc:
+            raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
+        if answer is None:
+            return None
+        return [Reason(reason.decode()) if reason else None for reason in answer]
+
+    def epoch(self, campaign: str) -> int | None:
+        value = self.client.get(self.keys(campaign)[0])
+        return int(value) if value is not None else None
+
+    def spent(self, campaign: str, share: str, epoch: int) -> int | None:
+        """A share's fen from Redis, or None when Redis holds no counters of ``epoch``."""
+        keys = self.keys(campaign)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(keys[0])
+        pipe.hget(keys[2], share)
+        held, value = pipe.execute()
+        if held is None or int(held) != epoch:
+            return None
+        return int(value or 0)
+
+    def load(self, campaign: str, epoch: int, recount: Recount) -> None:
+        """Replace the campaign's counters with ``recount``, the epoch last, in one MULTI/EXEC."""
+        epoch_key, *hashes = self.keys(campaign)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(epoch_key, *hashes)
+        for key, values in zip(hashes, (recount.stock, recount.spent, recount.per_user, recount.devices,
+                                        recount.last), strict=True):
+            for part in _slices(values):
+                pipe.hset(key, items=part)
+        pipe.set(epoch_key, epoch)
+        pipe.execute()
+
+    def drop(self) -> None:
+        """Remove every campaign's counters of this deployment (tearing it down)."""
+        for key in self.client.scan_iter(match=f"livecoupon:{{{self.namespace}:*", count=1_000):
+            self.client.unlink(key)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _slices(values: dict[str, int]) -> Iterator[list[str | int]]:
+    """``values`` as HSET's flat name, value, name, value… lists, a few thousand fields each."""
+    items = list(values.items())
+    for start in range(0, len(items), _LOAD_CHUNK):
+        yield [part for item in items[start:start + _LOAD_CHUNK] for part in item]
+
+
+class RedisClaims:
+    """The claims ledger of a :class:`PostgresStore` whose counters are in Redis: the script decides, the
+    store's connection records (in the caller's transaction), an exclusive fence rebuilds."""
+
+    def __init__(self, store: PostgresStore, counters: RedisCounters) -> None:
+        self.store, self.counters = store, counters
+        self._current: set[str] = set()  # campaigns this store has claimed under their current epoch
+        self._changing = threading.Lock()
+        self._rebuilding = threading.Lock()
+        self._fenced = threading.local()  # per thread: (the unit of work holding fences, their campaigns)
+
+    def _fence(self, campaign: str) -> Query:
+        return "SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", (self._fence_key(campaign),)
+
+    def _fence_key(self, campaign: str) -> str:
+        return f"{self.store.schema}:claims-fence:{campaign}"
+
+    # -- claiming ----------------------------------------------------------------------
+    def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        """Decide and record ``requests``; on its own transaction, a refused script is rebuilt and retried."""
+        if not requests:
+            return []
+        for _ in range(3):
+            try:
+                with collector_paused(len(requests)), self.store.unit_of_work():
+                    return self._issue(requests, limits)
+            except ClaimsRebuilding:
+                if self.store.in_transaction():
+                    raise  # the caller's transaction is lost with it: its caller retries
+        raise ClaimsRebuilding("Redis 计数重建中 / the claims' counters keep being rebuilt; retry")
+
+    def _issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        campaign = requests[0].campaign
+        assert all(r.campaign == campaign for r in requests), "one campaign per batch"
+        self._make_current(campaign)
+        known: dict[str, Decision] = {}
+        epoch = self._fenced_reads(campaign, requests, known)
+        first: dict[str, IssueRequest] = {}
+        for r in requests:  # a coupon id asked for twice is decided once, as first asked
+            if r.coupon_id not in known:
+                first.setdefault(r.coupon_id, r)
+        fresh = list(first.values())
+        made: dict[str, Decision] = {}
+        for r, reason in zip(fresh, self._claim(campaign, epoch, limits, fresh) if fresh else [], strict=True):
+            expires_at = r.template.expires_at(r.at) if reason is None and r.template is not None else None
+            made[r.coupon_id] = Decision(r, reason, expires_at)
+        if made and self._record(list(made.values())) != len(made):
+            # another writer recorded some of these ids after our read: theirs stand, and the script counted
+            # claims nobody keeps, so the counters are counted again before the next claim
+            self._forget(campaign)
+            made |= {cid: Decision(made[cid].request, record.reason, record.expires_at)
+                     for cid, record in self.store.recorded(list(made)).items()}
+        return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        if not requests:
+            return []
+        for _ in range(3):
+            try:
+                with self.store.unit_of_work():
+                    campaign = requests[0].campaign
+                    self._make_current(campaign)
+                    epoch = self._fenced_reads(campaign, (), {})
+                    reasons = self._claim(campaign, epoch, limits, requests, dry=True)
+                    return [r for r, reason in zip(requests, reasons, strict=True) if reason is None]
+            except ClaimsRebuilding:
+                if self.store.in_transaction():
+                    raise
+        raise ClaimsRebuilding("Redis 计数重建中 / the claims' counters keep being rebuilt; retry")
+
+    def _claim(self, campaign: str, epoch: int | None, limits: Limits, requests: Sequence[IssueRequest],
+               dry: bool = False) -> list[Reason | None]:
+        reasons = self.counters.claim(campaign, epoch, limits, requests, dry) if epoch is not None else None
+        if reasons is None:
+            self._forget(campaign)
+            raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
+        return reasons
+
+    def _fenced_reads(self, campaign: str, requests: Sequence[IssueRequest], known: dict[str, Decision]) -> int | None:
+        """One round trip: the fence (shared), the campaign's epoch, and into ``known`` the decisions made
+        already under the requests' coupon ids."""
+        epoch: list[int] = []
+        reads = Reads()
+        reads.add(self._fence(campaign), lambda rows: None)
+        reads.add(("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)),
+                  lambda rows: epoch.extend(int(row[0]) for row in rows))
+        if requests:
+            self.store._read_known(requests, reads, known)
+        self.store._run_reads(reads)
+        serial, campaigns = getattr(self._fenced, "held", (0, set()))
+        if serial != self.store.transaction():
+            serial, campaigns = self.store.transaction(), set()
+        self._fenced.held = (serial, campaigns | {campaign})
+        return epoch[0] if epoch else None
+
+    def _record(self, made: Sequence[Decision]) -> int:
+        """Write the decisions in the caller's transaction; how many were new (an id another writer
+        recorded first is left as it was)."""
+        return self.store._many(f"{INSERT_DECISION} ON CONFLICT (coupon_id) DO NOTHING",
+                                self.store._decision_rows(made))
+
+    # -- rebuilding --------------------------------------------------------------------
+    def _forget(self, campaign: str) -> None:
+        """The campaign's counters in Redis are not current: count them again before the next claim."""
+        with self._changing:
+            self._current.discard(campaign)
+
+    def _holds_fence(self, campaign: str) -> bool:
+        serial, campaigns = getattr(self._fenced, "held", (0, set()))
+        return serial == self.store.transaction() and self.store.in_transaction() and campaign in campaigns
+
+    def _make_current(self, campaign: str) -> None:
+        """Before the fence: the first claim of a campaign, or the first since its counters were found
+        gone, makes sure Redis holds them under PostgreSQL's epoch (rebuilding them if not)."""
+        if campaign in self._current:
+            return
+        if self._holds_fence(campaign):  # a rebuild would wait for this very transaction
+            raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
+        row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
+        if row is not None and self.counters.epoch(campaign) == row[0]:  # current (each claim checks again)
+            with self._changing:
+                self._current.add(campaign)
+            return
+        self.rebuild(campaign)
+
+    def rebuild(self, campaign: str) -> None:
+        """Count the campaign's claims again from PostgreSQL into Redis under a new epoch, once every claim
+        writer in flight has finished (the fence, exclusive), on a connection of its own."""
+        with self._rebuilding:
+            if campaign in self._current:
+                return  # another thread of this store rebuilt it meanwhile
+            try:
+                with psycopg.connect(self.store.url, autocommit=True, connect_timeout=5) as db:
+                    db.execute(f"SET search_path TO {self.store.schema}")
+                    db.execute(f"SET lock_timeout = '{_REBUILD_LOCK_TIMEOUT}'")
+                    with db.transaction():
+                        self._rebuild_on(db, campaign)
+            except (psycopg.errors.LockNotAvailable, redis.RedisError) as exc:
+                raise ClaimsRebuilding(f"Redis 计数重建未完成 / rebuilding the claims' counters failed: {exc}") from exc
+            with self._changing:
+                self._current.add(campaign)
+
+    def _rebuild_on(self, db: psycopg.Connection[Any], campaign: str) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self._fence_key(campaign),))
+        row = db.execute("SELECT epoch FROM claims_epochs WHERE campaign = %s", (campaign,)).fetchone()
+        if row is not None and self.counters.epoch(campaign) == row[0]:
+            return  # another process rebuilt it while this one waited for the fence
+        epoch = (row[0] if row is not None else 0) + 1
+        self.counters.load(campaign, epoch, recount(db, campaign))
+        db.execute("INSERT INTO claims_epochs (campaign, epoch) VALUES (%s, %s) ON CONFLICT (campaign) "
+                   "DO UPDATE SET epoch = excluded.epoch", (campaign, epoch))
+
+    # -- reading the counters ----------------------------------------------------------
+    def spent(self, campaign: str, trigger: str | None = None) -> int:
+        """From Redis while it holds the campaign's current epoch; else summed from the decisions."""
+        share = CAMPAIGN_SHARE if trigger is None else TRIGGER_SHARE + trigger
+        row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
+        found = self.counters.spent(campaign, share, int(row[0])) if row is not None else None
+        if found is not None:
+            return found
+        where, args = ("", ()) if trigger is None else (" AND d.trigger=?", (trigger,))
+        [(fen,)] = self.store._run(f"SELECT COALESCE(sum({FACE}), 0) FROM decisions d JOIN templates t ON "
+                                   f"t.id = d.template_id WHERE d.campaign=? AND d.reason IS NULL{where}",
+                                   (campaign, *args)).fetchall()
+        return int(fen)
+
+    def totals(self, campaign: str) -> CampaignTotals:
+        """From the decisions: the stock and budget tables are not kept while Redis counts."""
+        stock = {template: int(n) for template, n in self.store._run(
+            "SELECT template, count(*) FROM decisions WHERE campaign=? AND reason IS NULL GROUP BY template",
+            (campaign,))}
+        [(spent, issued, suppressed)] = self.store._run(
+            f"SELECT COALESCE(sum({FACE}) FILTER (WHERE d.reason IS NULL), 0), count(*) FILTER (WHERE d.reason "
+            "IS NULL), count(*) FILTER (WHERE d.reason IS NOT NULL) FROM decisions d LEFT JOIN templates t "
+            "ON t.id = d.template_id WHERE d.campaign=?", (campaign,)).fetchall()
+        return CampaignTotals(int(spent), stock, int(issued), int(suppressed))
+
+
+def recount(db: psycopg.Connection[Any], campaign: str) -> Recount:
+    """The campaign's counters, counted from its issued coupons in PostgreSQL."""
+    counts = Recount()
+    issued = "FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL"
+    for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
+        counts.stock[template] = n
+    counts.spent[CAMPAIGN_SHARE] = 0
+    for trigger, room, fen in db.execute(
+            f"SELECT d.trigger, d.room, sum({FACE}) FROM decisions d JOIN templates t ON t.id = d.template_id "
+            "WHERE d.campaign = %s AND d.reason IS NULL GROUP BY d.trigger, d.room", (campaign,)):
+        for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
+            counts.spent[share] = counts.spent.get(share, 0) + int(fen)
+    for room, broadcast, user, n in db.execute(
+            f"SELECT d.room, d.broadcast, d.\"user\", count(*) {issued} GROUP BY d.room, d.broadcast, d.\"user\"",
+            (campaign,)):
+        counts.per_user[_broadcast_field(room, broadcast, user)] = n
+    for device, n in db.execute(f"SELECT d.device_key, count(*) {issued} AND d.device_key IS NOT NULL "
+                                "GROUP BY d.device_key", (campaign,)):
+        counts.devices[device] = n
+    for user, at in db.execute(f"SELECT d.\"user\", max(d.at) {issued} GROUP BY d.\"user\"", (campaign,)):
+        counts.last[user] = at
+    return counts
+
