@@ -39,6 +39,7 @@ MODULES = (
     "livecoupon.engine.engine",
     "livecoupon.engine.explaining",
     "livecoupon.engine.phrases",
+    "livecoupon.engine.plans",
     "livecoupon.engine.recordings",
     "livecoupon.engine.replay",
     "livecoupon.engine.rooms",
