@@ -40,7 +40,11 @@ if TYPE_CHECKING:
 
 CAMPAIGN_SHARE = "campaign"  # the whole campaign's spend, beside the trigger:… and room:… shares
 FACE = "CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) ELSE t.amount END"  # a coupon's fen
-_LOAD_CHUNK = 10_000  # hash fields per HSET while loading
+_LOAD_CHUNK = 10_000
+# the decisions table's columns as relational.INSERT_DECISION names them, and their types
+INSERT_DECISIONS = INSERT_DECISION.split(" VALUES", 1)[0]
+_DECISION_TYPES = ("text", "text", "text", "bigint", "text", "text", "text", "bigint", "bigint", "text", "bigint",
+                   "text", "text", "text", "text", "double precision")  # hash fields per HSET while loading
 _REBUILD_LOCK_TIMEOUT = "10s"  # a rebuild that waits longer gives up (ClaimsRebuilding): never wait forever
 
 # KEYS: epoch, stock (template -> issued), spent (share -> fen), per_user (room\x1fbroadcast\x1fuser -> issued),
@@ -307,26 +311,35 @@ class RedisClaims:
 
     def _fenced_reads(self, campaign: str, requests: Sequence[IssueRequest], known: dict[str, Decision]) -> int | None:
         """One round trip: the fence (shared), the campaign's epoch, and into ``known`` the decisions made
-        already under the requests' coupon ids."""
-        epoch: list[int] = []
+        already under the requests' coupon ids (one array parameter: faster than an IN list of 50 here)."""
+        epoch: list[int | None] = []
+        by_id = {r.coupon_id: r for r in requests}
         reads = Reads()
         reads.add(self._fence(campaign), lambda rows: None)
+        # a statement of its own, after the fence: one reading it with the lock would see the epoch of before
+        # the wait for the lock, and have a claim refused after a rebuild it waited for
         reads.add(("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)),
-                  lambda rows: epoch.extend(int(row[0]) for row in rows))
-        if requests:
-            self.store._read_known(requests, reads, known)
+                  lambda rows: epoch.append(rows[0][0] if rows else None))
+        if by_id:
+            def consume(rows: list[tuple[Any, ...]]) -> None:
+                for coupon_id, reason, expires_at in rows:
+                    known[coupon_id] = Decision(by_id[coupon_id], Reason(reason) if reason else None, expires_at)
+            reads.add(("SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id = ANY(?)", (list(by_id),)),
+                      consume)
         self.store._run_reads(reads)
         serial, campaigns = getattr(self._fenced, "held", (0, set()))
         if serial != self.store.transaction():
             serial, campaigns = self.store.transaction(), set()
         self._fenced.held = (serial, campaigns | {campaign})
-        return epoch[0] if epoch else None
+        return epoch[0]
 
     def _record(self, made: Sequence[Decision]) -> int:
-        """Write the decisions in the caller's transaction; how many were new (an id another writer
-        recorded first is left as it was)."""
-        return self.store._many(f"{INSERT_DECISION} ON CONFLICT (coupon_id) DO NOTHING",
-                                self.store._decision_rows(made))
+        """Write the decisions in the caller's transaction, as one statement over a column of arrays each;
+        how many were new (an id another writer recorded first is left as it was)."""
+        columns = list(zip(*self.store._decision_rows(made), strict=True))
+        arrays = ", ".join(f"?::{kind}[]" for kind in _DECISION_TYPES)
+        return int(self.store._run(f"{INSERT_DECISIONS} SELECT * FROM unnest({arrays}) "
+                                   "ON CONFLICT (coupon_id) DO NOTHING", [list(c) for c in columns]).rowcount)
 
     # -- rebuilding --------------------------------------------------------------------
     def _forget(self, campaign: str) -> None:
