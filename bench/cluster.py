@@ -26,6 +26,9 @@ prints the commit and whether ``src/`` differs from it, at the start and at the 
      (``--workers``) over NATS and PostgreSQL, ``--partitions`` partitions, once the workers
      hold an even share of them (read from each worker's ``/v1/admin/health``).
 
+   Each PostgreSQL row once with the claims decided there (under the campaign's lock) and once
+   with ``--claims redis://…`` (``--claims-in``: the counters in Redis, store/redis.py).
+
    All with ``--clock event``. Before the clock starts, an earlier broadcast in one warm-up
    room per partition (``--warm-viewers``: every process has loaded what it loads on first use,
    and the tables hold some thousand decisions), not counted; then, on PostgreSQL, ``ANALYZE``
@@ -65,6 +68,9 @@ prints the commit and whether ``src/`` differs from it, at the start and at the 
      ``synchronous_commit`` as configured, and again with ``synchronous_commit=off`` (these
      two after ``--claim-prior`` claims of an earlier broadcast and ``ANALYZE``), and on a
      fresh, never-analyzed schema (pg-cold);
+   - ``PostgresStore.issue`` on a deployment whose claims go through Redis (``--claims``,
+     store/redis.py): one Lua script per call over the counters, the decisions written to
+     PostgreSQL in the call's transaction (after the same earlier broadcast and ``ANALYZE``);
    - a bare Redis Lua script doing the equivalent per claim (the decision already known?
      then that; ``per_user`` counter, last-issued time, stock left > 0, budget under; on
      issue: stock decremented, budget added, counters moved; the decision recorded in a hash),
@@ -531,24 +537,27 @@ def run_throughput(args: argparse.Namespace, work: Path) -> list[Throughput]:
     finally:
         stop_all([server])
 
-    if not args.no_pg_single:
-        name = f"lcb_single_{RUN}"
-        server = start_serve("single-pg", work, config, "--store", args.pg, "--name", name)
+    for claims in args.claims_modes:
+        if args.no_pg_single:
+            break
+        name = f"lcb_single_{RUN}_{claims}"
+        server = start_serve("single-pg", work, config, "--store", args.pg, "--name", name, *claims_args(args, claims))
         try:
             wait_http(server)
-            results.append(measure(Throughput("serve --store postgresql, no bus", 0), server.url,
-                                   lambda: pg_counts(args.pg, name), warm_body, per_client, len(events), [server],
-                                   settle=lambda: analyze(args.pg, name), locks=(args.pg, name, campaign)))
+            results.append(measure(Throughput(f"serve --store postgresql{CLAIMS_LABELS[claims]}, no bus", 0),
+                                   server.url, lambda name=name: pg_counts(args.pg, name), warm_body, per_client,
+                                   len(events), [server], settle=lambda name=name: analyze(args.pg, name),
+                                   locks=(args.pg, name, campaign)))
         finally:
             stop_all([server])
-            drop_schema(args.pg, name)
+            drop_deployment(args.pg, name)
 
     nats = start_nats(work)
     try:
-        for k in args.workers:
-            name = f"lcb_w{k}_{RUN}"
+        for claims, k in [(claims, k) for claims in args.claims_modes for k in args.workers]:
+            name = f"lcb_w{k}_{RUN}_{claims}"
             common = ("--store", args.pg, "--name", name, "--bus", f"nats://127.0.0.1:{nats.port}",
-                      "--partitions", str(args.partitions))
+                      "--partitions", str(args.partitions), *claims_args(args, claims))
             procs: list[Proc] = []
             try:
                 for i in range(k):
@@ -560,7 +569,7 @@ def run_throughput(args: argparse.Namespace, work: Path) -> list[Throughput]:
                 wait_http(gateway)
                 held = wait_even(procs[:k], args.partitions)
                 log(f"  {k} worker(s) hold partitions {[len(h) for h in held]}")
-                label = f"1 gateway + {k} worker{'s' if k > 1 else ''} (NATS, PostgreSQL)"
+                label = f"1 gateway + {k} worker{'s' if k > 1 else ''} (NATS, PostgreSQL{CLAIMS_LABELS[claims]})"
                 result = Throughput(label, k)
                 measure(result, gateway.url, lambda name=name: pg_counts(args.pg, name), warm_body, per_client,
                         len(events), [*procs, nats], settle=lambda name=name: analyze(args.pg, name),
@@ -568,10 +577,30 @@ def run_throughput(args: argparse.Namespace, work: Path) -> list[Throughput]:
                 results.append(result)
             finally:
                 stop_all(procs)
-                drop_schema(args.pg, name)
+                drop_deployment(args.pg, name)
     finally:
         stop_all([nats])
     return results
+
+
+CLAIMS_LABELS = {"pg": "", "redis": ", claims in Redis"}
+
+
+def claims_args(args: argparse.Namespace, claims: str) -> tuple[str, ...]:
+    """``serve``'s arguments for a way of claiming: in PostgreSQL (none), or ``--claims`` Redis."""
+    return ("--claims", args.redis) if claims == "redis" else ()
+
+
+def drop_deployment(url: str, name: str) -> None:
+    """The deployment's schema, and its claims' counters in Redis if it kept them there."""
+    import psycopg
+
+    from livecoupon.store.postgres import PostgresStore
+
+    try:
+        PostgresStore(url, name, prepare=False).drop()
+    except psycopg.Error:  # never created (a process that did not start)
+        drop_schema(url, name)
 
 
 def throughput_table(results: list[Throughput], args: argparse.Namespace) -> tuple[list[tuple[str, list[str]]],
@@ -980,9 +1009,9 @@ class RedisClaims:
 
 
 class PostgresClaims:
-    """PostgresStore.issue over one deployment schema."""
+    """PostgresStore.issue over one deployment schema (its counters in Redis with ``claims``)."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, claims: str | None = None) -> None:
         from livecoupon.domain.campaign import Limits
         from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
         from livecoupon.store.postgres import PostgresStore
@@ -991,7 +1020,7 @@ class PostgresClaims:
         self.five = CouponTemplate("five", "五元", Terms(CouponKind.NO_THRESHOLD, amount=FACE),
                                    valid_for_ms=VALID_FOR_MS, stock=STOCK)
         self.limits = Limits(per_user=PER_USER, min_interval_ms=MIN_INTERVAL_MS, budget=BUDGET)
-        self.store = PostgresStore(url, name)
+        self.store = PostgresStore(url, name, claims=claims)
 
     def call(self, coupon_id: str, user: str, broadcast: int, at: int) -> Any:
         from livecoupon.domain.decisions import IssueRequest
@@ -1005,12 +1034,10 @@ class PostgresClaims:
         import psycopg
 
         name = self.name
+        totals = self.store.totals(CLAIM_CAMPAIGN)  # the counters PostgreSQL keeps, or with Redis its decisions
+        stock, spent = sum(totals.stock_used.values()), totals.budget_spent
         with psycopg.connect(self.url, autocommit=True) as db:
             recorded = db.execute(f"SELECT count(*) FROM {name}.decisions").fetchone()[0]  # type: ignore[index]
-            stock = db.execute(f"SELECT COALESCE(sum(issued), 0) FROM {name}.template_stock"
-                               ).fetchone()[0]  # type: ignore[index]
-            spent = db.execute(f"SELECT COALESCE(sum(spent), 0) FROM {name}.campaign_budget"
-                               ).fetchone()[0]  # type: ignore[index]
             per_user = Counter(dict(db.execute(f"SELECT \"user\", count(*) FROM {name}.decisions WHERE reason IS "
                                                "NULL AND broadcast = %s GROUP BY \"user\"",
                                                (CLAIM_BROADCAST,)).fetchall()))
@@ -1018,14 +1045,16 @@ class PostgresClaims:
 
 
 def claimer(backend: str, args: argparse.Namespace) -> RedisClaims | PostgresClaims:
-    return RedisClaims(args.redis, args.child_prefix) if backend == "redis" else PostgresClaims(args.pg,
-                                                                                               args.child_name)
+    if backend == "redis":
+        return RedisClaims(args.redis, args.child_prefix)
+    return PostgresClaims(args.pg, args.child_name, claims=args.redis if backend == "pg-redis" else None)
 
 
 def claims_child(args: argparse.Namespace) -> int:
     """One claiming process: prepare, say ready, wait for go, claim for --claim-seconds, print what it did."""
     backend, index, batch = args.child, args.child_index, args.claim_batch_now
-    cap = int(args.claim_seconds * (150_000 if backend == "redis" else 40_000) / max(1, args.claim_procs)) + batch
+    cap = int(args.claim_seconds * (40_000 if backend.startswith("pg") and backend != "pg-redis" else 150_000)
+              / max(1, args.claim_procs)) + batch
     side = claimer(backend, args)
     calls = [side.call(*claim) for claim in claim_plan(f"p{index}", cap, args.claim_users)]
     latencies: list[float] = []
@@ -1066,7 +1095,8 @@ class Claims:
 CLAIM_LABELS = {"redis": "Redis Lua script (EVALSHA; batched: pipelined)",
                 "pg": "PostgresStore.issue (synchronous_commit=on)",
                 "pg-async": "PostgresStore.issue (synchronous_commit=off)",
-                "pg-cold": "PostgresStore.issue, fresh schema (no prior rows, no ANALYZE)"}
+                "pg-cold": "PostgresStore.issue, fresh schema (no prior rows, no ANALYZE)",
+                "pg-redis": "PostgresStore.issue, --claims redis:// (counters in Redis)"}
 BACKENDS = tuple(CLAIM_LABELS)
 
 
@@ -1153,7 +1183,7 @@ def run_claims_variant(args: argparse.Namespace, work: Path, backend: str, batch
     finally:
         stop_all(procs)
         if isinstance(side, PostgresClaims):
-            side.store.close()
+            side.store.drop()  # the schema, and with --claims its counters in Redis
         if backend == "redis":
             redis_cleanup(args.redis, prefix)
         else:
@@ -1273,6 +1303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     throughput.add_argument("--partitions", type=int, default=16, help="partitions (default 16)")
     throughput.add_argument("--no-pg-single", action="store_true",
                             help="skip the single process on PostgreSQL (no bus)")
+    throughput.add_argument("--claims-in", default="pg,redis",
+                            help="where claims are counted, each a set of rows: pg, redis (--claims; default both)")
     restart = parser.add_argument_group("2. restart")
     restart.add_argument("--restart-sizes", help="log lengths (default 100000,1000000,10000000; quick 20000,100000)")
     restart.add_argument("--tail", type=int, default=20_000,
@@ -1300,6 +1332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.viewers = args.viewers or (100 if args.quick else 400)
     args.seconds = args.seconds or (600 if args.quick else 1800)
     args.workers = sizes(args.workers)
+    args.claims_modes = [mode for mode in args.claims_in.split(",") if mode]
+    if not set(args.claims_modes) <= set(CLAIMS_LABELS):
+        parser.error(f"--claims-in {args.claims_in!r}: use pg, redis or both")
     args.restart_sizes = sizes(args.restart_sizes or ("20000,100000" if args.quick else "100000,1000000,10000000"))
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - {"throughput", "restart", "claims"}
