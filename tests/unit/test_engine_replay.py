@@ -291,3 +291,20 @@ def test_file_order_does_not_change_the_decisions_when_timestamps_are_distinct(
     assert 10 * per_template["c10"] + 20 * per_template["c20"] + 30 * per_template["pct"] <= 400
     assert all(r["room"] != "r9" for r in expected)
     assert json.dumps(expected)  # records are plain JSON
+
+
+def test_comments_of_present_viewers_decide_as_applied_events() -> None:
+    """Replay takes a present viewer's comment without an Event (Engine.comment): it must keep what apply keeps
+    (presence, the latest comment for a commenters audience) and fire what apply fires, flash sales aside."""
+    from livecoupon.campaign_file import parse_campaign
+
+    camp = parse_campaign(PROPERTY_CAMPAIGN)
+    events = by_ts([
+        ev("live_start", 0, room="r1"), *watch("a", 1, 100, every=10), *watch("b", 2, 100, every=10),
+        ev("comment", 20, "a", text="hi"), ev("comment", 21, "b", text="扣1"), ev("comment", 22, "a", text="扣1"),
+        ev("transcript", 30, room="r1", text="评论"), ev("flash_sale", 40, room="r1", duration=10),
+        ev("comment", 45, "b", text="hi"), ev("comment", 75, "a", text="扣1"), ev("comment", 95, "c", text="扣1")])
+    _, live = apply_live(camp, events)
+    assert [record(d) for d in live] == records(camp, events)
+    made = {(r["user"], r["trigger"]) for r in records(camp, events)}
+    assert {("a", "talk"), ("b", "talk"), ("a", "kou1"), ("b", "kou1"), ("b", "flash"), ("c", "kou1")} <= made
