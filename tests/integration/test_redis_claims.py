@@ -231,6 +231,36 @@ def test_a_rebuild_waits_for_claims_in_flight(pg_url: str, deployment: str, redi
         other.close()
 
 
+def test_an_id_another_writer_records_first_stands_and_the_counters_are_counted_again(
+        pg_url: str, deployment: str) -> None:
+    """Two writers claim the same coupon id at once (a fenced worker and its successor): the one that
+    commits first stands for both, and the claim the other's script counted is not kept in Redis."""
+    two = replace(FIVE, stock=2)
+    first, second = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
+    claimed, answers = threading.Event(), []
+
+    def claim_and_commit_late() -> None:
+        with first.unit_of_work():
+            answers.append(first.issue([_request("x", "same", two)], Limits())[0])
+            claimed.set()
+            time.sleep(0.5)  # the other writer reads no decision under this id, claims it, and waits to insert
+
+    thread = threading.Thread(target=claim_and_commit_late)
+    thread.start()
+    try:
+        claimed.wait(timeout=10)
+        [again] = second.issue([_request("x", "same", two)], Limits())
+        thread.join()
+        assert again.issued and again.expires_at == answers[0].expires_at
+        [other] = second.issue([_request("y", "other", two)], Limits())
+        assert other.issued  # the second unit of stock: the duplicate's claim was counted away
+        assert second.totals("c").stock_used == {"five": 2}
+    finally:
+        thread.join()
+        first.close()
+        second.close()
+
+
 def test_a_claim_refused_inside_a_transaction_rolls_it_back_and_the_next_rebuilds(pg_url: str,
                                                                                  deployment: str) -> None:
     store = PostgresStore(pg_url, deployment)

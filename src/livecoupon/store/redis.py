@@ -180,10 +180,7 @@ class RedisCounters:
                      "1" if template is not None and template.is_past_validity(r.at) else "0",
                      template.name if template is not None else "", _none(template.stock if template else None),
                      face, _none(r.trigger_budget), TRIGGER_SHARE + r.trigger, ROOM_SHARE + r.room]
-        try:
-            answer = self._claim(keys=self.keys(campaign), args=args)
-        except redis.RedisError as exc:
-            raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
+        answer = self._claim(keys=self.keys(campaign), args=args)
         if answer is None:
             return None
         return [Reason(reason.decode()) if reason else None for reason in answer]
@@ -238,6 +235,7 @@ class RedisClaims:
     def __init__(self, store: PostgresStore, counters: RedisCounters) -> None:
         self.store, self.counters = store, counters
         self._current: set[str] = set()  # campaigns this store has claimed under their current epoch
+        self._miscounted: set[str] = set()  # campaigns whose counters may hold claims nobody recorded
         self._changing = threading.Lock()
         self._rebuilding = threading.Lock()
         self._fenced = threading.local()  # per thread: (the unit of work holding fences, their campaigns)
@@ -280,7 +278,7 @@ class RedisClaims:
         if made and self._record(list(made.values())) != len(made):
             # another writer recorded some of these ids after our read: theirs stand, and the script counted
             # claims nobody keeps, so the counters are counted again before the next claim
-            self._forget(campaign)
+            self._forget(campaign, miscounted=True)
             made |= {cid: Decision(made[cid].request, record.reason, record.expires_at)
                      for cid, record in self.store.recorded(list(made)).items()}
         return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
@@ -303,7 +301,11 @@ class RedisClaims:
 
     def _claim(self, campaign: str, epoch: int | None, limits: Limits, requests: Sequence[IssueRequest],
                dry: bool = False) -> list[Reason | None]:
-        reasons = self.counters.claim(campaign, epoch, limits, requests, dry) if epoch is not None else None
+        try:
+            reasons = self.counters.claim(campaign, epoch, limits, requests, dry) if epoch is not None else None
+        except redis.RedisError as exc:  # the script may have run before the answer was lost
+            self._forget(campaign, miscounted=not dry)
+            raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
         if reasons is None:
             self._forget(campaign)
             raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
@@ -342,10 +344,13 @@ class RedisClaims:
                                    "ON CONFLICT (coupon_id) DO NOTHING", [list(c) for c in columns]).rowcount)
 
     # -- rebuilding --------------------------------------------------------------------
-    def _forget(self, campaign: str) -> None:
-        """The campaign's counters in Redis are not current: count them again before the next claim."""
+    def _forget(self, campaign: str, miscounted: bool = False) -> None:
+        """The campaign's counters in Redis are gone, or (``miscounted``) count claims nobody recorded:
+        count them again before the next claim."""
         with self._changing:
             self._current.discard(campaign)
+            if miscounted:
+                self._miscounted.add(campaign)
 
     def _holds_fence(self, campaign: str) -> bool:
         serial, campaigns = getattr(self._fenced, "held", (0, set()))
@@ -358,11 +363,12 @@ class RedisClaims:
             return
         if self._holds_fence(campaign):  # a rebuild would wait for this very transaction
             raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
-        row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
-        if row is not None and self.counters.epoch(campaign) == row[0]:  # current (each claim checks again)
-            with self._changing:
-                self._current.add(campaign)
-            return
+        if campaign not in self._miscounted:
+            row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
+            if row is not None and self.counters.epoch(campaign) == row[0]:  # current (each claim checks again)
+                with self._changing:
+                    self._current.add(campaign)
+                return
         self.rebuild(campaign)
 
     def rebuild(self, campaign: str) -> None:
@@ -371,21 +377,23 @@ class RedisClaims:
         with self._rebuilding:
             if campaign in self._current:
                 return  # another thread of this store rebuilt it meanwhile
+            miscounted = campaign in self._miscounted
             try:
                 with psycopg.connect(self.store.url, autocommit=True, connect_timeout=5) as db:
                     db.execute(f"SET search_path TO {self.store.schema}")
                     db.execute(f"SET lock_timeout = '{_REBUILD_LOCK_TIMEOUT}'")
                     with db.transaction():
-                        self._rebuild_on(db, campaign)
+                        self._rebuild_on(db, campaign, miscounted)
             except (psycopg.errors.LockNotAvailable, redis.RedisError) as exc:
                 raise ClaimsRebuilding(f"Redis 计数重建未完成 / rebuilding the claims' counters failed: {exc}") from exc
             with self._changing:
                 self._current.add(campaign)
+                self._miscounted.discard(campaign)
 
-    def _rebuild_on(self, db: psycopg.Connection[Any], campaign: str) -> None:
+    def _rebuild_on(self, db: psycopg.Connection[Any], campaign: str, miscounted: bool) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self._fence_key(campaign),))
         row = db.execute("SELECT epoch FROM claims_epochs WHERE campaign = %s", (campaign,)).fetchone()
-        if row is not None and self.counters.epoch(campaign) == row[0]:
+        if not miscounted and row is not None and self.counters.epoch(campaign) == row[0]:
             return  # another process rebuilt it while this one waited for the fence
         epoch = (row[0] if row is not None else 0) + 1
         self.counters.load(campaign, epoch, recount(db, campaign))
