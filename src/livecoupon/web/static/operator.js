@@ -4,7 +4,7 @@
   "use strict";
   var C = lcConsole, $ = function (id) { return document.getElementById(id); };
   var PALETTE = ["#ff7a18", "#ff2d55", "#ffb020", "#c2255c", "#845ef7", "#20c997", "#868e96"];
-  var rateChart, reasonChart, deadCount = -1, lastStats = null, explaining = 0;
+  var rateChart, reasonChart, deadCount = -1, lastStats = null, lastOffers = null, explaining = 0;
 
   function charts() {
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
@@ -102,7 +102,9 @@
   }
 
   function render(s) {
+    var first = !lastStats;
     lastStats = s;
+    if (first && lastOffers) renderOffers(lastOffers); // their headings name each trigger's kind, from the stats
     kpis(s);
     drawCharts(s);
     var body = $("triggers"), sig = JSON.stringify(s.triggers);
@@ -248,7 +250,8 @@
 
   /** metrics.offers: per offer trigger, its arms, the policy's value, off-policy estimates, spend. */
   function renderOffers(offers) {
-    var names = Object.keys(offers), box = $("offers"), sig = JSON.stringify(offers);
+    lastOffers = offers;
+    var names = Object.keys(offers), box = $("offers"), sig = JSON.stringify(offers) + (lastStats ? "+stats" : "");
     $("offers-card").hidden = !names.length;
     if (box.dataset.sig === sig) return; // unchanged: a tooltip being read stays put
     box.dataset.sig = sig;
