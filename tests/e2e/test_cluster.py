@@ -285,6 +285,21 @@ def test_a_campaign_published_through_a_gateway_reaches_every_worker_at_each_roo
         after = client.post(f"{b}/v1/events", json=comments(12, "late")).json()["decisions"]
         assert sorted(d["room"] for d in after if d["trigger"] == "say-pear") == sorted(rooms)
         assert client.get(f"{b}/v1/admin/campaign/versions", headers=OPERATOR).json()["version"] == 2
+        # gateway A learns of it from the workers' room summaries and reads it from the logs
+        deadline = time.monotonic() + 20
+        while (seen := client.get(f"{a}/v1/admin/campaign/versions", headers=OPERATOR).json())["version"] != 2 \
+                or set(seen["rooms"].values()) != {2}:  # (room summaries come once a second)
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+        assert seen["yaml"] == published and [v["note"] for v in seen["versions"]] == [
+            "启动时的活动文件 / the file at start", "cluster"]
+        assert sorted(seen["rooms"]) == sorted(rooms)
+        cluster.gateways[0].restart()  # and a gateway started afresh reads it at once
+        again = client.get(f"{a}/v1/admin/campaign/versions", headers=OPERATOR).json()
+        assert (again["version"], again["yaml"]) == (2, published)
+        stale = client.post(f"{a}/v1/admin/campaign/publish", headers=OPERATOR,
+                            json={"yaml": text, "base_version": 1})
+        assert stale.status_code == 409 and stale.json()["error"]["code"] == "version_conflict"
     live, again = export_and_replay(tmp_path, pg_url, "publish", config)
     assert [e["version"] for e in lines(live / "events.jsonl") if e.get("action") == "publish"] == [2]
     assert_replay_agrees(live, again)

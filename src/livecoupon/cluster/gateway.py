@@ -27,7 +27,7 @@ from livecoupon.cluster.bus import Bus
 from livecoupon.cluster.logs import merged_log
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
 from livecoupon.domain.campaign import Campaign, with_history
-from livecoupon.domain.commands import Command, IssueManually, IssueToPresent, PauseTrigger
+from livecoupon.domain.commands import Command, IssueManually, IssueToPresent, PauseTrigger, PublishCampaign
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.domain.events import Event, event_json, parse_event
 from livecoupon.domain.orders import Order
@@ -78,6 +78,7 @@ class GatewayService:
         self.published: list[Published] = []  # the versions published through this gateway
         self.version = 1  # the version in force
         self._publishing = threading.Lock()
+        self._loading = False  # reading the versions published from the logs
         self.partitions = partitions
         self.id = gateway_id or f"g-{uuid.uuid4().hex[:12]}"
         self._latest_ts: int | None = None
@@ -127,9 +128,31 @@ class GatewayService:
         return sum(rooms.events_applied for _, rooms in self._rooms.values())
 
     def rebuild(self) -> int:
-        """Nothing to rebuild here: the decisions so far, for the counters."""
-        self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
+        """Nothing to rebuild here: the decisions so far, for the counters, and the campaign versions published."""
+        self.records = {r.coupon_id: r for r in self.store.decisions(self.base.campaign)}
+        self.load_published()
         return 0
+
+    def load_published(self) -> None:
+        """The versions published so far, from the logs (through any gateway, before this one started too)."""
+        published: dict[str, Published] = {}
+        for raw in self.store.operator_events("publish"):
+            event = parse_event(raw)
+            command = event.command
+            if isinstance(command, PublishCampaign) and command.campaign.campaign == self.base.campaign:
+                published.setdefault(raw.get("id") or f"v{command.version}", Published(
+                    command.version, event.ts, command.note, command.source, command.campaign))
+        history = sorted(published.values(), key=lambda p: (p.version, p.at))
+        with self._publishing:
+            if len(history) >= len(self.published):
+                self._adopt(history)
+
+    def _adopt(self, history: list[Published]) -> None:
+        self.published = history
+        latest = history[-1] if history else None
+        self.in_force = latest.campaign if latest else self.base
+        self.version = latest.version if latest else 1
+        self.campaign = with_history([self.base, *(p.campaign for p in history)])
 
     def tick(self) -> list[Decision]:
         return []
@@ -155,7 +178,7 @@ class GatewayService:
 
     def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]:
         """As on one machine: the command reaches every partition (each worker's rooms take it at their next
-        broadcast). The version history is this gateway's: others learn of it when they restart."""
+        broadcast). Other gateways learn of it from the workers' room summaries, and read it from the logs."""
         with self._publishing:
             version = self.version
             on_air = [name for name, room in self.room_summary().items() if room["on_air"]]
@@ -164,14 +187,15 @@ class GatewayService:
                                                  on_air)
             if command is not None:
                 self.command(command)
-                self.published.append(Published(command.version, self.clock.now(), note, source, command.campaign))
-                self.in_force, self.version = command.campaign, command.version
-                self.campaign = with_history([self.base, *(p.campaign for p in self.published)])
+                self._adopt([*self.published, Published(command.version, self.clock.now(), note, source,
+                                                        command.campaign)])
             return answer
 
     def versions(self) -> dict[str, Any]:
         source = self.published[-1].source if self.published else self.base_source
-        return publishing.history(self.version, source, self.published, {})
+        rooms = {name: room["version"] for name, room in self.room_summary().items()
+                 if room.get("on_air") and "version" in room}
+        return publishing.history(self.version, source, self.published, rooms)
 
     def pause(self, trigger: str, paused: bool) -> None:
         check_trigger(self.in_force, trigger)
@@ -316,6 +340,17 @@ class GatewayService:
             if now - heard > ROOMS_STALE_S:
                 del self._rooms[worker]
         self.paused = frozenset(p for _, r in self._rooms.values() for p in r.paused)
+        if rooms.version > self.version and not self._loading:  # published through another gateway
+            self._loading = True
+            asyncio.get_running_loop().run_in_executor(self._pool, self._load_published_in_background)
+
+    def _load_published_in_background(self) -> None:
+        try:
+            self.load_published()
+        except Exception:  # the store away for a moment: the next room summary tries again
+            log.exception("reading the campaign versions published from the logs failed")
+        finally:
+            self._loading = False
 
     # -- reading -----------------------------------------------------------------------------
     def room_summary(self) -> dict[str, dict[str, Any]]:

@@ -38,6 +38,7 @@ class Rooms(msgspec.Struct):
     rooms: dict[str, dict[str, Any]]
     paused: list[str]
     events_applied: int
+    version: int = 1  # the campaign version in force on the worker (the highest of its partitions)
 
 
 _encoder = msgspec.json.Encoder()

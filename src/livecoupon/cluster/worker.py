@@ -387,7 +387,8 @@ class Worker:
                     rooms |= await service.call(service.room_summary)
                 paused |= service.paused
                 applied += service.events_applied
-            body = wire.encode(wire.Rooms(self.id, rooms, sorted(paused), applied))
+            version = max((p.service.version for p in list(self.held.values())), default=1)
+            body = wire.encode(wire.Rooms(self.id, rooms, sorted(paused), applied, version))
             await self.bus.tell(self.bus.subjects.rooms, body)
 
 

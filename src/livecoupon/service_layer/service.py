@@ -534,8 +534,8 @@ class LiveService:
 
     def room_summary(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()
-        return {name: {"on_air": r.on_air, "present": len(r.present_users(now)) if r.on_air else 0}
-                for name, r in self.engine.rooms.items()}
+        return {name: {"on_air": r.on_air, "present": len(r.present_users(now)) if r.on_air else 0,
+                       "version": r.plan.version} for name, r in self.engine.rooms.items()}
 
     def _announce(self, decisions: list[Decision]) -> None:
         """Tell the listeners of the decisions that are new (a repeated operator key repeats known ones)."""

@@ -580,6 +580,13 @@ class RelationalStore(ABC):
                 return
             after = rows[-1][0]
 
+    def operator_events(self, action: str) -> list[dict[str, Any]]:
+        """Every logged operator command ``action`` (say, ``publish``), in every log, in the order each log
+        took them (a campaign-wide one is in each partition's log: the caller dedupes by its id)."""
+        pattern = '{"type":"operator",%"action":"' + action + '"%'
+        rows = self._run("SELECT body FROM events WHERE body LIKE ? ORDER BY log, seq", (pattern,)).fetchall()
+        return [event for (body,) in rows if (event := json.loads(body)).get("action") == action]
+
     def log_names(self) -> list[str]:
         """Every log in the database: one on a single machine, one per partition scaled out."""
         return [name for (name,) in self._run("SELECT DISTINCT log FROM events").fetchall()]
