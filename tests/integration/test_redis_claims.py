@@ -29,7 +29,7 @@ from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.postgres import PostgresStore
-from livecoupon.store.redis import ClaimsRebuilding, recount
+from livecoupon.store.redis import ClaimsRebuilding, RedisCounters, recount
 from support.credentials import OPERATOR, PLATFORM
 from support.server import Server
 from support.streams import broadcast_stream
@@ -276,6 +276,28 @@ def test_a_claim_refused_inside_a_transaction_rolls_it_back_and_the_next_rebuild
         made = store.issue([_request("a", "4"), _request("b", "5"), _request("c", "6")], Limits(per_user=1))
         assert [d.reason for d in made] == [Reason.PER_USER_CAP, None, None]  # recounted from PostgreSQL
     finally:
+        store.close()
+
+
+def test_claims_wait_for_an_unreachable_redis_and_the_budget_is_read_from_postgresql(
+        pg_url: str, deployment: str, redis_url: str) -> None:
+    """Redis away: a claim is refused as unavailable (503, retry), and nothing is decided meanwhile."""
+    store = PostgresStore(pg_url, deployment)
+    assert store.issue([_request("a", "1")], Limits())[0].issued
+    claims = store.redis_claims()
+    assert claims is not None
+    reachable, claims.counters = claims.counters, RedisCounters("redis://127.0.0.1:1/0", store.schema)  # no one there
+    try:
+        with pytest.raises(ClaimsRebuilding):
+            store.issue([_request("b", "2")], Limits())
+        assert store.spent("c") == 500
+        assert store.recorded([_request("b", "2").coupon_id]) == {}
+        with pytest.raises(ClaimsRebuilding):
+            PostgresStore(pg_url, deployment, prepare=False, claims="redis://127.0.0.1:1/0").issue(
+                [_request("b", "2")], Limits())
+    finally:
+        claims.counters.close()
+        claims.counters = reachable
         store.close()
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+import redis
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest
@@ -128,7 +129,11 @@ class PostgresStore(RelationalStore):
                     url = row[0] if row is not None else None
                 if url is not None:
                     counters = RedisCounters(url, self.schema)
-                    counters.check_settings()
+                    try:
+                        counters.check_settings()
+                    except redis.RedisError as exc:
+                        counters.close()
+                        raise ClaimsRebuilding(f"Redis 不可用 / Redis {url} is unavailable for claims: {exc}") from exc
                     self._redis = RedisClaims(self, counters)
                 self._claims_resolved = True
         return self._redis

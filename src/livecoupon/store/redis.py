@@ -21,6 +21,7 @@ coupons than the limits allow until the next rebuild, never more.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -365,7 +366,11 @@ class RedisClaims:
             raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
         if campaign not in self._miscounted:
             row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
-            if row is not None and self.counters.epoch(campaign) == row[0]:  # current (each claim checks again)
+            try:
+                held = self.counters.epoch(campaign)
+            except redis.RedisError as exc:
+                raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
+            if row is not None and held == row[0]:  # current (each claim checks again)
                 with self._changing:
                     self._current.add(campaign)
                 return
@@ -405,9 +410,10 @@ class RedisClaims:
         """From Redis while it holds the campaign's current epoch; else summed from the decisions."""
         share = CAMPAIGN_SHARE if trigger is None else TRIGGER_SHARE + trigger
         row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
-        found = self.counters.spent(campaign, share, int(row[0])) if row is not None else None
-        if found is not None:
-            return found
+        with contextlib.suppress(redis.RedisError):  # Redis away: PostgreSQL's sum, as for a stale epoch
+            found = self.counters.spent(campaign, share, int(row[0])) if row is not None else None
+            if found is not None:
+                return found
         where, args = ("", ()) if trigger is None else (" AND d.trigger=?", (trigger,))
         [(fen,)] = self.store._run(f"SELECT COALESCE(sum({FACE}), 0) FROM decisions d JOIN templates t ON "
                                    f"t.id = d.template_id WHERE d.campaign=? AND d.reason IS NULL{where}",
