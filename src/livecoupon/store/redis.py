@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 import redis
@@ -34,18 +34,18 @@ from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest, Reason
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals, collector_paused
-from livecoupon.store.relational import INSERT_DECISION, ROOM_SHARE, TRIGGER_SHARE, Query, Reads
+from livecoupon.store.relational import DECISION_COLUMNS, ROOM_SHARE, TRIGGER_SHARE, Query, Reads
 
 if TYPE_CHECKING:
     from livecoupon.store.postgres import PostgresStore
 
+T = TypeVar("T")
+
 CAMPAIGN_SHARE = "campaign"  # the whole campaign's spend, beside the trigger:… and room:… shares
 FACE = "CASE WHEN t.kind = 'percent' THEN COALESCE(t.max_discount, 0) ELSE t.amount END"  # a coupon's fen
-_LOAD_CHUNK = 10_000
-# the decisions table's columns as relational.INSERT_DECISION names them, and their types
-INSERT_DECISIONS = INSERT_DECISION.split(" VALUES", 1)[0]
+_LOAD_CHUNK = 10_000  # hash fields per HSET while loading
 _DECISION_TYPES = ("text", "text", "text", "bigint", "text", "text", "text", "bigint", "bigint", "text", "bigint",
-                   "text", "text", "text", "text", "double precision")  # hash fields per HSET while loading
+                   "text", "text", "text", "text", "double precision")  # relational.DECISION_COLUMNS' types
 _REBUILD_LOCK_TIMEOUT = "10s"  # a rebuild that waits longer gives up (ClaimsRebuilding): never wait forever
 
 # KEYS: epoch, stock (template -> issued), spent (share -> fen), per_user (room\x1fbroadcast\x1fuser -> issued),
@@ -173,14 +173,7 @@ class RedisCounters:
         args: list[Any] = [epoch, "1" if dry else "0", _none(limits.per_user), _none(limits.min_interval_ms),
                            _none(limits.budget), _none(limits.room_budget)]
         for r in requests:
-            settled = _settled_before_counters(r, limits, dry)
-            template = r.template
-            face = (template.terms.face_value or 0) if template is not None else 0
-            args += [settled.value if settled is not None else "", r.device_key or "", _none(r.per_device),
-                     _broadcast_field(r.room, r.broadcast, r.user), r.user, r.at,
-                     "1" if template is not None and template.is_past_validity(r.at) else "0",
-                     template.name if template is not None else "", _none(template.stock if template else None),
-                     face, _none(r.trigger_budget), TRIGGER_SHARE + r.trigger, ROOM_SHARE + r.room]
+            args += _script_args(r, limits, dry)
         answer = self._claim(keys=self.keys(campaign), args=args)
         if answer is None:
             return None
@@ -222,6 +215,18 @@ class RedisCounters:
         self.client.close()
 
 
+def _script_args(request: IssueRequest, limits: Limits, dry: bool) -> list[Any]:
+    """A request's 13 arguments of the claim script (see :data:`CLAIM_SCRIPT`)."""
+    r, template = request, request.template
+    settled = _settled_before_counters(r, limits, dry)
+    return [settled.value if settled is not None else "", r.device_key or "", _none(r.per_device),
+            _broadcast_field(r.room, r.broadcast, r.user), r.user, r.at,
+            "1" if template is not None and template.is_past_validity(r.at) else "0",
+            template.name if template is not None else "", _none(template.stock if template is not None else None),
+            (template.terms.face_value or 0) if template is not None else 0, _none(r.trigger_budget),
+            TRIGGER_SHARE + r.trigger, ROOM_SHARE + r.room]
+
+
 def _slices(values: dict[str, int]) -> Iterator[list[str | int]]:
     """``values`` as HSET's flat name, value, name, value… lists, a few thousand fields each."""
     items = list(values.items())
@@ -249,16 +254,28 @@ class RedisClaims:
 
     # -- claiming ----------------------------------------------------------------------
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
-        """Decide and record ``requests``; on its own transaction, a refused script is rebuilt and retried."""
+        """Decide and record ``requests``, in order, atomically and idempotently (the ClaimsLedger port)."""
         if not requests:
             return []
+        with collector_paused(len(requests)):
+            return self._retrying(lambda: self._issue(requests, limits))
+
+    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        if not requests:
+            return []
+        return self._retrying(lambda: self._passing_caps(requests, limits))
+
+    def _retrying(self, claim: Callable[[], T]) -> T:
+        """``claim`` in a unit of work; on a transaction of its own, once more after a refused script (the
+        next attempt rebuilds first). Inside the caller's transaction, the refusal is the caller's: that
+        transaction is lost with it."""
         for _ in range(3):
             try:
-                with collector_paused(len(requests)), self.store.unit_of_work():
-                    return self._issue(requests, limits)
+                with self.store.unit_of_work():
+                    return claim()
             except ClaimsRebuilding:
                 if self.store.in_transaction():
-                    raise  # the caller's transaction is lost with it: its caller retries
+                    raise
         raise ClaimsRebuilding("Redis 计数重建中 / the claims' counters keep being rebuilt; retry")
 
     def _issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
@@ -284,21 +301,12 @@ class RedisClaims:
                      for cid, record in self.store.recorded(list(made)).items()}
         return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
 
-    def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
-        if not requests:
-            return []
-        for _ in range(3):
-            try:
-                with self.store.unit_of_work():
-                    campaign = requests[0].campaign
-                    self._make_current(campaign)
-                    epoch = self._fenced_reads(campaign, (), {})
-                    reasons = self._claim(campaign, epoch, limits, requests, dry=True)
-                    return [r for r, reason in zip(requests, reasons, strict=True) if reason is None]
-            except ClaimsRebuilding:
-                if self.store.in_transaction():
-                    raise
-        raise ClaimsRebuilding("Redis 计数重建中 / the claims' counters keep being rebuilt; retry")
+    def _passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        campaign = requests[0].campaign
+        self._make_current(campaign)
+        epoch = self._fenced_reads(campaign, (), {})
+        reasons = self._claim(campaign, epoch, limits, requests, dry=True)
+        return [r for r, reason in zip(requests, reasons, strict=True) if reason is None]
 
     def _claim(self, campaign: str, epoch: int | None, limits: Limits, requests: Sequence[IssueRequest],
                dry: bool = False) -> list[Reason | None]:
@@ -330,18 +338,22 @@ class RedisClaims:
             reads.add(("SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id = ANY(?)", (list(by_id),)),
                       consume)
         self.store._run_reads(reads)
+        self._note_fence(campaign)
+        return epoch[0]
+
+    def _note_fence(self, campaign: str) -> None:
+        """Remember that this thread's unit of work holds the campaign's fence until it ends."""
         serial, campaigns = getattr(self._fenced, "held", (0, set()))
         if serial != self.store.transaction():
             serial, campaigns = self.store.transaction(), set()
         self._fenced.held = (serial, campaigns | {campaign})
-        return epoch[0]
 
     def _record(self, made: Sequence[Decision]) -> int:
         """Write the decisions in the caller's transaction, as one statement over a column of arrays each;
         how many were new (an id another writer recorded first is left as it was)."""
         columns = list(zip(*self.store._decision_rows(made), strict=True))
         arrays = ", ".join(f"?::{kind}[]" for kind in _DECISION_TYPES)
-        return int(self.store._run(f"{INSERT_DECISIONS} SELECT * FROM unnest({arrays}) "
+        return int(self.store._run(f"INSERT INTO decisions ({DECISION_COLUMNS}) SELECT * FROM unnest({arrays}) "
                                    "ON CONFLICT (coupon_id) DO NOTHING", [list(c) for c in columns]).rowcount)
 
     # -- rebuilding --------------------------------------------------------------------

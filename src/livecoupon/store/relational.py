@@ -54,9 +54,9 @@ COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\",
 
 Query = tuple[str, Sequence[Any]]
 
-INSERT_DECISION = ("INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, "
-                   "template_id, at, reason, expires_at, experiment, variant, state, device_key, propensity) "
-                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+DECISION_COLUMNS = ("coupon_id, campaign, room, broadcast, trigger, \"user\", template, template_id, at, reason, "
+                    "expires_at, experiment, variant, state, device_key, propensity")
+INSERT_DECISION = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 class Reads:
@@ -365,7 +365,7 @@ class RelationalStore(ABC):
                 raise ConcurrentUpdate(complaint)
 
     def _decision_rows(self, made: Sequence[Decision]) -> list[tuple[Any, ...]]:
-        """The ``decisions`` rows of ``made``, in :data:`INSERT_DECISION`'s column order."""
+        """The ``decisions`` rows of ``made``, in :data:`DECISION_COLUMNS`' order."""
         rows = []
         for d in made:
             r, template = d.request, d.request.template
