@@ -81,7 +81,18 @@ def test_two_gateways_and_two_workers_decide_as_a_replay_and_survive_a_worker_ki
     assert_replay_agrees(live, again)
 
 
-def test_caps_stock_and_budget_hold_with_four_clients_through_two_gateways(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("claims", ["postgresql", "redis"])
+def test_caps_stock_and_budget_hold_with_four_clients_through_two_gateways(tmp_path: Path, pg_url: str,
+                                                                           claims: str,
+                                                                           request: pytest.FixtureRequest) -> None:
+    """Claimed in PostgreSQL under the campaign's lock, or (``redis``) with the deployment's counters in
+    Redis, recorded before the processes start: the workers follow the record."""
+    name = f"races_{claims}"
+    if claims == "redis":
+        from livecoupon.store.postgres import PostgresStore
+
+        PostgresStore(pg_url, name, claims=request.getfixturevalue("redis_url")).close()
+        request.addfinalizer(lambda: PostgresStore(pg_url, name, prepare=False).drop())  # its keys in Redis too
     config = every_room_campaign(tmp_path, "")
     text = config.read_text(encoding="utf-8").replace("stock: 10000", "stock: 37")
     text = text.replace("per_user: 3", "per_user: 2")
@@ -92,15 +103,17 @@ def test_caps_stock_and_budget_hold_with_four_clients_through_two_gateways(tmp_p
     for e in events:
         by_room.setdefault(e["room"], []).append(e)
     rooms = list(by_room.values())
-    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "races") as cluster:
+    with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, name) as cluster:
         with ThreadPoolExecutor(4) as clients:  # each client posts two rooms' streams, in time order
             list(clients.map(lambda k: post_all([cluster.urls[k % 2]], rooms[2 * k] + rooms[2 * k + 1], 200),
                              range(4)))
-        wait_logged(pg_url, "races", len(events))
+        wait_logged(pg_url, name, len(events))
     with psycopg.connect(pg_url) as db:
-        issued = db.execute("SELECT trigger, \"user\", room, broadcast, template, at FROM races.decisions "
+        issued = db.execute(f"SELECT trigger, \"user\", room, broadcast, template, at FROM {name}.decisions "
                             "WHERE reason IS NULL ORDER BY at").fetchall()
-        reasons = dict(db.execute("SELECT reason, count(*) FROM races.decisions GROUP BY reason").fetchall())
+        reasons = dict(db.execute(f"SELECT reason, count(*) FROM {name}.decisions GROUP BY reason").fetchall())
+        if claims == "redis":
+            assert db.execute(f"SELECT epoch FROM {name}.claims_epochs").fetchall() == [(1,)]  # counted in Redis
     newcomers = [row for row in issued if row[0] == "newcomer"]
     assert len(newcomers) == 37, "stock: exactly the 37 newcomer coupons, however many processes claim"
     assert reasons.get("out_of_stock", 0) > 0

@@ -286,15 +286,14 @@ def test_claims_wait_for_an_unreachable_redis_and_the_budget_is_read_from_postgr
     assert store.issue([_request("a", "1")], Limits())[0].issued
     claims = store.redis_claims()
     assert claims is not None
-    reachable, claims.counters = claims.counters, RedisCounters("redis://127.0.0.1:1/0", store.schema)  # no one there
+    reachable, claims.counters = claims.counters, RedisCounters("redis://127.0.0.1:1/0", "away")  # no one there
     try:
         with pytest.raises(ClaimsRebuilding):
             store.issue([_request("b", "2")], Limits())
         assert store.spent("c") == 500
         assert store.recorded([_request("b", "2").coupon_id]) == {}
-        with pytest.raises(ClaimsRebuilding):
-            PostgresStore(pg_url, deployment, prepare=False, claims="redis://127.0.0.1:1/0").issue(
-                [_request("b", "2")], Limits())
+        with pytest.raises(ClaimsRebuilding):  # a process started with it fails fast
+            PostgresStore(pg_url, f"{deployment}_away", claims="redis://127.0.0.1:1/0")
     finally:
         claims.counters.close()
         claims.counters = reachable

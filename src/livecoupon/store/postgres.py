@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS engine_snapshots (
     PRIMARY KEY (log, fingerprint, position));
 CREATE TABLE IF NOT EXISTS ledger_confirmations (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS acknowledgements (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), url TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), url TEXT NOT NULL,
+    tag TEXT NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text));
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 """
 
@@ -112,23 +113,28 @@ class PostgresStore(RelationalStore):
             self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             self._db.execute(_TABLES)
-            if claims is not None:
-                self._run("INSERT INTO claims_redis (url) VALUES (?) "
-                          "ON CONFLICT (one) DO UPDATE SET url = excluded.url", (claims,))
-        self.redis_claims()  # a Redis that cannot hold claims safely is refused at start
+        try:
+            self.redis_claims()  # recorded; and a Redis that cannot hold claims safely is refused at start
+        except Exception:
+            self.close()
+            raise
 
     def redis_claims(self) -> RedisClaims | None:
-        """The deployment's claims in Redis, if it keeps them there (resolved once, on first use)."""
+        """The deployment's claims in Redis, if it keeps them there (resolved once, on first use; a store
+        given ``claims`` records them). Its keys carry the deployment's random tag: two deployments of one
+        name on two PostgreSQL servers never count in each other's keys."""
         if self._claims_resolved:
             return self._redis
         with self._resolving:
             if not self._claims_resolved:
-                url = self._claims_url
-                if url is None:
-                    row = self._run("SELECT url FROM claims_redis").fetchone()
-                    url = row[0] if row is not None else None
-                if url is not None:
-                    counters = RedisCounters(url, self.schema)
+                if self._claims_url is not None:
+                    row = self._run("INSERT INTO claims_redis (url) VALUES (?) ON CONFLICT (one) DO UPDATE "
+                                    "SET url = excluded.url RETURNING url, tag", (self._claims_url,)).fetchone()
+                else:
+                    row = self._run("SELECT url, tag FROM claims_redis").fetchone()
+                if row is not None:
+                    url, tag = row
+                    counters = RedisCounters(url, f"{self.schema}.{tag}")
                     try:
                         counters.check_settings()
                     except redis.RedisError as exc:
