@@ -96,7 +96,7 @@ class PostgresStore(RelationalStore):
                  claims: str | None = None) -> None:
         """``prepare=False``: the deployment's tables exist already; no connection is opened until first used
         (so a partition's store connects on its own writer thread). ``claims``: ``redis://…`` to keep the
-        claims' counters in that Redis, recorded for the deployment (with ``prepare``); None: as recorded."""
+        claims' counters in that Redis, recorded for the deployment; None: as the deployment recorded."""
         super().__init__(log)
         self.url = url
         self.schema = schema_name(name)
