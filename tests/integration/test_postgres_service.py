@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
 
-from livecoupon.campaign_file import load_campaign
-from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.store.postgres import PostgresStore
+from support.cluster import export_replays
 from support.credentials import OPERATOR, PLATFORM
 from support.server import Server
 from support.streams import broadcast_stream
@@ -34,14 +31,7 @@ def test_serve_on_postgresql_restarts_and_exports_what_replays(tmp_path: Path, p
                 assert client.post("/v1/events", json=events[start:start + 400]).status_code == 200
             live = client.get("/v1/admin/decisions", headers=OPERATOR).json()["decisions"]
         assert not (tmp_path / "unused.db").exists()
-        cli = Path(sys.executable).with_name("livecoupon")
-        done = subprocess.run([str(cli), "export", "--store", pg_url, "--name", name, "--out", str(tmp_path / "x")],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        lines = (tmp_path / "x" / "events.jsonl").read_text(encoding="utf-8").splitlines()
-        write_outputs(replay(load_campaign(EXAMPLE), lines), tmp_path / "replay")
-        for file in ("issued.jsonl", "suppressed.jsonl"):
-            assert (tmp_path / "x" / file).read_text() == (tmp_path / "replay" / file).read_text(), file
+        export_replays(pg_url, name, EXAMPLE, tmp_path)
         exported = (tmp_path / "x" / "issued.jsonl").read_text().count("\n") + (
             tmp_path / "x" / "suppressed.jsonl").read_text().count("\n")
         assert exported == len(live) > 0

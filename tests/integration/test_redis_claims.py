@@ -22,14 +22,13 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from livecoupon.campaign_file import load_campaign
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
 from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
-from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.postgres import PostgresStore
 from livecoupon.store.redis import ClaimsRebuilding, RedisCounters, recount
+from support.cluster import export_replays
 from support.credentials import OPERATOR, PLATFORM
 from support.server import Server
 from support.streams import broadcast_stream
@@ -381,14 +380,7 @@ def test_serve_claiming_through_redis_survives_flushes_and_exports_what_replays(
                 assert answer.status_code == 200
             live = client.get("/v1/admin/decisions", headers=OPERATOR).json()["decisions"]
         assert refused > 0  # a flush reached a batch's claims at least once
-        cli = Path(sys.executable).with_name("livecoupon")
-        done = subprocess.run([str(cli), "export", "--store", pg_url, "--name", name, "--out", str(tmp_path / "x")],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        lines = (tmp_path / "x" / "events.jsonl").read_text(encoding="utf-8").splitlines()
-        write_outputs(replay(load_campaign(EXAMPLE), lines), tmp_path / "replay")
-        for file in ("issued.jsonl", "suppressed.jsonl"):
-            assert (tmp_path / "x" / file).read_text() == (tmp_path / "replay" / file).read_text(), file
+        export_replays(pg_url, name, EXAMPLE, tmp_path)
         assert sum(1 for d in live if d["issued"]) == (tmp_path / "x" / "issued.jsonl").read_text().count("\n") > 0
     finally:
         flusher.close()

@@ -133,3 +133,22 @@ def post_all(urls: list[str], events: list[dict[str, Any]], size: int = 400) -> 
             else:
                 raise AssertionError("no gateway took the batch")
     return statuses
+
+
+def export_replays(pg_url: str, name: str, config: Path, work: Path) -> Path:
+    """``livecoupon export`` of deployment ``name`` into ``work/x``, and a replay of its log with ``config``:
+    both must have decided the same. The export's directory."""
+    import sys
+
+    from livecoupon.campaign_file import load_campaign
+    from livecoupon.engine.replay import replay, write_outputs
+
+    cli = Path(sys.executable).with_name("livecoupon")
+    done = subprocess.run([str(cli), "export", "--store", pg_url, "--name", name, "--out", str(work / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = (work / "x" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    write_outputs(replay(load_campaign(config), lines), work / "replay")
+    for file in ("issued.jsonl", "suppressed.jsonl"):
+        assert (work / "x" / file).read_text() == (work / "replay" / file).read_text(), file
+    return work / "x"
