@@ -112,7 +112,7 @@ def test_stats_and_send_to_everyone_present(client: TestClient) -> None:
     stats = client.get("/v1/admin/stats", headers=headers).json()
     assert stats["triggers"]["newcomer"]["issued"] == 2
     assert stats["triggers"]["manual"]["suppressed"] == {"min_interval": 2}
-    assert stats["rooms"]["room-1"] == {"on_air": True, "present": 2}
+    assert stats["rooms"]["room-1"] == {"on_air": True, "present": 2, "version": 1}  # the campaign version it runs
     off_air = client.post("/v1/admin/rooms/nowhere/issue-present", json={"template": "bonus", "idempotency_key": "x"},
                           headers=headers)
     assert off_air.status_code == 404
