@@ -90,11 +90,12 @@ def main() -> None:
         lines = [json.dumps(e, ensure_ascii=False) for e in service.logged()]
         service.close()
     without = [line for line in lines if '"action":"publish"' not in line]
-    replays = {}
-    for label, stream in (("with", lines), ("without", without)):
-        started = time.perf_counter()
-        replay(campaign, stream)
-        replays[label] = time.perf_counter() - started
+    replays = {"with": float("inf"), "without": float("inf")}
+    for _ in range(3):  # alternated, the fastest of each
+        for label, stream in (("without", without), ("with", lines)):
+            started = time.perf_counter()
+            replay(campaign, stream)
+            replays[label] = min(replays[label], time.perf_counter() - started)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = [
         ("call", ["publish (parse, diff, log, apply)", f"{statistics.median(publishes):.1f}",
@@ -102,15 +103,15 @@ def main() -> None:
         ("call", ["pause + resume (baseline)", f"{statistics.median(pauses):.1f}", f"{max(pauses):.1f}",
                   f"{len(pauses)}"]),
         ("replay", [f"replay, {len(lines):,} lines with {args.rounds} publishes", f"{replays['with'] * 1000:.0f}",
-                    "", "1"]),
-        ("replay", ["replay, the same without them (baseline)", f"{replays['without'] * 1000:.0f}", "", "1"]),
+                    "", "3"]),
+        ("replay", ["replay, the same without them (baseline)", f"{replays['without'] * 1000:.0f}", "", "3"]),
     ]
     print_table([f"machine: nproc={os.cpu_count()}  python={platform.python_version()}  sqlite={sqlite3.sqlite_version}"
                  f"  load average at the end: {load}",
                  f"{args.rooms:,} rooms on air, {args.viewers} viewers each"],
                 ["", "median ms", "max ms", "calls"], rows,
                 ["publish: LiveService.publish on the writer's thread, SQLite commit included; replay: the whole "
-                 "log in process"], right={1, 2, 3})
+                 "log in process: its rows are the fastest of 3 runs, the two alternated"], right={1, 2, 3})
 
 
 if __name__ == "__main__":
