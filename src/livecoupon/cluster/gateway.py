@@ -26,7 +26,7 @@ from livecoupon.cluster import wire
 from livecoupon.cluster.bus import Bus
 from livecoupon.cluster.logs import merged_log
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
-from livecoupon.domain.campaign import Campaign, with_history
+from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import Command, IssueManually, IssueToPresent, PauseTrigger, PublishCampaign
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.domain.events import Event, event_json, parse_event
@@ -74,9 +74,8 @@ class GatewayService:
                  wall: Callable[[], int] = wall_ms, partitions: int = DEFAULT_PARTITIONS,
                  gateway_id: str | None = None, threads: int = 16, source: str | None = None) -> None:
         self.base, self.base_source, self.store, self.bus = campaign, source, store, bus
-        self.campaign = self.in_force = campaign  # with the history of versions; the version deciding
-        self.published: list[Published] = []  # the versions published through this gateway
-        self.version = 1  # the version in force
+        self.campaign = campaign  # the version in force with every earlier one's coupons and triggers (reports)
+        self.published: list[Published] = []  # the versions published after the file, read from the logs
         self._publishing = threading.Lock()
         self._loading = False  # reading the versions published from the logs
         self.partitions = partitions
@@ -148,11 +147,16 @@ class GatewayService:
                 self._adopt(history)
 
     def _adopt(self, history: list[Published]) -> None:
-        self.published = history
-        latest = history[-1] if history else None
-        self.in_force = latest.campaign if latest else self.base
-        self.version = latest.version if latest else 1
-        self.campaign = with_history([self.base, *(p.campaign for p in history)])
+        self.published, self.campaign = history, publishing.reported(self.base, history)
+
+    @property
+    def in_force(self) -> Campaign:
+        """The version deciding now."""
+        return self.published[-1].campaign if self.published else self.base
+
+    @property
+    def version(self) -> int:
+        return self.published[-1].version if self.published else 1
 
     def tick(self) -> list[Decision]:
         return []
@@ -180,10 +184,9 @@ class GatewayService:
         """As on one machine: the command reaches every partition (each worker's rooms take it at their next
         broadcast). Other gateways learn of it from the workers' room summaries, and read it from the logs."""
         with self._publishing:
-            version = self.version
             on_air = [name for name, room in self.room_summary().items() if room["on_air"]]
-            answer, command = publishing.prepare(source, base_version, note, version, self.in_force,
-                                                 self.published[-1].source if self.published else self.base_source,
+            answer, command = publishing.prepare(source, base_version, note, self.version, self.in_force,
+                                                 publishing.source_in_force(self.base_source, self.published),
                                                  on_air)
             if command is not None:
                 self.command(command)
@@ -192,7 +195,7 @@ class GatewayService:
             return answer
 
     def versions(self) -> dict[str, Any]:
-        source = self.published[-1].source if self.published else self.base_source
+        source = publishing.source_in_force(self.base_source, self.published)
         rooms = {name: room["version"] for name, room in self.room_summary().items()
                  if room.get("on_air") and "version" in room}
         return publishing.history(self.version, source, self.published, rooms)

@@ -24,7 +24,10 @@ class Service(Protocol):
     records: dict[str, DecisionRecord]
     next_due: int | None  # the earliest timer this process fires, if any
     paused: frozenset[str]
-    version: int  # the campaign version in force
+
+    @property
+    def version(self) -> int:
+        """The campaign version in force."""
 
     @property
     def campaign(self) -> Campaign:

@@ -12,12 +12,12 @@ set up with the process: change them in the file and restart).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from livecoupon.campaign_file import CampaignError, parse_campaign
-from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.campaign import Campaign, with_history
 from livecoupon.domain.commands import PublishCampaign
 from livecoupon.domain.events import seconds
 from livecoupon.engine.engine import Published
@@ -37,7 +37,6 @@ DIFF_LINES = 2_000  # a larger line diff is cut (the summary still names every c
 class Candidate:
     """A file to publish, read, and what it changes against the version in force."""
 
-    source: str
     campaign: Campaign
     changes: dict[str, Any]
     diff: list[str]
@@ -58,6 +57,16 @@ def prepare(source: str, base_version: int | None, note: str, version: int, curr
         return answer, None
     answer |= {"published": True, "version": version + 1, "effect": effect(read.changes, rooms_on_air)}
     return answer, PublishCampaign(version + 1, source, read.campaign, note)
+
+
+def source_in_force(base_source: str | None, published: Sequence[Published]) -> str | None:
+    """The file of the version in force: the latest published, or the one the service started with."""
+    return published[-1].source if published else base_source
+
+
+def reported(base: Campaign, published: Sequence[Published]) -> Campaign:
+    """The version in force with every earlier version's coupons and triggers (what reports read)."""
+    return with_history([base, *(p.campaign for p in published)])
 
 
 def history(version: int, source: str | None, published: Iterable[Published],
@@ -82,7 +91,7 @@ def candidate(source: str, current: Campaign, current_source: str | None) -> Can
                             f"(kept with the process: change the file and restart)", "yaml")
     diff = [] if current_source is None else list(difflib.unified_diff(
         current_source.splitlines(), source.splitlines(), "running", "candidate", lineterm="", n=2))
-    return Candidate(source, campaign, changes(current, campaign), diff[:DIFF_LINES])
+    return Candidate(campaign, changes(current, campaign), diff[:DIFF_LINES])
 
 
 def check_base(base_version: int | None, version: int) -> None:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from livecoupon.domain.campaign import Campaign, Limits, with_history
+from livecoupon.domain.campaign import Campaign, Limits
 from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
 from livecoupon.domain.coupons import Coupon, CouponTemplate
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
@@ -253,7 +253,7 @@ class LiveService:
         published = self.engine.published
         known, reported = self._reported
         if known != len(published):
-            reported = with_history([self.base, *(p.campaign for p in published)])
+            reported = publishing.reported(self.base, published)
             self._reported = (len(published), reported)
         return reported
 
@@ -356,7 +356,8 @@ class LiveService:
         plan = self.engine.plan
         on_air = [name for name, room in self.engine.rooms.items() if room.on_air]
         answer, command = publishing.prepare(source, base_version, note, plan.version, plan.campaign,
-                                             self._source(), on_air)
+                                             publishing.source_in_force(self.base_source, self.engine.published),
+                                             on_air)
         if command is not None:
             self.command(command)
         return answer
@@ -365,11 +366,8 @@ class LiveService:
         """The version in force (its file), every version published, and which version each room on air runs."""
         engine = self.engine
         rooms = {name: room.plan.version for name, room in engine.rooms.items() if room.on_air}
-        return publishing.history(engine.plan.version, self._source(), engine.published, rooms)
-
-    def _source(self) -> str | None:
-        published = self.engine.published
-        return published[-1].source if published else self.base_source
+        return publishing.history(engine.plan.version, publishing.source_in_force(self.base_source, engine.published),
+                                  engine.published, rooms)
 
     @property
     def in_force(self) -> Campaign:
@@ -377,17 +375,17 @@ class LiveService:
         return self.engine.campaign
 
     def pause(self, trigger: str, paused: bool) -> None:
-        check_trigger(self.engine.campaign, trigger)
+        check_trigger(self.in_force, trigger)
         self.command(PauseTrigger(trigger, paused))
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
         """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
-        check_manual(self.engine.campaign, template, room, key)
+        check_manual(self.in_force, template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
     def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``."""
-        check_manual(self.engine.campaign, template, room, key)
+        check_manual(self.in_force, template, room, key)
         state = self.engine.rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
