@@ -787,7 +787,7 @@ def restart_once(url: str, name: str) -> tuple[float, int, Any]:
     service = LiveService(campaign, store, ClockMode.EVENT, **as_worker)  # type: ignore[arg-type]
     applied = service.rebuild()
     took = time.perf_counter() - started
-    state = (service.events_applied, service.engine.time, len(service.records), len(service.orders),
+    state = (service.events_applied, service.deployment.time, len(service.records), len(service.orders),
              json.dumps(service.room_summary(), sort_keys=True))
     service.close()
     del service
@@ -800,7 +800,7 @@ def snapshot_parts(url: str, name: str) -> tuple[float, float, float, int]:
     row, unpickling it into an engine, reading every decision back; and how many event ids the snapshot keeps."""
     from livecoupon.campaign_file import load_campaign
     from livecoupon.engine import snapshots
-    from livecoupon.engine.engine import Engine
+    from livecoupon.engine.campaigns import Deployment
     from livecoupon.store.postgres import PostgresStore
 
     campaign = load_campaign(RESTART_CAMPAIGN)
@@ -810,12 +810,12 @@ def snapshot_parts(url: str, name: str) -> tuple[float, float, float, int]:
     snapshot = store.latest_snapshot(snapshots.fingerprint(campaign))
     read = time.perf_counter() - started
     assert snapshot is not None
-    engine = Engine(campaign, store)
+    deployment = Deployment([campaign], store)
     started = time.perf_counter()
-    snapshots.load(engine, snapshot.body)
+    snapshots.load_deployment(deployment, snapshot.body)
     load = time.perf_counter() - started
-    ids = sum(len(room.seen_ids) for room in engine.rooms.values())
-    del engine, snapshot
+    ids = sum(len(room.seen_ids) for engine in deployment.engines.values() for room in engine.rooms.values())
+    del deployment, snapshot
     gc.collect()
     started = time.perf_counter()
     records = {r.coupon_id: r for r in store.decisions(campaign.campaign)}

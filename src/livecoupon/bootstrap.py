@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,8 +42,8 @@ def open_store(db: str | Path, url: str | None = None, name: str = "livecoupon",
     return PostgresStore(url, name, claims=claims)
 
 
-def build_service(campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
-                  source: str | None = None) -> LiveService:
+def build_service(campaign: Campaign | Sequence[Campaign], store: Store, clock: ClockMode = ClockMode.WALL,
+                  source: str | dict[str, str] | None = None) -> LiveService:
     return LiveService(campaign, store, clock, source=source)
 
 
@@ -120,17 +120,18 @@ def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
     return LedgerSender(config, campaign)
 
 
-def build_app(campaign: Campaign, db: str | Path, credentials: Credentials, clock: ClockMode = ClockMode.WALL,
-              store_url: str | None = None, name: str = "livecoupon", source: str | None = None,
-              claims: str | None = None) -> FastAPI:
-    """The service on SQLite (``db``) or PostgreSQL (``store_url``, its claims' counters in Redis with
-    ``claims``); merchant webhooks' dead letters and deliveries are kept beside the store
-    (store/webhooks.py, store/postgres_webhooks.py)."""
+def build_app(campaign: Campaign | Sequence[Campaign], db: str | Path, credentials: Credentials,
+              clock: ClockMode = ClockMode.WALL, store_url: str | None = None, name: str = "livecoupon",
+              source: str | dict[str, str] | None = None, claims: str | None = None) -> FastAPI:
+    """The service of one campaign or several (each campaign file's text in ``source``, by id) on SQLite
+    (``db``) or PostgreSQL (``store_url``, its claims' counters in Redis with ``claims``); merchant webhooks'
+    dead letters and deliveries are kept beside the store (store/webhooks.py, store/postgres_webhooks.py)."""
     store = open_store(db, store_url, name, claims)
     service = build_service(campaign, store, clock, source)
+    service.check_roster()  # before serving: a campaign dropped from the configuration is refused
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       webhooks=webhooks_from_env(db, store_url, name), throttle=Throttle.from_env(),
-                      ledger=ledger_from_env(campaign))
+                      ledger=ledger_from_env(service.base))
 
 
 @dataclass(frozen=True, slots=True)

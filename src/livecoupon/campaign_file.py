@@ -192,6 +192,62 @@ def load_campaign(path: str | Path) -> Campaign:
     return parse_campaign(text)
 
 
+def campaign_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files ``--config`` names: each path a file, or a folder of ``*.yaml``/``*.yml`` files (by name)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise CampaignError([f"{path}: a folder with no campaign file (*.yaml) in it"])
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def load_campaigns(paths: Iterable[str | Path]) -> list[tuple[Campaign, str]]:
+    """Every campaign file ``--config`` names, each read (with its text); :class:`CampaignError` lists every
+    problem of every file, each prefixed with its file where there are several, and a campaign id used twice."""
+    files = campaign_files(paths)
+    loaded: list[tuple[Campaign, str]] = []
+    errors: list[str] = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        prefix = f"{path}: " if len(files) > 1 else ""
+        try:
+            text = path.read_text(encoding="utf-8")
+            campaign = parse_campaign(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(f"{path}: cannot read: {exc}")
+            continue
+        except CampaignError as exc:
+            errors.extend(prefix + e for e in exc.errors)
+            continue
+        if campaign.campaign in seen:
+            errors.append(f"{path}: campaign: {campaign.campaign!r} is also the id of {seen[campaign.campaign]} "
+                          "(活动 id 重复 / each campaign of a deployment needs its own id)")
+            continue
+        seen[campaign.campaign] = path
+        loaded.append((campaign, text))
+    if len(loaded) > 1:
+        errors.extend(_together(loaded))
+    if errors:
+        raise CampaignError(errors)
+    return loaded
+
+
+def _together(loaded: list[tuple[Campaign, str]]) -> list[str]:
+    """What keeps campaigns from running in one deployment: a merchant ledger is set up for one campaign's
+    process; popups are paced per viewer across every campaign, so by one ``delivery``."""
+    errors = [f"{c.campaign}: ledger: a campaign with a merchant ledger runs in a deployment of its own "
+              "(商家券系统的活动需单独部署)" for c, _ in loaded if c.ledger is not None]
+    first = loaded[0][0]
+    errors.extend(f"{c.campaign}: delivery: differs from {first.campaign}'s; the campaigns of a deployment pace "
+                  "popups alike (同一部署的弹窗节奏须一致)" for c, _ in loaded[1:] if c.delivery != first.delivery)
+    return errors
+
+
 def parse_campaign(text: str) -> Campaign:
     try:
         data = yaml.safe_load(text)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from livecoupon.campaign_file import CampaignError, load_campaign
+from livecoupon.campaign_file import CampaignError, load_campaign, load_campaigns
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, Role
 from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.durations import format_duration
 from livecoupon.domain.money import format_yuan
+from livecoupon.engine.campaigns import DeploymentError
 from livecoupon.engine.clock import ClockMode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -27,14 +30,29 @@ out = Console()
 UNUSABLE = 2
 
 
+CONFIG_HELP = "campaign file (YAML), or a folder of them; repeat for several campaigns in one deployment"
+
+
 def _campaign_or_exit(path: Path) -> Campaign:
     try:
         return load_campaign(path)
     except CampaignError as exc:
-        err.print(f"[bold red]活动配置无效 / unusable campaign file[/] {path}:", highlight=False)
-        for line in exc.errors:
-            err.print(f"  {line}", highlight=False, markup=False)
-        raise typer.Exit(UNUSABLE) from None
+        _unusable(exc, str(path))
+
+
+def _campaigns_or_exit(paths: Sequence[Path]) -> list[tuple[Campaign, str]]:
+    """Every campaign ``--config`` names (files, folders), with its file's text."""
+    try:
+        return load_campaigns(paths)
+    except CampaignError as exc:
+        _unusable(exc, ", ".join(map(str, paths)))
+
+
+def _unusable(exc: CampaignError, where: str) -> NoReturn:
+    err.print(f"[bold red]活动配置无效 / unusable campaign file[/] {escape(where)}:", highlight=False)
+    for line in exc.errors:
+        err.print(f"  {line}", highlight=False, markup=False)
+    raise typer.Exit(UNUSABLE) from None
 
 
 def _lines_or_exit(path: Path) -> list[str]:
@@ -47,9 +65,14 @@ def _lines_or_exit(path: Path) -> list[str]:
 
 
 @app.command()
-def check(config: Annotated[Path, typer.Argument(help="campaign file (YAML)")]) -> None:
-    """检查活动配置 / Validate a campaign file and summarise its coupons and triggers."""
-    campaign = _campaign_or_exit(config)
+def check(config: Annotated[list[Path], typer.Argument(help=CONFIG_HELP)]) -> None:
+    """检查活动配置 / Validate campaign files (and that they can run together) and summarise each one's coupons
+    and triggers."""
+    for campaign, _ in _campaigns_or_exit(config):
+        _summarise(campaign)
+
+
+def _summarise(campaign: Campaign) -> None:
     rooms = "全部直播间 / every room" if campaign.rooms is None else ", ".join(campaign.rooms)
     out.print(f"[bold green]✓[/] 活动 / campaign [bold]{campaign.campaign}[/] — 直播间 / rooms: {rooms}")
     coupons = Table(title="券模板 / coupon templates")
@@ -83,17 +106,18 @@ def check(config: Annotated[Path, typer.Argument(help="campaign file (YAML)")]) 
 @app.command()
 def replay(
     events: Annotated[Path, typer.Argument(help="recorded events, one JSON object a line")],
-    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
     out_dir: Annotated[Path, typer.Option("--out", help="directory for issued/suppressed/rejected.jsonl")],
 ) -> None:
-    """重放事件流 / Replay a recorded stream on a simulated clock and write every decision."""
+    """重放事件流 / Replay a recorded stream on a simulated clock and write every decision (with several
+    campaigns, each one's in campaign-id order for each event, as a deployment of them decides)."""
     from livecoupon.engine.replay import replay_to
 
-    campaign = _campaign_or_exit(config)
+    campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
     started = time.perf_counter()
     lines = _lines_or_exit(events)
     try:
-        result = replay_to(campaign, lines, out_dir)
+        result = replay_to(campaigns[0] if len(campaigns) == 1 else campaigns, lines, out_dir)
     except OSError as exc:
         err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
@@ -136,7 +160,7 @@ CLAIMS_HELP = ("redis://…: keep the claims' counters in Redis (with --store; r
 
 @app.command()
 def serve(
-    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
     db: Annotated[Path, typer.Option("--db", help="SQLite file of the embedded store")] = Path("livecoupon.db"),
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
@@ -168,8 +192,14 @@ def serve(
         err.print(f"--log {log_format!r}: use text or json", markup=False)
         raise typer.Exit(UNUSABLE)
     configure_logs(log_format)
-    campaign = _campaign_or_exit(config)
+    loaded = _campaigns_or_exit(config)
+    campaigns, sources = [c for c, _ in loaded], {c.campaign: text for c, text in loaded}
+    campaign = campaigns[0]
     credentials = Credentials.from_env()
+    if bus is not None and len(campaigns) > 1:
+        err.print("--bus 暂只支持一个活动 / scaled out (--bus), a deployment runs one campaign for now: run one "
+                  "deployment (--name) per campaign", markup=False)
+        raise typer.Exit(UNUSABLE)
     if bus is None and role is not Role.ALL:
         err.print(f"--role {role.value} 需要 --bus / needs --bus nats://HOST:PORT", markup=False)
         raise typer.Exit(UNUSABLE)
@@ -182,21 +212,24 @@ def serve(
         raise typer.Exit(UNUSABLE)
     try:
         if bus is None:
-            application = build_app(campaign, db, credentials, clock, store, name, config.read_text(encoding="utf-8"),
-                                    claims)
+            application = build_app(campaigns, db, credentials, clock, store, name, sources, claims)
         else:
             assert store is not None
             application = build_cluster_app(campaign, credentials, store, name, Scale(bus, role, partitions), clock,
-                                            config.read_text(encoding="utf-8"), claims)
+                                            sources[campaign.campaign], claims)
     except LedgerSecretMissing as exc:
         err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    except DeploymentError as exc:
+        err.print(f"无法启动 / cannot start: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
         err.print(f"无法打开数据库 / cannot open the store {store or db}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     where = f"{_redacted(store)} ({name})" if store else str(db)
     scaled = f", bus: {bus}, role: {role.value}" if bus else ""
-    err.print(f"livecoupon 服务 / serving campaign [bold]{campaign.campaign}[/] on http://{host}:{port} "
+    err.print(f"livecoupon 服务 / serving campaign [bold]{', '.join(c.campaign for c in campaigns)}[/] on "
+              f"http://{host}:{port} "
               f"(store: {where}, clock: {clock.value}{scaled})", markup=False, highlight=False)
     values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
               "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}

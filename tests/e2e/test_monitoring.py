@@ -35,17 +35,19 @@ def test_a_scrape_counts_events_decisions_and_request_latency(client: TestClient
     assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
     got = samples(scrape.text)
     assert got[("livecoupon_events_applied_total", ())] == 4
-    assert got[("livecoupon_decisions_total", (("outcome", "issued"), ("reason", ""), ("trigger", "newcomer")))] == 3
+    issued = (("campaign", "double11-live"), ("outcome", "issued"), ("reason", ""), ("trigger", "newcomer"))
+    assert got[("livecoupon_decisions_total", issued)] == 3
     posted = (("method", "POST"), ("route", "/v1/events"), ("status", "2xx"))
     assert got[("livecoupon_http_request_duration_seconds_count", posted)] == 1
     refused = (("method", "POST"), ("route", "/v1/events"), ("status", "4xx"))
     assert got[("livecoupon_http_request_duration_seconds_count", refused)] == 1
     assert ("livecoupon_viewer_sockets", ()) in got
-    assert got[("livecoupon_campaign_version", ())] == 1
+    assert got[("livecoupon_campaign_version", (("campaign", "double11-live"),))] == 1
     text = EXAMPLE.read_text(encoding="utf-8").replace("budget: 300000", "budget: 290000")
     published = client.post("/v1/admin/campaign/publish", json={"yaml": text}, headers=OPERATOR)
     assert published.status_code == 200 and published.json()["version"] == 2, published.text
-    assert samples(client.get("/metrics", headers=OPERATOR).text)[("livecoupon_campaign_version", ())] == 2
+    version = ("livecoupon_campaign_version", (("campaign", "double11-live"),))
+    assert samples(client.get("/metrics", headers=OPERATOR).text)[version] == 2
 
 
 def test_metrics_need_the_operator_key(client: TestClient) -> None:

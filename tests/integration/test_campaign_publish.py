@@ -148,14 +148,14 @@ def test_a_restart_after_an_offer_s_coupon_changed_rebuilds_every_version_as_dec
                                                  {"type": "live_start", "room": f"r{n}", "ts": T0 + 61})])
         live.submit(comments(T0 + 62, 2))
         then = live.submit(comments(T0 + 200, 3)).decisions
-        learnt = live.engine.offers.policies["pick"]
+        learnt = live.engine().offers.policies["pick"]
         live.close()
         again = LiveService(parse_campaign(OFFER_V1), SqliteStore(db), ClockMode.EVENT, source=OFFER_V1)
         again.rebuild()
         assert again.versions()["version"] == 2
         # its arms' coupon changed, so version 2's policy started afresh at the publish: what it learnt since,
         # in the room still on version 1 too, is learnt again
-        rebuilt = again.engine.offers.policies["pick"]
+        rebuilt = again.engine().offers.policies["pick"]
         assert (rebuilt.requests, rebuilt.by_arm, rebuilt.by_segment) == (learnt.requests, learnt.by_arm,
                                                                         learnt.by_segment)
         assert rebuilt.requests == 94 and sum(t.offers for t in rebuilt.by_arm.values()) > 0

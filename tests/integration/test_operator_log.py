@@ -179,7 +179,7 @@ def test_a_failed_transaction_leaves_engine_and_store_agreeing(tmp_path: Path) -
     with pytest.raises(OSError):
         service.submit([{"type": "join", "room": "r1", "ts": T0 + 2, "user": "lost"},
                         {"type": "transcript", "room": "r1", "ts": T0 + 3, "text": "发券啦"}])
-    assert "lost" not in service.engine.rooms["r1"].viewers and "say" not in {r.trigger for r in
+    assert "lost" not in service.engine().rooms["r1"].viewers and "say" not in {r.trigger for r in
                                                                                 service.records.values()}
     retried = service.submit([{"type": "join", "room": "r1", "ts": T0 + 2, "user": "lost"},
                               {"type": "transcript", "room": "r1", "ts": T0 + 3, "text": "发券啦"}])
@@ -303,7 +303,7 @@ def test_a_snapshot_of_another_campaign_is_ignored(tmp_path: Path) -> None:
     edited = parse_campaign(CAMPAIGN.replace("presence_timeout: 40s", "presence_timeout: 50s"))
     again = LiveService(edited, SqliteStore(tmp_path / "c.db"), ClockMode.EVENT)
     assert again.rebuild() == 2  # the whole log, not the other campaign's state
-    assert "a" in again.engine.rooms["r1"].viewers
+    assert "a" in again.engine().rooms["r1"].viewers
     again.close()
 
 

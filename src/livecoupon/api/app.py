@@ -58,7 +58,8 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
     @app.get("/v1/admin/health", tags=["operator"], dependencies=[Depends(operator_dependency)], response_model=None,
              responses=answer(AdminHealthOut) | CALLER_ERRORS)
     async def admin_health() -> dict[str, Any]:
-        return {"ok": True, "campaign": service.campaign.campaign, "events": service.events_applied,
+        return {"ok": True, "campaign": service.campaign.campaign, "campaigns": service.campaign_names,
+                "events": service.events_applied,
                 "connections": runtime.hub.connections, "popups_waiting": runtime.pacer.waiting,
                 "clock": service.clock.mode.value, "now": service.now()}
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from livecoupon.analytics.backtest import compare
 from livecoupon.api.runtime import RuntimeDep, operator
-from livecoupon.api.schemas import BODY_ERRORS, CALLER_ERRORS, answer, errors
+from livecoupon.api.schemas import BODY_ERRORS, CALLER_ERRORS, PARAM_ERRORS, CampaignQuery, answer, errors
 from livecoupon.campaign_file import CampaignError, parse_campaign
 from livecoupon.domain.campaign import Campaign
 
@@ -71,8 +71,7 @@ async def backtest(body: CampaignIn, rt: RuntimeDep) -> Any:
     if isinstance(campaign, dict):
         return campaign
     service = rt.service
-
-    current = service.in_force
+    current = service.in_force_of(campaign.campaign if len(service.campaign_names) > 1 else None)
 
     def run() -> dict[str, Any]:
         # Each candidate is replayed over the whole log as if it had run throughout: versions published
@@ -83,12 +82,13 @@ async def backtest(body: CampaignIn, rt: RuntimeDep) -> Any:
     return await asyncio.to_thread(run)
 
 
-@router.get("/versions")
-async def versions(rt: RuntimeDep) -> dict[str, Any]:
+@router.get("/versions", responses=PARAM_ERRORS | errors(404))
+async def versions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, Any]:
     """The version in force and its file (YAML: the editor's starting point, or an export), every version
-    published with when and the operator's note, and which version each room on air runs."""
+    published with when and the operator's note, and which version each room on air runs (of ``campaign``,
+    in a deployment of several)."""
     service = rt.service
-    return await service.call(service.versions)
+    return await service.call(service.versions, campaign)
 
 
 @router.post("/publish", responses=BODY_ERRORS | errors(409))

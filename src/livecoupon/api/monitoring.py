@@ -46,19 +46,23 @@ class _RuntimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         rt = self.runtime
-        service, stats = rt.service, rt.stats
+        service = rt.service
         yield CounterMetricFamily("livecoupon_events_applied", "Events and operator commands applied since start "
                                   "(the log re-applied at start included)", value=service.events_applied)
-        decisions = CounterMetricFamily("livecoupon_decisions", "Decisions by trigger and outcome",
-                                        labels=["trigger", "outcome", "reason"])
-        for trigger, n in sorted(stats.issued.items()):
-            decisions.add_metric([trigger, "issued", ""], n)
-        for trigger, reasons in sorted(stats.suppressed.items()):
-            for reason, n in sorted(reasons.items()):
-                decisions.add_metric([trigger, "suppressed", reason], n)
+        decisions = CounterMetricFamily("livecoupon_decisions", "Decisions by campaign, trigger and outcome",
+                                        labels=["campaign", "trigger", "outcome", "reason"])
+        for campaign, stats in rt.campaign_stats.items():
+            for trigger, n in sorted(stats.issued.items()):
+                decisions.add_metric([campaign, trigger, "issued", ""], n)
+            for trigger, reasons in sorted(stats.suppressed.items()):
+                for reason, n in sorted(reasons.items()):
+                    decisions.add_metric([campaign, trigger, "suppressed", reason], n)
         yield decisions
-        yield GaugeMetricFamily("livecoupon_campaign_version", "The campaign version in force (1: the file at start; "
-                                "each publish adds one)", value=service.version)
+        versions = GaugeMetricFamily("livecoupon_campaign_version", "The campaign version in force (1: the file at "
+                                     "start; each publish adds one)", labels=["campaign"])
+        for campaign in service.campaign_names:
+            versions.add_metric([campaign], service.version_of(campaign))
+        yield versions
         yield GaugeMetricFamily("livecoupon_viewer_sockets", "Viewer WebSocket connections", value=rt.hub.connections)
         yield GaugeMetricFamily("livecoupon_console_sockets", "Console WebSocket connections", value=len(rt.consoles))
         yield GaugeMetricFamily("livecoupon_popups_waiting", "Popups held by pacing", value=rt.pacer.waiting)

@@ -29,6 +29,7 @@ from livecoupon.api.schemas import (
     PARAM_ERRORS,
     BlocklistIn,
     BlocklistOut,
+    CampaignQuery,
     DeadLettersOut,
     DecisionsOut,
     ExplainOut,
@@ -63,7 +64,8 @@ def _issue_answer(made: list[Decision]) -> dict[str, Any]:
 async def manual_issue(body: ManualIssueIn, rt: RuntimeDep) -> dict[str, Any]:
     """Issue a template to a list of users (caps, stock and budget still hold)."""
     service = rt.service
-    made = await service.call(service.issue_manually, body.template, body.users, body.room, body.idempotency_key)
+    made = await service.call(service.issue_manually, body.template, body.users, body.room, body.idempotency_key,
+                              body.campaign)
     return _issue_answer(made)
 
 
@@ -72,24 +74,26 @@ async def manual_issue(body: ManualIssueIn, rt: RuntimeDep) -> dict[str, Any]:
 async def issue_to_present(room: str, body: PresentIssueIn, rt: RuntimeDep) -> dict[str, Any]:
     """Send a template to everyone present in ``room`` now."""
     service = rt.service
-    return _issue_answer(await service.call(service.issue_to_present, body.template, room, body.idempotency_key))
+    return _issue_answer(await service.call(service.issue_to_present, body.template, room, body.idempotency_key,
+                                            body.campaign))
 
 
-@router.get("/stats", response_model=None, responses=answer(StatsOut))
-async def stats(rt: RuntimeDep) -> dict[str, Any]:
-    """Per-trigger counters, reasons for suppression, stock, budget, rooms and the issue rate."""
-    return await rt.stats_message()
+@router.get("/stats", response_model=None, responses=answer(StatsOut) | PARAM_ERRORS | errors(404))
+async def stats(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, Any]:
+    """Per-trigger counters, reasons for suppression, stock, budget, rooms and the issue rate (``campaigns``
+    lists the deployment's campaigns where it runs several)."""
+    return await rt.stats_message(campaign=campaign)
 
 
-@router.get("/metrics", response_model=None, responses=answer(MetricsOut))
-async def metrics(rt: RuntimeDep) -> dict[str, Any]:
+@router.get("/metrics", response_model=None, responses=answer(MetricsOut) | PARAM_ERRORS | errors(404))
+async def metrics(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, Any]:
     """Redemption, order value and A/B statistics so far: ``metrics.json`` of SPEC §6, live."""
-    return await rt.metrics()
+    return await rt.metrics(campaign)
 
 
-@router.get("/campaign", response_model=None, responses=answer(StatsOut))
-async def campaign_status(rt: RuntimeDep) -> dict[str, Any]:
-    return await rt.stats_message()
+@router.get("/campaign", response_model=None, responses=answer(StatsOut) | PARAM_ERRORS | errors(404))
+async def campaign_status(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, Any]:
+    return await rt.stats_message(campaign=campaign)
 
 
 @router.get("/decisions", response_model=None, responses=answer(DecisionsOut))
@@ -116,8 +120,8 @@ async def explain(user: Annotated[str, FastPath(min_length=1, max_length=128)], 
              responses=answer(TriggerSwitchOut) | BODY_ERRORS | errors(404))
 async def switch_trigger(name: str, body: TriggerSwitchIn, rt: RuntimeDep) -> dict[str, Any]:
     """Pause or resume a trigger: while paused it fires nothing and uses up nothing (logged)."""
-    await rt.service.call(rt.service.pause, name, body.paused)
-    return {"name": name, "paused": body.paused}
+    await rt.service.call(rt.service.pause, name, body.paused, body.campaign)
+    return {"name": name, "paused": body.paused} | ({"campaign": body.campaign} if body.campaign else {})
 
 
 @router.post("/blocklist", response_model=None, responses=answer(BlocklistOut) | BODY_ERRORS)

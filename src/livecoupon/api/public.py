@@ -341,7 +341,7 @@ async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
     now = service.clock.now()
     for coupon in missed:
         if coupon.is_usable(now) and service.checkout.counts(coupon):
-            message = coupon_message(service.campaign, coupon) | {"missed": True}
+            message = coupon_message(service.campaign_named(coupon.campaign), coupon) | {"missed": True}
             sub.offer(held_notice(message) if muted else message)
 
 

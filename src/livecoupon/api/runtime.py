@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -24,11 +25,11 @@ from livecoupon.delivery.messages import coupon_message
 from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
-from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.service_layer import handlers as after_commit
 from livecoupon.service_layer.port import Service
+from livecoupon.service_layer.service import campaign_in
 
 log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
@@ -66,19 +67,17 @@ class Runtime:
     consoles: ConsoleHub = field(default_factory=ConsoleHub)
     throttle: Throttle = field(default_factory=Throttle)
     pacer: Pacer = field(init=False)
-    stats: LiveStats = field(init=False)
+    campaign_stats: dict[str, LiveStats] = field(init=False)  # each campaign's console counters
     pending_acks: list[tuple[str, str]] = field(default_factory=list)
     handlers: list[after_commit.Handler] = field(init=False)
 
     def __post_init__(self) -> None:
-        campaign = self.service.campaign  # delivery and ledger stay as started (a publish cannot change them)
-
-        def reading() -> Campaign:
-            return self.service.campaign
-
+        service = self.service
+        campaign = service.campaign  # delivery and ledger stay as started (a publish cannot change them)
+        reading = service.campaign_named
         self.pacer = Pacer(campaign.delivery, self.hub.publish)
-        self.stats = LiveStats(reading)
-        self.handlers = [after_commit.counting(self.stats), after_commit.feeding(reading, self.consoles)]
+        self.campaign_stats = {name: LiveStats(partial(reading, name)) for name in service.campaign_names}
+        self.handlers = [after_commit.counting(self.campaign_stats), after_commit.feeding(reading, self.consoles)]
         if campaign.ledger is None:
             self.handlers.append(after_commit.popping_up(reading, self.pacer))
         elif self.ledger is not None:  # a coupon pops up once the merchant's system has confirmed it
@@ -98,24 +97,39 @@ class Runtime:
             except Exception:
                 log.exception("a decision handler failed")
 
-    async def stats_message(self, room: str | None = None) -> dict[str, Any]:
-        """The console's counters; with ``room`` (a host's console), that room alone."""
+    @property
+    def stats(self) -> LiveStats:
+        """The counters of the console's campaign (the deployment's first, where it runs several)."""
+        return self.campaign_stats[self.service.campaign.campaign]
+
+    async def stats_message(self, room: str | None = None, campaign: str | None = None) -> dict[str, Any]:
+        """The console's counters (of ``campaign``: the deployment's first by default); with ``room`` (a host's
+        console), that room alone."""
         service = self.service
-        totals = await service.call(service.store.totals, service.campaign.campaign)
+        name = campaign_in(service.campaign_names, campaign or service.campaign.campaign)
+        stats = self.campaign_stats[name]
+        totals = await service.call(service.store.totals, name)
         rooms = await service.call(service.room_summary)
+        paused = set(await service.call(service.paused_of, name))
         dead = len(self.webhooks.dead_letters()) if self.webhooks is not None else 0
         if room is None:
-            return self.stats.snapshot(totals, rooms, set(service.paused), service.now(), dead)
-        own = {room: rooms.get(room, {"on_air": False, "present": 0})}
-        snapshot = self.stats.of_room(room).snapshot(totals, own, set(service.paused), service.now(), dead)
-        snapshot["room"] = room  # stock and budget stay the campaign's: every room draws on them
+            snapshot = stats.snapshot(totals, rooms, paused, service.now(), dead)
+        else:
+            own = {room: rooms.get(room, {"on_air": False, "present": 0})}
+            snapshot = stats.of_room(room).snapshot(totals, own, paused, service.now(), dead)
+            snapshot["room"] = room  # stock and budget stay the campaign's: every room draws on them
+        if len(service.campaign_names) > 1:
+            snapshot["campaigns"] = service.campaign_names
         return snapshot
 
-    async def metrics(self) -> dict[str, Any]:
-        """SPEC §6's ``metrics.json`` so far, computed off the writer thread from copies of its state."""
+    async def metrics(self, campaign: str | None = None) -> dict[str, Any]:
+        """SPEC §6's ``metrics.json`` so far (of ``campaign``: the deployment's first by default), computed off
+        the writer thread from copies of its state."""
         service = self.service
-        (records, orders), prices = await service.call(lambda: (service.metrics_inputs(), service.offer_prices()))
-        metrics = await asyncio.to_thread(campaign_metrics, service.campaign, records, orders)
+        name = campaign_in(service.campaign_names, campaign or service.campaign.campaign)
+        (records, orders), prices = await service.call(
+            lambda: (service.metrics_inputs(name), service.offer_prices(name)))
+        metrics = await asyncio.to_thread(campaign_metrics, service.campaign_named(name), records, orders)
         for name, price in prices.items():  # the live policy's own budget price λ, for the console
             if name in metrics.get("offers", {}):
                 metrics["offers"][name]["price"] = price
@@ -129,13 +143,14 @@ class Runtime:
         service.listeners.append(lambda made: loop.call_soon_threadsafe(self.on_decisions, made))
         await service.call(service.rebuild)
         records = list(service.records.values())
-        self.stats.add(records)
+        for name, own in (await service.call(service.records_by_campaign)).items():
+            self.campaign_stats[name].add(own)
         gc.collect()
         gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
         gc.set_threshold(*GC_THRESHOLDS)
         if self.webhooks is not None:
             await self._start_webhooks(self.webhooks, records)
-        if self.ledger is not None:
+        if self.ledger is not None:  # (a campaign with a ledger runs in a deployment of its own)
             self.ledger.start()
             self.ledger.enqueue(await service.call(service.store.unconfirmed, service.campaign.campaign))
         tasks = [asyncio.create_task(t) for t in (self._tick(), self.pacer.run(), self._stats_feed(),
@@ -164,7 +179,7 @@ class Runtime:
             self._pop_up(coupon)
 
     def _pop_up(self, coupon: Coupon) -> None:
-        self.pacer.offer(coupon.room, coupon.user, coupon_message(self.service.campaign, coupon))
+        self.pacer.offer(coupon.room, coupon.user, coupon_message(self.service.campaign_named(coupon.campaign), coupon))
 
     async def _tick(self) -> None:
         service = self.service
@@ -183,7 +198,7 @@ class Runtime:
         owed = webhooks.owed((position, r.coupon_id) for position, r in enumerate(records) if r.issued)
         if owed:
             coupons = await service.call(lambda: [service.store.coupon(cid) for cid in owed])
-            webhooks.enqueue([payload_for(service.campaign, c) for c in coupons if c is not None])
+            webhooks.enqueue([payload_for(service.campaign_named(c.campaign), c) for c in coupons if c is not None])
             log.info("re-sending %d merchant webhooks not delivered before the restart", len(owed))
 
     def acknowledge(self, coupon_id: str, user: str) -> None:

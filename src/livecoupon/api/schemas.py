@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from livecoupon.domain.coupons import CouponKind, CouponState
@@ -75,11 +76,20 @@ class OrderActionIn(_Body):
     idempotency_key: Text
 
 
+CampaignName = Annotated[str | None, Field(min_length=1, max_length=128, description=(
+    "the campaign meant, in a deployment of several (docs/campaign.md, \"Several campaigns\"); optional with one"))]
+
+
+CampaignQuery = Annotated[str | None, Query(min_length=1, max_length=128, description=(
+    "the campaign, in a deployment of several (the first by id if left out)"))]
+
+
 class ManualIssueIn(_Body):
     template: Text
     users: Annotated[list[Text], Field(min_length=1, max_length=100_000)]
     room: Text
     idempotency_key: Text
+    campaign: CampaignName = None
 
 
 class BlocklistIn(_Body):
@@ -99,11 +109,13 @@ class CommentIn(_Body):
 
 class TriggerSwitchIn(_Body):
     paused: bool
+    campaign: CampaignName = None
 
 
 class PresentIssueIn(_Body):
     template: Text
     idempotency_key: Text
+    campaign: CampaignName = None
 
 
 # -- the events a platform posts: documented here, checked one by one in domain/events.py ------

@@ -42,6 +42,7 @@ from livecoupon.service_layer.service import (
     DecisionListener,
     Submitted,
     admit,
+    campaign_in,
     check_manual,
     check_trigger,
     merchant_answer,
@@ -158,6 +159,30 @@ class GatewayService:
     def version(self) -> int:
         return self.published[-1].version if self.published else 1
 
+    # Scaled out, a deployment runs one campaign (``serve --bus`` refuses several, for now).
+    @property
+    def campaign_names(self) -> list[str]:
+        return [self.base.campaign]
+
+    def campaign_named(self, name: str) -> Campaign:
+        return self.campaign
+
+    def paused_of(self, campaign: str) -> frozenset[str]:
+        return self.paused
+
+    def version_of(self, campaign: str) -> int:
+        return self.version
+
+    def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
+        return {self.base.campaign: list(self.records.values())}
+
+    def in_force_of(self, campaign: str | None) -> Campaign:
+        self._one(campaign)
+        return self.in_force
+
+    def _one(self, campaign: str | None) -> None:
+        campaign_in(self.campaign_names, campaign)
+
     def tick(self) -> list[Decision]:
         return []
 
@@ -194,22 +219,27 @@ class GatewayService:
                                                         command.campaign)])
             return answer
 
-    def versions(self) -> dict[str, Any]:
+    def versions(self, campaign: str | None = None) -> dict[str, Any]:
+        self._one(campaign)
         source = publishing.source_in_force(self.base_source, self.published)
         rooms = {name: room["version"] for name, room in self.room_summary().items()
                  if room.get("on_air") and "version" in room}
         return publishing.history(self.version, source, self.published, rooms)
 
-    def pause(self, trigger: str, paused: bool) -> None:
+    def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None:
+        self._one(campaign)
         check_trigger(self.in_force, trigger)
         self.command(PauseTrigger(trigger, paused))
         self.paused = self.paused | {trigger} if paused else self.paused - {trigger}
 
-    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
+    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
+                       campaign: str | None = None) -> list[Decision]:
+        self._one(campaign)
         check_manual(self.in_force, template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
 
-    def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
+    def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
+        self._one(campaign)
         check_manual(self.in_force, template, room, key)
         summary = self.room_summary().get(room)
         if summary is None or not summary["on_air"]:
@@ -369,10 +399,11 @@ class GatewayService:
     def explain(self, user: str) -> list[dict[str, Any]]:
         return explain(self.base, (parse_event(raw) for raw in self.logged()), user)
 
-    def offer_prices(self) -> dict[str, float | None]:
+    def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition
 
-    def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
+    def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
+        self._one(campaign)
         records = list(self.store.decisions(self.campaign.campaign))
         orders = [e for e in map(parse_event, self.logged()) if e.type == "order"]
         return records, orders

@@ -32,6 +32,7 @@ class PauseTrigger:
 
     trigger: str
     paused: bool = True
+    campaign: str | None = None  # the campaign whose trigger it is (None: a deployment of one campaign)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class IssueManually:
     users: tuple[str, ...]
     room: str
     key: str  # the operator's idempotency key: the same key always yields the same coupons
+    campaign: str | None = None  # whose template (None: a deployment of one campaign)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class IssueToPresent:
     template: str
     room: str
     key: str
+    campaign: str | None = None  # whose template (None: a deployment of one campaign)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,26 @@ class PublishCampaign:
     note: str = ""  # the operator's words on the change
 
 
-Command = PauseTrigger | IssueManually | IssueToPresent | ChangeBlocklist | ClockReached | PublishCampaign
-ACTIONS = ("pause", "resume", "issue", "issue_present", "block", "unblock", "clock", "publish")
+@dataclass(frozen=True, slots=True)
+class StartCampaign:
+    """A campaign joins a deployment whose log had begun without it (docs/campaign.md, "Several campaigns"):
+    it applies the log from this entry on, as a new deployment applies it from its first."""
+
+    campaign: str  # its id; the deployment's file of that id is the one it runs
+
+
+Command = (PauseTrigger | IssueManually | IssueToPresent | ChangeBlocklist | ClockReached | PublishCampaign
+           | StartCampaign)
+ACTIONS = ("pause", "resume", "issue", "issue_present", "block", "unblock", "clock", "publish", "start")
+
+
+def addressee(command: Command) -> str | None:
+    """The campaign a command is about; None: every campaign of the deployment (or its only one)."""
+    if isinstance(command, PublishCampaign):
+        return command.campaign.campaign
+    if isinstance(command, (PauseTrigger, IssueManually, IssueToPresent, StartCampaign)):
+        return command.campaign
+    return None
 
 
 def _name(data: dict[str, Any], key: str) -> str:
@@ -109,15 +130,20 @@ def _names(data: dict[str, Any], key: str, *, required: bool = True) -> tuple[st
     return tuple(dict.fromkeys(value))
 
 
+def _campaign_id(data: dict[str, Any]) -> str | None:
+    return _name(data, "campaign") if data.get("campaign") is not None else None
+
+
 def command_from_json(data: dict[str, Any]) -> Command:
     """The command of an ``operator`` event, or :class:`CommandError` naming the field."""
     action = data.get("action")
     if action in ("pause", "resume"):
-        return PauseTrigger(_name(data, "trigger"), action == "pause")
+        return PauseTrigger(_name(data, "trigger"), action == "pause", _campaign_id(data))
     if action == "issue":
-        return IssueManually(_name(data, "template"), _names(data, "users"), _name(data, "room"), _name(data, "key"))
+        return IssueManually(_name(data, "template"), _names(data, "users"), _name(data, "room"), _name(data, "key"),
+                             _campaign_id(data))
     if action == "issue_present":
-        return IssueToPresent(_name(data, "template"), _name(data, "room"), _name(data, "key"))
+        return IssueToPresent(_name(data, "template"), _name(data, "room"), _name(data, "key"), _campaign_id(data))
     if action in ("block", "unblock"):
         users, devices = _names(data, "users", required=False), _names(data, "devices", required=False)
         if not users and not devices:
@@ -127,39 +153,57 @@ def command_from_json(data: dict[str, Any]) -> Command:
         return ClockReached()
     if action == "publish":
         return _publish(data)
+    if action == "start":
+        return StartCampaign(_name(data, "campaign"))
     raise CommandError("action", f"unknown operator action {action!r} (one of {', '.join(ACTIONS)})")
 
 
 def _publish(data: dict[str, Any]) -> PublishCampaign:
-    from livecoupon.campaign_file import CampaignError, parse_campaign  # the file format's reader, on demand
-
-    version, source, note = data.get("version"), data.get("campaign"), data.get("note", "")
+    version, note = data.get("version"), data.get("note", "")
     if not isinstance(version, int) or isinstance(version, bool) or version < 2:
         raise CommandError("version", "required: an integer of at least 2 (1 is the file the service started with)")
-    if not isinstance(source, str) or not source or len(source) > MAX_CAMPAIGN:
-        raise CommandError("campaign", f"required: the campaign file, a string of at most {MAX_CAMPAIGN:,} characters")
+    source = _source(data)
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         raise CommandError("note", f"must be a string of at most {MAX_NOTE} characters")
+    return PublishCampaign(version, source, _read(source), note)
+
+
+def _source(data: dict[str, Any]) -> str:
+    source = data.get("campaign")
+    if not isinstance(source, str) or not source or len(source) > MAX_CAMPAIGN:
+        raise CommandError("campaign", f"required: the campaign file, a string of at most {MAX_CAMPAIGN:,} characters")
+    return source
+
+
+def _read(source: str) -> Campaign:
+    from livecoupon.campaign_file import CampaignError, parse_campaign  # the file format's reader, on demand
+
     try:
-        campaign = parse_campaign(source)
+        return parse_campaign(source)
     except CampaignError as exc:
         raise CommandError("campaign", "; ".join(exc.errors)) from None
-    return PublishCampaign(version, source, campaign, note)
 
 
 def command_json(command: Command) -> dict[str, Any]:
     """The fields an ``operator`` event carries besides type, room and ts."""
     match command:
-        case PauseTrigger(trigger, paused):
-            return {"action": "pause" if paused else "resume", "trigger": trigger}
-        case IssueManually(template, users, room, key):
-            return {"action": "issue", "template": template, "users": list(users), "room": room, "key": key}
-        case IssueToPresent(template, room, key):
-            return {"action": "issue_present", "template": template, "room": room, "key": key}
+        case PauseTrigger(trigger, paused, campaign):
+            return {"action": "pause" if paused else "resume", "trigger": trigger} | _of(campaign)
+        case IssueManually(template, users, room, key, campaign):
+            return {"action": "issue", "template": template, "users": list(users), "room": room, "key": key,
+                    **_of(campaign)}
+        case IssueToPresent(template, room, key, campaign):
+            return {"action": "issue_present", "template": template, "room": room, "key": key, **_of(campaign)}
         case ChangeBlocklist(users, devices, blocked):
             return {"action": "block" if blocked else "unblock", "users": list(users), "devices": list(devices)}
         case ClockReached():
             return {"action": "clock"}
         case PublishCampaign(version, source, _, note):
             return {"action": "publish", "version": version, "campaign": source} | ({"note": note} if note else {})
+        case StartCampaign(campaign):
+            return {"action": "start", "campaign": campaign}
     raise TypeError(f"not a command: {command!r}")
+
+
+def _of(campaign: str | None) -> dict[str, str]:
+    return {} if campaign is None else {"campaign": campaign}

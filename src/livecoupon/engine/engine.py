@@ -21,6 +21,7 @@ from livecoupon.domain.commands import (
     IssueToPresent,
     PauseTrigger,
     PublishCampaign,
+    addressee,
 )
 from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import Decision, IssueRequest, Silence, coupon_id_for, device_key_for
@@ -237,16 +238,18 @@ class Engine:
     def _command(self, command: Command, ts: int) -> list[Decision]:
         """An operator's action, in its place among the events; timers due by then fire first."""
         decisions = self.advance(ts) if self._timers and self._timers[0][0] <= ts else []
+        if addressee(command) not in (None, self.campaign.campaign):
+            return decisions  # another campaign's, in a deployment of several
         match command:
-            case PauseTrigger(trigger, paused):
+            case PauseTrigger(trigger, paused, _):
                 (self.paused.add if paused else self.paused.discard)(trigger)
                 self.index_triggers()
             case ChangeBlocklist(users, devices, blocked):
                 for names, listed in ((users, self.blocked_users), (devices, self.blocked_devices)):
                     (listed.update if blocked else listed.difference_update)(names)
-            case IssueManually(template, users, room, key):
+            case IssueManually(template, users, room, key, _):
                 decisions.extend(self._issue_manually(template, users, room, key, ts))
-            case IssueToPresent(template, room, key):
+            case IssueToPresent(template, room, key, _):
                 state = self.rooms.get(room)
                 if state is not None and state.on_air:
                     decisions.extend(self._issue_manually(template, state.present_users(ts), room, key, ts))

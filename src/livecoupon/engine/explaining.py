@@ -16,6 +16,7 @@ from typing import Any
 from livecoupon.domain.campaign import Audience, Campaign, Trigger
 from livecoupon.domain.decisions import Decision, Reason, Silence
 from livecoupon.domain.events import VIEWER_TYPES, Event, seconds
+from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine, Firing
 from livecoupon.engine.rooms import Room
 from livecoupon.store.memory import MemoryStore
@@ -108,20 +109,33 @@ class ExplainingEngine(Engine):
             self.notes.append(Note(firing.at, room.name, firing.trigger.name, why))
 
 
-def explain(campaign: Campaign, log: Iterable[Event], user: str) -> list[dict[str, Any]]:
-    """Every decision for ``user`` and every firing that reached them without one, in time order."""
-    engine = ExplainingEngine(campaign, user)
+def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user: str,
+            joining: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every decision for ``user`` and every firing that reached them without one, in time order. With several
+    campaigns (``joining``: those started part-way through the log) each entry names its campaign."""
+    several = not isinstance(campaigns, Campaign) and len(campaigns) > 1
+    notes: dict[str, list[Note]] = {}
+
+    def noting(campaign: Campaign) -> Engine:
+        engine = ExplainingEngine(campaign, user)
+        notes[campaign.campaign] = engine.notes
+        return engine
+
+    deployment = Deployment([campaigns] if isinstance(campaigns, Campaign) else campaigns, MemoryStore(),
+                            joining=joining, make=noting)
     entries: list[tuple[int, int, dict[str, Any]]] = []
     decided: set[str] = set()
     for event in log:
-        start = len(engine.notes)
-        made = engine.apply(event)
-        for note in engine.notes[start:]:
-            entries.append((note.at, len(entries), _note_json(note)))
+        before = {name: len(noted) for name, noted in notes.items()}
+        made = deployment.apply(event)
+        for name, noted in notes.items():
+            for note in noted[before.get(name, 0):]:
+                entries.append((note.at, len(entries), _note_json(note) | ({"campaign": name} if several else {})))
         for d in made:
             if d.request.user == user and d.request.coupon_id not in decided:
                 decided.add(d.request.coupon_id)
-                entries.append((d.request.at, len(entries), _decision_json(d)))
+                body = _decision_json(d) | ({"campaign": d.request.campaign} if several else {})
+                entries.append((d.request.at, len(entries), body))
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return [entry for _, _, entry in entries]
 

@@ -9,6 +9,7 @@ from typing import Final
 
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision
+from livecoupon.engine.campaigns import Deployment, started
 from livecoupon.engine.engine import QUIET_TYPES, Engine
 from livecoupon.engine.recordings import (
     Rejected,
@@ -106,14 +107,31 @@ def _sorted(campaign: Campaign, lines: Sequence[str]) -> ReplayResult:
     return result
 
 
-def replay_to(campaign: Campaign, lines: Iterable[str], out_dir: Path) -> ReplayResult:
+def replay_all(campaigns: Sequence[Campaign], lines: Iterable[str]) -> ReplayResult:
+    """:func:`replay` with a deployment's campaigns (engine/campaigns.py): every event reaches each campaign
+    in campaign-id order; a campaign the recording starts with a ``start`` entry applies nothing before it."""
+    lines = lines if isinstance(lines, Sequence) else list(lines)
+    if len(campaigns) == 1 and not any('"start"' in line for line in lines):
+        return replay(campaigns[0], lines)  # the fast path: no campaign joins this log part-way
+    with collector_paused(BIG_BATCH + 1):
+        ordered, rejected = read_for_replay(lines)
+        deployment = Deployment(campaigns, MemoryStore(), joining=started(ordered), dedup_ids=False)
+        result = ReplayResult(rejected=rejected, events=len(ordered))
+        for event in ordered:
+            made = deployment.apply(event)
+            if made:
+                result.add(made)
+    return result
+
+
+def replay_to(campaign: Campaign | Sequence[Campaign], lines: Iterable[str], out_dir: Path) -> ReplayResult:
     """:func:`replay`, then :func:`write_outputs`: ``livecoupon replay``'s whole job.
 
     The collector stays paused throughout: between the two it would scan every decision
     kept, again and again while the outputs are encoded (~5% of a 1,000,000-event run, measured).
     """
     with collector_paused(BIG_BATCH + 1):
-        result = replay(campaign, lines)
+        result = replay(campaign, lines) if isinstance(campaign, Campaign) else replay_all(campaign, lines)
         write_outputs(result, out_dir)
     return result
 

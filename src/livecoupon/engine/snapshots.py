@@ -20,14 +20,17 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from livecoupon.domain.campaign import Campaign
+from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 
-VERSION = 7  # bump whenever the engine's state changes shape
+VERSION = 8  # bump whenever the engine's state changes shape
 
 
-def fingerprint(campaign: Campaign) -> str:
-    """The campaign and the state's shape a snapshot belongs to, the same in every process."""
-    return hashlib.sha256(f"{VERSION}\x1f{_canonical(campaign)}".encode()).hexdigest()[:32]
+def fingerprint(*campaigns: Campaign) -> str:
+    """The campaigns (a deployment's, in order) and the state's shape a snapshot belongs to, the same in
+    every process."""
+    canonical = "\x1e".join(_canonical(c) for c in campaigns)
+    return hashlib.sha256(f"{VERSION}\x1f{canonical}".encode()).hexdigest()[:32]
 
 
 def _canonical(value: Any) -> str:
@@ -50,15 +53,43 @@ _STATE = ("rooms", "paused", "facts", "blocked_users", "blocked_devices", "time"
 
 def dump(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
     """The engine's state, and ``extra`` (the caller's own, such as counters), as bytes."""
-    state = {name: getattr(engine, name) for name in _STATE}
-    return pickle.dumps((state, extra or {}), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((_state(engine), extra or {}), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load(engine: Engine, body: bytes) -> dict[str, Any]:
     """Put a fresh engine in the state of ``body``; returns the ``extra`` saved with it."""
     state, extra = pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
+    _put(engine, state)
+    return dict(extra)
+
+
+def dump_deployment(deployment: Deployment, extra: dict[str, Any] | None = None) -> bytes:
+    """Every running campaign's engine state, the deployment's time, and ``extra``, as bytes."""
+    states = {name: _state(engine) for name, engine in deployment.engines.items()}
+    return pickle.dumps((states, deployment.time, extra or {}), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_deployment(deployment: Deployment, body: bytes) -> dict[str, Any]:
+    """Put a fresh deployment in the state of ``body`` (a campaign it did not hold waits for its start entry);
+    returns the ``extra`` saved with it."""
+    states, time, extra = pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
+    engines = {}
+    for name, state in states.items():
+        campaign = deployment.campaigns.get(name)
+        if campaign is not None:
+            engine = engines[name] = Engine(campaign, deployment.store)
+            _put(engine, state)
+    deployment.restore(engines, time)
+    return dict(extra)
+
+
+
+def _state(engine: Engine) -> dict[str, Any]:
+    return {name: getattr(engine, name) for name in _STATE}
+
+
+def _put(engine: Engine, state: dict[str, Any]) -> None:
     for name in _STATE:
         setattr(engine, name, state[name])
     engine.campaign = engine.plan.campaign  # the version published last, if any after the file's
     engine.index_triggers()
-    return dict(extra)

@@ -6,7 +6,7 @@ nothing below can undo a decision, and a failing handler costs only its own effe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,19 +49,24 @@ class Notifier(Protocol):
 Handler = Callable[[DecisionsCommitted], None]
 
 
-Reading = Callable[[], Campaign]  # the campaign as reports read it now (a publish changes it)
+Reading = Callable[[str], Campaign]  # a campaign of the deployment, by id, as reports read it now (with publishes)
 
 
-def counting(stats: LiveStats) -> Handler:
-    """The consoles' counters."""
-    return lambda event: stats.add(d.record() for d in event.decisions)
+def counting(stats: Mapping[str, LiveStats]) -> Handler:
+    """The consoles' counters, each campaign's apart."""
+    def count(event: DecisionsCommitted) -> None:
+        for campaign, decisions in _by_campaign(event.decisions).items():
+            counters = stats.get(campaign)
+            if counters is not None:
+                counters.add(d.record() for d in decisions)
+    return count
 
 
 def popping_up(campaign: Reading, pacer: Pacer) -> Handler:
     """Each coupon to its viewer's screens, through the pacer (which never drops one)."""
     def pop_up(event: DecisionsCommitted) -> None:
         for coupon in event.issued:
-            pacer.offer(coupon.room, coupon.user, coupon_message(campaign(), coupon))
+            pacer.offer(coupon.room, coupon.user, coupon_message(campaign(coupon.campaign), coupon))
     return pop_up
 
 
@@ -72,8 +77,9 @@ def feeding(campaign: Reading, consoles: ConsoleHub) -> Handler:
             return
         for d in event.decisions[:FEED_LINES_PER_BATCH]:
             consoles.broadcast(decision_line(d))
-        for line in announcements(campaign(), event.decisions):
-            consoles.broadcast(line)
+        for name, decisions in _by_campaign(event.decisions).items():
+            for line in announcements(campaign(name), decisions):
+                consoles.broadcast(line)
     return feed
 
 
@@ -81,9 +87,16 @@ def notifying(campaign: Reading, sender: Notifier) -> Handler:
     """Every issued coupon to the merchant's webhook."""
     def notify(event: DecisionsCommitted) -> None:
         if event.issued:
-            reading = campaign()
-            sender.enqueue([payload_for(reading, c) for c in event.issued])
+            sender.enqueue([payload_for(campaign(c.campaign), c) for c in event.issued])
     return notify
+
+
+def _by_campaign(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
+    """Decisions grouped by campaign, each group in the order given."""
+    groups: dict[str, list[Decision]] = {}
+    for d in decisions:
+        groups.setdefault(d.request.campaign, []).append(d)
+    return groups
 
 
 def creating(ledger: Creator) -> Handler:

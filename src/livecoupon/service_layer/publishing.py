@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import yaml
+
 from livecoupon.campaign_file import CampaignError, parse_campaign
 from livecoupon.domain.campaign import Campaign, with_history
 from livecoupon.domain.commands import PublishCampaign
@@ -44,6 +46,23 @@ class Candidate:
     @property
     def unchanged(self) -> bool:
         return not any(self.changes.values())
+
+
+def addressed(source: str, campaigns: Sequence[str]) -> str | None:
+    """The campaign of the deployment a file to publish is a version of: the one its ``campaign`` names, or
+    in a deployment of one, that one (a file naming another is then refused as a change of name)."""
+    if len(campaigns) == 1:
+        return campaigns[0]
+    try:
+        data = yaml.safe_load(source)
+    except yaml.YAMLError:
+        data = None
+    name = data.get("campaign") if isinstance(data, dict) else None
+    if not isinstance(name, str) or name not in campaigns:
+        raise Refused("campaign_unknown", f"the file's campaign {name!r} is none of this deployment's "
+                      f"({', '.join(campaigns)}): publish a version of one of them; a new campaign joins "
+                      "with its file added to --config and a restart (新活动请加入配置后重启)", "yaml")
+    return name
 
 
 def prepare(source: str, base_version: int | None, note: str, version: int, current: Campaign,

@@ -24,12 +24,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from livecoupon.domain.campaign import Campaign, Limits
-from livecoupon.domain.commands import ClockReached, Command, IssueManually, IssueToPresent, PauseTrigger
+from livecoupon.domain.commands import (
+    ClockReached,
+    Command,
+    IssueManually,
+    IssueToPresent,
+    PauseTrigger,
+    StartCampaign,
+)
 from livecoupon.domain.coupons import Coupon, CouponTemplate
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.events import Event, EventError, event_json, parse_event
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
+from livecoupon.engine.campaigns import Deployment, DeploymentError, in_order
 from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
@@ -206,33 +214,51 @@ def merchant_answer(store: Store, coupon_id: str) -> dict[str, Any]:
     return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
 
 
+def campaign_in(campaigns: Sequence[str], name: str | None, field: str = "campaign") -> str:
+    """The campaign an operator's call is about: ``name``, or the deployment's only one."""
+    if name is None or name == "":
+        if len(campaigns) == 1:
+            return campaigns[0]
+        raise NotFound("campaign_required", "this deployment runs several campaigns: name one of "
+                       f"{', '.join(campaigns)} (部署中有多个活动，请指定 campaign)", field)
+    if name not in campaigns:
+        raise NotFound("unknown_campaign", f"no campaign {name!r} in this deployment ({', '.join(campaigns)})", field)
+    return name
+
+
 class LiveService:
     """The core as the HTTP layer sees it. ``listeners`` hear every committed decision."""
 
-    def __init__(self, campaign: Campaign, store: Store, clock: ClockMode = ClockMode.WALL,
+    def __init__(self, campaign: Campaign | Sequence[Campaign], store: Store, clock: ClockMode = ClockMode.WALL,
                  wall: Callable[[], int] | None = None, snapshot_policy: SnapshotPolicy = SnapshotPolicy(),
-                 preload_records: bool = True, source: str | None = None) -> None:
-        """``preload_records=False`` (a worker's partition): ``records`` holds only what this process decided,
+                 preload_records: bool = True, source: str | dict[str, str] | None = None) -> None:
+        """``campaign``: the deployment's campaign, or several (engine/campaigns.py).
+        ``preload_records=False`` (a worker's partition): ``records`` holds only what this process decided,
         not every decision of the campaign (the gateways keep those, for the consoles and metrics).
-        ``source``: the campaign file's text, the first version an operator's editor starts from."""
-        self.base = campaign  # the file the service started with: version 1, where the log starts
-        self.base_source = source
-        self._reported: tuple[int, Campaign] = (0, campaign)  # (versions published, with_history of them)
+        ``source``: the campaign file's text (each campaign's, by id), the first version an operator's editor
+        starts from."""
+        ordered = in_order([campaign] if isinstance(campaign, Campaign) else campaign)
+        self.bases = {c.campaign: c for c in ordered}  # the files the service started with: each one's version 1
+        self.base = ordered[0]  # the console's campaign, where the deployment has several
+        self.sources = source if isinstance(source, dict) else {self.base.campaign: source} if source else {}
+        self._reported: dict[str, tuple[int, Campaign]] = {}  # (versions published, with_history of them)
         self.store = store
         self.snapshot_policy = snapshot_policy
-        self._fingerprint = snapshots.fingerprint(campaign)
+        self._fingerprint = snapshots.fingerprint(*ordered)
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
-        self.engine = Engine(campaign, store)
+        self.deployment = Deployment(ordered, store)
+        self.joined_late: frozenset[str] = frozenset()  # campaigns with a ``start`` entry in the log
         self.clock = ServiceClock(clock, self._latest, *(() if wall is None else (wall,)))
         self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid,
-                                 needs_confirmation=campaign.ledger is not None)
+                                 needs_confirmation=any(c.ledger is not None for c in ordered))
         self.listeners: list[DecisionListener] = []
         self.events_applied = 0
         self.next_due: int | None = None  # the earliest timer, published for the event loop
         self.paused: frozenset[str] = frozenset()  # likewise
         self.version = 1  # likewise: the campaign version in force
         self.records: dict[str, DecisionRecord] = {}  # every decision, for metrics (written on the writer)
+        self.record_campaigns: dict[str, str] = {}  # with several campaigns: each record's (coupon id -> campaign)
         self._preload_records = preload_records
         self.orders: list[Event] = []
         self._unannounced: list[Decision] = []
@@ -244,18 +270,37 @@ class LiveService:
         self.seal: Callable[[], None] = lambda: None
 
     def _latest(self) -> int | None:
-        return None if self.engine.time == NO_TIME else self.engine.time
+        return None if self.deployment.time == NO_TIME else self.deployment.time
+
+    @property
+    def campaign_names(self) -> list[str]:
+        return list(self.bases)
 
     @property
     def campaign(self) -> Campaign:
         """The version in force, with the coupons and triggers only earlier versions had (reports,
-        consoles and popups read it: every decision finds its template). It decides nothing itself."""
-        published = self.engine.published
-        known, reported = self._reported
+        consoles and popups read it: every decision finds its template). It decides nothing itself.
+        Where the deployment runs several campaigns, the first one's (see :meth:`campaign_named`)."""
+        return self.campaign_named(self.base.campaign)
+
+    def campaign_named(self, name: str) -> Campaign:
+        """:attr:`campaign` of the deployment's campaign ``name`` (its file as started, if it is not running)."""
+        engine = self.deployment.engine(name)
+        base = self.bases[name]
+        published = engine.published if engine is not None else []
+        known, reported = self._reported.get(name, (0, base))
         if known != len(published):
-            reported = publishing.reported(self.base, published)
-            self._reported = (len(published), reported)
+            reported = publishing.reported(base, published)
+            self._reported[name] = (len(published), reported)
         return reported
+
+    def engine(self, campaign: str | None = None) -> Engine:
+        """The engine of ``campaign`` (None: the only one), 404 naming the campaigns where that is unclear."""
+        name = campaign_in(self.campaign_names, campaign)
+        engine = self.deployment.engine(name)
+        if engine is None:
+            raise NotFound("campaign_not_started", f"campaign {name!r} has not started yet", "campaign")
+        return engine
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the writer thread."""
@@ -270,35 +315,88 @@ class LiveService:
 
         Returns how many log entries were re-applied (those after the snapshot).
         """
-        after = self._restore()
+        roster = self._roster()
+        after = self._restore(roster)
         count = 0
-        self.engine.store = RecordedClaims(self.store, self.engine.template_named)
+        deployment = self.deployment
+        deployment.store = RecordedClaims(self.store, self._template_named)
         try:
             with self.store.unit_of_work():
                 for raw in self.store.events(after):
                     self._apply(parse_event(raw), live=False)
                     count += 1
         finally:
-            self.engine.store = self.store
+            deployment.store = self.store
         if self._preload_records:
-            self.records = {r.coupon_id: r for r in self.store.decisions(self.campaign.campaign)}
+            self.records, self.record_campaigns = {}, {}
+            for name in self.bases:
+                for r in self.store.decisions(name):
+                    self.records[r.coupon_id] = r
+                    if len(self.bases) > 1:
+                        self.record_campaigns[r.coupon_id] = name
         self.events_applied += count
         self._since_snapshot = count
         self._publish()
+        joining = [name for name in self.bases if name not in roster]
+        if joining:
+            self._start(joining)
         return count
 
-    def _restore(self) -> int:
-        """A fresh engine in the state of the latest usable snapshot; the log position it is at."""
-        self.engine = Engine(self.base, self.store)
+    def _roster(self) -> dict[str, int]:
+        """The campaigns the log has been applied to; a new deployment's (or one logged before campaigns were
+        rostered: one campaign) are the campaigns configured, from the log's first entry."""
+        with self.store.unit_of_work():
+            roster = self.store.roster()
+            if not roster:
+                for name in self.bases:
+                    self.store.enrol(name, 0)
+                roster = dict.fromkeys(self.bases, 0)
+        self.joined_late = frozenset(name for name, position in roster.items() if position > 0)
+        self.check_roster(roster)
+        return roster
+
+    def check_roster(self, roster: dict[str, int] | None = None) -> None:
+        """Refuse a configuration that drops a campaign the deployment ran (:class:`DeploymentError`)."""
+        gone = sorted(set(self.store.roster() if roster is None else roster) - set(self.bases))
+        if gone:
+            raise DeploymentError(f"campaign {', '.join(gone)} ran in this deployment and is missing from --config "
+                                  "(活动不在配置中): keep its file; a campaign over is one whose schedule has ended")
+
+    def _start(self, names: list[str]) -> None:
+        """Campaigns that join a deployment whose log has begun: a ``start`` entry each, from which they apply
+        (before the log's first entry, nothing needs to be skipped: they run from it, as the others do)."""
+        with self._transaction():
+            for name in names:
+                if self.store.log_position() == 0:
+                    self.store.enrol(name, 0)
+                    self.deployment.start(name)
+                    continue
+                self._apply_logged([Event("operator", CAMPAIGN_WIDE, self.clock.now(), command=StartCampaign(name))])
+                self.store.enrol(name, self.store.log_position())
+                self.joined_late |= {name}
+        log.info("campaigns %s joined the deployment", ", ".join(names))
+
+    def _template_named(self, request: IssueRequest, name: str) -> CouponTemplate | None:
+        engine = self.deployment.engine(request.campaign)
+        return engine.template_named(request, name) if engine is not None else None
+
+    def _restore(self, roster: dict[str, int]) -> int:
+        """A fresh deployment in the state of the latest usable snapshot; the log position it is at. A campaign
+        started part-way (or not yet) waits for its ``start`` entry."""
+        def fresh() -> Deployment:
+            return Deployment(list(self.bases.values()), self.store,
+                              joining=[name for name in self.bases if roster.get(name, 1) > 0])
+
         self.orders, self.events_applied = [], 0
+        self.deployment = fresh()
         snapshot = self.store.latest_snapshot(self._fingerprint)
         if snapshot is None:
             return 0
         try:
-            extra = snapshots.load(self.engine, snapshot.body)
+            extra = snapshots.load_deployment(self.deployment, snapshot.body)
         except Exception:  # unreadable: the log from the start is the truth anyway
             log.exception("snapshot at %d unreadable; re-applying the whole log", snapshot.position)
-            self.engine = Engine(self.base, self.store)
+            self.deployment = fresh()
             return 0
         self.orders, self.events_applied = extra["orders"], extra["events_applied"]
         return snapshot.position
@@ -309,7 +407,8 @@ class LiveService:
         new owner's)."""
         with self._transaction():
             position = self.store.log_position()
-            body = snapshots.dump(self.engine, {"orders": self.orders, "events_applied": self.events_applied})
+            body = snapshots.dump_deployment(self.deployment, {"orders": self.orders,
+                                                               "events_applied": self.events_applied})
             self.store.save_snapshot(Snapshot(position, self._fingerprint, body))
         self._since_snapshot, self._snapshot_at = 0, time.monotonic()
         return position
@@ -345,51 +444,76 @@ class LiveService:
 
     def tick(self) -> list[Decision]:
         """Fire the timers the machine's clock has reached, marking the point in the log."""
-        due, now = self.engine.next_timer_due(), self.clock.now()
+        due, now = self.deployment.next_timer_due(), self.clock.now()
         if due is None or due > now:
             return []
         return self.command(ClockReached())
 
     def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]:
-        """Publish ``source`` as the campaign's next version (logged as an operator action), unless it
+        """Publish ``source`` as its campaign's next version (logged as an operator action), unless it
         changes nothing; ``base_version``: the version the editor started from, refused if no longer in force."""
-        plan = self.engine.plan
-        on_air = [name for name, room in self.engine.rooms.items() if room.on_air]
+        engine = self.engine(publishing.addressed(source, self.campaign_names))
+        plan = engine.plan
+        on_air = [name for name, room in engine.rooms.items() if room.on_air]
         answer, command = publishing.prepare(source, base_version, note, plan.version, plan.campaign,
-                                             publishing.source_in_force(self.base_source, self.engine.published),
-                                             on_air)
+                                             self._source_in_force(engine), on_air)
         if command is not None:
             self.command(command)
         return answer
 
-    def versions(self) -> dict[str, Any]:
+    def _source_in_force(self, engine: Engine) -> str | None:
+        return publishing.source_in_force(self.sources.get(engine.campaign.campaign), engine.published)
+
+    def versions(self, campaign: str | None = None) -> dict[str, Any]:
         """The version in force (its file), every version published, and which version each room on air runs."""
-        engine = self.engine
+        engine = self.engine(campaign)
         rooms = {name: room.plan.version for name, room in engine.rooms.items() if room.on_air}
-        return publishing.history(engine.plan.version, publishing.source_in_force(self.base_source, engine.published),
-                                  engine.published, rooms)
+        return publishing.history(engine.plan.version, self._source_in_force(engine), engine.published, rooms)
 
     @property
     def in_force(self) -> Campaign:
         """The version deciding now (no history: what a backtest compares a candidate with)."""
-        return self.engine.campaign
+        return self.in_force_of(None)
 
-    def pause(self, trigger: str, paused: bool) -> None:
-        check_trigger(self.in_force, trigger)
-        self.command(PauseTrigger(trigger, paused))
+    def in_force_of(self, campaign: str | None) -> Campaign:
+        return self.engine(campaign).campaign
 
-    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str) -> list[Decision]:
+    def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None:
+        name = self._addressed(campaign)
+        check_trigger(self.in_force_of(name), trigger)
+        self.command(PauseTrigger(trigger, paused, name))
+
+    def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
+                       campaign: str | None = None) -> list[Decision]:
         """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
-        check_manual(self.in_force, template, room, key)
-        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
+        name = self._addressed(campaign)
+        check_manual(self.in_force_of(name), template, room, key)
+        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key, name), room)
 
-    def issue_to_present(self, template: str, room: str, key: str) -> list[Decision]:
+    def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``."""
-        check_manual(self.in_force, template, room, key)
-        state = self.engine.rooms.get(room)
+        name = self._addressed(campaign)
+        check_manual(self.in_force_of(name), template, room, key)
+        state = self.engine(name).rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.command(IssueToPresent(template, room, key), room)
+        return self.command(IssueToPresent(template, room, key, name), room)
+
+    def paused_of(self, campaign: str) -> frozenset[str]:
+        """The triggers of ``campaign`` an operator has paused."""
+        engine = self.deployment.engine(campaign)
+        return frozenset(engine.paused) if engine is not None else frozenset()
+
+    def version_of(self, campaign: str) -> int:
+        """The version of ``campaign`` in force (read off the writer thread: a look-up, no change)."""
+        engine = self.deployment.engine(campaign)
+        return engine.plan.version if engine is not None else 1
+
+    def _addressed(self, campaign: str | None) -> str | None:
+        """The campaign an operator command names in the log: none in a deployment of one campaign (its log
+        reads as it always has), else the one asked for."""
+        name = campaign_in(self.campaign_names, campaign)
+        return None if len(self.bases) == 1 else name
 
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
         """A checkout call that changes state; an order it pays is applied and logged in the same transaction."""
@@ -477,8 +601,8 @@ class LiveService:
         decisions: list[Decision] = []
         logged = []
         for event in events:
-            if event.ts < self.engine.time:
-                event.ts = self.engine.time  # late: applied now, and logged as applied
+            if event.ts < self.deployment.time:
+                event.ts = self.deployment.time  # late: applied now, and logged as applied
             logged.append(event_json(event))
             decisions.extend(self._apply(event))
         self.store.append_events(logged)
@@ -492,7 +616,7 @@ class LiveService:
             self.orders.append(event)
             if live and event.coupon_id is not None and event.user is not None and event.order_id is not None:
                 self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts)
-        return self.engine.apply(event)
+        return self.deployment.apply(event)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -509,9 +633,10 @@ class LiveService:
             raise
 
     def _publish(self) -> None:
-        self.next_due = self.engine.next_timer_due() if self.clock.fires_timers else None
-        self.paused = frozenset(self.engine.paused)
-        self.version = self.engine.plan.version
+        self.next_due = self.deployment.next_timer_due() if self.clock.fires_timers else None
+        console = self.deployment.engine(self.base.campaign)
+        self.paused = frozenset(console.paused) if console is not None else frozenset()
+        self.version = console.plan.version if console is not None else 1
 
     def logged(self) -> Iterator[dict[str, Any]]:
         """The log as applied, event by event (as ``export`` writes it)."""
@@ -519,21 +644,49 @@ class LiveService:
 
     def explain(self, user: str) -> list[dict[str, Any]]:
         """Why ``user`` got what they got, from the log (off the writer thread: it replays the log)."""
-        return explain(self.base, (parse_event(raw) for raw in self.logged()), user)
+        return explain(list(self.bases.values()), (parse_event(raw) for raw in self.logged()), user,
+                       joining=self.joined_late)
 
-    def offer_prices(self) -> dict[str, float | None]:
+    def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]:
         """Each offer trigger's budget price λ as its policy last paced it (None: the budget is gone)."""
+        engine = self.deployment.engine(campaign or self.base.campaign)
+        policies = engine.offers.policies if engine is not None else {}
         return {name: (None if policy.price == float("inf") else round(policy.price, 4))
-                for name, policy in self.engine.offers.policies.items()}
+                for name, policy in policies.items()}
 
-    def metrics_inputs(self) -> tuple[list[DecisionRecord], list[Event]]:
-        """Copies of the decisions and orders so far, for metrics computed off the writer thread."""
-        return list(self.records.values()), list(self.orders)
+    def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
+        """Copies of the decisions (``campaign``'s, where there are several) and orders so far, for metrics
+        computed off the writer thread."""
+        if len(self.bases) == 1:
+            return list(self.records.values()), list(self.orders)
+        name = campaign_in(self.campaign_names, campaign or self.base.campaign)
+        mine = self.record_campaigns
+        return [r for r in self.records.values() if mine.get(r.coupon_id) == name], list(self.orders)
+
+    def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
+        """Every decision so far, each campaign's apart (a console's counters at start)."""
+        if len(self.bases) == 1:
+            return {self.base.campaign: list(self.records.values())}
+        grouped: dict[str, list[DecisionRecord]] = {name: [] for name in self.bases}
+        for r in self.records.values():
+            grouped[self.record_campaigns[r.coupon_id]].append(r)
+        return grouped
 
     def room_summary(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()
-        return {name: {"on_air": r.on_air, "present": len(r.present_users(now)) if r.on_air else 0,
-                       "version": r.plan.version} for name, r in self.engine.rooms.items()}
+        summary: dict[str, dict[str, Any]] = {}
+        several = len(self.bases) > 1
+        for campaign, engine in self.deployment.engines.items():
+            for name, r in engine.rooms.items():
+                known = summary.get(name)
+                if known is None or (r.on_air and not known["on_air"]):
+                    summary[name] = {"on_air": r.on_air, "present": len(r.present_users(now)) if r.on_air else 0,
+                                     "version": r.plan.version}
+                    if several:  # each campaign listening to the room (the version is the first's on air)
+                        summary[name]["campaigns"] = [*(known["campaigns"] if known else []), campaign]
+                elif several:
+                    known["campaigns"].append(campaign)
+        return summary
 
     def _announce(self, decisions: list[Decision]) -> None:
         """Tell the listeners of the decisions that are new (a repeated operator key repeats known ones)."""
@@ -541,6 +694,8 @@ class LiveService:
         fresh = [d for d in decisions if d.request.coupon_id not in records]
         for d in fresh:
             records[d.request.coupon_id] = d.record()
+        if len(self.bases) > 1:
+            self.record_campaigns.update((d.request.coupon_id, d.request.campaign) for d in fresh)
         if not fresh:
             return
         decisions = fresh

@@ -41,6 +41,7 @@ class MemoryStore:
         self._events: list[dict[str, Any]] = []
         self._acked: dict[str, int] = {}
         self._snapshots: dict[str, Snapshot] = {}
+        self._roster: dict[str, int] = {}
 
     @contextmanager
     def unit_of_work(self) -> Iterator[None]:
@@ -182,6 +183,13 @@ class MemoryStore:
 
     def log_position(self) -> int:
         return len(self._events)
+
+    def roster(self) -> dict[str, int]:
+        return dict(self._roster)
+
+    def enrol(self, campaign: str, position: int) -> None:
+        with self._lock:
+            self._roster.setdefault(campaign, position)
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         with self._lock:

@@ -157,6 +157,17 @@ class EventLog(Protocol):
         """The position of the last entry of the log (0 when empty)."""
 
 
+class Roster(Protocol):
+    """The campaigns a deployment's log is applied to (docs/campaign.md, "Several campaigns")."""
+
+    def roster(self) -> dict[str, int]:
+        """Each campaign the log has been applied to, and the log position of its ``start`` entry (0: it has run
+        since the log began)."""
+
+    def enrol(self, campaign: str, position: int) -> None:
+        """Record that ``campaign`` runs from log ``position`` on (inside the unit of work that logged its start)."""
+
+
 class SnapshotStore(Protocol):
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` (and drop those it makes useless)."""
@@ -168,7 +179,8 @@ class CheckoutStore(UnitOfWork, CouponLedger, OrderBook, Protocol):
     """What checkout needs."""
 
 
-class Store(UnitOfWork, ClaimsLedger, DecisionLog, CouponLedger, OrderBook, EventLog, SnapshotStore, Protocol):
+class Store(UnitOfWork, ClaimsLedger, DecisionLog, CouponLedger, OrderBook, EventLog, Roster, SnapshotStore,
+            Protocol):
     """Every port at once, as one backend provides them; methods called inside ``unit_of_work()``
     commit together. Each user of the store names only the ports it needs."""
 

@@ -595,6 +595,14 @@ class RelationalStore(ABC):
         row = self._run("SELECT max(seq) FROM events WHERE log = ?", (self.log,)).fetchone()
         return int(row[0] or 0)
 
+    def roster(self) -> dict[str, int]:
+        rows = self._run("SELECT campaign, position FROM roster WHERE log = ?", (self.log,)).fetchall()
+        return {campaign: int(position) for campaign, position in rows}
+
+    def enrol(self, campaign: str, position: int) -> None:
+        self._run("INSERT INTO roster (log, campaign, position) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                  (self.log, campaign, position))
+
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep the new snapshot and the one before it (should the newest be unreadable)."""
         with self.unit_of_work():

@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS ledger_confirmations (
     coupon_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS acknowledgements (
     coupon_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roster (
+    log TEXT NOT NULL, campaign TEXT NOT NULL, position INTEGER NOT NULL,
+    PRIMARY KEY (log, campaign)) WITHOUT ROWID;
 """
 
 

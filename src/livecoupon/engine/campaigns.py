@@ -1,0 +1,121 @@
+"""Several campaigns in one deployment (docs/campaign.md, "Several campaigns").
+
+Each campaign has an engine of its own, and every entry of the log reaches every engine in the
+log's order; for one entry the engines decide one after the other, in the order of their campaign
+ids. An engine ignores the rooms its campaign does not list and the operator commands addressed to
+another campaign, so a replay of the log with one campaign's file decides exactly what that
+campaign decided in the deployment, and a replay with every file decides what the deployment did.
+
+A campaign that joins a deployment whose log has begun is started by a ``start`` entry: it applies
+the log from that entry on, as the campaigns of a new deployment apply it from its first entry.
+Its first visits, caps, stock and budget are its own from the start (the store keys them by
+campaign); the rooms it shares with others are new to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from livecoupon.domain.campaign import Campaign
+from livecoupon.domain.commands import StartCampaign
+from livecoupon.domain.decisions import Decision
+from livecoupon.domain.events import Event
+from livecoupon.engine.engine import NO_TIME, Engine
+from livecoupon.store.port import ClaimsLedger
+
+
+class DeploymentError(ValueError):
+    """Campaign files that cannot run together in one deployment."""
+
+
+def in_order(campaigns: Iterable[Campaign]) -> list[Campaign]:
+    """A deployment's campaigns in the order they decide, refusing two files of one campaign."""
+    ordered = sorted(campaigns, key=lambda c: c.campaign)
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if before.campaign == after.campaign:
+            raise DeploymentError(f"campaign {before.campaign!r} is configured twice (活动 id 重复)")
+    if not ordered:
+        raise DeploymentError("no campaign configured (未配置活动)")
+    return ordered
+
+
+class Deployment:
+    """The engines of a deployment's campaigns, fed one log.
+
+    ``joining``: campaigns that wait for their ``start`` entry before applying anything (a replay
+    finds them in the log; the service, in its roster). ``make``: each campaign's engine (explain's notes
+    what it decides).
+    """
+
+    def __init__(self, campaigns: Sequence[Campaign], store: ClaimsLedger, *, joining: Iterable[str] = (),
+                 dedup_ids: bool = True, make: Callable[[Campaign], Engine] | None = None) -> None:
+        self.campaigns = {c.campaign: c for c in in_order(campaigns)}  # the files configured, in order
+        self._store = store
+        self._make = make if make is not None else lambda c: Engine(c, self._store, dedup_ids=dedup_ids)
+        waiting = set(joining)
+        self.engines: dict[str, Engine] = {name: self._make(c) for name, c in self.campaigns.items()
+                                           if name not in waiting}
+        self.time = NO_TIME
+
+    @property
+    def store(self) -> ClaimsLedger:
+        return self._store
+
+    @store.setter
+    def store(self, store: ClaimsLedger) -> None:
+        """The claims ledger every engine decides through (a rebuild swaps in the recorded decisions)."""
+        self._store = store
+        for engine in self.engines.values():
+            engine.store = store
+
+    @property
+    def waiting(self) -> list[str]:
+        """The campaigns configured that have not started yet."""
+        return [name for name in self.campaigns if name not in self.engines]
+
+    def engine(self, campaign: str) -> Engine | None:
+        return self.engines.get(campaign)
+
+    def apply(self, event: Event) -> list[Decision]:
+        """Apply the event to every running campaign, in campaign order; their decisions in that order."""
+        if event.ts > self.time:
+            self.time = event.ts
+        command = event.command
+        if command is not None and type(command) is StartCampaign:
+            self.start(command.campaign)
+        engines = self.engines
+        if len(engines) == 1:
+            for engine in engines.values():
+                return engine.apply(event)
+        decisions: list[Decision] = []
+        for engine in engines.values():
+            made = engine.apply(event)
+            if made:
+                decisions.extend(made)
+        return decisions
+
+    def start(self, name: str) -> None:
+        """Campaign ``name`` applies what follows (its ``start`` entry, or a log with nothing in it yet)."""
+        campaign = self.campaigns.get(name)
+        if campaign is None or name in self.engines:
+            return  # not configured here (a replay of some of the files), or running already
+        engine = self._make(campaign)
+        engine.time = self.time
+        self.engines[name] = engine
+        self.engines = {n: self.engines[n] for n in self.campaigns if n in self.engines}  # campaign order
+
+    def next_timer_due(self) -> int | None:
+        dues = [due for engine in self.engines.values() if (due := engine.next_timer_due()) is not None]
+        return min(dues) if dues else None
+
+    def restore(self, engines: dict[str, Engine], time: int) -> None:
+        """Take the engines a snapshot held (those configured), the others waiting for their start."""
+        self.engines = {name: engines[name] for name in self.campaigns if name in engines}
+        for engine in self.engines.values():
+            engine.store = self._store
+        self.time = time
+
+
+def started(events: Iterable[Event]) -> set[str]:
+    """The campaigns a log starts with a ``start`` entry (they apply nothing before it)."""
+    return {e.command.campaign for e in events if e.command is not None and type(e.command) is StartCampaign}
