@@ -21,7 +21,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 
 
 @contextlib.contextmanager
-def serving(db: Path, *, campaign: Campaign | None = None, clock: ClockMode = ClockMode.EVENT,
+def serving(db: Path, *, campaign: Campaign | list[Campaign] | None = None, clock: ClockMode = ClockMode.EVENT,
             wall: Callable[[], int] | None = None, headers: dict[str, str] | None = None,
             **app: Any) -> Iterator[TestClient]:
     """A client of the app on ``db`` (the example campaign unless given); ``app`` goes to ``create_app``
