@@ -143,8 +143,8 @@ class Scale:
     partitions: int = DEFAULT_PARTITIONS
 
 
-def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: str, name: str, scale: Scale,
-                      clock: ClockMode = ClockMode.WALL, source: str | None = None,
+def build_cluster_app(campaign: Campaign | Sequence[Campaign], credentials: Credentials, store_url: str, name: str,
+                      scale: Scale, clock: ClockMode = ClockMode.WALL, source: str | dict[str, str] | None = None,
                       claims: str | None = None) -> FastAPI:
     """A gateway, a worker, or both, over PostgreSQL (``store_url``) and NATS JetStream (``scale.bus``);
     ``claims`` (``redis://…``) moves the deployment's claims' counters to Redis, for every process of it."""
@@ -161,7 +161,8 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
         PostgresStore(store_url, name, claims=claims).close()  # recorded: the workers' partitions claim through it
     bus = Bus(scale.bus, Subjects(name))
     # the workers create coupons in the merchant's system; a gateway takes the merchant's reports
-    ledger = ledger_from_env(campaign)
+    campaigns = [campaign] if isinstance(campaign, Campaign) else list(campaign)
+    ledger = ledger_from_env(campaigns[0])  # (a campaign with a ledger runs in a deployment of its own)
     # the workers send each issued coupon's webhook; a gateway lists and retries the deployment's dead letters
     webhook_config = webhook_config_from_env()
 
@@ -176,13 +177,13 @@ def build_cluster_app(campaign: Campaign, credentials: Credentials, store_url: s
     around: list[Callable[[Any], contextlib.AbstractAsyncContextManager[object]]] = [connected]
     worker = None
     if scale.role is not Role.GATEWAY:
-        worker = Worker(campaign, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger,
+        worker = Worker(campaigns, store_url, name, bus, clock=clock, partitions=scale.partitions, ledger=ledger,
                         webhooks=webhook_config)
     if scale.role is Role.WORKER:
         assert worker is not None
         return worker_app(worker, credentials, around=[connected, lambda runtime: worker.running()])
     partitions = deployment_partitions(store_url, name, scale.partitions)
-    gateway = GatewayService(campaign, PostgresStore(store_url, name), bus, clock, partitions=partitions,
+    gateway = GatewayService(campaigns, PostgresStore(store_url, name), bus, clock, partitions=partitions,
                              source=source)
 
     @contextlib.asynccontextmanager

@@ -194,12 +194,7 @@ def serve(
     configure_logs(log_format)
     loaded = _campaigns_or_exit(config)
     campaigns, sources = [c for c, _ in loaded], {c.campaign: text for c, text in loaded}
-    campaign = campaigns[0]
     credentials = Credentials.from_env()
-    if bus is not None and len(campaigns) > 1:
-        err.print("--bus 暂只支持一个活动 / scaled out (--bus), a deployment runs one campaign for now: run one "
-                  "deployment (--name) per campaign", markup=False)
-        raise typer.Exit(UNUSABLE)
     if bus is None and role is not Role.ALL:
         err.print(f"--role {role.value} 需要 --bus / needs --bus nats://HOST:PORT", markup=False)
         raise typer.Exit(UNUSABLE)
@@ -215,8 +210,8 @@ def serve(
             application = build_app(campaigns, db, credentials, clock, store, name, sources, claims)
         else:
             assert store is not None
-            application = build_cluster_app(campaign, credentials, store, name, Scale(bus, role, partitions), clock,
-                                            sources[campaign.campaign], claims)
+            application = build_cluster_app(campaigns, credentials, store, name, Scale(bus, role, partitions), clock,
+                                            sources, claims)
     except LedgerSecretMissing as exc:
         err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
@@ -246,7 +241,7 @@ def _redacted(url: str) -> str:
 
 @app.command()
 def cluster(
-    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
+    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML), or a folder of them")],
     store: Annotated[str, typer.Option("--store", help="postgresql://…")] = "postgresql://postgres@127.0.0.1:5432/test",
     bus: Annotated[str, typer.Option("--bus", help="nats://HOST:PORT")] = "nats://127.0.0.1:4222",
     name: Annotated[str, typer.Option("--name", help="namespace of this deployment")] = "livecoupon_local",
@@ -260,7 +255,7 @@ def cluster(
     until Ctrl-C: a scaled-out deployment to try (docs/scaling.md)."""
     from livecoupon.cluster.local import run_local
 
-    _campaign_or_exit(config)
+    _campaigns_or_exit([config])
     if claims is not None:
         from livecoupon.store.postgres import PostgresStore
 

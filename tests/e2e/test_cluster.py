@@ -316,3 +316,71 @@ def test_a_campaign_published_through_a_gateway_reaches_every_worker_at_each_roo
     live, again = export_and_replay(tmp_path, pg_url, "publish", config)
     assert [e["version"] for e in lines(live / "events.jsonl") if e.get("action") == "publish"] == [2]
     assert_replay_agrees(live, again)
+
+
+SHOP = """
+campaign: {name}
+rooms: {rooms}
+presence_timeout: 40s
+coupons:
+  c{amount}: {{title: "{name} 券", kind: no_threshold, amount: {amount}, valid_for: 15m}}
+triggers:
+  - {{name: newcomer, when: first_visit, coupon: c{amount}}}
+  - {{name: kou1, when: comment, keywords: [扣1], coupon: c{amount}}}
+limits: {{per_user: 3, budget: {budget}}}
+"""
+
+
+def test_several_campaigns_scale_out_and_one_joins_on_the_bus(tmp_path: Path, pg_url: str) -> None:
+    """A folder of campaigns on two gateways and two workers: each decides the rooms it lists, operator
+    commands name their campaign, a campaign added to the folder joins at its ``start`` command
+    on the bus, and the export replays with the folder."""
+    from support.credentials import OPERATOR
+    from support.streams import START
+
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(SHOP.format(name="shop-a", rooms='["room-0", "room-1", "room-2", "room-3"]',
+                                               amount=10, budget=1000), encoding="utf-8")
+    (folder / "b.yaml").write_text(SHOP.format(name="shop-b", rooms='"*"', amount=5, budget=1000), encoding="utf-8")
+    rooms = [f"room-{n}" for n in range(8)]
+
+    def joins(users: range, at: float) -> list[dict[str, Any]]:
+        return [{"type": "join", "room": r, "ts": START + at, "user": f"u{u}-{r}", "id": f"j{u}-{r}-{at}"}
+                for r in rooms for u in users]
+
+    with (Nats(tmp_path / "nats") as nats, Cluster(folder, tmp_path, pg_url, nats, "several") as cluster,
+          httpx.Client(timeout=30, headers=PLATFORM) as client):
+        a, b = cluster.urls
+        client.post(f"{a}/v1/events", json=[{"type": "live_start", "room": r, "ts": START} for r in rooms])
+        made = client.post(f"{b}/v1/events", json=joins(range(2), 1)).json()["decisions"]
+        by_campaign = Counter(d["campaign"] for d in made if d["issued"])
+        assert by_campaign == {"shop-a": 8, "shop-b": 16}  # shop-a in its 4 rooms, shop-b in every room
+        unnamed = client.post(f"{a}/v1/admin/triggers/kou1", headers=OPERATOR, json={"paused": True})
+        assert unnamed.status_code == 404
+        named = client.post(f"{a}/v1/admin/triggers/kou1", headers=OPERATOR,
+                            json={"paused": True, "campaign": "shop-b"})
+        assert named.status_code == 200
+        said = client.post(f"{b}/v1/events", json=[{"type": "comment", "room": "room-1", "ts": START + 3,
+                                                     "user": "u0-room-1", "text": "扣1"}]).json()["decisions"]
+        assert [(d["trigger"], d["campaign"]) for d in said] == [("kou1", "shop-a")]  # not paused there
+    (folder / "c.yaml").write_text(SHOP.format(name="shop-c", rooms='["room-5"]', amount=3, budget=1000),
+                                   encoding="utf-8")
+    with (Nats(tmp_path / "nats") as nats, Cluster(folder, tmp_path, pg_url, nats, "several") as cluster,
+          httpx.Client(timeout=30, headers=PLATFORM) as client):
+        a, b = cluster.urls
+        deadline = time.monotonic() + 30
+        while True:  # the start command is on the bus once a gateway is up; each partition takes it in order
+            made = client.post(f"{a}/v1/events", json=joins(range(5, 6), 20 + (time.monotonic() % 1))).json()
+            joined = [d for d in made.get("decisions", []) if d["campaign"] == "shop-c"]
+            if joined:
+                break
+            assert time.monotonic() < deadline, made
+            time.sleep(0.5)
+        assert {d["room"] for d in joined} == {"room-5"}
+        stats = client.get(f"{b}/v1/admin/stats", params={"campaign": "shop-c"}, headers=OPERATOR).json()
+        assert stats["campaign"] == "shop-c" and stats["campaigns"] == ["shop-a", "shop-b", "shop-c"]
+    live, again = export_and_replay(tmp_path, pg_url, "several", folder)
+    assert_replay_agrees(live, again)
+    starts = [e for e in lines(live / "events.jsonl") if e.get("action") == "start"]
+    assert [e["campaign"] for e in starts] == ["shop-c"]

@@ -98,7 +98,8 @@ def coupon_json(c: Coupon, now: int) -> dict[str, Any]:
 def decision_summary(d: Decision) -> dict[str, Any]:
     r = d.request
     return {"coupon_id": r.coupon_id, "user": r.user, "issued": d.issued,
-            "reason": d.reason.value if d.reason else None, "trigger": r.trigger, "room": r.room}
+            "reason": d.reason.value if d.reason else None, "trigger": r.trigger, "room": r.room,
+            "campaign": r.campaign}
 
 
 def _answer(result: Answer) -> JSONResponse:

@@ -240,6 +240,7 @@ class DecisionSummary(BaseModel):
     reason: str | None = Field(description="why nothing was issued (null when issued)")
     trigger: str
     room: str
+    campaign: str
 
 
 class Rejection(BaseModel):

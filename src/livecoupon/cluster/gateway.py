@@ -27,10 +27,18 @@ from livecoupon.cluster.bus import Bus
 from livecoupon.cluster.logs import merged_log
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.commands import Command, IssueManually, IssueToPresent, PauseTrigger, PublishCampaign
+from livecoupon.domain.commands import (
+    Command,
+    IssueManually,
+    IssueToPresent,
+    PauseTrigger,
+    PublishCampaign,
+    StartCampaign,
+)
 from livecoupon.domain.decisions import Decision, DecisionRecord
 from livecoupon.domain.events import Event, event_json, parse_event
 from livecoupon.domain.orders import Order
+from livecoupon.engine.campaigns import in_order
 from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
 from livecoupon.engine.engine import Published
 from livecoupon.engine.explaining import explain
@@ -71,12 +79,21 @@ class _Waiting:
 class GatewayService:
     """What the routes call (the same members as LiveService), over the bus and the shared store."""
 
-    def __init__(self, campaign: Campaign, store: RelationalStore, bus: Bus, clock: ClockMode = ClockMode.WALL,
-                 wall: Callable[[], int] = wall_ms, partitions: int = DEFAULT_PARTITIONS,
-                 gateway_id: str | None = None, threads: int = 16, source: str | None = None) -> None:
-        self.base, self.base_source, self.store, self.bus = campaign, source, store, bus
-        self.campaign = campaign  # the version in force with every earlier one's coupons and triggers (reports)
-        self.published: list[Published] = []  # the versions published after the file, read from the logs
+    def __init__(self, campaign: Campaign | Sequence[Campaign], store: RelationalStore, bus: Bus,
+                 clock: ClockMode = ClockMode.WALL, wall: Callable[[], int] = wall_ms,
+                 partitions: int = DEFAULT_PARTITIONS, gateway_id: str | None = None, threads: int = 16,
+                 source: str | dict[str, str] | None = None) -> None:
+        ordered = in_order([campaign] if isinstance(campaign, Campaign) else campaign)
+        self.bases = {c.campaign: c for c in ordered}  # each campaign's file as started: its version 1
+        self.base = ordered[0]  # the console's campaign, where the deployment runs several
+        self.sources = source if isinstance(source, dict) else {self.base.campaign: source} if source else {}
+        self.store, self.bus = store, bus
+        # each campaign's versions published after its file, read from the logs, and the version in force with
+        # every earlier one's coupons and triggers (reports)
+        self.histories: dict[str, list[Published]] = {name: [] for name in self.bases}
+        self.reports: dict[str, Campaign] = dict(self.bases)
+        self.paused_by: dict[str, frozenset[str]] = {}
+        self.record_campaigns: dict[str, str] = {}  # with several campaigns: each record's
         self._publishing = threading.Lock()
         self._loading = False  # reading the versions published from the logs
         self.partitions = partitions
@@ -84,7 +101,7 @@ class GatewayService:
         self._latest_ts: int | None = None
         self.clock = ServiceClock(clock, lambda: self._latest_ts, wall)
         self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid,
-                                 needs_confirmation=campaign.ledger is not None)
+                                 needs_confirmation=self.base.ledger is not None)
         self.listeners: list[DecisionListener] = []
         self.confirmed_listeners: list[Callable[[list[str]], Awaitable[None]]] = []
         self.next_due: int | None = None  # the workers fire timers
@@ -106,6 +123,7 @@ class GatewayService:
         subscriptions = [await self.bus.listen(subjects.done(self.id), self._on_done),
                          await self.bus.listen(subjects.push, self._on_push),
                          await self.bus.listen(subjects.rooms, self._on_rooms)]
+        await self.call(self._start_joining)
         try:
             yield
         finally:
@@ -129,59 +147,107 @@ class GatewayService:
 
     def rebuild(self) -> int:
         """Nothing to rebuild here: the decisions so far, for the counters, and the campaign versions published."""
-        self.records = {r.coupon_id: r for r in self.store.decisions(self.base.campaign)}
+        self.records, self.record_campaigns = {}, {}
+        for name in self.bases:
+            for r in self.store.decisions(name):
+                self.records[r.coupon_id] = r
+                if len(self.bases) > 1:
+                    self.record_campaigns[r.coupon_id] = name
         self.load_published()
         return 0
 
+    def _start_joining(self) -> None:
+        """The campaigns configured that the deployment has not run: a ``start`` command each, on the bus (every
+        partition takes it at its place in the bus's order); a deployment's first start starts every one."""
+        with self.store.unit_of_work():
+            roster = self.store.roster()
+            if not roster:
+                for name in self.bases:
+                    self.store.enrol(name, 0)
+                return
+        gone = sorted(set(roster) - set(self.bases))
+        if gone:
+            log.error("campaign %s ran in this deployment and is missing from --config: its rooms are left to the "
+                      "workers that have its file", ", ".join(gone))
+        for name in self.bases:
+            if name not in roster:
+                self.command(StartCampaign(name))
+                self.store.enrol(name, 1)
+                log.info("campaign %s joined the deployment", name)
+
     def load_published(self) -> None:
         """The versions published so far, from the logs (through any gateway, before this one started too)."""
-        published: dict[str, Published] = {}
+        published: dict[str, dict[str, Published]] = {name: {} for name in self.bases}
         for raw in self.store.operator_events("publish"):
             event = parse_event(raw)
             command = event.command
-            if isinstance(command, PublishCampaign) and command.campaign.campaign == self.base.campaign:
-                published.setdefault(raw.get("id") or f"v{command.version}", Published(
+            if isinstance(command, PublishCampaign) and command.campaign.campaign in published:
+                published[command.campaign.campaign].setdefault(raw.get("id") or f"v{command.version}", Published(
                     command.version, event.ts, command.note, command.source, command.campaign))
-        history = sorted(published.values(), key=lambda p: (p.version, p.at))
         with self._publishing:
-            if len(history) >= len(self.published):
-                self._adopt(history)
+            for name, versions in published.items():
+                history = sorted(versions.values(), key=lambda p: (p.version, p.at))
+                if len(history) >= len(self.histories[name]):
+                    self._adopt(name, history)
 
-    def _adopt(self, history: list[Published]) -> None:
-        self.published, self.campaign = history, publishing.reported(self.base, history)
+    def _adopt(self, name: str, history: list[Published]) -> None:
+        self.histories[name], self.reports[name] = history, publishing.reported(self.bases[name], history)
+
+    @property
+    def campaign(self) -> Campaign:
+        """The console's campaign as reports read it (see :meth:`campaign_named`)."""
+        return self.reports[self.base.campaign]
+
+    @property
+    def published(self) -> list[Published]:
+        return self.histories[self.base.campaign]
 
     @property
     def in_force(self) -> Campaign:
         """The version deciding now."""
-        return self.published[-1].campaign if self.published else self.base
+        return self.in_force_of(None)
 
     @property
     def version(self) -> int:
-        return self.published[-1].version if self.published else 1
+        return self.version_of(self.base.campaign)
 
-    # Scaled out, a deployment runs one campaign (``serve --bus`` refuses several, for now).
     @property
     def campaign_names(self) -> list[str]:
-        return [self.base.campaign]
+        return list(self.bases)
 
     def campaign_named(self, name: str) -> Campaign:
-        return self.campaign
-
-    def paused_of(self, campaign: str) -> frozenset[str]:
-        return self.paused
-
-    def version_of(self, campaign: str) -> int:
-        return self.version
-
-    def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
-        return {self.base.campaign: list(self.records.values())}
+        return self.reports[name]
 
     def in_force_of(self, campaign: str | None) -> Campaign:
-        self._one(campaign)
-        return self.in_force
+        name = campaign_in(self.campaign_names, campaign)
+        history = self.histories[name]
+        return history[-1].campaign if history else self.bases[name]
 
-    def _one(self, campaign: str | None) -> None:
-        campaign_in(self.campaign_names, campaign)
+    def version_of(self, campaign: str) -> int:
+        history = self.histories[campaign]
+        return history[-1].version if history else 1
+
+    def paused_of(self, campaign: str) -> frozenset[str]:
+        return self.paused_by.get(campaign, frozenset())
+
+    def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
+        if len(self.bases) == 1:
+            return {self.base.campaign: list(self.records.values())}
+        grouped: dict[str, list[DecisionRecord]] = {name: [] for name in self.bases}
+        for r in self.records.values():
+            grouped[self.record_campaigns[r.coupon_id]].append(r)
+        return grouped
+
+    def _addressed(self, campaign: str | None) -> str | None:
+        """As LiveService._addressed: the campaign a command names in the log (none with one campaign)."""
+        name = campaign_in(self.campaign_names, campaign)
+        return None if len(self.bases) == 1 else name
+
+    def _decisions(self, records: list[DecisionRecord], campaigns: list[str]) -> list[Decision]:
+        decisions = wire.decisions_of(self.campaign_named, self.base.campaign, records, campaigns)
+        if len(self.bases) > 1:
+            self.record_campaigns.update((d.request.coupon_id, d.request.campaign) for d in decisions)
+        return decisions
 
     def tick(self) -> list[Decision]:
         return []
@@ -208,43 +274,51 @@ class GatewayService:
     def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]:
         """As on one machine: the command reaches every partition (each worker's rooms take it at their next
         broadcast). Other gateways learn of it from the workers' room summaries, and read it from the logs."""
+        name = publishing.addressed(source, self.campaign_names)
         with self._publishing:
-            on_air = [name for name, room in self.room_summary().items() if room["on_air"]]
-            answer, command = publishing.prepare(source, base_version, note, self.version, self.in_force,
-                                                 publishing.source_in_force(self.base_source, self.published),
-                                                 on_air)
+            on_air = [room for room, summary in self.room_summary().items() if summary["on_air"]]
+            history = self.histories[name]
+            answer, command = publishing.prepare(source, base_version, note, self.version_of(name),
+                                                 self.in_force_of(name), self._source_in_force(name), on_air)
             if command is not None:
                 self.command(command)
-                self._adopt([*self.published, Published(command.version, self.clock.now(), note, source,
-                                                        command.campaign)])
+                self._adopt(name, [*history, Published(command.version, self.clock.now(), note, source,
+                                                       command.campaign)])
             return answer
 
+    def _source_in_force(self, name: str) -> str | None:
+        return publishing.source_in_force(self.sources.get(name), self.histories[name])
+
     def versions(self, campaign: str | None = None) -> dict[str, Any]:
-        self._one(campaign)
-        source = publishing.source_in_force(self.base_source, self.published)
-        rooms = {name: room["version"] for name, room in self.room_summary().items()
-                 if room.get("on_air") and "version" in room}
-        return publishing.history(self.version, source, self.published, rooms)
+        name = campaign_in(self.campaign_names, campaign)
+        several = len(self.bases) > 1
+        rooms = {room: summary["version"] for room, summary in self.room_summary().items()
+                 if summary.get("on_air") and "version" in summary
+                 and (not several or name in summary.get("campaigns", ()))}
+        return publishing.history(self.version_of(name), self._source_in_force(name), self.histories[name], rooms)
 
     def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None:
-        self._one(campaign)
-        check_trigger(self.in_force, trigger)
-        self.command(PauseTrigger(trigger, paused))
-        self.paused = self.paused | {trigger} if paused else self.paused - {trigger}
+        name = campaign_in(self.campaign_names, campaign)
+        check_trigger(self.in_force_of(name), trigger)
+        self.command(PauseTrigger(trigger, paused, self._addressed(name)))
+        known = self.paused_of(name)
+        self.paused_by[name] = known | {trigger} if paused else known - {trigger}
+        self.paused = self.paused_of(self.base.campaign)
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
                        campaign: str | None = None) -> list[Decision]:
-        self._one(campaign)
-        check_manual(self.in_force, template, room, key)
-        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key), room)
+        name = campaign_in(self.campaign_names, campaign)
+        check_manual(self.in_force_of(name), template, room, key)
+        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key, self._addressed(name)),
+                            room)
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
-        self._one(campaign)
-        check_manual(self.in_force, template, room, key)
+        name = campaign_in(self.campaign_names, campaign)
+        check_manual(self.in_force_of(name), template, room, key)
         summary = self.room_summary().get(room)
         if summary is None or not summary["on_air"]:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.command(IssueToPresent(template, room, key), room)
+        return self.command(IssueToPresent(template, room, key, self._addressed(name)), room)
 
     async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
         """Each call in its own transaction: the gateway's threads share the store, with no writer to group on."""
@@ -337,7 +411,7 @@ class GatewayService:
             return result
         result.counts = (sum(d.issued for d in waiting.done), sum(d.suppressed for d in waiting.done))
         by_partition = sorted(waiting.done, key=lambda d: d.partition)
-        result.decisions = [wire.decision_of(self.campaign, r) for d in by_partition for r in d.records]
+        result.decisions = [decision for d in by_partition for decision in self._decisions(d.records, d.campaigns)]
         return result
 
     # -- what the workers say (on the event loop) ------------------------------------------
@@ -353,12 +427,14 @@ class GatewayService:
     async def _on_push(self, msg: Msg) -> None:
         push = wire.decode_push(msg.data)
         if push.records:
-            fresh = [r for r in push.records if r.coupon_id not in self.records]
-            for r in fresh:
-                self.records[r.coupon_id] = r
+            known = self.records
+            fresh = [i for i, r in enumerate(push.records) if r.coupon_id not in known]
+            for i in fresh:
+                known[push.records[i].coupon_id] = push.records[i]
             if fresh:
-                self._saw(r.at for r in fresh)
-                decisions = [wire.decision_of(self.campaign, r) for r in fresh]
+                records = [push.records[i] for i in fresh]
+                self._saw(r.at for r in records)
+                decisions = self._decisions(records, [push.campaigns[i] for i in fresh] if push.campaigns else [])
                 for listener in self.listeners:
                     listener(decisions)
         if push.confirmed:
@@ -372,8 +448,11 @@ class GatewayService:
         for worker, (heard, _) in list(self._rooms.items()):
             if now - heard > ROOMS_STALE_S:
                 del self._rooms[worker]
-        self.paused = frozenset(p for _, r in self._rooms.values() for p in r.paused)
-        if rooms.version > self.version and not self._loading:  # published through another gateway
+        self.paused_by = {name: frozenset(p for _, r in self._rooms.values() for p in r.paused.get(name, ()))
+                          for name in self.bases}
+        self.paused = self.paused_of(self.base.campaign)
+        newer = any(version > self.version_of(name) for name, version in rooms.versions.items() if name in self.bases)
+        if newer and not self._loading:  # published through another gateway
             self._loading = True
             asyncio.get_running_loop().run_in_executor(self._pool, self._load_published_in_background)
 
@@ -397,14 +476,15 @@ class GatewayService:
         return merged_log(self.store)
 
     def explain(self, user: str) -> list[dict[str, Any]]:
-        return explain(self.base, (parse_event(raw) for raw in self.logged()), user)
+        joining = [name for name, position in self.store.roster().items() if position > 0]
+        return explain(list(self.bases.values()), (parse_event(raw) for raw in self.logged()), user, joining)
 
     def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition
 
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
-        self._one(campaign)
-        records = list(self.store.decisions(self.campaign.campaign))
+        name = campaign_in(self.campaign_names, campaign or self.base.campaign)
+        records = list(self.store.decisions(name))
         orders = [e for e in map(parse_event, self.logged()) if e.type == "order"]
         return records, orders
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ class Done(msgspec.Struct, omit_defaults=True):
     issued: int = 0
     suppressed: int = 0
     records: list[DecisionRecord] = []
+    campaigns: list[str] = []  # each record's campaign, in a deployment of several (else empty)
     replayed: bool = False
 
 
@@ -28,6 +30,7 @@ class Push(msgspec.Struct, omit_defaults=True):
     """Committed decisions, and coupons the merchant's system confirmed (to pop up now)."""
 
     records: list[DecisionRecord] = []
+    campaigns: list[str] = []  # each record's campaign, in a deployment of several (else empty)
     confirmed: list[str] = []
 
 
@@ -36,9 +39,9 @@ class Rooms(msgspec.Struct):
 
     worker: str
     rooms: dict[str, dict[str, Any]]
-    paused: list[str]
+    paused: dict[str, list[str]]  # by campaign
     events_applied: int
-    version: int = 1  # the campaign version in force on the worker (the highest of its partitions)
+    versions: dict[str, int] = {}  # each campaign's version in force on the worker (the highest of its partitions)
 
 
 _encoder = msgspec.json.Encoder()
@@ -68,9 +71,22 @@ def decode_events(data: bytes) -> list[dict[str, Any]]:
     return _events.decode(data)
 
 
-def done_of(batch: str, partition: int, made: list[Decision]) -> Done:
+def done_of(batch: str, partition: int, made: list[Decision], several: bool = False) -> Done:
     issued = sum(1 for d in made if d.issued)
-    return Done(batch, partition, issued, len(made) - issued, [d.record() for d in made[:DONE_RECORDS]])
+    shown = made[:DONE_RECORDS]
+    return Done(batch, partition, issued, len(made) - issued, [d.record() for d in shown], campaigns_of(shown, several))
+
+
+def campaigns_of(made: list[Decision], several: bool) -> list[str]:
+    """What travels beside the records of ``made``: each one's campaign where the deployment runs several."""
+    return [d.request.campaign for d in made] if several else []
+
+
+def decisions_of(reading: Callable[[str], Campaign], only: str, records: list[DecisionRecord],
+                 campaigns: list[str]) -> list[Decision]:
+    """The decisions of a Done or Push message: each record with its campaign (``only``: where none is given)."""
+    names = campaigns if len(campaigns) == len(records) else [only] * len(records)
+    return [decision_of(reading(name), r) for name, r in zip(names, records, strict=True)]
 
 
 def decision_of(campaign: Campaign, record: DecisionRecord) -> Decision:

@@ -79,12 +79,15 @@ class Partition:
 
 
 class Worker:
-    def __init__(self, campaign: Campaign, url: str, name: str, bus: Bus, *, clock: ClockMode = ClockMode.WALL,
+    def __init__(self, campaign: Campaign | Sequence[Campaign], url: str, name: str, bus: Bus, *,
+                 clock: ClockMode = ClockMode.WALL,
                  wall: Callable[[], int] | None = None, partitions: int = DEFAULT_PARTITIONS,
                  snapshot_policy: SnapshotPolicy | None = None, worker_id: str | None = None,
                  lease_s: float = LEASE_SECONDS, ledger: LedgerSender | None = None,
                  webhooks: WebhookConfig | None = None) -> None:
-        self.campaign, self.url, self.name, self.bus = campaign, url, name, bus
+        self.campaigns = [campaign] if isinstance(campaign, Campaign) else list(campaign)
+        self.several = len(self.campaigns) > 1
+        self.url, self.name, self.bus = url, name, bus
         self.clock, self.wall = clock, wall
         self.snapshot_policy = snapshot_policy or SnapshotPolicy()
         self.id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
@@ -160,8 +163,8 @@ class Worker:
     async def _start(self, lease: Lease) -> None:
         number = lease.partition
         store = PartitionStore(self.url, self.name, log_name(number), prepare=False)  # connects on first use
-        service = LiveService(self.campaign, store, self.clock, self.wall, self.snapshot_policy,
-                              preload_records=False)
+        service = LiveService(self.campaigns, store, self.clock, self.wall, self.snapshot_policy,
+                              preload_records=False, starts=False)  # a campaign joining starts on the bus
         partition = Partition(lease, service, lease.applied)
         service.seal = lambda: store.seal(number, self.id, lease.epoch, partition.position)
         loop = asyncio.get_running_loop()
@@ -179,8 +182,8 @@ class Worker:
             self.held[number] = partition
             partition.subscription = await self.bus.follow(number, partition.position, partition.inbox.put)
             partition.task = asyncio.create_task(self._apply_loop(partition))
-            if self.ledger is not None:
-                owed = await service.call(store.unconfirmed, self.campaign.campaign)
+            if self.ledger is not None:  # (a campaign with a ledger runs in a deployment of its own)
+                owed = await service.call(store.unconfirmed, service.base.campaign)
                 self.ledger.enqueue([c for c in owed if partition_of(c.room, self.partition_count) == number])
             log.info("worker %s took partition %d (epoch %d, bus at %d of %d, %d log entries re-applied)",
                      self.id, number, lease.epoch, lease.applied, caught_up_at, replayed)
@@ -291,15 +294,18 @@ class Worker:
         gateway, batch = header(msg, "lc-gateway"), header(msg, "lc-batch")
         if gateway is None or batch is None:
             return
-        done = wire.Done(batch, number, replayed=True) if made is None else wire.done_of(batch, number, made)
+        done = (wire.Done(batch, number, replayed=True) if made is None
+                else wire.done_of(batch, number, made, self.several))
         await self.bus.tell(self.bus.subjects.done(gateway), wire.encode(done))
 
     def _committed(self, partition: Partition, made: list[Decision]) -> None:
         """On the event loop: decisions committed by one of this worker's partitions, to every gateway, and
         its coupons to the merchant's webhook."""
         records = [d.record() for d in made]
+        campaigns = wire.campaigns_of(made, self.several)
         for start in range(0, len(records), wire.PUSH_RECORDS):
-            body = wire.encode(wire.Push(records=records[start:start + wire.PUSH_RECORDS]))
+            end = start + wire.PUSH_RECORDS
+            body = wire.encode(wire.Push(records=records[start:end], campaigns=campaigns[start:end]))
             task = asyncio.get_running_loop().create_task(self.bus.tell(self.bus.subjects.push, body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -307,8 +313,8 @@ class Worker:
         if self.ledger is not None and issued:
             self.ledger.enqueue(issued)
         if partition.webhooks is not None and issued:
-            campaign = partition.service.campaign  # with the versions published, for the reason words
-            partition.webhooks.enqueue([payload_for(campaign, c) for c in issued])
+            reading = partition.service.campaign_named  # with the versions published, for the reason words
+            partition.webhooks.enqueue([payload_for(reading(c.campaign), c) for c in issued])
 
     # -- merchant webhooks -------------------------------------------------------------------
     async def _send_owed_webhooks(self, config: WebhookConfig, partition: Partition,
@@ -323,7 +329,7 @@ class Worker:
                                slots=self._webhook_slots)
 
         def issued() -> tuple[int, list[tuple[int, str]]]:
-            records = list(store.decisions(self.campaign.campaign))
+            records = list(store.decisions(None if self.several else self.campaigns[0].campaign))  # decision order
             return len(records), [(position, r.coupon_id) for position, r in enumerate(records)
                                   if r.issued and partition_of(r.room, self.partition_count) == number]
 
@@ -333,7 +339,7 @@ class Worker:
             owed = await asyncio.to_thread(sender.owed, candidates)
             if owed:
                 coupons = await service.call(lambda: [store.coupon(cid) for cid in owed])
-                sender.enqueue([payload_for(service.campaign, c) for c in coupons if c is not None])
+                sender.enqueue([payload_for(service.campaign_named(c.campaign), c) for c in coupons if c is not None])
                 log.info("partition %d: %d merchant webhooks still owed, re-sent", number, len(owed))
         except BaseException:
             await sender.stop(handing_over=True)
@@ -379,16 +385,19 @@ class Worker:
         while True:
             await asyncio.sleep(ROOMS_SECONDS)
             rooms: dict[str, dict[str, Any]] = {}
-            paused: set[str] = set()
+            paused: dict[str, set[str]] = {c.campaign: set() for c in self.campaigns}
+            versions = dict.fromkeys(paused, 1)
             applied = 0
             for partition in list(self.held.values()):
                 service = partition.service
                 with contextlib.suppress(Exception):
                     rooms |= await service.call(service.room_summary)
-                paused |= service.paused
+                for name in paused:
+                    paused[name] |= service.paused_of(name)
+                    versions[name] = max(versions[name], service.version_of(name))
                 applied += service.events_applied
-            version = max((p.service.version for p in list(self.held.values())), default=1)
-            body = wire.encode(wire.Rooms(self.id, rooms, sorted(paused), applied, version))
+            body = wire.encode(wire.Rooms(self.id, rooms, {n: sorted(p) for n, p in paused.items()}, applied,
+                                          versions))
             await self.bus.tell(self.bus.subjects.rooms, body)
 
 

@@ -48,7 +48,7 @@ class Candidate:
         return not any(self.changes.values())
 
 
-def addressed(source: str, campaigns: Sequence[str]) -> str | None:
+def addressed(source: str, campaigns: Sequence[str]) -> str:
     """The campaign of the deployment a file to publish is a version of: the one its ``campaign`` names, or
     in a deployment of one, that one (a file naming another is then refused as a change of name)."""
     if len(campaigns) == 1:

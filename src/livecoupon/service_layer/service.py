@@ -231,8 +231,10 @@ class LiveService:
 
     def __init__(self, campaign: Campaign | Sequence[Campaign], store: Store, clock: ClockMode = ClockMode.WALL,
                  wall: Callable[[], int] | None = None, snapshot_policy: SnapshotPolicy = SnapshotPolicy(),
-                 preload_records: bool = True, source: str | dict[str, str] | None = None) -> None:
-        """``campaign``: the deployment's campaign, or several (engine/campaigns.py).
+                 preload_records: bool = True, source: str | dict[str, str] | None = None,
+                 starts: bool = True) -> None:
+        """``campaign``: the deployment's campaign, or several (engine/campaigns.py); ``starts=False`` (a worker's
+        partition): a campaign that joins is started by the ``start`` command a gateway puts on the bus.
         ``preload_records=False`` (a worker's partition): ``records`` holds only what this process decided,
         not every decision of the campaign (the gateways keep those, for the consoles and metrics).
         ``source``: the campaign file's text (each campaign's, by id), the first version an operator's editor
@@ -248,6 +250,7 @@ class LiveService:
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
         self.deployment = Deployment(ordered, store)
+        self._starts = starts
         self.joined_late: frozenset[str] = frozenset()  # campaigns with a ``start`` entry in the log
         self.clock = ServiceClock(clock, self._latest, *(() if wall is None else (wall,)))
         self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid,
@@ -338,7 +341,7 @@ class LiveService:
         self._since_snapshot = count
         self._publish()
         joining = [name for name in self.bases if name not in roster]
-        if joining:
+        if joining and self._starts:
             self._start(joining)
         return count
 

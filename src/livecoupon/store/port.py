@@ -161,8 +161,8 @@ class Roster(Protocol):
     """The campaigns a deployment's log is applied to (docs/campaign.md, "Several campaigns")."""
 
     def roster(self) -> dict[str, int]:
-        """Each campaign the log has been applied to, and the log position of its ``start`` entry (0: it has run
-        since the log began)."""
+        """Each campaign the deployment's log has been applied to, and the log position of its ``start`` entry
+        (0: it has run since the log began; scaled out, 1: it joined on the bus)."""
 
     def enrol(self, campaign: str, position: int) -> None:
         """Record that ``campaign`` runs from log ``position`` on (inside the unit of work that logged its start)."""

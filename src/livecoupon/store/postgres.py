@@ -70,8 +70,7 @@ CREATE TABLE IF NOT EXISTS ledger_confirmations (coupon_id TEXT PRIMARY KEY, at 
 CREATE TABLE IF NOT EXISTS acknowledgements (coupon_id TEXT PRIMARY KEY, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), url TEXT NOT NULL,
     tag TEXT NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text));
-CREATE TABLE IF NOT EXISTS roster (
-    log TEXT NOT NULL, campaign TEXT NOT NULL, position BIGINT NOT NULL, PRIMARY KEY (log, campaign));
+CREATE TABLE IF NOT EXISTS roster (campaign TEXT PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 """
 

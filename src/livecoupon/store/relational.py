@@ -596,12 +596,12 @@ class RelationalStore(ABC):
         return int(row[0] or 0)
 
     def roster(self) -> dict[str, int]:
-        rows = self._run("SELECT campaign, position FROM roster WHERE log = ?", (self.log,)).fetchall()
+        """The deployment's campaigns (every partition's log follows one roster: a campaign joins on the bus)."""
+        rows = self._run("SELECT campaign, position FROM roster").fetchall()
         return {campaign: int(position) for campaign, position in rows}
 
     def enrol(self, campaign: str, position: int) -> None:
-        self._run("INSERT INTO roster (log, campaign, position) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                  (self.log, campaign, position))
+        self._run("INSERT INTO roster (campaign, position) VALUES (?, ?) ON CONFLICT DO NOTHING", (campaign, position))
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep the new snapshot and the one before it (should the newest be unreadable)."""
