@@ -217,12 +217,18 @@ class Runtime:
             await self.flush_acks()
 
     async def _stats_feed(self) -> None:
+        """Each second, every campaign's counters to the operators' consoles (each frame names its campaign: a
+        console shows the one picked), and to each host's console those of the campaigns listening to its room."""
+        service = self.service
         while True:
             await asyncio.sleep(STATS_SECONDS)
+            names = service.campaign_names
             if self.consoles.has_operators:
-                self.consoles.broadcast(await self.stats_message())
+                for name in names:
+                    self.consoles.broadcast(await self.stats_message(campaign=name))
             for room in self.consoles.host_rooms():
-                self.consoles.broadcast(await self.stats_message(room))
+                for name in [n for n in names if service.campaign_named(n).listens_to(room)] or names[:1]:
+                    self.consoles.broadcast(await self.stats_message(room, name))
 
 
 async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:
