@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -131,22 +132,26 @@ def replay(
 @app.command()
 def report(
     events: Annotated[Path, typer.Argument(help="recorded events, one JSON object a line")],
-    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML)")],
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for report.html and metrics.json")],
+    config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for report.html and metrics.json (with several "
+                                                        "campaigns, a folder of each campaign's)")],
 ) -> None:
     """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
     from livecoupon.analytics.publish import write_report
     from livecoupon.engine.recordings import read_events
-    from livecoupon.engine.replay import replay as run_replay
+    from livecoupon.engine.replay import replay_all
 
-    campaign = _campaign_or_exit(config)
+    campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
     lines = _lines_or_exit(events)
-    result = run_replay(campaign, lines)
+    result = replay_all(campaigns, lines)
     parsed, _ = read_events(lines)
-    metrics = write_report(campaign, [d.record() for d in result.decisions], parsed, out_dir)
-    err.print(f"报告已生成 / report written: {out_dir / 'report.html'} "
-              f"({metrics['totals']['issued']:,} coupons issued, {metrics['totals']['orders']:,} orders)",
-              highlight=False)
+    for campaign in campaigns:
+        where = out_dir if len(campaigns) == 1 else out_dir / campaign.campaign
+        records = [d.record() for d in result.decisions if d.request.campaign == campaign.campaign]
+        metrics = write_report(campaign, records, parsed, where)
+        err.print(f"报告已生成 / report written: {where / 'report.html'} "
+                  f"({metrics['totals']['issued']:,} coupons issued, {metrics['totals']['orders']:,} orders)",
+                  highlight=False)
 
 
 _CREDENTIAL_NAMES = {"LIVECOUPON_API_KEY": "运营密钥 / operator key",
@@ -349,9 +354,12 @@ def publish(
 def pull(
     out_file: Annotated[Path, typer.Option("--out", help="where to write the campaign file in force")],
     url: Annotated[str, typer.Option("--url", help="the running service")] = "http://127.0.0.1:8000",
+    campaign: Annotated[str | None, typer.Option("--campaign", help="which campaign, where the service runs "
+                                                                   "several")] = None,
 ) -> None:
     """取回当前版本 / Write the campaign file in force on a running service (the file to edit and publish)."""
-    answer = _operator_call("GET", url, "/v1/admin/campaign/versions")
+    query = f"?campaign={urllib.parse.quote(campaign)}" if campaign else ""
+    answer = _operator_call("GET", url, "/v1/admin/campaign/versions" + query)
     text = answer.get("yaml")
     if not isinstance(text, str):
         err.print("服务未保存启动时的文件 / the service does not hold the file it started with", markup=False)

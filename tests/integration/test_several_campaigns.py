@@ -207,6 +207,11 @@ def test_the_command_line_reads_a_folder_and_refuses_two_files_of_one_campaign(t
     assert [(d["user"], d["coupon"]) for d in issued_lines] == [("x1", "c10"), ("x1", "c5"), ("x2", "c10"),
                                                                  ("x2", "c5")]
     assert CliRunner().invoke(cli, ["check", str(folder)]).exit_code == 0
+    reported = CliRunner().invoke(cli, ["report", str(events), "--config", str(folder), "--out", str(tmp_path / "r")])
+    assert reported.exit_code == 0, reported.output
+    for name in ("shop-a", "shop-b"):
+        metrics = json.loads((tmp_path / "r" / name / "metrics.json").read_text(encoding="utf-8"))
+        assert metrics["campaign"] == name and metrics["triggers"]["newcomer"]["issued"] == 2
     (folder / "c.yaml").write_text(SHOP_B.replace("B 五元券", "again"), encoding="utf-8")
     twice = CliRunner().invoke(cli, ["check", str(folder)])
     assert twice.exit_code == 2 and "shop-b" in twice.output and "b.yaml" in twice.output
