@@ -1,10 +1,11 @@
 """Several campaigns in one deployment (docs/campaign.md, "Several campaigns").
 
-Each campaign has an engine of its own, and every entry of the log reaches every engine in the
-log's order; for one entry the engines decide one after the other, in the order of their campaign
-ids. An engine ignores the rooms its campaign does not list and the operator commands addressed to
-another campaign, so a replay of the log with one campaign's file decides exactly what that
-campaign decided in the deployment, and a replay with every file decides what the deployment did.
+Each campaign has an engine of its own, and the log reaches them in its order: an event goes to the
+engines of the campaigns listening to its room (the others would ignore it), an operator command to
+every engine (one addressed to another campaign changes nothing); for one entry the engines decide
+one after the other, in the order of their campaign ids. So a replay of the log with one campaign's
+file decides exactly what that campaign decided in the deployment, and a replay with every file
+decides what the deployment did.
 
 A campaign that joins a deployment whose log has begun is started by a ``start`` entry: it applies
 the log from that entry on, as the campaigns of a new deployment apply it from its first entry.
@@ -56,6 +57,7 @@ class Deployment:
         self.engines: dict[str, Engine] = {name: self._make(c) for name, c in self.campaigns.items()
                                            if name not in waiting}
         self.time = NO_TIME
+        self._listening: dict[str, list[Engine]] = {}  # room -> the engines an event of it reaches
 
     @property
     def store(self) -> ClaimsLedger:
@@ -77,22 +79,34 @@ class Deployment:
         return self.engines.get(campaign)
 
     def apply(self, event: Event) -> list[Decision]:
-        """Apply the event to every running campaign, in campaign order; their decisions in that order."""
+        """Apply the event to the running campaigns it concerns, in campaign order; their decisions in that order."""
         if event.ts > self.time:
             self.time = event.ts
         command = event.command
-        if command is not None and type(command) is StartCampaign:
-            self.start(command.campaign)
-        engines = self.engines
+        if command is not None:
+            if type(command) is StartCampaign:
+                self.start(command.campaign)
+            self._listening = {}  # a publish may change the rooms a campaign lists
+            engines = list(self.engines.values())
+        else:
+            listening = self._listening.get(event.room)
+            engines = listening if listening is not None else self._listeners(event.room)
         if len(engines) == 1:
-            for engine in engines.values():
-                return engine.apply(event)
+            return engines[0].apply(event)
         decisions: list[Decision] = []
-        for engine in engines.values():
+        for engine in engines:
             made = engine.apply(event)
             if made:
                 decisions.extend(made)
         return decisions
+
+    def _listeners(self, room: str) -> list[Engine]:
+        """The engines an event of ``room`` reaches: those whose campaign lists it, or had it on air before a
+        publish took it out of the list (an engine would ignore it otherwise, its clock aside, which decides
+        nothing)."""
+        engines = [e for e in self.engines.values() if room in e.rooms or e.campaign.listens_to(room)]
+        self._listening[room] = engines
+        return engines
 
     def start(self, name: str) -> None:
         """Campaign ``name`` applies what follows (its ``start`` entry, or a log with nothing in it yet)."""
@@ -103,6 +117,7 @@ class Deployment:
         engine.time = self.time
         self.engines[name] = engine
         self.engines = {n: self.engines[n] for n in self.campaigns if n in self.engines}  # campaign order
+        self._listening = {}
 
     def next_timer_due(self) -> int | None:
         dues = [due for engine in self.engines.values() if (due := engine.next_timer_due()) is not None]
@@ -114,6 +129,7 @@ class Deployment:
         for engine in self.engines.values():
             engine.store = self._store
         self.time = time
+        self._listening = {}
 
 
 def started(events: Iterable[Event]) -> set[str]:
