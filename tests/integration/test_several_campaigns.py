@@ -244,3 +244,15 @@ def test_the_api_names_the_campaign_where_there_are_several(tmp_path: Path) -> N
         assert other.status_code == 409 and "campaign_unknown" in other.text
         explained = client.get("/v1/admin/users/y1/explain", headers=OPERATOR).json()["entries"]
         assert sorted(e["campaign"] for e in explained if e["outcome"] == "issued") == ["shop-a", "shop-b"]
+
+
+def test_a_publish_that_adds_a_room_reaches_it_in_a_deployment_as_alone() -> None:
+    """Events of a room no campaign listened to are skipped cheaply; a publish listing it makes them count."""
+    wider = SHOP_A.replace('rooms: ["r1", "r2"]', 'rooms: ["r1", "r2", "r4"]')
+    publish = {"type": "operator", "room": "*", "ts": T0 + 10, "action": "publish", "version": 2, "campaign": wider}
+    stream = [*on_air(), *joins(["p1"], "r4", T0 + 1), publish, *joins(["p2", "p3"], "r4", T0 + 11)]
+    lines = [json.dumps(e, ensure_ascii=False) for e in stream]
+    both = replay_all([A, B], lines)
+    made = [(d.request.campaign, d.request.user) for d in both.decisions if d.issued]
+    assert made == [("shop-a", "p2"), ("shop-a", "p3")]
+    assert [d.record() for d in replay_all([A], lines).decisions] == [d.record() for d in both.decisions]
