@@ -274,6 +274,9 @@ def export(
     db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the embedded store")] = None,
     store: Annotated[str | None, typer.Option("--store", help="postgresql://… of a scaled-out deployment")] = None,
     name: Annotated[str, typer.Option("--name", help="the deployment's namespace on the store")] = "livecoupon",
+    campaign: Annotated[str | None, typer.Option("--campaign", help="one campaign's decisions (of a deployment "
+                                                                   "of several): a replay of the log with its "
+                                                                   "file reproduces them")] = None,
 ) -> None:
     """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
     from livecoupon.bootstrap import open_store
@@ -287,7 +290,7 @@ def export(
         raise typer.Exit(UNUSABLE)
     source = str(db) if db is not None else _redacted(str(store))
     try:
-        counts = export_store(open_store(db or Path(), store, name), out_dir)
+        counts = export_store(open_store(db or Path(), store, name), out_dir, campaign)
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
         err.print(f"无法导出 / cannot export {source}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None

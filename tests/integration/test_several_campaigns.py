@@ -128,6 +128,11 @@ def test_operator_commands_name_their_campaign_and_the_log_replays_with_all_or_o
     for campaign in (A, B):
         alone = replayed([campaign], events, tmp_path / campaign.campaign)
         assert alone == [only(live[0], campaign), only(live[1], campaign)]
+        export_store(db, tmp_path / f"export-{campaign.campaign}", campaign.campaign)  # `export --campaign`
+        assert alone == [(tmp_path / f"export-{campaign.campaign}" / name).read_text(encoding="utf-8")
+                         for name in ("issued.jsonl", "suppressed.jsonl")]
+    with pytest.raises(ValueError, match="shop-a, shop-b"):
+        export_store(db, tmp_path / "nope", "shop-z")
 
 
 def test_a_campaign_added_later_starts_at_its_entry_and_one_dropped_is_refused(tmp_path: Path) -> None:
