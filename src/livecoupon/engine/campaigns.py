@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from livecoupon.domain.campaign import Campaign
-from livecoupon.domain.commands import StartCampaign
+from livecoupon.domain.commands import PublishCampaign, StartCampaign
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import Event
 from livecoupon.engine.engine import NO_TIME, Engine
@@ -70,11 +70,6 @@ class Deployment:
         for engine in self.engines.values():
             engine.store = store
 
-    @property
-    def waiting(self) -> list[str]:
-        """The campaigns configured that have not started yet."""
-        return [name for name in self.campaigns if name not in self.engines]
-
     def engine(self, campaign: str) -> Engine | None:
         return self.engines.get(campaign)
 
@@ -84,9 +79,10 @@ class Deployment:
             self.time = event.ts
         command = event.command
         if command is not None:
-            if type(command) is StartCampaign:
+            if isinstance(command, StartCampaign):
                 self.start(command.campaign)
-            self._listening = {}  # a publish may change the rooms a campaign lists
+            elif isinstance(command, PublishCampaign):
+                self._listening = {}  # the rooms a campaign lists may change
             engines = list(self.engines.values())
         else:
             listening = self._listening.get(event.room)
