@@ -36,6 +36,7 @@ MODULES = (
     "livecoupon.domain.events",
     "livecoupon.domain.money",
     "livecoupon.domain.text",
+    "livecoupon.engine.campaigns",
     "livecoupon.engine.engine",
     "livecoupon.engine.explaining",
     "livecoupon.engine.phrases",
