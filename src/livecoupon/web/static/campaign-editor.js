@@ -6,6 +6,10 @@
  * A publish carries base_version, the version the editor loaded: one published meanwhile is never
  * overwritten (409 version_conflict). Limits and schedule hold at once; triggers, coupons and
  * experiments reach each room at its next broadcast, so a room on air keeps its version till it ends.
+ *
+ * In a deployment of several campaigns the panel edits the one the console's picker shows (the
+ * versions GET names it; a publish's campaign is the file's own ``campaign:``, so a file of another
+ * campaign is refused here); an unpublished edit waits while another campaign is shown.
  */
 (function (global) {
   "use strict";
@@ -25,6 +29,8 @@
   var onAir = null;       // the rooms on air in the last stats frame
   var leaveOnTab = false; // Esc was pressed: the next Tab moves focus instead of indenting
   var timer = null, runs = {}, ranOn = {};
+  var scope = null;       // the campaign edited, in a deployment of several (null: the deployment's one)
+  var drafts = {};        // campaign -> {text, base, loaded}: an edit left unpublished when another was picked
 
   function editor() { return $("cfg-yaml"); }
 
@@ -451,7 +457,12 @@
   function publish(e) {
     e.preventDefault();
     if (sendable() == null) return;
-    var form = e.target;
+    var form = e.target, named = campaignOf(editor().value);
+    if (scope != null && named !== scope) {
+      tell("这是活动 " + (named || "？") + " 的文件，运营台显示的是 " + scope + "：先在顶部切换活动 · This file is campaign " +
+        (named || "?") + "'s and the console shows " + scope + ": pick it at the top first", true);
+      return;
+    }
     run($("cfg-publish-button"), $("cfg-publish-out"), "发布中… Publishing", function (text) {
       var body = { yaml: text, note: form.note.value.trim() };
       if (base != null) body.base_version = base;
@@ -467,8 +478,15 @@
   }
 
   /** The editor gets the version in force (what it edits, and the base_version of its publish). */
+  /** GET versions of the campaign edited; an answer about one picked before never settles (it is dropped). */
+  function readVersions() {
+    var asked = scope;
+    return C.api(BASE + "versions" + (asked == null ? "" : "?campaign=" + encodeURIComponent(asked)))
+      .then(function (v) { return asked === scope ? v : new Promise(function () {}); });
+  }
+
   function load(words) {
-    return C.api(BASE + "versions").then(function (v) {
+    return readVersions().then(function (v) {
       base = v.version;
       loaded = v.yaml || "";
       note = v.yaml == null ? ["服务没有保存这个版本的文件 · The service keeps no file for this version", true] :
@@ -479,11 +497,11 @@
   }
 
   function refresh() {
-    return C.api(BASE + "versions").then(versions, function () { /* tried again on the next refresh */ });
+    return readVersions().then(versions, function () { /* tried again on the next refresh */ });
   }
 
   function exportFile() {
-    C.api(BASE + "versions").then(function (v) {
+    readVersions().then(function (v) {
       versions(v);
       if (v.yaml == null) throw new Error("服务没有保存这个版本的文件 · The service keeps no file for this version");
       download(fileName(v.yaml, v.version), v.yaml);
@@ -491,9 +509,14 @@
     }).catch(function (err) { tell("导出失败 Export failed: " + err.message, true); });
   }
 
-  function fileName(yaml, version) {
+  /** The file's own ``campaign:`` id (read as the service finds a publish's campaign), or null. */
+  function campaignOf(yaml) {
     var name = /^campaign:\s*["']?([^"'#\s]+)/m.exec(yaml);
-    return (name ? name[1] : "campaign").replace(/[\\/:*?"<>|]+/g, "-") + "-v" + version + ".yaml";
+    return name ? name[1] : null;
+  }
+
+  function fileName(yaml, version) {
+    return (campaignOf(yaml) || "campaign").replace(/[\\/:*?"<>|]+/g, "-") + "-v" + version + ".yaml";
   }
 
   function download(name, text) {
@@ -609,6 +632,35 @@
     if (open) refresh();
   }
 
+  /** Edit ``name``'s file (null: the deployment's only campaign); the edit of the one left waits for it. */
+  function campaign(name) {
+    if (name === scope) return;
+    if (base != null && editor().value !== loaded) drafts[scope] = { text: editor().value, base: base, loaded: loaded };
+    scope = name;
+    var draft = drafts[name] || null;
+    delete drafts[name];
+    base = draft && draft.base;
+    loaded = draft ? draft.loaded : "";
+    inForce = null;
+    onAir = null;
+    note = draft && ["你对 " + name + " 未发布的修改还在 · Your unpublished edit of " + name + " is back", false];
+    ["cfg-check-out", "cfg-backtest-out", "cfg-publish-out"].forEach(function (id) {
+      runs[id] = (runs[id] || 0) + 1; // an answer still coming is about the campaign left
+      delete ranOn[id];
+      $(id).hidden = true;
+      $(id).replaceChildren();
+    });
+    $("cfg-summary").textContent = "";
+    $("cfg-versions").replaceChildren();
+    $("cfg-rooms").replaceChildren();
+    var ed = editor();
+    ed.value = draft ? draft.text : "";  // not through insert(): picking a campaign leaves the focus where it is
+    ed.setSelectionRange(0, 0);
+    ed.scrollTop = 0;
+    changed();
+    if (open && !draft) load(); else refresh();
+  }
+
   function start() {
     var ed = editor();
     ed.addEventListener("keydown", onKey);
@@ -627,5 +679,5 @@
     refresh();
   }
 
-  global.lcCampaignEditor = { start: start, stats: stats };
+  global.lcCampaignEditor = { start: start, stats: stats, campaign: campaign };
 })(window);

@@ -1,4 +1,8 @@
-/* The host console: read-aloud lines, the live decision feed, stock and budget. */
+/* The host console: read-aloud lines, the live decision feed, stock and budget.
+ *
+ * Where several campaigns listen to the room, each sends its own stats frame every second: the
+ * three big counters are their sum (labelled, with each campaign's issued beside), stock, budget
+ * and the triggers are shown campaign by campaign. */
 (function () {
   "use strict";
   var C = lcConsole, $ = function (id) { return document.getElementById(id); };
@@ -7,6 +11,8 @@
   var triggers = {};   // name -> {when, ...} from the latest stats
   var pending = [];    // decision lines waiting for the next frame
   var seen = 0;
+  var STALE_MS = 3500; // a campaign whose frames stopped coming (it no longer listens to the room) drops out
+  var latest = {};     // campaign -> {s, at}: its latest stats frame, and when it came
 
   function split(text) {
     var i = text.indexOf(" / ");
@@ -60,27 +66,60 @@
     }, { on_air: false, present: 0 });
   }
 
-  function stats(s) {
-    triggers = s.triggers || {};
-    var r = room ? (s.rooms || {})[room] || { on_air: false, present: 0 } : allRooms(s.rooms || {});
-    $("onair").textContent = r.on_air ? "直播中 LIVE" : "未开播 Off air";
-    $("onair").className = "pill" + (r.on_air ? " live" : "");
-    $("issued").textContent = C.n(s.issued);
-    $("suppressed").textContent = C.n(C.sum(s.suppressed));
-    $("present").textContent = C.n(r.present);
-    $("bars").replaceChildren.apply($("bars"), C.stockBars(s));
-    var list = $("triggers");
-    list.replaceChildren.apply(list, Object.keys(triggers).map(function (name) {
-      var t = triggers[name], line = C.el("div", "trig");
+  function triggerLines(s) {
+    var own = s.triggers || {};
+    return Object.keys(own).map(function (name) {
+      var t = own[name], line = C.el("div", "trig");
       line.dataset.trigger = name;
       var label = C.el("span", null, name + " · " + C.whenWords(t.when));
       if (t.paused) label.append(C.el("span", "paused", "已暂停 Paused"));
       line.append(label, C.el("b", null, C.n(t.issued)));
       return line;
-    }));
+    });
+  }
+
+  /** ``lines(s)`` of each campaign, under its name. */
+  function byCampaign(all, lines) {
+    return all.map(function (s) {
+      var box = C.el("div", "of");
+      box.dataset.campaign = s.campaign;
+      box.append(C.el("h3", null, "活动 " + s.campaign));
+      box.append.apply(box, lines(s));
+      return box;
+    });
+  }
+
+  /** The latest frame of each campaign still sending, by id; ``s`` has just come. */
+  function current(s) {
+    var now = Date.now(), old = latest[s.campaign];
+    // an operator's ?room= view gets the whole campaign's frames too: its room's own win while they come
+    if (!s.room && old && old.s.room && now - old.at < STALE_MS) return null;
+    latest[s.campaign] = { s: s, at: now };
+    Object.keys(latest).forEach(function (c) { if (now - latest[c].at > STALE_MS) delete latest[c]; });
+    return Object.keys(latest).sort().map(function (c) { return latest[c].s; });
+  }
+
+  function stats(s) {
+    var all = current(s);
+    if (!all) return;
+    triggers = {};
+    all.slice().reverse().forEach(function (x) { Object.assign(triggers, x.triggers || {}); }); // a shared name: the first id's
+    var r = room ? (s.rooms || {})[room] || { on_air: false, present: 0 } : allRooms(s.rooms || {});
+    var several = all.length > 1;
+    $("onair").textContent = r.on_air ? "直播中 LIVE" : "未开播 Off air";
+    $("onair").className = "pill" + (r.on_air ? " live" : "");
+    $("issued").textContent = C.n(all.reduce(function (t, x) { return t + x.issued; }, 0));
+    $("suppressed").textContent = C.n(all.reduce(function (t, x) { return t + C.sum(x.suppressed); }, 0));
+    $("present").textContent = C.n(r.present);
+    $("campaigns").hidden = !several;
+    $("campaigns").textContent = several ? "以上是 " + all.length + " 个活动的合计 · Sums of " + all.length +
+      " campaigns — 已发 issued: " + all.map(function (x) { return x.campaign + " " + C.n(x.issued); }).join(" · ") : "";
+    $("bars").replaceChildren.apply($("bars"), several ? byCampaign(all, C.stockBars) : C.stockBars(s));
+    $("triggers").replaceChildren.apply($("triggers"), several ? byCampaign(all, triggerLines) : triggerLines(s));
   }
 
   function receive(m) {
+    if (m.type === "stats" && m.room && m.room !== room) return; // another host's room: an operator's feed has all
     if (m.room && room && m.room !== room && m.type !== "stats") return;
     if (m.type === "decision") {
       if (!pending.length) requestAnimationFrame(flush);

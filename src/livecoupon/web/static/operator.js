@@ -1,10 +1,16 @@
 /* The operator console: counters, charts, pause/resume, send to everyone present, dead letters,
- * and one viewer explained; the campaign panel is campaign-editor.js. */
+ * and one viewer explained; the campaign panel is campaign-editor.js.
+ *
+ * Where the deployment runs several campaigns (the stats list them in ``campaigns``), a picker in
+ * the header chooses the one the panels show: only its stats frames are drawn, and its id goes with
+ * every call about one campaign. The pick is kept in the address (#campaign=) and in localStorage. */
 (function () {
   "use strict";
   var C = lcConsole, $ = function (id) { return document.getElementById(id); };
   var PALETTE = ["#ff7a18", "#ff2d55", "#ffb020", "#c2255c", "#845ef7", "#20c997", "#868e96"];
+  var PICK_KEY = "livecoupon:operator-campaign";
   var rateChart, reasonChart, deadCount = -1, lastStats = null, lastOffers = null, explaining = 0;
+  var picked = null;  // the campaign the panels show, where the deployment runs several (null: it runs one)
 
   function charts() {
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
@@ -83,9 +89,14 @@
   }
 
   function pause(name, paused, button) {
+    var asked = picked;
     button.disabled = true;
-    C.api("/v1/admin/triggers/" + encodeURIComponent(name), { paused: paused })
-      .then(function () { lastStats.triggers[name].paused = paused; render(lastStats); })
+    C.api("/v1/admin/triggers/" + encodeURIComponent(name), addressed({ paused: paused }))
+      .then(function () {
+        if (asked !== picked || !lastStats) return; // another campaign is shown now: its own frames say
+        lastStats.triggers[name].paused = paused;
+        render(lastStats);
+      })
       .catch(function (e) { alert(e.message); button.disabled = false; });
   }
 
@@ -101,7 +112,70 @@
     if (values.indexOf(keep) >= 0) select.value = keep;
   }
 
+  /* ---- several campaigns: the one the panels show ------------------------------------------ */
+
+  /** ``path`` about the picked campaign (as it was with one campaign: the server then needs none). */
+  function scoped(path) {
+    return picked == null ? path : path + (path.indexOf("?") < 0 ? "?" : "&") + "campaign=" + encodeURIComponent(picked);
+  }
+
+  /** ``body`` naming the picked campaign (as it was with one campaign). */
+  function addressed(body) {
+    if (picked != null) body.campaign = picked;
+    return body;
+  }
+
+  /** The pick this tab's address holds (#campaign=), else this browser's last, else the first of ``names``. */
+  function remembered(names) {
+    var inAddress = new URLSearchParams(location.hash.slice(1)).get("campaign"), stored = null;
+    try { stored = localStorage.getItem(PICK_KEY); } catch (e) { /* storage turned off: the address alone */ }
+    return [inAddress, stored].filter(function (n) { return names.indexOf(n) >= 0; })[0] || names[0];
+  }
+
+  function remember(name) {
+    try { localStorage.setItem(PICK_KEY, name); } catch (e) { /* storage turned off: the address alone */ }
+    history.replaceState(null, "", "#campaign=" + encodeURIComponent(name));
+  }
+
+  /** Whether ``s`` is the shown campaign's; where the stats list several, the picker follows the list. */
+  function following(s) {
+    var names = s.campaigns && s.campaigns.length > 1 ? s.campaigns : [];
+    $("campaign-pick").hidden = !names.length;
+    $("campaign").hidden = names.length > 0;
+    options($("campaign-select"), names);
+    var want = !names.length ? null : names.indexOf(picked) >= 0 ? picked : remembered(names);
+    if (want !== picked) show(want, s);
+    return picked == null || s.campaign === picked;
+  }
+
+  /** Show ``name``'s panels: what the last campaign left is cleared, its stats, results and file asked for. */
+  function show(name, s) {
+    picked = name;
+    $("campaign-select").value = name || "";
+    lastStats = null;
+    lastOffers = null;
+    ["triggers", "offers"].forEach(function (id) { $(id).dataset.sig = ""; }); // same names, another campaign
+    ["results", "experiments", "offers"].forEach(function (id) { $(id).replaceChildren(); });
+    $("offers-card").hidden = true;
+    $("present-result").className = "result";
+    $("present-result").textContent = "";
+    lcCampaignEditor.campaign(name);
+    loadResults();
+    if (name != null && (!s || s.campaign !== name)) {
+      C.api(scoped("/v1/admin/stats")).then(render).catch(function () { /* the feed brings the next one */ });
+    }
+  }
+
+  function picking() {
+    var name = $("campaign-select").value;
+    if (name === picked) return;
+    remember(name);
+    show(name);
+  }
+
   function render(s) {
+    if (s.room) return; // a host console's frame: the feed brings operators those too
+    if (!following(s)) return;
     var first = !lastStats;
     lastStats = s;
     if (first && lastOffers) renderOffers(lastOffers); // their headings name each trigger's kind, from the stats
@@ -143,7 +217,9 @@
 
   /** metrics.json of SPEC §6, live: what each trigger's coupons did, and each experiment. */
   function loadResults() {
-    C.api("/v1/admin/metrics").then(function (m) {
+    var asked = picked;
+    C.api(scoped("/v1/admin/metrics")).then(function (m) {
+      if (asked !== picked) return; // another campaign was picked meanwhile
       var rows = Object.keys(m.triggers).filter(function (n) { return m.triggers[n].issued; }).map(function (n) {
         var t = m.triggers[n], tr = document.createElement("tr");
         tr.append(C.el("td", null, n), C.el("td", "num", C.n(t.issued)), C.el("td", "num", C.n(t.redeemed)),
@@ -303,7 +379,7 @@
     out.className = "result";
     out.textContent = "发放中… Sending";
     C.api("/v1/admin/rooms/" + encodeURIComponent(form.room.value) + "/issue-present",
-      { template: form.template.value, idempotency_key: form.key.value })
+      addressed({ template: form.template.value, idempotency_key: form.key.value }))
       .then(function (r) {
         out.className = "result ok";
         out.textContent = "已发放 " + C.n(r.issued) + " 张，拦截 " + C.n(r.suppressed) + " · issued " + r.issued + ", suppressed " + r.suppressed;
@@ -351,11 +427,13 @@
     time.dateTime = at.toISOString();
     if (day) time.append(C.el("small", null, day));
     var what = C.el("div", "what"), head = C.el("div", "head");
-    var trigger = e.trigger && lastStats && lastStats.triggers[e.trigger];
+    var shown = lastStats && (!e.campaign || e.campaign === lastStats.campaign); // a name can be in several
+    var trigger = e.trigger && shown && lastStats.triggers[e.trigger];
+    if (e.campaign) li.dataset.campaign = e.campaign;
     head.append(C.el("span", kind[0] ? "chip " + kind[0] : "chip", kind[1]));
     if (e.trigger) head.append(C.el("b", null, e.trigger));
     head.append(C.el("span", "muted", [trigger ? C.whenWords(trigger.when) : e.trigger ? "" : "无触发器 no trigger",
-      e.room ? "直播间 " + e.room : ""].filter(Boolean).join(" · ")));
+      e.room ? "直播间 " + e.room : "", e.campaign ? "活动 " + e.campaign : ""].filter(Boolean).join(" · ")));
     what.append(head, whyWords(e.why));
     var meta = C.el("div", "meta");
     if (e.coupon_id) {
@@ -424,6 +502,7 @@
     $("host-token").addEventListener("submit", mintHostToken);
     $("explain").addEventListener("submit", explainViewer);
     $("dl-refresh").onclick = loadDeadLetters;
+    $("campaign-select").addEventListener("change", picking);
     lcCampaignEditor.start();
     C.api("/v1/admin/stats").then(render).catch(function () { /* the feed brings the next one */ });
     loadResults();
