@@ -247,6 +247,10 @@ def test_the_api_names_the_campaign_where_there_are_several(tmp_path: Path) -> N
         other = client.post("/v1/admin/campaign/publish", json={"yaml": SHOP_B.replace("shop-b", "shop-z")},
                             headers=OPERATOR)
         assert other.status_code == 409 and "campaign_unknown" in other.text
+        listed = client.get("/v1/admin/decisions", headers=OPERATOR).json()["decisions"]
+        assert sorted((d["campaign"], d["user"]) for d in listed if d["issued"]) == [("shop-a", "y1"), ("shop-b", "y1")]
+        only_b = client.get("/v1/admin/decisions", params={"campaign": "shop-b"}, headers=OPERATOR).json()
+        assert {d["campaign"] for d in only_b["decisions"]} == {"shop-b"}
         explained = client.get("/v1/admin/users/y1/explain", headers=OPERATOR).json()["entries"]
         assert sorted(e["campaign"] for e in explained if e["outcome"] == "issued") == ["shop-a", "shop-b"]
 

@@ -96,13 +96,20 @@ async def campaign_status(rt: RuntimeDep, campaign: CampaignQuery = None) -> dic
     return await rt.stats_message(campaign=campaign)
 
 
-@router.get("/decisions", response_model=None, responses=answer(DecisionsOut))
-async def decisions(rt: RuntimeDep) -> dict[str, Any]:
-    """Every decision so far, in decision order, as ``livecoupon replay`` writes them."""
+@router.get("/decisions", response_model=None, responses=answer(DecisionsOut) | PARAM_ERRORS | errors(404))
+async def decisions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, Any]:
+    """Every decision so far, in decision order, as ``livecoupon replay`` writes them; where the deployment runs
+    several campaigns, each campaign's in turn (or ``campaign``'s alone), each naming its campaign."""
     service = rt.service
-    records, _ = await service.call(service.metrics_inputs)
-    return {"decisions": [decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
-                          for r in records]}
+    names = service.campaign_names
+    several = len(names) > 1
+    listed: list[dict[str, Any]] = []
+    for name in [campaign] if campaign else names:
+        records, _ = await service.call(service.metrics_inputs, name)
+        extra = {"campaign": name} if several else {}
+        listed.extend(decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
+                      | extra for r in records)
+    return {"decisions": listed}
 
 
 @router.get("/users/{user:path}/explain", response_model=None,
@@ -198,7 +205,8 @@ async def console(websocket: WebSocket, token: Annotated[str, Query()] = "") -> 
     if who is None:
         return
     queue = rt.consoles.subscribe(who.room)
-    await websocket.send_json(await rt.stats_message(who.room))
+    for frame in await rt.stats_frames(who.room):
+        await websocket.send_json(frame)
     sender = asyncio.create_task(_forward(websocket, queue))
     try:
         while True:

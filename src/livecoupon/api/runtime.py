@@ -219,16 +219,23 @@ class Runtime:
     async def _stats_feed(self) -> None:
         """Each second, every campaign's counters to the operators' consoles (each frame names its campaign: a
         console shows the one picked), and to each host's console those of the campaigns listening to its room."""
-        service = self.service
         while True:
             await asyncio.sleep(STATS_SECONDS)
-            names = service.campaign_names
             if self.consoles.has_operators:
-                for name in names:
-                    self.consoles.broadcast(await self.stats_message(campaign=name))
+                for frame in await self.stats_frames():
+                    self.consoles.broadcast(frame)
             for room in self.consoles.host_rooms():
-                for name in [n for n in names if service.campaign_named(n).listens_to(room)] or names[:1]:
-                    self.consoles.broadcast(await self.stats_message(room, name))
+                for frame in await self.stats_frames(room):
+                    self.consoles.tell_hosts(room, frame)
+
+    async def stats_frames(self, room: str | None = None) -> list[dict[str, Any]]:
+        """The stats messages a console shows: an operator's, every campaign's; a host's, those of the campaigns
+        listening to its room (the first campaign's, if none does)."""
+        service = self.service
+        names = service.campaign_names
+        if room is not None:
+            names = [n for n in names if service.campaign_named(n).listens_to(room)] or names[:1]
+        return [await self.stats_message(room, name) for name in names]
 
 
 async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:

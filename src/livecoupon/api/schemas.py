@@ -354,7 +354,7 @@ class MetricsOut(BaseModel):
 class DecisionsOut(BaseModel):
     decisions: list[dict[str, Any]] = Field(
         description="in decision order, each a line of issued.jsonl or suppressed.jsonl plus issued, coupon_id "
-                    "and broadcast")
+                    "and broadcast (and campaign, where the deployment runs several)")
 
 
 class ExplainEntry(BaseModel):

@@ -17,7 +17,8 @@ RATE_MINUTES = 30
 
 def decision_line(d: Decision) -> dict[str, Any]:
     r = d.request
-    return {"type": "decision", "ts": iso(r.at), "room": r.room, "user": r.user, "trigger": r.trigger,
+    return {"type": "decision", "ts": iso(r.at), "room": r.room, "user": r.user, "campaign": r.campaign,
+            "trigger": r.trigger,
             "issued": d.issued, "reason": d.reason.value if d.reason else None,
             "title": r.template.title if r.template is not None else None,
             "coupon_id": r.coupon_id if d.issued else None, "variant": r.variant}

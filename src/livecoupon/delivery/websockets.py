@@ -130,6 +130,12 @@ class ConsoleHub:
             if not queue.full():  # a console that stopped reading loses feed lines, never blocks issuing
                 queue.put_nowait(message)
 
+    def tell_hosts(self, room: str, message: dict[str, Any]) -> None:
+        """A message for the hosts' consoles of ``room`` alone (their room's counters: not the operators')."""
+        for queue, watched in self._queues.items():
+            if watched == room and not queue.full():
+                queue.put_nowait(message)
+
     def __len__(self) -> int:
         return len(self._queues)
 
