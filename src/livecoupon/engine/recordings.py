@@ -34,7 +34,7 @@ from livecoupon.domain.events import (
     seconds,
 )
 from livecoupon.domain.money import MoneyError, yuan_to_fen
-from livecoupon.engine.lines import decode_plain
+from livecoupon.engine.lines import decode_plain as _decode_plain_line
 
 
 @dataclass(slots=True)
@@ -50,6 +50,8 @@ _ROOM_TYPES: Final = frozenset({"transcript", "online_count"})
 _MAX_NAME: Final = MAX_NAME
 _MAX_TEXT: Final = MAX_TEXT
 _decode_any = msgspec.json.Decoder().decode
+_decode_plain: Final = _decode_plain_line  # a C static when compiled, not a look-up in the module's dict
+_EXACT_YUAN: Final = 1e9  # below it a float with two decimals is the nearest double to its fen / 100
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen)
 PlainFields = tuple[str, str, int, "str | None", "str | None", "int | None", "str | None", int]
@@ -65,7 +67,7 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
     rejects a lone surrogate, escaped or not), so only their lengths are checked here.
     """
     try:
-        p = decode_plain(line)
+        p = _decode_plain(line)
     except msgspec.MsgspecError:
         return None
     kind, room, event_id, count, text = p.type, p.room, p.id, p.count, p.text
@@ -104,8 +106,15 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
 
 
 def _fen(value: int | float | None) -> int | None:
+    """``yuan_to_fen``'s answer (None where it raises), without its decimal arithmetic for a
+    plain float such as 0.1: a float below 1e9 yuan has at most two decimals exactly when it is
+    the double nearest to ``fen / 100`` (no two such decimals share a double below 1e9)."""
     if value is None:
         return None
+    if isinstance(value, float) and 0 <= value < _EXACT_YUAN:
+        fen = round(value * 100)
+        if fen / 100 == value:
+            return fen
     try:
         return yuan_to_fen(value)
     except MoneyError:
