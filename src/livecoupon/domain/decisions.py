@@ -196,9 +196,11 @@ def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -
     template = request.template
     if template is None:
         return Decision(request, Reason.HOLDOUT if request.propensity is None else Reason.NO_OFFER)
+    reason = cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
+    if reason is not None:  # most requests stop here, at a user's cap
+        return Decision(request, reason)
     face = template.terms.face_value or 0
-    reason = (cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
-              or share_reason(limits, counters, request, face))
+    reason = share_reason(limits, counters, request, face)
     if reason is not None:
         return Decision(request, reason)
     key = (request.room, request.broadcast, request.user)
