@@ -181,6 +181,18 @@ def fastest(repeat: int, run: Callable[[], R]) -> R:
     return min(runs, key=lambda r: r.seconds)  # type: ignore[attr-defined, no-any-return]
 
 
+def fastest_alternating(repeat: int, runs: dict[str, Callable[[], R]]) -> dict[str, R]:
+    """The fastest of ``repeat`` runs of each, the runs alternated (the order reversed every other
+    round) so that a noisy spell of the shared machine falls on all of them alike."""
+    results: dict[str, list[R]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_ in range(max(1, repeat)):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            results[name].append(runs[name]())
+    return {name: min(found, key=lambda r: r.seconds)  # type: ignore[attr-defined]
+            for name, found in results.items()}
+
+
 @dataclass
 class CliRun:
     seconds: float
@@ -188,6 +200,8 @@ class CliRun:
     stderr: str
     counts: dict[str, int | None]
     peak_rss_kib: int | None  # VmHWM polled every 20 ms
+    cpu_seconds: float = 0.0  # user + system time of the process: steadier than the wall time on a loaded machine
+    loadavg: float = 0.0  # the one-minute load average as it ended
     same_as_first: bool | None = None  # outputs equal to the first build's, byte for byte
 
 
@@ -197,6 +211,7 @@ def run_cli(path: Path, out_dir: Path, env: dict[str, str] | None = None) -> Cli
     cmd = [str(exe), "replay", str(path), "--config", str(CAMPAIGN), "--out", str(out_dir)]
     environ = {**os.environ, **(env or {})}
     started = time.perf_counter()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     hwm = 0
     with tempfile.TemporaryFile("w+") as err_file:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True, env=environ)
@@ -204,13 +219,15 @@ def run_cli(path: Path, out_dir: Path, env: dict[str, str] | None = None) -> Cli
             hwm = max(hwm, proc_status_kib("VmHWM", proc.pid))
             time.sleep(0.02)
         seconds = time.perf_counter() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child was reaped by poll()
+        cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
         err_file.seek(0)
         stderr = " ".join(err_file.read().split())[-400:]
     counts: dict[str, int | None] = {}
     for name in ("issued", "suppressed", "rejected"):
         p = out_dir / f"{name}.jsonl"
         counts[name] = sum(1 for _ in p.open(encoding="utf-8")) if p.exists() else None
-    return CliRun(seconds, proc.returncode, stderr, counts, hwm or None)
+    return CliRun(seconds, proc.returncode, stderr, counts, hwm or None, cpu, os.getloadavg()[0])
 
 
 # -- durable-rules ------------------------------------------------------------------------
@@ -601,24 +618,25 @@ def bench_stream(kind: str, args: argparse.Namespace, work: Path, figures: dict[
                          "rejected": lc.rejected}
 
     # the CLI, whole process: as installed (compiled if built so), and the pure build beside it
-    clis: dict[str, dict[str, Any]] = {}
+    clis: dict[str, CliRun] = {}
     if not args.skip_cli:
         builds: dict[str, dict[str, str] | None] = {"installed": None}
         if compiled_modules():
             builds = {"compiled": None, "pure": {PURE_ENV: "1"}}
         if args.before is not None:  # another checkout's sources, e.g. a git worktree of an older commit
             builds["before"] = {"PYTHONPATH": str(args.before.resolve() / "src")}
-        for build, env in builds.items():
-            def one(env: dict[str, str] | None = env, out: Path = work / f"out-{build}") -> CliRun:
-                return run_cli(path, out, env)
-            cli = fastest(args.repeat, one)
+        def one(build: str, env: dict[str, str] | None) -> Callable[[], CliRun]:
+            return lambda: run_cli(path, work / f"out-{build}", env)
+        fastest_clis = fastest_alternating(args.repeat, {build: one(build, env) for build, env in builds.items()})
+        for build, cli in fastest_clis.items():
             ok = cli.exit == 0 and cli.counts["issued"] == lc.issued
             if clis:  # every build writes the same bytes
                 first = next(iter(clis))
                 cli.same_as_first = all(
                     (work / f"out-{build}" / name).read_bytes() == (work / f"out-{first}" / name).read_bytes()
                     for name in ("issued.jsonl", "suppressed.jsonl", "rejected.jsonl"))
-            print(f"livecoupon CLI ({build}): exit {cli.exit} in {cli.seconds:.2f}s wall = "
+            print(f"livecoupon CLI ({build}): exit {cli.exit} in {cli.seconds:.2f}s wall "
+                  f"({cli.cpu_seconds:.2f}s CPU, load {cli.loadavg:.2f} as it ended) = "
                   f"{rate(lines, cli.seconds)} events/s; outputs {cli.counts}"
                   f"{'' if ok else '  <-- differs from in-process run'}; child peak RSS "
                   f"{(cli.peak_rss_kib or 0) / 1024:,.0f} MiB; {load_line()}\n  CLI says: {cli.stderr}", flush=True)
@@ -691,8 +709,8 @@ def bench_stream(kind: str, args: argparse.Namespace, work: Path, figures: dict[
     rows: list[tuple[str, ...]] = [(f"[{kind}] livecoupon replay() in-process", f"{lines:,}", f"{lc.seconds:.2f}",
                                     rate(lines, lc.seconds))]
     for build, cli in clis.items():
-        rows.append((f"[{kind}] livecoupon CLI whole process, {build}", f"{lines:,}", f"{cli.seconds:.2f}",
-                     rate(lines, cli.seconds)))
+        rows.append((f"[{kind}] livecoupon CLI whole process, {build} (CPU {cli.cpu_seconds:.2f}s)", f"{lines:,}",
+                     f"{cli.seconds:.2f}", rate(lines, cli.seconds)))
     if dr is not None:
         if lc_prefix is not lc:
             rows.append((f"[{kind}] livecoupon replay() first {lc_prefix.lines:,}", f"{lc_prefix.lines:,}",

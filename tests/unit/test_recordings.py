@@ -49,6 +49,15 @@ def test_every_line_reads_as_the_checked_parser_reads_it(batch: list[dict[str, A
     assert [(r.line, r.error) for r in rejected] == [(i + 1, e) for i, e in enumerate(expected) if isinstance(e, str)]
 
 
+@given(st.one_of(st.floats(0, 2e9), st.integers(0, 2 * 10**11).map(lambda fen: fen / 100),
+                 st.integers(0, 2 * 10**11).map(lambda fen: fen / 100 + 1e-9)))
+@settings(max_examples=500)
+def test_a_gift_of_float_yuan_reads_as_the_decimal_check_reads_it(value: float) -> None:
+    data = {"type": "gift", "room": "room-1", "ts": 1.5, "user": "u1", "value": value}
+    events, rejected = read_events([json.dumps(data)])
+    assert ([_fields(e) for e in events] or [r.error for r in rejected]) == [_reference(data)]
+
+
 def test_replay_order_drops_later_copies_of_an_id_and_sorts_by_time() -> None:
     text = [json.dumps(d) for d in (
         {"type": "join", "room": "r", "ts": 5, "user": "a", "id": "x"},

@@ -324,7 +324,7 @@ class Engine:
             if known is None or event.value > 0:  # a 0 gift keeps when the total was reached (ties)
                 self._gifts_seen += 1
                 room.gifts[user] = ((known[0] if known else 0) + event.value, self._gifts_seen)
-        if kind in INTERACTION_TYPES and room.sales and scheduled:
+        if room.sales and kind in INTERACTION_TYPES and scheduled:  # sales first: rarely any
             self._flash_firings(room, user, ts, firings)
         if viewer is None and scheduled:
             self._present_count_firings(room, ts, firings)

@@ -109,6 +109,8 @@ class OfferBook:
 
     def decided(self, decisions: Sequence[Decision]) -> None:
         """Count each offer that reached its user (issued, or nothing offered)."""
+        if not self._pending:
+            return  # no policy chose since the last decisions: none of these is an offer (most decisions)
         for d in decisions:
             r = d.request
             policy = self.policies.get(r.trigger)

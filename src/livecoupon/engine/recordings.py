@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
+from msgspec.structs import astuple
 
 from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import (
@@ -34,7 +35,8 @@ from livecoupon.domain.events import (
     seconds,
 )
 from livecoupon.domain.money import MoneyError, yuan_to_fen
-from livecoupon.engine.lines import decode_plain
+from livecoupon.engine.lines import PlainValues
+from livecoupon.engine.lines import decode_plain as _decode_plain_line
 
 
 @dataclass(slots=True)
@@ -50,6 +52,9 @@ _ROOM_TYPES: Final = frozenset({"transcript", "online_count"})
 _MAX_NAME: Final = MAX_NAME
 _MAX_TEXT: Final = MAX_TEXT
 _decode_any = msgspec.json.Decoder().decode
+_decode_plain: Final = _decode_plain_line  # a C static when compiled, not a look-up in the module's dict
+_values_of: Final = astuple
+_EXACT_YUAN: Final = 1e9  # below it a float with two decimals is the nearest double to its fen / 100
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen)
 PlainFields = tuple[str, str, int, "str | None", "str | None", "int | None", "str | None", int]
@@ -65,13 +70,13 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
     rejects a lone surrogate, escaped or not), so only their lengths are checked here.
     """
     try:
-        p = decode_plain(line)
+        values = _values_of(_decode_plain(line))
     except msgspec.MsgspecError:
         return None
-    kind, room, event_id, count, text = p.type, p.room, p.id, p.count, p.text
+    kind, room, ts, event_id, user, count, text, yuan, device, ip, risk, profile = cast(PlainValues, values)
     if not room or len(room) > _MAX_NAME or (event_id is not None and len(event_id) > _MAX_NAME):
         return None
-    ms = event_ms(p.ts)
+    ms = event_ms(ts)
     if ms is None:
         return None
     value = 0
@@ -82,10 +87,9 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
         elif text is None or len(text) > _MAX_TEXT:
             return None
         return kind, room, ms, event_id, None, count, text, 0
-    user = p.user
     if kind not in _VIEWER_TYPES or not user or len(user) > _MAX_NAME:
         return None
-    if p.device is not None or p.ip is not None or p.risk is not None or p.profile is not None:
+    if device is not None or ip is not None or risk is not None or profile is not None:
         return None
     if kind == "like":
         if count is None:
@@ -96,7 +100,7 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
         if text is None or len(text) > _MAX_TEXT:
             return None
     elif kind == "gift":
-        fen = _fen(p.value)
+        fen = _fen(yuan)
         if fen is None:
             return None
         value = fen
@@ -104,8 +108,15 @@ def plain_fields(line: str | bytes) -> PlainFields | None:
 
 
 def _fen(value: int | float | None) -> int | None:
+    """``yuan_to_fen``'s answer (None where it raises), without its decimal arithmetic for a
+    plain float such as 0.1: a float below 1e9 yuan has at most two decimals exactly when it is
+    the double nearest to ``fen / 100`` (no two such decimals share a double below 1e9)."""
     if value is None:
         return None
+    if isinstance(value, float) and 0 <= value < _EXACT_YUAN:
+        fen = round(value * 100)
+        if fen / 100 == value:
+            return fen
     try:
         return yuan_to_fen(value)
     except MoneyError:
