@@ -6,7 +6,7 @@ Run from the repository root::
     .venv/bin/python bench/campaigns.py --events 100000 --counts 1 10 50
 
 One stream of room events (joins, heartbeats, likes, comments, transcripts, orders over ``--rooms`` rooms, each
-viewer in one room) is replayed in process (``livecoupon.engine.replay.replay_all``, the path of ``livecoupon
+viewer in one room) is replayed in process (``livecoupon.engine.replay.replay``, the path of ``livecoupon
 replay --config FOLDER``) by deployments of 1, 10, 100… campaigns that split the rooms between them (each campaign
 lists its share: a platform's shops). The baseline, printed beside each figure, is the same stream through one
 campaign listing every room: the same rooms, triggers and decisions, in one engine. Each run is the fastest of
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 
 from livecoupon.campaign_file import parse_campaign  # noqa: E402
 from livecoupon.domain.campaign import Campaign  # noqa: E402
-from livecoupon.engine.replay import replay_all  # noqa: E402
+from livecoupon.engine.replay import replay  # noqa: E402
 
 START = 1_731_326_400.0
 CAMPAIGN = """
@@ -86,7 +86,7 @@ def timed(campaigns: list[Campaign], lines: list[str], repeat: int) -> tuple[flo
     for _ in range(repeat):
         gc.collect()
         started = time.perf_counter()
-        result = replay_all(campaigns, lines)
+        result = replay(campaigns, lines)
         best = min(best, time.perf_counter() - started)
         decisions = len(result.decisions)
     return best, decisions

@@ -118,7 +118,7 @@ def replay(
     started = time.perf_counter()
     lines = _lines_or_exit(events)
     try:
-        result = replay_to(campaigns[0] if len(campaigns) == 1 else campaigns, lines, out_dir)
+        result = replay_to(campaigns, lines, out_dir)
     except OSError as exc:
         err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
@@ -139,11 +139,11 @@ def report(
     """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
     from livecoupon.analytics.publish import write_report
     from livecoupon.engine.recordings import read_events
-    from livecoupon.engine.replay import replay_all
+    from livecoupon.engine.replay import replay
 
     campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
     lines = _lines_or_exit(events)
-    result = replay_all(campaigns, lines)
+    result = replay(campaigns, lines)
     parsed, _ = read_events(lines)
     for campaign in campaigns:
         where = out_dir if len(campaigns) == 1 else out_dir / campaign.campaign

@@ -19,7 +19,7 @@ from livecoupon.cli import app as cli
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.campaigns import DeploymentError
 from livecoupon.engine.clock import ClockMode
-from livecoupon.engine.replay import replay_all, write_outputs
+from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.errors import NotFound
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.export import export_store
@@ -80,7 +80,7 @@ def exported(db: Path, out: Path) -> list[str]:
 
 
 def replayed(campaigns: list[Campaign], events: Path, out: Path) -> list[str]:
-    write_outputs(replay_all(campaigns, events.read_text(encoding="utf-8").splitlines()), out)
+    write_outputs(replay(campaigns, events.read_text(encoding="utf-8").splitlines()), out)
     return [(out / name).read_text(encoding="utf-8") for name in ("issued.jsonl", "suppressed.jsonl")]
 
 
@@ -191,9 +191,9 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
 def test_a_deployment_decides_what_each_of_its_campaigns_decides_alone(tmp_path: Path,
                                                                        stream: list[dict[str, Any]]) -> None:
     lines = [json.dumps(e, ensure_ascii=False) for e in stream]
-    both = replay_all([A, B], lines)
+    both = replay([A, B], lines)
     for campaign in (A, B):
-        alone = replay_all([campaign], lines)
+        alone = replay([campaign], lines)
         mine = [d.record() for d in both.decisions if d.request.campaign == campaign.campaign]
         assert mine == [d.record() for d in alone.decisions]
 
@@ -261,7 +261,7 @@ def test_a_publish_that_adds_a_room_reaches_it_in_a_deployment_as_alone() -> Non
     publish = {"type": "operator", "room": "*", "ts": T0 + 10, "action": "publish", "version": 2, "campaign": wider}
     stream = [*on_air(), *joins(["p1"], "r4", T0 + 1), publish, *joins(["p2", "p3"], "r4", T0 + 11)]
     lines = [json.dumps(e, ensure_ascii=False) for e in stream]
-    both = replay_all([A, B], lines)
+    both = replay([A, B], lines)
     made = [(d.request.campaign, d.request.user) for d in both.decisions if d.issued]
     assert made == [("shop-a", "p2"), ("shop-a", "p3")]
-    assert [d.record() for d in replay_all([A], lines).decisions] == [d.record() for d in both.decisions]
+    assert [d.record() for d in replay([A], lines).decisions] == [d.record() for d in both.decisions]

@@ -96,6 +96,17 @@ class Deployment:
                 decisions.extend(made)
         return decisions
 
+    def touch(self, room: str, user: str, ts: int) -> bool:
+        """:meth:`Engine.touch` for a deployment: True if the event needed nothing more (it only refreshed a
+        present viewer, or no campaign listens to its room); False: apply it."""
+        listening = self._listening.get(room)
+        engines = listening if listening is not None else self._listeners(room)
+        if len(engines) > 1 or (engines and not engines[0].touch(room, user, ts)):
+            return False
+        if ts > self.time:
+            self.time = ts
+        return True
+
     def _listeners(self, room: str) -> list[Engine]:
         """The engines an event of ``room`` reaches: those whose campaign lists it, or had it on air before a
         publish took it out of the list (an engine would ignore it otherwise, its clock aside, which decides

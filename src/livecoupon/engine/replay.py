@@ -10,7 +10,7 @@ from typing import Final
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.campaigns import Deployment, started
-from livecoupon.engine.engine import QUIET_TYPES, Engine
+from livecoupon.engine.engine import QUIET_TYPES
 from livecoupon.engine.recordings import (
     Rejected,
     checked_event,
@@ -43,23 +43,33 @@ class ReplayResult:
                 self.decisions.append(d)
 
 
-def replay(campaign: Campaign, lines: Iterable[str]) -> ReplayResult:
-    """Apply a recorded stream to fresh in-memory state, as SPEC §6 specifies.
+def replay(campaign: Campaign | list[Campaign], lines: Iterable[str]) -> ReplayResult:
+    """Apply a recorded stream to fresh in-memory state, as SPEC §6 specifies; with several campaigns, as a
+    deployment of them applies it (engine/campaigns.py: each event reaches the campaigns listening to its room,
+    and a campaign the recording starts with a ``start`` entry applies nothing before it).
 
     A recording in time order, the usual case, is applied as it is read: no event list,
     and a present viewer's heartbeat never becomes an object. At the first line out of
     time order the run starts again on the sorted path.
     """
     lines = lines if isinstance(lines, list) else list(lines)  # a list: the compiled loop indexes it directly
+    campaigns = [campaign] if isinstance(campaign, Campaign) else campaign
+    joining = _joining(lines)
     with collector_paused(BIG_BATCH + 1):  # millions of short-lived objects, no garbage cycles among them
-        return _streamed(campaign, lines) or _sorted(campaign, lines)
+        return _streamed(Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False), lines) or _sorted(
+            Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False), lines)
 
 
-def _streamed(campaign: Campaign, lines: list[str]) -> ReplayResult | None:
+def _joining(lines: list[str]) -> set[str]:
+    """The campaigns a recording starts part-way (its ``start`` entries), found before anything is applied."""
+    return started(e for line in lines if '"start"' in line
+                   if (e := checked_event(0, line, [])) is not None)
+
+
+def _streamed(deployment: Deployment, lines: list[str]) -> ReplayResult | None:
     """One pass, applying as it reads; None if the recording turns out not to be in time order."""
-    # engine.touch and engine.apply are called on the engine, not through local bound methods:
+    # deployment.touch and deployment.apply are called on it, not through local bound methods:
     # compiled, that is a direct C call rather than a Python call that parses its arguments
-    engine = Engine(campaign, MemoryStore(), dedup_ids=False)
     result = ReplayResult()
     rejected = result.rejected
     seen: dict[str, set[str]] = {}
@@ -88,51 +98,33 @@ def _streamed(campaign: Campaign, lines: list[str]) -> ReplayResult | None:
         result.events += 1
         if event is None:
             assert fields is not None
-            if kind in _QUIET and engine.touch(room, user, ts):  # type: ignore[arg-type]
+            if kind in _QUIET and deployment.touch(room, user, ts):  # type: ignore[arg-type]
                 continue
             event = plain_event(fields)
-        made = engine.apply(event)
+        made = deployment.apply(event)
         if made:
             result.add(made)
     return result
 
 
-def _sorted(campaign: Campaign, lines: list[str]) -> ReplayResult:
+def _sorted(deployment: Deployment, lines: list[str]) -> ReplayResult:
     ordered, rejected = read_for_replay(lines)
-    engine = Engine(campaign, MemoryStore(), dedup_ids=False)
     result = ReplayResult(rejected=rejected, events=len(ordered))
     for event in ordered:
-        made = engine.apply(event)
+        made = deployment.apply(event)
         if made:
             result.add(made)
     return result
 
 
-def replay_all(campaigns: Sequence[Campaign], lines: Iterable[str]) -> ReplayResult:
-    """:func:`replay` with a deployment's campaigns (engine/campaigns.py): every event reaches each campaign
-    in campaign-id order; a campaign the recording starts with a ``start`` entry applies nothing before it."""
-    lines = lines if isinstance(lines, Sequence) else list(lines)
-    if len(campaigns) == 1 and not any('"start"' in line for line in lines):
-        return replay(campaigns[0], lines)  # the fast path: no campaign joins this log part-way
-    with collector_paused(BIG_BATCH + 1):
-        ordered, rejected = read_for_replay(lines)
-        deployment = Deployment(campaigns, MemoryStore(), joining=started(ordered), dedup_ids=False)
-        result = ReplayResult(rejected=rejected, events=len(ordered))
-        for event in ordered:
-            made = deployment.apply(event)
-            if made:
-                result.add(made)
-    return result
-
-
-def replay_to(campaign: Campaign | Sequence[Campaign], lines: Iterable[str], out_dir: Path) -> ReplayResult:
+def replay_to(campaign: Campaign | list[Campaign], lines: Iterable[str], out_dir: Path) -> ReplayResult:
     """:func:`replay`, then :func:`write_outputs`: ``livecoupon replay``'s whole job.
 
     The collector stays paused throughout: between the two it would scan every decision
     kept, again and again while the outputs are encoded (~5% of a 1,000,000-event run, measured).
     """
     with collector_paused(BIG_BATCH + 1):
-        result = replay(campaign, lines) if isinstance(campaign, Campaign) else replay_all(campaign, lines)
+        result = replay(campaign, lines)
         write_outputs(result, out_dir)
     return result
 
