@@ -20,7 +20,8 @@ Every server is a real ``uvicorn`` process on a free loopback port, started the 
    ``dwell10`` coupon to each buyer, then ``--checkout-connections`` connections each run
    ``POST /v1/orders`` (with the coupon) then ``POST /v1/orders/{id}/pay`` (platform key, the
    merchant's backend), buyer after buyer, for ``--seconds``. Printed: pairs/s, p50/p99 of a pair
-   and of a single request. Every answer is checked (201 with the discount, then 200 ``paid``).
+   and of a single request, the server's CPU per pair and, of it, its event loop thread's (the rest
+   is the writer thread's). Every answer is checked (201 with the discount, then 200 ``paid``).
 
 The client is this process: raw HTTP/1.1 over asyncio streams (uvloop if installed), no
 httpx, so that it leaves the server the machine's cores. Client and servers still share them:
@@ -106,6 +107,14 @@ class Server:
     def cpu(self) -> float:
         return proc_cpu_seconds(self.proc.pid) or 0.0
 
+    def loop_cpu(self) -> float:
+        """CPU seconds of the server's main thread alone: the event loop (HTTP), not the writer thread."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
 
 def start(name: str, work: Path, *, src: Path | None, clock: str = "event") -> Server:
     """``livecoupon serve`` from ``src`` (a tree's ``src/``), or the bare floor when ``src`` is None."""
@@ -167,6 +176,7 @@ class Window:
     units: int = 0  # events, or checkout pairs
     seconds: float = 0.0
     cpu: float = 0.0
+    loop_cpu: float = 0.0  # of ``cpu``, the event loop's thread (checkout: the rest is the writer thread)
     load: str = ""
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -342,7 +352,9 @@ async def checkout_window(server: Server, coupons: dict[str, str], seconds: floa
                 return
 
     window.load = load()
+    loop0 = server.loop_cpu()
     window.seconds, window.cpu = await timed_clients(conns, client, seconds, server.cpu)
+    window.loop_cpu = server.loop_cpu() - loop0
     singles.sort()
     window.failures += [f"single p99 {singles[int(0.99 * len(singles))]:.1f} ms"] if singles else []
     return window
@@ -365,7 +377,8 @@ async def section_checkout(args: argparse.Namespace, work: Path) -> list[Window]
                 windows.append(w)
                 single = w.failures.pop() if w.failures and w.failures[-1].startswith("single") else ""
                 log(f"  checkout {name:6} {w.rate:>7,.0f} pairs/s  pair p50 {w.quantile(0.5):6.1f} ms  "
-                    f"p99 {w.quantile(0.99):6.1f} ms  ({single})  cpu {w.cpu / max(w.units, 1) * 1e3:5.2f} ms/pair  "
+                    f"p99 {w.quantile(0.99):6.1f} ms  ({single})  cpu {w.cpu / max(w.units, 1) * 1e3:5.2f} ms/pair "
+                    f"(event loop {w.loop_cpu / max(w.units, 1) * 1e3:4.2f})  "
                     f"{w.load}{'  FAILURES: ' + w.failures[0] if w.failures else ''}")
                 if w.units + 2 * args.checkout_connections >= len(coupons):
                     log(f"  ({name} ran out of buyers before the window ended: raise --buyers)")

@@ -3,6 +3,7 @@ document exactly what FastAPI's dependencies and body parameters did on the rout
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,18 @@ def test_an_empty_body_is_422_missing(client: TestClient, path: str) -> None:
     answer = client.post(path, content=b"", headers=PLATFORM | {"Content-Type": "application/json"})
     assert answer.status_code == 422
     assert answer.json()["error"]["field"] == "body" and "required" in answer.json()["error"]["message"]
+
+
+def test_the_answers_are_the_json_text_fastapi_wrote(client: TestClient) -> None:
+    """The routes write their answers with msgspec: the same compact UTF-8 text as ``JSONResponse``, and the
+    same headers, for a success, a repeat of it and a refusal."""
+    coupon = welcome(client, "小明")
+    created = client.post("/v1/orders", json=new_order("小明", coupon), headers=PLATFORM)
+    again = client.post("/v1/orders", json=new_order("小明", coupon), headers=PLATFORM)
+    taken = client.post("/v1/orders", json=new_order("小明", coupon, "o2") | {"idempotency_key": "k2"},
+                        headers=PLATFORM)
+    for answer, status in ((created, 201), (again, 201), (taken, 409)):
+        assert answer.status_code == status and answer.headers["content-type"] == "application/json"
+        written = json.dumps(answer.json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        assert answer.content == written and answer.headers["content-length"] == str(len(written))
+    assert again.content == created.content and "小明" in created.text

@@ -31,21 +31,16 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
-                return
-            if not message.get("more_body"):
-                break
+        body = await self._read(receive)
+        if body is None:
+            return
+        if len(body) > self.limit:
+            await self._refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
+            return
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding == b"gzip":
             try:
-                body = bytearray(inflated(bytes(body), self.limit))
+                body = inflated(body, self.limit)
             except TooLarge:
                 await self._refuse(send, 413, "too_large",
                                    f"解压后的请求体超过 {self.limit // 2**20} MiB / "
@@ -60,7 +55,26 @@ class BodyLimit:
         elif encoding not in (b"identity", b""):
             await self._refuse(send, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
             return
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body (None: the client went away), reading no further than one message past the limit.
+        A small body is one message: its bytes are taken as they are, not copied."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        first: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            return first
+        body = bytearray(first)
+        while len(body) <= self.limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        return bytes(body)
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = _error(status, code, message)

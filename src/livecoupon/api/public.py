@@ -11,9 +11,9 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from livecoupon.api.auth import Caller, Role, require, require_user
 from livecoupon.api.batches import read_batch
@@ -102,9 +102,10 @@ def decision_summary(d: Decision) -> dict[str, Any]:
             "campaign": r.campaign}
 
 
-def _answer(result: Answer) -> JSONResponse:
+def _answer(result: Answer) -> Response:
+    """A checkout answer as JSON (msgspec writes the compact UTF-8 text ``JSONResponse`` would, ~5× faster)."""
     status, body = result
-    return JSONResponse(body, status_code=status)
+    return Response(_encode(body), status, media_type="application/json")
 
 
 @router.post("/events", tags=["events"], response_model=None,
@@ -211,11 +212,20 @@ def is_json(content_type: str | None) -> bool:
 # create + pay pair (measured in process: ~940 → ~510 µs).
 class LeanRoute(APIRoute):
     """A route whose endpoint takes the request alone and answers with a response: FastAPI matches and
-    documents it (``openapi_extra`` says what its dependencies and parameters would have), Starlette runs it."""
+    documents it (``openapi_extra`` says what its dependencies and parameters would have), and it runs
+    its endpoint itself, without the wrappers FastAPI puts around a route's handler (exit stacks for
+    dependencies it has none of, a second exception layer: the app's handlers answer what it raises)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
         return handler
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in (self.methods or ()):
+            await super().handle(scope, receive, send)  # FastAPI's own answer (a 405 naming the methods)
+            return
+        response: Response = await self.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 checkout_router = APIRouter(prefix="/v1", responses=CALLER_ERRORS, route_class=LeanRoute)
@@ -226,7 +236,7 @@ ORDER_ID = [{"name": "order_id", "in": "path", "required": True, "schema": {"typ
 @checkout_router.post("/orders", tags=["checkout"], status_code=201, response_model=None,
                       responses=answer(OrderOut, 201) | BODY_ERRORS | errors(409),
                       openapi_extra=CHECKOUT_DOC | {"requestBody": lean_body(OrderIn)})
-async def create_order(request: Request) -> JSONResponse:
+async def create_order(request: Request) -> Response:
     """Create an order, reserving its coupon; the idempotency key is scoped to the caller and user."""
     rt, caller = await checkout_caller(request)
     body = await body_of(request, OrderIn)
@@ -247,7 +257,7 @@ async def get_order(order_id: str, who: UserCaller, rt: RuntimeDep) -> dict[str,
     return order_json(await rt.service.call(rt.service.checkout.order, order_id, who.owner))
 
 
-async def move_order(request: Request, act: str) -> JSONResponse:
+async def move_order(request: Request, act: str) -> Response:
     order_id: str = request.path_params["order_id"]
     rt, who = await checkout_caller(request)
     body = await body_of(request, OrderActionIn)
@@ -258,20 +268,20 @@ async def move_order(request: Request, act: str) -> JSONResponse:
 
 @checkout_router.post("/orders/{order_id}/pay", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
                       openapi_extra=ORDER_MOVED_DOC)
-async def pay(request: Request) -> JSONResponse:
+async def pay(request: Request) -> Response:
     """The order is paid: its coupon is redeemed, and the order counts as a posted ``order`` event."""
     return await move_order(request, "pay")
 
 
 @checkout_router.post("/orders/{order_id}/cancel", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
                       openapi_extra=ORDER_MOVED_DOC)
-async def cancel(request: Request) -> JSONResponse:
+async def cancel(request: Request) -> Response:
     return await move_order(request, "cancel")
 
 
 @checkout_router.post("/orders/{order_id}/refund", tags=["checkout"], response_model=None, responses=ORDER_MOVED,
                       openapi_extra=ORDER_MOVED_DOC)
-async def refund(request: Request) -> JSONResponse:
+async def refund(request: Request) -> Response:
     return await move_order(request, "refund")
 
 

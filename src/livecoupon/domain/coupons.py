@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 class CouponKind(enum.StrEnum):
@@ -157,4 +157,6 @@ class HistoryEntry:
 
 def with_state(coupon: Coupon, state: CouponState, *, order_id: str | None = None,
                reserved_until: int | None = None) -> Coupon:
-    return replace(coupon, state=state, order_id=order_id, reserved_until=reserved_until)
+    c = coupon  # built field by field: ``dataclasses.replace`` costs ~8 µs, twice per checkout pair
+    return Coupon(c.coupon_id, c.user, c.campaign, c.template, c.title, c.terms, c.issued_at, c.expires_at, state,
+                  order_id, reserved_until, c.room, c.trigger, c.confirmed_at)

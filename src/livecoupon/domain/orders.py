@@ -31,3 +31,9 @@ class Order:
     created_at: int  # ms
     reserved_until: int | None = None
     room: str | None = None  # the live room it was placed from, when known
+
+    def moved(self, state: OrderState, *, reserved_until: int | None = None, room: str | None = None) -> Order:
+        """The order in ``state``, held by ``reserved_until`` (None: no reservation), in ``room`` where given.
+        Built field by field: ``dataclasses.replace`` costs ~8 µs, and paying builds two."""
+        return Order(self.order_id, self.user, self.cart, self.coupon_id, self.subtotal, self.discount, self.payable,
+                     state, self.created_at, reserved_until, self.room if room is None else room)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from livecoupon.delivery.messages import iso
@@ -59,6 +59,7 @@ class Checkout:
         self.reservation_ms = reservation_ms
         self.on_paid = on_paid
         self.needs_confirmation = needs_confirmation
+        self._paying: str | None = None  # the order being paid while ``on_paid`` hears it (known, not looked up)
 
     # -- reading ------------------------------------------------------------------------
     def coupons_of(self, user: str) -> list[Coupon]:
@@ -123,7 +124,7 @@ class Checkout:
         (another user's coupon, one unknown, reserved or redeemed already) changes nothing
         in the ledger, and the order still counts for analytics. True if the coupon moved.
         """
-        if self.store.order(order_id) is not None:
+        if order_id == self._paying or self.store.order(order_id) is not None:
             return False
         coupon = self.store.coupon(coupon_id)
         if coupon is None or coupon.user != user or coupon.state is not CouponState.ISSUED:
@@ -220,7 +221,8 @@ class Checkout:
         self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.RESERVED, entry)
         order = self.store.order(coupon.order_id) if coupon.order_id else None
         if order is not None and order.state is OrderState.CREATED:
-            self.store.move_order(replace(order, state=OrderState.LAPSED), OrderState.CREATED)
+            lapsed = order.moved(OrderState.LAPSED, reserved_until=order.reserved_until)
+            self.store.move_order(lapsed, OrderState.CREATED)
 
     def _pay(self, order: Order) -> Answer:
         now, order_id = self.clock(), order.order_id
@@ -237,11 +239,16 @@ class Checkout:
             redeemed = with_state(coupon, CouponState.REDEEMED, order_id=order_id)
             if not self.store.move_coupon(redeemed, CouponState.RESERVED, entry):
                 raise Refused("coupon_changed", f"coupon {coupon.coupon_id!r} changed during payment", "coupon_id")
-        paid = replace(order, state=OrderState.PAID, reserved_until=None)
+        paid = order.moved(OrderState.PAID)
         if not self.store.move_order(paid, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
         if self.on_paid is not None:  # an order placed outside a room counts in its coupon's (read just above)
-            self.on_paid(paid if paid.room is not None or coupon is None else replace(paid, room=coupon.room))
+            self._paying = order_id
+            try:
+                self.on_paid(paid if paid.room is not None or coupon is None
+                             else order.moved(OrderState.PAID, room=coupon.room))
+            finally:
+                self._paying = None
         return 200, order_json(paid)
 
     def _cancel(self, order: Order) -> Answer:
@@ -255,7 +262,7 @@ class Checkout:
             if coupon is not None and coupon.state is CouponState.RESERVED and coupon.order_id == order_id:
                 entry = HistoryEntry(coupon.coupon_id, now, CouponState.ISSUED, "released", order_id)
                 self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.RESERVED, entry)
-        cancelled = replace(order, state=OrderState.CANCELLED, reserved_until=None)
+        cancelled = order.moved(OrderState.CANCELLED)
         if not self.store.move_order(cancelled, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during cancel", "order_id")
         return 200, order_json(cancelled)
@@ -277,7 +284,7 @@ class Checkout:
                 entry = HistoryEntry(coupon.coupon_id, now, CouponState.REDEEMED, "refund_kept", order_id,
                                      {"why": "expired"})
                 self.store.move_coupon(coupon, CouponState.REDEEMED, entry)
-        refunded = replace(order, state=OrderState.REFUNDED)
+        refunded = order.moved(OrderState.REFUNDED, reserved_until=order.reserved_until)
         if not self.store.move_order(refunded, OrderState.PAID):
             raise Refused("order_changed", f"order {order_id!r} changed during refund", "order_id")
         return 200, order_json(refunded) | {"coupon_returned": coupon_back}

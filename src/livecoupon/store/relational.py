@@ -38,11 +38,18 @@ _SMALL_BATCH = 64
 _LOG_PAGE = 5_000
 TRIGGER_SHARE, ROOM_SHARE = "trigger:", "room:"  # the keys of budget_shares: a trigger's, a room's
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_TERMS_KEPT = 1_024  # distinct coupon terms kept read (a campaign has a handful of templates)
 
 
 def _log_text(event: dict[str, Any]) -> str:
     """A log entry as stored: compact JSON text (msgspec writes it ~10× faster than ``json.dumps``)."""
     return _encode(event).decode()
+
+
+def _json_text(value: Any) -> str:
+    """JSON text for a column (an order's cart, an answer's body, a history entry's detail), as ``_log_text``."""
+    return _encode(value).decode()
 
 
 # A coupon is an issuing decision joined with the terms it was issued under.
@@ -497,12 +504,11 @@ class RelationalStore(ABC):
             self._run(
                 "INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
                 (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
-                 json.dumps(entry.detail, ensure_ascii=False)))
+                 _json_text(entry.detail)))
             return True
 
     def insert_order(self, order: Order) -> bool:
-        cart = json.dumps([[line.product, line.category, line.price, line.qty] for line in order.cart],
-                          ensure_ascii=False)
+        cart = _json_text([[line.product, line.category, line.price, line.qty] for line in order.cart])
         cur = self._run(
             "INSERT INTO orders (order_id, \"user\", cart, coupon_id, subtotal, discount, payable, state, "
             "created_at, reserved_until, room) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
@@ -516,7 +522,7 @@ class RelationalStore(ABC):
         if row is None:
             return None
         order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row
-        lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in json.loads(cart))
+        lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in _decode(cart))
         return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state),
                      created_at, reserved_until, room)
 
@@ -558,11 +564,11 @@ class RelationalStore(ABC):
     # -- idempotency keys and the event log ----------------------------------------------
     def recall(self, key: str) -> StoredAnswer | None:
         row = self._run("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
-        return StoredAnswer(row[0], row[1], json.loads(row[2])) if row else None
+        return StoredAnswer(row[0], row[1], _decode(row[2])) if row else None
 
     def remember(self, key: str, answer: StoredAnswer) -> None:
         self._run("INSERT INTO answers VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-                         (key, answer.fingerprint, answer.status, json.dumps(answer.body, ensure_ascii=False)))
+                         (key, answer.fingerprint, answer.status, _json_text(answer.body)))
 
     def append_events(self, events: Iterable[dict[str, Any]]) -> None:
         log = self.log
@@ -621,6 +627,22 @@ class RelationalStore(ABC):
 def _coupon_from_row(row: Sequence[Any]) -> Coupon:
     (coupon_id, campaign, room, trigger, user, template, title, kind, threshold, amount, percent_tenths,
      max_discount, scope, issued_at, expires_at, state, order_id, reserved_until, confirmed_at) = row
-    terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
+    terms = _terms(kind, threshold, amount, percent_tenths, max_discount, scope)
     return Coupon(coupon_id, user, campaign, template, title, terms, issued_at, expires_at, CouponState(state),
                   order_id, reserved_until, room, trigger, confirmed_at)
+
+
+_terms_read: dict[tuple[Any, ...], Terms] = {}
+
+
+def _terms(*columns: Any) -> Terms:
+    """A template row's terms, parsed once (its scope is JSON): every coupon read at checkout needs them."""
+    terms = _terms_read.get(columns)
+    if terms is None:
+        kind, threshold, amount, percent_tenths, max_discount, scope = columns
+        terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount,
+                      Scope.from_json(json.loads(scope)))
+        if len(_terms_read) >= _TERMS_KEPT:
+            _terms_read.clear()
+        _terms_read[columns] = terms
+    return terms
