@@ -49,13 +49,16 @@ from livecoupon.service_layer.service import (
     CAMPAIGN_WIDE,
     DecisionListener,
     Submitted,
+    addressed,
     admit,
+    by_campaign,
     campaign_in,
     check_manual,
     check_trigger,
     merchant_answer,
     merchant_order_event,
     paid_order_event,
+    recorded,
     reported_coupon,
 )
 from livecoupon.store.relational import RelationalStore
@@ -147,12 +150,7 @@ class GatewayService:
 
     def rebuild(self) -> int:
         """Nothing to rebuild here: the decisions so far, for the counters, and the campaign versions published."""
-        self.records, self.record_campaigns = {}, {}
-        for name in self.bases:
-            for r in self.store.decisions(name):
-                self.records[r.coupon_id] = r
-                if len(self.bases) > 1:
-                    self.record_campaigns[r.coupon_id] = name
+        self.records, self.record_campaigns = recorded(self.store, self.campaign_names)
         self.load_published()
         return 0
 
@@ -231,17 +229,7 @@ class GatewayService:
         return self.paused_by.get(campaign, frozenset())
 
     def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
-        if len(self.bases) == 1:
-            return {self.base.campaign: list(self.records.values())}
-        grouped: dict[str, list[DecisionRecord]] = {name: [] for name in self.bases}
-        for r in self.records.values():
-            grouped[self.record_campaigns[r.coupon_id]].append(r)
-        return grouped
-
-    def _addressed(self, campaign: str | None) -> str | None:
-        """As LiveService._addressed: the campaign a command names in the log (none with one campaign)."""
-        name = campaign_in(self.campaign_names, campaign)
-        return None if len(self.bases) == 1 else name
+        return by_campaign(self.records, self.record_campaigns, self.campaign_names)
 
     def _decisions(self, records: list[DecisionRecord], campaigns: list[str]) -> list[Decision]:
         decisions = wire.decisions_of(self.campaign_named, self.base.campaign, records, campaigns)
@@ -300,7 +288,7 @@ class GatewayService:
     def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None:
         name = campaign_in(self.campaign_names, campaign)
         check_trigger(self.in_force_of(name), trigger)
-        self.command(PauseTrigger(trigger, paused, self._addressed(name)))
+        self.command(PauseTrigger(trigger, paused, addressed(self.campaign_names, name)))
         known = self.paused_of(name)
         self.paused_by[name] = known | {trigger} if paused else known - {trigger}
         self.paused = self.paused_of(self.base.campaign)
@@ -309,8 +297,8 @@ class GatewayService:
                        campaign: str | None = None) -> list[Decision]:
         name = campaign_in(self.campaign_names, campaign)
         check_manual(self.in_force_of(name), template, room, key)
-        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key, self._addressed(name)),
-                            room)
+        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key,
+                                          addressed(self.campaign_names, name)), room)
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
         name = campaign_in(self.campaign_names, campaign)
@@ -318,7 +306,7 @@ class GatewayService:
         summary = self.room_summary().get(room)
         if summary is None or not summary["on_air"]:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.command(IssueToPresent(template, room, key, self._addressed(name)), room)
+        return self.command(IssueToPresent(template, room, key, addressed(self.campaign_names, name)), room)
 
     async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
         """Each call in its own transaction: the gateway's threads share the store, with no writer to group on."""

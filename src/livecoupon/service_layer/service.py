@@ -226,6 +226,36 @@ def campaign_in(campaigns: Sequence[str], name: str | None, field: str = "campai
     return name
 
 
+def addressed(campaigns: Sequence[str], campaign: str | None) -> str | None:
+    """The campaign an operator command names in the log: none in a deployment of one campaign (its log reads
+    as it always has), else the one asked for (404 where that is missing or unknown)."""
+    name = campaign_in(campaigns, campaign)
+    return None if len(campaigns) == 1 else name
+
+
+def recorded(store: Store, campaigns: Sequence[str]) -> tuple[dict[str, DecisionRecord], dict[str, str]]:
+    """Every decision of the campaigns by coupon id, and, with several campaigns, each one's campaign."""
+    records: dict[str, DecisionRecord] = {}
+    owners: dict[str, str] = {}
+    for name in campaigns:
+        for r in store.decisions(name):
+            records[r.coupon_id] = r
+            if len(campaigns) > 1:
+                owners[r.coupon_id] = name
+    return records, owners
+
+
+def by_campaign(records: dict[str, DecisionRecord], owners: dict[str, str],
+                campaigns: Sequence[str]) -> dict[str, list[DecisionRecord]]:
+    """The decisions so far, each campaign's apart (``owners``: each one's campaign, with several)."""
+    if len(campaigns) == 1:
+        return {campaigns[0]: list(records.values())}
+    grouped: dict[str, list[DecisionRecord]] = {name: [] for name in campaigns}
+    for r in records.values():
+        grouped[owners[r.coupon_id]].append(r)
+    return grouped
+
+
 class LiveService:
     """The core as the HTTP layer sees it. ``listeners`` hear every committed decision."""
 
@@ -331,12 +361,7 @@ class LiveService:
         finally:
             deployment.store = self.store
         if self._preload_records:
-            self.records, self.record_campaigns = {}, {}
-            for name in self.bases:
-                for r in self.store.decisions(name):
-                    self.records[r.coupon_id] = r
-                    if len(self.bases) > 1:
-                        self.record_campaigns[r.coupon_id] = name
+            self.records, self.record_campaigns = recorded(self.store, self.campaign_names)
         self.events_applied += count
         self._since_snapshot = count
         self._publish()
@@ -482,20 +507,20 @@ class LiveService:
         return self.engine(campaign).campaign
 
     def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None:
-        name = self._addressed(campaign)
+        name = addressed(self.campaign_names, campaign)
         check_trigger(self.in_force_of(name), trigger)
         self.command(PauseTrigger(trigger, paused, name))
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
                        campaign: str | None = None) -> list[Decision]:
         """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
-        name = self._addressed(campaign)
+        name = addressed(self.campaign_names, campaign)
         check_manual(self.in_force_of(name), template, room, key)
         return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key, name), room)
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``."""
-        name = self._addressed(campaign)
+        name = addressed(self.campaign_names, campaign)
         check_manual(self.in_force_of(name), template, room, key)
         state = self.engine(name).rooms.get(room)
         if state is None or not state.on_air:
@@ -511,12 +536,6 @@ class LiveService:
         """The version of ``campaign`` in force (read off the writer thread: a look-up, no change)."""
         engine = self.deployment.engine(campaign)
         return engine.plan.version if engine is not None else 1
-
-    def _addressed(self, campaign: str | None) -> str | None:
-        """The campaign an operator command names in the log: none in a deployment of one campaign (its log
-        reads as it always has), else the one asked for."""
-        name = campaign_in(self.campaign_names, campaign)
-        return None if len(self.bases) == 1 else name
 
     def checkout_call(self, act: Callable[..., T], *args: Any) -> T:
         """A checkout call that changes state; an order it pays is applied and logged in the same transaction."""
@@ -668,12 +687,7 @@ class LiveService:
 
     def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
         """Every decision so far, each campaign's apart (a console's counters at start)."""
-        if len(self.bases) == 1:
-            return {self.base.campaign: list(self.records.values())}
-        grouped: dict[str, list[DecisionRecord]] = {name: [] for name in self.bases}
-        for r in self.records.values():
-            grouped[self.record_campaigns[r.coupon_id]].append(r)
-        return grouped
+        return by_campaign(self.records, self.record_campaigns, self.campaign_names)
 
     def room_summary(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()
