@@ -28,7 +28,8 @@ def _pinyin() -> Callable[[str], list[str]]:
     from pypinyin import lazy_pinyin
 
     gc.freeze()
-    return lazy_pinyin
+    pinyin: Callable[[str], list[str]] = lazy_pinyin  # typed here: pip's isolated build has no pypinyin to read
+    return pinyin
 
 
 def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
