@@ -271,7 +271,7 @@ class RedisClaims:
         transaction is lost with it."""
         for _ in range(3):
             try:
-                with self.store.unit_of_work():
+                with self.store.claiming():
                     return claim()
             except ClaimsRebuilding:
                 if self.store.in_transaction():
@@ -349,12 +349,15 @@ class RedisClaims:
         self._fenced.held = (serial, campaigns | {campaign})
 
     def _record(self, made: Sequence[Decision]) -> int:
-        """Write the decisions in the caller's transaction, as one statement over a column of arrays each;
-        how many were new (an id another writer recorded first is left as it was)."""
+        """Write the decisions in the caller's transaction, as one statement over a column of arrays each
+        (with the COMMIT when the transaction is this claim's own); how many were new (an id another writer
+        recorded first is left as it was)."""
         columns = list(zip(*self.store._decision_rows(made), strict=True))
         arrays = ", ".join(f"?::{kind}[]" for kind in _DECISION_TYPES)
-        return int(self.store._run(f"INSERT INTO decisions ({DECISION_COLUMNS}) SELECT * FROM unnest({arrays}) "
-                                   "ON CONFLICT (coupon_id) DO NOTHING", [list(c) for c in columns]).rowcount)
+        [count] = self.store._write_committing([(f"INSERT INTO decisions ({DECISION_COLUMNS}) SELECT * FROM "
+                                                 f"unnest({arrays}) ON CONFLICT (coupon_id) DO NOTHING",
+                                                 [list(c) for c in columns])])
+        return count
 
     # -- rebuilding --------------------------------------------------------------------
     def _forget(self, campaign: str, miscounted: bool = False) -> None:
