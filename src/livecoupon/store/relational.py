@@ -367,12 +367,17 @@ class RelationalStore(ABC):
     def _decision_rows(self, made: Sequence[Decision]) -> list[tuple[Any, ...]]:
         """The ``decisions`` rows of ``made``, in :data:`DECISION_COLUMNS`' order."""
         rows = []
+        ids: dict[tuple[str, int], int] = {}  # by template object: hashing a template's terms per row is dear
         for d in made:
             r, template = d.request, d.request.template
             issued = d.reason is None
+            template_id = None
+            if issued and template is not None:
+                template_id = ids.get((r.campaign, id(template)))
+                if template_id is None:
+                    template_id = ids[r.campaign, id(template)] = self._template_id(r.campaign, template)
             rows.append((r.coupon_id, r.campaign, r.room, r.broadcast, r.trigger, r.user,
-                         template.name if template is not None else None,
-                         self._template_id(r.campaign, template) if issued and template is not None else None,
+                         template.name if template is not None else None, template_id,
                          r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
                          "issued" if issued else None, r.device_key, r.propensity))
         return rows
