@@ -23,7 +23,7 @@ from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals
 from livecoupon.store.redis import ClaimsRebuilding, RedisClaims, RedisCounters
-from livecoupon.store.relational import Query, Reads, RelationalStore
+from livecoupon.store.relational import INTERN_TEMPLATE, TEMPLATE_ID, Query, Reads, RelationalStore
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS templates (
 CREATE TABLE IF NOT EXISTS decisions (
     seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL UNIQUE, campaign TEXT NOT NULL,
     room TEXT NOT NULL, broadcast BIGINT NOT NULL, trigger TEXT NOT NULL, "user" TEXT NOT NULL,
-    template TEXT, template_id BIGINT REFERENCES templates (id), at BIGINT NOT NULL, reason TEXT,
+    template TEXT, template_id BIGINT, at BIGINT NOT NULL, reason TEXT,
     expires_at BIGINT, experiment TEXT, variant TEXT,
     state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT, propensity DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
@@ -74,6 +74,18 @@ CREATE TABLE IF NOT EXISTS roster (
     log TEXT NOT NULL, campaign TEXT NOT NULL, position BIGINT NOT NULL, PRIMARY KEY (log, campaign));
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 """
+# decisions.template_id names a templates row committed before any decision refers to it (interned on a
+# connection of its own, never deleted): no foreign key, whose check took a lock on that one hot templates row
+# for every decision row every writer inserts. A schema made before loses it once (the catalog is read first,
+# so a schema without it is never locked).
+_DROP_TEMPLATE_FK = """
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'decisions'::regclass
+             AND conname = 'decisions_template_id_fkey') THEN
+    ALTER TABLE decisions DROP CONSTRAINT decisions_template_id_fkey;
+  END IF;
+END $$;
+"""
 
 DEFAULT_NAME = "livecoupon"
 
@@ -109,12 +121,15 @@ class PostgresStore(RelationalStore):
         self._redis: RedisClaims | None = None
         self._claims_resolved = False
         self._resolving = threading.Lock()
+        self._interning = Reconnecting(url, f"SET search_path TO {self.schema}")
+        self._interning_lock = threading.Lock()
         if not prepare:
             return
         with self.unit_of_work():
             self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             self._db.execute(_TABLES)
+            self._db.execute(_DROP_TEMPLATE_FK)
         try:
             self.redis_claims()  # recorded; and a Redis that cannot hold claims safely is refused at start
         except Exception:
@@ -177,6 +192,16 @@ class PostgresStore(RelationalStore):
                                        "retry")
         reads.add(("SELECT url FROM claims_redis", ()), moved)
         return reads
+
+    def _intern_template(self, terms: Sequence[Any]) -> int:
+        """Committed on a connection of its own before any decision refers to it, so a writer whose
+        transaction rolls back never takes with it a row another writer's decisions name (the id is cached
+        for every thread of the store)."""
+        def intern(db: psycopg.Connection[Any]) -> int:
+            db.execute(self._translate(INTERN_TEMPLATE), terms)
+            return int(db.execute(self._translate(TEMPLATE_ID), terms).fetchone()[0])  # type: ignore[index]
+        with self._interning_lock:
+            return self._interning.do(intern)
 
     def _connect(self) -> psycopg.Connection[Any]:
         db = psycopg.connect(self.url, autocommit=True)
@@ -302,6 +327,7 @@ class PostgresStore(RelationalStore):
 
     def close(self) -> None:
         super().close()
+        self._interning.close()
         if self._redis is not None:
             self._redis.counters.close()
 
