@@ -121,8 +121,6 @@ class PostgresStore(RelationalStore):
         self._redis: RedisClaims | None = None
         self._claims_resolved = False
         self._resolving = threading.Lock()
-        self._interning = Reconnecting(url, f"SET search_path TO {self.schema}")
-        self._interning_lock = threading.Lock()
         if not prepare:
             return
         with self.unit_of_work():
@@ -196,12 +194,12 @@ class PostgresStore(RelationalStore):
     def _intern_template(self, terms: Sequence[Any]) -> int:
         """Committed on a connection of its own before any decision refers to it, so a writer whose
         transaction rolls back never takes with it a row another writer's decisions name (the id is cached
-        for every thread of the store)."""
-        def intern(db: psycopg.Connection[Any]) -> int:
+        for every thread of the store). Opened for the purpose and closed: a store interns a template once,
+        and a process holds a store per partition."""
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as db:
+            db.execute(f"SET search_path TO {self.schema}")
             db.execute(self._translate(INTERN_TEMPLATE), terms)
             return int(db.execute(self._translate(TEMPLATE_ID), terms).fetchone()[0])  # type: ignore[index]
-        with self._interning_lock:
-            return self._interning.do(intern)
 
     def _connect(self) -> psycopg.Connection[Any]:
         db = psycopg.connect(self.url, autocommit=True)
@@ -236,7 +234,6 @@ class PostgresStore(RelationalStore):
         except BaseException:
             if not (local.begin_pending or local.committed):
                 self._run("ROLLBACK")
-            self._template_ids.clear()  # ids interned inside the rolled-back transaction are gone
             raise
         else:
             if not (local.begin_pending or local.committed):
@@ -327,7 +324,6 @@ class PostgresStore(RelationalStore):
 
     def close(self) -> None:
         super().close()
-        self._interning.close()
         if self._redis is not None:
             self._redis.counters.close()
 
