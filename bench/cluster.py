@@ -1047,14 +1047,14 @@ class PostgresClaims:
 def claimer(backend: str, args: argparse.Namespace) -> RedisClaims | PostgresClaims:
     if backend == "redis":
         return RedisClaims(args.redis, args.child_prefix)
-    return PostgresClaims(args.pg, args.child_name, claims=args.redis if backend == "pg-redis" else None)
+    return PostgresClaims(args.pg, args.child_name, claims=args.redis if backend.startswith("pg-redis") else None)
 
 
 def claims_child(args: argparse.Namespace) -> int:
     """One claiming process: prepare, say ready, wait for go, claim for --claim-seconds, print what it did."""
     backend, index, batch = args.child, args.child_index, args.claim_batch_now
-    cap = int(args.claim_seconds * (40_000 if backend.startswith("pg") and backend != "pg-redis" else 150_000)
-              / max(1, args.claim_procs)) + batch
+    locked = backend.startswith("pg") and not backend.startswith("pg-redis")  # claims under the campaign's lock
+    cap = int(args.claim_seconds * (40_000 if locked else 150_000) / max(1, args.claim_procs)) + batch
     side = claimer(backend, args)
     calls = [side.call(*claim) for claim in claim_plan(f"p{index}", cap, args.claim_users)]
     latencies: list[float] = []
@@ -1096,7 +1096,8 @@ CLAIM_LABELS = {"redis": "Redis Lua script (EVALSHA; batched: pipelined)",
                 "pg": "PostgresStore.issue (synchronous_commit=on)",
                 "pg-async": "PostgresStore.issue (synchronous_commit=off)",
                 "pg-cold": "PostgresStore.issue, fresh schema (no prior rows, no ANALYZE)",
-                "pg-redis": "PostgresStore.issue, --claims redis:// (counters in Redis)"}
+                "pg-redis": "PostgresStore.issue, --claims redis:// (counters in Redis)",
+                "pg-redis-async": "the same, synchronous_commit=off (a trade-off, not the default)"}
 BACKENDS = tuple(CLAIM_LABELS)
 
 
@@ -1126,7 +1127,7 @@ def run_claims_variant(args: argparse.Namespace, work: Path, backend: str, batch
     args.child_name = name = f"lcb_claims_{RUN}_{round_}_{batch}_{backend.replace('-', '')}"
     args.child_prefix = prefix = f"lcbench:{RUN}:{round_}:{batch}:{backend}"
     env = server_env()
-    if backend == "pg-async":
+    if backend in ("pg-async", "pg-redis-async"):  # what the commit's flush costs; never the default
         env["PGOPTIONS"] = "-c synchronous_commit=off"
     procs: list[Proc] = []
     side: RedisClaims | PostgresClaims | None = None
@@ -1197,7 +1198,7 @@ def run_claims(args: argparse.Namespace, work: Path) -> list[list[Claims]]:
     """Per round, every variant; backends alternating in order from round to round."""
     rounds = []
     for round_ in range(args.claim_rounds):
-        order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
+        order = args.claim_backends if round_ % 2 == 0 else args.claim_backends[::-1]
         rounds.append([run_claims_variant(args, work, backend, batch, round_)
                        for batch in (1, args.claim_batch) for backend in order])
     return rounds
@@ -1220,7 +1221,7 @@ def claims_table(rounds: list[list[Claims]], args: argparse.Namespace) -> tuple[
     rows, notes = [], []
     for batch in (1, args.claim_batch):
         redis_rate = merged[("redis", batch)].per_s
-        for backend in BACKENDS:
+        for backend in args.claim_backends:
             c = merged[(backend, batch)]
             per_round = "/".join(f"{x:,.0f}" for x in spread[(backend, batch)])
             ratio = "" if backend == "redis" else f"{c.per_s / redis_rate:.1%} of Redis"
@@ -1228,6 +1229,12 @@ def claims_table(rounds: list[list[Claims]], args: argparse.Namespace) -> tuple[
             rows.append((str(batch), [f"{CLAIM_LABELS[backend]}", f"{batch}", f"{c.claimed:,}", f"{c.seconds:.1f}",
                                       f"{c.per_s:,.0f}", per_round, f"{c.p50:.2f}", f"{c.p99:.2f}", f"{c.issued:,}",
                                       f"{c.claimed - c.issued:,}", ratio, verdict, c.check]))
+    for backend in args.claim_backends[1:]:
+        for batch in (1, args.claim_batch):
+            ratios = [next(c for c in r if c.backend == backend and c.batch == batch).per_s
+                      / next(c for c in r if c.backend == "redis" and c.batch == batch).per_s for r in rounds]
+            notes.append(f"{backend}, {batch} a call, of Redis round by round: "
+                         f"{' / '.join(f'{x:.1%}' for x in ratios)} (best {max(ratios):.1%})")
     notes.append(f"{args.claim_procs} processes at once, {args.claim_seconds:g} s per variant and round, "
                  f"{args.claim_rounds} round(s), backends alternating; claims/s = all processes' claims / the "
                  "slowest process' seconds (summed over rounds); p50/p99 per call (a call = 1 claim or one batch)")
@@ -1316,6 +1323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     claims.add_argument("--claim-seconds", type=float, help="seconds per variant (default 6; quick 2)")
     claims.add_argument("--claim-batch", type=int, default=50, help="claims per call in the batched rows (default 50)")
     claims.add_argument("--claim-rounds", type=int, default=1, help="rounds of every variant (default 1)")
+    claims.add_argument("--claim-backends", default=",".join(BACKENDS),
+                        help=f"backends to race, comma-separated, redis first (default {','.join(BACKENDS)})")
     claims.add_argument("--claim-users", type=int, default=1_000_000, help="users claims are spread over")
     claims.add_argument("--claim-prior", type=int, default=20_000,
                         help="claims of an earlier broadcast in the tables before the race (default 20,000)")
@@ -1335,6 +1344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.claims_modes = [mode for mode in args.claims_in.split(",") if mode]
     if not set(args.claims_modes) <= set(CLAIMS_LABELS):
         parser.error(f"--claims-in {args.claims_in!r}: use pg, redis or both")
+    args.claim_backends = tuple(b for b in args.claim_backends.split(",") if b)
+    if args.claim_backends[:1] != ("redis",) or not set(args.claim_backends) <= set(BACKENDS):
+        parser.error(f"--claim-backends {','.join(args.claim_backends)!r}: redis first, then any of "
+                     f"{', '.join(BACKENDS)}")
     args.restart_sizes = sizes(args.restart_sizes or ("20000,100000" if args.quick else "100000,1000000,10000000"))
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - {"throughput", "restart", "claims"}

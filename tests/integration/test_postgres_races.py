@@ -5,9 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
+import pytest
+
+from livecoupon.domain.campaign import Limits
+from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
+from livecoupon.domain.decisions import IssueRequest, coupon_id_for
 from livecoupon.store.postgres import PostgresStore
 
 WORKER = textwrap.dedent("""
@@ -55,5 +61,62 @@ def test_four_processes_claiming_at_once_never_exceed_a_cap(tmp_path: Path, pg_u
         for c in coupons:
             per_user[c.user] = per_user.get(c.user, 0) + 1
         assert max(per_user.values()) <= 2
+    finally:
+        store.drop()
+
+
+@pytest.mark.parametrize("through_redis", [False, True], ids=["postgresql", "redis"])
+def test_a_template_first_used_by_a_transaction_that_rolls_back_still_names_another_writers_coupon(
+        pg_url: str, redis_url: str, through_redis: bool) -> None:
+    """Two threads of one store: the first interns the template inside a transaction it then rolls back,
+    the second issues meanwhile under the id the store cached; its coupon keeps its terms (the templates row
+    was committed on its own, not with the transaction that rolled back)."""
+    five = CouponTemplate("five", "五元", Terms(CouponKind.NO_THRESHOLD, amount=500), valid_for_ms=10**9)
+
+    def request(user: str) -> IssueRequest:
+        return IssueRequest(coupon_id_for("c", "r", 1, "t", "f", user), "c", "r", 1, "t", user, five, 1_000)
+
+    store = PostgresStore(pg_url, f"tpl_{uuid.uuid4().hex[:10]}", claims=redis_url if through_redis else None)
+    interned, issued, outcome = threading.Event(), threading.Event(), []
+
+    def first_then_roll_back() -> None:
+        try:
+            with store.unit_of_work():
+                store.issue([request("first")], Limits())
+                interned.set()
+                issued.wait(timeout=10)
+                raise LookupError("the caller's transaction fails after its claim")
+        except LookupError:
+            outcome.append("rolled back")
+
+    thread = threading.Thread(target=first_then_roll_back)
+    thread.start()
+    try:
+        assert interned.wait(timeout=10)
+        [made] = store.issue([request("second")], Limits())
+        issued.set()
+        thread.join(timeout=10)
+        coupon = store.coupon(made.request.coupon_id)
+        assert outcome == ["rolled back"] and made.issued
+        assert coupon is not None and coupon.template == "five" and coupon.terms.amount == 500
+        assert store.recorded([request("first").coupon_id]) == {}
+    finally:
+        issued.set()
+        thread.join()
+        store.drop()
+
+
+def test_a_schema_made_with_the_templates_foreign_key_loses_it_when_opened(pg_url: str) -> None:
+    """Its check locked the one templates row every decision names, for every row every writer inserts."""
+    name = f"fk_{uuid.uuid4().hex[:10]}"
+    store = PostgresStore(pg_url, name)
+    fk = ("SELECT count(*) FROM pg_constraint WHERE conrelid = 'decisions'::regclass "
+          "AND conname = 'decisions_template_id_fkey'")
+    try:
+        store._run("ALTER TABLE decisions ADD CONSTRAINT decisions_template_id_fkey FOREIGN KEY (template_id) "
+                   "REFERENCES templates (id)")  # as a schema made before
+        assert store._run(fk).fetchall() == [(1,)]
+        PostgresStore(pg_url, name).close()
+        assert store._run(fk).fetchall() == [(0,)]
     finally:
         store.drop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -23,7 +23,7 @@ from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals
 from livecoupon.store.redis import ClaimsRebuilding, RedisClaims, RedisCounters
-from livecoupon.store.relational import Query, Reads, RelationalStore
+from livecoupon.store.relational import INTERN_TEMPLATE, TEMPLATE_ID, Query, Reads, RelationalStore
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS templates (
 CREATE TABLE IF NOT EXISTS decisions (
     seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL UNIQUE, campaign TEXT NOT NULL,
     room TEXT NOT NULL, broadcast BIGINT NOT NULL, trigger TEXT NOT NULL, "user" TEXT NOT NULL,
-    template TEXT, template_id BIGINT REFERENCES templates (id), at BIGINT NOT NULL, reason TEXT,
+    template TEXT, template_id BIGINT, at BIGINT NOT NULL, reason TEXT,
     expires_at BIGINT, experiment TEXT, variant TEXT,
     state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT, propensity DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
@@ -72,6 +72,18 @@ CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CH
     tag TEXT NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text));
 CREATE TABLE IF NOT EXISTS roster (campaign TEXT PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
+"""
+# decisions.template_id names a templates row committed before any decision refers to it (interned on a
+# connection of its own, never deleted): no foreign key, whose check took a lock on that one hot templates row
+# for every decision row every writer inserts. A schema made before loses it once (the catalog is read first,
+# so a schema without it is never locked).
+_DROP_TEMPLATE_FK = """
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'decisions'::regclass
+             AND conname = 'decisions_template_id_fkey') THEN
+    ALTER TABLE decisions DROP CONSTRAINT decisions_template_id_fkey;
+  END IF;
+END $$;
 """
 
 DEFAULT_NAME = "livecoupon"
@@ -114,6 +126,7 @@ class PostgresStore(RelationalStore):
             self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             self._db.execute(_TABLES)
+            self._db.execute(_DROP_TEMPLATE_FK)
         try:
             self.redis_claims()  # recorded; and a Redis that cannot hold claims safely is refused at start
         except Exception:
@@ -177,6 +190,16 @@ class PostgresStore(RelationalStore):
         reads.add(("SELECT url FROM claims_redis", ()), moved)
         return reads
 
+    def _intern_template(self, terms: Sequence[Any]) -> int:
+        """Committed on a connection of its own before any decision refers to it, so a writer whose
+        transaction rolls back never takes with it a row another writer's decisions name (the id is cached
+        for every thread of the store). Opened for the purpose and closed: a store interns a template once,
+        and a process holds a store per partition."""
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as db:
+            db.execute(f"SET search_path TO {self.schema}")
+            db.execute(self._translate(INTERN_TEMPLATE), terms)
+            return int(db.execute(self._translate(TEMPLATE_ID), terms).fetchone()[0])  # type: ignore[index]
+
     def _connect(self) -> psycopg.Connection[Any]:
         db = psycopg.connect(self.url, autocommit=True)
         db.execute(f"SET search_path TO {self.schema}")
@@ -191,7 +214,52 @@ class PostgresStore(RelationalStore):
             found = self._sql[sql] = sql.replace("?", "%s")
         return found
 
+    # -- a claim's unit of work: BEGIN with its first reads, COMMIT with its last write --------
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """A unit of work whose BEGIN is sent with its first statements and whose COMMIT may go with its
+        last write (:meth:`_write_committing`): a claim alone is two round trips to PostgreSQL, not four.
+        Inside the caller's unit of work, that one (its BEGIN and COMMIT are the caller's)."""
+        if self.in_transaction():
+            with self.unit_of_work():
+                yield
+            return
+        local = self._local
+        self._db  # noqa: B018 - connected (or reconnected) before the unit of work counts as begun
+        local.depth, local.serial = 1, getattr(local, "serial", 0) + 1
+        local.begin_pending, local.claiming, local.committed = True, True, False
+        try:
+            yield
+        except BaseException:
+            if not (local.begin_pending or local.committed):
+                self._run("ROLLBACK")
+            raise
+        else:
+            if not (local.begin_pending or local.committed):
+                self._run("COMMIT")
+        finally:
+            local.depth, local.begin_pending, local.claiming = 0, False, False
+
+    def _begin_now(self) -> bool:
+        """Whether this statement is the first of a :meth:`claiming` unit of work (its BEGIN goes first)."""
+        if not getattr(self._local, "begin_pending", False):
+            return False
+        self._local.begin_pending = False
+        return True
+
+    def _write_committing(self, statements: Sequence[Query]) -> list[int]:
+        """Each statement's row count; when they end a :meth:`claiming` unit of work of this call's own,
+        its COMMIT goes with them (one round trip); after it, nothing more is part of that unit of work."""
+        local = self._local
+        if not (getattr(local, "claiming", False) and local.depth == 1) or local.begin_pending:
+            return self._write(statements)
+        counts = [cursor.rowcount for cursor in self._pipelined(statements, then="COMMIT")]
+        local.committed = True
+        return counts
+
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        if getattr(self._local, "begin_pending", False):
+            return self._pipelined([(sql, args)])[0]  # with the BEGIN before it
         db = self._db
         try:
             return db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
@@ -218,22 +286,39 @@ class PostgresStore(RelationalStore):
 
     def _fetch(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
         """The queries sent together in pipeline mode: one round trip, not one each."""
-        if len(queries) < 2:
+        if len(queries) < 2 and not getattr(self._local, "begin_pending", False):
             return super()._fetch(queries)
         return [cursor.fetchall() for cursor in self._pipelined(queries)]
 
     def _write(self, statements: Sequence[Query]) -> list[int]:
-        if len(statements) < 2:
+        if len(statements) < 2 and not getattr(self._local, "begin_pending", False):
             return super()._write(statements)
         return [cursor.rowcount for cursor in self._pipelined(statements)]
 
-    def _pipelined(self, statements: Sequence[Query]) -> list[psycopg.Cursor[Any]]:
-        """Each statement on a cursor of its own, all sent before any answer is awaited."""
-        db = self._db
+    def _pipelined(self, statements: Sequence[Query], then: str | None = None) -> list[psycopg.Cursor[Any]]:
+        """Each statement on a cursor of its own, all sent before any answer is awaited (after a pending
+        BEGIN; ``then``: a statement after them, COMMIT)."""
+        begin, db = self._begin_now(), self._db
+        try:
+            return self._send(db, statements, begin, then)
+        except psycopg.OperationalError:
+            if not (begin and db.broken):
+                raise
+            # the first statements of a unit of work, on a connection the server had closed (a restart, a
+            # failover): they never ran; once more, on a new connection (in the same unit of work)
+            db, self._local.depth = self._db, 1
+            return self._send(db, statements, begin, then)
+
+    def _send(self, db: psycopg.Connection[Any], statements: Sequence[Query], begin: bool,
+              then: str | None) -> list[psycopg.Cursor[Any]]:
         cursors = [db.cursor() for _ in statements]
         with db.pipeline():
+            if begin:
+                db.execute("BEGIN")
             for cursor, (sql, args) in zip(cursors, statements, strict=True):
                 cursor.execute(self._translate(sql), args)
+            if then is not None:
+                db.execute(then)
         return cursors
 
     def close(self) -> None:

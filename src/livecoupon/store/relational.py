@@ -64,6 +64,10 @@ Query = tuple[str, Sequence[Any]]
 DECISION_COLUMNS = ("coupon_id, campaign, room, broadcast, trigger, \"user\", template, template_id, at, reason, "
                     "expires_at, experiment, variant, state, device_key, propensity")
 INSERT_DECISION = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+INTERN_TEMPLATE = ("INSERT INTO templates (campaign, name, title, kind, threshold, amount, percent_tenths, "
+                   "max_discount, scope) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+TEMPLATE_ID = ("SELECT id FROM templates WHERE campaign=? AND name=? AND title=? AND kind=? AND threshold=? AND "
+               "amount=? AND percent_tenths=? AND max_discount IS NOT DISTINCT FROM ? AND scope=?")
 
 
 class Reads:
@@ -374,12 +378,17 @@ class RelationalStore(ABC):
     def _decision_rows(self, made: Sequence[Decision]) -> list[tuple[Any, ...]]:
         """The ``decisions`` rows of ``made``, in :data:`DECISION_COLUMNS`' order."""
         rows = []
+        ids: dict[tuple[str, int], int] = {}  # by template object: hashing a template's terms per row is dear
         for d in made:
             r, template = d.request, d.request.template
             issued = d.reason is None
+            template_id = None
+            if issued and template is not None:
+                template_id = ids.get((r.campaign, id(template)))
+                if template_id is None:
+                    template_id = ids[r.campaign, id(template)] = self._template_id(r.campaign, template)
             rows.append((r.coupon_id, r.campaign, r.room, r.broadcast, r.trigger, r.user,
-                         template.name if template is not None else None,
-                         self._template_id(r.campaign, template) if issued and template is not None else None,
+                         template.name if template is not None else None, template_id,
                          r.at, None if issued else d.reason.value, d.expires_at, r.experiment, r.variant,  # type: ignore[union-attr]
                          "issued" if issued else None, r.device_key, r.propensity))
         return rows
@@ -392,13 +401,14 @@ class RelationalStore(ABC):
             t = template.terms
             terms = (campaign, template.name, template.title, t.kind.value, t.threshold, t.amount, t.percent_tenths,
                      t.max_discount, json.dumps(t.scope.to_json(), ensure_ascii=False, sort_keys=True))
-            self._run("INSERT INTO templates (campaign, name, title, kind, threshold, amount, percent_tenths, "
-                      "max_discount, scope) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", terms)
-            row = self._run(
-                "SELECT id FROM templates WHERE campaign=? AND name=? AND title=? AND kind=? AND threshold=? AND "
-                "amount=? AND percent_tenths=? AND max_discount IS NOT DISTINCT FROM ? AND scope=?", terms).fetchone()
-            found = self._template_ids[key] = int(row[0])
+            found = self._template_ids[key] = self._intern_template(terms)
         return found
+
+    def _intern_template(self, terms: Sequence[Any]) -> int:
+        """The id of the ``templates`` row of these terms, inserted if new, in the caller's transaction (a
+        backend may commit it on a connection of its own)."""
+        self._run(INTERN_TEMPLATE, terms)
+        return int(self._run(TEMPLATE_ID, terms).fetchone()[0])
 
     @staticmethod
     def _supply_moves(campaign: str, before: IssueCounters, after: IssueCounters) -> list[tuple[Query, str]]:
