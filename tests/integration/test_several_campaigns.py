@@ -232,6 +232,7 @@ def test_the_api_names_the_campaign_where_there_are_several(tmp_path: Path) -> N
         assert named.status_code == 200 and named.json()["campaign"] == "shop-b"
         stats = client.get("/v1/admin/stats", params={"campaign": "shop-b"}, headers=OPERATOR).json()
         assert stats["campaign"] == "shop-b" and stats["campaigns"] == ["shop-a", "shop-b"]
+        assert sorted(stats["rooms"]) == ["r2", "r3"] and stats["rooms"]["r2"]["campaigns"] == ["shop-a", "shop-b"]
         assert stats["triggers"]["newcomer"]["issued"] == 1 and stats["triggers"]["say"]["paused"]
         assert client.get("/v1/admin/stats", params={"campaign": "nope"}, headers=OPERATOR).status_code == 404
         metrics = client.get("/v1/admin/metrics", params={"campaign": "shop-a"}, headers=OPERATOR).json()

@@ -110,6 +110,8 @@ class Runtime:
         stats = self.campaign_stats[name]
         totals = await service.call(service.store.totals, name)
         rooms = await service.call(service.room_summary)
+        if len(service.campaign_names) > 1:  # the rooms this campaign decides for
+            rooms = {r: info for r, info in rooms.items() if name in info.get("campaigns", ())}
         paused = set(await service.call(service.paused_of, name))
         dead = len(self.webhooks.dead_letters()) if self.webhooks is not None else 0
         if room is None:
