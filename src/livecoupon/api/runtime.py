@@ -97,16 +97,11 @@ class Runtime:
             except Exception:
                 log.exception("a decision handler failed")
 
-    @property
-    def stats(self) -> LiveStats:
-        """The counters of the console's campaign (the deployment's first, where it runs several)."""
-        return self.campaign_stats[self.service.campaign.campaign]
-
     async def stats_message(self, room: str | None = None, campaign: str | None = None) -> dict[str, Any]:
         """The console's counters (of ``campaign``: the deployment's first by default); with ``room`` (a host's
         console), that room alone."""
         service = self.service
-        name = campaign_in(service.campaign_names, campaign or service.campaign.campaign)
+        name = self._named(campaign)
         stats = self.campaign_stats[name]
         totals = await service.call(service.store.totals, name)
         rooms = await service.call(service.room_summary)
@@ -124,11 +119,15 @@ class Runtime:
             snapshot["campaigns"] = service.campaign_names
         return snapshot
 
+    def _named(self, campaign: str | None) -> str:
+        """The campaign a reading is about: ``campaign``, or the console's (the deployment's first)."""
+        return campaign_in(self.service.campaign_names, campaign or self.service.campaign.campaign)
+
     async def metrics(self, campaign: str | None = None) -> dict[str, Any]:
         """SPEC §6's ``metrics.json`` so far (of ``campaign``: the deployment's first by default), computed off
         the writer thread from copies of its state."""
         service = self.service
-        name = campaign_in(service.campaign_names, campaign or service.campaign.campaign)
+        name = self._named(campaign)
         (records, orders), prices = await service.call(
             lambda: (service.metrics_inputs(name), service.offer_prices(name)))
         metrics = await asyncio.to_thread(campaign_metrics, service.campaign_named(name), records, orders)

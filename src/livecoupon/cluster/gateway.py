@@ -108,7 +108,6 @@ class GatewayService:
         self.listeners: list[DecisionListener] = []
         self.confirmed_listeners: list[Callable[[list[str]], Awaitable[None]]] = []
         self.next_due: int | None = None  # the workers fire timers
-        self.paused: frozenset[str] = frozenset()
         self.records: dict[str, DecisionRecord] = {}
         self._rooms: dict[str, tuple[float, wire.Rooms]] = {}
         self._waiting: dict[str, _Waiting] = {}
@@ -197,19 +196,6 @@ class GatewayService:
         return self.reports[self.base.campaign]
 
     @property
-    def published(self) -> list[Published]:
-        return self.histories[self.base.campaign]
-
-    @property
-    def in_force(self) -> Campaign:
-        """The version deciding now."""
-        return self.in_force_of(None)
-
-    @property
-    def version(self) -> int:
-        return self.version_of(self.base.campaign)
-
-    @property
     def campaign_names(self) -> list[str]:
         return list(self.bases)
 
@@ -291,7 +277,6 @@ class GatewayService:
         self.command(PauseTrigger(trigger, paused, addressed(self.campaign_names, name)))
         known = self.paused_of(name)
         self.paused_by[name] = known | {trigger} if paused else known - {trigger}
-        self.paused = self.paused_of(self.base.campaign)
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
                        campaign: str | None = None) -> list[Decision]:
@@ -438,7 +423,6 @@ class GatewayService:
                 del self._rooms[worker]
         self.paused_by = {name: frozenset(p for _, r in self._rooms.values() for p in r.paused.get(name, ()))
                           for name in self.bases}
-        self.paused = self.paused_of(self.base.campaign)
         newer = any(version > self.version_of(name) for name, version in rooms.versions.items() if name in self.bases)
         if newer and not self._loading:  # published through another gateway
             self._loading = True

@@ -85,8 +85,7 @@ class Deployment:
                 self._listening = {}  # the rooms a campaign lists may change
             engines = list(self.engines.values())
         else:
-            listening = self._listening.get(event.room)
-            engines = listening if listening is not None else self._listeners(event.room)
+            engines = self._reaching(event.room)
         if len(engines) == 1:
             return engines[0].apply(event)
         decisions: list[Decision] = []
@@ -99,20 +98,21 @@ class Deployment:
     def touch(self, room: str, user: str, ts: int) -> bool:
         """:meth:`Engine.touch` for a deployment: True if the event needed nothing more (it only refreshed a
         present viewer, or no campaign listens to its room); False: apply it."""
-        listening = self._listening.get(room)
-        engines = listening if listening is not None else self._listeners(room)
+        engines = self._reaching(room)
         if len(engines) > 1 or (engines and not engines[0].touch(room, user, ts)):
             return False
         if ts > self.time:
             self.time = ts
         return True
 
-    def _listeners(self, room: str) -> list[Engine]:
+    def _reaching(self, room: str) -> list[Engine]:
         """The engines an event of ``room`` reaches: those whose campaign lists it, or had it on air before a
         publish took it out of the list (an engine would ignore it otherwise, its clock aside, which decides
-        nothing)."""
-        engines = [e for e in self.engines.values() if room in e.rooms or e.campaign.listens_to(room)]
-        self._listening[room] = engines
+        nothing). Found at the room's first event, kept until a publish or a start."""
+        engines = self._listening.get(room)
+        if engines is None:
+            engines = self._listening[room] = [e for e in self.engines.values()
+                                               if room in e.rooms or e.campaign.listens_to(room)]
         return engines
 
     def start(self, name: str) -> None:

@@ -113,7 +113,8 @@ def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user
             joining: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Every decision for ``user`` and every firing that reached them without one, in time order. With several
     campaigns (``joining``: those started part-way through the log) each entry names its campaign."""
-    several = not isinstance(campaigns, Campaign) and len(campaigns) > 1
+    deployed = [campaigns] if isinstance(campaigns, Campaign) else list(campaigns)
+    several = len(deployed) > 1
     notes: dict[str, list[Note]] = {}
 
     def noting(campaign: Campaign) -> Engine:
@@ -121,8 +122,7 @@ def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user
         notes[campaign.campaign] = engine.notes
         return engine
 
-    deployment = Deployment([campaigns] if isinstance(campaigns, Campaign) else campaigns, MemoryStore(),
-                            joining=joining, make=noting)
+    deployment = Deployment(deployed, MemoryStore(), joining=joining, make=noting)
     entries: list[tuple[int, int, dict[str, Any]]] = []
     decided: set[str] = set()
     for event in log:

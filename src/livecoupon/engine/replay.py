@@ -55,9 +55,12 @@ def replay(campaign: Campaign | list[Campaign], lines: Iterable[str]) -> ReplayR
     lines = lines if isinstance(lines, list) else list(lines)  # a list: the compiled loop indexes it directly
     campaigns = [campaign] if isinstance(campaign, Campaign) else campaign
     joining = _joining(lines)
+
+    def fresh() -> Deployment:
+        return Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False)
+
     with collector_paused(BIG_BATCH + 1):  # millions of short-lived objects, no garbage cycles among them
-        return _streamed(Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False), lines) or _sorted(
-            Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False), lines)
+        return _streamed(fresh(), lines) or _sorted(fresh(), lines)
 
 
 def _joining(lines: list[str]) -> set[str]:

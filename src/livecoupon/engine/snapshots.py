@@ -83,7 +83,6 @@ def load_deployment(deployment: Deployment, body: bytes) -> dict[str, Any]:
     return dict(extra)
 
 
-
 def _state(engine: Engine) -> dict[str, Any]:
     return {name: getattr(engine, name) for name in _STATE}
 

@@ -23,22 +23,14 @@ class Service(Protocol):
     listeners: list[Callable[[list[Decision]], object]]
     records: dict[str, DecisionRecord]
     next_due: int | None  # the earliest timer this process fires, if any
-    paused: frozenset[str]
-
-    @property
-    def version(self) -> int:
-        """The campaign version in force."""
 
     @property
     def campaign(self) -> Campaign:
         """The version in force, with the coupons and triggers only earlier versions had (for reports)."""
 
-    @property
-    def in_force(self) -> Campaign:
-        """The version deciding now."""
-
     def in_force_of(self, campaign: str | None) -> Campaign:
-        """:attr:`in_force` of one of the deployment's campaigns (None: its only one)."""
+        """The version of one of the deployment's campaigns (None: its only one) deciding now (no history: what
+        a backtest compares a candidate with)."""
 
     @property
     def campaign_names(self) -> list[str]:

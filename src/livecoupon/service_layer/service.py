@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -226,6 +226,28 @@ def campaign_in(campaigns: Sequence[str], name: str | None, field: str = "campai
     return name
 
 
+def rostered(store: Store, campaigns: Sequence[str]) -> dict[str, int]:
+    """The campaigns the deployment's log has been applied to (see :meth:`Roster.roster`); a new deployment's (or
+    one logged before campaigns were rostered: one campaign) are the campaigns configured, from the log's first
+    entry. A configuration that drops one the deployment ran is refused."""
+    with store.unit_of_work():
+        roster = store.roster()
+        if not roster:
+            for name in campaigns:
+                store.enrol(name, 0)
+            roster = dict.fromkeys(campaigns, 0)
+    check_roster(roster, campaigns)
+    return roster
+
+
+def check_roster(roster: Iterable[str], campaigns: Sequence[str]) -> None:
+    """:class:`DeploymentError` if the deployment ran a campaign ``campaigns`` leaves out."""
+    gone = sorted(set(roster) - set(campaigns))
+    if gone:
+        raise DeploymentError(f"campaign {', '.join(gone)} ran in this deployment and is missing from --config "
+                              "(活动不在配置中): keep its file; a campaign over is one whose schedule has ended")
+
+
 def addressed(campaigns: Sequence[str], campaign: str | None) -> str | None:
     """The campaign an operator command names in the log: none in a deployment of one campaign (its log reads
     as it always has), else the one asked for (404 where that is missing or unknown)."""
@@ -288,8 +310,7 @@ class LiveService:
         self.listeners: list[DecisionListener] = []
         self.events_applied = 0
         self.next_due: int | None = None  # the earliest timer, published for the event loop
-        self.paused: frozenset[str] = frozenset()  # likewise
-        self.version = 1  # likewise: the campaign version in force
+        self.paused: frozenset[str] = frozenset()  # likewise: the first campaign's paused triggers
         self.records: dict[str, DecisionRecord] = {}  # every decision, for metrics (written on the writer)
         self.record_campaigns: dict[str, str] = {}  # with several campaigns: each record's (coupon id -> campaign)
         self._preload_records = preload_records
@@ -371,24 +392,13 @@ class LiveService:
         return count
 
     def _roster(self) -> dict[str, int]:
-        """The campaigns the log has been applied to; a new deployment's (or one logged before campaigns were
-        rostered: one campaign) are the campaigns configured, from the log's first entry."""
-        with self.store.unit_of_work():
-            roster = self.store.roster()
-            if not roster:
-                for name in self.bases:
-                    self.store.enrol(name, 0)
-                roster = dict.fromkeys(self.bases, 0)
+        roster = rostered(self.store, self.campaign_names)
         self.joined_late = frozenset(name for name, position in roster.items() if position > 0)
-        self.check_roster(roster)
         return roster
 
-    def check_roster(self, roster: dict[str, int] | None = None) -> None:
+    def check_roster(self) -> None:
         """Refuse a configuration that drops a campaign the deployment ran (:class:`DeploymentError`)."""
-        gone = sorted(set(self.store.roster() if roster is None else roster) - set(self.bases))
-        if gone:
-            raise DeploymentError(f"campaign {', '.join(gone)} ran in this deployment and is missing from --config "
-                                  "(活动不在配置中): keep its file; a campaign over is one whose schedule has ended")
+        check_roster(self.store.roster(), self.campaign_names)
 
     def _start(self, names: list[str]) -> None:
         """Campaigns that join a deployment whose log has begun: a ``start`` entry each, from which they apply
@@ -498,12 +508,8 @@ class LiveService:
         rooms = {name: room.plan.version for name, room in engine.rooms.items() if room.on_air}
         return publishing.history(engine.plan.version, self._source_in_force(engine), engine.published, rooms)
 
-    @property
-    def in_force(self) -> Campaign:
-        """The version deciding now (no history: what a backtest compares a candidate with)."""
-        return self.in_force_of(None)
-
     def in_force_of(self, campaign: str | None) -> Campaign:
+        """The version deciding now (no history: what a backtest compares a candidate with)."""
         return self.engine(campaign).campaign
 
     def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None:
@@ -656,9 +662,7 @@ class LiveService:
 
     def _publish(self) -> None:
         self.next_due = self.deployment.next_timer_due() if self.clock.fires_timers else None
-        console = self.deployment.engine(self.base.campaign)
-        self.paused = frozenset(console.paused) if console is not None else frozenset()
-        self.version = console.plan.version if console is not None else 1
+        self.paused = self.paused_of(self.base.campaign)
 
     def logged(self) -> Iterator[dict[str, Any]]:
         """The log as applied, event by event (as ``export`` writes it)."""

@@ -14,6 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -42,13 +43,9 @@ _decode = msgspec.json.Decoder().decode
 _TERMS_KEPT = 1_024  # distinct coupon terms kept read (a campaign has a handful of templates)
 
 
-def _log_text(event: dict[str, Any]) -> str:
-    """A log entry as stored: compact JSON text (msgspec writes it ~10× faster than ``json.dumps``)."""
-    return _encode(event).decode()
-
-
 def _json_text(value: Any) -> str:
-    """JSON text for a column (an order's cart, an answer's body, a history entry's detail), as ``_log_text``."""
+    """JSON text for a column (a log entry, an order's cart, an answer's body, a history entry's detail): compact,
+    as msgspec writes it ~10× faster than ``json.dumps``."""
     return _encode(value).decode()
 
 
@@ -582,7 +579,7 @@ class RelationalStore(ABC):
 
     def append_events(self, events: Iterable[dict[str, Any]]) -> None:
         log = self.log
-        self._many("INSERT INTO events (log, body) VALUES (?, ?)", [(log, _log_text(e)) for e in events])
+        self._many("INSERT INTO events (log, body) VALUES (?, ?)", [(log, _json_text(e)) for e in events])
 
     def events(self, after: int = 0, log: str | None = None) -> Iterator[dict[str, Any]]:
         """The log in pages, so a long one is never held in memory at once (``log``: another partition's)."""
@@ -642,17 +639,8 @@ def _coupon_from_row(row: Sequence[Any]) -> Coupon:
                   order_id, reserved_until, room, trigger, confirmed_at)
 
 
-_terms_read: dict[tuple[Any, ...], Terms] = {}
-
-
-def _terms(*columns: Any) -> Terms:
+@lru_cache(maxsize=_TERMS_KEPT)
+def _terms(kind: str, threshold: int, amount: int, percent_tenths: int, max_discount: int | None,
+           scope: str) -> Terms:
     """A template row's terms, parsed once (its scope is JSON): every coupon read at checkout needs them."""
-    terms = _terms_read.get(columns)
-    if terms is None:
-        kind, threshold, amount, percent_tenths, max_discount, scope = columns
-        terms = Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount,
-                      Scope.from_json(json.loads(scope)))
-        if len(_terms_read) >= _TERMS_KEPT:
-            _terms_read.clear()
-        _terms_read[columns] = terms
-    return terms
+    return Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
