@@ -21,7 +21,7 @@ from livecoupon.delivery.webhooks import WebhookConfig, WebhookConfigError, Webh
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.clock import ClockMode
 from livecoupon.integrations.douyin import DouyinApp, DouyinLedger
-from livecoupon.service_layer.service import LiveService
+from livecoupon.service_layer.service import LiveService, check_roster
 from livecoupon.store.port import Store
 from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore
@@ -157,11 +157,16 @@ def build_cluster_app(campaign: Campaign | Sequence[Campaign], credentials: Cred
 
     if not store_url.startswith(("postgresql://", "postgres://")):
         raise ValueError("--bus needs --store postgresql://…: workers share the ledger and the logs there")
-    if claims is not None:
-        PostgresStore(store_url, name, claims=claims).close()  # recorded: the workers' partitions claim through it
+    campaigns = [campaign] if isinstance(campaign, Campaign) else list(campaign)
+    # ``claims`` recorded (the workers' partitions claim through it); and before serving, as on one machine, a
+    # campaign the deployment ran and the configuration drops is refused
+    deployment = PostgresStore(store_url, name, claims=claims)
+    try:
+        check_roster(deployment.roster(), [c.campaign for c in campaigns])
+    finally:
+        deployment.close()
     bus = Bus(scale.bus, Subjects(name))
     # the workers create coupons in the merchant's system; a gateway takes the merchant's reports
-    campaigns = [campaign] if isinstance(campaign, Campaign) else list(campaign)
     ledger = ledger_from_env(campaigns[0])  # (a campaign with a ledger runs in a deployment of its own)
     # the workers send each issued coupon's webhook; a gateway lists and retries the deployment's dead letters
     webhook_config = webhook_config_from_env()

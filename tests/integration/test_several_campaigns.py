@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,18 @@ def test_a_publish_that_adds_a_room_reaches_it_in_a_deployment_as_alone() -> Non
     made = [(d.request.campaign, d.request.user) for d in both.decisions if d.issued]
     assert made == [("shop-a", "p2"), ("shop-a", "p3")]
     assert [d.record() for d in replay([A], lines).decisions] == [d.record() for d in both.decisions]
+
+
+def test_scaled_out_a_campaign_dropped_from_the_configuration_is_refused_before_serving(pg_url: str) -> None:
+    from livecoupon.bootstrap import Scale, build_cluster_app
+    from livecoupon.store.postgres import PostgresStore
+    from support.credentials import CREDENTIALS
+
+    name = f"dropped_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(pg_url, name)
+    for campaign in ("shop-a", "shop-b"):
+        store.enrol(campaign, 0)
+    store.close()
+    with pytest.raises(DeploymentError, match="shop-a"):
+        build_cluster_app([B], CREDENTIALS, pg_url, name, Scale("nats://127.0.0.1:4222"))
+    assert build_cluster_app([A, B], CREDENTIALS, pg_url, name, Scale("nats://127.0.0.1:4222")) is not None

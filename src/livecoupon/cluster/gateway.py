@@ -60,6 +60,7 @@ from livecoupon.service_layer.service import (
     paid_order_event,
     recorded,
     reported_coupon,
+    rostered,
 )
 from livecoupon.store.relational import RelationalStore
 
@@ -156,16 +157,7 @@ class GatewayService:
     def _start_joining(self) -> None:
         """The campaigns configured that the deployment has not run: a ``start`` command each, on the bus (every
         partition takes it at its place in the bus's order); a deployment's first start starts every one."""
-        with self.store.unit_of_work():
-            roster = self.store.roster()
-            if not roster:
-                for name in self.bases:
-                    self.store.enrol(name, 0)
-                return
-        gone = sorted(set(roster) - set(self.bases))
-        if gone:
-            log.error("campaign %s ran in this deployment and is missing from --config: its rooms are left to the "
-                      "workers that have its file", ", ".join(gone))
+        roster = rostered(self.store, self.campaign_names)
         for name in self.bases:
             if name not in roster:
                 self.command(StartCampaign(name))
