@@ -57,6 +57,37 @@ def test_a_retried_event_applied_live_is_ignored() -> None:
     assert [(d.request.at, d.request.user) for d in made] == [(5_000, "u"), (12_000, "u")]
 
 
+KOU1 = '  - {name: kou1, when: comment, keywords: ["扣1"], coupon: c10}'
+
+
+@pytest.mark.parametrize(("later_s", "dropped"), [(3_599, True), (3 * 3_600 + 1, False)])
+def test_an_id_is_remembered_for_at_least_an_hour_of_the_rooms_time_live_and_in_replay(
+        later_s: int, dropped: bool) -> None:
+    # the same id again, in a later broadcast: within the hour it is still a repeat; three hours on
+    # (room events in between) it is forgotten, and the live engine and replay agree either way
+    camp = campaign(KOU1)
+    first = ev("comment", 10, "u", text="扣1", id="c-1")
+    events = [ev("live_start", 0), first, ev("live_end", 20),
+              *[ev("online_count", t, count=5, id=f"n{t}") for t in range(1_800, later_s, 1_800)],
+              ev("live_start", later_s - 1), dict(first, ts=later_s)]
+    _, made = apply_live(camp, events)
+    expected = [10.0] if dropped else [10.0, float(later_s)]
+    assert [d.request.at / 1000 for d in made] == expected
+    assert [ts for ts, *_ in outcomes(camp, events)] == expected
+
+
+def test_a_rooms_memory_of_ids_holds_at_most_two_hours_of_them() -> None:
+    # five hours of heartbeats with ids, one a second: a room keeps the latest one to two hours' ids,
+    # not all 18,000 (so snapshots stop growing with the log)
+    camp = campaign(KOU1)
+    events = [ev("live_start", 0, id="s"), ev("join", 0, "u", id="j"),
+              *[ev("heartbeat", t, "u", id=f"h{t}") for t in range(1, 5 * 3_600)]]
+    engine, _ = apply_live(camp, events)
+    kept = len(engine.rooms["r1"].seen_ids)
+    assert 3_600 <= kept <= 2 * 3_600
+    assert engine.apply(parse_event(events[-1])) == [] and len(engine.rooms["r1"].seen_ids) == kept
+
+
 # -- rooms the campaign does not list ---------------------------------------------------
 
 def test_events_of_unlisted_rooms_are_ignored_not_rejected() -> None:

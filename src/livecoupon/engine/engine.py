@@ -180,10 +180,8 @@ class Engine:
             if not self.campaign.listens_to(event.room):
                 return []
             room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms, self.plan)
-        if self._dedup and event.id is not None:
-            if event.id in room.seen_ids:
-                return []
-            room.seen_ids.add(event.id)
+        if self._dedup and event.id is not None and not room.seen_ids.first(event.id, event.ts):
+            return []
         ts, kind = event.ts, event.type
         # Off air only a live_start applies: even a second live_end is not applied, so it
         # neither fires timers nor moves the point where a replay stops.

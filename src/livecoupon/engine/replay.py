@@ -20,6 +20,7 @@ from livecoupon.engine.recordings import (
     write_decisions,
     write_lines,
 )
+from livecoupon.engine.rooms import RecentIds
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.port import BIG_BATCH, collector_paused
 
@@ -75,7 +76,7 @@ def _streamed(deployment: Deployment, lines: list[str]) -> ReplayResult | None:
     # compiled, that is a direct C call rather than a Python call that parses its arguments
     result = ReplayResult()
     rejected = result.rejected
-    seen: dict[str, set[str]] = {}
+    seen: dict[str, RecentIds] = {}
     last_ts = -(2**63)
     for number, line in enumerate(lines, start=1):
         fields = plain_fields(line)
@@ -87,13 +88,11 @@ def _streamed(deployment: Deployment, lines: list[str]) -> ReplayResult | None:
             if event is None:
                 continue
             room, ts, event_id = event.room, event.ts, event.id
-        if event_id is not None:  # a later copy of an id is dropped whatever its time (SPEC §2)
+        if event_id is not None:  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
             ids = seen.get(room)
             if ids is None:
-                ids = seen[room] = set()
-            known = len(ids)
-            ids.add(event_id)
-            if len(ids) == known:  # one look-up in a set of up to a million ids, not two (`in`, then `add`)
+                ids = seen[room] = RecentIds()
+            if not ids.first(event_id, ts):
                 continue
         if ts < last_ts:
             return None

@@ -19,6 +19,50 @@ def by_fields(state: Any) -> Rebuild:
     return type(state), tuple(getattr(state, f.name) for f in fields(state))
 
 
+ID_MEMORY_MS = 3_600_000  # how long (at least) a room remembers an event id: an hour of its time
+_NEVER = -(2**62)
+
+
+class RecentIds:
+    """The platform message ids a room has seen lately, so a repeated one is dropped (SPEC §2).
+
+    An id is remembered for at least :data:`ID_MEMORY_MS` of the room's time (its latest
+    event's ``ts``) and at most twice that: ids are kept in two generations, and the older
+    one is forgotten when the newer has covered an hour. With the default wall clock an
+    event more than 10 minutes older than the service's time is refused (``ts_too_old``),
+    so a sender's retry always comes while its id is remembered; what an hour bounds is
+    the engine's memory and its snapshots, which would otherwise keep every id a room has
+    ever seen (all of a week of broadcasts). Replay and a restart from the log apply the
+    same rule to the same events, so they decide as the live service did.
+    """
+
+    __slots__ = ("newer", "older", "since")
+
+    def __init__(self, newer: set[str] | None = None, older: set[str] | None = None, since: int = _NEVER) -> None:
+        self.newer: set[str] = set() if newer is None else newer
+        self.older: set[str] = set() if older is None else older
+        self.since = since  # the room time the newer generation began at
+
+    def __reduce__(self) -> Rebuild:
+        return RecentIds, (self.newer, self.older, self.since)
+
+    def __len__(self) -> int:
+        return len(self.newer) + len(self.older)
+
+    def first(self, event_id: str, ts: int) -> bool:
+        """Whether ``event_id`` is new (it is remembered from now on); False for a repeat."""
+        if ts >= self.since + ID_MEMORY_MS:
+            self.older = self.newer if ts < self.since + 2 * ID_MEMORY_MS else set()
+            self.newer = set()
+            self.since = ts
+        if event_id in self.older:
+            return False
+        ids = self.newer
+        known = len(ids)
+        ids.add(event_id)  # one look-up in a set of up to a million ids, not two (`in`, then `add`)
+        return len(ids) != known
+
+
 class Viewer:
     """A viewer present in the room: when they joined and when they were last seen."""
 
@@ -54,7 +98,7 @@ class Room:
     seen_any: bool = False
     # Present viewers, least recently active first, so timeouts are found at the front.
     viewers: OrderedDict[str, Viewer] = field(default_factory=OrderedDict)
-    seen_ids: set[str] = field(default_factory=set)
+    seen_ids: RecentIds = field(default_factory=RecentIds)
     last_order: dict[str, int] = field(default_factory=dict)  # user -> latest order ts in this room
     last_comment: dict[str, int] = field(default_factory=dict)
     gifts: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (total fen, when reached)

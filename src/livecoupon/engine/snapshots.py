@@ -23,7 +23,7 @@ from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 
-VERSION = 8  # bump whenever the engine's state changes shape
+VERSION = 9  # bump whenever the engine's state changes shape
 
 
 def fingerprint(*campaigns: Campaign) -> str:
