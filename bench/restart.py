@@ -8,6 +8,7 @@ deleting them. Prints the table; no assertion. Stops by itself.
 
     .venv/bin/python bench/restart.py             # 100,000 and 1,000,000 events
     .venv/bin/python bench/restart.py --quick     # 20,000 and 100,000
+    .venv/bin/python bench/restart.py --sizes 1000000,10000000   # ~15 minutes, ~6 GiB of disk
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def restart(db: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 and 100,000 events")
+    parser.add_argument("--sizes", help="comma-separated event counts (default 100000,1000000)")
     args = parser.parse_args()
-    sizes = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
+    sizes = ((20_000, 100_000) if args.quick else
+             tuple(int(n) for n in args.sizes.split(",")) if args.sizes else (100_000, 1_000_000))
     rows = []
     with tempfile.TemporaryDirectory(prefix="livecoupon-restart-") as work:
         for size in sizes:
@@ -79,20 +82,24 @@ def main() -> None:
             logged, posted = build(db, size)
             with_snapshot, tail = restart(db)
             with sqlite3.connect(db) as raw:
+                size_mib = raw.execute("SELECT length(body) FROM engine_snapshots ORDER BY position DESC LIMIT 1"
+                                       ).fetchone()[0] / 2**20
+                decisions = raw.execute("SELECT count(*) FROM decisions").fetchone()[0]
                 raw.execute("DELETE FROM engine_snapshots")
             whole, applied = restart(db)
             rows.append(("restart", [f"{logged:,}", f"{posted:.1f}", f"{with_snapshot:.2f}", f"{tail:,}",
-                                     f"{whole:.2f}", f"{applied:,}", f"{whole / with_snapshot:.1f}x"]))
-            print(f"{logged:,} entries: snapshot {with_snapshot:.2f} s ({tail:,} re-applied), "
-                  f"whole log {whole:.2f} s", flush=True)
+                                     f"{size_mib:.1f}", f"{decisions:,}", f"{whole:.2f}", f"{applied:,}",
+                                     f"{whole / with_snapshot:.1f}x"]))
+            print(f"{logged:,} entries: snapshot {with_snapshot:.2f} s ({tail:,} re-applied, snapshot "
+                  f"{size_mib:.1f} MiB, {decisions:,} decisions read back), whole log {whole:.2f} s", flush=True)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print_table([f"machine: nproc={os.cpu_count()}  python={platform.python_version()}  "
                  f"sqlite={sqlite3.sqlite_version}  load average at the end: {load}"],
-                ["log entries", "posting s", "from snapshot s", "re-applied", "whole log s", "re-applied",
-                 "faster"],
+                ["log entries", "posting s", "from snapshot s", "re-applied", "snapshot MiB", "decisions",
+                 "whole log s", "re-applied", "faster"],
                 rows, ["from snapshot: the latest snapshot (at most 20,000 entries old) plus the log after it; "
                        "whole log: the baseline, every entry re-applied (snapshots deleted)"],
-                right={0, 1, 2, 3, 4, 5, 6})
+                right={0, 1, 2, 3, 4, 5, 6, 7, 8})
 
 
 if __name__ == "__main__":

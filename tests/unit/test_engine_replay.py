@@ -60,15 +60,15 @@ def test_a_retried_event_applied_live_is_ignored() -> None:
 KOU1 = '  - {name: kou1, when: comment, keywords: ["扣1"], coupon: c10}'
 
 
-@pytest.mark.parametrize(("later_s", "dropped"), [(3_599, True), (3 * 3_600 + 1, False)])
-def test_an_id_is_remembered_for_at_least_an_hour_of_the_rooms_time_live_and_in_replay(
+@pytest.mark.parametrize(("later_s", "dropped"), [(1_799, True), (5_401, False)])
+def test_an_id_is_remembered_for_at_least_half_an_hour_of_the_rooms_time_live_and_in_replay(
         later_s: int, dropped: bool) -> None:
-    # the same id again, in a later broadcast: within the hour it is still a repeat; three hours on
-    # (room events in between) it is forgotten, and the live engine and replay agree either way
+    # the same id on a later event, in a later broadcast: within the half hour it is still a repeat;
+    # an hour and a half on (room events in between) it is forgotten, live and in replay alike
     camp = campaign(KOU1)
     first = ev("comment", 10, "u", text="扣1", id="c-1")
     events = [ev("live_start", 0), first, ev("live_end", 20),
-              *[ev("online_count", t, count=5, id=f"n{t}") for t in range(1_800, later_s, 1_800)],
+              *[ev("online_count", t, count=5, id=f"n{t}") for t in range(900, later_s, 900)],
               ev("live_start", later_s - 1), dict(first, ts=later_s)]
     _, made = apply_live(camp, events)
     expected = [10.0] if dropped else [10.0, float(later_s)]
@@ -76,15 +76,28 @@ def test_an_id_is_remembered_for_at_least_an_hour_of_the_rooms_time_live_and_in_
     assert [ts for ts, *_ in outcomes(camp, events)] == expected
 
 
-def test_a_rooms_memory_of_ids_holds_at_most_two_hours_of_them() -> None:
-    # five hours of heartbeats with ids, one a second: a room keeps the latest one to two hours' ids,
+def test_a_retry_is_dropped_however_late_it_comes_after_its_id_is_forgotten() -> None:
+    # a sender re-posts a whole broadcast hours later (--clock event): every event is a retry of one
+    # applied, most of their ids long forgotten, and none of them decides anything again
+    camp = campaign(KOU1 + "\n" + DWELL)
+    broadcast = [ev("live_start", 0, id="s"), *[dict(e, id=f"w{n}") for n, e in enumerate(watch("u", 1, 3 * 3_600))],
+                 ev("comment", 3 * 3_600 + 5, "u", text="扣1", id="c"), ev("live_end", 3 * 3_600 + 9, id="e")]
+    engine, made = apply_live(camp, broadcast)
+    assert sorted(d.request.trigger for d in made) == ["kou1", "stay"]
+    assert len(engine.rooms["r1"].seen_ids) < len(broadcast) / 2
+    again = [d for e in broadcast for d in engine.apply(parse_event(e))]
+    assert again == []
+
+
+def test_a_rooms_memory_of_ids_holds_at_most_an_hour_of_them() -> None:
+    # five hours of heartbeats with ids, one a second: a room keeps the latest half hour to hour of ids,
     # not all 18,000 (so snapshots stop growing with the log)
     camp = campaign(KOU1)
     events = [ev("live_start", 0, id="s"), ev("join", 0, "u", id="j"),
               *[ev("heartbeat", t, "u", id=f"h{t}") for t in range(1, 5 * 3_600)]]
     engine, _ = apply_live(camp, events)
     kept = len(engine.rooms["r1"].seen_ids)
-    assert 3_600 <= kept <= 2 * 3_600
+    assert 1_800 <= kept <= 3_600
     assert engine.apply(parse_event(events[-1])) == [] and len(engine.rooms["r1"].seen_ids) == kept
 
 

@@ -19,42 +19,52 @@ def by_fields(state: Any) -> Rebuild:
     return type(state), tuple(getattr(state, f.name) for f in fields(state))
 
 
-ID_MEMORY_MS = 3_600_000  # how long (at least) a room remembers an event id: an hour of its time
+ID_MEMORY_MS = 30 * 60_000  # how long (at least) a room remembers an event id: half an hour of its time
 _NEVER = -(2**62)
 
 
 class RecentIds:
-    """The platform message ids a room has seen lately, so a repeated one is dropped (SPEC §2).
+    """The platform message ids a room has seen lately, so a repeated event is dropped (SPEC §2).
 
-    An id is remembered for at least :data:`ID_MEMORY_MS` of the room's time (its latest
-    event's ``ts``) and at most twice that: ids are kept in two generations, and the older
-    one is forgotten when the newer has covered an hour. With the default wall clock an
-    event more than 10 minutes older than the service's time is refused (``ts_too_old``),
-    so a sender's retry always comes while its id is remembered; what an hour bounds is
-    the engine's memory and its snapshots, which would otherwise keep every id a room has
-    ever seen (all of a week of broadcasts). Replay and a restart from the log apply the
-    same rule to the same events, so they decide as the live service did.
+    A room remembers ids for at least :data:`ID_MEMORY_MS` of its time (the latest ``ts``
+    among its events with an id) and at most twice that, in two generations: the older is
+    forgotten when the newer has covered half an hour. An event with an id whose ``ts`` is
+    more than half an hour behind its room's time is dropped too: its id may be one already
+    forgotten. Together they catch every retry (a repeat of an event, its ``ts`` included)
+    however late it comes, with any clock; a retry of an event whose id was forgotten is
+    always that far behind. With the default wall clock an event over 10 minutes old is
+    refused before it gets here (``ts_too_old``). What the rule bounds is the engine's memory
+    and its snapshots, which kept every id a room ever saw (all of a week of broadcasts).
+    Replay and a restart from the log apply the same rule to the same events, so they decide
+    as the live service did.
     """
 
-    __slots__ = ("newer", "older", "since")
+    __slots__ = ("newer", "older", "since", "latest")
 
-    def __init__(self, newer: set[str] | None = None, older: set[str] | None = None, since: int = _NEVER) -> None:
+    def __init__(self, newer: set[str] | None = None, older: set[str] | None = None, since: int = _NEVER,
+                 latest: int = _NEVER) -> None:
         self.newer: set[str] = set() if newer is None else newer
         self.older: set[str] = set() if older is None else older
         self.since = since  # the room time the newer generation began at
+        self.latest = latest  # the room's time: the latest ts seen here
 
     def __reduce__(self) -> Rebuild:
-        return RecentIds, (self.newer, self.older, self.since)
+        return RecentIds, (self.newer, self.older, self.since, self.latest)
 
     def __len__(self) -> int:
         return len(self.newer) + len(self.older)
 
     def first(self, event_id: str, ts: int) -> bool:
-        """Whether ``event_id`` is new (it is remembered from now on); False for a repeat."""
-        if ts >= self.since + ID_MEMORY_MS:
-            self.older = self.newer if ts < self.since + 2 * ID_MEMORY_MS else set()
-            self.newer = set()
-            self.since = ts
+        """Whether the event is new (its id is remembered from now on); False for a repeat, or one too late
+        to tell."""
+        if ts > self.latest:
+            self.latest = ts
+            if ts >= self.since + ID_MEMORY_MS:
+                self.older = self.newer if ts < self.since + 2 * ID_MEMORY_MS else set()
+                self.newer = set()
+                self.since = ts
+        elif ts < self.latest - ID_MEMORY_MS:
+            return False
         if event_id in self.older:
             return False
         ids = self.newer
