@@ -21,7 +21,8 @@ Every server is a real ``uvicorn`` process on a free loopback port, started the 
    ``POST /v1/orders`` (with the coupon) then ``POST /v1/orders/{id}/pay`` (platform key, the
    merchant's backend), buyer after buyer, for ``--seconds``. Printed: pairs/s, p50/p99 of a pair
    and of a single request, the server's CPU per pair and, of it, its event loop thread's (the rest
-   is the writer thread's). Every answer is checked (201 with the discount, then 200 ``paid``).
+   is the writer thread's), and the client's (this process's) CPU per pair. Every answer is checked
+   (201 with the discount, then 200 ``paid``).
    Beside it in the same run (unless ``--no-bare``), the floor: a bare Starlette app whose two routes
    only ``json.loads`` the same bodies and answer an order of the same size, through the same client.
 
@@ -195,6 +196,7 @@ class Window:
     seconds: float = 0.0
     cpu: float = 0.0
     loop_cpu: float = 0.0  # of ``cpu``, the event loop's thread (checkout: the rest is the writer thread)
+    client_cpu: float = 0.0  # this process's CPU seconds over the window: the client's share of the cores
     load: str = ""
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -370,9 +372,9 @@ async def checkout_window(server: Server, coupons: dict[str, str], seconds: floa
                 return
 
     window.load = load()
-    loop0 = server.loop_cpu()
+    loop0, client0 = server.loop_cpu(), time.process_time()
     window.seconds, window.cpu = await timed_clients(conns, client, seconds, server.cpu)
-    window.loop_cpu = server.loop_cpu() - loop0
+    window.loop_cpu, window.client_cpu = server.loop_cpu() - loop0, time.process_time() - client0
     singles.sort()
     window.failures += [f"single p99 {singles[int(0.99 * len(singles))]:.1f} ms"] if singles else []
     return window
@@ -399,7 +401,8 @@ async def section_checkout(args: argparse.Namespace, work: Path) -> list[Window]
                 single = w.failures.pop() if w.failures and w.failures[-1].startswith("single") else ""
                 log(f"  checkout {name:6} {w.rate:>7,.0f} pairs/s  pair p50 {w.quantile(0.5):6.1f} ms  "
                     f"p99 {w.quantile(0.99):6.1f} ms  ({single})  cpu {w.cpu / max(w.units, 1) * 1e3:5.2f} ms/pair "
-                    f"(event loop {w.loop_cpu / max(w.units, 1) * 1e3:4.2f})  "
+                    f"(event loop {w.loop_cpu / max(w.units, 1) * 1e3:4.2f}; "
+                    f"client {w.client_cpu / max(w.units, 1) * 1e3:4.2f})  "
                     f"{w.load}{'  FAILURES: ' + w.failures[0] if w.failures else ''}")
                 if w.units + 2 * args.checkout_connections >= len(coupons):
                     log(f"  ({name} ran out of buyers before the window ended: raise --buyers)")
