@@ -21,7 +21,10 @@ Every server is a real ``uvicorn`` process on a free loopback port, started the 
    ``POST /v1/orders`` (with the coupon) then ``POST /v1/orders/{id}/pay`` (platform key, the
    merchant's backend), buyer after buyer, for ``--seconds``. Printed: pairs/s, p50/p99 of a pair
    and of a single request, the server's CPU per pair and, of it, its event loop thread's (the rest
-   is the writer thread's). Every answer is checked (201 with the discount, then 200 ``paid``).
+   is the writer thread's), and the client's (this process's) CPU per pair. Every answer is checked
+   (201 with the discount, then 200 ``paid``).
+   Beside it in the same run (unless ``--no-bare``), the floor: a bare Starlette app whose two routes
+   only ``json.loads`` the same bodies and answer an order of the same size, through the same client.
 
 The client is this process: raw HTTP/1.1 over asyncio streams (uvloop if installed), no
 httpx, so that it leaves the server the machine's cores. Client and servers still share them:
@@ -92,7 +95,23 @@ def serve_bare(port: int) -> None:
         batch = json.loads(await request.body())
         return JSONResponse({"accepted": len(batch), "rejected": []})
 
+    async def order(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        return JSONResponse({"order_id": body["order_id"], "user": body["user"], "state": "created",
+                             "coupon_id": body["coupon_id"], "subtotal": 59.9, "discount": 10, "payable": 49.9,
+                             "created_at": "2026-11-30T10:00:00.000Z", "room": None,
+                             "reserved_until": "2026-11-30T10:15:00.000Z"}, 201)
+
+    async def paid(request: Request) -> JSONResponse:
+        json.loads(await request.body())
+        return JSONResponse({"order_id": request.path_params["order_id"], "user": "u", "state": "paid",
+                             "coupon_id": "c", "subtotal": 59.9, "discount": 10, "payable": 49.9,
+                             "created_at": "2026-11-30T10:00:00.000Z", "room": None,
+                             "reserved_until": "2026-11-30T10:15:00.000Z"})
+
     app = Starlette(routes=[Route("/v1/events", events, methods=["POST"]),
+                            Route("/v1/orders", order, methods=["POST"]),
+                            Route("/v1/orders/{order_id}/pay", paid, methods=["POST"]),
                             Route("/health", lambda request: JSONResponse({"ok": True}))])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=64 * 1024)
 
@@ -151,7 +170,7 @@ def stop(server: Server) -> None:
 
 def profile(server: Server, args: argparse.Namespace, what: str) -> subprocess.Popen[bytes] | None:
     """``--py-spy DIR``: sample a livecoupon server over its window (collapsed stacks, without pausing it)."""
-    if args.py_spy is None or server.name == "bare":
+    if args.py_spy is None or server.name.startswith("bare"):
         return None
     spy = Path(sys.executable).with_name("py-spy")
     out = args.py_spy / f"{server.name}-{what}.txt"
@@ -177,6 +196,7 @@ class Window:
     seconds: float = 0.0
     cpu: float = 0.0
     loop_cpu: float = 0.0  # of ``cpu``, the event loop's thread (checkout: the rest is the writer thread)
+    client_cpu: float = 0.0  # this process's CPU seconds over the window: the client's share of the cores
     load: str = ""
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -352,16 +372,18 @@ async def checkout_window(server: Server, coupons: dict[str, str], seconds: floa
                 return
 
     window.load = load()
-    loop0 = server.loop_cpu()
+    loop0, client0 = server.loop_cpu(), time.process_time()
     window.seconds, window.cpu = await timed_clients(conns, client, seconds, server.cpu)
-    window.loop_cpu = server.loop_cpu() - loop0
+    window.loop_cpu, window.client_cpu = server.loop_cpu() - loop0, time.process_time() - client0
     singles.sort()
     window.failures += [f"single p99 {singles[int(0.99 * len(singles))]:.1f} ms"] if singles else []
     return window
 
 
 async def section_checkout(args: argparse.Namespace, work: Path) -> list[Window]:
-    trees = [("ours", args.ours / "src"), *([("before", args.before / "src")] if args.before else [])]
+    trees: list[tuple[str, Path | None]] = [("ours", args.ours / "src"),
+                                            *([("before", args.before / "src")] if args.before else []),
+                                            *([] if args.no_bare else [("bare", None)])]
     windows: list[Window] = []
     for r in range(args.rounds):
         for name, src in trees if r % 2 == 0 else trees[::-1]:
@@ -369,7 +391,8 @@ async def section_checkout(args: argparse.Namespace, work: Path) -> list[Window]
             try:
                 await wait_ready(server)
                 buyers = [f"buyer-{r}-{i:06d}" for i in range(args.buyers)]
-                coupons = await issue_coupons(server, buyers)
+                coupons = ({b: f"coupon-{b}" for b in buyers} if src is None  # the floor keeps nothing
+                           else await issue_coupons(server, buyers))
                 spy = profile(server, args, f"checkout-{r}")
                 w = await checkout_window(server, coupons, args.seconds, args.checkout_connections, warm=2)
                 finish(spy)
@@ -378,7 +401,8 @@ async def section_checkout(args: argparse.Namespace, work: Path) -> list[Window]
                 single = w.failures.pop() if w.failures and w.failures[-1].startswith("single") else ""
                 log(f"  checkout {name:6} {w.rate:>7,.0f} pairs/s  pair p50 {w.quantile(0.5):6.1f} ms  "
                     f"p99 {w.quantile(0.99):6.1f} ms  ({single})  cpu {w.cpu / max(w.units, 1) * 1e3:5.2f} ms/pair "
-                    f"(event loop {w.loop_cpu / max(w.units, 1) * 1e3:4.2f})  "
+                    f"(event loop {w.loop_cpu / max(w.units, 1) * 1e3:4.2f}; "
+                    f"client {w.client_cpu / max(w.units, 1) * 1e3:4.2f})  "
                     f"{w.load}{'  FAILURES: ' + w.failures[0] if w.failures else ''}")
                 if w.units + 2 * args.checkout_connections >= len(coupons):
                     log(f"  ({name} ran out of buyers before the window ended: raise --buyers)")
@@ -412,7 +436,7 @@ def summary(ingest: Sequence[Window], checkout: Sequence[Window]) -> list[str]:
             per_round = ", ".join(f"{x:.2f}" for x in rounds)
             lines.append(f"ingest {name}: {w.rate:,.0f} events/s (p99 {w.quantile(0.99):.1f} ms, {w.load}) vs bare "
                          f"{bare.rate:,.0f}: {w.rate / bare.rate:.2f}x (per round {per_round})")
-    for name in ("ours", "before"):
+    for name in ("ours", "before", "bare"):
         w = best(checkout, name)
         if w is not None:
             lines.append(f"checkout {name}: {w.rate:,.0f} pairs/s, pair p50 {w.quantile(0.5):.1f} ms, "
@@ -448,6 +472,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--py-spy", type=Path, metavar="DIR", help="profile our servers' windows with py-spy into DIR")
     p.add_argument("--skip-ingest", action="store_true")
     p.add_argument("--skip-checkout", action="store_true")
+    p.add_argument("--no-bare", action="store_true", help="checkout without the bare Starlette floor beside it")
     p.add_argument("--quick", action="store_true", help="one round of 2 s: a smoke test")
     p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -3,6 +3,7 @@ document exactly what FastAPI's dependencies and body parameters did on the rout
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,47 @@ def test_the_answers_are_the_json_text_fastapi_wrote(client: TestClient) -> None
         written = json.dumps(answer.json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         assert answer.content == written and answer.headers["content-length"] == str(len(written))
     assert again.content == created.content and "小明" in created.text
+
+
+# -- the checkout lane (api/lane.py) serves these routes ahead of FastAPI; what it passes on, FastAPI answers --
+def test_a_repeat_through_fastapi_answers_what_the_lane_answered(client: TestClient) -> None:
+    """A gzip body is left to the app (which inflates it): the same request, once by the lane and once by
+    FastAPI's route, is one order, and the repeat gets the first answer byte for byte."""
+    coupon = welcome(client, "alice")
+    plain = client.post("/v1/orders", json=new_order("alice", coupon), headers=PLATFORM)
+    zipped = client.post("/v1/orders", content=gzip.compress(json.dumps(new_order("alice", coupon)).encode()),
+                         headers=PLATFORM | {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert plain.status_code == zipped.status_code == 201
+    assert zipped.content == plain.content and zipped.headers["content-type"] == plain.headers["content-type"]
+    paid = client.post("/v1/orders/o1/pay", content=gzip.compress(b'{"idempotency_key": "p"}'),
+                       headers=PLATFORM | {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    again = client.post("/v1/orders/o1/pay", json={"idempotency_key": "p"}, headers=PLATFORM)
+    assert paid.status_code == again.status_code == 200 and again.content == paid.content
+
+
+def test_the_lane_times_each_route_under_its_template(client: TestClient) -> None:
+    coupon = welcome(client, "alice")
+    assert client.post("/v1/orders", json=new_order("alice", coupon), headers=PLATFORM).status_code == 201
+    assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p"}, headers=PLATFORM).status_code == 200
+    assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "q"}, headers=PLATFORM).status_code == 409
+    assert client.post("/v1/orders/o1/cancel", json={}, headers=PLATFORM).status_code == 422
+    text = client.get("/metrics", headers=OPERATOR).text
+    for route, status, count in [("/v1/orders", "2xx", 1), ("/v1/orders/{order_id}/pay", "2xx", 1),
+                                 ("/v1/orders/{order_id}/pay", "4xx", 1), ("/v1/orders/{order_id}/cancel", "4xx", 1)]:
+        line = (f'livecoupon_http_request_duration_seconds_count{{method="POST",route="{route}",'
+                f'status="{status}"}} {count:.1f}')
+        assert line in text, line
+
+
+def test_what_the_lane_does_not_serve_fastapi_answers_as_before(client: TestClient) -> None:
+    wrong_method = client.get("/v1/orders/o1/pay", headers=PLATFORM)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert client.post("/v1/orders/o1/ship", json={"idempotency_key": "s"}, headers=PLATFORM).status_code == 404
+    assert client.post("/v1/orders/o1/pay/x", json={"idempotency_key": "s"}, headers=PLATFORM).status_code == 404
+    unknown = client.post("/v1/orders/nope/pay", json={"idempotency_key": "s"}, headers=viewer("alice"))
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_order"
+
+
+def test_a_declared_body_over_the_limit_is_413_before_anything_reads_it(client: TestClient) -> None:
+    answer = client.post("/v1/orders", content=b"{}", headers=PLATFORM | {"Content-Length": str(17 * 2**20)})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"

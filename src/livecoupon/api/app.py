@@ -9,10 +9,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from livecoupon.api import campaigns, errors, monitoring, operator, public
 from livecoupon.api.auth import Credentials
 from livecoupon.api.bodies import BodyLimit
+from livecoupon.api.lane import CheckoutLane
 from livecoupon.api.merchant import merchant_router
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
 from livecoupon.api.runtime import operator as operator_dependency
@@ -22,6 +24,21 @@ from livecoupon.delivery.ledger import LedgerSender
 from livecoupon.service_layer.port import Service
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+
+
+class App(FastAPI):
+    """FastAPI, with the checkout lane (api/lane.py) taking its requests before FastAPI's own path does."""
+
+    lane: CheckoutLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lane
+        if lane is not None and scope["type"] == "http":
+            route = lane.route(scope)
+            if route is not None:
+                await lane(scope, receive, send, route)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(service: Service, *, credentials: Credentials, agora_secret: str | None = None,
@@ -42,13 +59,14 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
             await stack.enter_async_context(runtime.running())
             yield
 
-    app = FastAPI(title="livecoupon", version="0.1.0", lifespan=lifespan,
+    app = App(title="livecoupon", version="0.1.0", lifespan=lifespan,
                   description="直播间自动发券 — coupons issued automatically inside live streams.")
     attach(app, runtime)
     errors.install(app)
     app.add_middleware(BodyLimit)
     app.state.monitoring = watch = monitoring.Monitoring(runtime)
     app.add_middleware(monitoring.RequestTimer, monitoring=watch)
+    app.lane = CheckoutLane(app, runtime, watch.latency)
 
     @app.get("/health", tags=["ops"], response_model=None, responses=answer(HealthOut))
     async def health() -> dict[str, Any]:

@@ -29,59 +29,60 @@ class BodyLimit:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
+            await refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
             return
-        body = await self._read(receive)
+        body = await read_body(receive, self.limit)
         if body is None:
             return
         if len(body) > self.limit:
-            await self._refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
+            await refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
             return
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding == b"gzip":
             try:
                 body = inflated(body, self.limit)
             except TooLarge:
-                await self._refuse(send, 413, "too_large",
-                                   f"解压后的请求体超过 {self.limit // 2**20} MiB / "
-                                   f"the inflated body is over {self.limit // 2**20} MiB")
+                await refuse(send, 413, "too_large", f"解压后的请求体超过 {self.limit // 2**20} MiB / "
+                             f"the inflated body is over {self.limit // 2**20} MiB")
                 return
             except BadGzip as exc:
-                await self._refuse(send, 400, "bad_encoding",
-                                   f"请求体不是有效的 gzip / the body is not valid gzip: {exc}")
+                await refuse(send, 400, "bad_encoding", f"请求体不是有效的 gzip / the body is not valid gzip: {exc}")
                 return
             scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
                                          if k not in (b"content-encoding", b"content-length")])
         elif encoding not in (b"identity", b""):
-            await self._refuse(send, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+            await refuse(send, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The whole body (None: the client went away), reading no further than one message past the limit.
-        A small body is one message: its bytes are taken as they are, not copied."""
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body (None: the client went away), reading no further than one message past ``limit``.
+    A small body is one message: its bytes are taken as they are, not copied."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    first: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return first
+    body = bytearray(first)
+    while len(body) <= limit:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        first: bytes = message.get("body", b"")
+        body += message.get("body", b"")
         if not message.get("more_body"):
-            return first
-        body = bytearray(first)
-        while len(body) <= self.limit:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        return bytes(body)
+            break
+    return bytes(body)
 
-    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
-        body = _error(status, code, message)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+
+async def refuse(send: Send, status: int, code: str, message: str) -> None:
+    """Answer a request refused before any route read it, and close its connection."""
+    body = _error(status, code, message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BadGzip(ValueError):

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from livecoupon.delivery.messages import iso
@@ -23,6 +24,9 @@ from livecoupon.errors import Forbidden, Malformed, NotFound, Refused
 from livecoupon.store.port import CheckoutStore, StoredAnswer
 
 Answer = tuple[int, dict[str, Any]]
+# An order's times as text: its answer is written on create and again on each move (~3-9 µs a conversion
+# here, 0.4 µs a look-up).
+_iso = lru_cache(maxsize=4_096)(iso)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +46,8 @@ def order_json(order: Order) -> dict[str, Any]:
     return {"order_id": order.order_id, "user": order.user, "state": order.state.value,
             "coupon_id": order.coupon_id, "subtotal": fen_to_yuan(order.subtotal),
             "discount": fen_to_yuan(order.discount), "payable": fen_to_yuan(order.payable),
-            "created_at": iso(order.created_at), "room": order.room,
-            "reserved_until": None if order.reserved_until is None else iso(order.reserved_until)}
+            "created_at": _iso(order.created_at), "room": order.room,
+            "reserved_until": None if order.reserved_until is None else _iso(order.reserved_until)}
 
 
 class Checkout:

@@ -2,11 +2,19 @@
 
 Every unit of work is a ``BEGIN IMMEDIATE`` transaction, so writers are serialised by
 SQLite's own lock; the SQL itself is shared with PostgreSQL (:mod:`.relational`).
+
+The write-ahead log is copied into the database file by a thread of its own
+(:class:`Checkpoints`), not by whichever commit crosses SQLite's threshold: that commit
+waited for the copy and its fsync (tens of ms, up to 200 ms measured), and every request
+behind it with it.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +88,68 @@ def _migrations(db: sqlite3.Connection) -> str:
 
 
 
+CHECKPOINT_SECONDS = 0.25  # between the background checkpoints
+# Pages in the log past which a commit checkpoints by itself (SQLite's default: 1,000). The background copies
+# keep up, but the log only restarts from its beginning when a commit finds it copied whole, which commits
+# that never pause may not give it: then the commit crossing this restarts it.
+WAL_BOUND = 10_000
+
+
+class Checkpoints:
+    """One thread for the process that copies each open store's write-ahead log into its database file
+    every ``seconds``, on connections of its own. PASSIVE: it never waits for, nor blocks, a writer or a
+    reader; the log restarts from its beginning at the next commit once it was copied whole. A store is
+    forgotten when it is closed or collected; with none left, the thread ends."""
+
+    def __init__(self, seconds: float = CHECKPOINT_SECONDS) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._files: dict[int, str] = {}  # id of a store -> its file
+        self._thread: threading.Thread | None = None
+
+    def watch(self, store: SqliteStore) -> None:
+        key = id(store)
+        with self._lock:
+            self._files[key] = store.path
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="livecoupon-checkpoints", daemon=True)
+                self._thread.start()
+        weakref.finalize(store, self.forget, key)
+
+    def forget(self, key: int) -> None:
+        with self._lock:
+            self._files.pop(key, None)
+
+    def _run(self) -> None:
+        opened: dict[str, sqlite3.Connection] = {}
+        failed: set[str] = set()  # files it could not copy (gone, or not a file): their commits copy them
+        while True:
+            time.sleep(self._seconds)
+            with self._lock:
+                files = set(self._files.values()) - failed
+                if not files:
+                    self._thread = None
+            for path in [p for p in opened if p not in files]:
+                opened.pop(path).close()
+            if not files:
+                return
+            for path in files:
+                try:
+                    db = opened.get(path) or opened.setdefault(path, _existing(path))
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except (sqlite3.Error, ValueError):
+                    failed.add(path)
+
+
+def _existing(path: str) -> sqlite3.Connection:
+    """A connection to ``path`` that never creates the file."""
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=rw", uri=True, isolation_level=None,
+                           check_same_thread=False)
+
+
+CHECKPOINTS = Checkpoints()
+
+
 class SqliteStore(RelationalStore):
     """The store on one SQLite file."""
 
@@ -91,13 +161,19 @@ class SqliteStore(RelationalStore):
         self.path = str(path)
         self._synchronous = synchronous
         self._db.executescript("BEGIN IMMEDIATE;" + _migrations(self._db) + SCHEMA + "COMMIT;")
+        CHECKPOINTS.watch(self)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA busy_timeout=30000")
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_BOUND}")
         return db
+
+    def close(self) -> None:
+        CHECKPOINTS.forget(id(self))
+        super().close()
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         cursor: sqlite3.Cursor = self._db.execute(sql, args)
