@@ -230,6 +230,39 @@ def test_a_rebuild_waits_for_claims_in_flight(pg_url: str, deployment: str, redi
         other.close()
 
 
+def test_a_claim_counted_before_a_rebuild_records_nothing_under_the_old_epoch(pg_url: str, deployment: str) -> None:
+    """The fence is in the claim's insert: a script counted under epoch E, then a rebuild (E + 1) that does not
+    count it, then the insert — which must write nothing under E (the claim is made again under E + 1), or the
+    rebuilt counters would miss a coupon and the last unit of stock would be issued twice."""
+    one = replace(FIVE, stock=1)
+    store, other = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
+    claims = store.redis_claims()
+    assert claims is not None
+    assert store.issue([_request("warm", "0", replace(FIVE, name="warm"))], Limits())[0].issued  # E cached
+    answers: list[object] = []
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(f"SET search_path TO {deployment}")
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (claims._fence_key("c"),))
+            thread = threading.Thread(target=lambda: answers.append(store.issue([_request("first", "a", one)],
+                                                                                  Limits())[0]))
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not db.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+                                 ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the claim never reached its insert"
+                time.sleep(0.01)
+            claims._rebuild_on(db, "c", miscounted=True)  # its script ran under E; the rebuild counts no coupon
+        thread.join(timeout=10)
+    try:
+        [second] = other.issue([_request("second", "b", one)], Limits())
+        assert answers[0].issued and second.reason is Reason.OUT_OF_STOCK  # type: ignore[attr-defined]
+        assert other.totals("c").stock_used == {"five": 1, "warm": 1}
+    finally:
+        store.close()
+        other.close()
+
+
 def test_an_id_another_writer_records_first_stands_and_the_counters_are_counted_again(
         pg_url: str, deployment: str) -> None:
     """Two writers claim the same coupon id at once (a fenced worker and its successor): the one that
@@ -368,18 +401,20 @@ def test_serve_claiming_through_redis_survives_flushes_and_exports_what_replays(
     server = Server(EXAMPLE, tmp_path / "unused.db", args=("--store", pg_url, "--name", name,
                                                            "--claims", flushable_redis))
     flusher = redis.Redis.from_url(flushable_redis)
-    refused = 0
+    flushes = 0
     try:
         with server, httpx.Client(base_url=server.url, timeout=30, headers=PLATFORM) as client:
             for n, start in enumerate(range(0, len(events), 400)):
                 if n % 3 == 2:
                     flusher.flushdb()
+                    flushes += 1
                 while (answer := client.post("/v1/events", json=events[start:start + 400])).status_code == 503:
                     assert answer.json()["error"]["code"] == "claims_rebuilding"
-                    refused += 1
                 assert answer.status_code == 200
             live = client.get("/v1/admin/decisions", headers=OPERATOR).json()["decisions"]
-        assert refused > 0  # a flush reached a batch's claims at least once
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            [(epoch,)] = db.execute(f"SELECT max(epoch) FROM {name}.claims_epochs").fetchall()
+        assert flushes > 0 and epoch > flushes  # the counters were rebuilt after every flush
         export_replays(pg_url, name, EXAMPLE, tmp_path)
         assert sum(1 for d in live if d["issued"]) == (tmp_path / "x" / "issued.jsonl").read_text().count("\n") > 0
     finally:

@@ -218,7 +218,7 @@ class PostgresStore(RelationalStore):
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
         """A unit of work whose BEGIN is sent with its first statements and whose COMMIT may go with its
-        last write (:meth:`_write_committing`): a claim alone is two round trips to PostgreSQL, not four.
+        last write (:meth:`_fetch_committing`): a claim alone is one round trip to PostgreSQL.
         Inside the caller's unit of work, that one (its BEGIN and COMMIT are the caller's)."""
         if self.in_transaction():
             with self.unit_of_work():
@@ -247,15 +247,16 @@ class PostgresStore(RelationalStore):
         self._local.begin_pending = False
         return True
 
-    def _write_committing(self, statements: Sequence[Query]) -> list[int]:
-        """Each statement's row count; when they end a :meth:`claiming` unit of work of this call's own,
-        its COMMIT goes with them (one round trip); after it, nothing more is part of that unit of work."""
+    def _fetch_committing(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        """Each query's rows, the queries sent together; when they end a :meth:`claiming` unit of work of this
+        call's own, its BEGIN (if still pending) and its COMMIT go with them (one round trip); after it, nothing
+        more is part of that unit of work."""
         local = self._local
-        if not (getattr(local, "claiming", False) and local.depth == 1) or local.begin_pending:
-            return self._write(statements)
-        counts = [cursor.rowcount for cursor in self._pipelined(statements, then="COMMIT")]
+        if not (getattr(local, "claiming", False) and local.depth == 1):
+            return self._fetch(queries)
+        rows = [cursor.fetchall() for cursor in self._pipelined(queries, then="COMMIT")]
         local.committed = True
-        return counts
+        return rows
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         if getattr(self._local, "begin_pending", False):
