@@ -350,6 +350,41 @@ def test_a_deployment_that_moved_its_claims_to_redis_is_followed_by_its_other_pr
         early.drop()
 
 
+def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(pg_url: str, redis_url: str) -> None:
+    """``--claims postgresql`` after claims through Redis: the counter tables PostgreSQL's claims read were not kept
+    while Redis counted, so they are counted again from the decisions — stock, budget and per_user stay exact on
+    PostgreSQL, a process still claiming through Redis is refused once and follows, and a move to Redis again
+    counts from PostgreSQL (never the counters left from before)."""
+    name = f"rb_{uuid.uuid4().hex[:10]}"
+    five, ten = replace(FIVE, stock=4), CouponTemplate("ten", "十元", Terms(CouponKind.NO_THRESHOLD, amount=1_000),
+                                                     valid_for_ms=10**9)
+    limits = Limits(per_user=1, budget=4_000)
+    early = PostgresStore(pg_url, name, claims=redis_url)
+    try:
+        made = early.issue([_request("a", "1", five), _request("b", "2", five), _request("c", "3", ten)], limits)
+        assert all(d.issued for d in made)  # 2 of 4 units, 2,000 of 4,000 fen, through Redis
+        back = PostgresStore(pg_url, name, claims="postgresql")
+        assert back.redis_claims() is None and back.spent("c") == 2_000
+        assert back.totals("c").stock_used == {"five": 2, "ten": 1}
+        made = back.issue([_request("a", "4", ten), _request("d", "5", five), _request("e", "6", five),
+                           _request("f", "7", five), _request("g", "8", ten), _request("h", "9", ten)], limits)
+        assert [d.reason for d in made] == [Reason.PER_USER_CAP, None, None, Reason.OUT_OF_STOCK, None,
+                                            Reason.OVER_BUDGET]
+        with pytest.raises(ClaimsRebuilding):  # still claiming through Redis: refused once, records nothing
+            early.issue([_request("i", "10", ten)], limits)
+        assert early.redis_claims() is None
+        assert early.issue([_request("i", "10", ten)], limits)[0].reason is Reason.OVER_BUDGET
+        assert back.totals("c") == early.totals("c") and back.totals("c").budget_spent == 4_000
+        back.close()
+        again = PostgresStore(pg_url, name, claims=redis_url)
+        assert again.redis_claims() is not None
+        assert again.issue([_request("j", "11", five)], limits)[0].reason is Reason.OUT_OF_STOCK
+        assert again.spent("c") == 4_000
+        again.close()
+    finally:
+        early.drop()
+
+
 REQUESTS = st.lists(st.tuples(
     st.sampled_from(["ann", "bo", "cy"]), st.sampled_from(["t1", "t2"]), st.sampled_from(["r1", "r2"]),
     st.integers(0, 5), st.integers(0, 400_000), st.sampled_from(["five", "pct", "late", None]),

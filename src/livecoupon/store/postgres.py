@@ -22,7 +22,7 @@ from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals
-from livecoupon.store.redis import ClaimsRebuilding, RedisClaims, RedisCounters
+from livecoupon.store.redis import FACE, ClaimsRebuilding, RedisClaims, RedisCounters, deployment_fence
 from livecoupon.store.relational import INTERN_TEMPLATE, TEMPLATE_ID, Query, Reads, RelationalStore
 
 T = TypeVar("T")
@@ -87,6 +87,19 @@ END $$;
 """
 
 DEFAULT_NAME = "livecoupon"
+IN_POSTGRESQL = "postgresql"  # --claims postgresql: claims in PostgreSQL, moved back from Redis if they were there
+
+# Moving a deployment's claims back from Redis: the counters PostgreSQL's claims read were not kept meanwhile, so they
+# are counted again from the decisions (a budget share without a row is summed from them on its first claim).
+_RECOUNT_TABLES = (
+    "DELETE FROM template_stock",
+    "DELETE FROM campaign_budget",
+    "DELETE FROM budget_shares",
+    "INSERT INTO template_stock (campaign, template, issued) SELECT campaign, template, count(*) FROM decisions "
+    "WHERE reason IS NULL AND template IS NOT NULL GROUP BY campaign, template",
+    f"INSERT INTO campaign_budget (campaign, spent) SELECT d.campaign, sum({FACE}) FROM decisions d JOIN templates t "
+    "ON t.id = d.template_id WHERE d.reason IS NULL GROUP BY d.campaign",
+)
 
 
 def schema_name(name: str) -> str:
@@ -114,8 +127,8 @@ class PostgresStore(RelationalStore):
         self.url = url
         self.schema = schema_name(name)
         self._sql: dict[str, str] = {}
-        if claims is not None and not claims.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"--claims {claims!r}: give a redis:// URL")
+        if claims is not None and claims != IN_POSTGRESQL and not claims.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"--claims {claims!r}: give a redis:// URL, or {IN_POSTGRESQL}")
         self._claims_url = claims
         self._redis: RedisClaims | None = None
         self._claims_resolved = False
@@ -141,11 +154,17 @@ class PostgresStore(RelationalStore):
             return self._redis
         with self._resolving:
             if not self._claims_resolved:
-                if self._claims_url is not None:
+                asked = self._claims_url
+                if asked == IN_POSTGRESQL:
+                    self._leave_redis()
+                    row = None
+                elif asked is not None:
                     row = self._run("INSERT INTO claims_redis (url) VALUES (?) ON CONFLICT (one) DO UPDATE "
-                                    "SET url = excluded.url RETURNING url, tag", (self._claims_url,)).fetchone()
+                                    "SET url = excluded.url RETURNING url, tag", (asked,)).fetchone()
                 else:
                     row = self._run("SELECT url, tag FROM claims_redis").fetchone()
+                self._claims_url = None  # recorded once: from then on this store follows the deployment's record
+                self._redis = None
                 if row is not None:
                     url, tag = row
                     counters = RedisCounters(url, f"{self.schema}.{tag}")
@@ -154,9 +173,39 @@ class PostgresStore(RelationalStore):
                     except redis.RedisError as exc:
                         counters.close()
                         raise ClaimsRebuilding(f"Redis 不可用 / Redis {url} is unavailable for claims: {exc}") from exc
-                    self._redis = RedisClaims(self, counters)
+                    self._redis = RedisClaims(self, counters, tag)
                 self._claims_resolved = True
         return self._redis
+
+    def claims_moved(self) -> None:
+        """The deployment's claims moved back to PostgreSQL since this store looked: it claims there from now on."""
+        with self._resolving:
+            self._claims_resolved = False
+
+    def _leave_redis(self) -> None:
+        """``--claims postgresql`` on a deployment that claims through Redis: once every claim through Redis in
+        flight has ended (the deployment's fence, exclusive) and under every campaign's claims lock, the
+        counters PostgreSQL's claims read are counted again from the decisions, and the deployment claims in
+        PostgreSQL from then on (claims through Redis still on their way record nothing: :class:`ClaimsMoved`)."""
+        with self.unit_of_work():
+            row = self._run("SELECT url, tag FROM claims_redis FOR UPDATE").fetchone()
+            if row is None:
+                return
+            self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (deployment_fence(self.schema),))
+            campaigns = {c for (c,) in self._run("SELECT campaign FROM claims_epochs")}
+            campaigns |= {c for (c,) in self._run("SELECT DISTINCT campaign FROM decisions")}
+            for campaign in sorted(campaigns):
+                self._run(*self._lock_query(campaign))  # type: ignore[misc]
+            for statement in _RECOUNT_TABLES:
+                self._run(statement)
+            self._run("DELETE FROM claims_redis")
+        left = RedisCounters(row[0], f"{self.schema}.{row[1]}")
+        try:
+            left.drop()  # the counters of that period are never read again (a next one has another tag)
+        except redis.RedisError:
+            pass
+        finally:
+            left.close()
 
     # -- the claims ledger: in Redis when the deployment keeps its counters there --------------
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:

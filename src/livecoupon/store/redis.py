@@ -52,15 +52,17 @@ _DECISION_FIELDS = tuple(column.strip().strip('"') for column in DECISION_COLUMN
 # dumps element by element, the same on the server's side.
 _RECORD = ", ".join(f'"{name}" {kind}' for name, kind in zip(_DECISION_FIELDS, _DECISION_TYPES, strict=True))
 # A claim's record: its decisions, written only while the campaign's epoch is the one the script counted under (a
-# rebuild since then moved it: what the script counted is gone) and only if none of its ids is recorded yet (the
-# script counted them anew). One statement, one snapshot, taken after the fence (the statement before it).
+# rebuild since then moved it: what the script counted is gone), while the deployment still claims through these
+# counters (``claims_redis`` with their tag: not moved back to PostgreSQL), and only if none of its ids is recorded
+# yet (the script counted them anew). One statement, one snapshot, taken after the fence (the statement before it).
 RECORD_DECISIONS = (
     f"WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset(?::json) AS r({_RECORD})), "
     "gate AS (SELECT EXISTS (SELECT FROM claims_epochs WHERE campaign = ? AND epoch = ?) AS fenced, "
-    "NOT EXISTS (SELECT FROM decisions d WHERE d.coupon_id IN (SELECT coupon_id FROM r)) AS fresh), "
+    "NOT EXISTS (SELECT FROM decisions d WHERE d.coupon_id IN (SELECT coupon_id FROM r)) AS fresh, "
+    "EXISTS (SELECT FROM claims_redis WHERE tag = ?) AS kept), "
     f"made AS (INSERT INTO decisions ({DECISION_COLUMNS}) SELECT {DECISION_COLUMNS} FROM r "
-    "WHERE (SELECT fenced AND fresh FROM gate) ON CONFLICT (coupon_id) DO NOTHING RETURNING 1) "
-    "SELECT fenced, fresh, (SELECT count(*) FROM made) FROM gate")
+    "WHERE (SELECT fenced AND fresh AND kept FROM gate) ON CONFLICT (coupon_id) DO NOTHING RETURNING 1) "
+    "SELECT fenced, fresh, kept, (SELECT count(*) FROM made) FROM gate")
 _encode = msgspec.json.Encoder().encode
 _REBUILD_LOCK_TIMEOUT = "10s"  # a rebuild that waits longer gives up (ClaimsRebuilding): never wait forever
 
@@ -124,6 +126,14 @@ class ClaimsRebuilding(Unavailable):
         super().__init__(message, code="claims_rebuilding")
 
 
+class ClaimsMoved(ClaimsRebuilding):
+    """The deployment claims in PostgreSQL now (``--claims postgresql``): nothing was recorded; retry (the store
+    claims there from its next claim on)."""
+
+    def __init__(self) -> None:
+        super().__init__("此部署的领取已移回 PostgreSQL / this deployment claims in PostgreSQL now; retry")
+
+
 class _Again(ClaimsRebuilding):
     """Nothing was recorded, and the claim is to be made again at once (its unit of work stays usable)."""
 
@@ -140,6 +150,12 @@ class Recount:
     per_user: dict[str, int] = field(default_factory=dict)
     devices: dict[str, int] = field(default_factory=dict)
     last: dict[str, int] = field(default_factory=dict)
+
+
+def deployment_fence(schema: str) -> str:
+    """The advisory lock every claim through Redis holds shared until its transaction ends, and a move of the
+    deployment's claims back to PostgreSQL takes exclusively."""
+    return f"{schema}:claims-fence"
 
 
 def _none(value: int | float | None) -> int | float:
@@ -263,8 +279,8 @@ class RedisClaims:
     """The claims ledger of a :class:`PostgresStore` whose counters are in Redis: the script decides, the
     store's connection records (in the caller's transaction), an exclusive fence rebuilds."""
 
-    def __init__(self, store: PostgresStore, counters: RedisCounters) -> None:
-        self.store, self.counters = store, counters
+    def __init__(self, store: PostgresStore, counters: RedisCounters, tag: str) -> None:
+        self.store, self.counters, self.tag = store, counters, tag  # tag: the deployment's period in Redis
         self._epochs: dict[str, int] = {}  # campaigns this store has claimed, and the epoch it last found current
         self._miscounted: set[str] = set()  # campaigns whose counters may hold claims nobody recorded
         self._changing = threading.Lock()
@@ -272,7 +288,11 @@ class RedisClaims:
         self._fenced = threading.local()  # per thread: (the unit of work holding fences, their campaigns)
 
     def _fence(self, campaign: str) -> Query:
-        return "SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", (self._fence_key(campaign),)
+        """The campaign's fence and the deployment's, shared (a rebuild takes the first, a move back to
+        PostgreSQL the second, exclusively)."""
+        return ("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0)), "
+                "pg_advisory_xact_lock_shared(hashtextextended(?, 0))",
+                (self._fence_key(campaign), deployment_fence(self.store.schema)))
 
     def _fence_key(self, campaign: str) -> str:
         return f"{self.store.schema}:claims-fence:{campaign}"
@@ -301,6 +321,8 @@ class RedisClaims:
                     return claim()
             except _Again:
                 continue
+            except ClaimsMoved:
+                raise
             except ClaimsRebuilding:
                 if self.store.in_transaction():
                     raise
@@ -353,14 +375,18 @@ class RedisClaims:
         without the ids found recorded (the script counted them: counted again first)."""
         rows = [dict(zip(_DECISION_FIELDS, row, strict=True)) for row in self.store._decision_rows(made)]
         self._note_fence(campaign)
-        [_, [(fenced, fresh, inserted)]] = self.store._fetch_committing(
-            [self._fence(campaign), (RECORD_DECISIONS, (_encode(rows).decode(), campaign, epoch))])
+        [_, [(fenced, fresh, kept, inserted)]] = self.store._fetch_committing(
+            [self._fence(campaign), (RECORD_DECISIONS, (_encode(rows).decode(), campaign, epoch, self.tag))])
+        if not kept:
+            self.store.claims_moved()
+            raise ClaimsMoved
         if not fenced:  # a rebuild since the script ran: what it counted is gone with the old counters
             self._forget(campaign)
             raise _Again
         if not fresh:
             known |= self._known([d.request for d in made])
-            self._forget(campaign, miscounted=any(d.issued for d in made))
+            if any(d.issued for d in made):  # the script counted coupons nobody records: counted again first
+                self._forget(campaign, miscounted=True)
             raise _Again
         if inserted != len(made):
             # another writer recorded some of these ids after our check: theirs stand, and the script counted
@@ -476,26 +502,42 @@ class RedisClaims:
         return CampaignTotals(int(spent), stock, int(issued), int(suppressed))
 
 
-def recount(db: psycopg.Connection[Any], campaign: str) -> Recount:
-    """The campaign's counters, counted from its issued coupons in PostgreSQL."""
-    counts = Recount()
-    issued = "FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL"
-    for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
-        counts.stock[template] = n
-    counts.spent[CAMPAIGN_SHARE] = 0
-    for trigger, room, fen in db.execute(
-            f"SELECT d.trigger, d.room, sum({FACE}) FROM decisions d JOIN templates t ON t.id = d.template_id "
-            "WHERE d.campaign = %s AND d.reason IS NULL GROUP BY d.trigger, d.room", (campaign,)):
-        for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
-            counts.spent[share] = counts.spent.get(share, 0) + int(fen)
-    for room, broadcast, user, n in db.execute(
-            f"SELECT d.room, d.broadcast, d.\"user\", count(*) {issued} GROUP BY d.room, d.broadcast, d.\"user\"",
-            (campaign,)):
-        counts.per_user[_broadcast_field(room, broadcast, user)] = n
-    for device, n in db.execute(f"SELECT d.device_key, count(*) {issued} AND d.device_key IS NOT NULL "
-                                "GROUP BY d.device_key", (campaign,)):
-        counts.devices[device] = n
-    for user, at in db.execute(f"SELECT d.\"user\", max(d.at) {issued} GROUP BY d.\"user\"", (campaign,)):
-        counts.last[user] = at
-    return counts
+# What a rebuild loads, in one scan of the campaign's issued decisions: a GROUPING SETS aggregate whose sets are the
+# script's keys — coupons per template; per trigger, room and template (priced by the template's face in Python: a
+# handful of rows); per room, broadcast and user (their count, and the latest issue, which per user is the last
+# issue min_interval reads); per device key. ``g`` tells the sets apart (GROUPING's bits, the first column highest).
+_RECOUNT = """
+SELECT GROUPING(d.template, d.template_id, d.trigger, d.room, d.broadcast, d."user", d.device_key) AS g,
+       d.template, d.template_id, d.trigger, d.room, d.broadcast, d."user", d.device_key, count(*), max(d.at)
+FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL
+GROUP BY GROUPING SETS ((d.template), (d.template_id, d.trigger, d.room), (d.room, d.broadcast, d."user"),
+                        (d.device_key))
+"""
+_BY_TEMPLATE, _BY_SHARE, _BY_USER, _BY_DEVICE = 0b0111111, 0b1000111, 0b1110001, 0b1111110
 
+
+def recount(db: psycopg.Connection[Any], campaign: str) -> Recount:
+    """The campaign's counters, counted from its issued coupons in PostgreSQL: aggregates, one row per counter
+    (never a row per decision), in one scan."""
+    counts = Recount()
+    counts.spent[CAMPAIGN_SHARE] = 0
+    faces = dict(db.execute(f"SELECT t.id, {FACE} FROM templates t WHERE t.campaign = %s", (campaign,)).fetchall())
+    per_user, devices, last, spent = counts.per_user, counts.devices, counts.last, counts.spent
+    with db.transaction(), db.cursor(name="recount") as rows:  # server-side: rows come in pages, not all at once
+        rows.itersize = 20_000
+        rows.execute(_RECOUNT, (campaign,))
+        for g, template, template_id, trigger, room, broadcast, user, device, n, at in rows:
+            if g == _BY_USER:
+                per_user[_broadcast_field(room, broadcast, user)] = n
+                if at > last.get(user, -1):
+                    last[user] = at
+            elif g == _BY_DEVICE:
+                if device is not None:
+                    devices[device] = n
+            elif g == _BY_TEMPLATE:
+                counts.stock[template] = n
+            elif g == _BY_SHARE:
+                fen = int(faces.get(template_id, 0)) * n
+                for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
+                    spent[share] = spent.get(share, 0) + fen
+    return counts
