@@ -350,6 +350,13 @@ def test_a_deployment_that_moved_its_claims_to_redis_is_followed_by_its_other_pr
         early.drop()
 
 
+def _claim_indexes(pg_url: str, name: str) -> list[str]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        return [index for (index,) in db.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname IN ('coupons_by_broadcast', "
+            "'coupons_by_time', 'coupons_by_device') ORDER BY indexname", (name,))]
+
+
 def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(pg_url: str, redis_url: str) -> None:
     """``--claims postgresql`` after claims through Redis: the counter tables PostgreSQL's claims read were not kept
     while Redis counted, so they are counted again from the decisions — stock, budget and per_user stay exact on
@@ -363,8 +370,10 @@ def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(
     try:
         made = early.issue([_request("a", "1", five), _request("b", "2", five), _request("c", "3", ten)], limits)
         assert all(d.issued for d in made)  # 2 of 4 units, 2,000 of 4,000 fen, through Redis
+        assert _claim_indexes(pg_url, name) == []  # not kept while Redis decides
         back = PostgresStore(pg_url, name, claims="postgresql")
         assert back.redis_claims() is None and back.spent("c") == 2_000
+        assert _claim_indexes(pg_url, name) == ["coupons_by_broadcast", "coupons_by_device", "coupons_by_time"]
         assert back.totals("c").stock_used == {"five": 2, "ten": 1}
         made = back.issue([_request("a", "4", ten), _request("d", "5", five), _request("e", "6", five),
                            _request("f", "7", five), _request("g", "8", ten), _request("h", "9", ten)], limits)

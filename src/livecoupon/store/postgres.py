@@ -40,11 +40,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     expires_at BIGINT, experiment TEXT, variant TEXT,
     state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT, propensity DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
-CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, "user") WHERE reason IS NULL;
-CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_trigger ON decisions (campaign, trigger, template_id) WHERE reason IS NULL;
-CREATE INDEX IF NOT EXISTS coupons_by_device ON decisions (campaign, device_key)
-    WHERE reason IS NULL AND device_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS coupon_history (
     seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL, at BIGINT NOT NULL, state TEXT NOT NULL,
     action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
@@ -73,6 +69,14 @@ CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CH
 CREATE TABLE IF NOT EXISTS roster (campaign TEXT PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 """
+# Read only by claims decided in PostgreSQL (per_user, min_interval over many users, per_device): a deployment that
+# claims through Redis drops them (every decision row it inserts would update them for nothing), and a move back to
+# PostgreSQL's claims builds them again before counting.
+_CLAIM_INDEXES = {
+    "coupons_by_broadcast": 'decisions (campaign, room, broadcast, "user") WHERE reason IS NULL',
+    "coupons_by_time": "decisions (campaign, at) WHERE reason IS NULL",
+    "coupons_by_device": "decisions (campaign, device_key) WHERE reason IS NULL AND device_key IS NOT NULL",
+}
 # decisions.template_id names a templates row committed before any decision refers to it (interned on a
 # connection of its own, never deleted): no foreign key, whose check took a lock on that one hot templates row
 # for every decision row every writer inserts. A schema made before loses it once (the catalog is read first,
@@ -141,10 +145,19 @@ class PostgresStore(RelationalStore):
             self._db.execute(_TABLES)
             self._db.execute(_DROP_TEMPLATE_FK)
         try:
-            self.redis_claims()  # recorded; and a Redis that cannot hold claims safely is refused at start
+            self._index_for(self.redis_claims())  # recorded; a Redis that cannot hold claims safely is refused
         except Exception:
             self.close()
             raise
+
+    def _index_for(self, claims: RedisClaims | None) -> None:
+        """The indexes only PostgreSQL's own claims read: built while they decide, dropped while Redis does (a
+        drop locks ``decisions`` once; a statement for an index already there, or already gone, changes nothing)."""
+        for index, on in _CLAIM_INDEXES.items():
+            if claims is None:
+                self._run(f"CREATE INDEX IF NOT EXISTS {index} ON {on}")
+            elif self._run("SELECT to_regclass(?) IS NOT NULL", (f"{self.schema}.{index}",)).fetchone() == (True,):
+                self._run(f"DROP INDEX IF EXISTS {index}")
 
     def redis_claims(self) -> RedisClaims | None:
         """The deployment's claims in Redis, if it keeps them there (resolved once, on first use; a store
@@ -196,6 +209,7 @@ class PostgresStore(RelationalStore):
             campaigns |= {c for (c,) in self._run("SELECT DISTINCT campaign FROM decisions")}
             for campaign in sorted(campaigns):
                 self._run(*self._lock_query(campaign))  # type: ignore[misc]
+            self._index_for(None)
             for statement in _RECOUNT_TABLES:
                 self._run(statement)
             self._run("DELETE FROM claims_redis")
