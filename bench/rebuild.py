@@ -11,13 +11,14 @@ fresh schema on the machine's PostgreSQL gets that many decisions of one campaig
 broadcasts each, 3 triggers, 2 templates, users a third of the decisions (so most have 3 coupons), a device
 key on half, 5% suppressed. Then, alternating, ``--reps`` times each:
 
-- **baseline**: the five ``GROUP BY`` scans the rebuild made up to commit 75b491a (kept below as
-  :func:`recount_five_scans`), and loading what they give into Redis;
+- **baseline**: the recount as it was up to commit 75b491a, five ``GROUP BY`` scans at the server's ``work_mem``
+  (kept below as :func:`recount_five_scans`), and loading what they give into Redis;
 - **now**: :func:`livecoupon.store.redis.recount` and the same load;
 
 each timed as the query (PostgreSQL's side and the rows' transfer into Python), the load into Redis, and
 the whole; plus ``RedisClaims.rebuild()`` itself (the fence, the recount, the load, the new epoch). Both
-recounts must give the same counters (``check``). Prints one table; the schema and keys are dropped.
+recounts must give the same counters, and Redis must hold them after the last load (``check``). Prints one
+table; the schema and keys are dropped.
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def fill(url: str, name: str, size: int) -> None:
         db.execute(
             "INSERT INTO decisions (coupon_id, campaign, room, broadcast, trigger, \"user\", template, template_id, "
             "at, reason, expires_at, state, device_key) SELECT 'c' || i, %s, 'room-' || (i %% 16), 1700000000000 + "
-            "(i / 16 %% 4), 'trigger-' || (i %% 3), 'u' || ((i * 7919) %% %s), CASE WHEN i %% 2 = 0 THEN 'five' ELSE "
-            "'ten' END, CASE WHEN i %% 20 = 0 THEN NULL WHEN i %% 2 = 0 THEN %s ELSE %s END, 1700000000000 + i * 10, "
+            "(i / 16 %% 4), 'trigger-' || (i %% 3), 'u' || ((i::bigint * 7919) %% %s), "
+            "CASE WHEN i %% 2 = 0 THEN 'five' ELSE 'ten' END, "
+            "CASE WHEN i %% 20 = 0 THEN NULL WHEN i %% 2 = 0 THEN %s ELSE %s END, 1700000000000 + i * 10, "
             "CASE WHEN i %% 20 = 0 THEN 'per_user_cap' END, 1700003600000 + i * 10, CASE WHEN i %% 20 <> 0 THEN "
             "'issued' END, CASE WHEN i %% 2 = 0 THEN 'grab' || chr(31) || 'd:' || (i %% %s) END "
             "FROM generate_series(1, %s) AS i", (CAMPAIGN, users, ids[0], ids[1], max(1, size // 4), size))
@@ -103,9 +105,17 @@ def measure(url: str, name: str, claims: Any, how: Callable[[psycopg.Connection[
     with psycopg.connect(url, autocommit=True) as db:
         db.execute(f"SET search_path TO {name}")
         query_s, counts = timed(lambda: how(db, CAMPAIGN))
-    fields = sum(len(part) for part in (counts.stock, counts.spent, counts.per_user, counts.devices, counts.last))
+    fields = sum(len(part) for part in counts.hashes().values())
     load_s, _ = timed(lambda: claims.counters.load(CAMPAIGN, 10**6, counts))
     return query_s, load_s, fields, counts
+
+
+def held(claims: Any) -> dict[str, dict[str, int]]:
+    """What Redis holds for the campaign, by hash."""
+    client = claims.counters.client
+    return {name: {bytes(k).decode(): int(v) for k, v in client.hgetall(key).items()}
+            for name, key in zip(("stock", "spent", "per_user", "devices", "last"), claims.counters.keys(CAMPAIGN)[1:],
+                                 strict=True)}
 
 
 def run_size(args: argparse.Namespace, size: int) -> list[list[str]]:
@@ -129,7 +139,8 @@ def run_size(args: argparse.Namespace, size: int) -> list[list[str]]:
         for _ in range(args.reps):
             claims._forget(CAMPAIGN, miscounted=True)  # counted again at once, as after a flush
             rebuild_s.append(timed(lambda: claims.rebuild(CAMPAIGN))[0])
-        check = "ok (same counters)" if results["baseline"] == results["now"] else "DIFFERENT COUNTERS"
+        same = results["baseline"].hashes() == results["now"].hashes() == held(claims)
+        check = "ok (same counters, and in Redis)" if same else "DIFFERENT COUNTERS"
         rows = []
         for label in ("baseline", "now"):
             runs = series[label]

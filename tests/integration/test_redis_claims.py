@@ -177,7 +177,7 @@ def test_flushing_redis_mid_run_loses_nothing_and_never_over_issues(tmp_path: Pa
         assert sum(per_user.values()) == len(told) == 400 and max(per_user.values()) <= 2
         with psycopg.connect(pg_url, autocommit=True) as db:
             db.execute(f"SET search_path TO {name}")
-            counted = recount(db, "race")
+            counted = recount(db, "race").hashes()
             [(epoch,)] = db.execute("SELECT epoch FROM claims_epochs WHERE campaign = 'race'").fetchall()
         assert epoch >= 1 + len(LEVELS)  # built at the first claim, and after each flush (claims in flight
         # when it came, at most 4 x 10, commit before the next level is reached)
@@ -188,8 +188,8 @@ def test_flushing_redis_mid_run_loses_nothing_and_never_over_issues(tmp_path: Pa
             def held(key: str) -> dict[str, int]:
                 return {bytes(name).decode(): int(value) for name, value in client.hgetall(key).items()}
 
-            assert held(stock_key) == counted.stock and held(spent_key) == counted.spent
-            assert held(per_user_key) == counted.per_user and held(last_key) == counted.last
+            assert held(stock_key) == counted["stock"] and held(spent_key) == counted["spent"]
+            assert held(per_user_key) == counted["per_user"] and held(last_key) == counted["last"]
     finally:
         client.close()
         (store or PostgresStore(pg_url, name)).drop()

@@ -7,12 +7,14 @@ without Redis. PostgreSQL stays the record; Redis holds nothing that cannot be c
 
 Fencing. Counters and decisions live in two servers, so a Redis that loses its data (a flush, a
 restart) must never be refilled while decisions it counted are still on their way to PostgreSQL.
-Every claim writer holds the campaign's fence — a transaction-scoped *shared* PostgreSQL advisory
-lock — from before its script until its transaction ends, and claims only under the **epoch**
-PostgreSQL records for the campaign (``claims_epochs``): the script refuses when Redis holds another
-epoch or none. A rebuild takes the fence *exclusively*, so it waits for every writer in flight to
-commit or roll back, counts the campaign's decisions in PostgreSQL, loads them into Redis, and
-records a new epoch in both. A writer whose script is refused rolls its transaction back
+Claims are counted under the **epoch** PostgreSQL records for the campaign (``claims_epochs``; the script
+refuses when Redis holds another epoch or none), and a claim's decisions are inserted by one statement that
+writes only while that epoch is still PostgreSQL's, sent right after the campaign's fence — a
+transaction-scoped *shared* advisory lock held until the claim's transaction ends. A rebuild takes the fence
+*exclusively*, so it waits for every writer holding it to commit or roll back, counts the campaign's
+decisions in PostgreSQL, loads them into Redis, and records a new epoch in both: a claim whose script ran
+before the load and whose insert comes after it finds the epoch moved, writes nothing, and is made again.
+A writer whose script is refused inside a transaction that holds the fence rolls it back
 (:class:`ClaimsRebuilding`, a 503); the next claim of this store rebuilds first.
 
 A transaction that rolls back after its script leaves Redis counting claims nobody recorded: fewer
@@ -151,6 +153,11 @@ class Recount:
     devices: dict[str, int] = field(default_factory=dict)
     last: dict[str, int] = field(default_factory=dict)
 
+    def hashes(self) -> dict[str, dict[str, int]]:
+        """Every hash by name (to compare two recounts, or a recount and Redis)."""
+        return {"stock": self.stock, "spent": self.spent, "per_user": self.per_user, "devices": self.devices,
+                "last": self.last}
+
 
 def deployment_fence(schema: str) -> str:
     """The advisory lock every claim through Redis holds shared until its transaction ends, and a move of the
@@ -238,8 +245,7 @@ class RedisCounters:
         epoch_key, *hashes = self.keys(campaign)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(epoch_key, *hashes)
-        for key, values in zip(hashes, (recount.stock, recount.spent, recount.per_user, recount.devices,
-                                        recount.last), strict=True):
+        for key, values in zip(hashes, recount.hashes().values(), strict=True):
             for part in _slices(values):
                 pipe.hset(key, items=part)
         pipe.set(epoch_key, epoch)
@@ -502,42 +508,33 @@ class RedisClaims:
         return CampaignTotals(int(spent), stock, int(issued), int(suppressed))
 
 
-# What a rebuild loads, in one scan of the campaign's issued decisions: a GROUPING SETS aggregate whose sets are the
-# script's keys — coupons per template; per trigger, room and template (priced by the template's face in Python: a
-# handful of rows); per room, broadcast and user (their count, and the latest issue, which per user is the last
-# issue min_interval reads); per device key. ``g`` tells the sets apart (GROUPING's bits, the first column highest).
-_RECOUNT = """
-SELECT GROUPING(d.template, d.template_id, d.trigger, d.room, d.broadcast, d."user", d.device_key) AS g,
-       d.template, d.template_id, d.trigger, d.room, d.broadcast, d."user", d.device_key, count(*), max(d.at)
-FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL
-GROUP BY GROUPING SETS ((d.template), (d.template_id, d.trigger, d.room), (d.room, d.broadcast, d."user"),
-                        (d.device_key))
-"""
-_BY_TEMPLATE, _BY_SHARE, _BY_USER, _BY_DEVICE = 0b0111111, 0b1000111, 0b1110001, 0b1111110
+# The rebuild's aggregates hash up to a group per user and broadcast: with the default work_mem (4 MB) they spill
+# to disk from about 100,000 decisions (bench/rebuild.py: a quarter of a 1,000,000-decision rebuild's time).
+_RECOUNT_WORK_MEM = "64MB"
 
 
 def recount(db: psycopg.Connection[Any], campaign: str) -> Recount:
-    """The campaign's counters, counted from its issued coupons in PostgreSQL: aggregates, one row per counter
-    (never a row per decision), in one scan."""
+    """The campaign's counters, counted from its issued coupons in PostgreSQL: aggregates (a row per counter, never
+    one per decision), in a transaction of their own (or a savepoint of the caller's) with room to hash them."""
     counts = Recount()
-    counts.spent[CAMPAIGN_SHARE] = 0
-    faces = dict(db.execute(f"SELECT t.id, {FACE} FROM templates t WHERE t.campaign = %s", (campaign,)).fetchall())
-    per_user, devices, last, spent = counts.per_user, counts.devices, counts.last, counts.spent
-    with db.transaction(), db.cursor(name="recount") as rows:  # server-side: rows come in pages, not all at once
-        rows.itersize = 20_000
-        rows.execute(_RECOUNT, (campaign,))
-        for g, template, template_id, trigger, room, broadcast, user, device, n, at in rows:
-            if g == _BY_USER:
-                per_user[_broadcast_field(room, broadcast, user)] = n
-                if at > last.get(user, -1):
-                    last[user] = at
-            elif g == _BY_DEVICE:
-                if device is not None:
-                    devices[device] = n
-            elif g == _BY_TEMPLATE:
-                counts.stock[template] = n
-            elif g == _BY_SHARE:
-                fen = int(faces.get(template_id, 0)) * n
-                for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
-                    spent[share] = spent.get(share, 0) + fen
+    issued = "FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL"
+    with db.transaction():
+        db.execute(f"SET LOCAL work_mem = '{_RECOUNT_WORK_MEM}'")
+        for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
+            counts.stock[template] = n
+        counts.spent[CAMPAIGN_SHARE] = 0
+        for trigger, room, fen in db.execute(
+                f"SELECT d.trigger, d.room, sum({FACE}) FROM decisions d JOIN templates t ON t.id = d.template_id "
+                "WHERE d.campaign = %s AND d.reason IS NULL GROUP BY d.trigger, d.room", (campaign,)):
+            for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
+                counts.spent[share] = counts.spent.get(share, 0) + int(fen)
+        for room, broadcast, user, n in db.execute(
+                f"SELECT d.room, d.broadcast, d.\"user\", count(*) {issued} GROUP BY d.room, d.broadcast, d.\"user\"",
+                (campaign,)):
+            counts.per_user[_broadcast_field(room, broadcast, user)] = n
+        for device, n in db.execute(f"SELECT d.device_key, count(*) {issued} AND d.device_key IS NOT NULL "
+                                    "GROUP BY d.device_key", (campaign,)):
+            counts.devices[device] = n
+        for user, at in db.execute(f"SELECT d.\"user\", max(d.at) {issued} GROUP BY d.\"user\"", (campaign,)):
+            counts.last[user] = at
     return counts
