@@ -177,7 +177,7 @@ def test_flushing_redis_mid_run_loses_nothing_and_never_over_issues(tmp_path: Pa
         assert sum(per_user.values()) == len(told) == 400 and max(per_user.values()) <= 2
         with psycopg.connect(pg_url, autocommit=True) as db:
             db.execute(f"SET search_path TO {name}")
-            counted = recount(db, "race")
+            counted = recount(db, "race").hashes()
             [(epoch,)] = db.execute("SELECT epoch FROM claims_epochs WHERE campaign = 'race'").fetchall()
         assert epoch >= 1 + len(LEVELS)  # built at the first claim, and after each flush (claims in flight
         # when it came, at most 4 x 10, commit before the next level is reached)
@@ -188,8 +188,8 @@ def test_flushing_redis_mid_run_loses_nothing_and_never_over_issues(tmp_path: Pa
             def held(key: str) -> dict[str, int]:
                 return {bytes(name).decode(): int(value) for name, value in client.hgetall(key).items()}
 
-            assert held(stock_key) == counted.stock and held(spent_key) == counted.spent
-            assert held(per_user_key) == counted.per_user and held(last_key) == counted.last
+            assert held(stock_key) == counted["stock"] and held(spent_key) == counted["spent"]
+            assert held(per_user_key) == counted["per_user"] and held(last_key) == counted["last"]
     finally:
         client.close()
         (store or PostgresStore(pg_url, name)).drop()
@@ -227,6 +227,39 @@ def test_a_rebuild_waits_for_claims_in_flight(pg_url: str, deployment: str, redi
     finally:
         first.join()
         holder.close()
+        other.close()
+
+
+def test_a_claim_counted_before_a_rebuild_records_nothing_under_the_old_epoch(pg_url: str, deployment: str) -> None:
+    """The fence is in the claim's insert: a script counted under epoch E, then a rebuild (E + 1) that does not
+    count it, then the insert — which must write nothing under E (the claim is made again under E + 1), or the
+    rebuilt counters would miss a coupon and the last unit of stock would be issued twice."""
+    one = replace(FIVE, stock=1)
+    store, other = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
+    claims = store.redis_claims()
+    assert claims is not None
+    assert store.issue([_request("warm", "0", replace(FIVE, name="warm"))], Limits())[0].issued  # E cached
+    answers: list[object] = []
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(f"SET search_path TO {deployment}")
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (claims._fence_key("c"),))
+            thread = threading.Thread(target=lambda: answers.append(store.issue([_request("first", "a", one)],
+                                                                                  Limits())[0]))
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not db.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+                                 ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the claim never reached its insert"
+                time.sleep(0.01)
+            claims._rebuild_on(db, "c", miscounted=True)  # its script ran under E; the rebuild counts no coupon
+        thread.join(timeout=10)
+    try:
+        [second] = other.issue([_request("second", "b", one)], Limits())
+        assert answers[0].issued and second.reason is Reason.OUT_OF_STOCK  # type: ignore[attr-defined]
+        assert other.totals("c").stock_used == {"five": 1, "warm": 1}
+    finally:
+        store.close()
         other.close()
 
 
@@ -317,6 +350,50 @@ def test_a_deployment_that_moved_its_claims_to_redis_is_followed_by_its_other_pr
         early.drop()
 
 
+def _claim_indexes(pg_url: str, name: str) -> list[str]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        return [index for (index,) in db.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname IN ('coupons_by_broadcast', "
+            "'coupons_by_time', 'coupons_by_device') ORDER BY indexname", (name,))]
+
+
+def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(pg_url: str, redis_url: str) -> None:
+    """``--claims postgresql`` after claims through Redis: the counter tables PostgreSQL's claims read were not kept
+    while Redis counted, so they are counted again from the decisions — stock, budget and per_user stay exact on
+    PostgreSQL, a process still claiming through Redis is refused once and follows, and a move to Redis again
+    counts from PostgreSQL (never the counters left from before)."""
+    name = f"rb_{uuid.uuid4().hex[:10]}"
+    five, ten = replace(FIVE, stock=4), CouponTemplate("ten", "十元", Terms(CouponKind.NO_THRESHOLD, amount=1_000),
+                                                     valid_for_ms=10**9)
+    limits = Limits(per_user=1, budget=4_000)
+    early = PostgresStore(pg_url, name, claims=redis_url)
+    try:
+        made = early.issue([_request("a", "1", five), _request("b", "2", five), _request("c", "3", ten)], limits)
+        assert all(d.issued for d in made)  # 2 of 4 units, 2,000 of 4,000 fen, through Redis
+        assert _claim_indexes(pg_url, name) == []  # not kept while Redis decides
+        back = PostgresStore(pg_url, name, claims="postgresql")
+        assert back.redis_claims() is None and back.spent("c") == 2_000
+        assert _claim_indexes(pg_url, name) == ["coupons_by_broadcast", "coupons_by_device", "coupons_by_time"]
+        assert back.totals("c").stock_used == {"five": 2, "ten": 1}
+        made = back.issue([_request("a", "4", ten), _request("d", "5", five), _request("e", "6", five),
+                           _request("f", "7", five), _request("g", "8", ten), _request("h", "9", ten)], limits)
+        assert [d.reason for d in made] == [Reason.PER_USER_CAP, None, None, Reason.OUT_OF_STOCK, None,
+                                            Reason.OVER_BUDGET]
+        with pytest.raises(ClaimsRebuilding):  # still claiming through Redis: refused once, records nothing
+            early.issue([_request("i", "10", ten)], limits)
+        assert early.redis_claims() is None
+        assert early.issue([_request("i", "10", ten)], limits)[0].reason is Reason.OVER_BUDGET
+        assert back.totals("c") == early.totals("c") and back.totals("c").budget_spent == 4_000
+        back.close()
+        again = PostgresStore(pg_url, name, claims=redis_url)
+        assert again.redis_claims() is not None
+        assert again.issue([_request("j", "11", five)], limits)[0].reason is Reason.OUT_OF_STOCK
+        assert again.spent("c") == 4_000
+        again.close()
+    finally:
+        early.drop()
+
+
 REQUESTS = st.lists(st.tuples(
     st.sampled_from(["ann", "bo", "cy"]), st.sampled_from(["t1", "t2"]), st.sampled_from(["r1", "r2"]),
     st.integers(0, 5), st.integers(0, 400_000), st.sampled_from(["five", "pct", "late", None]),
@@ -368,18 +445,20 @@ def test_serve_claiming_through_redis_survives_flushes_and_exports_what_replays(
     server = Server(EXAMPLE, tmp_path / "unused.db", args=("--store", pg_url, "--name", name,
                                                            "--claims", flushable_redis))
     flusher = redis.Redis.from_url(flushable_redis)
-    refused = 0
+    flushes = 0
     try:
         with server, httpx.Client(base_url=server.url, timeout=30, headers=PLATFORM) as client:
             for n, start in enumerate(range(0, len(events), 400)):
                 if n % 3 == 2:
                     flusher.flushdb()
+                    flushes += 1
                 while (answer := client.post("/v1/events", json=events[start:start + 400])).status_code == 503:
                     assert answer.json()["error"]["code"] == "claims_rebuilding"
-                    refused += 1
                 assert answer.status_code == 200
             live = client.get("/v1/admin/decisions", headers=OPERATOR).json()["decisions"]
-        assert refused > 0  # a flush reached a batch's claims at least once
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            [(epoch,)] = db.execute(f"SELECT max(epoch) FROM {name}.claims_epochs").fetchall()
+        assert flushes > 0 and epoch > flushes  # the counters were rebuilt after every flush
         export_replays(pg_url, name, EXAMPLE, tmp_path)
         assert sum(1 for d in live if d["issued"]) == (tmp_path / "x" / "issued.jsonl").read_text().count("\n") > 0
     finally:

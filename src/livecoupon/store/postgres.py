@@ -22,7 +22,7 @@ from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals
-from livecoupon.store.redis import ClaimsRebuilding, RedisClaims, RedisCounters
+from livecoupon.store.redis import FACE, ClaimsRebuilding, RedisClaims, RedisCounters, deployment_fence
 from livecoupon.store.relational import INTERN_TEMPLATE, TEMPLATE_ID, Query, Reads, RelationalStore
 
 T = TypeVar("T")
@@ -40,11 +40,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     expires_at BIGINT, experiment TEXT, variant TEXT,
     state TEXT, order_id TEXT, reserved_until BIGINT, device_key TEXT, propensity DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
-CREATE INDEX IF NOT EXISTS coupons_by_broadcast ON decisions (campaign, room, broadcast, "user") WHERE reason IS NULL;
-CREATE INDEX IF NOT EXISTS coupons_by_time ON decisions (campaign, at) WHERE reason IS NULL;
 CREATE INDEX IF NOT EXISTS coupons_by_trigger ON decisions (campaign, trigger, template_id) WHERE reason IS NULL;
-CREATE INDEX IF NOT EXISTS coupons_by_device ON decisions (campaign, device_key)
-    WHERE reason IS NULL AND device_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS coupon_history (
     seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL, at BIGINT NOT NULL, state TEXT NOT NULL,
     action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
@@ -73,6 +69,14 @@ CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CH
 CREATE TABLE IF NOT EXISTS roster (campaign TEXT PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 """
+# Read only by claims decided in PostgreSQL (per_user, min_interval over many users, per_device): a deployment that
+# claims through Redis drops them (every decision row it inserts would update them for nothing), and a move back to
+# PostgreSQL's claims builds them again before counting.
+_CLAIM_INDEXES = {
+    "coupons_by_broadcast": 'decisions (campaign, room, broadcast, "user") WHERE reason IS NULL',
+    "coupons_by_time": "decisions (campaign, at) WHERE reason IS NULL",
+    "coupons_by_device": "decisions (campaign, device_key) WHERE reason IS NULL AND device_key IS NOT NULL",
+}
 # decisions.template_id names a templates row committed before any decision refers to it (interned on a
 # connection of its own, never deleted): no foreign key, whose check took a lock on that one hot templates row
 # for every decision row every writer inserts. A schema made before loses it once (the catalog is read first,
@@ -87,6 +91,19 @@ END $$;
 """
 
 DEFAULT_NAME = "livecoupon"
+IN_POSTGRESQL = "postgresql"  # --claims postgresql: claims in PostgreSQL, moved back from Redis if they were there
+
+# Moving a deployment's claims back from Redis: the counters PostgreSQL's claims read were not kept meanwhile, so they
+# are counted again from the decisions (a budget share without a row is summed from them on its first claim).
+_RECOUNT_TABLES = (
+    "DELETE FROM template_stock",
+    "DELETE FROM campaign_budget",
+    "DELETE FROM budget_shares",
+    "INSERT INTO template_stock (campaign, template, issued) SELECT campaign, template, count(*) FROM decisions "
+    "WHERE reason IS NULL AND template IS NOT NULL GROUP BY campaign, template",
+    f"INSERT INTO campaign_budget (campaign, spent) SELECT d.campaign, sum({FACE}) FROM decisions d JOIN templates t "
+    "ON t.id = d.template_id WHERE d.reason IS NULL GROUP BY d.campaign",
+)
 
 
 def schema_name(name: str) -> str:
@@ -114,8 +131,8 @@ class PostgresStore(RelationalStore):
         self.url = url
         self.schema = schema_name(name)
         self._sql: dict[str, str] = {}
-        if claims is not None and not claims.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"--claims {claims!r}: give a redis:// URL")
+        if claims is not None and claims != IN_POSTGRESQL and not claims.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"--claims {claims!r}: give a redis:// URL, or {IN_POSTGRESQL}")
         self._claims_url = claims
         self._redis: RedisClaims | None = None
         self._claims_resolved = False
@@ -128,10 +145,19 @@ class PostgresStore(RelationalStore):
             self._db.execute(_TABLES)
             self._db.execute(_DROP_TEMPLATE_FK)
         try:
-            self.redis_claims()  # recorded; and a Redis that cannot hold claims safely is refused at start
+            self._index_for(self.redis_claims())  # recorded; a Redis that cannot hold claims safely is refused
         except Exception:
             self.close()
             raise
+
+    def _index_for(self, claims: RedisClaims | None) -> None:
+        """The indexes only PostgreSQL's own claims read: built while they decide, dropped while Redis does (a
+        drop locks ``decisions`` once; a statement for an index already there, or already gone, changes nothing)."""
+        for index, on in _CLAIM_INDEXES.items():
+            if claims is None:
+                self._run(f"CREATE INDEX IF NOT EXISTS {index} ON {on}")
+            elif self._run("SELECT to_regclass(?) IS NOT NULL", (f"{self.schema}.{index}",)).fetchone() == (True,):
+                self._run(f"DROP INDEX IF EXISTS {index}")
 
     def redis_claims(self) -> RedisClaims | None:
         """The deployment's claims in Redis, if it keeps them there (resolved once, on first use; a store
@@ -141,11 +167,17 @@ class PostgresStore(RelationalStore):
             return self._redis
         with self._resolving:
             if not self._claims_resolved:
-                if self._claims_url is not None:
+                asked = self._claims_url
+                if asked == IN_POSTGRESQL:
+                    self._leave_redis()
+                    row = None
+                elif asked is not None:
                     row = self._run("INSERT INTO claims_redis (url) VALUES (?) ON CONFLICT (one) DO UPDATE "
-                                    "SET url = excluded.url RETURNING url, tag", (self._claims_url,)).fetchone()
+                                    "SET url = excluded.url RETURNING url, tag", (asked,)).fetchone()
                 else:
                     row = self._run("SELECT url, tag FROM claims_redis").fetchone()
+                self._claims_url = None  # recorded once: from then on this store follows the deployment's record
+                self._redis = None
                 if row is not None:
                     url, tag = row
                     counters = RedisCounters(url, f"{self.schema}.{tag}")
@@ -154,9 +186,40 @@ class PostgresStore(RelationalStore):
                     except redis.RedisError as exc:
                         counters.close()
                         raise ClaimsRebuilding(f"Redis 不可用 / Redis {url} is unavailable for claims: {exc}") from exc
-                    self._redis = RedisClaims(self, counters)
+                    self._redis = RedisClaims(self, counters, tag)
                 self._claims_resolved = True
         return self._redis
+
+    def claims_moved(self) -> None:
+        """The deployment's claims moved back to PostgreSQL since this store looked: it claims there from now on."""
+        with self._resolving:
+            self._claims_resolved = False
+
+    def _leave_redis(self) -> None:
+        """``--claims postgresql`` on a deployment that claims through Redis: once every claim through Redis in
+        flight has ended (the deployment's fence, exclusive) and under every campaign's claims lock, the
+        counters PostgreSQL's claims read are counted again from the decisions, and the deployment claims in
+        PostgreSQL from then on (claims through Redis still on their way record nothing: :class:`ClaimsMoved`)."""
+        with self.unit_of_work():
+            row = self._run("SELECT url, tag FROM claims_redis FOR UPDATE").fetchone()
+            if row is None:
+                return
+            self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (deployment_fence(self.schema),))
+            campaigns = {c for (c,) in self._run("SELECT campaign FROM claims_epochs")}
+            campaigns |= {c for (c,) in self._run("SELECT DISTINCT campaign FROM decisions")}
+            for campaign in sorted(campaigns):
+                self._run(*self._lock_query(campaign))  # type: ignore[misc]
+            self._index_for(None)
+            for statement in _RECOUNT_TABLES:
+                self._run(statement)
+            self._run("DELETE FROM claims_redis")
+        left = RedisCounters(row[0], f"{self.schema}.{row[1]}")
+        try:
+            left.drop()  # the counters of that period are never read again (a next one has another tag)
+        except redis.RedisError:
+            pass
+        finally:
+            left.close()
 
     # -- the claims ledger: in Redis when the deployment keeps its counters there --------------
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
@@ -218,7 +281,7 @@ class PostgresStore(RelationalStore):
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
         """A unit of work whose BEGIN is sent with its first statements and whose COMMIT may go with its
-        last write (:meth:`_write_committing`): a claim alone is two round trips to PostgreSQL, not four.
+        last write (:meth:`_fetch_committing`): a claim alone is one round trip to PostgreSQL.
         Inside the caller's unit of work, that one (its BEGIN and COMMIT are the caller's)."""
         if self.in_transaction():
             with self.unit_of_work():
@@ -247,15 +310,16 @@ class PostgresStore(RelationalStore):
         self._local.begin_pending = False
         return True
 
-    def _write_committing(self, statements: Sequence[Query]) -> list[int]:
-        """Each statement's row count; when they end a :meth:`claiming` unit of work of this call's own,
-        its COMMIT goes with them (one round trip); after it, nothing more is part of that unit of work."""
+    def _fetch_committing(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        """Each query's rows, the queries sent together; when they end a :meth:`claiming` unit of work of this
+        call's own, its BEGIN (if still pending) and its COMMIT go with them (one round trip); after it, nothing
+        more is part of that unit of work."""
         local = self._local
-        if not (getattr(local, "claiming", False) and local.depth == 1) or local.begin_pending:
-            return self._write(statements)
-        counts = [cursor.rowcount for cursor in self._pipelined(statements, then="COMMIT")]
+        if not (getattr(local, "claiming", False) and local.depth == 1):
+            return self._fetch(queries)
+        rows = [cursor.fetchall() for cursor in self._pipelined(queries, then="COMMIT")]
         local.committed = True
-        return counts
+        return rows
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         if getattr(self._local, "begin_pending", False):

@@ -7,12 +7,14 @@ without Redis. PostgreSQL stays the record; Redis holds nothing that cannot be c
 
 Fencing. Counters and decisions live in two servers, so a Redis that loses its data (a flush, a
 restart) must never be refilled while decisions it counted are still on their way to PostgreSQL.
-Every claim writer holds the campaign's fence — a transaction-scoped *shared* PostgreSQL advisory
-lock — from before its script until its transaction ends, and claims only under the **epoch**
-PostgreSQL records for the campaign (``claims_epochs``): the script refuses when Redis holds another
-epoch or none. A rebuild takes the fence *exclusively*, so it waits for every writer in flight to
-commit or roll back, counts the campaign's decisions in PostgreSQL, loads them into Redis, and
-records a new epoch in both. A writer whose script is refused rolls its transaction back
+Claims are counted under the **epoch** PostgreSQL records for the campaign (``claims_epochs``; the script
+refuses when Redis holds another epoch or none), and a claim's decisions are inserted by one statement that
+writes only while that epoch is still PostgreSQL's, sent right after the campaign's fence — a
+transaction-scoped *shared* advisory lock held until the claim's transaction ends. A rebuild takes the fence
+*exclusively*, so it waits for every writer holding it to commit or roll back, counts the campaign's
+decisions in PostgreSQL, loads them into Redis, and records a new epoch in both: a claim whose script ran
+before the load and whose insert comes after it finds the epoch moved, writes nothing, and is made again.
+A writer whose script is refused inside a transaction that holds the fence rolls it back
 (:class:`ClaimsRebuilding`, a 503); the next claim of this store rebuilds first.
 
 A transaction that rolls back after its script leaves Redis counting claims nobody recorded: fewer
@@ -35,7 +37,7 @@ from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest, Reason
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals, collector_paused
-from livecoupon.store.relational import DECISION_COLUMNS, ROOM_SHARE, TRIGGER_SHARE, Query, Reads
+from livecoupon.store.relational import DECISION_COLUMNS, ROOM_SHARE, TRIGGER_SHARE, Query
 
 if TYPE_CHECKING:
     from livecoupon.store.postgres import PostgresStore
@@ -51,8 +53,18 @@ _DECISION_FIELDS = tuple(column.strip().strip('"') for column in DECISION_COLUMN
 # The decisions as one JSON text (msgspec encodes it in C): half the client's CPU of sixteen arrays psycopg
 # dumps element by element, the same on the server's side.
 _RECORD = ", ".join(f'"{name}" {kind}' for name, kind in zip(_DECISION_FIELDS, _DECISION_TYPES, strict=True))
-INSERT_DECISIONS = (f"INSERT INTO decisions ({DECISION_COLUMNS}) SELECT {DECISION_COLUMNS} "
-                    f"FROM json_to_recordset(?::json) AS r({_RECORD}) ON CONFLICT (coupon_id) DO NOTHING")
+# A claim's record: its decisions, written only while the campaign's epoch is the one the script counted under (a
+# rebuild since then moved it: what the script counted is gone), while the deployment still claims through these
+# counters (``claims_redis`` with their tag: not moved back to PostgreSQL), and only if none of its ids is recorded
+# yet (the script counted them anew). One statement, one snapshot, taken after the fence (the statement before it).
+RECORD_DECISIONS = (
+    f"WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset(?::json) AS r({_RECORD})), "
+    "gate AS (SELECT EXISTS (SELECT FROM claims_epochs WHERE campaign = ? AND epoch = ?) AS fenced, "
+    "NOT EXISTS (SELECT FROM decisions d WHERE d.coupon_id IN (SELECT coupon_id FROM r)) AS fresh, "
+    "EXISTS (SELECT FROM claims_redis WHERE tag = ?) AS kept), "
+    f"made AS (INSERT INTO decisions ({DECISION_COLUMNS}) SELECT {DECISION_COLUMNS} FROM r "
+    "WHERE (SELECT fenced AND fresh AND kept FROM gate) ON CONFLICT (coupon_id) DO NOTHING RETURNING 1) "
+    "SELECT fenced, fresh, kept, (SELECT count(*) FROM made) FROM gate")
 _encode = msgspec.json.Encoder().encode
 _REBUILD_LOCK_TIMEOUT = "10s"  # a rebuild that waits longer gives up (ClaimsRebuilding): never wait forever
 
@@ -116,6 +128,21 @@ class ClaimsRebuilding(Unavailable):
         super().__init__(message, code="claims_rebuilding")
 
 
+class ClaimsMoved(ClaimsRebuilding):
+    """The deployment claims in PostgreSQL now (``--claims postgresql``): nothing was recorded; retry (the store
+    claims there from its next claim on)."""
+
+    def __init__(self) -> None:
+        super().__init__("此部署的领取已移回 PostgreSQL / this deployment claims in PostgreSQL now; retry")
+
+
+class _Again(ClaimsRebuilding):
+    """Nothing was recorded, and the claim is to be made again at once (its unit of work stays usable)."""
+
+    def __init__(self) -> None:
+        super().__init__("again")
+
+
 @dataclass
 class Recount:
     """A campaign's counters as PostgreSQL's decisions give them (what Redis is loaded with)."""
@@ -125,6 +152,17 @@ class Recount:
     per_user: dict[str, int] = field(default_factory=dict)
     devices: dict[str, int] = field(default_factory=dict)
     last: dict[str, int] = field(default_factory=dict)
+
+    def hashes(self) -> dict[str, dict[str, int]]:
+        """Every hash by name (to compare two recounts, or a recount and Redis)."""
+        return {"stock": self.stock, "spent": self.spent, "per_user": self.per_user, "devices": self.devices,
+                "last": self.last}
+
+
+def deployment_fence(schema: str) -> str:
+    """The advisory lock every claim through Redis holds shared until its transaction ends, and a move of the
+    deployment's claims back to PostgreSQL takes exclusively."""
+    return f"{schema}:claims-fence"
 
 
 def _none(value: int | float | None) -> int | float:
@@ -207,8 +245,7 @@ class RedisCounters:
         epoch_key, *hashes = self.keys(campaign)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(epoch_key, *hashes)
-        for key, values in zip(hashes, (recount.stock, recount.spent, recount.per_user, recount.devices,
-                                        recount.last), strict=True):
+        for key, values in zip(hashes, recount.hashes().values(), strict=True):
             for part in _slices(values):
                 pipe.hset(key, items=part)
         pipe.set(epoch_key, epoch)
@@ -248,16 +285,20 @@ class RedisClaims:
     """The claims ledger of a :class:`PostgresStore` whose counters are in Redis: the script decides, the
     store's connection records (in the caller's transaction), an exclusive fence rebuilds."""
 
-    def __init__(self, store: PostgresStore, counters: RedisCounters) -> None:
-        self.store, self.counters = store, counters
-        self._current: set[str] = set()  # campaigns this store has claimed under their current epoch
+    def __init__(self, store: PostgresStore, counters: RedisCounters, tag: str) -> None:
+        self.store, self.counters, self.tag = store, counters, tag  # tag: the deployment's period in Redis
+        self._epochs: dict[str, int] = {}  # campaigns this store has claimed, and the epoch it last found current
         self._miscounted: set[str] = set()  # campaigns whose counters may hold claims nobody recorded
         self._changing = threading.Lock()
         self._rebuilding = threading.Lock()
         self._fenced = threading.local()  # per thread: (the unit of work holding fences, their campaigns)
 
     def _fence(self, campaign: str) -> Query:
-        return "SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", (self._fence_key(campaign),)
+        """The campaign's fence and the deployment's, shared (a rebuild takes the first, a move back to
+        PostgreSQL the second, exclusively)."""
+        return ("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0)), "
+                "pg_advisory_xact_lock_shared(hashtextextended(?, 0))",
+                (self._fence_key(campaign), deployment_fence(self.store.schema)))
 
     def _fence_key(self, campaign: str) -> str:
         return f"{self.store.schema}:claims-fence:{campaign}"
@@ -267,8 +308,9 @@ class RedisClaims:
         """Decide and record ``requests``, in order, atomically and idempotently (the ClaimsLedger port)."""
         if not requests:
             return []
+        known: dict[str, Decision] = {}  # ids found recorded already, kept across attempts
         with collector_paused(len(requests)):
-            return self._retrying(lambda: self._issue(requests, limits))
+            return self._retrying(lambda: self._issue(requests, limits, known))
 
     def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
         if not requests:
@@ -276,80 +318,93 @@ class RedisClaims:
         return self._retrying(lambda: self._passing_caps(requests, limits))
 
     def _retrying(self, claim: Callable[[], T]) -> T:
-        """``claim`` in a unit of work; on a transaction of its own, once more after a refused script (the
-        next attempt rebuilds first). Inside the caller's transaction, the refusal is the caller's: that
-        transaction is lost with it."""
-        for _ in range(3):
+        """``claim`` in a unit of work, again after :class:`_Again`; on a transaction of its own, once more
+        after a refused script too (the next attempt rebuilds first). Inside the caller's transaction, a
+        refusal is the caller's: that transaction is lost with it."""
+        for _ in range(4):
             try:
                 with self.store.claiming():
                     return claim()
+            except _Again:
+                continue
+            except ClaimsMoved:
+                raise
             except ClaimsRebuilding:
                 if self.store.in_transaction():
                     raise
         raise ClaimsRebuilding("Redis 计数重建中 / the claims' counters keep being rebuilt; retry")
 
-    def _issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+    def _issue(self, requests: Sequence[IssueRequest], limits: Limits, known: dict[str, Decision]) -> list[Decision]:
+        """The script decides, then one pipelined statement records the decisions where the campaign's epoch is
+        still the one the script counted under (the fence) and none of the ids is recorded yet: a claim is one
+        round trip to Redis and one to PostgreSQL (with BEGIN and COMMIT when the transaction is its own)."""
         campaign = requests[0].campaign
         assert all(r.campaign == campaign for r in requests), "one campaign per batch"
-        self._make_current(campaign)
-        known: dict[str, Decision] = {}
-        epoch = self._fenced_reads(campaign, requests, known)
         first: dict[str, IssueRequest] = {}
         for r in requests:  # a coupon id asked for twice is decided once, as first asked
             if r.coupon_id not in known:
                 first.setdefault(r.coupon_id, r)
         fresh = list(first.values())
         made: dict[str, Decision] = {}
-        for r, reason in zip(fresh, self._claim(campaign, epoch, limits, fresh) if fresh else [], strict=True):
-            expires_at = r.template.expires_at(r.at) if reason is None and r.template is not None else None
-            made[r.coupon_id] = Decision(r, reason, expires_at)
-        if made and self._record(list(made.values())) != len(made):
-            # another writer recorded some of these ids after our read: theirs stand, and the script counted
-            # claims nobody keeps, so the counters are counted again before the next claim
-            self._forget(campaign, miscounted=True)
-            made |= {cid: Decision(made[cid].request, record.reason, record.expires_at)
-                     for cid, record in self.store.recorded(list(made)).items()}
+        if fresh:
+            epoch, reasons = self._claim(campaign, limits, fresh)
+            for r, reason in zip(fresh, reasons, strict=True):
+                expires_at = r.template.expires_at(r.at) if reason is None and r.template is not None else None
+                made[r.coupon_id] = Decision(r, reason, expires_at)
+            self._record(campaign, epoch, list(made.values()), known)
         return [known.get(r.coupon_id) or made[r.coupon_id] for r in requests]
 
     def _passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
-        campaign = requests[0].campaign
-        self._make_current(campaign)
-        epoch = self._fenced_reads(campaign, (), {})
-        reasons = self._claim(campaign, epoch, limits, requests, dry=True)
+        _, reasons = self._claim(requests[0].campaign, limits, requests, dry=True)
         return [r for r, reason in zip(requests, reasons, strict=True) if reason is None]
 
-    def _claim(self, campaign: str, epoch: int | None, limits: Limits, requests: Sequence[IssueRequest],
-               dry: bool = False) -> list[Reason | None]:
-        try:
-            reasons = self.counters.claim(campaign, epoch, limits, requests, dry) if epoch is not None else None
-        except redis.RedisError as exc:  # the script may have run before the answer was lost
-            self._forget(campaign, miscounted=not dry)
-            raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
-        if reasons is None:
+    def _claim(self, campaign: str, limits: Limits, requests: Sequence[IssueRequest],
+               dry: bool = False) -> tuple[int, list[Reason | None]]:
+        """The script's reasons, and the epoch it counted under. A script refused because this store's epoch is
+        stale (another process rebuilt) runs again under the current one."""
+        for _ in range(2):
+            epoch = self._make_current(campaign)
+            try:
+                reasons = self.counters.claim(campaign, epoch, limits, requests, dry)
+            except redis.RedisError as exc:  # the script may have run before the answer was lost
+                self._forget(campaign, miscounted=not dry)
+                raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
+            if reasons is not None:
+                return epoch, reasons
             self._forget(campaign)
-            raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
-        return reasons
+        raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
 
-    def _fenced_reads(self, campaign: str, requests: Sequence[IssueRequest], known: dict[str, Decision]) -> int | None:
-        """One round trip: the fence (shared), the campaign's epoch, and into ``known`` the decisions made
-        already under the requests' coupon ids (one array parameter: faster than an IN list of 50 here)."""
-        epoch: list[int | None] = []
-        by_id = {r.coupon_id: r for r in requests}
-        reads = Reads()
-        reads.add(self._fence(campaign), lambda rows: None)
-        # a statement of its own, after the fence: one reading it with the lock would see the epoch of before
-        # the wait for the lock, and have a claim refused after a rebuild it waited for
-        reads.add(("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)),
-                  lambda rows: epoch.append(rows[0][0] if rows else None))
-        if by_id:
-            def consume(rows: list[tuple[Any, ...]]) -> None:
-                for coupon_id, reason, expires_at in rows:
-                    known[coupon_id] = Decision(by_id[coupon_id], Reason(reason) if reason else None, expires_at)
-            reads.add(("SELECT coupon_id, reason, expires_at FROM decisions WHERE coupon_id = ANY(?)", (list(by_id),)),
-                      consume)
-        self.store._run_reads(reads)
+    def _record(self, campaign: str, epoch: int, made: Sequence[Decision], known: dict[str, Decision]) -> None:
+        """Write the decisions in the caller's transaction (with its BEGIN and COMMIT when it is this claim's own):
+        the fence (shared) and one statement that inserts them only under ``epoch`` and only if none is recorded
+        yet. Otherwise nothing is written and the claim is made again (:class:`_Again`): under the new epoch, or
+        without the ids found recorded (the script counted them: counted again first)."""
+        rows = [dict(zip(_DECISION_FIELDS, row, strict=True)) for row in self.store._decision_rows(made)]
         self._note_fence(campaign)
-        return epoch[0]
+        [_, [(fenced, fresh, kept, inserted)]] = self.store._fetch_committing(
+            [self._fence(campaign), (RECORD_DECISIONS, (_encode(rows).decode(), campaign, epoch, self.tag))])
+        if not kept:
+            self.store.claims_moved()
+            raise ClaimsMoved
+        if not fenced:  # a rebuild since the script ran: what it counted is gone with the old counters
+            self._forget(campaign)
+            raise _Again
+        if not fresh:
+            known |= self._known([d.request for d in made])
+            if any(d.issued for d in made):  # the script counted coupons nobody records: counted again first
+                self._forget(campaign, miscounted=True)
+            raise _Again
+        if inserted != len(made):
+            # another writer recorded some of these ids after our check: theirs stand, and the script counted
+            # claims nobody keeps, so the counters are counted again before the next claim
+            self._forget(campaign, miscounted=True)
+            known |= self._known([d.request for d in made])
+
+    def _known(self, requests: Sequence[IssueRequest]) -> dict[str, Decision]:
+        """The decisions recorded under the requests' coupon ids."""
+        by_id = {r.coupon_id: r for r in requests}
+        return {cid: Decision(by_id[cid], record.reason, record.expires_at)
+                for cid, record in self.store.recorded(list(by_id)).items()}
 
     def _note_fence(self, campaign: str) -> None:
         """Remember that this thread's unit of work holds the campaign's fence until it ends."""
@@ -358,20 +413,12 @@ class RedisClaims:
             serial, campaigns = self.store.transaction(), set()
         self._fenced.held = (serial, campaigns | {campaign})
 
-    def _record(self, made: Sequence[Decision]) -> int:
-        """Write the decisions in the caller's transaction, as one statement over their JSON
-        (with the COMMIT when the transaction is this claim's own); how many were new (an id another writer
-        recorded first is left as it was)."""
-        rows = [dict(zip(_DECISION_FIELDS, row, strict=True)) for row in self.store._decision_rows(made)]
-        [count] = self.store._write_committing([(INSERT_DECISIONS, (_encode(rows).decode(),))])
-        return count
-
     # -- rebuilding --------------------------------------------------------------------
     def _forget(self, campaign: str, miscounted: bool = False) -> None:
         """The campaign's counters in Redis are gone, or (``miscounted``) count claims nobody recorded:
         count them again before the next claim."""
         with self._changing:
-            self._current.discard(campaign)
+            self._epochs.pop(campaign, None)
             if miscounted:
                 self._miscounted.add(campaign)
 
@@ -379,11 +426,13 @@ class RedisClaims:
         serial, campaigns = getattr(self._fenced, "held", (0, set()))
         return serial == self.store.transaction() and self.store.in_transaction() and campaign in campaigns
 
-    def _make_current(self, campaign: str) -> None:
-        """Before the fence: the first claim of a campaign, or the first since its counters were found
-        gone, makes sure Redis holds them under PostgreSQL's epoch (rebuilding them if not)."""
-        if campaign in self._current:
-            return
+    def _make_current(self, campaign: str) -> int:
+        """The epoch to claim under: the first claim of a campaign, or the first since its counters were found
+        gone or counted under another epoch, makes sure Redis holds them under PostgreSQL's epoch (rebuilding
+        them if not). Each claim's script and record check it again."""
+        epoch = self._epochs.get(campaign)
+        if epoch is not None:
+            return epoch
         if self._holds_fence(campaign):  # a rebuild would wait for this very transaction
             raise ClaimsRebuilding("Redis 计数需重建 / the claims' counters in Redis are gone; rebuilding, retry")
         if campaign not in self._miscounted:
@@ -392,46 +441,51 @@ class RedisClaims:
                 held = self.counters.epoch(campaign)
             except redis.RedisError as exc:
                 raise ClaimsRebuilding(f"Redis 不可用 / Redis is unavailable for claims: {exc}") from exc
-            if row is not None and held == row[0]:  # current (each claim checks again)
+            if row is not None and held == row[0]:  # current
+                epoch = int(row[0])
                 with self._changing:
-                    self._current.add(campaign)
-                return
-        self.rebuild(campaign)
+                    self._epochs[campaign] = epoch
+                return epoch
+        return self.rebuild(campaign)
 
-    def rebuild(self, campaign: str) -> None:
+    def rebuild(self, campaign: str) -> int:
         """Count the campaign's claims again from PostgreSQL into Redis under a new epoch, once every claim
-        writer in flight has finished (the fence, exclusive), on a connection of its own."""
+        writer in flight has finished (the fence, exclusive), on a connection of its own; the epoch."""
         with self._rebuilding:
-            if campaign in self._current:
-                return  # another thread of this store rebuilt it meanwhile
+            if (current := self._epochs.get(campaign)) is not None:
+                return current  # another thread of this store rebuilt it meanwhile
             miscounted = campaign in self._miscounted
             try:
                 with psycopg.connect(self.store.url, autocommit=True, connect_timeout=5) as db:
                     db.execute(f"SET search_path TO {self.store.schema}")
                     db.execute(f"SET lock_timeout = '{_REBUILD_LOCK_TIMEOUT}'")
                     with db.transaction():
-                        self._rebuild_on(db, campaign, miscounted)
+                        epoch = self._rebuild_on(db, campaign, miscounted)
             except (psycopg.errors.LockNotAvailable, redis.RedisError) as exc:
                 raise ClaimsRebuilding(f"Redis 计数重建未完成 / rebuilding the claims' counters failed: {exc}") from exc
             with self._changing:
-                self._current.add(campaign)
+                self._epochs[campaign] = epoch
                 self._miscounted.discard(campaign)
+            return epoch
 
-    def _rebuild_on(self, db: psycopg.Connection[Any], campaign: str, miscounted: bool) -> None:
+    def _rebuild_on(self, db: psycopg.Connection[Any], campaign: str, miscounted: bool) -> int:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self._fence_key(campaign),))
         row = db.execute("SELECT epoch FROM claims_epochs WHERE campaign = %s", (campaign,)).fetchone()
         if not miscounted and row is not None and self.counters.epoch(campaign) == row[0]:
-            return  # another process rebuilt it while this one waited for the fence
+            return int(row[0])  # another process rebuilt it while this one waited for the fence
         epoch = (row[0] if row is not None else 0) + 1
         self.counters.load(campaign, epoch, recount(db, campaign))
         db.execute("INSERT INTO claims_epochs (campaign, epoch) VALUES (%s, %s) ON CONFLICT (campaign) "
                    "DO UPDATE SET epoch = excluded.epoch", (campaign, epoch))
+        return epoch
 
     # -- reading the counters ----------------------------------------------------------
     def spent(self, campaign: str, trigger: str | None = None) -> int:
         """From Redis while it holds the campaign's current epoch; else summed from the decisions."""
         share = CAMPAIGN_SHARE if trigger is None else TRIGGER_SHARE + trigger
         row = self.store._run("SELECT epoch FROM claims_epochs WHERE campaign=?", (campaign,)).fetchone()
+        if campaign in self._miscounted:  # Redis counts claims nobody recorded until the next claim rebuilds
+            row = None
         with contextlib.suppress(redis.RedisError):  # Redis away: PostgreSQL's sum, as for a stale epoch
             found = self.counters.spent(campaign, share, int(row[0])) if row is not None else None
             if found is not None:
@@ -454,26 +508,33 @@ class RedisClaims:
         return CampaignTotals(int(spent), stock, int(issued), int(suppressed))
 
 
+# The rebuild's aggregates hash up to a group per user and broadcast: with the default work_mem (4 MB) they spill
+# to disk from about 100,000 decisions (bench/rebuild.py: a quarter of a 1,000,000-decision rebuild's time).
+_RECOUNT_WORK_MEM = "64MB"
+
+
 def recount(db: psycopg.Connection[Any], campaign: str) -> Recount:
-    """The campaign's counters, counted from its issued coupons in PostgreSQL."""
+    """The campaign's counters, counted from its issued coupons in PostgreSQL: aggregates (a row per counter, never
+    one per decision), in a transaction of their own (or a savepoint of the caller's) with room to hash them."""
     counts = Recount()
     issued = "FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL"
-    for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
-        counts.stock[template] = n
-    counts.spent[CAMPAIGN_SHARE] = 0
-    for trigger, room, fen in db.execute(
-            f"SELECT d.trigger, d.room, sum({FACE}) FROM decisions d JOIN templates t ON t.id = d.template_id "
-            "WHERE d.campaign = %s AND d.reason IS NULL GROUP BY d.trigger, d.room", (campaign,)):
-        for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
-            counts.spent[share] = counts.spent.get(share, 0) + int(fen)
-    for room, broadcast, user, n in db.execute(
-            f"SELECT d.room, d.broadcast, d.\"user\", count(*) {issued} GROUP BY d.room, d.broadcast, d.\"user\"",
-            (campaign,)):
-        counts.per_user[_broadcast_field(room, broadcast, user)] = n
-    for device, n in db.execute(f"SELECT d.device_key, count(*) {issued} AND d.device_key IS NOT NULL "
-                                "GROUP BY d.device_key", (campaign,)):
-        counts.devices[device] = n
-    for user, at in db.execute(f"SELECT d.\"user\", max(d.at) {issued} GROUP BY d.\"user\"", (campaign,)):
-        counts.last[user] = at
+    with db.transaction():
+        db.execute(f"SET LOCAL work_mem = '{_RECOUNT_WORK_MEM}'")
+        for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
+            counts.stock[template] = n
+        counts.spent[CAMPAIGN_SHARE] = 0
+        for trigger, room, fen in db.execute(
+                f"SELECT d.trigger, d.room, sum({FACE}) FROM decisions d JOIN templates t ON t.id = d.template_id "
+                "WHERE d.campaign = %s AND d.reason IS NULL GROUP BY d.trigger, d.room", (campaign,)):
+            for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
+                counts.spent[share] = counts.spent.get(share, 0) + int(fen)
+        for room, broadcast, user, n in db.execute(
+                f"SELECT d.room, d.broadcast, d.\"user\", count(*) {issued} GROUP BY d.room, d.broadcast, d.\"user\"",
+                (campaign,)):
+            counts.per_user[_broadcast_field(room, broadcast, user)] = n
+        for device, n in db.execute(f"SELECT d.device_key, count(*) {issued} AND d.device_key IS NOT NULL "
+                                    "GROUP BY d.device_key", (campaign,)):
+            counts.devices[device] = n
+        for user, at in db.execute(f"SELECT d.\"user\", max(d.at) {issued} GROUP BY d.\"user\"", (campaign,)):
+            counts.last[user] = at
     return counts
-
