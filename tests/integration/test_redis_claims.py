@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
-from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
+from livecoupon.domain.decisions import MANUAL, IssueRequest, Reason, coupon_id_for
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.postgres import PostgresStore
 from livecoupon.store.redis import ClaimsRebuilding, RedisCounters, recount
@@ -464,3 +464,24 @@ def test_serve_claiming_through_redis_survives_flushes_and_exports_what_replays(
     finally:
         flusher.close()
         PostgresStore(pg_url, name).drop()
+
+
+def test_a_repeated_coupon_id_inside_a_round_answers_the_recorded_decision(pg_url: str, deployment: str) -> None:
+    """A worker's round (its own transaction, holding the fence) meets a coupon id recorded by an earlier round
+    (an operator repeating an issue key): the round goes on, answering the recorded decision, and the script
+    counts no stock for the repeat (counting it, then finding it recorded, would need a rebuild the round's own
+    fence forbids: every round with the repeat was refused)."""
+    two = replace(FIVE, stock=2)
+    store = PostgresStore(pg_url, deployment)
+    try:
+        with store.unit_of_work():
+            [first] = store.issue([_request("x", "key-1", two, trigger=MANUAL)], Limits())
+        repeat, fresh = _request("x", "key-1", two, trigger=MANUAL), _request("y", "key-2", two, trigger=MANUAL)
+        for _ in range(3):
+            with store.unit_of_work():
+                again, other = store.issue([repeat, fresh], Limits())
+            assert again.issued and again.expires_at == first.expires_at
+        assert other.issued
+        assert store.totals("c").stock_used == {"five": 2}
+    finally:
+        store.close()

@@ -42,6 +42,9 @@ class Silence(enum.StrEnum):
     EARLIER_VERSION = "earlier_version"  # a trigger published while the room was on air: from its next broadcast
 
 
+MANUAL = "manual"  # the trigger name of an operator's manual issue: its coupon ids repeat with its key
+
+
 def coupon_id_for(campaign: str, room: str, broadcast: int, trigger: str, firing: str, user: str) -> str:
     """The coupon id of a decision, derived from the decision itself.
 

@@ -24,7 +24,7 @@ from livecoupon.domain.commands import (
     addressee,
 )
 from livecoupon.domain.coupons import CouponTemplate
-from livecoupon.domain.decisions import Decision, IssueRequest, Silence, coupon_id_for, device_key_for
+from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Silence, coupon_id_for, device_key_for
 from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.offering import OfferBook
@@ -48,7 +48,6 @@ QUIET_TYPES = frozenset({"heartbeat", "like", "follow"})  # from a present viewe
 # (due, order set, room, user, joined_at, broadcast, trigger index)
 Timer = tuple[int, int, str, str, int, int, int]
 NO_TIME = -(2**63)  # before the first event
-MANUAL = "manual"  # the trigger name of an operator's manual issue
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ import psycopg
 import redis
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.decisions import Decision, IssueRequest, Reason
+from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Reason
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals, collector_paused
 from livecoupon.store.relational import DECISION_COLUMNS, ROOM_SHARE, TRIGGER_SHARE, Query
@@ -340,6 +340,9 @@ class RedisClaims:
         round trip to Redis and one to PostgreSQL (with BEGIN and COMMIT when the transaction is its own)."""
         campaign = requests[0].campaign
         assert all(r.campaign == campaign for r in requests), "one campaign per batch"
+        repeatable = [r for r in requests if r.trigger == MANUAL and r.coupon_id not in known]
+        if repeatable:  # an operator's key repeated: read first, or the script would count its coupons again
+            known |= self._known(repeatable)
         first: dict[str, IssueRequest] = {}
         for r in requests:  # a coupon id asked for twice is decided once, as first asked
             if r.coupon_id not in known:
