@@ -729,7 +729,8 @@ def build_log(url: str, name: str, events: int, tail: int, batch: int = 5_000) -
     with store.unit_of_work():  # the decisions, counters and visits as the PostgreSQL store writes them
         for start in range(0, len(made), 20_000):
             store._write_decisions(made[start:start + 20_000])
-        store._move_supply_counters(campaign.campaign, IssueCounters(), memory._counters[campaign.campaign])
+        store._write_decisions([], store._supply_moves(campaign.campaign, IssueCounters(),
+                                                       memory._counters[campaign.campaign]))
         store._many("INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", sorted(memory._visited))
         store.save_snapshot(snapshot)
     for table in ("events", "decisions", "visits", "engine_snapshots", "template_stock", "campaign_budget"):
