@@ -901,8 +901,8 @@ def restart_table(results: list[Restart], args: argparse.Namespace) -> tuple[lis
              "and reading every decision of the campaign back, which "
              + ("a worker no longer does (preload_records=False) but the single-process serve still does on a "
                 "restart" if WORKER_PRELOADS_NOTHING else "rebuild() does")
-             + "; ids in snapshot: the platform message ids the engine keeps to drop duplicates (every id a room "
-             "has seen)",
+             + "; ids in snapshot: the platform message ids the engine keeps to drop duplicates (each room's last "
+             "half hour to hour of them, engine/rooms.RecentIds)",
              "the log: one broadcast of bench/streams.py (bench/campaign.yaml), applied by a real LiveService over a "
              "MemoryStore whose log went to NAME.events by COPY (set-up, not timed); its decisions, counters, "
              "visits and snapshot written with the PostgreSQL store's own code"]
