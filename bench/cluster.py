@@ -662,10 +662,10 @@ def build_log(url: str, name: str, events: int, tail: int, batch: int = 5_000) -
     entries before its end, and what the store holds after it. (log entries, snapshot position, decisions,
     snapshot body)."""
     import psycopg
+    from restart import write_state
     from streams import StreamSpec
 
     from livecoupon.campaign_file import load_campaign
-    from livecoupon.domain.decisions import IssueCounters
     from livecoupon.engine import snapshots
     from livecoupon.engine.clock import ClockMode
     from livecoupon.service_layer.service import LiveService, SnapshotPolicy
@@ -725,14 +725,7 @@ def build_log(url: str, name: str, events: int, tail: int, batch: int = 5_000) -
         generator.join(10)
         receiver.close()
     assert snapshot is not None, "the stream was shorter than the tail"
-    made = list(memory._campaign_decisions[campaign.campaign])
-    with store.unit_of_work():  # the decisions, counters and visits as the PostgreSQL store writes them
-        for start in range(0, len(made), 20_000):
-            store._write_decisions(made[start:start + 20_000])
-        store._write_decisions([], store._supply_moves(campaign.campaign, IssueCounters(),
-                                                       memory._counters[campaign.campaign]))
-        store._many("INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", sorted(memory._visited))
-        store.save_snapshot(snapshot)
+    made = write_state(store, memory, campaign, snapshot)  # as the PostgreSQL store writes them
     for table in ("events", "decisions", "visits", "engine_snapshots", "template_stock", "campaign_budget"):
         store._run(f"ANALYZE {table}")  # as autovacuum would have by the time a worker restarts
     store.close()
@@ -799,31 +792,14 @@ def restart_once(url: str, name: str) -> tuple[float, int, Any]:
 def snapshot_parts(url: str, name: str) -> tuple[float, float, float, int]:
     """What a restart from the snapshot spends where (each timed alone, after the restart): reading the snapshot
     row, unpickling it into an engine, reading every decision back; and how many event ids the snapshot keeps."""
+    from restart import timed_parts
+
     from livecoupon.campaign_file import load_campaign
-    from livecoupon.engine import snapshots
-    from livecoupon.engine.campaigns import Deployment
     from livecoupon.store.postgres import PostgresStore
 
-    campaign = load_campaign(RESTART_CAMPAIGN)
     store = PostgresStore(url, name, log="p0")
-    gc.collect()
-    started = time.perf_counter()
-    snapshot = store.latest_snapshot(snapshots.fingerprint(campaign))
-    read = time.perf_counter() - started
-    assert snapshot is not None
-    deployment = Deployment([campaign], store)
-    started = time.perf_counter()
-    snapshots.load_deployment(deployment, snapshot.body)
-    load = time.perf_counter() - started
-    ids = sum(len(room.seen_ids) for engine in deployment.engines.values() for room in engine.rooms.values())
-    del deployment, snapshot
-    gc.collect()
-    started = time.perf_counter()
-    records = {r.coupon_id: r for r in store.decisions(campaign.campaign)}
-    decisions = time.perf_counter() - started
-    del records
+    read, load, decisions, ids, _ = timed_parts(store, load_campaign(RESTART_CAMPAIGN))
     store.close()
-    gc.collect()
     return read, load, decisions, ids
 
 

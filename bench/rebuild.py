@@ -11,8 +11,8 @@ fresh schema on the machine's PostgreSQL gets that many decisions of one campaig
 broadcasts each, 3 triggers, 2 templates, users a third of the decisions (so most have 3 coupons), a device
 key on half, 5% suppressed. Then, alternating, ``--reps`` times each:
 
-- **baseline**: the recount as it was up to commit 75b491a, five ``GROUP BY`` scans at the server's ``work_mem``
-  (kept below as :func:`recount_five_scans`), and loading what they give into Redis;
+- **baseline**: the recount as it was up to commit 75b491a, the same five ``GROUP BY`` scans at PostgreSQL's
+  default ``work_mem`` of 4 MB (:func:`recount_five_scans`), and loading what they give into Redis;
 - **now**: :func:`livecoupon.store.redis.recount` and the same load;
 
 each timed as the query (PostgreSQL's side and the rows' transfer into Python), the load into Redis, and
@@ -40,8 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import psycopg  # noqa: E402
 
 from livecoupon.store.postgres import PostgresStore  # noqa: E402
-from livecoupon.store.redis import CAMPAIGN_SHARE, FACE, Recount, _broadcast_field, recount  # noqa: E402
-from livecoupon.store.relational import ROOM_SHARE, TRIGGER_SHARE  # noqa: E402
+from livecoupon.store.redis import Recount, recount  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -49,27 +48,8 @@ CAMPAIGN = "bench-rebuild"
 
 
 def recount_five_scans(db: psycopg.Connection[Any], campaign: str) -> Recount:
-    """The rebuild's recount up to 75b491a, as it was: five scans of the campaign's issued decisions."""
-    counts = Recount()
-    issued = "FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL"
-    for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
-        counts.stock[template] = n
-    counts.spent[CAMPAIGN_SHARE] = 0
-    for trigger, room, fen in db.execute(
-            f"SELECT d.trigger, d.room, sum({FACE}) FROM decisions d JOIN templates t ON t.id = d.template_id "
-            "WHERE d.campaign = %s AND d.reason IS NULL GROUP BY d.trigger, d.room", (campaign,)):
-        for share in (CAMPAIGN_SHARE, TRIGGER_SHARE + trigger, ROOM_SHARE + room):
-            counts.spent[share] = counts.spent.get(share, 0) + int(fen)
-    for room, broadcast, user, n in db.execute(
-            f"SELECT d.room, d.broadcast, d.\"user\", count(*) {issued} GROUP BY d.room, d.broadcast, d.\"user\"",
-            (campaign,)):
-        counts.per_user[_broadcast_field(room, broadcast, user)] = n
-    for device, n in db.execute(f"SELECT d.device_key, count(*) {issued} AND d.device_key IS NOT NULL "
-                                "GROUP BY d.device_key", (campaign,)):
-        counts.devices[device] = n
-    for user, at in db.execute(f"SELECT d.\"user\", max(d.at) {issued} GROUP BY d.\"user\"", (campaign,)):
-        counts.last[user] = at
-    return counts
+    """The rebuild's recount up to 75b491a: the same five scans at PostgreSQL's default ``work_mem``."""
+    return recount(db, campaign, work_mem="4MB")
 
 
 def fill(url: str, name: str, size: int) -> None:

@@ -28,7 +28,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +48,25 @@ CAMPAIGN = ROOT / "bench" / "campaign.yaml"
 BATCH = 5_000
 
 
+def batches(events: int) -> Iterator[list[dict[str, object]]]:
+    """One simulated broadcast of about ``events`` events, ``BATCH`` at a time."""
+    batch: list[dict[str, object]] = []
+    for event in broadcast_events(StreamSpec.for_events(events), limit=events):
+        batch.append(event)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def build(db: Path, events: int) -> tuple[int, float]:
     """Post ``events`` events of one simulated broadcast; how many were logged, and the seconds it took."""
     service = LiveService(load_campaign(CAMPAIGN), SqliteStore(db), ClockMode.EVENT,
                           snapshot_policy=SnapshotPolicy(entries=20_000, seconds=0))
     service.rebuild()
     started = time.perf_counter()
-    batch: list[dict[str, object]] = []
-    for event in broadcast_events(StreamSpec.for_events(events), limit=events):
-        batch.append(event)
-        if len(batch) == BATCH:
-            service.submit(batch)
-            batch = []
-    if batch:
+    for batch in batches(events):
         service.submit(batch)
     took = time.perf_counter() - started
     logged = service.store.log_position()
@@ -68,9 +74,24 @@ def build(db: Path, events: int) -> tuple[int, float]:
     return logged, took
 
 
+def write_state(store: Any, memory: Any, campaign: Any, snapshot: Any) -> list[Any]:
+    """What a memory store holds after a built log (decisions, supply counters, visits) and ``snapshot``,
+    written into ``store`` by its own code, in one transaction; the decisions."""
+    from livecoupon.domain.decisions import IssueCounters
+
+    made = list(memory._campaign_decisions[campaign.campaign])
+    with store.unit_of_work():
+        for start in range(0, len(made), 20_000):
+            store._write_decisions(made[start:start + 20_000])
+        store._write_decisions([], store._supply_moves(campaign.campaign, IssueCounters(),
+                                                       memory._counters[campaign.campaign]))
+        store._many("INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", sorted(memory._visited))
+        store.save_snapshot(snapshot)
+    return made
+
+
 def build_direct(db: Path, events: int, tail: int = 20_000) -> tuple[int, float]:
     """``build``'s log, decisions and state, written without posting (see the module's docstring)."""
-    from livecoupon.domain.decisions import IssueCounters
     from livecoupon.engine import snapshots
     from livecoupon.store.memory import MemoryStore
 
@@ -99,27 +120,14 @@ def build_direct(db: Path, events: int, tail: int = 20_000) -> tuple[int, float]
     service.rebuild()
     started = time.perf_counter()
     snapshot = None
-    batch: list[dict[str, object]] = []
-    for event in broadcast_events(StreamSpec.for_events(events), limit=events):
-        batch.append(event)
-        if len(batch) == BATCH:
-            service.submit(batch)
-            batch = []
-            if snapshot is None and memory.position >= events - tail:
-                service.snapshot()
-                snapshot = memory.latest_snapshot(snapshots.fingerprint(campaign))
-    if batch:
+    for batch in batches(events):
         service.submit(batch)
+        if snapshot is None and memory.position >= events - tail:
+            service.snapshot()
+            snapshot = memory.latest_snapshot(snapshots.fingerprint(campaign))
     raw.close()
     assert snapshot is not None, "the stream was shorter than the tail"
-    made = list(memory._campaign_decisions[campaign.campaign])
-    with store.unit_of_work():  # the decisions, counters, visits and snapshot as the SQLite store writes them
-        for start in range(0, len(made), 20_000):
-            store._write_decisions(made[start:start + 20_000])
-        store._write_decisions([], store._supply_moves(campaign.campaign, IssueCounters(),
-                                                       memory._counters[campaign.campaign]))
-        store._many("INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", sorted(memory._visited))
-        store.save_snapshot(snapshot)
+    write_state(store, memory, campaign, snapshot)
     store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file as a running service keeps it: log copied in
     store.close()
     took = time.perf_counter() - started
@@ -127,14 +135,16 @@ def build_direct(db: Path, events: int, tail: int = 20_000) -> tuple[int, float]
     return memory.position, took
 
 
-def parts(db: Path) -> str:
-    """The restart's parts, each timed alone: reading the snapshot, unpickling it, reading the decisions back."""
+def timed_parts(store: Any, campaign: Any) -> tuple[float, float, float, int, int]:
+    """A restart's parts, each timed alone on ``store``: reading the latest snapshot, unpickling it into an
+    engine, reading every decision back; and the event ids the snapshot keeps, the decisions read."""
+    import gc
+
     from livecoupon.engine import snapshots
     from livecoupon.engine.campaigns import Deployment
     from livecoupon.service_layer.service import recorded
 
-    campaign = load_campaign(CAMPAIGN)
-    store = SqliteStore(db)
+    gc.collect()
     started = time.perf_counter()
     snapshot = store.latest_snapshot(snapshots.fingerprint(campaign))
     read = time.perf_counter() - started
@@ -144,12 +154,20 @@ def parts(db: Path) -> str:
     snapshots.load_deployment(deployment, snapshot.body)
     load = time.perf_counter() - started
     ids = sum(len(room.seen_ids) for engine in deployment.engines.values() for room in engine.rooms.values())
+    del deployment, snapshot
+    gc.collect()
     started = time.perf_counter()
     records, _ = recorded(store, [campaign.campaign])
     back = time.perf_counter() - started
+    return read, load, back, ids, len(records)
+
+
+def parts(db: Path) -> str:
+    store = SqliteStore(db)
+    read, load, back, ids, decisions = timed_parts(store, load_campaign(CAMPAIGN))
     store.close()
     return (f"snapshot read {read:.2f} s, unpickled {load:.2f} s ({ids:,} event ids), "
-            f"{len(records):,} decisions read back {back:.2f} s")
+            f"{decisions:,} decisions read back {back:.2f} s")
 
 
 def restart(db: Path) -> tuple[float, int]:

@@ -516,13 +516,13 @@ class RedisClaims:
 _RECOUNT_WORK_MEM = "64MB"
 
 
-def recount(db: psycopg.Connection[Any], campaign: str) -> Recount:
+def recount(db: psycopg.Connection[Any], campaign: str, work_mem: str = _RECOUNT_WORK_MEM) -> Recount:
     """The campaign's counters, counted from its issued coupons in PostgreSQL: aggregates (a row per counter, never
     one per decision), in a transaction of their own (or a savepoint of the caller's) with room to hash them."""
     counts = Recount()
     issued = "FROM decisions d WHERE d.campaign = %s AND d.reason IS NULL"
     with db.transaction():
-        db.execute(f"SET LOCAL work_mem = '{_RECOUNT_WORK_MEM}'")
+        db.execute(f"SET LOCAL work_mem = '{work_mem}'")
         for template, n in db.execute(f"SELECT d.template, count(*) {issued} GROUP BY d.template", (campaign,)):
             counts.stock[template] = n
         counts.spent[CAMPAIGN_SHARE] = 0
