@@ -22,6 +22,7 @@ from typing import Any
 from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
+from livecoupon.store.port import BIG_BATCH, collector_paused
 
 VERSION = 9  # bump whenever the engine's state changes shape
 
@@ -51,6 +52,13 @@ _STATE = ("rooms", "paused", "facts", "blocked_users", "blocked_devices", "time"
           "_gifts_seen", "offers", "plan", "published")
 
 
+def _unpickled(body: bytes) -> Any:
+    """The snapshot's objects, the collector paused: millions of them at once (viewers, event ids), none garbage
+    (0.51-0.54 s against 0.66-0.71 for a 30 MiB snapshot, measured)."""
+    with collector_paused(BIG_BATCH + 1):
+        return pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
+
+
 def dump(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
     """The engine's state, and ``extra`` (the caller's own, such as counters), as bytes."""
     return pickle.dumps((_state(engine), extra or {}), protocol=pickle.HIGHEST_PROTOCOL)
@@ -58,7 +66,7 @@ def dump(engine: Engine, extra: dict[str, Any] | None = None) -> bytes:
 
 def load(engine: Engine, body: bytes) -> dict[str, Any]:
     """Put a fresh engine in the state of ``body``; returns the ``extra`` saved with it."""
-    state, extra = pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
+    state, extra = _unpickled(body)
     _put(engine, state)
     return dict(extra)
 
@@ -72,7 +80,7 @@ def dump_deployment(deployment: Deployment, extra: dict[str, Any] | None = None)
 def load_deployment(deployment: Deployment, body: bytes) -> dict[str, Any]:
     """Put a fresh deployment in the state of ``body`` (a campaign it did not hold waits for its start entry);
     returns the ``extra`` saved with it."""
-    states, time, extra = pickle.loads(body)  # noqa: S301 - our own store's bytes (see the module's docstring)
+    states, time, extra = _unpickled(body)
     engines = {}
     for name, state in states.items():
         campaign = deployment.campaigns.get(name)
