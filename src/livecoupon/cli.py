@@ -160,7 +160,8 @@ _CREDENTIAL_NAMES = {"LIVECOUPON_API_KEY": "运营密钥 / operator key",
 
 
 CLAIMS_HELP = ("redis://…: keep the claims' counters in Redis (with --store; recorded for the deployment, "
-               "so its other processes follow)")
+               "so its other processes follow); postgresql: move them back to PostgreSQL (counted again from "
+               "the decisions)")
 
 
 @app.command()
