@@ -21,9 +21,9 @@ import redis
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
-from livecoupon.store.port import CampaignTotals
+from livecoupon.store.port import CampaignTotals, Snapshot
 from livecoupon.store.redis import FACE, ClaimsRebuilding, RedisClaims, RedisCounters, deployment_fence
-from livecoupon.store.relational import INTERN_TEMPLATE, TEMPLATE_ID, Query, Reads, RelationalStore
+from livecoupon.store.relational import INTERN_TEMPLATE, LATEST_SNAPSHOT, TEMPLATE_ID, Query, Reads, RelationalStore
 
 T = TypeVar("T")
 
@@ -277,6 +277,12 @@ class PostgresStore(RelationalStore):
             found = self._sql[sql] = sql.replace("?", "%s")
         return found
 
+    def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
+        """The body in the binary format: tens of MiB that as text come as hex, decoded in Python (26 MiB in
+        0.09-0.12 s against 0.30-0.40, measured)."""
+        row = self._run(LATEST_SNAPSHOT, (self.log, fingerprint), binary=True).fetchone()
+        return Snapshot(row[0], fingerprint, row[1]) if row else None
+
     # -- a claim's unit of work: BEGIN with its first reads, COMMIT with its last write --------
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
@@ -321,19 +327,20 @@ class PostgresStore(RelationalStore):
         local.committed = True
         return rows
 
-    def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def _run(self, sql: str, args: Sequence[Any] = (), binary: bool = False) -> psycopg.Cursor[Any]:
+        """``binary``: the rows in PostgreSQL's binary format (a snapshot's body: as text, bytea travels as hex)."""
         if getattr(self._local, "begin_pending", False):
             return self._pipelined([(sql, args)])[0]  # with the BEGIN before it
         db = self._db
         try:
-            return db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+            return db.execute(self._translate(sql), args, binary=binary)  # type: ignore[no-any-return]
         except psycopg.OperationalError as exc:
             if not db.broken:
                 raise
             if getattr(self._local, "depth", 0) == 0:
                 # the first statement (a read, or a transaction's BEGIN) on a connection the server had closed
                 # (a restart, a failover): it never ran; once more, on a new connection
-                return self._db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+                return self._db.execute(self._translate(sql), args, binary=binary)  # type: ignore[no-any-return]
             raise Unavailable("数据库连接中断，请重试 / the database connection was lost; retry",
                               code="store_unavailable") from exc
 

@@ -67,6 +67,9 @@ TEMPLATE_ID = ("SELECT id FROM templates WHERE campaign=? AND name=? AND title=?
                "amount=? AND percent_tenths=? AND max_discount IS NOT DISTINCT FROM ? AND scope=?")
 
 
+LATEST_SNAPSHOT = ("SELECT position, body FROM engine_snapshots WHERE log = ? AND fingerprint = ? "
+                   "ORDER BY position DESC LIMIT 1")
+
 class Reads:
     """Queries to run together, each with what consumes its rows."""
 
@@ -626,8 +629,7 @@ class RelationalStore(ABC):
                       (self.log, self.log))
 
     def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
-        row = self._run("SELECT position, body FROM engine_snapshots WHERE log = ? AND fingerprint = ? "
-                        "ORDER BY position DESC LIMIT 1", (self.log, fingerprint)).fetchone()
+        row = self._run(LATEST_SNAPSHOT, (self.log, fingerprint)).fetchone()
         return Snapshot(row[0], fingerprint, row[1]) if row else None
 
 
