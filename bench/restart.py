@@ -208,7 +208,8 @@ def main() -> None:
             rows.append(("restart", [f"{logged:,}", f"{posted:.1f}", f"{with_snapshot:.2f}", f"{tail:,}",
                                      f"{size_mib:.1f}", f"{decisions:,}", *baseline]))
             print(f"{logged:,} entries: snapshot {with_snapshot:.2f} s ({tail:,} re-applied, snapshot "
-                  f"{size_mib:.1f} MiB, {decisions:,} decisions read back), whole log {whole:.2f} s", flush=True)
+                  f"{size_mib:.1f} MiB, {decisions:,} decisions read back), whole log "
+                  + (f"{whole:.2f} s" if applied else "skipped"), flush=True)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print_table([f"machine: nproc={os.cpu_count()}  python={platform.python_version()}  "
                  f"sqlite={sqlite3.sqlite_version}  load average at the end: {load}"],
