@@ -313,7 +313,6 @@ class LiveService:
         self.listeners: list[DecisionListener] = []
         self.events_applied = 0
         self.next_due: int | None = None  # the earliest timer, published for the event loop
-        self.paused: frozenset[str] = frozenset()  # likewise: the first campaign's paused triggers
         self.records: dict[str, DecisionRecord] = {}  # every decision, for metrics (written on the writer)
         self.record_campaigns: dict[str, str] = {}  # with several campaigns: each record's (coupon id -> campaign)
         self._preload_records = preload_records
@@ -536,6 +535,11 @@ class LiveService:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
         return self.command(IssueToPresent(template, room, key, name), room)
 
+    @property
+    def paused(self) -> frozenset[str]:
+        """The first campaign's paused triggers (on the writer thread)."""
+        return self.paused_of(self.base.campaign)
+
     def paused_of(self, campaign: str) -> frozenset[str]:
         """The triggers of ``campaign`` an operator has paused."""
         engine = self.deployment.engine(campaign)
@@ -665,7 +669,6 @@ class LiveService:
 
     def _publish(self) -> None:
         self.next_due = self.deployment.next_timer_due() if self.clock.fires_timers else None
-        self.paused = self.paused_of(self.base.campaign)
 
     def logged(self) -> Iterator[dict[str, Any]]:
         """The log as applied, event by event (as ``export`` writes it)."""
