@@ -70,6 +70,7 @@ TEMPLATE_ID = ("SELECT id FROM templates WHERE campaign=? AND name=? AND title=?
 LATEST_SNAPSHOT = ("SELECT position, body FROM engine_snapshots WHERE log = ? AND fingerprint = ? "
                    "ORDER BY position DESC LIMIT 1")
 
+
 class Reads:
     """Queries to run together, each with what consumes its rows."""
 
