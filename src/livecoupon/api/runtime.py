@@ -97,14 +97,15 @@ class Runtime:
             except Exception:
                 log.exception("a decision handler failed")
 
-    async def stats_message(self, room: str | None = None, campaign: str | None = None) -> dict[str, Any]:
+    async def stats_message(self, room: str | None = None, campaign: str | None = None,
+                            summary: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The console's counters (of ``campaign``: the deployment's first by default); with ``room`` (a host's
-        console), that room alone."""
+        console), that room alone. ``summary``: the rooms' summary already read for this second's frames."""
         service = self.service
         name = self._named(campaign)
         stats = self.campaign_stats[name]
         totals = await service.call(service.store.totals, name)
-        rooms = await service.call(service.room_summary)
+        rooms = summary if summary is not None else await service.call(service.room_summary)
         if len(service.campaign_names) > 1:  # the rooms this campaign decides for
             rooms = {r: info for r, info in rooms.items() if name in info.get("campaigns", ())}
         paused = set(await service.call(service.paused_of, name))
@@ -222,21 +223,28 @@ class Runtime:
         console shows the one picked), and to each host's console those of the campaigns listening to its room."""
         while True:
             await asyncio.sleep(STATS_SECONDS)
+            hosts = self.consoles.host_rooms()
+            if not (self.consoles.has_operators or hosts):
+                continue
+            summary = await self.service.call(self.service.room_summary)  # once a second, for every frame
             if self.consoles.has_operators:
-                for frame in await self.stats_frames():
+                for frame in await self.stats_frames(summary=summary):
                     self.consoles.broadcast(frame)
-            for room in self.consoles.host_rooms():
-                for frame in await self.stats_frames(room):
+            for room in hosts:
+                for frame in await self.stats_frames(room, summary):
                     self.consoles.tell_hosts(room, frame)
 
-    async def stats_frames(self, room: str | None = None) -> list[dict[str, Any]]:
+    async def stats_frames(self, room: str | None = None,
+                           summary: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The stats messages a console shows: an operator's, every campaign's; a host's, those of the campaigns
-        listening to its room (the first campaign's, if none does)."""
+        listening to its room (the first campaign's, if none does). The rooms' summary is read once for all."""
         service = self.service
         names = service.campaign_names
         if room is not None:
             names = [n for n in names if service.campaign_named(n).listens_to(room)] or names[:1]
-        return [await self.stats_message(room, name) for name in names]
+        if summary is None:
+            summary = await service.call(service.room_summary)
+        return [await self.stats_message(room, name, summary) for name in names]
 
 
 async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:
@@ -289,10 +297,14 @@ def caller_from(request: Request) -> Caller | None:
     dependency machinery (about 100 µs a request here) and declare the same security in their document
     (``LEAN_SECURITY``)."""
     headers = request.headers
-    scheme, bearer = get_authorization_scheme_param(headers.get("authorization"))
-    token = (headers.get("x-api-key") or (bearer if scheme.lower() == "bearer" else None)
-             or request.cookies.get(SESSION_COOKIE))
+    token = credential(headers.get("x-api-key"), headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
     return identify(request.app.state.runtime, token, client_address(request))
+
+
+def credential(key: str | None, authorization: str | None, session: str | None) -> str | None:
+    """The token a request presents: X-API-Key, then ``Authorization: Bearer``, then the session cookie."""
+    scheme, bearer = get_authorization_scheme_param(authorization)
+    return key or (bearer if scheme.lower() == "bearer" else None) or session or None
 
 
 # The OpenAPI security of a route that reads its caller with ``caller_from``: the schemes above, as FastAPI
