@@ -25,7 +25,6 @@ import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from fastapi import FastAPI
 from prometheus_client import Histogram
 from starlette.requests import Request, cookie_parser
@@ -34,8 +33,8 @@ from starlette.types import Receive, Scope, Send
 
 from livecoupon.api.auth import SESSION_COOKIE
 from livecoupon.api.bodies import MAX_BODY, read_body, refuse
-from livecoupon.api.public import CHECKOUT_ACTS, order_created, order_moved
-from livecoupon.api.runtime import identify
+from livecoupon.api.public import CHECKOUT_ACTS, encode_json, order_created, order_moved
+from livecoupon.api.runtime import credential, identify
 from livecoupon.service_layer.checkout import Answer
 
 if TYPE_CHECKING:
@@ -46,7 +45,6 @@ _PREFIX = ORDERS + "/"
 _WANTED = frozenset((b"content-length", b"content-encoding", b"content-type", b"x-api-key", b"authorization",
                      b"cookie"))
 _PLAIN = (b"", b"identity")
-_encode = msgspec.json.Encoder().encode
 # the route's template (its metrics label), the order id and act ("" to create), the headers the lane reads
 Route = tuple[str, str, str, dict[bytes, bytes]]
 
@@ -108,7 +106,7 @@ class CheckoutLane:
             status, answer = await self._answer(scope, route, body)
         except Exception as exc:  # noqa: BLE001 (answered as the app's handlers answer it, or a 500)
             return await self._failed(scope, receive, send, exc)
-        text = _encode(answer)
+        text = encode_json(answer)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(text)).encode()), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": text})
@@ -145,14 +143,8 @@ class CheckoutLane:
 
 
 def _token(headers: dict[bytes, bytes]) -> str | None:
-    """The credential, as ``caller_from`` reads it: X-API-Key, then a bearer token, then the session cookie."""
-    key = headers.get(b"x-api-key")
-    if key:
-        return key.decode("latin-1")
-    authorization = headers.get(b"authorization")
-    if authorization:
-        scheme, _, bearer = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and bearer:
-            return bearer
-    cookie = headers.get(b"cookie")
-    return cookie_parser(cookie.decode("latin-1")).get(SESSION_COOKIE) if cookie else None
+    """The credential, as ``caller_from`` reads it (``credential``), from the raw headers."""
+    key, authorization, cookie = headers.get(b"x-api-key"), headers.get(b"authorization"), headers.get(b"cookie")
+    return credential(key.decode("latin-1") if key else None,
+                      authorization.decode("latin-1") if authorization else None,
+                      cookie_parser(cookie.decode("latin-1")).get(SESSION_COOKIE) if cookie else None)
