@@ -27,15 +27,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
-            return
-        body = await read_body(receive, self.limit)
-        if body is None:
-            return
-        if len(body) > self.limit:
-            await refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
+        body = await bounded_body(headers.get(b"content-length"), receive, send, self.limit)
+        if isinstance(body, int):
             return
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding == b"gzip":
@@ -54,6 +47,21 @@ class BodyLimit:
             await refuse(send, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+async def bounded_body(declared: bytes | None, receive: Receive, send: Send, limit: int) -> bytes | int:
+    """The request's whole body, or the status it was answered with instead: 413 (over ``limit``, as declared in
+    ``Content-Length`` or as sent), 500 (nothing answered: the client went away)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await refuse(send, 413, "too_large", f"the body is over {limit // 2**20} MiB")
+        return 413
+    body = await read_body(receive, limit)
+    if body is None:
+        return 500
+    if len(body) > limit:
+        await refuse(send, 413, "too_large", f"the body is over {limit // 2**20} MiB")
+        return 413
+    return body
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from livecoupon.api.auth import SESSION_COOKIE
-from livecoupon.api.bodies import MAX_BODY, read_body, refuse
+from livecoupon.api.bodies import MAX_BODY, bounded_body
 from livecoupon.api.public import CHECKOUT_ACTS, encode_json, order_created, order_moved
 from livecoupon.api.runtime import credential, identify
 from livecoupon.service_layer.checkout import Answer
@@ -90,17 +90,9 @@ class CheckoutLane:
             self._observe(route[0], status, time.perf_counter() - started)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> int:
-        headers = route[3]
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
-            return 413
-        body = await read_body(receive, self.limit)
-        if body is None:
-            return 500  # the client went away: nothing answered (as BodyLimit)
-        if len(body) > self.limit:
-            await refuse(send, 413, "too_large", f"the body is over {self.limit // 2**20} MiB")
-            return 413
+        body = await bounded_body(route[3].get(b"content-length"), receive, send, self.limit)
+        if isinstance(body, int):
+            return body  # refused (413), or the client went away (500: nothing answered, as BodyLimit records it)
         scope["app"] = self.app
         try:
             status, answer = await self._answer(scope, route, body)
