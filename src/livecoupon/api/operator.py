@@ -105,7 +105,7 @@ async def decisions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str,
     several = len(names) > 1
     listed: list[dict[str, Any]] = []
     for name in [campaign] if campaign else names:
-        records, _ = await service.call(service.metrics_inputs, name)
+        records = await service.call(service.decisions_of, name)
         extra = {"campaign": name} if several else {}
         listed.extend(decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
                       | extra for r in records)

@@ -447,10 +447,11 @@ class GatewayService:
         return {}  # the policies live in the workers' engines, one per partition
 
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
-        name = campaign_in(self.campaign_names, campaign or self.base.campaign)
-        records = list(self.store.decisions(name))
         orders = [e for e in map(parse_event, self.logged()) if e.type == "order"]
-        return records, orders
+        return self.decisions_of(campaign), orders
+
+    def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
+        return list(self.store.decisions(campaign_in(self.campaign_names, campaign or self.base.campaign)))
 
 
 _WAITS_ON_THE_BUS = {GatewayService.submit, GatewayService.command, GatewayService.pause,

@@ -87,6 +87,9 @@ class Service(Protocol):
 
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]: ...
 
+    def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
+        """The decisions so far (``campaign``'s, where there are several), in decision order."""
+
     def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]: ...
 
     def room_summary(self) -> dict[str, dict[str, Any]]: ...

@@ -689,11 +689,15 @@ class LiveService:
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
         """Copies of the decisions (``campaign``'s, where there are several) and orders so far, for metrics
         computed off the writer thread."""
+        return self.decisions_of(campaign), list(self.orders)
+
+    def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
+        """A copy of the decisions so far (``campaign``'s, where there are several), in decision order."""
         if len(self.bases) == 1:
-            return list(self.records.values()), list(self.orders)
+            return list(self.records.values())
         name = campaign_in(self.campaign_names, campaign or self.base.campaign)
         mine = self.record_campaigns
-        return [r for r in self.records.values() if mine.get(r.coupon_id) == name], list(self.orders)
+        return [r for r in self.records.values() if mine.get(r.coupon_id) == name]
 
     def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
         """Every decision so far, each campaign's apart (a console's counters at start)."""
