@@ -159,12 +159,13 @@ def build_cluster_app(campaign: Campaign | Sequence[Campaign], credentials: Cred
         raise ValueError("--bus needs --store postgresql://…: workers share the ledger and the logs there")
     campaigns = [campaign] if isinstance(campaign, Campaign) else list(campaign)
     # ``claims`` recorded (the workers' partitions claim through it); and before serving, as on one machine, a
-    # campaign the deployment ran and the configuration drops is refused
+    # campaign the deployment ran and the configuration drops is refused. A gateway keeps this store as its own.
     deployment = PostgresStore(store_url, name, claims=claims)
     try:
         check_roster(deployment.roster(), [c.campaign for c in campaigns])
-    finally:
+    except BaseException:
         deployment.close()
+        raise
     bus = Bus(scale.bus, Subjects(name))
     # the workers create coupons in the merchant's system; a gateway takes the merchant's reports
     ledger = ledger_from_env(campaigns[0])  # (a campaign with a ledger runs in a deployment of its own)
@@ -186,10 +187,10 @@ def build_cluster_app(campaign: Campaign | Sequence[Campaign], credentials: Cred
                         webhooks=webhook_config)
     if scale.role is Role.WORKER:
         assert worker is not None
+        deployment.close()
         return worker_app(worker, credentials, around=[connected, lambda runtime: worker.running()])
     partitions = deployment_partitions(store_url, name, scale.partitions)
-    gateway = GatewayService(campaigns, PostgresStore(store_url, name), bus, clock, partitions=partitions,
-                             source=source)
+    gateway = GatewayService(campaigns, deployment, bus, clock, partitions=partitions, source=source)
 
     @contextlib.asynccontextmanager
     async def listening(runtime: Any) -> AsyncIterator[None]:
