@@ -55,6 +55,7 @@ from livecoupon.service_layer.service import (
     campaign_in,
     check_manual,
     check_trigger,
+    joined_late,
     merchant_answer,
     merchant_order_event,
     paid_order_event,
@@ -440,8 +441,8 @@ class GatewayService:
         return merged_log(self.store)
 
     def explain(self, user: str) -> list[dict[str, Any]]:
-        joining = [name for name, position in self.store.roster().items() if position > 0]
-        return explain(list(self.bases.values()), (parse_event(raw) for raw in self.logged()), user, joining)
+        return explain(list(self.bases.values()), (parse_event(raw) for raw in self.logged()), user,
+                       joined_late(self.store.roster()))
 
     def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition

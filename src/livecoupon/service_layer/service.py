@@ -240,6 +240,11 @@ def rostered(store: Store, campaigns: Sequence[str]) -> dict[str, int]:
     return roster
 
 
+def joined_late(roster: dict[str, int]) -> list[str]:
+    """The campaigns of a roster started part-way through the log (a ``start`` entry each)."""
+    return [name for name, position in roster.items() if position > 0]
+
+
 def check_roster(roster: Iterable[str], campaigns: Sequence[str]) -> None:
     """:class:`DeploymentError` if the deployment ran a campaign ``campaigns`` leaves out."""
     gone = sorted(set(roster) - set(campaigns))
@@ -395,7 +400,7 @@ class LiveService:
 
     def _roster(self) -> dict[str, int]:
         roster = rostered(self.store, self.campaign_names)
-        self.joined_late = frozenset(name for name, position in roster.items() if position > 0)
+        self.joined_late = frozenset(joined_late(roster))
         return roster
 
     def check_roster(self) -> None:
