@@ -140,6 +140,14 @@ def test_decisions_come_back_in_decision_order(store: Store) -> None:
     assert [d.user for d in store.decisions("c")] == ["b", "a", "c"]
 
 
+def test_one_trigger_s_decisions_come_back_alone_in_decision_order(store: Store) -> None:
+    store.issue([request("b", trigger="manual"), request("a"), request("c", trigger="manual", template=None)],
+                Limits())
+    store.issue([request("d", trigger="manual", campaign="other")], Limits())
+    assert [d.user for d in store.decisions("c", "manual")] == ["b", "c"]
+    assert [d.user for d in store.decisions("c", "t")] == ["a"]
+
+
 def test_coupon_moves_by_compare_and_set(store: Store) -> None:
     [d] = store.issue([request("a")], Limits())
     coupon = store.coupon(d.request.coupon_id)

@@ -23,10 +23,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 @contextlib.contextmanager
 def serving(db: Path, *, campaign: Campaign | list[Campaign] | None = None, clock: ClockMode = ClockMode.EVENT,
             wall: Callable[[], int] | None = None, headers: dict[str, str] | None = None,
-            **app: Any) -> Iterator[TestClient]:
-    """A client of the app on ``db`` (the example campaign unless given); ``app`` goes to ``create_app``
-    (``throttle``, ``ledger``…); ``headers`` are sent with every request."""
-    service = LiveService(campaign or load_campaign(EXAMPLE), SqliteStore(db), clock, wall=wall)
+            store: SqliteStore | None = None, **app: Any) -> Iterator[TestClient]:
+    """A client of the app on ``db`` (the example campaign unless given; ``store``: the store opened on it, if it
+    is); ``app`` goes to ``create_app`` (``throttle``, ``ledger``…); ``headers`` are sent with every request."""
+    service = LiveService(campaign or load_campaign(EXAMPLE), store or SqliteStore(db), clock, wall=wall)
     with TestClient(create_app(service, credentials=CREDENTIALS, **app), headers=headers) as client:
         yield client
     service.close()

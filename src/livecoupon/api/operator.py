@@ -104,6 +104,7 @@ async def decisions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str,
     names = service.campaign_names
     several = len(names) > 1
     listed: list[dict[str, Any]] = []
+    await rt.read_back()
     for name in [campaign] if campaign else names:
         records = await service.call(service.decisions_of, name)
         extra = {"campaign": name} if several else {}

@@ -26,7 +26,7 @@ from livecoupon.delivery.pacing import Pacer
 from livecoupon.delivery.webhooks import payload_for
 from livecoupon.delivery.websockets import ConsoleHub, Hub
 from livecoupon.domain.coupons import Coupon
-from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.decisions import Decision
 from livecoupon.service_layer import handlers as after_commit
 from livecoupon.service_layer.port import Service
 from livecoupon.service_layer.service import campaign_in
@@ -70,6 +70,7 @@ class Runtime:
     campaign_stats: dict[str, LiveStats] = field(init=False)  # each campaign's console counters
     pending_acks: list[tuple[str, str]] = field(default_factory=list)
     handlers: list[after_commit.Handler] = field(init=False)
+    _counted: asyncio.Future[None] | None = field(default=None, init=False)  # see read_back
 
     def __post_init__(self) -> None:
         service = self.service
@@ -83,9 +84,8 @@ class Runtime:
         elif self.ledger is not None:  # a coupon pops up once the merchant's system has confirmed it
             self.handlers.append(after_commit.creating(self.ledger))
             self.ledger.confirmed = self._confirmed
-        # (scaled out, the workers create coupons in the merchant's system and the gateways hear them confirmed)
-        if self.webhooks is not None:
-            self.handlers.append(after_commit.notifying(reading, self.webhooks))
+        # (scaled out, the workers create coupons in the merchant's system and the gateways hear them confirmed;
+        # merchant webhooks are sent once the sender starts: see _start_webhooks)
 
     # -- on the event loop ---------------------------------------------------------------
     def on_decisions(self, decisions: list[Decision]) -> None:
@@ -103,6 +103,7 @@ class Runtime:
         console), that room alone. ``summary``: the rooms' summary already read for this second's frames."""
         service = self.service
         name = self._named(campaign)
+        await self.read_back()
         stats = self.campaign_stats[name]
         totals = await service.call(service.store.totals, name)
         rooms = summary if summary is not None else await service.call(service.room_summary)
@@ -129,6 +130,7 @@ class Runtime:
         the writer thread from copies of its state."""
         service = self.service
         name = self._named(campaign)
+        await self.read_back()
         (records, orders), prices = await service.call(
             lambda: (service.metrics_inputs(name), service.offer_prices(name)))
         metrics = await asyncio.to_thread(campaign_metrics, service.campaign_named(name), records, orders)
@@ -143,20 +145,16 @@ class Runtime:
         service = self.service
         loop = asyncio.get_running_loop()
         service.listeners.append(lambda made: loop.call_soon_threadsafe(self.on_decisions, made))
-        await service.call(service.rebuild)
-        records = list(service.records.values())
-        for name, own in (await service.call(service.records_by_campaign)).items():
-            self.campaign_stats[name].add(own)
+        self._counted = loop.create_future()
+        await service.call(service.rebuild, True)  # ready to decide; the decisions so far still reading back
         gc.collect()
         gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
         gc.set_threshold(*GC_THRESHOLDS)
-        if self.webhooks is not None:
-            await self._start_webhooks(self.webhooks, records)
         if self.ledger is not None:  # (a campaign with a ledger runs in a deployment of its own)
             self.ledger.start()
             self.ledger.enqueue(await service.call(service.store.unconfirmed, service.campaign.campaign))
-        tasks = [asyncio.create_task(t) for t in (self._tick(), self.pacer.run(), self._stats_feed(),
-                                                  self._flush_acks())]
+        tasks = [asyncio.create_task(t) for t in (self._tick(), self.pacer.run(), self._flush_acks(),
+                                                  self._once_read_back())]
         try:
             yield
         finally:
@@ -191,12 +189,39 @@ class Runtime:
             if due is not None and due <= service.now():
                 await service.call(service.tick)
 
-    async def _start_webhooks(self, webhooks: WebhookPort, records: list[DecisionRecord]) -> None:
-        """Start the sender, then owe it every coupon it never delivered — those of a crash too."""
+    async def read_back(self) -> None:
+        """Wait until the service has every decision made before it started (a restart reads them behind) and
+        the consoles' counters count them."""
+        if self._counted is not None:
+            await asyncio.shield(self._counted)
+
+    async def _once_read_back(self) -> None:
+        """Once the decisions made before the start are back: the consoles' counters start from them (those
+        made since are counted already), the merchant webhooks owed are sent, and the consoles' feed runs."""
+        assert self._counted is not None
+        try:
+            earlier = await asyncio.wrap_future(self.service.read_back)
+        except Exception as exc:
+            self._counted.set_exception(exc)
+            raise
+        for name, own in earlier.items():
+            self.campaign_stats[name].add(own)
+        self._counted.set_result(None)
+        gc.freeze()  # (they live as long as the process too)
+        if self.webhooks is not None:
+            await self._start_webhooks(self.webhooks, sum(map(len, earlier.values())))
+        await self._stats_feed()
+
+    async def _start_webhooks(self, webhooks: WebhookPort, before: int) -> None:
+        """Start the sender (``before``: how many decisions were made before the service started, the
+        first coupons the sender could owe on its first start), send it every coupon issued from now on,
+        and owe it every coupon it never delivered — those of a crash, and since the start, too."""
         service = self.service
-        started = webhooks.start(len(records))
+        started = webhooks.start(before)
         if asyncio.iscoroutine(started):
             await started
+        self.handlers.append(after_commit.notifying(service.campaign_named, webhooks))
+        records = await service.call(lambda: list(service.records.values()))  # (those decided since included)
         owed = webhooks.owed((position, r.coupon_id) for position, r in enumerate(records) if r.issued)
         if owed:
             coupons = await service.call(lambda: [service.store.coupon(cid) for cid in owed])

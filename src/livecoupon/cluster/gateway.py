@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -111,6 +111,7 @@ class GatewayService:
         self.confirmed_listeners: list[Callable[[list[str]], Awaitable[None]]] = []
         self.next_due: int | None = None  # the workers fire timers
         self.records: dict[str, DecisionRecord] = {}
+        self.read_back: Future[dict[str, list[DecisionRecord]]] = Future()  # done by rebuild
         self._rooms: dict[str, tuple[float, wire.Rooms]] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._paid = threading.local()
@@ -149,9 +150,12 @@ class GatewayService:
     def events_applied(self) -> int:
         return sum(rooms.events_applied for _, rooms in self._rooms.values())
 
-    def rebuild(self) -> int:
-        """Nothing to rebuild here: the decisions so far, for the counters, and the campaign versions published."""
+    def rebuild(self, behind: bool = False) -> int:
+        """Nothing to rebuild here: the decisions so far, for the counters, and the campaign versions published
+        (read at once, ``behind`` or not: pushes from the workers are told apart from repeats by them)."""
         self.records, self.record_campaigns = recorded(self.store, self.campaign_names)
+        self.read_back = Future()
+        self.read_back.set_result(by_campaign(self.records, self.record_campaigns, self.campaign_names))
         self.load_published()
         return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from livecoupon.domain.campaign import Campaign
@@ -22,6 +23,8 @@ class Service(Protocol):
     checkout: Checkout
     listeners: list[Callable[[list[Decision]], object]]
     records: dict[str, DecisionRecord]
+    # done once every decision made before the service started is in ``records``: those, by campaign
+    read_back: Future[dict[str, list[DecisionRecord]]]
     next_due: int | None  # the earliest timer this process fires, if any
 
     @property
@@ -56,7 +59,8 @@ class Service(Protocol):
 
     def now(self) -> int: ...
 
-    def rebuild(self) -> int: ...
+    def rebuild(self, behind: bool = False) -> int:
+        """Ready to decide; ``behind``: the decisions so far may still be reading back (see ``read_back``)."""
 
     def tick(self) -> list[Decision]: ...
 

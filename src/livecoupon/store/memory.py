@@ -81,10 +81,10 @@ class MemoryStore:
             self._visited.add(key)
             return True
 
-    def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
+    def decisions(self, campaign: str, trigger: str | None = None) -> Iterator[DecisionRecord]:
         with self._lock:
             snapshot = list(self._campaign_decisions.get(campaign, ()))
-        return (d.record() for d in snapshot)
+        return (d.record() for d in snapshot if trigger is None or d.request.trigger == trigger)
 
     def spent(self, campaign: str, trigger: str | None = None) -> int:
         counters = self._counters[campaign]

@@ -92,8 +92,8 @@ class ClaimsLedger(Protocol):
 
 
 class DecisionLog(Protocol):
-    def decisions(self, campaign: str) -> Iterator[DecisionRecord]:
-        """Every decision of the campaign, in decision order."""
+    def decisions(self, campaign: str, trigger: str | None = None) -> Iterator[DecisionRecord]:
+        """Every decision of the campaign (``trigger``'s alone, if given), in decision order."""
 
     def recorded(self, coupon_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """The decisions already made under these coupon ids."""

@@ -443,9 +443,12 @@ class RelationalStore(ABC):
             cur = self._run("INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", (campaign, user))
             return bool(cur.rowcount == 1)
 
-    def decisions(self, campaign: str | None = None) -> Iterator[DecisionRecord]:
-        """The campaign's decisions in decision order (every campaign's, with None)."""
-        where, args = ("WHERE campaign=?", (campaign,)) if campaign is not None else ("", ())
+    def decisions(self, campaign: str | None = None, trigger: str | None = None) -> Iterator[DecisionRecord]:
+        """The campaign's decisions in decision order (every campaign's, with None; ``trigger``'s alone)."""
+        conditions = {"campaign=?": campaign, "trigger=?": trigger}
+        where = " AND ".join(condition for condition, value in conditions.items() if value is not None)
+        args = tuple(value for value in conditions.values() if value is not None)
+        where = f"WHERE {where}" if where else ""
         rows = self._run(
             "SELECT coupon_id, room, broadcast, trigger, \"user\", at, template, reason, expires_at, experiment, "
             f"variant, propensity FROM decisions {where} ORDER BY seq", args).fetchall()
