@@ -21,6 +21,7 @@ unpickling it, reading every decision back (the single process does, for the con
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ from tables import print_table  # noqa: E402
 from livecoupon.campaign_file import load_campaign  # noqa: E402
 from livecoupon.engine.clock import ClockMode  # noqa: E402
 from livecoupon.service_layer.service import LiveService, SnapshotPolicy  # noqa: E402
+from livecoupon.store.port import BIG_BATCH, collector_paused  # noqa: E402
 from livecoupon.store.sqlite import SqliteStore  # noqa: E402
 
 CAMPAIGN = ROOT / "bench" / "campaign.yaml"
@@ -176,7 +178,9 @@ def restart(db: Path) -> tuple[float, float, float, int]:
     back, until every decision is back; and how many log entries it re-applied."""
     started = time.perf_counter()
     service = LiveService(load_campaign(CAMPAIGN), SqliteStore(db), ClockMode.EVENT)
-    applied = service.rebuild(behind=True)
+    with collector_paused(BIG_BATCH + 1):  # and what it built frozen, as api/runtime.py starts it
+        applied = service.rebuild(behind=True)
+        gc.freeze()
     ready = time.perf_counter() - started
     room = next(iter(service.engine().rooms))
     probe = [{"type": "join", "room": room, "ts": service.deployment.time / 1000, "user": "restart-probe"}]
@@ -185,6 +189,7 @@ def restart(db: Path) -> tuple[float, float, float, int]:
     service.read_back.result()
     back = time.perf_counter() - started
     service.close()
+    gc.unfreeze()
     return ready, first, back, applied
 
 

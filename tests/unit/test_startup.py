@@ -1,4 +1,4 @@
-"""What ``livecoupon replay`` loads before the first line: no web framework, no pinyin dictionary."""
+"""What a command loads before it works: replay no web framework and no pinyin dictionary, a server no scipy."""
 
 from __future__ import annotations
 
@@ -42,3 +42,11 @@ def test_a_whole_replay_run_loads_no_web_framework_and_no_pinyin_without_transcr
     loaded = loaded_after(run)
     assert loaded.isdisjoint({"fastapi", "starlette", "uvicorn", "httpx", "pypinyin", "numpy", "scipy"}), loaded
     assert (tmp_path / "out" / "issued.jsonl").read_text(encoding="utf-8").count("\n") >= 1
+
+
+def test_a_server_starts_without_scipy_until_metrics_need_it() -> None:
+    """scipy's statistics are a second of a restart's imports; only A/B statistics use them."""
+    assert "scipy" not in loaded_after("import livecoupon.bootstrap")
+    lift = ("import livecoupon.bootstrap\nfrom livecoupon.analytics.stats import welch_lift\n"
+            "assert welch_lift([0, 1, 1, 0], [0, 0, 1, 0]) is not None")
+    assert "scipy" in loaded_after(lift)

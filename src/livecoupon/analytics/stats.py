@@ -1,4 +1,7 @@
-"""Two-sample statistics for experiments: Welch intervals, SRM, Holm correction."""
+"""Two-sample statistics for experiments: Welch intervals, SRM, Holm correction.
+
+scipy's statistics are imported where first used: importing them takes ~1 s of a server's start
+(of ~2.8 s of imports, measured with ``python -X importtime``), and a restart waits for its imports."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,8 @@ def welch_lift(variant: ArrayLike, control: ArrayLike) -> Lift | None:
         return None
     df = se2**2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
     se = float(np.sqrt(se2))
+    from scipy import stats
+
     t_crit = float(stats.t.ppf(0.975, df))
     p = float(2 * stats.t.sf(abs(diff) / se, df))
     return Lift(diff, (diff - t_crit * se, diff + t_crit * se), p)
@@ -57,6 +61,8 @@ def srm_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | No
         return None
     weight_sum = sum(w for _, w in used)
     expected = [total * w / weight_sum for _, w in used]
+    from scipy import stats
+
     return float(stats.chisquare([o for o, _ in used], expected).pvalue)
 
 

