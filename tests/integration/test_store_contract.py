@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import CouponKind, CouponState, CouponTemplate, HistoryEntry, Terms, with_state
 from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
@@ -184,6 +186,16 @@ def test_the_event_log_keeps_order(store: Store) -> None:
     store.append_events([{"type": "join", "n": 1}, {"type": "leave", "n": 2}])
     store.append_events([{"type": "join", "n": 3}])
     assert [e["n"] for e in store.events()] == [1, 2, 3]
+
+
+def test_a_logged_entry_msgspec_refuses_is_still_read(store: Store) -> None:
+    """Entries are read back by msgspec; one it refuses (a lone surrogate's escape, as ``json.dumps`` wrote
+    logs once) by the standard parser."""
+    if not isinstance(store, RelationalStore):
+        pytest.skip("the memory store keeps entries as objects")
+    store.append_events([{"type": "join", "n": 1}])
+    store._many("INSERT INTO events (log, body) VALUES (?, ?)", [(store.log, '{"type": "comment", "text": "\\ud800"}')])
+    assert [e.get("text") for e in store.events()] == [None, "\ud800"]
 
 
 def test_acknowledgements_are_per_user_and_counted_once(store: Store) -> None:
