@@ -42,3 +42,9 @@ def test_a_whole_replay_run_loads_no_web_framework_and_no_pinyin_without_transcr
     loaded = loaded_after(run)
     assert loaded.isdisjoint({"fastapi", "starlette", "uvicorn", "httpx", "pypinyin", "numpy", "scipy"}), loaded
     assert (tmp_path / "out" / "issued.jsonl").read_text(encoding="utf-8").count("\n") >= 1
+
+
+def test_a_campaign_without_a_ledger_loads_no_event_loop() -> None:
+    """asyncio (and ssl with it) comes with the Douyin ledger's client, which only a campaign with a ledger needs."""
+    loaded = loaded_after(f"from livecoupon.campaign_file import load_campaign\nload_campaign({str(CAMPAIGN)!r})")
+    assert loaded.isdisjoint({"asyncio", "ssl"}), loaded
