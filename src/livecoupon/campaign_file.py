@@ -32,8 +32,6 @@ from livecoupon.domain.durations import parse_duration_ms
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
-from livecoupon.integrations.douyin import BASE_URL as DOUYIN_URL
-from livecoupon.integrations.douyin import RATE as DOUYIN_RATE
 
 
 class CampaignError(ValueError):
@@ -359,6 +357,10 @@ class _Builder:
         given = self.m.ledger
         if given is None:
             return None
+        # here, not at the top: Douyin's client loads asyncio, which a campaign without a ledger never needs
+        from livecoupon.integrations.douyin import BASE_URL as DOUYIN_URL
+        from livecoupon.integrations.douyin import RATE as DOUYIN_RATE
+
         douyin = given.platform == "douyin"
         url = given.url if given.url is not None or not douyin else DOUYIN_URL
         if url is None:

@@ -56,10 +56,11 @@ def _unusable(exc: CampaignError, where: str) -> NoReturn:
     raise typer.Exit(UNUSABLE) from None
 
 
-def _lines_or_exit(path: Path) -> list[str]:
+def _lines_or_exit(path: Path) -> list[bytes]:
+    from livecoupon.engine.recordings import read_lines
+
     try:
-        with path.open("r", encoding="utf-8") as lines:
-            return lines.readlines()
+        return read_lines(path)
     except (OSError, UnicodeDecodeError) as exc:
         err.print(f"无法读取事件文件 / cannot read events file {path}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None

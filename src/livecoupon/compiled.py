@@ -29,10 +29,11 @@ from types import ModuleType
 # nor domain/experiments.py (its tests replace ``bucket``, which a compiled caller would not see),
 # nor domain/campaign.py and domain/coupons.py: snapshots pickle the campaign (engine/snapshots.py),
 # and mypyc's unpickling assigns fields one by one, which a frozen dataclass refuses; nor
-# domain/decisions.py: msgspec decodes its records off the bus (cluster/wire.py), and cannot
+# domain/records.py: msgspec decodes its records off the bus (cluster/wire.py), and cannot
 # read a compiled dataclass's fields.
 MODULES = (
     "livecoupon.domain.commands",
+    "livecoupon.domain.decisions",
     "livecoupon.domain.events",
     "livecoupon.domain.money",
     "livecoupon.domain.text",
@@ -44,6 +45,7 @@ MODULES = (
     "livecoupon.engine.recordings",
     "livecoupon.engine.replay",
     "livecoupon.engine.rooms",
+    "livecoupon.store.memory",
 )
 PURE_ENV = "LIVECOUPON_PURE"
 GROUP = "livecoupon"  # mypyc's group name: the shared library is livecoupon__mypyc (setup.py)

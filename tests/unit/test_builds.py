@@ -31,11 +31,12 @@ from pathlib import Path
 from livecoupon.campaign_file import load_campaign
 from livecoupon.compiled import is_compiled
 from livecoupon.engine import replay
+from livecoupon.engine.recordings import read_lines
 
 print("compiled" if is_compiled(replay) else "pure", flush=True)
 for request in sys.stdin:
     work = Path(request.strip())
-    lines = (work / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = read_lines(work / "events.jsonl")  # as livecoupon replay reads them
     replay.write_outputs(replay.replay(load_campaign(work / "campaign.yaml"), lines), work / sys.argv[1])
     print("done", flush=True)
 """

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
+import msgspec
+
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import CouponKind, CouponState, CouponTemplate, Terms
 from livecoupon.domain.decisions import (
     Decision,
+    DecisionRecord,
     IssueCounters,
     IssueRequest,
     Reason,
@@ -152,3 +155,11 @@ def test_coupon_of_an_issue_carries_the_template_terms() -> None:
         req.coupon_id, "u1", "c", "bonus", "满万福利", "room-1", "milestone")
     assert (c.terms, c.issued_at, c.expires_at, c.state) == (BONUS.terms, 3 * MIN, 63 * MIN, CouponState.ISSUED)
     assert Decision(req, Reason.OVER_BUDGET).issued is False
+
+
+def test_a_record_travels_as_json_and_reads_back_the_same_in_either_build() -> None:
+    """The bus carries records as JSON that msgspec reads back (cluster/wire.py): it reads only a Python
+    class's fields, so records stay out of the compiled modules, whose decisions make them."""
+    req = request(at=3 * MIN, template=BONUS, trigger="milestone")
+    records = [decide_one(req, Limits(), IssueCounters()).record(), Decision(request(user="u2"), Reason.RISK).record()]
+    assert msgspec.json.decode(msgspec.json.encode(records), type=list[DecisionRecord]) == records

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecoupon.domain.events import Event, EventError, parse_event
-from livecoupon.engine.recordings import read_events, read_for_replay
+from livecoupon.engine.recordings import read_events, read_for_replay, read_lines
 
 FIELDS = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount", "coupon_id", "duration",
           "product")
@@ -68,3 +70,39 @@ def test_replay_order_drops_later_copies_of_an_id_and_sorts_by_time() -> None:
     events, rejected = read_for_replay(text)
     assert [(e.room, e.user, e.ts) for e in events] == [("s", "c", 4000), ("r", "a", 4000), ("r", "a", 5000)]
     assert [r.line for r in rejected] == [6]
+
+
+ENDINGS = st.sampled_from(["\n", "\r\n", "\r", ""])
+BROKEN = st.sampled_from(['{"type": "join",', "", "  ", "{nope", "[1,", '"扣1'])
+RAW_LINES = st.one_of(lines.map(json.dumps), BROKEN).map(
+    lambda line: line.replace("\\u6263", "扣"))  # some text as UTF-8, not escaped (not a lone surrogate's)
+
+
+@given(st.lists(st.tuples(RAW_LINES, ENDINGS), max_size=8))
+@settings(max_examples=300)
+def test_lines_read_as_bytes_read_as_the_same_lines_read_as_text(tmp_path_factory: Any,
+                                                                 batch: list[tuple[str, str]]) -> None:
+    """Where the lines split (\\n, \\r\\n, \\r), blank lines, and the errors' positions, which count the line's end."""
+    path = tmp_path_factory.mktemp("lines") / "events.jsonl"
+    path.write_bytes("".join(line + end for line, end in batch).encode())
+    with path.open(encoding="utf-8") as text:
+        as_text = text.readlines()
+    as_bytes = read_lines(path)
+    assert len(as_bytes) == len(as_text)
+    events, rejected = read_events(as_bytes)
+    expected_events, expected_rejected = read_events(as_text)
+    assert [_fields(e) for e in events] == [_fields(e) for e in expected_events]
+    assert rejected == expected_rejected
+
+
+@pytest.mark.parametrize("line", [b'{"type": "join", "room": "r", "ts": 1, "user": "u", "x": "\xff"}\n',
+                                  b'{"type": "join", "room": "r", "ts": 1, "user": "u\xe6\x89"}\n',
+                                  b'\n\xff\n'])
+def test_a_file_that_is_not_utf8_is_refused_even_where_the_fast_path_skips_a_field(tmp_path: Path,
+                                                                                     line: bytes) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"type": "live_start", "room": "r", "ts": 0}\n' + line)
+    with pytest.raises(UnicodeDecodeError):
+        path.read_text(encoding="utf-8")
+    with pytest.raises(UnicodeDecodeError):
+        read_lines(path)

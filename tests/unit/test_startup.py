@@ -50,3 +50,9 @@ def test_a_server_starts_without_scipy_until_metrics_need_it() -> None:
     lift = ("import livecoupon.bootstrap\nfrom livecoupon.analytics.stats import welch_lift\n"
             "assert welch_lift([0, 1, 1, 0], [0, 0, 1, 0]) is not None")
     assert "scipy" in loaded_after(lift)
+
+
+def test_a_campaign_without_a_ledger_loads_no_event_loop() -> None:
+    """asyncio (and ssl with it) comes with the Douyin ledger's client, which only a campaign with a ledger needs."""
+    loaded = loaded_after(f"from livecoupon.campaign_file import load_campaign\nload_campaign({str(CAMPAIGN)!r})")
+    assert loaded.isdisjoint({"asyncio", "ssl"}), loaded

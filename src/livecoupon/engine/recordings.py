@@ -55,12 +55,14 @@ _decode_any = msgspec.json.Decoder().decode
 _decode_plain: Final = _decode_plain_line  # a C static when compiled, not a look-up in the module's dict
 _values_of: Final = astuple
 _EXACT_YUAN: Final = 1e9  # below it a float with two decimals is the nearest double to its fen / 100
+_is_ascii: Final = bytes.isascii  # called as a function: compiled, ``line.isascii()`` looks the method up each time
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen)
 PlainFields = tuple[str, str, int, "str | None", "str | None", "int | None", "str | None", int]
+Line = str | bytes  # a recorded line: as text, or as :func:`read_lines` reads it
 
 
-def plain_fields(line: str | bytes) -> PlainFields | None:
+def plain_fields(line: Line) -> PlainFields | None:
     """The fields of a common, valid line (a viewer's join, leave, heartbeat, like, follow,
     comment or gift; a transcript or online count), or None: anything else, or anything
     unusual, goes through :func:`checked_event`. Whatever it accepts, :func:`parse_event`
@@ -137,8 +139,10 @@ def plain_event(fields: PlainFields) -> Event:
     return event
 
 
-def checked_event(number: int, line: str, rejected: list[Rejected]) -> Event | None:
+def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | None:
     """One line through full validation, or None (blank, or rejected with its reason)."""
+    if isinstance(line, bytes):
+        line = _as_text(line)
     try:
         data = _decode_any(line)
     except msgspec.DecodeError:
@@ -156,7 +160,32 @@ def checked_event(number: int, line: str, rejected: list[Rejected]) -> Event | N
         return None
 
 
-def read_events(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
+def _as_text(line: bytes) -> str:
+    """A line of :func:`read_lines` as reading the file as text gives it: decoded, its end ``\\n``."""
+    text = line.decode()
+    if text.endswith("\r\n"):
+        return text[:-2] + "\n"
+    if text.endswith("\r"):
+        return text[:-1] + "\n"
+    return text
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """A recording's lines, undecoded: msgspec reads UTF-8 bytes as they are, where a ``str``
+    line is first encoded again (and reading as text decodes it once before that).
+
+    Split where reading as text splits (``\\n``, ``\\r\\n``, ``\\r``), each with its end; raises
+    UnicodeDecodeError, as reading as text would, if any line is not UTF-8 (msgspec checks only
+    the strings it decodes, not those of fields it skips).
+    """
+    lines = path.read_bytes().splitlines(keepends=True)
+    for line in lines:
+        if not _is_ascii(line):
+            line.decode()  # raises UnicodeDecodeError for a line that is not UTF-8
+    return lines
+
+
+def read_events(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]:
     """Every valid event in file order, and every rejected line."""
     events: list[Event] = []
     rejected: list[Rejected] = []
@@ -168,7 +197,7 @@ def read_events(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
     return events, rejected
 
 
-def read_for_replay(lines: Iterable[str]) -> tuple[list[Event], list[Rejected]]:
+def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]:
     """The events in replay order (SPEC §2): later copies of an ``id`` in a room dropped
     (file order decides), then sorted by ``ts``, ties in file order.
 

@@ -12,6 +12,7 @@ from livecoupon.domain.decisions import Decision
 from livecoupon.engine.campaigns import Deployment, started
 from livecoupon.engine.engine import QUIET_TYPES
 from livecoupon.engine.recordings import (
+    Line,
     Rejected,
     checked_event,
     plain_event,
@@ -44,34 +45,45 @@ class ReplayResult:
                 self.decisions.append(d)
 
 
-def replay(campaign: Campaign | list[Campaign], lines: Iterable[str]) -> ReplayResult:
+def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line]) -> ReplayResult:
     """Apply a recorded stream to fresh in-memory state, as SPEC §6 specifies; with several campaigns, as a
     deployment of them applies it (engine/campaigns.py: each event reaches the campaigns listening to its room,
     and a campaign the recording starts with a ``start`` entry applies nothing before it).
 
     A recording in time order, the usual case, is applied as it is read: no event list,
     and a present viewer's heartbeat never becomes an object. At the first line out of
-    time order the run starts again on the sorted path.
+    time order the run starts again on the sorted path. Its lines are text, or UTF-8 bytes
+    as :func:`~livecoupon.engine.recordings.read_lines` reads them (faster: msgspec reads bytes as they are).
     """
     lines = lines if isinstance(lines, list) else list(lines)  # a list: the compiled loop indexes it directly
     campaigns = [campaign] if isinstance(campaign, Campaign) else campaign
-    joining = _joining(lines)
 
-    def fresh() -> Deployment:
+    def fresh(joining: set[str]) -> Deployment:
         return Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False)
 
     with collector_paused(BIG_BATCH + 1):  # millions of short-lived objects, no garbage cycles among them
-        return _streamed(fresh(), lines) or _sorted(fresh(), lines)
+        # A recording is looked through for start entries only once one turns up (rare): a scan of
+        # every line for them cost ~5% of a replay
+        result = _streamed(fresh(set()), lines, set())
+        if result is None:  # out of time order, or a campaign starts part-way
+            joining = _joining(lines)
+            result = (_streamed(fresh(joining), lines, joining) if joining else None) or _sorted(fresh(joining), lines)
+        return result
 
 
-def _joining(lines: list[str]) -> set[str]:
-    """The campaigns a recording starts part-way (its ``start`` entries), found before anything is applied."""
-    return started(e for line in lines if '"start"' in line
+def _joining(lines: list[Line]) -> set[str]:
+    """The campaigns a recording starts part-way (its ``start`` entries), which apply nothing before them."""
+    return started(e for line in lines if _mentions_start(line)
                    if (e := checked_event(0, line, [])) is not None)
 
 
-def _streamed(deployment: Deployment, lines: list[str]) -> ReplayResult | None:
-    """One pass, applying as it reads; None if the recording turns out not to be in time order."""
+def _mentions_start(line: Line) -> bool:
+    return b'"start"' in line if isinstance(line, bytes) else '"start"' in line
+
+
+def _streamed(deployment: Deployment, lines: list[Line], joining: set[str]) -> ReplayResult | None:
+    """One pass, applying as it reads; None if the recording turns out not to be in time order, or
+    to start a campaign not in ``joining``."""
     # deployment.touch and deployment.apply are called on it, not through local bound methods:
     # compiled, that is a direct C call rather than a Python call that parses its arguments
     result = ReplayResult()
@@ -87,6 +99,8 @@ def _streamed(deployment: Deployment, lines: list[str]) -> ReplayResult | None:
             event = checked_event(number, line, rejected)
             if event is None:
                 continue
+            if event.command is not None and not started([event]) <= joining:
+                return None
             room, ts, event_id = event.room, event.ts, event.id
         if event_id is not None:  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
             ids = seen.get(room)
@@ -109,7 +123,7 @@ def _streamed(deployment: Deployment, lines: list[str]) -> ReplayResult | None:
     return result
 
 
-def _sorted(deployment: Deployment, lines: list[str]) -> ReplayResult:
+def _sorted(deployment: Deployment, lines: list[Line]) -> ReplayResult:
     ordered, rejected = read_for_replay(lines)
     result = ReplayResult(rejected=rejected, events=len(ordered))
     for event in ordered:
@@ -119,7 +133,7 @@ def _sorted(deployment: Deployment, lines: list[str]) -> ReplayResult:
     return result
 
 
-def replay_to(campaign: Campaign | list[Campaign], lines: Iterable[str], out_dir: Path) -> ReplayResult:
+def replay_to(campaign: Campaign | list[Campaign], lines: Iterable[Line], out_dir: Path) -> ReplayResult:
     """:func:`replay`, then :func:`write_outputs`: ``livecoupon replay``'s whole job.
 
     The collector stays paused throughout: between the two it would scan every decision

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -48,7 +48,8 @@ class MemoryStore:
         with self._lock:
             yield
 
-    savepoint = unit_of_work
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self.unit_of_work()  # nothing is ever undone here: a savepoint only serialises
 
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         with collector_paused(len(requests)), self._lock:
