@@ -22,7 +22,14 @@ from livecoupon.domain.campaign import Limits
 from livecoupon.domain.decisions import Decision, IssueRequest
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals, Snapshot
-from livecoupon.store.redis import FACE, ClaimsRebuilding, RedisClaims, RedisCounters, deployment_fence
+from livecoupon.store.redis import (
+    FACE,
+    RECORD_CLAIMS_FUNCTION,
+    ClaimsRebuilding,
+    RedisClaims,
+    RedisCounters,
+    deployment_fence,
+)
 from livecoupon.store.relational import INTERN_TEMPLATE, LATEST_SNAPSHOT, TEMPLATE_ID, Query, Reads, RelationalStore
 
 T = TypeVar("T")
@@ -144,6 +151,7 @@ class PostgresStore(RelationalStore):
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             self._db.execute(_TABLES)
             self._db.execute(_DROP_TEMPLATE_FK)
+            self._db.execute(RECORD_CLAIMS_FUNCTION)
         try:
             self._index_for(self.redis_claims())  # recorded; a Redis that cannot hold claims safely is refused
         except Exception:
@@ -318,14 +326,31 @@ class PostgresStore(RelationalStore):
 
     def _fetch_committing(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
         """Each query's rows, the queries sent together; when they end a :meth:`claiming` unit of work of this
-        call's own, its BEGIN (if still pending) and its COMMIT go with them (one round trip); after it, nothing
-        more is part of that unit of work."""
+        call's own, its BEGIN (if still pending) and its COMMIT go with them (one round trip), or, a single
+        statement that is the whole unit of work, it runs as its own transaction; after it, nothing more is part
+        of that unit of work."""
         local = self._local
         if not (getattr(local, "claiming", False) and local.depth == 1):
             return self._fetch(queries)
+        if len(queries) == 1 and self._begin_now():
+            local.committed = True  # ended, whatever its outcome: the server rolls a failed statement back
+            return [self._alone(*queries[0]).fetchall()]
         rows = [cursor.fetchall() for cursor in self._pipelined(queries, then="COMMIT")]
         local.committed = True
         return rows
+
+    def _alone(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor[Any]:
+        """One statement as a transaction of its own: one message, no BEGIN nor COMMIT around it (a pipeline
+        sends each statement as a write of its own, and each wakes the server). On a connection found lost (a
+        restart, a failover), once more on a new one: the claims' record it sends finds its ids recorded if the
+        first one committed after all, and the claim is made again from them."""
+        db = self._db
+        try:
+            return db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+        except psycopg.OperationalError:
+            if not db.broken:
+                raise
+            return self._db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
 
     def _run(self, sql: str, args: Sequence[Any] = (), binary: bool = False) -> psycopg.Cursor[Any]:
         """``binary``: the rows in PostgreSQL's binary format (a snapshot's body: as text, bytea travels as hex)."""
