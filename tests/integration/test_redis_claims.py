@@ -354,7 +354,7 @@ def _claim_indexes(pg_url: str, name: str) -> list[str]:
     with psycopg.connect(pg_url, autocommit=True) as db:
         return [index for (index,) in db.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname IN ('coupons_by_broadcast', "
-            "'coupons_by_time', 'coupons_by_device') ORDER BY indexname", (name,))]
+            "'coupons_by_time', 'coupons_by_device', 'coupons_by_trigger') ORDER BY indexname", (name,))]
 
 
 def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(pg_url: str, redis_url: str) -> None:
@@ -373,7 +373,8 @@ def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(
         assert _claim_indexes(pg_url, name) == []  # not kept while Redis decides
         back = PostgresStore(pg_url, name, claims="postgresql")
         assert back.redis_claims() is None and back.spent("c") == 2_000
-        assert _claim_indexes(pg_url, name) == ["coupons_by_broadcast", "coupons_by_device", "coupons_by_time"]
+        assert _claim_indexes(pg_url, name) == ["coupons_by_broadcast", "coupons_by_device", "coupons_by_time",
+                                                "coupons_by_trigger"]
         assert back.totals("c").stock_used == {"five": 2, "ten": 1}
         made = back.issue([_request("a", "4", ten), _request("d", "5", five), _request("e", "6", five),
                            _request("f", "7", five), _request("g", "8", ten), _request("h", "9", ten)], limits)
