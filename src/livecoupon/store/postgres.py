@@ -340,6 +340,11 @@ class PostgresStore(RelationalStore):
         local.committed = True
         return rows
 
+    def in_failed_transaction(self) -> bool:
+        """Whether this thread's transaction failed (a statement was refused): nothing more runs in it until it ends."""
+        status: psycopg.pq.TransactionStatus = self._db.info.transaction_status
+        return status == psycopg.pq.TransactionStatus.INERROR
+
     def _alone(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor[Any]:
         """One statement as a transaction of its own: one message, no BEGIN nor COMMIT around it (a pipeline
         sends each statement as a write of its own, and each wakes the server). On a connection found lost (a
