@@ -293,6 +293,38 @@ def test_an_id_another_writer_records_first_stands_and_the_counters_are_counted_
         second.close()
 
 
+def test_an_id_another_writer_records_first_inside_a_transaction_fails_it_and_the_retry_answers_theirs(
+        pg_url: str, deployment: str) -> None:
+    """The same race inside the second writer's unit of work (a worker's round): its insert meets the first
+    writer's id once that one commits, which fails its transaction; it is refused (retry), records nothing, and
+    the next claim answers the first writer's coupon and counts it once."""
+    two = replace(FIVE, stock=2)
+    first, second = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
+    claimed, answers = threading.Event(), []
+
+    def claim_and_commit_late() -> None:
+        with first.unit_of_work():
+            answers.append(first.issue([_request("x", "same", two)], Limits())[0])
+            claimed.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=claim_and_commit_late)
+    thread.start()
+    try:
+        claimed.wait(timeout=10)
+        with pytest.raises(ClaimsRebuilding), second.unit_of_work():
+            second.issue([_request("x", "same", two), _request("z", "another", two)], Limits())
+        thread.join()
+        assert set(second.recorded([_request("z", "another", two).coupon_id])) == set()  # nothing of it written
+        [again, other] = second.issue([_request("x", "same", two), _request("y", "other", two)], Limits())
+        assert again.issued and again.expires_at == answers[0].expires_at and other.issued
+        assert second.totals("c").stock_used == {"five": 2}
+    finally:
+        thread.join()
+        first.close()
+        second.close()
+
+
 def test_a_claim_refused_inside_a_transaction_rolls_it_back_and_the_next_rebuilds(pg_url: str,
                                                                                  deployment: str) -> None:
     store = PostgresStore(pg_url, deployment)
@@ -354,7 +386,7 @@ def _claim_indexes(pg_url: str, name: str) -> list[str]:
     with psycopg.connect(pg_url, autocommit=True) as db:
         return [index for (index,) in db.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname IN ('coupons_by_broadcast', "
-            "'coupons_by_time', 'coupons_by_device') ORDER BY indexname", (name,))]
+            "'coupons_by_time', 'coupons_by_device', 'coupons_by_trigger') ORDER BY indexname", (name,))]
 
 
 def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(pg_url: str, redis_url: str) -> None:
@@ -373,7 +405,8 @@ def test_a_deployment_moved_back_to_postgresql_claims_counts_its_counters_again(
         assert _claim_indexes(pg_url, name) == []  # not kept while Redis decides
         back = PostgresStore(pg_url, name, claims="postgresql")
         assert back.redis_claims() is None and back.spent("c") == 2_000
-        assert _claim_indexes(pg_url, name) == ["coupons_by_broadcast", "coupons_by_device", "coupons_by_time"]
+        assert _claim_indexes(pg_url, name) == ["coupons_by_broadcast", "coupons_by_device", "coupons_by_time",
+                                                "coupons_by_trigger"]
         assert back.totals("c").stock_used == {"five": 2, "ten": 1}
         made = back.issue([_request("a", "4", ten), _request("d", "5", five), _request("e", "6", five),
                            _request("f", "7", five), _request("g", "8", ten), _request("h", "9", ten)], limits)
