@@ -3,6 +3,7 @@ deciding as the reference store does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
-from livecoupon.domain.decisions import MANUAL, IssueRequest, Reason, coupon_id_for
+from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Reason, coupon_id_for
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.postgres import PostgresStore
 from livecoupon.store.redis import ClaimsRebuilding, RedisCounters, recount
@@ -263,32 +264,42 @@ def test_a_claim_counted_before_a_rebuild_records_nothing_under_the_old_epoch(pg
         other.close()
 
 
-def test_an_id_another_writer_records_first_stands_and_the_counters_are_counted_again(
-        pg_url: str, deployment: str) -> None:
-    """Two writers claim the same coupon id at once (a fenced worker and its successor): the one that
-    commits first stands for both, and the claim the other's script counted is not kept in Redis."""
-    two = replace(FIVE, stock=2)
-    first, second = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
+@contextlib.contextmanager
+def _committing_late(store: PostgresStore, request: IssueRequest) -> Iterator[list[Decision]]:
+    """``store`` claims ``request`` in a unit of work that commits half a second later (a fenced worker and its
+    successor): inside, another writer reads no decision under its id, claims it and meets it on insert. The
+    first writer's answer is in the list yielded; after the block, committed."""
     claimed, answers = threading.Event(), []
 
     def claim_and_commit_late() -> None:
-        with first.unit_of_work():
-            answers.append(first.issue([_request("x", "same", two)], Limits())[0])
+        with store.unit_of_work():
+            answers.append(store.issue([request], Limits())[0])
             claimed.set()
-            time.sleep(0.5)  # the other writer reads no decision under this id, claims it, and waits to insert
+            time.sleep(0.5)
 
     thread = threading.Thread(target=claim_and_commit_late)
     thread.start()
     try:
         claimed.wait(timeout=10)
-        [again] = second.issue([_request("x", "same", two)], Limits())
+        yield answers
+    finally:
         thread.join()
+
+
+def test_an_id_another_writer_records_first_stands_and_the_counters_are_counted_again(
+        pg_url: str, deployment: str) -> None:
+    """Two writers claim the same coupon id at once: the one that commits first stands for both, and the
+    claim the other's script counted is not kept in Redis."""
+    two = replace(FIVE, stock=2)
+    first, second = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
+    try:
+        with _committing_late(first, _request("x", "same", two)) as answers:
+            [again] = second.issue([_request("x", "same", two)], Limits())
         assert again.issued and again.expires_at == answers[0].expires_at
         [other] = second.issue([_request("y", "other", two)], Limits())
         assert other.issued  # the second unit of stock: the duplicate's claim was counted away
         assert second.totals("c").stock_used == {"five": 2}
     finally:
-        thread.join()
         first.close()
         second.close()
 
@@ -300,27 +311,15 @@ def test_an_id_another_writer_records_first_inside_a_transaction_fails_it_and_th
     the next claim answers the first writer's coupon and counts it once."""
     two = replace(FIVE, stock=2)
     first, second = PostgresStore(pg_url, deployment), PostgresStore(pg_url, deployment)
-    claimed, answers = threading.Event(), []
-
-    def claim_and_commit_late() -> None:
-        with first.unit_of_work():
-            answers.append(first.issue([_request("x", "same", two)], Limits())[0])
-            claimed.set()
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=claim_and_commit_late)
-    thread.start()
     try:
-        claimed.wait(timeout=10)
-        with pytest.raises(ClaimsRebuilding), second.unit_of_work():
+        with (_committing_late(first, _request("x", "same", two)) as answers, pytest.raises(ClaimsRebuilding),
+              second.unit_of_work()):
             second.issue([_request("x", "same", two), _request("z", "another", two)], Limits())
-        thread.join()
         assert set(second.recorded([_request("z", "another", two).coupon_id])) == set()  # nothing of it written
         [again, other] = second.issue([_request("x", "same", two), _request("y", "other", two)], Limits())
         assert again.issued and again.expires_at == answers[0].expires_at and other.issued
         assert second.totals("c").stock_used == {"five": 2}
     finally:
-        thread.join()
         first.close()
         second.close()
 
