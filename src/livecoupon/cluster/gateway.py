@@ -211,9 +211,6 @@ class GatewayService:
     def paused_of(self, campaign: str) -> frozenset[str]:
         return self.paused_by.get(campaign, frozenset())
 
-    def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
-        return by_campaign(self.records, self.record_campaigns, self.campaign_names)
-
     def _decisions(self, records: list[DecisionRecord], campaigns: list[str]) -> list[Decision]:
         decisions = wire.decisions_of(self.campaign_named, self.base.campaign, records, campaigns)
         if len(self.bases) > 1:

@@ -746,10 +746,6 @@ class LiveService:
         mine = self.record_campaigns
         return [r for r in self.records.values() if mine.get(r.coupon_id) == name]
 
-    def records_by_campaign(self) -> dict[str, list[DecisionRecord]]:
-        """Every decision so far, each campaign's apart (a console's counters at start)."""
-        return by_campaign(self.records, self.record_campaigns, self.campaign_names)
-
     def room_summary(self) -> dict[str, dict[str, Any]]:
         now = self.clock.now()
         summary: dict[str, dict[str, Any]] = {}
