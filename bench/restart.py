@@ -43,7 +43,7 @@ from tables import print_table  # noqa: E402
 from livecoupon.campaign_file import load_campaign  # noqa: E402
 from livecoupon.engine.clock import ClockMode  # noqa: E402
 from livecoupon.service_layer.service import LiveService, SnapshotPolicy  # noqa: E402
-from livecoupon.store.port import BIG_BATCH, collector_paused  # noqa: E402
+from livecoupon.store.port import collector_paused  # noqa: E402
 from livecoupon.store.sqlite import SqliteStore  # noqa: E402
 
 CAMPAIGN = ROOT / "bench" / "campaign.yaml"
@@ -178,7 +178,7 @@ def restart(db: Path) -> tuple[float, float, float, int]:
     back, until every decision is back; and how many log entries it re-applied."""
     started = time.perf_counter()
     service = LiveService(load_campaign(CAMPAIGN), SqliteStore(db), ClockMode.EVENT)
-    with collector_paused(BIG_BATCH + 1):  # and what it built frozen, as api/runtime.py starts it
+    with collector_paused():  # and what it built frozen, as api/runtime.py starts it
         applied = service.rebuild(behind=True)
         gc.freeze()
     ready = time.perf_counter() - started

@@ -30,7 +30,7 @@ from livecoupon.domain.decisions import Decision
 from livecoupon.service_layer import handlers as after_commit
 from livecoupon.service_layer.port import Service
 from livecoupon.service_layer.service import campaign_in
-from livecoupon.store.port import BIG_BATCH, collector_paused
+from livecoupon.store.port import collector_paused
 
 log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
@@ -150,7 +150,7 @@ class Runtime:
         # Ready to decide once the engine is back (the decisions so far still reading back). What start-up builds
         # lives as long as the process: built with the collector paused (millions of objects from a snapshot,
         # none garbage) and frozen out of every collection, unscanned (0.3-0.5 s at 10 M log entries, measured).
-        with collector_paused(BIG_BATCH + 1):
+        with collector_paused():
             await service.call(service.rebuild, True)
             gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from livecoupon.domain.text import normalise
-from livecoupon.store.port import BIG_BATCH, collector_paused
+from livecoupon.store.port import collector_paused
 
 
 def toneless(text: str) -> tuple[str, ...]:
@@ -27,7 +27,7 @@ def _pinyin() -> Callable[[str], list[str]]:
     collector paused (its passes over them were 40% of the import: 0.185 s against 0.105 for the
     phrases' JSON, measured) and then frozen out of it, which would otherwise scan them in every
     full collection (0.06 s each) and once more as the process exits."""
-    with collector_paused(BIG_BATCH + 1):
+    with collector_paused():
         from pypinyin import lazy_pinyin
 
     gc.freeze()

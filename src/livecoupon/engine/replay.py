@@ -23,7 +23,7 @@ from livecoupon.engine.recordings import (
 )
 from livecoupon.engine.rooms import RecentIds
 from livecoupon.store.memory import MemoryStore
-from livecoupon.store.port import BIG_BATCH, collector_paused
+from livecoupon.store.port import collector_paused
 
 _QUIET: Final = QUIET_TYPES  # a Final is a C static in the compiled build, not a look-up in the module's dict
 
@@ -61,7 +61,7 @@ def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line]) -> Replay
     def fresh(joining: set[str]) -> Deployment:
         return Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False)
 
-    with collector_paused(BIG_BATCH + 1):  # millions of short-lived objects, no garbage cycles among them
+    with collector_paused():  # millions of short-lived objects, no garbage cycles among them
         # A recording is looked through for start entries only once one turns up (rare): a scan of
         # every line for them cost ~5% of a replay
         result = _streamed(fresh(set()), lines, set())
@@ -139,7 +139,7 @@ def replay_to(campaign: Campaign | list[Campaign], lines: Iterable[Line], out_di
     The collector stays paused throughout: between the two it would scan every decision
     kept, again and again while the outputs are encoded (~5% of a 1,000,000-event run, measured).
     """
-    with collector_paused(BIG_BATCH + 1):
+    with collector_paused():
         result = replay(campaign, lines)
         write_outputs(result, out_dir)
     return result
