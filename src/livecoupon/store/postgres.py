@@ -350,27 +350,26 @@ class PostgresStore(RelationalStore):
         sends each statement as a write of its own, and each wakes the server). On a connection found lost (a
         restart, a failover), once more on a new one: the claims' record it sends finds its ids recorded if the
         first one committed after all, and the claim is made again from them."""
-        db = self._db
-        try:
-            return db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
-        except psycopg.OperationalError:
-            if not db.broken:
-                raise
-            return self._db.execute(self._translate(sql), args)  # type: ignore[no-any-return]
+        return self._execute(sql, args, again=True)
 
     def _run(self, sql: str, args: Sequence[Any] = (), binary: bool = False) -> psycopg.Cursor[Any]:
         """``binary``: the rows in PostgreSQL's binary format (a snapshot's body: as text, bytea travels as hex)."""
         if getattr(self._local, "begin_pending", False):
             return self._pipelined([(sql, args)])[0]  # with the BEGIN before it
+        # the first statement (a read, or a transaction's BEGIN) on a connection the server had closed (a restart,
+        # a failover) never ran: once more, on a new connection
+        return self._execute(sql, args, binary, again=getattr(self._local, "depth", 0) == 0)
+
+    def _execute(self, sql: str, args: Sequence[Any], binary: bool = False, *, again: bool) -> psycopg.Cursor[Any]:
+        """One statement on this thread's connection; where that connection turns out lost, once more on a new one
+        if ``again``, else 503 (the transaction it was part of is gone)."""
         db = self._db
         try:
             return db.execute(self._translate(sql), args, binary=binary)  # type: ignore[no-any-return]
         except psycopg.OperationalError as exc:
             if not db.broken:
                 raise
-            if getattr(self._local, "depth", 0) == 0:
-                # the first statement (a read, or a transaction's BEGIN) on a connection the server had closed
-                # (a restart, a failover): it never ran; once more, on a new connection
+            if again:
                 return self._db.execute(self._translate(sql), args, binary=binary)  # type: ignore[no-any-return]
             raise Unavailable("数据库连接中断，请重试 / the database connection was lost; retry",
                               code="store_unavailable") from exc
