@@ -348,9 +348,9 @@ class RedisClaims:
         raise ClaimsRebuilding("Redis 计数重建中 / the claims' counters keep being rebuilt; retry")
 
     def _issue(self, requests: Sequence[IssueRequest], limits: Limits, known: dict[str, Decision]) -> list[Decision]:
-        """The script decides, then one pipelined statement records the decisions where the campaign's epoch is
-        still the one the script counted under (the fence) and none of the ids is recorded yet: a claim is one
-        round trip to Redis and one to PostgreSQL (with BEGIN and COMMIT when the transaction is its own)."""
+        """The script decides, then one statement records the decisions where the campaign's epoch is still the
+        one the script counted under (the fence) and none of the ids is recorded yet: a claim is one round trip
+        to Redis and one to PostgreSQL (that statement its own transaction, when the claim is)."""
         campaign = requests[0].campaign
         assert all(r.campaign == campaign for r in requests), "one campaign per batch"
         repeatable = [r for r in requests if r.trigger == MANUAL and r.coupon_id not in known]
