@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -112,6 +113,8 @@ class GatewayService:
         self.next_due: int | None = None  # the workers fire timers
         self.records: dict[str, DecisionRecord] = {}
         self.read_back: Future[dict[str, list[DecisionRecord]]] = Future()  # done by rebuild
+        self._held: list[wire.Push] | None = None  # pushes heard while the decisions read back
+        self._tasks: set[asyncio.Task[None]] = set()
         self._rooms: dict[str, tuple[float, wire.Rooms]] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._paid = threading.local()
@@ -124,6 +127,7 @@ class GatewayService:
     async def listening(self) -> AsyncIterator[None]:
         """Hear done notices, pushes and room summaries while the app runs."""
         self._loop = asyncio.get_running_loop()
+        self._held = []  # until the decisions so far are back (rebuild, which follows)
         subjects = self.bus.subjects
         subscriptions = [await self.bus.listen(subjects.done(self.id), self._on_done),
                          await self.bus.listen(subjects.push, self._on_push),
@@ -151,13 +155,58 @@ class GatewayService:
         return sum(rooms.events_applied for _, rooms in self._rooms.values())
 
     def rebuild(self, behind: bool = False) -> int:
-        """Nothing to rebuild here: the decisions so far, for the counters, and the campaign versions published
-        (read at once, ``behind`` or not: pushes from the workers are told apart from repeats by them)."""
-        self.records, self.record_campaigns = recorded(self.store, self.campaign_names)
-        self.read_back = Future()
-        self.read_back.set_result(by_campaign(self.records, self.record_campaigns, self.campaign_names))
+        """Nothing to re-apply here (the workers hold the engines): the campaign versions published, then every
+        decision so far, for the consoles' counters and to tell the workers' pushes from repeats (a worker taking
+        a partition over pushes again what it re-decides). ``behind`` (a gateway starting): the decisions are read
+        on a thread of its own while the gateway already serves — 490,000 of them take ~2 s from PostgreSQL — and
+        the pushes heard meanwhile wait for them (:attr:`read_back` says when they are back)."""
         self.load_published()
+        self.read_back = Future()
+        threading.Thread(target=self._read_back, name="livecoupon-read-back", daemon=True).start()
+        if not behind:  # (off the event loop, as ``call`` runs it: the decisions are merged on the loop)
+            futures.wait([self.read_back])
         return 0
+
+    def _read_back(self) -> None:
+        failed: Exception | None = None
+        try:
+            found, owners = recorded(self.store, self.campaign_names)
+        except Exception as exc:  # the store failed: the consoles' counters say so; pushes go on, unfiltered
+            log.exception("reading the decisions back failed")
+            found, owners, failed = {}, {}, exc
+        if self._loop is None:  # not listening: no pushes to hold
+            self._merge_read_back(found, owners, failed)
+            return
+        with contextlib.suppress(RuntimeError):  # the gateway stopped meanwhile
+            self._loop.call_soon_threadsafe(self._merge_read_back, found, owners, failed)
+
+    def _merge_read_back(self, found: dict[str, DecisionRecord], owners: dict[str, str],
+                         failed: Exception | None) -> None:
+        """The decisions read back, then the pushes heard meanwhile, in the order heard (on the event loop)."""
+        earlier = {cid: r for cid, r in found.items() if cid not in self.records}  # (a second rebuild's: new ones)
+        for cid, r in self.records.items():
+            found.setdefault(cid, r)
+        owners.update(self.record_campaigns)  # (the answers' decisions since, with several campaigns)
+        self.records, self.record_campaigns = found, owners
+        if failed is not None:
+            self.read_back.set_exception(failed)
+        else:
+            self.read_back.set_result(by_campaign(earlier, owners, self.campaign_names))
+        if self._held:
+            task = asyncio.get_running_loop().create_task(self._take_held())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._held = None
+
+    async def _take_held(self) -> None:
+        held = self._held
+        while held:  # a push heard while these are taken waits its turn behind them
+            try:
+                await self._take(held.pop(0))
+            except Exception:  # (as the bus logs a push's failure when it is taken at once)
+                log.exception("a push heard while the decisions were read back failed")
+        self._held = None
 
     def _start_joining(self) -> None:
         """The campaigns configured that the deployment has not run: a ``start`` command each, on the bus (every
@@ -393,6 +442,12 @@ class GatewayService:
 
     async def _on_push(self, msg: Msg) -> None:
         push = wire.decode_push(msg.data)
+        if self._held is not None:  # the decisions so far are still reading back
+            self._held.append(push)
+        else:
+            await self._take(push)
+
+    async def _take(self, push: wire.Push) -> None:
         if push.records:
             known = self.records
             fresh = [i for i, r in enumerate(push.records) if r.coupon_id not in known]
