@@ -654,6 +654,7 @@ class Restart:
     whole_applied: int = 0
     skipped: str = ""
     parts: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    gateway: tuple[float, float, float] = (0.0, 0.0, 0.0)  # serving, every decision back; baseline serving
     check: str = ""
 
 
@@ -662,14 +663,13 @@ def build_log(url: str, name: str, events: int, tail: int, batch: int = 5_000) -
     entries before its end, and what the store holds after it. (log entries, snapshot position, decisions,
     snapshot body)."""
     import psycopg
-    from restart import write_state
+    from restart import LogElsewhere, write_state
     from streams import StreamSpec
 
     from livecoupon.campaign_file import load_campaign
     from livecoupon.engine import snapshots
     from livecoupon.engine.clock import ClockMode
     from livecoupon.service_layer.service import LiveService, SnapshotPolicy
-    from livecoupon.store.memory import MemoryStore
     from livecoupon.store.port import Snapshot
     from livecoupon.store.postgres import PostgresStore
 
@@ -677,23 +677,6 @@ def build_log(url: str, name: str, events: int, tail: int, batch: int = 5_000) -
     store = PostgresStore(url, name, log="p0")  # the deployment's tables
 
     encode = msgspec.json.Encoder().encode  # compact UTF-8 JSON, as the store's json.dumps writes it
-
-    class CopiedLog(MemoryStore):
-        """Claims and ledger in memory; the log straight into PostgreSQL (seq = position, as a fresh schema's)."""
-
-        def __init__(self, copy: Any) -> None:
-            super().__init__()
-            self.write_row, self.position = copy.write_row, 0
-
-        def append_events(self, logged: Iterable[dict[str, Any]]) -> None:
-            n, write = self.position, self.write_row
-            for e in logged:
-                n += 1
-                write((n, "p0", encode(e).decode()))
-            self.position = n
-
-        def log_position(self) -> int:
-            return self.position
 
     # the stream is generated in a forked child (the other core), in batches; a broadcast a little longer
     # than the log, cut at exactly ``events`` events
@@ -709,7 +692,11 @@ def build_log(url: str, name: str, events: int, tail: int, batch: int = 5_000) -
         with psycopg.connect(url) as raw:
             raw.execute(f"SET search_path TO {name}")
             with raw.cursor() as cursor, cursor.copy("COPY events (seq, log, body) FROM STDIN") as copy:
-                memory = CopiedLog(copy)
+                def into_postgresql(position: int, logged: list[dict[str, Any]]) -> None:
+                    for n, e in enumerate(logged, position + 1):  # seq = position, as a fresh schema's
+                        copy.write_row((n, "p0", encode(e).decode()))
+
+                memory = LogElsewhere(into_postgresql)  # claims and ledger in memory, the log by COPY
                 service = LiveService(campaign, memory, ClockMode.EVENT,
                                       snapshot_policy=SnapshotPolicy(entries=2**62, seconds=0))  # only the one below
                 service.rebuild()
@@ -803,6 +790,39 @@ def snapshot_parts(url: str, name: str) -> tuple[float, float, float, int]:
     return read, load, decisions, ids
 
 
+def gateway_start(url: str, name: str, rounds: int = 3) -> tuple[float, float, float]:
+    """A gateway starting on the deployment, in process (its bus is not needed to start): the fastest of
+    ``rounds`` seconds until ``rebuild(behind=True)`` returns (serving) and until every decision is back; and,
+    alternating with them, the baseline, ``rebuild()`` reading every decision before it returns (as a gateway
+    started until 2026-11-30)."""
+    from livecoupon.campaign_file import load_campaign
+    from livecoupon.cluster.bus import Bus
+    from livecoupon.cluster.gateway import GatewayService
+    from livecoupon.cluster.partitions import Subjects
+    from livecoupon.engine.clock import ClockMode
+    from livecoupon.store.postgres import PostgresStore
+
+    campaign = load_campaign(RESTART_CAMPAIGN)
+
+    def start(behind: bool) -> tuple[float, float]:
+        gc.collect()
+        started = time.perf_counter()
+        gateway = GatewayService(campaign, PostgresStore(url, name), Bus("nats://127.0.0.1:4222", Subjects(name)),
+                                 ClockMode.EVENT)
+        gateway.rebuild(behind=behind)
+        serving = time.perf_counter() - started
+        assert len(gateway.read_back.result()[campaign.campaign]) == len(gateway.records)
+        back = time.perf_counter() - started
+        gateway.close()
+        return serving, back
+
+    behind, first = [], []
+    for _ in range(rounds):
+        behind.append(start(True))
+        first.append(start(False)[0])
+    return min(b[0] for b in behind), min(b[1] for b in behind), min(first)
+
+
 def run_restart(args: argparse.Namespace) -> list[Restart]:
     import psycopg
 
@@ -828,6 +848,9 @@ def run_restart(args: argparse.Namespace) -> list[Restart]:
             log(f"  from the snapshot: {r.snapshot_s:.2f} s ({r.tail:,} entries re-applied); alone: snapshot read "
                 f"{r.parts[0]:.2f} s, unpickled {r.parts[1]:.2f} s, decisions read back {r.parts[2]:.2f} s; "
                 f"{r.parts[3]:,} event ids in the snapshot")
+            r.gateway = gateway_start(args.pg, name)
+            log(f"  a gateway: serving after {r.gateway[0]:.2f} s, every decision back {r.gateway[1]:.2f} s; "
+                f"reading them first (baseline) {r.gateway[2]:.2f} s")
             problems = []
             if r.tail != logged - position:
                 problems.append(f"re-applied {r.tail:,}, expected {logged - position:,}")
@@ -866,7 +889,8 @@ def restart_table(results: list[Restart], args: argparse.Namespace) -> tuple[lis
                            f"{r.parts[3]:,}", f"{r.snapshot_s:.2f}", f"{r.tail:,}",
                            f"{r.parts[0]:.2f} / {r.parts[1]:.2f} / {r.parts[2]:.2f}", whole,
                            f"{r.whole_applied:,}" if r.whole_s is not None else "", faster,
-                           f"{r.entries / r.whole_s:,.0f}" if r.whole_s else "", f"{r.build_s:.0f}",
+                           f"{r.entries / r.whole_s:,.0f}" if r.whole_s else "",
+                           "{:.2f} / {:.2f} / {:.2f}".format(*r.gateway), f"{r.build_s:.0f}",
                            r.check + (f"; whole log {r.skipped}" if r.skipped else "")]))
     as_worker = ("LiveService(..., preload_records=False) as a worker builds a partition's, "
                  if WORKER_PRELOADS_NOTHING else "LiveService(...) ")
@@ -879,6 +903,9 @@ def restart_table(results: list[Restart], args: argparse.Namespace) -> tuple[lis
                 "restart" if WORKER_PRELOADS_NOTHING else "rebuild() does")
              + "; ids in snapshot: the platform message ids the engine keeps to drop duplicates (each room's last "
              "half hour to hour of them, engine/rooms.RecentIds)",
+             "gateway: a GatewayService on the deployment, in process, fastest of 3: seconds until rebuild(behind="
+             "True) returns and it serves / until every decision is back (read on a thread of its own) / the "
+             "baseline, rebuild() reading every decision first",
              "the log: one broadcast of bench/streams.py (bench/campaign.yaml), applied by a real LiveService over a "
              "MemoryStore whose log went to NAME.events by COPY (set-up, not timed); its decisions, counters, "
              "visits and snapshot written with the PostgreSQL store's own code"]
@@ -1348,8 +1375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows, notes = restart_table(run_restart(args), args)
             tables.append((["log entries", "decisions", "events MiB", "snapshot MiB", "ids in snapshot",
                             "from snapshot s", "re-applied", "of which: read / unpickle / decisions s", "whole log s",
-                            "re-applied", "faster", "whole entries/s", "build s", "check"], rows, notes,
-                           set(range(13))))
+                            "re-applied", "faster", "whole entries/s", "gateway: serving / all back / before s",
+                            "build s", "check"], rows, notes, set(range(14))))
         if "claims" in parts:
             rows, notes = claims_table(run_claims(args, work), args)
             tables.append((["backend (one campaign, 4 processes at once)", "per call", "claims", "seconds", "claims/s",

@@ -29,7 +29,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,32 +92,44 @@ def write_state(store: Any, memory: Any, campaign: Any, snapshot: Any) -> list[A
     return made
 
 
+class LogElsewhere:
+    """A MemoryStore (claims, ledger and snapshots in memory) whose log goes to ``write(position before,
+    events)`` instead. It wraps the store rather than subclassing it: MemoryStore is compiled (mypyc), and an
+    interpreted class cannot inherit from a compiled one."""
+
+    def __init__(self, write: Callable[[int, list[dict[str, Any]]], None]) -> None:
+        from livecoupon.store.memory import MemoryStore
+
+        self.memory, self.position, self._write = MemoryStore(), 0, write
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.memory, name)
+
+    def append_events(self, logged: Iterable[dict[str, Any]]) -> None:
+        batch = list(logged)
+        self._write(self.position, batch)
+        self.position += len(batch)
+
+    def log_position(self) -> int:
+        return self.position
+
+
 def build_direct(db: Path, events: int, tail: int = 20_000) -> tuple[int, float]:
     """``build``'s log, decisions and state, written without posting (see the module's docstring)."""
     from livecoupon.engine import snapshots
-    from livecoupon.store.memory import MemoryStore
 
     campaign = load_campaign(CAMPAIGN)
     store = SqliteStore(db)
     raw = sqlite3.connect(db)  # a transaction a batch (one of 10,000,000 rows would leave a 5 GB write-ahead log)
     raw.execute("PRAGMA synchronous=OFF")
 
-    class DirectLog(MemoryStore):
-        """Claims and ledger in memory; the log straight into the file."""
+    def into_the_file(position: int, logged: list[dict[str, Any]]) -> None:
+        rows = [json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in logged]
+        with raw:
+            raw.executemany("INSERT INTO events (seq, body) VALUES (?, ?)",
+                            [(position + n, body) for n, body in enumerate(rows, 1)])
 
-        position = 0
-
-        def append_events(self, logged: Iterable[dict[str, Any]]) -> None:
-            rows = [json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in logged]
-            with raw:
-                raw.executemany("INSERT INTO events (seq, body) VALUES (?, ?)",
-                                [(self.position + n, body) for n, body in enumerate(rows, 1)])
-            self.position += len(rows)
-
-        def log_position(self) -> int:
-            return self.position
-
-    memory = DirectLog()
+    memory = LogElsewhere(into_the_file)
     service = LiveService(campaign, memory, ClockMode.EVENT, snapshot_policy=SnapshotPolicy(entries=2**62, seconds=0))
     service.rebuild()
     started = time.perf_counter()
