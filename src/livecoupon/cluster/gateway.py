@@ -183,9 +183,11 @@ class GatewayService:
     def _merge_read_back(self, found: dict[str, DecisionRecord], owners: dict[str, str],
                          failed: Exception | None) -> None:
         """The decisions read back, then the pushes heard meanwhile, in the order heard (on the event loop)."""
-        earlier = {cid: r for cid, r in found.items() if cid not in self.records}  # (a second rebuild's: new ones)
-        for cid, r in self.records.items():
-            found.setdefault(cid, r)
+        earlier = found
+        if self.records:  # (a second rebuild: what the gateway knew already is no earlier decision)
+            earlier = {cid: r for cid, r in found.items() if cid not in self.records}
+            for cid, r in self.records.items():
+                found.setdefault(cid, r)
         owners.update(self.record_campaigns)  # (the answers' decisions since, with several campaigns)
         self.records, self.record_campaigns = found, owners
         if failed is not None:
