@@ -30,11 +30,19 @@ from livecoupon.store.redis import (
     RedisCounters,
     deployment_fence,
 )
-from livecoupon.store.relational import INTERN_TEMPLATE, LATEST_SNAPSHOT, TEMPLATE_ID, Query, Reads, RelationalStore
+from livecoupon.store.relational import (
+    INTERN_TEMPLATE,
+    LATEST_SNAPSHOT,
+    OPERATOR_ENTRY,
+    TEMPLATE_ID,
+    Query,
+    Reads,
+    RelationalStore,
+)
 
 T = TypeVar("T")
 
-_TABLES = """
+_TABLES = f"""
 CREATE TABLE IF NOT EXISTS templates (
     id BIGSERIAL PRIMARY KEY, campaign TEXT NOT NULL, name TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
     threshold BIGINT NOT NULL, amount BIGINT NOT NULL, percent_tenths INTEGER NOT NULL, max_discount BIGINT,
@@ -49,7 +57,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS coupons_by_user ON decisions ("user", at) WHERE reason IS NULL;
 CREATE TABLE IF NOT EXISTS coupon_history (
     seq BIGSERIAL PRIMARY KEY, coupon_id TEXT NOT NULL, at BIGINT NOT NULL, state TEXT NOT NULL,
-    action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{}');
+    action TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL DEFAULT '{{}}');
 CREATE INDEX IF NOT EXISTS history_by_coupon ON coupon_history (coupon_id, seq);
 CREATE TABLE IF NOT EXISTS template_stock (
     campaign TEXT NOT NULL, template TEXT NOT NULL, issued BIGINT NOT NULL, PRIMARY KEY (campaign, template));
@@ -65,6 +73,7 @@ CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL, log TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS events_by_log ON events (log, seq);
+CREATE INDEX IF NOT EXISTS operator_entries ON events (log, seq) WHERE {OPERATOR_ENTRY};
 CREATE TABLE IF NOT EXISTS engine_snapshots (
     log TEXT NOT NULL, fingerprint TEXT NOT NULL, position BIGINT NOT NULL, body BYTEA NOT NULL,
     PRIMARY KEY (log, fingerprint, position));

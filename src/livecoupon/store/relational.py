@@ -105,6 +105,14 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+# An operator's command in the log, as written (compact JSON, ``type`` first): what a gateway starting looks for
+# among millions of events (the campaign versions published). PostgreSQL indexes only these entries, a partial
+# index with this very predicate, which the query repeats word for word so that the planner may use it: a scan
+# of the whole log was 1.4 s at 10,000,000 entries.
+_OPERATOR = '{"type":"operator"'
+OPERATOR_ENTRY = f"substr(body, 1, {len(_OPERATOR)}) = '{_OPERATOR}'"  # (no LIKE: psycopg reads % as a placeholder)
+
+
 class RelationalStore(ABC):
     """The store port over SQL. Each thread gets its own connection; ``unit_of_work`` nests."""
 
@@ -614,7 +622,8 @@ class RelationalStore(ABC):
         """Every logged operator command ``action`` (say, ``publish``), in every log, in the order each log
         took them (a campaign-wide one is in each partition's log: the caller dedupes by its id)."""
         pattern = '{"type":"operator",%"action":"' + action + '"%'
-        rows = self._run("SELECT body FROM events WHERE body LIKE ? ORDER BY log, seq", (pattern,)).fetchall()
+        rows = self._run(f"SELECT body FROM events WHERE {OPERATOR_ENTRY} AND body LIKE ? ORDER BY log, seq",
+                         (pattern,)).fetchall()
         return [event for (body,) in rows if (event := _logged(body)).get("action") == action]
 
     def log_names(self) -> list[str]:
