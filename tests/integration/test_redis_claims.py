@@ -28,7 +28,7 @@ from livecoupon.domain.coupons import CouponKind, CouponTemplate, Terms
 from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Reason, coupon_id_for
 from livecoupon.store.memory import MemoryStore
 from livecoupon.store.postgres import PostgresStore
-from livecoupon.store.redis import ClaimsRebuilding, RedisCounters, recount
+from livecoupon.store.redis import ClaimsRebuilding, RedisCounters, record_payload, recount
 from support.cluster import export_replays
 from support.credentials import OPERATOR, PLATFORM
 from support.server import Server
@@ -161,6 +161,8 @@ def test_flushing_redis_mid_run_loses_nothing_and_never_over_issues(tmp_path: Pa
                     time.sleep(0.005)
                 client.flushdb()
                 flushes.append(level)
+                while level != LEVELS[-1] and client.dbsize() == 0:  # rebuilt before the next flush: a flush
+                    time.sleep(0.005)  # that came late, with the next level reached already, would share its rebuild
 
     flusher = threading.Thread(target=flush_as_coupons_pile_up, daemon=True)
     flusher.start()
@@ -515,5 +517,43 @@ def test_a_repeated_coupon_id_inside_a_round_answers_the_recorded_decision(pg_ur
             assert again.issued and again.expires_at == first.expires_at
         assert other.issued
         assert store.totals("c").stock_used == {"five": 2}
+    finally:
+        store.close()
+
+
+ROW_VALUES = st.one_of(st.none(), st.sampled_from(["", "a", "\u5238\"\\"]), st.integers(-2, 2), st.floats(0, 1))
+
+
+@given(rows=st.integers(1, 16).flatmap(lambda width: st.lists(
+    st.lists(ROW_VALUES, min_size=width, max_size=width).map(tuple), min_size=1, max_size=6)))
+def test_the_record_payload_gives_every_row_its_own_value_or_the_calls(rows: list[tuple[object, ...]]) -> None:
+    """Each column of each row reads back (its key in the row, else in the call's object, else null), and a
+    column is sent once only when every row holds the same value in it."""
+    own, same = (json.loads(part) for part in record_payload(rows))
+    keys = "abcdefghijklmnop"
+    assert [tuple(row.get(keys[j], same.get(keys[j])) for j in range(len(rows[0]))) for row in own] == rows
+    assert not any(key in row for row in own for key in same)
+    assert all(None not in row.values() for row in own)
+
+
+def test_the_record_writes_every_column_of_rows_that_differ_and_of_a_claim_alone(pg_url: str,
+                                                                                 deployment: str) -> None:
+    """Rows that share some columns and differ in others (a holdout beside coupons, an experiment's arm on
+    some rows only, two rooms and triggers, a device on one) are recorded as decided, and so is a claim alone."""
+    store = PostgresStore(pg_url, deployment, prepare=False)
+    batch = [_request("ann", "1", experiment="x", variant="b", device_key="t\x1fd:1", propensity=0.25),
+             _request("bo", "2", room="r2", trigger="u"), _request("cy", "3", None),
+             _request("di", "4", experiment="x", variant="a")]
+    try:
+        made = store.issue(batch, Limits()) + store.issue([_request("ed", "5", room="r3")], Limits())
+        columns = ("coupon_id, campaign, room, broadcast, trigger, \"user\", template, at, reason, expires_at, "
+                   "experiment, variant, state, device_key, propensity")
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            recorded = db.execute(f"SELECT {columns} FROM {deployment}.decisions ORDER BY seq").fetchall()
+        assert recorded == [(d.request.coupon_id, "c", d.request.room, 1, d.request.trigger, d.request.user,
+                             "five" if d.issued else None, 1_000, None if d.issued else d.reason.value,  # type: ignore[union-attr]
+                             d.expires_at, d.request.experiment, d.request.variant, "issued" if d.issued else None,
+                             d.request.device_key, d.request.propensity) for d in made]
+        assert [d.reason for d in made] == [None, None, Reason.HOLDOUT, None, None]
     finally:
         store.close()
