@@ -95,9 +95,9 @@ def _streamed(deployment: Deployment, lines: list[Line], joining: set[str]) -> R
     for index in range(len(lines)):  # compiled, a C loop over the list (enumerate went through its iterator)
         line = lines[index]
         fields = plain_fields(line)
-        if fields is not None:
+        kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
+        if kind:  # a plain line
             event = None
-            kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
         else:
             event = checked_event(index + 1, line, rejected)
             if event is None:
@@ -121,7 +121,6 @@ def _streamed(deployment: Deployment, lines: list[Line], joining: set[str]) -> R
         last_ts = ts
         result.events += 1
         if event is None:
-            assert fields is not None
             if kind in _QUIET and deployment.touch(room, user, ts):  # type: ignore[arg-type]
                 continue
             event = plain_event(fields)
