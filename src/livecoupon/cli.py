@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 import urllib.parse
@@ -22,6 +23,7 @@ from livecoupon.domain.durations import format_duration
 from livecoupon.domain.money import format_yuan
 from livecoupon.engine.campaigns import DeploymentError
 from livecoupon.engine.clock import ClockMode
+from livecoupon.store.port import collector_paused
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="livecoupon — 直播间自动发券 / coupons issued automatically inside live streams.")
@@ -118,11 +120,17 @@ def replay(
     campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
     started = time.perf_counter()
     lines = _lines_or_exit(events)
-    try:
-        result = replay_to(campaigns, lines, out_dir)
-    except OSError as exc:
-        err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
-        raise typer.Exit(UNUSABLE) from None
+    with collector_paused():
+        try:
+            result = replay_to(campaigns, lines, out_dir)
+        except OSError as exc:
+            err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
+            raise typer.Exit(UNUSABLE) from None
+        # The engines' state is kept in reference cycles (bound methods in their handler tables): left to
+        # the collector, it would be traversed and freed once the command returns and traversed again as
+        # the interpreter exits (1.6% of a 1,000,000-line replay, callgrind). The process ends with the
+        # command, so it is frozen out of the collector instead, and its memory goes with the process.
+        gc.freeze()
     elapsed = time.perf_counter() - started
     issued = sum(1 for d in result.decisions if d.issued)
     err.print(f"重放完成 / replayed {result.events:,} events in {elapsed:.2f}s: "

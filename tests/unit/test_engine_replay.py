@@ -14,6 +14,7 @@ from engine_fixtures import (
     by_ts,
     campaign,
     ev,
+    outcome,
     outcomes,
     record,
     records,
@@ -47,6 +48,19 @@ def test_duplicate_ids_are_per_room() -> None:
     camp = campaign(NEWCOMER, rooms='["r1", "r2"]')
     events = [ev("join", 1, "u", id="x"), ev("join", 2, "v", room="r2", id="x"), ev("join", 3, "w", id="x")]
     assert room_outcomes(camp, events) == [("r1", (1, "u", "newcomer", "c10")), ("r2", (2, "v", "newcomer", "c10"))]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["r1", "r2", "r3"]), st.sampled_from([None, "x", "y", "z"])),
+                max_size=14))
+@settings(max_examples=200, deadline=None)  # a busy machine is not a wrong answer
+def test_duplicate_ids_are_dropped_per_room_as_live_with_rooms_interleaved(
+        lines: list[tuple[str, str | None]]) -> None:
+    """Replay keeps the previous line's room at hand: rooms alternating, with and without ids, change nothing."""
+    camp = campaign(NEWCOMER, rooms='["r1", "r2"]')  # r3 unlisted: its ids are remembered all the same
+    events = [ev("join", 1 + i, f"u{i}", room=room, **({"id": eid} if eid else {}))
+              for i, (room, eid) in enumerate(lines)]
+    _, made = apply_live(camp, events)
+    assert [outcome(d) for d in run(camp, events)] == [outcome(d) for d in made]
 
 
 def test_a_retried_event_applied_live_is_ignored() -> None:

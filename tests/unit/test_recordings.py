@@ -95,6 +95,16 @@ def test_lines_read_as_bytes_read_as_the_same_lines_read_as_text(tmp_path_factor
     assert rejected == expected_rejected
 
 
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"{}", b"x", b"\xe6\x89\xa3", b" "]), max_size=12))
+@settings(max_examples=300, deadline=None)  # a busy machine is not a wrong answer
+def test_lines_split_where_splitlines_splits_them(tmp_path_factory: Any, parts: list[bytes]) -> None:
+    """With or without a carriage return in the file (two ways of splitting), ends kept, a last line unended."""
+    data = b"".join(parts)
+    path = tmp_path_factory.mktemp("split") / "events.jsonl"
+    path.write_bytes(data)
+    assert read_lines(path) == data.splitlines(keepends=True)
+
+
 @pytest.mark.parametrize("line", [b'{"type": "join", "room": "r", "ts": 1, "user": "u", "x": "\xff"}\n',
                                   b'{"type": "join", "room": "r", "ts": 1, "user": "u\xe6\x89"}\n',
                                   b'\n\xff\n'])

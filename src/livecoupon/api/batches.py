@@ -57,7 +57,7 @@ def read_batch(body: bytes) -> list[Any]:
     for item in items:
         text = bytes(item)
         fields = plain_fields(text)
-        append(plain_event(fields) if fields is not None else decode_json(text))
+        append(plain_event(fields) if fields[0] else decode_json(text))
     return batch
 
 

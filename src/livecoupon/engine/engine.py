@@ -316,7 +316,7 @@ class Engine:
         user, ts = event.user, event.ts
         assert user is not None
         firings: list[Firing] = []
-        scheduled = self.campaign.scheduled(ts)  # outside the schedule, presence and totals are still kept
+        scheduled = self.plan.scheduled(ts)  # outside the schedule, presence and totals are still kept
         viewer = room.present(user, ts)
         if viewer is None:
             self._join(room, user, ts, firings, scheduled)
@@ -369,7 +369,7 @@ class Engine:
 
     def _on_online_count(self, room: Room, event: Event) -> list[Firing]:
         count = event.count or 0
-        if not self.campaign.scheduled(event.ts):
+        if not self.plan.scheduled(event.ts):
             return []
         if self.explaining:
             for t in room.plan.paused_by_when[_ONLINE_REACHED]:
@@ -395,7 +395,7 @@ class Engine:
         firings: list[Firing] = []
         text = event.text or ""
         plan = room.plan
-        if not self.campaign.scheduled(event.ts):
+        if not self.plan.scheduled(event.ts):
             return firings
         if self.explaining:
             for paused in plan.paused_by_when[_HOST_SAYS]:
@@ -471,7 +471,7 @@ class Engine:
         why = (Silence.DWELL_INTERRUPTED if viewer is None or viewer.joined_at != joined_at
                else Silence.ORDERED if last_order is not None and joined_at <= last_order < due
                else Silence.PAUSED if trigger.name in self.paused
-               else Silence.OFF_SCHEDULE if not self.campaign.scheduled(due) else None)
+               else Silence.OFF_SCHEDULE if not self.plan.scheduled(due) else None)
         if why is not None:
             self._silent(room, trigger, due, (user,), why)
             return None

@@ -29,9 +29,16 @@ class Plan:
         self.phrases = {t.index: PhraseMatcher(t.phrases) for t in triggers if t.when is When.HOST_SAYS}
         self.keywords = {t.index: KeywordMatcher(t.keywords) for t in triggers if t.when is When.COMMENT}
         self.experiments: dict[str, Experiment] = {e.trigger: e for e in campaign.experiments}
+        self.starts_at = campaign.starts_at  # the schedule, which every viewer's event asks: see scheduled
+        self.ends_at = campaign.ends_at
         self.by_when: dict[When, list[Trigger]] = {}
         self.paused_by_when: dict[When, list[Trigger]] = {}
         self.index(frozenset())
+
+    def scheduled(self, at: int) -> bool:
+        """``Campaign.scheduled`` for this version. Compiled, the engine's call at every viewer's event is a C
+        call reading C attributes, not a call into the uncompiled campaign's method."""
+        return (self.starts_at is None or at >= self.starts_at) and (self.ends_at is None or at < self.ends_at)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # snapshots rebuild the matchers
         return Plan, (self.version, self.campaign, self.listening)

@@ -90,33 +90,41 @@ def _streamed(deployment: Deployment, lines: list[Line], joining: set[str]) -> R
     rejected = result.rejected
     seen: dict[str, RecentIds] = {}
     last_ts = -(2**63)
-    for number, line in enumerate(lines, start=1):
+    last_room: str | None = None
+    last_ids = RecentIds()  # last_room's
+    for index in range(len(lines)):  # compiled, a C loop over the list (enumerate went through its iterator)
+        line = lines[index]
         fields = plain_fields(line)
-        if fields is not None:
+        kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
+        if kind:  # a plain line
             event = None
-            kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
         else:
-            event = checked_event(number, line, rejected)
+            event = checked_event(index + 1, line, rejected)
             if event is None:
                 continue
             if event.command is not None and not started([event]) <= joining:
                 return None
             room, ts, event_id = event.room, event.ts, event.id
-        if event_id is not None:  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
+        # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
+        # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known
+        if room == last_room:
+            room = last_room
+        elif event_id is not None:
             ids = seen.get(room)
             if ids is None:
                 ids = seen[room] = RecentIds()
-            if not ids.first(event_id, ts):
-                continue
+            last_room, last_ids = room, ids
+        if event_id is not None and not last_ids.first(event_id, ts):
+            continue  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
         if ts < last_ts:
             return None
         last_ts = ts
         result.events += 1
         if event is None:
-            assert fields is not None
             if kind in _QUIET and deployment.touch(room, user, ts):  # type: ignore[arg-type]
                 continue
             event = plain_event(fields)
+            event.room = room  # the string whose hash is already known
         made = deployment.apply(event)
         if made:
             result.add(made)

@@ -1,0 +1,34 @@
+"""``livecoupon replay`` in process: what it leaves behind for the rest of the process."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from livecoupon.cli import app
+
+CAMPAIGN = Path(__file__).resolve().parents[2] / "bench" / "campaign.yaml"
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # the command freezes what it made (its process ends with it); the test process goes on
+
+
+def test_the_replay_command_leaves_the_collector_running(tmp_path: Path, unfrozen: None) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        {"type": "live_start", "room": "bench-room-1", "ts": 1},
+        {"type": "join", "room": "bench-room-1", "ts": 2, "user": "u"}]) + "\n", encoding="utf-8")
+    assert gc.isenabled()
+    run = CliRunner().invoke(app, ["replay", str(events), "--config", str(CAMPAIGN), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0  # the engines' state, which no collection need traverse again
+    assert (tmp_path / "out" / "issued.jsonl").read_text(encoding="utf-8").count("\n") == 1
