@@ -16,8 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -59,6 +58,7 @@ from livecoupon.service_layer.service import (
     joined_late,
     merchant_answer,
     merchant_order_event,
+    merge_read_back,
     paid_order_event,
     recorded,
     reported_coupon,
@@ -164,7 +164,7 @@ class GatewayService:
         self.read_back = Future()
         threading.Thread(target=self._read_back, name="livecoupon-read-back", daemon=True).start()
         if not behind:  # (off the event loop, as ``call`` runs it: the decisions are merged on the loop)
-            futures.wait([self.read_back])
+            wait([self.read_back])
         return 0
 
     def _read_back(self) -> None:
@@ -183,12 +183,7 @@ class GatewayService:
     def _merge_read_back(self, found: dict[str, DecisionRecord], owners: dict[str, str],
                          failed: Exception | None) -> None:
         """The decisions read back, then the pushes heard meanwhile, in the order heard (on the event loop)."""
-        earlier = found
-        if self.records:  # (a second rebuild: what the gateway knew already is no earlier decision)
-            earlier = {cid: r for cid, r in found.items() if cid not in self.records}
-            for cid, r in self.records.items():
-                found.setdefault(cid, r)
-        owners.update(self.record_campaigns)  # (the answers' decisions since, with several campaigns)
+        earlier = merge_read_back(found, owners, self.records, self.record_campaigns)
         self.records, self.record_campaigns = found, owners
         if failed is not None:
             self.read_back.set_exception(failed)

@@ -277,6 +277,20 @@ def recorded(store: Store, campaigns: Sequence[str]) -> tuple[dict[str, Decision
     return records, owners
 
 
+def merge_read_back(found: dict[str, DecisionRecord], owners: dict[str, str], known: dict[str, DecisionRecord],
+                    known_owners: dict[str, str]) -> dict[str, DecisionRecord]:
+    """The decisions read back behind a restart (``found``, ``owners``) with those the service learnt meanwhile
+    (``known``: made since, or read as well), into ``found`` and ``owners``: those read first, then the others.
+    Answers the earlier ones, read back and not known already (``found`` itself when nothing was: no copy)."""
+    owners.update(known_owners)
+    if not known:
+        return found
+    earlier = {cid: r for cid, r in found.items() if cid not in known}
+    for cid, r in known.items():
+        found.setdefault(cid, r)
+    return earlier
+
+
 def by_campaign(records: dict[str, DecisionRecord], owners: dict[str, str],
                 campaigns: Sequence[str]) -> dict[str, list[DecisionRecord]]:
     """The decisions so far, each campaign's apart (``owners``: each one's campaign, with several)."""
@@ -433,10 +447,7 @@ class LiveService:
 
     def _merge_read_back(self, found: dict[str, DecisionRecord], owners: dict[str, str]) -> None:
         """On the writer: the decisions read back first, then those made since (some may have been read too)."""
-        earlier = {cid: r for cid, r in found.items() if cid not in self.records}
-        for cid, r in self.records.items():
-            found.setdefault(cid, r)
-        owners.update(self.record_campaigns)
+        earlier = merge_read_back(found, owners, self.records, self.record_campaigns)
         self.records, self.record_campaigns, self._repeatable = found, owners, frozenset()
         self.read_back.set_result(by_campaign(earlier, owners, self.campaign_names))
 
