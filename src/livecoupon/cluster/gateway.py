@@ -47,6 +47,7 @@ from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.service_layer.service import (
     CAMPAIGN_WIDE,
+    READ_BACK_THREAD,
     DecisionListener,
     Submitted,
     addressed,
@@ -162,7 +163,7 @@ class GatewayService:
         the pushes heard meanwhile wait for them (:attr:`read_back` says when they are back)."""
         self.load_published()
         self.read_back = Future()
-        threading.Thread(target=self._read_back, name="livecoupon-read-back", daemon=True).start()
+        threading.Thread(target=self._read_back, name=READ_BACK_THREAD, daemon=True).start()
         if not behind:  # (off the event loop, as ``call`` runs it: the decisions are merged on the loop)
             wait([self.read_back])
         return 0

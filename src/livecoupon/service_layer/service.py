@@ -277,6 +277,9 @@ def recorded(store: Store, campaigns: Sequence[str]) -> tuple[dict[str, Decision
     return records, owners
 
 
+READ_BACK_THREAD = "livecoupon-read-back"  # where a restarting service (or gateway) reads its decisions behind
+
+
 def merge_read_back(found: dict[str, DecisionRecord], owners: dict[str, str], known: dict[str, DecisionRecord],
                     known_owners: dict[str, str]) -> dict[str, DecisionRecord]:
     """The decisions read back behind a restart (``found``, ``owners``) with those the service learnt meanwhile
@@ -443,7 +446,7 @@ class LiveService:
             with contextlib.suppress(RuntimeError):  # the service closed meanwhile
                 self._writer.submit(done)
 
-        threading.Thread(target=read, name="livecoupon-read-back", daemon=True).start()
+        threading.Thread(target=read, name=READ_BACK_THREAD, daemon=True).start()
 
     def _merge_read_back(self, found: dict[str, DecisionRecord], owners: dict[str, str]) -> None:
         """On the writer: the decisions read back first, then those made since (some may have been read too)."""
