@@ -5,9 +5,8 @@ once, in the order heard. Real PostgreSQL and a NATS server of the test's own.""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from livecoupon.campaign_file import load_campaign
@@ -22,23 +21,14 @@ from livecoupon.store.memory import MemoryStore
 from livecoupon.store.postgres import PostgresStore
 from support.apps import EXAMPLE
 from support.cluster import Nats
+from support.reading import HeldBack
 
 T0 = 1_764_000_000.0
 NAME = "gwback"
 
 
-class HeldBack(PostgresStore):
-    """The PostgreSQL store, whose reading back of every decision (on the gateway's thread for it) waits until
-    ``release`` is set: what 490,000 decisions do to it."""
-
-    def __init__(self, url: str, name: str) -> None:
-        super().__init__(url, name)
-        self.release = threading.Event()
-
-    def decisions(self, campaign: str | None = None, trigger: str | None = None) -> Iterator[DecisionRecord]:
-        if threading.current_thread().name == "livecoupon-read-back":
-            assert self.release.wait(30), "the test never let the reading back go on"
-        return super().decisions(campaign, trigger)
+class HeldBackPostgres(HeldBack, PostgresStore):
+    """The PostgreSQL store, its reading back held (support/reading.py): what 490,000 decisions do to it."""
 
 
 def _joins(service: LiveService, users: list[str], at: float) -> list[DecisionRecord]:
@@ -67,7 +57,7 @@ def test_pushes_heard_while_the_decisions_read_back_wait_and_only_new_ones_are_a
     assert {new.coupon_id, newer.coupon_id}.isdisjoint(r.coupon_id for r in before)
 
     async def scenario(nats_url: str) -> None:
-        store = HeldBack(pg_url, NAME)
+        store = HeldBackPostgres(pg_url, NAME)
         bus, worker = Bus(nats_url, Subjects(NAME)), Bus(nats_url, Subjects(NAME))
         await bus.connect()
         await worker.connect()

@@ -3,33 +3,22 @@ nothing is counted twice or missed, and a manual key repeated meanwhile is still
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from livecoupon.campaign_file import load_campaign
-from livecoupon.domain.decisions import Decision, DecisionRecord
+from livecoupon.domain.decisions import Decision
 from livecoupon.engine.clock import ClockMode
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.sqlite import SqliteStore
 from support.apps import EXAMPLE, serving
 from support.credentials import OPERATOR, PLATFORM
+from support.reading import HeldBack
 
 T0 = 1_764_000_000.0
 
 
-class HeldBack(SqliteStore):
-    """The SQLite store, whose reading back of every decision (on the service's own thread for it) waits
-    until ``release`` is set: what a long log does to it."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.release = threading.Event()
-
-    def decisions(self, campaign: str | None = None, trigger: str | None = None) -> Iterator[DecisionRecord]:
-        if trigger is None and threading.current_thread().name == "livecoupon-read-back":
-            assert self.release.wait(30), "the test never let the reading back go on"
-        return super().decisions(campaign, trigger)
+class HeldBackSqlite(HeldBack, SqliteStore):
+    """The SQLite store, its reading back held (support/reading.py)."""
 
 
 def _broadcast(db: Path) -> list[str]:
@@ -47,7 +36,7 @@ def _broadcast(db: Path) -> list[str]:
 def test_decisions_read_back_behind_come_first_and_are_announced_never(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
     before = _broadcast(db)
-    store = HeldBack(db)
+    store = HeldBackSqlite(db)
     service = LiveService(load_campaign(EXAMPLE), store, ClockMode.EVENT)
     announced: list[Decision] = []
     service.listeners.append(announced.extend)
@@ -79,7 +68,7 @@ def test_decisions_read_back_behind_come_first_and_are_announced_never(tmp_path:
 def test_a_restarted_server_answers_at_once_and_its_counters_count_every_decision_once(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
     before = _broadcast(db)
-    store = HeldBack(db)
+    store = HeldBackSqlite(db)
     with serving(db, store=store, headers=OPERATOR) as client:
         posted = client.post("/v1/events", json=[{"type": "join", "room": "room-1", "ts": T0 + 20, "user": "late"}],
                              headers=PLATFORM)
