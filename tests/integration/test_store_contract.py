@@ -12,7 +12,7 @@ from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
 from livecoupon.store.port import Store, StoredAnswer
-from livecoupon.store.relational import OPERATOR_ENTRY, RelationalStore
+from livecoupon.store.relational import OPERATOR_ENTRY, RelationalStore, json_text
 
 TEN = CouponTemplate("ten", "十元券", Terms(CouponKind.NO_THRESHOLD, amount=1000), valid_for_ms=600_000, stock=3)
 PCT = CouponTemplate("pct", "九折", Terms(CouponKind.PERCENT, percent_tenths=100, max_discount=2000),
@@ -186,6 +186,22 @@ def test_the_event_log_keeps_order(store: Store) -> None:
     store.append_events([{"type": "join", "n": 1}, {"type": "leave", "n": 2}])
     store.append_events([{"type": "join", "n": 3}])
     assert [e["n"] for e in store.events()] == [1, 2, 3]
+
+
+def test_a_batch_is_logged_entry_by_entry_as_written(store: Store) -> None:
+    """Each entry of a batch is a row of its own, in order, its body the compact text of that entry alone (SQLite
+    splits the batch's array in SQL: the text must be each element's as msgspec wrote it, escapes and numbers
+    included, or the operator entries' prefix and the exports would read differently)."""
+    if not isinstance(store, RelationalStore):
+        pytest.skip("the memory store keeps entries as objects")
+    batch = [{"type": "comment", "room": "r", "ts": 1.5, "text": 'say "扣1" \\ \n\t\u2028 😀', "n": 0},
+             {"type": "gift", "room": "r", "ts": 1731326400.123, "value": 0.1, "count": 12345678901234},
+             {"type": "operator", "room": "*", "ts": 2, "action": "issue", "users": ["a", "b"], "nested": {"x": []}}]
+    batch += [{"type": "heartbeat", "room": "r", "ts": 3, "n": i} for i in range(1, 2_500)]
+    store.append_events(batch)
+    store.append_events([])
+    bodies = [body for (body,) in store._run("SELECT body FROM events WHERE log = ? ORDER BY seq", (store.log,))]
+    assert bodies == [json_text(e) for e in batch]
 
 
 def test_a_logged_entry_msgspec_refuses_is_still_read(store: Store) -> None:

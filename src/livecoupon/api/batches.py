@@ -18,10 +18,10 @@ from typing import Any
 import msgspec
 
 from livecoupon.api.schemas import MAX_EVENTS
-from livecoupon.engine.recordings import plain_event, plain_fields
+from livecoupon.engine.recordings import read_items
 from livecoupon.errors import Malformed
 
-_items = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_items = msgspec.json.Decoder(list[msgspec.Raw]).decode  # each item's bytes, not yet decoded
 _value = msgspec.json.Decoder().decode
 
 
@@ -52,13 +52,7 @@ def read_batch(body: bytes) -> list[Any]:
     except msgspec.DecodeError:
         return checked(decode_json(body))
     checked_length(len(items))
-    batch: list[Any] = []
-    append = batch.append
-    for item in items:
-        text = bytes(item)
-        fields = plain_fields(text)
-        append(plain_event(fields) if fields[0] else decode_json(text))
-    return batch
+    return read_items(items, decode_json)
 
 
 def checked(batch: Any) -> list[Any]:

@@ -36,7 +36,7 @@ from livecoupon.domain.commands import (
     StartCampaign,
 )
 from livecoupon.domain.decisions import Decision, DecisionRecord
-from livecoupon.domain.events import Event, event_json, parse_event
+from livecoupon.domain.events import CAMPAIGN_WIDE, Event, event_json, parse_event
 from livecoupon.domain.orders import Order
 from livecoupon.engine.campaigns import in_order
 from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
@@ -46,7 +46,6 @@ from livecoupon.errors import NotFound, Unavailable
 from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.service_layer.service import (
-    CAMPAIGN_WIDE,
     READ_BACK_THREAD,
     DecisionListener,
     Submitted,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from livecoupon.domain.decisions import DecisionRecord
-from livecoupon.service_layer.service import CAMPAIGN_WIDE
+from livecoupon.domain.events import CAMPAIGN_WIDE
 from livecoupon.store.relational import RelationalStore
 
 

@@ -16,11 +16,12 @@ campaign); the rooms it shares with others are new to it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import PublishCampaign, StartCampaign
 from livecoupon.domain.decisions import Decision
-from livecoupon.domain.events import Event
+from livecoupon.domain.events import Event, event_json
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.store.port import ClaimsLedger
 
@@ -38,6 +39,9 @@ def in_order(campaigns: Iterable[Campaign]) -> list[Campaign]:
     if not ordered:
         raise DeploymentError("no campaign configured (未配置活动)")
     return ordered
+
+
+LoggedBatch = tuple[list[dict[str, Any]], list[Decision]]  # a batch as logged, and the decisions it made
 
 
 class Deployment:
@@ -94,6 +98,25 @@ class Deployment:
             if made:
                 decisions.extend(made)
         return decisions
+
+    def apply_logged(self, events: Sequence[Event], on_order: Callable[[Event], None]) -> LoggedBatch:
+        """Apply events in order, never in the deployment's past: an event behind its time is applied at that
+        time, and logged so. Each event as the log keeps it (:func:`event_json`), and the decisions made;
+        ``on_order`` hears each ``order`` event just before it applies (the service's checkout).
+
+        The live service's batch loop, here to run compiled: in the service it was ~2 µs an event."""
+        logged: list[dict[str, Any]] = []
+        decisions: list[Decision] = []
+        for event in events:
+            if event.ts < self.time:
+                event.ts = self.time
+            logged.append(event_json(event))
+            if event.type == "order":
+                on_order(event)
+            made = self.apply(event)
+            if made:
+                decisions.extend(made)
+        return logged, decisions
 
     def touch(self, room: str, user: str, ts: int) -> bool:
         """:meth:`Engine.touch` for a deployment: True if the event needed nothing more (it only refreshed a

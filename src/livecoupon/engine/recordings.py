@@ -14,7 +14,7 @@ transcripts) taking those too saves ~9 µs each.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from io import BytesIO
 from itertools import islice
@@ -142,6 +142,18 @@ def plain_event(fields: PlainFields) -> Event:
     elif kind == "gift":
         event.value = value
     return event
+
+
+def read_items(items: list[msgspec.Raw], other: Callable[[bytes], Any]) -> list[Any]:
+    """The items of a posted batch (``POST /v1/events``), as msgspec split it, read as replay reads lines: an
+    :class:`Event` for each the fast path takes, ``other``'s reading of any other (decoded JSON, judged later by
+    ``parse_event``). Here to run compiled: 0.17 s per 100,000 events against 0.22–0.33 in the web layer."""
+    batch: list[Any] = []
+    for item in items:
+        line = bytes(item)
+        fields = plain_fields(line)
+        batch.append(plain_event(fields) if fields[0] else other(line))
+    return batch
 
 
 def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | None:

@@ -36,7 +36,7 @@ from livecoupon.domain.commands import (
 )
 from livecoupon.domain.coupons import Coupon, CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, DecisionRecord, IssueRequest
-from livecoupon.domain.events import Event, EventError, event_json, parse_event
+from livecoupon.domain.events import CAMPAIGN_WIDE, Event, parse_event, platform_events
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
 from livecoupon.engine.campaigns import Deployment, DeploymentError, in_order
@@ -52,7 +52,6 @@ from livecoupon.store.port import Snapshot, Store, collector_paused
 log = logging.getLogger("livecoupon")
 T = TypeVar("T")
 DecisionListener = Callable[[list[Decision]], object]
-CAMPAIGN_WIDE = "*"  # the room of an operator command that is not about one room
 
 
 class RecordedClaims:
@@ -150,27 +149,9 @@ class Fenced(RuntimeError):
 
 
 def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submitted]:
-    """A platform's events as the service reads them; each bad one rejected on its own, naming its index.
-
-    An item is decoded JSON, or an :class:`Event` a reader's fast path already parsed (see
-    ``api/batches.py``); both pass the same checks after parsing."""
-    result = Submitted()
-    events: list[Event] = []
-    for index, raw in enumerate(batch):
-        try:
-            event = raw if type(raw) is Event else parse_event(raw)
-            if event.command is not None:
-                raise EventError("type", "operator events come only from the service's own log "
-                                         "(use the /v1/admin endpoints)")
-            if event.room == CAMPAIGN_WIDE:
-                raise EventError("room", f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
-            clock.admit(event.ts)
-        except EventError as exc:
-            result.rejected.append({"index": index, "error": str(exc)})
-            continue
-        events.append(event)
-    result.accepted = len(events)
-    return events, result
+    """A platform's events as the service reads them; each bad one rejected on its own, naming its index."""
+    events, rejected = platform_events(batch, clock.admit)
+    return events, Submitted(accepted=len(events), rejected=rejected)
 
 
 def check_trigger(campaign: Campaign, trigger: str) -> None:
@@ -694,13 +675,7 @@ class LiveService:
 
     def _apply_logged(self, events: list[Event]) -> list[Decision]:
         """Inside a transaction: apply the events in order, never in the engine's past, and log them as applied."""
-        decisions: list[Decision] = []
-        logged = []
-        for event in events:
-            if event.ts < self.deployment.time:
-                event.ts = self.deployment.time  # late: applied now, and logged as applied
-            logged.append(event_json(event))
-            decisions.extend(self._apply(event))
+        logged, decisions = self.deployment.apply_logged(events, self._heard_order)
         self.store.append_events(logged)
         self.events_applied += len(events)
         self._since_snapshot += len(events)
@@ -709,10 +684,14 @@ class LiveService:
 
     def _apply(self, event: Event, *, live: bool = True) -> list[Decision]:
         if event.type == "order":
-            self.orders.append(event)
-            if live and event.coupon_id is not None and event.user is not None and event.order_id is not None:
-                self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts)
+            self._heard_order(event, live=live)
         return self.deployment.apply(event)
+
+    def _heard_order(self, event: Event, *, live: bool = True) -> None:
+        """An ``order`` event, before it applies: kept for analytics; live, its coupon redeemed at checkout."""
+        self.orders.append(event)
+        if live and event.coupon_id is not None and event.user is not None and event.order_id is not None:
+            self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
