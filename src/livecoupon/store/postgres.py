@@ -138,6 +138,9 @@ class PostgresStore(RelationalStore):
     """
 
     BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+    # the json type keeps its text: each element comes out as written
+    APPEND_EVENTS = ("INSERT INTO events (log, body) SELECT ?, e.value::text "
+                     "FROM json_array_elements(?::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n")
 
     def __init__(self, url: str, name: str = DEFAULT_NAME, log: str = "", prepare: bool = True,
                  claims: str | None = None) -> None:

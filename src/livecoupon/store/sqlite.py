@@ -15,11 +15,11 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from livecoupon.store.relational import ConcurrentUpdate, RelationalStore, json_text
+from livecoupon.store.relational import ConcurrentUpdate, RelationalStore
 
 __all__ = ["ConcurrentUpdate", "SqliteStore"]
 
@@ -88,8 +88,6 @@ def _migrations(db: sqlite3.Connection) -> str:
 
 
 
-# The elements in the array's order (key: their index), whatever order json_each might scan them in
-_APPEND_EVENTS = "INSERT INTO events (log, body) SELECT ?, value FROM json_each(?) ORDER BY key"
 CHECKPOINT_SECONDS = 0.25  # between the background checkpoints
 # Pages in the log past which a commit checkpoints by itself (SQLite's default: 1,000). The background copies
 # keep up, but the log only restarts from its beginning when a commit finds it copied whole, which commits
@@ -157,6 +155,8 @@ class SqliteStore(RelationalStore):
 
     BEGIN_WRITE = "BEGIN IMMEDIATE"
     BEGIN_READ = "BEGIN DEFERRED"
+    # json_each keeps each element's text as written; ordered by key (the index), whatever order it scans in
+    APPEND_EVENTS = "INSERT INTO events (log, body) SELECT ?, value FROM json_each(?) ORDER BY key"
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         super().__init__()
@@ -184,13 +184,6 @@ class SqliteStore(RelationalStore):
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         cursor: sqlite3.Cursor = self._db.executemany(sql, rows)
         return cursor.rowcount
-
-    def append_events(self, events: Iterable[dict[str, Any]]) -> None:
-        """The batch in one statement: msgspec writes the array, SQLite splits it, and each row's body is its
-        element's text as written (``json_each`` keeps it), so the log reads as it did with a row inserted at a
-        time. ``executemany`` gave the interpreter up and took it back for every row, waiting each time on
-        whatever thread held it meanwhile (the event loop reading the next batch)."""
-        self._run(_APPEND_EVENTS, (self.log, json_text(events if isinstance(events, list) else list(events))))
 
     def _hint(self, index: str) -> str:
         return f"INDEXED BY {index}"
