@@ -64,8 +64,12 @@ def _lines_or_exit(path: Path) -> list[bytes]:
     try:
         return read_lines(path)
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"无法读取事件文件 / cannot read events file {path}: {exc}", markup=False)
-        raise typer.Exit(UNUSABLE) from None
+        _unreadable(path, exc)
+
+
+def _unreadable(path: Path, exc: Exception) -> NoReturn:
+    err.print(f"无法读取事件文件 / cannot read events file {path}: {exc}", markup=False)
+    raise typer.Exit(UNUSABLE) from None
 
 
 @app.command()
@@ -115,14 +119,16 @@ def replay(
 ) -> None:
     """重放事件流 / Replay a recorded stream on a simulated clock and write every decision (with several
     campaigns, each one's in campaign-id order for each event, as a deployment of them decides)."""
+    from livecoupon.engine.recordings import Recording, UnreadableRecording
     from livecoupon.engine.replay import replay_to
 
     campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
     started = time.perf_counter()
-    lines = _lines_or_exit(events)
     with collector_paused():
         try:
-            result = replay_to(campaigns, lines, out_dir)
+            result = replay_to(campaigns, Recording(events), out_dir)  # read as it is replayed
+        except UnreadableRecording as exc:
+            _unreadable(events, exc)
         except OSError as exc:
             err.print(f"无法写入 / cannot write to {out_dir}: {exc}", markup=False)
             raise typer.Exit(UNUSABLE) from None

@@ -32,3 +32,18 @@ def test_the_replay_command_leaves_the_collector_running(tmp_path: Path, unfroze
     assert gc.isenabled()
     assert gc.get_freeze_count() > 0  # the engines' state, which no collection need traverse again
     assert (tmp_path / "out" / "issued.jsonl").read_text(encoding="utf-8").count("\n") == 1
+
+
+@pytest.mark.parametrize("written", [None, b'{"type": "live_start", "room": "bench-room-1", "ts": 1}\n' * 3_000
+                                     + b'{"type": "join", "room": "bench-room-1", "ts": 2, "user": "\xe6\x89"}\n'])
+def test_a_recording_that_cannot_be_read_is_refused_and_nothing_written(tmp_path: Path, unfrozen: None,
+                                                                        written: bytes | None) -> None:
+    """Gone, or a line that is not UTF-8 far into the file (found only as it is replayed): exit 2, no output."""
+    events = tmp_path / "events.jsonl"
+    if written is not None:
+        events.write_bytes(written)
+    run = CliRunner().invoke(app, ["replay", str(events), "--config", str(CAMPAIGN), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 2, run.output
+    assert "无法读取事件文件 / cannot read events file" in run.output
+    assert ("utf-8" if written else "No such file") in run.output
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecoupon.domain.events import Event, EventError, parse_event
-from livecoupon.engine.recordings import read_events, read_for_replay, read_lines
+from livecoupon.engine.recordings import (
+    READ_BLOCK,
+    Recording,
+    UnreadableRecording,
+    read_events,
+    read_for_replay,
+    read_lines,
+)
 
 FIELDS = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount", "coupon_id", "duration",
           "product")
@@ -103,6 +110,31 @@ def test_lines_split_where_splitlines_splits_them(tmp_path_factory: Any, parts: 
     path = tmp_path_factory.mktemp("split") / "events.jsonl"
     path.write_bytes(data)
     assert read_lines(path) == data.splitlines(keepends=True)
+
+
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"{}", b"x", b"\xe6\x89\xa3", b" ", b"y" * 9]), max_size=16),
+       st.integers(min_value=1, max_value=12))
+@settings(max_examples=400, deadline=None)  # a busy machine is not a wrong answer
+def test_a_recording_read_a_block_at_a_time_has_the_lines_of_the_whole_file(tmp_path_factory: Any, parts: list[bytes],
+                                                                           block: int) -> None:
+    """Whatever falls at a block's end: half of a \\r\\n, half of a character, a line longer than a block."""
+    data = b"".join(parts)
+    path = tmp_path_factory.mktemp("blocks") / "events.jsonl"
+    path.write_bytes(data)
+    recording = Recording(path, block)
+    assert list(recording) == read_lines(path)
+    assert list(recording) == data.splitlines(keepends=True)  # read again, the same
+    assert all(lines for lines in recording.blocks())
+
+
+@pytest.mark.parametrize("block", [1, 2, 64, READ_BLOCK])
+def test_a_recording_that_is_not_utf8_or_gone_is_unreadable(tmp_path: Path, block: int) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"type": "live_start", "room": "r", "ts": 0}\n' * 20 + b'{"x": "\xe6\x89"}\n')
+    with pytest.raises(UnreadableRecording, match="utf-8"):
+        list(Recording(path, block))
+    with pytest.raises(UnreadableRecording, match="No such file"):
+        list(Recording(tmp_path / "gone.jsonl", block))
 
 
 @pytest.mark.parametrize("line", [b'{"type": "join", "room": "r", "ts": 1, "user": "u", "x": "\xff"}\n',

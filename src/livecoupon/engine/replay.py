@@ -13,6 +13,7 @@ from livecoupon.engine.campaigns import Deployment, started
 from livecoupon.engine.engine import QUIET_TYPES
 from livecoupon.engine.recordings import (
     Line,
+    Recording,
     Rejected,
     checked_event,
     plain_event,
@@ -45,7 +46,7 @@ class ReplayResult:
                 self.decisions.append(d)
 
 
-def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line]) -> ReplayResult:
+def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line] | Recording) -> ReplayResult:
     """Apply a recorded stream to fresh in-memory state, as SPEC §6 specifies; with several campaigns, as a
     deployment of them applies it (engine/campaigns.py: each event reaches the campaigns listening to its room,
     and a campaign the recording starts with a ``start`` entry applies nothing before it).
@@ -53,9 +54,10 @@ def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line]) -> Replay
     A recording in time order, the usual case, is applied as it is read: no event list,
     and a present viewer's heartbeat never becomes an object. At the first line out of
     time order the run starts again on the sorted path. Its lines are text, or UTF-8 bytes
-    as :func:`~livecoupon.engine.recordings.read_lines` reads them (faster: msgspec reads bytes as they are).
+    as :func:`~livecoupon.engine.recordings.read_lines` reads them (faster: msgspec reads bytes as they are), or a
+    :class:`~livecoupon.engine.recordings.Recording`, read a block at a time.
     """
-    lines = lines if isinstance(lines, list) else list(lines)  # a list: the compiled loop indexes it directly
+    lines = lines if isinstance(lines, (list, Recording)) else list(lines)  # read again if it starts again
     campaigns = [campaign] if isinstance(campaign, Campaign) else campaign
 
     def fresh(joining: set[str]) -> Deployment:
@@ -71,7 +73,7 @@ def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line]) -> Replay
         return result
 
 
-def _joining(lines: list[Line]) -> set[str]:
+def _joining(lines: list[Line] | Recording) -> set[str]:
     """The campaigns a recording starts part-way (its ``start`` entries), which apply nothing before them."""
     return started(e for line in lines if _mentions_start(line)
                    if (e := checked_event(0, line, [])) is not None)
@@ -81,7 +83,7 @@ def _mentions_start(line: Line) -> bool:
     return b'"start"' in line if isinstance(line, bytes) else '"start"' in line
 
 
-def _streamed(deployment: Deployment, lines: list[Line], joining: set[str]) -> ReplayResult | None:
+def _streamed(deployment: Deployment, lines: list[Line] | Recording, joining: set[str]) -> ReplayResult | None:
     """One pass, applying as it reads; None if the recording turns out not to be in time order, or
     to start a campaign not in ``joining``."""
     # deployment.touch and deployment.apply are called on it, not through local bound methods:
@@ -92,46 +94,49 @@ def _streamed(deployment: Deployment, lines: list[Line], joining: set[str]) -> R
     last_ts = -(2**63)
     last_room: str | None = None
     last_ids = RecentIds()  # last_room's
-    for index in range(len(lines)):  # compiled, a C loop over the list (enumerate went through its iterator)
-        line = lines[index]
-        fields = plain_fields(line)
-        kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
-        if kind:  # a plain line
-            event = None
-        else:
-            event = checked_event(index + 1, line, rejected)
-            if event is None:
-                continue
-            if event.command is not None and not started([event]) <= joining:
+    number = 0  # the line's, counted from 1
+    for block in lines.blocks() if isinstance(lines, Recording) else [lines]:
+        for index in range(len(block)):  # compiled, a C loop over the list (enumerate went through its iterator)
+            line = block[index]
+            number += 1
+            fields = plain_fields(line)
+            kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
+            if kind:  # a plain line
+                event = None
+            else:
+                event = checked_event(number, line, rejected)
+                if event is None:
+                    continue
+                if event.command is not None and not started([event]) <= joining:
+                    return None
+                room, ts, event_id = event.room, event.ts, event.id
+            # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
+            # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known
+            if room == last_room:
+                room = last_room
+            elif event_id is not None:
+                ids = seen.get(room)
+                if ids is None:
+                    ids = seen[room] = RecentIds()
+                last_room, last_ids = room, ids
+            if event_id is not None and not last_ids.first(event_id, ts):
+                continue  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
+            if ts < last_ts:
                 return None
-            room, ts, event_id = event.room, event.ts, event.id
-        # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
-        # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known
-        if room == last_room:
-            room = last_room
-        elif event_id is not None:
-            ids = seen.get(room)
-            if ids is None:
-                ids = seen[room] = RecentIds()
-            last_room, last_ids = room, ids
-        if event_id is not None and not last_ids.first(event_id, ts):
-            continue  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
-        if ts < last_ts:
-            return None
-        last_ts = ts
-        result.events += 1
-        if event is None:
-            if kind in _QUIET and deployment.touch(room, user, ts):  # type: ignore[arg-type]
-                continue
-            event = plain_event(fields)
-            event.room = room  # the string whose hash is already known
-        made = deployment.apply(event)
-        if made:
-            result.add(made)
+            last_ts = ts
+            result.events += 1
+            if event is None:
+                if kind in _QUIET and deployment.touch(room, user, ts):  # type: ignore[arg-type]
+                    continue
+                event = plain_event(fields)
+                event.room = room  # the string whose hash is already known
+            made = deployment.apply(event)
+            if made:
+                result.add(made)
     return result
 
 
-def _sorted(deployment: Deployment, lines: list[Line]) -> ReplayResult:
+def _sorted(deployment: Deployment, lines: list[Line] | Recording) -> ReplayResult:
     ordered, rejected = read_for_replay(lines)
     result = ReplayResult(rejected=rejected, events=len(ordered))
     for event in ordered:
@@ -141,7 +146,7 @@ def _sorted(deployment: Deployment, lines: list[Line]) -> ReplayResult:
     return result
 
 
-def replay_to(campaign: Campaign | list[Campaign], lines: Iterable[Line], out_dir: Path) -> ReplayResult:
+def replay_to(campaign: Campaign | list[Campaign], lines: Iterable[Line] | Recording, out_dir: Path) -> ReplayResult:
     """:func:`replay`, then :func:`write_outputs`: ``livecoupon replay``'s whole job.
 
     The collector stays paused throughout: between the two it would scan every decision
