@@ -43,6 +43,13 @@ class Firing:
     at: int
     users: Sequence[str] | None = None
 
+    def __init__(self, trigger: Trigger, firing: str, at: int, users: Sequence[str] | None = None) -> None:
+        """Written out: compiled, dataclass's own stays interpreted (see ``IssueRequest``)."""
+        self.trigger = trigger
+        self.firing = firing
+        self.at = at
+        self.users = users
+
 
 QUIET_TYPES = frozenset({"heartbeat", "like", "follow"})  # from a present viewer, these only refresh presence
 _VIEWING_TYPES: Final = QUIET_TYPES | {"join", "comment", "gift"}  # a viewer is seen: presence, then triggers
