@@ -304,16 +304,22 @@ def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]
 
 def decision_json(d: DecisionRecord) -> dict[str, Any]:
     """One line of ``issued.jsonl`` or ``suppressed.jsonl`` (SPEC §6)."""
+    # Keys set one by one (``update`` with keywords built a dict for each call); the reason as itself, a StrEnum,
+    # which every JSON encoder writes as its text (``.value`` is a Python-level property: ~0.4 µs a line compiled)
     record: dict[str, Any] = {"ts": seconds(d.at), "room": d.room, "user": d.user, "trigger": d.trigger}
     if d.reason is None:
         assert d.expires_at is not None
-        record.update(coupon=d.template, coupon_id=d.coupon_id, expires_at=seconds(d.expires_at))
+        record["coupon"] = d.template
+        record["coupon_id"] = d.coupon_id
+        record["expires_at"] = seconds(d.expires_at)
     else:
-        record["reason"] = d.reason.value
+        record["reason"] = d.reason
     if d.experiment is not None:
-        record.update(experiment=d.experiment, variant=d.variant)
+        record["experiment"] = d.experiment
+        record["variant"] = d.variant
     if d.propensity is not None:
-        record.update(arm=d.template, propensity=d.propensity)
+        record["arm"] = d.template
+        record["propensity"] = d.propensity
     return record
 
 
