@@ -182,6 +182,57 @@ def test_an_idempotency_key_keeps_its_first_answer(store: Store) -> None:
     assert store.recall("missing") is None
 
 
+def test_an_order_and_the_answer_its_key_has_are_read_together(store: Store) -> None:
+    order = Order("o1", "ann", (CartLine("p", "c", 1000, 1),), None, 1000, 0, 1000, OrderState.CREATED, 7)
+    store.insert_order(order)
+    ann, nobody, bob = StoredAnswer("f1", 200, {"n": 1}), StoredAnswer("f0", 404, {"n": 0}), StoredAnswer("f2", 409, {})
+    store.remember("platform\x1fann\x1fpay-1", ann)
+    store.remember("platform\x1f\x1fpay-1", nobody)
+    store.remember("platform\x1fbob\x1fpay-1", bob)
+    # the order's own user scopes the key (None), or the one given
+    assert store.order_and_answer("o1", "platform\x1f", None, "\x1fpay-1") == (order, ann)
+    assert store.order_and_answer("o1", "platform\x1f", "bob", "\x1fpay-1") == (order, bob)
+    assert store.order_and_answer("o1", "platform\x1f", None, "\x1fpay-2") == (order, None)
+    # no order: an empty user scopes it
+    assert store.order_and_answer("o9", "platform\x1f", None, "\x1fpay-1") == (None, nobody)
+    assert store.order_and_answer("o9", "platform\x1f", "bob", "\x1fpay-1") == (None, bob)
+    assert store.order_and_answer("o9", "viewer\x1f", None, "\x1fpay-1") == (None, None)
+
+
+def test_redeem_moves_only_a_coupon_reserved_for_the_order_and_not_lapsed(store: Store) -> None:
+    [d] = store.issue([request("a", room="studio")], Limits())
+    coupon = store.coupon(d.request.coupon_id)
+    assert coupon is not None
+    cid = coupon.coupon_id
+
+    def entry(order_id: str, at: int) -> HistoryEntry:
+        return HistoryEntry(cid, at, CouponState.REDEEMED, "redeemed", order_id)
+
+    assert store.redeem(entry("o1", 3)) is None  # issued, not reserved
+    reserved = with_state(coupon, CouponState.RESERVED, order_id="o1", reserved_until=5)
+    assert store.move_coupon(reserved, CouponState.ISSUED, HistoryEntry(cid, 2, CouponState.RESERVED, "reserved", "o1"))
+    assert store.redeem(entry("o2", 3)) is None  # another order's reservation
+    assert store.redeem(entry("o1", 6)) is None  # lapsed at 6
+    assert store.coupon(cid) == reserved
+    assert store.redeem(entry("o1", 5)) == "studio"  # held until 5: still held at 5
+    stored = store.coupon(cid)
+    assert stored is not None and stored.state is CouponState.REDEEMED
+    assert (stored.order_id, stored.reserved_until) == ("o1", None)
+    assert [(h.action, h.order_id, h.at) for h in store.history(cid)] == [("issued", None, 1_000_000),
+                                                                          ("reserved", "o1", 2), ("redeemed", "o1", 5)]
+    assert store.redeem(entry("o1", 5)) is None  # redeemed already
+
+
+def test_a_reservation_with_no_end_never_lapses_for_redeem(store: Store) -> None:
+    [d] = store.issue([request("a")], Limits())
+    coupon = store.coupon(d.request.coupon_id)
+    assert coupon is not None
+    held = with_state(coupon, CouponState.RESERVED, order_id="o1")
+    assert store.move_coupon(held, CouponState.ISSUED, HistoryEntry(coupon.coupon_id, 2, CouponState.RESERVED,
+                                                                    "reserved", "o1"))
+    assert store.redeem(HistoryEntry(coupon.coupon_id, 10**12, CouponState.REDEEMED, "redeemed", "o1")) == "r"
+
+
 def test_the_event_log_keeps_order(store: Store) -> None:
     store.append_events([{"type": "join", "n": 1}, {"type": "leave", "n": 2}])
     store.append_events([{"type": "join", "n": 3}])

@@ -81,11 +81,7 @@ class Checkout:
     def order(self, order_id: str, owner: str | None = None) -> Order:
         """The order; with ``owner`` (a viewer's own user), another user's order is a 403."""
         order = self.store.order(order_id)
-        if order is None:
-            raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
-        if owner is not None and order.user != owner:
-            raise Forbidden("not_your_order", f"order {order_id!r} belongs to another user", "order_id")
-        return order
+        return self._known(order_id, order) if owner is None else self._owned(order_id, order, owner)
 
     # -- changing -----------------------------------------------------------------------
     def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
@@ -93,8 +89,10 @@ class Checkout:
         """``caller`` scopes the idempotency key (who asked: the platform, or a viewer)."""
         request = {"op": "create", "order_id": order_id, "user": user, "coupon_id": coupon_id, "room": room,
                    "cart": [[line.product, line.category, line.price, line.qty] for line in cart]}
-        return self._once(f"{caller}\x1f{user}", key, request,
-                          lambda: self._create(order_id, user, tuple(cart), coupon_id, room))
+        with self.store.unit_of_work():
+            existing, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", user, f"\x1f{key}")
+            return self._once(f"{caller}\x1f{user}", key, request, seen,
+                              lambda: self._create(order_id, user, tuple(cart), coupon_id, room, existing))
 
     def pay(self, order_id: str, key: str, caller: str = "", owner: str | None = None) -> Answer:
         return self._act("pay", order_id, key, caller, owner, self._pay)
@@ -107,12 +105,22 @@ class Checkout:
 
     def _act(self, op: str, order_id: str, key: str, caller: str, owner: str | None,
              act: Callable[[Order], Answer]) -> Answer:
-        """``act`` on the order as read here, inside the same unit of work (no second read)."""
+        """``act`` on the order as read here, with its key's answer, inside the same unit of work (one read)."""
         with self.store.unit_of_work():
-            stored = self.order(order_id, owner) if owner is not None else self.store.order(order_id)
+            stored, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", None, f"\x1f{key}")
+            if owner is not None:
+                self._owned(order_id, stored, owner)
             user = stored.user if stored is not None else ""
-            return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id},
+            return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id}, seen,
                               lambda: act(self._known(order_id, stored)))
+
+    def _owned(self, order_id: str, order: Order | None, owner: str) -> Order:
+        """The order, if ``owner`` (a viewer's own user) may see it: 404 where there is none, else 403."""
+        if order is None:
+            raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
+        if order.user != owner:
+            raise Forbidden("not_your_order", f"order {order_id!r} belongs to another user", "order_id")
+        return order
 
     @staticmethod
     def _known(order_id: str, order: Order | None) -> Order:
@@ -150,30 +158,28 @@ class Checkout:
         moved = with_state(coupon, CouponState.ISSUED) if back else coupon
         return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
 
-    def _once(self, scope: str, key: str, request: dict[str, Any], act: Callable[[], Answer]) -> Answer:
+    def _once(self, scope: str, key: str, request: dict[str, Any], seen: StoredAnswer | None,
+              act: Callable[[], Answer]) -> Answer:
+        """Inside a unit of work: the answer ``seen`` under the key already, else ``act``'s, remembered."""
         if not key:
             raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
         fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-        key = f"{scope}\x1f{key}"
-        with self.store.unit_of_work():
-            seen = self.store.recall(key)
-            if seen is not None:
-                if seen.fingerprint != fingerprint:
-                    raise Malformed("idempotency_key_reused",
-                                    "idempotency_key was already used for a different request",
-                                    "idempotency_key")
-                return seen.status, seen.body
-            try:
-                status, body = act()
-            except (Refused, NotFound) as refusal:
-                status, body = refusal.status, refusal.to_json()
-            self.store.remember(key, StoredAnswer(fingerprint, status, body))
-            return status, body
+        if seen is not None:
+            if seen.fingerprint != fingerprint:
+                raise Malformed("idempotency_key_reused", "idempotency_key was already used for a different request",
+                                "idempotency_key")
+            return seen.status, seen.body
+        try:
+            status, body = act()
+        except (Refused, NotFound) as refusal:
+            status, body = refusal.status, refusal.to_json()
+        self.store.remember(f"{scope}\x1f{key}", StoredAnswer(fingerprint, status, body))
+        return status, body
 
     def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str | None,
-                room: str | None) -> Answer:
+                room: str | None, existing: Order | None) -> Answer:
         now = self.clock()
-        if self.store.order(order_id) is not None:
+        if existing is not None:
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         subtotal = cart_total(cart)
         if coupon_id is None:
@@ -232,25 +238,23 @@ class Checkout:
         now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.CREATED:
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}", "order_id")
-        coupon = None
-        if order.coupon_id is not None:
-            coupon = self._current(order.coupon_id, now)
-            if coupon is None or coupon.state is not CouponState.RESERVED or coupon.order_id != order_id:
+        coupon_room = None
+        if order.coupon_id is not None:  # redeemed by compare-and-set, unread: the coupon is read only if it fails
+            coupon_room = self.store.redeem(HistoryEntry(order.coupon_id, now, CouponState.REDEEMED, "redeemed",
+                                                         order_id))
+            if coupon_room is None:
+                self._current(order.coupon_id, now)  # a lapsed reservation is released, its order marked lapsed
                 raise Refused("reservation_lapsed",
                               f"the coupon reservation of order {order_id!r} lapsed; create the order again",
                               "order_id")
-            entry = HistoryEntry(coupon.coupon_id, now, CouponState.REDEEMED, "redeemed", order_id)
-            redeemed = with_state(coupon, CouponState.REDEEMED, order_id=order_id)
-            if not self.store.move_coupon(redeemed, CouponState.RESERVED, entry):
-                raise Refused("coupon_changed", f"coupon {coupon.coupon_id!r} changed during payment", "coupon_id")
         paid = order.moved(OrderState.PAID)
         if not self.store.move_order(paid, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
-        if self.on_paid is not None:  # an order placed outside a room counts in its coupon's (read just above)
+        if self.on_paid is not None:  # an order placed outside a room counts in its coupon's (as it was redeemed)
             self._paying = order_id
             try:
-                self.on_paid(paid if paid.room is not None or coupon is None
-                             else order.moved(OrderState.PAID, room=coupon.room))
+                self.on_paid(paid if paid.room is not None or coupon_room is None
+                             else order.moved(OrderState.PAID, room=coupon_room))
             finally:
                 self._paying = None
         return 200, order_json(paid)

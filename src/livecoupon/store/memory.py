@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
+from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_state
 from livecoupon.domain.decisions import (
     Decision,
     DecisionRecord,
@@ -122,6 +122,16 @@ class MemoryStore:
             self._history[coupon.coupon_id].append(entry)
             return True
 
+    def redeem(self, entry: HistoryEntry) -> str | None:
+        with self._lock:
+            stored = self._coupons.get(entry.coupon_id)
+            if (stored is None or stored.state is not CouponState.RESERVED or stored.order_id != entry.order_id
+                    or (stored.reserved_until is not None and stored.reserved_until < entry.at)):
+                return None
+            self._coupons[entry.coupon_id] = with_state(stored, CouponState.REDEEMED, order_id=entry.order_id)
+            self._history[entry.coupon_id].append(entry)
+            return stored.room
+
     def insert_order(self, order: Order) -> bool:
         with self._lock:
             if order.order_id in self._orders:
@@ -170,6 +180,13 @@ class MemoryStore:
 
     def recall(self, key: str) -> StoredAnswer | None:
         return self._answers.get(key)
+
+    def order_and_answer(self, order_id: str, key_head: str, user: str | None,
+                         key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
+        with self._lock:
+            order = self._orders.get(order_id)
+            scope = user if user is not None else order.user if order is not None else ""
+            return order, self._answers.get(f"{key_head}{scope}{key_tail}")
 
     def remember(self, key: str, answer: StoredAnswer) -> None:
         with self._lock:

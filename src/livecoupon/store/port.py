@@ -114,6 +114,11 @@ class CouponLedger(Protocol):
     def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
         """Compare-and-set: store ``coupon`` only if its stored state is ``expected``."""
 
+    def redeem(self, entry: HistoryEntry) -> str | None:
+        """Compare-and-set without reading the coupon first: the coupon ``entry`` names, if reserved for
+        ``entry.order_id`` and not lapsed at ``entry.at`` (held until then or later, or with no end), becomes
+        redeemed by that order, ``entry`` appended to its history; its room, or None (nothing changed)."""
+
     def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
         """Viewers' clients confirmed they showed these ``(coupon_id, user)`` coupons.
 
@@ -142,6 +147,12 @@ class OrderBook(Protocol):
         """Compare-and-set on the order's state."""
 
     def recall(self, key: str) -> StoredAnswer | None: ...
+
+    def order_and_answer(self, order_id: str, key_head: str, user: str | None,
+                         key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
+        """The order (None: no such order) and the answer remembered under ``key_head + user + key_tail``, in
+        one read: ``user`` None stands for the order's own user ("" where there is no order), so paying reads
+        its order and the answer its key (scoped by the order's user) may already have."""
 
     def remember(self, key: str, answer: StoredAnswer) -> None: ...
 

@@ -537,11 +537,25 @@ class RelationalStore(ABC):
                 (coupon.state.value, coupon.order_id, coupon.reserved_until, coupon.coupon_id, expected.value))
             if moved.rowcount != 1:
                 return False
-            self._run(
-                "INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
-                (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
-                 _json_text(entry.detail)))
+            self._append_history(entry)
             return True
+
+    def redeem(self, entry: HistoryEntry) -> str | None:
+        with self.unit_of_work():
+            rows = self._run(
+                "UPDATE decisions SET state=?, reserved_until=NULL WHERE coupon_id=? AND state=? AND order_id=? "
+                "AND (reserved_until IS NULL OR reserved_until >= ?) RETURNING room",
+                (CouponState.REDEEMED.value, entry.coupon_id, CouponState.RESERVED.value, entry.order_id,
+                 entry.at)).fetchall()
+            if not rows:
+                return None
+            self._append_history(entry)
+            return str(rows[0][0])
+
+    def _append_history(self, entry: HistoryEntry) -> None:
+        self._run("INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
+                  (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
+                   _json_text(entry.detail)))
 
     def insert_order(self, order: Order) -> bool:
         cart = _json_text([[line.product, line.category, line.price, line.qty] for line in order.cart])
@@ -553,14 +567,8 @@ class RelationalStore(ABC):
         return bool(cur.rowcount == 1)
 
     def order(self, order_id: str) -> Order | None:
-        row = self._run("SELECT order_id, \"user\", cart, coupon_id, subtotal, discount, payable, state, "
-                               "created_at, reserved_until, room FROM orders WHERE order_id=?", (order_id,)).fetchone()
-        if row is None:
-            return None
-        order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row
-        lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in _decode(cart))
-        return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state),
-                     created_at, reserved_until, room)
+        row = self._run(f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE order_id=?", (order_id,)).fetchone()
+        return None if row is None else _order_from_row(row)
 
     def move_order(self, order: Order, expected: OrderState) -> bool:
         cur = self._run("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",
@@ -601,6 +609,16 @@ class RelationalStore(ABC):
     def recall(self, key: str) -> StoredAnswer | None:
         row = self._run("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
         return StoredAnswer(row[0], row[1], _decode(row[2])) if row else None
+
+    def order_and_answer(self, order_id: str, key_head: str, user: str | None,
+                         key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
+        row = self._run(f"SELECT {_ORDER_COLUMNS}, a.fingerprint, a.status, a.body FROM (SELECT 1) AS one "
+                        "LEFT JOIN orders o ON o.order_id = ? LEFT JOIN answers a "
+                        "ON a.key = ? || COALESCE(?, o.\"user\", '') || ?",
+                        (order_id, key_head, user, key_tail)).fetchone()
+        order = None if row[0] is None else _order_from_row(row)
+        fingerprint, status, body = row[-3:]
+        return order, None if fingerprint is None else StoredAnswer(fingerprint, status, _decode(body))
 
     def remember(self, key: str, answer: StoredAnswer) -> None:
         self._run("INSERT INTO answers VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
@@ -658,6 +676,18 @@ class RelationalStore(ABC):
     def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
         row = self._run(LATEST_SNAPSHOT, (self.log, fingerprint)).fetchone()
         return Snapshot(row[0], fingerprint, row[1]) if row else None
+
+
+_ORDER_COLUMNS = ('o.order_id, o."user", o.cart, o.coupon_id, o.subtotal, o.discount, o.payable, o.state, '
+                  "o.created_at, o.reserved_until, o.room")
+
+
+def _order_from_row(row: Sequence[Any]) -> Order:
+    """An order from the first columns of ``row`` (``_ORDER_COLUMNS``)."""
+    order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row[:11]
+    lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in _decode(cart))
+    return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state), created_at,
+                 reserved_until, room)
 
 
 def _coupon_from_row(row: Sequence[Any]) -> Coupon:
