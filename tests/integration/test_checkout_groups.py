@@ -1,5 +1,6 @@
 """Group commit of checkout calls on a real SQLite file: calls that queue behind the writer run in one
-transaction, each in its own savepoint, and every caller gets exactly the answer it would have got alone."""
+transaction, a call that refuses before writing leaving the rest standing, and every caller gets exactly the
+answer it would have got alone."""
 
 from __future__ import annotations
 
@@ -120,3 +121,32 @@ def test_a_call_that_fails_unexpectedly_rolls_back_alone_and_its_group_is_run_ag
     assert isinstance(answers[1], RuntimeError)
     assert service.store.order("o-broken") is None
     assert service.store.order("o-1") is not None and service.store.order("o-2") is not None
+
+
+def test_a_call_refusing_after_a_write_spoils_its_group_which_runs_again_one_by_one(service: LiveService) -> None:
+    coupons = coupons_for(service, BUYERS[:2])
+    statements: list[str] = []
+
+    def written_then_refused() -> None:
+        service.store.insert_order(Order("o-half", "who", tuple(CART), None, 12_000, 0, 12_000,
+                                         OrderState.CREATED, T0_MS, None, None))
+        raise Malformed("late_refusal", "refused after a write", "order_id")
+
+    def counted() -> None:  # on the writer thread, where the group's statements run
+        service.store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    async def run() -> list[Any]:
+        await service.call(counted)
+        return await in_one_group(service, [
+            create(service, "o-1", BUYERS[0], coupons[BUYERS[0]], "k-1"),
+            service.checkout_in_group(written_then_refused),
+            create(service, "o-2", BUYERS[1], coupons[BUYERS[1]], "k-2"),
+        ])
+
+    answers = asyncio.run(run())
+    assert answers[0][0] == 201 and answers[2][0] == 201
+    assert isinstance(answers[1], Malformed) and answers[1].code == "late_refusal"
+    assert service.store.order("o-half") is None  # undone: neither in the group nor alone did it commit
+    assert service.store.order("o-1") is not None and service.store.order("o-2") is not None
+    assert not any("SAVEPOINT" in s for s in statements)  # no savepoint: the group rolled back, then one by one
+    assert sum(s.startswith("ROLLBACK") for s in statements) == 2  # the group, then the refusing call alone

@@ -11,8 +11,10 @@ from livecoupon.domain.coupons import CouponKind, CouponState, CouponTemplate, H
 from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
-from livecoupon.store.port import Store, StoredAnswer
+from livecoupon.store.memory import MemoryStore
+from livecoupon.store.port import Spoiled, Store, StoredAnswer
 from livecoupon.store.relational import OPERATOR_ENTRY, RelationalStore
+from livecoupon.store.sqlite import SqliteStore
 
 TEN = CouponTemplate("ten", "十元券", Terms(CouponKind.NO_THRESHOLD, amount=1000), valid_for_ms=600_000, stock=3)
 PCT = CouponTemplate("pct", "九折", Terms(CouponKind.PERCENT, percent_tenths=100, max_discount=2000),
@@ -231,6 +233,41 @@ def test_a_reservation_with_no_end_never_lapses_for_redeem(store: Store) -> None
     assert store.move_coupon(held, CouponState.ISSUED, HistoryEntry(coupon.coupon_id, 2, CouponState.RESERVED,
                                                                     "reserved", "o1"))
     assert store.redeem(HistoryEntry(coupon.coupon_id, 10**12, CouponState.REDEEMED, "redeemed", "o1")) == "r"
+
+
+class Refusal(Exception):
+    pass
+
+
+def test_a_guarded_block_that_raises_before_writing_leaves_the_transaction_as_it_was(store: Store) -> None:
+    with store.unit_of_work():
+        store.remember("before", StoredAnswer("f", 200, {}))
+        with pytest.raises(Refusal), store.guarded():
+            store.recall("before")
+            raise Refusal
+        store.remember("after", StoredAnswer("f", 200, {}))
+    assert store.recall("before") is not None and store.recall("after") is not None
+
+
+def test_a_guarded_block_that_raises_after_writing_is_undone_or_spoils_its_transaction(store: Store) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("the memory store never undoes: a guarded block only serialises")
+    spoiled = False
+    with store.unit_of_work():
+        store.remember("before", StoredAnswer("f", 200, {}))
+        try:
+            with store.guarded():
+                store.remember("inside", StoredAnswer("f", 200, {}))
+                raise Refusal
+        except Spoiled as exc:
+            spoiled = isinstance(exc.__cause__, Refusal)
+        except Refusal:
+            pass
+    # either its writes were undone and the rest stands, or the whole unit of work is for rolling back
+    if spoiled:
+        assert isinstance(store, SqliteStore)
+    else:
+        assert store.recall("inside") is None and store.recall("before") is not None
 
 
 def test_the_event_log_keeps_order(store: Store) -> None:

@@ -51,6 +51,9 @@ class MemoryStore:
     def savepoint(self) -> AbstractContextManager[None]:
         return self.unit_of_work()  # nothing is ever undone here: a savepoint only serialises
 
+    def guarded(self) -> AbstractContextManager[None]:
+        return self.unit_of_work()
+
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         with collector_paused(len(requests)), self._lock:
             return [self._issue_one(request, limits) for request in requests]

@@ -62,6 +62,10 @@ class CampaignTotals:
     suppressed: int
 
 
+class Spoiled(RuntimeError):
+    """A block under :meth:`UnitOfWork.guarded` raised after it had written: its unit of work can only roll back."""
+
+
 class UnitOfWork(Protocol):
     def unit_of_work(self) -> AbstractContextManager[None]:
         """A transaction: writes inside commit together, or not at all (SQLite, PostgreSQL)."""
@@ -69,6 +73,13 @@ class UnitOfWork(Protocol):
     def savepoint(self) -> AbstractContextManager[None]:
         """Inside a unit of work: if the block raises, its own writes are undone and the rest of the
         transaction stands (SQL's SAVEPOINT; the memory store, which never undoes, only serialises)."""
+
+    def guarded(self) -> AbstractContextManager[None]:
+        """Inside a unit of work, around a block that refuses (raises) before it writes, if at all: a block
+        that raises having written nothing leaves the transaction as it was; one that raises having written
+        either has its writes undone (a savepoint) or raises :class:`Spoiled` from its exception (the unit of
+        work can then only roll back). Where the backend can tell whether a block wrote (SQLite counts the rows
+        it changed), it costs no statement; elsewhere it is :meth:`savepoint`."""
 
 
 class ClaimsLedger(Protocol):

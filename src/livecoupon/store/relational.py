@@ -248,6 +248,9 @@ class RelationalStore(ABC):
             raise
         self._run("RELEASE SAVEPOINT call")
 
+    def guarded(self) -> AbstractContextManager[None]:
+        return self.savepoint()
+
     def close(self) -> None:
         with self._all_lock:
             for db in self._all:
