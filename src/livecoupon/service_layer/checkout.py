@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes for a str, ASCII only
 from typing import Any
 
 from livecoupon.delivery.messages import iso
@@ -48,6 +49,25 @@ def order_json(order: Order) -> dict[str, Any]:
             "discount": fen_to_yuan(order.discount), "payable": fen_to_yuan(order.payable),
             "created_at": _iso(order.created_at), "room": order.room,
             "reserved_until": None if order.reserved_until is None else _iso(order.reserved_until)}
+
+
+def created_request(order_id: str, user: str, coupon_id: str | None, room: str | None,
+                    cart: Sequence[CartLine]) -> str:
+    """An order's creation as the text its key's fingerprint hashes: what ``json.dumps(…, sort_keys=True)``
+    writes for ``{"op": "create", "order_id", "user", "coupon_id", "room", "cart": [[product, category, price,
+    qty], …]}`` (keys stored before must still match), written piece by piece (~10 µs less a call)."""
+    lines = json.dumps([[line.product, line.category, line.price, line.qty] for line in cart])
+    return (f'{{"cart": {lines}, "coupon_id": {_json_or_null(coupon_id)}, "op": "create", "order_id": '
+            f'{_json_string(order_id)}, "room": {_json_or_null(room)}, "user": {_json_string(user)}}}')
+
+
+def moved_request(op: str, order_id: str) -> str:
+    """``{"op": op, "order_id": order_id}`` as ``json.dumps(…, sort_keys=True)`` writes it (see ``created_request``)."""
+    return f'{{"op": {_json_string(op)}, "order_id": {_json_string(order_id)}}}'
+
+
+def _json_or_null(text: str | None) -> str:
+    return "null" if text is None else _json_string(text)
 
 
 class Checkout:
@@ -87,8 +107,7 @@ class Checkout:
     def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
                      key: str, caller: str = "", room: str | None = None) -> Answer:
         """``caller`` scopes the idempotency key (who asked: the platform, or a viewer)."""
-        request = {"op": "create", "order_id": order_id, "user": user, "coupon_id": coupon_id, "room": room,
-                   "cart": [[line.product, line.category, line.price, line.qty] for line in cart]}
+        request = created_request(order_id, user, coupon_id, room, cart)
         with self.store.unit_of_work():
             existing, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", user, f"\x1f{key}")
             return self._once(f"{caller}\x1f{user}", key, request, seen,
@@ -111,7 +130,7 @@ class Checkout:
             if owner is not None:
                 self._owned(order_id, stored, owner)
             user = stored.user if stored is not None else ""
-            return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id}, seen,
+            return self._once(f"{caller}\x1f{user}", key, moved_request(op, order_id), seen,
                               lambda: act(self._known(order_id, stored)))
 
     def _owned(self, order_id: str, order: Order | None, owner: str) -> Order:
@@ -158,12 +177,13 @@ class Checkout:
         moved = with_state(coupon, CouponState.ISSUED) if back else coupon
         return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
 
-    def _once(self, scope: str, key: str, request: dict[str, Any], seen: StoredAnswer | None,
+    def _once(self, scope: str, key: str, request: str, seen: StoredAnswer | None,
               act: Callable[[], Answer]) -> Answer:
-        """Inside a unit of work: the answer ``seen`` under the key already, else ``act``'s, remembered."""
+        """Inside a unit of work: the answer ``seen`` under the key already, else ``act``'s, remembered;
+        ``request`` is the call as JSON text, whose hash a repeat must match."""
         if not key:
             raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
-        fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        fingerprint = hashlib.sha256(request.encode()).hexdigest()
         if seen is not None:
             if seen.fingerprint != fingerprint:
                 raise Malformed("idempotency_key_reused", "idempotency_key was already used for a different request",
