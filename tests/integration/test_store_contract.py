@@ -201,6 +201,25 @@ def test_an_order_and_the_answer_its_key_has_are_read_together(store: Store) -> 
     assert store.order_and_answer("o9", "viewer\x1f", None, "\x1fpay-1") == (None, None)
 
 
+def test_creating_an_order_reads_the_order_the_answer_and_the_coupon_together(store: Store) -> None:
+    issued, _, _, out = store.issue([request(f"u{i}") for i in range(4)], Limits())  # stock 3: the last suppressed
+    assert out.reason is Reason.OUT_OF_STOCK
+    cid = issued.request.coupon_id
+    store.confirm([cid], 9)
+    order = Order("o1", "u0", (CartLine("p", "c", 1000, 1),), cid, 1000, 0, 1000, OrderState.CREATED, 7)
+    store.insert_order(order)
+    answer = StoredAnswer("f1", 201, {"n": 1})
+    store.remember("k1", answer)
+    coupon = store.coupon(cid)
+    assert coupon is not None and coupon.confirmed_at == 9
+    assert store.order_answer_and_coupon("o1", "k1", cid) == (order, answer, coupon)
+    assert store.order_answer_and_coupon("o2", "k2", cid) == (None, None, coupon)
+    assert store.order_answer_and_coupon("o1", "k1", None) == (order, answer, None)
+    assert store.order_answer_and_coupon("o2", "k1", "nope") == (None, answer, None)
+    assert store.coupon(out.request.coupon_id) is None  # a suppression is no coupon, read either way
+    assert store.order_answer_and_coupon("o2", "k2", out.request.coupon_id) == (None, None, None)
+
+
 def test_redeem_moves_only_a_coupon_reserved_for_the_order_and_not_lapsed(store: Store) -> None:
     [d] = store.issue([request("a", room="studio")], Limits())
     coupon = store.coupon(d.request.coupon_id)

@@ -109,9 +109,10 @@ class Checkout:
         """``caller`` scopes the idempotency key (who asked: the platform, or a viewer)."""
         request = created_request(order_id, user, coupon_id, room, cart)
         with self.store.unit_of_work():
-            existing, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", user, f"\x1f{key}")
+            existing, seen, coupon = self.store.order_answer_and_coupon(order_id, f"{caller}\x1f{user}\x1f{key}",
+                                                                        coupon_id)
             return self._once(f"{caller}\x1f{user}", key, request, seen,
-                              lambda: self._create(order_id, user, tuple(cart), coupon_id, room, existing))
+                              lambda: self._create(order_id, user, tuple(cart), room, existing, coupon_id, coupon))
 
     def pay(self, order_id: str, key: str, caller: str = "", owner: str | None = None) -> Answer:
         return self._act("pay", order_id, key, caller, owner, self._pay)
@@ -196,8 +197,9 @@ class Checkout:
         self.store.remember(f"{scope}\x1f{key}", StoredAnswer(fingerprint, status, body))
         return status, body
 
-    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str | None,
-                room: str | None, existing: Order | None) -> Answer:
+    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], room: str | None,
+                existing: Order | None, coupon_id: str | None, coupon: Coupon | None) -> Answer:
+        """``existing``, ``coupon``: the order and the coupon as read with the key's answer."""
         now = self.clock()
         if existing is not None:
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
@@ -205,15 +207,15 @@ class Checkout:
         if coupon_id is None:
             order = Order(order_id, user, cart, None, subtotal, 0, subtotal, OrderState.CREATED, now, None, room)
         else:
-            priced = self._reserve(order_id, user, cart, coupon_id, now)
+            priced = self._reserve(order_id, user, cart, coupon_id, self._current(coupon, now), now)
             order = Order(order_id, user, cart, coupon_id, subtotal, priced.discount, priced.payable,
                           OrderState.CREATED, now, now + self.reservation_ms, room)
         if not self.store.insert_order(order):
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         return 201, order_json(order)
 
-    def _reserve(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str, now: int) -> Quote:
-        coupon = self._current(coupon_id, now)
+    def _reserve(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str, coupon: Coupon | None,
+                 now: int) -> Quote:
         if coupon is None:
             raise Refused("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
         if coupon.user != user:
@@ -236,15 +238,14 @@ class Checkout:
             raise Refused("coupon_reserved", f"coupon {coupon_id!r} was just taken by another order", "coupon_id")
         return priced
 
-    def _current(self, coupon_id: str, now: int) -> Coupon | None:
-        """The coupon with a lapsed reservation released (and its order marked lapsed)."""
-        coupon = self.store.coupon(coupon_id)
+    def _current(self, coupon: Coupon | None, now: int) -> Coupon | None:
+        """The coupon as just read, or, where its reservation lapsed, released (and its order marked lapsed)."""
         if coupon is None or coupon.state is not CouponState.RESERVED:
             return coupon
         if coupon.reserved_until is None or now <= coupon.reserved_until:
             return coupon
         self._lapse(coupon, now)
-        return self.store.coupon(coupon_id)
+        return self.store.coupon(coupon.coupon_id)
 
     def _lapse(self, coupon: Coupon, at: int) -> None:
         entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED, "lapsed", coupon.order_id)
@@ -263,7 +264,7 @@ class Checkout:
             coupon_room = self.store.redeem(HistoryEntry(order.coupon_id, now, CouponState.REDEEMED, "redeemed",
                                                          order_id))
             if coupon_room is None:
-                self._current(order.coupon_id, now)  # a lapsed reservation is released, its order marked lapsed
+                self._current(self.store.coupon(order.coupon_id), now)  # a lapsed reservation is released
                 raise Refused("reservation_lapsed",
                               f"the coupon reservation of order {order_id!r} lapsed; create the order again",
                               "order_id")

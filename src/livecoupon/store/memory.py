@@ -191,6 +191,12 @@ class MemoryStore:
             scope = user if user is not None else order.user if order is not None else ""
             return order, self._answers.get(f"{key_head}{scope}{key_tail}")
 
+    def order_answer_and_coupon(self, order_id: str, key: str,
+                                coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:
+        with self._lock:
+            coupon = None if coupon_id is None else self._coupons.get(coupon_id)
+            return self._orders.get(order_id), self._answers.get(key), coupon
+
     def remember(self, key: str, answer: StoredAnswer) -> None:
         with self._lock:
             self._answers.setdefault(key, answer)

@@ -165,6 +165,12 @@ class OrderBook(Protocol):
         one read: ``user`` None stands for the order's own user ("" where there is no order), so paying reads
         its order and the answer its key (scoped by the order's user) may already have."""
 
+    def order_answer_and_coupon(self, order_id: str, key: str,
+                                coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:
+        """What creating an order reads, in one read: the order ``order_id`` if it exists already, the answer
+        remembered under ``key``, and the coupon ``coupon_id`` (as :meth:`CouponLedger.coupon`); None for each
+        there is none of."""
+
     def remember(self, key: str, answer: StoredAnswer) -> None: ...
 
 

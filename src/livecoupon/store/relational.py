@@ -61,9 +61,10 @@ def _logged(body: str) -> dict[str, Any]:
 
 
 # A coupon is an issuing decision joined with the terms it was issued under.
-COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, "
-                 "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
-                 "d.order_id, d.reserved_until, c.at FROM decisions d JOIN templates t ON t.id = d.template_id "
+COUPON_COLUMNS = ("d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, t.threshold, "
+                  "t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, d.order_id, "
+                  "d.reserved_until, c.at")
+COUPON_SELECT = (f"SELECT {COUPON_COLUMNS} FROM decisions d JOIN templates t ON t.id = d.template_id "
                  "LEFT JOIN ledger_confirmations c ON c.coupon_id = d.coupon_id")
 
 
@@ -633,9 +634,19 @@ class RelationalStore(ABC):
                         "LEFT JOIN orders o ON o.order_id = ? LEFT JOIN answers a "
                         "ON a.key = ? || COALESCE(?, o.\"user\", '') || ?",
                         (order_id, key_head, user, key_tail)).fetchone()
-        order = None if row[0] is None else _order_from_row(row)
-        fingerprint, status, body = row[-3:]
-        return order, None if fingerprint is None else StoredAnswer(fingerprint, status, _decode(body))
+        return _order_and_answer(row)
+
+    def order_answer_and_coupon(self, order_id: str, key: str,
+                                coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:
+        # a decision without a template is no coupon (a suppression), as for coupon()
+        row = self._run(f"SELECT {_ORDER_COLUMNS}, a.fingerprint, a.status, a.body, {COUPON_COLUMNS} "
+                        "FROM (SELECT 1) AS one LEFT JOIN orders o ON o.order_id = ? LEFT JOIN answers a ON a.key = ? "
+                        "LEFT JOIN decisions d ON d.coupon_id = ? AND d.template_id IS NOT NULL "
+                        "LEFT JOIN templates t ON t.id = d.template_id "
+                        "LEFT JOIN ledger_confirmations c ON c.coupon_id = d.coupon_id",
+                        (order_id, key, coupon_id)).fetchone()
+        order, answer = _order_and_answer(row[:_ANSWER_END])
+        return order, answer, None if row[_ANSWER_END] is None else _coupon_from_row(row[_ANSWER_END:])
 
     def remember(self, key: str, answer: StoredAnswer) -> None:
         self._run("INSERT INTO answers VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
@@ -697,6 +708,16 @@ class RelationalStore(ABC):
 
 _ORDER_COLUMNS = ('o.order_id, o."user", o.cart, o.coupon_id, o.subtotal, o.discount, o.payable, o.state, '
                   "o.created_at, o.reserved_until, o.room")
+
+
+_ANSWER_END = 14  # an order's 11 columns, then an answer's 3
+
+
+def _order_and_answer(row: Sequence[Any]) -> tuple[Order | None, StoredAnswer | None]:
+    """An order's columns (all NULL: none), then an answer's (the same)."""
+    fingerprint, status, body = row[11:14]
+    return (None if row[0] is None else _order_from_row(row),
+            None if fingerprint is None else StoredAnswer(fingerprint, status, _decode(body)))
 
 
 def _order_from_row(row: Sequence[Any]) -> Order:
