@@ -191,14 +191,13 @@ def test_an_order_and_the_answer_its_key_has_are_read_together(store: Store) -> 
     store.remember("platform\x1fann\x1fpay-1", ann)
     store.remember("platform\x1f\x1fpay-1", nobody)
     store.remember("platform\x1fbob\x1fpay-1", bob)
-    # the order's own user scopes the key (None), or the one given
-    assert store.order_and_answer("o1", "platform\x1f", None, "\x1fpay-1") == (order, ann)
-    assert store.order_and_answer("o1", "platform\x1f", "bob", "\x1fpay-1") == (order, bob)
-    assert store.order_and_answer("o1", "platform\x1f", None, "\x1fpay-2") == (order, None)
+    # the order's own user scopes the key
+    assert store.order_and_answer("o1", "platform\x1f", "\x1fpay-1") == (order, ann)
+    assert store.order_and_answer("o1", "platform\x1f", "\x1fpay-2") == (order, None)
+    assert store.order_and_answer("o1", "viewer\x1f", "\x1fpay-1") == (order, None)
     # no order: an empty user scopes it
-    assert store.order_and_answer("o9", "platform\x1f", None, "\x1fpay-1") == (None, nobody)
-    assert store.order_and_answer("o9", "platform\x1f", "bob", "\x1fpay-1") == (None, bob)
-    assert store.order_and_answer("o9", "viewer\x1f", None, "\x1fpay-1") == (None, None)
+    assert store.order_and_answer("o9", "platform\x1f", "\x1fpay-1") == (None, nobody)
+    assert store.order_and_answer("o9", "viewer\x1f", "\x1fpay-1") == (None, None)
 
 
 def test_creating_an_order_reads_the_order_the_answer_and_the_coupon_together(store: Store) -> None:

@@ -127,7 +127,7 @@ class Checkout:
              act: Callable[[Order], Answer]) -> Answer:
         """``act`` on the order as read here, with its key's answer, inside the same unit of work (one read)."""
         with self.store.unit_of_work():
-            stored, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", None, f"\x1f{key}")
+            stored, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", f"\x1f{key}")
             if owner is not None:
                 self._owned(order_id, stored, owner)
             user = stored.user if stored is not None else ""

@@ -184,12 +184,11 @@ class MemoryStore:
     def recall(self, key: str) -> StoredAnswer | None:
         return self._answers.get(key)
 
-    def order_and_answer(self, order_id: str, key_head: str, user: str | None,
+    def order_and_answer(self, order_id: str, key_head: str,
                          key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
         with self._lock:
             order = self._orders.get(order_id)
-            scope = user if user is not None else order.user if order is not None else ""
-            return order, self._answers.get(f"{key_head}{scope}{key_tail}")
+            return order, self._answers.get(f"{key_head}{order.user if order is not None else ''}{key_tail}")
 
     def order_answer_and_coupon(self, order_id: str, key: str,
                                 coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:

@@ -159,11 +159,11 @@ class OrderBook(Protocol):
 
     def recall(self, key: str) -> StoredAnswer | None: ...
 
-    def order_and_answer(self, order_id: str, key_head: str, user: str | None,
+    def order_and_answer(self, order_id: str, key_head: str,
                          key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
-        """The order (None: no such order) and the answer remembered under ``key_head + user + key_tail``, in
-        one read: ``user`` None stands for the order's own user ("" where there is no order), so paying reads
-        its order and the answer its key (scoped by the order's user) may already have."""
+        """The order (None: no such order) and the answer remembered under ``key_head + its user + key_tail``
+        ("" for the user where there is no order), in one read: paying, cancelling and refunding read the order
+        and the answer its key, scoped by the order's user, may already have."""
 
     def order_answer_and_coupon(self, order_id: str, key: str,
                                 coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:

@@ -628,12 +628,12 @@ class RelationalStore(ABC):
         row = self._run("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
         return StoredAnswer(row[0], row[1], _decode(row[2])) if row else None
 
-    def order_and_answer(self, order_id: str, key_head: str, user: str | None,
+    def order_and_answer(self, order_id: str, key_head: str,
                          key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
         row = self._run(f"SELECT {_ORDER_COLUMNS}, a.fingerprint, a.status, a.body FROM (SELECT 1) AS one "
                         "LEFT JOIN orders o ON o.order_id = ? LEFT JOIN answers a "
-                        "ON a.key = ? || COALESCE(?, o.\"user\", '') || ?",
-                        (order_id, key_head, user, key_tail)).fetchone()
+                        "ON a.key = ? || COALESCE(o.\"user\", '') || ?",
+                        (order_id, key_head, key_tail)).fetchone()
         return _order_and_answer(row)
 
     def order_answer_and_coupon(self, order_id: str, key: str,
