@@ -1,10 +1,12 @@
 """Group commit of checkout calls on a real SQLite file: calls that queue behind the writer run in one
-transaction, each in its own savepoint, and every caller gets exactly the answer it would have got alone."""
+transaction, a call that refuses before writing leaving the rest standing, and every caller gets exactly the
+answer it would have got alone."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,72 @@ def test_a_call_that_fails_unexpectedly_rolls_back_alone_and_its_group_is_run_ag
     assert isinstance(answers[1], RuntimeError)
     assert service.store.order("o-broken") is None
     assert service.store.order("o-1") is not None and service.store.order("o-2") is not None
+
+
+def test_a_call_refusing_after_a_write_spoils_its_group_which_runs_again_one_by_one(service: LiveService) -> None:
+    coupons = coupons_for(service, BUYERS[:2])
+    statements: list[str] = []
+
+    def written_then_refused() -> None:
+        service.store.insert_order(Order("o-half", "who", tuple(CART), None, 12_000, 0, 12_000,
+                                         OrderState.CREATED, T0_MS, None, None))
+        raise Malformed("late_refusal", "refused after a write", "order_id")
+
+    def counted() -> None:  # on the writer thread, where the group's statements run
+        service.store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    async def run() -> list[Any]:
+        await service.call(counted)
+        return await in_one_group(service, [
+            create(service, "o-1", BUYERS[0], coupons[BUYERS[0]], "k-1"),
+            service.checkout_in_group(written_then_refused),
+            create(service, "o-2", BUYERS[1], coupons[BUYERS[1]], "k-2"),
+        ])
+
+    answers = asyncio.run(run())
+    assert answers[0][0] == 201 and answers[2][0] == 201
+    assert isinstance(answers[1], Malformed) and answers[1].code == "late_refusal"
+    assert service.store.order("o-half") is None  # undone: neither in the group nor alone did it commit
+    assert service.store.order("o-1") is not None and service.store.order("o-2") is not None
+    assert not any("SAVEPOINT" in s for s in statements)  # no savepoint: the group rolled back, then one by one
+    assert sum(s.startswith("ROLLBACK") for s in statements) == 2  # the group, then the refusing call alone
+
+
+@pytest.fixture
+def pg_service(pg_url: str) -> Iterator[LiveService]:
+    from livecoupon.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_url, f"t_{uuid.uuid4().hex[:12]}")
+    live = LiveService(load_campaign(EXAMPLE), store, ClockMode.WALL, wall=lambda: T0_MS)
+    yield live
+    live.close()
+    store.drop()
+
+
+def test_on_postgresql_a_group_answers_each_call_as_alone_and_a_late_refusal_is_undone_alone(
+        pg_service: LiveService) -> None:
+    service = pg_service
+    coupons = coupons_for(service, BUYERS[:4])
+
+    def written_then_refused() -> None:
+        service.store.insert_order(Order("o-half", "who", tuple(CART), None, 12_000, 0, 12_000,
+                                         OrderState.CREATED, T0_MS, None, None))
+        raise Malformed("late_refusal", "refused after a write", "order_id")
+
+    async def run() -> tuple[list[Any], list[Any], list[Any]]:
+        created = await in_one_group(service, [
+            *(create(service, f"o-{u}", u, coupons[u], f"c-{u}") for u in BUYERS[:3]),
+            create(service, "o-rival", BUYERS[0], coupons[BUYERS[0]], "c-rival"),  # the same coupon: refused
+            service.checkout_in_group(written_then_refused)])
+        paid = await in_one_group(service, [pay(service, f"o-{u}", f"p-{u}") for u in BUYERS[:3]])
+        again = await in_one_group(service, [pay(service, f"o-{u}", f"p-{u}") for u in BUYERS[:3]])
+        return created, paid, again
+
+    created, paid, again = asyncio.run(run())
+    assert [status for status, _ in created[:3]] == [201] * 3
+    assert created[3][0] == 409 and created[3][1]["error"]["code"] == "coupon_reserved"
+    assert isinstance(created[4], Malformed) and service.store.order("o-half") is None  # its savepoint undone
+    assert [(status, body["state"]) for status, body in paid] == [(200, "paid")] * 3
+    assert again == paid
+    assert {c.state.value for u in BUYERS[:3] for c in service.store.coupons_of(u)} == {"redeemed"}
+    assert service.store.coupons_of(BUYERS[3])[0].state.value == "issued"

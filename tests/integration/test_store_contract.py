@@ -11,8 +11,10 @@ from livecoupon.domain.coupons import CouponKind, CouponState, CouponTemplate, H
 from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
-from livecoupon.store.port import Store, StoredAnswer
+from livecoupon.store.memory import MemoryStore
+from livecoupon.store.port import Spoiled, Store, StoredAnswer
 from livecoupon.store.relational import OPERATOR_ENTRY, RelationalStore, json_text
+from livecoupon.store.sqlite import SqliteStore
 
 TEN = CouponTemplate("ten", "十元券", Terms(CouponKind.NO_THRESHOLD, amount=1000), valid_for_ms=600_000, stock=3)
 PCT = CouponTemplate("pct", "九折", Terms(CouponKind.PERCENT, percent_tenths=100, max_discount=2000),
@@ -180,6 +182,110 @@ def test_an_idempotency_key_keeps_its_first_answer(store: Store) -> None:
     store.remember("k", StoredAnswer("f2", 409, {"n": 2}))
     assert store.recall("k") == StoredAnswer("f1", 201, {"n": 1})
     assert store.recall("missing") is None
+
+
+def test_an_order_and_the_answer_its_key_has_are_read_together(store: Store) -> None:
+    order = Order("o1", "ann", (CartLine("p", "c", 1000, 1),), None, 1000, 0, 1000, OrderState.CREATED, 7)
+    store.insert_order(order)
+    ann, nobody, bob = StoredAnswer("f1", 200, {"n": 1}), StoredAnswer("f0", 404, {"n": 0}), StoredAnswer("f2", 409, {})
+    store.remember("platform\x1fann\x1fpay-1", ann)
+    store.remember("platform\x1f\x1fpay-1", nobody)
+    store.remember("platform\x1fbob\x1fpay-1", bob)
+    # the order's own user scopes the key
+    assert store.order_and_answer("o1", "platform\x1f", "\x1fpay-1") == (order, ann)
+    assert store.order_and_answer("o1", "platform\x1f", "\x1fpay-2") == (order, None)
+    assert store.order_and_answer("o1", "viewer\x1f", "\x1fpay-1") == (order, None)
+    # no order: an empty user scopes it
+    assert store.order_and_answer("o9", "platform\x1f", "\x1fpay-1") == (None, nobody)
+    assert store.order_and_answer("o9", "viewer\x1f", "\x1fpay-1") == (None, None)
+
+
+def test_creating_an_order_reads_the_order_the_answer_and_the_coupon_together(store: Store) -> None:
+    issued, _, _, out = store.issue([request(f"u{i}") for i in range(4)], Limits())  # stock 3: the last suppressed
+    assert out.reason is Reason.OUT_OF_STOCK
+    cid = issued.request.coupon_id
+    store.confirm([cid], 9)
+    order = Order("o1", "u0", (CartLine("p", "c", 1000, 1),), cid, 1000, 0, 1000, OrderState.CREATED, 7)
+    store.insert_order(order)
+    answer = StoredAnswer("f1", 201, {"n": 1})
+    store.remember("k1", answer)
+    coupon = store.coupon(cid)
+    assert coupon is not None and coupon.confirmed_at == 9
+    assert store.order_answer_and_coupon("o1", "k1", cid) == (order, answer, coupon)
+    assert store.order_answer_and_coupon("o2", "k2", cid) == (None, None, coupon)
+    assert store.order_answer_and_coupon("o1", "k1", None) == (order, answer, None)
+    assert store.order_answer_and_coupon("o2", "k1", "nope") == (None, answer, None)
+    assert store.coupon(out.request.coupon_id) is None  # a suppression is no coupon, read either way
+    assert store.order_answer_and_coupon("o2", "k2", out.request.coupon_id) == (None, None, None)
+
+
+def test_redeem_moves_only_a_coupon_reserved_for_the_order_and_not_lapsed(store: Store) -> None:
+    [d] = store.issue([request("a", room="studio")], Limits())
+    coupon = store.coupon(d.request.coupon_id)
+    assert coupon is not None
+    cid = coupon.coupon_id
+
+    def entry(order_id: str, at: int) -> HistoryEntry:
+        return HistoryEntry(cid, at, CouponState.REDEEMED, "redeemed", order_id)
+
+    assert store.redeem(entry("o1", 3)) is None  # issued, not reserved
+    reserved = with_state(coupon, CouponState.RESERVED, order_id="o1", reserved_until=5)
+    assert store.move_coupon(reserved, CouponState.ISSUED, HistoryEntry(cid, 2, CouponState.RESERVED, "reserved", "o1"))
+    assert store.redeem(entry("o2", 3)) is None  # another order's reservation
+    assert store.redeem(entry("o1", 6)) is None  # lapsed at 6
+    assert store.coupon(cid) == reserved
+    assert store.redeem(entry("o1", 5)) == "studio"  # held until 5: still held at 5
+    stored = store.coupon(cid)
+    assert stored is not None and stored.state is CouponState.REDEEMED
+    assert (stored.order_id, stored.reserved_until) == ("o1", None)
+    assert [(h.action, h.order_id, h.at) for h in store.history(cid)] == [("issued", None, 1_000_000),
+                                                                          ("reserved", "o1", 2), ("redeemed", "o1", 5)]
+    assert store.redeem(entry("o1", 5)) is None  # redeemed already
+
+
+def test_a_reservation_with_no_end_never_lapses_for_redeem(store: Store) -> None:
+    [d] = store.issue([request("a")], Limits())
+    coupon = store.coupon(d.request.coupon_id)
+    assert coupon is not None
+    held = with_state(coupon, CouponState.RESERVED, order_id="o1")
+    assert store.move_coupon(held, CouponState.ISSUED, HistoryEntry(coupon.coupon_id, 2, CouponState.RESERVED,
+                                                                    "reserved", "o1"))
+    assert store.redeem(HistoryEntry(coupon.coupon_id, 10**12, CouponState.REDEEMED, "redeemed", "o1")) == "r"
+
+
+class Refusal(Exception):
+    pass
+
+
+def test_a_guarded_block_that_raises_before_writing_leaves_the_transaction_as_it_was(store: Store) -> None:
+    with store.unit_of_work():
+        store.remember("before", StoredAnswer("f", 200, {}))
+        with pytest.raises(Refusal), store.guarded():
+            store.recall("before")
+            raise Refusal
+        store.remember("after", StoredAnswer("f", 200, {}))
+    assert store.recall("before") is not None and store.recall("after") is not None
+
+
+def test_a_guarded_block_that_raises_after_writing_is_undone_or_spoils_its_transaction(store: Store) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("the memory store never undoes: a guarded block only serialises")
+    spoiled = False
+    with store.unit_of_work():
+        store.remember("before", StoredAnswer("f", 200, {}))
+        try:
+            with store.guarded():
+                store.remember("inside", StoredAnswer("f", 200, {}))
+                raise Refusal
+        except Spoiled as exc:
+            spoiled = isinstance(exc.__cause__, Refusal)
+        except Refusal:
+            pass
+    # either its writes were undone and the rest stands, or the whole unit of work is for rolling back
+    if spoiled:
+        assert isinstance(store, SqliteStore)
+    else:
+        assert store.recall("inside") is None and store.recall("before") is not None
 
 
 def test_the_event_log_keeps_order(store: Store) -> None:

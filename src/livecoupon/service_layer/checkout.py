@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _json_string  # what json.dumps writes for a str, ASCII only
 from typing import Any
 
 from livecoupon.delivery.messages import iso
@@ -50,6 +51,25 @@ def order_json(order: Order) -> dict[str, Any]:
             "reserved_until": None if order.reserved_until is None else _iso(order.reserved_until)}
 
 
+def created_request(order_id: str, user: str, coupon_id: str | None, room: str | None,
+                    cart: Sequence[CartLine]) -> str:
+    """An order's creation as the text its key's fingerprint hashes: what ``json.dumps(…, sort_keys=True)``
+    writes for ``{"op": "create", "order_id", "user", "coupon_id", "room", "cart": [[product, category, price,
+    qty], …]}`` (keys stored before must still match), written piece by piece (~10 µs less a call)."""
+    lines = json.dumps([[line.product, line.category, line.price, line.qty] for line in cart])
+    return (f'{{"cart": {lines}, "coupon_id": {_json_or_null(coupon_id)}, "op": "create", "order_id": '
+            f'{_json_string(order_id)}, "room": {_json_or_null(room)}, "user": {_json_string(user)}}}')
+
+
+def moved_request(op: str, order_id: str) -> str:
+    """``{"op": op, "order_id": order_id}`` as ``json.dumps(…, sort_keys=True)`` writes it (see ``created_request``)."""
+    return f'{{"op": {_json_string(op)}, "order_id": {_json_string(order_id)}}}'
+
+
+def _json_or_null(text: str | None) -> str:
+    return "null" if text is None else _json_string(text)
+
+
 class Checkout:
     """Quotes carts and moves orders; ``clock`` gives the service's time in ms."""
 
@@ -81,20 +101,18 @@ class Checkout:
     def order(self, order_id: str, owner: str | None = None) -> Order:
         """The order; with ``owner`` (a viewer's own user), another user's order is a 403."""
         order = self.store.order(order_id)
-        if order is None:
-            raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
-        if owner is not None and order.user != owner:
-            raise Forbidden("not_your_order", f"order {order_id!r} belongs to another user", "order_id")
-        return order
+        return self._known(order_id, order) if owner is None else self._owned(order_id, order, owner)
 
     # -- changing -----------------------------------------------------------------------
     def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
                      key: str, caller: str = "", room: str | None = None) -> Answer:
         """``caller`` scopes the idempotency key (who asked: the platform, or a viewer)."""
-        request = {"op": "create", "order_id": order_id, "user": user, "coupon_id": coupon_id, "room": room,
-                   "cart": [[line.product, line.category, line.price, line.qty] for line in cart]}
-        return self._once(f"{caller}\x1f{user}", key, request,
-                          lambda: self._create(order_id, user, tuple(cart), coupon_id, room))
+        request = created_request(order_id, user, coupon_id, room, cart)
+        with self.store.unit_of_work():
+            existing, seen, coupon = self.store.order_answer_and_coupon(order_id, f"{caller}\x1f{user}\x1f{key}",
+                                                                        coupon_id)
+            return self._once(f"{caller}\x1f{user}", key, request, seen,
+                              lambda: self._create(order_id, user, tuple(cart), room, existing, coupon_id, coupon))
 
     def pay(self, order_id: str, key: str, caller: str = "", owner: str | None = None) -> Answer:
         return self._act("pay", order_id, key, caller, owner, self._pay)
@@ -107,12 +125,22 @@ class Checkout:
 
     def _act(self, op: str, order_id: str, key: str, caller: str, owner: str | None,
              act: Callable[[Order], Answer]) -> Answer:
-        """``act`` on the order as read here, inside the same unit of work (no second read)."""
+        """``act`` on the order as read here, with its key's answer, inside the same unit of work (one read)."""
         with self.store.unit_of_work():
-            stored = self.order(order_id, owner) if owner is not None else self.store.order(order_id)
+            stored, seen = self.store.order_and_answer(order_id, f"{caller}\x1f", f"\x1f{key}")
+            if owner is not None:
+                self._owned(order_id, stored, owner)
             user = stored.user if stored is not None else ""
-            return self._once(f"{caller}\x1f{user}", key, {"op": op, "order_id": order_id},
+            return self._once(f"{caller}\x1f{user}", key, moved_request(op, order_id), seen,
                               lambda: act(self._known(order_id, stored)))
+
+    def _owned(self, order_id: str, order: Order | None, owner: str) -> Order:
+        """The order, if ``owner`` (a viewer's own user) may see it: 404 where there is none, else 403."""
+        if order is None:
+            raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
+        if order.user != owner:
+            raise Forbidden("not_your_order", f"order {order_id!r} belongs to another user", "order_id")
+        return order
 
     @staticmethod
     def _known(order_id: str, order: Order | None) -> Order:
@@ -150,44 +178,44 @@ class Checkout:
         moved = with_state(coupon, CouponState.ISSUED) if back else coupon
         return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
 
-    def _once(self, scope: str, key: str, request: dict[str, Any], act: Callable[[], Answer]) -> Answer:
+    def _once(self, scope: str, key: str, request: str, seen: StoredAnswer | None,
+              act: Callable[[], Answer]) -> Answer:
+        """Inside a unit of work: the answer ``seen`` under the key already, else ``act``'s, remembered;
+        ``request`` is the call as JSON text, whose hash a repeat must match."""
         if not key:
             raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
-        fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-        key = f"{scope}\x1f{key}"
-        with self.store.unit_of_work():
-            seen = self.store.recall(key)
-            if seen is not None:
-                if seen.fingerprint != fingerprint:
-                    raise Malformed("idempotency_key_reused",
-                                    "idempotency_key was already used for a different request",
-                                    "idempotency_key")
-                return seen.status, seen.body
-            try:
-                status, body = act()
-            except (Refused, NotFound) as refusal:
-                status, body = refusal.status, refusal.to_json()
-            self.store.remember(key, StoredAnswer(fingerprint, status, body))
-            return status, body
+        fingerprint = hashlib.sha256(request.encode()).hexdigest()
+        if seen is not None:
+            if seen.fingerprint != fingerprint:
+                raise Malformed("idempotency_key_reused", "idempotency_key was already used for a different request",
+                                "idempotency_key")
+            return seen.status, seen.body
+        try:
+            status, body = act()
+        except (Refused, NotFound) as refusal:
+            status, body = refusal.status, refusal.to_json()
+        self.store.remember(f"{scope}\x1f{key}", StoredAnswer(fingerprint, status, body))
+        return status, body
 
-    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str | None,
-                room: str | None) -> Answer:
+    def _create(self, order_id: str, user: str, cart: tuple[CartLine, ...], room: str | None,
+                existing: Order | None, coupon_id: str | None, coupon: Coupon | None) -> Answer:
+        """``existing``, ``coupon``: the order and the coupon as read with the key's answer."""
         now = self.clock()
-        if self.store.order(order_id) is not None:
+        if existing is not None:
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         subtotal = cart_total(cart)
         if coupon_id is None:
             order = Order(order_id, user, cart, None, subtotal, 0, subtotal, OrderState.CREATED, now, None, room)
         else:
-            priced = self._reserve(order_id, user, cart, coupon_id, now)
+            priced = self._reserve(order_id, user, cart, coupon_id, self._current(coupon, now), now)
             order = Order(order_id, user, cart, coupon_id, subtotal, priced.discount, priced.payable,
                           OrderState.CREATED, now, now + self.reservation_ms, room)
         if not self.store.insert_order(order):
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         return 201, order_json(order)
 
-    def _reserve(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str, now: int) -> Quote:
-        coupon = self._current(coupon_id, now)
+    def _reserve(self, order_id: str, user: str, cart: tuple[CartLine, ...], coupon_id: str, coupon: Coupon | None,
+                 now: int) -> Quote:
         if coupon is None:
             raise Refused("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
         if coupon.user != user:
@@ -210,15 +238,14 @@ class Checkout:
             raise Refused("coupon_reserved", f"coupon {coupon_id!r} was just taken by another order", "coupon_id")
         return priced
 
-    def _current(self, coupon_id: str, now: int) -> Coupon | None:
-        """The coupon with a lapsed reservation released (and its order marked lapsed)."""
-        coupon = self.store.coupon(coupon_id)
+    def _current(self, coupon: Coupon | None, now: int) -> Coupon | None:
+        """The coupon as just read, or, where its reservation lapsed, released (and its order marked lapsed)."""
         if coupon is None or coupon.state is not CouponState.RESERVED:
             return coupon
         if coupon.reserved_until is None or now <= coupon.reserved_until:
             return coupon
         self._lapse(coupon, now)
-        return self.store.coupon(coupon_id)
+        return self.store.coupon(coupon.coupon_id)
 
     def _lapse(self, coupon: Coupon, at: int) -> None:
         entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED, "lapsed", coupon.order_id)
@@ -232,25 +259,23 @@ class Checkout:
         now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.CREATED:
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}", "order_id")
-        coupon = None
-        if order.coupon_id is not None:
-            coupon = self._current(order.coupon_id, now)
-            if coupon is None or coupon.state is not CouponState.RESERVED or coupon.order_id != order_id:
+        coupon_room = None
+        if order.coupon_id is not None:  # redeemed by compare-and-set, unread: the coupon is read only if it fails
+            coupon_room = self.store.redeem(HistoryEntry(order.coupon_id, now, CouponState.REDEEMED, "redeemed",
+                                                         order_id))
+            if coupon_room is None:
+                self._current(self.store.coupon(order.coupon_id), now)  # a lapsed reservation is released
                 raise Refused("reservation_lapsed",
                               f"the coupon reservation of order {order_id!r} lapsed; create the order again",
                               "order_id")
-            entry = HistoryEntry(coupon.coupon_id, now, CouponState.REDEEMED, "redeemed", order_id)
-            redeemed = with_state(coupon, CouponState.REDEEMED, order_id=order_id)
-            if not self.store.move_coupon(redeemed, CouponState.RESERVED, entry):
-                raise Refused("coupon_changed", f"coupon {coupon.coupon_id!r} changed during payment", "coupon_id")
         paid = order.moved(OrderState.PAID)
         if not self.store.move_order(paid, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
-        if self.on_paid is not None:  # an order placed outside a room counts in its coupon's (read just above)
+        if self.on_paid is not None:  # an order placed outside a room counts in its coupon's (as it was redeemed)
             self._paying = order_id
             try:
-                self.on_paid(paid if paid.room is not None or coupon is None
-                             else order.moved(OrderState.PAID, room=coupon.room))
+                self.on_paid(paid if paid.room is not None or coupon_room is None
+                             else order.moved(OrderState.PAID, room=coupon_room))
             finally:
                 self._paying = None
         return 200, order_json(paid)

@@ -636,10 +636,13 @@ class LiveService:
         loop.call_soon_threadsafe(settle, outcomes)
 
     def _grouped_outcome(self, call: GroupedCall) -> Outcome:
+        """A checkout call refuses by raising before it writes (a key reused, an unknown order): the rest of the
+        group stands. One that raises having written spoils the group (:class:`Spoiled`, where the store
+        cannot undo its writes alone): the group rolls back and its calls run again one by one."""
         try:
-            with self.store.savepoint():
+            with self.store.guarded():
                 return call.future, Answered(call.act(*call.args))
-        except LivecouponError as refusal:  # raised before it wrote anything (a key reused, an unknown order)
+        except LivecouponError as refusal:
             return call.future, refusal
 
     def _single_outcome(self, call: GroupedCall) -> Outcome:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry
+from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_state
 from livecoupon.domain.decisions import (
     Decision,
     DecisionRecord,
@@ -50,6 +50,9 @@ class MemoryStore:
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self.unit_of_work()  # nothing is ever undone here: a savepoint only serialises
+
+    def guarded(self) -> AbstractContextManager[None]:
+        return self.unit_of_work()
 
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
         with collector_paused(len(requests)), self._lock:
@@ -122,6 +125,16 @@ class MemoryStore:
             self._history[coupon.coupon_id].append(entry)
             return True
 
+    def redeem(self, entry: HistoryEntry) -> str | None:
+        with self._lock:
+            stored = self._coupons.get(entry.coupon_id)
+            if (stored is None or stored.state is not CouponState.RESERVED or stored.order_id != entry.order_id
+                    or (stored.reserved_until is not None and stored.reserved_until < entry.at)):
+                return None
+            self._coupons[entry.coupon_id] = with_state(stored, CouponState.REDEEMED, order_id=entry.order_id)
+            self._history[entry.coupon_id].append(entry)
+            return stored.room
+
     def insert_order(self, order: Order) -> bool:
         with self._lock:
             if order.order_id in self._orders:
@@ -170,6 +183,18 @@ class MemoryStore:
 
     def recall(self, key: str) -> StoredAnswer | None:
         return self._answers.get(key)
+
+    def order_and_answer(self, order_id: str, key_head: str,
+                         key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
+        with self._lock:
+            order = self._orders.get(order_id)
+            return order, self._answers.get(f"{key_head}{order.user if order is not None else ''}{key_tail}")
+
+    def order_answer_and_coupon(self, order_id: str, key: str,
+                                coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:
+        with self._lock:
+            coupon = None if coupon_id is None else self._coupons.get(coupon_id)
+            return self._orders.get(order_id), self._answers.get(key), coupon
 
     def remember(self, key: str, answer: StoredAnswer) -> None:
         with self._lock:

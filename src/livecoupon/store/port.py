@@ -62,6 +62,10 @@ class CampaignTotals:
     suppressed: int
 
 
+class Spoiled(RuntimeError):
+    """A block under :meth:`UnitOfWork.guarded` raised after it had written: its unit of work can only roll back."""
+
+
 class UnitOfWork(Protocol):
     def unit_of_work(self) -> AbstractContextManager[None]:
         """A transaction: writes inside commit together, or not at all (SQLite, PostgreSQL)."""
@@ -69,6 +73,13 @@ class UnitOfWork(Protocol):
     def savepoint(self) -> AbstractContextManager[None]:
         """Inside a unit of work: if the block raises, its own writes are undone and the rest of the
         transaction stands (SQL's SAVEPOINT; the memory store, which never undoes, only serialises)."""
+
+    def guarded(self) -> AbstractContextManager[None]:
+        """Inside a unit of work, around a block that refuses (raises) before it writes, if at all: a block
+        that raises having written nothing leaves the transaction as it was; one that raises having written
+        either has its writes undone (a savepoint) or raises :class:`Spoiled` from its exception (the unit of
+        work can then only roll back). Where the backend can tell whether a block wrote (SQLite counts the rows
+        it changed), it costs no statement; elsewhere it is :meth:`savepoint`."""
 
 
 class ClaimsLedger(Protocol):
@@ -114,6 +125,11 @@ class CouponLedger(Protocol):
     def move_coupon(self, coupon: Coupon, expected: CouponState, entry: HistoryEntry) -> bool:
         """Compare-and-set: store ``coupon`` only if its stored state is ``expected``."""
 
+    def redeem(self, entry: HistoryEntry) -> str | None:
+        """Compare-and-set without reading the coupon first: the coupon ``entry`` names, if reserved for
+        ``entry.order_id`` and not lapsed at ``entry.at`` (held until then or later, or with no end), becomes
+        redeemed by that order, ``entry`` appended to its history; its room, or None (nothing changed)."""
+
     def acknowledge(self, acks: Sequence[tuple[str, str]], at: int) -> int:
         """Viewers' clients confirmed they showed these ``(coupon_id, user)`` coupons.
 
@@ -142,6 +158,18 @@ class OrderBook(Protocol):
         """Compare-and-set on the order's state."""
 
     def recall(self, key: str) -> StoredAnswer | None: ...
+
+    def order_and_answer(self, order_id: str, key_head: str,
+                         key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
+        """The order (None: no such order) and the answer remembered under ``key_head + its user + key_tail``
+        ("" for the user where there is no order), in one read: paying, cancelling and refunding read the order
+        and the answer its key, scoped by the order's user, may already have."""
+
+    def order_answer_and_coupon(self, order_id: str, key: str,
+                                coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:
+        """What creating an order reads, in one read: the order ``order_id`` if it exists already, the answer
+        remembered under ``key``, and the coupon ``coupon_id`` (as :meth:`CouponLedger.coupon`); None for each
+        there is none of."""
 
     def remember(self, key: str, answer: StoredAnswer) -> None: ...
 

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 import msgspec
@@ -60,9 +61,10 @@ def _logged(body: str) -> dict[str, Any]:
 
 
 # A coupon is an issuing decision joined with the terms it was issued under.
-COUPON_SELECT = ("SELECT d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, "
-                 "t.threshold, t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, "
-                 "d.order_id, d.reserved_until, c.at FROM decisions d JOIN templates t ON t.id = d.template_id "
+COUPON_COLUMNS = ("d.coupon_id, d.campaign, d.room, d.trigger, d.\"user\", d.template, t.title, t.kind, t.threshold, "
+                  "t.amount, t.percent_tenths, t.max_discount, t.scope, d.at, d.expires_at, d.state, d.order_id, "
+                  "d.reserved_until, c.at")
+COUPON_SELECT = (f"SELECT {COUPON_COLUMNS} FROM decisions d JOIN templates t ON t.id = d.template_id "
                  "LEFT JOIN ledger_confirmations c ON c.coupon_id = d.coupon_id")
 
 
@@ -89,6 +91,42 @@ class Reads:
 
     def add(self, query: Query, consume: Callable[[list[tuple[Any, ...]]], None]) -> None:
         self.queries.append((query, consume))
+
+
+class _Work:
+    """A unit of work's block: BEGIN, then COMMIT (ROLLBACK if it raises); inside another, it only nests. A class: a
+    generator's context manager costs ~3× as much, and a checkout call enters several."""
+
+    __slots__ = ("_store", "_outer")
+
+    def __init__(self, store: RelationalStore) -> None:
+        self._store = store
+        self._outer = False
+
+    def __enter__(self) -> None:
+        store = self._store
+        depth = getattr(store._local, "depth", 0)
+        if depth:
+            store._local.depth = depth + 1
+            return
+        store._run(store.BEGIN_WRITE)
+        local = store._local
+        local.depth, local.serial = 1, getattr(local, "serial", 0) + 1
+        self._outer = True
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        store = self._store
+        if not self._outer:
+            store._local.depth -= 1
+            return
+        try:
+            if kind is None:
+                store._run("COMMIT")
+            else:
+                store._run("ROLLBACK")
+                store._template_ids.clear()  # ids interned inside the rolled-back transaction are gone
+        finally:
+            store._local.depth = 0
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -204,7 +242,7 @@ class RelationalStore(ABC):
             self._run("COMMIT")
 
     def unit_of_work(self) -> AbstractContextManager[None]:
-        return self._transaction()
+        return _Work(self)
 
     def in_transaction(self) -> bool:
         """Whether this thread is inside a unit of work."""
@@ -213,29 +251,6 @@ class RelationalStore(ABC):
     def transaction(self) -> int:
         """This thread's current (or latest) unit of work, numbered: what a lock held until it ends names."""
         return int(getattr(self._local, "serial", 0))
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        if getattr(self._local, "depth", 0):
-            self._local.depth += 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
-        self._run(self.BEGIN_WRITE)
-        self._local.depth = 1
-        self._local.serial = getattr(self._local, "serial", 0) + 1
-        try:
-            yield
-        except BaseException:
-            self._run("ROLLBACK")
-            self._template_ids.clear()  # ids interned inside the rolled-back transaction are gone
-            raise
-        else:
-            self._run("COMMIT")
-        finally:
-            self._local.depth = 0
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -249,6 +264,9 @@ class RelationalStore(ABC):
             self._template_ids.clear()
             raise
         self._run("RELEASE SAVEPOINT call")
+
+    def guarded(self) -> AbstractContextManager[None]:
+        return self.savepoint()
 
     def close(self) -> None:
         with self._all_lock:
@@ -539,11 +557,25 @@ class RelationalStore(ABC):
                 (coupon.state.value, coupon.order_id, coupon.reserved_until, coupon.coupon_id, expected.value))
             if moved.rowcount != 1:
                 return False
-            self._run(
-                "INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
-                (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
-                 json_text(entry.detail)))
+            self._append_history(entry)
             return True
+
+    def redeem(self, entry: HistoryEntry) -> str | None:
+        with self.unit_of_work():
+            rows = self._run(
+                "UPDATE decisions SET state=?, reserved_until=NULL WHERE coupon_id=? AND state=? AND order_id=? "
+                "AND (reserved_until IS NULL OR reserved_until >= ?) RETURNING room",
+                (CouponState.REDEEMED.value, entry.coupon_id, CouponState.RESERVED.value, entry.order_id,
+                 entry.at)).fetchall()
+            if not rows:
+                return None
+            self._append_history(entry)
+            return str(rows[0][0])
+
+    def _append_history(self, entry: HistoryEntry) -> None:
+        self._run("INSERT INTO coupon_history (coupon_id, at, state, action, order_id, detail) VALUES (?,?,?,?,?,?)",
+                  (entry.coupon_id, entry.at, entry.state.value, entry.action, entry.order_id,
+                   json_text(entry.detail)))
 
     def insert_order(self, order: Order) -> bool:
         cart = json_text([[line.product, line.category, line.price, line.qty] for line in order.cart])
@@ -555,14 +587,8 @@ class RelationalStore(ABC):
         return bool(cur.rowcount == 1)
 
     def order(self, order_id: str) -> Order | None:
-        row = self._run("SELECT order_id, \"user\", cart, coupon_id, subtotal, discount, payable, state, "
-                               "created_at, reserved_until, room FROM orders WHERE order_id=?", (order_id,)).fetchone()
-        if row is None:
-            return None
-        order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row
-        lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in _decode(cart))
-        return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state),
-                     created_at, reserved_until, room)
+        row = self._run(f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE order_id=?", (order_id,)).fetchone()
+        return None if row is None else _order_from_row(row)
 
     def move_order(self, order: Order, expected: OrderState) -> bool:
         cur = self._run("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",
@@ -603,6 +629,26 @@ class RelationalStore(ABC):
     def recall(self, key: str) -> StoredAnswer | None:
         row = self._run("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
         return StoredAnswer(row[0], row[1], _decode(row[2])) if row else None
+
+    def order_and_answer(self, order_id: str, key_head: str,
+                         key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
+        row = self._run(f"SELECT {_ORDER_COLUMNS}, a.fingerprint, a.status, a.body FROM (SELECT 1) AS one "
+                        "LEFT JOIN orders o ON o.order_id = ? LEFT JOIN answers a "
+                        "ON a.key = ? || COALESCE(o.\"user\", '') || ?",
+                        (order_id, key_head, key_tail)).fetchone()
+        return _order_and_answer(row)
+
+    def order_answer_and_coupon(self, order_id: str, key: str,
+                                coupon_id: str | None) -> tuple[Order | None, StoredAnswer | None, Coupon | None]:
+        # a decision without a template is no coupon (a suppression), as for coupon()
+        row = self._run(f"SELECT {_ORDER_COLUMNS}, a.fingerprint, a.status, a.body, {COUPON_COLUMNS} "
+                        "FROM (SELECT 1) AS one LEFT JOIN orders o ON o.order_id = ? LEFT JOIN answers a ON a.key = ? "
+                        "LEFT JOIN decisions d ON d.coupon_id = ? AND d.template_id IS NOT NULL "
+                        "LEFT JOIN templates t ON t.id = d.template_id "
+                        "LEFT JOIN ledger_confirmations c ON c.coupon_id = d.coupon_id",
+                        (order_id, key, coupon_id)).fetchone()
+        order, answer = _order_and_answer(row[:_ANSWER_END])
+        return order, answer, None if row[_ANSWER_END] is None else _coupon_from_row(row[_ANSWER_END:])
 
     def remember(self, key: str, answer: StoredAnswer) -> None:
         self._run("INSERT INTO answers VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
@@ -663,6 +709,28 @@ class RelationalStore(ABC):
     def latest_snapshot(self, fingerprint: str) -> Snapshot | None:
         row = self._run(LATEST_SNAPSHOT, (self.log, fingerprint)).fetchone()
         return Snapshot(row[0], fingerprint, row[1]) if row else None
+
+
+_ORDER_COLUMNS = ('o.order_id, o."user", o.cart, o.coupon_id, o.subtotal, o.discount, o.payable, o.state, '
+                  "o.created_at, o.reserved_until, o.room")
+
+
+_ANSWER_END = 14  # an order's 11 columns, then an answer's 3
+
+
+def _order_and_answer(row: Sequence[Any]) -> tuple[Order | None, StoredAnswer | None]:
+    """An order's columns (all NULL: none), then an answer's (the same)."""
+    fingerprint, status, body = row[11:14]
+    return (None if row[0] is None else _order_from_row(row),
+            None if fingerprint is None else StoredAnswer(fingerprint, status, _decode(body)))
+
+
+def _order_from_row(row: Sequence[Any]) -> Order:
+    """An order from the first columns of ``row`` (``_ORDER_COLUMNS``)."""
+    order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row[:11]
+    lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in _decode(cart))
+    return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state), created_at,
+                 reserved_until, room)
 
 
 def _coupon_from_row(row: Sequence[Any]) -> Coupon:
