@@ -63,9 +63,7 @@ Name = Annotated[str, BeforeValidator(lambda v: v if not isinstance(v, str) else
 
 
 class _Strict(BaseModel):
-    # defer_build: one validator, CampaignModel's, built as the first file is read, rather than one per model
-    # class as this module is imported (~10 ms of every command's start-up).
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
 
 
 class ScopeModel(_Strict):
