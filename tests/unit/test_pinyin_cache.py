@@ -34,8 +34,9 @@ HETERONYMS = ["银行", "行走", "重庆", "重要", "发券", "优惠券", "�
 class Pinyin:
     """A child process answering ``lazy_pinyin`` of each text sent to it."""
 
-    def __init__(self, setup: str, cache_home: Path) -> None:
-        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    def __init__(self, setup: str, cache_home: Path, **switches: str) -> None:
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), **switches}
+        self.home = cache_home
         self.process = subprocess.Popen([sys.executable, "-c", "import json, sys\n" + setup + ANSWER], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8")
         self.read_cache: bool = self._answer()
@@ -120,6 +121,15 @@ def test_an_absent_cache_is_written_where_xdg_cache_home_says(tmp_path: Path) ->
     first.close()
     assert (tmp_path / "livecoupon" / f"pypinyin-{FORMAT}.marshal").is_file()
     assert [p.name for p in (tmp_path / "livecoupon").iterdir()] == [f"pypinyin-{FORMAT}.marshal"]  # no .tmp left
+
+
+def test_pypinyin_s_own_switches_mean_the_plain_import(both: tuple[Pinyin, Pinyin]) -> None:
+    """Its import reads no phrases with PYPINYIN_NO_PHRASES: the cache, which holds them, must not add them."""
+    home = both[1].home
+    plain, cached = Pinyin(PLAIN, home, PYPINYIN_NO_PHRASES="1"), Pinyin(CACHED, home, PYPINYIN_NO_PHRASES="1")
+    assert (cached.read_cache, cached("银行"), plain("银行")) == (False, ["yin", "xing"], ["yin", "xing"])
+    plain.close()
+    cached.close()
 
 
 def test_the_cache_file_is_under_xdg_cache_home_else_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

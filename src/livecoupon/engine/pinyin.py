@@ -19,6 +19,7 @@ import importlib.util
 import marshal
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -48,12 +49,23 @@ def cache_key(package: Path) -> Key:
     return (FORMAT, sys.version, marshal.version, str(package), tuple(files))
 
 
+_loading = threading.Lock()
+
+
 def load_lazy_pinyin() -> LazyPinyin:
     """``pypinyin.lazy_pinyin``, imported with the cached dictionaries when the cache is valid."""
+    with _loading:  # another thread would otherwise find pypinyin imported before its phrases are filled in
+        return _load()
+
+
+def _load() -> LazyPinyin:
     package = _package()
     if package is None or "pypinyin" in sys.modules or any(os.environ.get(s) for s in SWITCHES):
         return _plain_import()
-    key = cache_key(package)
+    try:
+        key = cache_key(package)
+    except OSError:  # a pypinyin whose files are not the ones this module knows
+        return _plain_import()
     cached = read_cache(cache_file(), key)
     if cached is None:
         lazy_pinyin = _plain_import()
