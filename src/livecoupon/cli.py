@@ -13,11 +13,9 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from livecoupon.campaign_file import CampaignError, load_campaign, load_campaigns
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, Role
-from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.durations import format_duration
 from livecoupon.domain.money import format_yuan
@@ -81,6 +79,10 @@ def check(config: Annotated[list[Path], typer.Argument(help=CONFIG_HELP)]) -> No
 
 
 def _summarise(campaign: Campaign) -> None:
+    from rich.table import Table
+
+    from livecoupon.delivery.messages import describe_coupon
+
     rooms = "全部直播间 / every room" if campaign.rooms is None else ", ".join(campaign.rooms)
     out.print(f"[bold green]✓[/] 活动 / campaign [bold]{campaign.campaign}[/] — 直播间 / rooms: {rooms}")
     coupons = Table(title="券模板 / coupon templates")
@@ -399,6 +401,8 @@ def demo(
     headless: Annotated[bool, typer.Option("--headless", help="no progress display or console links")] = False,
 ) -> None:
     """模拟直播演示 / Run a simulated broadcast against the embedded service, end to end."""
+    from rich.table import Table
+
     from livecoupon.sim.demo import run_demo
 
     campaign = _campaign_or_exit(config)

@@ -28,10 +28,10 @@ def _pinyin() -> Callable[[str], list[str]]:
     phrases' JSON, measured) and then frozen out of it, which would otherwise scan them in every
     full collection (0.06 s each) and once more as the process exits."""
     with collector_paused():
-        from pypinyin import lazy_pinyin
+        from livecoupon.engine.pinyin import load_lazy_pinyin
 
+        pinyin = load_lazy_pinyin()  # its dictionaries from a cache file when it is valid (engine/pinyin.py)
     gc.freeze()
-    pinyin: Callable[[str], list[str]] = lazy_pinyin  # typed here: pip's isolated build has no pypinyin to read
     return pinyin
 
 

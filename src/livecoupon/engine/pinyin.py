@@ -1,0 +1,149 @@
+"""pypinyin, its dictionaries read from a per-user cache instead of rebuilt at every import.
+
+Importing pypinyin reads its two JSON dictionaries (turning the single characters' keys into
+ints) and trains its segmenter's prefix set over every phrase: ~0.2 s of every replay with
+transcripts. Those three structures are all the import computes, so they are kept in one
+marshal file (``$XDG_CACHE_HOME/livecoupon/``, else ``~/.cache/livecoupon/``) and handed to
+the import, which then has nothing to compute. pypinyin's own code still segments and
+converts: ``lazy_pinyin`` answers exactly as after a plain import.
+
+The file is used only when its key matches: the format, the interpreter, and the path, size
+and mtime of every pypinyin file the structures come from (its ``__init__.py`` holds its
+version). Otherwise, or unreadable, the import is the plain one, and the file is written
+afterwards (atomically) for the next process. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import marshal
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+# What pypinyin's import builds the structures from: its data, the modules that read it, the version.
+SOURCES = ("__init__.py", "constants.py", "pinyin_dict.py", "pinyin_dict.json", "phrases_dict.py",
+           "phrases_dict.json", "seg/mmseg.py")
+# pypinyin's switches that change what its import builds: with either set, the plain import.
+SWITCHES = ("PYPINYIN_NO_PHRASES", "PYPINYIN_NO_DICT_COPY")
+
+LazyPinyin = Callable[[str], list[str]]
+Key = tuple[Any, ...]  # marshal's types only: the format, strings, ints
+
+
+def cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "livecoupon" / f"pypinyin-{FORMAT}.marshal"
+
+
+def cache_key(package: Path) -> Key:
+    files = []
+    for name in SOURCES:
+        stat = (package / name).stat()
+        files.append((name, stat.st_size, stat.st_mtime_ns))
+    return (FORMAT, sys.version, marshal.version, str(package), tuple(files))
+
+
+_loading = threading.Lock()
+
+
+def load_lazy_pinyin() -> LazyPinyin:
+    """``pypinyin.lazy_pinyin``, imported with the cached dictionaries when the cache is valid."""
+    with _loading:  # another thread would otherwise find pypinyin imported before its phrases are filled in
+        return _load()
+
+
+def _load() -> LazyPinyin:
+    package = _package()
+    if package is None or "pypinyin" in sys.modules or any(os.environ.get(s) for s in SWITCHES):
+        return _plain_import()
+    try:
+        key = cache_key(package)
+    except OSError:  # a pypinyin whose files are not the ones this module knows
+        return _plain_import()
+    cached = read_cache(cache_file(), key)
+    if cached is None:
+        lazy_pinyin = _plain_import()
+        write_cache(cache_file(), key)
+        return lazy_pinyin
+    return _import_with(*cached)
+
+
+def _package() -> Path | None:
+    spec = importlib.util.find_spec("pypinyin")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0])
+
+
+def _plain_import() -> LazyPinyin:
+    from pypinyin import lazy_pinyin
+
+    pinyin: LazyPinyin = lazy_pinyin
+    return pinyin
+
+
+Dictionaries = tuple[dict[int, str], dict[str, list[list[str]]], set[str]]
+
+
+def read_cache(path: Path, key: Key) -> Dictionaries | None:
+    """The single characters, the phrases and the segmenter's prefixes, if ``path`` holds them for ``key``."""
+    try:
+        found: Any = marshal.loads(path.read_bytes())  # loads of the bytes: marshal.load reads a file piecemeal
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if not (isinstance(found, tuple) and len(found) == 4 and found[0] == key):
+        return None
+    _, characters, phrases, prefixes = found
+    if not (isinstance(characters, dict) and isinstance(phrases, dict) and isinstance(prefixes, set)):
+        return None
+    return characters, phrases, prefixes
+
+
+def write_cache(path: Path, key: Key) -> None:
+    """Keep the structures of the pypinyin imported (plainly) in this process; a failure only costs speed."""
+    from pypinyin import pinyin_dict
+    from pypinyin.constants import PHRASES_DICT
+    from pypinyin.seg import mmseg
+
+    data = marshal.dumps((key, pinyin_dict.pinyin_dict, PHRASES_DICT, mmseg.p_set._set))
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        os.replace(partial, path)  # whole or not at all, also to a process reading it meanwhile
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def _import_with(characters: dict[int, str], phrases: dict[str, list[list[str]]], prefixes: set[str]) -> LazyPinyin:
+    """Import pypinyin with its two dictionary modules already in place (so no JSON is read).
+
+    The phrases' module is empty while pypinyin imports, so its segmenter trains over nothing;
+    the phrases then go into pypinyin's one table of them (as its ``load_phrases_dict`` does) and
+    the trained prefixes into the segmenter."""
+    modules = {"pinyin_dict": _module("pypinyin.pinyin_dict", pinyin_dict=characters),
+               "phrases_dict": _module("pypinyin.phrases_dict", phrases_dict={})}
+    for module in modules.values():
+        sys.modules[module.__name__] = module
+    lazy_pinyin = _plain_import()
+    from pypinyin.constants import PHRASES_DICT
+    from pypinyin.seg import mmseg
+
+    PHRASES_DICT.update(phrases)
+    mmseg.p_set._set = prefixes
+    modules["phrases_dict"].__dict__["phrases_dict"] = phrases
+    # a module found in sys.modules is not made an attribute of its package, as an imported one is
+    sys.modules["pypinyin"].__dict__.update(modules)
+    return lazy_pinyin
+
+
+def _module(name: str, **attributes: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    return module
