@@ -3,12 +3,13 @@ nothing is counted twice or missed, and a manual key repeated meanwhile is still
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from livecoupon.campaign_file import load_campaign
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.clock import ClockMode
-from livecoupon.service_layer.service import LiveService
+from livecoupon.service_layer.service import READ_BACK_THREAD, LiveService
 from livecoupon.store.sqlite import SqliteStore
 from support.apps import EXAMPLE, serving
 from support.credentials import OPERATOR, PLATFORM
@@ -80,3 +81,28 @@ def test_a_restarted_server_answers_at_once_and_its_counters_count_every_decisio
     assert status["triggers"]["newcomer"]["issued"] == 6 and status["triggers"]["manual"]["issued"] == 1
     assert status["issued"] == 7
     assert [d["coupon_id"] for d in listed] == [*before, decision["coupon_id"]]
+
+
+class WatchedClosing(HeldBackSqlite):
+    """Notes whether it was closed while the thread reading the decisions back was still alive."""
+
+    closed_under_a_reader: bool | None = None
+
+    def close(self) -> None:
+        self.closed_under_a_reader = any(t.name == READ_BACK_THREAD and t.is_alive() for t in threading.enumerate())
+        super().close()
+
+
+def test_a_service_closed_while_reading_back_closes_its_store_after_the_reading(tmp_path: Path) -> None:
+    """Closing a connection another thread reads through can crash the process (it did, once, in a test run)."""
+    db = tmp_path / "live.db"
+    _broadcast(db)
+    store = WatchedClosing(db)
+    service = LiveService(load_campaign(EXAMPLE), store, ClockMode.EVENT)
+    service.rebuild(behind=True)
+    closing = threading.Thread(target=service.close)
+    closing.start()
+    closing.join(timeout=1.0)  # a close that did not wait for the reading is done by now, its store closed
+    store.release.set()
+    closing.join()
+    assert store.closed_under_a_reader is False

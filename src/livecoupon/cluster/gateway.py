@@ -119,6 +119,7 @@ class GatewayService:
         self._waiting: dict[str, _Waiting] = {}
         self._paid = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="livecoupon-gateway")
+        self._reading: threading.Thread | None = None  # reading the decisions back (rebuild)
         self._waiting_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="livecoupon-gateway-bus")
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -162,7 +163,8 @@ class GatewayService:
         the pushes heard meanwhile wait for them (:attr:`read_back` says when they are back)."""
         self.load_published()
         self.read_back = Future()
-        threading.Thread(target=self._read_back, name=READ_BACK_THREAD, daemon=True).start()
+        self._reading = threading.Thread(target=self._read_back, name=READ_BACK_THREAD, daemon=True)
+        self._reading.start()
         if not behind:  # (off the event loop, as ``call`` runs it: the decisions are merged on the loop)
             wait([self.read_back])
         return 0
@@ -269,6 +271,8 @@ class GatewayService:
     def close(self) -> None:
         self._waiting_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+        if self._reading is not None:  # (its store is closed once nothing reads it, as the service's)
+            self._reading.join()
         self.store.close()
 
     # -- events and commands, over the bus (on a gateway thread) ---------------------------

@@ -327,6 +327,7 @@ class LiveService:
         self.orders: list[Event] = []
         self._unannounced: list[Decision] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livecoupon-writer")
+        self._reading: threading.Thread | None = None  # reading the decisions back behind a restart
         self._grouped: list[GroupedCall] = []  # checkout calls waiting for the writer (see checkout_in_group)
         self._grouped_lock = threading.Lock()
         # Called last inside every write transaction: a worker proves there that it still holds the
@@ -427,7 +428,8 @@ class LiveService:
             with contextlib.suppress(RuntimeError):  # the service closed meanwhile
                 self._writer.submit(done)
 
-        threading.Thread(target=read, name=READ_BACK_THREAD, daemon=True).start()
+        self._reading = threading.Thread(target=read, name=READ_BACK_THREAD, daemon=True)
+        self._reading.start()
 
     def _merge_read_back(self, found: dict[str, DecisionRecord], owners: dict[str, str]) -> None:
         """On the writer: the decisions read back first, then those made since (some may have been read too)."""
@@ -777,5 +779,9 @@ class LiveService:
                 log.exception("decision listener failed")
 
     def close(self) -> None:
+        """The writer's queue done, then the store closed — once no thread reads it: closing a connection a
+        thread is reading through can crash the process (SQLite)."""
         self._writer.shutdown(wait=True)
+        if self._reading is not None:
+            self._reading.join()
         self.store.close()
