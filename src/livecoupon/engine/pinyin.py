@@ -107,11 +107,14 @@ def read_cache(path: Path, key: Key) -> Dictionaries | None:
 
 def write_cache(path: Path, key: Key) -> None:
     """Keep the structures of the pypinyin imported (plainly) in this process; a failure only costs speed."""
-    from pypinyin import pinyin_dict
-    from pypinyin.constants import PHRASES_DICT
-    from pypinyin.seg import mmseg
+    try:  # (a pypinyin laid out otherwise than the one this module knows: no cache, the plain import each time)
+        from pypinyin import pinyin_dict
+        from pypinyin.constants import PHRASES_DICT
+        from pypinyin.seg import mmseg
 
-    data = marshal.dumps((key, pinyin_dict.pinyin_dict, PHRASES_DICT, mmseg.p_set._set))
+        data = marshal.dumps((key, pinyin_dict.pinyin_dict, PHRASES_DICT, mmseg.p_set._set))
+    except (ImportError, AttributeError, ValueError):
+        return
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
