@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,10 @@ PG_SERVER = os.environ.get("LIVECOUPON_TEST_PG", "postgresql://postgres@127.0.0.
 REDIS_SERVER = os.environ.get("LIVECOUPON_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "campaign.yaml"
+
+# livecoupon's caches (pypinyin's dictionaries) in a folder of this run, for the servers it starts too: the tests
+# never write the user's own cache
+os.environ.setdefault("LIVECOUPON_CACHE", tempfile.mkdtemp(prefix="livecoupon-test-cache-"))
 
 
 @pytest.fixture

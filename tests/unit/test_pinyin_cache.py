@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecoupon.engine.pinyin import FORMAT, cache_file, read_cache
+from livecoupon.engine.pinyin import CACHE_ENV, FORMAT, cache_file, read_cache
 
 PLAIN = "from pypinyin import lazy_pinyin\nread_cache = False\n"
 CACHED = ("from livecoupon.engine.pinyin import load_lazy_pinyin\nlazy_pinyin = load_lazy_pinyin()\n"
@@ -35,7 +35,7 @@ class Pinyin:
     """A child process answering ``lazy_pinyin`` of each text sent to it."""
 
     def __init__(self, setup: str, cache_home: Path, **switches: str) -> None:
-        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), **switches}
+        env = {**{k: v for k, v in os.environ.items() if k != CACHE_ENV}, "XDG_CACHE_HOME": str(cache_home), **switches}
         self.home = cache_home
         self.process = subprocess.Popen([sys.executable, "-c", "import json, sys\n" + setup + ANSWER], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8")
@@ -132,7 +132,11 @@ def test_pypinyin_s_own_switches_mean_the_plain_import(both: tuple[Pinyin, Pinyi
     cached.close()
 
 
-def test_the_cache_file_is_under_xdg_cache_home_else_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_cache_file_is_in_livecoupon_cache_else_under_xdg_cache_home_else_home(monkeypatch: pytest.MonkeyPatch,
+                                                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "ours"))
+    assert cache_file() == tmp_path / "ours" / f"pypinyin-{FORMAT}.marshal"
+    monkeypatch.delenv(CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_file() == tmp_path / "livecoupon" / f"pypinyin-{FORMAT}.marshal"
     monkeypatch.delenv("XDG_CACHE_HOME")

@@ -3,7 +3,7 @@
 Importing pypinyin reads its two JSON dictionaries (turning the single characters' keys into
 ints) and trains its segmenter's prefix set over every phrase: ~0.2 s of every replay with
 transcripts. Those three structures are all the import computes, so they are kept in one
-marshal file (``$XDG_CACHE_HOME/livecoupon/``, else ``~/.cache/livecoupon/``) and handed to
+marshal file (``$LIVECOUPON_CACHE``, else ``$XDG_CACHE_HOME/livecoupon/``, else ``~/.cache/livecoupon/``) and handed to
 the import, which then has nothing to compute. pypinyin's own code still segments and
 converts: ``lazy_pinyin`` answers exactly as after a plain import.
 
@@ -36,9 +36,15 @@ LazyPinyin = Callable[[str], list[str]]
 Key = tuple[Any, ...]  # marshal's types only: the format, strings, ints
 
 
+CACHE_ENV = "LIVECOUPON_CACHE"  # a folder for livecoupon's caches alone (the tests point it at their own)
+
+
 def cache_file() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "livecoupon" / f"pypinyin-{FORMAT}.marshal"
+    folder = os.environ.get(CACHE_ENV)
+    if not folder:
+        root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(root, "livecoupon")
+    return Path(folder) / f"pypinyin-{FORMAT}.marshal"
 
 
 def cache_key(package: Path) -> Key:
