@@ -391,7 +391,7 @@ class LiveService:
         try:
             with self.store.unit_of_work():
                 for raw in self.store.events(after):
-                    self._apply(parse_event(raw), live=False)
+                    self._reapply(parse_event(raw))
                     count += 1
         finally:
             deployment.store = self.store
@@ -687,15 +687,16 @@ class LiveService:
         self._publish()
         return decisions
 
-    def _apply(self, event: Event, *, live: bool = True) -> list[Decision]:
+    def _reapply(self, event: Event) -> None:
+        """A logged event again, after a restart: its order kept for analytics, its coupon redeemed already."""
         if event.type == "order":
-            self._heard_order(event, live=live)
-        return self.deployment.apply(event)
+            self.orders.append(event)
+        self.deployment.apply(event)
 
-    def _heard_order(self, event: Event, *, live: bool = True) -> None:
-        """An ``order`` event, before it applies: kept for analytics; live, its coupon redeemed at checkout."""
+    def _heard_order(self, event: Event) -> None:
+        """An ``order`` event, before it applies: kept for analytics, its coupon redeemed at checkout."""
         self.orders.append(event)
-        if live and event.coupon_id is not None and event.user is not None and event.order_id is not None:
+        if event.coupon_id is not None and event.user is not None and event.order_id is not None:
             self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts)
 
     @contextmanager
