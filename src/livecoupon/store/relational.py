@@ -628,7 +628,7 @@ class RelationalStore(ABC):
     # -- idempotency keys and the event log ----------------------------------------------
     def recall(self, key: str) -> StoredAnswer | None:
         row = self._run("SELECT fingerprint, status, body FROM answers WHERE key=?", (key,)).fetchone()
-        return StoredAnswer(row[0], row[1], _decode(row[2])) if row else None
+        return None if row is None else _answer_from_row(row)
 
     def order_and_answer(self, order_id: str, key_head: str,
                          key_tail: str) -> tuple[Order | None, StoredAnswer | None]:
@@ -715,19 +715,25 @@ _ORDER_COLUMNS = ('o.order_id, o."user", o.cart, o.coupon_id, o.subtotal, o.disc
                   "o.created_at, o.reserved_until, o.room")
 
 
-_ANSWER_END = 14  # an order's 11 columns, then an answer's 3
+_ORDER_END = _ORDER_COLUMNS.count(",") + 1  # where an order's columns end in a row that goes on
+_ANSWER_END = _ORDER_END + 3  # an order's columns, then an answer's fingerprint, status and body
 
 
 def _order_and_answer(row: Sequence[Any]) -> tuple[Order | None, StoredAnswer | None]:
     """An order's columns (all NULL: none), then an answer's (the same)."""
-    fingerprint, status, body = row[11:14]
-    return (None if row[0] is None else _order_from_row(row),
-            None if fingerprint is None else StoredAnswer(fingerprint, status, _decode(body)))
+    answer = row[_ORDER_END:_ANSWER_END]
+    return (None if row[0] is None else _order_from_row(row), None if answer[0] is None else _answer_from_row(answer))
+
+
+def _answer_from_row(row: Sequence[Any]) -> StoredAnswer:
+    fingerprint, status, body = row
+    return StoredAnswer(fingerprint, status, _decode(body))
 
 
 def _order_from_row(row: Sequence[Any]) -> Order:
     """An order from the first columns of ``row`` (``_ORDER_COLUMNS``)."""
-    order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until, room = row[:11]
+    (order_id, user, cart, coupon_id, subtotal, discount, payable, state, created_at, reserved_until,
+     room) = row[:_ORDER_END]
     lines = tuple(CartLine(p, c, price, qty) for p, c, price, qty in _decode(cart))
     return Order(order_id, user, lines, coupon_id, subtotal, discount, payable, OrderState(state), created_at,
                  reserved_until, room)
