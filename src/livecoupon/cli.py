@@ -56,15 +56,6 @@ def _unusable(exc: CampaignError, where: str) -> NoReturn:
     raise typer.Exit(UNUSABLE) from None
 
 
-def _lines_or_exit(path: Path) -> list[bytes]:
-    from livecoupon.engine.recordings import read_lines
-
-    try:
-        return read_lines(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        _unreadable(path, exc)
-
-
 def _unreadable(path: Path, exc: Exception) -> NoReturn:
     err.print(f"无法读取事件文件 / cannot read events file {path}: {exc}", markup=False)
     raise typer.Exit(UNUSABLE) from None
@@ -155,13 +146,16 @@ def report(
 ) -> None:
     """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
     from livecoupon.analytics.publish import write_report
-    from livecoupon.engine.recordings import read_events
+    from livecoupon.engine.recordings import Recording, UnreadableRecording, read_events
     from livecoupon.engine.replay import replay
 
     campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
-    lines = _lines_or_exit(events)
-    result = replay(campaigns, lines)
-    parsed, _ = read_events(lines)
+    recording = Recording(events)  # read as replay reads it, and once more for the events
+    try:
+        result = replay(campaigns, recording)
+        parsed, _ = read_events(recording)
+    except UnreadableRecording as exc:
+        _unreadable(events, exc)
     for campaign in campaigns:
         where = out_dir if len(campaigns) == 1 else out_dir / campaign.campaign
         records = [d.record() for d in result.decisions if d.request.campaign == campaign.campaign]
