@@ -3,9 +3,10 @@
 Importing pypinyin reads its two JSON dictionaries (turning the single characters' keys into
 ints) and trains its segmenter's prefix set over every phrase: ~0.2 s of every replay with
 transcripts. Those three structures are all the import computes, so they are kept in one
-marshal file (``$LIVECOUPON_CACHE``, else ``$XDG_CACHE_HOME/livecoupon/``, else ``~/.cache/livecoupon/``) and handed to
-the import, which then has nothing to compute. pypinyin's own code still segments and
-converts: ``lazy_pinyin`` answers exactly as after a plain import.
+marshal file (``$LIVECOUPON_CACHE``, else ``$XDG_CACHE_HOME/livecoupon/``, else
+``~/.cache/livecoupon/``) and handed to the import, which then has nothing to compute.
+pypinyin's own code still segments and converts: ``lazy_pinyin`` answers exactly as after a
+plain import.
 
 The file is used only when its key matches: the format, the interpreter, and the path, size
 and mtime of every pypinyin file the structures come from (its ``__init__.py`` holds its
@@ -34,8 +35,6 @@ SWITCHES = ("PYPINYIN_NO_PHRASES", "PYPINYIN_NO_DICT_COPY")
 
 LazyPinyin = Callable[[str], list[str]]
 Key = tuple[Any, ...]  # marshal's types only: the format, strings, ints
-
-
 CACHE_ENV = "LIVECOUPON_CACHE"  # a folder for livecoupon's caches alone (the tests point it at their own)
 
 
