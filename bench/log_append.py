@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
 import time
@@ -20,34 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from livecoupon.store.relational import RelationalStore, json_text
 from livecoupon.store.sqlite import SqliteStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import event_batches  # noqa: E402
 from processes import cpu_model  # noqa: E402
-
-CHAT = ["主播好", "666", "这个多少钱", "扣1", 'say "hi" \\ ok']
 
 
 def batches(count: int, size: int) -> list[list[dict[str, Any]]]:
-    """Entries as the service logs them: heartbeats, likes, comments and gifts of 2,000 viewers."""
-    rng = random.Random(20261130)
-    made = []
-    for k in range(count):
-        batch: list[dict[str, Any]] = []
-        for j in range(size):
-            e: dict[str, Any] = {"type": "heartbeat", "room": "room-1", "ts": 1_767_225_600 + (k * size + j) / 1000,
-                                 "id": f"r-{k}-{j}", "user": f"viewer-{rng.randrange(2000):04d}"}
-            roll = rng.random()
-            if roll < 0.25:
-                e |= {"type": "like", "count": rng.randint(1, 5)}
-            elif roll < 0.4:
-                e |= {"type": "comment", "text": rng.choice(CHAT)}
-            elif roll < 0.45:
-                e |= {"type": "gift", "value": rng.choice([1, 6.6, 52])}
-            batch.append(e)
-        made.append(batch)
-    return made
+    """bench/ingest.py's batches (heartbeats, likes, comments and gifts of 2,000 viewers), as entries."""
+    return [msgspec.json.decode(body) for body in event_batches(0, count, size)]
 
 
 def one_statement(store: RelationalStore, batch: list[dict[str, Any]]) -> None:
