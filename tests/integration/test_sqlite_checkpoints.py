@@ -5,10 +5,15 @@ from __future__ import annotations
 import gc
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from livecoupon.store.sqlite import CHECKPOINTS, WAL_BOUND, SqliteStore
+import pytest
+
+from livecoupon.store import sqlite as sqlite_module
+from livecoupon.store.sqlite import CHECKPOINTS, WAL_BOUND, Checkpoints, SqliteStore
 
 
 def events_in_file(path: Path, tmp_path: Path) -> int:
@@ -45,3 +50,30 @@ def test_a_store_closed_or_collected_is_forgotten(tmp_path: Path) -> None:
     del dropped
     gc.collect()
     assert key not in CHECKPOINTS._files and id(closed) not in CHECKPOINTS._files
+
+
+def test_a_store_collected_while_another_is_watched_is_forgotten_on_the_spot(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating the checkpoints' thread allocates, so the collector may run there and a collected store's finalizer
+    forget it, on the thread that holds the lock: it must not wait for itself (a test run hung so, once)."""
+    checkpoints, forgotten = Checkpoints(seconds=0.01), SqliteStore(tmp_path / "gone.db")
+    checkpoints.watch(forgotten)  # (its thread ends once nothing is left to copy)
+    checkpoints._thread = None
+
+    thread = threading.Thread
+
+    def collected_meanwhile(*args: Any, **kwargs: Any) -> threading.Thread:
+        checkpoints.forget(id(forgotten))  # what the finalizer of a store collected right here does
+        return thread(*args, **kwargs)
+
+    store = SqliteStore(tmp_path / "kept.db")
+    monkeypatch.setattr(sqlite_module.threading, "Thread", collected_meanwhile)
+    watching = thread(target=checkpoints.watch, args=(store,), daemon=True)
+    watching.start()
+    watching.join(timeout=30)
+    try:
+        assert not watching.is_alive(), "watch waited on its own lock"
+        assert set(checkpoints._files) == {id(store)}
+    finally:
+        forgotten.close()
+        store.close()

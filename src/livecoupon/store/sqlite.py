@@ -106,7 +106,9 @@ class Checkpoints:
 
     def __init__(self, seconds: float = CHECKPOINT_SECONDS) -> None:
         self._seconds = seconds
-        self._lock = threading.Lock()
+        # Re-entrant: a store collected while this thread holds it (any allocation may run the collector, and
+        # creating the thread allocates) is forgotten by its finalizer right there, on the same thread
+        self._lock = threading.RLock()
         self._files: dict[int, str] = {}  # id of a store -> its file
         self._thread: threading.Thread | None = None
 
