@@ -202,6 +202,7 @@ def serve(
     import uvicorn
 
     from livecoupon.api.auth import Credentials
+    from livecoupon.api.serving import HttpProtocol
     from livecoupon.bootstrap import LedgerSecretMissing, Scale, build_app, build_cluster_app
     from livecoupon.logs import configure as configure_logs
 
@@ -248,7 +249,7 @@ def serve(
     for name in credentials.generated:
         err.print(f"{_CREDENTIAL_NAMES[name]} (set {name} to choose one): {values[name]}", markup=False,
                   highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024)
+    uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024, http=HttpProtocol)
 
 
 def _redacted(url: str) -> str:
