@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from support.apps import serving
+from livecoupon.campaign_file import load_campaign
+from support.apps import EXAMPLE, serving
 from support.credentials import API_KEY, PLATFORM, viewer_token
 
 T0 = 1_700_000_000
@@ -57,6 +59,29 @@ def test_an_unacknowledged_coupon_comes_again_on_the_next_connection(client: Tes
         cid = ws.receive_json()["coupon_id"]
     with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}") as ws:
         assert ws.receive_json()["coupon_id"] == cid
+
+
+def test_a_coupon_waiting_out_the_quiet_period_comes_live_once_not_as_missed(tmp_path: Path) -> None:
+    """Its popup waits for the viewer's quiet period (after the newcomer coupon's), and they connect meanwhile:
+    the backlog they get is what they missed, the newcomer coupon alone; kou1 comes when its turn does, once."""
+    example = load_campaign(EXAMPLE)
+    campaign = replace(example, delivery=replace(example.delivery, quiet_period_ms=1_000))
+    with serving(tmp_path / "d.db", campaign=campaign, headers=PLATFORM) as client:
+        start(client)
+        post(client, join("ivan"))  # the newcomer coupon's popup (no screen open) starts ivan's quiet period
+        post(client, {"type": "comment", "room": "room-1", "ts": T0 + 200, "user": "ivan", "text": "扣1"})
+        with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ivan')}") as ws:
+            first = ws.receive_json()
+            second = ws.receive_json()
+            ws.send_json({"type": "unmute"})  # reads the backlog again: nothing in it was not sent already
+            post(client, {"type": "like", "room": "room-1", "ts": T0 + 400, "user": "ivan"})
+            issued = client.post("/v1/admin/issue", json={"template": "bonus", "users": ["ivan"], "room": "room-1",
+                                                          "idempotency_key": "after-kou1"}, headers={"X-API-Key": KEY})
+            assert issued.json()["issued"] == 1
+            third = ws.receive_json()
+    assert (first["trigger"], first["missed"]) == ("newcomer", True)
+    assert second["trigger"] == "kou1" and "missed" not in second
+    assert third["trigger"] == "manual" and "missed" not in third  # the next message: no copy came between
 
 
 def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> None:

@@ -79,6 +79,32 @@ def test_scheduled_popups_are_delivered_in_order_by_the_runner() -> None:
     assert sent == [0, 1, 2, 3]
 
 
+def test_the_coupons_waiting_for_a_viewer_are_known_until_delivered() -> None:
+    clock, sent, held = Clock(), [], []
+
+    async def scenario() -> None:
+        pacer = Pacer(DeliveryPolicy(quiet_period_ms=30, room_rate=None), lambda r, u, m: sent.append(m["coupon_id"]),
+                      clock)
+        for coupon_id in ("c1", "c2", "c3"):  # c1 at once, c2 at +30 ms, c3 at +60 ms
+            pacer.offer("room", "alice", {"type": "coupon", "coupon_id": coupon_id})
+        pacer.offer("room", "bob", {"type": "coupon", "coupon_id": "c4"})
+        held.extend([pacer.held_for("room", "alice"), pacer.held_for("room", "bob"),
+                     pacer.held_for("other", "alice")])
+        clock.t += 0.045
+        runner = asyncio.create_task(pacer.run())
+        await asyncio.sleep(0)  # the runner's first round: c2 is due, c3 is not
+        held.append(pacer.held_for("room", "alice"))
+        clock.t += 0.1
+        while pacer.waiting:  # the runner's next round comes after its tick
+            await asyncio.sleep(0.005)
+        held.append(pacer.held_for("room", "alice"))
+        runner.cancel()
+
+    asyncio.run(scenario())
+    assert held == [frozenset({"c2", "c3"}), frozenset(), frozenset(), frozenset({"c3"}), frozenset()]
+    assert sent == ["c1", "c4", "c2", "c3"]
+
+
 def test_a_muted_viewer_gets_only_a_held_notice_until_the_mute_ends() -> None:
     clock = Clock()
     hub = Hub(clock)

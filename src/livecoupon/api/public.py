@@ -359,8 +359,9 @@ async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
     await rt.flush_acks()
     missed = await service.call(service.store.unacknowledged, sub.user, sub.room)
     now = service.clock.now()
+    coming = rt.pacer.held_for(sub.room, sub.user)  # read once the backlog is: its popup is still to come live
     for coupon in missed:
-        if coupon.is_usable(now) and service.checkout.counts(coupon):
+        if coupon.is_usable(now) and service.checkout.counts(coupon) and coupon.coupon_id not in coming:
             message = coupon_message(service.campaign_named(coupon.campaign), coupon) | {"missed": True}
             sub.offer(held_notice(message) if muted else message)
 
@@ -388,7 +389,7 @@ async def _send_all(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) 
     while True:
         message = await queue.get()
         if message["type"] == "coupon":
-            if message["coupon_id"] in sent and message.get("missed"):
-                continue  # published live while the backlog was being read
+            if message["coupon_id"] in sent:
+                continue  # published live while the backlog was being read, or the other way round: once
             sent.add(message["coupon_id"])
         await websocket.send_json(message)

@@ -48,12 +48,18 @@ class Pacer:
         self._user_next: dict[tuple[str, str], float] = {}
         self._rooms = CellRate(policy.room_rate) if policy.room_rate else None
         self._later: list[tuple[float, int, str, str, dict[str, Any]]] = []
+        self._held: dict[tuple[str, str], set[str]] = {}  # (room, user) -> the coupons of their popups waiting
         self._seq = 0
         self._wake = asyncio.Event()
 
     @property
     def waiting(self) -> int:
         return len(self._later)
+
+    def held_for(self, room: str, user: str) -> frozenset[str]:
+        """The coupons whose popups to ``user`` in ``room`` wait their turn: they will reach the viewer's
+        screens live, so a reconnecting viewer's backlog leaves them out (they are not missed)."""
+        return frozenset(self._held.get((room, user), ()))
 
     def offer(self, room: str, user: str, message: dict[str, Any]) -> float:
         """Schedule one popup; returns the delay in seconds (0: delivered now)."""
@@ -69,10 +75,19 @@ class Pacer:
             return 0.0
         self._seq += 1
         heapq.heappush(self._later, (send_at, self._seq, room, user, message))
+        if "coupon_id" in message:
+            self._held.setdefault((room, user), set()).add(message["coupon_id"])
         self._wake.set()
         if len(self._user_next) > 200_000:
             self._forget_before(now)
         return send_at - now
+
+    def _release(self, room: str, user: str, message: dict[str, Any]) -> None:
+        held = self._held.get((room, user))
+        if held is not None:
+            held.discard(message.get("coupon_id", ""))
+            if not held:
+                del self._held[(room, user)]
 
     def _forget_before(self, now: float) -> None:
         self._user_next = {k: t for k, t in self._user_next.items() if t > now}
@@ -83,6 +98,7 @@ class Pacer:
             now = self._now()
             while self._later and self._later[0][0] <= now:
                 _, _, room, user, message = heapq.heappop(self._later)
+                self._release(room, user, message)
                 self._deliver(room, user, message)
             self._wake.clear()
             timeout = max(self._later[0][0] - now, MIN_TICK) if self._later else None
