@@ -489,7 +489,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=5.0, help="each server's window per round")
     p.add_argument("--batch", type=int, default=5_000, help="events per POST /v1/events")
     p.add_argument("--connections", type=int, default=2, help="keep-alive connections posting events")
-    p.add_argument("--ingest-ceiling", type=float, default=200_000,
+    p.add_argument("--ingest-ceiling", type=float, default=400_000,
                    help="events/s the pre-built batches must last for (they are built before each round)")
     p.add_argument("--checkout-connections", type=connection_counts, default=(16, 32, 64), metavar="N[,N…]",
                    help="checkout's concurrency: a window at each (default 16,32,64); the summary names the "
