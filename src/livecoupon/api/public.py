@@ -359,7 +359,7 @@ async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
     await rt.flush_acks()
     missed = await service.call(service.store.unacknowledged, sub.user, sub.room)
     now = service.clock.now()
-    coming = rt.pacer.held_for(sub.room, sub.user)  # read once the backlog is: its popup is still to come live
+    coming = rt.pacer.held_for(sub.room, sub.user)  # after the backlog's read: what the pacer holds comes live
     for coupon in missed:
         if coupon.is_usable(now) and service.checkout.counts(coupon) and coupon.coupon_id not in coming:
             message = coupon_message(service.campaign_named(coupon.campaign), coupon) | {"missed": True}

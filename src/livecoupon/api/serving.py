@@ -19,10 +19,9 @@ class CorkedTransport:
     """A connection's transport whose writes within one turn of the event loop are sent as one.
 
     The first write of a turn schedules the send for the end of that turn (``call_soon``, so
-    nothing waits on a timer); later writes of the same turn join it. Closing, half-closing
-    and pausing go through the held bytes first, so the peer sees exactly what was written, in
-    order; aborting drops them, as aborting drops a transport's buffer. Everything else is the
-    transport's own.
+    nothing waits on a timer); later writes of the same turn join it. Closing and half-closing
+    send the held bytes first, so the peer gets exactly what was written, in order; aborting
+    drops them, as aborting drops a transport's buffer. Everything else is the transport's own.
     """
 
     __slots__ = ("_transport", "_loop", "_held")
