@@ -19,7 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecoupon.engine.pinyin import CACHE_ENV, FORMAT, cache_file, read_cache
+from livecoupon.caches import CACHE_ENV
+from livecoupon.engine.pinyin import FORMAT, cache_file, read_cache
 
 PLAIN = "from pypinyin import lazy_pinyin\nread_cache = False\n"
 CACHED = ("from livecoupon.engine.pinyin import load_lazy_pinyin\nlazy_pinyin = load_lazy_pinyin()\n"
