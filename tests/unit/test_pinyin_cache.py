@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecoupon.caches import CACHE_ENV
-from livecoupon.engine.pinyin import FORMAT, cache_file, read_cache
+from livecoupon.engine.pinyin import FORMAT, cache_file, cache_key, read_cache
 
 PLAIN = "from pypinyin import lazy_pinyin\nread_cache = False\n"
 CACHED = ("from livecoupon.engine.pinyin import load_lazy_pinyin\nlazy_pinyin = load_lazy_pinyin()\n"
@@ -68,14 +68,22 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pinyin, Pin
     cached.close()
 
 
-def phrases() -> list[str]:
-    """A deterministic sample of pypinyin's own phrases: random characters seldom make one."""
+def package() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("pypinyin")
     assert spec is not None and spec.submodule_search_locations
-    words = json.loads(Path(spec.submodule_search_locations[0], "phrases_dict.json").read_text(encoding="utf-8"))
-    return sorted(words)[::40]
+    return Path(spec.submodule_search_locations[0])
+
+
+def all_phrases() -> dict[str, list[list[str]]]:
+    found: dict[str, list[list[str]]] = json.loads((package() / "phrases_dict.json").read_text(encoding="utf-8"))
+    return found
+
+
+def phrases() -> list[str]:
+    """A deterministic sample of pypinyin's own phrases: random characters seldom make one."""
+    return sorted(all_phrases())[::40]
 
 
 cjk = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
@@ -88,6 +96,15 @@ texts = st.lists(pieces, max_size=8).map("".join)
 def test_the_cached_import_reads_the_cache(both: tuple[Pinyin, Pinyin]) -> None:
     plain, cached = both
     assert (plain.read_cache, cached.read_cache) == (False, True)
+
+
+def test_the_cache_holds_pypinyin_s_phrases_with_each_list_of_readings_once(both: tuple[Pinyin, Pinyin]) -> None:
+    found = read_cache(both[1].home / "livecoupon" / f"pypinyin-{FORMAT}.marshal", cache_key(package()))
+    assert found is not None
+    _, cached, _ = found
+    assert cached == all_phrases()
+    lists = [readings for characters in cached.values() for readings in characters]
+    assert len({id(readings) for readings in lists}) == len({tuple(readings) for readings in lists}) < len(lists) / 10
 
 
 @pytest.mark.parametrize("text", [*HETERONYMS, "".join(HETERONYMS), "", "abc", "宝宝们, 发券啦!!"])
