@@ -6,11 +6,11 @@ Run from the repository root::
     .venv/bin/python bench/recent_ids.py --events 200000 --repeat 5
 
 Each structure answers ``first(id, ts)`` for every event of ``StreamSpec.mixed`` (one room, four
-hours, a generation of ids every half hour), all compiled by mypyc alike (a module written
-to a temporary folder and built there), beside the installed ``RecentIds`` itself: two sets,
-``in older`` then ``add`` to the newer (as engine/rooms.py); one set of both generations
-and a list of the newer's ids, the set rebuilt from the list at each new generation; one
-dict of id -> its generation's stamp, the older generation's ids copied at each new one.
+hours, a generation of ids every half hour): the installed ``RecentIds`` (compiled with the
+engine where built), two sets, ``in older`` then ``add`` to the newer; and, compiled by mypyc
+in a module written to a temporary folder and built there, one set of both generations and a
+list of the newer's ids, the set rebuilt from the list at each new generation, and one dict
+of id -> its generation's stamp, the older generation's ids copied at each new one.
 Printed: each one's best time of ``--repeat`` runs and whether it answered as ``RecentIds``.
 Alone, the look-ups are cache hits; in a replay they are misses (callers' data in between), so a
 replay's whole-process time is the measure that decides (docs/benchmarks.md, seventh pass).
@@ -42,30 +42,6 @@ from typing import Final
 
 M: Final = 30 * 60_000
 NEVER: Final = -(2**62)
-
-
-class TwoSets:
-    def __init__(self) -> None:
-        self.newer: set[str] = set()
-        self.older: set[str] = set()
-        self.since = NEVER
-        self.latest = NEVER
-
-    def first(self, event_id: str, ts: int) -> bool:
-        if ts > self.latest:
-            self.latest = ts
-            if ts >= self.since + M:
-                self.older = self.newer if ts < self.since + 2 * M else set()
-                self.newer = set()
-                self.since = ts
-        elif ts < self.latest - M:
-            return False
-        if event_id in self.older:
-            return False
-        ids = self.newer
-        known = len(ids)
-        ids.add(event_id)
-        return len(ids) != known
 
 
 class SetAndList:
@@ -149,8 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         variants = compiled_variants(Path(folder))
         kinds: dict[str, Callable[[], object]] = {
-            "RecentIds (installed)": RecentIds, "two sets": variants.TwoSets,
-            "one set + list": variants.SetAndList, "dict of stamps": variants.Stamps}
+            "two sets (RecentIds)": RecentIds, "one set + list": variants.SetAndList,
+            "dict of stamps": variants.Stamps}
         expected: list[bool] | None = None
         print(f"{len(events):,} events with an id, best of {args.repeat}")
         for name, kind in kinds.items():
