@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 10's two HTTP hot paths, measured with a light client: ingestion and checkout.
 
-    .venv/bin/python bench/ingest.py                        # both sections, 3 rounds (~2 minutes)
+    .venv/bin/python bench/ingest.py                        # both sections, 3 rounds (~4 minutes)
     .venv/bin/python bench/ingest.py --quick                # 1 short round: a smoke test, not figures
     .venv/bin/python bench/ingest.py --before /tmp/before   # also a server from an older tree (its src/)
 
