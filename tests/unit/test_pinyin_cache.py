@@ -19,8 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecoupon.caches import CACHE_ENV
-from livecoupon.engine.pinyin import FORMAT, cache_file, cache_key, read_cache
+from livecoupon.engine.pinyin import CACHE_ENV, FORMAT, cache_file, cache_key, read_cache, write_atomically
 
 PLAIN = "from pypinyin import lazy_pinyin\nread_cache = False\n"
 CACHED = ("from livecoupon.engine.pinyin import load_lazy_pinyin\nlazy_pinyin = load_lazy_pinyin()\n"
@@ -160,6 +159,22 @@ def test_the_cache_file_is_in_livecoupon_cache_else_under_xdg_cache_home_else_ho
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_file() == tmp_path / "home" / ".cache" / "livecoupon" / f"pypinyin-{FORMAT}.marshal"
+
+
+def test_a_write_makes_its_folder_and_leaves_the_whole_file_only(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "entry"
+    write_atomically(path, b"one")
+    write_atomically(path, b"two")
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["entry"]
+
+
+def test_a_write_that_cannot_be_done_is_only_skipped(tmp_path: Path) -> None:
+    # a cache folder under a file: removing the partial raises NotADirectoryError, which is no FileNotFoundError
+    blocked = tmp_path / "a-file"
+    blocked.write_bytes(b"")
+    write_atomically(blocked / "cache" / "entry", b"data")
+    assert not (blocked / "cache" / "entry").exists()
 
 
 KEY = (FORMAT, "a key")

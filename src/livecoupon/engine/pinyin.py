@@ -3,9 +3,10 @@
 Importing pypinyin reads its two JSON dictionaries (turning the single characters' keys into
 ints) and trains its segmenter's prefix set over every phrase: ~0.2 s of every replay with
 transcripts. Those three structures are all the import computes, so they are kept in one
-marshal file (in livecoupon's cache folder, caches.py) and handed to the import, which then
-has nothing to compute. pypinyin's own code still segments and converts: ``lazy_pinyin``
-answers exactly as after a plain import.
+marshal file (``$LIVECOUPON_CACHE``, else ``$XDG_CACHE_HOME/livecoupon/``, else
+``~/.cache/livecoupon/``) and handed to the import, which then has nothing to compute.
+pypinyin's own code still segments and converts: ``lazy_pinyin`` answers exactly as after a
+plain import.
 
 The file is used only when its key matches: the format, the interpreter, and the path, size
 and mtime of every pypinyin file the structures come from (its ``__init__.py`` holds its
@@ -15,6 +16,7 @@ afterwards (atomically) for the next process. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import marshal
 import os
@@ -25,8 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from livecoupon.caches import cache_folder, write_atomically
-
 FORMAT = 2  # 2: the phrases' syllable lists shared (_shared)
 # What pypinyin's import builds the structures from: its data, the modules that read it, the version.
 SOURCES = ("__init__.py", "constants.py", "pinyin_dict.py", "pinyin_dict.json", "phrases_dict.py",
@@ -36,10 +36,15 @@ SWITCHES = ("PYPINYIN_NO_PHRASES", "PYPINYIN_NO_DICT_COPY")
 
 LazyPinyin = Callable[[str], list[str]]
 Key = tuple[Any, ...]  # marshal's types only: the format, strings, ints
+CACHE_ENV = "LIVECOUPON_CACHE"  # a folder for livecoupon's caches alone (the tests point it at their own)
 
 
 def cache_file() -> Path:
-    return cache_folder() / f"pypinyin-{FORMAT}.marshal"
+    folder = os.environ.get(CACHE_ENV)
+    if not folder:
+        root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(root, "livecoupon")
+    return Path(folder) / f"pypinyin-{FORMAT}.marshal"
 
 
 def cache_key(package: Path) -> Key:
@@ -117,6 +122,18 @@ def write_cache(path: Path, key: Key) -> None:
     except (ImportError, AttributeError, ValueError):
         return
     write_atomically(path, data)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all, also for a process reading it meanwhile; a failure is ignored."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # not even a folder there: ENOTDIR is no FileNotFoundError
+            partial.unlink(missing_ok=True)
 
 
 def _shared(phrases: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
