@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import pytest
 
@@ -24,7 +24,7 @@ def request(method: str, path: str, *, close: bool = False) -> bytes:
             f"{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n").encode()
 
 
-def read_answers(sock: socket.socket, head_only: set[int] = frozenset()) -> list[tuple[int, dict[str, str], bytes]]:
+def read_answers(sock: socket.socket, head_only: Collection[int] = ()) -> list[tuple[int, dict[str, str], bytes]]:
     """Every answer until the server closes the connection; answers numbered in ``head_only`` have no body."""
     data = b""
     while chunk := sock.recv(65536):
