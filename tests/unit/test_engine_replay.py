@@ -366,3 +366,95 @@ def test_comments_of_present_viewers_decide_as_applied_events() -> None:
     assert [record(d) for d in live] == records(camp, events)
     made = {(r["user"], r["trigger"]) for r in records(camp, events)}
     assert {("a", "talk"), ("b", "talk"), ("a", "kou1"), ("b", "kou1"), ("b", "flash"), ("c", "kou1")} <= made
+
+
+# -- recordings out of time order ------------------------------------------------------------
+
+BAD_LINES = st.sampled_from(["", "  ", "{nope", '{"type": "join", "room": "r1"}', '{"type": "gift", "room": "r1", '
+                             '"ts": 3, "user": "a", "value": 0.001}'])
+
+
+@st.composite
+def untidy_recordings(draw: st.DrawFn) -> list[str]:
+    """Lines in any order, with ties in ts (by the ms and within one), repeated ids in and across rooms, blank and
+    bad lines."""
+    shapes = draw(st.lists(event_shapes, min_size=1, max_size=50))
+    count = len(shapes)
+    rooms = draw(st.lists(st.sampled_from(["r1", "r2", "r9"]), min_size=count, max_size=count))
+    times = draw(st.lists(st.integers(0, 40).map(lambda k: 5_000 * k), min_size=count, max_size=count))
+    ids = draw(st.lists(st.sampled_from([None, None, "m1", "m2", "m3"]), min_size=count, max_size=count))
+    lines = [json.dumps(build(shape, room, ms, n) | ({"id": event_id} if event_id else {}), ensure_ascii=False)
+             for n, (shape, room, ms, event_id) in enumerate(zip(shapes, rooms, times, ids, strict=True))]
+    for at, bad in draw(st.lists(st.tuples(st.integers(0, count), BAD_LINES), max_size=3)):
+        lines.insert(at, bad)
+    return lines
+
+
+Replayed = tuple[list[dict[str, Any]], list[tuple[int, str]], int]
+
+
+def replayed_plainly(camp: Any, lines: list[str]) -> Replayed:
+    """SPEC §2's order written plainly: every line read, later copies of an id in a room dropped (file order),
+    the rest sorted by ts (ties: file order) and each applied as an event."""
+    from livecoupon.engine.recordings import read_events
+
+    events, rejected = read_events(lines)
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for event in events:
+        if event.id is not None:
+            if (event.room, event.id) in seen:
+                continue
+            seen.add((event.room, event.id))
+        kept.append(event)
+    kept.sort(key=lambda e: e.ts)
+    deployment = fresh_deployment(camp)
+    made = [d for event in kept for d in deployment.apply(event)]
+    return [record(d) for d in made], [(r.line, r.error) for r in rejected], len(kept)
+
+
+def fresh_deployment(camp: Any) -> Any:
+    from livecoupon.engine.campaigns import Deployment
+
+    return Deployment([camp], MemoryStore(), dedup_ids=False)
+
+
+def replayed(result: Any) -> Replayed:
+    return [record(d) for d in result.decisions], [(r.line, r.error) for r in result.rejected], result.events
+
+
+@settings(max_examples=150, deadline=None)
+@given(untidy_recordings(), st.sampled_from([7, 64, 1 << 20]))
+def test_a_recording_out_of_time_order_replays_as_the_rule_reads_it(tmp_path_factory: Any, lines: list[str],
+                                                                    block: int) -> None:
+    """From a list of lines and from a file read a block at a time: the same decisions, rejected lines and count
+    as the rule, whether the recording is in time order (streamed) or not (read whole and sorted); and the sorted
+    path alone, whatever the order."""
+    from livecoupon.campaign_file import parse_campaign
+    from livecoupon.engine.recordings import Recording
+    from livecoupon.engine.replay import _sorted
+
+    camp = parse_campaign(PROPERTY_CAMPAIGN)
+    expected = replayed_plainly(camp, lines)
+    path = tmp_path_factory.mktemp("recording") / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for source in (lines, Recording(path, block)):
+        assert replayed(replay(camp, source)) == expected
+        assert replayed(_sorted(fresh_deployment(camp), source)) == expected
+
+
+def test_a_late_line_is_applied_in_its_place_and_a_tie_in_file_order(tmp_path: Path) -> None:
+    from livecoupon.engine.recordings import Recording
+
+    camp = campaign(NEWCOMER, rooms='["r1", "r2"]')
+    lines = to_lines([ev("join", 10, "b", id="x"), ev("join", 20, "c"), ev("join", 20, "d", room="r2"),
+                      ev("join", 5, "a"),  # late: applied first
+                      ev("join", 30, "e", id="x"),  # a later copy of x: dropped
+                      ev("join", 20, "f")])  # ties with c and d: after them
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")  # no end to the last line
+    for source in (lines, Recording(path)):
+        result = replay(camp, source)
+        assert [(o[0], o[1]) for o in map(outcome, result.decisions)] == [
+            (5, "a"), (10, "b"), (20, "c"), (20, "d"), (20, "f")]
+        assert result.events == 5

@@ -14,7 +14,7 @@ transcripts) taking those too saves ~9 µs each.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from itertools import islice
@@ -237,7 +237,7 @@ class Recording:
         for block in self.blocks():
             yield from block
 
-    def blocks(self) -> Iterator[list[bytes]]:
+    def blocks(self) -> Generator[list[bytes], None, None]:
         try:
             with self.path.open("rb") as file:
                 pending: list[bytes] = []  # the line not ended yet, in pieces (a long one spans blocks)

@@ -86,6 +86,17 @@ def _mentions_start(line: Line) -> bool:
 def _streamed(deployment: Deployment, lines: list[Line] | Recording, joining: set[str]) -> ReplayResult | None:
     """One pass, applying as it reads; None if the recording turns out not to be in time order, or
     to start a campaign not in ``joining``."""
+    if not isinstance(lines, Recording):
+        return _stream(deployment, [lines], joining)
+    blocks = lines.blocks()
+    try:
+        return _stream(deployment, blocks, joining)
+    finally:
+        blocks.close()  # if it stopped part-way, the file is closed now, not whenever the reader is collected
+
+
+def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Line]],
+            joining: set[str]) -> ReplayResult | None:
     # deployment.touch and deployment.apply are called on it, not through local bound methods:
     # compiled, that is a direct C call rather than a Python call that parses its arguments
     result = ReplayResult()
@@ -95,7 +106,7 @@ def _streamed(deployment: Deployment, lines: list[Line] | Recording, joining: se
     last_room: str | None = None
     last_ids = RecentIds()  # last_room's
     number = 0  # the line's, counted from 1
-    for block in lines.blocks() if isinstance(lines, Recording) else [lines]:
+    for block in blocks:
         for index in range(len(block)):  # compiled, a C loop over the list (enumerate went through its iterator)
             line = block[index]
             number += 1
