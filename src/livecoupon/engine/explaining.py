@@ -19,7 +19,7 @@ from livecoupon.domain.events import VIEWER_TYPES, Event, seconds
 from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine, Firing
 from livecoupon.engine.rooms import Room
-from livecoupon.store.memory import MemoryStore
+from livecoupon.store.memory import MemoryClaims
 
 Words = tuple[str, str]  # Chinese, English
 REASON_WORDS: dict[Reason, Words] = {
@@ -69,7 +69,7 @@ class ExplainingEngine(Engine):
     explaining = True
 
     def __init__(self, campaign: Campaign, user: str) -> None:
-        super().__init__(campaign, MemoryStore(), dedup_ids=False)
+        super().__init__(campaign, MemoryClaims(), dedup_ids=False)
         self.user = user
         self.notes: list[Note] = []
         self._seen: dict[str, int] = {}  # room -> the broadcast the user was last seen in
@@ -122,7 +122,7 @@ def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user
         notes[campaign.campaign] = engine.notes
         return engine
 
-    deployment = Deployment(deployed, MemoryStore(), joining=joining, make=noting)
+    deployment = Deployment(deployed, MemoryClaims(), joining=joining, make=noting)
     entries: list[tuple[int, int, dict[str, Any]]] = []
     decided: set[str] = set()
     for event in log:

@@ -23,7 +23,7 @@ from livecoupon.engine.recordings import (
     write_lines,
 )
 from livecoupon.engine.rooms import RecentIds
-from livecoupon.store.memory import MemoryStore
+from livecoupon.store.memory import MemoryClaims
 from livecoupon.store.port import collector_paused
 
 _QUIET: Final = QUIET_TYPES  # a Final is a C static in the compiled build, not a look-up in the module's dict
@@ -61,7 +61,7 @@ def replay(campaign: Campaign | list[Campaign], lines: Iterable[Line] | Recordin
     campaigns = [campaign] if isinstance(campaign, Campaign) else campaign
 
     def fresh(joining: set[str]) -> Deployment:
-        return Deployment(campaigns, MemoryStore(), joining=joining, dedup_ids=False)
+        return Deployment(campaigns, MemoryClaims(), joining=joining, dedup_ids=False)
 
     with collector_paused():  # millions of short-lived objects, no garbage cycles among them
         # A recording is looked through for start entries only once one turns up (rare): a scan of
