@@ -19,7 +19,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecoupon.engine.pinyin import CACHE_ENV, FORMAT, cache_file, cache_key, read_cache, write_atomically
+from livecoupon.engine.pinyin import (
+    CACHE_ENV,
+    FORMAT,
+    cache_file,
+    cache_key,
+    read_cache,
+    reading_index,
+    write_atomically,
+)
 
 PLAIN = "from pypinyin import lazy_pinyin\nread_cache = False\n"
 CACHED = ("from livecoupon.engine.pinyin import load_lazy_pinyin\nlazy_pinyin = load_lazy_pinyin()\n"
@@ -100,10 +108,20 @@ def test_the_cached_import_reads_the_cache(both: tuple[Pinyin, Pinyin]) -> None:
 def test_the_cache_holds_pypinyin_s_phrases_with_each_list_of_readings_once(both: tuple[Pinyin, Pinyin]) -> None:
     found = read_cache(both[1].home / "livecoupon" / f"pypinyin-{FORMAT}.marshal", cache_key(package()))
     assert found is not None
-    _, cached, _ = found
+    _, cached, _, _ = found
     assert cached == all_phrases()
     lists = [readings for characters in cached.values() for readings in characters]
     assert len({id(readings) for readings in lists}) == len({tuple(readings) for readings in lists}) < len(lists) / 10
+
+
+def test_the_cache_holds_the_reading_index_of_pypinyin_s_dictionaries(both: tuple[Pinyin, Pinyin]) -> None:
+    from pypinyin.constants import PHRASES_DICT
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    found = read_cache(both[1].home / "livecoupon" / f"pypinyin-{FORMAT}.marshal", cache_key(package()))
+    assert found is not None
+    assert found[3] == reading_index(pinyin_dict, PHRASES_DICT)
+    assert {"发", "伐", "乏"} <= set(found[3]["fa"]) and "乐" in found[3]["lao"]  # 乐亭: lào in a phrase alone
 
 
 @pytest.mark.parametrize("text", [*HETERONYMS, "".join(HETERONYMS), "", "abc", "宝宝们, 发券啦!!"])
@@ -178,14 +196,15 @@ def test_a_write_that_cannot_be_done_is_only_skipped(tmp_path: Path) -> None:
 
 
 KEY = (FORMAT, "a key")
-GOOD = (KEY, {0x94F6: "yín"}, {"银行": [["yín"], ["háng"]]}, {"银", "银行"})
+GOOD = (KEY, {0x94F6: "yín"}, {"银行": [["yín"], ["háng"]]}, {"银", "银行"}, {"yin": "银", "hang": "行"})
 
 
 @pytest.mark.parametrize(("written", "expected"), [
     (GOOD, GOOD[1:]),
     (((FORMAT, "another key"), *GOOD[1:]), None),  # pypinyin changed since: its files' sizes or times differ
-    (GOOD[:3], None),
-    ((KEY, {}, [], set()), None),
+    (GOOD[:4], None),  # the format before the reading index
+    ((KEY, {}, [], set(), {}), None),
+    ((*GOOD[:4], ["yin"]), None),
     ([*GOOD], None),
 ])
 def test_a_cache_is_read_only_for_its_key_and_shape(tmp_path: Path, written: object, expected: object) -> None:

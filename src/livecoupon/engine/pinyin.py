@@ -23,11 +23,13 @@ import os
 import sys
 import threading
 import types
+import unicodedata
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FORMAT = 2  # 2: the phrases' syllable lists shared (_shared)
+FORMAT = 3  # 2: the phrases' syllable lists shared (_shared); 3: the readers of each reading (reading_index)
 # What pypinyin's import builds the structures from: its data, the modules that read it, the version.
 SOURCES = ("__init__.py", "constants.py", "pinyin_dict.py", "pinyin_dict.json", "phrases_dict.py",
            "phrases_dict.json", "seg/mmseg.py")
@@ -56,6 +58,7 @@ def cache_key(package: Path) -> Key:
 
 
 _loading = threading.Lock()
+_readers: dict[str, str] | None = None  # the reading index of the dictionaries imported, once known
 
 
 def load_lazy_pinyin() -> LazyPinyin:
@@ -72,12 +75,14 @@ def _load() -> LazyPinyin:
         key = cache_key(package)
     except OSError:  # a pypinyin whose files are not the ones this module knows
         return _plain_import()
+    global _readers
     cached = read_cache(cache_file(), key)
     if cached is None:
         lazy_pinyin = _plain_import()
         write_cache(cache_file(), key)
         return lazy_pinyin
-    return _import_with(*cached)
+    characters, phrases, prefixes, _readers = cached
+    return _import_with(characters, phrases, prefixes)
 
 
 def _package() -> Path | None:
@@ -94,21 +99,23 @@ def _plain_import() -> LazyPinyin:
     return pinyin
 
 
-Dictionaries = tuple[dict[int, str], dict[str, list[list[str]]], set[str]]
+Dictionaries = tuple[dict[int, str], dict[str, list[list[str]]], set[str], dict[str, str]]
 
 
 def read_cache(path: Path, key: Key) -> Dictionaries | None:
-    """The single characters, the phrases and the segmenter's prefixes, if ``path`` holds them for ``key``."""
+    """The single characters, the phrases, the segmenter's prefixes and the reading index, if ``path`` holds them
+    for ``key``."""
     try:
         found: Any = marshal.loads(path.read_bytes())  # loads of the bytes: marshal.load reads a file piecemeal
     except (OSError, ValueError, EOFError, TypeError):
         return None
-    if not (isinstance(found, tuple) and len(found) == 4 and found[0] == key):
+    if not (isinstance(found, tuple) and len(found) == 5 and found[0] == key):
         return None
-    _, characters, phrases, prefixes = found
-    if not (isinstance(characters, dict) and isinstance(phrases, dict) and isinstance(prefixes, set)):
+    _, characters, phrases, prefixes, readers = found
+    if not (isinstance(characters, dict) and isinstance(phrases, dict) and isinstance(prefixes, set)
+            and isinstance(readers, dict)):
         return None
-    return characters, phrases, prefixes
+    return characters, phrases, prefixes, readers
 
 
 def write_cache(path: Path, key: Key) -> None:
@@ -118,10 +125,54 @@ def write_cache(path: Path, key: Key) -> None:
         from pypinyin.constants import PHRASES_DICT
         from pypinyin.seg import mmseg
 
-        data = marshal.dumps((key, pinyin_dict.pinyin_dict, _shared(PHRASES_DICT), mmseg.p_set._set))
+        data = marshal.dumps((key, pinyin_dict.pinyin_dict, _shared(PHRASES_DICT), mmseg.p_set._set, readers()))
     except (ImportError, AttributeError, ValueError):
         return
     write_atomically(path, data)
+
+
+def readers() -> dict[str, str]:
+    """:func:`reading_index` of the dictionaries pypinyin was imported with (:func:`load_lazy_pinyin` first): from
+    the cache, else worked out once (~0.25 s)."""
+    global _readers
+    if _readers is None:
+        from pypinyin import pinyin_dict
+        from pypinyin.constants import PHRASES_DICT
+
+        _readers = reading_index(pinyin_dict.pinyin_dict, PHRASES_DICT)
+    return _readers
+
+
+_TONE_MARKS = frozenset("\u0300\u0301\u0304\u030c")  # grave, acute, macron, caron: pinyin's four tones
+
+
+def toneless_forms(reading: str) -> tuple[str, ...]:
+    """What ``lazy_pinyin`` (``Style.NORMAL``) may write for a dictionary reading: its tone marks gone, ü as it
+    writes it (v) and as it is (ê, ü stay)."""
+    bare = unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", reading)
+                                                if c not in _TONE_MARKS))
+    return (bare, bare.replace("ü", "v")) if "ü" in bare else (bare,)
+
+
+def reading_index(characters: dict[int, str], phrases: dict[str, list[list[str]]]) -> dict[str, str]:
+    """Every toneless reading ``lazy_pinyin`` may give a character, alone or in any phrase of its dictionary, and
+    the characters that may get it (engine/phrases.py: a passphrase's pinyin can be heard in a transcript only
+    if, for each of its syllables, one of these characters is there)."""
+    forms: dict[str, tuple[str, ...]] = {}
+    found: dict[str, set[str]] = defaultdict(set)
+
+    def may_read(character: str, reading: str) -> None:
+        for form in forms.get(reading) or forms.setdefault(reading, toneless_forms(reading)):
+            found[form].add(character)
+
+    for code, readings in characters.items():
+        for reading in readings.split(","):
+            may_read(chr(code), reading)
+    for phrase, per_character in phrases.items():
+        for character, choices in zip(phrase, per_character, strict=False):
+            for reading in choices:
+                may_read(character, reading)
+    return {form: "".join(sorted(chars)) for form, chars in found.items()}
 
 
 def write_atomically(path: Path, data: bytes) -> None:
