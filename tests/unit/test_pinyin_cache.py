@@ -150,6 +150,14 @@ def test_a_corrupt_cache_falls_back_to_the_plain_import_and_is_written_again(tmp
     again.close()
 
 
+def test_writing_the_cache_removes_an_earlier_format_s(tmp_path: Path) -> None:
+    folder = tmp_path / "livecoupon"
+    folder.mkdir()
+    (folder / f"pypinyin-{FORMAT - 1}.marshal").write_bytes(b"an earlier format")
+    Pinyin(CACHED, tmp_path).close()
+    assert [p.name for p in folder.iterdir()] == [f"pypinyin-{FORMAT}.marshal"]
+
+
 def test_an_absent_cache_is_written_where_xdg_cache_home_says(tmp_path: Path) -> None:
     first = Pinyin(CACHED, tmp_path)
     assert (first.read_cache, first("重庆")) == (False, ["chong", "qing"])

@@ -129,6 +129,9 @@ def write_cache(path: Path, key: Key) -> None:
     except (ImportError, AttributeError, ValueError):
         return
     write_atomically(path, data)
+    for earlier in range(1, FORMAT):  # an earlier format's file is never read again (a later one's may be)
+        with contextlib.suppress(OSError):
+            (path.parent / f"pypinyin-{earlier}.marshal").unlink()
 
 
 def readers() -> dict[str, str]:
