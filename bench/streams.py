@@ -93,6 +93,7 @@ class StreamSpec:
     with_ids: bool = True                 # platform message ids on every event
     retry_rate: float = 0.001             # events sent twice (same id)
     bad_rate: float = 0.00002             # malformed lines
+    varied_text: bool = False             # every comment and transcript a few characters longer: none alike
 
     @classmethod
     def for_events(cls, events: int, **overrides: Any) -> StreamSpec:
@@ -217,13 +218,14 @@ def _session_events(s: _Session, spec: StreamSpec, sales: list[tuple[float, floa
             text = rng.choice(KOU1)
         else:
             text = rng.choice(COMMENTS)
-        out.append((t, {"type": "comment", "room": room, "user": user, "text": text}))
+        out.append((t, {"type": "comment", "room": room, "user": user, "text": _varied(rng, spec, text)}))
     # extra interaction during flash sales, when everyone taps and shouts
     for a, b in sales:
         if s.arrive <= a < s.end and rng.random() < 0.5:
             t = a + rng.expovariate(1 / 20.0)
             if t < min(b, s.end):
-                out.append((t, {"type": "comment", "room": room, "user": user, "text": rng.choice(FLASH_COMMENTS)}))
+                out.append((t, {"type": "comment", "room": room, "user": user,
+                                "text": _varied(rng, spec, rng.choice(FLASH_COMMENTS))}))
     for t in poisson(s.likes, 1.0):
         out.append((t, {"type": "like", "room": room, "user": user, "count": rng.choice((1, 1, 1, 2, 3, 5, 10, 20))}))
     for t in poisson(s.gifts, 1.0):
@@ -249,6 +251,14 @@ def _session_events(s: _Session, spec: StreamSpec, sales: list[tuple[float, floa
     return out
 
 
+def _varied(rng: random.Random, spec: StreamSpec, text: str) -> str:
+    """``text``, or with ``spec.varied_text`` the same words and one to four random characters more, as people
+    and speech recognition rarely say anything twice alike: no cache of texts seen helps."""
+    if not spec.varied_text:
+        return text
+    return text + "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(1, 4)))
+
+
 def _room_events(spec: StreamSpec, sessions: list[_Session],
                  sales: list[tuple[float, float]]) -> list[tuple[float, Event]]:
     """live_start, transcripts, online_count, flash_sale (live_end is added at the end)."""
@@ -263,15 +273,15 @@ def _room_events(spec: StreamSpec, sessions: list[_Session],
     while t < d:
         if t >= next_pass:
             text = rng.choice(PASSPHRASES)
-            out.append((t, {"type": "transcript", "room": room, "text": text}))
+            out.append((t, {"type": "transcript", "room": room, "text": _varied(rng, spec, text)}))
             if rng.random() < 0.3:  # the host repeats it: inside the 60 s cooldown
                 out.append((t + rng.uniform(5, 40), {"type": "transcript", "room": room, "text": "宝宝们发券啦"}))
             next_pass = t + rng.expovariate(1 / spec.passphrase_every) + 30.0
         elif t >= next_thanks:
-            out.append((t, {"type": "transcript", "room": room, "text": rng.choice(THANKS_TOP)}))
+            out.append((t, {"type": "transcript", "room": room, "text": _varied(rng, spec, rng.choice(THANKS_TOP))}))
             next_thanks = t + rng.expovariate(1 / spec.thanks_every) + 60.0
         else:
-            out.append((t, {"type": "transcript", "room": room, "text": rng.choice(TRANSCRIPTS)}))
+            out.append((t, {"type": "transcript", "room": room, "text": _varied(rng, spec, rng.choice(TRANSCRIPTS))}))
         t += rng.uniform(*spec.transcript_gap)
     # the platform's online_count: it counts every client (lurkers, app in background),
     # so it is a multiple of the viewers sending events; scaled to peak at online_peak
