@@ -21,7 +21,7 @@ from livecoupon.engine.recordings import (
 )
 
 FIELDS = ("type", "room", "ts", "id", "user", "text", "count", "value", "order_id", "amount", "coupon_id", "duration",
-          "product")
+          "product", "device", "ip", "risk", "profile")
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False),
                    st.text(max_size=3), st.just(""), st.sampled_from([1.99, 0.1, 9.999, 19.9, 1e300, 2**70]),
@@ -33,7 +33,10 @@ lines = st.fixed_dictionaries(
      "ts": st.one_of(st.floats(0, 2e9), st.integers(0, 2 * 10**9), values)},
     optional={"user": st.one_of(st.just("u1"), values), "id": st.one_of(st.just("e1"), values),
               "count": st.one_of(st.integers(-3, 30), values), "text": values, "value": values,
-              "device": st.one_of(st.just("d1"), values)})
+              "device": st.one_of(st.just("d1"), st.just("d" * 129), values),
+              "ip": st.one_of(st.just("10.0.0.1"), st.just("9" * 65), values),
+              "risk": st.one_of(st.sampled_from([0, 1, 0.25, 1.5, -0.1, True]), values),
+              "profile": st.one_of(st.just({"level": 3}), values)})
 
 
 def _reference(data: dict[str, Any]) -> tuple[Any, ...] | str:
@@ -46,6 +49,24 @@ def _reference(data: dict[str, Any]) -> tuple[Any, ...] | str:
 
 def _fields(event: Event) -> tuple[Any, ...]:
     return tuple(getattr(event, name) for name in FIELDS)
+
+
+VIEWER = {"type": "heartbeat", "room": "room-1", "ts": 5, "user": "u1"}
+
+
+@pytest.mark.parametrize("facts", [
+    {"device": "d1"}, {"device": "", "ip": "10.0.0.1"}, {"risk": 0}, {"risk": 1}, {"risk": 0.25, "device": None},
+    {"device": "d" * 128, "ip": "9" * 64}, {"device": "d" * 129}, {"ip": "9" * 65}, {"risk": 1.5}, {"risk": -0.1},
+    {"risk": True}, {"risk": "0.5"}, {"device": 7}, {"profile": {"level": 3}}, {"profile": None, "ip": "::1"},
+])
+@pytest.mark.parametrize("kind", ["heartbeat", "comment", "gift", "transcript"])
+def test_a_viewer_s_facts_read_as_the_checked_parser_reads_them(kind: str, facts: dict[str, Any]) -> None:
+    """What the platform knows of a viewer rides the fast path (every event of a platform that sends devices),
+    checked as the checked path checks it; a room's event ignores them on both paths."""
+    data = {**VIEWER, "type": kind, "text": "扣1", "value": 1.5, **facts}
+    events, rejected = read_events([json.dumps(data)])
+    assert ([_fields(e) for e in events] or [r.error for r in rejected]) == [_reference(data)]
+    assert all(e.risk is None or type(e.risk) is float for e in events)  # logged as the checked path logs it
 
 
 @given(st.lists(lines, max_size=8))

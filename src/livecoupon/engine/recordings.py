@@ -27,6 +27,7 @@ from msgspec.structs import astuple
 
 from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import (
+    MAX_IP,
     MAX_NAME,
     MAX_TEXT,
     Event,
@@ -51,6 +52,7 @@ _QUIET_TYPES: Final = frozenset({"join", "leave", "heartbeat", "like", "follow"}
 _VIEWER_TYPES: Final = _QUIET_TYPES | {"comment", "gift"}
 _ROOM_TYPES: Final = frozenset({"transcript", "online_count"})
 _MAX_NAME: Final = MAX_NAME
+_MAX_IP: Final = MAX_IP
 _MAX_TEXT: Final = MAX_TEXT
 _decode_any = msgspec.json.Decoder().decode
 _decode_plain: Final = _decode_plain_line  # a C static when compiled, not a look-up in the module's dict
@@ -61,11 +63,14 @@ _LF: Final = b"\n"
 READ_BLOCK: Final = 1 << 20  # bytes of a recording read at a time
 _is_ascii: Final = bytes.isascii  # called as a function: compiled, ``line.isascii()`` looks the method up each time
 
-# type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen)
-PlainFields = tuple[str, str, int, "str | None", "str | None", "int | None", "str | None", int]
+# a viewer's device, ip and risk (SPEC §2), as far as the platform gave them
+Facts = tuple["str | None", "str | None", "float | None"]
+# type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen), facts (None:
+# none given)
+PlainFields = tuple[str, str, int, "str | None", "str | None", "int | None", "str | None", int, "Facts | None"]
 # What plain_fields answers for a line it does not take: its type is empty. Not None: compiled, a tuple that is
 # never None is returned by value, its ms unboxed, where an optional one was a new tuple object a line (~1.5%)
-NOT_PLAIN: Final[PlainFields] = ("", "", 0, None, None, None, None, 0)
+NOT_PLAIN: Final[PlainFields] = ("", "", 0, None, None, None, None, 0, None)
 Line = str | bytes  # a recorded line: as text, or as :func:`read_lines` reads it
 
 
@@ -95,11 +100,15 @@ def plain_fields(line: Line) -> PlainFields:
                 return NOT_PLAIN
         elif text is None or len(text) > _MAX_TEXT:
             return NOT_PLAIN
-        return kind, room, ms, event_id, None, count, text, 0
-    if kind not in _VIEWER_TYPES or not user or len(user) > _MAX_NAME:
+        return kind, room, ms, event_id, None, count, text, 0, None
+    if kind not in _VIEWER_TYPES or not user or len(user) > _MAX_NAME or profile is not None:
         return NOT_PLAIN
-    if device is not None or ip is not None or risk is not None or profile is not None:
-        return NOT_PLAIN
+    facts: Facts | None = None
+    if device is not None or ip is not None or risk is not None:
+        if ((device is not None and len(device) > _MAX_NAME) or (ip is not None and len(ip) > _MAX_IP)
+                or (risk is not None and not 0 <= risk <= 1)):
+            return NOT_PLAIN
+        facts = (device, ip, None if risk is None else float(risk))
     if kind == "like":
         if count is None:
             count = 1
@@ -113,7 +122,7 @@ def plain_fields(line: Line) -> PlainFields:
         if fen is None:
             return NOT_PLAIN
         value = fen
-    return kind, room, ms, event_id, user, count, text, value
+    return kind, room, ms, event_id, user, count, text, value, facts
 
 
 def _fen(value: int | float | None) -> int | None:
@@ -133,10 +142,12 @@ def _fen(value: int | float | None) -> int | None:
 
 
 def plain_event(fields: PlainFields) -> Event:
-    kind, room, ms, event_id, user, count, text, value = fields
+    kind, room, ms, event_id, user, count, text, value, facts = fields
     event = Event(kind, room, ms, event_id)
     if user is not None:
         event.user = user
+    if facts is not None:
+        event.device, event.ip, event.risk = facts
     if kind == "like" or kind == "online_count":
         event.count = count
     elif kind == "comment" or kind == "transcript":

@@ -111,7 +111,7 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             line = block[index]
             number += 1
             fields = plain_fields(line)
-            kind, room, ts, event_id, user, _, _, _ = fields  # unpacked in place, not sliced into a new tuple
+            kind, room, ts, event_id, user, _, _, _, facts = fields  # unpacked in place, not sliced into a tuple
             if kind:  # a plain line
                 event = None
             else:
@@ -137,7 +137,7 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             last_ts = ts
             result.events += 1
             if event is None:
-                if kind in _QUIET and deployment.touch(room, user, ts):  # type: ignore[arg-type]
+                if kind in _QUIET and facts is None and deployment.touch(room, user, ts):  # type: ignore[arg-type]
                     continue
                 event = plain_event(fields)
                 event.room = room  # the string whose hash is already known
