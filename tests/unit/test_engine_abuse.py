@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from engine_fixtures import by_ts, campaign, ev, outcomes, watch
+from engine_fixtures import apply_live, by_ts, campaign, ev, outcomes, record, records, watch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livecoupon.campaign_file import CampaignError
 
@@ -192,3 +194,38 @@ def test_budgets_must_be_positive(trigger_budget: str, room_budget: str, error: 
         campaign(f"  - {{name: n, when: first_visit, coupon: c10, {trigger_budget}}}\n",
                  tail=f"limits: {{{room_budget}}}")
     assert info.value.errors == [error]
+
+
+# -- facts on any event, replayed as applied ---------------------------------------------------
+
+FACT_KINDS = st.sampled_from(["join", "heartbeat", "heartbeat", "like", "follow", "leave", "comment", "say"])
+
+
+@st.composite
+def viewers_with_facts(draw: st.DrawFn) -> list[dict[str, object]]:
+    events: list[dict[str, object]] = [ev("live_start", 0)]
+    ts = 0
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(FACT_KINDS)
+        ts += draw(st.sampled_from([1, 5, 40]))
+        if kind == "say":
+            events.append(say(ts))
+            continue
+        event = ev(kind, ts, draw(st.sampled_from(["a", "b", "c"])), **({"text": "扣1"} if kind == "comment" else {}))
+        for name, choices in (("device", [None, "d1", "d2"]), ("ip", [None, "10.0.0.1"]), ("risk", [None, 0.1, 0.9])):
+            value = draw(st.sampled_from(choices))
+            if value is not None:
+                event[name] = value
+        events.append(event)
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(viewers_with_facts())
+def test_a_viewer_s_facts_decide_in_replay_as_the_live_engine_applies_them(events: list[dict[str, object]]) -> None:
+    """Replay refreshes a present viewer without an event, their device, ip and risk learned there too."""
+    triggers = ("  - {name: say, when: host_says, phrases: [发券啦], coupon: c20, cooldown: 0s, per_device: 1}\n"
+                + NEWCOMER)
+    camp = campaign(triggers, tail="limits: {max_risk: 0.5}")
+    _, live = apply_live(camp, events)
+    assert records(camp, events) == [record(d) for d in live]

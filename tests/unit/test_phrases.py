@@ -96,6 +96,7 @@ def test_a_transcript_that_cannot_sound_like_a_phrase_is_not_converted() -> None
     from livecoupon.engine.phrases import hear_pinyin
 
     matcher = PhraseMatcher(["宝宝们发券啦"])
+    hear_pinyin.cache_clear()  # other tests heard these transcripts before
     before = hear_pinyin.cache_info().misses
     assert matcher.matches("今天天气真不错") is False
     assert hear_pinyin.cache_info().misses == before

@@ -21,7 +21,7 @@ from typing import Any
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import PublishCampaign, StartCampaign
 from livecoupon.domain.decisions import Decision
-from livecoupon.domain.events import Event, event_json
+from livecoupon.domain.events import Event, Facts, event_json
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.store.port import ClaimsLedger
 
@@ -118,11 +118,11 @@ class Deployment:
                 decisions.extend(made)
         return logged, decisions
 
-    def touch(self, room: str, user: str, ts: int) -> bool:
+    def touch(self, room: str, user: str, ts: int, facts: Facts | None = None) -> bool:
         """:meth:`Engine.touch` for a deployment: True if the event needed nothing more (it only refreshed a
         present viewer, or no campaign listens to its room); False: apply it."""
         engines = self._reaching(room)
-        if len(engines) > 1 or (engines and not engines[0].touch(room, user, ts)):
+        if len(engines) > 1 or (engines and not engines[0].touch(room, user, ts, facts)):
             return False
         if ts > self.time:
             self.time = ts

@@ -26,7 +26,7 @@ from livecoupon.domain.commands import (
 )
 from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Silence, coupon_id_for, device_key_for
-from livecoupon.domain.events import INTERACTION_TYPES, Event, Profile
+from livecoupon.domain.events import INTERACTION_TYPES, Event, Facts, Profile
 from livecoupon.domain.experiments import assign
 from livecoupon.engine.offering import OfferBook
 from livecoupon.engine.plans import Plan
@@ -97,14 +97,17 @@ class UserFacts:
         return by_fields(self)
 
     def learn(self, event: Event) -> None:
-        if event.device is not None:
-            self.device = event.device
-        if event.ip is not None:
-            self.ip = event.ip
-        if event.risk is not None:
-            self.risk = event.risk
+        self.note(event.device, event.ip, event.risk)
         if event.profile is not None:
             self.profile = event.profile
+
+    def note(self, device: str | None, ip: str | None, risk: float | None) -> None:
+        if device is not None:
+            self.device = device
+        if ip is not None:
+            self.ip = ip
+        if risk is not None:
+            self.risk = risk
 
 
 class Engine:
@@ -216,12 +219,13 @@ class Engine:
             decisions.extend(self._decide(room, firings))
         return decisions
 
-    def touch(self, room_name: str, user: str, ts: int) -> bool:
-        """A heartbeat, like or follow from ``user`` at ``ts``, when it can only refresh presence.
+    def touch(self, room_name: str, user: str, ts: int, facts: Facts | None = None) -> bool:
+        """A heartbeat, like or follow from ``user`` at ``ts`` (with what the platform knows of them, ``facts``),
+        when it can only refresh presence.
 
-        True: applied, exactly as :meth:`apply` would have applied it. False: nothing was
-        done (the viewer is not present, a timer is due, a flash sale runs…); apply the
-        event instead. Replay calls this without building an :class:`Event`.
+        True: applied, exactly as :meth:`apply` would have applied it. False: the viewer is not present, a timer is
+        due, a flash sale runs…: apply the event instead (the facts it learned here it learns again, alike).
+        Replay calls this without building an :class:`Event`.
         """
         room = self.rooms.get(room_name)
         if room is None or room.broadcast is None or room.sales:
@@ -231,6 +235,12 @@ class Engine:
             return False
         if ts > self.time:
             self.time = ts
+        if facts is not None:
+            known = self.facts.get(user)
+            if known is None:
+                known = self.facts[user] = UserFacts()
+            device, ip, risk = facts
+            known.note(device, ip, risk)
         return room.see_again(user, ts)
 
     def advance(self, to: int) -> list[Decision]:

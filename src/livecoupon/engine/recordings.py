@@ -32,6 +32,7 @@ from livecoupon.domain.events import (
     MAX_TEXT,
     Event,
     EventError,
+    Facts,
     event_ms,
     parse_event,
     seconds,
@@ -63,8 +64,6 @@ _LF: Final = b"\n"
 READ_BLOCK: Final = 1 << 20  # bytes of a recording read at a time
 _is_ascii: Final = bytes.isascii  # called as a function: compiled, ``line.isascii()`` looks the method up each time
 
-# a viewer's device, ip and risk (SPEC §2), as far as the platform gave them
-Facts = tuple["str | None", "str | None", "float | None"]
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen), facts (None:
 # none given)
 PlainFields = tuple[str, str, int, "str | None", "str | None", "int | None", "str | None", int, "Facts | None"]

@@ -137,7 +137,7 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             last_ts = ts
             result.events += 1
             if event is None:
-                if kind in _QUIET and facts is None and deployment.touch(room, user, ts):  # type: ignore[arg-type]
+                if kind in _QUIET and deployment.touch(room, user, ts, facts):  # type: ignore[arg-type]
                     continue
                 event = plain_event(fields)
                 event.room = room  # the string whose hash is already known
