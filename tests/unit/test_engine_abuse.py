@@ -212,7 +212,8 @@ def viewers_with_facts(draw: st.DrawFn) -> list[dict[str, object]]:
             events.append(say(ts))
             continue
         event = ev(kind, ts, draw(st.sampled_from(["a", "b", "c"])), **({"text": "扣1"} if kind == "comment" else {}))
-        for name, choices in (("device", [None, "d1", "d2"]), ("ip", [None, "10.0.0.1"]), ("risk", [None, 0.1, 0.9])):
+        for name, choices in (("device", [None, "d1", "d2"]), ("ip", [None, "10.0.0.1"]), ("risk", [None, 0.1, 0.9]),
+                              ("profile", [None, {"level": 1}, {"level": 2, "city": "杭州"}])):
             value = draw(st.sampled_from(choices))
             if value is not None:
                 event[name] = value

@@ -58,6 +58,10 @@ VIEWER = {"type": "heartbeat", "room": "room-1", "ts": 5, "user": "u1"}
     {"device": "d1"}, {"device": "", "ip": "10.0.0.1"}, {"risk": 0}, {"risk": 1}, {"risk": 0.25, "device": None},
     {"device": "d" * 128, "ip": "9" * 64}, {"device": "d" * 129}, {"ip": "9" * 65}, {"risk": 1.5}, {"risk": -0.1},
     {"risk": True}, {"risk": "0.5"}, {"device": 7}, {"profile": {"level": 3}}, {"profile": None, "ip": "::1"},
+    {"profile": {}}, {"profile": {"city": "杭州", "level": 2.5, "big": 2**70}}, {"profile": {"k" * 64: "v" * 256}},
+    {"profile": {"k" * 65: 1}}, {"profile": {"city": "v" * 257}}, {"profile": {str(i): i for i in range(32)}},
+    {"profile": {str(i): i for i in range(33)}}, {"profile": {"vip": True}}, {"profile": {"vip": None}},
+    {"profile": ["vip"]}, {"profile": "vip"},
 ])
 @pytest.mark.parametrize("kind", ["heartbeat", "comment", "gift", "transcript"])
 def test_a_viewer_s_facts_read_as_the_checked_parser_reads_them(kind: str, facts: dict[str, Any]) -> None:

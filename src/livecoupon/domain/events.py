@@ -32,7 +32,8 @@ _SURROGATE = re.compile(f"[{chr(0xD800)}-{chr(0xDFFF)}]")  # as chr(): mypyc tak
 _OPTIONAL_VIEWER_FIELDS = ("device", "ip", "risk", "profile")
 
 Profile = dict[str, str | int | float]
-Facts = tuple[str | None, str | None, float | None]  # a viewer's device, ip and risk, as far as the platform gave them
+# a viewer's device, ip, risk and profile, as far as the platform gave them
+Facts = tuple[str | None, str | None, float | None, Profile | None]
 
 
 class EventError(ValueError):

@@ -97,17 +97,18 @@ class UserFacts:
         return by_fields(self)
 
     def learn(self, event: Event) -> None:
-        self.note(event.device, event.ip, event.risk)
-        if event.profile is not None:
-            self.profile = event.profile
+        self.note((event.device, event.ip, event.risk, event.profile))
 
-    def note(self, device: str | None, ip: str | None, risk: float | None) -> None:
+    def note(self, facts: Facts) -> None:
+        device, ip, risk, profile = facts
         if device is not None:
             self.device = device
         if ip is not None:
             self.ip = ip
         if risk is not None:
             self.risk = risk
+        if profile is not None:
+            self.profile = profile
 
 
 class Engine:
@@ -239,8 +240,7 @@ class Engine:
             known = self.facts.get(user)
             if known is None:
                 known = self.facts[user] = UserFacts()
-            device, ip, risk = facts
-            known.note(device, ip, risk)
+            known.note(facts)
         return room.see_again(user, ts)
 
     def advance(self, to: int) -> list[Decision]:

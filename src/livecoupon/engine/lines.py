@@ -33,7 +33,7 @@ class PlainLine(msgspec.Struct, gc=False):
     device: str | None = None  # what the platform knows of the user (SPEC §2), checked in recordings.plain_fields
     ip: str | None = None
     risk: int | float | None = None
-    profile: msgspec.Raw | None = None  # rare: sends the line down the checked path
+    profile: dict[str, str | int | float] | None = None
 
 
 decode_plain = msgspec.json.Decoder(PlainLine).decode
@@ -41,4 +41,4 @@ decode_plain = msgspec.json.Decoder(PlainLine).decode
 # PlainLine's fields in their order, as ``msgspec.structs.astuple`` gives them in one call: read
 # one by one, from compiled code, each is a generic attribute look-up (~10% of a replay, callgrind)
 PlainValues = tuple[str, str, int | float, str | None, str | None, int | None, str | None, int | float | None,
-                    str | None, str | None, int | float | None, msgspec.Raw | None]
+                    str | None, str | None, int | float | None, dict[str, str | int | float] | None]
