@@ -215,8 +215,9 @@ class Window:
 
 
 # -- 1. ingestion ------------------------------------------------------------------------------------------------
-def event_batches(round_index: int, batches: int, size: int) -> list[bytes]:
-    """``batches`` JSON arrays of ``size`` events, time moving on 1 ms an event from where the last round ended."""
+def event_batches(round_index: int, batches: int, size: int, facts: bool = False) -> list[bytes]:
+    """``batches`` JSON arrays of ``size`` events, time moving on 1 ms an event from where the last round ended;
+    ``facts``: each names its viewer's device and ip, as a platform that sends them does (SPEC §2)."""
     rng = random.Random(20261130 + round_index)
     people = [f"viewer-{i:04d}" for i in range(VIEWERS)]
     at = T0_MS + VIEWERS + round_index * 10_000_000  # each round well after the one before
@@ -234,6 +235,9 @@ def event_batches(round_index: int, batches: int, size: int) -> list[bytes]:
                 e |= {"type": "comment", "text": "扣1" if rng.random() < 0.02 else rng.choice(CHAT)}
             elif roll < 0.45:
                 e |= {"type": "gift", "value": rng.choice([1, 6.6, 52])}
+            if facts:
+                number = int(e["user"][-4:])
+                e |= {"device": f"dev-{number * 7919 % 10007:05d}", "ip": f"10.{number % 7}.{number % 251}.9"}
             batch.append(e)
         bodies.append(_encode(batch))
     return bodies
@@ -291,7 +295,7 @@ async def section_ingest(args: argparse.Namespace, work: Path) -> list[Window]:
         batches = max(4, int(args.ingest_ceiling * args.seconds / args.batch))
         for r in range(args.rounds):
             log(f"ingest round {r + 1}/{args.rounds}: building {batches} batches of {args.batch:,} ({load()})")
-            bodies = event_batches(r, batches, args.batch)
+            bodies = event_batches(r, batches, args.batch, args.facts)
             for s in servers if r % 2 == 0 else servers[::-1]:
                 spy = profile(s, args, f"ingest-{r}")
                 w = await post_window(s, bodies, args.batch, args.seconds, args.connections, again=s.name == "bare")
@@ -488,6 +492,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0, help="each server's window per round")
     p.add_argument("--batch", type=int, default=5_000, help="events per POST /v1/events")
+    p.add_argument("--facts", action="store_true", help="every event names its viewer's device and ip")
     p.add_argument("--connections", type=int, default=2, help="keep-alive connections posting events")
     p.add_argument("--ingest-ceiling", type=float, default=400_000,
                    help="events/s the pre-built batches must last for (they are built before each round)")
