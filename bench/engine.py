@@ -11,7 +11,8 @@ viewers who comment, like, gift and buy, transcripts every 1-3 s, decisions over
 events), whose whole-process ratio against durable-rules is the figure that counts, and
 the heartbeat-heavy one (``StreamSpec.for_events``: 10,000 viewers, nine events in ten a
 present viewer's heartbeat or like). ``--stream varied``: the mixed one with no two comments or
-transcripts alike (each a few random characters longer), as in a real room: no cache of texts helps.
+transcripts alike (each a few random characters longer), as in a real room: no cache of texts helps;
+``--stream facts``: the mixed one with every viewer event naming its viewer's device, ip and profile.
 
 What it measures (all figures printed as one table at the end):
 
@@ -561,11 +562,12 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
 
 
-STREAMS = ("mixed", "heartbeat", "varied")
+STREAMS = ("mixed", "heartbeat", "varied", "facts")
 STREAM_TITLES = {
     "mixed": "mixed stream (StreamSpec.mixed): ~1,400 viewers who chat, like, gift and buy; transcripts every 1-3 s",
     "heartbeat": "heartbeat-heavy stream (StreamSpec.for_events): 10,000 viewers, mostly heartbeats",
     "varied": "varied stream: the mixed one with no two comments or transcripts alike (StreamSpec.varied_text)",
+    "facts": "facts stream: the mixed one, every viewer event naming device, ip and profile (StreamSpec.with_facts)",
 }
 
 
@@ -594,7 +596,7 @@ def bench_stream(kind: str, args: argparse.Namespace, work: Path, figures: dict[
     if kind == "heartbeat":
         lines, spec = write_stream(path, args.events)
     else:
-        lines, spec = write_mixed_stream(path, args.events, varied_text=kind == "varied")
+        lines, spec = write_mixed_stream(path, args.events, varied_text=kind == "varied", with_facts=kind == "facts")
     gen_s = time.perf_counter() - started
     stats = stream_stats(path)
     mix = ", ".join(f"{k} {v:,}" for k, v in stats["by_type"].items())
@@ -750,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000, help="events in each stream (default 1,000,000)")
     ap.add_argument("--stream", choices=(*STREAMS, "both"), default="both",
                     help="which stream: mixed (the figure that counts), heartbeat, varied (the mixed one with "
-                         "every text different), or both (default: mixed and heartbeat)")
+                         "every text different), facts (the mixed one with device, ip and profile on every viewer "
+                         "event), or both (default: mixed and heartbeat)")
     ap.add_argument("--durable-events", type=int, default=None,
                     help="run durable-rules on only the first N lines (default: all of them)")
     ap.add_argument("--memory-viewers", type=int, default=100_000)

@@ -94,6 +94,7 @@ class StreamSpec:
     retry_rate: float = 0.001             # events sent twice (same id)
     bad_rate: float = 0.00002             # malformed lines
     varied_text: bool = False             # every comment and transcript a few characters longer: none alike
+    with_facts: bool = False              # every viewer event names the viewer's device, ip and profile
 
     @classmethod
     def for_events(cls, events: int, **overrides: Any) -> StreamSpec:
@@ -251,6 +252,17 @@ def _session_events(s: _Session, spec: StreamSpec, sales: list[tuple[float, floa
     return out
 
 
+CITIES = ["杭州", "上海", "北京", "广州", "成都"]
+
+
+def _facts(user: str) -> Event:
+    """What a platform that sends them knows of a viewer (SPEC §2): a device (one in five shared by two
+    accounts), an ip, and a profile of a member level and a city."""
+    number = int(user[1:], 16)  # the simulated users are "u" and hex digits
+    return {"device": f"dev-{number % 4_999:04x}", "ip": f"10.{number % 13}.{number % 251}.{number % 199}",
+            "profile": {"level": number % 5, "city": CITIES[number % len(CITIES)]}}
+
+
 def _varied(rng: random.Random, spec: StreamSpec, text: str) -> str:
     """``text``, or with ``spec.varied_text`` the same words and one to four random characters more, as people
     and speech recognition rarely say anything twice alike: no cache of texts seen helps."""
@@ -363,6 +375,8 @@ def broadcast_events(spec: StreamSpec, limit: int | None = None) -> Iterator[Eve
                  **{k: v for k, v in event.items() if k not in ("type", "room")}}
         if spec.with_ids:
             event = {"id": f"m{emitted:08d}", **event}
+        if spec.with_facts and "user" in event:
+            event |= _facts(event["user"])
         if spec.bad_rate and rng.random() < spec.bad_rate:
             yield _malformed(rng, event)
             continue
