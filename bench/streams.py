@@ -190,6 +190,7 @@ def plan_sessions(spec: StreamSpec) -> list[_Session]:
 def _session_events(s: _Session, spec: StreamSpec, sales: list[tuple[float, float]]) -> list[tuple[float, Event]]:
     """One session's viewer events (times relative to live_start), sorted."""
     rng = random.Random(s.rng_seed)
+    say = random.Random(f"{s.rng_seed}:say")  # the words varied (StreamSpec.varied_text)
     room, user = spec.room, s.user
     out: list[tuple[float, Event]] = [(s.arrive, {"type": "join", "room": room, "user": user})]
     # heartbeats every ~20 s while present (jitter keeps them well under the 30 s contract)
@@ -219,14 +220,14 @@ def _session_events(s: _Session, spec: StreamSpec, sales: list[tuple[float, floa
             text = rng.choice(KOU1)
         else:
             text = rng.choice(COMMENTS)
-        out.append((t, {"type": "comment", "room": room, "user": user, "text": _varied(rng, spec, text)}))
+        out.append((t, {"type": "comment", "room": room, "user": user, "text": _varied(say, spec, text)}))
     # extra interaction during flash sales, when everyone taps and shouts
     for a, b in sales:
         if s.arrive <= a < s.end and rng.random() < 0.5:
             t = a + rng.expovariate(1 / 20.0)
             if t < min(b, s.end):
                 out.append((t, {"type": "comment", "room": room, "user": user,
-                                "text": _varied(rng, spec, rng.choice(FLASH_COMMENTS))}))
+                                "text": _varied(say, spec, rng.choice(FLASH_COMMENTS))}))
     for t in poisson(s.likes, 1.0):
         out.append((t, {"type": "like", "room": room, "user": user, "count": rng.choice((1, 1, 1, 2, 3, 5, 10, 20))}))
     for t in poisson(s.gifts, 1.0):
@@ -264,17 +265,19 @@ def _facts(user: str) -> Event:
 
 
 def _varied(rng: random.Random, spec: StreamSpec, text: str) -> str:
-    """``text``, or with ``spec.varied_text`` the same words and one to four random characters more, as people
-    and speech recognition rarely say anything twice alike: no cache of texts seen helps."""
+    """``text``, or with ``spec.varied_text`` the same words and two to four random characters more, as people
+    and speech recognition rarely say anything twice alike: no cache of texts seen helps. ``rng`` is the caller's
+    own for this, so the stream's events and times are the same either way."""
     if not spec.varied_text:
         return text
-    return text + "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(1, 4)))
+    return text + "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(2, 4)))
 
 
 def _room_events(spec: StreamSpec, sessions: list[_Session],
                  sales: list[tuple[float, float]]) -> list[tuple[float, Event]]:
     """live_start, transcripts, online_count, flash_sale (live_end is added at the end)."""
     rng = random.Random(f"{spec.seed}:room")
+    say = random.Random(f"{spec.seed}:say")  # the words varied (StreamSpec.varied_text)
     room, d = spec.room, spec.duration
     out: list[tuple[float, Event]] = [(0.0, {"type": "live_start", "room": room})]
     for (a, _end), (_, seconds) in zip(sales, spec.flash_sales, strict=True):
@@ -285,15 +288,16 @@ def _room_events(spec: StreamSpec, sessions: list[_Session],
     while t < d:
         if t >= next_pass:
             text = rng.choice(PASSPHRASES)
-            out.append((t, {"type": "transcript", "room": room, "text": _varied(rng, spec, text)}))
+            out.append((t, {"type": "transcript", "room": room, "text": _varied(say, spec, text)}))
             if rng.random() < 0.3:  # the host repeats it: inside the 60 s cooldown
-                out.append((t + rng.uniform(5, 40), {"type": "transcript", "room": room, "text": "宝宝们发券啦"}))
+                out.append((t + rng.uniform(5, 40), {"type": "transcript", "room": room,
+                                                     "text": _varied(say, spec, "宝宝们发券啦")}))
             next_pass = t + rng.expovariate(1 / spec.passphrase_every) + 30.0
         elif t >= next_thanks:
-            out.append((t, {"type": "transcript", "room": room, "text": _varied(rng, spec, rng.choice(THANKS_TOP))}))
+            out.append((t, {"type": "transcript", "room": room, "text": _varied(say, spec, rng.choice(THANKS_TOP))}))
             next_thanks = t + rng.expovariate(1 / spec.thanks_every) + 60.0
         else:
-            out.append((t, {"type": "transcript", "room": room, "text": _varied(rng, spec, rng.choice(TRANSCRIPTS))}))
+            out.append((t, {"type": "transcript", "room": room, "text": _varied(say, spec, rng.choice(TRANSCRIPTS))}))
         t += rng.uniform(*spec.transcript_gap)
     # the platform's online_count: it counts every client (lurkers, app in background),
     # so it is a multiple of the viewers sending events; scaled to peak at online_peak

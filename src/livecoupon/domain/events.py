@@ -298,6 +298,17 @@ def _viewer_facts(data: dict[str, Any], event: Event) -> None:
         event.profile = _profile(data["profile"])
 
 
+def plain_profile(profile: dict[str, str | int | float]) -> bool:
+    """Whether :func:`_profile` takes a profile whose values are strings and finite numbers (as msgspec decodes one
+    for the recordings' fast path) as it is: keys and texts short enough, not too many. Its rules, beside them."""
+    if len(profile) > MAX_PROFILE_KEYS:
+        return False
+    for key, value in profile.items():
+        if len(key) > MAX_PROFILE_KEY or (isinstance(value, str) and len(value) > MAX_PROFILE_VALUE):
+            return False
+    return True
+
+
 def _profile(value: Any) -> Profile:
     if not isinstance(value, dict):
         raise EventError("profile", f"must be an object, got {type(value).__name__}")

@@ -12,7 +12,7 @@ def normalise(text: str) -> str:
 
     A letter or digit (``str.isalnum``) is in none of those categories (checked over every code point by
     tests/unit/test_text.py), so a text of them alone is kept whole and only the other characters are looked up:
-    0.6 µs for a comment of eight characters, against 2.0 looking each one's category up (measured)."""
+    0.74-1.0 µs for a comment of eight characters, against 2.0 looking each one's category up (measured)."""
     folded = unicodedata.normalize("NFKC", text).lower()
     if folded.isalnum():
         return folded

@@ -97,10 +97,9 @@ class UserFacts:
         return by_fields(self)
 
     def learn(self, event: Event) -> None:
-        self.note((event.device, event.ip, event.risk, event.profile))
+        self.note(event.device, event.ip, event.risk, event.profile)
 
-    def note(self, facts: Facts) -> None:
-        device, ip, risk, profile = facts
+    def note(self, device: str | None, ip: str | None, risk: float | None, profile: Profile | None) -> None:
         if device is not None:
             self.device = device
         if ip is not None:
@@ -237,10 +236,8 @@ class Engine:
         if ts > self.time:
             self.time = ts
         if facts is not None:
-            known = self.facts.get(user)
-            if known is None:
-                known = self.facts[user] = UserFacts()
-            known.note(facts)
+            device, ip, risk, profile = facts
+            self._facts_of(user).note(device, ip, risk, profile)
         return room.see_again(user, ts)
 
     def advance(self, to: int) -> list[Decision]:
@@ -304,10 +301,13 @@ class Engine:
 
     def _learn(self, event: Event) -> None:
         assert event.user is not None
-        facts = self.facts.get(event.user)
+        self._facts_of(event.user).learn(event)
+
+    def _facts_of(self, user: str) -> UserFacts:
+        facts = self.facts.get(user)
         if facts is None:
-            facts = self.facts[event.user] = UserFacts()
-        facts.learn(event)
+            facts = self.facts[user] = UserFacts()
+        return facts
 
     # -- applying one event --------------------------------------------------------------
     def _apply_to_room(self, room: Room, event: Event) -> list[Firing]:

@@ -89,11 +89,12 @@ class PhraseMatcher:
         of a phrase, the transcript holds a character that may be read so (engine/pinyin.py ``reading_index``:
         every reading of every character, alone or in any phrase) or the syllable itself as written (a run of
         other characters is one token): a transcript without them cannot sound like the phrase."""
-        if self._pinyin is None:
-            self._pinyin = tuple(toneless(p) for p in self.phrases)
+        if self._pinyin is None:  # both worked out before either is kept: a failure, or a thread, finds neither
+            pinyin = tuple(toneless(p) for p in self.phrases)
             readers = _readers()
             self._sounds = tuple(tuple((token, frozenset(readers.get(token, ""))) for token in tokens)
-                                 for tokens in self._pinyin)
+                                 for tokens in pinyin)
+            self._pinyin = pinyin
         maybe = [tokens for tokens, sounds in zip(self._pinyin, self._sounds, strict=True)
                  if all(token in said or not chars.isdisjoint(said) for token, chars in sounds)]
         if not maybe:

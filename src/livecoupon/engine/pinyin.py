@@ -29,7 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FORMAT = 3  # 2: the phrases' syllable lists shared (_shared); 3: the readers of each reading (reading_index)
+# 2: the phrases' syllable lists shared (_shared); 3: the readers of each reading (reading_index). Bump it whenever
+# what the file holds is built otherwise, reading_index included: a file's key names pypinyin's files, not ours.
+FORMAT = 3
 # What pypinyin's import builds the structures from: its data, the modules that read it, the version.
 SOURCES = ("__init__.py", "constants.py", "pinyin_dict.py", "pinyin_dict.json", "phrases_dict.py",
            "phrases_dict.json", "seg/mmseg.py")
@@ -149,19 +151,22 @@ def readers() -> dict[str, str]:
 _TONE_MARKS = frozenset("\u0300\u0301\u0304\u030c")  # grave, acute, macron, caron: pinyin's four tones
 
 
-def toneless_forms(reading: str) -> tuple[str, ...]:
-    """What ``lazy_pinyin`` (``Style.NORMAL``) may write for a dictionary reading: its tone marks gone, ü as it
-    writes it (v) and as it is (ê, ü stay)."""
+def toneless_forms(reading: str) -> set[str]:
+    """What ``lazy_pinyin`` (``Style.NORMAL``) may write for a dictionary reading: pypinyin's own conversion of it,
+    and, should that ever differ, the reading without its tone marks, its ü written v or kept (ê stays)."""
+    from pypinyin import Style
+    from pypinyin.style import convert
+
     bare = unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", reading)
                                                 if c not in _TONE_MARKS))
-    return (bare, bare.replace("ü", "v")) if "ü" in bare else (bare,)
+    return {convert(reading, Style.NORMAL, True), bare, bare.replace("ü", "v")}
 
 
 def reading_index(characters: dict[int, str], phrases: dict[str, list[list[str]]]) -> dict[str, str]:
     """Every toneless reading ``lazy_pinyin`` may give a character, alone or in any phrase of its dictionary, and
     the characters that may get it (engine/phrases.py: a passphrase's pinyin can be heard in a transcript only
     if, for each of its syllables, one of these characters is there)."""
-    forms: dict[str, tuple[str, ...]] = {}
+    forms: dict[str, set[str]] = {}
     found: dict[str, set[str]] = defaultdict(set)
 
     def may_read(character: str, reading: str) -> None:

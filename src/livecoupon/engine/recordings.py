@@ -29,15 +29,13 @@ from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import (
     MAX_IP,
     MAX_NAME,
-    MAX_PROFILE_KEY,
-    MAX_PROFILE_KEYS,
-    MAX_PROFILE_VALUE,
     MAX_TEXT,
     Event,
     EventError,
     Facts,
     event_ms,
     parse_event,
+    plain_profile,
     seconds,
 )
 from livecoupon.domain.money import MoneyError, yuan_to_fen
@@ -57,9 +55,6 @@ _VIEWER_TYPES: Final = _QUIET_TYPES | {"comment", "gift"}
 _ROOM_TYPES: Final = frozenset({"transcript", "online_count"})
 _MAX_NAME: Final = MAX_NAME
 _MAX_IP: Final = MAX_IP
-_MAX_PROFILE_KEYS: Final = MAX_PROFILE_KEYS
-_MAX_PROFILE_KEY: Final = MAX_PROFILE_KEY
-_MAX_PROFILE_VALUE: Final = MAX_PROFILE_VALUE
 _MAX_TEXT: Final = MAX_TEXT
 _decode_any = msgspec.json.Decoder().decode
 _decode_plain: Final = _decode_plain_line  # a C static when compiled, not a look-up in the module's dict
@@ -111,7 +106,7 @@ def plain_fields(line: Line) -> PlainFields:
     facts: Facts | None = None
     if device is not None or ip is not None or risk is not None or profile is not None:
         if ((device is not None and len(device) > _MAX_NAME) or (ip is not None and len(ip) > _MAX_IP)
-                or (risk is not None and not 0 <= risk <= 1) or (profile is not None and not _plain_profile(profile))):
+                or (risk is not None and not 0 <= risk <= 1) or (profile is not None and not plain_profile(profile))):
             return NOT_PLAIN
         facts = (device, ip, None if risk is None else float(risk), profile)
     if kind == "like":
@@ -128,17 +123,6 @@ def plain_fields(line: Line) -> PlainFields:
             return NOT_PLAIN
         value = fen
     return kind, room, ms, event_id, user, count, text, value, facts
-
-
-def _plain_profile(profile: dict[str, str | int | float]) -> bool:
-    """Whether ``parse_event`` takes the profile as it is: its numbers are finite (msgspec reads no other), its
-    keys and texts short enough."""
-    if len(profile) > _MAX_PROFILE_KEYS:
-        return False
-    for key, value in profile.items():
-        if len(key) > _MAX_PROFILE_KEY or (isinstance(value, str) and len(value) > _MAX_PROFILE_VALUE):
-            return False
-    return True
 
 
 def _fen(value: int | float | None) -> int | None:
