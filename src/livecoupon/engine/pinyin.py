@@ -138,7 +138,7 @@ def write_cache(path: Path, key: Key) -> None:
 
 def readers() -> dict[str, str]:
     """:func:`reading_index` of the dictionaries pypinyin was imported with (:func:`load_lazy_pinyin` first): from
-    the cache, else worked out once (~0.25 s)."""
+    the cache, else worked out once (~0.2 s)."""
     global _readers
     if _readers is None:
         from pypinyin import pinyin_dict
