@@ -29,6 +29,7 @@ from livecoupon.domain.campaign import (
 )
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
 from livecoupon.domain.durations import parse_duration_ms
+from livecoupon.domain.events import CAMPAIGN_WIDE
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
@@ -405,6 +406,8 @@ class _Builder:
         for i, room in enumerate(self.m.rooms):
             if not room:
                 self.error(f"rooms[{i}]", "a room id must not be empty")
+            elif room == CAMPAIGN_WIDE:  # no platform's room is named so (POST /v1/events refuses it)
+                self.error(f"rooms[{i}]", '"*" is no room id: for every room write rooms: "*", not in a list')
         if not self.m.rooms:
             self.error("rooms", 'list at least one room, or "*" for every room')
         return tuple(self.m.rooms)

@@ -313,6 +313,8 @@ def test_rooms_must_be_a_list_or_star() -> None:
     assert all(e.startswith("rooms: ") for e in errors_of(build(rooms="room-1")))
     assert errors_of(build(rooms=[])) == ['rooms: list at least one room, or "*" for every room']
     assert errors_of(build(rooms=["ok", ""])) == ["rooms[1]: a room id must not be empty"]
+    assert errors_of(build(rooms=["*"])) == [
+        'rooms[0]: "*" is no room id: for every room write rooms: "*", not in a list']
 
 
 def test_campaign_id_characters() -> None:
