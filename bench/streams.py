@@ -93,7 +93,8 @@ class StreamSpec:
     with_ids: bool = True                 # platform message ids on every event
     retry_rate: float = 0.001             # events sent twice (same id)
     bad_rate: float = 0.00002             # malformed lines
-    varied_text: bool = False             # every comment and transcript a few characters longer: none alike
+    varied_text: bool = False             # comments and transcripts 2-4 characters longer: none alike (but the
+                                          # flash sales' four calls)
     with_facts: bool = False              # every viewer event names the viewer's device, ip and profile
 
     @classmethod
