@@ -23,15 +23,15 @@ import os
 import sys
 import threading
 import types
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# 2: the phrases' syllable lists shared (_shared); 3: the readers of each reading (reading_index). Bump it whenever
-# what the file holds is built otherwise, reading_index included: a file's key names pypinyin's files, not ours.
-FORMAT = 3
+# 2: the phrases' syllable lists shared (_shared); 3: the readers of each reading (reading_index); 4: those readings
+# written by pypinyin's own conversion alone. Bump it whenever what the file holds is built otherwise, reading_index
+# included: a file's key names pypinyin's files, not ours.
+FORMAT = 4
 # What pypinyin's import builds the structures from: its data, the modules that read it, the version.
 SOURCES = ("__init__.py", "constants.py", "pinyin_dict.py", "pinyin_dict.json", "phrases_dict.py",
            "phrases_dict.json", "seg/mmseg.py")
@@ -138,7 +138,7 @@ def write_cache(path: Path, key: Key) -> None:
 
 def readers() -> dict[str, str]:
     """:func:`reading_index` of the dictionaries pypinyin was imported with (:func:`load_lazy_pinyin` first): from
-    the cache, else worked out once (~0.2 s)."""
+    the cache, else worked out once (~0.1 s)."""
     global _readers
     if _readers is None:
         from pypinyin import pinyin_dict
@@ -148,30 +148,22 @@ def readers() -> dict[str, str]:
     return _readers
 
 
-_TONE_MARKS = frozenset("\u0300\u0301\u0304\u030c")  # grave, acute, macron, caron: pinyin's four tones
-
-
-def toneless_forms(reading: str) -> set[str]:
-    """What ``lazy_pinyin`` (``Style.NORMAL``) may write for a dictionary reading: pypinyin's own conversion of it,
-    and, should that ever differ, the reading without its tone marks, its ü written v or kept (ê stays)."""
-    from pypinyin import Style
-    from pypinyin.style import convert
-
-    bare = unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", reading)
-                                                if c not in _TONE_MARKS))
-    return {convert(reading, Style.NORMAL, True), bare, bare.replace("ü", "v")}
-
-
 def reading_index(characters: dict[int, str], phrases: dict[str, list[list[str]]]) -> dict[str, str]:
     """Every toneless reading ``lazy_pinyin`` may give a character, alone or in any phrase of its dictionary, and
     the characters that may get it (engine/phrases.py: a passphrase's pinyin can be heard in a transcript only
-    if, for each of its syllables, one of these characters is there)."""
-    forms: dict[str, set[str]] = {}
+    if, for each of its syllables, one of these characters is there). A reading is written toneless by pypinyin's
+    own ``Style.NORMAL`` conversion, once for each of its ~1,600 distinct readings."""
+    from pypinyin import Style
+    from pypinyin.style import convert
+
+    forms: dict[str, str] = {}
     found: dict[str, set[str]] = defaultdict(set)
 
     def may_read(character: str, reading: str) -> None:
-        for form in forms.get(reading) or forms.setdefault(reading, toneless_forms(reading)):
-            found[form].add(character)
+        form = forms.get(reading)
+        if form is None:
+            form = forms[reading] = convert(reading, Style.NORMAL, True)
+        found[form].add(character)
 
     for code, readings in characters.items():
         for reading in readings.split(","):
