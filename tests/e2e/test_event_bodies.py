@@ -88,3 +88,15 @@ def test_another_encoding_is_415(client: TestClient) -> None:
     answer = client.post("/v1/events", content=zlib.compress(plain_body()),
                          headers=PLATFORM | {"Content-Encoding": "deflate"})
     assert answer.status_code == 415
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_an_event_holding_bytes_that_are_not_utf8_is_rejected_alone_not_a_5xx(client: TestClient,
+                                                                              zipped: bool) -> None:
+    body = plain_body()[:-1] + b', {"type": "join", "room": "room-1", "ts": %d, "user": "\xc3"}]' % (T0 + 3)
+    answer = client.post("/v1/events", content=gzip.compress(body) if zipped else body,
+                         headers=GZIP if zipped else PLATFORM | {"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 3
+    assert [(r["index"], r["error"].split(":")[0]) for r in answer.json()["rejected"]] == [
+        (2, "user"), (4, "value"), (5, "user")]

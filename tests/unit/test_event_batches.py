@@ -108,3 +108,18 @@ def test_a_body_that_is_no_batch_is_malformed_as_a_whole(body: bytes, code: str)
     with pytest.raises(Malformed) as info:
         read_batch(body)
     assert info.value.code == code and info.value.field == "body"
+
+
+@pytest.mark.parametrize("more", [b"", b', {"type": "join", "room": "r", "ts": NaN, "user": "w"}'])
+def test_bytes_that_are_not_utf8_reject_only_the_event_whose_field_holds_them(more: bytes) -> None:
+    """They were a 500 that lost the batch; each good event still applies (SPEC §2). ``more``: a NaN makes msgspec
+    refuse the body whole, so the standard parser reads it."""
+    body = (b'[{"type": "join", "room": "r", "ts": 1, "user": "ok"},'
+            b' {"type": "join", "room": "r", "ts": 1, "user": "\xc3"},'
+            b' {"type": "order", "room": "r", "ts": 1, "user": "ok", "order_id": "o\xff", "amount": 1},'
+            b' {"type": "join", "room": "r", "ts": 1, "user": "ok2", "note": "\xff"}' + more + b"]")
+    events, rejected = judged(read_batch(body))
+    assert [e["user"] for e in events] == ["ok", "ok2"]  # a field no one reads keeps its bytes harmlessly
+    assert [(r["index"], r["error"].split(":")[0]) for r in rejected] == [(1, "user"), (2, "order_id")] + (
+        [(4, "ts")] if more else [])
+    assert all("not valid Unicode" in r["error"] for r in rejected[:2])

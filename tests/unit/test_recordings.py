@@ -153,23 +153,53 @@ def test_a_recording_read_a_block_at_a_time_has_the_lines_of_the_whole_file(tmp_
 
 
 @pytest.mark.parametrize("block", [1, 2, 64, READ_BLOCK])
-def test_a_recording_that_is_not_utf8_or_gone_is_unreadable(tmp_path: Path, block: int) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b'{"type": "live_start", "room": "r", "ts": 0}\n' * 20 + b'{"x": "\xe6\x89"}\n')
-    with pytest.raises(UnreadableRecording, match="utf-8"):
-        list(Recording(path, block))
+def test_a_recording_that_is_gone_is_unreadable(tmp_path: Path, block: int) -> None:
     with pytest.raises(UnreadableRecording, match="No such file"):
         list(Recording(tmp_path / "gone.jsonl", block))
 
 
-@pytest.mark.parametrize("line", [b'{"type": "join", "room": "r", "ts": 1, "user": "u", "x": "\xff"}\n',
-                                  b'{"type": "join", "room": "r", "ts": 1, "user": "u\xe6\x89"}\n',
-                                  b'\n\xff\n'])
-def test_a_file_that_is_not_utf8_is_refused_even_where_the_fast_path_skips_a_field(tmp_path: Path,
-                                                                                     line: bytes) -> None:
+START = b'{"type": "live_start", "room": "r", "ts": 0}\n'
+AFTER = b'{"type": "join", "room": "r", "ts": 2, "user": "v"}\n'
+
+
+@pytest.mark.parametrize("block", [1, 2, 64, READ_BLOCK])
+@pytest.mark.parametrize(("line", "error"), [
+    (b'{"type": "join", "room": "r", "ts": 1, "user": "u\xe6\x89"}\n', "user: not valid Unicode"),
+    (b'{"type": "comment", "room": "r", "ts": 1, "user": "u", "text": "\xff\xfe"}\n', "text: not valid Unicode"),
+    (b'{"type": "order", "room": "r", "ts": 1, "user": "u", "order_id": "o\xe6\x89", "amount": 1}\n',
+     "order_id: not valid Unicode"),
+    (b'\xff\n', "not valid JSON"),
+    (b'{"type": "join", "room": "r", "ts": 1, "user": "u", "x": "\xff"}\n', None),  # a field no one reads
+])
+def test_bytes_that_are_not_utf8_reject_the_event_whose_field_holds_them(tmp_path: Path, line: bytes,
+                                                                         error: str | None, block: int) -> None:
+    """The others are read (SPEC §2: a bad event never stops the others), on the fast path and the checked one."""
     path = tmp_path / "events.jsonl"
-    path.write_bytes(b'{"type": "live_start", "room": "r", "ts": 0}\n' + line)
+    path.write_bytes(START + b"\n" + line + AFTER)
     with pytest.raises(UnicodeDecodeError):
         path.read_text(encoding="utf-8")
-    with pytest.raises(UnicodeDecodeError):
-        read_lines(path)
+    for lines in (read_lines(path), list(Recording(path, block))):
+        events, rejected = read_events(lines)
+        users = [("live_start", None)] + ([] if error else [("join", "u")]) + [("join", "v")]
+        assert [(e.type, e.user) for e in events] == users
+        assert [r.line for r in rejected] == ([3] if error else [])
+        assert all(r.error.startswith(f"{error}") for r in rejected), rejected
+        in_order, rejected_in_order = read_for_replay(lines)
+        assert ([_fields(e) for e in in_order], rejected_in_order) == ([_fields(e) for e in events], rejected)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 4, 64, READ_BLOCK])
+def test_a_byte_order_mark_that_begins_the_file_is_dropped(tmp_path: Path, block: int) -> None:
+    """As reading the file with the ``utf-8-sig`` codec drops it; one anywhere else is a bad line's."""
+    bom = "\ufeff".encode()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(bom + START + bom + AFTER)
+    with path.open(encoding="utf-8-sig") as text:
+        expected = [line.encode() for line in text.readlines()]
+    assert read_lines(path) == list(Recording(path, block)) == expected
+    events, rejected = read_events(read_lines(path))
+    assert [e.type for e in events] == ["live_start"]
+    assert [r.line for r in rejected] == [2]
+    for data in (bom, bom + b"\n", b"{}", b""):  # shorter than a block's first read, or nothing after the mark
+        path.write_bytes(data)
+        assert read_lines(path) == list(Recording(path, block)) == data.removeprefix(bom).splitlines(keepends=True)

@@ -8,35 +8,29 @@ other item is decoded to plain JSON values and left to :func:`livecoupon.domain.
 in :func:`livecoupon.service_layer.service.admit`, which names the field of every error, so a
 bad event is rejected with the same index and words as before. A body msgspec refuses as a
 whole (NaN, a huge integer, a lone surrogate, not an array) is read by the standard parser as
-it always was: what it holds is then judged event by event.
+it always was: what it holds is then judged event by event. Bytes that are not UTF-8 are no
+bad batch either: the event whose field holds them is rejected, naming the field.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 
 from livecoupon.api.schemas import MAX_EVENTS
-from livecoupon.engine.recordings import read_items
+from livecoupon.engine.recordings import json_value, read_items
 from livecoupon.errors import Malformed
 
 _items = msgspec.json.Decoder(list[msgspec.Raw]).decode  # each item's bytes, not yet decoded
-_value = msgspec.json.Decoder().decode
 
 
 def decode_json(body: bytes) -> Any:
-    """A request body as JSON: msgspec, or the standard parser for what msgspec refuses but the
-    events can still name (a lone surrogate is one bad event, not a bad batch)."""
+    """A request body (or one of its items) as JSON: msgspec, or the standard parser for what msgspec
+    refuses but the events can still name (a lone surrogate, or bytes that are not UTF-8, is one bad
+    event, not a bad batch: see :func:`~livecoupon.engine.recordings.json_value`)."""
     try:
-        return _value(body)
-    except RecursionError:
-        raise _too_deep() from None
-    except msgspec.DecodeError:
-        pass
-    try:
-        return json.loads(body)
+        return json_value(body)
     except RecursionError:
         raise _too_deep() from None
     except ValueError as exc:

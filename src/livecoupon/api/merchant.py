@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from livecoupon.api.batches import decode_json
 from livecoupon.api.runtime import Runtime
 from livecoupon.api.schemas import BODY_ERRORS, answer, errors
 from livecoupon.domain.money import yuan_to_fen
@@ -55,7 +54,7 @@ def merchant_router(secret: str) -> APIRouter:
             raise Unauthorized("bad_signature", "webhook-signature does not verify with the ledger's secret",
                                "webhook-signature") from None
         try:
-            report = MerchantReport.model_validate(decode_json(body))
+            report = MerchantReport.model_validate_json(body)  # refuses bytes that are not UTF-8, lone surrogates
             amount = yuan_to_fen(report.amount)
         except (ValidationError, ValueError) as exc:
             raise Malformed("malformed", f"body: {exc}".splitlines()[0], "body") from None

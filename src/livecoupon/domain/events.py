@@ -163,7 +163,7 @@ def _checked_text(key: str, value: str, limit: int) -> str:
     if len(value) > limit:
         raise EventError(key, f"longer than {limit:,} characters ({len(value):,})")
     if not is_clean_text(value):
-        raise EventError(key, "not valid Unicode (a lone surrogate)")
+        raise EventError(key, "not valid Unicode (a lone surrogate, or bytes that are not UTF-8)")
     return value
 
 

@@ -62,8 +62,8 @@ _values_of: Final = astuple
 _EXACT_YUAN: Final = 1e9  # below it a float with two decimals is the nearest double to its fen / 100
 _CR: Final = b"\r"
 _LF: Final = b"\n"
+_BOM: Final = "\ufeff".encode()  # a byte order mark, which some editors put at the start of a UTF-8 file
 READ_BLOCK: Final = 1 << 20  # bytes of a recording read at a time
-_is_ascii: Final = bytes.isascii  # called as a function: compiled, ``line.isascii()`` looks the method up each time
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen), facts (None:
 # none given)
@@ -81,11 +81,13 @@ def plain_fields(line: Line) -> PlainFields:
     would have read to the same event.
 
     Its strings need no check of their characters: msgspec decodes only valid Unicode (it
-    rejects a lone surrogate, escaped or not), so only their lengths are checked here.
+    rejects a lone surrogate, escaped or not, and bytes that are not UTF-8), so only their lengths
+    are checked here. It skips the fields it does not know without looking at their bytes, as
+    :func:`json_value` keeps bad bytes there without a complaint: no one reads them (SPEC §2).
     """
     try:
         values = _values_of(_decode_plain(line))
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeDecodeError):  # bytes that are not UTF-8 in a field it decodes
         return NOT_PLAIN
     kind, room, ts, event_id, user, count, text, yuan, device, ip, risk, profile = cast(PlainValues, values)
     if not room or len(room) > _MAX_NAME or (event_id is not None and len(event_id) > _MAX_NAME):
@@ -174,15 +176,12 @@ def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | 
     if isinstance(line, bytes):
         line = _as_text(line)
     try:
-        data = _decode_any(line)
-    except msgspec.DecodeError:
+        data = json_value(line)
+    except ValueError as exc:
         if not line.strip():
             return None
-        try:  # the standard parser also reads NaN and huge integers, so validation can name the field
-            data = json.loads(line)
-        except ValueError as exc:
-            rejected.append(Rejected(number, f"not valid JSON: {exc}"))
-            return None
+        rejected.append(Rejected(number, f"not valid JSON: {exc}"))
+        return None
     try:
         return parse_event(data)
     except EventError as exc:
@@ -190,9 +189,30 @@ def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | 
         return None
 
 
+def json_value(data: Line) -> Any:
+    """A line's (or a posted body's) JSON value, for validation to judge; raises ValueError if it is not JSON.
+
+    msgspec, else the standard parser, which also reads NaN and huge integers, so validation can name the
+    field. Bytes that are not UTF-8 are read with each bad byte as a lone surrogate (``surrogateescape``):
+    validation names the field they are in ("not valid Unicode"), and a field no one reads keeps them
+    harmlessly, as msgspec's fast path does (SPEC §2: unknown fields are ignored).
+    """
+    try:
+        return _decode_any(data)
+    except (msgspec.DecodeError, UnicodeError):
+        pass
+    if isinstance(data, bytes):
+        try:
+            return json.loads(data)  # UTF-8 with a byte order mark, UTF-16 and UTF-32 too, as it always did
+        except UnicodeDecodeError:
+            data = data.decode("utf-8", "surrogateescape")
+    return json.loads(data)
+
+
 def _as_text(line: bytes) -> str:
-    """A line of :func:`read_lines` as reading the file as text gives it: decoded, its end ``\\n``."""
-    text = line.decode()
+    """A line of :func:`read_lines` as reading the file as text gives it: decoded (any byte that is not UTF-8
+    as a lone surrogate, see :func:`json_value`), its end ``\\n``."""
+    text = line.decode("utf-8", "surrogateescape")
     if text.endswith("\r\n"):
         return text[:-2] + "\n"
     if text.endswith("\r"):
@@ -204,11 +224,12 @@ def read_lines(path: Path) -> list[bytes]:
     """A recording's lines, undecoded: msgspec reads UTF-8 bytes as they are, where a ``str``
     line is first encoded again (and reading as text decodes it once before that).
 
-    Split where reading as text splits (``\\n``, ``\\r\\n``, ``\\r``), each with its end; raises
-    UnicodeDecodeError, as reading as text would, if any line is not UTF-8 (msgspec checks only
-    the strings it decodes, not those of fields it skips).
+    Split where reading as text splits (``\\n``, ``\\r\\n``, ``\\r``), each with its end. A line
+    that is not UTF-8 is kept as it is: its event is rejected if the bad bytes are in a field it needs
+    (SPEC §2: a bad event never stops the others). A byte order mark that begins the file is dropped,
+    as the ``utf-8-sig`` codec drops it.
     """
-    return _checked(_split(path.read_bytes()))
+    return _split(path.read_bytes().removeprefix(_BOM))
 
 
 def _split(data: bytes) -> list[bytes]:
@@ -217,15 +238,8 @@ def _split(data: bytes) -> list[bytes]:
     return data.splitlines(keepends=True) if _CR in data else BytesIO(data).readlines()
 
 
-def _checked(lines: list[bytes]) -> list[bytes]:
-    for line in lines:
-        if not _is_ascii(line):
-            line.decode()  # raises UnicodeDecodeError for a line that is not UTF-8
-    return lines
-
-
 class UnreadableRecording(Exception):
-    """A recording that could not be read to its end (gone, or a line that is not UTF-8)."""
+    """A recording that could not be read to its end (gone, a folder, not allowed…)."""
 
 
 class Recording:
@@ -252,6 +266,9 @@ class Recording:
         try:
             with self.path.open("rb") as file:
                 pending: list[bytes] = []  # the line not ended yet, in pieces (a long one spans blocks)
+                start = file.read(len(_BOM))
+                if start and start != _BOM:  # a byte order mark that begins the file is dropped, as read_lines drops it
+                    pending.append(start)
                 while block := file.read(self.block):
                     pending.append(block)
                     if _LF not in block and _CR not in block:
@@ -261,10 +278,10 @@ class Recording:
                     # only if no ``\n`` follows it: it waits for the next block too)
                     pending = [] if lines[-1].endswith(_LF) else [lines.pop()]
                     if lines:
-                        yield _checked(lines)
+                        yield lines
                 if pending:
-                    yield _checked(_split(b"".join(pending)))
-        except (OSError, UnicodeDecodeError) as exc:
+                    yield _split(b"".join(pending))
+        except OSError as exc:
             raise UnreadableRecording(str(exc)) from exc
 
 
