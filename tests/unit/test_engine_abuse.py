@@ -75,6 +75,20 @@ def test_users_above_max_risk_get_nothing_and_risk_comes_first() -> None:
                                       (3, "late", "newcomer", "c10")]
 
 
+@pytest.mark.parametrize("opening", [[], [ev("live_start", 0.5)]])
+def test_the_event_that_opens_a_broadcast_is_decided_with_what_it_says_of_its_user(
+        opening: list[dict[str, object]]) -> None:
+    """Without a live_start, a room's first event begins its broadcast (SPEC §2) and is applied with its own
+    device and risk, as any other: it was decided with none."""
+    camp = campaign(NEWCOMER, rooms='["r1", "r2"]', tail="limits: {max_risk: 0.5}")
+    events = [ev("join", 0, "a", device="d"), *[{**e, "room": "r2"} for e in opening],
+              ev("join", 1, "b", room="r2", device="d"), ev("join", 2, "c", room="r2", risk=0.99)]
+    assert outcomes(camp, events) == [(0, "a", "newcomer", "c10"), (1, "b", "newcomer", "device_cap"),
+                                      (2, "c", "newcomer", "risk")]
+    fresh = [{**ev("comment", 0, "bot", room="r2", text="hi"), "risk": 0.99}]
+    assert outcomes(camp, fresh) == [(0, "bot", "newcomer", "risk")]
+
+
 def test_a_risk_lowered_later_lets_the_next_firing_through() -> None:
     camp = campaign(SAY, tail="limits: {max_risk: 0.5}")
     events = [ev("live_start", 0), ev("join", 1, "u", risk=0.9), say(2), ev("heartbeat", 3, "u", risk=0.1), say(4)]

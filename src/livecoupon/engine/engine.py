@@ -209,7 +209,7 @@ class Engine:
             return []
         timers = self._timers
         decisions = self.advance(ts) if timers and timers[0][0] <= ts else []
-        if event.user is not None and event.has_facts and (room.broadcast is not None or kind == "live_start"):
+        if event.user is not None and event.has_facts:  # applied on air, here: a broadcast's first event included
             self._learn(event)
         if (kind in QUIET_TYPES and room.broadcast is not None and not room.sales
                 and room.see_again(event.user, ts)):  # type: ignore[arg-type]
