@@ -215,8 +215,24 @@ def test_an_event_stamped_ahead_cannot_move_the_clock_or_expire_coupons(client: 
     assert (stats["clock"], stats["now"]) == ("wall", T0 * 1000)
 
 
+def test_an_event_stamped_a_little_ahead_is_applied_at_the_machines_time(client: TestClient, wall: Wall) -> None:
+    """Within the 5 s it is taken, but it moves nothing ahead of the machine's clock (SPEC §2): its coupon is not
+    issued in the future, and the events after it are applied at their own times, not at its."""
+    start(client)
+    post_events(client, [{"type": "join", "room": "room-1", "ts": T0 + 4.5, "user": "ahead"}])
+    [coupon] = client.get("/v1/users/ahead/coupons", headers=PLATFORM).json()["coupons"]
+    assert coupon["issued_at"] == "2023-11-14T22:13:20.000Z"  # T0
+    wall.ms += 1_000
+    post_events(client, [{"type": "join", "room": "room-1", "ts": T0 + 1, "user": "next"}])
+    [coupon] = client.get("/v1/users/next/coupons", headers=PLATFORM).json()["coupons"]
+    assert coupon["issued_at"] == "2023-11-14T22:13:21.000Z"
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    assert [(e.get("user"), e["ts"]) for e in service.store.events()][-2:] == [("ahead", T0), ("next", T0 + 1)]
+
+
 def test_a_late_event_is_applied_now_and_logged_as_applied(client: TestClient, wall: Wall) -> None:
     start(client, "alice")
+    wall.ms += 5_000
     post_events(client, [{"type": "heartbeat", "room": "room-1", "ts": T0 + 3, "user": "alice"}])
     post_events(client, [{"type": "comment", "room": "room-1", "ts": T0 + 1, "user": "alice", "text": "hi"}])
     service = client.app.state.runtime.service  # type: ignore[attr-defined]

@@ -206,11 +206,11 @@ def _money(data: dict[str, Any], key: str) -> int:
         raise EventError(key, str(exc)) from None
 
 
-def platform_events(batch: Sequence[Any], check_ts: Callable[[int], None]) -> tuple[list[Event], list[dict[str, Any]]]:
+def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tuple[list[Event], list[dict[str, Any]]]:
     """A platform's batch as the service takes it, and the items it rejects, each on its own with its index and the
     field at fault. An item is decoded JSON, or an :class:`Event` a reader's fast path already parsed (see
-    ``api/batches.py``); both pass the same checks after parsing. ``check_ts``: the service's clock, which raises
-    :class:`EventError` for a time it does not take."""
+    ``api/batches.py``); both pass the same checks after parsing. ``check_ts``: the service's clock, which answers the
+    time an event stamped so is applied at, or raises :class:`EventError` for a time it does not take."""
     events: list[Event] = []
     rejected: list[dict[str, Any]] = []
     for index in range(len(batch)):
@@ -222,7 +222,7 @@ def platform_events(batch: Sequence[Any], check_ts: Callable[[int], None]) -> tu
                                          "(use the /v1/admin endpoints)")
             if event.room == CAMPAIGN_WIDE:
                 raise EventError("room", f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
-            check_ts(event.ts)
+            event.ts = check_ts(event.ts)
         except EventError as exc:
             rejected.append({"index": index, "error": str(exc)})
             continue

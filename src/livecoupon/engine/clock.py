@@ -3,7 +3,9 @@
 ``wall`` (the default for ``serve``): the service's time is the machine's clock and no
 event moves it. An event stamped more than 5 s ahead of it, or more than 10 minutes
 behind it, is rejected, so a client with a wrong clock cannot expire coupons, lapse
-reservations or fire timers early. Timers fire when the machine's clock reaches them.
+reservations or fire timers early; one stamped ahead by less is applied at the machine's
+time (its coupons are not issued in the future, and the events after it are not applied
+at its time). Timers fire when the machine's clock reaches them.
 
 ``event`` (simulations, tests, back-fills): the service's time is the ``ts`` of the
 latest applied event, never moving back, and timers fire only as events arrive,
@@ -32,8 +34,9 @@ def wall_ms() -> int:
 
 
 class ServiceClock:
-    """``now()`` in integer ms; ``admit(ts)`` raises :class:`EventError` for an event the
-    clock refuses. ``latest`` reads the engine's time (the latest applied event)."""
+    """``now()`` in integer ms; ``admit(ts)``: the time an event stamped ``ts`` is applied at, or
+    :class:`EventError` for one the clock refuses. ``latest`` reads the engine's time (the latest
+    applied event)."""
 
     def __init__(self, mode: ClockMode, latest: Callable[[], int | None],
                  wall: Callable[[], int] = wall_ms) -> None:
@@ -52,9 +55,9 @@ class ServiceClock:
         latest = self._latest()
         return latest if latest is not None else self._wall()
 
-    def admit(self, ts: int) -> None:
+    def admit(self, ts: int) -> int:
         if self.mode is not ClockMode.WALL:
-            return
+            return ts
         now = self._wall()
         if ts > now + AHEAD_MS:
             raise EventError("ts", f"ts_in_future: {(ts - now) / 1000:.3f} s ahead of the service's time "
@@ -62,3 +65,4 @@ class ServiceClock:
         if ts < now - BEHIND_MS:
             raise EventError("ts", f"ts_too_old: {(now - ts) / 1000:.3f} s behind the service's time "
                                    f"(at most {BEHIND_MS // 60_000} minutes)")
+        return min(ts, now)
