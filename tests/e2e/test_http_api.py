@@ -19,7 +19,7 @@ KEY = API_KEY
 
 class FakeWall:
     def __init__(self) -> None:
-        self.seconds = float(T0)
+        self.seconds = float(T0 + 1)  # the time of arrive()'s joins: an event ahead of it would be applied at it
 
     def __call__(self) -> float:
         return self.seconds
