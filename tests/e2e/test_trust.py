@@ -264,6 +264,23 @@ def test_deeply_nested_json_is_422_not_500(client: TestClient, path: str) -> Non
     assert answer.status_code == 422
 
 
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/admin/triggers/newcomer", {"paused": "yes"}, "paused"), ("/v1/admin/triggers/newcomer", {"paused": 1}, "paused"),
+    ("/v1/admin/blocklist", {"users": ["p2"], "blocked": "no"}, "blocked"),
+    ("/v1/admin/issue", {"template": "newcomer", "users": ["a"], "room": "room-1", "idempotency_key": 7},
+     "idempotency_key"),
+    ("/v1/checkout/quote", {"user": "alice", "cart": [{"product": "sku-1", "price": "120", "qty": 1}]}, "price"),
+])
+def test_a_value_of_another_json_type_is_422_not_read_as_one(client: TestClient, path: str, body: dict[str, Any],
+                                                             field: str) -> None:
+    """"yes" was a pause and "no" an unblock: an operator's typo acted on, where SPEC asks true or false."""
+    answer = client.post(path, json=body, headers=OPERATOR)
+    assert answer.status_code == 422, answer.text
+    assert field in answer.json()["error"]["field"]
+    triggers = client.get("/v1/admin/stats", headers=OPERATOR).json()["triggers"]
+    assert not any(trigger["paused"] for trigger in triggers.values())
+
+
 def test_one_bad_event_never_fails_its_batch(client: TestClient) -> None:
     long_text = "x" * 2001
     body = (f'[{{"type":"live_start","room":"room-1","ts":{T0}}},'

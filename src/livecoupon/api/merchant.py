@@ -24,7 +24,7 @@ PATH = "/v1/integrations/ledger/events"
 
 
 class MerchantReport(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # "12.5" is no amount: a 422
     type: Literal["coupon.redeemed", "coupon.refunded"]
     coupon_id: str = Field(min_length=1, max_length=128)
     order_id: str = Field(min_length=1, max_length=128)

@@ -42,7 +42,7 @@ Text = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # a JSON value of another type is a 422
 
 
 class CartLineIn(_Body):
