@@ -56,3 +56,13 @@ def test_rates_parse(text: str, amount: int, period: float) -> None:
 def test_a_bad_rate_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="N/second"):
         Rate.parse("fast")
+
+
+def test_every_limit_can_be_set_from_the_environment() -> None:
+    env = {"LIVECOUPON_VIEWER_RATE": "1/second", "LIVECOUPON_IP_RATE": "2/second", "LIVECOUPON_SOCKET_RATE": "3/second",
+           "LIVECOUPON_FAILED_AUTH_RATE": "4/minute"}
+    throttle = Throttle.from_env(env)
+    assert [(r.amount, r.period) for r in (throttle.viewer, throttle.ip, throttle.socket, throttle.failed_auth)] == [
+        (1, 1), (2, 1), (3, 1), (4, 60)]
+    defaults = Throttle.from_env({})
+    assert (defaults.failed_auth.amount, defaults.failed_auth.period) == (600, 60)  # a flood, not a mistyped key

@@ -24,7 +24,10 @@ from livecoupon.errors import TooManyRequests
 VIEWER_RATE = "20/second"  # one viewer's HTTP requests
 IP_RATE = "300/second"  # all viewers behind one address (a campus or carrier NAT shares one)
 SOCKET_RATE = "10/second"  # messages from one viewer's sockets (acks, mute)
-FAILED_AUTH_RATE = "30/minute"  # wrong credentials from one address
+# Wrong credentials from one address. Keys and signed tokens cannot be guessed at any rate, and a 401 costs
+# microseconds: this only stops a flood. Lower, it answered a platform whose key was wrong with 429s that hid why
+# (and a client backs off and retries a 429, where a 401 says: fix the key).
+FAILED_AUTH_RATE = "600/minute"
 _UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 _PRUNE_EVERY = 4096
 
@@ -75,10 +78,11 @@ class Throttle:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Throttle:
-        """Limits from ``LIVECOUPON_VIEWER_RATE``, ``LIVECOUPON_IP_RATE`` and ``LIVECOUPON_SOCKET_RATE``
-        (such as ``20/second``), each defaulting to the figure above."""
+        """Limits from ``LIVECOUPON_VIEWER_RATE``, ``LIVECOUPON_IP_RATE``, ``LIVECOUPON_SOCKET_RATE`` and
+        ``LIVECOUPON_FAILED_AUTH_RATE`` (such as ``20/second``), each defaulting to the figure above."""
         return cls(env.get("LIVECOUPON_VIEWER_RATE", VIEWER_RATE), env.get("LIVECOUPON_IP_RATE", IP_RATE),
-                   env.get("LIVECOUPON_SOCKET_RATE", SOCKET_RATE))
+                   env.get("LIVECOUPON_SOCKET_RATE", SOCKET_RATE),
+                   env.get("LIVECOUPON_FAILED_AUTH_RATE", FAILED_AUTH_RATE))
 
     def allows(self, rate: Rate, *key: str) -> bool:
         return rate.hit("\x1f".join(key), self._clock()) == 0
