@@ -29,6 +29,7 @@ err = Console(stderr=True)
 out = Console()
 
 UNUSABLE = 2
+DEMO_CAMPAIGN = Path(__file__).resolve().parent / "sim" / "campaign.yaml"  # installed with the package: any folder
 
 
 CONFIG_HELP = "campaign file (YAML), or a folder of them; repeat for several campaigns in one deployment"
@@ -392,7 +393,8 @@ def demo(
     minutes: Annotated[int, typer.Option("--minutes", min=1, max=600, help="simulated broadcast length")] = 60,
     speed: Annotated[float, typer.Option("--speed", min=0.1, help="simulated seconds per wall second")] = 60.0,
     seed: Annotated[int, typer.Option("--seed")] = 42,
-    config: Annotated[Path, typer.Option("--config", help="campaign file")] = Path("examples/campaign.yaml"),
+    config: Annotated[Path, typer.Option("--config", help="campaign file", show_default=(
+        "the demo's own, examples/campaign.yaml"))] = DEMO_CAMPAIGN,
     headless: Annotated[bool, typer.Option("--headless", help="no progress display or console links")] = False,
 ) -> None:
     """模拟直播演示 / Run a simulated broadcast against the embedded service, end to end."""
