@@ -140,25 +140,32 @@ def test_null_required_field_is_named(kind: str, key: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "key", "value", "expected"),
     [
-        ("join", "type", 3, "type: must be a string, got int"),
-        ("join", "room", 1, "room: must be a string, got int"),
-        ("join", "user", ["u1"], "user: must be a string, got list"),
-        ("join", "ts", "1731300000", "ts: must be a number, got str"),
-        ("join", "ts", True, "ts: must be a number, got bool"),
-        ("gift", "value", "9.9", "value: must be a number, got str"),
-        ("gift", "value", False, "value: must be a number, got bool"),
-        ("order", "amount", {"yuan": 1}, "amount: must be a number, got dict"),
-        ("order", "coupon_id", 5, "coupon_id: must be a string, got int"),
-        ("like", "count", True, "count: must be a number, got bool"),
-        ("online_count", "count", "10", "count: must be a number, got str"),
-        ("flash_sale", "duration", "60s", "duration: must be a number, got str"),
-        ("flash_sale", "product", 1001, "product: must be a string, got int"),
-        ("comment", "text", 1, "text: must be a string, got int"),
+        ("join", "type", 3, "type: must be a string, got a number"),
+        ("join", "room", 1, "room: must be a string, got a number"),
+        ("join", "user", ["u1"], "user: must be a string, got an array"),
+        ("join", "ts", "1731300000", "ts: must be a number, got a string"),
+        ("join", "ts", True, "ts: must be a number, got true"),
+        ("gift", "value", "9.9", "value: must be a number, got a string"),
+        ("gift", "value", False, "value: must be a number, got false"),
+        ("order", "amount", {"yuan": 1}, "amount: must be a number, got an object"),
+        ("order", "coupon_id", 5, "coupon_id: must be a string, got a number"),
+        ("like", "count", True, "count: must be a number, got true"),
+        ("online_count", "count", "10", "count: must be a number, got a string"),
+        ("flash_sale", "duration", "60s", "duration: must be a number, got a string"),
+        ("flash_sale", "product", 1001, "product: must be a string, got a number"),
+        ("comment", "text", 1, "text: must be a string, got a number"),
     ],
 )
 def test_wrongly_typed_field_is_named(kind: str, key: str, value: Any, expected: str) -> None:
     err = rejected(event(kind, **{key: value}))
     assert (err.field, str(err)) == (key, expected)
+
+
+@pytest.mark.parametrize(("line", "kind"), [(None, "null"), ([], "an array"), ("join", "a string"), (3.5, "a number"),
+                                            (False, "false")])
+def test_a_line_that_is_no_object_is_named_in_jsons_words(line: Any, kind: str) -> None:
+    err = rejected(line)
+    assert (err.field, str(err)) == ("event", f"event: must be a JSON object, got {kind}")
 
 
 @pytest.mark.parametrize(("kind", "key"), [("join", "room"), ("join", "user"), ("order", "user"), ("gift", "room"),

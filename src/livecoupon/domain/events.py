@@ -143,12 +143,25 @@ def _millis(data: dict[str, Any], key: str) -> int:
     return ts_to_ms(value)
 
 
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words: the messages are read by platforms, not by Python."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def _number(data: dict[str, Any], key: str) -> float | int:
     value = data.get(key)
     if value is None:
         raise EventError(key, "required" if key not in data else "must not be null")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EventError(key, f"must be a number, got {type(value).__name__}")
+        raise EventError(key, f"must be a number, got {json_kind(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise EventError(key, "must be a finite number")
     return value
@@ -172,7 +185,7 @@ def _string(data: dict[str, Any], key: str, *, non_empty: bool = False, limit: i
     if value is None:
         raise EventError(key, "required" if key not in data else "must not be null")
     if not isinstance(value, str):
-        raise EventError(key, f"must be a string, got {type(value).__name__}")
+        raise EventError(key, f"must be a string, got {json_kind(value)}")
     if non_empty and not value:
         raise EventError(key, "must not be empty")
     return _checked_text(key, value, limit)
@@ -183,7 +196,7 @@ def _optional_string(data: dict[str, Any], key: str, limit: int = MAX_NAME) -> s
     if value is None:
         return None
     if not isinstance(value, str):
-        raise EventError(key, f"must be a string, got {type(value).__name__}")
+        raise EventError(key, f"must be a string, got {json_kind(value)}")
     return _checked_text(key, value, limit)
 
 
@@ -271,7 +284,7 @@ def _is_plain_name(value: str) -> bool:
 
 def _parse_checked(data: Any) -> Event:
     if not isinstance(data, dict):
-        raise EventError("event", f"must be a JSON object, got {type(data).__name__}")
+        raise EventError("event", f"must be a JSON object, got {json_kind(data)}")
     kind = _string(data, "type", limit=32)
     if kind not in TYPES:
         raise EventError("type", f"unknown event type {kind!r}")
@@ -311,7 +324,7 @@ def plain_profile(profile: dict[str, str | int | float]) -> bool:
 
 def _profile(value: Any) -> Profile:
     if not isinstance(value, dict):
-        raise EventError("profile", f"must be an object, got {type(value).__name__}")
+        raise EventError("profile", f"must be an object, got {json_kind(value)}")
     if len(value) > MAX_PROFILE_KEYS:
         raise EventError("profile", f"at most {MAX_PROFILE_KEYS} keys")
     profile: Profile = {}
