@@ -57,6 +57,15 @@ def test_a_user_without_a_device_is_a_device_of_their_own() -> None:
     assert [r[3] for r in outcomes(camp, events)] == ["c10", "c10", "c10"]
 
 
+def test_an_empty_device_is_one_not_known_not_one_device_shared_by_all() -> None:
+    """A platform may send "" where it knows no device (SPEC §2: given when it knows it): capping every such viewer
+    together would give one newcomer coupon among all of them."""
+    camp = campaign(NEWCOMER)
+    events = [ev("live_start", 0), ev("join", 1, "erin", device=""), ev("join", 2, "fay", device="", ip=""),
+              ev("join", 3, "gus", device="d"), ev("heartbeat", 4, "gus", device=""), ev("join", 5, "hal", device="d")]
+    assert [r[3] for r in outcomes(camp, events)] == ["c10", "c10", "c10", "device_cap"]  # "" kept gus's "d"
+
+
 def test_the_latest_device_given_wins() -> None:
     triggers = "  - {name: say, when: host_says, phrases: [发券啦], coupon: c20, cooldown: 0s, per_device: 1}\n"
     camp = campaign(triggers)

@@ -299,9 +299,10 @@ def _parse_checked(data: Any) -> Event:
 
 
 def _viewer_facts(data: dict[str, Any], event: Event) -> None:
-    """SPEC §2's optional fields of viewer events: what the platform knows of the user."""
-    event.device = _optional_string(data, "device")
-    event.ip = _optional_string(data, "ip", MAX_IP)
+    """SPEC §2's optional fields of viewer events: what the platform knows of the user. An empty device or ip is
+    one it does not know (a platform may send ``""`` for it), not a device every such viewer shares."""
+    event.device = _optional_string(data, "device") or None
+    event.ip = _optional_string(data, "ip", MAX_IP) or None
     if data.get("risk") is not None:
         risk = _number(data, "risk")
         if not 0 <= risk <= 1:

@@ -106,6 +106,7 @@ def plain_fields(line: Line) -> PlainFields:
     if kind not in _VIEWER_TYPES or not user or len(user) > _MAX_NAME:
         return NOT_PLAIN
     facts: Facts | None = None
+    device, ip = device or None, ip or None  # "": one the platform does not know, as the checked path reads it
     if device is not None or ip is not None or risk is not None or profile is not None:
         if ((device is not None and len(device) > _MAX_NAME) or (ip is not None and len(ip) > _MAX_IP)
                 or (risk is not None and not 0 <= risk <= 1) or (profile is not None and not plain_profile(profile))):
