@@ -203,3 +203,12 @@ def test_a_byte_order_mark_that_begins_the_file_is_dropped(tmp_path: Path, block
     for data in (bom, bom + b"\n", b"{}", b""):  # shorter than a block's first read, or nothing after the mark
         path.write_bytes(data)
         assert read_lines(path) == list(Recording(path, block)) == data.removeprefix(bom).splitlines(keepends=True)
+
+
+def test_text_lines_holding_a_lone_surrogate_are_judged_as_bytes_that_are_not_utf8() -> None:
+    """Lines given as text (replay's API) may hold one outright, not escaped: the fast path passes it on."""
+    lines = ['{"type": "join", "room": "r", "ts": 1, "user": "u\ud800"}',
+             '{"type": "join", "room": "r", "ts": 2, "user": "v", "x": "\ud800"}']
+    events, rejected = read_events(lines)
+    assert [(e.user, e.ts) for e in events] == [("v", 2000)]
+    assert [(r.line, r.error.split(":")[0]) for r in rejected] == [(1, "user")]

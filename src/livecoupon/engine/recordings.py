@@ -87,7 +87,7 @@ def plain_fields(line: Line) -> PlainFields:
     """
     try:
         values = _values_of(_decode_plain(line))
-    except (msgspec.MsgspecError, UnicodeDecodeError):  # bytes that are not UTF-8 in a field it decodes
+    except (msgspec.MsgspecError, UnicodeError):  # bytes that are not UTF-8 in a field it decodes; a lone surrogate
         return NOT_PLAIN
     kind, room, ts, event_id, user, count, text, yuan, device, ip, risk, profile = cast(PlainValues, values)
     if not room or len(room) > _MAX_NAME or (event_id is not None and len(event_id) > _MAX_NAME):
