@@ -10,6 +10,8 @@ remembers them alike.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 from livecoupon.domain.commands import IssueManually, IssueToPresent
@@ -37,6 +39,14 @@ class ManualIssue:
         if (_action(command), command.template, command.room) != (self.action, self.template, self.room):
             return False
         return not isinstance(command, IssueManually) or tuple(dict.fromkeys(command.users)) == self.users
+
+
+def fingerprint(command: ManualCommand) -> str:
+    """What ``command`` asks, as :meth:`ManualIssue.answers` compares it, hashed: where there is no engine to
+    remember the keys (a gateway, scaled out), the store keeps this under the key."""
+    users = list(dict.fromkeys(command.users)) if isinstance(command, IssueManually) else None
+    request = json.dumps([_action(command), command.template, command.room, users], ensure_ascii=False)
+    return hashlib.sha256(request.encode()).hexdigest()
 
 
 def _action(command: ManualCommand) -> str:
