@@ -24,6 +24,12 @@ class Malformed(LivecouponError):
     status = 422
 
 
+def key_reused() -> Malformed:
+    """The same idempotency key with another request (SPEC §5: the same key always gets the same answer)."""
+    return Malformed("idempotency_key_reused", "idempotency_key was already used for a different request",
+                     "idempotency_key")
+
+
 class Refused(LivecouponError):
     """The request is well-formed but the rules refuse it (409)."""
 

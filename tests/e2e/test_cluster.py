@@ -218,6 +218,50 @@ def test_popups_operator_commands_and_paid_orders_cross_processes(tmp_path: Path
     assert_replay_agrees(live, again)
 
 
+def test_an_operator_key_gets_its_first_answer_through_either_gateway(tmp_path: Path, pg_url: str) -> None:
+    """The engines that remember an operator's key are the workers': a retry through another gateway, after the
+    audience changed, gets the first answer; the key with another request is refused by either gateway."""
+    from support.credentials import OPERATOR
+    from support.streams import START
+    from support.waiting import wait_until
+
+    config = every_room_campaign(tmp_path)
+    room = "room-3"
+    with (Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "keys") as cluster,
+          httpx.Client(timeout=30, headers=OPERATOR) as client):
+        a, b = cluster.urls
+        events = [{"type": "live_start", "room": room, "ts": START}] + [
+            {"type": "join", "room": room, "ts": START + 1, "user": u} for u in ("amy", "bo")]
+        assert client.post(f"{a}/v1/events", json=events).status_code == 200
+        for url in cluster.urls:  # a gateway learns which rooms are on air from the workers' summaries
+            wait_until(lambda url=url: client.get(f"{url}/v1/admin/stats").json()["rooms"].get(room, {}).get("on_air"),
+                       f"{url} never heard that {room} is on air")
+        present = {"template": "bonus", "idempotency_key": "all-1"}
+        first = client.post(f"{a}/v1/admin/rooms/{room}/issue-present", json=present)
+        assert first.status_code == 200, first.text
+        assert [d["user"] for d in first.json()["decisions"]] == ["amy", "bo"]
+        manual = {"template": "bonus", "users": ["cy", "amy"], "room": room, "idempotency_key": "vip-1"}
+        first_manual = client.post(f"{a}/v1/admin/issue", json=manual)
+        assert first_manual.status_code == 200, first_manual.text
+        changed = [{"type": "leave", "room": room, "ts": START + 2, "user": "amy"},
+                   {"type": "join", "room": room, "ts": START + 2, "user": "dee"}]
+        assert client.post(f"{b}/v1/events", json=changed).status_code == 200
+        assert client.post(f"{b}/v1/admin/rooms/{room}/issue-present", json=present).json() == first.json()
+        assert client.post(f"{b}/v1/admin/issue", json=manual).json() == first_manual.json()
+        for url, body in ((f"{b}/v1/admin/rooms/{room}/issue-present", present | {"template": "pct15"}),
+                          (f"{a}/v1/admin/issue", manual | {"users": ["cy"]}),
+                          (f"{b}/v1/admin/issue", manual | {"room": "room-4"})):
+            refused = client.post(url, json=body)
+            assert refused.status_code == 422, refused.text
+            assert (refused.json()["error"]["code"], refused.json()["error"]["field"]) == (
+                "idempotency_key_reused", "idempotency_key")
+    live, again = export_and_replay(tmp_path, pg_url, "keys", config)
+    manual_lines = [d for kind in ("issued.jsonl", "suppressed.jsonl") for d in lines(live / kind)
+                    if d["trigger"] == "manual"]
+    assert sorted(d["user"] for d in manual_lines) == ["amy", "amy", "bo", "cy"]
+    assert_replay_agrees(live, again)
+
+
 def test_with_every_worker_down_a_gateway_answers_202_and_the_decisions_follow(tmp_path: Path,
                                                                                  pg_url: str) -> None:
     config = every_room_campaign(tmp_path)

@@ -198,10 +198,47 @@ def test_operator_issue_needs_the_api_key_and_respects_stock(client: TestClient)
     assert answer.status_code == 200 and answer.json()["issued"] == 2
     again = client.post("/v1/admin/issue", json=body, headers={"X-API-Key": KEY}).json()
     assert again["issued"] == 2 and len(client.get("/v1/users/a/coupons").json()["coupons"]) == 1
-    unknown = client.post("/v1/admin/issue", json=body | {"template": "nope"}, headers={"X-API-Key": KEY})
+    unknown = client.post("/v1/admin/issue", json=body | {"template": "nope", "idempotency_key": "manual-2"},
+                          headers={"X-API-Key": KEY})
     assert unknown.status_code == 404
     status = client.get("/v1/admin/campaign", headers={"X-API-Key": KEY}).json()
     assert status["stock"]["flash20"] == {"issued": 2, "stock": 500}
+
+
+def test_an_operator_key_repeated_gets_the_first_answer_and_reused_for_another_request_a_422(
+        client: TestClient) -> None:
+    admin = {"X-API-Key": KEY}
+    arrive(client, "a")
+    body = {"template": "bonus", "users": ["a", "b"], "room": "room-1", "idempotency_key": "vip-1"}
+    first = client.post("/v1/admin/issue", json=body, headers=admin)
+    assert first.status_code == 200 and first.json()["issued"] == 1 and first.json()["suppressed"] == 1
+    assert client.post("/v1/admin/issue", json=body, headers=admin).json() == first.json()
+    for change in ({"users": ["a"]}, {"users": ["a", "b", "c"]}, {"template": "flash20"}, {"room": "room-2"}):
+        refused = client.post("/v1/admin/issue", json=body | change, headers=admin)
+        assert refused.status_code == 422, change
+        error = refused.json()["error"]
+        assert (error["code"], error["field"]) == ("idempotency_key_reused", "idempotency_key")
+    decisions = client.get("/v1/admin/decisions", headers=admin).json()["decisions"]
+    assert [(d["user"], d["issued"]) for d in decisions if d["trigger"] == "manual"] == [("a", False), ("b", True)]
+    assert [c["template"] for c in client.get("/v1/users/c/coupons").json()["coupons"]] == []
+
+
+def test_send_to_everyone_present_retried_after_the_audience_changed_gets_the_first_answer(
+        client: TestClient, wall: FakeWall) -> None:
+    admin = {"X-API-Key": KEY}
+    arrive(client, "a", "b")
+    wall.seconds = T0 + 200  # past min_interval since their newcomer coupons
+    client.post("/v1/events", json=[{"type": "heartbeat", "room": "room-1", "ts": T0 + 199, "user": u}
+                                    for u in ("a", "b")])
+    body = {"template": "bonus", "idempotency_key": "all-1"}
+    first = client.post("/v1/admin/rooms/room-1/issue-present", json=body, headers=admin).json()
+    assert [(d["user"], d["issued"]) for d in first["decisions"]] == [("a", True), ("b", True)]
+    client.post("/v1/events", json=[{"type": "leave", "room": "room-1", "ts": T0 + 200, "user": "a"},
+                                    {"type": "join", "room": "room-1", "ts": T0 + 200, "user": "c"}])
+    assert client.post("/v1/admin/rooms/room-1/issue-present", json=body, headers=admin).json() == first
+    refused = client.post("/v1/admin/rooms/room-1/issue-present", json=body | {"template": "pct15"}, headers=admin)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "idempotency_key_reused"
+    assert [c["template"] for c in client.get("/v1/users/c/coupons").json()["coupons"]] == ["newcomer"]
 
 
 def test_websocket_pushes_the_coupon_the_moment_it_is_issued(client: TestClient) -> None:

@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from livecoupon.campaign_file import load_campaign, parse_campaign
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import ChangeBlocklist, IssueManually, PauseTrigger
+from livecoupon.domain.decisions import MANUAL, Decision
 from livecoupon.domain.pricing import CartLine
 from livecoupon.engine.clock import ClockMode
 from livecoupon.engine.recordings import write_decisions
 from livecoupon.engine.replay import replay, write_outputs
+from livecoupon.errors import Malformed
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.export import export_store
 from livecoupon.store.sqlite import SqliteStore
@@ -355,3 +357,95 @@ limits: {min_interval: 1h}
     assert after == before  # the second loser, alone eligible now, was not drawn a coupon
     assert second_loser not in {r.user for r in after.values() if r.issued}
     restarted.close()
+
+
+# -- an operator's idempotency key: the first answer, every time (SPEC §5) ------------------------------------------
+Answer = list[tuple[str, str, str | None]]
+
+
+def answered(made: list[Decision]) -> Answer:
+    return [(d.request.coupon_id, d.request.user, d.reason.value if d.reason else None) for d in made]
+
+
+def logged(service: LiveService) -> int:
+    return sum(1 for _ in service.store.events())
+
+
+def manual_decisions(service: LiveService) -> list[str]:
+    return [r.coupon_id for r in service.store.decisions("log-test", MANUAL)]
+
+
+def assert_key_reused(call: Any, *args: Any) -> None:
+    with pytest.raises(Malformed) as refused:
+        call(*args)
+    assert (refused.value.code, refused.value.field) == ("idempotency_key_reused", "idempotency_key")
+
+
+@pytest.mark.parametrize("other", [
+    ("c20", ["alice"], "r1"), ("c20", ["bob", "alice"], "r1"), ("c20", ["alice", "bob", "carol"], "r1"),
+    ("c10", ["alice", "bob"], "r1"), ("c20", ["alice", "bob"], "r2"),
+], ids=["fewer-users", "other-order", "more-users", "other-template", "other-room"])
+def test_an_operator_key_gets_its_first_answer_and_another_request_under_it_a_422(
+        tmp_path: Path, other: tuple[str, list[str], str]) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "k.db", campaign)
+    service.submit([{"type": "live_start", "room": room, "ts": T0} for room in ("r1", "r2")] +
+                   [{"type": "join", "room": "r1", "ts": T0 + 1, "user": "alice"}])
+    first = answered(service.issue_manually("c20", ["alice", "bob"], "r1", "k1"))
+    assert [(user, why) for _, user, why in first] == [("alice", "min_interval"), ("bob", None)]
+    entries, coupons = logged(service), [c.coupon_id for c in service.store.coupons_of("bob")]
+    assert answered(service.issue_manually("c20", ["alice", "bob", "bob"], "r1", "k1")) == first
+    template, users, room = other
+    assert_key_reused(service.issue_manually, template, users, room, "k1")
+    assert_key_reused(service.issue_to_present, "c20", "r1", "k1")  # the other operator action, the same key
+    assert logged(service) == entries  # neither the repeat nor the refusals were logged
+    assert manual_decisions(service) == [cid for cid, _, _ in first]
+    assert [c.coupon_id for c in service.store.coupons_of("bob")] == coupons
+    assert service.store.coupons_of("carol") == []
+    service.close()
+    assert_export_replays(tmp_path / "k.db", campaign, tmp_path)
+
+
+def test_send_to_everyone_present_retried_after_the_audience_changed_gets_its_first_answer(tmp_path: Path) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "p.db", campaign)
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
+                   [{"type": "join", "room": "r1", "ts": T0 + 1, "user": u} for u in ("alice", "bob")])
+    first = answered(service.issue_to_present("c20", "r1", "all-1"))
+    assert [user for _, user, _ in first] == ["alice", "bob"]
+    service.submit([{"type": "leave", "room": "r1", "ts": T0 + 30, "user": "alice"},
+                    {"type": "join", "room": "r1", "ts": T0 + 31, "user": "carol"}])
+    entries = logged(service)
+    assert answered(service.issue_to_present("c20", "r1", "all-1")) == first
+    assert_key_reused(service.issue_to_present, "c10", "r1", "all-1")
+    assert logged(service) == entries and manual_decisions(service) == [cid for cid, _, _ in first]
+    assert all(r.user != "carol" for r in service.records.values() if r.trigger == MANUAL)
+    service.close()
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["from-the-log", "from-a-snapshot"])
+def test_after_a_restart_a_key_still_gets_its_first_answer(tmp_path: Path, snapshot: bool) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "r.db", campaign)
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}] +
+                   [{"type": "join", "room": "r1", "ts": T0 + 1, "user": u} for u in ("alice", "bob")])
+    first_present = answered(service.issue_to_present("c20", "r1", "all-1"))
+    first_issue = answered(service.issue_manually("c10", ["carol", "alice"], "r1", "vip-1"))
+    if snapshot:
+        service.snapshot()
+    service.close()
+
+    again = LiveService(campaign, SqliteStore(tmp_path / "r.db"), ClockMode.EVENT)
+    assert again.rebuild() == (0 if snapshot else logged(again))  # the keys come from the snapshot, or the log
+    again.submit([{"type": "leave", "room": "r1", "ts": T0 + 30, "user": "alice"},
+                  {"type": "live_start", "room": "r1", "ts": T0 + 60},
+                  {"type": "join", "room": "r1", "ts": T0 + 61, "user": "dave"}])
+    entries = logged(again)
+    assert answered(again.issue_to_present("c20", "r1", "all-1")) == first_present
+    assert answered(again.issue_manually("c10", ["carol", "alice"], "r1", "vip-1")) == first_issue
+    assert_key_reused(again.issue_to_present, "c10", "r1", "all-1")
+    assert_key_reused(again.issue_manually, "c10", ["carol"], "r1", "vip-1")
+    assert logged(again) == entries
+    assert sorted(manual_decisions(again)) == sorted(cid for cid, _, _ in first_present + first_issue)
+    again.close()
+    assert_export_replays(tmp_path / "r.db", campaign, tmp_path)

@@ -21,7 +21,7 @@ from livecoupon.domain.campaign import Campaign
 from livecoupon.engine.campaigns import DeploymentError
 from livecoupon.engine.clock import ClockMode
 from livecoupon.engine.replay import replay, write_outputs
-from livecoupon.errors import NotFound
+from livecoupon.errors import Malformed, NotFound
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.export import export_store
 from livecoupon.store.sqlite import SqliteStore
@@ -134,6 +134,21 @@ def test_operator_commands_name_their_campaign_and_the_log_replays_with_all_or_o
                          for name in ("issued.jsonl", "suppressed.jsonl")]
     with pytest.raises(ValueError, match="shop-a, shop-b"):
         export_store(db, tmp_path / "nope", "shop-z")
+
+
+def test_an_operator_key_is_each_campaigns_own(tmp_path: Path) -> None:
+    service = started(tmp_path / "k.db", [A, B])
+    service.submit(on_air())
+    service.submit(joins(["v1", "v2"], "r2", T0 + 5))
+    for_a = service.issue_manually("c10", ["v1"], "r2", "k1", "shop-a")
+    for_b = service.issue_manually("c5", ["v2"], "r2", "k1", "shop-b")  # the same key, another campaign: no repeat
+    assert [(d.request.campaign, d.request.user) for d in for_a + for_b] == [("shop-a", "v1"), ("shop-b", "v2")]
+    assert [d.request.coupon_id for d in service.issue_manually("c5", ["v2"], "r2", "k1", "shop-b")] == [
+        d.request.coupon_id for d in for_b]
+    with pytest.raises(Malformed) as refused:
+        service.issue_manually("c10", ["v2"], "r2", "k1", "shop-a")
+    assert refused.value.code == "idempotency_key_reused"
+    service.close()
 
 
 def test_a_campaign_added_later_starts_at_its_entry_and_one_dropped_is_refused(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ from livecoupon.engine.campaigns import in_order
 from livecoupon.engine.clock import ClockMode, ServiceClock, wall_ms
 from livecoupon.engine.engine import Published
 from livecoupon.engine.explaining import explain
-from livecoupon.errors import NotFound, Unavailable
+from livecoupon.engine.manual_issues import ManualCommand, fingerprint
+from livecoupon.errors import NotFound, Unavailable, key_reused
 from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
 from livecoupon.service_layer.service import (
@@ -64,6 +65,7 @@ from livecoupon.service_layer.service import (
     reported_coupon,
     rostered,
 )
+from livecoupon.store.port import StoredAnswer
 from livecoupon.store.relational import RelationalStore
 
 log = logging.getLogger("livecoupon.gateway")
@@ -71,6 +73,12 @@ T = TypeVar("T")
 ANSWER_WITHIN_S = 5.0  # SPEC §7: then 202, the events durably on the bus
 PUBLISH_TIMEOUT_S = 5.0
 ROOMS_STALE_S = 5.0  # a worker's room summary is forgotten after this long unheard
+
+
+def _manual_key(campaign: str, key: str) -> str:
+    """Where the store keeps an operator key's claim (keys are each campaign's; checkout's keys start with
+    their caller, ``role:user``, never this)."""
+    return f"manual-issue\x1f{campaign}\x1f{key}"
 
 
 @dataclass(slots=True)
@@ -325,17 +333,42 @@ class GatewayService:
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
                        campaign: str | None = None) -> list[Decision]:
         name = campaign_in(self.campaign_names, campaign)
-        check_manual(self.in_force_of(name), template, room, key)
-        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key,
-                                          addressed(self.campaign_names, name)), room)
+        command = IssueManually(template, tuple(dict.fromkeys(users)), room, key, addressed(self.campaign_names, name))
+        if not self._used_before(name, command):
+            check_manual(self.in_force_of(name), template, room, key)
+            self._claim(name, command)
+        return self.command(command, room)
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
         name = campaign_in(self.campaign_names, campaign)
-        check_manual(self.in_force_of(name), template, room, key)
-        summary = self.room_summary().get(room)
-        if summary is None or not summary["on_air"]:
-            raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.command(IssueToPresent(template, room, key, addressed(self.campaign_names, name)), room)
+        command = IssueToPresent(template, room, key, addressed(self.campaign_names, name))
+        if not self._used_before(name, command):
+            check_manual(self.in_force_of(name), template, room, key)
+            summary = self.room_summary().get(room)
+            if summary is None or not summary["on_air"]:
+                raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
+            self._claim(name, command)
+        return self.command(command, room)
+
+    # An operator's key, scaled out: the engines that remember it are the workers', so the gateways claim each key
+    # for its first request in the shared store, and refuse another request under it before it reaches the bus.
+    # The same request goes on: the worker's engine answers it with the first use's decisions.
+    def _used_before(self, campaign: str, command: ManualCommand) -> bool:
+        """True if ``command``'s key was claimed for this very request; 422 if for another."""
+        claimed = self.store.recall(_manual_key(campaign, command.key))
+        if claimed is not None and claimed.fingerprint != fingerprint(command):
+            raise key_reused()
+        return claimed is not None
+
+    def _claim(self, campaign: str, command: ManualCommand) -> None:
+        """Claim the key for ``command`` (the first claim wins, whichever gateway makes it); 422 if another
+        request claimed it meanwhile."""
+        key, mine = _manual_key(campaign, command.key), fingerprint(command)
+        with self.store.unit_of_work():
+            self.store.remember(key, StoredAnswer(mine, 200, {}))
+            claimed = self.store.recall(key)
+        if claimed is not None and claimed.fingerprint != mine:
+            raise key_reused()
 
     async def checkout_in_group(self, act: Callable[..., T], *args: Any) -> T:
         """Each call in its own transaction: the gateway's threads share the store, with no writer to group on."""

@@ -28,6 +28,7 @@ from livecoupon.domain.coupons import CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Silence, coupon_id_for, device_key_for
 from livecoupon.domain.events import INTERACTION_TYPES, Event, Facts, Profile
 from livecoupon.domain.experiments import assign
+from livecoupon.engine.manual_issues import ManualCommand, ManualIssue
 from livecoupon.engine.offering import OfferBook
 from livecoupon.engine.plans import Plan
 from livecoupon.engine.rooms import FlashSale, Rebuild, Room, Viewer, by_fields
@@ -128,6 +129,7 @@ class Engine:
         self.facts: dict[str, UserFacts] = {}
         self.blocked_users: set[str] = set()
         self.blocked_devices: set[str] = set()
+        self.manual_issues: dict[str, ManualIssue] = {}  # an operator's idempotency key -> its first use
         self.time = NO_TIME  # the latest time applied: an event's ts, or where the clock advanced to
         self._dedup = dedup_ids
         self._timers: list[Timer] = []
@@ -269,30 +271,41 @@ class Engine:
             case ChangeBlocklist(users, devices, blocked):
                 for names, listed in ((users, self.blocked_users), (devices, self.blocked_devices)):
                     (listed.update if blocked else listed.difference_update)(names)
-            case IssueManually(template, users, room, key, _):
-                decisions.extend(self._issue_manually(template, users, room, key, ts))
-            case IssueToPresent(template, room, key, _):
-                state = self.rooms.get(room)
-                if state is not None and state.on_air:
-                    decisions.extend(self._issue_manually(template, state.present_users(ts), room, key, ts))
+            case IssueManually() | IssueToPresent():
+                decisions.extend(self._issue_under_key(command, ts))
             case ClockReached():
                 pass
             case PublishCampaign():
                 self.publish(command, ts)
         return decisions
 
-    def _issue_manually(self, template_name: str, users: Sequence[str], room: str, key: str,
-                        ts: int) -> list[Decision]:
-        template = self.campaign.coupons.get(template_name)
-        if template is None:
+    def _issue_under_key(self, command: ManualCommand, ts: int) -> list[Decision]:
+        """A manual issue; a repeat of its key gets the first use's decisions (whoever is present now), and
+        another request under the key decides nothing (the service refuses it before logging it)."""
+        first = self.manual_issues.get(command.key)
+        if first is None:
+            if command.template not in self.campaign.coupons:
+                return []
+            state = self.rooms.get(command.room)
+            if isinstance(command, IssueManually):
+                users = tuple(dict.fromkeys(command.users))
+            elif state is not None and state.on_air:
+                users = tuple(state.present_users(ts))
+            else:
+                return []  # nobody to send to: the key stays unused
+            broadcast = state.broadcast if state is not None and state.broadcast is not None else 0
+            first = self.manual_issues[command.key] = ManualIssue.first(command, users, broadcast, ts)
+        elif not first.answers(command):
             return []
-        state = self.rooms.get(room)
-        broadcast = state.broadcast if state is not None and state.broadcast is not None else 0
-        name = self.campaign.campaign
-        requests = [self._with_facts(IssueRequest(coupon_id_for(name, room, broadcast, MANUAL, key, user), name,
-                                                  room, broadcast, MANUAL, user, template, ts), None)
-                    for user in dict.fromkeys(users)]
-        return self._issue(requests)
+        template = self.campaign.coupons.get(first.template)
+        return self._issue(self.manual_requests(first, command.key, template)) if template is not None else []
+
+    def manual_requests(self, first: ManualIssue, key: str, template: CouponTemplate | None) -> list[IssueRequest]:
+        """The requests of a manual issue under ``key`` (its first use, ``first``): the same coupon ids each time."""
+        name, room, broadcast = self.campaign.campaign, first.room, first.broadcast
+        return [self._with_facts(IssueRequest(coupon_id_for(name, room, broadcast, MANUAL, key, user), name, room,
+                                              broadcast, MANUAL, user, template, first.at), None)
+                for user in first.users]
 
     def _issue(self, requests: list[IssueRequest]) -> list[Decision]:
         made = self.store.issue(requests, self.campaign.limits)

@@ -1,8 +1,8 @@
 """The engine's state as bytes, so a restart applies only the log after the latest snapshot.
 
 A snapshot holds what the engine keeps in memory (rooms, presence, timers, gift totals,
-flash sales, once-per sets, user facts, pauses and the blocklist, the campaign versions
-published and in use); what the store keeps
+flash sales, once-per sets, user facts, pauses and the blocklist, the operator's manual issues by
+idempotency key, the campaign versions published and in use); what the store keeps
 (first visits, caps, stock, budget, coupons) is already durable. It is valid only for the
 campaign file the service started with and the code that wrote it: :func:`fingerprint` names both, and a snapshot with
 another fingerprint is ignored, the log being re-applied from the start instead.
@@ -24,7 +24,7 @@ from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 from livecoupon.store.port import collector_paused
 
-VERSION = 9  # bump whenever the engine's state changes shape
+VERSION = 10  # bump whenever the engine's state changes shape (10: the manual issues by key)
 
 
 def fingerprint(*campaigns: Campaign) -> str:
@@ -49,7 +49,7 @@ def _canonical(value: Any) -> str:
 
 
 _STATE = ("rooms", "paused", "facts", "blocked_users", "blocked_devices", "time", "_timers", "_timer_seq",
-          "_gifts_seen", "offers", "plan", "published")
+          "_gifts_seen", "offers", "plan", "published", "manual_issues")
 
 
 def _unpickled(body: bytes) -> Any:

@@ -21,7 +21,7 @@ from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_st
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS, Order, OrderState
 from livecoupon.domain.pricing import CartLine, Quote, cart_total, quote, usable_quotes
-from livecoupon.errors import Forbidden, Malformed, NotFound, Refused
+from livecoupon.errors import Forbidden, Malformed, NotFound, Refused, key_reused
 from livecoupon.store.port import CheckoutStore, StoredAnswer
 
 Answer = tuple[int, dict[str, Any]]
@@ -187,8 +187,7 @@ class Checkout:
         fingerprint = hashlib.sha256(request.encode()).hexdigest()
         if seen is not None:
             if seen.fingerprint != fingerprint:
-                raise Malformed("idempotency_key_reused", "idempotency_key was already used for a different request",
-                                "idempotency_key")
+                raise key_reused()
             return seen.status, seen.body
         try:
             status, body = act()

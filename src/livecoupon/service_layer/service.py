@@ -43,7 +43,8 @@ from livecoupon.engine.campaigns import Deployment, DeploymentError, in_order
 from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
-from livecoupon.errors import LivecouponError, Malformed, NotFound
+from livecoupon.engine.manual_issues import ManualCommand
+from livecoupon.errors import LivecouponError, Malformed, NotFound, key_reused
 from livecoupon.logs import log_decisions
 from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
@@ -565,19 +566,41 @@ class LiveService:
 
     def issue_manually(self, template: str, users: Sequence[str], room: str, key: str,
                        campaign: str | None = None) -> list[Decision]:
-        """An operator issues ``template`` to ``users`` (caps, stock and budget still hold)."""
+        """An operator issues ``template`` to ``users`` (caps, stock and budget still hold); a key used before
+        gets its first answer (see :meth:`_answered_before`)."""
         name = addressed(self.campaign_names, campaign)
+        command = IssueManually(template, tuple(dict.fromkeys(users)), room, key, name)
+        answered = self._answered_before(command)
+        if answered is not None:
+            return answered
         check_manual(self.in_force_of(name), template, room, key)
-        return self.command(IssueManually(template, tuple(dict.fromkeys(users)), room, key, name), room)
+        return self.command(command, room)
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
-        """The operator's "send to everyone present" in ``room``."""
+        """The operator's "send to everyone present" in ``room``; a key used before gets its first answer, to
+        those present then."""
         name = addressed(self.campaign_names, campaign)
+        command = IssueToPresent(template, room, key, name)
+        answered = self._answered_before(command)
+        if answered is not None:
+            return answered
         check_manual(self.in_force_of(name), template, room, key)
         state = self.engine(name).rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.command(IssueToPresent(template, room, key, name), room)
+        return self.command(command, room)
+
+    def _answered_before(self, command: ManualCommand) -> list[Decision] | None:
+        """The decisions the first use of ``command``'s key made, as recorded (None: the key is new to its
+        campaign). Nothing is logged or decided again; 422 where the key asked for something else."""
+        engine = self.engine(command.campaign)
+        first = engine.manual_issues.get(command.key)
+        if first is None:
+            return None
+        if not first.answers(command):
+            raise key_reused()
+        requests = engine.manual_requests(first, command.key, None)
+        return RecordedClaims(self.store, engine.template_named).issue(requests, engine.campaign.limits)
 
     @property
     def paused(self) -> frozenset[str]:
