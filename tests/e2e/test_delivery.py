@@ -163,3 +163,23 @@ def test_live_metrics_count_redemptions_from_orders_posted_as_events(client: Tes
     assert newcomer["redemption_rate"] == 1.0 and newcomer["discount_cost"] == 20.0
     assert set(metrics["experiments"]["dwell-value"]["variants"]) == {"control", "ten", "twenty", "policy"}
     assert client.get("/v1/admin/metrics").status_code == 403  # the platform key does not open operator endpoints
+
+
+def test_a_room_whose_name_holds_a_slash_is_served_when_sent_as_2f(tmp_path: Path) -> None:
+    """Room names are any string: "shop/1" goes in a path as shop%2F1 (encodeURIComponent), on every route."""
+    campaign = replace(load_campaign(EXAMPLE), rooms=("shop/1",))
+    with serving(tmp_path / "d.db", campaign=campaign, headers=PLATFORM) as client:
+        post(client, {"type": "live_start", "room": "shop/1", "ts": T0},
+             {"type": "join", "room": "shop/1", "ts": T0 + 1, "user": "wx/1"})
+        with client.websocket_connect(f"/v1/rooms/shop%2F1/live?token={viewer_token('wx/1')}") as ws:
+            missed = ws.receive_json()
+        assert (missed["trigger"], missed["room"], missed["missed"]) == ("newcomer", "shop/1", True)
+        said = client.post("/v1/rooms/shop%2F1/comments", json={"text": "好看"},
+                           headers={"X-API-Key": viewer_token("wx/1")})  # the viewer's, in place of the platform's
+        assert said.status_code == 200 and said.json()["accepted"] == 1
+        operator = {"X-API-Key": KEY}
+        sent = client.post("/v1/admin/rooms/shop%2F1/issue-present", json={"template": "bonus", "idempotency_key": "m"},
+                           headers=operator).json()
+        assert sent["issued"] + sent["suppressed"] == 1 and sent["decisions"][0]["room"] == "shop/1"
+        host = client.post("/v1/admin/rooms/shop%2F1/host-token", headers=operator).json()
+        assert host["room"] == "shop/1"

@@ -46,12 +46,14 @@ from livecoupon.api.schemas import (
     answer,
     errors,
 )
+from livecoupon.api.segments import SegmentRoute
 from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
 from livecoupon.errors import LivecouponError, Malformed
 
-router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS)
+router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS,
+                   route_class=SegmentRoute)
 console_router = APIRouter(prefix="/v1", tags=["consoles"])
 
 

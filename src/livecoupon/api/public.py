@@ -11,7 +11,6 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
@@ -46,6 +45,7 @@ from livecoupon.api.schemas import (
     errors,
     lean_body,
 )
+from livecoupon.api.segments import SegmentRoute
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
@@ -57,7 +57,7 @@ from livecoupon.service_layer.checkout import Answer, order_json, quote_json
 from livecoupon.service_layer.service import Submitted
 
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
-router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)
+router = APIRouter(prefix="/v1", responses=CALLER_ERRORS, route_class=SegmentRoute)
 
 RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 encode_json = msgspec.json.Encoder().encode  # answers of the hot routes (and the checkout lane)
@@ -227,7 +227,7 @@ async def order_moved(rt: Runtime, caller: Caller | None, body: bytes, content_t
                                            who.scope, who.owner)
 
 
-class LeanRoute(APIRoute):
+class LeanRoute(SegmentRoute):
     """A route whose endpoint takes the request alone and answers with a response: FastAPI matches and
     documents it (``openapi_extra`` says what its dependencies and parameters would have), and it runs
     its endpoint itself, without the wrappers FastAPI puts around a route's handler (exit stacks for
@@ -294,7 +294,7 @@ async def refund(request: Request) -> Response:
     return await move_order(request, "refund")
 
 
-@router.websocket("/rooms/{room}/live")
+@router.websocket("/rooms/{room:path}/live")  # (a room with a "/" in it: api/segments.py)
 async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] = "",
                user: Annotated[str, Query()] = "") -> None:
     """Pushes ``{"type": "coupon", …}`` to the viewer the moment a coupon is issued to them.
