@@ -127,6 +127,23 @@ def test_console_needs_the_key(client: TestClient) -> None:
     assert closed.value.code == 4401
 
 
+@pytest.mark.parametrize("path", [f"/v1/rooms/room-1/live?token={viewer_token('dan')}",
+                                  f"/v1/console/live?token={KEY}"])
+def test_a_binary_frame_closes_the_socket_with_1003_and_a_reason(client: TestClient, path: str) -> None:
+    """Our sockets speak JSON text: a binary frame is a client's mistake, told by RFC 6455's code for it."""
+    from starlette.websockets import WebSocketDisconnect
+
+    start(client)
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with client.websocket_connect(path) as ws:
+        ws.send_bytes(b'{"type": "ping"}')
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_json()  # the console's stats frames come first
+    assert (closed.value.code, closed.value.reason) == (1003, "binary frames are not accepted: send JSON text")
+    assert runtime.hub.connections == 0
+
+
 def test_stats_and_send_to_everyone_present(client: TestClient) -> None:
     start(client)
     post(client, join("f1"), join("f2", T0 + 2))

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from livecoupon.api.auth import Caller, Role, require, require_user
 from livecoupon.api.batches import read_batch
 from livecoupon.api.runtime import (
+    BINARY_REFUSED,
     LEAN_SECURITY,
     CallerDep,
     Runtime,
@@ -26,6 +27,7 @@ from livecoupon.api.runtime import (
     client_address,
     identify,
     platform,
+    text_frame,
 )
 from livecoupon.api.schemas import (
     BODY_ERRORS,
@@ -305,7 +307,7 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
     rate limit, 4429. On connect (and on unmute), coupons issued while the viewer was
     away and never acknowledged come first. The client answers ``{"type": "ack",
     "coupon_id"}`` per popup shown, and may send ``{"type": "mute", "minutes": n}`` /
-    ``{"type": "unmute"}``.
+    ``{"type": "unmute"}``. Messages are JSON text: a binary frame closes the socket with 1003.
     """
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()  # then close with a 44xx code, which browsers can see (a refused handshake is 1006)
@@ -319,17 +321,17 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
     await _send_backlog(rt, sub)
     sender = asyncio.create_task(_send_all(websocket, sub.queue))
     try:
-        while True:
-            text = await websocket.receive_text()
+        while (text := await text_frame(websocket)) is not None:
             if rt.throttle.allows(rt.throttle.socket, "socket", who):
                 await _on_viewer_message(rt, sub, text)
             else:
                 sub.offer({"type": "error", "code": "rate_limited", "message": "too many messages (请稍后再试)"})
     except WebSocketDisconnect:
-        pass
+        return
     finally:
         rt.hub.unsubscribe(sub)
         await cancel_quietly(sender)
+    await websocket.close(code=1003, reason=BINARY_REFUSED)  # after the sender stopped: nothing follows the close
 
 
 async def _viewer_of(websocket: WebSocket, rt: Runtime, token: str, user: str) -> str | None:
