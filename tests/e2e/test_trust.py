@@ -160,6 +160,20 @@ def test_the_viewer_socket_needs_the_viewers_own_token(client: TestClient) -> No
         assert message["type"] == "coupon" and message["title"]
 
 
+@pytest.mark.parametrize("sub", ["\ud800", "", "x" * 129], ids=["lone surrogate", "empty", "129 characters"])
+def test_a_signed_token_whose_sub_is_no_user_id_is_refused_like_a_bad_one(client: TestClient, sub: str) -> None:
+    """Signed with the viewer secret, but its sub could not be a user (SPEC §2): 401, and 4401 on the socket."""
+    start(client)
+    token = viewer_token(sub)
+    for path in ("/v1/session", "/v1/users/x/coupons"):
+        answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthorized", path
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/v1/rooms/room-1/live?token={token}") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4401
+
+
 def test_a_user_may_hold_five_sockets_not_six(client: TestClient) -> None:
     start(client)
     url = f"/v1/rooms/room-1/live?token={viewer_token('alice')}"
