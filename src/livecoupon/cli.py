@@ -241,14 +241,16 @@ def serve(
         raise typer.Exit(UNUSABLE) from None
     where = f"{_redacted(store)} ({name})" if store else str(db)
     scaled = f", bus: {bus}, role: {role.value}" if bus else ""
-    err.print(f"livecoupon 服务 / serving campaign [bold]{', '.join(c.campaign for c in campaigns)}[/] on "
-              f"http://{host}:{port} "
-              f"(store: {where}, clock: {clock.value}{scaled})", markup=False, highlight=False)
+    names = escape(", ".join(c.campaign for c in campaigns))  # the markup is ours alone, whatever the names hold
+    # soft_wrap: a line longer than the terminal stays one line, so its URL and credentials copy whole
+    err.print(f"livecoupon 服务 / serving campaign [bold]{names}[/] on "
+              + escape(f"http://{host}:{port} (store: {where}, clock: {clock.value}{scaled})"),
+              highlight=False, soft_wrap=True)
     values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
               "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
     for name in credentials.generated:
         err.print(f"{_CREDENTIAL_NAMES[name]} (set {name} to choose one): {values[name]}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024, http=HttpProtocol)
 
 
