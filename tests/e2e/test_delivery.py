@@ -191,6 +191,11 @@ def test_a_room_whose_name_holds_a_slash_is_served_when_sent_as_2f(tmp_path: Pat
         with client.websocket_connect(f"/v1/rooms/shop%2F1/live?token={viewer_token('wx/1')}") as ws:
             missed = ws.receive_json()
         assert (missed["trigger"], missed["room"], missed["missed"]) == ("newcomer", "shop/1", True)
+        from starlette.websockets import WebSocketDisconnect
+
+        with pytest.raises(WebSocketDisconnect), \
+                client.websocket_connect(f"/v1/rooms/shop%2F1%2Flive?token={viewer_token('wx/1')}") as ws:
+            ws.receive_json()  # room "shop/1/live", and no /live after it: no socket's path, not shop/1's socket
         said = client.post("/v1/rooms/shop%2F1/comments", json={"text": "好看"},
                            headers={"X-API-Key": viewer_token("wx/1")})  # the viewer's, in place of the platform's
         assert said.status_code == 200 and said.json()["accepted"] == 1

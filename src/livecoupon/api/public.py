@@ -47,7 +47,7 @@ from livecoupon.api.schemas import (
     errors,
     lean_body,
 )
-from livecoupon.api.segments import SegmentRoute
+from livecoupon.api.segments import SegmentRoute, SegmentWebSocketRoute
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
@@ -296,7 +296,6 @@ async def refund(request: Request) -> Response:
     return await move_order(request, "refund")
 
 
-@router.websocket("/rooms/{room:path}/live")  # (a room with a "/" in it: api/segments.py)
 async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] = "",
                user: Annotated[str, Query()] = "") -> None:
     """Pushes ``{"type": "coupon", …}`` to the viewer the moment a coupon is issued to them.
@@ -332,6 +331,10 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
         rt.hub.unsubscribe(sub)
         await cancel_quietly(sender)
     await websocket.close(code=1003, reason=BINARY_REFUSED)  # after the sender stopped: nothing follows the close
+
+
+# The viewer's socket: on the app itself (app.py), as a route that takes a room holding "/" (api/segments.py).
+viewer_socket = SegmentWebSocketRoute("/v1/rooms/{room}/live", live)
 
 
 async def _viewer_of(websocket: WebSocket, rt: Runtime, token: str, user: str) -> str | None:

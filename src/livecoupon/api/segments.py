@@ -7,18 +7,16 @@ server decodes the path before routing, so Starlette sees ``/v1/users/wx/1/coupo
 decoded on its own, so ``%2F`` stays inside its parameter and a real ``/`` still separates segments:
 ``GET /v1/orders/a%2Fpay`` reads order ``a/pay``, and ``POST`` to it is no payment of order ``a``.
 Where the raw path holds no ``%2F``, or is not there (or does not decode to the path the server gave),
-the route matches as any route does.
-
-WebSocket routes cannot take a route class here (FastAPI makes its own when a router is included):
-the viewer's socket names its room with ``{room:path}``, which is exact there since it ends in a fixed
-``/live`` and no other socket shares its prefix.
+the route matches as any route does. ``SegmentWebSocketRoute`` does the same for a socket; it goes on
+the app itself, since FastAPI rebuilds an included router's sockets as plain ``APIWebSocketRoute``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote
 
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -41,12 +39,27 @@ class SegmentRoute(APIRoute):
     """An ``APIRoute`` whose path parameters may hold an escaped ``/`` (the module's docstring)."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        path = segmented(scope)
-        if path is None:
-            return super().matches(scope)
-        match, child = super().matches({**scope, "path": path})
-        if match is not Match.NONE:
-            params = child["path_params"]
-            child["path_params"] = params | {name: unquote(params[name]) for name in self.param_convertors
-                                            if isinstance(params.get(name), str)}
-        return match, child
+        return _matched(scope, super().matches, self.param_convertors)
+
+
+class SegmentWebSocketRoute(APIWebSocketRoute):
+    """An ``APIWebSocketRoute`` whose path parameters may hold an escaped ``/`` (the module's docstring)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return _matched(scope, super().matches, self.param_convertors)
+
+
+Matcher = Callable[[Scope], tuple[Match, Scope]]
+
+
+def _matched(scope: Scope, matches: Matcher, params: Iterable[str]) -> tuple[Match, Scope]:
+    """What ``matches`` says of the request's segmented path, its ``params`` decoded; of its path where it has none."""
+    path = segmented(scope)
+    if path is None:
+        return matches(scope)
+    match, child = matches({**scope, "path": path})
+    if match is not Match.NONE:
+        found = child["path_params"]
+        child["path_params"] = found | {name: unquote(found[name]) for name in params
+                                        if isinstance(found.get(name), str)}
+    return match, child
