@@ -62,6 +62,18 @@ def test_check_summarises_a_good_file_and_refuses_a_bad_one(tmp_path: Path) -> N
     assert refused.returncode == 2 and "limits.per_usr: unknown key" in refused.stderr
 
 
+def test_check_prints_names_and_titles_as_written_even_when_they_look_like_markup(tmp_path: Path) -> None:
+    import os
+
+    text = EXAMPLE.read_text(encoding="utf-8").replace('rooms: ["room-1"]', 'rooms: ["[/x]"]')
+    marked = tmp_path / "marked.yaml"
+    marked.write_text(text.replace("title: 新人专享券", 'title: "[new] 新人专享券"'), encoding="utf-8")
+    done = subprocess.run([str(CLI), "check", str(marked)], capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "rooms: [/x]" in done.stdout and "[new] 新人专享券" in done.stdout
+
+
 def test_report_writes_metrics_and_a_self_contained_page(tmp_path: Path) -> None:
     events = write_events(tmp_path / "e.jsonl",
                           '{"type": "live_start", "room": "room-1", "ts": 1700000000}',
