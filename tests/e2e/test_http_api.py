@@ -220,7 +220,8 @@ def test_websocket_pushes_the_coupon_the_moment_it_is_issued(client: TestClient)
 def test_ids_holding_a_slash_are_served_when_sent_as_2f(client: TestClient) -> None:
     """A user or order id may be any string (SPEC §2): one with a "/" is sent escaped, as a browser's
     encodeURIComponent writes it, and routed one raw segment at a time (api/segments.py)."""
-    arrive(client, "wx/1")
+    arrive(client, "wx/1", "50%/off")
+    assert len(client.get("/v1/users/50%25%2Foff/coupons").json()["coupons"]) == 1  # a "%" in it too
     [coupon] = client.get("/v1/users/wx%2F1/coupons").json()["coupons"]
     assert client.get(f"/v1/coupons/{coupon['coupon_id']}").json()["history"][0]["action"] == "issued"
     assert order(client, "o/1", "wx/1", coupon["coupon_id"], "k1").status_code == 201
