@@ -75,8 +75,9 @@ def _summarise(campaign: Campaign) -> None:
 
     from livecoupon.delivery.messages import describe_coupon
 
-    rooms = "全部直播间 / every room" if campaign.rooms is None else ", ".join(campaign.rooms)
-    out.print(f"[bold green]✓[/] 活动 / campaign [bold]{campaign.campaign}[/] — 直播间 / rooms: {rooms}")
+    # names and titles are the campaign file's: escaped, so "[new]" shows and "[/x]" is no closing tag
+    rooms = escape("全部直播间 / every room" if campaign.rooms is None else ", ".join(campaign.rooms))
+    out.print(f"[bold green]✓[/] 活动 / campaign [bold]{escape(campaign.campaign)}[/] — 直播间 / rooms: {rooms}")
     coupons = Table(title="券模板 / coupon templates")
     for column in ("名称 name", "标题 title", "优惠 terms", "有效期 validity", "库存 stock", "范围 scope"):
         coupons.add_column(column)
@@ -84,16 +85,17 @@ def _summarise(campaign: Campaign) -> None:
         validity = (format_duration(t.valid_for_ms) if t.valid_for_ms is not None
                     else time.strftime("至 %Y-%m-%d %H:%M UTC", time.gmtime((t.valid_until_ms or 0) / 1000)))
         scope = t.terms.scope.to_json()
-        coupons.add_row(t.name, t.title, describe_coupon(t), validity,
-                        "不限 unlimited" if t.stock is None else str(t.stock),
-                        "全场 all" if scope == "all" else str(scope))
+        coupons.add_row(*map(escape, (t.name, t.title, describe_coupon(t), validity,
+                                      "不限 unlimited" if t.stock is None else str(t.stock),
+                                      "全场 all" if scope == "all" else str(scope))))
     out.print(coupons)
     triggers = Table(title="触发规则 / triggers (decided in this order)")
     for column in ("#", "名称 name", "时机 when", "券 coupon", "对象 audience"):
         triggers.add_column(column)
     for trig in campaign.triggers:
-        coupon = trig.coupon if trig.offer is None else "offer: " + " / ".join(a or "null" for a in trig.offer.arms)
-        triggers.add_row(str(trig.index), trig.name, trig.when.value, coupon, trig.audience.value)
+        coupon = (trig.coupon or "") if trig.offer is None else "offer: " + " / ".join(
+            a or "null" for a in trig.offer.arms)
+        triggers.add_row(*map(escape, (str(trig.index), trig.name, trig.when.value, coupon, trig.audience.value)))
     out.print(triggers)
     limits = campaign.limits
     out.print("频控 / limits: "
@@ -102,7 +104,7 @@ def _summarise(campaign: Campaign) -> None:
               f"budget={format_yuan(limits.budget) + ' 元' if limits.budget is not None else '-'}")
     for e in campaign.experiments:
         arms = ", ".join(f"{v.name}({v.coupon or '对照 holdout'}, w={v.weight:g})" for v in e.variants)
-        out.print(f"实验 / experiment {e.name} on {e.trigger}: {arms}")
+        out.print(f"实验 / experiment {e.name} on {e.trigger}: {arms}", markup=False)
 
 
 @app.command()
@@ -242,14 +244,16 @@ def serve(
         raise typer.Exit(UNUSABLE) from None
     where = f"{_redacted(store)} ({name})" if store else str(db)
     scaled = f", bus: {bus}, role: {role.value}" if bus else ""
-    err.print(f"livecoupon 服务 / serving campaign [bold]{', '.join(c.campaign for c in campaigns)}[/] on "
-              f"http://{host}:{port} "
-              f"(store: {where}, clock: {clock.value}{scaled})", markup=False, highlight=False)
+    names = escape(", ".join(c.campaign for c in campaigns))  # the markup is ours alone, whatever the names hold
+    # soft_wrap: a line longer than the terminal stays one line, so its URL and credentials copy whole
+    err.print(f"livecoupon 服务 / serving campaign [bold]{names}[/] on "
+              + escape(f"http://{host}:{port} (store: {where}, clock: {clock.value}{scaled})"),
+              highlight=False, soft_wrap=True)
     values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
               "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
     for name in credentials.generated:
         err.print(f"{_CREDENTIAL_NAMES[name]} (set {name} to choose one): {values[name]}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024, http=HttpProtocol)
 
 
@@ -333,7 +337,7 @@ def _operator_call(method: str, url: str, path: str, body: dict[str, object] | N
             message = f"{error['code']}: {error['message']}"
         except (ValueError, KeyError, TypeError):
             message = answer.text[:500]
-        err.print(f"[bold red]被拒绝 / refused[/] ({answer.status_code}) {message}", highlight=False)
+        err.print(f"[bold red]被拒绝 / refused[/] ({answer.status_code}) {escape(message)}", highlight=False)
         raise typer.Exit(UNUSABLE)
     result: dict[str, object] = answer.json()
     return result

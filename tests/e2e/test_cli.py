@@ -62,6 +62,18 @@ def test_check_summarises_a_good_file_and_refuses_a_bad_one(tmp_path: Path) -> N
     assert refused.returncode == 2 and "limits.per_usr: unknown key" in refused.stderr
 
 
+def test_check_prints_names_and_titles_as_written_even_when_they_look_like_markup(tmp_path: Path) -> None:
+    import os
+
+    text = EXAMPLE.read_text(encoding="utf-8").replace('rooms: ["room-1"]', 'rooms: ["[/x]"]')
+    marked = tmp_path / "marked.yaml"
+    marked.write_text(text.replace("title: 新人专享券", 'title: "[new] 新人专享券"'), encoding="utf-8")
+    done = subprocess.run([str(CLI), "check", str(marked)], capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "rooms: [/x]" in done.stdout and "[new] 新人专享券" in done.stdout
+
+
 def test_report_writes_metrics_and_a_self_contained_page(tmp_path: Path) -> None:
     events = write_events(tmp_path / "e.jsonl",
                           '{"type": "live_start", "room": "room-1", "ts": 1700000000}',
@@ -107,3 +119,23 @@ def test_pull_and_publish_round_trip_a_running_service_s_campaign(tmp_path: Path
         assert refused.returncode == 2 and "nobody" in refused.stderr  # checked here, before it is sent
         pulled = cli("pull", "--url", server.url, "--out", tmp_path / "now.yaml")
         assert (tmp_path / "now.yaml").read_text(encoding="utf-8") == edited.read_text(encoding="utf-8")
+
+
+def test_serve_prints_its_campaign_plainly_and_each_generated_credential_on_one_line(tmp_path: Path) -> None:
+    """No markup shows through (``[bold]``), and a credential made up for the run is one whole line of a narrow
+    terminal's output, so it can be copied; the operator key printed opens the operator's routes."""
+    import httpx
+
+    from support.credentials import ENV
+    from support.server import Server
+
+    unset = dict.fromkeys(ENV, "") | {"COLUMNS": "60"}  # an empty credential is generated, as an unset one
+    with Server(EXAMPLE, tmp_path / "s.db", env=unset) as server:
+        lines = server.log.read_text(encoding="utf-8").splitlines()
+        [serving] = [line for line in lines if "serving campaign" in line]
+        assert f"serving campaign double11-live on {server.url} (store: " in serving and "[" not in serving
+        printed = {name: line.partition("to choose one): ")[2] for line in lines for name in ENV
+                   if f"set {name} " in line}
+        assert list(printed) == list(ENV) and all(len(value) == 43 for value in printed.values())  # token_urlsafe(32)
+        health = httpx.get(f"{server.url}/v1/admin/health", headers={"X-API-Key": printed["LIVECOUPON_API_KEY"]})
+        assert health.status_code == 200

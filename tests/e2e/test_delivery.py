@@ -127,6 +127,23 @@ def test_console_needs_the_key(client: TestClient) -> None:
     assert closed.value.code == 4401
 
 
+@pytest.mark.parametrize("path", [f"/v1/rooms/room-1/live?token={viewer_token('dan')}",
+                                  f"/v1/console/live?token={KEY}"])
+def test_a_binary_frame_closes_the_socket_with_1003_and_a_reason(client: TestClient, path: str) -> None:
+    """Our sockets speak JSON text: a binary frame is a client's mistake, told by RFC 6455's code for it."""
+    from starlette.websockets import WebSocketDisconnect
+
+    start(client)
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with client.websocket_connect(path) as ws:
+        ws.send_bytes(b'{"type": "ping"}')
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_json()  # the console's stats frames come first
+    assert (closed.value.code, closed.value.reason) == (1003, "binary frames are not accepted: send JSON text")
+    assert runtime.hub.connections == 0
+
+
 def test_stats_and_send_to_everyone_present(client: TestClient) -> None:
     start(client)
     post(client, join("f1"), join("f2", T0 + 2))
@@ -163,3 +180,28 @@ def test_live_metrics_count_redemptions_from_orders_posted_as_events(client: Tes
     assert newcomer["redemption_rate"] == 1.0 and newcomer["discount_cost"] == 20.0
     assert set(metrics["experiments"]["dwell-value"]["variants"]) == {"control", "ten", "twenty", "policy"}
     assert client.get("/v1/admin/metrics").status_code == 403  # the platform key does not open operator endpoints
+
+
+def test_a_room_whose_name_holds_a_slash_is_served_when_sent_as_2f(tmp_path: Path) -> None:
+    """Room names are any string: "shop/1" goes in a path as shop%2F1 (encodeURIComponent), on every route."""
+    campaign = replace(load_campaign(EXAMPLE), rooms=("shop/1",))
+    with serving(tmp_path / "d.db", campaign=campaign, headers=PLATFORM) as client:
+        post(client, {"type": "live_start", "room": "shop/1", "ts": T0},
+             {"type": "join", "room": "shop/1", "ts": T0 + 1, "user": "wx/1"})
+        with client.websocket_connect(f"/v1/rooms/shop%2F1/live?token={viewer_token('wx/1')}") as ws:
+            missed = ws.receive_json()
+        assert (missed["trigger"], missed["room"], missed["missed"]) == ("newcomer", "shop/1", True)
+        from starlette.websockets import WebSocketDisconnect
+
+        with pytest.raises(WebSocketDisconnect), \
+                client.websocket_connect(f"/v1/rooms/shop%2F1%2Flive?token={viewer_token('wx/1')}") as ws:
+            ws.receive_json()  # room "shop/1/live", and no /live after it: no socket's path, not shop/1's socket
+        said = client.post("/v1/rooms/shop%2F1/comments", json={"text": "好看"},
+                           headers={"X-API-Key": viewer_token("wx/1")})  # the viewer's, in place of the platform's
+        assert said.status_code == 200 and said.json()["accepted"] == 1
+        operator = {"X-API-Key": KEY}
+        sent = client.post("/v1/admin/rooms/shop%2F1/issue-present", json={"template": "bonus", "idempotency_key": "m"},
+                           headers=operator).json()
+        assert sent["issued"] + sent["suppressed"] == 1 and sent["decisions"][0]["room"] == "shop/1"
+        host = client.post("/v1/admin/rooms/shop%2F1/host-token", headers=operator).json()
+        assert host["room"] == "shop/1"

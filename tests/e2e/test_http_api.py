@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ def test_health_and_openapi_describe_every_endpoint(client: TestClient) -> None:
                  "/v1/orders/{order_id}/pay", "/v1/orders/{order_id}/cancel", "/v1/orders/{order_id}/refund",
                  "/v1/admin/issue"):
         assert path in paths
+    assert not [p for p in paths if ":" in p]  # a {user:path} converter is no part of the documented path
 
 
 def test_events_are_applied_and_bad_ones_rejected_by_index(client: TestClient) -> None:
@@ -249,3 +252,32 @@ def test_websocket_pushes_the_coupon_the_moment_it_is_issued(client: TestClient)
     assert message["kind"] == "threshold" and message["amount"] == 20 and message["threshold"] == 99
     assert message["expires_at"] == "2023-11-14T22:43:21.000Z"
     assert message["reason"].startswith("欢迎第一次来直播间")
+
+
+def test_ids_holding_a_slash_are_served_when_sent_as_2f(client: TestClient) -> None:
+    """A user or order id may be any string (SPEC §2): one with a "/" is sent escaped, as a browser's
+    encodeURIComponent writes it, and routed one raw segment at a time (api/segments.py)."""
+    arrive(client, "wx/1", "50%/off")
+    assert len(client.get("/v1/users/50%25%2Foff/coupons").json()["coupons"]) == 1  # a "%" in it too
+    [coupon] = client.get("/v1/users/wx%2F1/coupons").json()["coupons"]
+    assert client.get(f"/v1/coupons/{coupon['coupon_id']}").json()["history"][0]["action"] == "issued"
+    assert order(client, "o/1", "wx/1", coupon["coupon_id"], "k1").status_code == 201
+    assert client.get("/v1/orders/o%2F1").json()["state"] == "created"
+    assert client.post("/v1/orders/o%2F1/pay", json={"idempotency_key": "k2"}).json()["state"] == "paid"
+    refund = json.dumps({"idempotency_key": "k3"}).encode()  # gzip: FastAPI's route, not the checkout lane
+    answer = client.post("/v1/orders/o%2F1/refund", content=gzip.compress(refund),
+                         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert answer.status_code == 200 and answer.json()["state"] == "refunded"
+
+
+def test_an_escaped_slash_never_splits_a_path(client: TestClient) -> None:
+    """%2F stays inside its segment: order "x/pay" is read, never a payment of order "x"."""
+    missing = client.get("/v1/orders/x%2Fpay")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_order"
+    assert client.get("/v1/orders/x/pay").status_code == 405
+    assert client.post("/v1/orders/x%2Fpay", json={"idempotency_key": "k"}).status_code == 405
+    unknown = client.get("/v1/coupons/cp%2F1")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_coupon"
+    assert client.get("/v1/users/wx/1/coupons").json()["error"]["code"] == "not_found"
+    trigger = client.post("/v1/admin/triggers/no%2Fsuch", json={"paused": True}, headers={"X-API-Key": KEY})
+    assert trigger.status_code == 404 and trigger.json()["error"]["code"] == "unknown_trigger"

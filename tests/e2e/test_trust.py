@@ -117,6 +117,26 @@ def test_a_viewer_sees_and_acts_only_for_themself(client: TestClient) -> None:
     assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p"}, headers=viewer("bob")).status_code == 200
 
 
+def test_a_viewer_reaches_its_own_user_alone_when_ids_hold_a_slash(client: TestClient) -> None:
+    """wx/1's token, with its id escaped in the path (wx%2F1), opens wx/1's routes and no one else's."""
+    start(client, "wx/1", "wx")
+    coupons = client.get("/v1/users/wx%2F1/coupons", headers=viewer("wx/1"))
+    assert coupons.status_code == 200 and len(coupons.json()["coupons"]) == 1
+    assert client.get("/v1/users/wx%2F1/coupons", headers=viewer("wx")).status_code == 403
+    assert client.get("/v1/users/wx/coupons", headers=viewer("wx/1")).status_code == 403
+    coupon_id = coupons.json()["coupons"][0]["coupon_id"]
+    assert client.get(f"/v1/coupons/{coupon_id}", headers=viewer("wx")).status_code == 403
+    mine = {"order_id": "o/1", "user": "wx/1", "cart": CART, "coupon_id": coupon_id, "idempotency_key": "k"}
+    assert client.post("/v1/orders", json=mine, headers=viewer("wx/1")).status_code == 201
+    assert client.get("/v1/orders/o%2F1", headers=viewer("wx")).status_code == 403
+    assert client.post("/v1/orders/o%2F1/pay", json={"idempotency_key": "p"}, headers=viewer("wx")).status_code == 403
+    assert client.post("/v1/orders/o%2F1/pay", json={"idempotency_key": "p"}, headers=viewer("wx/1")).status_code == 200
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('wx')}&user=wx%2F1") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4403
+
+
 def test_idempotency_keys_are_scoped_to_caller_and_user(client: TestClient) -> None:
     start(client, "alice", "bob")
     for user in ("alice", "bob"):
@@ -138,6 +158,20 @@ def test_the_viewer_socket_needs_the_viewers_own_token(client: TestClient) -> No
         post_events(client, [{"type": "join", "room": "room-1", "ts": T0 + 1, "user": "alice"}])
         message = ws.receive_json()
         assert message["type"] == "coupon" and message["title"]
+
+
+@pytest.mark.parametrize("sub", ["\ud800", "", "x" * 129], ids=["lone surrogate", "empty", "129 characters"])
+def test_a_signed_token_whose_sub_is_no_user_id_is_refused_like_a_bad_one(client: TestClient, sub: str) -> None:
+    """Signed with the viewer secret, but its sub could not be a user (SPEC §2): 401, and 4401 on the socket."""
+    start(client)
+    token = viewer_token(sub)
+    for path in ("/v1/session", "/v1/users/x/coupons"):
+        answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthorized", path
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/v1/rooms/room-1/live?token={token}") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4401
 
 
 def test_a_user_may_hold_five_sockets_not_six(client: TestClient) -> None:

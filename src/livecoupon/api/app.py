@@ -87,6 +87,7 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
     app.include_router(operator.router)
     app.include_router(campaigns.router)
     app.include_router(operator.console_router)
+    app.router.routes.append(public.viewer_socket)
     secret = ledger.report_secret if ledger is not None else merchant_secret  # (a gateway has only the secret)
     if secret is not None:
         app.include_router(merchant_router(secret))

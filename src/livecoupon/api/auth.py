@@ -24,6 +24,7 @@ from typing import Any
 
 import jwt
 
+from livecoupon.domain.events import MAX_NAME, is_clean_text
 from livecoupon.errors import Forbidden, Unauthorized
 
 SESSION_COOKIE = "livecoupon_session"
@@ -148,9 +149,15 @@ def _viewer(claims: dict[str, Any]) -> Caller | None:
     if claims.get("typ") in ("session", "host"):
         return None
     user = claims.get("sub")
-    if not isinstance(user, str) or not user or len(user) > 128:
+    if not isinstance(user, str) or not _is_user_id(user):
         return None
     return Caller(Role.VIEWER, user=user)
+
+
+def _is_user_id(value: str) -> bool:
+    """A user id as an event may carry one (SPEC §2): 1 to 128 characters of valid Unicode (a lone
+    surrogate, which a JWT's ``\\ud800`` escape can carry, is no user's, and no store could write it)."""
+    return 0 < len(value) <= MAX_NAME and is_clean_text(value)
 
 
 def _session(claims: dict[str, Any]) -> Caller | None:

@@ -5,6 +5,7 @@ Create + pay is the hottest pair of requests the service answers, and FastAPI's 
 event loop than the routes themselves. The app hands these requests here before any of that
 (``App.__call__``); the lane does what that path did for them, in the same order:
 
+- the route, matched as ``SegmentRoute`` matches it (an order id may hold a ``/``, sent as ``%2F``);
 - ``BodyLimit``: a body over the limit is a 413 (a ``Content-Encoding`` other than identity is left
   to the app: gzip bodies are rare here, and it inflates them);
 - the caller, from X-API-Key, then ``Authorization: Bearer``, then the session cookie (``caller_from``,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import inspect
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI
 from prometheus_client import Histogram
@@ -35,6 +37,7 @@ from livecoupon.api.auth import SESSION_COOKIE
 from livecoupon.api.bodies import MAX_BODY, bounded_body
 from livecoupon.api.public import CHECKOUT_ACTS, encode_json, order_created, order_moved
 from livecoupon.api.runtime import credential, identify
+from livecoupon.api.segments import segmented
 from livecoupon.service_layer.checkout import Answer
 
 if TYPE_CHECKING:
@@ -64,13 +67,16 @@ class CheckoutLane:
         one whose body is encoded (the app inflates gzip)."""
         if scope["method"] != "POST" or scope.get("root_path"):
             return None
-        path: str = scope["path"]
+        escaped = segmented(scope)  # an order id with a "/" in it, sent as %2F: matched on the raw path
+        path: str = scope["path"] if escaped is None else escaped
         if path == ORDERS:
             order_id, act = "", ""
         elif path.startswith(_PREFIX):
             order_id, slash, act = path[len(_PREFIX):].partition("/")
             if not (slash and order_id and act in CHECKOUT_ACTS):
                 return None
+            if escaped is not None:
+                order_id = unquote(order_id)
         else:
             return None
         headers: dict[bytes, bytes] = {}

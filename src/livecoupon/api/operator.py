@@ -15,6 +15,7 @@ from fastapi import Path as FastPath
 from livecoupon.api.auth import SESSION_COOKIE, SESSION_SECONDS, Caller, Role, require
 from livecoupon.api.public import decision_summary
 from livecoupon.api.runtime import (
+    BINARY_REFUSED,
     CallerDep,
     Runtime,
     RuntimeDep,
@@ -22,6 +23,7 @@ from livecoupon.api.runtime import (
     client_address,
     identify,
     operator,
+    text_frame,
 )
 from livecoupon.api.schemas import (
     BODY_ERRORS,
@@ -46,12 +48,14 @@ from livecoupon.api.schemas import (
     answer,
     errors,
 )
+from livecoupon.api.segments import SegmentRoute
 from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
 from livecoupon.errors import LivecouponError, Malformed
 
-router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS)
+router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS,
+                   route_class=SegmentRoute)
 console_router = APIRouter(prefix="/v1", tags=["consoles"])
 
 
@@ -210,13 +214,14 @@ async def console(websocket: WebSocket, token: Annotated[str, Query()] = "") -> 
         await websocket.send_json(frame)
     sender = asyncio.create_task(_forward(websocket, queue))
     try:
-        while True:
-            await websocket.receive_text()
+        while await text_frame(websocket) is not None:
+            pass  # the feed reads nothing from its client
     except WebSocketDisconnect:
-        pass
+        return
     finally:
         rt.consoles.unsubscribe(queue)
         await cancel_quietly(sender)
+    await websocket.close(code=1003, reason=BINARY_REFUSED)
 
 
 async def _console_caller(websocket: WebSocket, rt: Runtime, token: str) -> Caller | None:

@@ -11,13 +11,13 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from livecoupon.api.auth import Caller, Role, require, require_user
 from livecoupon.api.batches import read_batch
 from livecoupon.api.runtime import (
+    BINARY_REFUSED,
     LEAN_SECURITY,
     CallerDep,
     Runtime,
@@ -27,6 +27,7 @@ from livecoupon.api.runtime import (
     client_address,
     identify,
     platform,
+    text_frame,
 )
 from livecoupon.api.schemas import (
     BODY_ERRORS,
@@ -46,6 +47,7 @@ from livecoupon.api.schemas import (
     errors,
     lean_body,
 )
+from livecoupon.api.segments import SegmentRoute, SegmentWebSocketRoute
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
 from livecoupon.domain.coupons import Coupon, CouponKind
@@ -57,7 +59,7 @@ from livecoupon.service_layer.checkout import Answer, order_json, quote_json
 from livecoupon.service_layer.service import Submitted
 
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
-router = APIRouter(prefix="/v1", responses=CALLER_ERRORS)
+router = APIRouter(prefix="/v1", responses=CALLER_ERRORS, route_class=SegmentRoute)
 
 RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 encode_json = msgspec.json.Encoder().encode  # answers of the hot routes (and the checkout lane)
@@ -227,7 +229,7 @@ async def order_moved(rt: Runtime, caller: Caller | None, body: bytes, content_t
                                            who.scope, who.owner)
 
 
-class LeanRoute(APIRoute):
+class LeanRoute(SegmentRoute):
     """A route whose endpoint takes the request alone and answers with a response: FastAPI matches and
     documents it (``openapi_extra`` says what its dependencies and parameters would have), and it runs
     its endpoint itself, without the wrappers FastAPI puts around a route's handler (exit stacks for
@@ -294,7 +296,6 @@ async def refund(request: Request) -> Response:
     return await move_order(request, "refund")
 
 
-@router.websocket("/rooms/{room}/live")
 async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] = "",
                user: Annotated[str, Query()] = "") -> None:
     """Pushes ``{"type": "coupon", …}`` to the viewer the moment a coupon is issued to them.
@@ -305,7 +306,7 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
     rate limit, 4429. On connect (and on unmute), coupons issued while the viewer was
     away and never acknowledged come first. The client answers ``{"type": "ack",
     "coupon_id"}`` per popup shown, and may send ``{"type": "mute", "minutes": n}`` /
-    ``{"type": "unmute"}``.
+    ``{"type": "unmute"}``. Messages are JSON text: a binary frame closes the socket with 1003.
     """
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()  # then close with a 44xx code, which browsers can see (a refused handshake is 1006)
@@ -319,17 +320,21 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
     await _send_backlog(rt, sub)
     sender = asyncio.create_task(_send_all(websocket, sub.queue))
     try:
-        while True:
-            text = await websocket.receive_text()
+        while (text := await text_frame(websocket)) is not None:
             if rt.throttle.allows(rt.throttle.socket, "socket", who):
                 await _on_viewer_message(rt, sub, text)
             else:
                 sub.offer({"type": "error", "code": "rate_limited", "message": "too many messages (请稍后再试)"})
     except WebSocketDisconnect:
-        pass
+        return
     finally:
         rt.hub.unsubscribe(sub)
         await cancel_quietly(sender)
+    await websocket.close(code=1003, reason=BINARY_REFUSED)  # after the sender stopped: nothing follows the close
+
+
+# The viewer's socket: on the app itself (app.py), as a route that takes a room holding "/" (api/segments.py).
+viewer_socket = SegmentWebSocketRoute("/v1/rooms/{room}/live", live)
 
 
 async def _viewer_of(websocket: WebSocket, rt: Runtime, token: str, user: str) -> str | None:

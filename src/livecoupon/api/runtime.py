@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import HTTPConnection
@@ -281,6 +281,20 @@ async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+BINARY_REFUSED = "binary frames are not accepted: send JSON text"
+
+
+async def text_frame(websocket: WebSocket) -> str | None:
+    """The client's next text frame, or None for a binary one, which our sockets do not take: the caller
+    closes with 1003 (unsupported data, RFC 6455) and ``BINARY_REFUSED``. A disconnect raises, as
+    ``receive_text`` does."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text: str | None = message.get("text")
+    return text
 
 
 async def runtime_of(request: Request) -> Runtime:
