@@ -299,7 +299,8 @@ def test_deeply_nested_json_is_422_not_500(client: TestClient, path: str) -> Non
 
 
 @pytest.mark.parametrize(("path", "body", "field"), [
-    ("/v1/admin/triggers/newcomer", {"paused": "yes"}, "paused"), ("/v1/admin/triggers/newcomer", {"paused": 1}, "paused"),
+    ("/v1/admin/triggers/newcomer", {"paused": "yes"}, "paused"),
+    ("/v1/admin/triggers/newcomer", {"paused": 1}, "paused"),
     ("/v1/admin/blocklist", {"users": ["p2"], "blocked": "no"}, "blocked"),
     ("/v1/admin/issue", {"template": "newcomer", "users": ["a"], "room": "room-1", "idempotency_key": 7},
      "idempotency_key"),
