@@ -212,3 +212,14 @@ def test_text_lines_holding_a_lone_surrogate_are_judged_as_bytes_that_are_not_ut
     events, rejected = read_events(lines)
     assert [(e.user, e.ts) for e in events] == [("v", 2000)]
     assert [(r.line, r.error.split(":")[0]) for r in rejected] == [(1, "user")]
+
+
+def test_a_line_nested_deeper_than_the_parser_goes_is_rejected_and_the_others_read() -> None:
+    """It stopped replay with a RecursionError."""
+    lines = [b'{"type": "live_start", "room": "r", "ts": 1}\n', b"[" * 100_000 + b"]" * 100_000 + b"\n",
+             b'{"type": "join", "room": "r", "ts": 2, "user": "u", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+             b'{"type": "join", "room": "r", "ts": 3, "user": "v"}\n']
+    events, rejected = read_events(lines)
+    assert [e.type for e in events] == ["live_start", "join"]
+    assert [(r.line, r.error) for r in rejected] == [(2, "not valid JSON: nested deeper than the parser goes"),
+                                                    (3, "not valid JSON: nested deeper than the parser goes")]

@@ -87,7 +87,8 @@ def plain_fields(line: Line) -> PlainFields:
     """
     try:
         values = _values_of(_decode_plain(line))
-    except (msgspec.MsgspecError, UnicodeError):  # bytes that are not UTF-8 in a field it decodes; a lone surrogate
+    except (msgspec.MsgspecError, UnicodeError, RecursionError):  # bytes that are not UTF-8 where it decodes, a lone
+        # surrogate, nesting past msgspec's depth even in a field it skips: the checked path says what is wrong
         return NOT_PLAIN
     kind, room, ts, event_id, user, count, text, yuan, device, ip, risk, profile = cast(PlainValues, values)
     if not room or len(room) > _MAX_NAME or (event_id is not None and len(event_id) > _MAX_NAME):
@@ -183,6 +184,9 @@ def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | 
             return None
         rejected.append(Rejected(number, f"not valid JSON: {exc}"))
         return None
+    except RecursionError:
+        rejected.append(Rejected(number, "not valid JSON: nested deeper than the parser goes"))
+        return None
     try:
         return parse_event(data)
     except EventError as exc:
@@ -191,7 +195,8 @@ def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | 
 
 
 def json_value(data: Line) -> Any:
-    """A line's (or a posted body's) JSON value, for validation to judge; raises ValueError if it is not JSON.
+    """A line's (or a posted body's) JSON value, for validation to judge; raises ValueError if it is not JSON,
+    RecursionError if it nests deeper than the parser goes.
 
     msgspec, else the standard parser, which also reads NaN and huge integers, so validation can name the
     field. Bytes that are not UTF-8 are read with each bad byte as a lone surrogate (``surrogateescape``):
