@@ -268,6 +268,9 @@ def test_the_api_names_the_campaign_where_there_are_several(tmp_path: Path) -> N
         assert sorted((d["campaign"], d["user"]) for d in listed if d["issued"]) == [("shop-a", "y1"), ("shop-b", "y1")]
         only_b = client.get("/v1/admin/decisions", params={"campaign": "shop-b"}, headers=OPERATOR).json()
         assert {d["campaign"] for d in only_b["decisions"]} == {"shop-b"}
+        for reading in ("decisions", "stats", "metrics"):  # a campaign the deployment does not run: 404 each
+            unknown = client.get(f"/v1/admin/{reading}", params={"campaign": "shop-z"}, headers=OPERATOR)
+            assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_campaign", reading
         explained = client.get("/v1/admin/users/y1/explain", headers=OPERATOR).json()["entries"]
         assert sorted(e["campaign"] for e in explained if e["outcome"] == "issued") == ["shop-a", "shop-b"]
 

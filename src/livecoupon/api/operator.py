@@ -53,6 +53,7 @@ from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
 from livecoupon.errors import LivecouponError, Malformed
+from livecoupon.service_layer.service import campaign_in
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS,
                    route_class=SegmentRoute)
@@ -109,7 +110,7 @@ async def decisions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str,
     several = len(names) > 1
     listed: list[dict[str, Any]] = []
     await rt.read_back()
-    for name in [campaign] if campaign else names:
+    for name in [campaign_in(names, campaign)] if campaign else names:  # an unknown one is a 404, as in /stats
         records = await service.call(service.decisions_of, name)
         extra = {"campaign": name} if several else {}
         listed.extend(decision_json(r) | {"issued": r.issued, "coupon_id": r.coupon_id, "broadcast": r.broadcast}
