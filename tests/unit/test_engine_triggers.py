@@ -302,6 +302,18 @@ def test_comment_once_per_user_per_broadcast() -> None:
         (5, "u", "kou1", "c10"), (7, "v", "kou1", "c10"), (11, "u", "kou1", "c10")]
 
 
+@pytest.mark.parametrize("end", [[ev("live_end", 1)], []])
+def test_a_broadcast_begun_in_the_same_ms_as_the_one_before_is_another_broadcast(end: list[dict[str, Any]]) -> None:
+    """A restart within a second, stamped in whole seconds: its decisions took the earlier broadcast's coupon ids, and
+    the store answered them as already made, so they were in neither output."""
+    events = [ev("live_start", 1), ev("comment", 1, "u", text="扣1"), *end, ev("live_start", 1),
+              ev("comment", 1, "u", text="扣1"), ev("comment", 1, "v", text="扣1")]
+    decisions = run(campaign(KOU1), events)
+    assert [(d.request.user, d.issued) for d in decisions] == [("u", True), ("u", True), ("v", True)]
+    assert len({d.request.coupon_id for d in decisions}) == 3
+    assert [d.request.broadcast for d in decisions] == [1000, 1001, 1001]  # named by its start, a ms on
+
+
 def test_comment_trigger_ignores_transcripts() -> None:
     events = [ev("live_start", 0), ev("join", 1, "u"), ev("transcript", 5, text="扣1")]
     assert outcomes(campaign(KOU1), events) == []

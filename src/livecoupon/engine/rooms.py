@@ -123,6 +123,7 @@ class Room:
     sales: list[FlashSale] = field(default_factory=list)
     sales_started: int = 0
     sweep_due: int = 0  # no viewer can have timed out before this time
+    named: int = _NEVER  # the latest broadcast's name (its ``broadcast``), kept off air
 
     def __reduce__(self) -> Rebuild:
         return by_fields(self)
@@ -133,7 +134,10 @@ class Room:
 
     def begin_broadcast(self, at: int, plan: Plan) -> None:
         self.end_broadcast()
-        self.broadcast = at
+        # A broadcast is named by its start (ms), and its coupon ids carry the name; one begun in the same ms as
+        # the broadcast before (a restart within a second, stamped in whole seconds) is named a ms on, or its
+        # decisions would be the earlier one's (the same ids, so answered as made already and lost)
+        self.broadcast = self.named = at if at > self.named else self.named + 1
         self.plan = plan
         self.timeout = plan.campaign.presence_timeout_ms
         self.last_comment.clear()
