@@ -6,9 +6,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from livecoupon.domain.campaign import Limits
@@ -119,4 +121,50 @@ def test_a_schema_made_with_the_templates_foreign_key_loses_it_when_opened(pg_ur
         PostgresStore(pg_url, name).close()
         assert store._run(fk).fetchall() == [(0,)]
     finally:
+        store.drop()
+
+
+def test_a_first_visit_and_a_claim_in_two_partitions_rounds_never_deadlock(pg_url: str) -> None:
+    """Scaled out, one partition's round held the campaign's claims lock (a coupon issued) and then recorded a first
+    visit, while another's had recorded that user's visit and waited for the lock: PostgreSQL broke the cycle by
+    failing a round, which its retry ran into again (rooms stopped being applied). The lock comes first now."""
+    five = CouponTemplate("five", "五元", Terms(CouponKind.NO_THRESHOLD, amount=500), valid_for_ms=10**9)
+
+    def request(user: str) -> IssueRequest:
+        return IssueRequest(coupon_id_for("c", "r", 1, "t", "f", user), "c", "r", 1, "t", user, five, 1_000)
+
+    name = f"visit_{uuid.uuid4().hex[:10]}"
+    store = PostgresStore(pg_url, name)
+    holding, outcome = threading.Event(), {}
+
+    def claim_then_visit() -> None:  # the round that holds the lock
+        try:
+            with store.unit_of_work():
+                store.issue([request("b")], Limits())
+                holding.set()
+                with psycopg.connect(pg_url, autocommit=True) as watch:  # until the other round waits for a lock
+                    for _ in range(500):
+                        waiting = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                                "'Lock' AND query LIKE '%pg_advisory_xact_lock%'").fetchone()
+                        if waiting and waiting[0]:
+                            break
+                        time.sleep(0.02)
+                outcome["b"] = store.mark_visited("c", "shared")
+        except Exception as exc:  # noqa: BLE001 - the deadlock the test is about, reported below
+            outcome["b"] = exc
+
+    thread = threading.Thread(target=claim_then_visit)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        try:
+            with store.unit_of_work():
+                outcome["a"] = store.mark_visited("c", "shared")
+                store.issue([request("a")], Limits())
+        except Exception as exc:  # noqa: BLE001
+            outcome["a"] = exc
+        thread.join(timeout=30)
+        assert outcome == {"a": False, "b": True}  # the round holding the lock recorded the visit; no one failed
+    finally:
+        thread.join()
         store.drop()

@@ -38,6 +38,7 @@ from livecoupon.store.relational import (
     Query,
     Reads,
     RelationalStore,
+    visit_query,
 )
 
 T = TypeVar("T")
@@ -260,6 +261,19 @@ class PostgresStore(RelationalStore):
     def totals(self, campaign: str) -> CampaignTotals:
         claims = self.redis_claims()
         return claims.totals(campaign) if claims is not None else super().totals(campaign)
+
+    def mark_visited(self, campaign: str, user: str) -> bool:
+        """Under the campaign's claims lock, taken before the visit's row, as a claim takes it before it may go on to
+        record a visit (a join's coupon, then the next join's visit): a round that recorded a visit and then waited
+        for the lock, while the lock's holder waited for that visit's row, was a deadlock between two partitions
+        (PostgreSQL failed one, and its retry ran into it again). One round trip for both. Claims through Redis
+        hold no such lock, and take none here."""
+        if self.redis_claims() is not None:
+            return super().mark_visited(campaign, user)
+        lock = self._lock_query(campaign)
+        assert lock is not None
+        with self.unit_of_work():
+            return self._write([lock, visit_query(campaign, user)])[1] == 1
 
     def _claiming(self, campaign: str) -> Reads:
         """The claims lock, and a guard: once the deployment claims through Redis (another process started

@@ -493,7 +493,7 @@ class RelationalStore(ABC):
 
     def mark_visited(self, campaign: str, user: str) -> bool:
         with self.unit_of_work():
-            cur = self._run("INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", (campaign, user))
+            cur = self._run(*visit_query(campaign, user))
             return bool(cur.rowcount == 1)
 
     def decisions(self, campaign: str | None = None, trigger: str | None = None) -> Iterator[DecisionRecord]:
@@ -752,3 +752,8 @@ def _terms(kind: str, threshold: int, amount: int, percent_tenths: int, max_disc
            scope: str) -> Terms:
     """A template row's terms, parsed once (its scope is JSON): every coupon read at checkout needs them."""
     return Terms(CouponKind(kind), threshold, amount, percent_tenths, max_discount, Scope.from_json(json.loads(scope)))
+
+
+def visit_query(campaign: str, user: str) -> Query:
+    """A user's first visit recorded, or nothing where it was (the row count says which)."""
+    return "INSERT INTO visits VALUES (?, ?) ON CONFLICT DO NOTHING", (campaign, user)
