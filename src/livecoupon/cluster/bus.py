@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats
 from nats.aio.client import Client
@@ -28,6 +28,13 @@ log = logging.getLogger("livecoupon.bus")
 RETENTION_S = 7 * 24 * 3600.0  # a partition can be rebuilt from its snapshot and a week of bus
 DUPLICATE_WINDOW_S = 120.0
 Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Put(NamedTuple):
+    """A partition's batch on the bus: where, and whether this publish stored it (a retry's did not)."""
+
+    seq: int  # its stream sequence (a retry's: the first copy's)
+    stored: bool
 
 
 def batch_id(partition: int, body: bytes) -> str:
@@ -77,12 +84,12 @@ class Bus:
         except BadRequestError:  # exists with other settings (an older deployment): keep what it has
             log.info("stream %s exists; keeping its settings", config.name)
 
-    async def publish_events(self, partition: int, body: bytes, headers: dict[str, str], timeout: float) -> bool:
-        """Put a partition's batch on the bus, once stored; False if it was there already (a retry within
-        the duplicate window: the same message, applied once)."""
+    async def publish_events(self, partition: int, body: bytes, headers: dict[str, str], timeout: float) -> Put:
+        """Put a partition's batch on the bus, once stored: its stream sequence, and whether it was stored now
+        (not if it was there already: a retry within the duplicate window, the same message, applied once)."""
         ack = await self.nc.jetstream().publish(self.subjects.events(partition), body, timeout=timeout,
                                                 headers={"Nats-Msg-Id": batch_id(partition, body), **headers})
-        return not ack.duplicate
+        return Put(int(ack.seq or 0), not ack.duplicate)
 
     async def last_sequence(self, partition: int) -> int:
         """The stream sequence of the partition's latest message on the bus (0: none)."""
