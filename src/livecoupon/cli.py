@@ -299,6 +299,7 @@ def export(
     """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
     from livecoupon.bootstrap import open_store
     from livecoupon.store.export import export_store
+    from livecoupon.store.postgres import deployment_exists
 
     if (db is None) == (store is None):
         err.print("给出 --db 或 --store 之一 / give one of --db PATH or --store URL")
@@ -308,10 +309,15 @@ def export(
         raise typer.Exit(UNUSABLE)
     source = str(db) if db is not None else _redacted(str(store))
     try:
-        counts = export_store(open_store(db or Path(), store, name), out_dir, campaign)
+        missing = store is not None and not deployment_exists(store, name)  # opening the store would make it
+        counts = {} if missing else export_store(open_store(db or Path(), store, name), out_dir, campaign)
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
         err.print(f"无法导出 / cannot export {source}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
+    if missing:
+        err.print(f"无法导出 / cannot export {source}: no deployment named {name!r} there (--name)", markup=False,
+                  soft_wrap=True)
+        raise typer.Exit(UNUSABLE)
     err.print(f"导出完成 / exported {counts['events']:,} events, {counts['issued']:,} issued, "
               f"{counts['suppressed']:,} suppressed → {out_dir}", highlight=False)
 

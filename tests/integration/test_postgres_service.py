@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import httpx
 
-from livecoupon.store.postgres import PostgresStore
+from livecoupon.store.postgres import PostgresStore, deployment_exists
 from support.cluster import export_replays
 from support.credentials import OPERATOR, PLATFORM
 from support.server import Server
@@ -37,3 +39,15 @@ def test_serve_on_postgresql_restarts_and_exports_what_replays(tmp_path: Path, p
         assert exported == len(live) > 0
     finally:
         PostgresStore(pg_url, name).drop()
+
+
+def test_export_of_a_deployment_the_store_does_not_hold_exits_2_and_makes_nothing(tmp_path: Path,
+                                                                                    pg_url: str) -> None:
+    """A mistyped --name wrote three empty files and exited 0, creating the deployment's schema on the way."""
+    name = f"nosuch_{uuid.uuid4().hex[:10]}"
+    done = subprocess.run([sys.executable, "-m", "livecoupon", "export", "--store", pg_url, "--name", name, "--out",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert f"no deployment named {name!r}" in " ".join(done.stderr.split())
+    assert not (tmp_path / "x").exists()
+    assert not deployment_exists(pg_url, name)

@@ -131,6 +131,14 @@ def schema_name(name: str) -> str:
     return name
 
 
+def deployment_exists(url: str, name: str) -> bool:
+    """Whether a deployment named ``name`` has its schema on the server (opening a store would make one)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
+        found = db.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                           (schema_name(name),)).fetchone()
+    return found is not None
+
+
 class PostgresStore(RelationalStore):
     """The store in one PostgreSQL schema; a connection per thread.
 
