@@ -149,14 +149,14 @@ def report(
 ) -> None:
     """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
     from livecoupon.analytics.publish import write_report
-    from livecoupon.engine.recordings import Recording, UnreadableRecording, read_events
+    from livecoupon.engine.recordings import Recording, UnreadableRecording, read_for_replay
     from livecoupon.engine.replay import replay
 
     campaigns = [campaign for campaign, _ in _campaigns_or_exit(config)]
     recording = Recording(events)  # read as replay reads it, and once more for the events
     try:
         result = replay(campaigns, recording)
-        parsed, _ = read_events(recording)
+        parsed, _ = read_for_replay(recording)  # as replay takes them: an id's later copies in a room dropped
     except UnreadableRecording as exc:
         _unreadable(events, exc)
     for campaign in campaigns:

@@ -85,6 +85,21 @@ def test_report_writes_metrics_and_a_self_contained_page(tmp_path: Path) -> None
     assert "关键数据指标分析表" in (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
 
 
+def test_report_counts_the_events_replay_applies_not_an_ids_later_copies(tmp_path: Path) -> None:
+    """SPEC §2: of events sharing an id in a room the first is kept; the report counted every order line."""
+    events = write_events(tmp_path / "e.jsonl",
+                          '{"type": "live_start", "room": "room-1", "ts": 1700000000}',
+                          '{"type": "join", "room": "room-1", "ts": 1700000001, "user": "alice"}',
+                          '{"type": "order", "room": "room-1", "ts": 1700000060, "id": "E1", "user": "alice",'
+                          ' "order_id": "o1", "amount": 85}',
+                          '{"type": "order", "room": "room-1", "ts": 1700000070, "id": "E1", "user": "alice",'
+                          ' "order_id": "o2", "amount": 350}')
+    done = run("report", events, "--config", EXAMPLE, "--out", tmp_path / "rep")
+    assert done.returncode == 0, done.stderr
+    totals = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))["totals"]
+    assert (totals["orders"], totals["gmv"]) == (1, 85)
+
+
 def test_pull_and_publish_round_trip_a_running_service_s_campaign(tmp_path: Path) -> None:
     """``pull`` writes the file in force; ``publish`` sends an edit (diff and effect printed), an unchanged
     file publishes nothing, an unusable one is refused with exit 2 and the reason."""

@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from livecoupon.analytics.publish import write_report
 from livecoupon.api.auth import Credentials
 from livecoupon.campaign_file import load_campaign
-from livecoupon.engine.recordings import read_events
+from livecoupon.engine.recordings import read_for_replay
 from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.sim.audience import Broadcast, Purchase, Shopper, Viewer
 from livecoupon.store.export import export_store
@@ -274,7 +274,7 @@ class Demo:
         check = self.out_dir / "replay-check"
         write_outputs(replayed, check)
         matches = live == [(check / name).read_text(encoding="utf-8") for name in ("issued.jsonl", "suppressed.jsonl")]
-        events, _ = read_events(lines)
+        events, _ = read_for_replay(lines)  # as replay takes them (an id's later copies in a room dropped)
         decisions = [d.record() for d in replayed.decisions]
         latencies = sorted(self.stats.popup_latency_ms)
         s = self.stats
