@@ -185,6 +185,27 @@ def test_cancel_puts_the_coupon_back_and_a_lapsed_reservation_too(client: TestCl
     assert client.get("/v1/users/alice/coupons").json()["coupons"][0]["state"] == "issued"
 
 
+def test_a_reservation_that_ran_out_shows_as_lapsed_at_its_end_before_anyone_acts(client: TestClient,
+                                                                                     wall: FakeWall) -> None:
+    """SPEC §5: every change is an append to the coupon's history; the lapse was written only when someone next tried
+    to pay (and stamped then), and the order still read "created" meanwhile. Expiry shows the same way."""
+    arrive(client, "alice")
+    cid = newcomer_coupon(client, "alice")
+    reserved_until = order(client, "o1", "alice", cid, "k1").json()["reserved_until"]
+    wall.seconds += 16 * 60
+    for _ in range(2):  # as seen, then as written by the attempt to pay
+        assert client.get("/v1/orders/o1").json()["state"] == "lapsed"
+        history = client.get(f"/v1/coupons/{cid}").json()["history"]
+        assert [(h["state"], h["action"]) for h in history][-1] == ("issued", "lapsed")
+        assert history[-1]["at"] == reserved_until and history[-1]["order_id"] == "o1"
+        assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p1"}).status_code == 409
+    assert [h["action"] for h in client.get(f"/v1/coupons/{cid}").json()["history"]] == ["issued", "reserved", "lapsed"]
+    wall.seconds += 60 * 60  # past the newcomer coupon's 30 minutes
+    seen = client.get(f"/v1/coupons/{cid}").json()
+    assert seen["state"] == "expired" and [(h["state"], h["action"]) for h in seen["history"]][-1] == (
+        "expired", "expired")
+
+
 def test_unknown_orders_are_404_and_malformed_bodies_422(client: TestClient) -> None:
     missing = client.post("/v1/orders/nope/pay", json={"idempotency_key": "x"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_order"

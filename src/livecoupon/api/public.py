@@ -50,7 +50,7 @@ from livecoupon.api.schemas import (
 from livecoupon.api.segments import SegmentRoute, SegmentWebSocketRoute
 from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import Subscription, held_notice
-from livecoupon.domain.coupons import Coupon, CouponKind
+from livecoupon.domain.coupons import Coupon, CouponKind, history_seen
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import MAX_NAME
 from livecoupon.domain.money import fen_to_yuan
@@ -169,9 +169,10 @@ async def coupon_detail(coupon_id: str, caller: UserCaller, rt: RuntimeDep) -> d
         raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
     if caller.owner is not None and coupon.user != caller.owner:
         raise Forbidden("not_your_coupon", "this coupon belongs to another user", "coupon_id")
-    history = await service.call(service.store.history, coupon_id)
-    return coupon_json(coupon, service.now()) | {"history": [
-        {"at": iso(h.at), "state": h.state.value, "action": h.action, "order_id": h.order_id} for h in history]}
+    history, now = await service.call(service.store.history, coupon_id), service.now()
+    return coupon_json(coupon, now) | {"history": [
+        {"at": iso(h.at), "state": h.state.value, "action": h.action, "order_id": h.order_id}
+        for h in history_seen(coupon, history, now)]}
 
 
 @router.post("/checkout/quote", tags=["checkout"], response_model=None,

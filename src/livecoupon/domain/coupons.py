@@ -150,9 +150,23 @@ class HistoryEntry:
     coupon_id: str
     at: int
     state: CouponState
-    action: str  # issued, reserved, redeemed, released, lapsed, refunded, refund_kept
+    action: str  # issued, reserved, redeemed, released, lapsed, refunded, refund_kept (expired: as seen, below)
     order_id: str | None = None
     detail: dict[str, str] = field(default_factory=dict)
+
+
+def history_seen(coupon: Coupon, history: list[HistoryEntry], at_ms: int) -> list[HistoryEntry]:
+    """The coupon's history as seen at ``at_ms``: what time alone changed and nothing has written yet appended,
+    each when it happened — a reservation that ran out (``lapsed``, at its end), validity that ended (``expired``)
+    — so the last entry's state is always :meth:`Coupon.effective_state`'s."""
+    seen = list(history)
+    if coupon.state is CouponState.RESERVED and coupon.reserved_until is not None and at_ms > coupon.reserved_until:
+        seen.append(HistoryEntry(coupon.coupon_id, coupon.reserved_until, CouponState.ISSUED, "lapsed",
+                                 coupon.order_id))
+    if coupon.effective_state(at_ms) is CouponState.EXPIRED:
+        since = max(coupon.expires_at, seen[-1].at) if seen else coupon.expires_at
+        seen.append(HistoryEntry(coupon.coupon_id, since, CouponState.EXPIRED, "expired"))
+    return seen
 
 
 def with_state(coupon: Coupon, state: CouponState, *, order_id: str | None = None,

@@ -99,9 +99,14 @@ class Checkout:
         return QuoteResult(quotes[0] if quotes else None, quotes, cart_total(cart))
 
     def order(self, order_id: str, owner: str | None = None) -> Order:
-        """The order; with ``owner`` (a viewer's own user), another user's order is a 403."""
+        """The order as it stands now (lapsed once its coupon's reservation ran out, before anything writes it so);
+        with ``owner`` (a viewer's own user), another user's order is a 403."""
         order = self.store.order(order_id)
-        return self._known(order_id, order) if owner is None else self._owned(order_id, order, owner)
+        known = self._known(order_id, order) if owner is None else self._owned(order_id, order, owner)
+        until = known.reserved_until
+        if known.state is OrderState.CREATED and until is not None and self.clock() > until:
+            return known.moved(OrderState.LAPSED, reserved_until=until)
+        return known
 
     # -- changing -----------------------------------------------------------------------
     def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
@@ -243,7 +248,7 @@ class Checkout:
             return coupon
         if coupon.reserved_until is None or now <= coupon.reserved_until:
             return coupon
-        self._lapse(coupon, now)
+        self._lapse(coupon, coupon.reserved_until)  # recorded when it lapsed, not when someone next looked
         return self.store.coupon(coupon.coupon_id)
 
     def _lapse(self, coupon: Coupon, at: int) -> None:
