@@ -24,7 +24,7 @@ from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 from livecoupon.store.port import collector_paused
 
-VERSION = 10  # bump whenever the engine's state changes shape (10: the manual issues by key)
+VERSION = 10  # bump whenever the engine's state changes shape (10: the manual issues by key, a room's broadcast name)
 
 
 def fingerprint(*campaigns: Campaign) -> str:
