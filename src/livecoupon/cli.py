@@ -299,7 +299,6 @@ def export(
     """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
     from livecoupon.bootstrap import open_store
     from livecoupon.store.export import export_store
-    from livecoupon.store.postgres import deployment_exists
 
     if (db is None) == (store is None):
         err.print("给出 --db 或 --store 之一 / give one of --db PATH or --store URL")
@@ -309,7 +308,7 @@ def export(
         raise typer.Exit(UNUSABLE)
     source = str(db) if db is not None else _redacted(str(store))
     try:
-        missing = store is not None and not deployment_exists(store, name)  # opening the store would make it
+        missing = store is not None and not _deployment_exists(store, name)  # opening the store would make it
         counts = {} if missing else export_store(open_store(db or Path(), store, name), out_dir, campaign)
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
         err.print(f"无法导出 / cannot export {source}: {exc}", markup=False)
@@ -320,6 +319,12 @@ def export(
         raise typer.Exit(UNUSABLE)
     err.print(f"导出完成 / exported {counts['events']:,} events, {counts['issued']:,} issued, "
               f"{counts['suppressed']:,} suppressed → {out_dir}", highlight=False)
+
+
+def _deployment_exists(url: str, name: str) -> bool:
+    from livecoupon.store.postgres import deployment_exists  # psycopg: the distributed extra, not every install's
+
+    return deployment_exists(url, name)
 
 
 def _operator_call(method: str, url: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:

@@ -100,6 +100,19 @@ def test_report_counts_the_events_replay_applies_not_an_ids_later_copies(tmp_pat
     assert (totals["orders"], totals["gmv"]) == (1, 85)
 
 
+def test_export_of_an_embedded_store_needs_no_postgresql_driver(tmp_path: Path) -> None:
+    """psycopg and redis come with the distributed extra only: export --db must not import them."""
+    from livecoupon.store.sqlite import SqliteStore
+
+    SqliteStore(tmp_path / "s.db").close()
+    script = ("import sys; sys.modules['psycopg'] = None; sys.modules['redis'] = None; "
+              "from livecoupon.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", script, "export", "--db", str(tmp_path / "s.db"), "--out",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "x" / "events.jsonl").exists()
+
+
 def test_pull_and_publish_round_trip_a_running_service_s_campaign(tmp_path: Path) -> None:
     """``pull`` writes the file in force; ``publish`` sends an edit (diff and effect printed), an unchanged
     file publishes nothing, an unusable one is refused with exit 2 and the reason."""
