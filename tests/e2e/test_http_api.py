@@ -200,7 +200,14 @@ def test_a_reservation_that_ran_out_shows_as_lapsed_at_its_end_before_anyone_act
         assert history[-1]["at"] == reserved_until and history[-1]["order_id"] == "o1"
         assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p1"}).status_code == 409
     assert [h["action"] for h in client.get(f"/v1/coupons/{cid}").json()["history"]] == ["issued", "reserved", "lapsed"]
-    wall.seconds += 60 * 60  # past the newcomer coupon's 30 minutes
+    order(client, "o2", "alice", cid, "k2")
+    wall.seconds += 16 * 60
+    cancelled = client.post("/v1/orders/o2/cancel", json={"idempotency_key": "c2"})  # it reads lapsed: it stays so
+    assert cancelled.status_code == 409 and cancelled.json()["error"]["code"] == "order_lapsed"
+    assert client.get("/v1/orders/o2").json()["state"] == "lapsed"
+    history = client.get(f"/v1/coupons/{cid}").json()["history"]
+    assert ("lapsed", "o2") in [(h["action"], h["order_id"]) for h in history]
+    wall.seconds += 30 * 60  # past the newcomer coupon's 30 minutes
     seen = client.get(f"/v1/coupons/{cid}").json()
     assert seen["state"] == "expired" and [(h["state"], h["action"]) for h in seen["history"]][-1] == (
         "expired", "expired")

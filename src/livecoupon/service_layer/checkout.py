@@ -251,6 +251,15 @@ class Checkout:
         self._lapse(coupon, coupon.reserved_until)  # recorded when it lapsed, not when someone next looked
         return self.store.coupon(coupon.coupon_id)
 
+    def _lapsed(self, order: Order, now: int) -> None:
+        """An order whose reservation ran out, written lapsed (its coupon released, if still held for it)."""
+        coupon = self.store.coupon(order.coupon_id) if order.coupon_id is not None else None
+        if coupon is not None and coupon.state is CouponState.RESERVED and coupon.order_id == order.order_id:
+            self._current(coupon, now)
+        else:
+            self.store.move_order(order.moved(OrderState.LAPSED, reserved_until=order.reserved_until),
+                                  OrderState.CREATED)
+
     def _lapse(self, coupon: Coupon, at: int) -> None:
         entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED, "lapsed", coupon.order_id)
         self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.RESERVED, entry)
@@ -289,6 +298,10 @@ class Checkout:
         if order.state is not OrderState.CREATED:
             hint = "; refund a paid order instead" if order.state is OrderState.PAID else ""
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}{hint}",
+                          "order_id")
+        if order.reserved_until is not None and now > order.reserved_until:  # lapsed already, as it reads
+            self._lapsed(order, now)
+            raise Refused("order_lapsed", f"order {order_id!r} lapsed: its coupon reservation ran out",
                           "order_id")
         if order.coupon_id is not None:
             coupon = self.store.coupon(order.coupon_id)
