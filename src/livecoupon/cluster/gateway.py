@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import psycopg
 from nats.aio.msg import Msg
 
 from livecoupon.cluster import wire
@@ -477,7 +478,11 @@ class GatewayService:
         if not isinstance(store, PostgresStore):
             return False
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._waiting_pool, applied_by, store.url, store.schema, through, until)
+        try:
+            return await loop.run_in_executor(self._waiting_pool, applied_by, store.url, store.schema, through, until)
+        except psycopg.Error as exc:  # the events are on the bus: the answer is a 202 as when the workers are late
+            log.warning("reading the partitions' applied sequences failed: %s", exc)
+            return False
 
     # -- what the workers say (on the event loop) ------------------------------------------
     async def _on_done(self, msg: Msg) -> None:

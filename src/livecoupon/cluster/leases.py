@@ -117,7 +117,7 @@ def applied_by(url: str, schema: str, through: dict[int, int], until: float) -> 
     """Whether each partition's log holds the bus up to its sequence in ``through`` (partition → stream sequence)
     by ``until`` (``time.monotonic``), looked at every 20 ms: a gateway that published a retry waits so for the
     batch's first copy, as it waits for its own batches' done notices."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
+    with psycopg.connect(url, autocommit=True, connect_timeout=max(2, math.ceil(until - time.monotonic()))) as db:
         db.execute(f"SET search_path TO {schema}")
         while True:
             rows = db.execute("SELECT partition, applied FROM partitions WHERE partition = ANY(%s)", (list(through),))
