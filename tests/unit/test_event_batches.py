@@ -123,3 +123,31 @@ def test_bytes_that_are_not_utf8_reject_only_the_event_whose_field_holds_them(mo
     assert [(r["index"], r["error"].split(":")[0]) for r in rejected] == [(1, "user"), (2, "order_id")] + (
         [(4, "ts")] if more else [])
     assert all("not valid Unicode" in r["error"] for r in rejected[:2])
+
+
+def test_a_gateway_sends_an_event_a_little_ahead_on_as_stamped_and_its_worker_applies_it_at_its_time(
+        tmp_path: Any) -> None:
+    """One process applies it at the machine's time at once; a gateway passes it on as sent, so a retried batch is
+    the same message on the bus (it became another one, its events applied twice), and the worker brings it to
+    the machine's time as it applies it."""
+    from livecoupon.campaign_file import load_campaign
+    from livecoupon.service_layer.service import LiveService
+    from livecoupon.store.sqlite import SqliteStore
+    from support.apps import EXAMPLE
+
+    wall = [1_700_000_000_000]
+    gateway = ServiceClock(ClockMode.WALL, lambda: None, lambda: wall[0], ahead_now=False)
+    alone = ServiceClock(ClockMode.WALL, lambda: None, lambda: wall[0])
+    sent = [{"type": "live_start", "room": "room-1", "ts": 1_700_000_002}]
+    first, _ = admit(sent, gateway)
+    wall[0] += 300
+    again, _ = admit(sent, gateway)
+    assert event_json(first[0]) == event_json(again[0]) and first[0].ts == 1_700_000_002_000
+    assert admit(sent, alone)[0][0].ts == wall[0]
+    worker = LiveService(load_campaign(EXAMPLE), SqliteStore(tmp_path / "w.db"), ClockMode.WALL, wall=lambda: wall[0])
+    try:
+        worker.rebuild()
+        worker.apply_batches([first])
+        assert [e["ts"] for e in worker.store.events()] == [wall[0] / 1000]
+    finally:
+        worker.close()

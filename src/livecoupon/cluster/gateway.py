@@ -116,7 +116,9 @@ class GatewayService:
         self.partitions = partitions
         self.id = gateway_id or f"g-{uuid.uuid4().hex[:12]}"
         self._latest_ts: int | None = None
-        self.clock = ServiceClock(clock, lambda: self._latest_ts, wall)
+        # an event a little ahead goes on to the bus as stamped, for the retry of a batch to be the same message:
+        # the worker applies it at its machine's time (LiveService.apply_batches)
+        self.clock = ServiceClock(clock, lambda: self._latest_ts, wall, ahead_now=False)
         self.checkout = Checkout(store, self.clock.now, on_paid=self._order_paid,
                                  needs_confirmation=self.base.ledger is not None)
         self.listeners: list[DecisionListener] = []

@@ -39,10 +39,13 @@ class ServiceClock:
     applied event)."""
 
     def __init__(self, mode: ClockMode, latest: Callable[[], int | None],
-                 wall: Callable[[], int] = wall_ms) -> None:
+                 wall: Callable[[], int] = wall_ms, ahead_now: bool = True) -> None:
         self.mode = mode
         self._latest = latest
         self._wall = wall
+        # False: ``admit`` answers an event a little ahead as stamped, for whoever applies it to bring it to the
+        # machine's time (a gateway: the bus knows a retry by its events as sent, so they go on as sent)
+        self._ahead_now = ahead_now
 
     @property
     def fires_timers(self) -> bool:
@@ -65,4 +68,8 @@ class ServiceClock:
         if ts < now - BEHIND_MS:
             raise EventError("ts", f"ts_too_old: {(now - ts) / 1000:.3f} s behind the service's time "
                                    f"(at most {BEHIND_MS // 60_000} minutes)")
-        return min(ts, now)
+        return min(ts, now) if self._ahead_now else ts
+
+    def applied_at(self, ts: int) -> int:
+        """When an event stamped ``ts`` applies: on the machine's clock, never ahead of it (a gateway's worker)."""
+        return min(ts, self._wall()) if self.mode is ClockMode.WALL else ts
