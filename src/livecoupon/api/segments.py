@@ -20,10 +20,20 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
+_SEGMENTED = "livecoupon.segmented"  # where a request's scope keeps its segmented path, worked out once
+
 
 def segmented(scope: Scope) -> str | None:
     """The request's path with each segment decoded on its own and a ``/`` or ``%`` inside one escaped
-    again (``%2F``, ``%25``), or None where the raw path escapes no ``/`` (the decoded path is exact)."""
+    again (``%2F``, ``%25``), or None where the raw path escapes no ``/`` (the decoded path is exact). Worked
+    out once a request (each route it is matched against asks), and kept in its scope."""
+    if _SEGMENTED not in scope:
+        scope[_SEGMENTED] = _segmented(scope)
+    found: str | None = scope[_SEGMENTED]
+    return found
+
+
+def _segmented(scope: Scope) -> str | None:
     raw = scope.get("raw_path")
     if not raw or (b"%2F" not in raw and b"%2f" not in raw):
         return None
