@@ -130,11 +130,13 @@ class Coupon:
     def is_expired(self, at_ms: int) -> bool:
         return at_ms > self.expires_at
 
+    def has_lapsed(self, at_ms: int) -> bool:
+        """Whether it is held by a reservation that ran out before ``at_ms`` (written so or not)."""
+        return self.state is CouponState.RESERVED and self.reserved_until is not None and at_ms > self.reserved_until
+
     def effective_state(self, at_ms: int) -> CouponState:
         """The state as seen at ``at_ms``: lapsed reservations and expiry applied."""
-        state = self.state
-        if state is CouponState.RESERVED and self.reserved_until is not None and at_ms > self.reserved_until:
-            state = CouponState.ISSUED
+        state = CouponState.ISSUED if self.has_lapsed(at_ms) else self.state
         if state is CouponState.ISSUED and self.is_expired(at_ms):
             return CouponState.EXPIRED
         return state
@@ -160,7 +162,8 @@ def history_seen(coupon: Coupon, history: list[HistoryEntry], at_ms: int) -> lis
     each when it happened — a reservation that ran out (``lapsed``, at its end), validity that ended (``expired``)
     — so the last entry's state is always :meth:`Coupon.effective_state`'s."""
     seen = list(history)
-    if coupon.state is CouponState.RESERVED and coupon.reserved_until is not None and at_ms > coupon.reserved_until:
+    if coupon.has_lapsed(at_ms):
+        assert coupon.reserved_until is not None
         seen.append(HistoryEntry(coupon.coupon_id, coupon.reserved_until, CouponState.ISSUED, "lapsed",
                                  coupon.order_id))
     if coupon.effective_state(at_ms) is CouponState.EXPIRED:

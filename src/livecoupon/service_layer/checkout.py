@@ -103,10 +103,7 @@ class Checkout:
         with ``owner`` (a viewer's own user), another user's order is a 403."""
         order = self.store.order(order_id)
         known = self._known(order_id, order) if owner is None else self._owned(order_id, order, owner)
-        until = known.reserved_until
-        if known.state is OrderState.CREATED and until is not None and self.clock() > until:
-            return known.moved(OrderState.LAPSED, reserved_until=until)
-        return known
+        return known.lapsed() if known.has_lapsed(self.clock()) else known
 
     # -- changing -----------------------------------------------------------------------
     def create_order(self, order_id: str, user: str, cart: Sequence[CartLine], coupon_id: str | None,
@@ -244,10 +241,9 @@ class Checkout:
 
     def _current(self, coupon: Coupon | None, now: int) -> Coupon | None:
         """The coupon as just read, or, where its reservation lapsed, released (and its order marked lapsed)."""
-        if coupon is None or coupon.state is not CouponState.RESERVED:
+        if coupon is None or not coupon.has_lapsed(now):
             return coupon
-        if coupon.reserved_until is None or now <= coupon.reserved_until:
-            return coupon
+        assert coupon.reserved_until is not None
         self._lapse(coupon, coupon.reserved_until)  # recorded when it lapsed, not when someone next looked
         return self.store.coupon(coupon.coupon_id)
 
@@ -257,16 +253,14 @@ class Checkout:
         if coupon is not None and coupon.state is CouponState.RESERVED and coupon.order_id == order.order_id:
             self._current(coupon, now)
         else:
-            self.store.move_order(order.moved(OrderState.LAPSED, reserved_until=order.reserved_until),
-                                  OrderState.CREATED)
+            self.store.move_order(order.lapsed(), OrderState.CREATED)
 
     def _lapse(self, coupon: Coupon, at: int) -> None:
         entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED, "lapsed", coupon.order_id)
         self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.RESERVED, entry)
         order = self.store.order(coupon.order_id) if coupon.order_id else None
         if order is not None and order.state is OrderState.CREATED:
-            lapsed = order.moved(OrderState.LAPSED, reserved_until=order.reserved_until)
-            self.store.move_order(lapsed, OrderState.CREATED)
+            self.store.move_order(order.lapsed(), OrderState.CREATED)
 
     def _pay(self, order: Order) -> Answer:
         now, order_id = self.clock(), order.order_id
@@ -299,7 +293,7 @@ class Checkout:
             hint = "; refund a paid order instead" if order.state is OrderState.PAID else ""
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}{hint}",
                           "order_id")
-        if order.reserved_until is not None and now > order.reserved_until:  # lapsed already, as it reads
+        if order.has_lapsed(now):  # lapsed already, as it reads
             self._lapsed(order, now)
             raise Refused("order_lapsed", f"order {order_id!r} lapsed: its coupon reservation ran out",
                           "order_id")
