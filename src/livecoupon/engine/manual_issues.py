@@ -32,22 +32,26 @@ class ManualIssue:
 
     @classmethod
     def first(cls, command: ManualCommand, users: tuple[str, ...], broadcast: int, at: int) -> ManualIssue:
-        return cls(_action(command), command.template, command.room, users, broadcast, at)
+        return cls(_asks(command)[0], command.template, command.room, users, broadcast, at)
 
     def answers(self, command: ManualCommand) -> bool:
         """Whether ``command`` asks what this first use asked (then it gets the same answer)."""
-        if (_action(command), command.template, command.room) != (self.action, self.template, self.room):
-            return False
-        return not isinstance(command, IssueManually) or tuple(dict.fromkeys(command.users)) == self.users
+        named = self.users if self.action == _ISSUE else None  # those present then were not asked for
+        return _asks(command) == (self.action, self.template, self.room, named)
 
 
 def fingerprint(command: ManualCommand) -> str:
     """What ``command`` asks, as :meth:`ManualIssue.answers` compares it, hashed: where there is no engine to
     remember the keys (a gateway, scaled out), the store keeps this under the key."""
-    users = list(dict.fromkeys(command.users)) if isinstance(command, IssueManually) else None
-    request = json.dumps([_action(command), command.template, command.room, users], ensure_ascii=False)
-    return hashlib.sha256(request.encode()).hexdigest()
+    return hashlib.sha256(json.dumps(_asks(command), ensure_ascii=False).encode()).hexdigest()
 
 
-def _action(command: ManualCommand) -> str:
-    return "issue" if isinstance(command, IssueManually) else "issue_present"
+_ISSUE = "issue"
+
+
+def _asks(command: ManualCommand) -> tuple[str, str, str, tuple[str, ...] | None]:
+    """What a manual command asks: its action, template, room and, where it names them, its users (each once)."""
+    if isinstance(command, IssueManually):
+        return _ISSUE, command.template, command.room, tuple(dict.fromkeys(command.users))
+    return "issue_present", command.template, command.room, None
+
