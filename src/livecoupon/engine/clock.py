@@ -69,7 +69,3 @@ class ServiceClock:
             raise EventError("ts", f"ts_too_old: {(now - ts) / 1000:.3f} s behind the service's time "
                                    f"(at most {BEHIND_MS // 60_000} minutes)")
         return min(ts, now) if self._ahead_now else ts
-
-    def applied_at(self, ts: int) -> int:
-        """When an event stamped ``ts`` applies: on the machine's clock, never ahead of it (a gateway's worker)."""
-        return min(ts, self._wall()) if self.mode is ClockMode.WALL else ts
