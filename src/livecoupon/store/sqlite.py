@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from livecoupon.store.port import Spoiled
-from livecoupon.store.relational import ConcurrentUpdate, RelationalStore
+from livecoupon.store.relational import ConcurrentUpdate, RelationalStore, json_bytes
 
 __all__ = ["ConcurrentUpdate", "SqliteStore"]
 
@@ -160,8 +160,10 @@ class SqliteStore(RelationalStore):
 
     BEGIN_WRITE = "BEGIN IMMEDIATE"
     BEGIN_READ = "BEGIN DEFERRED"
-    # json_each keeps each element's text as written; ordered by key (the index), whatever order it scans in
-    APPEND_EVENTS = "INSERT INTO events (log, body) SELECT ?, value FROM json_each(?) ORDER BY key"
+    # json_each keeps each element's text as written; ordered by key (the index), whatever order it scans in. The
+    # array is bound as msgspec's UTF-8 bytes, which the CAST reads as the text they are: a str would be decoded from
+    # them and encoded back by the driver (~2% of an ingesting server's CPU, with Chinese comments)
+    APPEND_EVENTS = "INSERT INTO events (log, body) SELECT ?, value FROM json_each(CAST(? AS TEXT)) ORDER BY key"
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         super().__init__()
@@ -189,6 +191,9 @@ class SqliteStore(RelationalStore):
             db = self._db
         cursor: sqlite3.Cursor = db.execute(sql, args)
         return cursor
+
+    def _json_array(self, entries: list[dict[str, Any]]) -> bytes:
+        return json_bytes(entries)
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         cursor: sqlite3.Cursor = self._db.executemany(sql, rows)
