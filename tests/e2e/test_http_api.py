@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from livecoupon.engine.clock import ClockMode
 from support.apps import serving
-from support.credentials import API_KEY, PLATFORM, viewer_token
+from support.credentials import API_KEY, PLATFORM, viewer, viewer_token
 
 T0 = 1_700_000_000
 KEY = API_KEY
@@ -234,6 +234,27 @@ def test_operator_issue_needs_the_api_key_and_respects_stock(client: TestClient)
     assert unknown.status_code == 404
     status = client.get("/v1/admin/campaign", headers={"X-API-Key": KEY}).json()
     assert status["stock"]["flash20"] == {"issued": 2, "stock": 500}
+
+
+def test_no_coupon_is_issued_nor_order_placed_in_the_reserved_room_or_one_the_campaign_does_not_list(
+        client: TestClient) -> None:
+    """``*`` stands for every room (events and comments refuse it); a room the campaign does not list is none of
+    its own: a manual issue there was counted against caps of a room that never was."""
+    operator = {"X-API-Key": KEY}
+    body = {"template": "flash20", "users": ["a"], "idempotency_key": "m"}
+    for room, status, code in (("*", 422, "reserved_room"), ("room-zz", 404, "unknown_room")):
+        for path, sent in (("/v1/admin/issue", body | {"room": room}),
+                           (f"/v1/admin/rooms/{room}/issue-present", {"template": "flash20", "idempotency_key": "p"})):
+            answer = client.post(path, json=sent, headers=operator)
+            assert (answer.status_code, answer.json()["error"]["code"], answer.json()["error"]["field"]) == (
+                status, code, "room")
+    assert client.get("/v1/users/a/coupons").json()["coupons"] == []
+    placed = client.post("/v1/orders", json={"order_id": "o-star", "user": "a", "cart": CART, "idempotency_key": "k",
+                                             "room": "*"})
+    assert placed.status_code == 422 and "room" in json.dumps(placed.json())
+    del client.headers["X-API-Key"]  # the viewer's own app: their token alone
+    said = client.post("/v1/rooms/*/comments", json={"text": "hi"}, headers=viewer("a"))
+    assert (said.status_code, said.json()["error"]["field"]) == (422, "room")
 
 
 def test_an_operator_key_repeated_gets_the_first_answer_and_reused_for_another_request_a_422(

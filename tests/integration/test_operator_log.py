@@ -209,6 +209,31 @@ def test_an_order_paid_at_checkout_cancels_dwell_and_counts_for_analytics(tmp_pa
     service.close()
 
 
+def test_an_order_id_as_long_as_allowed_logs_an_event_the_service_reads_back(tmp_path: Path) -> None:
+    """An order paid at checkout (or reported by the merchant) is logged with an id derived from its order id; at
+    128 characters that id was 134, over the limit the log is read back with: the service could not start again on
+    its own file, explain failed, and a replay of the export dropped the order (and decided dwell otherwise)."""
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "long.db", campaign)
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0},
+                    {"type": "join", "room": "r1", "ts": T0 + 1, "user": "buyer"}])
+    long_id, other_long = "V" * 128, "W" * 122  # "order:" and 122 characters: 128, as it always was
+    for order_id in (long_id, other_long):
+        service.checkout_call(service.checkout.create_order, order_id, "buyer", [CartLine("sku", "", 15_000, 1)],
+                              None, f"c-{order_id}", "platform:", "r1")
+        service.checkout_call(service.checkout.pay, order_id, f"p-{order_id}", "platform:")
+    service.submit([{"type": "heartbeat", "room": "r1", "ts": T0 + t, "user": "buyer"} for t in (30, 61)])
+    ids = [e["id"] for e in service.store.events() if e["type"] == "order"]
+    assert ids[1] == "order:" + other_long and len(ids[0]) <= 128 and ids[0] != ids[1]
+    assert not [d for d in service.records.values() if d.trigger == "dwell"]  # the orders cancelled it
+    service.close()
+    again = started(tmp_path / "long.db", campaign)  # raised EventError: id longer than 128 characters
+    assert [e.order_id for e in again.orders] == [long_id, other_long]
+    assert again.explain("buyer")
+    again.close()
+    assert_export_replays(tmp_path / "long.db", campaign, tmp_path)
+
+
 def test_a_posted_order_with_a_coupon_redeems_it_in_the_ledger(tmp_path: Path) -> None:
     service = started(tmp_path / "p.db")
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,

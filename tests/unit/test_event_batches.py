@@ -99,6 +99,28 @@ def test_what_msgspec_refuses_is_still_judged_event_by_event(body: str, rejected
     assert [r["index"] for r in judged(read_batch(raw))[1]] == rejected
 
 
+def test_an_integer_too_long_for_python_rejects_its_event_alone() -> None:
+    """Valid JSON that the standard parser cannot turn into an int (over 4,300 digits) is one event's number out of
+    range, not a bad batch (it was a 422 of the whole body, its message a Python hint)."""
+    huge = "1" + "0" * 5_000
+    body = ('[{"type": "join", "room": "r", "ts": ' + huge + ', "user": "u"}, {"type": "gift", "room": "r", "ts": 1, '
+            '"user": "u", "value": -' + huge + '}, {"type": "join", "room": "r", "ts": 2, "user": "v"}]').encode()
+    kept, rejected = judged(read_batch(body))
+    assert [e["user"] for e in kept] == ["v"]
+    assert rejected == [{"index": 0, "error": "ts: must be a finite number"},
+                        {"index": 1, "error": "value: must be a finite number"}]
+
+
+def test_an_operator_event_is_refused_for_its_type_whatever_its_other_fields() -> None:
+    """The platform is told the type is the service's own, not asked to mend fields only the service's log names."""
+    batch = [{"type": "operator", "room": "room-1", "ts": TS, "action": "pause"},
+             {"type": "operator", "room": "room-1", "ts": TS},
+             {"type": "operator", "room": "room-1", "ts": TS, **BASE["operator"]}]
+    _, rejected = judged(read_batch(body_of(batch)))
+    assert [(r["index"], r["error"].split(":")[0]) for r in rejected] == [(0, "type"), (1, "type"), (2, "type")]
+    assert all("operator events come only from the service's own log" in r["error"] for r in rejected)
+
+
 @pytest.mark.parametrize(("body", "code"), [
     (b'{"type": "join"}', "not_an_array"), (b"not json", "invalid_json"), (b"[1,", "invalid_json"),
     (b"[" + b"{}," * 10_000 + b"{}]", "too_many_events"), (b"[" * 100_000 + b"]" * 100_000, "too_deep"),

@@ -199,6 +199,16 @@ def test_money_with_three_decimals_or_negative_is_rejected(kind: str, key: str) 
     assert str(rejected(event(kind, **{key: -1}))) == f"{key}: must not be negative"
 
 
+@pytest.mark.parametrize(("kind", "key"), [("gift", "value"), ("order", "amount")])
+def test_money_beyond_a_billion_yuan_is_rejected_as_the_log_could_not_keep_it_exact(kind: str, key: str) -> None:
+    """Above 2**53 fen two amounts share a double: the log (yuan, a JSON number) would read back one for both, and a
+    replay of the export rank two gifts otherwise than the live run did."""
+    assert parse_event(event(kind, **{key: 1_000_000_000})).value + parse_event(
+        event(kind, **{key: 1_000_000_000})).amount == 100_000_000_000
+    for too_much in (1_000_000_000.01, 1_000_000_001, 9_007_199_254_740_995, 1e30):
+        assert str(rejected(event(kind, **{key: too_much}))) == f"{key}: must be at most 1,000,000,000 yuan"
+
+
 @pytest.mark.parametrize("kind", ["like", "online_count"])
 def test_count_must_be_a_non_negative_whole_number(kind: str) -> None:
     assert str(rejected(event(kind, count=-1))) == "count: must not be negative"
@@ -210,6 +220,14 @@ def test_count_must_be_a_non_negative_whole_number(kind: str) -> None:
 @pytest.mark.parametrize("seconds", [0, -1, 0.0, -0.5])
 def test_flash_sale_duration_must_be_positive(seconds: float) -> None:
     assert str(rejected(event("flash_sale", duration=seconds))) == "duration: must be > 0"
+
+
+@pytest.mark.parametrize("seconds", [0.0004, 0.0005, 1e-9, 5e-324])
+def test_a_flash_sale_shorter_than_the_ms_it_is_kept_in_is_rejected(seconds: float) -> None:
+    """Kept in ms, it would be logged as ``"duration": 0``, which the log's reader refuses: the service could not
+    start again on its own log, and a replay of its export would reject the line."""
+    assert str(rejected(event("flash_sale", duration=seconds))) == "duration: must be at least 0.001 s"
+    assert parse_event(event("flash_sale", duration=0.0006)).duration == 1  # rounds to a whole ms: kept as is
 
 
 @pytest.mark.parametrize(

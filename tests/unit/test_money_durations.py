@@ -24,11 +24,19 @@ from livecoupon.domain.money import MoneyError, fen_to_yuan, format_yuan, yuan_t
         ("12.50", 1250),
         ("1.990", 199),
         (Decimal("3.10"), 310),
-        (12345678901234.56, 1234567890123456),
+        (123456789.12, 12345678912),
+        (999999999.99, 99999999999),
+        (1_000_000_000, 100_000_000_000),  # MAX_YUAN itself
     ],
 )
 def test_yuan_to_fen_accepts_at_most_two_decimals_by_value(yuan: object, fen: int) -> None:
     assert yuan_to_fen(yuan) == fen
+
+
+@pytest.mark.parametrize("yuan", [1_000_000_000.01, 1_000_000_001, "1000000000.01", 12345678901234.56, 2**80])
+def test_yuan_to_fen_refuses_more_than_a_billion_yuan(yuan: object) -> None:
+    with pytest.raises(MoneyError, match="at most 1,000,000,000 yuan"):
+        yuan_to_fen(yuan)
 
 
 @pytest.mark.parametrize("yuan", [1.999, 0.001, "1.999", 0.1 + 0.2, Decimal("0.005")])

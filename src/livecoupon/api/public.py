@@ -145,7 +145,8 @@ async def post_comment(room: RoomPath, body: CommentIn, viewer: ViewerCaller, rt
              "id": f"chat:{uuid.uuid4().hex}"}
     result = await service.call(service.submit, [event])
     if result.rejected:
-        raise Malformed("invalid_comment", result.rejected[0]["error"], "text")
+        error: str = result.rejected[0]["error"]
+        raise Malformed("invalid_comment", error, "room" if error.startswith("room:") else "text")
     return submitted_json(result)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from livecoupon.domain.coupons import CouponKind, CouponState
-from livecoupon.domain.events import MAX_IP, MAX_NAME, MAX_TEXT, TYPES
+from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_IP, MAX_NAME, MAX_TEXT, TYPES
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.orders import OrderState
 from livecoupon.domain.pricing import CartLine
@@ -39,6 +39,15 @@ def _whole(value: Any) -> Any:
 Fen = Annotated[int, BeforeValidator(_yuan), Field(json_schema_extra={
     "type": "number", "minimum": 0, "maximum": MAX_PRICE_FEN // 100, "multipleOf": 0.01})]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+
+
+def _a_room(name: str) -> str:
+    if name == CAMPAIGN_WIDE:
+        raise ValueError(f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
+    return name
+
+
+RoomName = Annotated[Text, AfterValidator(_a_room)]
 
 
 class _Body(BaseModel):
@@ -69,7 +78,7 @@ class OrderIn(_Body):
     cart: Cart
     coupon_id: Annotated[str, Field(max_length=128)] | None = None
     idempotency_key: Text
-    room: Text | None = None  # the live room it was placed from (else its coupon's room)
+    room: RoomName | None = None  # the live room it was placed from (else its coupon's room)
 
 
 class OrderActionIn(_Body):

@@ -219,6 +219,9 @@ def _money(data: dict[str, Any], key: str) -> int:
         raise EventError(key, str(exc)) from None
 
 
+_OPERATOR_ONLY: Final = "operator events come only from the service's own log (use the /v1/admin endpoints)"
+
+
 def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tuple[list[Event], list[dict[str, Any]]]:
     """A platform's batch as the service takes it, and the items it rejects, each on its own with its index and the
     field at fault. An item is decoded JSON, or an :class:`Event` a reader's fast path already parsed (see
@@ -229,10 +232,12 @@ def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tup
     for index in range(len(batch)):
         raw = batch[index]
         try:
-            event = raw if isinstance(raw, Event) else parse_event(raw)
-            if event.command is not None:
-                raise EventError("type", "operator events come only from the service's own log "
-                                         "(use the /v1/admin endpoints)")
+            if isinstance(raw, Event):
+                event = raw
+            elif isinstance(raw, dict) and raw.get("type") == "operator":  # judged before its fields, which
+                raise EventError("type", _OPERATOR_ONLY)                     # only the service's log may name
+            else:
+                event = parse_event(raw)
             if event.room == CAMPAIGN_WIDE:
                 raise EventError("room", f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
             event.ts = check_ts(event.ts)
@@ -371,6 +376,8 @@ def _flash_sale(data: dict[str, Any], event: Event) -> None:
     if _number(data, "duration") <= 0:
         raise EventError("duration", "must be > 0")
     event.duration = _millis(data, "duration")
+    if event.duration == 0:  # under half a ms: the log would keep 0, which it could not read back
+        raise EventError("duration", "must be at least 0.001 s")
     event.product = _optional_string(data, "product")
 
 

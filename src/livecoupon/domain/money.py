@@ -6,6 +6,10 @@ import math
 from decimal import Decimal, InvalidOperation
 
 FEN_PER_YUAN = 100
+# Beyond any real amount. Below it, every yuan amount with two decimals is a double of its own, so the JSON
+# number written for it (the log, an answer) reads back as the same fen; above 2**53 fen, two gifts would read
+# back as one value, and a replay could rank them otherwise than the live run did.
+MAX_YUAN = 1_000_000_000
 
 
 class MoneyError(ValueError):
@@ -23,6 +27,8 @@ def yuan_to_fen(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise MoneyError("must not be negative")
+        if value > MAX_YUAN:
+            raise _too_much()
         return value * FEN_PER_YUAN
     if isinstance(value, float) and not math.isfinite(value):
         raise MoneyError("must be a finite number")
@@ -34,10 +40,16 @@ def yuan_to_fen(value: object) -> int:
         raise MoneyError("must be a finite number")
     if exact < 0:
         raise MoneyError("must not be negative")
+    if exact > MAX_YUAN:
+        raise _too_much()
     fen = exact * FEN_PER_YUAN
     if fen != fen.to_integral_value():
         raise MoneyError("at most 2 decimals allowed")
     return int(fen)
+
+
+def _too_much() -> MoneyError:
+    return MoneyError(f"must be at most {MAX_YUAN:,} yuan")
 
 
 def fen_to_yuan(fen: int) -> float:

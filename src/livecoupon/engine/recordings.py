@@ -38,7 +38,7 @@ from livecoupon.domain.events import (
     plain_profile,
     seconds,
 )
-from livecoupon.domain.money import MoneyError, yuan_to_fen
+from livecoupon.domain.money import MAX_YUAN, MoneyError, yuan_to_fen
 from livecoupon.engine.lines import PlainValues
 from livecoupon.engine.lines import decode_plain as _decode_plain_line
 
@@ -59,10 +59,11 @@ _MAX_TEXT: Final = MAX_TEXT
 _decode_any = msgspec.json.Decoder().decode
 _decode_plain: Final = _decode_plain_line  # a C static when compiled, not a look-up in the module's dict
 _values_of: Final = astuple
-_EXACT_YUAN: Final = 1e9  # below it a float with two decimals is the nearest double to its fen / 100
+_EXACT_YUAN: Final = float(MAX_YUAN)  # below it a float with two decimals is the nearest double to its fen / 100
 _CR: Final = b"\r"
 _LF: Final = b"\n"
 _BOM: Final = "\ufeff".encode()  # a byte order mark, which some editors put at the start of a UTF-8 file
+_INT_DIGITS: Final = 4_300  # the longest integer text ``int`` reads by default (sys.int_info.default_max_str_digits)
 READ_BLOCK: Final = 1 << 20  # bytes of a recording read at a time
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen), facts (None:
@@ -209,10 +210,16 @@ def json_value(data: Line) -> Any:
         pass
     if isinstance(data, bytes):
         try:
-            return json.loads(data)  # UTF-8 with a byte order mark, UTF-16 and UTF-32 too, as it always did
+            return json.loads(data, parse_int=_integer)  # UTF-8 with a byte order mark, UTF-16 and UTF-32 too
         except UnicodeDecodeError:
             data = data.decode("utf-8", "surrogateescape")
-    return json.loads(data)
+    return json.loads(data, parse_int=_integer)
+
+
+def _integer(digits: str) -> int | float:
+    """A JSON integer; one too long for Python's ``int`` (over 4,300 digits) as the infinite float it is beyond any
+    range, which validation names as out of range where it was a bad batch or line as a whole."""
+    return int(digits) if len(digits) <= _INT_DIGITS else float(digits)
 
 
 def _as_text(line: bytes) -> str:

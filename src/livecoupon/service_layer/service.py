@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from livecoupon.domain.commands import (
 )
 from livecoupon.domain.coupons import Coupon, CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, DecisionRecord, IssueRequest
-from livecoupon.domain.events import CAMPAIGN_WIDE, Event, parse_event, platform_events
+from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_NAME, Event, parse_event, platform_events
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
 from livecoupon.engine.campaigns import Deployment, DeploymentError, in_order
@@ -166,8 +167,22 @@ def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None
         raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
     if not room:
         raise Malformed("missing_room", "room must not be empty", "room")
+    if room == CAMPAIGN_WIDE:
+        raise Malformed("reserved_room", f"room {CAMPAIGN_WIDE!r} is reserved (it stands for every room)", "room")
+    if not campaign.listens_to(room):
+        raise NotFound("unknown_room", f"campaign {campaign.campaign!r} does not list room {room!r}", "room")
     if not key:
         raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
+
+
+def derived_id(prefix: str, key: str) -> str:
+    """The id of an event the service makes of ``key`` (an order's id), ``prefix:key``, within the 128 characters the
+    log is read back with (SPEC §2): a key too long to fit is named by its digest. Beyond them, the service would not
+    start again on its own log, and a replay of its export would reject the event."""
+    whole = f"{prefix}:{key}"
+    if len(whole) <= MAX_NAME:
+        return whole
+    return f"{prefix}:sha256:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def paid_order_event(order: Order, now: int) -> Event | None:
@@ -175,7 +190,7 @@ def paid_order_event(order: Order, now: int) -> Event | None:
     checkout gives an order placed outside a room its coupon's)."""
     if order.room is None:
         return None
-    return Event("order", order.room, now, f"order:{order.order_id}", user=order.user, order_id=order.order_id,
+    return Event("order", order.room, now, derived_id("order", order.order_id), user=order.user, order_id=order.order_id,
                  amount=order.payable, coupon_id=order.coupon_id)
 
 
@@ -189,7 +204,7 @@ def reported_coupon(store: Store, coupon_id: str) -> Coupon:
 
 def merchant_order_event(coupon: Coupon, order_id: str, amount: int, now: int) -> Event:
     """A redemption the merchant's system reports, as an ``order`` event of the coupon's room."""
-    return Event("order", coupon.room, now, f"merchant:{order_id}", user=coupon.user, order_id=order_id,
+    return Event("order", coupon.room, now, derived_id("merchant", order_id), user=coupon.user, order_id=order_id,
                  amount=amount, coupon_id=coupon.coupon_id)
 
 
