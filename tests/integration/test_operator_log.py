@@ -234,6 +234,23 @@ def test_an_order_id_as_long_as_allowed_logs_an_event_the_service_reads_back(tmp
     assert_export_replays(tmp_path / "long.db", campaign, tmp_path)
 
 
+def test_a_log_entry_that_cannot_be_read_back_is_skipped_as_replay_skips_it(tmp_path: Path) -> None:
+    """One written by an earlier version under looser checks (a flash sale kept as 0 ms): the service starts, explain
+    answers, and both agree with a replay of the export, which rejects that line and goes on."""
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "bad.db", campaign)
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}])
+    service.store.append_events([{"type": "flash_sale", "room": "r1", "ts": T0 + 1, "duration": 0}])
+    service.submit([{"type": "join", "room": "r1", "ts": T0 + 2, "user": "late"}])
+    service.close()
+    again = started(tmp_path / "bad.db", campaign)  # raised EventError: the service would not start
+    assert [e["trigger"] for e in again.explain("late") if "trigger" in e][:1] == ["newcomer"]
+    made = again.submit([{"type": "comment", "room": "r1", "ts": T0 + 3, "user": "late", "text": "扣1"}]).decisions
+    assert [d.request.trigger for d in made] == ["kou1"]
+    again.close()
+    assert_export_replays(tmp_path / "bad.db", campaign, tmp_path)
+
+
 def test_a_posted_order_with_a_coupon_redeems_it_in_the_ledger(tmp_path: Path) -> None:
     service = started(tmp_path / "p.db")
     service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,

@@ -63,6 +63,7 @@ from livecoupon.service_layer.service import (
     merchant_order_event,
     merge_read_back,
     paid_order_event,
+    read_log,
     recorded,
     reported_coupon,
     rostered,
@@ -553,14 +554,14 @@ class GatewayService:
         return merged_log(self.store)
 
     def explain(self, user: str) -> list[dict[str, Any]]:
-        return explain(list(self.bases.values()), (parse_event(raw) for raw in self.logged()), user,
+        return explain(list(self.bases.values()), read_log(self.logged()), user,
                        joined_late(self.store.roster()))
 
     def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition
 
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
-        orders = [e for e in map(parse_event, self.logged()) if e.type == "order"]
+        orders = [e for e in read_log(self.logged()) if e.type == "order"]
         return self.decisions_of(campaign), orders
 
     def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:

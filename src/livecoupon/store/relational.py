@@ -664,7 +664,8 @@ class RelationalStore(ABC):
         and each row's body is its element's text as written, so the log reads as it did with a row inserted at a
         time. A row at a time, SQLite gave the interpreter up and took it back for every row (waiting each time on
         whatever thread held it meanwhile), and psycopg bound each row in Python: 17 µs a row against 1 µs."""
-        self._run(self.APPEND_EVENTS, (self.log, self._json_array(events if isinstance(events, list) else list(events))))
+        entries = events if isinstance(events, list) else list(events)
+        self._run(self.APPEND_EVENTS, (self.log, self._json_array(entries)))
 
     def _json_array(self, entries: list[dict[str, Any]]) -> str | bytes:
         """The entries as one JSON array, bound as :attr:`APPEND_EVENTS` reads it: text, unless the store says."""
