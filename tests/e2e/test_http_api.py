@@ -195,7 +195,10 @@ def test_a_reservation_that_ran_out_shows_as_lapsed_at_its_end_before_anyone_act
     wall.seconds += 16 * 60
     for _ in range(2):  # as seen, then as written by the attempt to pay
         assert client.get("/v1/orders/o1").json()["state"] == "lapsed"
-        history = client.get(f"/v1/coupons/{cid}").json()["history"]
+        seen = client.get(f"/v1/coupons/{cid}").json()
+        assert (seen["state"], seen["order_id"]) == ("issued", None)  # it held the lapsed order's id until written
+        assert [c["order_id"] for c in client.get("/v1/users/alice/coupons").json()["coupons"]] == [None]
+        history = seen["history"]
         assert [(h["state"], h["action"]) for h in history][-1] == ("issued", "lapsed")
         assert history[-1]["at"] == reserved_until and history[-1]["order_id"] == "o1"
         assert client.post("/v1/orders/o1/pay", json={"idempotency_key": "p1"}).status_code == 409

@@ -88,7 +88,7 @@ def coupon_json(c: Coupon, now: int) -> dict[str, Any]:
         "coupon_id": c.coupon_id, "state": c.effective_state(now).value, "template": c.template, "title": c.title,
         "kind": t.kind.value, "threshold": fen_to_yuan(t.threshold), "scope": t.scope.to_json(),
         "issued_at": iso(c.issued_at), "expires_at": iso(c.expires_at), "room": c.room, "trigger": c.trigger,
-        "order_id": c.order_id,
+        "order_id": None if c.has_lapsed(now) else c.order_id,  # as the lapse, once written, leaves it
     }
     if t.kind is CouponKind.PERCENT:
         body.update(percent=t.percent, max_discount=None if t.max_discount is None else fen_to_yuan(t.max_discount))
