@@ -306,6 +306,20 @@ def test_websocket_pushes_the_coupon_the_moment_it_is_issued(client: TestClient)
     assert message["reason"].startswith("欢迎第一次来直播间")
 
 
+def test_a_socket_message_it_cannot_act_on_is_answered_with_an_error_and_the_socket_stays(client: TestClient) -> None:
+    """Silence left a client's developer guessing why an ack did nothing."""
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('alice')}") as socket:
+        for sent, code in (("{not json", "bad_message"), ("[]", "bad_message"), ('{"type": "ack"}', "bad_message"),
+                           ('{"type": "wave"}', "unknown_type")):
+            socket.send_text(sent)
+            answer = socket.receive_json()
+            assert (answer["type"], answer["code"]) == ("error", code) and answer["message"]
+        socket.send_text('{"type": "mute", "minutes": 1}')
+        socket.send_text('{"type": "unmute"}')
+        arrive(client, "alice")
+        assert socket.receive_json()["type"] == "coupon"  # still open; mute and unmute answered nothing
+
+
 def test_ids_holding_a_slash_are_served_when_sent_as_2f(client: TestClient) -> None:
     """A user or order id may be any string (SPEC §2): one with a "/" is sent escaped, as a browser's
     encodeURIComponent writes it, and routed one raw segment at a time (api/segments.py)."""

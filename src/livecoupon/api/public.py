@@ -326,7 +326,7 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
             if rt.throttle.allows(rt.throttle.socket, "socket", who):
                 await _on_viewer_message(rt, sub, text)
             else:
-                sub.offer({"type": "error", "code": "rate_limited", "message": "too many messages (请稍后再试)"})
+                sub.offer(_refused("rate_limited", "too many messages (请稍后再试)"))
     except WebSocketDisconnect:
         return
     finally:
@@ -373,15 +373,25 @@ async def _send_backlog(rt: Runtime, sub: Subscription) -> None:
             sub.offer(held_notice(message) if muted else message)
 
 
+def _refused(code: str, message: str) -> dict[str, Any]:
+    """What a viewer's socket answers a message it cannot act on (the socket stays open)."""
+    return {"type": "error", "code": code, "message": message}
+
+
 async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
     try:
         message = json.loads(text)
-        kind = message.get("type")
-    except (ValueError, AttributeError):
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        sub.offer(_refused("bad_message", "消息须是 JSON 对象 / a message must be a JSON object"))
         return
-    service = rt.service
-    if kind == "ack" and isinstance(message.get("coupon_id"), str):
-        rt.acknowledge(message["coupon_id"], sub.user)
+    service, kind = rt.service, message.get("type")
+    if kind == "ack":
+        if isinstance(message.get("coupon_id"), str):
+            rt.acknowledge(message["coupon_id"], sub.user)
+        else:
+            sub.offer(_refused("bad_message", "ack 须带 coupon_id 字符串 / an ack names its coupon_id, a string"))
     elif kind == "mute":
         minutes = message.get("minutes", 30)
         minutes = minutes if isinstance(minutes, (int, float)) and minutes > 0 else 30
@@ -389,6 +399,8 @@ async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
     elif kind == "unmute":
         rt.hub.unmute(sub.room, sub.user)
         await _send_backlog(rt, sub)
+    else:
+        sub.offer(_refused("unknown_type", f"未知的消息类型 / unknown message type {kind!r} (ack, mute, unmute)"))
 
 
 async def _send_all(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
