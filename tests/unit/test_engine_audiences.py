@@ -132,6 +132,21 @@ coupons:
     assert outcomes(camp, events) == [(50, first, "lucky", "c10"), (50, second, "lucky", "out_of_stock")]
 
 
+def test_lottery_winners_past_their_devices_share_in_the_draw_are_no_decision() -> None:
+    """Each of two accounts on one phone passes step 2 alone (no device has a coupon of a lottery before its draw), so
+    both may be drawn: the first drawn wins, the second is no decision and written nowhere (SPEC §4: a lottery's lines
+    never carry a step 2 reason; it was suppressed as device_cap), and nobody is drawn in their place."""
+    camp = campaign(LOTTERY.replace("winners: 2", "winners: 6 , per_device: 2"), head="seed: 5")
+    phones = {"u1": "A", "u2": "A", "u3": "A", "u4": "B", "u5": "B", "u6": "C"}
+    events = [ev("live_start", 0), *[ev("join", 1, u, device=d) for u, d in phones.items()],
+              ev("online_count", 30, count=3)]
+    drawn = expected_draw(5, "lucky", 30_000, USERS, 6)
+    first_two_of_a = [u for u in drawn if phones[u] == "A"][:2]
+    expected = [u for u in drawn if phones[u] != "A" or u in first_two_of_a]
+    assert outcomes(camp, events) == [(30, user, "lucky", "c10") for user in expected]
+    assert len(expected) == 5
+
+
 def test_lottery_draws_among_present_users_only() -> None:
     camp = campaign(LOTTERY, head="seed: 42")
     events = [ev("live_start", 0), *joins(*USERS), ev("leave", 10, "u1"), ev("leave", 10, "u2"),

@@ -58,6 +58,11 @@ def test_lottery_losers_and_audience_outsiders_are_told_why() -> None:
     events = [ev("live_start", 0), *(ev("join", 1, u) for u in ("a", "b", "c")), ev("online_count", 2, count=3)]
     outcomes = {user: why(lottery, events, user) for user in ("a", "b", "c")}
     assert sorted(o[0][2] for o in outcomes.values()) == ["issued", "not_drawn", "not_drawn"]
+    shared = [ev("live_start", 0), *(ev("join", 1, u, device="phone") for u in ("a", "b", "c")),
+              ev("online_count", 2, count=3)]
+    one_a_phone = lottery.replace("winners: 1", "winners: 3, per_device: 1")
+    outcomes = {user: why(one_a_phone, shared, user) for user in ("a", "b", "c")}
+    assert sorted(o[0][2] for o in outcomes.values()) == ["device_drawn", "device_drawn", "issued"]
     top = "  - {name: thanks, when: host_says, phrases: [恭喜榜一], coupon: c30, audience: top_gifters}\n"
     gifts = [ev("live_start", 0), ev("gift", 1, "rich", value=100), ev("gift", 2, "u", value=1),
              ev("transcript", 3, text="恭喜榜一")]

@@ -35,6 +35,7 @@ class Silence(enum.StrEnum):
     NOT_A_TOP_GIFTER = "not_a_top_gifter"
     NOT_DRAWN = "not_drawn"
     FAILED_CAPS = "failed_caps"  # a lottery draws only among users who pass step 2
+    DEVICE_DRAWN = "device_drawn"  # drawn, but the device had its per_device winners in the same draw
     COOLDOWN = "cooldown"
     DWELL_INTERRUPTED = "dwell_interrupted"
     ORDERED = "ordered_during_dwell"

@@ -187,8 +187,8 @@ class Engine:
         """A firing for an audience was decided for ``audience``; who else was in the room was not in it."""
 
     def _drawn(self, room: Room, firing: Firing, present: Sequence[str], eligible: Sequence[str],
-               winners: Sequence[str]) -> None:
-        """A lottery drew ``winners`` among ``eligible`` of ``present``."""
+               drawn: Sequence[str], winners: Sequence[str]) -> None:
+        """A lottery drew ``drawn`` among ``eligible`` of ``present``; ``winners``: those of them its coupon goes to."""
 
     # -- the two ways time moves --------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
@@ -544,10 +544,11 @@ class Engine:
         eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
         k = min(trigger.winners, len(eligible))
         draw = random.Random(f"{campaign.seed}:{campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
-        winners = draw.sample(eligible, k)
+        drawn = draw.sample(eligible, k)
+        winners = within_device_caps([requests[user] for user in drawn])
         if self.explaining:
-            self._drawn(room, firing, present, eligible, winners)
-        return self._issue([requests[user] for user in winners])
+            self._drawn(room, firing, present, eligible, drawn, [r.user for r in winners])
+        return self._issue(winners)
 
     def _request(self, room: Room, firing: Firing, user: str) -> IssueRequest:
         trigger, campaign = firing.trigger, room.plan.campaign
@@ -596,3 +597,21 @@ class Engine:
                                         request.broadcast, device, request.user)
         return replace(request, risk=risk, device_key=device_key,
                        per_device=trigger.per_device if trigger is not None else None, blocked=blocked)
+
+
+def within_device_caps(drawn: list[IssueRequest]) -> list[IssueRequest]:
+    """A lottery's winners in the order drawn, past the first ``per_device`` of each device: those after them are no
+    decision, as users who fail the caps are none in a lottery (SPEC §4: its lines never carry a step 2 reason).
+
+    Every one drawn passed step 2 alone, and a lottery fires once a broadcast, so no device had a coupon of it
+    before: the cap can only bind among the winners (two accounts on one phone, both drawn)."""
+    taken: dict[str, int] = {}
+    kept: list[IssueRequest] = []
+    for request in drawn:
+        key, cap = request.device_key, request.per_device
+        if key is not None and cap is not None:
+            if taken.get(key, 0) >= cap:
+                continue
+            taken[key] = taken.get(key, 0) + 1
+        kept.append(request)
+    return kept

@@ -41,6 +41,8 @@ SILENCE_WORDS: dict[Silence, Words] = {
     Silence.NOT_A_TOP_GIFTER: ("不在礼物榜前列", "not among the top gifters"),
     Silence.NOT_DRAWN: ("抽奖未中", "not drawn in the lottery"),
     Silence.FAILED_CAPS: ("未通过频控，不参与抽奖", "did not pass the caps, so was not in the draw"),
+    Silence.DEVICE_DRAWN: ("同一设备已有账号中奖", "drawn, but another account on the same device was drawn first"
+                                             " (per_device)"),
     Silence.COOLDOWN: ("口令冷却中", "the passphrase fired less than its cooldown ago"),
     Silence.DWELL_INTERRUPTED: ("观看中断（离开或超时）", "dwell interrupted: left or timed out before the time"),
     Silence.ORDERED: ("观看期间已下单", "ordered during the dwell time"),
@@ -100,11 +102,12 @@ class ExplainingEngine(Engine):
         self.notes.append(Note(firing.at, room.name, trigger.name, why))
 
     def _drawn(self, room: Room, firing: Firing, present: Sequence[str], eligible: Sequence[str],
-               winners: Sequence[str]) -> None:
+               drawn: Sequence[str], winners: Sequence[str]) -> None:
         if self.user in winners:
             return
         why = (Silence.NOT_PRESENT if self.user not in present else
-               Silence.FAILED_CAPS if self.user not in eligible else Silence.NOT_DRAWN)
+               Silence.FAILED_CAPS if self.user not in eligible else
+               Silence.DEVICE_DRAWN if self.user in drawn else Silence.NOT_DRAWN)
         if why is not Silence.NOT_PRESENT or self._seen.get(room.name) == room.broadcast:
             self.notes.append(Note(firing.at, room.name, firing.trigger.name, why))
 
