@@ -222,6 +222,8 @@ def test_unknown_orders_are_404_and_malformed_bodies_422(client: TestClient) -> 
     assert client.get("/v1/orders/nope").status_code == 404
     assert client.post("/v1/orders", json={"order_id": "o1"}).status_code == 422
     assert client.post("/v1/orders/o1/pay", json={}).json()["error"]["field"] == "idempotency_key"
+    too_long = client.get(f"/v1/users/{'x' * 129}/coupons")  # no event names such a user: it was a 200 of nothing
+    assert (too_long.status_code, too_long.json()["error"]["field"]) == (422, "user")
 
 
 def test_operator_issue_needs_the_api_key_and_respects_stock(client: TestClient) -> None:

@@ -62,6 +62,7 @@ MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer
 router = APIRouter(prefix="/v1", responses=CALLER_ERRORS, route_class=SegmentRoute)
 
 RoomPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+UserPath = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]  # no event names a longer user (SPEC §2)
 encode_json = msgspec.json.Encoder().encode  # answers of the hot routes (and the checkout lane)
 M = TypeVar("M", bound=BaseModel)
 
@@ -152,7 +153,7 @@ async def post_comment(room: RoomPath, body: CommentIn, viewer: ViewerCaller, rt
 
 @router.get("/users/{user}/coupons", tags=["coupons"], response_model=None,
             responses=answer(CouponsOut) | PARAM_ERRORS)
-async def user_coupons(user: str, caller: UserCaller, rt: RuntimeDep) -> dict[str, Any]:
+async def user_coupons(user: UserPath, caller: UserCaller, rt: RuntimeDep) -> dict[str, Any]:
     """A user's coupons: the platform for anyone, a viewer token for its own user."""
     require_user(caller, user)
     coupons = await rt.service.call(rt.service.checkout.coupons_of, user)
