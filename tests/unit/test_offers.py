@@ -145,18 +145,28 @@ def test_an_arm_out_of_stock_is_no_longer_offered_and_the_propensities_say_so() 
     assert {round(d.request.propensity or 0, 4) for d in after} <= {round(0.6 / 2, 4), round(0.6 / 2 + 0.4, 4)}
 
 
-def test_an_experiment_can_put_the_policy_against_fixed_coupons_and_a_holdout() -> None:
+def test_an_experiment_can_put_the_policy_against_fixed_coupons_and_a_holdout(tmp_path: Path) -> None:
+    """Every line of an offer trigger carries its arm and propensity (SPEC §6), a fixed variant's too: the arm it gave,
+    with certainty. The holdout stays a holdout (not an offer of nothing)."""
     tail = ("experiments:\n  - name: policy-vs-fixed\n    trigger: pick\n    variants:\n"
             "      - {name: control, coupon: null}\n      - {name: fixed, coupon: c10}\n"
             "      - {name: policy, coupon: offer}\n")
-    made = run(campaign(ASK % 0.3, tail=tail), asking(600))
+    result = replay(campaign(ASK % 0.3, tail=tail), to_lines(asking(600)))
     by_variant: dict[str, list[Any]] = {}
-    for d in made:
+    for d in result.decisions:
         by_variant.setdefault(d.request.variant or "", []).append(d)
-    assert all(d.reason and d.reason.value == "holdout" and d.request.propensity is None
+    assert all(d.reason and d.reason.value == "holdout" and d.request.propensity == 1.0
                for d in by_variant["control"])
-    assert all(d.request.template and d.request.template.name == "c10" for d in by_variant["fixed"])
-    assert all(d.request.propensity is not None for d in by_variant["policy"])
+    assert all(d.request.template and d.request.template.name == "c10" and d.request.propensity == 1.0
+               for d in by_variant["fixed"])
+    assert all(d.request.propensity is not None and d.request.propensity < 1 for d in by_variant["policy"])
+    assert any(d.reason and d.reason.value == "no_offer" for d in by_variant["policy"])
+    write_outputs(result, tmp_path)
+    lines = [json.loads(line) for name in ("issued.jsonl", "suppressed.jsonl")
+             for line in (tmp_path / name).read_text().splitlines()]
+    assert lines and all("arm" in line and 0 < line["propensity"] <= 1 for line in lines)
+    assert {(line["variant"], line["arm"], line["propensity"]) for line in lines if line["variant"] != "policy"} == {
+        ("control", None, 1.0), ("fixed", "c10", 1.0)}
 
 
 def test_an_experiments_fixed_variants_teach_the_policy_as_its_own_offers_do() -> None:

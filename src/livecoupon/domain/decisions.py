@@ -53,13 +53,17 @@ class IssueRequest:
     device_key: str | None = None  # what the trigger's per_device counts (see device_key_for)
     per_device: int | None = None
     blocked: bool = False  # on the operator's blocklist, by user or by device
-    propensity: float | None = None  # set when an offer's policy chose ``template`` (None: nothing)
+    # An offer trigger's: the probability ``template`` was given with, by its policy, or 1.0 by an experiment's fixed
+    # variant (SPEC §6: every line of an offer trigger carries its arm and propensity). None: not an offer trigger's
+    propensity: float | None = None
     trigger_budget: int | None = None  # the trigger's own budget (fen), if it has one
+    holdout: bool = False  # an experiment's holdout variant (coupon: null), not an offer of nothing
 
     def __init__(self, coupon_id: str, campaign: str, room: str, broadcast: int, trigger: str, user: str,
                  template: CouponTemplate | None, at: int, experiment: str | None = None, variant: str | None = None,
                  risk: float | None = None, device_key: str | None = None, per_device: int | None = None,
-                 blocked: bool = False, propensity: float | None = None, trigger_budget: int | None = None) -> None:
+                 blocked: bool = False, propensity: float | None = None, trigger_budget: int | None = None,
+                 holdout: bool = False) -> None:
         self.coupon_id = coupon_id
         self.campaign = campaign
         self.room = room
@@ -76,6 +80,7 @@ class IssueRequest:
         self.blocked = blocked
         self.propensity = propensity
         self.trigger_budget = trigger_budget
+        self.holdout = holdout
 
 
 def device_key_for(trigger: str, forever: bool, room: str, broadcast: int, device: str | None, user: str) -> str:
@@ -170,11 +175,17 @@ def share_reason(limits: Limits, counters: IssueCounters, request: IssueRequest,
     return None
 
 
+def nothing_reason(request: IssueRequest) -> Reason:
+    """Why a request without a template issues nothing: its user is in an experiment's holdout, or an offer's policy
+    chose to offer nothing."""
+    return Reason.HOLDOUT if request.holdout or request.propensity is None else Reason.NO_OFFER
+
+
 def decide_one(request: IssueRequest, limits: Limits, counters: IssueCounters) -> Decision:
     """Steps 2-4 for one request; an issue moves ``counters``."""
     template = request.template
     if template is None:
-        return Decision(request, Reason.HOLDOUT if request.propensity is None else Reason.NO_OFFER)
+        return Decision(request, nothing_reason(request))
     reason = cap_reason(limits, counters, request) or supply_reason(limits, counters, template, request.at)
     if reason is not None:  # most requests stop here, at a user's cap
         return Decision(request, reason)

@@ -570,12 +570,13 @@ class Engine:
                                                       self.store.spent(name), trigger_spent, firing.at)
         else:
             template = None if coupon is None else campaign.coupons[coupon]
-            if trigger.offer is not None:  # an experiment's fixed variant: the policy learns from it too
+            if trigger.offer is not None:  # an experiment's fixed variant: the policy learns from it too, and its line
+                propensity = 1.0  # carries the arm it gave, with certainty, as every line of an offer trigger does
                 profile, device = self._known(user)
                 self.offers.assigned(trigger, user, coupon_id, room, profile, device, template, firing.at)
         request = IssueRequest(coupon_id, campaign.campaign, room.name, room.broadcast, trigger.name, user,
                                template, firing.at, experiment_name, variant_name, propensity=propensity,
-                               trigger_budget=trigger.budget)
+                               trigger_budget=trigger.budget, holdout=experiment is not None and coupon is None)
         return self._with_facts(request, trigger)
 
     def _known(self, user: str) -> tuple[Profile | None, str | None]:

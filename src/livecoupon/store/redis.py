@@ -34,7 +34,7 @@ import psycopg
 import redis
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Reason
+from livecoupon.domain.decisions import MANUAL, Decision, IssueRequest, Reason, nothing_reason
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals, collector_paused
 from livecoupon.store.relational import DECISION_COLUMNS, ROOM_SHARE, TRIGGER_SHARE
@@ -204,7 +204,7 @@ def _settled_before_counters(request: IssueRequest, limits: Limits, dry: bool) -
     """The reasons decide_one gives before it reads a counter: no template (a holdout, or an offer of
     nothing; not a cap, so not with ``dry``), then the blocklist and risk (SPEC §4 step 2's first checks)."""
     if request.template is None and not dry:
-        return Reason.HOLDOUT if request.propensity is None else Reason.NO_OFFER
+        return nothing_reason(request)
     if request.blocked:
         return Reason.BLOCKED
     if limits.max_risk is not None and request.risk is not None and request.risk > limits.max_risk:
