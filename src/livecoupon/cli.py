@@ -25,7 +25,7 @@ from livecoupon.store.port import collector_paused
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="livecoupon — 直播间自动发券 / coupons issued automatically inside live streams.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a reason is one line whatever the width: scripts read it whole
 out = Console()
 
 UNUSABLE = 2
@@ -299,6 +299,7 @@ def export(
     """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
     from livecoupon.bootstrap import open_store
     from livecoupon.store.export import export_store
+    from livecoupon.store.sqlite import holds_a_store
 
     if (db is None) == (store is None):
         err.print("给出 --db 或 --store 之一 / give one of --db PATH or --store URL")
@@ -307,15 +308,16 @@ def export(
         err.print(f"无法读取 / cannot read the store {db}: no such file", markup=False)
         raise typer.Exit(UNUSABLE)
     source = str(db) if db is not None else _redacted(str(store))
-    try:
-        missing = store is not None and not _deployment_exists(store, name)  # opening the store would make it
+    try:  # opening a store that is not there would make it (its schema in another app's database)
+        missing = not holds_a_store(db) if db is not None else not _deployment_exists(str(store), name)
         counts = {} if missing else export_store(open_store(db or Path(), store, name), out_dir, campaign)
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store
         err.print(f"无法导出 / cannot export {source}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     if missing:
-        err.print(f"无法导出 / cannot export {source}: no deployment named {name!r} there (--name)", markup=False,
-                  soft_wrap=True)
+        what = "no livecoupon store in it (no log, no decisions)" if db is not None else \
+            f"no deployment named {name!r} there (--name)"
+        err.print(f"无法导出 / cannot export {source}: {what}", markup=False)
         raise typer.Exit(UNUSABLE)
     err.print(f"导出完成 / exported {counts['events']:,} events, {counts['issued']:,} issued, "
               f"{counts['suppressed']:,} suppressed → {out_dir}", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -111,6 +112,22 @@ def test_export_of_an_embedded_store_needs_no_postgresql_driver(tmp_path: Path) 
                            str(tmp_path / "x")], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "x" / "events.jsonl").exists()
+
+
+def test_export_of_a_database_that_is_no_store_exits_2_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """A --db mistyped to another application's SQLite file: opening it as a store wrote livecoupon's schema into it,
+    and export said it exported 0 events."""
+    import hashlib
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY)")
+        db.commit()
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    done = run("export", "--db", other, "--out", tmp_path / "x")
+    assert done.returncode == 2 and "no livecoupon store" in done.stderr
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before and not (tmp_path / "x" / "events.jsonl").exists()
 
 
 def test_pull_and_publish_round_trip_a_running_service_s_campaign(tmp_path: Path) -> None:

@@ -102,6 +102,21 @@ def test_user_coupons_list_terms_and_iso_expiry(client: TestClient) -> None:
     assert client.get("/v1/users/nobody/coupons").json() == {"coupons": []}
 
 
+def test_a_coupon_ending_past_the_year_9999_is_listed_at_the_last_ms_a_date_names(client: TestClient,
+                                                                                     wall: FakeWall) -> None:
+    """Issued in the calendar's last minutes (SPEC §2 takes a ts to 9999), its 30 minutes end in the year 10000: the
+    user's coupons were a 500 (``year 10000 is out of range``) from then on."""
+    end = 253_402_300_700  # 9999-12-31T23:58:20Z
+    wall.seconds = end
+    events = [{"type": "live_start", "room": "room-1", "ts": end}, {"type": "join", "room": "room-1", "ts": end,
+                                                                    "user": "late"}]
+    assert client.post("/v1/events", json=events).status_code == 200
+    listed = client.get("/v1/users/late/coupons")
+    assert listed.status_code == 200 and [c["expires_at"] for c in listed.json()["coupons"]] == [
+        "9999-12-31T23:59:59.999Z"]
+    assert [c["issued_at"] for c in listed.json()["coupons"]] == ["9999-12-31T23:58:20.000Z"]
+
+
 def test_quote_picks_the_best_usable_coupon(client: TestClient) -> None:
     arrive(client, "alice")
     cid = newcomer_coupon(client, "alice")

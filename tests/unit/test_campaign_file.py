@@ -606,3 +606,93 @@ def test_a_schedule_is_read_as_ms_either_end_optional() -> None:
 ])
 def test_schedule_errors_name_their_path(schedule: str, error: str) -> None:
     one_error(yaml.safe_dump(MINIMAL, allow_unicode=True) + f"schedule: {schedule}\n", error)
+
+
+# -- what the file's YAML means (an audit's findings) --------------------------------------------------------------
+def test_a_key_given_twice_is_an_error_naming_both_lines() -> None:
+    """yaml.safe_load keeps the last: a second ``triggers:`` left from a paste dropped every trigger of the first."""
+    again = "triggers:\n  - {name: k, when: comment, keywords: [扣1], coupon: dwell10}\n"
+    text = yaml.safe_dump(MINIMAL, allow_unicode=True) + again
+    [error] = errors_of(text)
+    assert "duplicate key 'triggers' on line" in error and "(first on line" in error
+    flow = ("campaign: c1\nrooms: [r1]\ncoupons:\n  c: {title: t, kind: no_threshold, amount: 10, amount: 500, "
+            "valid_for: 15m}\ntriggers: [{name: n, when: first_visit, coupon: c}]\n")
+    [error] = errors_of(flow)
+    assert "duplicate key 'amount' on line 4 (first on line 4)" in error
+    merged = yaml.safe_dump(MINIMAL, allow_unicode=True).replace("coupons:\n", "base: &b {title: x}\ncoupons:\n")
+    assert "base" in errors_of(merged)[0]  # anchors and merges are still read (an unknown key here, no duplicate)
+
+
+@pytest.mark.parametrize(("written", "read"), [("017", 17), ("0o17", 15), ("0x10", 16), ("1e3", 1000)])
+def test_numbers_are_read_as_yaml_1_2_reads_them(written: str, read: int) -> None:
+    """YAML 1.1 (PyYAML's) read 017 as octal 15 yuan; 1e3 as text."""
+    text = yaml.safe_dump(MINIMAL, allow_unicode=True).replace("amount: 10", f"amount: {written}")
+    assert parse_campaign(text).coupons["dwell10"].terms.amount == read * 100
+
+
+def test_yes_no_on_off_are_words_and_a_sexagesimal_is_no_duration() -> None:
+    text = yaml.safe_dump(build(triggers=[{"name": "k", "when": "comment", "keywords": ["x"], "coupon": "dwell10"}]),
+                          allow_unicode=True).replace("- x", "- on")
+    assert parse_campaign(text).triggers[0].keywords == ("on",)
+    dwell = yaml.safe_dump(with_trigger(when="dwell", after="5m"), allow_unicode=True)
+    dwell = dwell.replace("after: 5m", "after: 1:30")
+    assert one_error(dwell, "triggers[1].after: not a duration")
+
+
+@pytest.mark.parametrize("number", [20261111, 2026, 1794412799.5])
+def test_a_time_given_as_a_number_is_refused_not_read_as_unix_seconds(number: float) -> None:
+    """valid_until: 20261111 was a day of 1970: every decision of its coupon said template_expired."""
+    assert one_error(with_coupon(title="x", kind="no_threshold", amount=5, valid_until=number),
+                     "coupons.x.valid_until: must be an ISO 8601 time with its UTC offset")
+    assert one_error(build(schedule={"end": number}), "schedule.end: must be an ISO 8601 time")
+
+
+@pytest.mark.parametrize(("written", "ms"), [("2026-11-11T23:59:59+08", 1_794_412_799_000),
+                                             ("20261111T235959+0800", 1_794_412_799_000),
+                                             ("2026-11-11 23:59:59Z", 1_794_441_599_000)])
+def test_iso_8601_times_in_the_forms_python_reads(written: str, ms: int) -> None:
+    campaign = load(with_coupon(title="x", kind="no_threshold", amount=5, valid_until=written))
+    assert campaign.coupons["x"].valid_until_ms == ms
+
+
+def test_times_and_durations_stay_within_what_a_date_can_name() -> None:
+    """Past them, the service answered a user's coupons with a 500 (year 33714) or lost a batch (an integer SQLite
+    cannot hold); a "never expires" 9999-12-31T23:59:59-08:00 is the year 10000 in UTC."""
+    assert one_error(with_coupon(title="x", kind="no_threshold", amount=5, valid_until="9999-12-31T23:59:59-08:00"),
+                     "coupons.x.valid_until: must be before the year 10000 in UTC")
+    assert load(with_coupon(title="x", kind="no_threshold", amount=5, valid_until="9999-12-31T23:59:59+08:00"))
+    assert one_error(with_coupon(title="x", kind="no_threshold", amount=5, valid_for=10**12),
+                     "coupons.x.valid_for: at most 100 years")
+    assert one_error(with_trigger(when="dwell", after="1000000h"), "triggers[1].after: at most 100 years")
+    assert load(with_coupon(title="x", kind="no_threshold", amount=5, valid_for="876000h"))
+
+
+def test_an_optional_section_left_empty_is_not_set() -> None:
+    text = yaml.safe_dump(MINIMAL, allow_unicode=True) + "limits:\nexperiments:\nschedule:\ndelivery:\nledger:\n"
+    campaign = parse_campaign(text)
+    assert campaign.limits == load(MINIMAL).limits and campaign.experiments == () and campaign.ledger is None
+
+
+def test_empty_experiment_and_variant_names_and_overlong_rooms_are_refused() -> None:
+    variants = [{"name": "", "coupon": None}, {"name": "a", "coupon": "dwell10"}]
+    experiment = {"name": "", "trigger": "newcomer", "variants": variants}
+    assert errors_of(build(experiments=[experiment])) == ["experiments[0].name: must not be empty",
+                                                          "experiments[0].variants[0].name: must not be empty"]
+    assert one_error(build(rooms=["r" * 129]), "rooms[0]: longer than 128 characters")
+
+
+def test_a_folder_of_campaigns_reads_upper_case_suffixes(tmp_path: Path) -> None:
+    from livecoupon.campaign_file import campaign_files
+
+    (tmp_path / "A.YAML").write_text("x", encoding="utf-8")
+    (tmp_path / "b.Yml").write_text("x", encoding="utf-8")
+    assert [p.name for p in campaign_files([tmp_path])] == ["A.YAML", "b.Yml"]
+
+
+def test_thousands_of_triggers_and_experiments_are_read() -> None:
+    """(Each name was compared with every one before it: 8,000 triggers took 3.8 s; now each is looked up once.)"""
+    many = [{"name": f"t{i}", "when": "comment", "keywords": [f"k{i}"], "coupon": "dwell10"} for i in range(8_000)]
+    data = build(triggers=many, experiments=[{"name": f"e{i}", "trigger": f"t{i}", "variants": [
+        {"name": "a", "coupon": None}, {"name": "b", "coupon": "dwell10"}]} for i in range(4_000)])
+    assert len(parse_campaign(yaml.dump(data, Dumper=yaml.CSafeDumper, allow_unicode=True)).triggers) == 8_000
+

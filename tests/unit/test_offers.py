@@ -254,8 +254,9 @@ def test_the_spend_is_shown_against_the_trigger_budget_and_what_the_plan_meant_t
 
 @pytest.mark.parametrize(("offer", "error"), [
     ("{arms: [c10, nope]}", "triggers[0].offer.arms[1]: unknown coupon 'nope'"),
-    ("{arms: [c10]}", "triggers[0].offer.arms: list at least two arms"),
+    ("{arms: []}", "triggers[0].offer.arms: list at least one arm"),
     ("{arms: [c10, c10]}", "triggers[0].offer.arms[1]: 'c10' is listed twice"),
+    ("{arms: [null, c10, null]}", "triggers[0].offer.arms[2]: null is listed twice"),
     ("{arms: [c10, null], explore: 0}", "triggers[0].offer.explore: must be in (0, 1]"),
     ("{arms: [c10, null], explore: 1.5}", "triggers[0].offer.explore: must be in (0, 1]"),
     ("{arms: [c10, null], plan: 0}", "triggers[0].offer.plan: must be a duration > 0"),

@@ -9,12 +9,22 @@ _UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1_000}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
+MAX_DURATION_MS = 100 * 365 * 86_400_000  # a century: beyond any campaign's time, and a coupon's end stays a date
+
+
 class DurationError(ValueError):
     """A duration livecoupon cannot read."""
 
 
 def parse_duration_ms(value: object) -> int:
-    """Milliseconds for a duration given as seconds or as a ``1h30m``-style string."""
+    """Milliseconds for a duration given as seconds or as a ``1h30m``-style string, at most a century."""
+    ms = _duration_ms(value)
+    if ms > MAX_DURATION_MS:
+        raise DurationError(f"at most 100 years ({MAX_DURATION_MS // 3_600_000:,}h)")
+    return ms
+
+
+def _duration_ms(value: object) -> int:
     if isinstance(value, bool):
         raise DurationError("must be seconds or a duration like 30s, 5m, 1h30m")
     if isinstance(value, (int, float)):

@@ -155,6 +155,17 @@ def _existing(path: str) -> sqlite3.Connection:
 CHECKPOINTS = Checkpoints()
 
 
+def holds_a_store(path: str | Path) -> bool:
+    """Whether ``path`` is a SQLite file a livecoupon service wrote (its log and its decisions), read without a write:
+    opening it as a store adds the schema to whatever database it is (export's ``--db`` mistyped to another app's)."""
+    db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+    return {"events", "decisions"} <= tables
+
+
 class SqliteStore(RelationalStore):
     """The store on one SQLite file."""
 
