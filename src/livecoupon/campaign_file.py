@@ -341,7 +341,10 @@ def _path(loc: Iterable[int | str]) -> str:
     return text or "(top)"
 
 
-_CLEAR = {"extra_forbidden": "unknown key", "missing": "required"}
+# pydantic's words where they would name our classes or Python's types (``instance of LimitsModel``)
+_CLEAR = {"extra_forbidden": "unknown key", "missing": "required", "model_type": "must be a mapping of keys",
+          "model_attributes_type": "must be a mapping of keys", "dict_type": "must be a mapping of keys",
+          "list_type": "must be a list", "string_type": "must be text (quote it)"}
 
 
 def _file_loc(data: Any, err: Any) -> list[int | str]:
