@@ -372,7 +372,19 @@ def test_host_console_shows_what_fired_and_why_and_lines_to_read_aloud(server: S
     assert not [url for url in tab.urls if token in url]
 
 
-def test_a_host_token_opens_its_own_room_and_nothing_else(server: Server, tab: Tab) -> None:
+@pytest.fixture
+def two_rooms(tmp_path: Path) -> Iterator[Server]:
+    """The example campaign in two rooms: a host's console shows its own."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert 'rooms: ["room-1"]' in text
+    config = tmp_path / "campaign.yaml"
+    config.write_text(text.replace('rooms: ["room-1"]', 'rooms: ["room-1", "room-2"]'), encoding="utf-8")
+    with Server(config, tmp_path / "rooms.db") as s:
+        yield s
+
+
+def test_a_host_token_opens_its_own_room_and_nothing_else(two_rooms: Server, tab: Tab) -> None:
+    server = two_rooms
     page = tab.page
     sign_in_console(page, f"{server.url}/web/host.html?room=room-2", host_token(server))  # ?room= is only a hint
     assert page.locator("#room").inner_text() == f"直播间 {ROOM}"

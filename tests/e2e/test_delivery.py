@@ -45,7 +45,8 @@ def test_a_coupon_missed_while_away_arrives_on_reconnect_exactly_once(client: Te
         first = ws.receive_json()
         assert first["type"] == "coupon" and first["missed"] is True and first["title"] == "新人专享券"
         ws.send_json({"type": "ack", "coupon_id": first["coupon_id"]})
-        ws.send_json({"type": "ping"})  # the ack is handled before the socket closes
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}  # the ack was handled before the socket closes
     with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('alice')}") as ws:
         post(client, {"type": "comment", "room": "room-1", "ts": T0 + 200, "user": "alice", "text": "扣1"})
         second = ws.receive_json()
@@ -89,6 +90,7 @@ def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> 
     with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('carol')}") as ws:
         ws.send_json({"type": "mute", "minutes": 10})
         ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}  # muted before the coupon comes
         post(client, join("carol"))
         held = ws.receive_json()
         ws.send_json({"type": "unmute"})

@@ -333,6 +333,8 @@ def test_a_socket_message_it_cannot_act_on_is_answered_with_an_error_and_the_soc
             assert (answer["type"], answer["code"]) == ("error", code) and answer["message"]
         socket.send_text('{"type": "mute", "minutes": 1}')
         socket.send_text('{"type": "unmute"}')
+        socket.send_text('{"type": "ping"}')
+        assert socket.receive_json() == {"type": "pong"}
         arrive(client, "alice")
         assert socket.receive_json()["type"] == "coupon"  # still open; mute and unmute answered nothing
 

@@ -400,8 +400,11 @@ async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
     elif kind == "unmute":
         rt.hub.unmute(sub.room, sub.user)
         await _send_backlog(rt, sub)
+    elif kind == "ping":  # a client's keep-alive, or its mark that what it sent before was taken
+        sub.offer({"type": "pong"})
     else:
-        sub.offer(_refused("unknown_type", f"未知的消息类型 / unknown message type {kind!r} (ack, mute, unmute)"))
+        sub.offer(_refused("unknown_type", f"未知的消息类型 / unknown message type {kind!r} (ack, mute, unmute, "
+                                           "ping)"))
 
 
 async def _send_all(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
