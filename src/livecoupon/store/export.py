@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from livecoupon.cluster.logs import decision_order, merged_log
+from livecoupon.cluster.logs import Places, decision_order, merged_log
 from livecoupon.engine.recordings import write_decisions, write_lines
 from livecoupon.store.relational import RelationalStore
 from livecoupon.store.sqlite import SqliteStore
@@ -24,9 +24,9 @@ def export_store(source: str | Path | RelationalStore, out_dir: Path, campaign: 
             known = store.roster()
             if campaign is not None and known and campaign not in known:
                 raise ValueError(f"no campaign {campaign!r} in this deployment ({', '.join(sorted(known))})")
-            rooms: dict[str, int] = {}
-            events = write_lines(out_dir / "events.jsonl", merged_log(store, rooms))
-            issued, suppressed = write_decisions(decision_order(store.decisions(campaign), rooms), out_dir)
+            places: Places = {}
+            events = write_lines(out_dir / "events.jsonl", merged_log(store, places))
+            issued, suppressed = write_decisions(decision_order(store.decisions(campaign), places), out_dir)
     finally:
         store.close()
     return {"events": events, "issued": issued, "suppressed": suppressed}

@@ -673,12 +673,19 @@ class RelationalStore(ABC):
 
     def events(self, after: int = 0, log: str | None = None) -> Iterator[dict[str, Any]]:
         """The log in pages, so a long one is never held in memory at once (``log``: another partition's)."""
+        for _, entry in self.sequenced(after, log):
+            yield entry
+
+    def sequenced(self, after: int = 0, log: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        """:meth:`events` with each entry's place in the database's one sequence, which orders the entries of
+        every log as they were written (scaled out: two partitions' rounds that claim the same limits write in the
+        order they took the campaign's lock)."""
         name = self.log if log is None else log
         while True:
             rows = self._run("SELECT seq, body FROM events WHERE log = ? AND seq > ? ORDER BY seq LIMIT ?",
                              (name, after, _LOG_PAGE)).fetchall()
-            for _, body in rows:
-                yield _logged(body)
+            for seq, body in rows:
+                yield seq, _logged(body)
             if len(rows) < _LOG_PAGE:
                 return
             after = rows[-1][0]
