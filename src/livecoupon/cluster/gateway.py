@@ -27,7 +27,7 @@ from livecoupon.cluster import wire
 from livecoupon.cluster.bus import Bus
 from livecoupon.cluster.leases import applied_by
 from livecoupon.cluster.logs import merged_log
-from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, partition_of
+from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, log_name, partition_of
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import (
     Command,
@@ -176,6 +176,10 @@ class GatewayService:
         on a thread of its own while the gateway already serves — 490,000 of them take ~2 s from PostgreSQL — and
         the pushes heard meanwhile wait for them (:attr:`read_back` says when they are back)."""
         self.load_published()
+        if not self.clock.fires_timers:  # --clock event: the stream's time is where the partitions' logs end, not
+            # this machine's clock (a restarted gateway showed coupons expired, and stamped a command a year ahead)
+            last = self.store.last_entries(log_name(p) for p in range(self.partitions))
+            self._saw(round(float(entry["ts"]) * 1000) for entry in last)
         self.read_back = Future()
         self._reading = threading.Thread(target=self._read_back, name=READ_BACK_THREAD, daemon=True)
         self._reading.start()
