@@ -168,3 +168,26 @@ def test_a_first_visit_and_a_claim_in_two_partitions_rounds_never_deadlock(pg_ur
     finally:
         thread.join()
         store.drop()
+
+
+def test_processes_of_a_new_deployment_opening_the_store_at_once_all_start(pg_url: str) -> None:
+    """Each creates the schema it finds missing: the claims' indexes were created outside the schema's lock, and
+    CREATE INDEX IF NOT EXISTS is no guard against another creating it at the same moment (a worker started beside
+    another exited on a duplicate key, 4 starts in 6)."""
+    for _ in range(6):
+        name = f"starts_{uuid.uuid4().hex[:8]}"
+        failed: list[BaseException] = []
+
+        def open_store(name: str = name, failed: list[BaseException] = failed) -> None:
+            try:
+                PostgresStore(pg_url, name).close()
+            except Exception as exc:  # noqa: BLE001 (what a starting process would have died of)
+                failed.append(exc)
+
+        starting = [threading.Thread(target=open_store) for _ in range(4)]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        PostgresStore(pg_url, name).drop()
+        assert failed == []

@@ -169,16 +169,22 @@ class PostgresStore(RelationalStore):
         if not prepare:
             return
         with self.unit_of_work():
-            self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
+            self._lock_schema()
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             self._db.execute(_TABLES)
             self._db.execute(_DROP_TEMPLATE_FK)
             self._db.execute(RECORD_CLAIMS_FUNCTION)
         try:
-            self._index_for(self.redis_claims())  # recorded; a Redis that cannot hold claims safely is refused
+            redis = self.redis_claims()  # recorded; a Redis that cannot hold claims safely is refused
+            with self.unit_of_work():  # under the schema's lock too: CREATE INDEX IF NOT EXISTS is no guard against
+                self._lock_schema()    # another process creating it at the same moment (a worker of a new
+                self._index_for(redis)  # deployment started beside another exited on a duplicate key)
         except Exception:
             self.close()
             raise
+
+    def _lock_schema(self) -> None:
+        self._run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"schema:{self.schema}",))
 
     def _index_for(self, claims: RedisClaims | None) -> None:
         """The indexes only PostgreSQL's own claims read: built while they decide, dropped while Redis does (a
