@@ -34,6 +34,7 @@ def run_local(config: Path, store: str, bus: str, name: str, *, gateways: int, w
     ports = [port + i for i in range(gateways + workers)]
     roles = ["worker"] * workers + ["gateway"] * gateways
     processes = [_serve(config, store, bus, name, role, p, clock, env) for role, p in zip(roles, ports, strict=True)]
+    signal.signal(signal.SIGTERM, _stop)  # a supervisor's stop reaches the processes started here, as Ctrl-C does
     try:
         deadline = time.monotonic() + READY_WITHIN_S
         for p in ports:
@@ -68,3 +69,8 @@ def run_local(config: Path, store: str, bus: str, name: str, *, gateways: int, w
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # (the default would end this process at once, leaving the others running)
+
