@@ -29,7 +29,7 @@ from livecoupon.domain.campaign import (
 )
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
 from livecoupon.domain.durations import parse_duration_ms
-from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_NAME
+from livecoupon.domain.events import CAMPAIGN_WIDE, LAST_MS, MAX_NAME
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
@@ -72,7 +72,6 @@ def _time(value: Any) -> Any:
 
 
 _EXAMPLE_TIME = "2026-11-11T23:59:59+08:00"
-_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last time a date names (SPEC §2's ts too)
 Time = Annotated[dt.datetime, BeforeValidator(_time)]
 Fen = Annotated[int, BeforeValidator(_fen)]
 Number = Annotated[float, BeforeValidator(_number)]
@@ -438,7 +437,7 @@ class _Builder:
             self.error(path, f"must carry its UTC offset, e.g. {_EXAMPLE_TIME}")
             return None
         ms = round(when.timestamp() * 1000)
-        if ms > _LAST_MS:
+        if ms > LAST_MS:
             self.error(path, "must be before the year 10000 in UTC")
             return None
         return ms

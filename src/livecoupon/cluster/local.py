@@ -73,4 +73,3 @@ def run_local(config: Path, store: str, bus: str, name: str, *, gateways: int, w
 
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # (the default would end this process at once, leaving the others running)
-

@@ -7,15 +7,15 @@ from typing import Any
 
 from livecoupon.domain.campaign import Audience, Campaign, When
 from livecoupon.domain.coupons import Coupon, CouponKind, CouponTemplate, Terms
+from livecoupon.domain.events import LAST_MS
 from livecoupon.domain.money import fen_to_yuan, format_yuan
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a date can name
 
 
 def iso(ms: int) -> str:
     """ISO 8601 in UTC to the ms; a time past the year 9999 (a coupon issued at the calendar's end) as its last ms."""
-    at = _EPOCH + dt.timedelta(milliseconds=min(ms, _LAST_MS))  # exact: no float between
+    at = _EPOCH + dt.timedelta(milliseconds=min(ms, LAST_MS))  # exact: no float between
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

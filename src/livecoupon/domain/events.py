@@ -103,6 +103,7 @@ class Event:
 # ~1e-3 ms. Inside this band the decimal value the sender wrote decides.
 _HALF_MS_BAND: Final = 0.01
 _MAX_SECONDS: Final = 253_402_300_800  # 10000-01-01: past this a time can be neither stored nor shown as a date
+LAST_MS: Final = _MAX_SECONDS * 1_000 - 1  # 9999-12-31T23:59:59.999Z: the last time a date names
 _CLEAR_OF_HALF: Final = 0.5 - _HALF_MS_BAND
 
 
