@@ -73,6 +73,15 @@ def _time(value: Any) -> Any:
 
 _EXAMPLE_TIME = "2026-11-11T23:59:59+08:00"
 Time = Annotated[dt.datetime, BeforeValidator(_time)]
+def _whole(value: Any) -> Any:
+    """A whole number as YAML 1.2 may write it, ``1e4`` (a float) included; anything else as given, for ``StrictInt``
+    to refuse (true/false, 2.5, "3")."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Whole = Annotated[StrictInt, BeforeValidator(_whole)]
 Fen = Annotated[int, BeforeValidator(_fen)]
 Number = Annotated[float, BeforeValidator(_number)]
 Millis = Annotated[int, BeforeValidator(_ms)]
@@ -100,7 +109,7 @@ class CouponModel(_Strict):
     scope: Literal["all"] | ScopeModel = "all"
     valid_for: Millis | None = None
     valid_until: Time | None = None
-    stock: StrictInt | None = None
+    stock: Whole | None = None
 
 
 class OfferModel(_Strict):
@@ -115,21 +124,21 @@ class TriggerModel(_Strict):
     coupon: str | None = None
     offer: OfferModel | None = None
     after: Millis | None = None
-    count: StrictInt | None = None
+    count: Whole | None = None
     source: Literal["reported", "present"] | None = None
     audience: Literal["present", "lottery", "commenters", "top_gifters"] | None = None
-    winners: StrictInt | None = None
+    winners: Whole | None = None
     within: Millis | None = None
-    top: StrictInt | None = None
+    top: Whole | None = None
     phrases: list[str] | None = None
     cooldown: Millis | None = None
     keywords: list[str] | None = None
-    per_device: StrictInt | None = None
+    per_device: Whole | None = None
     budget: Fen | None = None
 
 
 class LimitsModel(_Strict):
-    per_user: StrictInt | None = None
+    per_user: Whole | None = None
     min_interval: Millis | None = None
     budget: Fen | None = None
     max_risk: Number | None = None
@@ -175,7 +184,7 @@ class CampaignModel(_Strict):
     campaign: str
     rooms: Literal["*"] | list[str]
     presence_timeout: Millis = 60_000
-    seed: StrictInt = 0
+    seed: Whole = 0
     attribution_window: Millis = 30 * 60_000
     coupons: dict[str, CouponModel]
     triggers: list[TriggerModel]

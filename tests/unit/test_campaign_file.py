@@ -623,6 +623,13 @@ def test_a_key_given_twice_is_an_error_naming_both_lines() -> None:
     assert "base" in errors_of(merged)[0]  # anchors and merges are still read (an unknown key here, no duplicate)
 
 
+def test_a_whole_number_may_be_written_with_an_exponent() -> None:
+    """``count: 1e4`` (满万) is a number in YAML 1.2: a whole one is taken where a count is, a fraction is not."""
+    text = yaml.safe_dump(with_trigger(when="online_reached", count=5), allow_unicode=True)
+    assert parse_campaign(text.replace("count: 5", "count: 1e4")).triggers[1].count == 10_000
+    assert one_error(text.replace("count: 5", "count: 2.5e0"), "triggers[1].count: Input should be a valid integer")
+
+
 @pytest.mark.parametrize(("written", "read"), [("017", 17), ("0o17", 15), ("0x10", 16), ("1e3", 1000)])
 def test_numbers_are_read_as_yaml_1_2_reads_them(written: str, read: int) -> None:
     """YAML 1.1 (PyYAML's) read 017 as octal 15 yuan; 1e3 as text."""
