@@ -90,18 +90,33 @@ def _summarise(campaign: Campaign) -> None:
                                       "全场 all" if scope == "all" else str(scope))))
     out.print(coupons)
     triggers = Table(title="触发规则 / triggers (decided in this order)")
-    for column in ("#", "名称 name", "时机 when", "券 coupon", "对象 audience"):
+    for column in ("#", "名称 name", "时机 when", "券 coupon", "对象 audience", "每设备 per_device"):
         triggers.add_column(column)
     for trig in campaign.triggers:
         coupon = (trig.coupon or "") if trig.offer is None else "offer: " + " / ".join(
             a or "null" for a in trig.offer.arms)
-        triggers.add_row(*map(escape, (str(trig.index), trig.name, trig.when.value, coupon, trig.audience.value)))
+        triggers.add_row(*map(escape, (str(trig.index), trig.name, trig.when.value, coupon, trig.audience.value,
+                                       "-" if trig.per_device is None else str(trig.per_device))))
     out.print(triggers)
     limits = campaign.limits
     out.print("频控 / limits: "
               f"per_user={limits.per_user if limits.per_user is not None else '-'}, "
-              f"min_interval={format_duration(limits.min_interval_ms) if limits.min_interval_ms else '-'}, "
-              f"budget={format_yuan(limits.budget) + ' 元' if limits.budget is not None else '-'}")
+              f"min_interval={format_duration(limits.min_interval_ms) if limits.min_interval_ms is not None else '-'}, "
+              f"budget={format_yuan(limits.budget) + ' 元' if limits.budget is not None else '-'}, "
+              f"room_budget={format_yuan(limits.room_budget) + ' 元' if limits.room_budget is not None else '-'}, "
+              f"max_risk={limits.max_risk if limits.max_risk is not None else '-'}")
+    out.print(f"在场超时 / presence_timeout={format_duration(campaign.presence_timeout_ms)}, "
+              f"归因窗口 / attribution_window={format_duration(campaign.attribution_window_ms)}, "
+              f"seed={campaign.seed}", highlight=False)
+    if campaign.starts_at is not None or campaign.ends_at is not None:
+        def when(ms: int | None) -> str:
+            return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+        out.print(f"时间表 / schedule: {when(campaign.starts_at)} → {when(campaign.ends_at)}", highlight=False)
+    if campaign.ledger is not None:
+        out.print(f"商家券系统 / ledger: {campaign.ledger.platform} {escape(campaign.ledger.url)} "
+                  f"(secret: ${campaign.ledger.secret_env}, timeout {format_duration(campaign.ledger.timeout_ms)})",
+                  highlight=False)
     for e in campaign.experiments:
         arms = ", ".join(f"{v.name}({v.coupon or '对照 holdout'}, w={v.weight:g})" for v in e.variants)
         out.print(f"实验 / experiment {e.name} on {e.trigger}: {arms}", markup=False)

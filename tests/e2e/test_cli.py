@@ -57,6 +57,11 @@ def test_replay_exits_2_for_an_unreadable_events_file(tmp_path: Path) -> None:
 def test_check_summarises_a_good_file_and_refuses_a_bad_one(tmp_path: Path) -> None:
     good = run("check", EXAMPLE)
     assert good.returncode == 0 and "double11-live" in good.stdout and "满99减20" in good.stdout
+    assert "presence_timeout=1m" in good.stdout and "seed=42" in good.stdout  # every setting, not only some
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(EXAMPLE.read_text(encoding="utf-8").replace("  per_user: 3", "  per_user: 3\n  max_risk: 0.7"),
+                     encoding="utf-8")
+    assert "max_risk=0.7" in run("check", risky).stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("campaign: x\nrooms: [r]\ncoupons: {}\ntriggers: []\nlimits: {per_usr: 1}\n", encoding="utf-8")
     refused = run("check", bad)
