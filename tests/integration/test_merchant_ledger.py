@@ -190,6 +190,43 @@ def test_the_merchant_reports_redemptions_and_refunds_back_signed(tmp_path: Path
                                       "order_id": "m3"}).status_code == 422
 
 
+def test_one_coupon_never_discounts_two_paid_orders_whatever_the_merchant_reports(tmp_path: Path) -> None:
+    """An audit's two ways: the merchant refunding an order paid at this checkout gave the coupon back while the order
+    stayed paid, so the coupon paid a second order, and the first order's refund then took it from the second (a third
+    paid with it); the shop redeeming a coupon reserved here was ignored, and the order here paid with it too."""
+    with (Receiver(lambda key, attempt: 201) as merchant,
+          serving(tmp_path, campaign_for(merchant.url)) as client):
+        [coupon_id] = join(client, "ann")
+        service = client.app.state.runtime.service  # type: ignore[attr-defined]
+        wait_until(lambda: not service.store.unconfirmed("shop"))
+
+        def order(order_id: str) -> Any:
+            return client.post("/v1/orders", json={"order_id": order_id, "user": "ann", "cart": CART,
+                                                   "coupon_id": coupon_id, "idempotency_key": f"c-{order_id}"})
+
+        def pay(order_id: str) -> Any:
+            return client.post(f"/v1/orders/{order_id}/pay", json={"idempotency_key": f"p-{order_id}"})
+
+        assert order("o5").status_code == 201 and pay("o5").status_code == 200
+        back = merchant_says(client, {"type": "coupon.refunded", "coupon_id": coupon_id, "order_id": "o5"})
+        assert back.json()["returned"] is True
+        assert client.get("/v1/orders/o5").json()["state"] == "refunded"  # refunded here as well: once
+        assert order("o6").status_code == 201 and pay("o6").status_code == 200
+        again = client.post("/v1/orders/o5/refund", json={"idempotency_key": "r-o5"})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "order_refunded"
+        assert order("o7").status_code == 409  # still o6's
+        refund_o6 = client.post("/v1/orders/o6/refund", json={"idempotency_key": "r-o6"}).json()
+        assert refund_o6["coupon_returned"] is True
+        assert order("o8").status_code == 201  # reserved here, then the shop uses it
+        shop = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "shop-9",
+                                      "amount": 100})
+        assert shop.json()["state"] == "redeemed"
+        refused = pay("o8")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "coupon_redeemed"
+        paid = [o for o in ("o5", "o6", "o8") if client.get(f"/v1/orders/{o}").json()["state"] == "paid"]
+        assert paid == []  # o5 and o6 refunded, o8 never paid: one use of the coupon at a time
+
+
 def test_the_breaker_opens_after_failures_in_a_row_probes_once_and_closes_on_success() -> None:
     from livecoupon.delivery.ledger import Breaker
 

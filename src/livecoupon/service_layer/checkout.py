@@ -161,15 +161,20 @@ class Checkout:
         if order_id == self._paying or self.store.order(order_id) is not None:
             return False
         coupon = self.store.coupon(coupon_id)
-        if coupon is None or coupon.user != user or coupon.state is not CouponState.ISSUED:
+        if coupon is None or coupon.user != user or coupon.state not in (CouponState.ISSUED, CouponState.RESERVED):
             return False
+        # A coupon reserved by an order of this checkout is used all the same (the shop's order is paid already): that
+        # order can no longer pay with it (it was ignored, and both orders then had the discount)
         entry = HistoryEntry(coupon_id, at, CouponState.REDEEMED, "redeemed_by_platform", order_id)
-        return self.store.move_coupon(with_state(coupon, CouponState.REDEEMED, order_id=order_id),
-                                      CouponState.ISSUED, entry)
+        return self.store.move_coupon(with_state(coupon, CouponState.REDEEMED, order_id=order_id), coupon.state, entry)
 
     def refunded_elsewhere(self, order_id: str, coupon_id: str, at: int) -> bool:
         """The merchant's system refunded the order that redeemed ``coupon_id``: the coupon goes back to
         ``issued`` while still valid, else stays ``redeemed`` with the refund recorded. True if it went back."""
+        order = self.store.order(order_id)
+        if order is not None:  # paid at this checkout: refunded by the merchant, so here as well (the coupon went back
+            # while the order stayed paid, and its refund later took the coupon from whichever order held it then)
+            return order.state is OrderState.PAID and self._refund(order)[1]["coupon_returned"] is True
         coupon = self.store.coupon(coupon_id)
         if coupon is None or coupon.state is not CouponState.REDEEMED or coupon.order_id != order_id:
             return False
@@ -271,7 +276,11 @@ class Checkout:
             coupon_room = self.store.redeem(HistoryEntry(order.coupon_id, now, CouponState.REDEEMED, "redeemed",
                                                          order_id))
             if coupon_room is None:
-                self._current(self.store.coupon(order.coupon_id), now)  # a lapsed reservation is released
+                coupon = self.store.coupon(order.coupon_id)
+                if coupon is not None and coupon.state is CouponState.REDEEMED and coupon.order_id != order_id:
+                    raise Refused("coupon_redeemed", f"coupon {coupon.coupon_id!r} was redeemed by order "
+                                  f"{coupon.order_id!r} meanwhile", "coupon_id")
+                self._current(coupon, now)  # a lapsed reservation is released
                 raise Refused("reservation_lapsed",
                               f"the coupon reservation of order {order_id!r} lapsed; create the order again",
                               "order_id")
@@ -313,9 +322,10 @@ class Checkout:
             raise Refused(f"order_{order.state.value}", f"only a paid order can be refunded; {order_id!r} is "
                           f"{order.state.value}", "order_id")
         coupon_back: bool | None = None
-        if order.coupon_id is not None:
-            coupon = self.store.coupon(order.coupon_id)
-            assert coupon is not None and coupon.state is CouponState.REDEEMED
+        coupon = self.store.coupon(order.coupon_id) if order.coupon_id is not None else None
+        if coupon is not None and (coupon.state is not CouponState.REDEEMED or coupon.order_id != order_id):
+            coupon_back = False  # no longer this order's (the shop's system took it): another's is not taken back
+        elif coupon is not None:
             coupon_back = not coupon.is_expired(now)
             if coupon_back:
                 entry = HistoryEntry(coupon.coupon_id, now, CouponState.ISSUED, "refunded", order_id)
