@@ -227,6 +227,26 @@ def test_one_coupon_never_discounts_two_paid_orders_whatever_the_merchant_report
         assert paid == []  # o5 and o6 refunded, o8 never paid: one use of the coupon at a time
 
 
+def test_a_coupon_the_shop_used_before_it_was_confirmed_never_pops_up(tmp_path: Path) -> None:
+    """Confirmed late, after the merchant had reported it redeemed: the viewer was shown a new coupon their list said
+    was used. The next coupon still pops up."""
+    up = {"open": False}
+    with (Receiver(lambda key, attempt: 201 if up["open"] else 503) as merchant,
+          serving(tmp_path, campaign_for(merchant.url)) as client):
+        with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ann')}") as socket:
+            [welcome] = join(client, "ann")
+            used = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": welcome, "order_id": "shop-1",
+                                          "amount": 150})
+            assert used.json()["state"] == "redeemed"
+            up["open"] = True
+            service = client.app.state.runtime.service  # type: ignore[attr-defined]
+            wait_until(lambda: not service.store.unconfirmed("shop"))
+            client.post("/v1/events", json=[{"type": "comment", "room": "room-1", "ts": T0 + 5, "user": "ann",
+                                             "text": "扣1"}])
+            popup = socket.receive_json()
+        assert popup["type"] == "coupon" and popup["trigger"] == "kou1" and popup["coupon_id"] != welcome
+
+
 def test_the_breaker_opens_after_failures_in_a_row_probes_once_and_closes_on_success() -> None:
     from livecoupon.delivery.ledger import Breaker
 

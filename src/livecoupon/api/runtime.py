@@ -179,11 +179,21 @@ class Runtime:
     async def _confirmed(self, coupon: Coupon) -> None:
         """The merchant's system has the coupon: record it, then pop it up (once: only if new)."""
         service = self.service
-        if await service.call(service.store.confirm, [coupon.coupon_id], service.now()):
-            self._pop_up(coupon)
+
+        def confirm() -> Coupon | None:  # the coupon as it is now: the merchant may have reported it used meanwhile
+            return service.store.coupon(coupon.coupon_id) if service.store.confirm([coupon.coupon_id],
+                                                                                  service.now()) else None
+
+        current = await service.call(confirm)
+        if current is not None:
+            self._pop_up(current)
 
     def _pop_up(self, coupon: Coupon) -> None:
-        self.pacer.offer(coupon.room, coupon.user, coupon_message(self.service.campaign_named(coupon.campaign), coupon))
+        """A coupon's popup, if it can still be used: one confirmed late may be redeemed or expired by then (its
+        viewer was shown a coupon their list said was gone)."""
+        if coupon.is_usable(self.service.now()):
+            self.pacer.offer(coupon.room, coupon.user,
+                             coupon_message(self.service.campaign_named(coupon.campaign), coupon))
 
     async def _tick(self) -> None:
         service = self.service
