@@ -97,6 +97,44 @@ def test_a_409_confirms_and_a_late_answer_is_retried_under_the_same_key(tmp_path
         assert all(sum(r.key == k for r in merchant.received) >= 2 for k in late)  # timed out, sent again
 
 
+def test_the_timeout_bounds_the_whole_attempt_not_each_read(tmp_path: Path) -> None:
+    """A merchant sending its answer a byte at a time: each read came within the timeout, so one attempt lasted until
+    the merchant closed (20 s in an audit), holding a sender's slot; it is a timeout now, and tried again."""
+    import socket
+    import threading
+
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                for byte in b"HTTP/1.1 500 Internal Server Error\r\n" * 3:  # a byte every 0.1 s: ~10 s
+                    if stop.wait(0.1):
+                        break
+                    with contextlib.suppress(OSError):
+                        conn.sendall(bytes([byte]))
+
+    dripping = threading.Thread(target=drip, daemon=True)
+    dripping.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/coupons"
+    try:
+        with serving(tmp_path, campaign_for(url, timeout="0.5s")) as client:
+            join(client, "ann")
+            ledger = client.app.state.runtime.ledger  # type: ignore[attr-defined]
+            wait_until(lambda: ledger.failures["timeout"] >= 1)
+            assert ledger.failures["transport"] == 0  # none ended only when the merchant closed
+    finally:
+        stop.set()
+        dripping.join(5)
+        listener.close()
+
+
 def test_coupons_owed_when_the_service_stopped_are_created_after_it_starts(tmp_path: Path) -> None:
     down = Receiver(lambda key, attempt: 503)
     with down, serving(tmp_path, campaign_for(down.url)) as client:

@@ -222,11 +222,12 @@ class LedgerSender:
         """One attempt: True when the system confirmed the coupon."""
         assert self._client is not None
         self.attempts += 1
-        try:
-            why = await self.system.create(self._client, coupon)
-        except httpx.HTTPError as exc:
+        try:  # the timeout bounds the whole attempt: httpx's bounds each read, and a merchant sending its answer a
+            # byte at a time held one for 20 s (and a sender's slot, for as long as it kept sending)
+            why = await asyncio.wait_for(self.system.create(self._client, coupon), self.config.timeout_s)
+        except (httpx.HTTPError, TimeoutError) as exc:
             log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)
-            why = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
+            why = "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "transport"
         except Exception:  # never lose the worker: the coupon is tried again
             log.exception("ledger: sending %s failed; will retry", coupon.coupon_id)
             why = "error"
