@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,47 @@ def test_the_backoff_starts_under_a_second_and_never_waits_over_30_seconds() -> 
     config = LedgerConfig("http://127.0.0.1:9", SECRET)
     assert backoff_s(config, 1, rand=lambda: 0.999) < 1
     assert max(backoff_s(config, n, rand=lambda: 0.999) for n in range(1, 80)) <= 30
+
+
+def test_an_open_breaker_holds_no_coupon_past_its_next_attempts_due_time() -> None:
+    """It let one probe through a cooldown for the whole queue: with 12 coupons pending each waited its probe's turn
+    (66 s in an audit, where SPEC §6 allows 30 between attempts). Here the cooldown is a minute and the due time a
+    fifth of a second: every coupon is tried again and again all the same."""
+    import asyncio
+
+    from livecoupon.domain.coupons import Coupon
+
+    class Down:
+        def __init__(self) -> None:
+            self.tried: Counter[str] = Counter()
+
+        async def create(self, client: Any, coupon: Coupon) -> str | None:
+            self.tried[coupon.coupon_id] += 1
+            return "status 503"
+
+    campaign = campaign_for("http://127.0.0.1:9/coupons")
+    template = campaign.coupons["welcome"]
+    coupons = [Coupon(f"cp_{i}", f"u{i}", "shop", "welcome", template.title, template.terms, 0, 3_600_000)
+               for i in range(12)]
+    down = Down()
+
+    async def scenario() -> None:
+        sender = LedgerSender(LedgerConfig("http://127.0.0.1:9/coupons", SECRET, max_backoff_s=0.2), campaign,
+                              system=down)
+        sender.breaker.cooldown_s = 60.0
+        sender.start()
+        sender.enqueue(coupons)
+        try:
+            for _ in range(300):
+                if len(down.tried) == 12 and min(down.tried.values()) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await sender.stop()
+        assert sender.breaker.is_open
+
+    asyncio.run(scenario())
+    assert len(down.tried) == 12 and min(down.tried.values()) >= 3, down.tried
 
 
 def test_serve_refuses_a_ledger_whose_secret_is_missing_or_malformed(monkeypatch: pytest.MonkeyPatch) -> None:

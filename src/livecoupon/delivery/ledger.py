@@ -100,8 +100,8 @@ class Breaker:
     """A circuit breaker in front of the merchant's system: after ``threshold`` failures in a row it
     opens, and for ``cooldown_s`` nothing is sent; then one probe goes (half-open), and its answer
     closes it again or reopens it. A merchant that is down gets one request per cooldown instead of
-    one per pending coupon's backoff, and the cooldown stays under the 30 s SPEC §6 allows between
-    attempts."""
+    one per pending coupon's backoff; a coupon whose next attempt is due (30 s after its last, SPEC §6)
+    is sent all the same (:meth:`LedgerSender._work`)."""
 
     def __init__(self, threshold: int = 5, cooldown_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -164,7 +164,8 @@ class LedgerSender:
         self.confirmed: Confirmed | None = None
         self.attempts = 0
         self.failures: Counter[str] = Counter()  # why attempts were not confirmed: reason -> attempts
-        self._queue: asyncio.Queue[tuple[Coupon, int]] = asyncio.Queue()
+        # (coupon, failures so far, when its next attempt is due at the latest: SPEC §6's 30 s after the last one)
+        self._queue: asyncio.Queue[tuple[Coupon, int, float]] = asyncio.Queue()
         self._pending: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
@@ -186,7 +187,7 @@ class LedgerSender:
         for coupon in coupons:
             if coupon.coupon_id not in self._pending:
                 self._pending.add(coupon.coupon_id)
-                self._queue.put_nowait((coupon, 0))
+                self._queue.put_nowait((coupon, 0, self._due()))
 
     def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self.config.timeout_s)
@@ -201,9 +202,10 @@ class LedgerSender:
 
     async def _work(self) -> None:
         while True:
-            coupon, failures = await self._queue.get()
-            while (wait := self.breaker.wait_s()) > 0:
-                await asyncio.sleep(wait)
+            coupon, failures, due = await self._queue.get()
+            while (wait := self.breaker.wait_s()) > 0 and (left := due - time.monotonic()) > 0:
+                await asyncio.sleep(min(wait, left))  # the breaker holds a coupon back, never past its due time (it
+                # held each for its probes' turn: 5 s × the coupons pending, 66 s seen)
             if self._rate is not None:  # the system's request rate: wait for this request's turn
                 now = time.monotonic()
                 await asyncio.sleep(self._rate.schedule("", now) - now)
@@ -216,7 +218,11 @@ class LedgerSender:
                         await self.confirmed(coupon)
                 continue
             delay = backoff_s(self.config, failures + 1)
-            asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, (coupon, failures + 1))
+            asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, (coupon, failures + 1, self._due()))
+
+    def _due(self) -> float:
+        """When an attempt is due at the latest, from now (the last attempt, or the coupon's issue)."""
+        return time.monotonic() + self.config.max_backoff_s
 
     async def _send(self, coupon: Coupon) -> bool:
         """One attempt: True when the system confirmed the coupon."""
