@@ -305,6 +305,11 @@ def test_one_coupon_never_discounts_two_paid_orders_whatever_the_merchant_report
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "coupon_redeemed"
         paid = [o for o in ("o5", "o6", "o8") if client.get(f"/v1/orders/{o}").json()["state"] == "paid"]
         assert paid == []  # o5 and o6 refunded, o8 never paid: one use of the coupon at a time
+        assert merchant_says(client, {"type": "coupon.refunded", "coupon_id": coupon_id, "order_id": "shop-9"}).json()[
+            "returned"] is True
+        redelivered = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "shop-9",
+                                             "amount": 100})  # Standard Webhooks senders retry: out of order too
+        assert redelivered.json()["state"] == "issued"  # it redeemed the coupon again for a refunded order
 
 
 def test_a_coupon_the_shop_used_before_it_was_confirmed_never_pops_up(tmp_path: Path) -> None:

@@ -163,6 +163,8 @@ class Checkout:
         coupon = self.store.coupon(coupon_id)
         if coupon is None or coupon.user != user or coupon.state not in (CouponState.ISSUED, CouponState.RESERVED):
             return False
+        if any(h.order_id == order_id for h in self.store.history(coupon_id)):
+            return False  # a report sent again (a webhook redelivered after its refund): the order used it once
         # A coupon reserved by an order of this checkout is used all the same (the shop's order is paid already): that
         # order can no longer pay with it (it was ignored, and both orders then had the discount)
         entry = HistoryEntry(coupon_id, at, CouponState.REDEEMED, "redeemed_by_platform", order_id)
