@@ -151,12 +151,14 @@ class Checkout:
         return order
 
     def redeemed_elsewhere(self, order_id: str, user: str, coupon_id: str, at: int) -> bool:
-        """A platform reported a paid order that used ``coupon_id`` (a posted ``order`` event).
+        """A platform reported a paid order that used ``coupon_id`` (a posted ``order`` event, or the merchant's
+        ``coupon.redeemed``).
 
-        An order paid through this checkout already moved its coupon. Otherwise the
-        user's own coupon, if still issued, becomes redeemed by that order; anything else
-        (another user's coupon, one unknown, reserved or redeemed already) changes nothing
-        in the ledger, and the order still counts for analytics. True if the coupon moved.
+        An order paid through this checkout already moved its coupon. Otherwise the user's own coupon, if
+        issued, or reserved by an order of this checkout (which can then no longer pay with it), becomes
+        redeemed by that order, once: an order that used it before (a report sent again after its refund)
+        changes nothing. Anything else (another user's coupon, one unknown, redeemed already) changes nothing in
+        the ledger either, and the order still counts for analytics. True if the coupon moved.
         """
         if order_id == self._paying or self.store.order(order_id) is not None:
             return False
