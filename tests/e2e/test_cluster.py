@@ -213,6 +213,8 @@ def test_popups_operator_commands_and_paid_orders_cross_processes(tmp_path: Path
         assert made.status_code == 201, made.text
         assert client.post(f"{b}/v1/orders/o-amy/pay", json={"idempotency_key": "k2"}).status_code == 200
         assert client.get(f"{a}/v1/users/amy/coupons").json()["coupons"][0]["state"] == "redeemed"
+        told = client.get(f"{b}/v1/admin/users/amy/explain", headers=OPERATOR).json()["entries"]
+        assert coupon["coupon_id"] in [e.get("coupon_id") for e in told]  # the decisions as the workers made them
     live, again = export_and_replay(tmp_path, pg_url, "across", config)
     events = lines(live / "events.jsonl")
     assert [e["room"] for e in events if e["type"] == "order" and e.get("order_id") == "o-amy"] == [room]

@@ -152,6 +152,17 @@ def test_one_trigger_s_decisions_come_back_alone_in_decision_order(store: Store)
     assert [d.user for d in store.decisions("c", "t")] == ["a"]
 
 
+def test_one_user_s_decisions_of_every_campaign_come_back_in_decision_order(store: Store) -> None:
+    """What a gateway explains a user's coupons from (the decisions as the workers made them)."""
+    if not isinstance(store, RelationalStore):
+        pytest.skip("only the relational stores serve gateways")
+    store.issue([request("b", trigger="manual"), request("a"), request("b", template=None)], Limits())
+    store.issue([request("b", campaign="other")], Limits())
+    mine = list(store.decisions(user="b"))
+    assert [(d.user, d.trigger, d.template is None) for d in mine] == [("b", "manual", False), ("b", "t", True),
+                                                                        ("b", "t", False)]
+
+
 def test_coupon_moves_by_compare_and_set(store: Store) -> None:
     [d] = store.issue([request("a")], Limits())
     coupon = store.coupon(d.request.coupon_id)

@@ -74,5 +74,24 @@ def test_a_user_never_in_the_room_has_nothing_to_explain() -> None:
     assert why(SAY, events, "stranger") == []
 
 
+def test_with_the_decisions_as_made_the_replay_only_tells_the_silences() -> None:
+    """Scaled out, where rooms competed for shared limits the partitions decided otherwise than a replay of the
+    merged log: explain told a newcomer coupon the user never got. Given the decisions as made, those are told."""
+    from livecoupon.domain.decisions import Decision, IssueRequest
+
+    triggers = "  - {name: newcomer, when: first_visit, coupon: c10}\n" + SAY
+    camp = campaign(triggers, rooms='["r1", "r3"]')
+    events = [ev("live_start", 0), ev("live_start", 0, room="r3"), ev("join", 1, "u"), ev("join", 3, "u", room="r3"),
+              ev("leave", 4, "u"), ev("leave", 4, "u", room="r3"), ev("transcript", 10, text="发券啦")]
+    log = [parse_event(e) for e in by_ts(events)]
+    replayed = [(e["ts"], e["trigger"], e.get("reason") or e["outcome"]) for e in explain(camp, log, "u")]
+    assert replayed == [(1, "newcomer", "issued"), (10, "say", "not_present")]
+    made = Decision(IssueRequest("cp_r3", camp.campaign, "r3", 0, "newcomer", "u", camp.coupons["c10"], 3_000),
+                    Reason.DEVICE_CAP)  # the r3 partition claimed the first visit first: another account's device
+    told = [(e["ts"], e["room"], e["trigger"], e.get("reason") or e["outcome"])
+            for e in explain(camp, log, "u", recorded=[made])]
+    assert told == [(3, "r3", "newcomer", "device_cap"), (10, "r1", "say", "not_present")]
+
+
 def test_every_reason_and_silence_has_words() -> None:
     assert set(REASON_WORDS) == set(Reason) and set(SILENCE_WORDS) == set(Silence)

@@ -558,8 +558,13 @@ class GatewayService:
         return merged_log(self.store)
 
     def explain(self, user: str) -> list[dict[str, Any]]:
-        return explain(list(self.bases.values()), read_log(self.logged()), user,
-                       joined_late(self.store.roster()))
+        """Why ``user`` got what they got: the decisions as the workers made them (the store's), and the firings that
+        reached them without one from a replay of the merged log (where rooms competed for shared limits, a replay
+        decides otherwise than the partitions did: docs/scaling.md; it explained coupons the user never got)."""
+        mine = [wire.decision_of(self.campaign_named(self.record_campaigns.get(r.coupon_id, self.base.campaign)), r)
+                for r in self.store.decisions(user=user)]
+        return explain(list(self.bases.values()), read_log(self.logged()), user, joined_late(self.store.roster()),
+                       recorded=mine)
 
     def offer_prices(self, campaign: str | None = None) -> dict[str, float | None]:
         return {}  # the policies live in the workers' engines, one per partition

@@ -113,9 +113,12 @@ class ExplainingEngine(Engine):
 
 
 def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user: str,
-            joining: Iterable[str] = ()) -> list[dict[str, Any]]:
+            joining: Iterable[str] = (), recorded: Sequence[Decision] | None = None) -> list[dict[str, Any]]:
     """Every decision for ``user`` and every firing that reached them without one, in time order. With several
-    campaigns (``joining``: those started part-way through the log) each entry names its campaign."""
+    campaigns (``joining``: those started part-way through the log) each entry names its campaign. ``recorded``:
+    the user's decisions as they were made, given where a replay of ``log`` could decide otherwise (a scaled-out
+    deployment's merged log, where rooms competed for shared limits): its decisions are then those, and the replay
+    tells only the firings that reached the user without one."""
     deployed = [campaigns] if isinstance(campaigns, Campaign) else list(campaigns)
     several = len(deployed) > 1
     notes: dict[str, list[Note]] = {}
@@ -134,13 +137,19 @@ def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user
         for name, noted in notes.items():
             for note in noted[before.get(name, 0):]:
                 entries.append((note.at, len(entries), _note_json(note) | ({"campaign": name} if several else {})))
-        for d in made:
+        for d in made if recorded is None else ():
             if d.request.user == user and d.request.coupon_id not in decided:
                 decided.add(d.request.coupon_id)
-                body = _decision_json(d) | ({"campaign": d.request.campaign} if several else {})
-                entries.append((d.request.at, len(entries), body))
+                entries.append((d.request.at, len(entries), _decision_entry(d, several)))
+    for d in recorded or ():
+        if d.request.user == user:
+            entries.append((d.request.at, len(entries), _decision_entry(d, several)))
     entries.sort(key=lambda entry: (entry[0], entry[1]))
     return [entry for _, _, entry in entries]
+
+
+def _decision_entry(d: Decision, several: bool) -> dict[str, Any]:
+    return _decision_json(d) | ({"campaign": d.request.campaign} if several else {})
 
 
 def _decision_json(d: Decision) -> dict[str, Any]:

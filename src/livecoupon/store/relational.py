@@ -501,9 +501,10 @@ class RelationalStore(ABC):
             cur = self._run(*visit_query(campaign, user))
             return bool(cur.rowcount == 1)
 
-    def decisions(self, campaign: str | None = None, trigger: str | None = None) -> Iterator[DecisionRecord]:
-        """The campaign's decisions in decision order (every campaign's, with None; ``trigger``'s alone)."""
-        conditions = {"campaign=?": campaign, "trigger=?": trigger}
+    def decisions(self, campaign: str | None = None, trigger: str | None = None,
+                  user: str | None = None) -> Iterator[DecisionRecord]:
+        """The campaign's decisions in decision order (every campaign's, with None; ``trigger``'s, ``user``'s alone)."""
+        conditions = {"campaign=?": campaign, "trigger=?": trigger, '"user"=?': user}
         where = " AND ".join(condition for condition, value in conditions.items() if value is not None)
         args = tuple(value for value in conditions.values() if value is not None)
         where = f"WHERE {where}" if where else ""
