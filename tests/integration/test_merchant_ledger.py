@@ -56,6 +56,7 @@ def test_each_coupon_is_created_signed_and_only_then_counts(tmp_path: Path) -> N
         with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('ann')}") as socket:
             [coupon_id] = join(client, "ann")
             assert client.get("/v1/users/ann/coupons").json()["coupons"] == []  # not yet in the account
+            assert client.get(f"/v1/coupons/{coupon_id}").json()["confirmed"] is False  # read alone, it said issued
             early = client.post("/v1/orders", json={"order_id": "o0", "user": "ann", "cart": CART,
                                                     "coupon_id": coupon_id, "idempotency_key": "k0"})
             assert early.status_code == 409 and early.json()["error"]["code"] == "coupon_unconfirmed"
@@ -74,7 +75,7 @@ def test_each_coupon_is_created_signed_and_only_then_counts(tmp_path: Path) -> N
                         "max_discount": None, "scope": "all", "issued_at": body["issued_at"],
                         "expires_at": body["expires_at"]}
         [listed] = client.get("/v1/users/ann/coupons").json()["coupons"]
-        assert listed["coupon_id"] == coupon_id
+        assert listed["coupon_id"] == coupon_id and client.get(f"/v1/coupons/{coupon_id}").json()["confirmed"] is True
         order = client.post("/v1/orders", json={"order_id": "o1", "user": "ann", "cart": CART,
                                                 "coupon_id": coupon_id, "idempotency_key": "k1"})
         assert order.status_code == 201

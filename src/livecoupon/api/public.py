@@ -174,7 +174,7 @@ async def coupon_detail(coupon_id: str, caller: UserCaller, rt: RuntimeDep) -> d
     history, now = await service.call(service.store.history, coupon_id), service.now()
     return coupon_json(coupon, now) | {"history": [
         {"at": iso(h.at), "state": h.state.value, "action": h.action, "order_id": h.order_id}
-        for h in history_seen(coupon, history, now)]}
+        for h in history_seen(coupon, history, now)], "confirmed": service.checkout.counts(coupon)}
 
 
 @router.post("/checkout/quote", tags=["checkout"], response_model=None,

@@ -299,6 +299,8 @@ class HistoryEntryOut(BaseModel):
 
 class CouponDetailOut(CouponOut):
     history: list[HistoryEntryOut]
+    confirmed: bool = Field(description="in the user's account: false while the merchant's system has not confirmed "
+                                        "it (a campaign with a ledger): not listed, quoted or usable until then")
 
 
 class QuoteLine(BaseModel):
