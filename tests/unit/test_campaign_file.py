@@ -630,7 +630,8 @@ def test_a_whole_number_may_be_written_with_an_exponent() -> None:
     assert one_error(text.replace("count: 5", "count: 2.5e0"), "triggers[1].count: Input should be a valid integer")
 
 
-@pytest.mark.parametrize(("written", "read"), [("017", 17), ("0o17", 15), ("0x10", 16), ("1e3", 1000)])
+@pytest.mark.parametrize(("written", "read"), [("017", 17), ("0o17", 15), ("0x10", 16), ("1e3", 1000),
+                                               ("1_000", 1000)])
 def test_numbers_are_read_as_yaml_1_2_reads_them(written: str, read: int) -> None:
     """YAML 1.1 (PyYAML's) read 017 as octal 15 yuan; 1e3 as text."""
     text = yaml.safe_dump(MINIMAL, allow_unicode=True).replace("amount: 10", f"amount: {written}")
