@@ -12,7 +12,7 @@ from fastapi import Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from livecoupon.domain.coupons import CouponKind, CouponState
-from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_IP, MAX_NAME, MAX_TEXT, TYPES
+from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_IP, MAX_NAME, MAX_TEXT, RESERVED_ROOM, TYPES
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.orders import OrderState
 from livecoupon.domain.pricing import CartLine
@@ -43,7 +43,7 @@ Text = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 def _a_room(name: str) -> str:
     if name == CAMPAIGN_WIDE:
-        raise ValueError(f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
+        raise ValueError(RESERVED_ROOM)
     return name
 
 

@@ -22,6 +22,7 @@ ROOM_TYPES = frozenset({"live_start", "live_end", "online_count", "transcript", 
 TYPES = VIEWER_TYPES | ROOM_TYPES | {"operator"}
 
 CAMPAIGN_WIDE = "*"  # the room of an operator command that is not about one room: reserved, no platform's
+RESERVED_ROOM: Final = f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)"  # why a room may not be it
 MAX_NAME = 128  # room, user, id, order_id, device (SPEC §2)
 MAX_TEXT = 2_000  # comment and transcript text
 MAX_IP = 64
@@ -240,7 +241,7 @@ def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tup
             else:
                 event = parse_event(raw)
             if event.room == CAMPAIGN_WIDE:
-                raise EventError("room", f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
+                raise EventError("room", RESERVED_ROOM)
             event.ts = check_ts(event.ts)
         except EventError as exc:
             rejected.append({"index": index, "error": str(exc)})

@@ -37,7 +37,15 @@ from livecoupon.domain.commands import (
 )
 from livecoupon.domain.coupons import Coupon, CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, DecisionRecord, IssueRequest
-from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_NAME, Event, EventError, parse_event, platform_events
+from livecoupon.domain.events import (
+    CAMPAIGN_WIDE,
+    MAX_NAME,
+    RESERVED_ROOM,
+    Event,
+    EventError,
+    parse_event,
+    platform_events,
+)
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
 from livecoupon.engine.campaigns import Deployment, DeploymentError, in_order
@@ -179,7 +187,7 @@ def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None
     if not room:
         raise Malformed("missing_room", "room must not be empty", "room")
     if room == CAMPAIGN_WIDE:
-        raise Malformed("reserved_room", f"room {CAMPAIGN_WIDE!r} is reserved (it stands for every room)", "room")
+        raise Malformed("reserved_room", f"room {RESERVED_ROOM}", "room")
     if not campaign.listens_to(room):
         raise NotFound("unknown_room", f"campaign {campaign.campaign!r} does not list room {room!r}", "room")
     if not key:
