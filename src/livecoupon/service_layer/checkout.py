@@ -178,16 +178,11 @@ class Checkout:
         order = self.store.order(order_id)
         if order is not None:  # paid at this checkout: refunded by the merchant, so here as well (the coupon went back
             # while the order stayed paid, and its refund later took the coupon from whichever order held it then)
-            return order.state is OrderState.PAID and self._refund(order)[1]["coupon_returned"] is True
+            return order.state is OrderState.PAID and self._refunded(order)[1] is True
         coupon = self.store.coupon(coupon_id)
         if coupon is None or coupon.state is not CouponState.REDEEMED or coupon.order_id != order_id:
             return False
-        back = not coupon.is_expired(at)
-        entry = HistoryEntry(coupon_id, at, CouponState.ISSUED if back else CouponState.REDEEMED,
-                             "refunded_by_merchant" if back else "refund_kept", order_id,
-                             {} if back else {"why": "expired"})
-        moved = with_state(coupon, CouponState.ISSUED) if back else coupon
-        return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
+        return self._give_back(coupon, at, "refunded_by_merchant")
 
     def _once(self, scope: str, key: str, request: str, seen: StoredAnswer | None,
               act: Callable[[], Answer]) -> Answer:
@@ -321,24 +316,30 @@ class Checkout:
         return 200, order_json(cancelled)
 
     def _refund(self, order: Order) -> Answer:
+        refunded, coupon_back = self._refunded(order)
+        return 200, order_json(refunded) | {"coupon_returned": coupon_back}
+
+    def _refunded(self, order: Order) -> tuple[Order, bool | None]:
+        """A paid order refunded, and whether its coupon went back (None: it had none)."""
         now, order_id = self.clock(), order.order_id
         if order.state is not OrderState.PAID:
             raise Refused(f"order_{order.state.value}", f"only a paid order can be refunded; {order_id!r} is "
                           f"{order.state.value}", "order_id")
-        coupon_back: bool | None = None
         coupon = self.store.coupon(order.coupon_id) if order.coupon_id is not None else None
-        if coupon is not None and (coupon.state is not CouponState.REDEEMED or coupon.order_id != order_id):
-            coupon_back = False  # no longer this order's (the shop's system took it): another's is not taken back
-        elif coupon is not None:
-            coupon_back = not coupon.is_expired(now)
-            if coupon_back:
-                entry = HistoryEntry(coupon.coupon_id, now, CouponState.ISSUED, "refunded", order_id)
-                self.store.move_coupon(with_state(coupon, CouponState.ISSUED), CouponState.REDEEMED, entry)
-            else:
-                entry = HistoryEntry(coupon.coupon_id, now, CouponState.REDEEMED, "refund_kept", order_id,
-                                     {"why": "expired"})
-                self.store.move_coupon(coupon, CouponState.REDEEMED, entry)
+        coupon_back: bool | None = None
+        if coupon is not None:  # taken back only while this order holds it (the shop's system may have taken it)
+            mine = coupon.state is CouponState.REDEEMED and coupon.order_id == order_id
+            coupon_back = mine and self._give_back(coupon, now, "refunded")
         refunded = order.moved(OrderState.REFUNDED, reserved_until=order.reserved_until)
         if not self.store.move_order(refunded, OrderState.PAID):
             raise Refused("order_changed", f"order {order_id!r} changed during refund", "order_id")
-        return 200, order_json(refunded) | {"coupon_returned": coupon_back}
+        return refunded, coupon_back
+
+    def _give_back(self, coupon: Coupon, at: int, action: str) -> bool:
+        """A redeemed coupon whose order was refunded: ``issued`` again while still valid (``action`` in its
+        history), else kept ``redeemed`` with the refund recorded (``refund_kept``). True if it went back."""
+        back = not coupon.is_expired(at)
+        entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED if back else CouponState.REDEEMED,
+                             action if back else "refund_kept", coupon.order_id, {} if back else {"why": "expired"})
+        moved = with_state(coupon, CouponState.ISSUED) if back else coupon
+        return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
