@@ -6,9 +6,9 @@ import gc
 import re
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,7 @@ err = Console(stderr=True, soft_wrap=True)  # a reason is one line whatever the 
 out = Console()
 
 UNUSABLE = 2
+T = TypeVar("T")
 DEMO_CAMPAIGN = Path(__file__).resolve().parent / "sim" / "campaign.yaml"  # installed with the package: any folder
 
 
@@ -83,7 +84,7 @@ def _summarise(campaign: Campaign) -> None:
         coupons.add_column(column)
     for t in campaign.coupons.values():
         validity = (format_duration(t.valid_for_ms) if t.valid_for_ms is not None
-                    else time.strftime("至 %Y-%m-%d %H:%M UTC", time.gmtime((t.valid_until_ms or 0) / 1000)))
+                    else "至 " + _utc(t.valid_until_ms or 0, "%Y-%m-%d %H:%M UTC"))
         scope = t.terms.scope.to_json()
         coupons.add_row(*map(escape, (t.name, t.title, describe_coupon(t), validity,
                                       "不限 unlimited" if t.stock is None else str(t.stock),
@@ -96,23 +97,18 @@ def _summarise(campaign: Campaign) -> None:
         coupon = (trig.coupon or "") if trig.offer is None else "offer: " + " / ".join(
             a or "null" for a in trig.offer.arms)
         triggers.add_row(*map(escape, (str(trig.index), trig.name, trig.when.value, coupon, trig.audience.value,
-                                       "-" if trig.per_device is None else str(trig.per_device))))
+                                       _shown(trig.per_device))))
     out.print(triggers)
     limits = campaign.limits
-    out.print("频控 / limits: "
-              f"per_user={limits.per_user if limits.per_user is not None else '-'}, "
-              f"min_interval={format_duration(limits.min_interval_ms) if limits.min_interval_ms is not None else '-'}, "
-              f"budget={format_yuan(limits.budget) + ' 元' if limits.budget is not None else '-'}, "
-              f"room_budget={format_yuan(limits.room_budget) + ' 元' if limits.room_budget is not None else '-'}, "
-              f"max_risk={limits.max_risk if limits.max_risk is not None else '-'}")
+    out.print(f"频控 / limits: per_user={_shown(limits.per_user)}, "
+              f"min_interval={_shown(limits.min_interval_ms, format_duration)}, budget={_shown(limits.budget, _yuan)}, "
+              f"room_budget={_shown(limits.room_budget, _yuan)}, max_risk={_shown(limits.max_risk)}")
     out.print(f"在场超时 / presence_timeout={format_duration(campaign.presence_timeout_ms)}, "
               f"归因窗口 / attribution_window={format_duration(campaign.attribution_window_ms)}, "
               f"seed={campaign.seed}", highlight=False)
     if campaign.starts_at is not None or campaign.ends_at is not None:
-        def when(ms: int | None) -> str:
-            return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
-
-        out.print(f"时间表 / schedule: {when(campaign.starts_at)} → {when(campaign.ends_at)}", highlight=False)
+        out.print(f"时间表 / schedule: {_shown(campaign.starts_at, _utc)} → {_shown(campaign.ends_at, _utc)}",
+                  highlight=False)
     if campaign.ledger is not None:
         out.print(f"商家券系统 / ledger: {campaign.ledger.platform} {escape(campaign.ledger.url)} "
                   f"(secret: ${campaign.ledger.secret_env}, timeout {format_duration(campaign.ledger.timeout_ms)})",
@@ -120,6 +116,19 @@ def _summarise(campaign: Campaign) -> None:
     for e in campaign.experiments:
         arms = ", ".join(f"{v.name}({v.coupon or '对照 holdout'}, w={v.weight:g})" for v in e.variants)
         out.print(f"实验 / experiment {e.name} on {e.trigger}: {arms}", markup=False)
+
+
+def _shown(value: T | None, show: Callable[[T], str] = str) -> str:
+    """A setting as ``check`` prints it: ``-`` where it is not set."""
+    return "-" if value is None else show(value)
+
+
+def _yuan(fen: int) -> str:
+    return format_yuan(fen) + " 元"
+
+
+def _utc(ms: int, form: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    return time.strftime(form, time.gmtime(ms / 1000))
 
 
 @app.command()

@@ -181,8 +181,8 @@ class Runtime:
         service = self.service
 
         def confirm() -> Coupon | None:  # the coupon as it is now: the merchant may have reported it used meanwhile
-            return service.store.coupon(coupon.coupon_id) if service.store.confirm([coupon.coupon_id],
-                                                                                  service.now()) else None
+            confirmed = service.store.confirm([coupon.coupon_id], service.now())
+            return service.store.coupon(coupon.coupon_id) if confirmed else None
 
         current = await service.call(confirm)
         if current is not None:

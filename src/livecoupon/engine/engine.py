@@ -611,8 +611,9 @@ def within_device_caps(drawn: list[IssueRequest]) -> list[IssueRequest]:
     for request in drawn:
         key, cap = request.device_key, request.per_device
         if key is not None and cap is not None:
-            if taken.get(key, 0) >= cap:
+            already = taken.get(key, 0)
+            if already >= cap:
                 continue
-            taken[key] = taken.get(key, 0) + 1
+            taken[key] = already + 1
         kept.append(request)
     return kept

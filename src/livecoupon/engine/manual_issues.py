@@ -54,4 +54,3 @@ def _asks(command: ManualCommand) -> tuple[str, str, str, tuple[str, ...] | None
     if isinstance(command, IssueManually):
         return _ISSUE, command.template, command.room, tuple(dict.fromkeys(command.users))
     return "issue_present", command.template, command.room, None
-
