@@ -167,7 +167,7 @@ def timed_parts(store: Any, campaign: Any) -> tuple[float, float, float, int, in
     if snapshot is not None:  # (a log shorter than the service's snapshot interval has none)
         snapshots.load_deployment(deployment, snapshot.body)
     load = time.perf_counter() - started
-    ids = sum(len(room.seen_ids) for engine in deployment.engines.values() for room in engine.rooms.values())
+    ids = sum(len(remembered) for remembered in deployment.recent_ids.values())
     del deployment, snapshot
     gc.collect()
     started = time.perf_counter()

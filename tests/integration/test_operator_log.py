@@ -4,6 +4,7 @@ failed transactions that leave nothing behind, and paid orders that count as ord
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import sqlite3
 from pathlib import Path
@@ -18,6 +19,7 @@ from livecoupon.campaign_file import load_campaign, parse_campaign
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.commands import ChangeBlocklist, IssueManually, PauseTrigger
 from livecoupon.domain.decisions import MANUAL, Decision
+from livecoupon.domain.events import event_json, parse_event
 from livecoupon.domain.pricing import CartLine
 from livecoupon.engine.clock import ClockMode
 from livecoupon.engine.recordings import write_decisions
@@ -305,6 +307,56 @@ def test_export_writes_nothing_it_cannot_replay(tmp_path: Path) -> None:
     assert files(tmp_path / "export") == files(tmp_path / "own")
 
 
+def test_the_log_and_its_export_hold_only_the_events_applied_not_their_repeats(tmp_path: Path) -> None:
+    # a platform retries: the same id again, at its own ts or a later one (even past the room's half hour of
+    # memory), in the batch that first had it or another. None is applied, none is logged, so the export holds
+    # each event once, and its replay decides as the service did
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "r.db", campaign)
+    start = {"type": "live_start", "room": "r1", "ts": T0, "id": "s"}
+    join = {"type": "join", "room": "r1", "ts": T0 + 1, "user": "a", "id": "j"}
+    kou1 = {"type": "comment", "room": "r1", "ts": T0 + 2, "user": "a", "text": "扣1", "id": "c"}
+    first = service.submit([start, join, kou1, dict(kou1)])
+    assert (first.accepted, len(first.decisions)) == (4, 2)  # newcomer and kou1, once
+    again = service.submit([dict(kou1, ts=T0 + 3), dict(join, ts=T0 + 3_000),
+                            {"type": "heartbeat", "room": "r1", "ts": T0 + 4, "user": "a", "id": "h"}])
+    assert again.decisions == []
+    assert service.events_applied == 4
+    service.close()
+    counts = export_store(tmp_path / "r.db", tmp_path / "export")
+    assert counts["events"] == 4
+    logged = (tmp_path / "export" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [line.count('"id"') for line in logged] == [1, 1, 1, 1]
+    assert [json.loads(line)["id"] for line in logged] == ["s", "j", "c", "h"]
+    assert_export_replays(tmp_path / "r.db", campaign, tmp_path)
+
+
+def test_a_repeat_is_still_ignored_after_a_restart_from_a_snapshot(tmp_path: Path) -> None:
+    campaign = parse_campaign(CAMPAIGN)
+    service = started(tmp_path / "s.db", campaign)
+    kou1 = {"type": "comment", "room": "r1", "ts": T0 + 2, "user": "a", "text": "扣1", "id": "c"}
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}, kou1])
+    service.snapshot()
+    service.close()
+    restarted = started(tmp_path / "s.db", campaign)
+    assert restarted.submit([dict(kou1, ts=T0 + 5)]).decisions == []
+    assert restarted.submit([dict(kou1, ts=T0 + 5, id="c2", user="b")]).decisions != []  # a new one is applied
+    restarted.close()
+
+
+def test_repeats_an_earlier_version_logged_are_ignored_again_on_a_restart(tmp_path: Path) -> None:
+    # versions before 2026-12 logged every event accepted, repeats included; a restart reads them as replay does
+    campaign = parse_campaign(CAMPAIGN)
+    store = SqliteStore(tmp_path / "old.db")
+    order = {"type": "order", "room": "r1", "ts": T0 + 3, "user": "a", "order_id": "o1", "amount": 50, "id": "o"}
+    entries = [{"type": "live_start", "room": "r1", "ts": T0}, order, dict(order, ts=T0 + 9)]
+    with store.unit_of_work():
+        store.append_events([event_json(parse_event(e)) for e in entries])
+    service = started(tmp_path / "old.db", campaign, store)
+    assert [e.order_id for e in service.orders] == ["o1"]  # counted once in the analytics
+    service.close()
+
+
 # -- snapshots: a restart applies only the log after the latest one -----------------------------------
 @given(steps=sessions(), cut=st.integers(0, 100))
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -318,13 +370,15 @@ def test_a_snapshot_and_the_log_after_it_rebuild_the_same_service(
     for batch in events[:split]:
         first.submit(batch)
     first.snapshot()
+    logged_at_snapshot = first.events_applied
     for batch in events[split:]:
         first.submit(batch)
+    logged_after = first.events_applied - logged_at_snapshot  # the log keeps no repeated id (SPEC §2, §6)
     first.close()
 
     restarted = LiveService(campaign, SqliteStore(root / "s.db"), ClockMode.EVENT)
     tail = restarted.rebuild()
-    assert tail == sum(len(b) for b in events[split:])
+    assert tail == logged_after
     probe = [{"type": kind, "room": "r1", "ts": T0 + 5_000, "user": u} for kind in ("join", "heartbeat")
              for u in ("u0", "u1", "new")] + [{"type": "transcript", "room": "r1", "ts": T0 + 5_001, "text": "发券啦"}]
     after_snapshot = [(d.request.coupon_id, d.reason) for d in restarted.submit(probe).decisions]

@@ -15,6 +15,7 @@ from livecoupon.campaign_file import parse_campaign
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import parse_event
+from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 from livecoupon.engine.replay import replay
 from livecoupon.store.memory import MemoryStore
@@ -110,12 +111,19 @@ def records(camp: Campaign, events: Iterable[dict[str, Any] | str]) -> list[dict
 
 def apply_live(camp: Campaign, events: Sequence[dict[str, Any]], store: MemoryStore | None = None,
                ) -> tuple[Engine, list[Decision]]:
-    """Apply events one by one as the live service would (no sorting, no clock ticks)."""
-    engine = Engine(camp, store if store is not None else MemoryStore())
+    """Apply events one by one as the live service would (no sorting, no clock ticks); the campaign's engine."""
+    deployment, made = deploy_live(camp, events, store)
+    return deployment.engines[camp.campaign], made
+
+
+def deploy_live(camp: Campaign, events: Sequence[dict[str, Any]], store: MemoryStore | None = None,
+                ) -> tuple[Deployment, list[Decision]]:
+    """:func:`apply_live`, answering the deployment (which drops repeated ids, as the service's does)."""
+    deployment = Deployment([camp], store if store is not None else MemoryStore())
     made: list[Decision] = []
     for data in events:
-        made.extend(engine.apply(parse_event(data)))
-    return engine, made
+        made.extend(deployment.apply(parse_event(data)))
+    return deployment, made
 
 
 def expected_variant(salt: str, user: str, variants: Sequence[tuple[str, float]]) -> str:

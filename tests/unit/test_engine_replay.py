@@ -13,6 +13,7 @@ from engine_fixtures import (
     apply_live,
     by_ts,
     campaign,
+    deploy_live,
     ev,
     outcome,
     outcomes,
@@ -96,10 +97,10 @@ def test_a_retry_is_dropped_however_late_it_comes_after_its_id_is_forgotten() ->
     camp = campaign(KOU1 + "\n" + DWELL)
     broadcast = [ev("live_start", 0, id="s"), *[dict(e, id=f"w{n}") for n, e in enumerate(watch("u", 1, 3 * 3_600))],
                  ev("comment", 3 * 3_600 + 5, "u", text="扣1", id="c"), ev("live_end", 3 * 3_600 + 9, id="e")]
-    engine, made = apply_live(camp, broadcast)
+    deployment, made = deploy_live(camp, broadcast)
     assert sorted(d.request.trigger for d in made) == ["kou1", "stay"]
-    assert len(engine.rooms["r1"].seen_ids) < len(broadcast) / 2
-    again = [d for e in broadcast for d in engine.apply(parse_event(e))]
+    assert len(deployment.recent_ids["r1"]) < len(broadcast) / 2
+    again = [d for e in broadcast for d in deployment.apply(parse_event(e))]
     assert again == []
 
 
@@ -109,10 +110,10 @@ def test_a_rooms_memory_of_ids_holds_at_most_an_hour_of_them() -> None:
     camp = campaign(KOU1)
     events = [ev("live_start", 0, id="s"), ev("join", 0, "u", id="j"),
               *[ev("heartbeat", t, "u", id=f"h{t}") for t in range(1, 5 * 3_600)]]
-    engine, _ = apply_live(camp, events)
-    kept = len(engine.rooms["r1"].seen_ids)
+    deployment, _ = deploy_live(camp, events)
+    kept = len(deployment.recent_ids["r1"])
     assert 1_800 <= kept <= 3_600
-    assert engine.apply(parse_event(events[-1])) == [] and len(engine.rooms["r1"].seen_ids) == kept
+    assert deployment.apply(parse_event(events[-1])) == [] and len(deployment.recent_ids["r1"]) == kept
 
 
 # -- rooms the campaign does not list ---------------------------------------------------

@@ -1,6 +1,6 @@
 """A room's memory of event ids (engine/rooms.py ``RecentIds``) against the rule it documents, written plainly.
 
-The rule: the room's time is the latest ``ts`` among its events with an id; ids are remembered
+The rule: the room's time is the latest ``ts`` among the events it took as new; ids are remembered
 in generations, a new one beginning at an event that brings the room's time half an hour
 (``ID_MEMORY_MS``) past the current one's start; an id is a repeat while the generation it was
 first seen in is the current one, or the one before if the current began less than an hour
@@ -28,21 +28,20 @@ class Rule:
         self.time = -(2**62)
 
     def first(self, event_id: str, ts: int) -> bool:
-        if ts > self.time:
-            self.time = ts
-            if ts >= self.starts[-1] + M:
-                self.starts.append(ts)
-        elif ts < self.time - M:
+        if ts < self.time - M:
             return False
-        if self.remembers(event_id):
-            return False
-        self.first_seen[event_id] = len(self.starts) - 1
+        starts = [*self.starts, ts] if ts > self.time and ts >= self.starts[-1] + M else self.starts
+        if self.remembers(event_id, starts):
+            return False  # a repeat changes nothing, not even the room's time
+        self.starts, self.time = starts, max(self.time, ts)
+        self.first_seen[event_id] = len(starts) - 1
         return True
 
-    def remembers(self, event_id: str) -> bool:
-        current = len(self.starts) - 1
+    def remembers(self, event_id: str, starts: list[int] | None = None) -> bool:
+        starts = self.starts if starts is None else starts
+        current = len(starts) - 1
         seen = self.first_seen.get(event_id)
-        return seen == current or (seen == current - 1 and self.starts[current] < self.starts[seen] + 2 * M)
+        return seen == current or (seen == current - 1 and starts[current] < starts[seen] + 2 * M)
 
     def remembered(self) -> int:
         return sum(self.remembers(i) for i in self.first_seen)

@@ -23,6 +23,7 @@ from livecoupon.domain.commands import PublishCampaign, StartCampaign
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import Event, Facts, event_json
 from livecoupon.engine.engine import NO_TIME, Engine
+from livecoupon.engine.rooms import RecentIds
 from livecoupon.store.port import ClaimsLedger
 
 
@@ -49,18 +50,21 @@ class Deployment:
 
     ``joining``: campaigns that wait for their ``start`` entry before applying anything (a replay
     finds them in the log; the service, in its roster). ``make``: each campaign's engine (explain's notes
-    what it decides).
+    what it decides). ``dedup_ids``: an event whose id its room has seen lately is ignored (SPEC §2), in every
+    campaign alike, and not logged; False where the caller drops them first (replay, as it reads).
     """
 
     def __init__(self, campaigns: Sequence[Campaign], store: ClaimsLedger, *, joining: Iterable[str] = (),
                  dedup_ids: bool = True, make: Callable[[Campaign], Engine] | None = None) -> None:
         self.campaigns = {c.campaign: c for c in in_order(campaigns)}  # the files configured, in order
         self._store = store
-        self._make = make if make is not None else lambda c: Engine(c, self._store, dedup_ids=dedup_ids)
+        self._make = make if make is not None else lambda c: Engine(c, self._store)
         waiting = set(joining)
         self.engines: dict[str, Engine] = {name: self._make(c) for name, c in self.campaigns.items()
                                            if name not in waiting}
         self.time = NO_TIME
+        self.dedup_ids = dedup_ids
+        self.recent_ids: dict[str, RecentIds] = {}  # room -> the ids it has seen lately (with dedup_ids)
         self._listening: dict[str, list[Engine]] = {}  # room -> the engines an event of it reaches
 
     @property
@@ -79,6 +83,20 @@ class Deployment:
 
     def apply(self, event: Event) -> list[Decision]:
         """Apply the event to the running campaigns it concerns, in campaign order; their decisions in that order."""
+        return [] if self.repeated(event) else self.apply_new(event)
+
+    def repeated(self, event: Event) -> bool:
+        """Whether the event is to be ignored, repeating an id its room has seen lately or too late to tell
+        (with ``dedup_ids``; an operator's command never is); if not, its id is remembered from now on."""
+        if not self.dedup_ids or event.id is None or event.command is not None:
+            return False
+        ids = self.recent_ids.get(event.room)
+        if ids is None:
+            ids = self.recent_ids[event.room] = RecentIds()
+        return not ids.first(event.id, event.ts)
+
+    def apply_new(self, event: Event) -> list[Decision]:
+        """:meth:`apply` for an event :meth:`repeated` has let through."""
         if event.ts > self.time:
             self.time = event.ts
         command = event.command
@@ -101,8 +119,9 @@ class Deployment:
 
     def apply_logged(self, events: Sequence[Event], on_order: Callable[[Event], None]) -> LoggedBatch:
         """Apply events in order, never in the deployment's past: an event behind its time is applied at that
-        time, and logged so. Each event as the log keeps it (:func:`event_json`), and the decisions made;
-        ``on_order`` hears each ``order`` event just before it applies (the service's checkout).
+        time, and logged so. Each event applied as the log keeps it (:func:`event_json`: a repeat, ignored, is
+        not logged), and the decisions made; ``on_order`` hears each ``order`` event just before it applies
+        (the service's checkout).
 
         The live service's batch loop, here to run compiled: in the service it was ~2 µs an event."""
         logged: list[dict[str, Any]] = []
@@ -110,10 +129,12 @@ class Deployment:
         for event in events:
             if event.ts < self.time:
                 event.ts = self.time
+            if self.repeated(event):
+                continue
             logged.append(event_json(event))
             if event.type == "order":
                 on_order(event)
-            made = self.apply(event)
+            made = self.apply_new(event)
             if made:
                 decisions.extend(made)
         return logged, decisions
@@ -153,12 +174,13 @@ class Deployment:
         dues = [due for engine in self.engines.values() if (due := engine.next_timer_due()) is not None]
         return min(dues) if dues else None
 
-    def restore(self, engines: dict[str, Engine], time: int) -> None:
+    def restore(self, engines: dict[str, Engine], time: int, recent_ids: dict[str, RecentIds]) -> None:
         """Take the engines a snapshot held (those configured), the others waiting for their start."""
         self.engines = {name: engines[name] for name in self.campaigns if name in engines}
         for engine in self.engines.values():
             engine.store = self._store
         self.time = time
+        self.recent_ids = recent_ids
         self._listening = {}
 
 

@@ -120,8 +120,8 @@ class Engine:
 
     explaining = False  # whether firings of paused triggers and cooldowns are looked for at all
 
-    def __init__(self, campaign: Campaign, store: ClaimsLedger, *, dedup_ids: bool = True) -> None:
-        """``dedup_ids=False`` when the caller already dropped repeated event ids (replay does)."""
+    def __init__(self, campaign: Campaign, store: ClaimsLedger) -> None:
+        """An engine applies every event it is given: repeated ids are dropped before (engine/campaigns.py)."""
         self.campaign = campaign
         self.store = store
         self.rooms: dict[str, Room] = {}
@@ -131,7 +131,6 @@ class Engine:
         self.blocked_devices: set[str] = set()
         self.manual_issues: dict[str, ManualIssue] = {}  # an operator's idempotency key -> its first use
         self.time = NO_TIME  # the latest time applied: an event's ts, or where the clock advanced to
-        self._dedup = dedup_ids
         self._timers: list[Timer] = []
         self._timer_seq = 0
         self._gifts_seen = 0  # orders gift totals by when they were reached (top-gifter ties)
@@ -202,8 +201,6 @@ class Engine:
             if not self.campaign.listens_to(event.room):
                 return []
             room = self.rooms[event.room] = Room(event.room, self.campaign.presence_timeout_ms, self.plan)
-        if self._dedup and event.id is not None and not room.seen_ids.first(event.id, event.ts):
-            return []
         ts, kind = event.ts, event.type
         # Off air only a live_start applies: even a second live_end is not applied, so it
         # neither fires timers nor moves the point where a replay stops.

@@ -71,7 +71,7 @@ class ExplainingEngine(Engine):
     explaining = True
 
     def __init__(self, campaign: Campaign, user: str) -> None:
-        super().__init__(campaign, MemoryClaims(), dedup_ids=False)
+        super().__init__(campaign, MemoryClaims())
         self.user = user
         self.notes: list[Note] = []
         self._seen: dict[str, int] = {}  # room -> the broadcast the user was last seen in

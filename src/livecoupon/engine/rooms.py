@@ -31,7 +31,7 @@ class RecentIds:
     """The platform message ids a room has seen lately, so a repeated event is dropped (SPEC §2).
 
     A room remembers ids for at least :data:`ID_MEMORY_MS` of its time (the latest ``ts``
-    among its events with an id) and at most twice that, in two generations: the older is
+    among the events it took as new) and at most twice that, in two generations: the older is
     forgotten when the newer has covered half an hour. An event with an id whose ``ts`` is
     more than half an hour behind its room's time is dropped too: its id may be one already
     forgotten. Together they catch every retry (a repeat of an event, its ``ts`` included)
@@ -40,7 +40,8 @@ class RecentIds:
     refused before it gets here (``ts_too_old``). What the rule bounds is the engine's memory
     and its snapshots, which kept every id a room ever saw (all of a week of broadcasts).
     Replay and a restart from the log apply the same rule to the same events, so they decide
-    as the live service did.
+    as the live service did; an event dropped changes nothing, so a log without the repeats
+    (the service logs only what it applied) decides as one with them.
     """
 
     __slots__ = ("newer", "older", "since", "latest")
@@ -50,7 +51,7 @@ class RecentIds:
         self.newer: set[str] = set() if newer is None else newer
         self.older: set[str] = set() if older is None else older
         self.since = since  # the room time the newer generation began at
-        self.latest = latest  # the room's time: the latest ts seen here
+        self.latest = latest  # the room's time: the latest ts of an event taken as new
 
     def __reduce__(self) -> Rebuild:
         return RecentIds, (self.newer, self.older, self.since, self.latest)
@@ -60,15 +61,25 @@ class RecentIds:
 
     def first(self, event_id: str, ts: int) -> bool:
         """Whether the event is new (its id is remembered from now on); False for a repeat, or one too late
-        to tell."""
+        to tell. A repeat changes nothing, not even the room's time: the log keeps only the events applied
+        (SPEC §6), and replaying it decides as the service did with the repeats."""
         if ts > self.latest:
+            if ts >= self.since + ID_MEMORY_MS:  # a new generation begins with this event, if it is new
+                kept = self.newer if ts < self.since + 2 * ID_MEMORY_MS else set()
+                if event_id in kept:
+                    return False
+                self.older, self.newer, self.since, self.latest = kept, {event_id}, ts, ts
+                return True
+            if not self._added(event_id):
+                return False
             self.latest = ts
-            if ts >= self.since + ID_MEMORY_MS:
-                self.older = self.newer if ts < self.since + 2 * ID_MEMORY_MS else set()
-                self.newer = set()
-                self.since = ts
-        elif ts < self.latest - ID_MEMORY_MS:
+            return True
+        if ts < self.latest - ID_MEMORY_MS:
             return False
+        return self._added(event_id)
+
+    def _added(self, event_id: str) -> bool:
+        """Whether the id is new to both generations; it is in the newer from now on."""
         if event_id in self.older:
             return False
         ids = self.newer
@@ -112,7 +123,6 @@ class Room:
     seen_any: bool = False
     # Present viewers, least recently active first, so timeouts are found at the front.
     viewers: OrderedDict[str, Viewer] = field(default_factory=OrderedDict)
-    seen_ids: RecentIds = field(default_factory=RecentIds)
     last_order: dict[str, int] = field(default_factory=dict)  # user -> latest order ts in this room
     last_comment: dict[str, int] = field(default_factory=dict)
     gifts: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (total fen, when reached)

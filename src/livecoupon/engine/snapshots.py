@@ -24,7 +24,7 @@ from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 from livecoupon.store.port import collector_paused
 
-VERSION = 10  # bump whenever the engine's state changes shape (10: the manual issues by key, a room's broadcast name)
+VERSION = 11  # bump whenever the engine's state changes shape (11: rooms' recent ids the deployment's, not engines')
 
 
 def fingerprint(*campaigns: Campaign) -> str:
@@ -72,22 +72,23 @@ def load(engine: Engine, body: bytes) -> dict[str, Any]:
 
 
 def dump_deployment(deployment: Deployment, extra: dict[str, Any] | None = None) -> bytes:
-    """Every running campaign's engine state, the deployment's time, and ``extra``, as bytes."""
+    """Every running campaign's engine state, the deployment's time and rooms' recent ids, and ``extra``, as bytes."""
     states = {name: _state(engine) for name, engine in deployment.engines.items()}
-    return pickle.dumps((states, deployment.time, extra or {}), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((states, deployment.time, deployment.recent_ids, extra or {}),
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_deployment(deployment: Deployment, body: bytes) -> dict[str, Any]:
     """Put a fresh deployment in the state of ``body`` (a campaign it did not hold waits for its start entry);
     returns the ``extra`` saved with it."""
-    states, time, extra = _unpickled(body)
+    states, time, recent_ids, extra = _unpickled(body)
     engines = {}
     for name, state in states.items():
         campaign = deployment.campaigns.get(name)
         if campaign is not None:
             engine = engines[name] = Engine(campaign, deployment.store)
             _put(engine, state)
-    deployment.restore(engines, time)
+    deployment.restore(engines, time, recent_ids)
     return dict(extra)
 
 

@@ -746,16 +746,20 @@ class LiveService:
         """Inside a transaction: apply the events in order, never in the engine's past, and log them as applied."""
         logged, decisions = self.deployment.apply_logged(events, self._heard_order)
         self.store.append_events(logged)
-        self.events_applied += len(events)
-        self._since_snapshot += len(events)
+        self.events_applied += len(logged)
+        self._since_snapshot += len(logged)
         self._publish()
         return decisions
 
     def _reapply(self, event: Event) -> None:
-        """A logged event again, after a restart: its order kept for analytics, its coupon redeemed already."""
+        """A logged event again, after a restart: its order kept for analytics, its coupon redeemed already (a
+        repeat an earlier version logged is ignored again)."""
+        deployment = self.deployment
+        if deployment.repeated(event):
+            return
         if event.type == "order":
             self.orders.append(event)
-        self.deployment.apply(event)
+        deployment.apply_new(event)
 
     def _heard_order(self, event: Event) -> None:
         """An ``order`` event, before it applies: kept for analytics, its coupon redeemed at checkout."""
