@@ -1,7 +1,8 @@
 """Read and validate a campaign file (SPEC §3) into a :class:`Campaign`.
 
 pydantic checks the shape (types, unknown keys); the semantic pass below checks what
-depends on other keys. Every error names its path, ``triggers[2].coupon: …``.
+depends on other keys. Every error names its path, and says the problem in Chinese, then
+in English: ``triggers[2].coupon: 未知的券 / unknown coupon 'dwel10'``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from livecoupon.domain.campaign import (
     When,
 )
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
-from livecoupon.domain.durations import parse_duration_ms
+from livecoupon.domain.durations import DurationError, parse_duration_ms
 from livecoupon.domain.events import CAMPAIGN_WIDE, LAST_MS, MAX_NAME
-from livecoupon.domain.money import yuan_to_fen
+from livecoupon.domain.money import MAX_YUAN, MoneyError, yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
 
@@ -43,17 +44,51 @@ class CampaignError(ValueError):
         self.errors = errors
 
 
+# Problems said in several places: Chinese first (the operator's), then the English the docs and tests quote
+_REQUIRED = "必填 / required"
+_POSITIVE = "必须大于 0 / must be > 0"
+_NOT_NEGATIVE = "不能小于 0 / must be ≥ 0"
+_ONE_OR_MORE = "至少为 1 / must be ≥ 1"
+_NOT_EMPTY = "不能为空 / must not be empty"
+_MAPPING = "必须是键值映射 / must be a mapping of keys"
+
+
+def _unknown_coupon(name: str) -> str:
+    return f"未知的券 / unknown coupon {name!r}"
+
+
+# Chinese for the words of domain/money.py and domain/durations.py, which the HTTP API shares (in English), by how
+# each begins; a new one of theirs still reads 金额有误 / 时长有误 first.
+_MONEY_WORDS = {"must be a number of yuan": "必须是金额（元）", "must not be negative": "不能为负数",
+                "must be at most": f"不能超过 {MAX_YUAN:,} 元", "must be a finite number": "必须是有限的数值",
+                "not a number": "不是数字", "at most 2 decimals": "最多两位小数"}
+_DURATION_WORDS = {"at most 100 years": "最长 100 年", "must be seconds or a duration": "必须是秒数或时长",
+                   "must be a finite, non-negative": "必须是有限的非负秒数", "not a duration": "不是时长"}
+
+
+def _in_chinese(exc: ValueError, words: dict[str, str], otherwise: str) -> ValueError:
+    english = str(exc)
+    chinese = next((zh for en, zh in words.items() if english.startswith(en)), otherwise)
+    return ValueError(f"{chinese} / {english}")
+
+
 def _fen(value: Any) -> int:
-    return yuan_to_fen(value)
+    try:
+        return yuan_to_fen(value)
+    except MoneyError as exc:
+        raise _in_chinese(exc, _MONEY_WORDS, "金额有误") from None
 
 
 def _ms(value: Any) -> int:
-    return parse_duration_ms(value)
+    try:
+        return parse_duration_ms(value)
+    except DurationError as exc:
+        raise _in_chinese(exc, _DURATION_WORDS, "时长有误") from None
 
 
 def _number(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
+        raise ValueError("必须是数字，不能是 true/false / must be a number, not true/false")
     return value
 
 
@@ -62,12 +97,13 @@ def _time(value: Any) -> Any:
     space for ``T``) or a YAML timestamp; never a number, which would be read as Unix seconds (``valid_until:
     20261111`` was a day in 1970, and every decision of its coupon ``template_expired``)."""
     if isinstance(value, (bool, int, float)):
-        raise ValueError(f"must be an ISO 8601 time with its UTC offset, e.g. {_EXAMPLE_TIME}, not a number")
+        raise ValueError("必须是带时区的 ISO 8601 时间，不能是数字 / "
+                         f"must be an ISO 8601 time with its UTC offset, e.g. {_EXAMPLE_TIME}, not a number")
     if isinstance(value, str):
         try:
             return dt.datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"not an ISO 8601 time: {value!r} (e.g. {_EXAMPLE_TIME})") from None
+            raise ValueError(f"不是 ISO 8601 时间 / not an ISO 8601 time: {value!r} (e.g. {_EXAMPLE_TIME})") from None
     return value
 
 
@@ -212,8 +248,12 @@ def load_campaign(path: str | Path) -> Campaign:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CampaignError([f"{path}: cannot read: {exc}"]) from None
+        raise CampaignError([_unreadable(path, exc)]) from None
     return parse_campaign(text)
+
+
+def _unreadable(path: str | Path, exc: Exception) -> str:
+    return f"{path}: 无法读取 / cannot read: {exc}"
 
 
 def campaign_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -223,7 +263,8 @@ def campaign_files(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
             if not found:
-                raise CampaignError([f"{path}: a folder with no campaign file (*.yaml) in it"])
+                raise CampaignError([f"{path}: 文件夹里没有活动文件（*.yaml） / "
+                                     "a folder with no campaign file (*.yaml) in it"])
             files.extend(found)
         else:
             files.append(path)
@@ -243,14 +284,15 @@ def load_campaigns(paths: Iterable[str | Path]) -> list[tuple[Campaign, str]]:
             text = path.read_text(encoding="utf-8")
             campaign = parse_campaign(text)
         except (OSError, UnicodeDecodeError) as exc:
-            errors.append(f"{path}: cannot read: {exc}")
+            errors.append(_unreadable(path, exc))
             continue
         except CampaignError as exc:
             errors.extend(prefix + e for e in exc.errors)
             continue
         if campaign.campaign in seen:
-            errors.append(f"{path}: campaign: {campaign.campaign!r} is also the id of {seen[campaign.campaign]} "
-                          "(活动 id 重复 / each campaign of a deployment needs its own id)")
+            other = seen[campaign.campaign]
+            errors.append(f"{path}: campaign: 活动 id 与 {other} 重复 / {campaign.campaign!r} is also the id of "
+                          f"{other} (each campaign of a deployment needs its own id)")
             continue
         seen[campaign.campaign] = path
         loaded.append((campaign, text))
@@ -264,11 +306,13 @@ def load_campaigns(paths: Iterable[str | Path]) -> list[tuple[Campaign, str]]:
 def _together(loaded: list[tuple[Campaign, str]]) -> list[str]:
     """What keeps campaigns from running in one deployment: a merchant ledger is set up for one campaign's
     process; popups are paced per viewer across every campaign, so by one ``delivery``."""
-    errors = [f"{c.campaign}: ledger: a campaign with a merchant ledger runs in a deployment of its own "
-              "(商家券系统的活动需单独部署)" for c, _ in loaded if c.ledger is not None]
+    errors = [f"{c.campaign}: ledger: 接入商家券系统的活动须单独部署 / "
+              "a campaign with a merchant ledger runs in a deployment of its own"
+              for c, _ in loaded if c.ledger is not None]
     first = loaded[0][0]
-    errors.extend(f"{c.campaign}: delivery: differs from {first.campaign}'s; the campaigns of a deployment pace "
-                  "popups alike (同一部署的弹窗节奏须一致)" for c, _ in loaded[1:] if c.delivery != first.delivery)
+    errors.extend(f"{c.campaign}: delivery: 与 {first.campaign} 的设置不同，同一部署的弹窗节奏须一致 / "
+                  f"differs from {first.campaign}'s; the campaigns of a deployment pace popups alike"
+                  for c, _ in loaded[1:] if c.delivery != first.delivery)
     return errors
 
 
@@ -290,13 +334,20 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, (str, int, float, bool)) and key in first:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} on line {line} (first on line {first[key]}): each key once",
-                    key_node.start_mark)
+                raise _DuplicateKey(key, line, first[key], key_node.start_mark)
             if isinstance(key, (str, int, float, bool)):
                 first[key] = line
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; ``chinese`` says so too."""
+
+    def __init__(self, key: object, line: int, first: int, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r} on line {line} (first on line {first}): each key once",
+                         mark)
+        self.chinese = f"键 {key!r} 重复（第 {line} 行，首次在第 {first} 行），每个键只写一次"
 
 
 def _yaml_12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
@@ -332,9 +383,11 @@ def parse_campaign(text: str) -> Campaign:
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader: _Loader is yaml.SafeLoader's kind)
     except yaml.YAMLError as exc:
-        raise CampaignError([f"not valid YAML: {exc}"]) from None
+        chinese = exc.chinese if isinstance(exc, _DuplicateKey) else "YAML 格式有误"
+        raise CampaignError([f"{chinese} / not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
-        raise CampaignError(["the campaign file must be a mapping of keys (campaign, rooms, coupons, triggers, …)"])
+        raise CampaignError(["活动文件必须是键值映射（campaign、rooms、coupons、triggers 等） / "
+                             "the campaign file must be a mapping of keys (campaign, rooms, coupons, triggers, …)"])
     for key in _OPTIONAL_SECTIONS:  # left empty (its lines commented out, say): not set, as if left out
         if key in data and data[key] is None:
             del data[key]
@@ -353,9 +406,13 @@ def _path(loc: Iterable[int | str]) -> str:
 
 
 # pydantic's words where they would name our classes or Python's types (``instance of LimitsModel``)
-_CLEAR = {"extra_forbidden": "unknown key", "missing": "required", "model_type": "must be a mapping of keys",
-          "model_attributes_type": "must be a mapping of keys", "dict_type": "must be a mapping of keys",
-          "list_type": "must be a list", "string_type": "must be text (quote it)"}
+_CLEAR = {"extra_forbidden": "未知的键 / unknown key", "missing": _REQUIRED, "model_type": _MAPPING,
+          "model_attributes_type": _MAPPING, "dict_type": _MAPPING, "list_type": "必须是列表 / must be a list",
+          "string_type": "必须是文本（加上引号） / must be text (quote it)"}
+# Chinese before pydantic's own words, which stay for what they name (``Input should be 'webhook' or 'douyin'``),
+# by the types these models give; any other reads 取值不合要求 first
+_CHINESE = {"int_type": "必须是整数", "int_parsing": "必须是整数", "int_from_float": "必须是整数",
+            "float_type": "必须是数字", "float_parsing": "必须是数字", "datetime_type": "必须是时间"}
 
 
 def _file_loc(data: Any, err: Any) -> list[int | str]:
@@ -387,12 +444,20 @@ def _shape_errors(exc: ValidationError, data: Any) -> list[str]:
     for err in exc.errors(include_url=False):
         if _is_stray_branch(err):
             continue
-        loc = _file_loc(data, err)
-        message = _CLEAR.get(err["type"], err["msg"])
-        if err["type"].startswith("value_error"):
-            message = str(err.get("ctx", {}).get("error", message))
-        errors.append(f"{_path(loc)}: {message}")
+        errors.append(f"{_path(_file_loc(data, err))}: {_shape_message(err)}")
     return sorted(set(errors), key=errors.index)
+
+
+def _shape_message(err: Any) -> str:
+    if err["type"] in _CLEAR:
+        return _CLEAR[err["type"]]
+    if err["type"].startswith("value_error"):  # our validators' own words, in both languages
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    if err["type"] == "literal_error":
+        chinese = "只能是 " + err["ctx"]["expected"].replace(", ", "、").replace(" or ", " 或 ")
+    else:
+        chinese = _CHINESE.get(err["type"], "取值不合要求")
+    return f"{chinese} / {err['msg']}"
 
 
 class _Builder:
@@ -412,13 +477,13 @@ class _Builder:
     def build(self) -> Campaign:
         m = self.m
         if not re.fullmatch(r"[a-z0-9-]+", m.campaign):
-            self.error("campaign", f"{m.campaign!r} must use only a-z, 0-9 and '-'")
+            self.error("campaign", f"活动 id 只能包含 a-z、0-9 和 '-' / {m.campaign!r} must use only a-z, 0-9 and '-'")
         rooms = self._rooms()
         if m.presence_timeout <= 0:
-            self.error("presence_timeout", "must be > 0")
+            self.error("presence_timeout", _POSITIVE)
         coupons = {name: self._coupon(name, c) for name, c in m.coupons.items()}
         if not coupons:
-            self.error("coupons", "at least one coupon template is required")
+            self.error("coupons", "至少要有一个券模板 / at least one coupon template is required")
         limits = self._limits(coupons)
         triggers = tuple(self._trigger(i, t) for i, t in enumerate(m.triggers))
         named = {t.name: t for t in triggers}
@@ -440,17 +505,17 @@ class _Builder:
             bounds.append(None if when is None else self._ms(f"schedule.{key}", when))
         start, end = bounds
         if start is not None and end is not None and end <= start:
-            self.error("schedule.end", "must be after schedule.start")
+            self.error("schedule.end", "必须晚于 schedule.start / must be after schedule.start")
         return start, end
 
     def _ms(self, path: str, when: dt.datetime) -> int | None:
         """A time of the file in ms, if it carries its offset and names a day before the year 10000 in UTC."""
         if when.utcoffset() is None:
-            self.error(path, f"must carry its UTC offset, e.g. {_EXAMPLE_TIME}")
+            self.error(path, f"必须带时区（如 +08:00） / must carry its UTC offset, e.g. {_EXAMPLE_TIME}")
             return None
         ms = round(when.timestamp() * 1000)
         if ms > LAST_MS:
-            self.error(path, "must be before the year 10000 in UTC")
+            self.error(path, "必须早于公元 10000 年（UTC） / must be before the year 10000 in UTC")
             return None
         return ms
 
@@ -465,29 +530,31 @@ class _Builder:
         douyin = given.platform == "douyin"
         url = given.url if given.url is not None or not douyin else DOUYIN_URL
         if url is None:
-            self.error("ledger.url", "required: where the merchant's coupon system takes new coupons")
+            self.error("ledger.url", "必填：商家券系统接收新券的地址 / "
+                       "required: where the merchant's coupon system takes new coupons")
         elif not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-            self.error("ledger.url", f"{url!r} must be an http:// or https:// URL")
+            self.error("ledger.url", f"必须是 http:// 或 https:// 地址 / {url!r} must be an http:// or https:// URL")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", given.secret_env):
-            self.error("ledger.secret_env", f"{given.secret_env!r} must be the name of an environment variable")
+            self.error("ledger.secret_env",
+                       f"必须是环境变量名 / {given.secret_env!r} must be the name of an environment variable")
         if given.timeout <= 0:
-            self.error("ledger.timeout", "must be > 0")
+            self.error("ledger.timeout", _POSITIVE)
         if given.rate is not None and not given.rate > 0:
-            self.error("ledger.rate", "must be > 0 requests per second")
+            self.error("ledger.rate", "必须大于 0（每秒请求数） / must be > 0 requests per second")
         activities = given.activities or {}
         if douyin:
             for key in ("app_id", "client_key"):
                 if not getattr(given, key):
-                    self.error(f"ledger.{key}", "required with platform: douyin")
+                    self.error(f"ledger.{key}", "platform 为 douyin 时必填 / required with platform: douyin")
             for name in self.m.coupons:
                 if not activities.get(name):
-                    self.error(f"ledger.activities.{name}", "the Douyin send activity (activity_id) of this "
-                               "coupon is missing")
+                    self.error(f"ledger.activities.{name}", "缺少这张券的抖音发券活动（activity_id） / "
+                               "the Douyin send activity (activity_id) of this coupon is missing")
         for name in activities:
             if name not in self.m.coupons:
-                self.error(f"ledger.activities.{name}", f"unknown coupon {name!r}")
+                self.error(f"ledger.activities.{name}", _unknown_coupon(name))
             elif not douyin:
-                self.error("ledger.activities", "only with platform: douyin")
+                self.error("ledger.activities", "仅用于 platform: douyin / only with platform: douyin")
         rate = float(given.rate) if given.rate is not None else DOUYIN_RATE if douyin else None
         return Ledger(url or "", given.secret_env, given.timeout, given.platform, given.app_id, given.client_key,
                       tuple(sorted(activities.items())), rate)
@@ -495,9 +562,10 @@ class _Builder:
     def _delivery(self) -> DeliveryPolicy:
         d = self.m.delivery
         if d.room_rate is not None and not d.room_rate > 0:
-            self.error("delivery.room_rate", "must be > 0 popups per second (or null for no limit)")
+            self.error("delivery.room_rate", "必须大于 0（每秒弹窗数；不限写 null） / "
+                       "must be > 0 popups per second (or null for no limit)")
         if d.max_mute <= 0:
-            self.error("delivery.max_mute", "must be > 0")
+            self.error("delivery.max_mute", _POSITIVE)
         return DeliveryPolicy(d.quiet_period, d.room_rate, d.max_mute)
 
     def _rooms(self) -> tuple[str, ...] | None:
@@ -505,13 +573,15 @@ class _Builder:
             return None
         for i, room in enumerate(self.m.rooms):
             if not room:
-                self.error(f"rooms[{i}]", "a room id must not be empty")
+                self.error(f"rooms[{i}]", "直播间 id 不能为空 / a room id must not be empty")
             elif room == CAMPAIGN_WIDE:  # no platform's room is named so (POST /v1/events refuses it)
-                self.error(f"rooms[{i}]", '"*" is no room id: for every room write rooms: "*", not in a list')
+                self.error(f"rooms[{i}]", '"*" 不是直播间 id，全部直播间写 rooms: "*"，不放在列表里 / '
+                           '"*" is no room id: for every room write rooms: "*", not in a list')
             elif len(room) > MAX_NAME:
-                self.error(f"rooms[{i}]", f"longer than {MAX_NAME} characters: no event names such a room (SPEC §2)")
+                self.error(f"rooms[{i}]", f"超过 {MAX_NAME} 个字符，事件里不会有这样的直播间 / "
+                           f"longer than {MAX_NAME} characters: no event names such a room (SPEC §2)")
         if not self.m.rooms:
-            self.error("rooms", 'list at least one room, or "*" for every room')
+            self.error("rooms", '至少列出一个直播间，或写 "*" 表示全部 / list at least one room, or "*" for every room')
         return tuple(self.m.rooms)
 
     def _coupon(self, name: str, c: CouponModel) -> CouponTemplate | None:
@@ -524,23 +594,23 @@ class _Builder:
                     CouponKind.PERCENT: {"percent"}}[kind]
         given = {key for key in ("threshold", "amount", "percent", "max_discount") if getattr(c, key) is not None}
         for key in sorted(required - given):
-            self.error(f"{path}.{key}", f"required for kind {kind.value}")
+            self.error(f"{path}.{key}", f"kind 为 {kind.value} 时必填 / required for kind {kind.value}")
         for key in sorted(given - allowed):
-            self.error(f"{path}.{key}", f"not used by kind {kind.value}")
+            self.error(f"{path}.{key}", f"kind 为 {kind.value} 时不适用 / not used by kind {kind.value}")
         if not c.title.strip():
-            self.error(f"{path}.title", "must not be empty")
+            self.error(f"{path}.title", _NOT_EMPTY)
         if c.amount is not None and c.amount <= 0:
-            self.error(f"{path}.amount", "must be > 0")
+            self.error(f"{path}.amount", _POSITIVE)
         if c.max_discount is not None and c.max_discount <= 0:
-            self.error(f"{path}.max_discount", "must be > 0")
+            self.error(f"{path}.max_discount", _POSITIVE)
         percent_tenths = self._percent(path, c.percent)
         if (c.valid_for is None) == (c.valid_until is None):
-            self.error(path, "give exactly one of valid_for or valid_until")
+            self.error(path, "valid_for 与 valid_until 二选一 / give exactly one of valid_for or valid_until")
         if c.valid_for is not None and c.valid_for <= 0:
-            self.error(f"{path}.valid_for", "must be > 0")
+            self.error(f"{path}.valid_for", _POSITIVE)
         valid_until = self._ms(f"{path}.valid_until", c.valid_until) if c.valid_until is not None else None
         if c.stock is not None and c.stock < 0:
-            self.error(f"{path}.stock", "must be ≥ 0")
+            self.error(f"{path}.stock", _NOT_NEGATIVE)
         if len(self.errors) > before:
             return None
         scope = Scope() if c.scope == "all" else Scope(*(frozenset(getattr(c.scope, k)) for k in (
@@ -553,46 +623,42 @@ class _Builder:
             return 0
         tenths = round(percent * 10)
         if abs(percent * 10 - tenths) > 1e-9:
-            self.error(f"{path}.percent", "at most one decimal allowed (12.5)")
+            self.error(f"{path}.percent", "最多一位小数 / at most one decimal allowed (12.5)")
         elif not 0 < tenths <= 1000:
-            self.error(f"{path}.percent", "must be in (0, 100]")
+            self.error(f"{path}.percent", "必须大于 0 且不超过 100 / must be in (0, 100]")
         return tenths
 
     def _limits(self, coupons: dict[str, CouponTemplate | None]) -> Limits:
         lim = self.m.limits
         if lim.per_user is not None and lim.per_user < 0:
-            self.error("limits.per_user", "must be ≥ 0")
+            self.error("limits.per_user", _NOT_NEGATIVE)
         if lim.min_interval is not None and lim.min_interval < 0:
-            self.error("limits.min_interval", "must be ≥ 0")
+            self.error("limits.min_interval", _NOT_NEGATIVE)
         budgets = [lim.budget, lim.room_budget] + [t.budget for t in self.m.triggers]
         if any(b is not None for b in budgets):
             for name, template in coupons.items():
                 if template is not None and template.terms.face_value is None:
-                    self.error(f"coupons.{name}.max_discount",
-                               "a percent coupon needs max_discount when " + (
-                                   "limits.budget is set" if lim.budget is not None
-                                   else "a budget is set (limits.room_budget or a trigger's budget)"))
+                    self.error(f"coupons.{name}.max_discount", _needs_max_discount(lim.budget is not None))
         if lim.max_risk is not None and not 0 <= lim.max_risk <= 1:
-            self.error("limits.max_risk", "must be in [0, 1]")
+            self.error("limits.max_risk", "必须在 0 到 1 之间 / must be in [0, 1]")
         if lim.room_budget is not None and lim.room_budget <= 0:
-            self.error("limits.room_budget", "must be > 0")
+            self.error("limits.room_budget", _POSITIVE)
         return Limits(lim.per_user, lim.min_interval, lim.budget, lim.max_risk, lim.room_budget)
 
     def _trigger(self, i: int, t: TriggerModel) -> Trigger:
         path = f"triggers[{i}]"
         if not t.name:
-            self.error(f"{path}.name", "must not be empty")
+            self.error(f"{path}.name", _NOT_EMPTY)
         if t.name in self._triggers:
-            self.error(f"{path}.name", f"duplicate trigger name {t.name!r}")
+            self.error(f"{path}.name", f"触发器名称重复 / duplicate trigger name {t.name!r}")
         self._triggers.add(t.name)
         offer = self._offer(path, t)
         if t.offer is None and t.coupon not in self.m.coupons:
-            self.error(f"{path}.coupon", f"unknown coupon {t.coupon!r}" if t.coupon is not None
-                       else "required")
+            self.error(f"{path}.coupon", _unknown_coupon(t.coupon) if t.coupon is not None else _REQUIRED)
         given = {k for k in _TRIGGER_KEYS["online_reached"] | _TRIGGER_KEYS["host_says"] | {"after", "keywords"}
                  if getattr(t, k) is not None}
         for key in sorted(given - _TRIGGER_KEYS[t.when]):
-            self.error(f"{path}.{key}", f"not used by when: {t.when}")
+            self.error(f"{path}.{key}", f"when 为 {t.when} 时不适用 / not used by when: {t.when}")
         audience = self._audience(path, t)
         when = When(t.when)
         self._trigger_values(path, t, audience)
@@ -607,19 +673,21 @@ class _Builder:
         if t.offer is None:
             return None
         if t.coupon is not None:
-            self.error(f"{path}.offer", "give either coupon or offer, not both")
+            self.error(f"{path}.offer", "coupon 与 offer 只能二选一 / give either coupon or offer, not both")
         arms = t.offer.arms
         if not arms:
-            self.error(f"{path}.offer.arms", "list at least one arm (coupon names, or null for nothing)")
+            self.error(f"{path}.offer.arms", "至少列出一个候选（券名，或 null 表示不发） / "
+                       "list at least one arm (coupon names, or null for nothing)")
         for j, arm in enumerate(arms):
             if arm is not None and arm not in self.m.coupons:
-                self.error(f"{path}.offer.arms[{j}]", f"unknown coupon {arm!r}")
+                self.error(f"{path}.offer.arms[{j}]", _unknown_coupon(arm))
             if arm in arms[:j]:
-                self.error(f"{path}.offer.arms[{j}]", f"{'null' if arm is None else repr(arm)} is listed twice")
+                self.error(f"{path}.offer.arms[{j}]",
+                           f"重复列出 / {'null' if arm is None else repr(arm)} is listed twice")
         if not 0 < t.offer.explore <= 1:
-            self.error(f"{path}.offer.explore", "must be in (0, 1]")
+            self.error(f"{path}.offer.explore", "必须大于 0 且不超过 1 / must be in (0, 1]")
         if t.offer.plan is not None and t.offer.plan <= 0:
-            self.error(f"{path}.offer.plan", "must be a duration > 0")
+            self.error(f"{path}.offer.plan", "必须是大于 0 的时长 / must be a duration > 0")
         return Offer(tuple(arms), t.offer.explore, t.offer.plan)
 
     def _audience(self, path: str, t: TriggerModel) -> Audience:
@@ -628,29 +696,34 @@ class _Builder:
         audience = t.audience or "present"
         if audience not in _AUDIENCES[t.when]:
             choices = " or ".join(sorted(_AUDIENCES[t.when]))
-            self.error(f"{path}.audience", f"{audience!r} is not an audience of when: {t.when} (use {choices})")
+            self.error(f"{path}.audience", f"when 为 {t.when} 时没有这种发放对象 / "
+                       f"{audience!r} is not an audience of when: {t.when} (use {choices})")
             return Audience.PRESENT
         extras = {"winners": "lottery", "within": "commenters", "top": "top_gifters"}
         for key, needs in extras.items():
             if getattr(t, key) is not None and audience != needs and key in _TRIGGER_KEYS[t.when]:
-                self.error(f"{path}.{key}", f"only used with audience: {needs}")
+                self.error(f"{path}.{key}", f"仅在 audience 为 {needs} 时使用 / only used with audience: {needs}")
         return Audience(audience)
 
     def _trigger_values(self, path: str, t: TriggerModel, audience: Audience) -> None:
         checks: list[tuple[bool, str, str]] = [
-            (t.when == "dwell" and t.after is None, "after", "required for when: dwell"),
-            (t.after is not None and t.after <= 0, "after", "must be > 0"),
-            (t.when == "online_reached" and t.count is None, "count", "required for when: online_reached"),
-            (t.count is not None and t.count < 1, "count", "must be ≥ 1"),
-            (audience is Audience.LOTTERY and t.winners is None, "winners", "required with audience: lottery"),
-            (t.winners is not None and t.winners < 1, "winners", "must be ≥ 1"),
-            (t.top is not None and t.top < 1, "top", "must be ≥ 1"),
-            (t.within is not None and t.within <= 0, "within", "must be > 0"),
-            (t.cooldown is not None and t.cooldown < 0, "cooldown", "must be ≥ 0"),
-            (t.when == "host_says" and not t.phrases, "phrases", "required for when: host_says (a non-empty list)"),
-            (t.when == "comment" and not t.keywords, "keywords", "required for when: comment (a non-empty list)"),
-            (t.per_device is not None and t.per_device < 1, "per_device", "must be ≥ 1"),
-            (t.budget is not None and t.budget <= 0, "budget", "must be > 0"),
+            (t.when == "dwell" and t.after is None, "after", "when 为 dwell 时必填 / required for when: dwell"),
+            (t.after is not None and t.after <= 0, "after", _POSITIVE),
+            (t.when == "online_reached" and t.count is None, "count",
+             "when 为 online_reached 时必填 / required for when: online_reached"),
+            (t.count is not None and t.count < 1, "count", _ONE_OR_MORE),
+            (audience is Audience.LOTTERY and t.winners is None, "winners",
+             "audience 为 lottery 时必填 / required with audience: lottery"),
+            (t.winners is not None and t.winners < 1, "winners", _ONE_OR_MORE),
+            (t.top is not None and t.top < 1, "top", _ONE_OR_MORE),
+            (t.within is not None and t.within <= 0, "within", _POSITIVE),
+            (t.cooldown is not None and t.cooldown < 0, "cooldown", _NOT_NEGATIVE),
+            (t.when == "host_says" and not t.phrases, "phrases",
+             "when 为 host_says 时必填（非空列表） / required for when: host_says (a non-empty list)"),
+            (t.when == "comment" and not t.keywords, "keywords",
+             "when 为 comment 时必填（非空列表） / required for when: comment (a non-empty list)"),
+            (t.per_device is not None and t.per_device < 1, "per_device", _ONE_OR_MORE),
+            (t.budget is not None and t.budget <= 0, "budget", _POSITIVE),
         ]
         for failed, key, message in checks:
             if failed:
@@ -658,41 +731,52 @@ class _Builder:
         for key in ("phrases", "keywords"):
             for j, text in enumerate(getattr(t, key) or ()):
                 if not _has_content(text):
-                    self.error(f"{path}.{key}[{j}]", "has nothing left to match after removing punctuation and spaces")
+                    self.error(f"{path}.{key}[{j}]", "去掉标点和空格后什么也不剩，无法匹配 / "
+                               "has nothing left to match after removing punctuation and spaces")
 
     def _experiment(self, i: int, e: ExperimentModel, triggers: dict[str, Trigger]) -> Experiment:
         path = f"experiments[{i}]"
         trigger = triggers.get(e.trigger)
         if trigger is None:
-            self.error(f"{path}.trigger", f"unknown trigger {e.trigger!r}")
+            self.error(f"{path}.trigger", f"未知的触发器 / unknown trigger {e.trigger!r}")
         elif trigger.audience is Audience.LOTTERY:
-            self.error(f"{path}.trigger", f"trigger {e.trigger!r} draws a lottery; an experiment may not cover it")
+            self.error(f"{path}.trigger", "抽奖触发器不能做实验 / "
+                       f"trigger {e.trigger!r} draws a lottery; an experiment may not cover it")
         if e.trigger in self._covered:
-            self.error(f"{path}.trigger", f"trigger {e.trigger!r} already has an experiment")
+            self.error(f"{path}.trigger", f"该触发器已有实验 / trigger {e.trigger!r} already has an experiment")
         self._covered.add(e.trigger)
         if not e.name:
-            self.error(f"{path}.name", "must not be empty")
+            self.error(f"{path}.name", _NOT_EMPTY)
         elif e.name in self._experiments:
-            self.error(f"{path}.name", f"duplicate experiment name {e.name!r}")
+            self.error(f"{path}.name", f"实验名称重复 / duplicate experiment name {e.name!r}")
         self._experiments.add(e.name)
         if not e.variants:
-            self.error(f"{path}.variants", "list at least one variant")
+            self.error(f"{path}.variants", "至少列出一个分组 / list at least one variant")
         for j, v in enumerate(e.variants):
             if not v.name:
-                self.error(f"{path}.variants[{j}].name", "must not be empty")
+                self.error(f"{path}.variants[{j}].name", _NOT_EMPTY)
             if v.coupon == OFFER:
                 if trigger is not None and trigger.offer is None:
-                    self.error(f"{path}.variants[{j}].coupon", f"'offer' needs trigger {e.trigger!r} to have an offer")
+                    self.error(f"{path}.variants[{j}].coupon", "写 'offer' 需要该触发器设有 offer / "
+                               f"'offer' needs trigger {e.trigger!r} to have an offer")
             elif v.coupon is not None and v.coupon not in self.m.coupons:
-                self.error(f"{path}.variants[{j}].coupon", f"unknown coupon {v.coupon!r}")
+                self.error(f"{path}.variants[{j}].coupon", _unknown_coupon(v.coupon))
             if v.weight < 0 or v.weight != v.weight or v.weight == float("inf"):
-                self.error(f"{path}.variants[{j}].weight", "must be a finite number ≥ 0")
+                self.error(f"{path}.variants[{j}].weight", "必须是有限的非负数 / must be a finite number ≥ 0")
             if any(other.name == v.name for other in e.variants[:j]):
-                self.error(f"{path}.variants[{j}].name", f"duplicate variant name {v.name!r}")
+                self.error(f"{path}.variants[{j}].name", f"分组名称重复 / duplicate variant name {v.name!r}")
         if e.variants and sum(v.weight for v in e.variants) <= 0:
-            self.error(f"{path}.variants", "the weights must add up to more than 0")
+            self.error(f"{path}.variants", "权重之和必须大于 0 / the weights must add up to more than 0")
         variants = tuple(Variant(v.name, v.weight, v.coupon) for v in e.variants)
         return Experiment(e.name, e.trigger, e.salt if e.salt is not None else e.name, variants)
+
+
+def _needs_max_discount(limits_budget_set: bool) -> str:
+    if limits_budget_set:
+        return ("设了 limits.budget 时，折扣券必须设 max_discount / "
+                "a percent coupon needs max_discount when limits.budget is set")
+    return ("设了预算（limits.room_budget 或触发器的 budget）时，折扣券必须设 max_discount / "
+            "a percent coupon needs max_discount when a budget is set (limits.room_budget or a trigger's budget)")
 
 
 def _has_content(text: str) -> bool:

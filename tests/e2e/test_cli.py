@@ -45,7 +45,7 @@ def test_replay_exits_2_for_an_unusable_config_naming_the_path(tmp_path: Path) -
     events = write_events(tmp_path / "e.jsonl", '{"type": "live_start", "room": "room-1", "ts": 1}')
     done = run("replay", events, "--config", config, "--out", tmp_path / "out")
     assert done.returncode == 2
-    assert "triggers[7].coupon: unknown coupon 'dwel10'" in done.stderr
+    assert "triggers[7].coupon: 未知的券 / unknown coupon 'dwel10'" in done.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -65,7 +65,7 @@ def test_check_summarises_a_good_file_and_refuses_a_bad_one(tmp_path: Path) -> N
     bad = tmp_path / "bad.yaml"
     bad.write_text("campaign: x\nrooms: [r]\ncoupons: {}\ntriggers: []\nlimits: {per_usr: 1}\n", encoding="utf-8")
     refused = run("check", bad)
-    assert refused.returncode == 2 and "limits.per_usr: unknown key" in refused.stderr
+    assert refused.returncode == 2 and "limits.per_usr: 未知的键 / unknown key" in refused.stderr
 
 
 def test_check_prints_names_and_titles_as_written_even_when_they_look_like_markup(tmp_path: Path) -> None:

@@ -139,9 +139,11 @@ def test_douyin_ledgers_are_checked_by_path() -> None:
         parse_campaign(SHOP + "ledger: {platform: douyin, secret_env: DOUYIN_SECRET, "
                               "activities: {welcome: act-1, nope: act-2}, rate: 0}\n")
     text = str(missing.value)
-    for expected in ("ledger.app_id: required with platform: douyin", "ledger.client_key: required",
-                     "ledger.activities.pct: the Douyin send activity", "ledger.activities.nope: unknown coupon",
-                     "ledger.rate: must be > 0"):
+    for expected in ("ledger.app_id: platform 为 douyin 时必填 / required with platform: douyin",
+                     "ledger.client_key: platform 为 douyin 时必填 / required",
+                     "ledger.activities.pct: 缺少这张券的抖音发券活动（activity_id） / the Douyin send activity",
+                     "ledger.activities.nope: 未知的券 / unknown coupon",
+                     "ledger.rate: 必须大于 0（每秒请求数） / must be > 0"):
         assert expected in text
     default = campaign_for("https://open.douyin.com").ledger
     assert default is not None and default.rate == 100.0  # Douyin's documented limit per app

@@ -112,7 +112,7 @@ def test_device_cap_is_checked_before_per_user() -> None:
 
 
 @pytest.mark.parametrize(("tail", "error"), [
-    ("limits: {max_risk: 1.5}", "limits.max_risk: must be in [0, 1]"),
+    ("limits: {max_risk: 1.5}", "limits.max_risk: 必须在 0 到 1 之间 / must be in [0, 1]"),
     ("limits: {max_risk: true}", "limits.max_risk"),
 ])
 def test_max_risk_is_validated(tail: str, error: str) -> None:
@@ -124,7 +124,7 @@ def test_max_risk_is_validated(tail: str, error: str) -> None:
 def test_per_device_is_validated() -> None:
     with pytest.raises(CampaignError) as info:
         campaign("  - {name: n, when: first_visit, coupon: c10, per_device: 0}\n")
-    assert info.value.errors == ["triggers[0].per_device: must be ≥ 1"]
+    assert info.value.errors == ["triggers[0].per_device: 至少为 1 / must be ≥ 1"]
 
 
 # -- operator commands in the stream --------------------------------------------------------------
@@ -208,9 +208,9 @@ def test_each_room_has_its_own_budget() -> None:
 
 
 @pytest.mark.parametrize(("trigger_budget", "room_budget", "error"), [
-    ("budget: 0", "room_budget: 10", "triggers[0].budget: must be > 0"),
-    ("budget: 10", "room_budget: 0", "limits.room_budget: must be > 0"),
-    ("budget: 10", "room_budget: -1", "limits.room_budget: must not be negative"),
+    ("budget: 0", "room_budget: 10", "triggers[0].budget: 必须大于 0 / must be > 0"),
+    ("budget: 10", "room_budget: 0", "limits.room_budget: 必须大于 0 / must be > 0"),
+    ("budget: 10", "room_budget: -1", "limits.room_budget: 不能为负数 / must not be negative"),
 ])
 def test_budgets_must_be_positive(trigger_budget: str, room_budget: str, error: str) -> None:
     with pytest.raises(CampaignError) as info:

@@ -253,13 +253,13 @@ def test_the_spend_is_shown_against_the_trigger_budget_and_what_the_plan_meant_t
 
 
 @pytest.mark.parametrize(("offer", "error"), [
-    ("{arms: [c10, nope]}", "triggers[0].offer.arms[1]: unknown coupon 'nope'"),
-    ("{arms: []}", "triggers[0].offer.arms: list at least one arm"),
-    ("{arms: [c10, c10]}", "triggers[0].offer.arms[1]: 'c10' is listed twice"),
-    ("{arms: [null, c10, null]}", "triggers[0].offer.arms[2]: null is listed twice"),
-    ("{arms: [c10, null], explore: 0}", "triggers[0].offer.explore: must be in (0, 1]"),
-    ("{arms: [c10, null], explore: 1.5}", "triggers[0].offer.explore: must be in (0, 1]"),
-    ("{arms: [c10, null], plan: 0}", "triggers[0].offer.plan: must be a duration > 0"),
+    ("{arms: [c10, nope]}", "triggers[0].offer.arms[1]: 未知的券 / unknown coupon 'nope'"),
+    ("{arms: []}", "triggers[0].offer.arms: 至少列出一个候选（券名，或 null 表示不发） / list at least one arm"),
+    ("{arms: [c10, c10]}", "triggers[0].offer.arms[1]: 重复列出 / 'c10' is listed twice"),
+    ("{arms: [null, c10, null]}", "triggers[0].offer.arms[2]: 重复列出 / null is listed twice"),
+    ("{arms: [c10, null], explore: 0}", "triggers[0].offer.explore: 必须大于 0 且不超过 1 / must be in (0, 1]"),
+    ("{arms: [c10, null], explore: 1.5}", "triggers[0].offer.explore: 必须大于 0 且不超过 1 / must be in (0, 1]"),
+    ("{arms: [c10, null], plan: 0}", "triggers[0].offer.plan: 必须是大于 0 的时长 / must be a duration > 0"),
     ("{arms: [c10, null], plan: soon}", "triggers[0].offer.plan"),
 ])
 def test_offers_are_validated(offer: str, error: str) -> None:
@@ -271,7 +271,7 @@ def test_offers_are_validated(offer: str, error: str) -> None:
 def test_coupon_and_offer_together_or_offer_variants_without_an_offer_are_errors() -> None:
     with pytest.raises(CampaignError) as both:
         campaign("  - {name: p, when: comment, keywords: [x], coupon: c10, offer: {arms: [c10, null]}}\n")
-    assert "triggers[0].offer: give either coupon or offer, not both" in both.value.errors
+    assert "triggers[0].offer: coupon 与 offer 只能二选一 / give either coupon or offer, not both" in both.value.errors
     tail = "experiments:\n  - {name: e, trigger: p, variants: [{name: a, coupon: offer}]}\n"
     with pytest.raises(CampaignError) as variant:
         campaign("  - {name: p, when: comment, keywords: [x], coupon: c10}\n", tail=tail)
