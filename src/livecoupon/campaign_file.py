@@ -765,8 +765,12 @@ class _Builder:
                 self.error(f"{path}.variants[{j}].weight", "必须是有限的非负数 / must be a finite number ≥ 0")
             if any(other.name == v.name for other in e.variants[:j]):
                 self.error(f"{path}.variants[{j}].name", f"分组名称重复 / duplicate variant name {v.name!r}")
-        if e.variants and sum(v.weight for v in e.variants) <= 0:
+        total = sum(v.weight for v in e.variants)
+        if e.variants and total <= 0:
             self.error(f"{path}.variants", "权重之和必须大于 0 / the weights must add up to more than 0")
+        elif total == float("inf") and float("inf") not in (v.weight for v in e.variants):
+            # each finite, their sum past a float's range: every user would land in the last variant
+            self.error(f"{path}.variants", "权重之和超出数值范围 / the weights must add up to a finite number")
         variants = tuple(Variant(v.name, v.weight, v.coupon) for v in e.variants)
         return Experiment(e.name, e.trigger, e.salt if e.salt is not None else e.name, variants)
 
