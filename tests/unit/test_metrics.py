@@ -141,12 +141,25 @@ def test_trigger_metrics_by_hand(hand_metrics: dict[str, Any]) -> None:
     }
 
 
+def test_an_order_naming_a_coupon_redeems_it_only_as_its_holder_could_have(hand_campaign: Campaign) -> None:
+    # one 10-yuan coupon, valid an hour from T+10; orders name it before it existed, from another user, long after
+    # it expired: none used it. Its holder's order did, and a second after a refund gave it back
+    coupon = decision("alice", "newcomer", 10, "c10", coupon_id="cp-a")
+    orders = [order("alice", 5, 50, "before", coupon_id="cp-a"), order("bob", 20, 50, "not-his", coupon_id="cp-a"),
+              order("alice", 30, 40, "used", coupon_id="cp-a"), order("alice", 40, 40, "again", coupon_id="cp-a"),
+              order("alice", 10 + 3_600 + 15 * 60 + 1, 50, "expired", coupon_id="cp-a")]
+    metrics = campaign_metrics(hand_campaign, [coupon], _events(orders))
+    newcomer = metrics["triggers"]["newcomer"]
+    assert (newcomer["redeemed"], newcomer["orders"], newcomer["gmv"], newcomer["discount_cost"]) == (1, 2, 80.0, 20.0)
+    assert metrics["totals"]["orders_with_coupon"] == 2
+
+
 def test_totals_by_hand(hand_metrics: dict[str, Any]) -> None:
     # o6's retry is one order; o9 is in an unlisted room
     assert hand_metrics["totals"] == {
         "decisions": 12, "issued": 6, "orders": 12,
         "gmv": 50 + 30 + 25 + 70 + 40 + 100 + 130 + 80 + 85 + 340 + 20 + 25,
-        "orders_with_coupon": 6,
+        "orders_with_coupon": 5,  # o6, o7, o8, o10, o11: o13 names a coupon never issued
     }
 
 
@@ -337,7 +350,9 @@ def reference(decisions: list[DecisionRecord], raw_orders: list[dict[str, Any]],
         for d in mine:
             if d.reason is not None:
                 suppressed[d.reason.value] = suppressed.get(d.reason.value, 0) + 1
-        used = [o for o in orders if o["coupon"] in issued_ids]
+        holders = {d.coupon_id: d for d in mine if d.reason is None}
+        used = [o for o in orders if (d := holders.get(o["coupon"])) is not None and o["user"] == d.user
+                and d.at <= o["at"] <= d.at + 3_600_000 + 15 * 60_000]  # valid an hour, then a reservation's 15 min
         redeemed = len({o["coupon"] for o in used})
         gmv = sum(o["fen"] for o in used)
         triggers[name] = {

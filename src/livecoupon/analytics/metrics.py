@@ -18,6 +18,7 @@ from livecoupon.domain.coupons import CouponKind, CouponTemplate
 from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import Event
 from livecoupon.domain.money import fen_to_yuan
+from livecoupon.domain.orders import RESERVATION_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +65,25 @@ def _ratio(n: float, d: float) -> float:
     return round(n / d, 6) if d else 0.0
 
 
+def redemptions(decisions: Sequence[DecisionRecord], orders: Sequence[OrderSeen]) -> dict[str, list[OrderSeen]]:
+    """The orders that used each issued coupon (SPEC §1: a coupon is consumed by a paid order), by coupon id, in
+    time: its holder's orders naming it, placed after it was issued and no later than a reservation made before it
+    expired could be paid. A second such order used it again after a refund gave it back (SPEC §5). An order naming
+    a coupon otherwise (another user's, one not yet issued, one long expired) used nothing of ours: counted, it made
+    one coupon's cost several times its face."""
+    issued = {d.coupon_id: d for d in decisions if d.issued}
+    used: dict[str, list[OrderSeen]] = defaultdict(list)
+    for order in sorted(orders, key=lambda o: o.at):
+        d = issued.get(order.coupon_id or "")
+        if d is not None and order.user == d.user and order.at >= d.at and (
+                d.expires_at is None or order.at <= d.expires_at + RESERVATION_MS):
+            used[d.coupon_id].append(order)
+    return used
+
+
 def trigger_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
                     orders: Sequence[OrderSeen]) -> dict[str, dict[str, Any]]:
-    issued_by_id = {d.coupon_id: d for d in decisions if d.issued}
-    redeeming: dict[str, list[OrderSeen]] = defaultdict(list)
-    for order in orders:
-        if order.coupon_id in issued_by_id:
-            redeeming[order.coupon_id].append(order)
+    redeeming = redemptions(decisions, orders)
     result: dict[str, dict[str, Any]] = {}
     names = [t.name for t in campaign.triggers] + sorted({d.trigger for d in decisions}
                                                          - {t.name for t in campaign.triggers})
@@ -164,5 +177,5 @@ def campaign_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
         "offers": offer_metrics(campaign, decisions, orders),
         "totals": {"decisions": len(decisions), "issued": sum(1 for d in decisions if d.issued),
                    "orders": len(orders), "gmv": fen_to_yuan(sum(o.amount for o in orders)),
-                   "orders_with_coupon": sum(1 for o in orders if o.coupon_id)},
+                   "orders_with_coupon": sum(len(used) for used in redemptions(decisions, orders).values())},
     }
