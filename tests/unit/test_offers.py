@@ -276,3 +276,25 @@ def test_coupon_and_offer_together_or_offer_variants_without_an_offer_are_errors
     with pytest.raises(CampaignError) as variant:
         campaign("  - {name: p, when: comment, keywords: [x], coupon: c10}\n", tail=tail)
     assert any("'offer' needs trigger 'p' to have an offer" in e for e in variant.value.errors)
+
+
+def test_the_policy_learns_from_every_choice_its_coupon_refused_or_not() -> None:
+    # as tests/unit/test_offpolicy.py's refused choices: the coupon moves no one, risky viewers (refused it, never
+    # "nothing") buy ten times more. Learning only from the coupons that got through, "nothing" learnt the heavy
+    # buyers' orders and c10 none of them: c10 looked worth a third of "nothing"
+    camp = campaign("  - {name: pick, when: comment, keywords: [要券], offer: {arms: [c10, null], explore: 1}}\n",
+                    tail="limits: {max_risk: 0.5}")
+    engine = Engine(camp, MemoryStore())
+    engine.apply(parse_event(ev("live_start", 0)))
+    for i in range(400):
+        user, risky = f"u{i}", i % 4 == 0
+        for data in (dict(ev("join", 1 + i, user), risk=0.9 if risky else 0.1), ev("comment", 1.5 + i, user, text="要券"),
+                     {"type": "order", "room": "r1", "ts": 2 + i, "user": user, "order_id": f"o{i}",
+                      "amount": 500 if risky else 50}):
+            engine.apply(parse_event(data))
+    policy = engine.offers.policies["pick"]
+    per_arm = {arm: [t for (_, index), t in policy.by_level.items() if index == arm] for arm in (0, 1)}
+    offers = {arm: sum(t.offers for t in tallies) for arm, tallies in per_arm.items()}
+    value = {arm: sum(t.value for t in tallies) / offers[arm] for arm, tallies in per_arm.items()}
+    assert sum(offers.values()) == 400
+    assert 0.7 < value[0] / value[1] < 1.4, value

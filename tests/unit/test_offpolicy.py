@@ -66,6 +66,28 @@ def test_metrics_json_carries_each_offer_trigger_its_arms_policy_value_and_estim
     assert offer["spend"]["budget"] == 100000.0
 
 
+def test_a_choice_whose_coupon_was_then_refused_still_counts_for_its_arm() -> None:
+    # arms c10 and nothing, chosen at random; viewers of risk 0.9 are refused the coupon (max_risk), never "nothing".
+    # Every viewer orders what they would have whatever the arm (risky ones 500 yuan, the others 50), so both arms
+    # are worth the same: leaving out the refused choices made "nothing" look worth several times the coupon
+    camp = campaign("  - {name: pick, when: comment, keywords: [要券], offer: {arms: [c10, null], explore: 1}}\n",
+                    tail="limits: {max_risk: 0.5}")
+    events: list[dict[str, object]] = [ev("live_start", 0)]
+    for i in range(400):
+        user, risky = f"u{i}", i % 4 == 0
+        events += [dict(ev("join", 1 + i, user), risk=0.9 if risky else 0.1), ev("comment", 1.5 + i, user, text="要券"),
+                   {"type": "order", "room": "r1", "ts": 2 + i, "user": user, "order_id": f"o{i}",
+                    "amount": 500 if risky else 50}]
+    decisions = [d.record() for d in run(camp, events)]
+    assert any(d.reason is not None and d.reason.value == "risk" for d in decisions)
+    offer = campaign_metrics(camp, decisions, [parse_event(e) for e in events])["offers"]["pick"]
+    assert offer["decisions"] == 400
+    value = 0.25 * 500 + 0.75 * 50
+    for arm in ("c10", "null"):
+        lo, hi = offer["arms"][arm]["estimate"]["snips"]["ci95"]
+        assert lo <= value <= hi, (arm, offer["arms"][arm]["estimate"])
+
+
 def test_the_report_shows_each_offer_trigger() -> None:
     from livecoupon.analytics.metrics import orders_of
     from livecoupon.analytics.report import render_report

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from livecoupon.domain.campaign import OFFER, Campaign, Trigger
-from livecoupon.domain.decisions import DecisionRecord, Reason
+from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import seconds
 from livecoupon.domain.money import fen_to_yuan
 
@@ -46,12 +46,15 @@ class Logged:
 
 def logged_offers(campaign: Campaign, trigger: Trigger, decisions: Sequence[DecisionRecord],
                   orders: Sequence[OrderSeen]) -> list[Logged]:
-    """The trigger's offer decisions (issued, or nothing offered) with the reward that followed each. Those of an
-    experiment's fixed variants are left out: their arm was certain for their users, every other arm impossible, which
-    no estimate of another arm's worth can weigh."""
+    """Every choice the trigger's policy made (issued, nothing offered, or its coupon then refused by a cap, stock or
+    budget), with the reward that followed each. A choice whose coupon was refused stays: leaving those out kept
+    every "nothing" and only the coupons that got through, which selects users by their arm (a risky heavy buyer is
+    refused a coupon, never "nothing") and made "nothing" look worth several coupons that did nothing either way.
+    An experiment's fixed variants are left out: their arm was certain for their users, every other arm impossible,
+    which no estimate of another arm's worth can weigh."""
     fixed = {(e.trigger, v.name) for e in campaign.experiments for v in e.variants if v.coupon != OFFER}
-    offers = sorted((d for d in decisions if d.propensity is not None and (d.issued or d.reason is Reason.NO_OFFER)
-                     and (d.trigger, d.variant) not in fixed), key=lambda d: d.at)
+    offers = sorted((d for d in decisions if d.propensity is not None and (d.trigger, d.variant) not in fixed),
+                    key=lambda d: d.at)
     latest: dict[str, list[DecisionRecord]] = defaultdict(list)  # user -> every offer of the campaign, in time
     for d in offers:
         latest[d.user].append(d)

@@ -45,6 +45,7 @@ class OfferBook:
     campaign: Campaign
     policies: dict[str, Policy] = field(default_factory=dict)  # trigger name -> its policy
     last: dict[str, _Reached] = field(default_factory=dict)  # user -> the latest offer that reached them
+    chosen: dict[str, _Reached] = field(default_factory=dict)  # user -> the latest choice for them, reached or not
     took: set[str] = field(default_factory=set)  # users an order followed an offer of
     buyers: set[str] = field(default_factory=set)
     devices: dict[str, str] = field(default_factory=dict)  # device -> the first user an offer reached on it
@@ -108,7 +109,10 @@ class OfferBook:
         return min(lefts, default=None)
 
     def decided(self, decisions: Sequence[Decision]) -> None:
-        """Count each offer that reached its user (issued, or nothing offered)."""
+        """Count each choice decided, its coupon issued or refused (a cap, the stock, the budget), as the value of
+        choosing that arm: counting only the coupons that got through kept every "nothing" and left out the users
+        a coupon is refused to (risky ones, heavy buyers past their cap), so "nothing" learnt their orders and the
+        coupons did not. What reached the user (issued, or nothing offered) is what tells them apart later."""
         if not self._pending:
             return  # no policy chose since the last decisions: none of these is an offer (most decisions)
         for d in decisions:
@@ -117,21 +121,28 @@ class OfferBook:
             pending = self._pending.pop(r.coupon_id, None)
             if pending is None or policy is None or r.template not in policy.templates:
                 continue  # (not an arm of this policy: decided under a version whose offer differed)
+            arm = policy.index_of(r.template)
             if d.reason in (Reason.OUT_OF_STOCK, Reason.TEMPLATE_EXPIRED):
-                policy.run_out(policy.index_of(r.template))  # no use offering it again
+                policy.run_out(arm)  # no use offering it again
+            policy.offered(pending.segment, arm)
+            choice = self.chosen[r.user] = _Reached(r.at, r.room, r.trigger, pending.segment, arm)
             if not (d.issued or d.reason in (Reason.NO_OFFER, Reason.HOLDOUT)):
                 continue
-            arm = policy.index_of(r.template)
-            policy.offered(pending.segment, arm)
-            self.last[r.user] = _Reached(r.at, r.room, r.trigger, pending.segment, arm)
+            self.last[r.user] = choice
             if pending.device is not None:
                 self.devices.setdefault(pending.device, r.user)
         self._pending.clear()  # choices that reached no decision (a lottery's losers) are forgotten
 
     def ordered(self, room: str, user: str, at: int, amount: int) -> None:
-        """An order: it follows the user's latest offer if in its room and attribution window."""
+        """An order: it follows the user's latest choice, and the latest offer that reached them, if in its room
+        and attribution window."""
         self.buyers.add(user)
+        choice = self.chosen.get(user)
+        if choice is not None and self._follows(choice, room, at):
+            self.policies[choice.trigger].followed(choice.segment, choice.arm, amount)
         reached = self.last.get(user)
-        if reached is not None and reached.room == room and 0 < at - reached.at <= self.campaign.attribution_window_ms:
-            self.policies[reached.trigger].followed(reached.segment, reached.arm, amount)
+        if reached is not None and self._follows(reached, room, at):
             self.took.add(user)
+
+    def _follows(self, offer: _Reached, room: str, at: int) -> bool:
+        return offer.room == room and 0 < at - offer.at <= self.campaign.attribution_window_ms
