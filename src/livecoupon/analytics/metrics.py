@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from livecoupon.analytics.offpolicy import offer_metrics
-from livecoupon.analytics.stats import holm, srm_p_value, welch_lift
+from livecoupon.analytics.stats import Lift, holm, ratio_lift, srm_p_value, welch_lift
 from livecoupon.domain.campaign import Campaign, Experiment
 from livecoupon.domain.coupons import CouponKind, CouponTemplate
 from livecoupon.domain.decisions import DecisionRecord
@@ -122,24 +122,27 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
         by_user[(o.room, o.user)].append(o)
     window = campaign.attribution_window_ms
     converted: dict[str, list[float]] = {v.name: [] for v in experiment.variants}
-    values: dict[str, list[float]] = {v.name: [] for v in experiment.variants}
+    buyers: dict[str, list[list[float]]] = {v.name: [] for v in experiment.variants}  # each converted user's orders
     for user, first in exposures.items():
         attributed = [o for o in by_user.get((first.room, user), ()) if first.at < o.at <= first.at + window]
         variant = first.variant or ""
         converted.setdefault(variant, []).append(1.0 if attributed else 0.0)
-        values.setdefault(variant, []).extend(o.amount / 100 for o in attributed)
+        if attributed:
+            buyers.setdefault(variant, []).append([o.amount / 100 for o in attributed])
     control = control_of(experiment)
     variants: dict[str, dict[str, Any]] = {}
     for v in experiment.variants:
-        users, amounts = converted[v.name], values[v.name]
+        users, amounts = converted[v.name], [a for orders in buyers[v.name] for a in orders]
         variants[v.name] = {
             "coupon": v.coupon, "users": len(users), "converted": int(sum(users)),
             "conversion": _ratio(sum(users), len(users)), "orders": len(amounts),
             "aov": round(sum(amounts) / len(amounts), 2) if amounts else 0.0,
         }
         if v.name != control:
-            variants[v.name]["lift"] = {"conversion": _lift(users, converted[control]),
-                                        "aov": _lift(amounts, values[control])}
+            variants[v.name]["lift"] = {"conversion": _lift(welch_lift(users, converted[control]), users,
+                                                            converted[control]),
+                                        "aov": _lift(ratio_lift(buyers[v.name], buyers[control]), amounts,
+                                                     [a for orders in buyers[control] for a in orders])}
     _adjust(variants)
     srm = srm_p_value([variants[v.name]["users"] for v in experiment.variants],
                       [v.weight for v in experiment.variants])
@@ -147,10 +150,10 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
             "srm_flag": srm is not None and srm < 0.001}
 
 
-def _lift(variant: Sequence[float], control: Sequence[float]) -> dict[str, Any]:
-    """SPEC §6 lift; ``ci95`` and ``p_value`` are null where the data cannot carry a test
-    (fewer than two observations a side, or no spread), ``diff`` too when a side is empty."""
-    lift = welch_lift(variant, control)
+def _lift(lift: Lift | None, variant: Sequence[float], control: Sequence[float]) -> dict[str, Any]:
+    """SPEC §6 lift of the means of ``variant`` and ``control``; ``ci95`` and ``p_value`` are null where the data
+    cannot carry a test (``lift`` None: fewer than two users a side, or no spread), ``diff`` too when a side is
+    empty."""
     if lift is not None:
         return lift.to_json()
     diff = sum(variant) / len(variant) - sum(control) / len(control) if variant and control else None

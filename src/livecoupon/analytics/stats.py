@@ -1,4 +1,5 @@
-"""Two-sample statistics for experiments: Welch intervals, SRM, Holm correction.
+"""Two-sample statistics for experiments: Welch intervals (of a mean per user, and of a mean per order over users),
+SRM, Holm correction.
 
 scipy's statistics are imported where first used: importing them takes ~1 s of a server's start
 (of ~2.8 s of imports, measured with ``python -X importtime``), and a restart waits for its imports."""
@@ -34,12 +35,40 @@ def welch_lift(variant: ArrayLike, control: ArrayLike) -> Lift | None:
     a, b = np.asarray(variant, dtype=float), np.asarray(control, dtype=float)
     if len(a) < 2 or len(b) < 2:
         return None
-    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    return _t_lift(float(a.mean() - b.mean()), a.var(ddof=1) / len(a), b.var(ddof=1) / len(b), len(a), len(b))
+
+
+def ratio_lift(variant: Sequence[Sequence[float]], control: Sequence[Sequence[float]]) -> Lift | None:
+    """Variant minus control of a mean per order (order value), each side given as its users' orders.
+
+    Users are what an experiment assigns, and one user's orders move together: a test that took each order for
+    an independent draw called a coupon that did nothing significant in over half of such runs (p < 0.05 in 55
+    of 100, an audit's simulation). The mean per order is a ratio of two sums over users (value / orders); its
+    variance is the delta method's, over users (``sum((y - r n)^2) / (k (k - 1) mean(n)^2)`` for k users of
+    value y and n orders, r the ratio), with Welch's degrees of freedom over users. Where each user placed one
+    order it is :func:`welch_lift` of the orders exactly. None with fewer than two users a side or no spread.
+    """
+    sides = []
+    for users in (variant, control):
+        value = np.array([sum(orders) for orders in users], dtype=float)
+        count = np.array([len(orders) for orders in users], dtype=float)
+        k = len(users)
+        if k < 2:
+            return None
+        ratio = value.sum() / count.sum()
+        residual = value - ratio * count
+        var = float((residual**2).sum() / (k * (k - 1)) / count.mean() ** 2)
+        sides.append((ratio, var, k))
+    (ratio_a, var_a, k_a), (ratio_b, var_b, k_b) = sides
+    return _t_lift(float(ratio_a - ratio_b), var_a, var_b, k_a, k_b)
+
+
+def _t_lift(diff: float, var_a: float, var_b: float, n_a: int, n_b: int) -> Lift | None:
+    """Welch–Satterthwaite's t interval and two-sided p-value for ``diff``, given each side's variance of its mean."""
     se2 = var_a + var_b
-    diff = float(a.mean() - b.mean())
     if se2 == 0:
         return None
-    df = se2**2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+    df = se2**2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1))
     se = float(np.sqrt(se2))
     from scipy import stats
 
