@@ -245,6 +245,23 @@ def merchant_says(client: TestClient, body: dict[str, Any], secret: str = SECRET
     return client.post("/v1/integrations/ledger/events", content=text, headers=headers)
 
 
+def test_a_report_the_ledger_cannot_read_is_a_4xx_signed_or_not(tmp_path: Path) -> None:
+    with (Receiver(lambda key, attempt: 201) as merchant,
+          serving(tmp_path, campaign_for(merchant.url)) as client):
+        def post(body: bytes, signature: str | None = None) -> Any:
+            headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(time.time()))}
+            headers["webhook-signature"] = signature if signature is not None else Webhook(SECRET).sign(
+                "msg_1", dt.datetime.now(dt.UTC), body.decode())
+            return client.post("/v1/integrations/ledger/events", content=body, headers=headers)
+
+        for body in (b"nope", b"", b"[1, 2]"):  # signed by the merchant, but no report
+            answer = post(body)
+            assert answer.status_code == 422 and answer.json()["error"]["field"] == "body", body
+        assert post(b"\xff\xfe{}", "v1,AAAA").status_code == 401  # not UTF-8: nothing the signature can cover
+        assert post(b"{}", "v1").status_code == 401  # a signature header without its comma
+        assert post(b"{}", "v1,not base64!").status_code == 401
+
+
 def test_the_merchant_reports_redemptions_and_refunds_back_signed(tmp_path: Path) -> None:
     with (Receiver(lambda key, attempt: 201) as merchant,
           serving(tmp_path, campaign_for(merchant.url)) as client):

@@ -48,9 +48,10 @@ def merchant_router(secret: str) -> APIRouter:
     async def merchant_report(request: Request) -> dict[str, Any]:
         """A redemption or refund reported by the merchant's coupon system, Standard Webhooks-signed."""
         body = await request.body()
-        try:
-            verifier.verify(body, {k.lower(): v for k, v in request.headers.items()})
-        except WebhookVerificationError:
+        try:  # the signature only: the body is read below, whose errors are the sender's 422 (json_parse was a 500)
+            verifier.verify(body, {k.lower(): v for k, v in request.headers.items()}, json_parse=False)
+        except (WebhookVerificationError, ValueError):  # ValueError: a body not UTF-8 or a malformed signature header,
+            # which the library raises as they are (they were 500s to anyone)
             raise Unauthorized("bad_signature", "webhook-signature does not verify with the ledger's secret",
                                "webhook-signature") from None
         try:
