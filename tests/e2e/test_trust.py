@@ -356,3 +356,39 @@ def test_a_viewers_chat_takes_the_user_from_the_token_and_the_time_from_the_serv
     service = client.app.state.runtime.service  # type: ignore[attr-defined]
     [comment] = [e for e in service.store.events() if e["type"] == "comment"]
     assert (comment["user"], comment["ts"]) == ("alice", T0 + 2)
+
+
+def test_a_viewer_token_never_makes_its_user_present(client: TestClient, wall: Wall) -> None:
+    # an account the platform never reported (a farm's second phone account: no device, no risk) chatting with its
+    # own token: SPEC §2 would make the comment an implied join, newcomer and keyword coupons past per_device
+    start(client, "alice")
+    refused = client.post("/v1/rooms/room-1/comments", json={"text": "扣1"}, headers=viewer("mallory"))
+    assert refused.status_code == 409 and refused.json()["error"] == {
+        "code": "not_in_room", "field": "room",
+        "message": "你还不在这个直播间（请先从直播平台进入） / "
+                   "you are not in this room: join it on the live platform first"}
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    assert not [e for e in service.store.events() if e.get("user") == "mallory"]
+    assert client.get("/v1/users/mallory/coupons", headers=viewer("mallory")).json()["coupons"] == []
+    wall.ms += 61_000  # alice's presence lapsed too: a viewer's chat does not renew it
+    assert client.post("/v1/rooms/room-1/comments", json={"text": "hi"}, headers=viewer("alice")).status_code == 409
+    post_events(client, [{"type": "heartbeat", "room": "room-1", "ts": wall.ms / 1000, "user": "alice"}])
+    said = client.post("/v1/rooms/room-1/comments", json={"text": "扣1"}, headers=viewer("alice"))
+    assert said.status_code == 200  # present again: her keyword trigger decides
+    assert [(d["user"], d["trigger"]) for d in said.json()["decisions"]] == [("alice", "kou1")]
+
+
+def test_a_viewers_chat_answers_their_own_decisions_alone(client: TestClient, wall: Wall) -> None:
+    # the chat arrives when bob's and alice's dwell timers are due: both fire before it, bob's decision is his
+    start(client, "alice", "bob")
+    for second in range(30, 300, 30):
+        wall.ms = (T0 + second) * 1000
+        post_events(client, [{"type": "heartbeat", "room": "room-1", "ts": T0 + second, "user": u}
+                             for u in ("alice", "bob")])
+    wall.ms = (T0 + 301) * 1000
+    said = client.post("/v1/rooms/room-1/comments", json={"text": "扣1"}, headers=viewer("alice"))
+    assert said.status_code == 200
+    listed = said.json()["decisions"]
+    assert listed and {d["user"] for d in listed} == {"alice"}
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    assert any(r.user == "bob" and r.trigger == "dwell" for r in service.records.values())

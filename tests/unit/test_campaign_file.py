@@ -591,7 +591,8 @@ def test_variant_weights_non_negative_with_positive_sum() -> None:
     data = experiment()
     for variant in data["experiments"][0]["variants"]:  # each finite, their sum not: all users in one variant
         variant["weight"] = 1e308
-    assert errors_of(data) == ["experiments[0].variants: 权重之和超出数值范围 / the weights must add up to a finite number"]
+    assert errors_of(data) == [
+        "experiments[0].variants: 权重之和超出数值范围 / the weights must add up to a finite number"]
 
 
 def test_experiment_names_and_variants() -> None:

@@ -288,7 +288,8 @@ def test_the_policy_learns_from_every_choice_its_coupon_refused_or_not() -> None
     engine.apply(parse_event(ev("live_start", 0)))
     for i in range(400):
         user, risky = f"u{i}", i % 4 == 0
-        for data in (dict(ev("join", 1 + i, user), risk=0.9 if risky else 0.1), ev("comment", 1.5 + i, user, text="要券"),
+        joined = dict(ev("join", 1 + i, user), risk=0.9 if risky else 0.1)
+        for data in (joined, ev("comment", 1.5 + i, user, text="要券"),
                      {"type": "order", "room": "r1", "ts": 2 + i, "user": user, "order_id": f"o{i}",
                       "amount": 500 if risky else 50}):
             engine.apply(parse_event(data))

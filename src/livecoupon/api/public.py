@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -137,18 +136,20 @@ def submitted_json(result: Submitted) -> dict[str, Any]:
 
 
 @router.post("/rooms/{room}/comments", tags=["viewers"], response_model=None,
-             responses=answer(EventsOut) | BODY_ERRORS)
+             responses=answer(EventsOut) | BODY_ERRORS | errors(409))
 async def post_comment(room: RoomPath, body: CommentIn, viewer: ViewerCaller, rt: RuntimeDep) -> dict[str, Any]:
     """A viewer's chat message, with their own token: the user comes from the token and the
-    time from the service's clock, so a viewer can neither speak for another nor move time."""
+    time from the service's clock, so a viewer can neither speak for another nor move time; and only
+    while the platform has them in the room (409 ``not_in_room``): a token never makes its user present.
+    The answer tells the viewer's own decisions alone: the message may fire timers due for others,
+    whose coupons and reasons (``risk``, ``blocked``) are theirs."""
     service = rt.service
-    event = {"type": "comment", "room": room, "ts": service.now() / 1000, "user": viewer.user, "text": body.text,
-             "id": f"chat:{uuid.uuid4().hex}"}
-    result = await service.call(service.submit, [event])
+    result = await service.call(service.viewer_comment, room, viewer.user, body.text)
     if result.rejected:
         error: str = result.rejected[0]["error"]
         raise Malformed("invalid_comment", error, "room" if error.startswith("room:") else "text")
-    return submitted_json(result)
+    return submitted_json(Submitted(result.accepted, decisions=[d for d in result.decisions
+                                                                if d.request.user == viewer.user]))
 
 
 @router.get("/users/{user}/coupons", tags=["coupons"], response_model=None,

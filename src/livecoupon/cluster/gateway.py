@@ -56,6 +56,7 @@ from livecoupon.service_layer.service import (
     admit,
     by_campaign,
     campaign_in,
+    chat_event,
     check_manual,
     check_trigger,
     joined_late,
@@ -300,6 +301,11 @@ class GatewayService:
         outcome = self._publish(events)
         result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
         return result
+
+    def viewer_comment(self, room: str, user: str, text: str) -> Submitted:
+        """A viewer's own chat message. Who is present is the workers' to know, not a gateway's: scaled out, it is
+        not checked (docs/scaling.md)."""
+        return self.submit([chat_event(room, user, text, self.clock.now())])
 
     def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
         """An operator command, on the bus like an event; its id makes its copies (one per partition, for a

@@ -64,6 +64,10 @@ class Service(Protocol):
 
     def submit(self, batch: Sequence[Any]) -> Submitted: ...
 
+    def viewer_comment(self, room: str, user: str, text: str) -> Submitted:
+        """A viewer's own chat message, as ``user`` at the service's time (their token's: ``POST
+        /v1/rooms/{room}/comments``)."""
+
     def command(self, command: Command, room: str = ...) -> list[Decision]: ...
 
     def pause(self, trigger: str, paused: bool, campaign: str | None = None) -> None: ...

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,7 +54,7 @@ from livecoupon.engine.clock import ClockMode, ServiceClock
 from livecoupon.engine.engine import NO_TIME, Engine
 from livecoupon.engine.explaining import explain
 from livecoupon.engine.manual_issues import ManualCommand
-from livecoupon.errors import LivecouponError, Malformed, NotFound, key_reused
+from livecoupon.errors import LivecouponError, Malformed, NotFound, Refused, key_reused
 from livecoupon.logs import log_decisions
 from livecoupon.service_layer import publishing
 from livecoupon.service_layer.checkout import Checkout
@@ -162,6 +163,12 @@ def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submi
     """A platform's events as the service reads them; each bad one rejected on its own, naming its index."""
     events, rejected = platform_events(batch, clock.admit)
     return events, Submitted(accepted=len(events), rejected=rejected)
+
+
+def chat_event(room: str, user: str, text: str, now: int) -> dict[str, Any]:
+    """A viewer's chat message as an event: their token's user, the service's time, an id of its own."""
+    return {"type": "comment", "room": room, "ts": now / 1000, "user": user, "text": text,
+            "id": f"chat:{uuid.uuid4().hex}"}
 
 
 def read_log(entries: Iterable[dict[str, Any]]) -> Iterator[Event]:
@@ -546,6 +553,20 @@ class LiveService:
     def submit(self, batch: Sequence[Any]) -> Submitted:
         """Check, log and apply a platform's events; each bad one is rejected on its own."""
         events, result = admit(batch, self.clock)
+        result.decisions = self._log_and_apply(events)
+        return result
+
+    def viewer_comment(self, room: str, user: str, text: str) -> Submitted:
+        """A viewer's own chat message, applied only while the platform has them present in the room (409
+        ``not_in_room`` otherwise). SPEC §2 makes a comment from someone not present an implied join: from a viewer
+        token, that let accounts the platform never reported (no device, no risk) enter any room of the campaign and
+        collect its newcomer and keyword coupons past ``per_device`` and ``max_risk``. Presence is the platform's."""
+        now = self.clock.now()
+        events, result = admit([chat_event(room, user, text, now)], self.clock)  # a bad room or text: rejected
+        if events and not any((seen := engine.rooms.get(room)) is not None and seen.on_air and seen.present(user, now)
+                              for engine in self.deployment.engines.values()):
+            raise Refused("not_in_room", "你还不在这个直播间（请先从直播平台进入） / "
+                          "you are not in this room: join it on the live platform first", "room")
         result.decisions = self._log_and_apply(events)
         return result
 
