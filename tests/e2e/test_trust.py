@@ -338,6 +338,13 @@ def test_quantities_and_prices_out_of_range_are_422(client: TestClient) -> None:
     for line in ({"product": "p", "price": 1, "qty": 10**17}, {"product": "p", "price": 1e12, "qty": 1}):
         answer = client.post("/v1/checkout/quote", json={"user": "alice", "cart": [line]}, headers=PLATFORM)
         assert answer.status_code == 422, line
+    # each line within its bounds, the total not: the order, paid, would log an event the log cannot read back
+    big = [{"product": "p", "price": 10_000_000, "qty": 100}, {"product": "q", "price": 0.01, "qty": 1}]
+    answer = client.post("/v1/orders", json={"order_id": "o-big", "user": "alice", "cart": big, "idempotency_key": "k"},
+                         headers=PLATFORM)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "cart_too_large"
+    exact = {"order_id": "o-max", "user": "alice", "cart": big[:1], "idempotency_key": "k2"}
+    assert client.post("/v1/orders", json=exact, headers=PLATFORM).status_code == 201
 
 
 def test_too_many_events_is_422_and_not_an_array_too(client: TestClient) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from livecoupon.delivery.messages import iso
 from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_state
-from livecoupon.domain.money import fen_to_yuan
+from livecoupon.domain.money import MAX_YUAN, fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS, Order, OrderState
 from livecoupon.domain.pricing import CartLine, Quote, cart_total, quote, usable_quotes
 from livecoupon.errors import Forbidden, Malformed, NotFound, Refused, key_reused
@@ -209,6 +209,9 @@ class Checkout:
         if existing is not None:
             raise Refused("order_exists", f"order {order_id!r} already exists", "order_id")
         subtotal = cart_total(cart)
+        if subtotal > MAX_YUAN * 100:  # paid, its ``order`` event would be one the log cannot read back (SPEC's money)
+            raise Refused("cart_too_large", f"订单合计不能超过 {MAX_YUAN:,} 元 / an order totals at most {MAX_YUAN:,} "
+                          "yuan", "cart")
         if coupon_id is None:
             order = Order(order_id, user, cart, None, subtotal, 0, subtotal, OrderState.CREATED, now, None, room)
         else:
