@@ -205,6 +205,9 @@ def test_a_console_session_is_a_cookie_and_never_a_url(client: TestClient) -> No
     assert client.get("/v1/admin/stats").status_code == 200  # the cookie alone
     with client.websocket_connect("/v1/console/live") as ws:
         assert ws.receive_json()["type"] == "stats"
+    renewed = client.post("/v1/session")  # a session never opens another: a cookie copied lasts its 12 hours
+    assert renewed.status_code == 401 and renewed.json()["error"]["code"] == "credential_required"
+    assert "set-cookie" not in renewed.headers
     client.delete("/v1/session")
     client.cookies.clear()
     assert client.get("/v1/admin/stats").status_code == 401

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi import Path as FastPath
 
 from livecoupon.api.auth import SESSION_COOKIE, SESSION_SECONDS, Caller, Role, require
@@ -52,7 +52,7 @@ from livecoupon.api.segments import SegmentRoute
 from livecoupon.domain.commands import ChangeBlocklist
 from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
-from livecoupon.errors import LivecouponError, Malformed
+from livecoupon.errors import LivecouponError, Malformed, Unauthorized
 from livecoupon.service_layer.service import campaign_in
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS,
@@ -178,9 +178,14 @@ async def _refreshed(rt: Runtime) -> None:
 
 @console_router.post("/session", response_model=None,
                      responses=answer(SessionOut) | CALLER_ERRORS | BODY_ERRORS)
-async def open_session(caller: CallerDep, response: Response, rt: RuntimeDep) -> dict[str, Any]:
+async def open_session(caller: CallerDep, request: Request, response: Response, rt: RuntimeDep) -> dict[str, Any]:
     """Exchange the operator key or a host token (in a header) for an HttpOnly session cookie,
-    so a console page never carries a credential in its URL."""
+    so a console page never carries a credential in its URL. Only a credential opens one: a session
+    renewing itself made every cookie (a copied one, a host's) good for ever, whatever its 12 hours."""
+    if "x-api-key" not in request.headers and "authorization" not in request.headers:
+        raise Unauthorized("credential_required", "请在请求头里带上运营密钥或主播令牌 / "
+                           "a session opens with the operator key or a host token in a header, not a session",
+                           "X-API-Key")
     who = require(caller, Role.OPERATOR, Role.HOST)
     response.set_cookie(SESSION_COOKIE, rt.credentials.session_token(who), max_age=SESSION_SECONDS, httponly=True,
                         samesite="strict", path="/")
