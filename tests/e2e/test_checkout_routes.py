@@ -183,3 +183,26 @@ def test_what_the_lane_does_not_serve_fastapi_answers_as_before(client: TestClie
 def test_a_declared_body_over_the_limit_is_413_before_anything_reads_it(client: TestClient) -> None:
     answer = client.post("/v1/orders", content=b"{}", headers=PLATFORM | {"Content-Length": str(17 * 2**20)})
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
+
+
+def test_a_refunded_order_leaves_the_metrics(client: TestClient) -> None:
+    # the coupon's order refunded, its money back: it no longer counts as a redemption, an order or their value;
+    # the coupon, back in the account, pays a second order, which does
+    coupon_id = welcome(client, "ann")
+
+    def newcomer() -> dict[str, Any]:
+        metrics = client.get("/v1/admin/metrics", headers=OPERATOR).json()
+        return {k: metrics["triggers"]["newcomer"][k] for k in ("redeemed", "orders", "gmv")}
+
+    def paid(order_id: str) -> None:
+        assert client.post("/v1/orders", json=new_order("ann", coupon_id, order_id) | {"idempotency_key": order_id},
+                           headers=PLATFORM).status_code == 201
+        assert client.post(f"/v1/orders/{order_id}/pay", json={"idempotency_key": f"pay-{order_id}"},
+                           headers=PLATFORM).status_code == 200
+
+    paid("o1")
+    assert newcomer()["orders"] == 1
+    assert client.post("/v1/orders/o1/refund", json={"idempotency_key": "r"}, headers=PLATFORM).status_code == 200
+    assert newcomer() == {"redeemed": 0, "orders": 0, "gmv": 0.0}
+    paid("o2")
+    assert newcomer()["redeemed"] == 1 and newcomer()["orders"] == 1

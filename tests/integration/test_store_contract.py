@@ -7,7 +7,16 @@ from dataclasses import replace
 import pytest
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import CouponKind, CouponState, CouponTemplate, HistoryEntry, Terms, with_state
+from livecoupon.domain.coupons import (
+    REFUND_KEPT,
+    REFUNDED_BY_MERCHANT,
+    CouponKind,
+    CouponState,
+    CouponTemplate,
+    HistoryEntry,
+    Terms,
+    with_state,
+)
 from livecoupon.domain.decisions import IssueRequest, Reason, coupon_id_for
 from livecoupon.domain.orders import Order, OrderState
 from livecoupon.domain.pricing import CartLine
@@ -186,6 +195,19 @@ def test_orders_insert_once_and_move_by_compare_and_set(store: Store) -> None:
     assert store.move_order(paid, OrderState.CREATED) is False
     stored = store.order("o1")
     assert stored is not None and stored.state is OrderState.PAID
+
+
+def test_the_orders_refunded_are_those_refunded_here_or_by_the_merchant(store: Store) -> None:
+    for order_id, state in (("paid", OrderState.PAID), ("back", OrderState.REFUNDED)):
+        store.insert_order(Order(order_id, "a", (CartLine("p", "c", 1000, 1),), None, 1000, 0, 1000, state, 7))
+    issued = store.issue([request("a"), request("b")], Limits())
+    by_merchant, kept = (store.coupon(d.request.coupon_id) for d in issued)
+    assert by_merchant is not None and kept is not None
+    for coupon, action, order_id in ((by_merchant, REFUNDED_BY_MERCHANT, "m1"), (kept, REFUND_KEPT, "m2"),
+                                     (kept, "redeemed_by_platform", "m3")):
+        entry = HistoryEntry(coupon.coupon_id, 9, CouponState.ISSUED, action, order_id)
+        assert store.move_coupon(coupon, coupon.state, entry)
+    assert store.refunded_orders() == {"back", "m1", "m2"}
 
 
 def test_an_idempotency_key_keeps_its_first_answer(store: Store) -> None:

@@ -63,6 +63,7 @@ from livecoupon.service_layer.service import (
     merchant_answer,
     merchant_order_event,
     merge_read_back,
+    net_of_refunds,
     paid_order_event,
     read_log,
     recorded,
@@ -576,7 +577,7 @@ class GatewayService:
         return {}  # the policies live in the workers' engines, one per partition
 
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
-        orders = [e for e in read_log(self.logged()) if e.type == "order"]
+        orders = net_of_refunds((e for e in read_log(self.logged()) if e.type == "order"), self.store)
         return self.decisions_of(campaign), orders
 
     def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:

@@ -145,6 +145,10 @@ class Coupon:
         return self.effective_state(at_ms) is CouponState.ISSUED
 
 
+REFUNDED_BY_MERCHANT = "refunded_by_merchant"  # the merchant's system refunded the order that redeemed the coupon
+REFUND_KEPT = "refund_kept"  # its order refunded after the coupon expired: it stays redeemed
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One append to a coupon's history."""

@@ -17,7 +17,7 @@ from json.encoder import encode_basestring_ascii as _json_string  # what json.du
 from typing import Any
 
 from livecoupon.delivery.messages import iso
-from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_state
+from livecoupon.domain.coupons import REFUND_KEPT, REFUNDED_BY_MERCHANT, Coupon, CouponState, HistoryEntry, with_state
 from livecoupon.domain.money import MAX_YUAN, fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS, Order, OrderState
 from livecoupon.domain.pricing import CartLine, Quote, cart_total, quote, usable_quotes
@@ -182,7 +182,7 @@ class Checkout:
         coupon = self.store.coupon(coupon_id)
         if coupon is None or coupon.state is not CouponState.REDEEMED or coupon.order_id != order_id:
             return False
-        return self._give_back(coupon, at, "refunded_by_merchant")
+        return self._give_back(coupon, at, REFUNDED_BY_MERCHANT)
 
     def _once(self, scope: str, key: str, request: str, seen: StoredAnswer | None,
               act: Callable[[], Answer]) -> Answer:
@@ -343,6 +343,6 @@ class Checkout:
         history), else kept ``redeemed`` with the refund recorded (``refund_kept``). True if it went back."""
         back = not coupon.is_expired(at)
         entry = HistoryEntry(coupon.coupon_id, at, CouponState.ISSUED if back else CouponState.REDEEMED,
-                             action if back else "refund_kept", coupon.order_id, {} if back else {"why": "expired"})
+                             action if back else REFUND_KEPT, coupon.order_id, {} if back else {"why": "expired"})
         moved = with_state(coupon, CouponState.ISSUED) if back else coupon
         return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back

@@ -165,6 +165,14 @@ def admit(batch: Sequence[Any], clock: ServiceClock) -> tuple[list[Event], Submi
     return events, Submitted(accepted=len(events), rejected=rejected)
 
 
+def net_of_refunds(orders: Iterable[Event], store: Store) -> list[Event]:
+    """The orders that stand: one refunded since (at this checkout, or by the merchant's system) leaves the metrics'
+    order value, cost and conversions, as the money did (the log keeps the order, not its refund: a ``report`` of an
+    export counts it)."""
+    refunded = store.refunded_orders()
+    return [o for o in orders if o.order_id not in refunded]
+
+
 def chat_event(room: str, user: str, text: str, now: int) -> dict[str, Any]:
     """A viewer's chat message as an event: their token's user, the service's time, an id of its own."""
     return {"type": "comment", "room": room, "ts": now / 1000, "user": user, "text": text,
@@ -824,7 +832,7 @@ class LiveService:
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]:
         """Copies of the decisions (``campaign``'s, where there are several) and orders so far, for metrics
         computed off the writer thread."""
-        return self.decisions_of(campaign), list(self.orders)
+        return self.decisions_of(campaign), net_of_refunds(self.orders, self.store)
 
     def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
         """A copy of the decisions so far (``campaign``'s, where there are several), in decision order."""

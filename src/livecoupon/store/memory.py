@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import Coupon, CouponState, HistoryEntry, with_state
+from livecoupon.domain.coupons import REFUND_KEPT, REFUNDED_BY_MERCHANT, Coupon, CouponState, HistoryEntry, with_state
 from livecoupon.domain.decisions import (
     Decision,
     DecisionRecord,
@@ -169,6 +169,12 @@ class MemoryStore(MemoryClaims):
 
     def order(self, order_id: str) -> Order | None:
         return self._orders.get(order_id)
+
+    def refunded_orders(self) -> set[str]:
+        with self._lock:
+            return ({o.order_id for o in self._orders.values() if o.state is OrderState.REFUNDED}
+                    | {h.order_id for entries in self._history.values() for h in entries
+                       if h.action in (REFUNDED_BY_MERCHANT, REFUND_KEPT) and h.order_id is not None})
 
     def move_order(self, order: Order, expected: OrderState) -> bool:
         with self._lock:

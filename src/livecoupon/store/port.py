@@ -157,6 +157,9 @@ class OrderBook(Protocol):
     def move_order(self, order: Order, expected: OrderState) -> bool:
         """Compare-and-set on the order's state."""
 
+    def refunded_orders(self) -> set[str]:
+        """The ids of the orders refunded: at this checkout, or reported refunded by the merchant's coupon system."""
+
     def recall(self, key: str) -> StoredAnswer | None: ...
 
     def order_and_answer(self, order_id: str, key_head: str,

@@ -21,7 +21,17 @@ from typing import Any
 import msgspec
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.coupons import Coupon, CouponKind, CouponState, CouponTemplate, HistoryEntry, Scope, Terms
+from livecoupon.domain.coupons import (
+    REFUND_KEPT,
+    REFUNDED_BY_MERCHANT,
+    Coupon,
+    CouponKind,
+    CouponState,
+    CouponTemplate,
+    HistoryEntry,
+    Scope,
+    Terms,
+)
 from livecoupon.domain.decisions import (
     Decision,
     DecisionRecord,
@@ -595,6 +605,12 @@ class RelationalStore(ABC):
     def order(self, order_id: str) -> Order | None:
         row = self._run(f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE order_id=?", (order_id,)).fetchone()
         return None if row is None else _order_from_row(row)
+
+    def refunded_orders(self) -> set[str]:
+        rows = self._run("SELECT order_id FROM orders WHERE state=? UNION SELECT order_id FROM coupon_history "
+                         "WHERE action IN (?, ?) AND order_id IS NOT NULL",
+                         (OrderState.REFUNDED.value, REFUNDED_BY_MERCHANT, REFUND_KEPT))
+        return {str(order_id) for (order_id,) in rows}
 
     def move_order(self, order: Order, expected: OrderState) -> bool:
         cur = self._run("UPDATE orders SET state=?, reserved_until=? WHERE order_id=? AND state=?",
