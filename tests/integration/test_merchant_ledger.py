@@ -328,6 +328,17 @@ def test_one_coupon_never_discounts_two_paid_orders_whatever_the_merchant_report
         redelivered = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "shop-9",
                                              "amount": 100})  # Standard Webhooks senders retry: out of order too
         assert redelivered.json()["state"] == "issued"  # it redeemed the coupon again for a refunded order
+        used = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "shop-10",
+                                      "amount": 100})
+        assert used.json()["state"] == "redeemed"
+        second = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "shop-11",
+                                        "amount": 100})  # the shop let one coupon pay two orders: told, not ignored
+        assert second.status_code == 409 and second.json()["error"]["code"] == "coupon_redeemed"
+        assert "shop-10" in second.json()["error"]["message"]
+        assert merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "shop-10",
+                                      "amount": 100}).status_code == 200  # the first report again: as before
+        orders = [e["order_id"] for e in service.store.events() if e["type"] == "order"]
+        assert "shop-11" not in orders
 
 
 def test_a_coupon_the_shop_used_before_it_was_confirmed_never_pops_up(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ from livecoupon.service_layer.service import (
     chat_event,
     check_manual,
     check_trigger,
+    check_unused_by_another,
     joined_late,
     merchant_answer,
     merchant_order_event,
@@ -424,6 +425,7 @@ class GatewayService:
             with self.store.unit_of_work():
                 back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
             return {"coupon_id": coupon_id, "returned": back}
+        check_unused_by_another(self.store, coupon, order_id)
         self._publish([merchant_order_event(coupon, order_id, amount, self.clock.now())])
         return merchant_answer(self.store, coupon_id)
 

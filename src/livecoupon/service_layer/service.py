@@ -36,7 +36,7 @@ from livecoupon.domain.commands import (
     PauseTrigger,
     StartCampaign,
 )
-from livecoupon.domain.coupons import Coupon, CouponTemplate
+from livecoupon.domain.coupons import Coupon, CouponState, CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.events import (
     CAMPAIGN_WIDE,
@@ -234,6 +234,17 @@ def reported_coupon(store: Store, coupon_id: str) -> Coupon:
     if coupon is None:
         raise NotFound("unknown_coupon", f"no coupon {coupon_id!r}", "coupon_id")
     return coupon
+
+
+def check_unused_by_another(store: Store, coupon: Coupon, order_id: str) -> None:
+    """A merchant's ``coupon.redeemed`` for a coupon another order redeemed (and still holds) is a 409 naming that
+    order: one coupon never pays two orders, and a report the ledger answered 200 and then ignored left the shop's
+    system and this one apart (a refund of the first order later gave the coupon back, though the second held it).
+    The same report again (a webhook redelivered) is answered as before."""
+    if (coupon.state is CouponState.REDEEMED and coupon.order_id not in (None, order_id)
+            and not any(h.order_id == order_id for h in store.history(coupon.coupon_id))):
+        raise Refused("coupon_redeemed", f"优惠券已被订单 {coupon.order_id!r} 核销 / coupon {coupon.coupon_id!r} was "
+                      f"redeemed by order {coupon.order_id!r}", "coupon_id")
 
 
 def merchant_order_event(coupon: Coupon, order_id: str, amount: int, now: int) -> Event:
@@ -754,6 +765,7 @@ class LiveService:
             with self._transaction():
                 back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
             return {"coupon_id": coupon_id, "returned": back}
+        check_unused_by_another(self.store, coupon, order_id)
         self._log_and_apply([merchant_order_event(coupon, order_id, amount, self.clock.now())])
         return merchant_answer(self.store, coupon_id)
 
