@@ -64,6 +64,7 @@ def test_stock_is_never_exceeded(store: Store) -> None:
     assert [d.issued for d in made] == [True, True, True, False, False]
     assert made[3].reason is Reason.OUT_OF_STOCK
     assert store.totals("c").stock_used == {"ten": 3}
+    assert store.stock_used("c") == {"ten": 3} and store.stock_used("another") == {}  # an offer's arms read it
 
 
 def test_the_same_decision_is_never_issued_twice(store: Store) -> None:

@@ -137,10 +137,8 @@ def test_an_arm_out_of_stock_is_no_longer_offered_and_the_propensities_say_so() 
     camp = replace(camp, coupons=camp.coupons | {"c20": replace(limited, stock=5)})
     made = run(camp, asking(400))
     c20 = [d for d in made if d.request.template is not None and d.request.template.name == "c20"]
-    assert sum(1 for d in c20 if d.issued) == 5
-    out = [d for d in c20 if not d.issued]
-    assert len(out) == 1 and out[0].reason is not None and out[0].reason.value == "out_of_stock"
-    after = made[made.index(out[0]) + 1:]
+    assert len(c20) == 5 and all(d.issued for d in c20)  # no viewer is offered a coupon that is gone
+    after = made[made.index(c20[-1]) + 1:]
     assert after and all(d.request.template is None or d.request.template.name == "c10" for d in after)
     assert {round(d.request.propensity or 0, 4) for d in after} <= {round(0.6 / 2, 4), round(0.6 / 2 + 0.4, 4)}
 
@@ -299,3 +297,20 @@ def test_the_policy_learns_from_every_choice_its_coupon_refused_or_not() -> None
     value = {arm: sum(t.value for t in tallies) / offers[arm] for arm, tallies in per_arm.items()}
     assert sum(offers.values()) == 400
     assert 0.7 < value[0] / value[1] < 1.4, value
+
+
+def test_an_audience_s_viewers_are_never_offered_the_coupons_its_earlier_choices_took() -> None:
+    # one firing for everyone present, arms c20 (3 in stock) and c10 at explore 1: once three viewers drew c20, the
+    # others are offered c10 (they were all offered c20 by chance and got nothing, ~half of 40)
+    camp = campaign("  - {name: say, when: host_says, phrases: [发券啦], audience: present, "
+                    "offer: {arms: [c20, c10], explore: 1}}\n")
+    camp = replace(camp, coupons=camp.coupons | {"c20": replace(camp.coupons["c20"], stock=3)})
+    events = [ev("live_start", 0), *[ev("join", 1 + i / 100, f"u{i}") for i in range(40)],
+              ev("transcript", 5, text="宝宝们发券啦")]
+    made = [d for d in run(camp, events) if d.request.trigger == "say"]
+    assert len(made) == 40 and all(d.issued for d in made)
+    assert sum(1 for d in made if d.request.template is not None and d.request.template.name == "c20") == 3
+    c10 = [d for d in made if d.request.template is not None and d.request.template.name == "c10"]
+    assert len(c10) == 37
+    later = made[max(i for i, d in enumerate(made) if d.request.template and d.request.template.name == "c20") + 1:]
+    assert later and all(d.request.propensity == 1.0 for d in later)  # one arm left: chosen for certain

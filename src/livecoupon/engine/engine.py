@@ -517,8 +517,28 @@ class Engine:
                 audience = self._audience(room, firing)
                 if self.explaining and firing.users is None:
                     self._missed(room, firing, audience)
-                decisions.extend(self._issue([self._request(room, firing, user) for user in audience]))
+                if firing.trigger.offer is None:
+                    decisions.extend(self._issue([self._request(room, firing, user) for user in audience]))
+                else:
+                    decisions.extend(self._offer(room, firing, audience))
         return decisions
+
+    def _offer(self, room: Room, firing: Firing, audience: Sequence[str]) -> list[Decision]:
+        """An offer trigger's firing: its policy chooses among the arms in stock, an arm whose last coupons this
+        firing's choices took left out of its later ones (engine/offering.py)."""
+        book, trigger = self.offers, firing.trigger
+        left = book.firing(trigger, self.store.stock_used(self.campaign.campaign), firing.at)
+        held: list[int] = []
+        requests = []
+        for user in audience:
+            request = self._request(room, firing, user)
+            if left:
+                book.taken(trigger, request.template, left, held)
+            requests.append(request)
+        made = self._issue(requests)
+        if held:
+            book.release(trigger, held)
+        return made
 
     def _audience(self, room: Room, firing: Firing) -> Sequence[str]:
         if firing.users is not None:
@@ -537,6 +557,8 @@ class Engine:
     def _draw(self, room: Room, firing: Firing) -> list[Decision]:
         trigger, limits, campaign = firing.trigger, self.campaign.limits, room.plan.campaign
         present = room.present_users(firing.at)
+        if trigger.offer is not None:  # the arms out of stock or validity (a lottery's choices take nothing yet)
+            self.offers.firing(trigger, self.store.stock_used(self.campaign.campaign), firing.at)
         requests = {r.user: r for r in (self._request(room, firing, u) for u in present)}
         eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
         k = min(trigger.winners, len(eligible))

@@ -108,6 +108,42 @@ class OfferBook:
                 ([] if own is None else [own - trigger_spent])
         return min(lefts, default=None)
 
+    def firing(self, trigger: Trigger, used: dict[str, int], at: int) -> dict[int, int]:
+        """Before a firing of ``trigger`` decides: its arms whose coupon is out of stock (``used``: coupons issued of
+        each template) or past its validity are no longer offered, for good; what each other arm with a stock has
+        left. (An arm was dropped only once a decision came back ``out_of_stock``: the viewer it was chosen for got
+        nothing while other arms were there, and so did each viewer of an audience who drew it.)"""
+        policy = self.policies[trigger.name]
+        left: dict[int, int] = {}
+        for index, template in enumerate(policy.templates):
+            if template is None:
+                continue
+            remaining = None if template.stock is None else template.stock - used.get(template.name, 0)
+            if template.is_past_validity(at) or (remaining is not None and remaining <= 0):
+                policy.run_out(index)
+            elif remaining is not None:
+                left[index] = remaining
+        return left
+
+    def taken(self, trigger: Trigger, template: CouponTemplate | None, left: dict[int, int], held: list[int]) -> None:
+        """A coupon of ``template`` chosen in the firing: once the firing's choices have taken an arm's last ones, its
+        later choices leave the arm out (``held``: until the firing is decided, as a cap may yet refuse some)."""
+        policy = self.policies[trigger.name]
+        if template is None or template not in policy.templates:
+            return
+        index = policy.index_of(template)
+        if index in left:
+            left[index] -= 1
+            if left[index] == 0 and index not in policy.exhausted:
+                policy.run_out(index)
+                if index in policy.exhausted:
+                    held.append(index)
+
+    def release(self, trigger: Trigger, held: list[int]) -> None:
+        """The firing decided: the arms it held back are offered again where stock is left (the next firing reads
+        the stock afresh)."""
+        self.policies[trigger.name].exhausted.difference_update(held)
+
     def decided(self, decisions: Sequence[Decision]) -> None:
         """Count each choice decided, its coupon issued or refused (a cap, the stock, the budget), as the value of
         choosing that arm: counting only the coupons that got through kept every "nothing" and left out the users

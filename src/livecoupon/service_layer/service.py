@@ -100,6 +100,9 @@ class RecordedClaims:
     def spent(self, campaign: str, trigger: str | None = None) -> int:
         return self.store.spent(campaign, trigger)
 
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        return self.store.stock_used(campaign)
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:

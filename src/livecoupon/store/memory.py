@@ -64,6 +64,9 @@ class MemoryClaims:
         counters = self._counters[campaign]
         return counters.budget_spent if trigger is None else counters.trigger_spent.get(trigger, 0)
 
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        return dict(self._counters[campaign].stock_used)
+
 
 class MemoryStore(MemoryClaims):
     """Every port in dictionaries behind one re-entrant lock; nothing outlives the process."""
@@ -113,6 +116,10 @@ class MemoryStore(MemoryClaims):
     def mark_visited(self, campaign: str, user: str) -> bool:
         with self._lock:
             return super().mark_visited(campaign, user)
+
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        with self._lock:
+            return super().stock_used(campaign)
 
     def decisions(self, campaign: str, trigger: str | None = None) -> Iterator[DecisionRecord]:
         with self._lock:

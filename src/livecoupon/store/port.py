@@ -102,6 +102,9 @@ class ClaimsLedger(Protocol):
         """Fen of face value the campaign has issued (what ``limits.budget`` counts), or one of its
         triggers with a ``budget`` of its own has."""
 
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        """Coupons of each template the campaign has issued (what a template's ``stock`` counts)."""
+
 
 class DecisionLog(Protocol):
     def decisions(self, campaign: str, trigger: str | None = None) -> Iterator[DecisionRecord]:

@@ -272,6 +272,10 @@ class PostgresStore(RelationalStore):
         claims = self.redis_claims()
         return claims.spent(campaign, trigger) if claims is not None else super().spent(campaign, trigger)
 
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        claims = self.redis_claims()
+        return claims.stock_used(campaign) if claims is not None else super().stock_used(campaign)
+
     def totals(self, campaign: str) -> CampaignTotals:
         claims = self.redis_claims()
         return claims.totals(campaign) if claims is not None else super().totals(campaign)

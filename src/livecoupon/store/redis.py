@@ -534,11 +534,15 @@ class RedisClaims:
                                    (campaign, *args)).fetchall()
         return int(fen)
 
-    def totals(self, campaign: str) -> CampaignTotals:
-        """From the decisions: the stock and budget tables are not kept while Redis counts."""
-        stock = {template: int(n) for template, n in self.store._run(
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        """From the decisions: the stock table is not kept while Redis counts."""
+        return {str(template): int(n) for template, n in self.store._run(
             "SELECT template, count(*) FROM decisions WHERE campaign=? AND reason IS NULL GROUP BY template",
             (campaign,))}
+
+    def totals(self, campaign: str) -> CampaignTotals:
+        """From the decisions: the stock and budget tables are not kept while Redis counts."""
+        stock = self.stock_used(campaign)
         [(spent, issued, suppressed)] = self.store._run(
             f"SELECT COALESCE(sum({FACE}) FILTER (WHERE d.reason IS NULL), 0), count(*) FILTER (WHERE d.reason "
             "IS NULL), count(*) FILTER (WHERE d.reason IS NOT NULL) FROM decisions d LEFT JOIN templates t "

@@ -536,8 +536,12 @@ class RelationalStore(ABC):
             found |= {r.coupon_id: r for r in _records(rows)}
         return found
 
+    def stock_used(self, campaign: str) -> dict[str, int]:
+        return {str(t): int(n) for t, n in self._run("SELECT template, issued FROM template_stock WHERE campaign=?",
+                                                     (campaign,))}
+
     def totals(self, campaign: str) -> CampaignTotals:
-        stock = dict(self._run("SELECT template, issued FROM template_stock WHERE campaign=?", (campaign,)))
+        stock = self.stock_used(campaign)
         spent = self._run("SELECT spent FROM campaign_budget WHERE campaign=?", (campaign,)).fetchone()
         issued, suppressed = self._run(
             "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL) "
