@@ -523,11 +523,14 @@ class Engine:
                     decisions.extend(self._offer(room, firing, audience))
         return decisions
 
+    def _stock_used(self) -> dict[str, int]:
+        return self.store.stock_used(self.campaign.campaign)
+
     def _offer(self, room: Room, firing: Firing, audience: Sequence[str]) -> list[Decision]:
         """An offer trigger's firing: its policy chooses among the arms in stock, an arm whose last coupons this
         firing's choices took left out of its later ones (engine/offering.py)."""
         book, trigger = self.offers, firing.trigger
-        left = book.firing(trigger, self.store.stock_used(self.campaign.campaign), firing.at)
+        left = book.firing(trigger, self._stock_used, firing.at)
         held: list[int] = []
         requests = []
         for user in audience:
@@ -558,7 +561,7 @@ class Engine:
         trigger, limits, campaign = firing.trigger, self.campaign.limits, room.plan.campaign
         present = room.present_users(firing.at)
         if trigger.offer is not None:  # the arms out of stock or validity (a lottery's choices take nothing yet)
-            self.offers.firing(trigger, self.store.stock_used(self.campaign.campaign), firing.at)
+            self.offers.firing(trigger, self._stock_used, firing.at)
         requests = {r.user: r for r in (self._request(room, firing, u) for u in present)}
         eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
         k = min(trigger.winners, len(eligible))

@@ -10,7 +10,7 @@ the campaign's and the trigger's own ``budget``, by the store's own counts of wh
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from livecoupon.domain.campaign import Campaign, Trigger
@@ -108,12 +108,14 @@ class OfferBook:
                 ([] if own is None else [own - trigger_spent])
         return min(lefts, default=None)
 
-    def firing(self, trigger: Trigger, used: dict[str, int], at: int) -> dict[int, int]:
-        """Before a firing of ``trigger`` decides: its arms whose coupon is out of stock (``used``: coupons issued of
-        each template) or past its validity are no longer offered, for good; what each other arm with a stock has
-        left. (An arm was dropped only once a decision came back ``out_of_stock``: the viewer it was chosen for got
-        nothing while other arms were there, and so did each viewer of an audience who drew it.)"""
+    def firing(self, trigger: Trigger, stock_used: Callable[[], dict[str, int]], at: int) -> dict[int, int]:
+        """Before a firing of ``trigger`` decides: its arms whose coupon is out of stock (``stock_used``: coupons issued
+        of each template, read only where an arm has a stock) or past its validity are no longer offered, for good;
+        what each other arm with a stock has left. (An arm was dropped only once a decision came back
+        ``out_of_stock``: the viewer it was chosen for got nothing while other arms were there, and so did each
+        viewer of an audience who drew it.)"""
         policy = self.policies[trigger.name]
+        used = stock_used() if any(t is not None and t.stock is not None for t in policy.templates) else {}
         left: dict[int, int] = {}
         for index, template in enumerate(policy.templates):
             if template is None:
