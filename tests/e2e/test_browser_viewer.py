@@ -293,3 +293,42 @@ def test_do_not_disturb_hides_the_popup_shows_a_badge_and_unmute_delivers(server
     assert card.get_attribute("data-coupon-id") == coupon_id
     assert {"type": "unmute"} in viewer.sent
     assert viewer.page.evaluate("window.__tones") == 3
+
+
+def test_a_queued_popup_whose_coupon_expired_meanwhile_is_skipped(server: Server, open_viewer: OpenViewer) -> None:
+    """kou1's popup (valid 15 min) waits in the widget's queue behind the newcomer's; 16 minutes pass on the page's
+    clock before the newcomer's closes: kou1 never pops up (it stays in 我的券, expired)."""
+    off_air(server)
+    viewer = open_viewer("erin")
+    viewer.context.clock.install()  # the page's own clock, to move on
+    viewer.reload()
+    page = viewer.page
+    newcomer = newcomer_coupon(go_live_and_join(server, "erin"))
+    page.locator(".lcw-card").wait_for(state="visible")
+    [kou1] = post(server, [{"type": "comment", "room": ROOM, "ts": time.time() + 121, "user": "erin",
+                            "text": "扣1"}])["decisions"]
+    page.wait_for_function("window.livecoupon.queue.length === 1")  # after the quiet period, behind the first
+    page.clock.fast_forward("16:00")
+    page.wait_for_timeout(500)
+    assert kou1["trigger"] == "kou1" and viewer.shown() == [newcomer]
+    assert page.locator(".lcw-card").count() == 0
+
+
+def test_a_popup_queued_but_never_shown_pops_up_after_a_reload(server: Server, open_viewer: OpenViewer) -> None:
+    """The widget acknowledges a popup when it shows it (``&ack=1``), not when the socket carries it: kou1's,
+    queued behind the newcomer's when the page reloads, comes again; the newcomer's, shown, does not."""
+    off_air(server)
+    viewer = open_viewer("fay")
+    newcomer = newcomer_coupon(go_live_and_join(server, "fay"))
+    viewer.page.locator(".lcw-card").wait_for(state="visible")
+    [kou1] = post(server, [{"type": "comment", "room": ROOM, "ts": time.time() + 121, "user": "fay",
+                            "text": "扣1"}])["decisions"]
+    viewer.page.wait_for_function("window.livecoupon.queue.length === 1")
+    assert all("ack=1" in url for url in viewer.urls if "/live?" in url)
+
+    viewer.reload()
+    card = viewer.page.locator(".lcw-card")
+    card.wait_for(state="visible")
+    assert card.get_attribute("data-coupon-id") == kou1["coupon_id"] and "离线期间到账" in card.inner_text()
+    viewer.page.wait_for_timeout(500)
+    assert viewer.shown() == [kou1["coupon_id"]] and newcomer != kou1["coupon_id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -53,12 +55,28 @@ def test_a_coupon_missed_while_away_arrives_on_reconnect_exactly_once(client: Te
     assert second["trigger"] == "kou1" and "missed" not in second
 
 
-def test_an_unacknowledged_coupon_comes_again_on_the_next_connection(client: TestClient) -> None:
+def test_a_coupon_written_to_the_socket_of_a_client_that_never_acks_does_not_come_again(client: TestClient) -> None:
+    """A client built from SPEC §6 alone sends nothing: the coupon it was sent is delivered, and the next
+    connection (a phone switching networks) does not pop it up again; a coupon issued meanwhile does come."""
+    start(client)
+    post(client, join("nina"))
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('nina')}") as ws:
+        first = ws.receive_json()
+    post(client, {"type": "comment", "room": "room-1", "ts": T0 + 200, "user": "nina", "text": "扣1"})
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('nina')}") as ws:
+        second = ws.receive_json()
+    assert (first["trigger"], first["missed"]) == ("newcomer", True)
+    assert second["trigger"] == "kou1"  # the next message: the newcomer coupon did not come again
+
+
+def test_an_unacknowledged_coupon_comes_again_on_the_next_connection_of_a_client_that_acks(
+        client: TestClient) -> None:
+    """``&ack=1`` (the bundled widget): a coupon counts as delivered only once the client says it showed it."""
     start(client)
     post(client, join("bob"))
-    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}&ack=1") as ws:
         cid = ws.receive_json()["coupon_id"]
-    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}") as ws:
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('bob')}&ack=1") as ws:
         assert ws.receive_json()["coupon_id"] == cid
 
 
@@ -85,6 +103,57 @@ def test_a_coupon_waiting_out_the_quiet_period_comes_live_once_not_as_missed(tmp
     assert third["trigger"] == "manual" and "missed" not in third  # the next message: no copy came between
 
 
+def quiet_client(tmp_path: Path) -> contextlib.AbstractContextManager[TestClient]:
+    """The example campaign with a 1.5 s quiet period: a viewer's second popup waits that long."""
+    example = load_campaign(EXAMPLE)
+    campaign = replace(example, delivery=replace(example.delivery, quiet_period_ms=1_500))
+    return serving(tmp_path / "d.db", campaign=campaign, headers=PLATFORM)
+
+
+def issue_bonus(client: TestClient, user: str) -> None:
+    issued = client.post("/v1/admin/issue", json={"template": "bonus", "users": [user], "room": "room-1",
+                                                  "idempotency_key": f"bonus-{user}"}, headers={"X-API-Key": KEY})
+    assert issued.json()["issued"] == 1
+
+
+@pytest.mark.parametrize("meanwhile", ["expired", "reserved"])
+def test_a_popup_waiting_out_the_quiet_period_is_dropped_if_its_coupon_is_no_longer_usable(
+        tmp_path: Path, meanwhile: str) -> None:
+    """kou1's popup waits behind the newcomer's; before its turn its coupon expires (the event clock passes
+    its 15 minutes) or is reserved by an order: it never pops up, and the next coupon's popup takes its turn."""
+    with quiet_client(tmp_path) as client:
+        start(client)
+        with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('judy')}") as ws:
+            post(client, join("judy"))
+            first = ws.receive_json()
+            kou1 = post(client, {"type": "comment", "room": "room-1", "ts": T0 + 200, "user": "judy", "text": "扣1"})
+            [decision] = kou1["decisions"]
+            if meanwhile == "reserved":
+                order = {"order_id": "o-judy", "user": "judy", "cart": [{"product": "p", "price": 50, "qty": 1}],
+                         "coupon_id": decision["coupon_id"], "idempotency_key": "o-judy"}
+                assert client.post("/v1/orders", json=order).status_code == 201
+            later = T0 + 200 + (16 * 60 if meanwhile == "expired" else 130)  # past min_interval, for the bonus
+            post(client, {"type": "like", "room": "room-1", "ts": later, "user": "judy"})
+            issue_bonus(client, "judy")
+            second = ws.receive_json()
+    assert first["trigger"] == "newcomer" and decision["trigger"] == "kou1"
+    assert second["trigger"] == "manual" and second["title"] == "满万福利"
+
+
+def test_popups_waiting_go_soonest_to_expire_first(tmp_path: Path) -> None:
+    """Two popups wait behind the newcomer's: the bonus (valid 1 h) issued before kou1 (valid 15 min); kou1 goes
+    first."""
+    with quiet_client(tmp_path) as client:
+        start(client)
+        with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('kim')}") as ws:
+            post(client, join("kim"))
+            post(client, {"type": "like", "room": "room-1", "ts": T0 + 200, "user": "kim"})
+            issue_bonus(client, "kim")
+            post(client, {"type": "comment", "room": "room-1", "ts": T0 + 330, "user": "kim", "text": "扣1"})
+            triggers = [ws.receive_json()["trigger"] for _ in range(3)]
+    assert triggers == ["newcomer", "kou1", "manual"]
+
+
 def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> None:
     start(client)
     with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('carol')}") as ws:
@@ -97,6 +166,22 @@ def test_mute_holds_popups_back_and_unmute_delivers_them(client: TestClient) -> 
         message = ws.receive_json()
     assert held == {"type": "held", "coupon_id": message["coupon_id"], "title": "新人专享券"}
     assert message["type"] == "coupon" and message["missed"] is True and message["trigger"] == "newcomer"
+
+
+@pytest.mark.parametrize("minutes", [-5, 0, float("nan"), "abc", True, None, "missing"])
+def test_a_mute_without_a_positive_number_of_minutes_is_refused_and_mutes_nothing(client: TestClient,
+                                                                                  minutes: object) -> None:
+    start(client)
+    mute = {"type": "mute"} | ({} if minutes == "missing" else {"minutes": minutes})
+    with client.websocket_connect(f"/v1/rooms/room-1/live?token={viewer_token('olga')}") as ws:
+        ws.send_text(json.dumps(mute))  # (NaN as JavaScript and Python write it)
+        ws.send_json({"type": "ping"})
+        refused = ws.receive_json()
+        assert (refused["type"], refused.get("code")) == ("error", "bad_message") and "minutes" in refused["message"]
+        assert ws.receive_json() == {"type": "pong"}
+        post(client, join("olga"))
+        pushed = ws.receive_json()
+    assert pushed["type"] == "coupon" and pushed["trigger"] == "newcomer"  # not muted: the popup itself
 
 
 def test_console_feed_shows_decisions_announcements_and_stats(client: TestClient) -> None:

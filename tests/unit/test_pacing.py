@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -103,6 +104,43 @@ def test_the_coupons_waiting_for_a_viewer_are_known_until_delivered() -> None:
     asyncio.run(scenario())
     assert held == [frozenset({"c2", "c3"}), frozenset(), frozenset(), frozenset({"c3"}), frozenset()]
     assert sent == ["c1", "c4", "c2", "c3"]
+
+
+def paced(usable: Callable[[list[str]], Awaitable[list[str]]], *offers: tuple[str, int]) -> tuple[list[str], int]:
+    """Offer ``(coupon_id, expires_at_ms)`` popups to one viewer 10 ms apart; what reached them, and what waits."""
+    sent: list[str] = []
+
+    async def scenario() -> int:
+        pacer = Pacer(DeliveryPolicy(quiet_period_ms=10, room_rate=None), lambda r, u, m: sent.append(m["coupon_id"]),
+                      usable=usable)
+        runner = asyncio.create_task(pacer.run())
+        for coupon_id, expires in offers:
+            pacer.offer("room", "alice", {"type": "coupon", "coupon_id": coupon_id, "expires_at_ms": expires})
+        for _ in range(200):
+            if len(sent) == len(offers) or not pacer.waiting:
+                break
+            await asyncio.sleep(0.005)
+        runner.cancel()
+        return pacer.waiting
+
+    waiting = asyncio.run(scenario())
+    return sent, waiting
+
+
+def test_popups_held_back_go_soonest_to_expire_first_and_never_for_a_coupon_that_cannot_be_used() -> None:
+    async def usable(coupon_ids: list[str]) -> list[str]:
+        return [cid for cid in coupon_ids if cid != "used"]
+
+    sent, waiting = paced(usable, ("first", 900), ("later", 500), ("used", 100), ("sooner", 200))
+    assert sent == ["first", "sooner", "later"] and waiting == 0
+
+
+def test_popups_keep_going_when_their_coupons_cannot_be_checked() -> None:
+    async def failing(coupon_ids: list[str]) -> list[str]:
+        raise ConnectionError("the store is away")
+
+    sent, _ = paced(failing, ("a", 1), ("b", 2))
+    assert sent == ["a", "b"]
 
 
 def test_a_muted_viewer_gets_only_a_held_notice_until_the_mute_ends() -> None:

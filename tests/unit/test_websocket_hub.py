@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from livecoupon.delivery.websockets import MAX_CONNECTIONS_PER_USER, QUEUE_SIZE, ConsoleHub, Hub
+import pytest
+
+from livecoupon.delivery.websockets import (
+    MAX_CONNECTIONS_PER_USER,
+    QUEUE_SIZE,
+    BadMessage,
+    ConsoleHub,
+    Hub,
+    mute_seconds,
+)
 
 
 def coupon(n: int) -> dict[str, object]:
@@ -40,3 +49,24 @@ def test_a_host_console_hears_its_room_only() -> None:
     assert operator.qsize() == 3 and host.qsize() == 1
     assert host.get_nowait()["room"] == "room-1"
     assert hub.has_operators and hub.host_rooms() == {"room-1"}
+
+
+@pytest.mark.parametrize("minutes", [-5, 0, float("nan"), float("inf"), "abc", "10", True, None, [1]])
+def test_a_mute_needs_a_positive_number_of_minutes(minutes: object) -> None:
+    with pytest.raises(BadMessage, match="minutes"):
+        mute_seconds({"type": "mute", "minutes": minutes}, 2 * 3_600_000)
+    with pytest.raises(BadMessage):
+        mute_seconds({"type": "mute"}, 2 * 3_600_000)  # no default: SPEC and docs name none
+
+
+def test_a_mute_lasts_its_minutes_up_to_the_longest_allowed() -> None:
+    assert mute_seconds({"type": "mute", "minutes": 10}, 2 * 3_600_000) == 600
+    assert mute_seconds({"type": "mute", "minutes": 0.5}, 2 * 3_600_000) == 30
+    assert mute_seconds({"type": "mute", "minutes": 1e308}, 2 * 3_600_000) == 7200
+
+
+def test_a_subscription_says_whether_its_client_acknowledges_popups() -> None:
+    hub = Hub()
+    plain, acking = hub.subscribe("r", "u"), hub.subscribe("r", "u", acks=True)
+    assert plain is not None and acking is not None
+    assert (plain.acks, acking.acks) == (False, True)

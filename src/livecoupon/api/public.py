@@ -48,7 +48,7 @@ from livecoupon.api.schemas import (
 )
 from livecoupon.api.segments import SegmentRoute, SegmentWebSocketRoute
 from livecoupon.delivery.messages import coupon_message, iso
-from livecoupon.delivery.websockets import Subscription, held_notice
+from livecoupon.delivery.websockets import BadMessage, Subscription, held_notice, mute_seconds
 from livecoupon.domain.coupons import Coupon, CouponKind, history_seen
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import MAX_NAME
@@ -301,28 +301,30 @@ async def refund(request: Request) -> Response:
 
 
 async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] = "",
-               user: Annotated[str, Query()] = "") -> None:
+               user: Annotated[str, Query()] = "", ack: Annotated[str, Query()] = "") -> None:
     """Pushes ``{"type": "coupon", …}`` to the viewer the moment a coupon is issued to them.
 
     ``?token=`` is the viewer's token (``&user=``, if given, must be its ``sub``); the
     platform key may listen for any ``user``. Without a valid token the socket receives
     nothing and is closed with 4401; for another user, 4403; over the connection or
     rate limit, 4429. On connect (and on unmute), coupons issued while the viewer was
-    away and never acknowledged come first. The client answers ``{"type": "ack",
-    "coupon_id"}`` per popup shown, and may send ``{"type": "mute", "minutes": n}`` /
-    ``{"type": "unmute"}``. Messages are JSON text: a binary frame closes the socket with 1003.
+    away and never delivered come first. A coupon written to the socket counts as delivered;
+    with ``&ack=1`` only once the client answers ``{"type": "ack", "coupon_id"}`` (per popup
+    shown: one not acknowledged comes again on the next connection). The client may send
+    ``{"type": "mute", "minutes": n}`` / ``{"type": "unmute"}``. Messages are JSON text: a
+    binary frame closes the socket with 1003.
     """
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()  # then close with a 44xx code, which browsers can see (a refused handshake is 1006)
     who = await _viewer_of(websocket, rt, token, user)
     if who is None:
         return
-    sub = rt.hub.subscribe(room, who)  # before reading the backlog, so nothing falls in between
+    sub = rt.hub.subscribe(room, who, acks=ack == "1")  # before reading the backlog: nothing falls in between
     if sub is None:
         await websocket.close(code=4429, reason="too many connections for this user")
         return
     await _send_backlog(rt, sub)
-    sender = asyncio.create_task(_send_all(websocket, sub.queue))
+    sender = asyncio.create_task(_send_all(websocket, rt, sub))
     try:
         while (text := await text_frame(websocket)) is not None:
             if rt.throttle.allows(rt.throttle.socket, "socket", who):
@@ -395,9 +397,10 @@ async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
         else:
             sub.offer(_refused("bad_message", "ack 须带 coupon_id 字符串 / an ack names its coupon_id, a string"))
     elif kind == "mute":
-        minutes = message.get("minutes", 30)
-        minutes = minutes if isinstance(minutes, (int, float)) and minutes > 0 else 30
-        rt.hub.mute(sub.room, sub.user, min(minutes * 60, service.campaign.delivery.max_mute_ms / 1000))
+        try:
+            rt.hub.mute(sub.room, sub.user, mute_seconds(message, service.campaign.delivery.max_mute_ms))
+        except BadMessage as exc:
+            sub.offer(_refused("bad_message", exc.words))
     elif kind == "unmute":
         rt.hub.unmute(sub.room, sub.user)
         await _send_backlog(rt, sub)
@@ -408,12 +411,15 @@ async def _on_viewer_message(rt: Runtime, sub: Subscription, text: str) -> None:
                                            "ping)"))
 
 
-async def _send_all(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+async def _send_all(websocket: WebSocket, rt: Runtime, sub: Subscription) -> None:
+    """Write what is queued for ``sub``; a coupon written is delivered, unless its client acknowledges popups."""
     sent: set[str] = set()
     while True:
-        message = await queue.get()
+        message = await sub.queue.get()
         if message["type"] == "coupon":
             if message["coupon_id"] in sent:
                 continue  # published live while the backlog was being read, or the other way round: once
             sent.add(message["coupon_id"])
         await websocket.send_json(message)
+        if message["type"] == "coupon" and not sub.acks:
+            rt.acknowledge(message["coupon_id"], sub.user)

@@ -55,7 +55,7 @@ class WebhookPort(Protocol):
 
     def start(self, log_position: int = 0) -> Any: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, handing_over: bool = False) -> None: ...
 
 
 @dataclass
@@ -72,12 +72,13 @@ class Runtime:
     pending_acks: list[tuple[str, str]] = field(default_factory=list)
     handlers: list[after_commit.Handler] = field(init=False)
     _counted: asyncio.Future[None] | None = field(default=None, init=False)  # see read_back
+    _notifying: bool = field(default=False, init=False)  # the merchant-webhook sender runs (see _start_webhooks)
 
     def __post_init__(self) -> None:
         service = self.service
         campaign = service.campaign  # delivery and ledger stay as started (a publish cannot change them)
         reading = service.campaign_named
-        self.pacer = Pacer(campaign.delivery, self.hub.publish)
+        self.pacer = Pacer(campaign.delivery, self.hub.publish, usable=self._still_usable)
         self.campaign_stats = {name: LiveStats(partial(reading, name)) for name in service.campaign_names}
         self.handlers = [after_commit.counting(self.campaign_stats), after_commit.feeding(reading, self.consoles)]
         if campaign.ledger is None:
@@ -86,7 +87,7 @@ class Runtime:
             self.handlers.append(after_commit.creating(self.ledger))
             self.ledger.confirmed = self._confirmed
         # (scaled out, the workers create coupons in the merchant's system and the gateways hear them confirmed;
-        # merchant webhooks are sent once the sender starts: see _start_webhooks)
+        # merchant webhooks are sent once the sender starts, with a ledger once confirmed: see _start_webhooks)
 
     # -- on the event loop ---------------------------------------------------------------
     def on_decisions(self, decisions: list[Decision]) -> None:
@@ -163,8 +164,8 @@ class Runtime:
             yield
         finally:
             await cancel_quietly(*tasks)
-            if self.webhooks is not None:
-                await self.webhooks.stop()
+            if self.webhooks is not None:  # what is pending stays owed: the next start sends it, as after a crash
+                await self.webhooks.stop(handing_over=True)
             if self.ledger is not None:
                 await self.ledger.stop()
 
@@ -177,7 +178,8 @@ class Runtime:
                 self._pop_up(coupon)
 
     async def _confirmed(self, coupon: Coupon) -> None:
-        """The merchant's system has the coupon: record it, then pop it up (once: only if new)."""
+        """The merchant's system has the coupon: record it, then pop it up and send its merchant webhook (once:
+        only if new). Until then the merchant is not told of a coupon that may never be usable."""
         service = self.service
 
         def confirm() -> Coupon | None:  # the coupon as it is now: the merchant may have reported it used meanwhile
@@ -187,6 +189,13 @@ class Runtime:
         current = await service.call(confirm)
         if current is not None:
             self._pop_up(current)
+            self._notify(current)
+
+    def _notify(self, coupon: Coupon) -> None:
+        """A confirmed coupon's ``coupon.issued`` webhook, once the sender runs: those confirmed before it starts
+        are owed to it then."""
+        if self.webhooks is not None and self._notifying:
+            self.webhooks.enqueue([payload_for(self.service.campaign_named(coupon.campaign), coupon)])
 
     def _pop_up(self, coupon: Coupon) -> None:
         """A coupon's popup, if it can still be used: one confirmed late may be redeemed or expired by then (its
@@ -194,6 +203,14 @@ class Runtime:
         if coupon.is_usable(self.service.now()):
             self.pacer.offer(coupon.room, coupon.user,
                              coupon_message(self.service.campaign_named(coupon.campaign), coupon))
+
+    async def _still_usable(self, coupon_ids: list[str]) -> set[str]:
+        """Of ``coupon_ids``, those their viewers can still use now: a popup the pacer held back goes out only
+        for these (one expired, reserved or redeemed meanwhile is left to the coupon list)."""
+        service = self.service
+        coupons = await service.call(lambda: [service.store.coupon(cid) for cid in coupon_ids])
+        now = service.now()
+        return {c.coupon_id for c in coupons if c is not None and c.is_usable(now)}
 
     async def _tick(self) -> None:
         service = self.service
@@ -228,19 +245,24 @@ class Runtime:
 
     async def _start_webhooks(self, webhooks: WebhookPort, before: int) -> None:
         """Start the sender (``before``: how many decisions were made before the service started, the
-        first coupons the sender could owe on its first start), send it every coupon issued from now on,
-        and owe it every coupon it never delivered — those of a crash, and since the start, too."""
+        first coupons the sender could owe on its first start), send it every coupon issued from now on
+        (with a ledger here, as the ledger confirms it), and owe it every coupon it never delivered — those
+        of a crash or a stop, and since the start, too (with a ledger, those confirmed)."""
         service = self.service
         started = webhooks.start(before)
         if asyncio.iscoroutine(started):
             await started
-        self.handlers.append(after_commit.notifying(service.campaign_named, webhooks))
+        self._notifying = True
+        if self.ledger is None:
+            self.handlers.append(after_commit.notifying(service.campaign_named, webhooks))
         records = await service.call(lambda: list(service.records.values()))  # (those decided since included)
         owed = webhooks.owed((position, r.coupon_id) for position, r in enumerate(records) if r.issued)
         if owed:
             coupons = await service.call(lambda: [service.store.coupon(cid) for cid in owed])
-            webhooks.enqueue([payload_for(service.campaign_named(c.campaign), c) for c in coupons if c is not None])
-            log.info("re-sending %d merchant webhooks not delivered before the restart", len(owed))
+            confirmed = [c for c in coupons if c is not None and service.checkout.counts(c)]  # others: once confirmed
+            if confirmed:
+                webhooks.enqueue([payload_for(service.campaign_named(c.campaign), c) for c in confirmed])
+                log.info("re-sending %d merchant webhooks not delivered before the restart", len(confirmed))
 
     def acknowledge(self, coupon_id: str, user: str) -> None:
         self.pending_acks.append((coupon_id, user))

@@ -1,5 +1,6 @@
 """When popups reach screens: a per-room rate limit that smooths bursts, and a quiet
-period between two popups to one viewer. Nothing is dropped, only scheduled.
+period between two popups to one viewer. Nothing is dropped, only scheduled — but a popup held back
+whose coupon expired or was used before its turn: that one is left to the viewer's coupon list.
 
 The room limit is a generic cell rate algorithm (virtual scheduling): each room keeps
 a theoretical arrival time; a popup may go ``burst`` seconds ahead of it, and every
@@ -12,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from livecoupon.domain.campaign import DeliveryPolicy
 
 Deliver = Callable[[str, str, dict[str, Any]], object]
+Usable = Callable[[list[str]], Awaitable[Collection[str]]]  # of these coupon ids, those still usable now
+log = logging.getLogger("livecoupon")
 BURST_SECONDS = 0.5
 MIN_TICK = 0.005  # deliver overdue popups in 5 ms ticks; shorter timeouts make the loop spin (measured)
 EPSILON = 1e-9  # float slack, so 1 / rate added n times does not push the n-th popup out
@@ -41,25 +46,33 @@ class CellRate:
 
 
 class Pacer:
-    def __init__(self, policy: DeliveryPolicy, deliver: Deliver, now: Callable[[], float] = time.monotonic) -> None:
+    """Schedules each viewer's popups (the quiet period, the room's rate). A popup held back goes out when a
+    turn of its viewer's comes, only if its coupon can still be used then (``usable`` says which can): one
+    that expired, or was reserved or redeemed meanwhile, is left to the viewer's coupon list. A viewer's
+    popups waiting take their turns soonest to expire first, so fewer expire waiting."""
+
+    def __init__(self, policy: DeliveryPolicy, deliver: Deliver, now: Callable[[], float] = time.monotonic,
+                 usable: Usable | None = None) -> None:
         self.policy = policy
         self._deliver = deliver
         self._now = now
+        self._usable = usable
         self._user_next: dict[tuple[str, str], float] = {}
         self._rooms = CellRate(policy.room_rate) if policy.room_rate else None
-        self._later: list[tuple[float, int, str, str, dict[str, Any]]] = []
-        self._held: dict[tuple[str, str], set[str]] = {}  # (room, user) -> the coupons of their popups waiting
+        self._turns: list[tuple[float, int, str, str]] = []  # (when, seq, room, user): a viewer's next popup may go
+        self._waiting: dict[tuple[str, str], list[tuple[float, int, dict[str, Any]]]] = {}  # (room, user) -> a heap
+        self._count = 0  # popups waiting, all viewers'
         self._seq = 0
         self._wake = asyncio.Event()
 
     @property
     def waiting(self) -> int:
-        return len(self._later)
+        return self._count
 
     def held_for(self, room: str, user: str) -> frozenset[str]:
         """The coupons whose popups to ``user`` in ``room`` wait their turn: they will reach the viewer's
         screens live, so a reconnecting viewer's backlog leaves them out (they are not missed)."""
-        return frozenset(self._held.get((room, user), ()))
+        return frozenset(m["coupon_id"] for _, _, m in self._waiting.get((room, user), ()) if "coupon_id" in m)
 
     def offer(self, room: str, user: str, message: dict[str, Any]) -> float:
         """Schedule one popup; returns the delay in seconds (0: delivered now)."""
@@ -74,20 +87,14 @@ class Pacer:
             self._deliver(room, user, message)
             return 0.0
         self._seq += 1
-        heapq.heappush(self._later, (send_at, self._seq, room, user, message))
-        if "coupon_id" in message:
-            self._held.setdefault((room, user), set()).add(message["coupon_id"])
+        heapq.heappush(self._turns, (send_at, self._seq, room, user))
+        expires = float(message.get("expires_at_ms", math.inf))
+        heapq.heappush(self._waiting.setdefault((room, user), []), (expires, self._seq, message))
+        self._count += 1
         self._wake.set()
         if len(self._user_next) > 200_000:
             self._forget_before(now)
         return send_at - now
-
-    def _release(self, room: str, user: str, message: dict[str, Any]) -> None:
-        held = self._held.get((room, user))
-        if held is not None:
-            held.discard(message.get("coupon_id", ""))
-            if not held:
-                del self._held[(room, user)]
 
     def _forget_before(self, now: float) -> None:
         self._user_next = {k: t for k, t in self._user_next.items() if t > now}
@@ -96,11 +103,50 @@ class Pacer:
         """Deliver scheduled popups on time; runs for the life of the app."""
         while True:
             now = self._now()
-            while self._later and self._later[0][0] <= now:
-                _, _, room, user, message = heapq.heappop(self._later)
-                self._release(room, user, message)
-                self._deliver(room, user, message)
+            due = []
+            while self._turns and self._turns[0][0] <= now:
+                _, _, room, user = heapq.heappop(self._turns)
+                due.append((room, user))
+            if due:
+                await self._take_turns(due)
             self._wake.clear()
-            timeout = max(self._later[0][0] - now, MIN_TICK) if self._later else None
+            timeout = max(self._turns[0][0] - self._now(), MIN_TICK) if self._turns else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _take_turns(self, due: list[tuple[str, str]]) -> None:
+        """Each turn due delivers its viewer's waiting popup that expires first (a viewer whose popups were
+        dropped has turns left over: they deliver nothing)."""
+        if self._usable is not None:
+            await self._drop_unusable(set(due))
+        for key in due:
+            waiting = self._waiting.get(key)
+            if not waiting:
+                continue
+            _, _, message = heapq.heappop(waiting)
+            self._count -= 1
+            if not waiting:
+                del self._waiting[key]
+            self._deliver(*key, message)
+
+    async def _drop_unusable(self, viewers: set[tuple[str, str]]) -> None:
+        """Drop the waiting popups of ``viewers`` whose coupons can no longer be used."""
+        assert self._usable is not None
+        checked = {m["coupon_id"] for key in viewers for _, _, m in self._waiting.get(key, ()) if "coupon_id" in m}
+        if not checked:
+            return
+        try:
+            gone = checked - set(await self._usable(sorted(checked)))
+        except Exception:  # popups keep going: a check that failed drops none
+            log.exception("could not check the coupons of popups waiting")
+            return
+        for key in viewers:  # (popups offered during the check were not checked: they stay)
+            waiting = self._waiting.get(key, [])
+            kept = [w for w in waiting if w[2].get("coupon_id") not in gone]
+            if len(kept) < len(waiting):
+                self._count -= len(waiting) - len(kept)
+                heapq.heapify(kept)
+                if kept:
+                    self._waiting[key] = kept
+                else:
+                    del self._waiting[key]

@@ -18,9 +18,9 @@ with exponential backoff and full jitter (:func:`backoff_s`) up to ``max_attempt
 becomes a dead letter, kept through the :class:`~livecoupon.store.webhooks.WebhookOutcomes` port (the
 SQLite file, PostgreSQL, or memory) until an operator calls :meth:`WebhookSender.retry_dead_letters`.
 Deliveries still pending at :meth:`WebhookSender.stop` become dead letters too, unless the sender hands
-its decision log over to another process (a partition moving to another worker); after a crash or a
-hand-over, whoever sends for that log owes every coupon neither delivered nor dead
-(:meth:`WebhookSender.owed`), so nothing is lost.
+its decision log over: to the service's next start (``livecoupon serve`` stopping), or to another process
+(a partition moving to another worker); after a crash or a hand-over, whoever sends for that log owes every
+coupon neither delivered nor dead (:meth:`WebhookSender.owed`), so nothing is lost.
 """
 
 from __future__ import annotations
@@ -264,8 +264,8 @@ class WebhookSender:
     async def stop(self, handing_over: bool = False) -> None:
         """Stop sending: requests in flight get up to ``timeout_s`` to finish; whatever is still
         pending then (queued, waiting out a backoff, cut off) becomes a dead letter, so nothing
-        is lost quietly — unless ``handing_over``: the decision log's next sender (a partition's next
-        worker) owes them, as neither delivered nor dead."""
+        is lost quietly — unless ``handing_over``: the decision log's next sender (the service's next
+        start, a partition's next worker) owes them, as neither delivered nor dead."""
         if self._loop is None or self._closing:
             return
         self._closing = True

@@ -2,12 +2,15 @@
 
 Every queue is bounded: a client that stops reading loses pushes, never the server's
 memory. A viewer's coupon that did not fit is still in their account, unacknowledged,
-and arrives as missed when they reconnect.
+and arrives as missed when they reconnect. A coupon counts as delivered (acknowledged) once
+written to the viewer's socket, or, for a client that acknowledges its popups (``&ack=1``, the
+bundled widget), once it says it showed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,12 +21,35 @@ MAX_CONNECTIONS_PER_USER = 5
 CONSOLE_QUEUE_SIZE = 10_000
 
 
-class Subscription:
-    """One connected client: messages queue here until its socket sends them."""
+class BadMessage(ValueError):
+    """A viewer's message the socket cannot act on; ``words`` answer it (Chinese, then English)."""
 
-    def __init__(self, room: str, user: str) -> None:
+    def __init__(self, words: str) -> None:
+        super().__init__(words)
+        self.words = words
+
+
+def mute_seconds(message: dict[str, Any], longest_ms: int) -> float:
+    """How long ``{"type": "mute", "minutes": n}`` holds popups back: n minutes, at most ``longest_ms``. A
+    mute without ``minutes``, or with one that is not a positive number, is a :class:`BadMessage`."""
+    minutes = message.get("minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+        raise BadMessage("mute 须带 minutes（正数）/ a mute names its minutes, a positive number")
+    return min(minutes * 60, longest_ms / 1000)
+
+
+class Subscription:
+    """One connected client: messages queue here until its socket sends them.
+
+    ``acks``: the client acknowledges each popup it shows (``&ack=1``), and only an acknowledged coupon
+    counts as delivered; otherwise a coupon counts as delivered once written to the socket (a client built
+    from SPEC §6 alone never acks, and would see every coupon again on each reconnect).
+    """
+
+    def __init__(self, room: str, user: str, acks: bool = False) -> None:
         self.room = room
         self.user = user
+        self.acks = acks
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.dropped = 0
 
@@ -49,11 +75,12 @@ class Hub:
         self._muted_until: dict[tuple[str, str], float] = {}
         self._now = now
 
-    def subscribe(self, room: str, user: str) -> Subscription | None:
-        """A new connection, or None when ``user`` already has the most allowed."""
+    def subscribe(self, room: str, user: str, acks: bool = False) -> Subscription | None:
+        """A new connection (``acks``: see :class:`Subscription`), or None when ``user`` already has the
+        most allowed."""
         if self.connections_of(user) >= MAX_CONNECTIONS_PER_USER:
             return None
-        sub = Subscription(room, user)
+        sub = Subscription(room, user, acks)
         self._subs[(room, user)].add(sub)
         self._per_user[user] += 1
         return sub

@@ -196,7 +196,8 @@
       var self = this, o = this.opts;
       var token = typeof o.token === "function" ? o.token() : o.token;
       var url = this.base.replace(/^http/, "ws") + "/v1/rooms/" + encodeURIComponent(o.room) +
-        "/live?token=" + encodeURIComponent(token) + (o.user ? "&user=" + encodeURIComponent(o.user) : "");
+        "/live?token=" + encodeURIComponent(token) + (o.user ? "&user=" + encodeURIComponent(o.user) : "") +
+        "&ack=1"; // a popup counts as delivered once acked here, when shown: not once the socket carried it
       var ws = this.ws = new WebSocket(url);
       ws.onopen = function () {
         self.retries = 0;
@@ -266,8 +267,10 @@
     },
 
     _next: function () {
-      if (this.closed || this.current || !this.queue.length || this.muted()) return;
-      var c = this.queue.shift();
+      if (this.closed || this.current || this.muted()) return;
+      var c;
+      while ((c = this.queue.shift()) && this._left(c) <= 0) this.seen[c.coupon_id] = "expired"; // left to the list
+      if (!c) return;
       this.seen[c.coupon_id] = "shown";
       this._show(c);
       this._send({ type: "ack", coupon_id: c.coupon_id });
@@ -306,9 +309,8 @@
       overlay.append(card);
       document.body.appendChild(overlay);
 
-      var expires = Number(c.expires_at_ms) || Date.parse(c.expires_at);
       var tick = function () {
-        var left = expires - (Date.now() + self.skew);
+        var left = self._left(c);
         timer.textContent = "";
         if (left <= 0) { timer.textContent = "已过期 · Expired"; use.disabled = true; return; }
         timer.append(el("b", null, clock(left)), document.createTextNode(" 后过期 · Expires in " + clock(left)));
@@ -323,6 +325,11 @@
         if (self.opts.onCoupon) self.opts.onCoupon(c);
         self._dismiss();
       };
+    },
+
+    /** Milliseconds until the coupon expires, by the server's clock. */
+    _left: function (c) {
+      return (Number(c.expires_at_ms) || Date.parse(c.expires_at)) - (Date.now() + this.skew);
     },
 
     _dismiss: function () {
