@@ -402,3 +402,19 @@ def test_a_viewers_chat_answers_their_own_decisions_alone(client: TestClient, wa
     assert listed and {d["user"] for d in listed} == {"alice"}
     service = client.app.state.runtime.service  # type: ignore[attr-defined]
     assert any(r.user == "bob" and r.trigger == "dwell" for r in service.records.values())
+
+
+def test_a_session_cookie_speaks_only_for_reads_and_json_writes(client: TestClient) -> None:
+    # a page of a sibling subdomain (SameSite=Strict lets the cookie through) posting a text/plain body, which needs
+    # no preflight: it posted events as the operator, and the join it forged was issued a coupon
+    assert client.post("/v1/session", headers=OPERATOR).status_code == 200
+    forged = json.dumps([{"type": "live_start", "room": "room-1", "ts": T0},
+                         {"type": "join", "room": "room-1", "ts": T0, "user": "mallory"}])
+    for path, body in (("/v1/events", forged), ("/v1/orders", json.dumps({"order_id": "o", "user": "u", "cart": CART,
+                                                                           "idempotency_key": "k"}))):
+        answer = client.post(path, content=body, headers={"Content-Type": "text/plain"})
+        assert answer.status_code == 401, path
+    service = client.app.state.runtime.service  # type: ignore[attr-defined]
+    assert not list(service.store.events())
+    assert client.get("/v1/admin/stats").status_code == 200  # reads, as before
+    assert client.post("/v1/events", content=forged, headers={"Content-Type": "application/json"}).status_code == 200

@@ -25,6 +25,7 @@ from livecoupon.api.runtime import (
     cancel_quietly,
     client_address,
     identify,
+    is_json,
     platform,
     text_frame,
 )
@@ -200,11 +201,6 @@ def parsed(body: bytes, content_type: str | None, model: type[M]) -> M:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
-def is_json(content_type: str | None) -> bool:
-    main, _, sub = (content_type or "").partition(";")[0].strip().lower().partition("/")
-    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 # The checkout routes are the hot ones (issue 10). Each is one function of what it needs (the runtime, the

@@ -363,6 +363,8 @@ async def caller_of(request: Request, key: Annotated[str | None, Depends(_api_ke
                     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                     session: Annotated[str | None, Depends(_session)]) -> Caller | None:
     """The request's caller, from X-API-Key, then Authorization: Bearer, then the session cookie."""
+    if not session_may_act(request.method, request.headers.get("content-type")):
+        session = None
     token = key or (bearer.credentials if bearer is not None else None) or session
     return identify(request.app.state.runtime, token, client_address(request))
 
@@ -372,14 +374,32 @@ def caller_from(request: Request) -> Caller | None:
     dependency machinery (about 100 µs a request here) and declare the same security in their document
     (``LEAN_SECURITY``)."""
     headers = request.headers
-    token = credential(headers.get("x-api-key"), headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
+    session = request.cookies.get(SESSION_COOKIE) if session_may_act(request.method, headers.get("content-type")) \
+        else None
+    token = credential(headers.get("x-api-key"), headers.get("authorization"), session)
     return identify(request.app.state.runtime, token, client_address(request))
 
 
 def credential(key: str | None, authorization: str | None, session: str | None) -> str | None:
-    """The token a request presents: X-API-Key, then ``Authorization: Bearer``, then the session cookie."""
+    """The token a request presents: X-API-Key, then ``Authorization: Bearer``, then the session cookie (pass it
+    only where :func:`session_may_act`)."""
     scheme, bearer = get_authorization_scheme_param(authorization)
     return key or (bearer if scheme.lower() == "bearer" else None) or session or None
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_may_act(method: str, content_type: str | None) -> bool:
+    """Whether the session cookie speaks for a request: a read, or a write whose body says it is JSON, which a page
+    of another site cannot send without a preflight this service never answers (CSRF). SameSite=Strict still lets
+    a page of a sibling subdomain send the cookie: with a ``text/plain`` body it posted events as the operator."""
+    return method in _READS or is_json(content_type)
+
+
+def is_json(content_type: str | None) -> bool:
+    main, _, sub = (content_type or "").partition(";")[0].strip().lower().partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 # The OpenAPI security of a route that reads its caller with ``caller_from``: the schemes above, as FastAPI
