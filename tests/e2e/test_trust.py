@@ -418,3 +418,14 @@ def test_a_session_cookie_speaks_only_for_reads_and_json_writes(client: TestClie
     assert not list(service.store.events())
     assert client.get("/v1/admin/stats").status_code == 200  # reads, as before
     assert client.post("/v1/events", content=forged, headers={"Content-Type": "application/json"}).status_code == 200
+
+
+@pytest.mark.timeout(30)  # (a socket that outlives its token waits here for ever)
+def test_a_viewers_socket_closes_when_its_token_expires(client: TestClient) -> None:
+    start(client, "alice")
+    short = CREDENTIALS.viewer_token("alice", seconds=1)
+    with (client.websocket_connect(f"/v1/rooms/room-1/live?token={short}") as ws,
+          pytest.raises(WebSocketDisconnect) as closed):
+        while True:
+            ws.receive_json()  # the newcomer coupon, then the close at the token's end
+    assert closed.value.code == 4401 and "expired" in closed.value.reason

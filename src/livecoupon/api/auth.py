@@ -113,6 +113,11 @@ class Credentials:
             self._verified[token] = known  # a viewer's app sends the same token on every request
         return known[0]
 
+    def expires(self, token: str) -> float | None:
+        """When a token :meth:`identify` proves stops proving it (its ``exp``, Unix seconds); None for a key."""
+        known = self._verified.get(token) or (self._verify(token) if token.count(".") == 2 else None)
+        return known[1] if known is not None else None
+
     def _verify(self, token: str) -> tuple[Caller, float] | None:
         """The caller a signed token proves, and until when (its ``exp``)."""
         claims = _decode(token, self.viewer_secret.encode(), ["exp", "sub"])

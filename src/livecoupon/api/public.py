@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -320,19 +321,29 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
         await websocket.close(code=4429, reason="too many connections for this user")
         return
     await _send_backlog(rt, sub)
-    sender = asyncio.create_task(_send_all(websocket, rt, sub))
+    tasks = [asyncio.create_task(_send_all(websocket, rt, sub))]
+    ends = rt.credentials.expires(token)
+    if ends is not None:
+        tasks.append(asyncio.create_task(_close_at(websocket, ends)))
     try:
         while (text := await text_frame(websocket)) is not None:
             if rt.throttle.allows(rt.throttle.socket, "socket", who):
                 await _on_viewer_message(rt, sub, text)
             else:
-                sub.offer(_refused("rate_limited", "too many messages (请稍后再试)"))
+                sub.offer(_refused("rate_limited", "消息太频繁，请稍后再试 / too many messages: try again shortly"))
     except WebSocketDisconnect:
         return
     finally:
         rt.hub.unsubscribe(sub)
-        await cancel_quietly(sender)
+        await cancel_quietly(*tasks)
     await websocket.close(code=1003, reason=BINARY_REFUSED)  # after the sender stopped: nothing follows the close
+
+
+async def _close_at(websocket: WebSocket, ends: float) -> None:
+    """A socket lasts as long as its token: at its ``exp`` it closes with 4401, as one opened with an expired token
+    does (it went on pushing and taking acks for as long as it stayed open)."""
+    await asyncio.sleep(max(0.0, ends - time.time()))
+    await websocket.close(code=4401, reason="令牌已过期，请换新令牌重连 / the token expired: reconnect with a new one")
 
 
 # The viewer's socket: on the app itself (app.py), as a route that takes a room holding "/" (api/segments.py).
