@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,26 @@ def ledger_from_env(campaign: Campaign) -> LedgerSender | None:
     return LedgerSender(config, campaign)
 
 
+CLOCK_SLACK_MS = 60_000  # how far a log may run ahead of the machine's clock at a wall-clock start (a clock set back)
+
+
+class LogAheadOfClock(ValueError):
+    """A store whose log runs ahead of the machine's clock, served with ``--clock wall``."""
+
+
+def check_log_not_ahead(store: RelationalStore, now_ms: int) -> None:
+    """Refuse a wall-clock start on a log that runs ahead of the machine's clock (it was served with ``--clock event``
+    on a stream stamped ahead): the service's time never goes back, so every event would be applied at the log's
+    future time — coupons valid that much too long, timers late (SPEC §2: the service's time is the machine's)."""
+    times = [round(entry["ts"] * 1000) for entry in store.last_entries(store.log_names())]
+    ahead = max(times, default=now_ms) - now_ms
+    if ahead > CLOCK_SLACK_MS:
+        raise LogAheadOfClock(
+            f"此数据库的日志时间比本机时钟晚 {ahead / 60_000:,.0f} 分钟（曾以 --clock event 运行）：请用 --clock event "
+            f"启动，或换一个新数据库 / its log runs {ahead / 60_000:,.0f} min ahead of this machine's clock (it was "
+            "served with --clock event): serve it with --clock event, or start a new store")
+
+
 def build_app(campaign: Campaign | Sequence[Campaign], db: str | Path, credentials: Credentials,
               clock: ClockMode = ClockMode.WALL, store_url: str | None = None, name: str = "livecoupon",
               source: str | dict[str, str] | None = None, claims: str | None = None) -> FastAPI:
@@ -129,6 +150,8 @@ def build_app(campaign: Campaign | Sequence[Campaign], db: str | Path, credentia
     store = open_store(db, store_url, name, claims)
     service = build_service(campaign, store, clock, source)
     service.check_roster()  # before serving: a campaign dropped from the configuration is refused
+    if clock is ClockMode.WALL:
+        check_log_not_ahead(store, round(time.time() * 1000))
     return create_app(service, credentials=credentials, agora_secret=os.environ.get("LIVECOUPON_AGORA_SECRET"),
                       webhooks=webhooks_from_env(db, store_url, name), throttle=Throttle.from_env(),
                       ledger=ledger_from_env(service.base))

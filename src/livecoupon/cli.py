@@ -230,7 +230,7 @@ def serve(
 
     from livecoupon.api.auth import Credentials
     from livecoupon.api.serving import HttpProtocol
-    from livecoupon.bootstrap import LedgerSecretMissing, Scale, build_app, build_cluster_app
+    from livecoupon.bootstrap import LedgerSecretMissing, LogAheadOfClock, Scale, build_app, build_cluster_app
     from livecoupon.logs import configure as configure_logs
 
     if log_format not in ("text", "json"):
@@ -260,7 +260,7 @@ def serve(
     except LedgerSecretMissing as exc:
         err.print(f"商家券系统配置无效 / unusable ledger: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
-    except DeploymentError as exc:
+    except (DeploymentError, LogAheadOfClock) as exc:
         err.print(f"无法启动 / cannot start: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     except Exception as exc:  # sqlite3 and psycopg raise a handful of types for an unusable store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,24 @@ def test_serve_prints_its_campaign_plainly_and_each_generated_credential_on_one_
         assert list(printed) == list(ENV) and all(len(value) == 43 for value in printed.values())  # token_urlsafe(32)
         health = httpx.get(f"{server.url}/v1/admin/health", headers={"X-API-Key": printed["LIVECOUPON_API_KEY"]})
         assert health.status_code == 200
+
+
+def test_serve_on_the_wall_clock_refuses_a_log_that_runs_ahead_of_it(tmp_path: Path) -> None:
+    # served with --clock event on a stream stamped an hour ahead, then with the wall clock: every event would have
+    # been applied at the log's future time (coupons valid an hour too long, timers late); it says so and stops
+    import time
+
+    from livecoupon.domain.events import event_json, parse_event
+    from livecoupon.store.sqlite import SqliteStore
+    from support.credentials import ENV
+
+    store = SqliteStore(tmp_path / "ahead.db")
+    ahead = time.time() + 3_600
+    with store.unit_of_work():
+        store.append_events([event_json(parse_event({"type": "live_start", "room": "room-1", "ts": ahead}))])
+    store.close()
+    env = {**os.environ, **{name: "k" * 43 for name in ENV}}
+    done = subprocess.run([str(CLI), "serve", "--config", str(EXAMPLE), "--db", str(tmp_path / "ahead.db"),
+                           "--clock", "wall", "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "60 min ahead of this machine's clock" in done.stderr and "--clock event" in done.stderr
