@@ -451,3 +451,39 @@ def test_write_report_output_is_the_campaign_metrics(hand_campaign: Campaign, tm
     on_disk = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert on_disk == json.loads(json.dumps(campaign_metrics(hand_campaign, DECISIONS, events)))
     assert on_disk == json.loads(json.dumps(written))
+
+
+def test_an_experiment_is_judged_on_its_current_allocation_alone(hand_campaign: Campaign) -> None:
+    # broadcast one split users 1:1; a publish set 1:9, which the next broadcast took. Pooled and judged against 1:9,
+    # the first broadcast's 1:1 was a sample-ratio alarm; and holdout users converting more in the first broadcast
+    # (another audience) made the coupon look worse than it was
+    from dataclasses import replace
+
+    from livecoupon.domain.campaign import Variant
+    from livecoupon.domain.commands import PublishCampaign
+
+    [experiment] = hand_campaign.experiments
+    nine = replace(experiment, variants=(Variant("holdout", 1.0, None), Variant("twenty", 9.0, "c20")))
+    later = replace(hand_campaign, experiments=(nine,))
+    published = MS + 3_600_000
+    second = published + 60_000
+
+    def exposed(user: str, variant: str, broadcast: int) -> DecisionRecord:
+        at = broadcast + 1_000
+        holdout = variant == "holdout"
+        return DecisionRecord(f"cp-{user}", "r1", broadcast, "dwell", user, at, None if holdout else "c20",
+                              HOLDOUT if holdout else None, None if holdout else at + 3_600_000, "dwell-exp", variant)
+
+    log = [exposed(f"a{i}", "holdout" if i % 2 else "twenty", BROADCAST) for i in range(200)]
+    log += [exposed(f"b{i}", "holdout" if i % 10 == 0 else "twenty", second) for i in range(200)]
+    buyers = [order(d.user, (d.at - MS) / 1000 + 60, 50, f"o-{d.user}") for d in log
+              if d.user.startswith("a") and d.variant == "holdout"]  # the first audience's holdout bought
+    exp = experiment_metrics(hand_campaign, experiment, log, orders_of(_events(buyers), hand_campaign),
+                             [(None, hand_campaign), (published, later)])
+    assert exp["since"] == published / 1000
+    assert {name: v["users"] for name, v in exp["variants"].items()} == {"holdout": 20, "twenty": 180}
+    assert exp["srm_p_value"] == pytest.approx(1.0) and not exp["srm_flag"]
+    assert exp["variants"]["twenty"]["lift"]["conversion"]["diff"] == 0.0
+    # the report reads the same from the log's operator entry
+    entry = Event("operator", "*", published, command=PublishCampaign(2, "", later))
+    assert campaign_metrics(hand_campaign, log, [entry, *_events(buyers)])["experiments"]["dwell-exp"] == exp

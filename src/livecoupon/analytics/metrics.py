@@ -14,9 +14,10 @@ from typing import Any
 from livecoupon.analytics.offpolicy import offer_metrics
 from livecoupon.analytics.stats import Lift, holm, ratio_lift, srm_p_value, welch_lift
 from livecoupon.domain.campaign import Campaign, Experiment
+from livecoupon.domain.commands import PublishCampaign
 from livecoupon.domain.coupons import CouponKind, CouponTemplate
 from livecoupon.domain.decisions import DecisionRecord
-from livecoupon.domain.events import Event
+from livecoupon.domain.events import Event, seconds
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS
 
@@ -109,13 +110,37 @@ def control_of(experiment: Experiment) -> str:
     return next((v.name for v in experiment.variants if v.coupon is None), experiment.variants[0].name)
 
 
+Versions = Sequence[tuple[int | None, Campaign]]  # a campaign's in order: (None, its file), (when, ms; one published)
+
+
+def versions_in(campaign: Campaign, events: Iterable[Event]) -> list[tuple[int | None, Campaign]]:
+    """``campaign``'s file, then the versions a log's operator entries published, in order."""
+    return [(None, campaign), *((e.ts, e.command.campaign) for e in events if isinstance(e.command, PublishCampaign)
+                                and e.command.campaign.campaign == campaign.campaign)]
+
+
+def current_phase(experiment: Experiment, versions: Versions) -> tuple[Experiment, int | None]:
+    """The experiment as it stands (the latest version's), and since when (ms: the publish that last changed its
+    variants, weights, salt or trigger; None: as the file set it). A room takes a version at its next broadcast."""
+    since: int | None = None
+    current: Experiment | None = None
+    for at, version in versions:
+        found = next((e for e in version.experiments if e.name == experiment.name), None)
+        if found is not None and found != current:
+            current, since = found, at
+    return (experiment, None) if current is None else (current, since)
+
+
 def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Sequence[DecisionRecord],
-                       orders: Sequence[OrderSeen]) -> dict[str, Any]:
-    """Per-variant exposure, conversion and order value, lifts against control, SRM."""
+                       orders: Sequence[OrderSeen], versions: Versions = ()) -> dict[str, Any]:
+    """Per-variant exposure, conversion and order value, lifts against control, SRM: of the experiment's current
+    allocation only. After a publish changed it (1:1, then 1:9), users of both allocations pooled were judged
+    against the last weights: a false sample-ratio alarm, and a lift from whatever changed between the two."""
+    experiment, since = current_phase(experiment, versions)
     exposures: dict[str, DecisionRecord] = {}
     for d in decisions:  # the first exposure in time, whatever order the log lists them in
         if d.trigger == experiment.trigger and d.experiment == experiment.name and (
-                d.user not in exposures or d.at < exposures[d.user].at):
+                since is None or d.broadcast >= since) and (d.user not in exposures or d.at < exposures[d.user].at):
             exposures[d.user] = d
     by_user: dict[tuple[str, str], list[OrderSeen]] = defaultdict(list)
     for o in orders:
@@ -147,7 +172,7 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
     srm = srm_p_value([variants[v.name]["users"] for v in experiment.variants],
                       [v.weight for v in experiment.variants])
     return {"trigger": experiment.trigger, "control": control, "variants": variants, "srm_p_value": srm,
-            "srm_flag": srm is not None and srm < 0.001}
+            "srm_flag": srm is not None and srm < 0.001, "since": None if since is None else seconds(since)}
 
 
 def _lift(lift: Lift | None, variant: Sequence[float], control: Sequence[float]) -> dict[str, Any]:
@@ -169,14 +194,19 @@ def _adjust(variants: dict[str, dict[str, Any]]) -> None:
             lift["p_value_holm"] = adjusted
 
 
-def campaign_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
-                     events: Iterable[Event]) -> dict[str, Any]:
-    """The whole ``metrics.json``."""
+def campaign_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord], events: Iterable[Event],
+                     versions: Versions | None = None) -> dict[str, Any]:
+    """The whole ``metrics.json``; ``versions``: the campaign's, its file first (default: ``campaign`` as the file,
+    then what the ``events``' operator entries published)."""
+    events = list(events)
+    if versions is None:
+        versions = versions_in(campaign, events)
     orders = orders_of(events, campaign)
     return {
         "campaign": campaign.campaign,
         "triggers": trigger_metrics(campaign, decisions, orders),
-        "experiments": {e.name: experiment_metrics(campaign, e, decisions, orders) for e in campaign.experiments},
+        "experiments": {e.name: experiment_metrics(campaign, e, decisions, orders, versions)
+                        for e in campaign.experiments},
         "offers": offer_metrics(campaign, decisions, orders),
         "totals": {"decisions": len(decisions), "issued": sum(1 for d in decisions if d.issued),
                    "orders": len(orders), "gmv": fen_to_yuan(sum(o.amount for o in orders)),

@@ -133,9 +133,9 @@ class Runtime:
         service = self.service
         name = self._named(campaign)
         await self.read_back()
-        (records, orders), prices = await service.call(
-            lambda: (service.metrics_inputs(name), service.offer_prices(name)))
-        metrics = await asyncio.to_thread(campaign_metrics, service.campaign_named(name), records, orders)
+        (records, orders), prices, versions = await service.call(
+            lambda: (service.metrics_inputs(name), service.offer_prices(name), service.campaign_versions(name)))
+        metrics = await asyncio.to_thread(campaign_metrics, service.campaign_named(name), records, orders, versions)
         for name, price in prices.items():  # the live policy's own budget price λ, for the console
             if name in metrics.get("offers", {}):
                 metrics["offers"][name]["price"] = price

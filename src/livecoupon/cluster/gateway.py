@@ -582,6 +582,9 @@ class GatewayService:
         orders = net_of_refunds((e for e in read_log(self.logged()) if e.type == "order"), self.store)
         return self.decisions_of(campaign), orders
 
+    def campaign_versions(self, campaign: str) -> list[tuple[int | None, Campaign]]:
+        return [(None, self.bases[campaign]), *((p.at, p.campaign) for p in self.histories[campaign])]
+
     def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
         return list(self.store.decisions(campaign_in(self.campaign_names, campaign or self.base.campaign)))
 

@@ -93,6 +93,9 @@ class Service(Protocol):
 
     def metrics_inputs(self, campaign: str | None = None) -> tuple[list[DecisionRecord], list[Event]]: ...
 
+    def campaign_versions(self, campaign: str) -> list[tuple[int | None, Campaign]]:
+        """The campaign's file as started (at None), then each version published, with when (ms)."""
+
     def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
         """The decisions so far (``campaign``'s, where there are several), in decision order."""
 

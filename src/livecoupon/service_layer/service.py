@@ -849,6 +849,10 @@ class LiveService:
         computed off the writer thread."""
         return self.decisions_of(campaign), net_of_refunds(self.orders, self.store)
 
+    def campaign_versions(self, campaign: str) -> list[tuple[int | None, Campaign]]:
+        engine = self.deployment.engine(campaign)
+        return [(None, self.bases[campaign]), *((p.at, p.campaign) for p in (engine.published if engine else ()))]
+
     def decisions_of(self, campaign: str | None = None) -> list[DecisionRecord]:
         """A copy of the decisions so far (``campaign``'s, where there are several), in decision order."""
         if len(self.bases) == 1:
