@@ -55,9 +55,16 @@ def test_every_coupon_reaches_the_merchant_across_a_worker_kill_and_a_dead_lette
         with Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "hooks", gateways=1,
                                                       env=env) as cluster:
             gateway = cluster.urls[0]
-            post_all(cluster.urls, events[:half])
             with httpx.Client(headers=OPERATOR) as client:
-                doomed = client.get(f"{cluster.workers[0].url}/v1/admin/health").json()["partitions"]
+                def held() -> list[int]:
+                    partitions: list[int] = client.get(f"{cluster.workers[0].url}/v1/admin/health").json()[
+                        "partitions"]
+                    return partitions
+
+                # (on a loaded machine the leases take a while: a worker holding nothing yet has nothing to lose)
+                wait_until(lambda: bool(held()), "the first worker never took a partition", within=30)
+                post_all(cluster.urls, events[:half])
+                doomed = held()
             wait_until(lambda: undelivered(pg_url, "hooks", doomed) > 0, "the first worker sent everything at once",
                        within=30)
             cluster.workers[0].kill()  # SIGKILL mid-stream: its senders' queues and requests in flight die with it

@@ -423,9 +423,11 @@ def test_a_session_cookie_speaks_only_for_reads_and_json_writes(client: TestClie
 @pytest.mark.timeout(30)  # (a socket that outlives its token waits here for ever)
 def test_a_viewers_socket_closes_when_its_token_expires(client: TestClient) -> None:
     start(client, "alice")
-    short = CREDENTIALS.viewer_token("alice", seconds=1)
+    short = CREDENTIALS.viewer_token("alice", seconds=4)
+    received = []
     with (client.websocket_connect(f"/v1/rooms/room-1/live?token={short}") as ws,
           pytest.raises(WebSocketDisconnect) as closed):
         while True:
-            ws.receive_json()  # the newcomer coupon, then the close at the token's end
+            received.append(ws.receive_json())  # the newcomer coupon, then the close at the token's end
+    assert [m["type"] for m in received] == ["coupon"]  # it was open with its token
     assert closed.value.code == 4401 and "expired" in closed.value.reason
