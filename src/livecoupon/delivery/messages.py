@@ -44,8 +44,15 @@ def describe_coupon(t: CouponTemplate) -> str:
 
 
 def _minutes(ms: int) -> str:
-    minutes = ms / 60_000
-    return f"{minutes:g}分钟" if minutes < 60 else f"{minutes / 60:g}小时"
+    """A watch time as a viewer reads it: 5分钟, 1分40秒, 1小时30分钟 (100 s read "1.66667分钟")."""
+    hours, rest = divmod(round(ms / 1000), 3600)
+    minutes, seconds = divmod(rest, 60)
+    words = [f"{hours}小时"] if hours else []
+    if minutes:
+        words.append(f"{minutes}分" if seconds else f"{minutes}分钟")
+    if seconds:
+        words.append(f"{seconds}秒")
+    return "".join(words) or "0秒"
 
 
 def reason_words(campaign: Campaign, coupon: Coupon) -> str:
