@@ -202,7 +202,7 @@ def test_newcomer_popup_shows_terms_reason_and_countdown_within_a_second(server:
 
     text = card.inner_text()
     assert "专属优惠券已到账" in text
-    assert re.search(r"¥\s*20\b", text) and "满99可用" in text and "新人专享券" in text
+    assert re.search(r"¥\s*20\b", text) and "满99可用 · over ¥99" in text and "新人专享券" in text
     assert "欢迎第一次来直播间，送你一张满99减20券" in text
     assert card.get_attribute("data-coupon-id") == coupon_id
     timer = page.locator(".lcw-timer b")

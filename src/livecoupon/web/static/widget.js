@@ -91,14 +91,14 @@
 
   function num(x) { return String(Math.round(Number(x) * 100) / 100); }
 
-  /** ¥10 · 8.5折, and the condition under it: 满99可用 / 无门槛. */
+  /** ¥10 · 8.5折, and the condition under it: 满99可用 · over ¥99 / 无门槛 · no minimum. */
   function faceValue(c) {
     if (c.kind === "percent") return { big: num((100 - c.percent) / 10), unit: "折", prefix: "" };
     return { big: num(c.amount), unit: "", prefix: "¥" };
   }
 
   function condition(c) {
-    var cond = Number(c.threshold) > 0 ? "满" + num(c.threshold) + "可用" : "无门槛";
+    var cond = Number(c.threshold) > 0 ? "满" + num(c.threshold) + "可用 · over ¥" + num(c.threshold) : "无门槛 · no minimum";
     if (c.kind === "percent" && c.max_discount != null) cond += " · 最高减" + num(c.max_discount);
     return cond;
   }
