@@ -83,8 +83,8 @@ def redemptions(decisions: Sequence[DecisionRecord], orders: Sequence[OrderSeen]
 
 
 def trigger_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord],
-                    orders: Sequence[OrderSeen]) -> dict[str, dict[str, Any]]:
-    redeeming = redemptions(decisions, orders)
+                    redeeming: dict[str, list[OrderSeen]]) -> dict[str, dict[str, Any]]:
+    """Per trigger; ``redeeming``: the orders that used each coupon (:func:`redemptions`)."""
     result: dict[str, dict[str, Any]] = {}
     names = [t.name for t in campaign.triggers] + sorted({d.trigger for d in decisions}
                                                          - {t.name for t in campaign.triggers})
@@ -155,19 +155,19 @@ def experiment_metrics(campaign: Campaign, experiment: Experiment, decisions: Se
         if attributed:
             buyers.setdefault(variant, []).append([o.amount / 100 for o in attributed])
     control = control_of(experiment)
+    amounts = {name: [a for orders in users for a in orders] for name, users in buyers.items()}  # every order's
     variants: dict[str, dict[str, Any]] = {}
     for v in experiment.variants:
-        users, amounts = converted[v.name], [a for orders in buyers[v.name] for a in orders]
+        users, paid = converted[v.name], amounts[v.name]
         variants[v.name] = {
             "coupon": v.coupon, "users": len(users), "converted": int(sum(users)),
-            "conversion": _ratio(sum(users), len(users)), "orders": len(amounts),
-            "aov": round(sum(amounts) / len(amounts), 2) if amounts else 0.0,
+            "conversion": _ratio(sum(users), len(users)), "orders": len(paid),
+            "aov": round(sum(paid) / len(paid), 2) if paid else 0.0,
         }
         if v.name != control:
-            variants[v.name]["lift"] = {"conversion": _lift(welch_lift(users, converted[control]), users,
-                                                            converted[control]),
-                                        "aov": _lift(ratio_lift(buyers[v.name], buyers[control]), amounts,
-                                                     [a for orders in buyers[control] for a in orders])}
+            variants[v.name]["lift"] = {
+                "conversion": _lift(welch_lift(users, converted[control]), users, converted[control]),
+                "aov": _lift(ratio_lift(buyers[v.name], buyers[control]), paid, amounts[control])}
     _adjust(variants)
     srm = srm_p_value([variants[v.name]["users"] for v in experiment.variants],
                       [v.weight for v in experiment.variants])
@@ -202,13 +202,14 @@ def campaign_metrics(campaign: Campaign, decisions: Sequence[DecisionRecord], ev
     if versions is None:
         versions = versions_in(campaign, events)
     orders = orders_of(events, campaign)
+    redeeming = redemptions(decisions, orders)
     return {
         "campaign": campaign.campaign,
-        "triggers": trigger_metrics(campaign, decisions, orders),
+        "triggers": trigger_metrics(campaign, decisions, redeeming),
         "experiments": {e.name: experiment_metrics(campaign, e, decisions, orders, versions)
                         for e in campaign.experiments},
         "offers": offer_metrics(campaign, decisions, orders),
         "totals": {"decisions": len(decisions), "issued": sum(1 for d in decisions if d.issued),
                    "orders": len(orders), "gmv": fen_to_yuan(sum(o.amount for o in orders)),
-                   "orders_with_coupon": sum(len(used) for used in redemptions(decisions, orders).values())},
+                   "orders_with_coupon": sum(len(used) for used in redeeming.values())},
     }
