@@ -2,6 +2,88 @@
 
 from __future__ import annotations
 
+from typing import Final
+
+# What each answer's code means, in Chinese: people read an error's message Chinese first, English second (the
+# project's rule for text people read). The code's words go before the English message as it is answered
+# (:func:`error_json`); a message written in both already is answered as it is.
+CHINESE: Final[dict[str, str]] = {
+    # the caller and the request
+    "unauthorized": "需要有效的凭证",
+    "credential_required": "需要在请求头里带上凭证",
+    "forbidden": "此凭证无权访问该接口",
+    "not_your_user": "观众令牌只能代表本人",
+    "not_your_coupon": "这张券属于其他用户",
+    "not_your_order": "这笔订单属于其他用户",
+    "bad_signature": "签名校验失败",
+    "rate_limited": "请求过于频繁，请稍后再试",
+    "malformed": "请求格式有误",
+    "malformed_notice": "通知格式有误",
+    "invalid_json": "不是有效的 JSON",
+    "too_deep": "JSON 嵌套过深",
+    "not_an_array": "请求体须是事件数组",
+    "too_many_events": "单次请求的事件过多",
+    "too_large": "请求体过大",
+    "unsupported_encoding": "不支持的内容编码",
+    "bad_encoding": "请求体编码有误",
+    "missing_idempotency_key": "缺少幂等键",
+    "idempotency_key_reused": "幂等键已用于另一个请求",
+    "not_found": "未找到",
+    "method_not_allowed": "不支持此请求方法",
+    "http_error": "请求有误",
+    # rooms, campaigns, operators
+    "missing_room": "缺少直播间",
+    "reserved_room": "此直播间名称为保留名",
+    "unknown_room": "活动未包含此直播间",
+    "room_off_air": "直播间未开播",
+    "not_in_room": "你还不在这个直播间",
+    "invalid_comment": "评论无效",
+    "unknown_trigger": "没有这个触发器",
+    "unknown_template": "没有这个券模板",
+    "unknown_campaign": "没有这个活动",
+    "campaign_unknown": "部署中没有这个活动",
+    "campaign_required": "部署中有多个活动，请指定一个",
+    "campaign_not_started": "活动尚未开始",
+    "campaign_invalid": "活动配置无效",
+    "campaign_fixed": "服务运行中不能修改此项",
+    "version_conflict": "版本冲突：已有人发布了新版本",
+    "empty_blocklist": "请至少填写一个用户或设备",
+    # coupons and orders
+    "unknown_coupon": "没有这张券",
+    "coupon_not_applicable": "此券不适用于该购物车",
+    "coupon_reserved": "优惠券已被订单占用",
+    "coupon_redeemed": "优惠券已核销",
+    "coupon_expired": "优惠券已过期",
+    "coupon_unconfirmed": "商家券系统尚未确认此券",
+    "unknown_order": "没有这笔订单",
+    "order_exists": "订单已存在",
+    "order_created": "订单尚未支付",
+    "order_paid": "订单已支付",
+    "order_cancelled": "订单已取消",
+    "order_refunded": "订单已退款",
+    "order_lapsed": "订单已失效（券的预留已过期）",
+    "order_changed": "订单在支付过程中被修改",
+    "reservation_lapsed": "券的预留已过期，请重新下单",
+    "cart_too_large": "订单金额过大",
+    # the service itself
+    "bus_unavailable": "消息总线暂不可用，请稍后重试",
+    "store_unavailable": "存储暂不可用，请稍后重试",
+}
+
+
+def in_chinese_first(code: str, message: str) -> str:
+    """``message`` as people read it: the code's Chinese words, then the English (unless it holds Chinese
+    already, or the code has none)."""
+    words = CHINESE.get(code)
+    if words is None or any("\u4e00" <= char <= "\u9fff" for char in message):
+        return message
+    return f"{words} / {message}"
+
+
+def error_json(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:
+    """An error's answer, ``{"error": {"code", "message", "field"}}`` (SPEC §6), its message Chinese first."""
+    return {"error": {"code": code, "message": in_chinese_first(code, message), "field": field}}
+
 
 class LivecouponError(Exception):
     """Base: ``code`` is machine-readable, ``message`` is for people, ``field`` names the input."""
@@ -15,7 +97,7 @@ class LivecouponError(Exception):
         self.field = field
 
     def to_json(self) -> dict[str, dict[str, str | None]]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+        return error_json(self.code, self.message, self.field)
 
 
 class Malformed(LivecouponError):

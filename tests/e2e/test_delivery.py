@@ -227,7 +227,8 @@ def test_a_binary_frame_closes_the_socket_with_1003_and_a_reason(client: TestCli
         with pytest.raises(WebSocketDisconnect) as closed:
             while True:
                 ws.receive_json()  # the console's stats frames come first
-    assert (closed.value.code, closed.value.reason) == (1003, "binary frames are not accepted: send JSON text")
+    assert closed.value.code == 1003
+    assert closed.value.reason == "只接受 JSON 文本帧 / binary frames are not accepted: send JSON text"
     assert runtime.hub.connections == 0
 
 

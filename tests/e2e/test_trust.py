@@ -431,3 +431,19 @@ def test_a_viewers_socket_closes_when_its_token_expires(client: TestClient) -> N
             received.append(ws.receive_json())  # the newcomer coupon, then the close at the token's end
     assert [m["type"] for m in received] == ["coupon"]  # it was open with its token
     assert closed.value.code == 4401 and "expired" in closed.value.reason
+
+
+def test_refusals_read_chinese_first_then_english(client: TestClient) -> None:
+    """Every answer people read says it in Chinese, then English: a refused credential, a socket closed on one,
+    and a value a validator refused (without the name of the exception it raised)."""
+    answer = client.get("/v1/users/x/coupons", headers={"X-API-Key": "wrong"})
+    assert answer.status_code == 401
+    assert answer.json()["error"]["message"].startswith("需要有效的凭证 / a valid credential is required")
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/rooms/room-1/live") as ws:
+        ws.receive_json()
+    assert closed.value.reason.startswith("需要有效的观众令牌 / ")
+    answer = client.post("/v1/checkout/quote", headers=PLATFORM,
+                         json={"user": "u", "cart": [{**CART[0], "price": "120"}]})
+    error = answer.json()["error"]
+    assert answer.status_code == 422 and error["field"] == "cart[0].price"
+    assert error["message"].startswith("请求格式有误 / cart[0].price: ") and "Value error" not in error["message"]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from livecoupon.api.schemas import BODY_ERRORS, AgoraNoticeIn, AgoraOut, answer, errors
+from livecoupon.errors import error_json
 from livecoupon.integrations.agora import (
     SIGNATURE_HEADER,
     SIGNATURE_V2_HEADER,
@@ -59,4 +60,4 @@ def agora_router(secret: str, submit: Submit) -> APIRouter:
 
 
 def _error(status: int, code: str, message: str, field: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
+    return JSONResponse(error_json(code, message, field), status_code=status)

@@ -7,11 +7,13 @@ import zlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from livecoupon.errors import error_json
+
 MAX_BODY = 16 * 1024 * 1024
 
 
 def _error(status: int, code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "field": "body"}}, ensure_ascii=False).encode()
+    return json.dumps(error_json(code, message, "body"), ensure_ascii=False).encode()
 
 
 class BodyLimit:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
-from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable
+from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable, error_json
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -21,8 +21,7 @@ def _field(loc: tuple[int | str, ...]) -> str | None:
     return text or None
 
 
-def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:
-    return {"error": {"code": code, "message": message, "field": field}}
+error_body = error_json
 
 
 async def _ours(request: Request, exc: Exception) -> JSONResponse:
@@ -45,8 +44,16 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         field, hint = "body", " (send a JSON object with Content-Type: application/json)"
     else:
         hint = ""
-    message = f"{field}: {first['msg']}{hint}"
+    message = f"{field}: {_words(str(first['msg']))}{hint}"
     return JSONResponse(error_body(code, message, field), status_code=422)
+
+
+def _words(message: str) -> str:
+    """pydantic's message without the name of the exception a validator raised (``Value error, must be…``)."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:

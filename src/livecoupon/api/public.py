@@ -318,7 +318,7 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
         return
     sub = rt.hub.subscribe(room, who, acks=ack == "1")  # before reading the backlog: nothing falls in between
     if sub is None:
-        await websocket.close(code=4429, reason="too many connections for this user")
+        await websocket.close(code=4429, reason="连接过多 / too many connections for this user")
         return
     await _send_backlog(rt, sub)
     tasks = [asyncio.create_task(_send_all(websocket, rt, sub))]
@@ -355,19 +355,19 @@ async def _viewer_of(websocket: WebSocket, rt: Runtime, token: str, user: str) -
     try:
         caller = identify(rt, token, client_address(websocket))
     except TooManyRequests:
-        await websocket.close(code=4429, reason="too many requests")
+        await websocket.close(code=4429, reason="请求过于频繁 / too many requests")
         return None
     if caller is None:
-        await websocket.close(code=4401, reason="a valid viewer token is required (?token=)")
+        await websocket.close(code=4401, reason="需要有效的观众令牌 / a valid viewer token is required (?token=)")
         return None
     if caller.role is Role.VIEWER:
         if user and user != caller.user:
-            await websocket.close(code=4403, reason="the token is for another user")
+            await websocket.close(code=4403, reason="令牌属于其他用户 / the token is for another user")
             return None
         return caller.user
     if caller.is_server and user:
         return user
-    await websocket.close(code=4403, reason="this credential does not open a viewer's socket")
+    await websocket.close(code=4403, reason="此凭证不能打开观众连接 / this credential does not open a viewer's socket")
     return None
 
 

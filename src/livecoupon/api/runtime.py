@@ -315,7 +315,7 @@ async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-BINARY_REFUSED = "binary frames are not accepted: send JSON text"
+BINARY_REFUSED = "只接受 JSON 文本帧 / binary frames are not accepted: send JSON text"
 
 
 async def text_frame(websocket: WebSocket) -> str | None:

@@ -1,0 +1,54 @@
+"""Error answers read Chinese first, English second, whatever raised them (the project's rule for text people read)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from livecoupon.domain.coupons import CouponState
+from livecoupon.domain.orders import OrderState
+from livecoupon.errors import CHINESE, NotFound, error_json, in_chinese_first
+
+SOURCE = Path(__file__).resolve().parents[2] / "src" / "livecoupon"
+RAISING = {"LivecouponError", "Malformed", "Refused", "NotFound", "Unauthorized", "Forbidden"}
+ANSWERING = {"refuse", "_error", "error_body", "error_json"}  # the edges that build an error body from a code
+
+
+def codes_in_source() -> set[str]:
+    """Every error code written as a literal where an error is raised or an error body built."""
+    codes: set[str] = set()
+    for path in SOURCE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            arguments = [*node.args, *(k.value for k in node.keywords if k.arg == "code")]
+            literals = [a.value for a in arguments if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if name in RAISING and node.args and isinstance(node.args[0], ast.Constant):
+                codes.add(node.args[0].value)
+            elif name in ANSWERING or name == "Unavailable":
+                codes.update(c for c in literals if c.isidentifier() and c.islower() and "_" in c)
+    return codes
+
+
+def test_every_code_raised_or_answered_has_its_chinese_words() -> None:
+    codes = codes_in_source()
+    assert {"unauthorized", "unknown_coupon", "too_large", "store_unavailable"} <= codes  # the scan finds them
+    codes.add("bus_unavailable")  # Unavailable's own
+    # the codes made from a state: coupon_<state>, order_<state>
+    codes |= {f"coupon_{s.value}" for s in CouponState if s is not CouponState.ISSUED}
+    codes |= {f"order_{s.value}" for s in OrderState}
+    missing = sorted(codes - CHINESE.keys())
+    assert not missing, f"codes without Chinese words (errors.CHINESE): {missing}"
+
+
+def test_a_message_gets_the_codes_chinese_words_first() -> None:
+    assert in_chinese_first("unknown_coupon", "no coupon 'x'") == "没有这张券 / no coupon 'x'"
+    assert NotFound("unknown_order", "no order 'o'").to_json()["error"] == {
+        "code": "unknown_order", "message": "没有这笔订单 / no order 'o'", "field": None}
+
+
+def test_a_message_in_both_languages_already_is_left_as_it_is() -> None:
+    both = "你还不在这个直播间 / you are not in this room"
+    assert error_json("not_in_room", both, None)["error"]["message"] == both
+    assert in_chinese_first("no_such_code", "plain") == "plain"
