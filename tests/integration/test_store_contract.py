@@ -52,6 +52,17 @@ def test_issue_creates_a_coupon_with_history(store: Store) -> None:
     assert [c.coupon_id for c in store.coupons_of("alice")] == [coupon.coupon_id]
 
 
+def test_a_users_coupons_come_in_the_order_issued(store: Store) -> None:
+    """Issued in the same millisecond (two triggers of one event), then one earlier in event time that arrived
+    later (another room's): the order issued, not the ids' nor the times' (a quote's last tie-break, SPEC §5)."""
+    made = store.issue([request("alice", trigger=t, template=PCT) for t in ("t1", "t2", "t3")], Limits())
+    made += store.issue([request("alice", trigger="t4", at=999_000, template=PCT)], Limits())
+    issued = [d.request.coupon_id for d in made]
+    assert sorted(issued) != issued  # the ids alone would order them otherwise
+    assert [c.coupon_id for c in store.coupons_of("alice")] == issued
+    assert [c.coupon_id for c in store.unacknowledged("alice", "r")] == issued
+
+
 def test_valid_until_sets_expiry_and_past_it_the_template_is_expired(store: Store) -> None:
     ok, late = store.issue([request("a", template=PCT, at=1_999_999), request("b", template=PCT, at=2_000_001)],
                            Limits())

@@ -205,6 +205,15 @@ def test_best_coupon_tie_goes_to_the_one_expiring_first_then_issued_first() -> N
     assert [q.coupon.coupon_id for q in quotes] == ["cp_c", "cp_b", "cp_a"]
 
 
+def test_best_coupon_tie_in_the_same_millisecond_goes_to_the_one_issued_first() -> None:
+    """Two decisions of one event (a newcomer's first comment "扣1": first_visit, then comment) are issued in the
+    same millisecond, in campaign-file order: the first issued wins, whichever id sorts first."""
+    cart = [line(10000)]
+    first, second = coupon(no_threshold(1000), "cp_z"), coupon(no_threshold(1000), "cp_a")
+    assert best_quote([first, second], cart, at_ms=MIN).coupon.coupon_id == "cp_z"  # type: ignore[union-attr]
+    assert [q.coupon.coupon_id for q in usable_quotes([second, first], cart, at_ms=MIN)] == ["cp_a", "cp_z"]
+
+
 def test_discount_after_floor_decides_the_best() -> None:
     # on a 5.00 cart a 10-off and a 20-off coupon both take 4.99: a tie, so the one expiring first wins
     cart = [line(500)]

@@ -75,10 +75,11 @@ def usable_quotes(coupons: Iterable[Coupon], cart: Sequence[CartLine], at_ms: in
     """Quotes for every coupon usable on this cart at ``at_ms``, best first.
 
     Best is the largest discount; ties go to the coupon that expires first, then to
-    the one issued first (then the coupon id, so the order is total).
+    the one issued first: ``coupons`` in the order they were issued (two decisions of one
+    event are issued in the same millisecond, in campaign-file order), which the sort keeps.
     """
     quotes = [q for c in coupons if c.is_usable(at_ms) and (q := quote(c, cart)) is not None]
-    quotes.sort(key=lambda q: (-q.discount, q.coupon.expires_at, q.coupon.issued_at, q.coupon.coupon_id))
+    quotes.sort(key=lambda q: (-q.discount, q.coupon.expires_at, q.coupon.issued_at))
     return quotes
 
 

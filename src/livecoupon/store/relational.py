@@ -554,8 +554,7 @@ class RelationalStore(ABC):
         return _coupon_from_row(row) if row else None
 
     def coupons_of(self, user: str) -> list[Coupon]:
-        rows = self._run(f"{COUPON_SELECT} WHERE d.\"user\"=? AND d.reason IS NULL ORDER BY d.at, d.coupon_id",
-                                (user,))
+        rows = self._run(f"{COUPON_SELECT} WHERE d.\"user\"=? AND d.reason IS NULL ORDER BY d.seq", (user,))
         return [_coupon_from_row(row) for row in rows]
 
     def history(self, coupon_id: str) -> list[HistoryEntry]:
@@ -647,7 +646,7 @@ class RelationalStore(ABC):
     def unacknowledged(self, user: str, room: str) -> list[Coupon]:
         rows = self._run(
             f"{COUPON_SELECT} WHERE d.\"user\"=? AND d.room=? AND d.reason IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM acknowledgements a WHERE a.coupon_id = d.coupon_id) ORDER BY d.at, d.coupon_id",
+            "(SELECT 1 FROM acknowledgements a WHERE a.coupon_id = d.coupon_id) ORDER BY d.seq",
             (user, room))
         return [_coupon_from_row(row) for row in rows]
 
