@@ -75,45 +75,66 @@ def test_a_retried_event_applied_live_is_ignored() -> None:
 KOU1 = '  - {name: kou1, when: comment, keywords: ["扣1"], coupon: c10}'
 
 
-@pytest.mark.parametrize(("later_s", "dropped"), [(1_799, True), (5_401, False)])
-def test_an_id_is_remembered_for_at_least_half_an_hour_of_the_rooms_time_live_and_in_replay(
-        later_s: int, dropped: bool) -> None:
-    # the same id on a later event, in a later broadcast: within the half hour it is still a repeat;
-    # an hour and a half on (room events in between) it is forgotten, live and in replay alike
+def test_a_repeat_within_a_broadcast_is_dropped_however_late_whatever_the_order_of_other_lines() -> None:
+    """SPEC §2: of events sharing an id in a room, the first is kept. A's gift sent again two hours later in the
+    same broadcast is dropped (counted twice, it would make A 榜一), in a recording in time order and in one with
+    two other lines out of order (which replays on the sorted path), live and in replay alike (a room
+    remembered half an hour to an hour of ids)."""
+    camp = campaign('  - {name: thanks, when: host_says, phrases: ["感谢榜一"], coupon: c10, audience: top_gifters}')
+    gift = ev("gift", 10, "a", value=100, id="g1")
+    events = [ev("live_start", 0), gift, ev("gift", 20, "b", value=150, id="g2"),
+              *[ev("online_count", t, count=5, id=f"n{t}") for t in range(900, 7_200, 900)],
+              dict(gift, ts=7_210), ev("transcript", 7_220, text="感谢榜一", id="t1")]
+    out_of_order = [*events, ev("heartbeat", 7_300, "v", id="h2"), ev("heartbeat", 7_250, "v", id="h1")]
+    assert [user for _, user, *_ in outcomes(camp, events)] == ["b"]
+    assert [user for _, user, *_ in outcomes(camp, out_of_order)] == ["b"]
+    assert [d.request.user for d in apply_live(camp, events)[1]] == ["b"]
+
+
+@pytest.mark.parametrize(("broadcasts", "dropped"), [
+    ([3_600], True),  # the next broadcast: the previous one's ids are still remembered
+    ([1_000, 1_500], True),  # two more, the second less than half an hour after the first: it forgot once
+    ([3_600, 7_200], False),  # two more, each half an hour or more after the last forgetting: forgotten
+])
+def test_a_room_forgets_ids_only_at_broadcasts_half_an_hour_apart_live_and_in_replay(
+        broadcasts: list[int], dropped: bool) -> None:
     camp = campaign(KOU1)
     first = ev("comment", 10, "u", text="扣1", id="c-1")
-    events = [ev("live_start", 0), first, ev("live_end", 20),
-              *[ev("online_count", t, count=5, id=f"n{t}") for t in range(900, later_s, 900)],
-              ev("live_start", later_s - 1), dict(first, ts=later_s)]
-    _, made = apply_live(camp, events)
-    expected = [10.0] if dropped else [10.0, float(later_s)]
-    assert [d.request.at / 1000 for d in made] == expected
+    events = [ev("live_start", 0), first, ev("live_end", 20)]
+    for start in broadcasts:
+        events += [ev("live_start", start), ev("live_end", start + 10)]
+    events += [ev("live_start", broadcasts[-1] + 20), dict(first, ts=broadcasts[-1] + 30)]
+    later = float(broadcasts[-1] + 30)
+    expected = [10.0] if dropped else [10.0, later]
+    assert [d.request.at / 1000 for d in apply_live(camp, events)[1]] == expected
     assert [ts for ts, *_ in outcomes(camp, events)] == expected
 
 
-def test_a_retry_is_dropped_however_late_it_comes_after_its_id_is_forgotten() -> None:
+def test_a_retry_is_dropped_however_late_it_comes_within_its_broadcast() -> None:
     # a sender re-posts a whole broadcast hours later (--clock event): every event is a retry of one
-    # applied, most of their ids long forgotten, and none of them decides anything again
+    # applied, and none of them decides anything again
     camp = campaign(KOU1 + "\n" + DWELL)
     broadcast = [ev("live_start", 0, id="s"), *[dict(e, id=f"w{n}") for n, e in enumerate(watch("u", 1, 3 * 3_600))],
                  ev("comment", 3 * 3_600 + 5, "u", text="扣1", id="c"), ev("live_end", 3 * 3_600 + 9, id="e")]
     deployment, made = deploy_live(camp, broadcast)
     assert sorted(d.request.trigger for d in made) == ["kou1", "stay"]
-    assert len(deployment.recent_ids["r1"]) < len(broadcast) / 2
     again = [d for e in broadcast for d in deployment.apply(parse_event(e))]
     assert again == []
 
 
-def test_a_rooms_memory_of_ids_holds_at_most_an_hour_of_them() -> None:
-    # five hours of heartbeats with ids, one a second: a room keeps the latest half hour to hour of ids,
-    # not all 18,000 (so snapshots stop growing with the log)
+def test_a_rooms_memory_of_ids_holds_its_broadcasts_not_its_whole_log() -> None:
+    # five hours of heartbeats with ids, one a second, then two more broadcasts an hour apart: a room keeps every
+    # id of the broadcast going on, and of the one before, not all of them (so snapshots stop growing with the log)
     camp = campaign(KOU1)
     events = [ev("live_start", 0, id="s"), ev("join", 0, "u", id="j"),
               *[ev("heartbeat", t, "u", id=f"h{t}") for t in range(1, 5 * 3_600)]]
     deployment, _ = deploy_live(camp, events)
-    kept = len(deployment.recent_ids["r1"])
-    assert 1_800 <= kept <= 3_600
-    assert deployment.apply(parse_event(events[-1])) == [] and len(deployment.recent_ids["r1"]) == kept
+    assert len(deployment.recent_ids["r1"]) == len(events)
+    for start in (6 * 3_600, 7 * 3_600):
+        deployment.apply(parse_event(ev("live_start", start, id=f"s{start}")))
+    assert len(deployment.recent_ids["r1"]) == 2  # the two broadcasts' starts
+    deployment.apply(parse_event(events[-1]))  # forgotten: taken as new, and remembered again
+    assert len(deployment.recent_ids["r1"]) == 3
 
 
 # -- rooms the campaign does not list ---------------------------------------------------

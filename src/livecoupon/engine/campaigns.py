@@ -86,14 +86,21 @@ class Deployment:
         return [] if self.repeated(event) else self.apply_new(event)
 
     def repeated(self, event: Event) -> bool:
-        """Whether the event is to be ignored, repeating an id its room has seen lately or too late to tell
-        (with ``dedup_ids``; an operator's command never is); if not, its id is remembered from now on."""
-        if not self.dedup_ids or event.id is None or event.command is not None:
+        """Whether the event is to be ignored, repeating an id its room remembers (with ``dedup_ids``; an
+        operator's command never is); if not, its id is remembered from now on (engine/rooms.py ``RecentIds``)."""
+        if not self.dedup_ids or event.command is not None:
+            return False
+        event_id, starts = event.id, event.type == "live_start"
+        if event_id is None and not starts:
             return False
         ids = self.recent_ids.get(event.room)
         if ids is None:
             ids = self.recent_ids[event.room] = RecentIds()
-        return not ids.first(event.id, event.ts)
+        if event_id is not None and not ids.first(event_id, event.ts):
+            return True
+        if starts:
+            ids.broadcast_begins(event.ts, event_id)
+        return False
 
     def apply_new(self, event: Event) -> list[Decision]:
         """:meth:`apply` for an event :meth:`repeated` has let through."""

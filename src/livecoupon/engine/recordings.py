@@ -41,6 +41,7 @@ from livecoupon.domain.events import (
 from livecoupon.domain.money import MAX_YUAN, MoneyError, yuan_to_fen
 from livecoupon.engine.lines import PlainValues
 from livecoupon.engine.lines import decode_plain as _decode_plain_line
+from livecoupon.engine.rooms import RecentIds
 
 
 @dataclass(slots=True)
@@ -312,7 +313,8 @@ def read_events(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]:
 
 def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]:
     """The events in replay order (SPEC §2): later copies of an ``id`` in a room dropped
-    (file order decides), then sorted by ``ts``, ties in file order.
+    (file order decides, as the room's memory of ids rules: engine/rooms.py ``RecentIds``), then sorted by
+    ``ts``, ties in file order.
 
     One pass does all of it; a recording already in time order, the usual case, is never
     sorted. This is replay's hot loop, so the per-line steps stay inline.
@@ -320,20 +322,22 @@ def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]
     events: list[Event] = []
     rejected: list[Rejected] = []
     append = events.append
-    seen: dict[str, set[str]] = {}
+    seen: dict[str, RecentIds] = {}
     last_ts, in_order = -(2**63), True
     for number, line in enumerate(lines, start=1):
         fields = plain_fields(line)
         event = plain_event(fields) if fields[0] else checked_event(number, line, rejected)
         if event is None:
             continue
-        if event.id is not None:
+        starts = event.type == "live_start"
+        if event.id is not None or starts:
             ids = seen.get(event.room)
             if ids is None:
-                ids = seen[event.room] = set()
-            elif event.id in ids:
+                ids = seen[event.room] = RecentIds()
+            if event.id is not None and not ids.first(event.id, event.ts):
                 continue
-            ids.add(event.id)
+            if starts:
+                ids.broadcast_begins(event.ts, event.id)
         if event.ts < last_ts:
             in_order = False
         last_ts = event.ts

@@ -112,6 +112,7 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             number += 1
             fields = plain_fields(line)
             kind, room, ts, event_id, user, _, _, _, facts = fields  # unpacked in place, not sliced into a tuple
+            starts = False  # a live_start (a checked line): its room may forget old ids
             if kind:  # a plain line
                 event = None
             else:
@@ -121,11 +122,12 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
                 if event.command is not None and not started([event]) <= joining:
                     return None
                 room, ts, event_id = event.room, event.ts, event.id
+                starts = event.type == "live_start"
             # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
             # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known
             if room == last_room:
                 room = last_room
-            elif event_id is not None:
+            elif event_id is not None or starts:
                 ids = seen.get(room)
                 if ids is None:
                     ids = seen[room] = RecentIds()
@@ -135,6 +137,8 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             if ts < last_ts:
                 return None
             last_ts = ts
+            if starts:
+                last_ids.broadcast_begins(ts, event_id)
             result.events += 1
             if event is None:
                 if kind in _QUIET and deployment.touch(room, user, ts, facts):  # type: ignore[arg-type]

@@ -22,70 +22,66 @@ def by_fields(state: Any) -> Rebuild:
 # called as a function, for every event of a present viewer: compiled, ``viewers.move_to_end(user)`` looks the
 # method up each time (~2x the cost)
 _move_to_end: Final = OrderedDict.move_to_end
-# Final: compiled, a C constant, not a look-up in the module's dict at every event with an id (~130 instructions)
-ID_MEMORY_MS: Final = 30 * 60_000  # how long (at least) a room remembers an event id: half an hour of its time
+# Final: compiled, C constants, not look-ups in the module's dict at every event with an id (~130 instructions)
+ID_MEMORY_MS: Final = 30 * 60_000  # a room forgets ids at a broadcast's start at least this long after it last did
+ID_LIMIT_MS: Final = 24 * 3_600_000  # ... and at any event this long after it last did
 _NEVER: Final = -(2**62)
 
 
 class RecentIds:
-    """The platform message ids a room has seen lately, so a repeated event is dropped (SPEC §2).
+    """The platform message ids a room has seen, so a repeated event is dropped (SPEC §2: of events sharing an
+    id in a room, the first is kept).
 
-    A room remembers ids for at least :data:`ID_MEMORY_MS` of its time (the latest ``ts``
-    among the events it took as new) and at most twice that, in two generations: the older is
-    forgotten when the newer has covered half an hour. An event with an id whose ``ts`` is
-    more than half an hour behind its room's time is dropped too: its id may be one already
-    forgotten. Together they catch every retry (a repeat of an event, its ``ts`` included)
-    however late it comes, with any clock; a retry of an event whose id was forgotten is
-    always that far behind. With the default wall clock an event over 10 minutes old is
-    refused before it gets here (``ts_too_old``). What the rule bounds is the engine's memory
-    and its snapshots, which kept every id a room ever saw (all of a week of broadcasts).
-    Replay and a restart from the log apply the same rule to the same events, so they decide
-    as the live service did; an event dropped changes nothing, so a log without the repeats
-    (the service logs only what it applied) decides as one with them.
+    A room remembers every id it has seen since it last forgot, and forgets only the ids from before that:
+    at the start of a broadcast (a ``live_start``) half an hour or more after it last forgot, or at any event a
+    day after. So every id of the current broadcast is remembered, and of the broadcasts before it that began
+    less than half an hour before it (at least the previous one): a repeat within a broadcast is caught however
+    late it comes, while the memory, and the snapshots holding it, stop growing with the log (they kept every id
+    a room ever saw: 119 MiB at 10 million entries). Replay, a restart from the log and the live service apply
+    the same rule to the same events in the same order, so they decide alike; an event dropped changes nothing,
+    so a log without the repeats (the service logs only what it applied) decides as one with them.
     """
 
-    __slots__ = ("newer", "older", "since", "latest")
+    __slots__ = ("newer", "older", "since")
 
     def __init__(self, newer: set[str] | None = None, older: set[str] | None = None, since: int = _NEVER,
-                 latest: int = _NEVER) -> None:
+                 _latest: int = _NEVER) -> None:  # _latest: a snapshot's of before 2026-12-01, no longer kept
         self.newer: set[str] = set() if newer is None else newer
         self.older: set[str] = set() if older is None else older
-        self.since = since  # the room time the newer generation began at
-        self.latest = latest  # the room's time: the latest ts of an event taken as new
+        self.since = since  # the room's time when it last forgot: the ts of the event then
 
     def __reduce__(self) -> Rebuild:
-        return RecentIds, (self.newer, self.older, self.since, self.latest)
+        return RecentIds, (self.newer, self.older, self.since)
 
     def __len__(self) -> int:
         return len(self.newer) + len(self.older)
 
     def first(self, event_id: str, ts: int) -> bool:
-        """Whether the event is new (its id is remembered from now on); False for a repeat, or one too late
-        to tell. A repeat changes nothing, not even the room's time: the log keeps only the events applied
-        (SPEC §6), and replaying it decides as the service did with the repeats."""
-        if ts > self.latest:
-            if ts >= self.since + ID_MEMORY_MS:  # a new generation begins with this event, if it is new
-                kept = self.newer if ts < self.since + 2 * ID_MEMORY_MS else set()
-                if event_id in kept:
-                    return False
-                self.older, self.newer, self.since, self.latest = kept, {event_id}, ts, ts
-                return True
-            if not self._added(event_id):
-                return False
-            self.latest = ts
-            return True
-        if ts < self.latest - ID_MEMORY_MS:
-            return False
-        return self._added(event_id)
-
-    def _added(self, event_id: str) -> bool:
-        """Whether the id is new to both generations; it is in the newer from now on."""
+        """Whether the event is new (its id is remembered from now on); False for a repeat, which changes
+        nothing (the log keeps only the events applied, SPEC §6, and replaying it decides as the service did
+        with the repeats)."""
         if event_id in self.older:
             return False
         ids = self.newer
         known = len(ids)
-        ids.add(event_id)  # one look-up in a set of up to a million ids, not two (`in`, then `add`)
-        return len(ids) != known
+        ids.add(event_id)  # one look-up in a set of up to millions of ids, not two (`in`, then `add`)
+        if len(ids) == known:
+            return False
+        if ts >= self.since + ID_LIMIT_MS:
+            self._forget(ts, event_id)
+        return True
+
+    def broadcast_begins(self, ts: int, event_id: str | None) -> None:
+        """A new ``live_start`` of the room (``event_id``, if it has one, taken as new already): it forgets the
+        ids from before it last forgot, if it last did half an hour or more ago."""
+        if ts >= self.since + ID_MEMORY_MS:
+            self._forget(ts, event_id)
+
+    def _forget(self, ts: int, event_id: str | None) -> None:
+        self.older, self.newer, self.since = self.newer, set(), ts  # the ids from before the last time go
+        if event_id is not None:  # the event that made it forget is of the new generation
+            self.older.discard(event_id)
+            self.newer.add(event_id)
 
 
 class Viewer:
