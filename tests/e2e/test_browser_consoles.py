@@ -273,7 +273,8 @@ def test_operator_console_explains_a_viewer_each_decision_and_each_silent_firing
 
     tab.context.clear_cookies()  # the session ends: the server's words, and the sign-in form
     form.locator("button").click()
-    page.locator("#explain-result").filter(has_text="查询失败 Failed: a valid credential is required").wait_for()
+    refused = "查询失败 Failed: 需要有效的凭证 / a valid credential is required"
+    page.locator("#explain-result").filter(has_text=refused).wait_for()
     page.locator("#keyform").wait_for()
 
 

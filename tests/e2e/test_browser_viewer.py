@@ -239,6 +239,39 @@ def test_chat_sent_from_the_page_arrives_as_the_viewers_comment(server: Server, 
     [sent] = [r for r in viewer.requests if r.url.endswith(f"/v1/rooms/{ROOM}/comments")]
     assert sent.method == "POST" and sent.post_data_json == {"text": "扣1"}  # who and when: the server's to say
     assert sent.headers["authorization"] == f"Bearer {viewer.token}"
+    assert viewer.page.locator("#msgs .msg.failed").count() == 0  # taken: it reads as sent
+
+
+def test_a_chat_message_the_service_refuses_is_marked_not_sent(server: Server, open_viewer: OpenViewer) -> None:
+    """wendy's token is good, but the platform never reported her in the room: her message is refused (409
+    ``not_in_room``). It stays where she typed it, marked 未发送 Not sent, and the toast says why, in Chinese, then
+    in English."""
+    post(server, [{"type": "live_start", "room": ROOM, "ts": time.time()}])
+    page = open_viewer("wendy").page
+    page.fill("#text", "你好")
+    page.press("#text", "Enter")
+
+    line = page.locator("#msgs .msg.failed")
+    line.wait_for()
+    assert "你好" in line.inner_text() and re.search(r"未发送.*Not sent", line.inner_text())
+    assert page.locator("#msgs .msg", has_text="你好").count() == 1  # that line, not a sent one beside it
+    toast = page.locator("#toast.show").inner_text()
+    assert toast.startswith("发送失败：你还不在这个直播间"), toast
+    zh, _, en = toast.partition(" · Not sent: ")
+    assert en.startswith("you are not in this room") and not re.search(r"[a-z]", zh) and " / " not in toast, toast
+
+
+def test_labels_read_chinese_then_english_before_their_value(server: Server, open_viewer: OpenViewer) -> None:
+    """Token expiry and coupon validity: 令牌有效至 Token valid until 16:22:35, 有效期至 Valid until 12/1 15:52."""
+    made = go_live_and_join(server, "gina")
+    page = open_viewer("gina").page
+    who = page.locator("#who").inner_text()
+    assert re.search(r"令牌有效至 Token valid until \d{1,2}:\d{2}:\d{2}$", who), who
+    ticket = page.locator(f".ticket[data-coupon-id='{newcomer_coupon(made)}'] .m")
+    ticket.wait_for()
+    validity = ticket.inner_text()
+    assert re.match(r"有效期至 Valid until \d{1,2}/\d{1,2} \d{2}:\d{2} · ", validity), validity
+    assert validity.count("alid until") == 1
 
 
 def test_a_coupon_issued_while_away_pops_up_once_on_return_and_never_after_its_ack(server: Server,

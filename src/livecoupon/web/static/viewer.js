@@ -63,7 +63,7 @@
     }
     return fetch("/v1/session", { headers: { Authorization: "Bearer " + candidate } }).then(function (r) {
       if (r.status === 401) throw new Error("令牌无效或已过期 · The token was refused");
-      if (!r.ok) throw new Error("登录失败 Sign-in failed: HTTP " + r.status);
+      if (!r.ok) throw new Error("登录失败 · Sign-in failed: HTTP " + r.status);
       return r.json();
     }).then(function (who) {
       if (who.role !== "viewer" || who.user !== c.sub) throw new Error("这不是观众令牌 · This is not a viewer token");
@@ -77,7 +77,7 @@
     sessionStorage.setItem(TOKEN_STORE, t);
     $("signin").hidden = true;
     $("signin").token.value = "";
-    var until = c.exp ? " · 令牌有效至 " + new Date(c.exp * 1000).toLocaleTimeString("zh-CN", { hour12: false }) : "";
+    var until = c.exp ? " · 令牌有效至 Token valid until " + new Date(c.exp * 1000).toLocaleTimeString("zh-CN", { hour12: false }) : "";
     $("who").textContent = "观众 Viewer: " + user + " · 直播间 Room: " + room + until;
     $("signout").hidden = false;
     widget = LiveCoupon.init({ room: room, token: t, mount: $("dock"), onCoupon: pick, onAuthError: refused });
@@ -118,18 +118,36 @@
     var box = $("msgs");
     box.append(line);
     while (box.children.length > 30) box.firstChild.remove();
+    return line;
   }
 
-  /** A chat line, as the token's user: POST /v1/rooms/{room}/comments (the service stamps the time). */
+  /** A chat line, as the token's user: POST /v1/rooms/{room}/comments (the service stamps the time). The line
+   * shows as sending until the service takes it; one it refuses stays, marked 未发送 Not sent. */
   function comment(text) {
     text = text.trim();
     if (!text || !token) return;
-    say(user + "：", text);
+    var line = say(user + "：", text, "pending");
     call("/v1/rooms/" + encodeURIComponent(room) + "/comments", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text })
-    }).catch(function (err) {
-      if (err.status !== 401) toast((err.status === 429 ? "发言太快了 · Too fast: " : "发送失败 · Not sent: ") + err.message);
+    }).then(function () {
+      line.classList.remove("pending");
+    }, function (err) {
+      line.classList.replace("pending", "failed");
+      var tag = document.createElement("small");
+      tag.textContent = "未发送 · Not sent";
+      line.append(tag);
+      if (err.status === 401) return; // the sign-in form says why
+      toast(bilingual(err.status === 429 ? ["发言太快了", "Too fast"] : ["发送失败", "Not sent"],
+        err.status ? err.message : "连不上服务 / cannot reach the service"));
     });
+  }
+
+  /** "发送失败：中文 · Not sent: English" from a label and the server's "中文 / English" message (or an
+   * English-only one: "发送失败 · Not sent: English"). */
+  function bilingual(label, message) {
+    var cut = message.indexOf(" / "), zh = message.slice(0, cut);
+    if (cut < 0 || !/[\u3400-\u9fff]/.test(zh)) return label[0] + " · " + label[1] + ": " + message;
+    return label[0] + "：" + zh + " · " + label[1] + ": " + message.slice(cut + 3);
   }
 
   function toast(text) {
@@ -154,7 +172,7 @@
     node.querySelector(".val > small").textContent = cond;
     node.querySelector(".t em").textContent = c.title;
     node.querySelector(".t span").textContent = STATES[c.state] || c.state;
-    node.querySelector(".m").textContent = "有效期至 " + until + " valid until" +
+    node.querySelector(".m").textContent = "有效期至 Valid until " + until +
       (c.scope === "all" ? " · 全场通用 storewide" : " · 指定商品 selected items");
     return node;
   }

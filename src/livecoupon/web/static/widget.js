@@ -91,16 +91,21 @@
 
   function num(x) { return String(Math.round(Number(x) * 100) / 100); }
 
-  /** ¥10 · 8.5折, and the condition under it: 满99可用 · over ¥99 / 无门槛 · no minimum. */
+  /** ¥10 · 8.5折, and the condition under it: 满99可用 · over ¥99 / 无门槛 · no minimum (a percent coupon's cap
+   * joins each language: 满99可用，最高减30 · over ¥99, up to ¥30 off). */
   function faceValue(c) {
     if (c.kind === "percent") return { big: num((100 - c.percent) / 10), unit: "折", prefix: "" };
     return { big: num(c.amount), unit: "", prefix: "¥" };
   }
 
   function condition(c) {
-    var cond = Number(c.threshold) > 0 ? "满" + num(c.threshold) + "可用 · over ¥" + num(c.threshold) : "无门槛 · no minimum";
-    if (c.kind === "percent" && c.max_discount != null) cond += " · 最高减" + num(c.max_discount);
-    return cond;
+    var over = Number(c.threshold) > 0, t = num(c.threshold);
+    var zh = over ? "满" + t + "可用" : "无门槛", en = over ? "over ¥" + t : "no minimum";
+    if (c.kind === "percent" && c.max_discount != null) {
+      zh += "，最高减" + num(c.max_discount);
+      en += ", up to ¥" + num(c.max_discount) + " off";
+    }
+    return zh + " · " + en;
   }
 
   function scopeWords(scope) {
@@ -282,7 +287,7 @@
       var self = this, face = faceValue(c);
       var overlay = el("div", "overlay"), card = el("div", "card");
       card.setAttribute("role", "dialog");
-      card.setAttribute("aria-label", "专属优惠券已到账");
+      card.setAttribute("aria-label", "专属优惠券已到账 Your exclusive coupon has arrived");
       card.dataset.couponId = c.coupon_id;
       var x = el("button", "x", "×");
       x.setAttribute("aria-label", "关闭 Close");
