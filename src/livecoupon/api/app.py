@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+import fastapi_offline
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -24,6 +27,16 @@ from livecoupon.delivery.ledger import LedgerSender
 from livecoupon.service_layer.port import Service
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+# Swagger UI 5 (it renders OpenAPI 3.1), as fastapi-offline ships it: /docs loads nothing from elsewhere. No /redoc:
+# ReDoc's bundle fetches its logo from Redocly's CDN whatever it is told.
+DOCS_FILES = Path(fastapi_offline.__file__).resolve().parent / "static"
+DESCRIPTION = """直播间自动发券 — coupons issued automatically inside live streams.
+
+Two WebSocket endpoints are not operations here, as OpenAPI cannot describe one:
+`/v1/rooms/{room}/live` (a viewer's coupons, live) and `/v1/console/live` (the consoles' feed).
+docs/api.md describes them: credentials, messages, close codes.
+The integration endpoints are listed only where they are configured: `/v1/integrations/agora/ncs`
+with an Agora NCS secret, `/v1/integrations/ledger/events` with a merchant ledger's secret."""
 
 
 class App(FastAPI):
@@ -59,8 +72,8 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
             await stack.enter_async_context(runtime.running())
             yield
 
-    app = App(title="livecoupon", version="0.1.0", lifespan=lifespan,
-                  description="直播间自动发券 — coupons issued automatically inside live streams.")
+    app = App(title="livecoupon", version="0.1.0", lifespan=lifespan, description=DESCRIPTION,
+              docs_url=None, redoc_url=None)
     attach(app, runtime)
     errors.install(app)
     app.add_middleware(BodyLimit)
@@ -99,6 +112,7 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
 
         app.include_router(agora_router(agora_secret, submit_agora))
     app.mount("/web", StaticFiles(directory=STATIC, html=True, check_dir=False), name="web")
+    serve_reference(app)
     document = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -108,3 +122,16 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def serve_reference(app: FastAPI) -> None:
+    """``/docs``: Swagger UI over ``/openapi.json``, its files served from here."""
+    app.mount("/docs-files", StaticFiles(directory=DOCS_FILES), name="docs-files")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")  # behind a proxy that serves the app under a prefix
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — API",
+                                   swagger_js_url=f"{root}/docs-files/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs-files/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs-files/favicon.png")

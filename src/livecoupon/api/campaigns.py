@@ -19,7 +19,16 @@ from pydantic import BaseModel, Field
 
 from livecoupon.analytics.backtest import compare
 from livecoupon.api.runtime import RuntimeDep, operator
-from livecoupon.api.schemas import BODY_ERRORS, CALLER_ERRORS, PARAM_ERRORS, CampaignQuery, answer, errors
+from livecoupon.api.schemas import (
+    BODY_ERRORS,
+    CALLER_ERRORS,
+    PARAM_ERRORS,
+    CampaignQuery,
+    PublishOut,
+    VersionsOut,
+    answer,
+    errors,
+)
 from livecoupon.campaign_file import CampaignError, parse_campaign
 from livecoupon.domain.campaign import Campaign
 
@@ -82,7 +91,7 @@ async def backtest(body: CampaignIn, rt: RuntimeDep) -> Any:
     return await asyncio.to_thread(run)
 
 
-@router.get("/versions", responses=PARAM_ERRORS | errors(404))
+@router.get("/versions", response_model=None, responses=answer(VersionsOut) | PARAM_ERRORS | errors(404))
 async def versions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, Any]:
     """The version in force and its file (YAML: the editor's starting point, or an export), every version
     published with when and the operator's note, and which version each room on air runs (of ``campaign``,
@@ -91,7 +100,7 @@ async def versions(rt: RuntimeDep, campaign: CampaignQuery = None) -> dict[str, 
     return await service.call(service.versions, campaign)
 
 
-@router.post("/publish", responses=BODY_ERRORS | errors(409))
+@router.post("/publish", response_model=None, responses=answer(PublishOut) | BODY_ERRORS | errors(409))
 async def publish(body: PublishIn, rt: RuntimeDep) -> dict[str, Any]:
     """Publish the file as the campaign's next version, logged as an operator action: its limits and schedule
     hold at once, its triggers, coupons and experiments at each room's next broadcast (``effect`` says which

@@ -16,6 +16,7 @@ from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_IP, MAX_NAME, MAX_TEXT, 
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.orders import OrderState
 from livecoupon.domain.pricing import CartLine
+from livecoupon.service_layer.publishing import DIFF_LINES
 
 MAX_PRICE_FEN = 10_000_000 * 100  # ten million yuan a line item
 MAX_QTY = 100_000
@@ -234,7 +235,8 @@ class HealthOut(BaseModel):
 
 
 class AdminHealthOut(HealthOut):
-    campaign: str
+    campaign: str = Field(description="the deployment's first campaign (by id)")
+    campaigns: list[str] = Field(description="every campaign the deployment runs, by id")
     events: int = Field(description="events and operator commands applied since start")
     connections: int
     popups_waiting: int
@@ -353,13 +355,69 @@ class StatsOut(BaseModel):
     dead_letters: int
 
 
+class MetricsTotals(BaseModel):
+    decisions: int
+    issued: int
+    orders: int
+    gmv: float = Field(description="the orders' value, in yuan")
+    orders_with_coupon: int
+
+
 class MetricsOut(BaseModel):
     """``metrics.json`` of SPEC §6, so far."""
 
     campaign: str
     triggers: dict[str, dict[str, Any]]
     experiments: dict[str, dict[str, Any]]
-    totals: dict[str, Any]
+    offers: dict[str, dict[str, Any]] = Field(
+        description="per offer trigger (千人千面): decisions, arms, phases, policy, spend, and price where known")
+    totals: MetricsTotals
+
+
+class VersionOut(BaseModel):
+    version: int
+    at: float | None = Field(description="when it was published, event-time seconds (null: the file at start)")
+    note: str = Field(description="the operator's words on the change")
+
+
+class VersionsOut(BaseModel):
+    version: int = Field(description="the version in force")
+    yaml: str | None = Field(description="its file (null: the service was started without one)")
+    versions: list[VersionOut] = Field(description="every version, the file at start first")
+    rooms: dict[str, int] = Field(description="the version each room on air runs")
+
+
+class NamesChanged(BaseModel):
+    """Triggers, coupons or experiments, by name (a list only where there is one)."""
+
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+
+
+class CampaignChanges(BaseModel):
+    triggers: NamesChanged
+    coupons: NamesChanged
+    experiments: NamesChanged
+    limits: list[str] = Field(description="the limits that changed, by their key in the file")
+    settings: list[str] = Field(description="the other settings that changed, by their key in the file")
+
+
+class PublishEffect(BaseModel):
+    at_once: list[str] = Field(description="what holds from the publish on, in every room")
+    next_broadcast: bool = Field(description="whether some of it waits for each room's next broadcast")
+    rooms_waiting: list[str] = Field(description="the rooms on air, which keep the version they run until then")
+    words_zh: str
+    words_en: str
+
+
+class PublishOut(BaseModel):
+    published: bool = Field(description="false: the file changes nothing, and nothing was published")
+    version: int = Field(description="the version in force after the call")
+    changes: CampaignChanges
+    diff: list[str] = Field(description="the line diff against the file in force "
+                                           f"(cut at {DIFF_LINES:,} lines)")
+    effect: PublishEffect | None = Field(None, description="when it takes effect (published only)")
 
 
 class DecisionsOut(BaseModel):
