@@ -21,7 +21,9 @@ printed first and taken off every stage. The stages:
 Then the estimate of a replay split in two: one process reading (read, plain_fields, dedup, pack), the other
 deciding (the rest of replay(), and unpack), each on a core of its own. Measured 2026-12-01 (AMD EPYC,
 2 cores): the reader ~1.27 s and the decider ~1.28 s of a 2.45 s run, so ~1.48 s whole, 25-28x durable-rules,
-short of the issue's 30x: docs/benchmarks.md, "eleventh pass".
+short of the issue's 30x: docs/benchmarks.md, "eleventh pass". Built and timed whole process in the
+twelfth pass: no faster than one process (the reading half with its packing alone takes as long), so this
+estimate reads too high: it takes a stage's cost alone, where a real split pays its loops and copies too.
 """
 
 from __future__ import annotations
