@@ -8,6 +8,7 @@ in English: ``triggers[2].coupon: 未知的券 / unknown coupon 'dwel10'``.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -249,7 +250,7 @@ def load_campaign(path: str | Path) -> Campaign:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CampaignError([_unreadable(path, exc)]) from None
-    return parse_campaign(text)
+    return parse_campaign(text, str(path))
 
 
 def _unreadable(path: str | Path, exc: Exception) -> str:
@@ -282,7 +283,7 @@ def load_campaigns(paths: Iterable[str | Path]) -> list[tuple[Campaign, str]]:
         prefix = f"{path}: " if len(files) > 1 else ""
         try:
             text = path.read_text(encoding="utf-8")
-            campaign = parse_campaign(text)
+            campaign = parse_campaign(text, str(path))
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(_unreadable(path, exc))
             continue
@@ -379,9 +380,15 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _yaml_12_int)
 _OPTIONAL_SECTIONS = ("limits", "experiments", "delivery", "ledger", "schedule")
 
 
-def parse_campaign(text: str) -> Campaign:
+def parse_campaign(text: str, name: str | None = None) -> Campaign:
+    """A campaign file's text, read; :class:`CampaignError` lists every problem. ``name``: the file's, which a
+    YAML syntax error names with its line and column."""
+    source: str | io.StringIO = text
+    if name is not None:
+        source = io.StringIO(text)
+        source.name = name  # what PyYAML's marks name (for a string: "<unicode string>")
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader: _Loader is yaml.SafeLoader's kind)
+        data = yaml.load(source, Loader=_Loader)  # noqa: S506 (a safe loader: _Loader is yaml.SafeLoader's kind)
     except yaml.YAMLError as exc:
         chinese = exc.chinese if isinstance(exc, _DuplicateKey) else "YAML 格式有误"
         raise CampaignError([f"{chinese} / not valid YAML: {exc}"]) from None
@@ -394,8 +401,33 @@ def parse_campaign(text: str) -> Campaign:
     try:
         model = CampaignModel.model_validate(data)
     except ValidationError as exc:
-        raise CampaignError(_shape_errors(exc, data)) from None
+        shape = _shape_errors(exc, data)
+        raise CampaignError(shape + [e for e in _unknown_coupons(data) if e not in shape]) from None
     return _Builder(model).build()
+
+
+def _unknown_coupons(data: dict[str, Any]) -> list[str]:
+    """The coupons the file names but does not define, read from the file as written: with its shape wrong the
+    semantic pass (:class:`_Builder`) cannot run, and a typo in a name is listed in the same pass all the same."""
+    coupons = data.get("coupons")
+    if not isinstance(coupons, dict):
+        return []  # no coupons to name (``coupons: required`` says so)
+    known = set(coupons)
+    named: list[tuple[str, object]] = []
+    for i, trigger in enumerate(_items(data.get("triggers"))):
+        named.append((f"triggers[{i}].coupon", trigger.get("coupon")))
+        offer = trigger.get("offer")
+        arms = offer.get("arms") if isinstance(offer, dict) else None
+        named += [(f"triggers[{i}].offer.arms[{j}]", arm)
+                  for j, arm in enumerate(arms if isinstance(arms, list) else [])]
+    for i, experiment in enumerate(_items(data.get("experiments"))):
+        named += [(f"experiments[{i}].variants[{j}].coupon", variant.get("coupon"))
+                  for j, variant in enumerate(_items(experiment.get("variants")))]
+    return [f"{path}: {_unknown_coupon(name)}" for path, name in named if isinstance(name, str) and name not in known]
+
+
+def _items(value: object) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _path(loc: Iterable[int | str]) -> str:

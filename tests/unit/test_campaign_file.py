@@ -332,6 +332,28 @@ def test_not_a_mapping_or_not_yaml() -> None:
     assert errors_of("campaign: [unclosed\n")[0].startswith("YAML 格式有误 / not valid YAML")
 
 
+def test_a_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("campaign: c\nrooms: [\n", encoding="utf-8")
+    for load_it in (lambda: load_campaign(path), lambda: load_campaigns([path])):
+        with pytest.raises(CampaignError) as info:
+            load_it()
+        assert f'in "{path}", line 3' in info.value.errors[0] and "<unicode string>" not in info.value.errors[0]
+
+
+def test_a_file_with_a_wrong_shape_lists_its_unknown_coupons_in_the_same_pass() -> None:
+    """`check` lists every problem: a misspelt coupon is named beside the unknown keys, not once they are fixed."""
+    data = build(bogus=1, triggers=[{"name": "t", "when": "dwell", "after": "5m", "coupon": "dwel10", "typo": 3},
+                                    {"name": "o", "when": "dwell", "after": "9m", "offer": {"arms": ["dwell10", "x"]}}],
+                 experiments=[{"name": "e", "trigger": "t", "variants": [{"name": "a", "coupon": "nope"}]}])
+    errors = errors_of(data)
+    assert "bogus: 未知的键 / unknown key" in errors and "triggers[0].typo: 未知的键 / unknown key" in errors
+    assert "triggers[0].coupon: 未知的券 / unknown coupon 'dwel10'" in errors
+    assert "triggers[1].offer.arms[1]: 未知的券 / unknown coupon 'x'" in errors
+    assert "experiments[0].variants[0].coupon: 未知的券 / unknown coupon 'nope'" in errors
+    assert len(errors) == len(set(errors))
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(CampaignError) as info:
