@@ -8,7 +8,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from livecoupon.domain.money import format_yuan
 from livecoupon.engine.campaigns import DeploymentError
 from livecoupon.engine.clock import ClockMode
 from livecoupon.store.port import collector_paused
+
+if TYPE_CHECKING:
+    import socket
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="livecoupon — 直播间自动发券 / coupons issued automatically inside live streams.")
@@ -238,6 +241,7 @@ def serve(
         raise typer.Exit(UNUSABLE)
     configure_logs(log_format)
     loaded = _campaigns_or_exit(config)
+    listening = _listen_or_exit(host, port)  # before the store is opened and the credentials are printed
     campaigns, sources = [c for c, _ in loaded], {c.campaign: text for c, text in loaded}
     credentials = Credentials.from_env()
     if bus is None and role is not Role.ALL:
@@ -267,18 +271,55 @@ def serve(
         err.print(f"无法打开数据库 / cannot open the store {store or db}: {exc}", markup=False)
         raise typer.Exit(UNUSABLE) from None
     where = f"{_redacted(store)} ({name})" if store else str(db)
-    scaled = f", bus: {bus}, role: {role.value}" if bus else ""
-    names = escape(", ".join(c.campaign for c in campaigns))  # the markup is ours alone, whatever the names hold
-    # soft_wrap: a line longer than the terminal stays one line, so its URL and credentials copy whole
-    err.print(f"livecoupon 服务 / serving campaign [bold]{names}[/] on "
-              + escape(f"http://{host}:{port} (store: {where}, clock: {clock.value}{scaled})"),
-              highlight=False, soft_wrap=True)
+    url = f"http://{_url_host(host)}:{listening.getsockname()[1]}"
     values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
               "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
-    for name in credentials.generated:
-        err.print(f"{_CREDENTIAL_NAMES[name]} (set {name} to choose one): {values[name]}", markup=False,
-                  highlight=False, soft_wrap=True)
-    uvicorn.run(application, host=host, port=port, log_level="warning", ws_max_size=64 * 1024, http=HttpProtocol)
+    generated = {key: values[key] for key in credentials.generated}
+    if log_format == "json":  # every line of a JSON log is an object, the first one too
+        import logging
+
+        logging.getLogger("livecoupon.serve").info("serving", extra={
+            "campaigns": [c.campaign for c in campaigns], "url": url, "store": where, "clock": clock.value,
+            "bus": bus, "role": role.value if bus else None, "generated_credentials": generated})
+    else:
+        scaled = f", bus: {bus}, role: {role.value}" if bus else ""
+        names = escape(", ".join(c.campaign for c in campaigns))  # the markup is ours alone, whatever they hold
+        # soft_wrap: a line longer than the terminal stays one line, so its URL and credentials copy whole
+        err.print(f"livecoupon 服务 / serving campaign [bold]{names}[/] on "
+                  + escape(f"{url} (store: {where}, clock: {clock.value}{scaled})"), highlight=False, soft_wrap=True)
+        for key, value in generated.items():
+            err.print(f"{_CREDENTIAL_NAMES[key]} (set {key} to choose one): {value}", markup=False,
+                      highlight=False, soft_wrap=True)
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning", ws_max_size=64 * 1024,
+                                           http=HttpProtocol))
+    server.run(sockets=[listening])
+
+
+def _listen_or_exit(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound before anything else starts: a port in use (or a host this machine
+    does not have) is said at once, in both languages, and nothing is opened or printed before it."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        listening = socket.socket(family, kind, proto)
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            listening.bind(address)
+        except OSError:
+            listening.close()
+            raise
+    except OSError as exc:
+        why = "端口已被占用 / the port is in use" if exc.errno == errno.EADDRINUSE else f"{exc}"
+        err.print(f"无法监听 / cannot listen on {host}:{port}: {why}", markup=False)
+        raise typer.Exit(UNUSABLE) from None
+    return listening
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _redacted(url: str) -> str:

@@ -211,3 +211,28 @@ def test_serve_on_the_wall_clock_refuses_a_log_that_runs_ahead_of_it(tmp_path: P
                            "--clock", "wall", "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2, done.stderr
     assert "60 min ahead of this machine's clock" in done.stderr and "--clock event" in done.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_before_it_opens_or_prints_anything(tmp_path: Path) -> None:
+    import socket
+
+    from support.credentials import ENV
+
+    env = {**os.environ, **{name: "k" * 43 for name in ENV}}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([str(CLI), "serve", "--config", str(EXAMPLE), "--db", str(tmp_path / "s.db"),
+                               "--port", str(port)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"无法监听 / cannot listen on 127.0.0.1:{port}: 端口已被占用 / the port is in use"
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_serve_with_json_logs_writes_json_from_its_first_line(tmp_path: Path) -> None:
+    from support.server import Server
+
+    with Server(EXAMPLE, tmp_path / "j.db", args=("--log", "json")) as server:
+        first = json.loads(server.log.read_text(encoding="utf-8").splitlines()[0])
+    assert first["message"] == "serving" and first["url"] == server.url and first["campaigns"] == ["double11-live"]
