@@ -36,7 +36,11 @@ T = TypeVar("T")
 DEMO_CAMPAIGN = Path(__file__).resolve().parent / "sim" / "campaign.yaml"  # installed with the package: any folder
 
 
-CONFIG_HELP = "campaign file (YAML), or a folder of them; repeat for several campaigns in one deployment"
+CONFIG_HELP = ("活动文件（YAML）或其文件夹；多个活动同一部署时重复此项 / "
+               "campaign file (YAML), or a folder of them; repeat for several campaigns in one deployment")
+
+EVENTS_HELP = "事件文件，每行一个 JSON 对象 / recorded events, one JSON object a line"
+DB_HELP = "内嵌存储的 SQLite 文件 / SQLite file of the embedded store"
 
 
 def _campaign_or_exit(path: Path) -> Campaign:
@@ -136,9 +140,9 @@ def _utc(ms: int, form: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
 
 @app.command()
 def replay(
-    events: Annotated[Path, typer.Argument(help="recorded events, one JSON object a line")],
+    events: Annotated[Path, typer.Argument(help=EVENTS_HELP)],
     config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for issued/suppressed/rejected.jsonl")],
+    out_dir: Annotated[Path, typer.Option("--out", help="输出目录 / directory for issued/suppressed/rejected.jsonl")],
 ) -> None:
     """重放事件流 / Replay a recorded stream on a simulated clock and write every decision (with several
     campaigns, each one's in campaign-id order for each event, as a deployment of them decides)."""
@@ -169,10 +173,10 @@ def replay(
 
 @app.command()
 def report(
-    events: Annotated[Path, typer.Argument(help="recorded events, one JSON object a line")],
+    events: Annotated[Path, typer.Argument(help=EVENTS_HELP)],
     config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for report.html and metrics.json (with several "
-                                                        "campaigns, a folder of each campaign's)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="报告目录 / directory for report.html and metrics.json "
+                                                        "(with several campaigns, a folder of each campaign's)")],
 ) -> None:
     """分析报告 / Analyse a recorded stream offline: report.html and metrics.json."""
     from livecoupon.analytics.publish import write_report
@@ -200,30 +204,35 @@ _CREDENTIAL_NAMES = {"LIVECOUPON_API_KEY": "运营密钥 / operator key",
                      "LIVECOUPON_VIEWER_SECRET": "观众令牌签名密钥 / viewer-token secret"}
 
 
-CLAIMS_HELP = ("redis://…: keep the claims' counters in Redis (with --store; recorded for the deployment, "
-               "so its other processes follow); postgresql: move them back to PostgreSQL (counted again from "
-               "the decisions)")
+CLAIMS_HELP = ("计数放在 Redis / redis://…: keep the claims' counters in Redis (with --store; recorded for the "
+               "deployment, so its other processes follow); postgresql: move them back to PostgreSQL (counted "
+               "again from the decisions)")
 
 
 @app.command()
 def serve(
     config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
-    db: Annotated[Path, typer.Option("--db", help="SQLite file of the embedded store")] = Path("livecoupon.db"),
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    clock: Annotated[ClockMode, typer.Option("--clock", help="wall: the machine's clock (events checked against "
-                                                             "it); event: the latest event's ts, as in replay")
+    db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = Path("livecoupon.db"),
+    host: Annotated[str, typer.Option("--host", help="监听地址 / address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="监听端口（0：任一空闲端口） / port (0: any free one)")] = 8000,
+    clock: Annotated[ClockMode, typer.Option("--clock", help="服务时间 / the service's time: wall, the machine's "
+                                                             "clock (events checked against it); event, the latest "
+                                                             "event's ts, as in replay")
                      ] = ClockMode.WALL,
-    store: Annotated[str | None, typer.Option("--store", help="postgresql://… instead of the SQLite file")] = None,
-    name: Annotated[str, typer.Option("--name", help="namespace of this deployment on the store")] = "livecoupon",
-    log_format: Annotated[str, typer.Option("--log", help="text, or json: one object a line, every decision "
-                                                          "with its ids")] = "text",
-    bus: Annotated[str | None, typer.Option("--bus", help="nats://HOST:PORT: scale out over NATS JetStream "
-                                                          "(with --store)")] = None,
-    role: Annotated[Role, typer.Option("--role", help="scaled out: gateway (HTTP), worker (the engine), "
-                                                      "or all")] = Role.ALL,
+    store: Annotated[str | None, typer.Option("--store", help="PostgreSQL 存储 / "
+                                                              "postgresql://… instead of the SQLite file")] = None,
+    name: Annotated[str, typer.Option("--name", help="部署的命名空间 / "
+                                                     "namespace of this deployment on the store")] = "livecoupon",
+    log_format: Annotated[str, typer.Option("--log", metavar="text|json", help="日志格式 / log format: text, "
+                                                          "or json: one object a line, every decision with its "
+                                                          "ids")] = "text",
+    bus: Annotated[str | None, typer.Option("--bus", help="消息总线，横向扩展 / nats://HOST:PORT: scale out "
+                                                          "over NATS JetStream (with --store)")] = None,
+    role: Annotated[Role, typer.Option("--role", help="进程角色 / scaled out: gateway (HTTP), worker "
+                                                      "(the engine), or all")] = Role.ALL,
     partitions: Annotated[int, typer.Option("--partitions", min=1, max=1024,
-                                            help="partitions of rooms, fixed by a deployment's first start"
+                                            help="直播间分区数 / "
+                                                 "partitions of rooms, fixed by a deployment's first start"
                                             )] = DEFAULT_PARTITIONS,
     claims: Annotated[str | None, typer.Option("--claims", envvar="LIVECOUPON_CLAIMS", help=CLAIMS_HELP)] = None,
 ) -> None:
@@ -329,14 +338,19 @@ def _redacted(url: str) -> str:
 
 @app.command()
 def cluster(
-    config: Annotated[Path, typer.Option("--config", help="campaign file (YAML), or a folder of them")],
-    store: Annotated[str, typer.Option("--store", help="postgresql://…")] = "postgresql://postgres@127.0.0.1:5432/test",
-    bus: Annotated[str, typer.Option("--bus", help="nats://HOST:PORT")] = "nats://127.0.0.1:4222",
-    name: Annotated[str, typer.Option("--name", help="namespace of this deployment")] = "livecoupon_local",
-    gateways: Annotated[int, typer.Option("--gateways", min=1, max=8)] = 2,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=8)] = 2,
-    port: Annotated[int, typer.Option("--port", help="the first gateway's port; the others follow")] = 8100,
-    clock: Annotated[ClockMode, typer.Option("--clock")] = ClockMode.WALL,
+    config: Annotated[Path, typer.Option("--config", help="活动文件（YAML）或其文件夹 / "
+                                                          "campaign file (YAML), or a folder of them")],
+    store: Annotated[str, typer.Option("--store", help="PostgreSQL 存储 / "
+                                                       "postgresql://…")] = "postgresql://postgres@127.0.0.1:5432/test",
+    bus: Annotated[str, typer.Option("--bus", help="消息总线 / nats://HOST:PORT")] = "nats://127.0.0.1:4222",
+    name: Annotated[str, typer.Option("--name", help="部署的命名空间 / "
+                                                     "namespace of this deployment")] = "livecoupon_local",
+    gateways: Annotated[int, typer.Option("--gateways", min=1, max=8, help="网关进程数 / gateway processes")] = 2,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=8, help="工作进程数 / worker processes")] = 2,
+    port: Annotated[int, typer.Option("--port", help="首个网关端口，其余依次 / "
+                                                     "the first gateway's port; the others follow")] = 8100,
+    clock: Annotated[ClockMode, typer.Option("--clock", help="服务时间 / the service's time (serve --clock)")] = (
+        ClockMode.WALL),
     claims: Annotated[str | None, typer.Option("--claims", envvar="LIVECOUPON_CLAIMS", help=CLAIMS_HELP)] = None,
 ) -> None:
     """本机集群 / Run gateways and workers on this machine (``serve --role``), sharing one set of credentials,
@@ -353,11 +367,15 @@ def cluster(
 
 @app.command()
 def export(
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for events.jsonl, issued.jsonl, suppressed.jsonl")],
-    db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the embedded store")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="postgresql://… of a scaled-out deployment")] = None,
-    name: Annotated[str, typer.Option("--name", help="the deployment's namespace on the store")] = "livecoupon",
-    campaign: Annotated[str | None, typer.Option("--campaign", help="one campaign's decisions (of a deployment "
+    out_dir: Annotated[Path, typer.Option("--out", help="导出目录 / directory for events.jsonl, issued.jsonl, "
+                                                        "suppressed.jsonl")],
+    db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None,
+    store: Annotated[str | None, typer.Option("--store", help="横向扩展部署的 PostgreSQL / postgresql://… of a "
+                                                              "scaled-out deployment")] = None,
+    name: Annotated[str, typer.Option("--name", help="部署的命名空间 / "
+                                                     "the deployment's namespace on the store")] = "livecoupon",
+    campaign: Annotated[str | None, typer.Option("--campaign", help="只导出一个活动的决策 / "
+                                                                    "one campaign's decisions (of a deployment "
                                                                    "of several): a replay of the log with its "
                                                                    "file reproduces them")] = None,
 ) -> None:
@@ -423,12 +441,13 @@ def _operator_call(method: str, url: str, path: str, body: dict[str, object] | N
 
 @app.command()
 def publish(
-    config: Annotated[Path, typer.Argument(help="campaign file (YAML) to publish")],
-    url: Annotated[str, typer.Option("--url", help="the running service (any gateway, scaled out)")] =
+    config: Annotated[Path, typer.Argument(help="要发布的活动文件 / campaign file (YAML) to publish")],
+    url: Annotated[str, typer.Option("--url", help="运行中的服务 / the running service (any gateway, scaled out)")] =
         "http://127.0.0.1:8000",
-    note: Annotated[str, typer.Option("--note", help="your words on the change, kept in the log")] = "",
-    base_version: Annotated[int | None, typer.Option("--base-version", min=1, help="refuse if the version in "
-                                                     "force is no longer this one")] = None,
+    note: Annotated[str, typer.Option("--note", help="变更说明，记入日志 / "
+                                                     "your words on the change, kept in the log")] = "",
+    base_version: Annotated[int | None, typer.Option("--base-version", min=1, help="当前版本不是此版本则拒绝 / "
+                                                     "refuse if the version in force is no longer this one")] = None,
 ) -> None:
     """发布新版本 / Publish a campaign file to a running service as its next version (docs/campaign.md)."""
     _campaign_or_exit(config)
@@ -451,10 +470,11 @@ def publish(
 
 @app.command()
 def pull(
-    out_file: Annotated[Path, typer.Option("--out", help="where to write the campaign file in force")],
-    url: Annotated[str, typer.Option("--url", help="the running service")] = "http://127.0.0.1:8000",
-    campaign: Annotated[str | None, typer.Option("--campaign", help="which campaign, where the service runs "
-                                                                   "several")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="当前版本写到哪里 / "
+                                                         "where to write the campaign file in force")],
+    url: Annotated[str, typer.Option("--url", help="运行中的服务 / the running service")] = "http://127.0.0.1:8000",
+    campaign: Annotated[str | None, typer.Option("--campaign", help="哪个活动（部署多个活动时） / which campaign, "
+                                                                   "where the service runs several")] = None,
 ) -> None:
     """取回当前版本 / Write the campaign file in force on a running service (the file to edit and publish)."""
     query = f"?campaign={urllib.parse.quote(campaign)}" if campaign else ""
@@ -469,15 +489,20 @@ def pull(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="where events.jsonl, report.html, metrics.json go")] = Path(
+    out_dir: Annotated[Path, typer.Option("--out", help="输出目录 / "
+                                                        "where events.jsonl, report.html, metrics.json go")] = Path(
         "demo-out"),
-    viewers: Annotated[int, typer.Option("--viewers", min=1, max=100_000)] = 4000,
-    minutes: Annotated[int, typer.Option("--minutes", min=1, max=600, help="simulated broadcast length")] = 60,
-    speed: Annotated[float, typer.Option("--speed", min=0.1, help="simulated seconds per wall second")] = 60.0,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
-    config: Annotated[Path, typer.Option("--config", help="campaign file", show_default=(
+    viewers: Annotated[int, typer.Option("--viewers", min=1, max=100_000, help="模拟观众数 / "
+                                                                               "simulated viewers")] = 4000,
+    minutes: Annotated[int, typer.Option("--minutes", min=1, max=600, help="模拟直播时长（分钟） / "
+                                                                           "broadcast minutes")] = 60,
+    speed: Annotated[float, typer.Option("--speed", min=0.1, help="每秒模拟多少秒 / "
+                                                                  "simulated seconds per second")] = 60.0,
+    seed: Annotated[int, typer.Option("--seed", help="随机种子 / random seed of the simulation")] = 42,
+    config: Annotated[Path, typer.Option("--config", help="活动文件 / campaign file", show_default=(
         "the demo's own, examples/campaign.yaml"))] = DEMO_CAMPAIGN,
-    headless: Annotated[bool, typer.Option("--headless", help="no progress display or console links")] = False,
+    headless: Annotated[bool, typer.Option("--headless", help="不显示进度和控制台链接 / "
+                                                              "no progress display or console links")] = False,
 ) -> None:
     """模拟直播演示 / Run a simulated broadcast against the embedded service, end to end."""
     from rich.table import Table
@@ -513,7 +538,39 @@ def demo(
 
 
 def main() -> None:
-    app(prog_name="livecoupon")
+    """``livecoupon``: the commands, with a mistake in how one is called said Chinese first, then English (typer
+    says it in English alone)."""
+    try:
+        code = app(prog_name="livecoupon", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C at a prompt
+        err.print("已中止 / aborted", markup=False)
+        code = 1
+    except typer.TyperException as exc:  # typer's own click: its exceptions' classes are not public but this one
+        if type(exc).__name__ == "NoArgsIsHelpError":  # ``livecoupon`` alone: its help
+            exc.show()  # type: ignore[attr-defined]
+            code = 0
+        else:
+            err.print(_usage_error(exc), markup=False, highlight=False, soft_wrap=True)
+            code = getattr(exc, "exit_code", UNUSABLE)
+    raise SystemExit(code or 0)
+
+
+# what a mistake in the command line is, by the class typer raises for it
+_USAGE_ERRORS = {"MissingParameter": "缺少参数", "NoSuchOption": "没有这个选项", "BadParameter": "取值无效",
+                 "BadOptionUsage": "选项用法有误", "BadArgumentUsage": "参数用法有误"}
+
+
+def _usage_error(exc: typer.TyperException) -> str:
+    """What was wrong with the command line, then where to read how to call it."""
+    english = str(getattr(exc, "format_message", exc.__str__)()).replace("Value error, ", "")
+    chinese = _USAGE_ERRORS.get(type(exc).__name__, "命令用法有误")
+    if getattr(getattr(exc, "param", None), "param_type_name", None) == "option" and chinese == "缺少参数":
+        chinese = "缺少选项"
+    if english.startswith("No such command"):
+        chinese = "没有这个命令"
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "livecoupon"
+    return f"{chinese} / {english}\n运行 '{command} --help' 查看用法 / Try '{command} --help' for help."
 
 
 if __name__ == "__main__":

@@ -236,3 +236,31 @@ def test_serve_with_json_logs_writes_json_from_its_first_line(tmp_path: Path) ->
     with Server(EXAMPLE, tmp_path / "j.db", args=("--log", "json")) as server:
         first = json.loads(server.log.read_text(encoding="utf-8").splitlines()[0])
     assert first["message"] == "serving" and first["url"] == server.url and first["campaigns"] == ["double11-live"]
+
+
+def test_a_mistake_in_the_command_line_is_said_chinese_first_then_english() -> None:
+    cases = {("check",): "缺少参数 / Missing argument 'config'.",
+             ("serve",): "缺少选项 / Missing option '--config'.",
+             ("check", EXAMPLE, "--bogus"): "没有这个选项 / No such option: --bogus",
+             ("bogus",): "没有这个命令 / No such command 'bogus'.",
+             ("serve", "--config", EXAMPLE, "--clock", "bogus"):
+                 "取值无效 / Invalid value for '--clock': 'bogus' is not one of 'wall', 'event'."}
+    for args, said in cases.items():
+        done = run(*args)
+        command = "livecoupon" if args == ("bogus",) else f"livecoupon {args[0]}"
+        assert done.returncode == 2, args
+        hint = f"运行 '{command} --help' 查看用法 / Try '{command} --help' for help."
+        assert done.stderr.splitlines() == [said, hint]
+    assert run().returncode == 0 and "Usage: livecoupon" in run().stdout  # alone: its help
+
+
+def test_every_option_and_argument_says_what_it_is_chinese_first() -> None:
+    import typer
+
+    from livecoupon.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    unsaid = [f"{name} {param.name}" for name, command in commands.items() for param in command.params
+              if not param.help or not ("\u4e00" <= param.help[0] <= "\u9fff" or param.help.startswith("PostgreSQL"))
+              or " / " not in param.help]
+    assert not unsaid, unsaid
