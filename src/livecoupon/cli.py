@@ -246,7 +246,7 @@ def serve(
     from livecoupon.logs import configure as configure_logs
 
     if log_format not in ("text", "json"):
-        err.print(f"--log {log_format!r}: use text or json", markup=False)
+        err.print(f"--log {log_format!r}: 只能是 text 或 json / use text or json", markup=False)
         raise typer.Exit(UNUSABLE)
     configure_logs(log_format)
     loaded = _campaigns_or_exit(config)
@@ -484,7 +484,7 @@ def pull(
         err.print("服务未保存启动时的文件 / the service does not hold the file it started with", markup=False)
         raise typer.Exit(UNUSABLE)
     out_file.write_text(text, encoding="utf-8")
-    err.print(f"version {answer['version']} → {out_file}", highlight=False)
+    err.print(f"版本 / version {answer['version']} → {out_file}", highlight=False)
 
 
 @app.command()
