@@ -271,6 +271,8 @@ class Checkout:
 
     def _pay(self, order: Order) -> Answer:
         now, order_id = self.clock(), order.order_id
+        if order.state is OrderState.LAPSED:  # as the payment that found it lapsing was answered
+            raise _reservation_lapsed(order_id)
         if order.state is not OrderState.CREATED:
             raise Refused(f"order_{order.state.value}", f"order {order_id!r} is {order.state.value}", "order_id")
         coupon_room = None
@@ -283,9 +285,7 @@ class Checkout:
                     raise Refused("coupon_redeemed", f"coupon {coupon.coupon_id!r} was redeemed by order "
                                   f"{coupon.order_id!r} meanwhile", "coupon_id")
                 self._current(coupon, now)  # a lapsed reservation is released
-                raise Refused("reservation_lapsed",
-                              f"the coupon reservation of order {order_id!r} lapsed; create the order again",
-                              "order_id")
+                raise _reservation_lapsed(order_id)
         paid = order.moved(OrderState.PAID)
         if not self.store.move_order(paid, OrderState.CREATED):
             raise Refused("order_changed", f"order {order_id!r} changed during payment", "order_id")
@@ -346,3 +346,8 @@ class Checkout:
                              action if back else REFUND_KEPT, coupon.order_id, {} if back else {"why": "expired"})
         moved = with_state(coupon, CouponState.ISSUED) if back else coupon
         return self.store.move_coupon(moved, CouponState.REDEEMED, entry) and back
+
+
+def _reservation_lapsed(order_id: str) -> Refused:
+    return Refused("reservation_lapsed", f"the coupon reservation of order {order_id!r} lapsed; create the order "
+                   "again", "order_id")
