@@ -206,3 +206,24 @@ def test_a_refunded_order_leaves_the_metrics(client: TestClient) -> None:
     assert newcomer() == {"redeemed": 0, "orders": 0, "gmv": 0.0}
     paid("o2")
     assert newcomer()["redeemed"] == 1 and newcomer()["orders"] == 1
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ('{"order_id": "o1", "user": "\\ud800", "cart": CART, "idempotency_key": "k1"}', "user"),
+    ('{"order_id": "o1", "user": "u", "cart": [{"product": "a\\udfff", "category": "c", "price": 1, "qty": 1}], '
+     '"idempotency_key": "k1"}', "cart[0].product"),
+])
+def test_a_lone_surrogate_in_an_order_is_refused_naming_its_field(client: TestClient, body: str, field: str) -> None:
+    """JSON's grammar allows "\\ud800", which no text holds: the 422 names the field (it said "invalid JSON:
+    unexpected end of hex escape" about the body), as the quote's does."""
+    answer = client.post("/v1/orders", content=body.replace("CART", json.dumps(CART)),
+                         headers={**PLATFORM, "Content-Type": "application/json"})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["field"] == field and "lone surrogate" in error["message"]
+    pay = client.post("/v1/orders/o1/pay", content='{"idempotency_key": "\\ud800"}',
+                      headers={**PLATFORM, "Content-Type": "application/json"})
+    assert pay.status_code == 422 and pay.json()["error"]["field"] == "idempotency_key"
+    broken = client.post("/v1/orders", content='{"order_id": ',
+                         headers={**PLATFORM, "Content-Type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["error"]["field"] == "body"  # JSON that is not: as it was

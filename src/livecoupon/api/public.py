@@ -201,7 +201,32 @@ def parsed(body: bytes, content_type: str | None, model: type[M]) -> M:
             return model.model_validate(body)  # refused, as FastAPI refuses it
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid" and (where := _lone_surrogate(body)) is not None:
+            errors = [{"type": "string_type", "loc": where, "input": None,
+                       "msg": "不是有效的文本（含孤立代理项 \\ud800–\\udfff） / holds a lone surrogate, not text"}]
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def _lone_surrogate(body: bytes) -> tuple[str | int, ...] | None:
+    """Where a body that pydantic's parser refused holds a string with a lone surrogate (``"\\ud800"``), which
+    JSON's grammar allows and no text holds: the path to it, so the 422 names the field (the parser's words,
+    "unexpected end of hex escape", named none). None if it is not that."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= char <= "\udfff" for char in item):
+                return path
+        elif isinstance(item, dict):
+            stack.extend(((*path, key), inner) for key, inner in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend(((*path, n), inner) for n, inner in reversed(list(enumerate(item))))
+    return None
 
 
 # The checkout routes are the hot ones (issue 10). Each is one function of what it needs (the runtime, the
