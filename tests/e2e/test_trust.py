@@ -338,9 +338,12 @@ def test_one_bad_event_never_fails_its_batch(client: TestClient) -> None:
 
 def test_quantities_and_prices_out_of_range_are_422(client: TestClient) -> None:
     start(client, "alice")
-    for line in ({"product": "p", "price": 1, "qty": 10**17}, {"product": "p", "price": 1e12, "qty": 1}):
+    for line in ({"product": "p", "price": 1, "qty": 10**17}, {"product": "p", "price": 1e12, "qty": 1},
+                 {"product": "p", "price": 1e308, "qty": 1}, {"product": "p", "price": 10_000_000.01, "qty": 1}):
         answer = client.post("/v1/checkout/quote", json={"user": "alice", "cart": [line]}, headers=PLATFORM)
         assert answer.status_code == 422, line
+        if line["qty"] == 1:  # each price over the line's bound says the line's bound
+            assert "must be at most 10,000,000 yuan" in answer.json()["error"]["message"], line
     # each line within its bounds, the total not: the order, paid, would log an event the log cannot read back
     big = [{"product": "p", "price": 10_000_000, "qty": 100}, {"product": "q", "price": 0.01, "qty": 1}]
     answer = client.post("/v1/orders", json={"order_id": "o-big", "user": "alice", "cart": big, "idempotency_key": "k"},

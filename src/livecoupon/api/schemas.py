@@ -26,10 +26,9 @@ MAX_EVENTS = 10_000  # a POST /v1/events batch (SPEC §6)
 def _yuan(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("must be a number of yuan")
-    fen = yuan_to_fen(value)
-    if fen > MAX_PRICE_FEN:
+    if value > MAX_PRICE_FEN // 100:  # the line's own bound, before money's wider one (1e308 said a thousand million)
         raise ValueError(f"must be at most {MAX_PRICE_FEN // 100:,} yuan")
-    return fen
+    return yuan_to_fen(value)
 
 
 def _whole(value: Any) -> Any:
