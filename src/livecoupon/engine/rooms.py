@@ -6,6 +6,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+import msgspec
+
 from livecoupon.engine.plans import Plan
 
 Rebuild = tuple[Any, tuple[Any, ...]]  # what __reduce__ returns: a constructor and its arguments
@@ -28,6 +30,17 @@ ID_LIMIT_MS: Final = 24 * 3_600_000  # ... and at any event this long after it l
 _NEVER: Final = -(2**62)
 
 
+_encode_ids: Final = msgspec.msgpack.Encoder().encode
+_decode_ids: Final = msgspec.msgpack.Decoder(set[str]).decode
+
+
+def _ids(given: set[str] | bytes | None) -> set[str]:
+    """A generation of ids as given: none yet, a set, or a snapshot's msgpack (a set, in snapshots before)."""
+    if given is None:
+        return set()
+    return _decode_ids(given) if isinstance(given, bytes) else given
+
+
 class RecentIds:
     """The platform message ids a room has seen, so a repeated event is dropped (SPEC §2: of events sharing an
     id in a room, the first is kept).
@@ -44,14 +57,17 @@ class RecentIds:
 
     __slots__ = ("newer", "older", "since")
 
-    def __init__(self, newer: set[str] | None = None, older: set[str] | None = None, since: int = _NEVER,
-                 _latest: int = _NEVER) -> None:  # _latest: a snapshot's of before 2026-12-01, no longer kept
-        self.newer: set[str] = set() if newer is None else newer
-        self.older: set[str] = set() if older is None else older
+    def __init__(self, newer: set[str] | bytes | None = None, older: set[str] | bytes | None = None,
+                 since: int = _NEVER, _latest: int = _NEVER) -> None:
+        # _latest: what snapshots of before 2026-12-01 kept too (the room's latest ts), read no longer
+        self.newer: set[str] = _ids(newer)
+        self.older: set[str] = _ids(older)
         self.since = since  # the room's time when it last forgot: the ts of the event then
 
     def __reduce__(self) -> Rebuild:
-        return RecentIds, (self.newer, self.older, self.since)
+        # Its ids as msgpack: a snapshot is written while events wait, and pickle took 4x as long over a set of
+        # strings (2,000,000 ids: 0.56 s against 0.13 s, read back 0.24 s against 0.18 s)
+        return RecentIds, (_encode_ids(self.newer), _encode_ids(self.older), self.since)
 
     def __len__(self) -> int:
         return len(self.newer) + len(self.older)
