@@ -50,7 +50,7 @@ class Deployment:
 
     ``joining``: campaigns that wait for their ``start`` entry before applying anything (a replay
     finds them in the log; the service, in its roster). ``make``: each campaign's engine (explain's notes
-    what it decides). ``dedup_ids``: an event whose id its room has seen lately is ignored (SPEC §2), in every
+    what it decides). ``dedup_ids``: an event whose id its room remembers is ignored (SPEC §2), in every
     campaign alike, and not logged; False where the caller drops them first (replay, as it reads).
     """
 
@@ -64,7 +64,7 @@ class Deployment:
                                            if name not in waiting}
         self.time = NO_TIME
         self.dedup_ids = dedup_ids
-        self.recent_ids: dict[str, RecentIds] = {}  # room -> the ids it has seen lately (with dedup_ids)
+        self.recent_ids: dict[str, RecentIds] = {}  # room -> the ids it remembers (with dedup_ids)
         self._listening: dict[str, list[Engine]] = {}  # room -> the engines an event of it reaches
 
     @property

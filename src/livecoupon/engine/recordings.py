@@ -329,15 +329,16 @@ def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]
         event = plain_event(fields) if fields[0] else checked_event(number, line, rejected)
         if event is None:
             continue
+        event_id = event.id if event.command is None else None  # an operator's entry is never a repeat
         starts = event.type == "live_start"
-        if event.id is not None or starts:
+        if event_id is not None or starts:
             ids = seen.get(event.room)
             if ids is None:
                 ids = seen[event.room] = RecentIds()
-            if event.id is not None and not ids.first(event.id, event.ts):
+            if event_id is not None and not ids.first(event_id, event.ts):
                 continue
             if starts:
-                ids.broadcast_begins(event.ts, event.id)
+                ids.broadcast_begins(event.ts, event_id)
         if event.ts < last_ts:
             in_order = False
         last_ts = event.ts

@@ -121,7 +121,10 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
                     continue
                 if event.command is not None and not started([event]) <= joining:
                     return None
-                room, ts, event_id = event.room, event.ts, event.id
+                room, ts = event.room, event.ts
+                # an operator's entry is never a repeat (as the live deployment reads it: its id, scaled out one
+                # per copy of a campaign-wide command, takes no part in the room's memory)
+                event_id = event.id if event.command is None else None
                 starts = event.type == "live_start"
             # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
             # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known

@@ -25,8 +25,8 @@ def by_fields(state: Any) -> Rebuild:
 # method up each time (~2x the cost)
 _move_to_end: Final = OrderedDict.move_to_end
 # Final: compiled, C constants, not look-ups in the module's dict at every event with an id (~130 instructions)
-ID_MEMORY_MS: Final = 30 * 60_000  # a room forgets ids at a broadcast's start at least this long after it last did
-ID_LIMIT_MS: Final = 24 * 3_600_000  # ... and at any event this long after it last did
+FORGET_GAP_MS: Final = 30 * 60_000  # a room forgets ids at a broadcast's start this long or more after it last did
+FORGET_AFTER_MS: Final = 24 * 3_600_000  # ... and at a new id this long after it last did, whatever the broadcasts
 _NEVER: Final = -(2**62)
 
 
@@ -34,34 +34,26 @@ _encode_ids: Final = msgspec.msgpack.Encoder().encode
 _decode_ids: Final = msgspec.msgpack.Decoder(set[str]).decode
 
 
-def _ids(given: set[str] | bytes | None) -> set[str]:
-    """A generation of ids as given: none yet, a set, or a snapshot's msgpack (a set, in snapshots before)."""
-    if given is None:
-        return set()
-    return _decode_ids(given) if isinstance(given, bytes) else given
-
-
 class RecentIds:
     """The platform message ids a room has seen, so a repeated event is dropped (SPEC §2: of events sharing an
     id in a room, the first is kept).
 
-    A room remembers every id it has seen since it last forgot, and forgets only the ids from before that:
-    at the start of a broadcast (a ``live_start``) half an hour or more after it last forgot, or at any event a
-    day after. So every id of the current broadcast is remembered, and of the broadcasts before it that began
-    less than half an hour before it (at least the previous one): a repeat within a broadcast is caught however
-    late it comes, while the memory, and the snapshots holding it, stop growing with the log (they kept every id
-    a room ever saw: 119 MiB at 10 million entries). Replay, a restart from the log and the live service apply
-    the same rule to the same events in the same order, so they decide alike; an event dropped changes nothing,
-    so a log without the repeats (the service logs only what it applied) decides as one with them.
+    A room forgets in two steps. At a broadcast's start (a ``live_start``) half an hour or more after it last
+    forgot, or at a new id a day after, it forgets the ids it had set aside the time before and sets aside those
+    it holds. So an id is remembered through its broadcast and the next one, and for a day at least whatever
+    the broadcasts: a repeat within a broadcast (of a day or less) is caught however late it comes, while the
+    memory, and the snapshots holding it, stop growing with the log (they kept every id a room ever saw: 119 MiB
+    at 10 million entries). Replay, a restart from the log and the live service apply the same rule to the same
+    events in the same order (an operator's entries take no part), so they decide alike; an event dropped changes
+    nothing, so a log without the repeats (the service logs only what it applied) decides as one with them.
     """
 
     __slots__ = ("newer", "older", "since")
 
-    def __init__(self, newer: set[str] | bytes | None = None, older: set[str] | bytes | None = None,
-                 since: int = _NEVER, _latest: int = _NEVER) -> None:
-        # _latest: what snapshots of before 2026-12-01 kept too (the room's latest ts), read no longer
-        self.newer: set[str] = _ids(newer)
-        self.older: set[str] = _ids(older)
+    def __init__(self, newer: bytes | None = None, older: bytes | None = None, since: int = _NEVER) -> None:
+        """Empty, or as a snapshot kept it (each generation's ids as msgpack)."""
+        self.newer: set[str] = set() if newer is None else _decode_ids(newer)
+        self.older: set[str] = set() if older is None else _decode_ids(older)
         self.since = since  # the room's time when it last forgot: the ts of the event then
 
     def __reduce__(self) -> Rebuild:
@@ -83,14 +75,14 @@ class RecentIds:
         ids.add(event_id)  # one look-up in a set of up to millions of ids, not two (`in`, then `add`)
         if len(ids) == known:
             return False
-        if ts >= self.since + ID_LIMIT_MS:
+        if ts >= self.since + FORGET_AFTER_MS:
             self._forget(ts, event_id)
         return True
 
     def broadcast_begins(self, ts: int, event_id: str | None) -> None:
-        """A new ``live_start`` of the room (``event_id``, if it has one, taken as new already): it forgets the
-        ids from before it last forgot, if it last did half an hour or more ago."""
-        if ts >= self.since + ID_MEMORY_MS:
+        """A new ``live_start`` of the room (``event_id``, if it has one, taken as new already): it forgets, if it
+        last did half an hour or more ago."""
+        if ts >= self.since + FORGET_GAP_MS:
             self._forget(ts, event_id)
 
     def _forget(self, ts: int, event_id: str | None) -> None:

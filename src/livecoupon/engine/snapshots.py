@@ -24,7 +24,9 @@ from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine
 from livecoupon.store.port import collector_paused
 
-VERSION = 11  # bump whenever the engine's state changes shape (11: rooms' recent ids the deployment's, not engines')
+VERSION = 12  # bump whenever the engine's state changes shape or meaning (11: rooms' recent ids the deployment's,
+# not engines'; 12: a room's ids kept by its broadcasts, not its last hour: a snapshot of the hour would take repeats
+# that a replay of the same log drops)
 
 
 def fingerprint(*campaigns: Campaign) -> str:
