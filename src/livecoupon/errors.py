@@ -44,6 +44,7 @@ CHINESE: Final[dict[str, str]] = {
     "campaign_unknown": "部署中没有这个活动",
     "campaign_required": "部署中有多个活动，请指定一个",
     "campaign_not_started": "活动尚未开始",
+    "claims_rebuilding": "计数正在重建，请重试",
     "campaign_invalid": "活动配置无效",
     "campaign_fixed": "服务运行中不能修改此项",
     "version_conflict": "版本冲突：已有人发布了新版本",
@@ -72,10 +73,10 @@ CHINESE: Final[dict[str, str]] = {
 
 
 def in_chinese_first(code: str, message: str) -> str:
-    """``message`` as people read it: the code's Chinese words, then the English (unless it holds Chinese
-    already, or the code has none)."""
+    """``message`` as people read it: the code's Chinese words, then the English (unless it is written in both
+    already, ``中文 / English``, or the code has none). A name it quotes may be Chinese: that is not Chinese first."""
     words = CHINESE.get(code)
-    if words is None or any("\u4e00" <= char <= "\u9fff" for char in message):
+    if words is None or "\u3000" <= message[:1] <= "\u9fff":  # it begins in Chinese: written in both
         return message
     return f"{words} / {message}"
 

@@ -26,14 +26,16 @@ def codes_in_source() -> set[str]:
             literals = [a.value for a in arguments if isinstance(a, ast.Constant) and isinstance(a.value, str)]
             if name in RAISING and node.args and isinstance(node.args[0], ast.Constant):
                 codes.add(node.args[0].value)
-            elif name in ANSWERING or name == "Unavailable":
+            elif name in ANSWERING:
                 codes.update(c for c in literals if c.isidentifier() and c.islower() and "_" in c)
+            codes.update(k.value.value for k in node.keywords  # code=... wherever given (Unavailable's kinds)
+                         if k.arg == "code" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str))
     return codes
 
 
 def test_every_code_raised_or_answered_has_its_chinese_words() -> None:
     codes = codes_in_source()
-    assert {"unauthorized", "unknown_coupon", "too_large", "store_unavailable"} <= codes  # the scan finds them
+    assert {"unauthorized", "unknown_coupon", "too_large", "store_unavailable", "claims_rebuilding"} <= codes
     codes.add("bus_unavailable")  # Unavailable's own
     # the codes made from a state: coupon_<state>, order_<state>
     codes |= {f"coupon_{s.value}" for s in CouponState if s is not CouponState.ISSUED}
@@ -52,3 +54,8 @@ def test_a_message_in_both_languages_already_is_left_as_it_is() -> None:
     both = "你还不在这个直播间 / you are not in this room"
     assert error_json("not_in_room", both, None)["error"]["message"] == both
     assert in_chinese_first("no_such_code", "plain") == "plain"
+
+
+def test_a_chinese_name_quoted_in_an_english_message_still_gets_the_chinese_words() -> None:
+    assert in_chinese_first("unknown_template", "no coupon template '新人券'") == \
+        "没有这个券模板 / no coupon template '新人券'"

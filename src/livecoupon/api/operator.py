@@ -236,10 +236,11 @@ async def _console_caller(websocket: WebSocket, rt: Runtime, token: str) -> Call
     except LivecouponError:
         caller = None
     if caller is None:
-        await websocket.close(code=4401, reason="a valid operator or host credential is required")
+        await websocket.close(code=4401, reason="需要运营密钥或主播令牌 / "
+                                                "a valid operator or host credential is required")
         return None
     if caller.role not in (Role.OPERATOR, Role.HOST):
-        await websocket.close(code=4403, reason="this credential does not open the console")
+        await websocket.close(code=4403, reason="此凭证不能打开控制台 / this credential does not open the console")
         return None
     return caller
 

@@ -267,7 +267,7 @@ def campaign_in(campaigns: Sequence[str], name: str | None, field: str = "campai
         if len(campaigns) == 1:
             return campaigns[0]
         raise NotFound("campaign_required", "this deployment runs several campaigns: name one of "
-                       f"{', '.join(campaigns)} (部署中有多个活动，请指定 campaign)", field)
+                       f"{', '.join(campaigns)} in campaign", field)
     if name not in campaigns:
         raise NotFound("unknown_campaign", f"no campaign {name!r} in this deployment ({', '.join(campaigns)})", field)
     return name
