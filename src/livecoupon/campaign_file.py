@@ -415,14 +415,18 @@ def _unknown_coupons(data: dict[str, Any]) -> list[str]:
     known = set(coupons)
     named: list[tuple[str, object]] = []
     for i, trigger in enumerate(_items(data.get("triggers"))):
-        named.append((f"triggers[{i}].coupon", trigger.get("coupon")))
         offer = trigger.get("offer")
+        if offer is None:  # with an offer, the arms name the coupons
+            named.append((f"triggers[{i}].coupon", trigger.get("coupon")))
         arms = offer.get("arms") if isinstance(offer, dict) else None
         named += [(f"triggers[{i}].offer.arms[{j}]", arm)
                   for j, arm in enumerate(arms if isinstance(arms, list) else [])]
     for i, experiment in enumerate(_items(data.get("experiments"))):
         named += [(f"experiments[{i}].variants[{j}].coupon", variant.get("coupon"))
-                  for j, variant in enumerate(_items(experiment.get("variants")))]
+                  for j, variant in enumerate(_items(experiment.get("variants"))) if variant.get("coupon") != OFFER]
+    ledger = data.get("ledger")
+    activities = ledger.get("activities") if isinstance(ledger, dict) else None
+    named += [(f"ledger.activities.{name}", name) for name in (activities if isinstance(activities, dict) else ())]
     return [f"{path}: {_unknown_coupon(name)}" for path, name in named if isinstance(name, str) and name not in known]
 
 

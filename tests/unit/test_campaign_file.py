@@ -345,12 +345,16 @@ def test_a_file_with_a_wrong_shape_lists_its_unknown_coupons_in_the_same_pass() 
     """`check` lists every problem: a misspelt coupon is named beside the unknown keys, not once they are fixed."""
     data = build(bogus=1, triggers=[{"name": "t", "when": "dwell", "after": "5m", "coupon": "dwel10", "typo": 3},
                                     {"name": "o", "when": "dwell", "after": "9m", "offer": {"arms": ["dwell10", "x"]}}],
-                 experiments=[{"name": "e", "trigger": "t", "variants": [{"name": "a", "coupon": "nope"}]}])
+                 experiments=[{"name": "e", "trigger": "o", "variants": [{"name": "a", "coupon": "nope"},
+                                                                         {"name": "b", "coupon": "offer"}]}],
+                 ledger={"url": "https://shop.example/coupons", "secret_env": "S", "activities": {"gone": "a1"}})
     errors = errors_of(data)
     assert "bogus: 未知的键 / unknown key" in errors and "triggers[0].typo: 未知的键 / unknown key" in errors
     assert "triggers[0].coupon: 未知的券 / unknown coupon 'dwel10'" in errors
     assert "triggers[1].offer.arms[1]: 未知的券 / unknown coupon 'x'" in errors
     assert "experiments[0].variants[0].coupon: 未知的券 / unknown coupon 'nope'" in errors
+    assert "ledger.activities.gone: 未知的券 / unknown coupon 'gone'" in errors
+    assert not [e for e in errors if "'offer'" in e]  # a variant's "offer" names no coupon
     assert len(errors) == len(set(errors))
 
 
