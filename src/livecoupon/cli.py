@@ -310,17 +310,14 @@ def _listen_or_exit(host: str, port: int) -> socket.socket:
     import errno
     import socket
 
+    # as uvicorn binds a socket it is given: IPv6 for an address with a colon, all interfaces for ""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
-        listening = socket.socket(family, kind, proto)
-        try:
-            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
-            listening.bind(address)
-        except OSError:
-            listening.close()
-            raise
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(2048)  # listening at once: another process's bind of the port fails from now on
     except OSError as exc:
+        listening.close()
         why = "端口已被占用 / the port is in use" if exc.errno == errno.EADDRINUSE else f"{exc}"
         err.print(f"无法监听 / cannot listen on {host}:{port}: {why}", markup=False)
         raise typer.Exit(UNUSABLE) from None
@@ -328,7 +325,7 @@ def _listen_or_exit(host: str, port: int) -> socket.socket:
 
 
 def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    return f"[{host}]" if ":" in host else host or "0.0.0.0"  # noqa: S104 - the address "" listens on, said
 
 
 def _redacted(url: str) -> str:
@@ -552,7 +549,7 @@ def main() -> None:
         else:
             err.print(_usage_error(exc), markup=False, highlight=False, soft_wrap=True)
             code = getattr(exc, "exit_code", UNUSABLE)
-    raise SystemExit(code or 0)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 # what a mistake in the command line is, by the class typer raises for it
