@@ -367,3 +367,30 @@ def test_an_escaped_slash_never_splits_a_path(client: TestClient) -> None:
     assert client.get("/v1/users/wx/1/coupons").json()["error"]["code"] == "not_found"
     trigger = client.post("/v1/admin/triggers/no%2Fsuch", json={"paused": True}, headers={"X-API-Key": KEY})
     assert trigger.status_code == 404 and trigger.json()["error"]["code"] == "unknown_trigger"
+
+
+def test_a_manual_issue_answers_its_own_decisions_the_first_time_as_after(tmp_path: Path) -> None:
+    """The same key gets the same answer (SPEC §5): the first answer counted a dwell coupon whose timer the command
+    fired on its way (it was due by the command's time), which a repeat did not."""
+    from livecoupon.campaign_file import parse_campaign
+
+    camp = parse_campaign("""
+campaign: c1
+rooms: ["room-1"]
+presence_timeout: 1h
+coupons:
+  d10: {title: 观望券, kind: no_threshold, amount: 10, valid_for: 15m}
+  m20: {title: 手动券, kind: no_threshold, amount: 20, valid_for: 15m}
+triggers:
+  - {name: stay, when: dwell, after: 60s, coupon: d10}
+""")
+    wall = FakeWall()
+    with serving(tmp_path / "m.db", campaign=camp, clock=ClockMode.WALL, wall=lambda: int(wall.seconds * 1000),
+                 headers=PLATFORM) as client:
+        arrive(client, "viewer")
+        wall.seconds += 120  # the viewer's dwell timer is due; no event has come since to fire it
+        body = {"template": "m20", "users": ["a", "b"], "room": "room-1", "idempotency_key": "k"}
+        first = client.post("/v1/admin/issue", json=body, headers={"X-API-Key": KEY}).json()
+        again = client.post("/v1/admin/issue", json=body, headers={"X-API-Key": KEY}).json()
+        assert first == again and first["issued"] == 2
+        assert [c["template"] for c in client.get("/v1/users/viewer/coupons").json()["coupons"]] == ["d10"]

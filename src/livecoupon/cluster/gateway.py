@@ -65,6 +65,7 @@ from livecoupon.service_layer.service import (
     merchant_order_event,
     merge_read_back,
     net_of_refunds,
+    own_decisions,
     paid_order_event,
     read_log,
     recorded,
@@ -355,7 +356,7 @@ class GatewayService:
         if not self._used_before(name, command):
             check_manual(self.in_force_of(name), template, room, key)
             self._claim(name, command)
-        return self.command(command, room)
+        return own_decisions(self.command(command, room))
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
         name = campaign_in(self.campaign_names, campaign)
@@ -366,7 +367,7 @@ class GatewayService:
             if summary is None or not summary["on_air"]:
                 raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
             self._claim(name, command)
-        return self.command(command, room)
+        return own_decisions(self.command(command, room))
 
     # An operator's key, scaled out: the engines that remember it are the workers', so the gateways claim each key
     # for its first request in the shared store, and refuse another request under it before it reaches the bus.

@@ -658,7 +658,7 @@ class LiveService:
         if answered is not None:
             return answered
         check_manual(self.in_force_of(name), template, room, key)
-        return self.command(command, room)
+        return own_decisions(self.command(command, room))
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
         """The operator's "send to everyone present" in ``room``; a key used before gets its first answer, to
@@ -672,7 +672,7 @@ class LiveService:
         state = self.engine(name).rooms.get(room)
         if state is None or not state.on_air:
             raise NotFound("room_off_air", f"room {room!r} is not on air", "room")
-        return self.command(command, room)
+        return own_decisions(self.command(command, room))
 
     def _answered_before(self, command: ManualCommand) -> list[Decision] | None:
         """The decisions the first use of ``command``'s key made, as recorded (None: the key is new to its
@@ -902,3 +902,9 @@ class LiveService:
         if self._reading is not None:
             self._reading.join()
         self.store.close()
+
+
+def own_decisions(made: list[Decision]) -> list[Decision]:
+    """An operator's issue's own decisions, as its answer gives them (SPEC §5: the same key, the same answer): not
+    those of the timers its command fired on its way, which a repeat of the key does not fire again."""
+    return [d for d in made if d.request.trigger == MANUAL]
