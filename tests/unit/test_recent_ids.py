@@ -1,7 +1,8 @@
 """A room's memory of event ids (engine/rooms.py ``RecentIds``) against the rule it documents, written plainly.
 
 The rule: a room forgets at a broadcast's start half an hour (``FORGET_GAP_MS``) or more after it last forgot, and
-at any new id a day (``FORGET_AFTER_MS``) after; each time it forgets the ids first seen before the time it last
+at any new id a day (``FORGET_AFTER_MS``) after, or once it took ``COUNT`` ids since (here 4: ``FORGET_COUNT``'s
+role); each time it forgets the ids first seen before the time it last
 forgot. So an id is a repeat while it was taken as new since the time before last that the room forgot; the
 event that makes it forget counts as seen after it.
 """
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from livecoupon.engine.rooms import FORGET_AFTER_MS, FORGET_GAP_MS, RecentIds
 
 M, DAY = FORGET_GAP_MS, FORGET_AFTER_MS
+COUNT = 4
 
 
 class Rule:
@@ -32,7 +34,8 @@ class Rule:
     def first(self, event_id: str, ts: int) -> bool:
         if self.remembers(event_id):
             return False  # a repeat changes nothing
-        if ts >= self.forgot[-1] + DAY:
+        taken_since = sum(taken == len(self.forgot) - 1 for taken in self.taken.values())
+        if taken_since >= COUNT or ts >= self.forgot[-1] + DAY:
             self.forgot.append(ts)
         self.taken[event_id] = len(self.forgot) - 1
         return True
@@ -57,7 +60,7 @@ steps_of = st.lists(st.tuples(st.sampled_from(["event", "live_start"]), st.sampl
 @settings(max_examples=800, deadline=None)
 @given(steps_of, st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=10 * M))
 def test_recent_ids_follow_the_rule(steps_: list[tuple[str, str | None, int]], snapshot_at: int, start: int) -> None:
-    ids, rule = RecentIds(), Rule()
+    ids, rule = RecentIds(count=COUNT), Rule()
     ts = start
     for n, (kind, event_id, step) in enumerate(steps_):
         if n == snapshot_at:  # a snapshot taken and restored here goes on alike

@@ -27,6 +27,9 @@ _move_to_end: Final = OrderedDict.move_to_end
 # Final: compiled, C constants, not look-ups in the module's dict at every event with an id (~130 instructions)
 FORGET_GAP_MS: Final = 30 * 60_000  # a room forgets ids at a broadcast's start this long or more after it last did
 FORGET_AFTER_MS: Final = 24 * 3_600_000  # ... and at a new id this long after it last did, whatever the broadcasts
+# ... or at a new id once it has taken this many since it last forgot: a hot room's set of ids stays under the size
+# whose growth stalls a batch for long (CPython doubles a set and copies it: ~0.1 s at 2.5 M, ~0.3 s at 3.3 M)
+FORGET_COUNT: Final = 2_000_000
 _NEVER: Final = -(2**62)
 
 
@@ -39,27 +42,31 @@ class RecentIds:
     id in a room, the first is kept).
 
     A room forgets in two steps. At a broadcast's start (a ``live_start``) half an hour or more after it last
-    forgot, or at a new id a day after, it forgets the ids it had set aside the time before and sets aside those
-    it holds. So an id is remembered through its broadcast and the next one, and for a day at least whatever
-    the broadcasts: a repeat within a broadcast (of a day or less) is caught however late it comes, while the
-    memory, and the snapshots holding it, stop growing with the log (they kept every id a room ever saw: 119 MiB
-    at 10 million entries). Replay, a restart from the log and the live service apply the same rule to the same
+    forgot, or at a new id a day after or once it has taken :data:`FORGET_COUNT` ids since, it forgets the ids it
+    had set aside the time before and sets aside those it holds. So an id is remembered through its broadcast and
+    the next one, for a day, and for two million new ids of the room at least: a repeat within a broadcast (of a
+    day or less, in a room of less than two million events a broadcast) is caught however late it comes, while
+    the memory, and the snapshots holding it, stop growing with the log (they kept every id a room ever saw:
+    119 MiB at 10 million entries). Replay, a restart from the log and the live service apply the same rule to the same
     events in the same order (an operator's entries take no part), so they decide alike; an event dropped changes
     nothing, so a log without the repeats (the service logs only what it applied) decides as one with them.
     """
 
-    __slots__ = ("newer", "older", "since")
+    __slots__ = ("newer", "older", "since", "count")
 
-    def __init__(self, newer: bytes | None = None, older: bytes | None = None, since: int = _NEVER) -> None:
-        """Empty, or as a snapshot kept it (each generation's ids as msgpack)."""
+    def __init__(self, newer: bytes | None = None, older: bytes | None = None, since: int = _NEVER,
+                 count: int = FORGET_COUNT) -> None:
+        """Empty, or as a snapshot kept it (each generation's ids as msgpack). ``count``: ids taken before it
+        forgets (:data:`FORGET_COUNT`; tests take fewer)."""
         self.newer: set[str] = set() if newer is None else _decode_ids(newer)
         self.older: set[str] = set() if older is None else _decode_ids(older)
         self.since = since  # the room's time when it last forgot: the ts of the event then
+        self.count = count
 
     def __reduce__(self) -> Rebuild:
         # Its ids as msgpack: a snapshot is written while events wait, and pickle took 4x as long over a set of
         # strings (2,000,000 ids: 0.56 s against 0.13 s, read back 0.24 s against 0.18 s)
-        return RecentIds, (_encode_ids(self.newer), _encode_ids(self.older), self.since)
+        return RecentIds, (_encode_ids(self.newer), _encode_ids(self.older), self.since, self.count)
 
     def __len__(self) -> int:
         return len(self.newer) + len(self.older)
@@ -75,7 +82,7 @@ class RecentIds:
         ids.add(event_id)  # one look-up in a set of up to millions of ids, not two (`in`, then `add`)
         if len(ids) == known:
             return False
-        if ts >= self.since + FORGET_AFTER_MS:
+        if known >= self.count or ts >= self.since + FORGET_AFTER_MS:
             self._forget(ts, event_id)
         return True
 
