@@ -373,8 +373,8 @@ def export(
                                                      "the deployment's namespace on the store")] = "livecoupon",
     campaign: Annotated[str | None, typer.Option("--campaign", help="只导出一个活动的决策 / "
                                                                     "one campaign's decisions (of a deployment "
-                                                                   "of several): a replay of the log with its "
-                                                                   "file reproduces them")] = None,
+                                                                    "of several): a replay of the log with its "
+                                                                    "file reproduces them")] = None,
 ) -> None:
     """导出日志 / Write the service's log and decisions; replaying the log reproduces the decisions."""
     from livecoupon.bootstrap import open_store
