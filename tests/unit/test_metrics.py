@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from livecoupon.analytics.insights import face_value_effect
-from livecoupon.analytics.metrics import campaign_metrics, discount_of, experiment_metrics, orders_of
+from livecoupon.analytics.metrics import campaign_metrics, discount_of, experiment_metrics, orders_of, redemptions
 from livecoupon.analytics.publish import write_report
 from livecoupon.campaign_file import parse_campaign
 from livecoupon.domain.campaign import Campaign
@@ -224,13 +224,27 @@ def test_discount_of_each_kind(hand_campaign: Campaign) -> None:
 
 
 def test_face_value_effect_counts_a_reused_coupon_once(hand_campaign: Campaign) -> None:
-    rows = face_value_effect(hand_campaign, DECISIONS, orders_of(_events(ORDERS), hand_campaign))
+    rows = face_value_effect(hand_campaign, DECISIONS, redemptions(DECISIONS, orders_of(_events(ORDERS),
+                                                                                         hand_campaign)))
     assert rows == [
         # c20: cp-u4 (o6 and, after its refund, o7) and cp-u5 (o8) of three issued
         {"face_value": 20.0, "issued": 3, "redeemed": 2, "orders": 3, "redemption_rate": 0.6667, "aov": 103.33},
         # p15 counts at its max_discount: cp-u7 and cp-u8 of three issued
         {"face_value": 50.0, "issued": 3, "redeemed": 2, "orders": 2, "redemption_rate": 0.6667, "aov": 212.5},
     ]
+
+
+def test_face_value_effect_counts_the_orders_the_key_metrics_count(hand_campaign: Campaign) -> None:
+    """Another user's order naming the coupon, and its holder's hours after it expired, used nothing: the face-value
+    table counted them (2 orders, 100 % redeemed) where the key metrics said 0."""
+    decisions = [decision("u4", "dwell", 0, "c20", variant="twenty", coupon_id="cp-u4")]
+    orders = orders_of(_events([order("intruder", 60, 100.0, "o1", coupon_id="cp-u4"),
+                                order("u4", 3_600 + 9_000, 100.0, "o2", coupon_id="cp-u4")]), hand_campaign)
+    [row] = face_value_effect(hand_campaign, decisions, redemptions(decisions, orders))
+    assert (row["issued"], row["redeemed"], row["orders"], row["redemption_rate"]) == (1, 0, 0, 0.0)
+    metrics = campaign_metrics(hand_campaign, decisions, _events([order("intruder", 60, 100.0, "o1",
+                                                                       coupon_id="cp-u4")]))
+    assert metrics["triggers"]["dwell"]["redeemed"] == row["redeemed"]
 
 
 # --- SRM through experiment_metrics ----------------------------------------------------------------------------

@@ -200,6 +200,18 @@ def test_report_renders_experiments_too_small_to_test(campaign: Campaign) -> Non
     html = render_report(campaign, metrics, log, [], generated_at=WHEN)
     assert "dwell-value" in html
     assert metrics["experiments"]["dwell-value"]["variants"]["ten"]["lift"]["conversion"]["p_value"] is None
+    rows = {row[0]: row for row in parse(html).table("分组实验")[1:]}
+    assert rows["twenty"][2] == "0" and rows["twenty"][4] == "—" and rows["twenty"][6] == "—"  # no one exposed
+    nothing = render_report(campaign, campaign_metrics(campaign, [], []), [], [], generated_at=WHEN)
+    assert "SRM p = — · 暂无数据 no data yet" in nothing and "分流正常" not in nothing  # no one to judge the split by
+
+
+def test_an_experiments_lift_reads_in_percentage_points(html: str) -> None:
+    """A difference of two conversion rates (20.3 % against 39.9 % is +19.6), not a % a reader takes as relative."""
+    page = parse(html)
+    under = next(h for h in page.tables if h.startswith("分组实验"))
+    cells = [row[7] for table in page.tables[under] for row in table[1:] if row[7] != "—"]
+    assert cells and all(cell.count(" pp") == 3 and "%" not in cell for cell in cells)
 
 
 # --- the interval chart keeps its value labels inside the picture ---------------------------------------------------

@@ -31,24 +31,23 @@ def trigger_ranking(triggers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def face_value_effect(campaign: Campaign, decisions: Sequence[DecisionRecord],
-                      orders: Sequence[OrderSeen]) -> list[dict[str, Any]]:
-    """Orders that redeemed a coupon, grouped by the coupon's face value."""
-    template_of = {d.coupon_id: d.template for d in decisions if d.issued}
+                      redeeming: dict[str, list[OrderSeen]]) -> list[dict[str, Any]]:
+    """Orders that redeemed a coupon, grouped by the coupon's face value; ``redeeming``: the orders that used each
+    coupon (:func:`~livecoupon.analytics.metrics.redemptions`, as the key metrics count them: an order naming
+    another user's coupon, or one long expired, used none)."""
     issued_by_face: dict[int, int] = defaultdict(int)
+    amounts: dict[int, list[int]] = defaultdict(list)
+    redeemed: dict[int, int] = defaultdict(int)  # distinct coupons: a refunded coupon may be used again
     for d in decisions:
         if d.issued and d.template in campaign.coupons:
-            issued_by_face[campaign.coupons[d.template].terms.face_value or 0] += 1
-    amounts: dict[int, list[int]] = defaultdict(list)
-    redeemed: dict[int, set[str]] = defaultdict(set)  # distinct coupons: a refunded coupon may be used again
-    for o in orders:
-        template = template_of.get(o.coupon_id or "")
-        if o.coupon_id and template in campaign.coupons:
-            face = campaign.coupons[template].terms.face_value or 0
-            amounts[face].append(o.amount)
-            redeemed[face].add(o.coupon_id)
-    return [{"face_value": fen_to_yuan(face), "issued": issued_by_face[face], "redeemed": len(redeemed[face]),
+            face = campaign.coupons[d.template].terms.face_value or 0
+            issued_by_face[face] += 1
+            used = redeeming.get(d.coupon_id, ())
+            amounts[face].extend(o.amount for o in used)
+            redeemed[face] += 1 if used else 0
+    return [{"face_value": fen_to_yuan(face), "issued": issued_by_face[face], "redeemed": redeemed[face],
              "orders": len(amounts[face]),
-             "redemption_rate": round(len(redeemed[face]) / issued_by_face[face], 4) if issued_by_face[face] else 0.0,
+             "redemption_rate": round(redeemed[face] / issued_by_face[face], 4) if issued_by_face[face] else 0.0,
              "aov": fen_to_yuan(round(sum(amounts[face]) / len(amounts[face]))) if amounts[face] else 0.0}
             for face in sorted(issued_by_face)]
 

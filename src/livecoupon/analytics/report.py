@@ -9,7 +9,7 @@ from typing import Any
 
 from livecoupon.analytics.charts import bar_chart, column_chart, interval_chart
 from livecoupon.analytics.insights import face_value_effect, recommendations, timing_effect, trigger_ranking
-from livecoupon.analytics.metrics import OrderSeen
+from livecoupon.analytics.metrics import OrderSeen, redemptions
 from livecoupon.delivery.messages import describe_coupon
 from livecoupon.domain.campaign import Audience, Campaign, Trigger, When
 from livecoupon.domain.decisions import DecisionRecord
@@ -44,23 +44,27 @@ WHEN_WORDS = {
 
 def _condition(t: Trigger) -> str:
     if t.when is When.DWELL:
-        return f"进房后 {format_duration(t.after_ms)} 仍在看且未下单"
+        after = format_duration(t.after_ms)
+        return f"进房后 {after} 仍在看且未下单 / still watching {after} after joining, no order"
     if t.when is When.ONLINE_REACHED:
-        source = "在场人数" if t.source == "present" else "平台在线数"
-        return f"{source} ≥ {t.count:,}（每场一次）"
+        source = "在场人数 present" if t.source == "present" else "平台在线数 online count"
+        return f"{source} ≥ {t.count:,}（每场一次 / once a broadcast）"
     if t.when is When.HOST_SAYS:
-        return f"口令 {' / '.join(t.phrases)}（含同音，冷却 {format_duration(t.cooldown_ms)}）"
+        cooldown = format_duration(t.cooldown_ms)
+        return (f"口令 {' / '.join(t.phrases)}（含同音，冷却 {cooldown} / homophones too, cooldown {cooldown}）")
     if t.when is When.COMMENT:
-        return f"评论含 {' / '.join(t.keywords)}"
+        return f"评论含 / a comment with {' / '.join(t.keywords)}"
     if t.when is When.FLASH_SALE:
-        return "秒杀开始后首次评论/点赞/关注/送礼"
-    return "首次进入本活动任一直播间"
+        return "秒杀开始后首次评论/点赞/关注/送礼 / first comment, like, follow or gift in the sale"
+    return "首次进入本活动任一直播间 / first visit to any room of the campaign"
 
 
 def _audience(t: Trigger) -> str:
-    return {Audience.USER: "该用户", Audience.PRESENT: "全部在场观众", Audience.LOTTERY: f"抽奖 {t.winners} 人",
-            Audience.COMMENTERS: f"{format_duration(t.within_ms)} 内评论者", Audience.TOP_GIFTERS: f"礼物榜前 {t.top}"
-            }[t.audience]
+    return {Audience.USER: "该用户 / that viewer", Audience.PRESENT: "全部在场观众 / everyone present",
+            Audience.LOTTERY: f"抽奖 {t.winners} 人 / a lottery of {t.winners}",
+            Audience.COMMENTERS: f"{format_duration(t.within_ms)} 内评论者 / commenters of the last "
+                                 f"{format_duration(t.within_ms)}",
+            Audience.TOP_GIFTERS: f"礼物榜前 {t.top} / the top {t.top} gifters"}[t.audience]
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -83,7 +87,7 @@ def render_report(campaign: Campaign, metrics: dict[str, Any], decisions: Sequen
                   orders: Sequence[OrderSeen], *, simulated: bool = False,
                   generated_at: dt.datetime | None = None) -> str:
     ranking = trigger_ranking(metrics["triggers"])
-    faces = face_value_effect(campaign, decisions, orders)
+    faces = face_value_effect(campaign, decisions, redemptions(decisions, orders))
     timing = timing_effect(campaign, decisions, orders)
     advice = recommendations(metrics, ranking)
     totals = metrics["totals"]
@@ -193,9 +197,12 @@ def _coupon_cell(campaign: Campaign, trigger: Trigger) -> str:
 
 def _limits(campaign: Campaign) -> str:
     lim = campaign.limits
-    parts = [f"每人每场最多 {lim.per_user} 张" if lim.per_user is not None else "",
-             f"两张券至少间隔 {format_duration(lim.min_interval_ms)}" if lim.min_interval_ms else "",
-             f"总预算 {format_yuan(lim.budget)} 元" if lim.budget is not None else ""]
+    gap = format_duration(lim.min_interval_ms or 0)
+    parts = [f"每人每场最多 {lim.per_user} 张 / at most {lim.per_user} a viewer a broadcast"
+             if lim.per_user is not None else "",
+             f"两张券至少间隔 {gap} / {gap} between two coupons at least" if lim.min_interval_ms else "",
+             f"总预算 {format_yuan(lim.budget)} 元 / a budget of ¥{format_yuan(lim.budget)}"
+             if lim.budget is not None else ""]
     text = "；".join(p for p in parts if p)
     return f"<p>频控与预算 / limits: {escape(text) if text else '无 none'}</p>"
 
@@ -203,23 +210,35 @@ def _limits(campaign: Campaign) -> str:
 def _experiment(name: str, e: dict[str, Any]) -> str:
     srm = e["srm_p_value"]
     srm_text = "—" if srm is None else f"{srm:.3g}"
-    flag = "<span class='flag'>⚠ 分流比例异常 SRM</span>" if e["srm_flag"] else "分流正常 no SRM"
+    flag = ("<span class='flag'>⚠ 分流比例异常 SRM</span>" if e["srm_flag"]
+            else "分流正常 no SRM" if srm is not None else "暂无数据 no data yet")
     rows, labels, intervals = [], [], []
     for vname, v in e["variants"].items():
         lift = _tested((v.get("lift") or {}).get("conversion"))
         aov = _tested((v.get("lift") or {}).get("aov"))
-        rows.append([vname + (" (对照)" if vname == e["control"] else ""), v["coupon"] or "—", v["users"],
-                     v["converted"], _pct(v["conversion"]), v["orders"], v["aov"],
-                     "—" if not lift else f"{lift['diff']:+.2%} [{lift['ci95'][0]:+.2%}, {lift['ci95'][1]:+.2%}]",
+        seen = bool(v["users"])  # a variant no one was exposed to has no rates, not rates of zero
+        rows.append([vname + (" (对照 control)" if vname == e["control"] else ""), v["coupon"] or "—", v["users"],
+                     v["converted"], _pct(v["conversion"] if seen else None), v["orders"],
+                     v["aov"] if v["orders"] else "—",
+                     "—" if not lift else f"{_points(lift['diff'])} [{_points(lift['ci95'][0])}, "
+                                          f"{_points(lift['ci95'][1])}]",
                      "—" if not lift else f"{lift['p_value']:.3g} / {lift.get('p_value_holm', lift['p_value']):.3g}",
                      "—" if not aov else f"{aov['diff']:+.2f} [{aov['ci95'][0]:+.2f}, {aov['ci95'][1]:+.2f}]"])
         if lift:
             labels.append(vname)
             intervals.append((lift["diff"], lift["ci95"][0], lift["ci95"][1]))
     return (f"<h3>{escape(name)} · 触发 {escape(e['trigger'])}</h3><p>SRM p = {srm_text} · {flag}</p>"
-            + _table(["组 variant", "券 coupon", "曝光 users", "转化 converted", "转化率", "订单 orders", "客单价 AOV",
-                      "转化提升 lift (95% CI)", "p / Holm p", "客单价差 AOV diff (95% CI)"], rows)
-            + interval_chart(labels, intervals, title="转化率提升及95%置信区间 conversion lift vs control"))
+            + _table(["组 variant", "券 coupon", "曝光 users", "转化 converted", "转化率 conversion", "订单 orders",
+                      "客单价 AOV", "转化率差（百分点） lift, points (95% CI)", "p / Holm p",
+                      "客单价差 AOV diff (95% CI)"], rows)
+            + interval_chart(labels, [(d * 100, lo * 100, hi * 100) for d, lo, hi in intervals], fmt="{:+.1f} pp",
+                             title="转化率差（百分点）及95%置信区间 conversion difference vs control, points"))
+
+
+def _points(diff: float) -> str:
+    """A difference of two proportions in percentage points (+19.56 pp for 20.3 % against 39.9 %), not a %, which
+    reads as a lift relative to the control."""
+    return f"{diff * 100:+.2f} pp"
 
 
 def _tested(lift: dict[str, Any] | None) -> dict[str, Any] | None:
