@@ -205,6 +205,13 @@ def test_a_console_session_is_a_cookie_and_never_a_url(client: TestClient) -> No
     assert client.get("/v1/admin/stats").status_code == 200  # the cookie alone
     with client.websocket_connect("/v1/console/live") as ws:
         assert ws.receive_json()["type"] == "stats"
+    with client.websocket_connect("/v1/console/live", headers={"Origin": "http://testserver"}) as ws:
+        assert ws.receive_json()["type"] == "stats"  # the console's own page
+    # a page of another origin (a sibling subdomain: SameSite lets the cookie through; a socket has no CORS)
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect("/v1/console/live", headers={"Origin": "http://evil.example"}) as ws:
+        ws.receive_json()
+    assert closed.value.code == 4403
     renewed = client.post("/v1/session")  # a session never opens another: a cookie copied lasts its 12 hours
     assert renewed.status_code == 401 and renewed.json()["error"]["code"] == "credential_required"
     assert "set-cookie" not in renewed.headers

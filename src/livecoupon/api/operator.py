@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi import Path as FastPath
@@ -212,6 +213,11 @@ async def console(websocket: WebSocket, token: Annotated[str, Query()] = "") -> 
     host's, which carries their room alone. The session cookie, or ``?token=``."""
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()  # then close with 4401, which browsers can see (a refused handshake is 1006)
+    if not token and not _same_origin(websocket):
+        # The session cookie speaks for the console's own page alone: a WebSocket has no CORS, and a page of a
+        # sibling subdomain (SameSite lets its cookie through) could read the feed's users and coupon ids
+        await websocket.close(code=4403, reason="不接受其他站点的连接 / a console socket from another origin")
+        return
     who = await _console_caller(websocket, rt, token or websocket.cookies.get(SESSION_COOKIE, ""))
     if who is None:
         return
@@ -228,6 +234,13 @@ async def console(websocket: WebSocket, token: Annotated[str, Query()] = "") -> 
         rt.consoles.unsubscribe(queue)
         await cancel_quietly(sender)
     await websocket.close(code=1003, reason=BINARY_REFUSED)
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    """Whether a browser opened the socket from the service's own pages: its ``Origin`` names the host the request
+    was sent to (a client that is no browser sends none)."""
+    origin = websocket.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
 async def _console_caller(websocket: WebSocket, rt: Runtime, token: str) -> Caller | None:
