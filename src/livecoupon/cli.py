@@ -214,7 +214,8 @@ def serve(
     config: Annotated[list[Path], typer.Option("--config", help=CONFIG_HELP)],
     db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = Path("livecoupon.db"),
     host: Annotated[str, typer.Option("--host", help="监听地址 / address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="监听端口（0：任一空闲端口） / port (0: any free one)")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="监听端口（0：任一空闲端口） / port (0: any free one)")] = 8000,
     clock: Annotated[ClockMode, typer.Option("--clock", help="服务时间 / the service's time: wall, the machine's "
                                                              "clock (events checked against it); event, the latest "
                                                              "event's ts, as in replay")
@@ -290,6 +291,8 @@ def serve(
         logging.getLogger("livecoupon.serve").info("serving", extra={
             "campaigns": [c.campaign for c in campaigns], "url": url, "store": where, "clock": clock.value,
             "bus": bus, "role": role.value if bus else None, "generated_credentials": generated})
+        for weakness in credentials.weaknesses():
+            logging.getLogger("livecoupon.serve").warning(weakness)
     else:
         scaled = f", bus: {bus}, role: {role.value}" if bus else ""
         names = escape(", ".join(c.campaign for c in campaigns))  # the markup is ours alone, whatever they hold
@@ -299,6 +302,8 @@ def serve(
         for key, value in generated.items():
             err.print(f"{_CREDENTIAL_NAMES[key]} (set {key} to choose one): {value}", markup=False,
                       highlight=False, soft_wrap=True)
+        for weakness in credentials.weaknesses():
+            err.print(f"警告 / warning: {weakness}", markup=False, highlight=False, soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(application, log_level="warning", ws_max_size=64 * 1024,
                                            http=HttpProtocol))
     server.run(sockets=[listening])
@@ -344,7 +349,7 @@ def cluster(
                                                      "namespace of this deployment")] = "livecoupon_local",
     gateways: Annotated[int, typer.Option("--gateways", min=1, max=8, help="网关进程数 / gateway processes")] = 2,
     workers: Annotated[int, typer.Option("--workers", min=1, max=8, help="工作进程数 / worker processes")] = 2,
-    port: Annotated[int, typer.Option("--port", help="首个网关端口，其余依次 / "
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="首个网关端口，其余依次 / "
                                                      "the first gateway's port; the others follow")] = 8100,
     clock: Annotated[ClockMode, typer.Option("--clock", help="服务时间 / the service's time (serve --clock)")] = (
         ClockMode.WALL),

@@ -264,3 +264,16 @@ def test_every_option_and_argument_says_what_it_is_chinese_first() -> None:
               if not param.help or not ("\u4e00" <= param.help[0] <= "\u9fff" or param.help.startswith("PostgreSQL"))
               or " / " not in param.help]
     assert not unsaid, unsaid
+
+
+def test_serve_warns_of_weak_or_shared_credentials_and_refuses_a_port_out_of_range(tmp_path: Path) -> None:
+    from support.server import Server
+
+    weak = {"LIVECOUPON_VIEWER_SECRET": "short", "LIVECOUPON_API_KEY": "one-key-for-both-roles",
+            "LIVECOUPON_PLATFORM_KEY": "one-key-for-both-roles"}
+    with Server(EXAMPLE, tmp_path / "w.db", env=weak) as server:
+        warnings = [line for line in server.log.read_text(encoding="utf-8").splitlines() if "warning" in line]
+    assert len(warnings) == 2 and all(line.startswith("警告 / warning: LIVECOUPON_") for line in warnings)
+    assert "VIEWER_SECRET" in warnings[0] and "PLATFORM_KEY" in warnings[1]
+    out_of_range = run("serve", "--config", EXAMPLE, "--port", "70000")
+    assert out_of_range.returncode == 2 and out_of_range.stderr.startswith("取值无效 / Invalid value for '--port'")
