@@ -457,3 +457,18 @@ def test_refusals_read_chinese_first_then_english(client: TestClient) -> None:
     error = answer.json()["error"]
     assert answer.status_code == 422 and error["field"] == "cart[0].price"
     assert error["message"].startswith("请求格式有误 / cart[0].price: ") and "Value error" not in error["message"]
+
+
+def test_a_body_the_service_cannot_read_says_why(client: TestClient) -> None:
+    """Not UTF-8, cut short, not sent as JSON: each a 422 on the body saying which (it was "There was an error
+    parsing the body", a character position taken for a field, or a hint to send JSON to one who had)."""
+    json_headers = {**PLATFORM, "Content-Type": "application/json"}
+    for body, said in [(b'\xff\xfe{"user": "u"}', "/ body: not "),  # "not valid JSON", or "not JSON … UTF-8"
+                       (b'{"user": ', "body: not valid JSON (at character 9)")]:
+        error = client.post("/v1/checkout/quote", content=body, headers=json_headers).json()["error"]
+        assert (error["code"], error["field"]) == ("invalid_json", "body") and said in error["message"]
+    as_text = client.post("/v1/checkout/quote", content=b'{"user": "u", "cart": []}',
+                          headers={**PLATFORM, "Content-Type": "text/plain"}).json()["error"]
+    assert "send a JSON object with Content-Type: application/json" in as_text["message"]
+    a_list = client.post("/v1/checkout/quote", json=[], headers=PLATFORM).json()["error"]
+    assert a_list["field"] == "body" and "Content-Type" not in a_list["message"]  # it was JSON: its shape is wrong

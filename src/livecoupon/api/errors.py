@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
+from livecoupon.api.runtime import is_json
 from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable, error_json
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -15,7 +16,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 def _field(loc: tuple[int | str, ...]) -> str | None:
     parts = [p for p in loc if p not in ("body", "query", "path")]
-    text = ""
+    text = "body" if parts and isinstance(parts[0], int) else ""  # an item of a body that is a list: body[0]
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or None
@@ -38,12 +39,19 @@ async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "malformed request", "type": "malformed"}
-    field = _field(tuple(first.get("loc", ())))
-    code = "invalid_json" if first.get("type") == "json_invalid" else "malformed"
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":  # its loc is ("body", the character where the parser stopped)
+        at = next((p for p in loc if isinstance(p, int)), None)
+        where = "" if at is None else f" (at character {at})"
+        message = f"不是有效的 JSON / body: not valid JSON{where}: {first.get('msg', '')}"
+        return JSONResponse(error_body("invalid_json", message, "body"), status_code=422)
+    field = _field(loc)
+    code = "malformed"
+    hint = ""
     if field is None:
-        field, hint = "body", " (send a JSON object with Content-Type: application/json)"
-    else:
-        hint = ""
+        field = "body"
+        if not is_json(request.headers.get("content-type")):  # else the JSON itself is what was wrong
+            hint = " (send a JSON object with Content-Type: application/json)"
     message = f"{field}: {_words(str(first['msg']))}{hint}"
     return JSONResponse(error_body(code, message, field), status_code=422)
 
@@ -58,8 +66,10 @@ def _words(message: str) -> str:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 400:  # FastAPI's answer to a body its JSON parser gave up on (too deep, say)
-        return JSONResponse(error_body("invalid_json", f"body: {exc.detail}", "body"), status_code=422)
+    if exc.status_code == 400:  # FastAPI's answer to a body its JSON parser gave up on ("There was an error…")
+        return JSONResponse(error_body("invalid_json", "不是可读的 JSON（须为 UTF-8，嵌套不能过深） / body: not JSON "
+                                                       "that can be read: it must be UTF-8 text, not nested too deeply",
+                                       "body"), status_code=422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     headers = {"Allow": _allowed(request)} if exc.status_code == 405 else exc.headers
     return JSONResponse(error_body(code, str(exc.detail), None), status_code=exc.status_code, headers=headers)
