@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gzip
 import json
 from collections.abc import Iterator
@@ -281,7 +282,24 @@ def test_a_late_event_is_applied_now_and_logged_as_applied(client: TestClient, w
     post_events(client, [{"type": "comment", "room": "room-1", "ts": T0 + 1, "user": "alice", "text": "hi"}])
     service = client.app.state.runtime.service  # type: ignore[attr-defined]
     logged = [e for e in service.store.events() if e["type"] == "comment"]
-    assert logged == [{"type": "comment", "room": "room-1", "ts": T0 + 3, "user": "alice", "text": "hi"}]
+    assert logged == [{"type": "comment", "room": "room-1", "ts": T0 + 5, "user": "alice", "text": "hi"}]
+
+
+def test_a_client_whose_clock_is_behind_cannot_date_coupons_or_watch_time_back(tmp_path: Path, wall: Wall) -> None:
+    """A join stamped 9 minutes late (within the 10 minutes taken) was applied at its stamp when the room had been
+    quiet: its newcomer coupon issued 9 minutes in the past (valid 9 minutes less), its 5-minute dwell timer already
+    due. It is applied at the machine's time."""
+    with serving(tmp_path / "late.db", clock=ClockMode.WALL, wall=wall) as client:
+        post_events(client, [{"type": "live_start", "room": "room-1", "ts": T0}])
+        wall.ms += 20 * 60_000
+        late = (wall.ms - 9 * 60_000) / 1000
+        post_events(client, [{"type": "join", "room": "room-1", "ts": late, "user": "slow-clock"}])
+        [coupon] = client.get("/v1/users/slow-clock/coupons", headers=PLATFORM).json()["coupons"]
+        issued = dt.datetime.fromisoformat(coupon["issued_at"].replace("Z", "+00:00")).timestamp() * 1000
+        assert issued == wall.ms
+        wall.ms += 60_000  # a minute on: no dwell coupon (it was due 4 minutes before the join arrived)
+        client.app.state.runtime.service.tick()  # type: ignore[attr-defined]
+        assert len(client.get("/v1/users/slow-clock/coupons", headers=PLATFORM).json()["coupons"]) == 1
 
 
 # -- bounds on input ----------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 ``wall`` (the default for ``serve``): the service's time is the machine's clock and no
 event moves it. An event stamped more than 5 s ahead of it, or more than 10 minutes
-behind it, is rejected, so a client with a wrong clock cannot expire coupons, lapse
-reservations or fire timers early; one stamped ahead by less is applied at the machine's
-time (its coupons are not issued in the future, and the events after it are not applied
-at its time). Timers fire when the machine's clock reaches them.
+behind it, is rejected; one within is applied, and logged, at the machine's time when it
+arrives: its coupons are issued then, valid from then, and a viewer's watch time counts
+from then. So a client with a wrong clock cannot expire coupons, lapse reservations or fire
+timers early, ahead or behind (a join stamped 9 minutes late, applied at its stamp, set a
+5-minute dwell timer already due). Timers fire when the machine's clock reaches them.
 
 ``event`` (simulations, tests, back-fills): the service's time is the ``ts`` of the
 latest applied event, never moving back, and timers fire only as events arrive,
@@ -43,8 +44,8 @@ class ServiceClock:
         self.mode = mode
         self._latest = latest
         self._wall = wall
-        # False: ``admit`` answers an event a little ahead as stamped, for whoever applies it to bring it to the
-        # machine's time (a gateway: the bus knows a retry by its events as sent, so they go on as sent)
+        # False: ``admit`` answers an event as stamped, for whoever applies it to bring it to the machine's time
+        # (a gateway: the bus knows a retry by its events as sent, so they go on as sent)
         self._ahead_now = ahead_now
 
     @property
@@ -68,4 +69,4 @@ class ServiceClock:
         if ts < now - BEHIND_MS:
             raise EventError("ts", f"ts_too_old: {(now - ts) / 1000:.3f} s behind the service's time "
                                    f"(at most {BEHIND_MS // 60_000} minutes)")
-        return min(ts, now) if self._ahead_now else ts
+        return now if self._ahead_now else ts

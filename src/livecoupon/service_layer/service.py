@@ -593,14 +593,13 @@ class LiveService:
         return result
 
     def apply_batches(self, batches: Sequence[Sequence[Event]]) -> list[list[Decision]]:
-        """Apply batches already checked (by a gateway, SPEC §7) in one transaction; each batch's decisions. An
-        event the gateway took a little ahead of the clock applies at this machine's time, as :meth:`submit`
-        applies one."""
+        """Apply batches already checked (by a gateway, SPEC §7) in one transaction; each batch's decisions. On the
+        machine's clock every event applies at this machine's time, as :meth:`submit` applies one."""
         if self.clock.fires_timers:  # the machine's clock, read once
             now = self.clock.now()
             for events in batches:
                 for event in events:
-                    event.ts = min(event.ts, now)
+                    event.ts = now
         with self._transaction():
             made = [self._apply_logged(list(events)) for events in batches]
         self._announce([d for decisions in made for d in decisions])
