@@ -490,3 +490,12 @@ def test_a_body_the_service_cannot_read_says_why(client: TestClient) -> None:
     assert "send a JSON object with Content-Type: application/json" in as_text["message"]
     a_list = client.post("/v1/checkout/quote", json=[], headers=PLATFORM).json()["error"]
     assert a_list["field"] == "body" and "Content-Type" not in a_list["message"]  # it was JSON: its shape is wrong
+
+
+@pytest.mark.parametrize("room", ["x" * 129, "*"], ids=["129 characters", "the reserved room"])
+def test_a_viewers_socket_for_no_room_is_closed_saying_so(client: TestClient, room: str) -> None:
+    """The room's HTTP routes refuse such a name (422); its socket took it and listened for nothing."""
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/v1/rooms/{room}/live?token={viewer_token('alice')}") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4422 and closed.value.reason.startswith("直播间名称无效 / not a room name")

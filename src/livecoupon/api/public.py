@@ -53,7 +53,7 @@ from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import BadMessage, Subscription, held_notice, mute_seconds
 from livecoupon.domain.coupons import Coupon, CouponKind, history_seen
 from livecoupon.domain.decisions import Decision
-from livecoupon.domain.events import MAX_NAME
+from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_NAME
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
 from livecoupon.service_layer.checkout import Answer, order_json, quote_json
@@ -338,6 +338,9 @@ async def live(websocket: WebSocket, room: str, token: Annotated[str, Query()] =
     """
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()  # then close with a 44xx code, which browsers can see (a refused handshake is 1006)
+    if not room or len(room) > MAX_NAME or room == CAMPAIGN_WIDE:  # as the room's HTTP routes read it (422)
+        await websocket.close(code=4422, reason=f"直播间名称无效 / not a room name (1–{MAX_NAME} characters, not *)")
+        return
     who = await _viewer_of(websocket, rt, token, user)
     if who is None:
         return
