@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 from livecoupon.api.auth import SESSION_COOKIE
 from livecoupon.api.bodies import MAX_BODY, bounded_body
 from livecoupon.api.public import CHECKOUT_ACTS, encode_json, order_created, order_moved
-from livecoupon.api.runtime import credential, identify, session_may_act
+from livecoupon.api.runtime import credential, identify
 from livecoupon.api.segments import segmented
 from livecoupon.service_layer.checkout import Answer
 
@@ -144,8 +144,7 @@ def _token(headers: dict[bytes, bytes]) -> str | None:
     """The credential, as ``caller_from`` reads it (``credential``), from the raw headers."""
     key, authorization, cookie = headers.get(b"x-api-key"), headers.get(b"authorization"), headers.get(b"cookie")
     content_type = headers.get(b"content-type")
-    if cookie and not session_may_act("POST", content_type.decode("latin-1") if content_type else None):
-        cookie = None  # (the lane serves POSTs only)
     return credential(key.decode("latin-1") if key else None,
                       authorization.decode("latin-1") if authorization else None,
-                      cookie_parser(cookie.decode("latin-1")).get(SESSION_COOKIE) if cookie else None)
+                      cookie_parser(cookie.decode("latin-1")).get(SESSION_COOKIE) if cookie else None,
+                      "POST", content_type.decode("latin-1") if content_type else None)  # the lane serves POSTs only

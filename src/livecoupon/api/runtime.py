@@ -363,9 +363,9 @@ async def caller_of(request: Request, key: Annotated[str | None, Depends(_api_ke
                     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                     session: Annotated[str | None, Depends(_session)]) -> Caller | None:
     """The request's caller, from X-API-Key, then Authorization: Bearer, then the session cookie."""
-    if not session_may_act(request.method, request.headers.get("content-type")):
-        session = None
-    token = key or (bearer.credentials if bearer is not None else None) or session
+    # (the dependencies document the schemes; the headers they read are read as caller_from reads them)
+    token = credential(key, request.headers.get("authorization"), session, request.method,
+                       request.headers.get("content-type"))
     return identify(request.app.state.runtime, token, client_address(request))
 
 
@@ -374,16 +374,18 @@ def caller_from(request: Request) -> Caller | None:
     dependency machinery (about 100 µs a request here) and declare the same security in their document
     (``LEAN_SECURITY``)."""
     headers = request.headers
-    session = request.cookies.get(SESSION_COOKIE) if session_may_act(request.method, headers.get("content-type")) \
-        else None
-    token = credential(headers.get("x-api-key"), headers.get("authorization"), session)
+    token = credential(headers.get("x-api-key"), headers.get("authorization"), request.cookies.get(SESSION_COOKIE),
+                       request.method, headers.get("content-type"))
     return identify(request.app.state.runtime, token, client_address(request))
 
 
-def credential(key: str | None, authorization: str | None, session: str | None) -> str | None:
-    """The token a request presents: X-API-Key, then ``Authorization: Bearer``, then the session cookie (pass it
-    only where :func:`session_may_act`)."""
+def credential(key: str | None, authorization: str | None, session: str | None, method: str,
+               content_type: str | None) -> str | None:
+    """The token a request presents: X-API-Key, then ``Authorization: Bearer``, then the session cookie where it
+    speaks for the request (:func:`session_may_act`)."""
     scheme, bearer = get_authorization_scheme_param(authorization)
+    if session and not session_may_act(method, content_type):
+        session = None
     return key or (bearer if scheme.lower() == "bearer" else None) or session or None
 
 
