@@ -11,7 +11,7 @@ from livecoupon.errors import CHINESE, NotFound, error_json, in_chinese_first
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "livecoupon"
 RAISING = {"LivecouponError", "Malformed", "Refused", "NotFound", "Unauthorized", "Forbidden"}
-ANSWERING = {"refuse", "_error", "error_body", "error_json"}  # the edges that build an error body from a code
+ANSWERING = {"refuse", "_error", "error_json"}  # the edges that build an error body from a code
 
 
 def codes_in_source() -> set[str]:

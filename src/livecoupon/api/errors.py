@@ -22,9 +22,6 @@ def _field(loc: tuple[int | str, ...]) -> str | None:
     return text or None
 
 
-error_body = error_json
-
-
 async def _ours(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LivecouponError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests | Unavailable) else None
@@ -33,7 +30,7 @@ async def _ours(request: Request, exc: Exception) -> JSONResponse:
 
 async def _too_deep(request: Request, exc: Exception) -> JSONResponse:
     """JSON nested past the parser's recursion limit is malformed input, not a server fault."""
-    return JSONResponse(error_body("too_deep", "body: JSON nested too deeply", "body"), status_code=422)
+    return JSONResponse(error_json("too_deep", "body: JSON nested too deeply", "body"), status_code=422)
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -44,7 +41,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         at = next((p for p in loc if isinstance(p, int)), None)
         where = "" if at is None else f" (at character {at})"
         message = f"不是有效的 JSON / body: not valid JSON{where}: {first.get('msg', '')}"
-        return JSONResponse(error_body("invalid_json", message, "body"), status_code=422)
+        return JSONResponse(error_json("invalid_json", message, "body"), status_code=422)
     field = _field(loc)
     code = "malformed"
     hint = ""
@@ -53,7 +50,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         if not is_json(request.headers.get("content-type")):  # else the JSON itself is what was wrong
             hint = " (send a JSON object with Content-Type: application/json)"
     message = f"{field}: {_words(str(first['msg']))}{hint}"
-    return JSONResponse(error_body(code, message, field), status_code=422)
+    return JSONResponse(error_json(code, message, field), status_code=422)
 
 
 def _words(message: str) -> str:
@@ -67,12 +64,12 @@ def _words(message: str) -> str:
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:  # FastAPI's answer to a body its JSON parser gave up on ("There was an error…")
-        return JSONResponse(error_body("invalid_json", "不是可读的 JSON（须为 UTF-8，嵌套不能过深） / body: not JSON "
+        return JSONResponse(error_json("invalid_json", "不是可读的 JSON（须为 UTF-8，嵌套不能过深） / body: not JSON "
                                                        "that can be read: it must be UTF-8 text, not nested too deeply",
                                        "body"), status_code=422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     headers = {"Allow": _allowed(request)} if exc.status_code == 405 else exc.headers
-    return JSONResponse(error_body(code, str(exc.detail), None), status_code=exc.status_code, headers=headers)
+    return JSONResponse(error_json(code, str(exc.detail), None), status_code=exc.status_code, headers=headers)
 
 
 def _allowed(request: Request) -> str:
