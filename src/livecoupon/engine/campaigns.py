@@ -23,7 +23,7 @@ from livecoupon.domain.commands import PublishCampaign, StartCampaign
 from livecoupon.domain.decisions import Decision
 from livecoupon.domain.events import Event, Facts, event_json
 from livecoupon.engine.engine import NO_TIME, Engine
-from livecoupon.engine.rooms import RecentIds
+from livecoupon.engine.rooms import RecentIds, is_new
 from livecoupon.store.port import ClaimsLedger
 
 
@@ -88,19 +88,7 @@ class Deployment:
     def repeated(self, event: Event) -> bool:
         """Whether the event is to be ignored, repeating an id its room remembers (with ``dedup_ids``; an
         operator's command never is); if not, its id is remembered from now on (engine/rooms.py ``RecentIds``)."""
-        if not self.dedup_ids or event.command is not None:
-            return False
-        event_id, starts = event.id, event.type == "live_start"
-        if event_id is None and not starts:
-            return False
-        ids = self.recent_ids.get(event.room)
-        if ids is None:
-            ids = self.recent_ids[event.room] = RecentIds()
-        if event_id is not None and not ids.first(event_id, event.ts):
-            return True
-        if starts:
-            ids.broadcast_begins(event.ts, event_id)
-        return False
+        return self.dedup_ids and not is_new(self.recent_ids, event)
 
     def apply_new(self, event: Event) -> list[Decision]:
         """:meth:`apply` for an event :meth:`repeated` has let through."""

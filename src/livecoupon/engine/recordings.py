@@ -41,7 +41,7 @@ from livecoupon.domain.events import (
 from livecoupon.domain.money import MAX_YUAN, MoneyError, yuan_to_fen
 from livecoupon.engine.lines import PlainValues
 from livecoupon.engine.lines import decode_plain as _decode_plain_line
-from livecoupon.engine.rooms import RecentIds
+from livecoupon.engine.rooms import RecentIds, is_new
 
 
 @dataclass(slots=True)
@@ -329,16 +329,8 @@ def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]
         event = plain_event(fields) if fields[0] else checked_event(number, line, rejected)
         if event is None:
             continue
-        event_id = event.id if event.command is None else None  # an operator's entry is never a repeat
-        starts = event.type == "live_start"
-        if event_id is not None or starts:
-            ids = seen.get(event.room)
-            if ids is None:
-                ids = seen[event.room] = RecentIds()
-            if event_id is not None and not ids.first(event_id, event.ts):
-                continue
-            if starts:
-                ids.broadcast_begins(event.ts, event_id)
+        if not is_new(seen, event):
+            continue
         if event.ts < last_ts:
             in_order = False
         last_ts = event.ts

@@ -135,13 +135,11 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
                 if ids is None:
                     ids = seen[room] = RecentIds()
                 last_room, last_ids = room, ids
-            if event_id is not None and not last_ids.first(event_id, ts):
+            if (event_id is not None or starts) and not last_ids.admits(event_id, ts, starts):
                 continue  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
             if ts < last_ts:
                 return None
             last_ts = ts
-            if starts:
-                last_ids.broadcast_begins(ts, event_id)
             result.events += 1
             if event is None:
                 if kind in _QUIET and deployment.touch(room, user, ts, facts):  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import msgspec
 
+from livecoupon.domain.events import Event
 from livecoupon.engine.plans import Plan
 
 Rebuild = tuple[Any, tuple[Any, ...]]  # what __reduce__ returns: a constructor and its arguments
@@ -71,6 +72,15 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self.newer) + len(self.older)
 
+    def admits(self, event_id: str | None, ts: int, starts: bool) -> bool:
+        """Whether an event is new to the room (its id, if it has one, remembered from now on; ``starts``: it is a
+        ``live_start``, which may make the room forget): False for a repeat, which changes nothing."""
+        if event_id is not None and not self.first(event_id, ts):
+            return False
+        if starts:
+            self.broadcast_begins(ts, event_id)
+        return True
+
     def first(self, event_id: str, ts: int) -> bool:
         """Whether the event is new (its id is remembered from now on); False for a repeat, which changes
         nothing (the log keeps only the events applied, SPEC §6, and replaying it decides as the service did
@@ -97,6 +107,20 @@ class RecentIds:
         if event_id is not None:  # the event that made it forget is of the new generation
             self.older.discard(event_id)
             self.newer.add(event_id)
+
+
+def is_new(memory: dict[str, RecentIds], event: Event) -> bool:
+    """Whether ``event`` is new to its room's memory of ids (``memory``: each room's, made as rooms come), as the
+    live deployment and replay's sorted path read it; False: a repeat, dropped (SPEC §2). An operator's entry is
+    never a repeat, and takes no part (scaled out, every command has an id, one per copy of it)."""
+    starts = event.type == "live_start"
+    event_id = event.id if event.command is None else None
+    if event_id is None and not starts:
+        return True
+    ids = memory.get(event.room)
+    if ids is None:
+        ids = memory[event.room] = RecentIds()
+    return ids.admits(event_id, event.ts, starts)
 
 
 class Viewer:
