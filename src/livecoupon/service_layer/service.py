@@ -212,6 +212,12 @@ def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None
         raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
 
 
+def own_decisions(made: list[Decision]) -> list[Decision]:
+    """An operator's issue's own decisions, as its answer gives them (SPEC §5: the same key, the same answer): not
+    those of the timers its command fired on its way, which a repeat of the key does not fire again."""
+    return [d for d in made if d.request.trigger == MANUAL]
+
+
 def derived_id(prefix: str, key: str) -> str:
     """The id of an event the service makes of ``key`` (an order's id), ``prefix:key``, within the 128 characters the
     log is read back with (SPEC §2): a key too long to fit is named by its digest. Beyond them, the service would not
@@ -901,9 +907,3 @@ class LiveService:
         if self._reading is not None:
             self._reading.join()
         self.store.close()
-
-
-def own_decisions(made: list[Decision]) -> list[Decision]:
-    """An operator's issue's own decisions, as its answer gives them (SPEC §5: the same key, the same answer): not
-    those of the timers its command fired on its way, which a repeat of the key does not fire again."""
-    return [d for d in made if d.request.trigger == MANUAL]
