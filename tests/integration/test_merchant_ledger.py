@@ -394,3 +394,45 @@ def test_a_merchant_down_then_back_gets_every_coupon_through_the_breaker(tmp_pat
         wait_until(lambda: not service.store.unconfirmed("shop"), within=40)
         assert set(merchant.accepted()) == set(issued)
         assert client.app.state.runtime.ledger.breaker.is_open is False  # type: ignore[attr-defined]
+
+
+def test_the_sender_stops_when_stopped_as_an_answer_comes() -> None:
+    """Stopped in the loop turn an answer came in, a sender took the answer and went on waiting for the next coupon
+    (3.11's wait_for returned the answer and dropped the cancellation): the service's shutdown hung (seen in CI)."""
+    import asyncio
+
+    from livecoupon.delivery.ledger import CONFIRMED
+    from livecoupon.domain.coupons import Coupon
+
+    class Answering:
+        def __init__(self) -> None:
+            self.answer: asyncio.Future[str | None] | None = None
+
+        async def create(self, client: Any, coupon: Coupon) -> str | None:
+            self.answer = asyncio.get_running_loop().create_future()
+            return await self.answer
+
+    campaign = campaign_for("http://127.0.0.1:9/coupons")
+    template = campaign.coupons["welcome"]
+    system = Answering()
+
+    async def scenario() -> bool:
+        sender = LedgerSender(LedgerConfig("http://127.0.0.1:9/coupons", SECRET, in_flight=1), campaign, system=system)
+        sender.start()
+        sender.enqueue([Coupon("cp_1", "ann", "shop", "welcome", template.title, template.terms, 0, 3_600_000)])
+        for _ in range(200):
+            if system.answer is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert system.answer is not None
+        system.answer.set_result(CONFIRMED)  # the answer comes...
+        stopping = asyncio.create_task(sender.stop())  # ...as the service stops
+        done, _ = await asyncio.wait({stopping}, timeout=2)
+        stopped = bool(done)
+        if not stopped:
+            for task in sender._tasks:
+                task.cancel()
+            await stopping
+        return stopped
+
+    assert asyncio.run(scenario()), "the sender went on after it was stopped"

@@ -154,3 +154,22 @@ def test_a_muted_viewer_gets_only_a_held_notice_until_the_mute_ends() -> None:
     clock.t += 61
     hub.publish("room", "alice", coupon | {"coupon_id": "c2"})
     assert sub.queue.get_nowait()["coupon_id"] == "c2"
+
+
+def test_the_runner_stops_when_cancelled_as_a_popup_is_offered() -> None:
+    """Cancelled in the loop turn its wake-up came in, the runner went on (3.11's wait_for returned the wake-up and
+    dropped the cancellation) and waited for ever: the service's shutdown hung with it (seen in CI)."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        pacer = Pacer(DeliveryPolicy(quiet_period_ms=60_000), lambda r, u, m: None, clock)
+        pacer.offer("room", "ann", {})  # the first goes out at once; the next ones wait their minutes
+        pacer.offer("room", "ann", {})
+        runner = asyncio.create_task(pacer.run())
+        await asyncio.sleep(0.01)  # the runner waits for the next turn, or a wake-up before it
+        pacer.offer("room", "ann", {})  # wakes it...
+        runner.cancel()  # ...in the same loop turn
+        await asyncio.wait({runner}, timeout=2)
+        assert runner.cancelled(), "the runner went on after it was cancelled"
+
+    asyncio.run(scenario())

@@ -20,7 +20,6 @@ from livecoupon.api.runtime import (
     CallerDep,
     Runtime,
     RuntimeDep,
-    cancel_quietly,
     client_address,
     identify,
     operator,
@@ -55,6 +54,7 @@ from livecoupon.domain.decisions import Decision
 from livecoupon.engine.recordings import decision_json
 from livecoupon.errors import LivecouponError, Malformed, Unauthorized
 from livecoupon.service_layer.service import campaign_in
+from livecoupon.tasks import cancel_quietly
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"], dependencies=[Depends(operator)], responses=CALLER_ERRORS,
                    route_class=SegmentRoute)

@@ -23,7 +23,6 @@ from livecoupon.api.runtime import (
     Runtime,
     RuntimeDep,
     caller_from,
-    cancel_quietly,
     client_address,
     identify,
     is_json,
@@ -58,6 +57,7 @@ from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
 from livecoupon.service_layer.checkout import Answer, order_json, quote_json
 from livecoupon.service_layer.service import Submitted
+from livecoupon.tasks import cancel_quietly
 
 MAX_DECISIONS_LISTED = 1_000  # a 100,000-viewer firing is counted in the answer, not listed (see /v1/admin/decisions)
 router = APIRouter(prefix="/v1", responses=CALLER_ERRORS, route_class=SegmentRoute)

@@ -31,6 +31,7 @@ from livecoupon.service_layer import handlers as after_commit
 from livecoupon.service_layer.port import Service
 from livecoupon.service_layer.service import campaign_in
 from livecoupon.store.port import collector_paused
+from livecoupon.tasks import cancel_quietly
 
 log = logging.getLogger("livecoupon")
 TICK_SECONDS = 0.02
@@ -306,13 +307,6 @@ class Runtime:
         if summary is None:
             summary = await service.call(service.room_summary)
         return [await self.stats_message(room, name, summary) for name in names]
-
-
-async def cancel_quietly(*tasks: asyncio.Task[Any]) -> None:
-    """Stop background tasks and wait until they have stopped; whatever they were doing no longer matters."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 BINARY_REFUSED = "只接受 JSON 文本帧 / binary frames are not accepted: send JSON text"

@@ -473,7 +473,8 @@ class GatewayService:
             waiting.parts = sum(put.stored for put in puts)
             if waiting.parts and len(waiting.done) < waiting.parts:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiting.all_done.wait(), ANSWER_WITHIN_S)
+                    async with asyncio.timeout(ANSWER_WITHIN_S):
+                        await waiting.all_done.wait()
             retried = {p: put.seq for p, put in zip(groups, puts, strict=True) if not put.stored}
             retries_applied = not retried or await self._applied_by(retried, until)
         finally:

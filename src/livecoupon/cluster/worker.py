@@ -31,7 +31,6 @@ from prometheus_client.registry import Collector
 
 from livecoupon.api import errors
 from livecoupon.api.auth import Credentials, Role, require
-from livecoupon.api.runtime import cancel_quietly
 from livecoupon.cluster import wire
 from livecoupon.cluster.bus import Bus, header
 from livecoupon.cluster.leases import LEASE_SECONDS, RENEW_SECONDS, Lease, LeaseBook, PartitionStore
@@ -46,6 +45,7 @@ from livecoupon.engine.clock import ClockMode
 from livecoupon.service_layer.service import Fenced, LiveService, SnapshotPolicy
 from livecoupon.store.postgres import PostgresStore
 from livecoupon.store.postgres_webhooks import PostgresWebhookOutcomes
+from livecoupon.tasks import cancel_quietly
 
 log = logging.getLogger("livecoupon.worker")
 T = TypeVar("T")

@@ -38,6 +38,7 @@ from livecoupon.delivery.pacing import CellRate
 from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon, CouponKind
 from livecoupon.domain.money import fen_to_yuan
+from livecoupon.tasks import cancel_quietly
 
 log = logging.getLogger("livecoupon.ledger")
 
@@ -194,9 +195,7 @@ class LedgerSender:
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self.config.in_flight)]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_quietly(*self._tasks)
         if self._client is not None:
             await self._client.aclose()
 
@@ -230,7 +229,8 @@ class LedgerSender:
         self.attempts += 1
         try:  # the timeout bounds the whole attempt: httpx's bounds each read, and a merchant sending its answer a
             # byte at a time held one for 20 s (and a sender's slot, for as long as it kept sending)
-            why = await asyncio.wait_for(self.system.create(self._client, coupon), self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):  # (wait_for took an answer coming as it was
+                why = await self.system.create(self._client, coupon)  # cancelled, and the sender never stopped)
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)
             why = "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "transport"

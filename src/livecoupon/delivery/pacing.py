@@ -112,7 +112,8 @@ class Pacer:
             self._wake.clear()
             timeout = max(self._turns[0][0] - self._now(), MIN_TICK) if self._turns else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # (wait_for took a wake-up coming as it was cancelled: the
+                    await self._wake.wait()  # runner went on, and a shutdown waited for it for ever)
 
     async def _take_turns(self, due: list[tuple[str, str]]) -> None:
         """Each turn due delivers its viewer's waiting popup that expires first (a viewer whose popups were

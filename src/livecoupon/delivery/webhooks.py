@@ -47,6 +47,7 @@ from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.coupons import Coupon
 from livecoupon.domain.decisions import Decision, coupon_of
 from livecoupon.store.webhooks import DeadLetter, MemoryWebhookOutcomes, SqliteWebhookOutcomes, WebhookOutcomes
+from livecoupon.tasks import cancel_quietly
 
 __all__ = ["DeadLetter", "WebhookConfig", "WebhookConfigError", "WebhookSender", "backoff_s", "encode",
            "issued_listener", "payload_for", "sign", "verify"]
@@ -270,8 +271,7 @@ class WebhookSender:
             return
         self._closing = True
         if self._refreshing is not None:
-            self._refreshing.cancel()
-            await asyncio.gather(self._refreshing, return_exceptions=True)
+            await cancel_quietly(self._refreshing)
             self._refreshing = None
         for timer in self._timers.values():
             timer.cancel()
@@ -281,9 +281,8 @@ class WebhookSender:
         for _ in self._workers:
             self._queue.put_nowait(None)  # each worker ends after its request in flight
         _, cut_off = await asyncio.wait(self._workers, timeout=self.config.timeout_s)
-        for worker in cut_off:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await cancel_quietly(*cut_off)
+        await asyncio.gather(*self._workers, return_exceptions=True)  # (the others' exceptions, retrieved)
         self._loop = None
         if handing_over:
             self._pending.clear()

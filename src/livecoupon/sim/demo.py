@@ -38,6 +38,7 @@ from livecoupon.engine.recordings import read_for_replay
 from livecoupon.engine.replay import replay, write_outputs
 from livecoupon.sim.audience import Broadcast, Purchase, Shopper, Viewer
 from livecoupon.store.export import export_store
+from livecoupon.tasks import cancel_quietly
 
 ROOM = "room-1"
 
@@ -196,7 +197,8 @@ class Demo:
                 self.sockets.pop(user).cancel()
         if opening:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*opening), timeout=5)
+                async with asyncio.timeout(5):
+                    await asyncio.gather(*opening)
 
     async def _listen(self, url: str, user: str, ready: asyncio.Event) -> None:
         try:
@@ -261,9 +263,7 @@ class Demo:
         self.stats.orders_with_coupon += coupon_id is not None
 
     async def _close_sockets(self) -> None:
-        for task in self.sockets.values():
-            task.cancel()
-        await asyncio.gather(*self.sockets.values(), return_exceptions=True)
+        await cancel_quietly(*self.sockets.values())
 
     def _publish(self, wall: float) -> dict[str, Any]:
         """Export the service's log and decisions, and check that replaying the log reproduces them."""
