@@ -30,9 +30,9 @@ from livecoupon.domain.campaign import (
     When,
 )
 from livecoupon.domain.coupons import CouponKind, CouponTemplate, Scope, Terms
-from livecoupon.domain.durations import DurationError, parse_duration_ms
+from livecoupon.domain.durations import parse_duration_ms
 from livecoupon.domain.events import CAMPAIGN_WIDE, LAST_MS, MAX_NAME
-from livecoupon.domain.money import MAX_YUAN, MoneyError, yuan_to_fen
+from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
 
@@ -56,35 +56,6 @@ _MAPPING = "必须是键值映射 / must be a mapping of keys"
 
 def _unknown_coupon(name: str) -> str:
     return f"未知的券 / unknown coupon {name!r}"
-
-
-# Chinese for the words of domain/money.py and domain/durations.py, which the HTTP API shares (in English), by how
-# each begins; a new one of theirs still reads 金额有误 / 时长有误 first.
-_MONEY_WORDS = {"must be a number of yuan": "必须是金额（元）", "must not be negative": "不能为负数",
-                "must be at most": f"不能超过 {MAX_YUAN:,} 元", "must be a finite number": "必须是有限的数值",
-                "not a number": "不是数字", "at most 2 decimals": "最多两位小数"}
-_DURATION_WORDS = {"at most 100 years": "最长 100 年", "must be seconds or a duration": "必须是秒数或时长",
-                   "must be a finite, non-negative": "必须是有限的非负秒数", "not a duration": "不是时长"}
-
-
-def _in_chinese(exc: ValueError, words: dict[str, str], otherwise: str) -> ValueError:
-    english = str(exc)
-    chinese = next((zh for en, zh in words.items() if english.startswith(en)), otherwise)
-    return ValueError(f"{chinese} / {english}")
-
-
-def _fen(value: Any) -> int:
-    try:
-        return yuan_to_fen(value)
-    except MoneyError as exc:
-        raise _in_chinese(exc, _MONEY_WORDS, "金额有误") from None
-
-
-def _ms(value: Any) -> int:
-    try:
-        return parse_duration_ms(value)
-    except DurationError as exc:
-        raise _in_chinese(exc, _DURATION_WORDS, "时长有误") from None
 
 
 def _number(value: Any) -> Any:
@@ -119,9 +90,9 @@ def _whole(value: Any) -> Any:
 
 
 Whole = Annotated[StrictInt, BeforeValidator(_whole)]
-Fen = Annotated[int, BeforeValidator(_fen)]
+Fen = Annotated[int, BeforeValidator(yuan_to_fen)]  # (their errors: ValueErrors, in both languages)
 Number = Annotated[float, BeforeValidator(_number)]
-Millis = Annotated[int, BeforeValidator(_ms)]
+Millis = Annotated[int, BeforeValidator(parse_duration_ms)]
 Name = Annotated[str, BeforeValidator(lambda v: v if not isinstance(v, str) else v.strip())]
 
 

@@ -36,7 +36,7 @@ def test_replay_writes_the_three_files_and_exits_0_even_with_rejected_lines(tmp_
         ("alice", "newcomer", 1700000001.5, 1700001801.5)]
     assert (tmp_path / "out" / "suppressed.jsonl").read_text() == ""
     rejected = [json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
-    assert [(r["line"], r["error"].split(":")[0]) for r in rejected] == [(4, "user"), (5, "not valid JSON")]
+    assert [(r["line"], r["error"].split(" / ")[0]) for r in rejected] == [(4, "user: 必填"), (5, "不是有效的 JSON")]
 
 
 def test_replay_exits_2_for_an_unusable_config_naming_the_path(tmp_path: Path) -> None:

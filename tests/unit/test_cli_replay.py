@@ -55,7 +55,7 @@ def test_an_event_with_bytes_that_are_not_utf8_far_into_the_file_is_rejected_and
     rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8")
                 .splitlines()]
     assert [r["line"] for r in rejected] == [3_001]
-    assert rejected[0]["error"].startswith("user: not valid Unicode")
+    assert rejected[0]["error"].startswith("user: 不是有效的 Unicode")
     issued = [json.loads(line) for line in (tmp_path / "out" / "issued.jsonl").read_text(encoding="utf-8")
               .splitlines()]
     assert [i["user"] for i in issued] == ["u"]  # the newcomer's coupon of the join after it

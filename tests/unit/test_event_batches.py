@@ -107,8 +107,8 @@ def test_an_integer_too_long_for_python_rejects_its_event_alone() -> None:
             '"user": "u", "value": -' + huge + '}, {"type": "join", "room": "r", "ts": 2, "user": "v"}]').encode()
     kept, rejected = judged(read_batch(body))
     assert [e["user"] for e in kept] == ["v"]
-    assert rejected == [{"index": 0, "error": "ts: must be a finite number"},
-                        {"index": 1, "error": "value: must be a finite number"}]
+    assert rejected == [{"index": 0, "error": "ts: 必须是有限的数值 / must be a finite number"},
+                        {"index": 1, "error": "value: 必须是有限的数值 / must be a finite number"}]
 
 
 def test_an_operator_event_is_refused_for_its_type_whatever_its_other_fields() -> None:

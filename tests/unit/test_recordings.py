@@ -164,11 +164,11 @@ AFTER = b'{"type": "join", "room": "r", "ts": 2, "user": "v"}\n'
 
 @pytest.mark.parametrize("block", [1, 2, 64, READ_BLOCK])
 @pytest.mark.parametrize(("line", "error"), [
-    (b'{"type": "join", "room": "r", "ts": 1, "user": "u\xe6\x89"}\n', "user: not valid Unicode"),
-    (b'{"type": "comment", "room": "r", "ts": 1, "user": "u", "text": "\xff\xfe"}\n', "text: not valid Unicode"),
+    (b'{"type": "join", "room": "r", "ts": 1, "user": "u\xe6\x89"}\n', "user: 不是有效的 Unicode"),
+    (b'{"type": "comment", "room": "r", "ts": 1, "user": "u", "text": "\xff\xfe"}\n', "text: 不是有效的 Unicode"),
     (b'{"type": "order", "room": "r", "ts": 1, "user": "u", "order_id": "o\xe6\x89", "amount": 1}\n',
-     "order_id: not valid Unicode"),
-    (b'\xff\n', "not valid JSON"),
+     "order_id: 不是有效的 Unicode"),
+    (b'\xff\n', "不是有效的 JSON / not valid JSON"),
     (b'{"type": "join", "room": "r", "ts": 1, "user": "u", "x": "\xff"}\n', None),  # a field no one reads
 ])
 def test_bytes_that_are_not_utf8_reject_the_event_whose_field_holds_them(tmp_path: Path, line: bytes,
@@ -221,5 +221,5 @@ def test_a_line_nested_deeper_than_the_parser_goes_is_rejected_and_the_others_re
              b'{"type": "join", "room": "r", "ts": 3, "user": "v"}\n']
     events, rejected = read_events(lines)
     assert [e.type for e in events] == ["live_start", "join"]
-    assert [(r.line, r.error) for r in rejected] == [(2, "not valid JSON: nested deeper than the parser goes"),
-                                                    (3, "not valid JSON: nested deeper than the parser goes")]
+    too_deep = "不是有效的 JSON：嵌套过深 / not valid JSON: nested deeper than the parser goes"
+    assert [(r.line, r.error) for r in rejected] == [(2, too_deep), (3, too_deep)]

@@ -19,11 +19,13 @@ MAX_NOTE = 500
 
 
 class CommandError(ValueError):
-    """An operator event livecoupon cannot apply; ``field`` names what was wrong."""
+    """An operator event livecoupon cannot apply; ``field`` names what was wrong, ``message`` says it Chinese first,
+    then English."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +112,9 @@ def addressee(command: Command) -> str | None:
 def _name(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
-        raise CommandError(key, "required: a non-empty string")
+        raise CommandError(key, "必填，非空字符串 / required: a non-empty string")
     if len(value) > MAX_NAME:
-        raise CommandError(key, f"longer than {MAX_NAME} characters")
+        raise CommandError(key, f"超过 {MAX_NAME} 个字符 / longer than {MAX_NAME} characters")
     return value
 
 
@@ -121,12 +123,14 @@ def _names(data: dict[str, Any], key: str, *, required: bool = True) -> tuple[st
     if value is None and not required:
         return ()
     if not isinstance(value, list) or (required and not value):
-        raise CommandError(key, "required: a non-empty list of strings" if required else "must be a list of strings")
+        raise CommandError(key, "必填，非空的字符串列表 / required: a non-empty list of strings" if required
+                           else "必须是字符串列表 / must be a list of strings")
     if len(value) > MAX_USERS:
-        raise CommandError(key, f"at most {MAX_USERS:,} at once")
+        raise CommandError(key, f"一次最多 {MAX_USERS:,} 个 / at most {MAX_USERS:,} at once")
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item or len(item) > MAX_NAME:
-            raise CommandError(f"{key}[{i}]", f"must be a non-empty string of at most {MAX_NAME} characters")
+            raise CommandError(f"{key}[{i}]", f"必须是不超过 {MAX_NAME} 个字符的非空字符串 / "
+                                              f"must be a non-empty string of at most {MAX_NAME} characters")
     return tuple(dict.fromkeys(value))
 
 
@@ -147,7 +151,7 @@ def command_from_json(data: dict[str, Any]) -> Command:
     if action in ("block", "unblock"):
         users, devices = _names(data, "users", required=False), _names(data, "devices", required=False)
         if not users and not devices:
-            raise CommandError("users", "name at least one user or device")
+            raise CommandError("users", "请至少填写一个用户或设备 / name at least one user or device")
         return ChangeBlocklist(users, devices, action == "block")
     if action == "clock":
         return ClockReached()
@@ -155,23 +159,26 @@ def command_from_json(data: dict[str, Any]) -> Command:
         return _publish(data)
     if action == "start":
         return StartCampaign(_name(data, "campaign"))
-    raise CommandError("action", f"unknown operator action {action!r} (one of {', '.join(ACTIONS)})")
+    raise CommandError("action", f"未知的运营操作 / unknown operator action {action!r} (one of {', '.join(ACTIONS)})")
 
 
 def _publish(data: dict[str, Any]) -> PublishCampaign:
     version, note = data.get("version"), data.get("note", "")
     if not isinstance(version, int) or isinstance(version, bool) or version < 2:
-        raise CommandError("version", "required: an integer of at least 2 (1 is the file the service started with)")
+        raise CommandError("version", "必填，不小于 2 的整数（1 是服务启动时的文件） / "
+                                      "required: an integer of at least 2 (1 is the file the service started with)")
     source = _source(data)
     if not isinstance(note, str) or len(note) > MAX_NOTE:
-        raise CommandError("note", f"must be a string of at most {MAX_NOTE} characters")
+        raise CommandError("note", f"必须是不超过 {MAX_NOTE} 个字符的字符串 / "
+                                   f"must be a string of at most {MAX_NOTE} characters")
     return PublishCampaign(version, source, _read(source), note)
 
 
 def _source(data: dict[str, Any]) -> str:
     source = data.get("campaign")
     if not isinstance(source, str) or not source or len(source) > MAX_CAMPAIGN:
-        raise CommandError("campaign", f"required: the campaign file, a string of at most {MAX_CAMPAIGN:,} characters")
+        raise CommandError("campaign", f"必填：活动文件，不超过 {MAX_CAMPAIGN:,} 个字符 / "
+                                       f"required: the campaign file, a string of at most {MAX_CAMPAIGN:,} characters")
     return source
 
 

@@ -10,35 +10,36 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\
 
 
 MAX_DURATION_MS = 100 * 365 * 86_400_000  # a century: beyond any campaign's time, and a coupon's end stays a date
+_SECONDS_OR_DURATION = "必须是秒数或时长 / must be seconds or a duration like 30s, 5m, 1h30m"
 
 
 class DurationError(ValueError):
-    """A duration livecoupon cannot read."""
+    """A duration livecoupon cannot read; its words Chinese first, then English."""
 
 
 def parse_duration_ms(value: object) -> int:
     """Milliseconds for a duration given as seconds or as a ``1h30m``-style string, at most a century."""
     ms = _duration_ms(value)
     if ms > MAX_DURATION_MS:
-        raise DurationError(f"at most 100 years ({MAX_DURATION_MS // 3_600_000:,}h)")
+        raise DurationError(f"最长 100 年 / at most 100 years ({MAX_DURATION_MS // 3_600_000:,}h)")
     return ms
 
 
 def _duration_ms(value: object) -> int:
     if isinstance(value, bool):
-        raise DurationError("must be seconds or a duration like 30s, 5m, 1h30m")
+        raise DurationError(_SECONDS_OR_DURATION)
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value < 0:
-            raise DurationError("must be a finite, non-negative number of seconds")
+            raise DurationError("必须是有限的非负秒数 / must be a finite, non-negative number of seconds")
         return round(value * 1000)
     if not isinstance(value, str):
-        raise DurationError("must be seconds or a duration like 30s, 5m, 1h30m")
+        raise DurationError(_SECONDS_OR_DURATION)
     text = value.strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return round(float(text) * 1000)
     match = _DURATION.fullmatch(text)
     if not text or match is None:
-        raise DurationError(f"not a duration: {value!r} (use 300, 30s, 5m, 2h or 1h30m)")
+        raise DurationError(f"不是时长 / not a duration: {value!r} (use 300, 30s, 5m, 2h or 1h30m)")
     parts = zip(match.groups(), ("h", "m", "s"), strict=True)
     return round(sum(float(n) * _UNIT_MS[unit] for n, unit in parts if n is not None))
 

@@ -22,7 +22,9 @@ ROOM_TYPES = frozenset({"live_start", "live_end", "online_count", "transcript", 
 TYPES = VIEWER_TYPES | ROOM_TYPES | {"operator"}
 
 CAMPAIGN_WIDE = "*"  # the room of an operator command that is not about one room: reserved, no platform's
-RESERVED_ROOM: Final = f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)"  # why a room may not be it
+# why a room may not be it
+RESERVED_ROOM: Final = (f"直播间名 {CAMPAIGN_WIDE!r} 为保留名（代表所有直播间） / "
+                         f"{CAMPAIGN_WIDE!r} is reserved (it stands for every room)")
 MAX_NAME = 128  # room, user, id, order_id, device (SPEC §2)
 MAX_TEXT = 2_000  # comment and transcript text
 MAX_IP = 64
@@ -38,7 +40,8 @@ Facts = tuple[str | None, str | None, float | None, Profile | None]
 
 
 class EventError(ValueError):
-    """An event livecoupon rejects; ``field`` names what was wrong."""
+    """An event livecoupon rejects; ``field`` names what was wrong, ``message`` says it Chinese first, then
+    English (platforms' developers read it in both)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -141,7 +144,8 @@ def ts_to_ms(ts: float) -> int:
 def _millis(data: dict[str, Any], key: str) -> int:
     value = _number(data, key)
     if not 0 <= value < _MAX_SECONDS:
-        raise EventError(key, "out of range: seconds since 1970, before the year 10000")
+        raise EventError(key, "超出范围：须是 1970 年以来、10000 年之前的秒数 / "
+                              "out of range: seconds since 1970, before the year 10000")
     return ts_to_ms(value)
 
 
@@ -158,14 +162,25 @@ def json_kind(value: object) -> str:
     return "an array" if isinstance(value, list) else "an object"
 
 
+_REQUIRED: Final = "必填 / required"
+_NOT_NULL: Final = "不能为 null / must not be null"
+_KINDS_IN_CHINESE: Final = {"a number": "数字", "a string": "字符串", "an array": "数组", "an object": "对象"}
+
+
+def _must_be(chinese: str, english: str, value: object) -> str:
+    """What a field must be, and what it was: ``必须是数字，不能是字符串 / must be a number, got a string``."""
+    kind = json_kind(value)
+    return f"必须是{chinese}，不能是{_KINDS_IN_CHINESE.get(kind, kind)} / must be {english}, got {kind}"
+
+
 def _number(data: dict[str, Any], key: str) -> float | int:
     value = data.get(key)
     if value is None:
-        raise EventError(key, "required" if key not in data else "must not be null")
+        raise EventError(key, _REQUIRED if key not in data else _NOT_NULL)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EventError(key, f"must be a number, got {json_kind(value)}")
+        raise EventError(key, _must_be("数字", "a number", value))
     if isinstance(value, float) and not math.isfinite(value):
-        raise EventError(key, "must be a finite number")
+        raise EventError(key, "必须是有限的数值 / must be a finite number")
     return value
 
 
@@ -176,20 +191,22 @@ def is_clean_text(value: str) -> bool:
 
 def _checked_text(key: str, value: str, limit: int) -> str:
     if len(value) > limit:
-        raise EventError(key, f"longer than {limit:,} characters ({len(value):,})")
+        raise EventError(key, f"超过 {limit:,} 个字符（{len(value):,}） / "
+                              f"longer than {limit:,} characters ({len(value):,})")
     if not is_clean_text(value):
-        raise EventError(key, "not valid Unicode (a lone surrogate, or bytes that are not UTF-8)")
+        raise EventError(key, "不是有效的 Unicode（孤立的代理项，或不是 UTF-8 的字节） / "
+                              "not valid Unicode (a lone surrogate, or bytes that are not UTF-8)")
     return value
 
 
 def _string(data: dict[str, Any], key: str, *, non_empty: bool = False, limit: int = MAX_NAME) -> str:
     value = data.get(key)
     if value is None:
-        raise EventError(key, "required" if key not in data else "must not be null")
+        raise EventError(key, _REQUIRED if key not in data else _NOT_NULL)
     if not isinstance(value, str):
-        raise EventError(key, f"must be a string, got {json_kind(value)}")
+        raise EventError(key, _must_be("字符串", "a string", value))
     if non_empty and not value:
-        raise EventError(key, "must not be empty")
+        raise EventError(key, "不能为空 / must not be empty")
     return _checked_text(key, value, limit)
 
 
@@ -198,7 +215,7 @@ def _optional_string(data: dict[str, Any], key: str, limit: int = MAX_NAME) -> s
     if value is None:
         return None
     if not isinstance(value, str):
-        raise EventError(key, f"must be a string, got {json_kind(value)}")
+        raise EventError(key, _must_be("字符串", "a string", value))
     return _checked_text(key, value, limit)
 
 
@@ -207,9 +224,9 @@ def _count(data: dict[str, Any], key: str, default: int | None = None) -> int:
         return default  # an optional field left out or null takes its default, like the other optional fields
     value = _number(data, key)
     if value != int(value):
-        raise EventError(key, "must be a whole number")
+        raise EventError(key, "必须是整数 / must be a whole number")
     if value < 0:
-        raise EventError(key, "must not be negative")
+        raise EventError(key, "不能为负数 / must not be negative")
     return int(value)
 
 
@@ -218,10 +235,11 @@ def _money(data: dict[str, Any], key: str) -> int:
     try:
         return yuan_to_fen(value)
     except MoneyError as exc:
-        raise EventError(key, str(exc)) from None
+        raise EventError(key, str(exc)) from None  # (in both languages)
 
 
-_OPERATOR_ONLY: Final = "operator events come only from the service's own log (use the /v1/admin endpoints)"
+_OPERATOR_ONLY: Final = ("运营操作只来自服务自己的日志（请用 /v1/admin 接口） / "
+                         "operator events come only from the service's own log (use the /v1/admin endpoints)")
 
 
 def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tuple[list[Event], list[dict[str, Any]]]:
@@ -291,10 +309,10 @@ def _is_plain_name(value: str) -> bool:
 
 def _parse_checked(data: Any) -> Event:
     if not isinstance(data, dict):
-        raise EventError("event", f"must be a JSON object, got {json_kind(data)}")
+        raise EventError("event", _must_be("JSON 对象", "a JSON object", data))
     kind = _string(data, "type", limit=32)
     if kind not in TYPES:
-        raise EventError("type", f"unknown event type {kind!r}")
+        raise EventError("type", f"未知的事件类型 / unknown event type {kind!r}")
     room = _string(data, "room", non_empty=True)
     ts = _millis(data, "ts")
     event = Event(kind, room, ts, id=_optional_string(data, "id"))
@@ -313,7 +331,7 @@ def _viewer_facts(data: dict[str, Any], event: Event) -> None:
     if data.get("risk") is not None:
         risk = _number(data, "risk")
         if not 0 <= risk <= 1:
-            raise EventError("risk", "must be in [0, 1]")
+            raise EventError("risk", "必须在 0 到 1 之间 / must be in [0, 1]")
         event.risk = float(risk)
     if data.get("profile") is not None:
         event.profile = _profile(data["profile"])
@@ -332,9 +350,9 @@ def plain_profile(profile: dict[str, str | int | float]) -> bool:
 
 def _profile(value: Any) -> Profile:
     if not isinstance(value, dict):
-        raise EventError("profile", f"must be an object, got {json_kind(value)}")
+        raise EventError("profile", _must_be("对象", "an object", value))
     if len(value) > MAX_PROFILE_KEYS:
-        raise EventError("profile", f"at most {MAX_PROFILE_KEYS} keys")
+        raise EventError("profile", f"最多 {MAX_PROFILE_KEYS} 个键 / at most {MAX_PROFILE_KEYS} keys")
     profile: Profile = {}
     for key, item in value.items():
         _checked_text("profile", key, MAX_PROFILE_KEY)
@@ -343,7 +361,7 @@ def _profile(value: Any) -> Profile:
         elif isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item):
             profile[key] = item
         else:
-            raise EventError(f"profile.{key}", "must be a string or a finite number")
+            raise EventError(f"profile.{key}", "必须是字符串或有限的数值 / must be a string or a finite number")
     return profile
 
 
@@ -376,10 +394,10 @@ def _online_count(data: dict[str, Any], event: Event) -> None:
 
 def _flash_sale(data: dict[str, Any], event: Event) -> None:
     if _number(data, "duration") <= 0:
-        raise EventError("duration", "must be > 0")
+        raise EventError("duration", "必须大于 0 / must be > 0")
     event.duration = _millis(data, "duration")
     if event.duration == 0:  # under half a ms: the log would keep 0, which it could not read back
-        raise EventError("duration", "must be at least 0.001 s")
+        raise EventError("duration", "至少 0.001 秒 / must be at least 0.001 s")
     event.product = _optional_string(data, "product")
 
 
@@ -387,7 +405,7 @@ def _operator(data: dict[str, Any], event: Event) -> None:
     try:
         event.command = command_from_json(data)
     except CommandError as exc:
-        raise EventError(exc.field, str(exc).partition(": ")[2]) from None
+        raise EventError(exc.field, exc.message) from None
 
 
 _PARSE_EXTRA = {

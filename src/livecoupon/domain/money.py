@@ -13,7 +13,7 @@ MAX_YUAN = 1_000_000_000
 
 
 class MoneyError(ValueError):
-    """A yuan amount that livecoupon cannot accept."""
+    """A yuan amount that livecoupon cannot accept; its words Chinese first, then English."""
 
 
 def yuan_to_fen(value: object) -> int:
@@ -23,33 +23,33 @@ def yuan_to_fen(value: object) -> int:
     amount may not be negative or non-finite.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise MoneyError("must be a number of yuan")
+        raise MoneyError("必须是金额（元） / must be a number of yuan")
     if isinstance(value, int):
         if value < 0:
-            raise MoneyError("must not be negative")
+            raise MoneyError("不能为负数 / must not be negative")
         if value > MAX_YUAN:
             raise _too_much()
         return value * FEN_PER_YUAN
     if isinstance(value, float) and not math.isfinite(value):
-        raise MoneyError("must be a finite number")
+        raise MoneyError("必须是有限的数值 / must be a finite number")
     try:
         exact = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
-        raise MoneyError(f"not a number: {value!r}") from None
+        raise MoneyError(f"不是数字 / not a number: {value!r}") from None
     if not exact.is_finite():
-        raise MoneyError("must be a finite number")
+        raise MoneyError("必须是有限的数值 / must be a finite number")
     if exact < 0:
-        raise MoneyError("must not be negative")
+        raise MoneyError("不能为负数 / must not be negative")
     if exact > MAX_YUAN:
         raise _too_much()
     fen = exact * FEN_PER_YUAN
     if fen != fen.to_integral_value():
-        raise MoneyError("at most 2 decimals allowed")
+        raise MoneyError("最多两位小数 / at most 2 decimals allowed")
     return int(fen)
 
 
 def _too_much() -> MoneyError:
-    return MoneyError(f"must be at most {MAX_YUAN:,} yuan")
+    return MoneyError(f"不能超过 {MAX_YUAN:,} 元 / must be at most {MAX_YUAN:,} yuan")
 
 
 def fen_to_yuan(fen: int) -> float:

@@ -64,9 +64,11 @@ class ServiceClock:
             return ts
         now = self._wall()
         if ts > now + AHEAD_MS:
-            raise EventError("ts", f"ts_in_future: {(ts - now) / 1000:.3f} s ahead of the service's time "
-                                   f"(at most {AHEAD_MS // 1000} s)")
+            ahead, most = f"{(ts - now) / 1000:.3f}", AHEAD_MS // 1000
+            raise EventError("ts", f"ts_in_future: 比服务的时间超前 {ahead} 秒（最多 {most} 秒） / "
+                                   f"{ahead} s ahead of the service's time (at most {most} s)")
         if ts < now - BEHIND_MS:
-            raise EventError("ts", f"ts_too_old: {(now - ts) / 1000:.3f} s behind the service's time "
-                                   f"(at most {BEHIND_MS // 60_000} minutes)")
+            behind, most = f"{(now - ts) / 1000:.3f}", BEHIND_MS // 60_000
+            raise EventError("ts", f"ts_too_old: 比服务的时间落后 {behind} 秒（最多 {most} 分钟） / "
+                                   f"{behind} s behind the service's time (at most {most} minutes)")
         return now if self._ahead_now else ts

@@ -184,10 +184,11 @@ def checked_event(number: int, line: Line, rejected: list[Rejected]) -> Event | 
     except ValueError as exc:
         if not line.strip():
             return None
-        rejected.append(Rejected(number, f"not valid JSON: {exc}"))
+        rejected.append(Rejected(number, f"不是有效的 JSON / not valid JSON: {exc}"))
         return None
     except RecursionError:
-        rejected.append(Rejected(number, "not valid JSON: nested deeper than the parser goes"))
+        rejected.append(Rejected(number, "不是有效的 JSON：嵌套过深 / "
+                                         "not valid JSON: nested deeper than the parser goes"))
         return None
     try:
         return parse_event(data)

@@ -205,7 +205,7 @@ def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None
     if not room:
         raise Malformed("missing_room", "room must not be empty", "room")
     if room == CAMPAIGN_WIDE:
-        raise Malformed("reserved_room", f"room {RESERVED_ROOM}", "room")
+        raise Malformed("reserved_room", RESERVED_ROOM, "room")
     if not campaign.listens_to(room):
         raise NotFound("unknown_room", f"campaign {campaign.campaign!r} does not list room {room!r}", "room")
     if not key:
