@@ -433,3 +433,37 @@ def test_several_campaigns_scale_out_and_one_joins_on_the_bus(tmp_path: Path, pg
     assert_replay_agrees(live, again)
     starts = [e for e in lines(live / "events.jsonl") if e.get("action") == "start"]
     assert [e["campaign"] for e in starts] == ["shop-c"]
+
+
+def test_a_viewer_token_never_makes_its_user_present_scaled_out(tmp_path: Path, pg_url: str) -> None:
+    """A gateway passed a viewer's chat on unchecked: an account the platform never reported (no device, no risk)
+    entered any room by chatting, and took its newcomer and keyword coupons past per_device and max_risk. The worker
+    applying the chat now checks presence where the room's stream is, and the gateway answers as one machine does."""
+    from support.credentials import viewer_token
+    from support.streams import START
+
+    config = every_room_campaign(tmp_path)
+    with (Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "chat", gateways=1) as cluster,
+          httpx.Client(timeout=30) as client):
+        [url] = cluster.urls
+
+        def viewer(user: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {viewer_token(user)}"}
+
+        def chat(user: str) -> httpx.Response:
+            return client.post(f"{url}/v1/rooms/room-1/comments", json={"text": "扣1"}, headers=viewer(user))
+
+        client.post(f"{url}/v1/events", headers=PLATFORM,
+                    json=[{"type": "live_start", "room": "room-1", "ts": START},
+                          {"type": "join", "room": "room-1", "ts": START + 1, "user": "alice"}])
+        refused = chat("mallory")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "not_in_room"
+        said = chat("alice")
+        assert said.status_code == 200, said.text
+        assert [(d["user"], d["trigger"]) for d in said.json()["decisions"]] == [("alice", "kou1")]
+        assert client.get(f"{url}/v1/users/mallory/coupons", headers=viewer("mallory")).json()["coupons"] == []
+    live, again = export_and_replay(tmp_path, pg_url, "chat", config)
+    events = lines(live / "events.jsonl")
+    assert [e["user"] for e in events if e["type"] == "comment"] == ["alice"], "the refused chat was logged"
+    assert_replay_agrees(live, again)

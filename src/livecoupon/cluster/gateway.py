@@ -65,6 +65,7 @@ from livecoupon.service_layer.service import (
     merchant_order_event,
     merge_read_back,
     net_of_refunds,
+    not_in_room,
     own_decisions,
     paid_order_event,
     read_log,
@@ -298,17 +299,18 @@ class GatewayService:
         self.store.close()
 
     # -- events and commands, over the bus (on a gateway thread) ---------------------------
-    def submit(self, batch: Sequence[Any]) -> Submitted:
+    def submit(self, batch: Sequence[Any], present_only: bool = False) -> Submitted:
         events, result = admit(batch, self.clock)
         self._saw(e.ts for e in events)
-        outcome = self._publish(events)
+        outcome = self._publish(events, present_only)
         result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
         return result
 
     def viewer_comment(self, room: str, user: str, text: str) -> Submitted:
-        """A viewer's own chat message. Who is present is the workers' to know, not a gateway's: scaled out, it is
-        not checked (docs/scaling.md)."""
-        return self.submit([chat_event(room, user, text, self.clock.now())])
+        """A viewer's own chat message, applied only while the platform has them present in the room (409
+        ``not_in_room`` otherwise), as on one machine: who is present is the worker's to know, so the worker applying
+        it judges, and says so in its done notice."""
+        return self.submit([chat_event(room, user, text, self.clock.now())], present_only=True)
 
     def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
         """An operator command, on the bus like an event; its id makes its copies (one per partition, for a
@@ -436,17 +438,18 @@ class GatewayService:
         if latest is not None and (self._latest_ts is None or latest > self._latest_ts):
             self._latest_ts = latest
 
-    def _publish(self, events: Sequence[Event]) -> Submitted:
-        """Each partition's events as one message; then wait (at most 5 s) until every one is applied."""
+    def _publish(self, events: Sequence[Event], present_only: bool = False) -> Submitted:
+        """Each partition's events as one message; then wait (at most 5 s) until every one is applied.
+        ``present_only``: the workers apply the events only if their users are present (a viewer's chat)."""
         if not events:
             return Submitted()
         loop = self._loop
         if loop is None:
             raise RuntimeError("the gateway is not listening to the bus")
-        future = asyncio.run_coroutine_threadsafe(self._publish_and_wait(events), loop)
+        future = asyncio.run_coroutine_threadsafe(self._publish_and_wait(events, present_only), loop)
         return future.result()
 
-    async def _publish_and_wait(self, events: Sequence[Event]) -> Submitted:
+    async def _publish_and_wait(self, events: Sequence[Event], present_only: bool = False) -> Submitted:
         groups: dict[int, list[dict[str, Any]]] = {}
         for event in events:
             targets = range(self.partitions) if event.room == CAMPAIGN_WIDE else (
@@ -455,7 +458,7 @@ class GatewayService:
                 groups.setdefault(p, []).append(event_json(event))
         batch = uuid.uuid4().hex
         waiting = self._waiting[batch] = _Waiting(len(groups))
-        headers = {"lc-gateway": self.id, "lc-batch": batch}
+        headers = {"lc-gateway": self.id, "lc-batch": batch} | ({wire.PRESENT_ONLY: "1"} if present_only else {})
         until = time.monotonic() + ANSWER_WITHIN_S
         try:
             try:
@@ -479,6 +482,8 @@ class GatewayService:
             retries_applied = not retried or await self._applied_by(retried, until)
         finally:
             self._waiting.pop(batch, None)
+        if any(d.not_in_room for d in waiting.done):
+            raise not_in_room()
         result = Submitted(accepted=len(events))
         caught_up = len(waiting.done) >= waiting.parts
         if not caught_up or not retries_applied or any(d.replayed for d in waiting.done):

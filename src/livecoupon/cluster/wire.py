@@ -11,6 +11,7 @@ from livecoupon.domain.campaign import Campaign
 from livecoupon.domain.decisions import Decision, DecisionRecord, IssueRequest
 
 DONE_RECORDS = 1_000  # a done message lists this many decisions and counts the rest (as the answer does)
+PRESENT_ONLY = "lc-present-only"  # the header of a batch applied only if its users are present (a viewer's chat)
 PUSH_RECORDS = 2_000  # decisions per push message: a 100,000-viewer firing is 50 messages, under NATS' 1 MB
 
 
@@ -24,6 +25,7 @@ class Done(msgspec.Struct, omit_defaults=True):
     records: list[DecisionRecord] = []
     campaigns: list[str] = []  # each record's campaign, in a deployment of several (else empty)
     replayed: bool = False
+    not_in_room: bool = False  # a viewer's own chat whose user was not present: neither logged nor applied
 
 
 class Push(msgspec.Struct, omit_defaults=True):

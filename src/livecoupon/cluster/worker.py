@@ -255,10 +255,12 @@ class Worker:
             for msg, decisions in made:
                 await self._done(msg, partition.number, decisions)
             for msg in replayed:
-                await self._done(msg, partition.number, None)
+                await self._done(msg, partition.number, [], replayed=True)
 
-    def _apply(self, partition: Partition, batch: list[Msg]) -> tuple[list[tuple[Msg, list[Decision]]], list[Msg]]:
-        """On the partition's writer thread: the batches not yet in its log, applied in one sealed transaction."""
+    def _apply(self, partition: Partition,
+               batch: list[Msg]) -> tuple[list[tuple[Msg, list[Decision] | None]], list[Msg]]:
+        """On the partition's writer thread: the batches not yet in its log, applied in one sealed transaction
+        (a viewer's chat whose user is not present: not applied, None)."""
         fresh: list[Msg] = []
         replayed: list[Msg] = []
         for msg in batch:
@@ -266,9 +268,10 @@ class Worker:
         if not fresh:
             return [], replayed
         events = [self._events(msg) for msg in fresh]
+        present_only = {index for index, msg in enumerate(fresh) if header(msg, wire.PRESENT_ONLY)}
         before, partition.position = partition.position, fresh[-1].metadata.sequence.stream
         try:
-            made = partition.service.apply_batches(events)
+            made = partition.service.apply_batches(events, present_only)
         except BaseException:
             partition.position = before
             raise
@@ -289,13 +292,18 @@ class Worker:
                           msg.metadata.sequence.stream, exc)
         return events
 
-    async def _done(self, msg: Msg, number: int, made: list[Decision] | None) -> None:
-        """Tell the batch's gateway it is applied, with its decisions (None: it was in the log already)."""
+    async def _done(self, msg: Msg, number: int, made: list[Decision] | None, replayed: bool = False) -> None:
+        """Tell the batch's gateway it is applied, with its decisions (``replayed``: it was in the log already;
+        None: a viewer's chat not applied, as its user was not present)."""
         gateway, batch = header(msg, "lc-gateway"), header(msg, "lc-batch")
         if gateway is None or batch is None:
             return
-        done = (wire.Done(batch, number, replayed=True) if made is None
-                else wire.done_of(batch, number, made, self.several))
+        if replayed:
+            done = wire.Done(batch, number, replayed=True)
+        elif made is None:
+            done = wire.Done(batch, number, not_in_room=True)
+        else:
+            done = wire.done_of(batch, number, made, self.several)
         await self.bus.tell(self.bus.subjects.done(gateway), wire.encode(done))
 
     def _committed(self, partition: Partition, made: list[Decision]) -> None:

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -174,6 +174,12 @@ def net_of_refunds(orders: Iterable[Event], store: Store) -> list[Event]:
     export counts it)."""
     refunded = store.refunded_orders()
     return [o for o in orders if o.order_id not in refunded]
+
+
+def not_in_room() -> Refused:
+    """A viewer's chat while the platform does not have them in the room (one machine or scaled out alike)."""
+    return Refused("not_in_room", "你还不在这个直播间（请先从直播平台进入） / "
+                   "you are not in this room: join it on the live platform first", "room")
 
 
 def chat_event(room: str, user: str, text: str, now: int) -> dict[str, Any]:
@@ -589,26 +595,33 @@ class LiveService:
         ``not_in_room`` otherwise). SPEC §2 makes a comment from someone not present an implied join: from a viewer
         token, that let accounts the platform never reported (no device, no risk) enter any room of the campaign and
         collect its newcomer and keyword coupons past ``per_device`` and ``max_risk``. Presence is the platform's."""
-        now = self.clock.now()
-        events, result = admit([chat_event(room, user, text, now)], self.clock)  # a bad room or text: rejected
-        if events and not any((seen := engine.rooms.get(room)) is not None and seen.on_air and seen.present(user, now)
-                              for engine in self.deployment.engines.values()):
-            raise Refused("not_in_room", "你还不在这个直播间（请先从直播平台进入） / "
-                          "you are not in this room: join it on the live platform first", "room")
+        events, result = admit([chat_event(room, user, text, self.clock.now())], self.clock)  # a bad room or text:
+        if events and not self._present(events):                                               # rejected
+            raise not_in_room()
         result.decisions = self._log_and_apply(events)
         return result
 
-    def apply_batches(self, batches: Sequence[Sequence[Event]]) -> list[list[Decision]]:
+    def _present(self, events: Sequence[Event]) -> bool:
+        """Whether each event's user is present in its room, on air, at the event's time (in some campaign's)."""
+        return all(any((seen := engine.rooms.get(e.room)) is not None and seen.on_air
+                       and seen.present(e.user, e.ts)  # type: ignore[arg-type]
+                       for engine in self.deployment.engines.values()) for e in events)
+
+    def apply_batches(self, batches: Sequence[Sequence[Event]],
+                      present_only: Collection[int] = ()) -> list[list[Decision] | None]:
         """Apply batches already checked (by a gateway, SPEC §7) in one transaction; each batch's decisions. On the
-        machine's clock every event applies at this machine's time, as :meth:`submit` applies one."""
+        machine's clock every event applies at this machine's time, as :meth:`submit` applies one. A batch whose
+        index is in ``present_only`` is a viewer's own chat: applied only if its user is present then, as
+        :meth:`viewer_comment` on one machine, else neither logged nor applied (None)."""
         if self.clock.fires_timers:  # the machine's clock, read once
             now = self.clock.now()
             for events in batches:
                 for event in events:
                     event.ts = now
         with self._transaction():
-            made = [self._apply_logged(list(events)) for events in batches]
-        self._announce([d for decisions in made for d in decisions])
+            made = [None if index in present_only and not self._present(events) else self._apply_logged(list(events))
+                    for index, events in enumerate(batches)]
+        self._announce([d for decisions in made if decisions for d in decisions])
         self._maybe_snapshot()
         return made
 
