@@ -44,6 +44,7 @@ CHINESE: Final[dict[str, str]] = {
     "campaign_unknown": "部署中没有这个活动",
     "campaign_required": "部署中有多个活动，请指定一个",
     "campaign_not_started": "活动尚未开始",
+    "no_time_yet": "事件时钟还没有时间（请先发送直播流的事件）",
     "claims_rebuilding": "计数正在重建，请重试",
     "campaign_invalid": "活动配置无效",
     "campaign_fixed": "服务运行中不能修改此项",

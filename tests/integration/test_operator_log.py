@@ -24,7 +24,7 @@ from livecoupon.domain.pricing import CartLine
 from livecoupon.engine.clock import ClockMode
 from livecoupon.engine.recordings import write_decisions
 from livecoupon.engine.replay import replay, write_outputs
-from livecoupon.errors import Malformed
+from livecoupon.errors import Malformed, Refused
 from livecoupon.service_layer.service import LiveService
 from livecoupon.store.export import export_store
 from livecoupon.store.sqlite import SqliteStore
@@ -161,6 +161,32 @@ def test_a_restart_rebuilds_pauses_blocklists_and_manual_issues_from_the_log(tmp
     assert [d.request.user for d in again.issue_manually("c20", ["vip"], "r1", "once")] == ["vip"]
     assert sum(1 for r in again.records.values() if r.trigger == "manual") == 1  # the same key: the same coupon
     again.close()
+
+
+def test_on_the_event_clock_an_operator_before_the_first_event_moves_no_time(tmp_path: Path) -> None:
+    """A pause before a back-fill was logged at the machine's time, which became the stream's: every event after it
+    was applied then (coupons dated today, expiring from today) and no dwell timer was ever due. It applies at the
+    start of time now, before the first event; a manual issue then, whose coupons would be expired at once, waits
+    for the stream's time (409)."""
+    campaign = parse_campaign(CAMPAIGN)
+    service = LiveService(campaign, SqliteStore(tmp_path / "s.db"), ClockMode.EVENT, wall=lambda: 1_796_000_000_000)
+    service.rebuild()
+    with pytest.raises(Refused) as refused:
+        service.issue_manually("c20", ["vip"], "r1", "early")
+    assert refused.value.code == "no_time_yet"
+    service.pause("kou1", True)
+    service.pause("kou1", False)
+    made = service.submit([{"type": "live_start", "room": "r1", "ts": T0},
+                           {"type": "join", "room": "r1", "ts": T0 + 1, "user": "ann"},
+                           *({"type": "heartbeat", "room": "r1", "ts": T0 + s, "user": "ann"} for s in (30, 61)),
+                           {"type": "comment", "room": "r1", "ts": T0 + 62, "user": "ann", "text": "扣1"}]).decisions
+    assert [(d.request.trigger, d.request.at) for d in made] == [("newcomer", (T0 + 1) * 1000),
+                                                                  ("dwell", (T0 + 61) * 1000),
+                                                                  ("kou1", (T0 + 62) * 1000)]
+    assert service.clock.now() == (T0 + 62) * 1000
+    assert [e["ts"] for e in service.store.events() if e["type"] == "operator"] == [0, 0]
+    service.close()
+    assert_export_replays(tmp_path / "s.db", campaign, tmp_path)
 
 
 def test_a_failed_transaction_leaves_engine_and_store_agreeing(tmp_path: Path) -> None:

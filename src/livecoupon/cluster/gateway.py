@@ -310,12 +310,12 @@ class GatewayService:
         """A viewer's own chat message, applied only while the platform has them present in the room (409
         ``not_in_room`` otherwise), as on one machine: who is present is the worker's to know, so the worker applying
         it judges, and says so in its done notice."""
-        return self.submit([chat_event(room, user, text, self.clock.now())], present_only=True)
+        return self.submit([chat_event(room, user, text, self.clock.stamp())], present_only=True)
 
     def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
         """An operator command, on the bus like an event; its id makes its copies (one per partition, for a
         campaign-wide one, each logged at its partition's time) one command in the merged export."""
-        event = Event("operator", room, self.clock.now(), f"op:{uuid.uuid4().hex}", command=command)
+        event = Event("operator", room, self.clock.stamp(), f"op:{uuid.uuid4().hex}", command=command)
         return self._publish([event]).decisions
 
     def publish(self, source: str, base_version: int | None = None, note: str = "") -> dict[str, Any]:
@@ -356,7 +356,7 @@ class GatewayService:
         name = campaign_in(self.campaign_names, campaign)
         command = IssueManually(template, tuple(dict.fromkeys(users)), room, key, addressed(self.campaign_names, name))
         if not self._used_before(name, command):
-            check_manual(self.in_force_of(name), template, room, key)
+            check_manual(self.in_force_of(name), template, room, key, self.clock)
             self._claim(name, command)
         return own_decisions(self.command(command, room))
 
@@ -418,7 +418,7 @@ class GatewayService:
         log.error("gave up publishing %d paid-order events after 10 minutes", len(events))
 
     def _order_paid(self, order: Order) -> None:
-        event = paid_order_event(order, self.clock.now())
+        event = paid_order_event(order, self.clock.stamp())
         if event is not None:
             self._paid.events.append(event)
 
@@ -429,7 +429,7 @@ class GatewayService:
                 back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
             return {"coupon_id": coupon_id, "returned": back}
         check_unused_by_another(self.store, coupon, order_id)
-        self._publish([merchant_order_event(coupon, order_id, amount, self.clock.now())])
+        self._publish([merchant_order_event(coupon, order_id, amount, self.clock.stamp())])
         return merchant_answer(self.store, coupon_id)
 
     def _saw(self, times: Iterable[int]) -> None:

@@ -53,11 +53,24 @@ class ServiceClock:
         """Whether timers fire as this clock ticks (wall), or only as events arrive (event)."""
         return self.mode is ClockMode.WALL
 
+    @property
+    def started(self) -> bool:
+        """Whether the service's time is known: always on the machine's clock; on the event clock once an event
+        has been applied (before, :meth:`now` reads the machine's clock, but no event was stamped so)."""
+        return self.mode is ClockMode.WALL or self._latest() is not None
+
     def now(self) -> int:
         if self.mode is ClockMode.WALL:
             return self._wall()
         latest = self._latest()
         return latest if latest is not None else self._wall()
+
+    def stamp(self) -> int:
+        """The time an event the service makes itself (an operator's action, a paid order, a viewer's chat) is
+        logged at: now; but on the event clock before any event, 0, the start of time, so that it applies before
+        the stream's first event and moves no time. (Stamped with the machine's time, an operator's pause before a
+        back-fill made that the stream's time: every event after it was applied then, no timer was ever due.)"""
+        return self.now() if self.started else 0
 
     def admit(self, ts: int) -> int:
         if self.mode is not ClockMode.WALL:

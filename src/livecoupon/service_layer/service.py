@@ -204,8 +204,10 @@ def check_trigger(campaign: Campaign, trigger: str) -> None:
         raise NotFound("unknown_trigger", f"no trigger {trigger!r}", "name")
 
 
-def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None:
-    """What an operator's manual issue must name: a template of the campaign, a room, an idempotency key."""
+def check_manual(campaign: Campaign, template: str, room: str, key: str, clock: ServiceClock | None = None) -> None:
+    """What an operator's manual issue must name: a template of the campaign, a room, an idempotency key; and, with
+    the service's ``clock``, a time to issue at (on the event clock, none before the stream's first event: its
+    coupons would be issued at the start of time, expired at once)."""
     if template not in campaign.coupons:
         raise NotFound("unknown_template", f"no coupon template {template!r}", "template")
     if not room:
@@ -216,6 +218,9 @@ def check_manual(campaign: Campaign, template: str, room: str, key: str) -> None
         raise NotFound("unknown_room", f"campaign {campaign.campaign!r} does not list room {room!r}", "room")
     if not key:
         raise Malformed("missing_idempotency_key", "idempotency_key must not be empty", "idempotency_key")
+    if clock is not None and not clock.started:
+        raise Refused("no_time_yet", "the event clock has no time before the stream's first event: send its events "
+                      "first (serve --clock event)")
 
 
 def own_decisions(made: list[Decision]) -> list[Decision]:
@@ -531,7 +536,7 @@ class LiveService:
                     self.store.enrol(name, 0)
                     self.deployment.start(name)
                     continue
-                self._apply_logged([Event("operator", CAMPAIGN_WIDE, self.clock.now(), command=StartCampaign(name))])
+                self._apply_logged([Event("operator", CAMPAIGN_WIDE, self.clock.stamp(), command=StartCampaign(name))])
                 self.store.enrol(name, self.store.log_position())
                 self.joined_late |= {name}
         log.info("campaigns %s joined the deployment", ", ".join(names))
@@ -595,7 +600,7 @@ class LiveService:
         ``not_in_room`` otherwise). SPEC §2 makes a comment from someone not present an implied join: from a viewer
         token, that let accounts the platform never reported (no device, no risk) enter any room of the campaign and
         collect its newcomer and keyword coupons past ``per_device`` and ``max_risk``. Presence is the platform's."""
-        events, result = admit([chat_event(room, user, text, self.clock.now())], self.clock)  # a bad room or text:
+        events, result = admit([chat_event(room, user, text, self.clock.stamp())], self.clock)  # a bad room or text:
         if events and not self._present(events):                                               # rejected
             raise not_in_room()
         result.decisions = self._log_and_apply(events)
@@ -627,7 +632,7 @@ class LiveService:
 
     def command(self, command: Command, room: str = CAMPAIGN_WIDE) -> list[Decision]:
         """Log and apply an operator command at the service's time."""
-        return self._log_and_apply([Event("operator", room, self.clock.now(), command=command)])
+        return self._log_and_apply([Event("operator", room, self.clock.stamp(), command=command)])
 
     def tick(self) -> list[Decision]:
         """Fire the timers the machine's clock has reached, marking the point in the log."""
@@ -675,7 +680,7 @@ class LiveService:
         answered = self._answered_before(command)
         if answered is not None:
             return answered
-        check_manual(self.in_force_of(name), template, room, key)
+        check_manual(self.in_force_of(name), template, room, key, self.clock)
         return own_decisions(self.command(command, room))
 
     def issue_to_present(self, template: str, room: str, key: str, campaign: str | None = None) -> list[Decision]:
@@ -787,13 +792,13 @@ class LiveService:
                 back = self.checkout.refunded_elsewhere(order_id, coupon_id, self.clock.now())
             return {"coupon_id": coupon_id, "returned": back}
         check_unused_by_another(self.store, coupon, order_id)
-        self._log_and_apply([merchant_order_event(coupon, order_id, amount, self.clock.now())])
+        self._log_and_apply([merchant_order_event(coupon, order_id, amount, self.clock.stamp())])
         return merchant_answer(self.store, coupon_id)
 
     def _order_paid(self, order: Order) -> None:
         """An order paid through checkout counts as a posted ``order`` event does: for ``dwell``
         and for analytics. Called inside the checkout's transaction."""
-        event = paid_order_event(order, self.clock.now())
+        event = paid_order_event(order, self.clock.stamp())
         if event is not None:
             self._unannounced.extend(self._apply_logged([event]))
 
