@@ -288,6 +288,23 @@ def test_the_merchant_reports_redemptions_and_refunds_back_signed(tmp_path: Path
                                       "order_id": "m3"}).status_code == 422
 
 
+def test_a_platforms_order_never_redeems_a_coupon_the_merchant_has_not_confirmed(tmp_path: Path) -> None:
+    """SPEC §6: until confirmed a coupon cannot be redeemed. Checkout refused it (409 coupon_unconfirmed), but an order
+    event naming it redeemed it: livecoupon's ledger spent a coupon the merchant's system never held. The merchant's
+    own report of a redemption is its system's word: that one is taken."""
+    with (Receiver(lambda key, attempt: 503) as merchant,
+          serving(tmp_path, campaign_for(merchant.url)) as client):
+        [coupon_id] = join(client, "ann")
+        client.post("/v1/events", json=[{"type": "order", "room": "room-1", "ts": T0 + 2, "user": "ann",
+                                         "order_id": "plat-1", "amount": 30, "coupon_id": coupon_id}])
+        read = client.get(f"/v1/coupons/{coupon_id}", headers=OPERATOR).json()
+        assert (read["state"], read["confirmed"]) == ("issued", False)
+        assert [h["action"] for h in read["history"]] == ["issued"]
+        redeemed = merchant_says(client, {"type": "coupon.redeemed", "coupon_id": coupon_id, "order_id": "m1",
+                                          "amount": 30})
+        assert redeemed.status_code == 200 and redeemed.json()["state"] == "redeemed"
+
+
 def test_one_coupon_never_discounts_two_paid_orders_whatever_the_merchant_reports(tmp_path: Path) -> None:
     """An audit's two ways: the merchant refunding an order paid at this checkout gave the coupon back while the order
     stayed paid, so the coupon paid a second order, and the first order's refund then took it from the second (a third

@@ -294,6 +294,22 @@ def test_a_posted_order_with_a_coupon_redeems_it_in_the_ledger(tmp_path: Path) -
     service.close()
 
 
+def test_a_posted_order_never_redeems_a_coupon_expired_at_its_time(tmp_path: Path) -> None:
+    """Checkout refuses an expired coupon (409 coupon_expired); a platform's order naming it moved it to redeemed all
+    the same, its history going from issued to redeemed with no expiry between. The order still counts."""
+    service = started(tmp_path / "p.db")
+    service.submit([{"type": "live_start", "room": "r1", "ts": T0}, {"type": "join", "room": "r1", "ts": T0 + 1,
+                                                                     "user": "a"}])
+    [coupon] = service.store.coupons_of("a")  # c10: valid for 15 minutes
+    service.submit([{"type": "order", "room": "r1", "ts": T0 + 1 + 15 * 60 + 1, "user": "a", "order_id": "late",
+                     "amount": 30, "coupon_id": coupon.coupon_id}])
+    stored = service.store.coupon(coupon.coupon_id)
+    assert stored is not None and (stored.state.value, stored.order_id) == ("issued", None)
+    assert [h.action for h in service.store.history(coupon.coupon_id)] == ["issued"]
+    assert [o.order_id for o in service.orders] == ["late"]
+    service.close()
+
+
 def test_pause_survives_a_real_restart_and_the_export_replays_exactly(tmp_path: Path) -> None:
     """Through ``livecoupon serve`` (SIGTERM and start again) and ``livecoupon export``'s code."""
     server = Server(EXAMPLE, tmp_path / "live.db")

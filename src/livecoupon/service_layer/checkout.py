@@ -150,20 +150,26 @@ class Checkout:
             raise NotFound("unknown_order", f"no order {order_id!r}", "order_id")
         return order
 
-    def redeemed_elsewhere(self, order_id: str, user: str, coupon_id: str, at: int) -> bool:
-        """A platform reported a paid order that used ``coupon_id`` (a posted ``order`` event, or the merchant's
-        ``coupon.redeemed``).
+    def redeemed_elsewhere(self, order_id: str, user: str, coupon_id: str, at: int, by_merchant: bool = False) -> bool:
+        """A platform reported a paid order that used ``coupon_id`` (a posted ``order`` event), or the merchant's
+        coupon system did (``by_merchant``: its ``coupon.redeemed``).
 
         An order paid through this checkout already moved its coupon. Otherwise the user's own coupon, if
         issued, or reserved by an order of this checkout (which can then no longer pay with it), becomes
         redeemed by that order, once: an order that used it before (a report sent again after its refund)
-        changes nothing. Anything else (another user's coupon, one unknown, redeemed already) changes nothing in
-        the ledger either, and the order still counts for analytics. True if the coupon moved.
+        changes nothing. A platform's order is held to what checkout holds an order to: a coupon expired at its
+        time, or not yet confirmed by the merchant's system (SPEC §6: until then it cannot be redeemed), is not
+        redeemed by it; the merchant's own report is its system's word (it holds the coupon, and judged it when it
+        was used). Anything else (another user's coupon, one unknown, redeemed already) changes nothing in the
+        ledger either, and the order still counts for analytics. True if the coupon moved.
         """
         if order_id == self._paying or self.store.order(order_id) is not None:
             return False
         coupon = self.store.coupon(coupon_id)
-        if coupon is None or coupon.user != user or coupon.state not in (CouponState.ISSUED, CouponState.RESERVED):
+        if coupon is None or coupon.user != user:
+            return False
+        state = coupon.state if by_merchant else coupon.effective_state(at)
+        if state not in (CouponState.ISSUED, CouponState.RESERVED) or not (by_merchant or self.counts(coupon)):
             return False
         if any(h.order_id == order_id for h in self.store.history(coupon_id)):
             return False  # a report sent again (a webhook redelivered after its refund): the order used it once
