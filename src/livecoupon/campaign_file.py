@@ -35,6 +35,7 @@ from livecoupon.domain.events import CAMPAIGN_WIDE, LAST_MS, MAX_NAME
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
+from livecoupon.errors import validation_words
 
 
 class CampaignError(ValueError):
@@ -416,10 +417,6 @@ def _path(loc: Iterable[int | str]) -> str:
 _CLEAR = {"extra_forbidden": "未知的键 / unknown key", "missing": _REQUIRED, "model_type": _MAPPING,
           "model_attributes_type": _MAPPING, "dict_type": _MAPPING, "list_type": "必须是列表 / must be a list",
           "string_type": "必须是文本（加上引号） / must be text (quote it)"}
-# Chinese before pydantic's own words, which stay for what they name (``Input should be 'webhook' or 'douyin'``),
-# by the types these models give; any other reads 取值不合要求 first
-_CHINESE = {"int_type": "必须是整数", "int_parsing": "必须是整数", "int_from_float": "必须是整数",
-            "float_type": "必须是数字", "float_parsing": "必须是数字", "datetime_type": "必须是时间"}
 
 
 def _file_loc(data: Any, err: Any) -> list[int | str]:
@@ -460,11 +457,7 @@ def _shape_message(err: Any) -> str:
         return _CLEAR[err["type"]]
     if err["type"].startswith("value_error"):  # our validators' own words, in both languages
         return str(err.get("ctx", {}).get("error", err["msg"]))
-    if err["type"] == "literal_error":
-        chinese = "只能是 " + err["ctx"]["expected"].replace(", ", "、").replace(" or ", " 或 ")
-    else:
-        chinese = _CHINESE.get(err["type"], "取值不合要求")
-    return f"{chinese} / {err['msg']}"
+    return validation_words(err)
 
 
 class _Builder:

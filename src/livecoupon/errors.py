@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Final
 
 # What each answer's code means, in Chinese: people read an error's message Chinese first, English second (the
 # project's rule for text people read). The code's words go before the English message as it is answered
@@ -73,13 +75,54 @@ CHINESE: Final[dict[str, str]] = {
 }
 
 
+# pydantic's error types in Chinese (a request's field, a campaign file's key): what the value must be; pydantic's
+# English follows, naming what it names (``Input should be 'webhook' or 'douyin'``)
+VALIDATION_CHINESE: Final[dict[str, str]] = {
+    "missing": "必填", "extra_forbidden": "未知的字段",
+    "int_type": "必须是整数", "int_parsing": "必须是整数", "int_from_float": "必须是整数",
+    "float_type": "必须是数字", "float_parsing": "必须是数字", "finite_number": "必须是有限的数值",
+    "bool_type": "必须是 true 或 false", "bool_parsing": "必须是 true 或 false", "datetime_type": "必须是时间",
+    "string_type": "必须是字符串", "list_type": "必须是列表",
+    "dict_type": "必须是对象", "model_type": "必须是对象", "model_attributes_type": "必须是对象",
+    "string_too_short": "至少 {min_length} 个字符", "string_too_long": "最多 {max_length} 个字符",
+    "too_short": "至少 {min_length} 项", "too_long": "最多 {max_length} 项",
+    "greater_than": "必须大于 {gt}", "greater_than_equal": "不能小于 {ge}",
+    "less_than": "必须小于 {lt}", "less_than_equal": "不能大于 {le}",
+    "multiple_of": "必须是 {multiple_of} 的倍数", "string_pattern_mismatch": "格式不对",
+}
+
+
+def begins_in_chinese(text: str) -> bool:
+    """Whether ``text`` starts with a Chinese character (or CJK punctuation): a message written in both already."""
+    return "\u3000" <= text[:1] <= "\u9fff"
+
+
 def in_chinese_first(code: str, message: str) -> str:
     """``message`` as people read it: the code's Chinese words, then the English (unless it is written in both
     already, ``中文 / English``, or the code has none). A name it quotes may be Chinese: that is not Chinese first."""
     words = CHINESE.get(code)
-    if words is None or "\u3000" <= message[:1] <= "\u9fff":  # it begins in Chinese: written in both
+    if words is None or begins_in_chinese(message):
         return message
     return f"{words} / {message}"
+
+
+def validation_words(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message, Chinese first: what the value must be, in Chinese by the error's type, then
+    pydantic's English (without the name of the exception a validator raised: ``Value error, …``). Our validators'
+    words are said as they are, where they are in both languages already."""
+    english = str(error.get("msg", ""))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        english = english.removeprefix(prefix)
+    if begins_in_chinese(english):
+        return english
+    kind, context = str(error.get("type", "")), error.get("ctx") or {}
+    if kind == "literal_error" and "expected" in context:
+        chinese = "只能是 " + str(context["expected"]).replace(", ", "、").replace(" or ", " 或 ")
+    else:
+        chinese = VALIDATION_CHINESE.get(kind, "取值不合要求")
+        with contextlib.suppress(KeyError, IndexError, ValueError):
+            chinese = chinese.format(**context)
+    return f"{chinese} / {english}"
 
 
 def error_json(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:

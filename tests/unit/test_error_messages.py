@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Literal
 
 from livecoupon.domain.coupons import CouponState
 from livecoupon.domain.orders import OrderState
@@ -59,3 +60,34 @@ def test_a_message_in_both_languages_already_is_left_as_it_is() -> None:
 def test_a_chinese_name_quoted_in_an_english_message_still_gets_the_chinese_words() -> None:
     assert in_chinese_first("unknown_template", "no coupon template '新人券'") == \
         "没有这个券模板 / no coupon template '新人券'"
+
+
+def test_a_fields_problem_is_said_in_chinese_by_its_kind_before_pydantics_words() -> None:
+    """A 422 for a request's field read 请求格式有误 / paused: Input should be a valid boolean: the code's words
+    alone in Chinese, the problem itself in English only."""
+    from pydantic import BaseModel, Field, ValidationError
+
+    from livecoupon.errors import validation_words
+
+    class Request(BaseModel):
+        paused: bool
+        note: str = Field(max_length=3)
+        kind: Literal["a", "b"] = "a"
+        count: int = Field(default=1, ge=1)
+
+    def said(data: dict[str, object]) -> list[str]:
+        try:
+            Request.model_validate(data)
+        except ValidationError as exc:
+            return [validation_words(e) for e in exc.errors()]
+        raise AssertionError("accepted")
+
+    assert said({"paused": "maybe", "note": "long", "kind": "c", "count": 0}) == [
+        "必须是 true 或 false / Input should be a valid boolean, unable to interpret input",
+        "最多 3 个字符 / String should have at most 3 characters",
+        "只能是 'a' 或 'b' / Input should be 'a' or 'b'",
+        "不能小于 1 / Input should be greater than or equal to 1"]
+    assert said({}) == ["必填 / Field required"] * 2  # paused, note
+    assert validation_words({"type": "value_error", "msg": "Value error, 不能为负数 / must not be negative"}) == \
+        "不能为负数 / must not be negative"  # a validator's own words, in both already
+    assert validation_words({"type": "something_new", "msg": "odd"}) == "取值不合要求 / odd"

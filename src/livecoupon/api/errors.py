@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
 from livecoupon.api.runtime import is_json
-from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable, error_json
+from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable, error_json, validation_words
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -49,16 +49,8 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         field = "body"
         if not is_json(request.headers.get("content-type")):  # else the JSON itself is what was wrong
             hint = " (send a JSON object with Content-Type: application/json)"
-    message = f"{field}: {_words(str(first['msg']))}{hint}"
+    message = f"{field}: {validation_words(first)}{hint}"
     return JSONResponse(error_json(code, message, field), status_code=422)
-
-
-def _words(message: str) -> str:
-    """pydantic's message without the name of the exception a validator raised (``Value error, must be…``)."""
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
