@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import msgspec
 
@@ -18,6 +19,9 @@ from livecoupon.domain.decisions import (
     coupon_id_for,
     coupon_of,
     decide_one,
+    device_key_for,
+    knows_device,
+    learnt_elsewhere,
     supply_reason,
 )
 
@@ -163,3 +167,16 @@ def test_a_record_travels_as_json_and_reads_back_the_same_in_either_build() -> N
     req = request(at=3 * MIN, template=BONUS, trigger="milestone")
     records = [decide_one(req, Limits(), IssueCounters()).record(), Decision(request(user="u2"), Reason.RISK).record()]
     assert msgspec.json.decode(msgspec.json.encode(records), type=list[DecisionRecord]) == records
+
+
+def test_what_another_partition_learnt_fills_only_what_the_request_did_not_know() -> None:
+    """Scaled out: a risk or a device told in another room's events (docs/scaling.md)."""
+    for forever in (True, False):
+        unknown = replace(request("u1"), device_key=device_key_for("kou1", forever, "room-1", 0, None, "u1"),
+                          per_device=1)
+        assert not knows_device(unknown) and knows_device(request("u1"))
+        filled = learnt_elsewhere(unknown, "phone-1", 0.9)
+        assert (filled.device_key, filled.risk) == (device_key_for("kou1", forever, "room-1", 0, "phone-1", "u1"), 0.9)
+        known = replace(unknown, device_key=device_key_for("kou1", forever, "room-1", 0, "own", "u1"), risk=0.1)
+        assert learnt_elsewhere(known, "phone-1", 0.9) is known  # its engine's own facts stand
+    assert learnt_elsewhere(request("u1"), None, None) == request("u1")

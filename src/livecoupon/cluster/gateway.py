@@ -74,7 +74,7 @@ from livecoupon.service_layer.service import (
     rostered,
 )
 from livecoupon.store.port import StoredAnswer
-from livecoupon.store.postgres import PostgresStore
+from livecoupon.store.postgres import Facts, PostgresStore
 from livecoupon.store.relational import RelationalStore
 
 log = logging.getLogger("livecoupon.gateway")
@@ -98,6 +98,21 @@ class _Waiting:
     done: list[wire.Done] = field(default_factory=list)
     all_done: asyncio.Event = field(default_factory=asyncio.Event)
 
+
+
+def facts_told(events: Sequence[Event]) -> dict[str, Facts]:
+    """Each user's latest device and risk told in ``events`` (SPEC §2), and when, for every partition's claims."""
+    told: dict[str, Facts] = {}
+    for e in events:
+        if e.user is None or (e.device is None and e.risk is None):
+            continue
+        device, device_at, risk, risk_at = told.get(e.user, (None, None, None, None))
+        if e.device is not None and (device_at is None or e.ts >= device_at):
+            device, device_at = e.device, e.ts
+        if e.risk is not None and (risk_at is None or e.ts >= risk_at):
+            risk, risk_at = e.risk, e.ts
+        told[e.user] = (device, device_at, risk, risk_at)
+    return told
 
 class GatewayService:
     """What the routes call (the same members as LiveService), over the bus and the shared store."""
@@ -302,6 +317,8 @@ class GatewayService:
     def submit(self, batch: Sequence[Any], present_only: bool = False) -> Submitted:
         events, result = admit(batch, self.clock)
         self._saw(e.ts for e in events)
+        if isinstance(self.store, PostgresStore):  # before any worker claims for these users (docs/scaling.md)
+            self.store.share_facts(facts_told(events))
         outcome = self._publish(events, present_only)
         result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
         return result

@@ -8,7 +8,7 @@ from here.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from livecoupon.domain.campaign import Limits
 from livecoupon.domain.coupons import Coupon, CouponTemplate
@@ -88,6 +88,26 @@ def device_key_for(trigger: str, forever: bool, room: str, broadcast: int, devic
     no known device is a device of their own), and, unless the cap is forever, the broadcast."""
     who = f"d:{device}" if device is not None else f"u:{user}"
     return "\x1f".join((trigger, who) if forever else (trigger, room, str(broadcast), who))
+
+
+def knows_device(request: IssueRequest) -> bool:
+    """Whether the request's device cap counts a device its engine knows of the user (else the user is a device of
+    their own: :func:`device_key_for`), or it has no device cap."""
+    key = request.device_key
+    return key is None or not key.endswith(f"\x1fu:{request.user}")
+
+
+def learnt_elsewhere(request: IssueRequest, device: str | None, risk: float | None) -> IssueRequest:
+    """The request with what its engine did not know of its user taken from what the deployment's other rooms
+    learnt (scaled out, each partition's engine hears the rooms it holds): their risk, where the engine knew none,
+    and the device its cap counts on, where it knew none."""
+    risk = request.risk if request.risk is not None else risk
+    key = request.device_key
+    if device is not None and key is not None and not knows_device(request):
+        key = key[: len(key) - len(request.user) - 2] + f"d:{device}"
+    if risk == request.risk and key == request.device_key:
+        return request
+    return replace(request, risk=risk, device_key=key)
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ import psycopg
 import redis
 
 from livecoupon.domain.campaign import Limits
-from livecoupon.domain.decisions import Decision, IssueRequest
+from livecoupon.domain.decisions import Decision, IssueRequest, knows_device, learnt_elsewhere
 from livecoupon.errors import Unavailable
 from livecoupon.store.port import CampaignTotals, Snapshot
 from livecoupon.store.redis import (
@@ -84,7 +84,25 @@ CREATE TABLE IF NOT EXISTS claims_redis (one BOOLEAN PRIMARY KEY DEFAULT TRUE CH
     tag TEXT NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text));
 CREATE TABLE IF NOT EXISTS roster (campaign TEXT PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims_epochs (campaign TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_facts ("user" TEXT PRIMARY KEY, device TEXT, device_at BIGINT, risk DOUBLE PRECISION,
+    risk_at BIGINT);
 """
+# What the platform told of each user (SPEC §2: their device and risk are those of their latest event that carried
+# one), whichever room it came in, each kept if it is the latest: gateways write it as they take the events, and each
+# partition's claims read it for what its own rooms did not tell (see PostgresStore.share_facts)
+_SHARE_FACTS = """
+INSERT INTO user_facts ("user", device, device_at, risk, risk_at)
+SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::float8[], ?::bigint[])
+ON CONFLICT ("user") DO UPDATE SET
+    device = CASE WHEN excluded.device_at >= COALESCE(user_facts.device_at, -1) THEN excluded.device
+             ELSE user_facts.device END,
+    device_at = GREATEST(user_facts.device_at, excluded.device_at),
+    risk = CASE WHEN excluded.risk_at >= COALESCE(user_facts.risk_at, -1) THEN excluded.risk ELSE user_facts.risk END,
+    risk_at = GREATEST(user_facts.risk_at, excluded.risk_at)
+"""
+_SHARED_FACTS = 'SELECT "user", device, device_at, risk, risk_at FROM user_facts WHERE "user" = ANY(?)'
+# a user's device and when it was told, and their risk and when (None, None: not told)
+Facts = tuple[str | None, int | None, float | None, int | None]
 # Read only by claims decided in PostgreSQL (per_user, min_interval over many users, per_device, a trigger's budget
 # share summed on its first claim): a deployment that claims through Redis drops them (every decision row it inserts
 # would update them for nothing: without coupons_by_trigger alone, a 50-row insert costs the backend 10% less CPU),
@@ -259,14 +277,48 @@ class PostgresStore(RelationalStore):
 
     # -- the claims ledger: in Redis when the deployment keeps its counters there --------------
     def issue(self, requests: Sequence[IssueRequest], limits: Limits) -> list[Decision]:
+        requests = self._with_shared_facts(requests, limits)
         claims = self.redis_claims()
         return claims.issue(requests, limits) if claims is not None else super().issue(requests, limits)
 
     def passing_caps(self, requests: Sequence[IssueRequest], limits: Limits) -> list[IssueRequest]:
+        requests = self._with_shared_facts(requests, limits)
         claims = self.redis_claims()
         if claims is None:
             return super().passing_caps(requests, limits)
         return claims.passing_caps(requests, limits)
+
+    # -- what the platform told of users, shared by every partition ----------------------------
+    def share_facts(self, facts: dict[str, Facts]) -> None:
+        """Keep what a batch told of its users (each user's latest device and risk in it, and when), each where it
+        is later than what is kept. Scaled out, a user's events reach the partition of each room they are in: a risk
+        sent in room A's events, or the device a join in room A came from, was unknown to room B's partition, whose
+        claims then let the user past ``max_risk`` and counted their coupons on no device (``per_device`` exceeded)."""
+        if not facts:
+            return
+        users = list(facts)
+        columns = [[facts[u][i] for u in users] for i in range(4)]
+        with self.unit_of_work():
+            self._run(_SHARE_FACTS, (users, *columns))
+
+    def _with_shared_facts(self, requests: Sequence[IssueRequest], limits: Limits) -> Sequence[IssueRequest]:
+        """The requests with what their engine did not know of their users (a risk, where the campaign caps it; the
+        device a cap counts on) from what the deployment's other rooms told (:meth:`share_facts`) by the request's
+        time: a batch's later events are shared before its earlier ones are applied."""
+        wanted = {r.user for r in requests
+                  if (limits.max_risk is not None and r.risk is None) or not knows_device(r)}
+        if not wanted:
+            return requests
+        known = {row[0]: row[1:] for row in self._run(_SHARED_FACTS, (list(wanted),))}
+        if not known:
+            return requests
+        filled = []
+        for r in requests:
+            device, device_at, risk, risk_at = known.get(r.user, (None, None, None, None))
+            told = device_at is not None and device_at <= r.at, risk_at is not None and risk_at <= r.at
+            filled.append(learnt_elsewhere(r, device if told[0] else None, risk if told[1] else None)
+                          if any(told) else r)
+        return filled
 
     def spent(self, campaign: str, trigger: str | None = None) -> int:
         claims = self.redis_claims()
