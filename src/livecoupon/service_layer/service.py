@@ -603,8 +603,9 @@ class LiveService:
         ``not_in_room`` otherwise). SPEC §2 makes a comment from someone not present an implied join: from a viewer
         token, that let accounts the platform never reported (no device, no risk) enter any room of the campaign and
         collect its newcomer and keyword coupons past ``per_device`` and ``max_risk``. Presence is the platform's."""
-        events, result = admit([chat_event(room, user, text, self.clock.stamp())], self.clock)  # a bad room or text:
-        if events and not self._present(events):                                               # rejected
+        # a bad room or text is rejected (no event), as a platform's would be
+        events, result = admit([chat_event(room, user, text, self.clock.stamp())], self.clock)
+        if events and not self._present(events):
             raise not_in_room()
         result.decisions = self._log_and_apply(events)
         return result
