@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -92,6 +93,9 @@ VALIDATION_CHINESE: Final[dict[str, str]] = {
 }
 
 
+_FIELD: Final = re.compile(r"[\w.\[\]]+: ")  # a message's leading field name (``cart[0].price: ``)
+
+
 def begins_in_chinese(text: str) -> bool:
     """Whether ``text`` starts with a Chinese character (or CJK punctuation): a message written in both already."""
     return "\u3000" <= text[:1] <= "\u9fff"
@@ -99,9 +103,11 @@ def begins_in_chinese(text: str) -> bool:
 
 def in_chinese_first(code: str, message: str) -> str:
     """``message`` as people read it: the code's Chinese words, then the English (unless it is written in both
-    already, ``中文 / English``, or the code has none). A name it quotes may be Chinese: that is not Chinese first."""
+    already, ``中文 / English`` or ``field: 中文 / English``, or the code has none). A name it quotes may be Chinese:
+    that is not Chinese first."""
     words = CHINESE.get(code)
-    if words is None or begins_in_chinese(message):
+    field = _FIELD.match(message)
+    if words is None or begins_in_chinese(message[field.end():] if field else message):
         return message
     return f"{words} / {message}"
 

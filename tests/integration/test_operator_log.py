@@ -186,6 +186,14 @@ def test_on_the_event_clock_an_operator_before_the_first_event_moves_no_time(tmp
     assert service.clock.now() == (T0 + 62) * 1000
     assert [e["ts"] for e in service.store.events() if e["type"] == "operator"] == [0, 0]
     service.close()
+    again = LiveService(campaign, SqliteStore(tmp_path / "t.db"), ClockMode.EVENT, wall=lambda: 1_796_000_000_000)
+    again.rebuild()
+    again.pause("kou1", True)  # at 0: the stream still has no time, and a manual issue still waits for it
+    with pytest.raises(Refused):
+        again.issue_manually("c20", ["vip"], "r1", "after-a-pause")
+    again.close()
+    service = started(tmp_path / "s.db", campaign)
+    service.close()
     assert_export_replays(tmp_path / "s.db", campaign, tmp_path)
 
 

@@ -57,6 +57,13 @@ def test_a_message_in_both_languages_already_is_left_as_it_is() -> None:
     assert in_chinese_first("no_such_code", "plain") == "plain"
 
 
+def test_a_fields_message_in_both_languages_is_left_as_it_is() -> None:
+    assert in_chinese_first("malformed", "paused: 必须是 true 或 false / Input should be a valid boolean") == \
+        "paused: 必须是 true 或 false / Input should be a valid boolean"
+    assert in_chinese_first("malformed", "cart[0].price: must be a number") == \
+        "请求格式有误 / cart[0].price: must be a number"
+
+
 def test_a_chinese_name_quoted_in_an_english_message_still_gets_the_chinese_words() -> None:
     assert in_chinese_first("unknown_template", "no coupon template '新人券'") == \
         "没有这个券模板 / no coupon template '新人券'"

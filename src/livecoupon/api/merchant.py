@@ -18,7 +18,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from livecoupon.api.runtime import Runtime
 from livecoupon.api.schemas import BODY_ERRORS, answer, errors
 from livecoupon.domain.money import yuan_to_fen
-from livecoupon.errors import Malformed, Unauthorized
+from livecoupon.errors import Malformed, Unauthorized, validation_words
 
 PATH = "/v1/integrations/ledger/events"
 
@@ -57,8 +57,12 @@ def merchant_router(secret: str) -> APIRouter:
         try:
             report = MerchantReport.model_validate_json(body)  # refuses bytes that are not UTF-8, lone surrogates
             amount = yuan_to_fen(report.amount)
-        except (ValidationError, ValueError) as exc:
-            raise Malformed("malformed", f"body: {exc}".splitlines()[0], "body") from None
+        except ValidationError as exc:
+            [first, *_] = exc.errors(include_url=False)
+            field = ".".join(str(part) for part in first["loc"]) or "body"
+            raise Malformed("malformed", f"{field}: {validation_words(first)}", field) from None
+        except ValueError as exc:  # the amount's money rules, in both languages
+            raise Malformed("malformed", f"amount: {exc}", "amount") from None
         rt: Runtime = request.app.state.runtime
         service = rt.service
         return await service.call(service.merchant_reported, report.type, report.coupon_id, report.order_id, amount)

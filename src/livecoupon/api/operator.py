@@ -66,7 +66,7 @@ def _issue_answer(made: list[Decision]) -> dict[str, Any]:
     return {"issued": issued, "suppressed": len(made) - issued, "decisions": [decision_summary(d) for d in made]}
 
 
-@router.post("/issue", response_model=None, responses=answer(IssueOut) | BODY_ERRORS | errors(404))
+@router.post("/issue", response_model=None, responses=answer(IssueOut) | BODY_ERRORS | errors(404, 409))
 async def manual_issue(body: ManualIssueIn, rt: RuntimeDep) -> dict[str, Any]:
     """Issue a template to a list of users (caps, stock and budget still hold)."""
     service = rt.service

@@ -25,9 +25,9 @@ MAX_EVENTS = 10_000  # a POST /v1/events batch (SPEC §6)
 
 def _yuan(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("must be a number of yuan")
+        raise ValueError("必须是金额（元），不能是文本 / must be a number of yuan")
     if value > MAX_PRICE_FEN // 100:  # the line's own bound, before money's wider one (1e308 said a thousand million)
-        raise ValueError(f"must be at most {MAX_PRICE_FEN // 100:,} yuan")
+        raise ValueError(f"不能超过 {MAX_PRICE_FEN // 100:,} 元 / must be at most {MAX_PRICE_FEN // 100:,} yuan")
     return yuan_to_fen(value)
 
 

@@ -74,7 +74,7 @@ from livecoupon.service_layer.service import (
     rostered,
 )
 from livecoupon.store.port import StoredAnswer
-from livecoupon.store.postgres import Facts, PostgresStore
+from livecoupon.store.postgres import PostgresStore, ToldFacts
 from livecoupon.store.relational import RelationalStore
 
 log = logging.getLogger("livecoupon.gateway")
@@ -99,51 +99,23 @@ class _Waiting:
     all_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-
-def facts_told(events: Sequence[Event]) -> dict[str, Facts]:
-    """Each user's latest device and risk told in ``events`` (SPEC §2), and when, for every partition's claims."""
-    told: dict[str, Facts] = {}
+def facts_told(events: Sequence[Event], listened: Callable[[str], bool], until: int | None) -> dict[str, ToldFacts]:
+    """Each user's latest device and risk told in ``events`` of rooms a campaign listens to (SPEC §2; the engine
+    learns nothing from the others), and when: at most ``until``, the machine's time on its clock, at which the
+    workers apply every event (a platform's stamp may run up to 5 s ahead), for every partition's claims."""
+    told: dict[str, ToldFacts] = {}
     for e in events:
-        if e.user is None or (e.device is None and e.risk is None):
+        if e.user is None or (e.device is None and e.risk is None) or not listened(e.room):
             continue
+        at = e.ts if until is None else min(e.ts, until)
         device, device_at, risk, risk_at = told.get(e.user, (None, None, None, None))
-        if e.device is not None and (device_at is None or e.ts >= device_at):
-            device, device_at = e.device, e.ts
-        if e.risk is not None and (risk_at is None or e.ts >= risk_at):
-            risk, risk_at = e.risk, e.ts
+        if e.device is not None and (device_at is None or at >= device_at):
+            device, device_at = e.device, at
+        if e.risk is not None and (risk_at is None or at >= risk_at):
+            risk, risk_at = e.risk, at
         told[e.user] = (device, device_at, risk, risk_at)
     return told
 
-
-class SharedFacts:
-    """What a gateway tells every partition's claims of its users (:meth:`PostgresStore.share_facts`), before it
-    publishes the events that told it. A platform tells a user's device and risk again and again (on each heartbeat,
-    say): what this gateway shared last of each user is remembered, and only what changed is written (a batch of
-    500 events, a fifth of them telling, cost 2.6 ms written whole; docs/benchmarks.md)."""
-
-    FORGET_AT = 1_000_000  # users remembered at most: past it, the memory starts again (writing all once more)
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-        self._shared: dict[str, tuple[str | None, float | None]] = {}
-        self._lock = threading.Lock()  # (the gateway's request threads share it)
-
-    def share(self, events: Sequence[Event]) -> None:
-        with self._lock:
-            shared = self._shared
-            fresh = {user: facts for user, facts in facts_told(events).items()
-                     if (facts[0] is not None and facts[0] != shared.get(user, (None, None))[0])
-                     or (facts[2] is not None and facts[2] != shared.get(user, (None, None))[1])}
-        if not fresh:
-            return
-        self.store.share_facts(fresh)
-        with self._lock:
-            if len(self._shared) > self.FORGET_AT:
-                self._shared = {}
-            for user, (device, _, risk, _) in fresh.items():
-                device_before, risk_before = self._shared.get(user, (None, None))
-                self._shared[user] = (device_before if device is None else device,
-                                      risk_before if risk is None else risk)
 
 class GatewayService:
     """What the routes call (the same members as LiveService), over the bus and the shared store."""
@@ -157,7 +129,6 @@ class GatewayService:
         self.base = ordered[0]  # the console's campaign, where the deployment runs several
         self.sources = source if isinstance(source, dict) else {self.base.campaign: source} if source else {}
         self.store, self.bus = store, bus
-        self._facts = SharedFacts(store) if isinstance(store, PostgresStore) else None
         # each campaign's versions published after its file, read from the logs, and the version in force with
         # every earlier one's coupons and triggers (reports)
         self.histories: dict[str, list[Published]] = {name: [] for name in self.bases}
@@ -322,6 +293,10 @@ class GatewayService:
         history = self.histories[name]
         return history[-1].campaign if history else self.bases[name]
 
+    def _listened(self, room: str) -> bool:
+        """Whether a campaign of the deployment, as in force, listens to ``room``."""
+        return any(self.in_force_of(name).listens_to(room) for name in self.campaign_names)
+
     def version_of(self, campaign: str) -> int:
         history = self.histories[campaign]
         return history[-1].version if history else 1
@@ -349,8 +324,9 @@ class GatewayService:
     def submit(self, batch: Sequence[Any], present_only: bool = False) -> Submitted:
         events, result = admit(batch, self.clock)
         self._saw(e.ts for e in events)
-        if self._facts is not None:  # before any worker claims for these users (docs/scaling.md)
-            self._facts.share(events)
+        if isinstance(self.store, PostgresStore):  # before any worker claims for these users (docs/scaling.md)
+            until = self.clock.now() if self.clock.fires_timers else None
+            self.store.share_facts(facts_told(events, self._listened, until))
         outcome = self._publish(events, present_only)
         result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
         return result

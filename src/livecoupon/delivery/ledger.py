@@ -227,10 +227,12 @@ class LedgerSender:
         """One attempt: True when the system confirmed the coupon."""
         assert self._client is not None
         self.attempts += 1
-        try:  # the timeout bounds the whole attempt: httpx's bounds each read, and a merchant sending its answer a
-            # byte at a time held one for 20 s (and a sender's slot, for as long as it kept sending)
-            async with asyncio.timeout(self.config.timeout_s):  # (wait_for took an answer coming as it was
-                why = await self.system.create(self._client, coupon)  # cancelled, and the sender never stopped)
+        # The timeout bounds the whole attempt: httpx's bounds each read, and a merchant sending its answer a byte at
+        # a time held one for 20 s (and a sender's slot, for as long as it kept sending). asyncio.timeout, not
+        # wait_for: wait_for took an answer arriving as the sender was cancelled, and the sender never stopped.
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                why = await self.system.create(self._client, coupon)
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("ledger: %s for %s; will retry", type(exc).__name__, coupon.coupon_id)
             why = "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "transport"

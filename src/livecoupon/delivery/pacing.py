@@ -111,9 +111,11 @@ class Pacer:
                 await self._take_turns(due)
             self._wake.clear()
             timeout = max(self._turns[0][0] - self._now(), MIN_TICK) if self._turns else None
+            # asyncio.timeout, not wait_for: wait_for took a wake-up arriving as the runner was cancelled, and the
+            # runner went on (a shutdown waited for it for ever)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):  # (wait_for took a wake-up coming as it was cancelled: the
-                    await self._wake.wait()  # runner went on, and a shutdown waited for it for ever)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _take_turns(self, due: list[tuple[str, str]]) -> None:
         """Each turn due delivers its viewer's waiting popup that expires first (a viewer whose popups were

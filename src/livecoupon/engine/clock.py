@@ -56,8 +56,12 @@ class ServiceClock:
     @property
     def started(self) -> bool:
         """Whether the service's time is known: always on the machine's clock; on the event clock once an event
-        has been applied (before, :meth:`now` reads the machine's clock, but no event was stamped so)."""
-        return self.mode is ClockMode.WALL or self._latest() is not None
+        of the stream has been applied (before, :meth:`now` reads the machine's clock, but no event was stamped so;
+        the operator actions before the stream are at 0, which :meth:`stamp` gives them)."""
+        if self.mode is ClockMode.WALL:
+            return True
+        latest = self._latest()
+        return latest is not None and latest > 0
 
     def now(self) -> int:
         if self.mode is ClockMode.WALL:

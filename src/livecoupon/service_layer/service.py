@@ -611,9 +611,12 @@ class LiveService:
         return result
 
     def _present(self, events: Sequence[Event]) -> bool:
-        """Whether each event's user is present in its room, on air, at the event's time (in some campaign's)."""
+        """Whether each event's user is present in its room, on air, at the time the event would apply at (in some
+        campaign's): a gateway's stamp on the event clock may be behind the partition's time, where a viewer who
+        left long ago still looked present."""
+        now = self.deployment.time
         return all(any((seen := engine.rooms.get(e.room)) is not None and seen.on_air
-                       and seen.present(e.user, e.ts)  # type: ignore[arg-type]
+                       and seen.present(e.user or "", max(e.ts, now))
                        for engine in self.deployment.engines.values()) for e in events)
 
     def apply_batches(self, batches: Sequence[Sequence[Event]],

@@ -99,10 +99,12 @@ ON CONFLICT ("user") DO UPDATE SET
     device_at = GREATEST(user_facts.device_at, excluded.device_at),
     risk = CASE WHEN excluded.risk_at >= COALESCE(user_facts.risk_at, -1) THEN excluded.risk ELSE user_facts.risk END,
     risk_at = GREATEST(user_facts.risk_at, excluded.risk_at)
+WHERE (excluded.device IS NOT NULL AND excluded.device IS DISTINCT FROM user_facts.device)
+    OR (excluded.risk IS NOT NULL AND excluded.risk IS DISTINCT FROM user_facts.risk)
 """
 _SHARED_FACTS = 'SELECT "user", device, device_at, risk, risk_at FROM user_facts WHERE "user" = ANY(?)'
 # a user's device and when it was told, and their risk and when (None, None: not told)
-Facts = tuple[str | None, int | None, float | None, int | None]
+ToldFacts = tuple[str | None, int | None, float | None, int | None]
 # Read only by claims decided in PostgreSQL (per_user, min_interval over many users, per_device, a trigger's budget
 # share summed on its first claim): a deployment that claims through Redis drops them (every decision row it inserts
 # would update them for nothing: without coupons_by_trigger alone, a 50-row insert costs the backend 10% less CPU),
@@ -289,14 +291,16 @@ class PostgresStore(RelationalStore):
         return claims.passing_caps(requests, limits)
 
     # -- what the platform told of users, shared by every partition ----------------------------
-    def share_facts(self, facts: dict[str, Facts]) -> None:
+    def share_facts(self, facts: dict[str, ToldFacts]) -> None:
         """Keep what a batch told of its users (each user's latest device and risk in it, and when), each where it
         is later than what is kept. Scaled out, a user's events reach the partition of each room they are in: a risk
         sent in room A's events, or the device a join in room A came from, was unknown to room B's partition, whose
-        claims then let the user past ``max_risk`` and counted their coupons on no device (``per_device`` exceeded)."""
+        claims then let the user past ``max_risk`` and counted their coupons on no device (``per_device`` exceeded).
+        A fact told again as it is kept writes nothing (a platform tells the same device on every heartbeat). The
+        users in order: two gateways writing the same users lock their rows in the same order (else a deadlock)."""
         if not facts:
             return
-        users = list(facts)
+        users = sorted(facts)
         columns = [[facts[u][i] for u in users] for i in range(4)]
         with self.unit_of_work():
             self._run(_SHARE_FACTS, (users, *columns))
