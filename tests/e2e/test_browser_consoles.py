@@ -390,6 +390,7 @@ def test_a_host_token_opens_its_own_room_and_nothing_else(two_rooms: Server, tab
     sign_in_console(page, f"{server.url}/web/host.html?room=room-2", host_token(server))  # ?room= is only a hint
     assert page.locator("#room").inner_text() == f"直播间 {ROOM}"
     t0 = time.time()
+    post(server, [{"type": "live_start", "room": "room-2", "ts": t0 - 210}])  # (the event clock's time begins)
     made = admin(server, "/v1/admin/issue", {"template": "bonus", "users": ["zed", "yan"], "room": "room-2",
                                              "idempotency_key": "other-room"})  # another room's decisions first…
     assert made["issued"] == 2
