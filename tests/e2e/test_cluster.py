@@ -495,12 +495,15 @@ limits: {max_risk: 0.5}
         {"type": "join", "room": a, "ts": START + 1, "user": "risky", "risk": 0.9},
         {"type": "join", "room": a, "ts": START + 1, "user": "first", "device": "phone-1"},
         {"type": "join", "room": a, "ts": START + 2, "user": "second", "device": "phone-1"},
-        *({"type": "join", "room": b, "ts": START + 2, "user": u} for u in ("third", "fourth"))]
+        *({"type": "join", "room": b, "ts": START + 2, "user": u} for u in ("third", "fourth")),
+        {"type": "join", "room": b, "ts": START + 2, "user": "fifth", "risk": 0.1}]
     # (a first visit is claimed by whichever partition applies one first: each user's is in one room here)
     elsewhere = [{"type": "comment", "room": b, "ts": START + 5, "user": u, "text": "扣1"}
                  for u in ("risky", "first", "second", "third")] + [
         {"type": "join", "room": a, "ts": START + 7, "user": "fourth", "device": "phone-4", "risk": 0.8},
-        {"type": "comment", "room": b, "ts": START + 8, "user": "fourth", "text": "扣1"}]  # told in the same batch
+        {"type": "comment", "room": b, "ts": START + 8, "user": "fourth", "text": "扣1"},  # told in the same batch
+        {"type": "heartbeat", "room": a, "ts": START + 7, "user": "fifth", "risk": 0.9},  # later than room b's 0.1
+        {"type": "comment", "room": b, "ts": START + 8, "user": "fifth", "text": "扣1"}]
     with (Nats(tmp_path / "nats") as nats, Cluster(config, tmp_path, pg_url, nats, "facts", gateways=1) as cluster,
           httpx.Client(timeout=30, headers=PLATFORM) as client):
         [url] = cluster.urls
@@ -509,7 +512,8 @@ limits: {max_risk: 0.5}
     live, again = export_and_replay(tmp_path, pg_url, "facts", config)
     made = sorted((d["user"], d["trigger"], d.get("reason")) for kind in ("issued.jsonl", "suppressed.jsonl")
                   for d in lines(live / kind))
-    assert made == [("first", "kou1", None), ("first", "newcomer", None), ("fourth", "kou1", "risk"),
+    assert made == [("fifth", "kou1", "risk"), ("fifth", "newcomer", None),
+                    ("first", "kou1", None), ("first", "newcomer", None), ("fourth", "kou1", "risk"),
                     ("fourth", "newcomer", None), ("risky", "kou1", "risk"), ("risky", "newcomer", "risk"),
                     ("second", "kou1", "device_cap"), ("second", "newcomer", "device_cap"),
                     ("third", "kou1", None), ("third", "newcomer", None)]

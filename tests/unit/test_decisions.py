@@ -169,7 +169,7 @@ def test_a_record_travels_as_json_and_reads_back_the_same_in_either_build() -> N
     assert msgspec.json.decode(msgspec.json.encode(records), type=list[DecisionRecord]) == records
 
 
-def test_what_another_partition_learnt_fills_only_what_the_request_did_not_know() -> None:
+def test_what_the_rooms_told_fills_the_device_and_gives_the_latest_risk() -> None:
     """Scaled out: a risk or a device told in another room's events (docs/scaling.md)."""
     for forever in (True, False):
         unknown = replace(request("u1"), device_key=device_key_for("kou1", forever, "room-1", 0, None, "u1"),
@@ -178,5 +178,7 @@ def test_what_another_partition_learnt_fills_only_what_the_request_did_not_know(
         filled = learnt_elsewhere(unknown, "phone-1", 0.9)
         assert (filled.device_key, filled.risk) == (device_key_for("kou1", forever, "room-1", 0, "phone-1", "u1"), 0.9)
         known = replace(unknown, device_key=device_key_for("kou1", forever, "room-1", 0, "own", "u1"), risk=0.1)
-        assert learnt_elsewhere(known, "phone-1", 0.9) is known  # its engine's own facts stand
+        later = learnt_elsewhere(known, "phone-1", 0.9)  # the latest risk told anywhere; its engine's own device
+        assert (later.device_key, later.risk) == (known.device_key, 0.9)
+        assert learnt_elsewhere(known, None, None) is known
     assert learnt_elsewhere(request("u1"), None, None) == request("u1")

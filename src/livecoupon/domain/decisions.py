@@ -98,10 +98,11 @@ def knows_device(request: IssueRequest) -> bool:
 
 
 def learnt_elsewhere(request: IssueRequest, device: str | None, risk: float | None) -> IssueRequest:
-    """The request with what its engine did not know of its user taken from what the deployment's other rooms
-    learnt (scaled out, each partition's engine hears the rooms it holds): their risk, where the engine knew none,
-    and the device its cap counts on, where it knew none."""
-    risk = request.risk if request.risk is not None else risk
+    """The request with what the deployment's rooms told of its user, the latest by the request's time (scaled out,
+    each partition's engine hears only the rooms it holds): their risk, which stands over the one its engine knew
+    (every room's events are told there, its own too: the engine's can only be older), and the device its cap counts
+    on, where the engine knew none."""
+    risk = risk if risk is not None else request.risk
     key = request.device_key
     if device is not None and key is not None and not knows_device(request):
         key = key[: len(key) - len(request.user) - 2] + f"d:{device}"

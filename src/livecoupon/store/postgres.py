@@ -306,11 +306,11 @@ class PostgresStore(RelationalStore):
             self._run(_SHARE_FACTS, (users, *columns))
 
     def _with_shared_facts(self, requests: Sequence[IssueRequest], limits: Limits) -> Sequence[IssueRequest]:
-        """The requests with what their engine did not know of their users (a risk, where the campaign caps it; the
-        device a cap counts on) from what the deployment's other rooms told (:meth:`share_facts`) by the request's
-        time: a batch's later events are shared before its earlier ones are applied."""
-        wanted = {r.user for r in requests
-                  if (limits.max_risk is not None and r.risk is None) or not knows_device(r)}
+        """The requests with what the deployment's rooms told of their users (:meth:`share_facts`) by the request's
+        time: the latest risk, where the campaign caps it, and the device a cap counts on, where their engine knew
+        none (a batch's later events are shared before its earlier ones are applied: a fact told after the request's
+        time is not used, and the engine's own stands)."""
+        wanted = {r.user for r in requests if limits.max_risk is not None or not knows_device(r)}
         if not wanted:
             return requests
         known = {row[0]: row[1:] for row in self._run(_SHARED_FACTS, (list(wanted),))}
