@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from engine_fixtures import apply_live, by_ts, campaign, ev, outcomes, record, records, watch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecoupon.campaign_file import CampaignError
+from livecoupon.domain.events import parse_event
 
 NEWCOMER = "  - {name: newcomer, when: first_visit, coupon: c10, per_device: 1}\n"
 SAY = "  - {name: say, when: host_says, phrases: [发券啦], coupon: c20, cooldown: 0s}\n"
@@ -253,3 +256,43 @@ def test_a_viewer_s_facts_decide_in_replay_as_the_live_engine_applies_them(event
     camp = campaign(triggers, tail="limits: {max_risk: 0.5}")
     _, live = apply_live(camp, events)
     assert records(camp, events) == [record(d) for d in live]
+
+
+class ToldElsewhere:
+    """Claims whose users' devices another room told (scaled out, the PostgreSQL store fills them so): the port's
+    calls on a memory store, each request filled with what was told elsewhere."""
+
+    def __init__(self, devices: dict[str, str]) -> None:
+        from livecoupon.store.memory import MemoryStore
+
+        self.claims, self.devices = MemoryStore(), devices
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.claims, name)
+
+    def _told(self, requests: Any) -> list[Any]:
+        from livecoupon.domain.decisions import learnt_elsewhere
+
+        return [learnt_elsewhere(r, self.devices.get(r.user), None) for r in requests]
+
+    def passing_caps(self, requests: Any, limits: Any) -> Any:
+        return self.claims.passing_caps(self._told(requests), limits)
+
+    def issue(self, requests: Any, limits: Any) -> Any:
+        return self.claims.issue(self._told(requests), limits)
+
+
+def test_a_lotterys_winners_are_capped_by_the_devices_other_rooms_told() -> None:
+    """Its winners were capped by the devices the room knew: ten accounts on one phone told elsewhere were all drawn
+    distinct, and the claims then wrote device_cap lines for nine, a step-2 reason no lottery line carries."""
+    from livecoupon.engine.campaigns import Deployment
+
+    camp = campaign("  - {name: lucky, when: online_reached, count: 10, coupon: c10, audience: lottery, winners: 5,"
+                    " per_device: 1}\n")
+    farm = [f"farm-{i}" for i in range(10)]
+    deployment = Deployment([camp], ToldElsewhere(dict.fromkeys(farm, "phone-1")))  # type: ignore[arg-type]
+    made = []
+    for data in [ev("live_start", 0), *(ev("join", 1, u) for u in farm), ev("online_count", 2, count=10)]:
+        made.extend(deployment.apply(parse_event(data)))
+    lucky = [d for d in made if d.request.trigger == "lucky"]
+    assert len(lucky) == 1 and lucky[0].issued, [(d.request.user, d.reason) for d in lucky]

@@ -562,12 +562,15 @@ class Engine:
         present = room.present_users(firing.at)
         if trigger.offer is not None:  # the arms out of stock or validity (a lottery's choices take nothing yet)
             self.offers.firing(trigger, self._stock_used, firing.at)
-        requests = {r.user: r for r in (self._request(room, firing, u) for u in present)}
-        eligible = sorted(r.user for r in self.store.passing_caps(list(requests.values()), limits))
+        requests = [self._request(room, firing, u) for u in present]
+        # as the claims passed them: scaled out, with the devices other rooms told (the winners' device caps count on
+        # them, so the claims never refuse a winner a step-2 reason, which a lottery's lines never carry)
+        passing = {r.user: r for r in self.store.passing_caps(requests, limits)}
+        eligible = sorted(passing)
         k = min(trigger.winners, len(eligible))
         draw = random.Random(f"{campaign.seed}:{campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
         drawn = draw.sample(eligible, k)
-        winners = within_device_caps([requests[user] for user in drawn])
+        winners = within_device_caps([passing[user] for user in drawn])
         if self.explaining:
             self._drawn(room, firing, present, eligible, drawn, [r.user for r in winners])
         return self._issue(winners)
