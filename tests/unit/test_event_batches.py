@@ -111,6 +111,17 @@ def test_an_integer_too_long_for_python_rejects_its_event_alone() -> None:
                         {"index": 1, "error": "value: 必须是有限的数值 / must be a finite number"}]
 
 
+def test_a_platforms_order_may_not_take_the_id_of_a_merchants_report() -> None:
+    """The merchant's coupon.redeemed reports are logged as order events with ids ``merchant:<order>``, which redeem a
+    coupon checkout would refuse (their system's word); a platform's order with such an id skipped those checks."""
+    order = {"type": "order", "room": "room-1", "ts": TS, "user": "u", "order_id": "o1", "amount": 10}
+    kept, rejected = judged(read_batch(body_of([order | {"id": "merchant:o1"}, order | {"id": "shop:merchant:o1"},
+                                                BASE["join"] | {"type": "join", "room": "room-1", "ts": TS, "user": "v",
+                                                                "id": "merchant:j1"}])))
+    assert [r["index"] for r in rejected] == [0] and rejected[0]["error"].startswith("id: 以 merchant: 开头")
+    assert len(kept) == 2
+
+
 def test_an_operator_event_is_refused_for_its_type_whatever_its_other_fields() -> None:
     """The platform is told the type is the service's own, not asked to mend fields only the service's log names."""
     batch = [{"type": "operator", "room": "room-1", "ts": TS, "action": "pause"},

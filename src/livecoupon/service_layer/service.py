@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from livecoupon.domain.campaign import Campaign, Limits
 from livecoupon.domain.commands import (
@@ -41,6 +41,7 @@ from livecoupon.domain.decisions import MANUAL, Decision, DecisionRecord, IssueR
 from livecoupon.domain.events import (
     CAMPAIGN_WIDE,
     MAX_NAME,
+    MERCHANT_REPORTS,
     RESERVED_ROOM,
     Event,
     EventError,
@@ -267,12 +268,9 @@ def check_unused_by_another(store: Store, coupon: Coupon, order_id: str) -> None
                       f"redeemed by order {coupon.order_id!r}", "coupon_id")
 
 
-MERCHANT: Final = "merchant"  # the id prefix of the order events the merchant's own reports make
-
-
 def merchant_order_event(coupon: Coupon, order_id: str, amount: int, now: int) -> Event:
     """A redemption the merchant's system reports, as an ``order`` event of the coupon's room."""
-    return Event("order", coupon.room, now, derived_id(MERCHANT, order_id), user=coupon.user, order_id=order_id,
+    return Event("order", coupon.room, now, derived_id(MERCHANT_REPORTS, order_id), user=coupon.user, order_id=order_id,
                  amount=amount, coupon_id=coupon.coupon_id)
 
 
@@ -839,7 +837,7 @@ class LiveService:
         """An ``order`` event, before it applies: kept for analytics, its coupon redeemed at checkout."""
         self.orders.append(event)
         if event.coupon_id is not None and event.user is not None and event.order_id is not None:
-            by_merchant = event.id == derived_id(MERCHANT, event.order_id)  # (see merchant_order_event)
+            by_merchant = event.id == derived_id(MERCHANT_REPORTS, event.order_id)  # (platforms' orders never are)
             self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts, by_merchant)
 
     @contextmanager
