@@ -492,6 +492,14 @@ def test_a_body_the_service_cannot_read_says_why(client: TestClient) -> None:
     assert a_list["field"] == "body" and "Content-Type" not in a_list["message"]  # it was JSON: its shape is wrong
 
 
+def test_a_path_that_is_not_utf8_text_is_refused_naming_the_path(client: TestClient) -> None:
+    """Read with each bad byte as U+FFFD, it named a user no one is and was answered 200 with nothing."""
+    for path in ("/v1/users/%ED%A0%80/coupons", "/v1/admin/users/%ff/explain", "/v1/coupons/cp_%C3"):
+        answer = client.get(path, headers=OPERATOR)
+        assert answer.status_code == 422 and answer.json()["error"]["field"] == "path", (path, answer.text)
+    assert client.get("/v1/users/%E5%B0%8F%E6%98%8E/coupons", headers=OPERATOR).status_code == 200  # 小明
+
+
 @pytest.mark.parametrize("room", ["x" * 129, "*"], ids=["129 characters", "the reserved room"])
 def test_a_viewers_socket_for_no_room_is_closed_saying_so(client: TestClient, room: str) -> None:
     """The room's HTTP routes refuse such a name (422); its socket took it and listened for nothing."""

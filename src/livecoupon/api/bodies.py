@@ -1,9 +1,11 @@
-"""Bounds on what a request may send before any route reads it (SPEC §6: a body over 16 MiB is a 413)."""
+"""Bounds on what a request may send before any route reads it (SPEC §6: a body over 16 MiB is a 413; a path is
+UTF-8 text)."""
 
 from __future__ import annotations
 
 import json
 import zlib
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,8 +14,27 @@ from livecoupon.errors import error_json
 MAX_BODY = 16 * 1024 * 1024
 
 
-def _error(status: int, code: str, message: str) -> bytes:
-    return json.dumps(error_json(code, message, "body"), ensure_ascii=False).encode()
+def _error(status: int, code: str, message: str, field: str) -> bytes:
+    return json.dumps(error_json(code, message, field), ensure_ascii=False).encode()
+
+
+class PathIsText:
+    """Refuses (422) an HTTP request whose path, percent-decoded, is not UTF-8 (``/v1/users/%ED%A0%80/coupons``): the
+    server read it with each bad byte as U+FFFD, so it named a user no one is and was answered 200 with nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%" in raw:
+            try:
+                unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
+            except UnicodeDecodeError:
+                await refuse(send, 422, "malformed", "路径解码后不是 UTF-8 文本 / the path, percent-decoded, is not "
+                             "UTF-8 text", field="path")
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -86,9 +107,9 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
     return bytes(body)
 
 
-async def refuse(send: Send, status: int, code: str, message: str) -> None:
+async def refuse(send: Send, status: int, code: str, message: str, field: str = "body") -> None:
     """Answer a request refused before any route read it, and close its connection."""
-    body = _error(status, code, message)
+    body = _error(status, code, message, field)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
