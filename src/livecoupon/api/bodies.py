@@ -14,10 +14,6 @@ from livecoupon.errors import error_json
 MAX_BODY = 16 * 1024 * 1024
 
 
-def _error(status: int, code: str, message: str, field: str) -> bytes:
-    return json.dumps(error_json(code, message, field), ensure_ascii=False).encode()
-
-
 class PathIsText:
     """Refuses (422) an HTTP request whose path, percent-decoded, is not UTF-8 (``/v1/users/%ED%A0%80/coupons``): the
     server read it with each bad byte as U+FFFD, so it named a user no one is and was answered 200 with nothing."""
@@ -109,7 +105,7 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
 
 async def refuse(send: Send, status: int, code: str, message: str, field: str = "body") -> None:
     """Answer a request refused before any route read it, and close its connection."""
-    body = _error(status, code, message, field)
+    body = json.dumps(error_json(code, message, field), ensure_ascii=False).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
