@@ -86,15 +86,20 @@ class IssueRequest:
 def device_key_for(trigger: str, forever: bool, room: str, broadcast: int, device: str | None, user: str) -> str:
     """The key ``per_device`` counts coupons under: the trigger and the device (a user with
     no known device is a device of their own), and, unless the cap is forever, the broadcast."""
-    who = f"d:{device}" if device is not None else f"u:{user}"
+    who = _device_of(device, user)
     return "\x1f".join((trigger, who) if forever else (trigger, room, str(broadcast), who))
+
+
+def _device_of(device: str | None, user: str) -> str:
+    """A device key's last part: the device, or the user where none is known."""
+    return f"d:{device}" if device is not None else f"u:{user}"
 
 
 def knows_device(request: IssueRequest) -> bool:
     """Whether the request's device cap counts a device its engine knows of the user (else the user is a device of
     their own: :func:`device_key_for`), or it has no device cap."""
     key = request.device_key
-    return key is None or not key.endswith(f"\x1fu:{request.user}")
+    return key is None or not key.endswith("\x1f" + _device_of(None, request.user))
 
 
 def learnt_elsewhere(request: IssueRequest, device: str | None, risk: float | None) -> IssueRequest:
@@ -105,7 +110,7 @@ def learnt_elsewhere(request: IssueRequest, device: str | None, risk: float | No
     risk = risk if risk is not None else request.risk
     key = request.device_key
     if device is not None and key is not None and not knows_device(request):
-        key = key[: len(key) - len(request.user) - 2] + f"d:{device}"
+        key = key.removesuffix(_device_of(None, request.user)) + _device_of(device, request.user)
     if risk == request.risk and key == request.device_key:
         return request
     return replace(request, risk=risk, device_key=key)
