@@ -293,10 +293,6 @@ class GatewayService:
         history = self.histories[name]
         return history[-1].campaign if history else self.bases[name]
 
-    def _listened(self, room: str) -> bool:
-        """Whether a campaign of the deployment, as in force, listens to ``room``."""
-        return any(self.in_force_of(name).listens_to(room) for name in self.campaign_names)
-
     def version_of(self, campaign: str) -> int:
         history = self.histories[campaign]
         return history[-1].version if history else 1
@@ -326,7 +322,8 @@ class GatewayService:
         self._saw(e.ts for e in events)
         if isinstance(self.store, PostgresStore):  # before any worker claims for these users (docs/scaling.md)
             until = self.clock.now() if self.clock.fires_timers else None
-            self.store.share_facts(facts_told(events, self._listened, until))
+            in_force = [self.in_force_of(name) for name in self.campaign_names]  # (once a batch, not an event)
+            self.store.share_facts(facts_told(events, lambda room: any(c.listens_to(room) for c in in_force), until))
         outcome = self._publish(events, present_only)
         result.decisions, result.counts, result.queued = outcome.decisions, outcome.counts, outcome.queued
         return result
