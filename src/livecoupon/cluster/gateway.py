@@ -74,7 +74,7 @@ from livecoupon.service_layer.service import (
     rostered,
 )
 from livecoupon.store.port import StoredAnswer
-from livecoupon.store.postgres import PostgresStore, ToldFacts
+from livecoupon.store.postgres import NOT_TOLD, PostgresStore, ToldFacts
 from livecoupon.store.relational import RelationalStore
 
 log = logging.getLogger("livecoupon.gateway")
@@ -108,7 +108,7 @@ def facts_told(events: Sequence[Event], listened: Callable[[str], bool], until: 
         if e.user is None or (e.device is None and e.risk is None) or not listened(e.room):
             continue
         at = e.ts if until is None else min(e.ts, until)
-        device, device_at, risk, risk_at = told.get(e.user, (None, None, None, None))
+        device, device_at, risk, risk_at = told.get(e.user, NOT_TOLD)
         if e.device is not None and (device_at is None or at >= device_at):
             device, device_at = e.device, at
         if e.risk is not None and (risk_at is None or at >= risk_at):

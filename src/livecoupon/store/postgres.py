@@ -13,7 +13,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import psycopg
 import redis
@@ -105,6 +105,12 @@ WHERE (excluded.device IS NOT NULL AND excluded.device IS DISTINCT FROM user_fac
 _SHARED_FACTS = 'SELECT "user", device, device_at, risk, risk_at FROM user_facts WHERE "user" = ANY(?)'
 # a user's device and when it was told, and their risk and when (None, None: not told)
 ToldFacts = tuple[str | None, int | None, float | None, int | None]
+NOT_TOLD: Final[ToldFacts] = (None, None, None, None)
+
+
+def _by(fact: T | None, told_at: int | None, at: int) -> T | None:
+    """A fact if it was told by ``at``, else None."""
+    return fact if told_at is not None and told_at <= at else None
 # Read only by claims decided in PostgreSQL (per_user, min_interval over many users, per_device, a trigger's budget
 # share summed on its first claim): a deployment that claims through Redis drops them (every decision row it inserts
 # would update them for nothing: without coupons_by_trigger alone, a 50-row insert costs the backend 10% less CPU),
@@ -318,10 +324,8 @@ class PostgresStore(RelationalStore):
             return requests
         filled = []
         for r in requests:
-            device, device_at, risk, risk_at = known.get(r.user, (None, None, None, None))
-            told = device_at is not None and device_at <= r.at, risk_at is not None and risk_at <= r.at
-            filled.append(learnt_elsewhere(r, device if told[0] else None, risk if told[1] else None)
-                          if any(told) else r)
+            device, device_at, risk, risk_at = known.get(r.user, NOT_TOLD)
+            filled.append(learnt_elsewhere(r, _by(device, device_at, r.at), _by(risk, risk_at, r.at)))
         return filled
 
     def spent(self, campaign: str, trigger: str | None = None) -> int:
