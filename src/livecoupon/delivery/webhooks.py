@@ -280,9 +280,8 @@ class WebhookSender:
             self._queue.get_nowait()  # stays in _pending
         for _ in self._workers:
             self._queue.put_nowait(None)  # each worker ends after its request in flight
-        _, cut_off = await asyncio.wait(self._workers, timeout=self.config.timeout_s)
-        await cancel_quietly(*cut_off)
-        await asyncio.gather(*self._workers, return_exceptions=True)  # (the others' exceptions, retrieved)
+        await asyncio.wait(self._workers, timeout=self.config.timeout_s)
+        await cancel_quietly(*self._workers)  # those cut off (the others ended: their exceptions retrieved)
         self._loop = None
         if handing_over:
             self._pending.clear()
