@@ -40,17 +40,16 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     if first.get("type") == "json_invalid":  # its loc is ("body", the character where the parser stopped)
         at = next((p for p in loc if isinstance(p, int)), None)
         where = "" if at is None else f" (at character {at})"
-        message = f"不是有效的 JSON / body: not valid JSON{where}: {first.get('msg', '')}"
+        message = f"body: not valid JSON{where}: {first.get('msg', '')}"  # (error_json puts the code's words first)
         return JSONResponse(error_json("invalid_json", message, "body"), status_code=422)
     field = _field(loc)
-    code = "malformed"
     hint = ""
     if field is None:
         field = "body"
         if not is_json(request.headers.get("content-type")):  # else the JSON itself is what was wrong
             hint = " (send a JSON object with Content-Type: application/json)"
     message = f"{field}: {validation_words(first)}{hint}"
-    return JSONResponse(error_json(code, message, field), status_code=422)
+    return JSONResponse(error_json("malformed", message, field), status_code=422)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
