@@ -52,7 +52,7 @@ from livecoupon.delivery.messages import coupon_message, iso
 from livecoupon.delivery.websockets import BadMessage, Subscription, held_notice, mute_seconds
 from livecoupon.domain.coupons import Coupon, CouponKind, history_seen
 from livecoupon.domain.decisions import Decision
-from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_NAME
+from livecoupon.domain.events import CAMPAIGN_WIDE, MAX_NAME, is_clean_text
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.errors import Forbidden, Malformed, NotFound, TooManyRequests
 from livecoupon.service_layer.checkout import Answer, order_json, quote_json
@@ -220,7 +220,7 @@ def _lone_surrogate(body: bytes) -> tuple[str | int, ...] | None:
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
-            if any("\ud800" <= char <= "\udfff" for char in item):
+            if not is_clean_text(item):
                 return path
         elif isinstance(item, dict):
             stack.extend(((*path, key), inner) for key, inner in reversed(item.items()))
