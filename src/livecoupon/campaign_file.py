@@ -35,7 +35,7 @@ from livecoupon.domain.events import CAMPAIGN_WIDE, LAST_MS, MAX_NAME
 from livecoupon.domain.money import yuan_to_fen
 from livecoupon.domain.offers import Offer
 from livecoupon.domain.text import normalise
-from livecoupon.errors import validation_words
+from livecoupon.errors import dotted, validation_words
 
 
 class CampaignError(ValueError):
@@ -407,10 +407,7 @@ def _items(value: object) -> list[dict[str, Any]]:
 
 
 def _path(loc: Iterable[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top)"
+    return dotted(loc) or "(top)"
 
 
 # pydantic's words where they would name our classes or Python's types (``instance of LimitsModel``)

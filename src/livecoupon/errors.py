@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 # What each answer's code means, in Chinese: people read an error's message Chinese first, English second (the
@@ -110,6 +110,14 @@ def in_chinese_first(code: str, message: str) -> str:
     if words is None or begins_in_chinese(message[field.end():] if field else message):
         return message
     return f"{words} / {message}"
+
+
+def dotted(loc: Iterable[int | str], head: str = "") -> str:
+    """An error's location as people write it, after ``head``: ``cart[0].price`` (empty for none)."""
+    text = head
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def validation_words(error: Mapping[str, Any]) -> str:

@@ -9,17 +9,15 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 
 from livecoupon.api.runtime import is_json
-from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable, error_json, validation_words
+from livecoupon.errors import LivecouponError, TooManyRequests, Unavailable, dotted, error_json, validation_words
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _field(loc: tuple[int | str, ...]) -> str | None:
     parts = [p for p in loc if p not in ("body", "query", "path")]
-    text = "body" if parts and isinstance(parts[0], int) else ""  # an item of a body that is a list: body[0]
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or None
+    # an item of a body that is a list: body[0]
+    return dotted(parts, "body" if parts and isinstance(parts[0], int) else "") or None
 
 
 async def _ours(request: Request, exc: Exception) -> JSONResponse:

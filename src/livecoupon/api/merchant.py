@@ -18,7 +18,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from livecoupon.api.runtime import Runtime
 from livecoupon.api.schemas import BODY_ERRORS, answer, errors
 from livecoupon.domain.money import yuan_to_fen
-from livecoupon.errors import Malformed, Unauthorized, validation_words
+from livecoupon.errors import Malformed, Unauthorized, dotted, validation_words
 
 PATH = "/v1/integrations/ledger/events"
 
@@ -59,7 +59,7 @@ def merchant_router(secret: str) -> APIRouter:
             amount = yuan_to_fen(report.amount)
         except ValidationError as exc:
             [first, *_] = exc.errors(include_url=False)
-            field = ".".join(str(part) for part in first["loc"]) or "body"
+            field = dotted(first["loc"]) or "body"
             raise Malformed("malformed", f"{field}: {validation_words(first)}", field) from None
         except ValueError as exc:  # the amount's money rules, in both languages
             raise Malformed("malformed", f"amount: {exc}", "amount") from None
