@@ -318,7 +318,7 @@ def read_for_replay(lines: Iterable[Line]) -> tuple[list[Event], list[Rejected]]
     ``ts``, ties in file order.
 
     One pass does all of it; a recording already in time order, the usual case, is never
-    sorted. This is replay's hot loop, so the per-line steps stay inline.
+    sorted (the room's memory is the live deployment's own rule, :func:`~livecoupon.engine.rooms.is_new`).
     """
     events: list[Event] = []
     rejected: list[Rejected] = []

@@ -22,7 +22,7 @@ from livecoupon.engine.recordings import (
     write_decisions,
     write_lines,
 )
-from livecoupon.engine.rooms import RecentIds
+from livecoupon.engine.rooms import RecentIds, is_new
 from livecoupon.store.memory import MemoryClaims
 from livecoupon.store.port import collector_paused
 
@@ -112,30 +112,27 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             number += 1
             fields = plain_fields(line)
             kind, room, ts, event_id, user, _, _, _, facts = fields  # unpacked in place, not sliced into a tuple
-            starts = False  # a live_start (a checked line): its room may forget old ids
-            if kind:  # a plain line
+            if kind:  # a plain line (never a live_start nor an operator's entry: the room's memory is its id's)
                 event = None
-            else:
+            else:  # (its event_id None: NOT_PLAIN's)
                 event = checked_event(number, line, rejected)
                 if event is None:
                     continue
                 if event.command is not None and not started([event]) <= joining:
                     return None
                 room, ts = event.room, event.ts
-                # an operator's entry is never a repeat (as the live deployment reads it: its id, scaled out one
-                # per copy of a campaign-wide command, takes no part in the room's memory)
-                event_id = event.id if event.command is None else None
-                starts = event.type == "live_start"
+                if not is_new(seen, event):
+                    continue
             # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
             # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known
             if room == last_room:
                 room = last_room
-            elif event_id is not None or starts:
+            elif event_id is not None:
                 ids = seen.get(room)
                 if ids is None:
                     ids = seen[room] = RecentIds()
                 last_room, last_ids = room, ids
-            if (event_id is not None or starts) and not last_ids.admits(event_id, ts, starts):
+            if event_id is not None and not last_ids.first(event_id, ts):
                 continue  # a later copy of an id is dropped, as the live engine drops it (SPEC §2)
             if ts < last_ts:
                 return None

@@ -72,15 +72,6 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self.newer) + len(self.older)
 
-    def admits(self, event_id: str | None, ts: int, starts: bool) -> bool:
-        """Whether an event is new to the room (its id, if it has one, remembered from now on; ``starts``: it is a
-        ``live_start``, which may make the room forget): False for a repeat, which changes nothing."""
-        if event_id is not None and not self.first(event_id, ts):
-            return False
-        if starts:
-            self.broadcast_begins(ts, event_id)
-        return True
-
     def first(self, event_id: str, ts: int) -> bool:
         """Whether the event is new (its id is remembered from now on); False for a repeat, which changes
         nothing (the log keeps only the events applied, SPEC §6, and replaying it decides as the service did
@@ -120,7 +111,11 @@ def is_new(memory: dict[str, RecentIds], event: Event) -> bool:
     ids = memory.get(event.room)
     if ids is None:
         ids = memory[event.room] = RecentIds()
-    return ids.admits(event_id, event.ts, starts)
+    if event_id is not None and not ids.first(event_id, event.ts):
+        return False
+    if starts:  # a live_start may make the room forget
+        ids.broadcast_begins(event.ts, event_id)
+    return True
 
 
 class Viewer:
