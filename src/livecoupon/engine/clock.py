@@ -58,10 +58,7 @@ class ServiceClock:
         """Whether the service's time is known: always on the machine's clock; on the event clock once an event
         of the stream has been applied (before, :meth:`now` reads the machine's clock, but no event was stamped so;
         the operator actions before the stream are at 0, which :meth:`stamp` gives them)."""
-        if self.mode is ClockMode.WALL:
-            return True
-        latest = self._latest()
-        return latest is not None and latest > 0
+        return self.stamp() > 0
 
     def now(self) -> int:
         if self.mode is ClockMode.WALL:
@@ -74,7 +71,10 @@ class ServiceClock:
         logged at: now; but on the event clock before any event, 0, the start of time, so that it applies before
         the stream's first event and moves no time. (Stamped with the machine's time, an operator's pause before a
         back-fill made that the stream's time: every event after it was applied then, no timer was ever due.)"""
-        return self.now() if self.started else 0
+        if self.mode is ClockMode.WALL:
+            return self._wall()
+        latest = self._latest()
+        return latest if latest is not None and latest > 0 else 0
 
     def admit(self, ts: int) -> int:
         if self.mode is not ClockMode.WALL:
