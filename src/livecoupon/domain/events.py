@@ -241,8 +241,9 @@ def _money(data: dict[str, Any], key: str) -> int:
 # The ids of the order events the merchant's own coupon.redeemed reports make (their system's word: they redeem a
 # coupon checkout would refuse, an unconfirmed one or one just expired): a platform's order may not take one
 MERCHANT_REPORTS: Final = "merchant"
-_MERCHANTS_ID: Final = ("以 merchant: 开头的订单事件 id 留给商家券系统的核销回报 / "
-                        "an order's id beginning 'merchant:' is kept for the merchant's coupon system's reports")
+_MERCHANT_ID: Final = f"{MERCHANT_REPORTS}:"
+_MERCHANTS_ID: Final = (f"以 {_MERCHANT_ID} 开头的订单事件 id 留给商家券系统的核销回报 / "
+                        f"an order's id beginning '{_MERCHANT_ID}' is kept for the merchant's coupon system's reports")
 _OPERATOR_ONLY: Final = ("运营操作只来自服务自己的日志（请用 /v1/admin 接口） / "
                          "operator events come only from the service's own log (use the /v1/admin endpoints)")
 
@@ -265,7 +266,7 @@ def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tup
                 event = parse_event(raw)
             if event.room == CAMPAIGN_WIDE:
                 raise EventError("room", RESERVED_ROOM)
-            if event.type == "order" and event.id is not None and event.id.startswith(f"{MERCHANT_REPORTS}:"):
+            if event.type == "order" and event.id is not None and event.id.startswith(_MERCHANT_ID):
                 raise EventError("id", _MERCHANTS_ID)
             event.ts = check_ts(event.ts)
         except EventError as exc:
