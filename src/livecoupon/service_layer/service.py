@@ -274,6 +274,11 @@ def merchant_order_event(coupon: Coupon, order_id: str, amount: int, now: int) -
                  amount=amount, coupon_id=coupon.coupon_id)
 
 
+def reported_by_merchant(order: Event) -> bool:
+    """Whether an ``order`` event is one :func:`merchant_order_event` made (a platform's never is: its id refused)."""
+    return order.order_id is not None and order.id == derived_id(MERCHANT_REPORTS, order.order_id)
+
+
 def merchant_answer(store: Store, coupon_id: str) -> dict[str, Any]:
     stored = store.coupon(coupon_id)
     return {"coupon_id": coupon_id, "state": stored.state.value if stored else None}
@@ -837,8 +842,8 @@ class LiveService:
         """An ``order`` event, before it applies: kept for analytics, its coupon redeemed at checkout."""
         self.orders.append(event)
         if event.coupon_id is not None and event.user is not None and event.order_id is not None:
-            by_merchant = event.id == derived_id(MERCHANT_REPORTS, event.order_id)  # (platforms' orders never are)
-            self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts, by_merchant)
+            self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts,
+                                             reported_by_merchant(event))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
