@@ -168,8 +168,9 @@ class Checkout:
         coupon = self.store.coupon(coupon_id)
         if coupon is None or coupon.user != user:
             return False
-        state = coupon.state if by_merchant else coupon.effective_state(at)
-        if state not in (CouponState.ISSUED, CouponState.RESERVED) or not (by_merchant or self.counts(coupon)):
+        if coupon.state not in (CouponState.ISSUED, CouponState.RESERVED):
+            return False
+        if not by_merchant and (coupon.effective_state(at) is CouponState.EXPIRED or not self.counts(coupon)):
             return False
         if any(h.order_id == order_id for h in self.store.history(coupon_id)):
             return False  # a report sent again (a webhook redelivered after its refund): the order used it once
