@@ -73,7 +73,10 @@ def decode_events(data: bytes) -> list[dict[str, Any]]:
     return _events.decode(data)
 
 
-def done_of(batch: str, partition: int, made: list[Decision], several: bool = False) -> Done:
+def done_of(batch: str, partition: int, made: list[Decision] | None, several: bool = False) -> Done:
+    """A batch's done notice: its decisions (None: a viewer's chat not applied, its user not present)."""
+    if made is None:
+        return Done(batch, partition, not_in_room=True)
     issued = sum(1 for d in made if d.issued)
     shown = made[:DONE_RECORDS]
     return Done(batch, partition, issued, len(made) - issued, [d.record() for d in shown], campaigns_of(shown, several))

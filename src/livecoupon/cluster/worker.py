@@ -255,7 +255,7 @@ class Worker:
             for msg, decisions in made:
                 await self._done(msg, partition.number, decisions)
             for msg in replayed:
-                await self._done(msg, partition.number, [], replayed=True)
+                await self._done(msg, partition.number, replayed=True)
 
     def _apply(self, partition: Partition,
                batch: list[Msg]) -> tuple[list[tuple[Msg, list[Decision] | None]], list[Msg]]:
@@ -292,18 +292,13 @@ class Worker:
                           msg.metadata.sequence.stream, exc)
         return events
 
-    async def _done(self, msg: Msg, number: int, made: list[Decision] | None, replayed: bool = False) -> None:
+    async def _done(self, msg: Msg, number: int, made: list[Decision] | None = None, replayed: bool = False) -> None:
         """Tell the batch's gateway it is applied, with its decisions (``replayed``: it was in the log already;
         None: a viewer's chat not applied, as its user was not present)."""
         gateway, batch = header(msg, "lc-gateway"), header(msg, "lc-batch")
         if gateway is None or batch is None:
             return
-        if replayed:
-            done = wire.Done(batch, number, replayed=True)
-        elif made is None:
-            done = wire.Done(batch, number, not_in_room=True)
-        else:
-            done = wire.done_of(batch, number, made, self.several)
+        done = wire.Done(batch, number, replayed=True) if replayed else wire.done_of(batch, number, made, self.several)
         await self.bus.tell(self.bus.subjects.done(gateway), wire.encode(done))
 
     def _committed(self, partition: Partition, made: list[Decision]) -> None:
