@@ -282,17 +282,18 @@ def serve(
         raise typer.Exit(UNUSABLE) from None
     where = f"{_redacted(store)} ({name})" if store else str(db)
     url = f"http://{_url_host(host)}:{listening.getsockname()[1]}"
-    values = {"LIVECOUPON_API_KEY": credentials.api_key, "LIVECOUPON_PLATFORM_KEY": credentials.platform_key,
-              "LIVECOUPON_VIEWER_SECRET": credentials.viewer_secret}
+    values = credentials.by_env()
     generated = {key: values[key] for key in credentials.generated}
+    warnings = credentials.weaknesses()
     if log_format == "json":  # every line of a JSON log is an object, the first one too
         import logging
 
-        logging.getLogger("livecoupon.serve").info("serving", extra={
+        served = logging.getLogger("livecoupon.serve")
+        served.info("serving", extra={
             "campaigns": [c.campaign for c in campaigns], "url": url, "store": where, "clock": clock.value,
             "bus": bus, "role": role.value if bus else None, "generated_credentials": generated})
-        for weakness in credentials.weaknesses():
-            logging.getLogger("livecoupon.serve").warning(weakness)
+        for weakness in warnings:
+            served.warning(weakness)
     else:
         scaled = f", bus: {bus}, role: {role.value}" if bus else ""
         names = escape(", ".join(c.campaign for c in campaigns))  # the markup is ours alone, whatever they hold
@@ -302,7 +303,7 @@ def serve(
         for key, value in generated.items():
             err.print(f"{_CREDENTIAL_NAMES[key]} (set {key} to choose one): {value}", markup=False,
                       highlight=False, soft_wrap=True)
-        for weakness in credentials.weaknesses():
+        for weakness in warnings:
             err.print(f"警告 / warning: {weakness}", markup=False, highlight=False, soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(application, log_level="warning", ws_max_size=64 * 1024,
                                            http=HttpProtocol))

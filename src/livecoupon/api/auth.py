@@ -89,21 +89,25 @@ class Credentials:
             values[role] = value
         return cls(values["operator"], values["platform"], values["viewer"], tuple(generated))
 
+    def by_env(self) -> dict[str, str]:
+        """Each credential under the environment variable it is read from."""
+        return {ENV["operator"]: self.api_key, ENV["platform"]: self.platform_key, ENV["viewer"]: self.viewer_secret}
+
     def weaknesses(self) -> list[str]:
         """What makes these credentials easy to guess or confuse, in words (``serve`` warns of each): a short
         secret signing viewer tokens is brute-forced from any one token, which then forges every user's; a platform
         key equal to the operator key gives the platform the operator's rights."""
         found = []
         if len(self.viewer_secret.encode()) < MIN_SECRET_BYTES:
-            found.append(f"LIVECOUPON_VIEWER_SECRET 短于 {MIN_SECRET_BYTES} 字节，可被暴力破解并伪造任何观众的令牌 / "
+            found.append(f"{ENV['viewer']} 短于 {MIN_SECRET_BYTES} 字节，可被暴力破解并伪造任何观众的令牌 / "
                          f"is shorter than {MIN_SECRET_BYTES} bytes: guessed from any one token, it forges every "
                          "viewer's")
-        for name, key in (("LIVECOUPON_API_KEY", self.api_key), ("LIVECOUPON_PLATFORM_KEY", self.platform_key)):
+        for name, key in ((ENV["operator"], self.api_key), (ENV["platform"], self.platform_key)):
             if len(key.encode()) < MIN_SECRET_BYTES // 2:
                 found.append(f"{name} 短于 {MIN_SECRET_BYTES // 2} 字节，容易被猜中 / is shorter than "
                              f"{MIN_SECRET_BYTES // 2} bytes: easy to guess")
         if self.api_key == self.platform_key:
-            found.append("LIVECOUPON_PLATFORM_KEY 与 LIVECOUPON_API_KEY 相同：平台拥有运营权限 / is the operator key: "
+            found.append(f"{ENV['platform']} 与 {ENV['operator']} 相同：平台拥有运营权限 / is the operator key: "
                          "the platform can act as the operator")
         return found
 
