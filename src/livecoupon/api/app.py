@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from livecoupon.api import campaigns, errors, monitoring, operator, public
 from livecoupon.api.auth import Credentials
-from livecoupon.api.bodies import BodyLimit, PathIsText
+from livecoupon.api.bodies import BodyLimit
 from livecoupon.api.lane import CheckoutLane
 from livecoupon.api.merchant import merchant_router
 from livecoupon.api.runtime import Runtime, WebhookPort, attach
@@ -77,7 +77,6 @@ def create_app(service: Service, *, credentials: Credentials, agora_secret: str 
     attach(app, runtime)
     errors.install(app)
     app.add_middleware(BodyLimit)
-    app.add_middleware(PathIsText)
     app.state.monitoring = watch = monitoring.Monitoring(runtime)
     app.add_middleware(monitoring.RequestTimer, monitoring=watch)
     app.lane = CheckoutLane(app, runtime, watch.latency)

@@ -14,34 +14,20 @@ from livecoupon.errors import error_json
 MAX_BODY = 16 * 1024 * 1024
 
 
-class PathIsText:
-    """Refuses (422) an HTTP request whose path, percent-decoded, is not UTF-8 (``/v1/users/%ED%A0%80/coupons``): the
-    server read it with each bad byte as U+FFFD, so it named a user no one is and was answered 200 with nothing."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path") if scope["type"] == "http" else None
-        if raw and b"%" in raw:
-            try:
-                unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
-            except UnicodeDecodeError:
-                await refuse(send, 422, "malformed", "路径解码后不是 UTF-8 文本 / the path, percent-decoded, is not "
-                             "UTF-8 text", field="path")
-                return
-        await self.app(scope, receive, send)
-
-
 class BodyLimit:
     """Reads each HTTP request's body up to ``MAX_BODY`` bytes (413 past it), inflating
-    ``Content-Encoding: gzip`` within the same bound, then hands it to the app whole."""
+    ``Content-Encoding: gzip`` within the same bound, then hands it to the app whole; refuses first (422) a path
+    that is not UTF-8 text."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _path_is_text(scope.get("raw_path")):
+            await refuse(send, 422, "malformed", "路径解码后不是 UTF-8 文本 / the path, percent-decoded, is not "
+                         "UTF-8 text", field="path")
+            return
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
@@ -66,6 +52,18 @@ class BodyLimit:
             await refuse(send, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _path_is_text(raw: bytes | None) -> bool:
+    """Whether a path (ASGI's ``raw_path``, no query), percent-decoded, is UTF-8: read with U+FFFD for each bad byte,
+    ``/v1/users/%ED%A0%80/coupons`` named a user no one is and was answered 200 with nothing."""
+    if not raw or b"%" not in raw:
+        return True
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def bounded_body(declared: bytes | None, receive: Receive, send: Send, limit: int) -> bytes | int:
