@@ -60,10 +60,10 @@ def _condition(t: Trigger) -> str:
 
 
 def _audience(t: Trigger) -> str:
+    within = format_duration(t.within_ms)
     return {Audience.USER: "该用户 / that viewer", Audience.PRESENT: "全部在场观众 / everyone present",
             Audience.LOTTERY: f"抽奖 {t.winners} 人 / a lottery of {t.winners}",
-            Audience.COMMENTERS: f"{format_duration(t.within_ms)} 内评论者 / commenters of the last "
-                                 f"{format_duration(t.within_ms)}",
+            Audience.COMMENTERS: f"{within} 内评论者 / commenters of the last {within}",
             Audience.TOP_GIFTERS: f"礼物榜前 {t.top} / the top {t.top} gifters"}[t.audience]
 
 
@@ -226,12 +226,12 @@ def _experiment(name: str, e: dict[str, Any]) -> str:
                      "—" if not aov else f"{aov['diff']:+.2f} [{aov['ci95'][0]:+.2f}, {aov['ci95'][1]:+.2f}]"])
         if lift:
             labels.append(vname)
-            intervals.append((lift["diff"], lift["ci95"][0], lift["ci95"][1]))
+            intervals.append((lift["diff"] * 100, lift["ci95"][0] * 100, lift["ci95"][1] * 100))  # points
     return (f"<h3>{escape(name)} · 触发 {escape(e['trigger'])}</h3><p>SRM p = {srm_text} · {flag}</p>"
             + _table(["组 variant", "券 coupon", "曝光 users", "转化 converted", "转化率 conversion", "订单 orders",
                       "客单价 AOV", "转化率差（百分点） lift, points (95% CI)", "p / Holm p",
                       "客单价差 AOV diff (95% CI)"], rows)
-            + interval_chart(labels, [(d * 100, lo * 100, hi * 100) for d, lo, hi in intervals], fmt="{:+.1f} pp",
+            + interval_chart(labels, intervals, fmt="{:+.1f} pp",
                              title="转化率差（百分点）及95%置信区间 conversion difference vs control, points"))
 
 
