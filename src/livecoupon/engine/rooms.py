@@ -102,7 +102,8 @@ class RecentIds:
 
 def is_new(memory: dict[str, RecentIds], event: Event) -> bool:
     """Whether ``event`` is new to its room's memory of ids (``memory``: each room's, made as rooms come), as the
-    live deployment and replay's sorted path read it; False: a repeat, dropped (SPEC §2). An operator's entry is
+    live deployment and replay read it (its fast path for the checked lines: a plain line's is its id alone); False:
+    a repeat, dropped (SPEC §2). An operator's entry is
     never a repeat, and takes no part (scaled out, every command has an id, one per copy of it)."""
     starts = event.type == "live_start"
     event_id = event.id if event.command is None else None
