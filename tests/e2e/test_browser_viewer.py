@@ -274,6 +274,26 @@ def test_labels_read_chinese_then_english_before_their_value(server: Server, ope
     assert validity.count("alid until") == 1
 
 
+def test_my_coupons_state_each_coupons_terms_as_its_popup_does(server: Server, open_viewer: OpenViewer) -> None:
+    """A percent coupon's cap, and a scope of some products, in "我的券" too (the popup's words, widget.js)."""
+    off_air(server)  # (the service's time begins; nobody present, no newcomer coupon to space these from)
+    tickets = {}
+    for user, template in (("hana", "pct15"), ("ivy", "flash20")):
+        made = admin(server, "/v1/admin/issue", {"template": template, "users": [user], "room": ROOM,
+                                                 "idempotency_key": f"terms-{template}"})
+        assert made["issued"] == 1, made
+        coupon_id = admin(server, f"/v1/users/{user}/coupons")["coupons"][0]["coupon_id"]
+        tickets[template] = open_viewer(user).page.locator(f".ticket[data-coupon-id='{coupon_id}']")
+
+    percent, flash = tickets["pct15"], tickets["flash20"]
+    percent.wait_for()
+    assert "无门槛，最高减50 · no minimum, up to ¥50 off" in percent.inner_text()
+    assert "全场通用 · All products" in percent.inner_text()
+    flash.wait_for()
+    assert "满100可用 · over ¥100" in flash.inner_text()
+    assert "指定商品可用 · Selected products" in flash.inner_text()
+
+
 def test_a_coupon_issued_while_away_pops_up_once_on_return_and_never_after_its_ack(server: Server,
                                                                                    open_viewer: OpenViewer) -> None:
     off_air(server)

@@ -165,15 +165,13 @@
     node.className = "ticket" + (c.state === "issued" ? "" : " off");
     node.dataset.couponId = c.coupon_id;
     var value = c.kind === "percent" ? num((100 - c.percent) / 10) + "<small>折</small>" : "<small>¥</small>" + num(c.amount);
-    var cond = Number(c.threshold) > 0 ? "满" + num(c.threshold) + "可用 · over ¥" + num(c.threshold) : "无门槛 · no minimum";
     var until = new Date(c.expires_at).toLocaleString("zh-CN", { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
     node.innerHTML = '<div class="val"><b>' + value + '</b><small></small></div><div class="body">' +
       '<div class="t"><em></em><span class="state-' + c.state + '"></span></div><div class="m"></div></div>';
-    node.querySelector(".val > small").textContent = cond;
+    node.querySelector(".val > small").textContent = LiveCoupon.terms.condition(c);
     node.querySelector(".t em").textContent = c.title;
     node.querySelector(".t span").textContent = STATES[c.state] || c.state;
-    node.querySelector(".m").textContent = "有效期至 Valid until " + until +
-      (c.scope === "all" ? " · 全场通用 storewide" : " · 指定商品 selected items");
+    node.querySelector(".m").textContent = "有效期至 Valid until " + until + " · " + LiveCoupon.terms.scope(c.scope);
     return node;
   }
 

@@ -384,6 +384,8 @@
   global.LiveCoupon = {
     version: "1.0.0",
     /** Start the widget for one viewer in one room; returns {muted(), setMuted(on, minutes?), close()}. */
-    init: function (opts) { return new Widget(opts); }
+    init: function (opts) { return new Widget(opts); },
+    /** A coupon's terms in the popup's words, for pages that list coupons too (viewer.html's "我的券"). */
+    terms: { condition: condition, scope: scopeWords }
   };
 })(window);
