@@ -498,6 +498,9 @@ def test_a_path_that_is_not_utf8_text_is_refused_naming_the_path(client: TestCli
         answer = client.get(path, headers=OPERATOR)
         assert answer.status_code == 422 and answer.json()["error"]["field"] == "path", (path, answer.text)
     assert client.get("/v1/users/%E5%B0%8F%E6%98%8E/coupons", headers=OPERATOR).status_code == 200  # 小明
+    for path in ("/v1/orders/%ff/pay", "/v1/orders/o%2F%C3/cancel"):  # the checkout lane's routes (api/lane.py)
+        answer = client.post(path, json={"idempotency_key": path}, headers=OPERATOR)
+        assert answer.status_code == 422 and answer.json()["error"]["field"] == "path", (path, answer.text)
 
 
 @pytest.mark.parametrize("room", ["x" * 129, "*"], ids=["129 characters", "the reserved room"])

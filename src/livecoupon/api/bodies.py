@@ -24,7 +24,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _path_is_text(scope.get("raw_path")):
+        if scope["type"] == "http" and not path_is_text(scope.get("raw_path")):
             await refuse(send, 422, "malformed", "路径解码后不是 UTF-8 文本 / the path, percent-decoded, is not "
                          "UTF-8 text", field="path")
             return
@@ -54,7 +54,7 @@ class BodyLimit:
         await self.app(scope, _replay(body, receive), send)
 
 
-def _path_is_text(raw: bytes | None) -> bool:
+def path_is_text(raw: bytes | None) -> bool:
     """Whether a path (ASGI's ``raw_path``, no query), percent-decoded, is UTF-8: read with U+FFFD for each bad byte,
     ``/v1/users/%ED%A0%80/coupons`` named a user no one is and was answered 200 with nothing."""
     if not raw or b"%" not in raw:

@@ -7,7 +7,8 @@ event loop than the routes themselves. The app hands these requests here before 
 
 - the route, matched as ``SegmentRoute`` matches it (an order id may hold a ``/``, sent as ``%2F``);
 - ``BodyLimit``: a body over the limit is a 413 (a ``Content-Encoding`` other than identity is left
-  to the app: gzip bodies are rare here, and it inflates them);
+  to the app: gzip bodies are rare here, and it inflates them; so is a path that is not UTF-8 text, which
+  it refuses);
 - the caller, from X-API-Key, then ``Authorization: Bearer``, then the session cookie (``caller_from``,
   with the same rate limits), checked before the body;
 - the route (``public.order_created``, ``public.order_moved``: the same functions its ``LeanRoute``
@@ -34,7 +35,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from livecoupon.api.auth import SESSION_COOKIE
-from livecoupon.api.bodies import MAX_BODY, bounded_body
+from livecoupon.api.bodies import MAX_BODY, bounded_body, path_is_text
 from livecoupon.api.public import CHECKOUT_ACTS, encode_json, order_created, order_moved
 from livecoupon.api.runtime import credential, identify
 from livecoupon.api.segments import segmented
@@ -63,10 +64,10 @@ class CheckoutLane:
         self._timers: dict[tuple[str, int], Any] = {}  # (route, status // 100) -> the histogram's child
 
     def route(self, scope: Scope) -> Route | None:
-        """The checkout route an HTTP request is for, or None for any other (the app answers it), and for
-        one whose body is encoded (the app inflates gzip)."""
-        if scope["method"] != "POST" or scope.get("root_path"):
-            return None
+        """The checkout route an HTTP request is for, or None for any other (the app answers it), for one
+        whose body is encoded (the app inflates gzip) and for a path that is not UTF-8 text (the app refuses it)."""
+        if scope["method"] != "POST" or scope.get("root_path") or not path_is_text(scope.get("raw_path")):
+            return None  # (a path that is not UTF-8: BodyLimit refuses it)
         escaped = segmented(scope)  # an order id with a "/" in it, sent as %2F: matched on the raw path
         path: str = scope["path"] if escaped is None else escaped
         if path == ORDERS:
