@@ -566,14 +566,16 @@ class _Builder:
         return DeliveryPolicy(d.quiet_period, d.room_rate, d.max_mute)
 
     def _rooms(self) -> tuple[str, ...] | None:
-        if self.m.rooms == "*":
+        """None: every room (``"*"``, or ``["*"]`` as SPEC §3's comment beside a list reads; no platform's room is
+        named so, POST /v1/events refuses it)."""
+        if self.m.rooms == CAMPAIGN_WIDE or self.m.rooms == [CAMPAIGN_WIDE]:
             return None
         for i, room in enumerate(self.m.rooms):
             if not room:
                 self.error(f"rooms[{i}]", "直播间 id 不能为空 / a room id must not be empty")
-            elif room == CAMPAIGN_WIDE:  # no platform's room is named so (POST /v1/events refuses it)
-                self.error(f"rooms[{i}]", '"*" 不是直播间 id，全部直播间写 rooms: "*"，不放在列表里 / '
-                           '"*" is no room id: for every room write rooms: "*", not in a list')
+            elif room == CAMPAIGN_WIDE:
+                self.error(f"rooms[{i}]", '"*" 表示全部直播间，应单独写 / '
+                           '"*" is every room: write it alone (rooms: "*")')
             elif len(room) > MAX_NAME:
                 self.error(f"rooms[{i}]", f"超过 {MAX_NAME} 个字符，事件里不会有这样的直播间 / "
                            f"longer than {MAX_NAME} characters: no event names such a room (SPEC §2)")

@@ -316,9 +316,15 @@ def test_rooms_must_be_a_list_or_star() -> None:
     assert errors_of(build(rooms=[])) == [
         'rooms: 至少列出一个直播间，或写 "*" 表示全部 / list at least one room, or "*" for every room']
     assert errors_of(build(rooms=["ok", ""])) == ["rooms[1]: 直播间 id 不能为空 / a room id must not be empty"]
-    assert errors_of(build(rooms=["*"])) == [
-        'rooms[0]: "*" 不是直播间 id，全部直播间写 rooms: "*"，不放在列表里 / '
-        '"*" is no room id: for every room write rooms: "*", not in a list']
+    assert errors_of(build(rooms=["room-1", "*"])) == [
+        'rooms[1]: "*" 表示全部直播间，应单独写 / "*" is every room: write it alone (rooms: "*")']
+
+
+def test_rooms_star_in_a_list_is_every_room_as_the_bare_star_is() -> None:
+    """SPEC §3's comment reads `"*" for all` beside a list: written ``["*"]``, it means what it says."""
+    everywhere = load(build(rooms=["*"]))
+    assert everywhere.rooms == load(build(rooms="*")).rooms
+    assert everywhere.listens_to("any-room") and everywhere.listens_to("room-2")
 
 
 def test_campaign_id_characters() -> None:
