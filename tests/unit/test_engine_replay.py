@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from livecoupon.domain.events import parse_event
 from livecoupon.engine.engine import Engine
 from livecoupon.engine.replay import replay, write_outputs
+from livecoupon.engine.rooms import FORGET_AFTER_MS
 from livecoupon.store.memory import MemoryStore
 
 NEWCOMER = "  - {name: newcomer, when: first_visit, coupon: c10}"
@@ -91,18 +92,21 @@ def test_a_repeat_within_a_broadcast_is_dropped_however_late_whatever_the_order_
     assert [d.request.user for d in apply_live(camp, events)[1]] == ["b"]
 
 
+DAY_S = FORGET_AFTER_MS // 1000
+
+
 @pytest.mark.parametrize(("broadcasts", "dropped"), [
     ([3_600], True),  # the next broadcast: the previous one's ids are still remembered
-    ([1_000, 1_500], True),  # two more, the second less than half an hour after the first: it forgot once
-    ([3_600, 7_200], False),  # two more, each half an hour or more after the last forgetting: forgotten
+    ([1_000, 2_800, 4_600, 6_400], True),  # four more, half an hour apart, within the day: still remembered
+    ([DAY_S + 100, 2 * DAY_S + 200], False),  # new ids a day on, then two days on: it forgot twice, so forgotten
 ])
-def test_a_room_forgets_ids_only_at_broadcasts_half_an_hour_apart_live_and_in_replay(
+def test_a_room_forgets_ids_only_a_day_after_whatever_the_broadcasts_live_and_in_replay(
         broadcasts: list[int], dropped: bool) -> None:
     camp = campaign(KOU1)
     first = ev("comment", 10, "u", text="扣1", id="c-1")
     events = [ev("live_start", 0), first, ev("live_end", 20)]
     for start in broadcasts:
-        events += [ev("live_start", start), ev("live_end", start + 10)]
+        events += [ev("live_start", start, id=f"s{start}"), ev("live_end", start + 10)]
     events += [ev("live_start", broadcasts[-1] + 20), dict(first, ts=broadcasts[-1] + 30)]
     later = float(broadcasts[-1] + 30)
     expected = [10.0] if dropped else [10.0, later]
@@ -122,15 +126,17 @@ def test_a_retry_is_dropped_however_late_it_comes_within_its_broadcast() -> None
     assert again == []
 
 
-def test_a_rooms_memory_of_ids_holds_its_broadcasts_not_its_whole_log() -> None:
-    # five hours of heartbeats with ids, one a second, then two more broadcasts an hour apart: a room keeps every
-    # id of the broadcast going on, and of the one before, not all of them (so snapshots stop growing with the log)
+def test_a_rooms_memory_of_ids_holds_a_day_or_two_not_its_whole_log() -> None:
+    # five hours of heartbeats with ids, one a second, then two broadcasts a day apart: a room keeps every id of the
+    # day going on, and of the one before, not all of them (so snapshots stop growing with the log)
     camp = campaign(KOU1)
     events = [ev("live_start", 0, id="s"), ev("join", 0, "u", id="j"),
               *[ev("heartbeat", t, "u", id=f"h{t}") for t in range(1, 5 * 3_600)]]
     deployment, _ = deploy_live(camp, events)
     assert len(deployment.recent_ids["r1"]) == len(events)
-    for start in (6 * 3_600, 7 * 3_600):
+    deployment.apply(parse_event(ev("live_start", 6 * 3_600, id="s6")))
+    assert len(deployment.recent_ids["r1"]) == len(events) + 1  # hours later, another broadcast: still remembered
+    for start in (DAY_S + 10, 2 * DAY_S + 20):
         deployment.apply(parse_event(ev("live_start", start, id=f"s{start}")))
     assert len(deployment.recent_ids["r1"]) == 2  # the two broadcasts' starts
     deployment.apply(parse_event(events[-1]))  # forgotten: taken as new, and remembered again

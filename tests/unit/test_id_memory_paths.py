@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecoupon.engine.replay import replay
-from livecoupon.engine.rooms import FORGET_AFTER_MS, FORGET_GAP_MS
+from livecoupon.engine.rooms import FORGET_AFTER_MS
 
 KOU1 = '  - {name: kou1, when: comment, keywords: ["扣1"], coupon: c10}\n' \
        '  - {name: thanks, when: host_says, phrases: ["感谢榜一"], coupon: c10, audience: top_gifters, cooldown: 0}'
-GAP, DAY = FORGET_GAP_MS // 1000, FORGET_AFTER_MS // 1000
+GAP, DAY = 30 * 60, FORGET_AFTER_MS // 1000  # half an hour: a step between broadcasts
 steps = st.sampled_from([0, 1, 5, 60, GAP - 1, GAP, GAP + 1, DAY - 1, DAY, DAY + 1])
 
 
@@ -61,3 +61,14 @@ def test_live_the_fast_path_and_the_sorted_path_keep_the_same_events(events: lis
     slow = replay(camp, to_lines(out_of_order))
     assert [record(d) for d in fast.decisions] == live
     assert [record(d) for d in slow.decisions] == live
+
+
+def test_an_id_is_remembered_through_any_number_of_broadcasts_within_a_day() -> None:
+    """SPEC §2: an id already seen in the room is ignored. Three broadcasts half an hour apart, and the first one's
+    comment sent again in the third: it was applied, issuing a coupon (a room forgot at each broadcast's start)."""
+    camp = campaign(KOU1)
+    events = [ev("live_start", 1000), ev("comment", 1001, "a", text="hi", id="X"),
+              ev("live_start", 2800), ev("live_start", 4600), ev("comment", 4601, "a", text="扣1", id="X"),
+              ev("live_start", 6400), ev("comment", 6401, "b", text="扣1", id="X")]
+    assert replay(camp, to_lines(events)).decisions == []
+    assert deploy_live(camp, events)[1] == []

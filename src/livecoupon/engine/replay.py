@@ -22,7 +22,7 @@ from livecoupon.engine.recordings import (
     write_decisions,
     write_lines,
 )
-from livecoupon.engine.rooms import RecentIds, is_new
+from livecoupon.engine.rooms import RecentIds, remembered_id
 from livecoupon.store.memory import MemoryClaims
 from livecoupon.store.port import collector_paused
 
@@ -112,17 +112,15 @@ def _stream(deployment: Deployment, blocks: Iterable[list[bytes]] | list[list[Li
             number += 1
             fields = plain_fields(line)
             kind, room, ts, event_id, user, _, _, _, facts = fields  # unpacked in place, not sliced into a tuple
-            if kind:  # a plain line (never a live_start nor an operator's entry: the room's memory is its id's)
+            if kind:  # a plain line (never an operator's entry: the room's memory takes it by its id)
                 event = None
-            else:  # (its event_id None: NOT_PLAIN's)
+            else:
                 event = checked_event(number, line, rejected)
                 if event is None:
                     continue
                 if event.command is not None and not started([event]) <= joining:
                     return None
-                room, ts = event.room, event.ts
-                if not is_new(seen, event):
-                    continue
+                room, ts, event_id = event.room, event.ts, remembered_id(event)
             # Each line decodes its room anew; the previous line's string (most lines are of the same room) is
             # compared instead of hashed, and it is the one the look-ups downstream get, its hash already known
             if room == last_room:

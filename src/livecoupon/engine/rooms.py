@@ -26,8 +26,7 @@ def by_fields(state: Any) -> Rebuild:
 # method up each time (~2x the cost)
 _move_to_end: Final = OrderedDict.move_to_end
 # Final: compiled, C constants, not look-ups in the module's dict at every event with an id (~130 instructions)
-FORGET_GAP_MS: Final = 30 * 60_000  # a room forgets ids at a broadcast's start this long or more after it last did
-FORGET_AFTER_MS: Final = 24 * 3_600_000  # ... and at a new id this long after it last did, whatever the broadcasts
+FORGET_AFTER_MS: Final = 24 * 3_600_000  # a room forgets ids at a new id this long after it last did
 # ... or at a new id once it has taken this many since it last forgot: a hot room's set of ids stays under the size
 # whose growth stalls a batch for long (CPython doubles a set and copies it: ~0.1 s at 2.5 M, ~0.3 s at 3.3 M)
 FORGET_COUNT: Final = 2_000_000
@@ -42,15 +41,15 @@ class RecentIds:
     """The platform message ids a room has seen, so a repeated event is dropped (SPEC §2: of events sharing an
     id in a room, the first is kept).
 
-    A room forgets in two steps. At a broadcast's start (a ``live_start``) half an hour or more after it last
-    forgot, or at a new id a day after or once it has taken :data:`FORGET_COUNT` ids since, it forgets the ids it
-    had set aside the time before and sets aside those it holds. So an id is remembered through its broadcast and
-    the next one, for a day, and for two million new ids of the room at least: a repeat within a broadcast (of a
-    day or less, in a room of less than two million events a broadcast) is caught however late it comes, while
-    the memory, and the snapshots holding it, stop growing with the log (they kept every id a room ever saw:
-    119 MiB at 10 million entries). Replay, a restart from the log and the live service apply the same rule to the same
-    events in the same order (an operator's entries take no part), so they decide alike; an event dropped changes
-    nothing, so a log without the repeats (the service logs only what it applied) decides as one with them.
+    A room forgets in two steps. At a new id a day after it last forgot, or once it has taken :data:`FORGET_COUNT`
+    ids since, it forgets the ids it had set aside the time before and sets aside those it holds. So an id is
+    remembered for a day and for two million new ids of the room at least, whatever the broadcasts: a repeat within
+    a day (in a room of less than two million events a day) is caught however late it comes, while the memory, and
+    the snapshots holding it, stop growing with the log (they kept every id a room ever saw: 119 MiB at 10 million
+    entries). Replay, a restart from the log and the live service apply the same rule to the same events in the
+    same order (an operator's entries take no part), so they decide alike; an event dropped changes nothing, so a
+    log without the repeats (the service logs only what it applied) decides as one with them. (A room also forgot
+    at each broadcast's start half an hour after it last had: a retry of the broadcast before last went through.)
     """
 
     __slots__ = ("newer", "older", "since", "count")
@@ -87,36 +86,28 @@ class RecentIds:
             self._forget(ts, event_id)
         return True
 
-    def broadcast_begins(self, ts: int, event_id: str | None) -> None:
-        """A new ``live_start`` of the room (``event_id``, if it has one, taken as new already): it forgets, if it
-        last did half an hour or more ago."""
-        if ts >= self.since + FORGET_GAP_MS:
-            self._forget(ts, event_id)
-
-    def _forget(self, ts: int, event_id: str | None) -> None:
+    def _forget(self, ts: int, event_id: str) -> None:
         self.older, self.newer, self.since = self.newer, set(), ts  # the ids from before the last time go
-        if event_id is not None:  # the event that made it forget is of the new generation
-            self.older.discard(event_id)
-            self.newer.add(event_id)
+        self.older.discard(event_id)  # the event that made it forget is of the new generation
+        self.newer.add(event_id)
+
+
+def remembered_id(event: Event) -> str | None:
+    """The id a room's memory takes ``event`` by: its own; none for an operator's entry, which is never a repeat and
+    takes no part (scaled out, every command has an id, one per copy of it)."""
+    return event.id if event.command is None else None
 
 
 def is_new(memory: dict[str, RecentIds], event: Event) -> bool:
     """Whether ``event`` is new to its room's memory of ids (``memory``: each room's, made as rooms come), as the
-    live deployment and replay read it (its fast path for the checked lines: a plain line's is its id alone); False:
-    a repeat, dropped (SPEC §2). An operator's entry is
-    never a repeat, and takes no part (scaled out, every command has an id, one per copy of it)."""
-    starts = event.type == "live_start"
-    event_id = event.id if event.command is None else None
-    if event_id is None and not starts:
+    live deployment and replay's sorted path read it; False: a repeat, dropped (SPEC §2)."""
+    event_id = remembered_id(event)
+    if event_id is None:
         return True
     ids = memory.get(event.room)
     if ids is None:
         ids = memory[event.room] = RecentIds()
-    if event_id is not None and not ids.first(event_id, event.ts):
-        return False
-    if starts:  # a live_start may make the room forget
-        ids.broadcast_begins(event.ts, event_id)
-    return True
+    return ids.first(event_id, event.ts)
 
 
 class Viewer:
