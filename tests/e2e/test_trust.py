@@ -227,6 +227,26 @@ def test_wrong_credentials_from_one_address_are_slowed_down(tmp_path: Path, wall
         assert statuses == [401, 401, 401, 429, 429]
 
 
+@pytest.mark.parametrize("local", ["127.0.0.1", "::1"])
+def test_the_limits_by_address_leave_the_machine_itself_alone(tmp_path: Path, wall: Wall, local: str) -> None:
+    """A test suite, a proxy that does not forward its clients' addresses: every caller is loopback, and they were
+    all throttled together (a conformance run checking 1,000 viewers' coupons got 429s). Each viewer's own rate
+    still holds; from any other address, the address's rates too."""
+    limits = dict(viewer="2/minute", ip="3/minute", failed_auth="2/minute")
+    with serving(tmp_path / "local.db", clock=ClockMode.WALL, wall=wall, throttle=Throttle(**limits),
+                 peer=(local, 40000)) as client:
+        assert {client.get(f"/v1/users/u{i}/coupons", headers=viewer(f"u{i}")).status_code for i in range(6)} == {200}
+        assert {client.get("/v1/admin/stats", headers={"X-API-Key": f"guess-{i}"}).status_code
+                for i in range(4)} == {401}
+        assert [client.get("/v1/users/u0/coupons", headers=viewer("u0")).status_code for _ in range(2)] == [200, 429]
+    with serving(tmp_path / "remote.db", clock=ClockMode.WALL, wall=wall, throttle=Throttle(**limits),
+                 peer=("203.0.113.9", 40000)) as client:
+        assert [client.get(f"/v1/users/u{i}/coupons", headers=viewer(f"u{i}")).status_code
+                for i in range(4)] == [200, 200, 200, 429]
+        assert [client.get("/v1/admin/stats", headers={"X-API-Key": f"guess-{i}"}).status_code
+                for i in range(3)] == [401, 401, 429]
+
+
 def test_a_viewer_over_the_rate_limit_gets_429_with_retry_after(tmp_path: Path, wall: Wall) -> None:
     with make_client(tmp_path, wall, Throttle(viewer="5/minute")) as client:
         statuses = [client.get("/v1/users/alice/coupons", headers=viewer("alice")).status_code for _ in range(7)]

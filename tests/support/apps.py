@@ -23,10 +23,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campaign.yaml"
 @contextlib.contextmanager
 def serving(db: Path, *, campaign: Campaign | list[Campaign] | None = None, clock: ClockMode = ClockMode.EVENT,
             wall: Callable[[], int] | None = None, headers: dict[str, str] | None = None,
-            store: SqliteStore | None = None, **app: Any) -> Iterator[TestClient]:
+            store: SqliteStore | None = None, peer: tuple[str, int] = ("testclient", 50000),
+            **app: Any) -> Iterator[TestClient]:
     """A client of the app on ``db`` (the example campaign unless given; ``store``: the store opened on it, if it
-    is); ``app`` goes to ``create_app`` (``throttle``, ``ledger``…); ``headers`` are sent with every request."""
+    is); ``app`` goes to ``create_app`` (``throttle``, ``ledger``…); ``headers`` are sent with every request, from
+    ``peer`` (the client's address and port)."""
     service = LiveService(campaign or load_campaign(EXAMPLE), store or SqliteStore(db), clock, wall=wall)
-    with TestClient(create_app(service, credentials=CREDENTIALS, **app), headers=headers) as client:
+    with TestClient(create_app(service, credentials=CREDENTIALS, **app), headers=headers, client=peer) as client:
         yield client
     service.close()
