@@ -46,6 +46,16 @@ def test_a_paused_trigger_is_explained_where_it_would_have_fired() -> None:
     assert why(kou, events, "u") == [(3, "kou1", "paused"), (5, "kou1", "issued")]
 
 
+def test_entries_at_one_moment_are_listed_in_the_order_they_were_decided() -> None:
+    """A paused trigger's silence and a decision of the same event: the newcomer's (its implied join, decided first,
+    SPEC §2) came after kou1's silence, every note of an event having been listed before its decisions."""
+    triggers = ("  - {name: newcomer, when: first_visit, coupon: c10}\n"
+                "  - {name: kou1, when: comment, keywords: [扣1], coupon: c20}\n"
+                "  - {name: late, when: comment, keywords: [扣], coupon: c10}\n")
+    events = [ev("live_start", 0), op(1, "pause", trigger="kou1"), ev("comment", 3, "u", text="扣1")]
+    assert why(triggers, events, "u") == [(3, "newcomer", "issued"), (3, "kou1", "paused"), (3, "late", "issued")]
+
+
 def test_dwell_interrupted_and_ordered_during_dwell() -> None:
     dwell = "  - {name: dwell, when: dwell, after: 60s, coupon: c10}\n"
     events = [ev("live_start", 0), ev("join", 1, "u"), ev("leave", 30, "u"), ev("join", 100, "u"),

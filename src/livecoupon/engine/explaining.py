@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from livecoupon.domain.campaign import Audience, Campaign, Trigger
-from livecoupon.domain.decisions import Decision, Reason, Silence
+from livecoupon.domain.decisions import Decision, IssueRequest, Reason, Silence
 from livecoupon.domain.events import VIEWER_TYPES, Event, seconds
 from livecoupon.engine.campaigns import Deployment
 from livecoupon.engine.engine import Engine, Firing
@@ -73,8 +73,9 @@ class ExplainingEngine(Engine):
     def __init__(self, campaign: Campaign, user: str) -> None:
         super().__init__(campaign, MemoryClaims())
         self.user = user
-        self.notes: list[Note] = []
+        self.notes: list[Note | Decision] = []  # the user's silences and decisions, in the order they came
         self._seen: dict[str, int] = {}  # room -> the broadcast the user was last seen in
+        self._event_from = -1  # where the notes of the event being applied begin (-1: no event's firings yet)
 
     def apply(self, event: Event) -> list[Decision]:
         mine = event.user == self.user and event.type in VIEWER_TYPES
@@ -82,9 +83,29 @@ class ExplainingEngine(Engine):
         if mine and room is not None and room.broadcast is None and room.seen_any:
             self.notes.append(Note(event.ts, event.room, None, Silence.OFF_AIR))
         made = super().apply(event)
+        self._event_from = -1
         room = self.rooms.get(event.room)
         if mine and room is not None and room.broadcast is not None:
             self._seen[event.room] = room.broadcast
+        return made
+
+    def _apply_to_room(self, room: Room, event: Event) -> list[Firing]:
+        self._event_from = len(self.notes)  # (the timers due by the event fired before)
+        return super()._apply_to_room(room, event)
+
+    def _decide(self, room: Room, firings: list[Firing]) -> list[Decision]:
+        """The decisions, and the event's silences (a paused trigger, a cooldown: noted as its firings were found)
+        among them in the order its triggers are decided (SPEC §2: campaign-file order)."""
+        made = super()._decide(room, firings)
+        start, self._event_from = self._event_from, -1
+        if start >= 0:
+            order = {t.name: t.index for t in room.plan.campaign.triggers}
+            self.notes[start:] = sorted(self.notes[start:], key=lambda entry: order.get(_trigger_of(entry), -1))
+        return made
+
+    def _issue(self, requests: list[IssueRequest]) -> list[Decision]:
+        made = super()._issue(requests)
+        self.notes.extend(d for d in made if d.request.user == self.user)
         return made
 
     def _silent(self, room: Room, trigger: Trigger, ts: int, users: Sequence[str] | None, why: Silence) -> None:
@@ -112,6 +133,10 @@ class ExplainingEngine(Engine):
             self.notes.append(Note(firing.at, room.name, firing.trigger.name, why))
 
 
+def _trigger_of(entry: Note | Decision) -> str:
+    return (entry.trigger or "") if isinstance(entry, Note) else entry.request.trigger
+
+
 def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user: str,
             joining: Iterable[str] = (), recorded: Sequence[Decision] | None = None) -> list[dict[str, Any]]:
     """Every decision for ``user`` and every firing that reached them without one, in time order. With several
@@ -121,7 +146,7 @@ def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user
     tells only the firings that reached the user without one."""
     deployed = [campaigns] if isinstance(campaigns, Campaign) else list(campaigns)
     several = len(deployed) > 1
-    notes: dict[str, list[Note]] = {}
+    notes: dict[str, list[Note | Decision]] = {}
 
     def noting(campaign: Campaign) -> Engine:
         engine = ExplainingEngine(campaign, user)
@@ -133,14 +158,14 @@ def explain(campaigns: Campaign | Sequence[Campaign], log: Iterable[Event], user
     decided: set[str] = set()
     for event in log:
         before = {name: len(noted) for name, noted in notes.items()}
-        made = deployment.apply(event)
+        deployment.apply(event)
         for name, noted in notes.items():
             for note in noted[before.get(name, 0):]:
-                entries.append((note.at, len(entries), _note_json(note) | ({"campaign": name} if several else {})))
-        for d in made if recorded is None else ():
-            if d.request.user == user and d.request.coupon_id not in decided:
-                decided.add(d.request.coupon_id)
-                entries.append((d.request.at, len(entries), _decision_entry(d, several)))
+                if isinstance(note, Note):
+                    entries.append((note.at, len(entries), _note_json(note) | ({"campaign": name} if several else {})))
+                elif recorded is None and note.request.coupon_id not in decided:  # (not one the store knew already)
+                    decided.add(note.request.coupon_id)
+                    entries.append((note.request.at, len(entries), _decision_entry(note, several)))
     for d in recorded or ():
         if d.request.user == user:
             entries.append((d.request.at, len(entries), _decision_entry(d, several)))
