@@ -61,7 +61,8 @@ VIEWER = {"type": "heartbeat", "room": "room-1", "ts": 5, "user": "u1"}
     {"profile": {}}, {"profile": {"city": "杭州", "level": 2.5, "big": 2**70}}, {"profile": {"k" * 64: "v" * 256}},
     {"profile": {"k" * 65: 1}}, {"profile": {"city": "v" * 257}}, {"profile": {str(i): i for i in range(32)}},
     {"profile": {str(i): i for i in range(33)}}, {"profile": {"vip": True}}, {"profile": {"vip": None}},
-    {"profile": ["vip"]}, {"profile": "vip"},
+    {"profile": ["vip"]}, {"profile": "vip"}, {"profile": {"level": 10**308}},
+    {"profile": {"level": 10**400}}, {"profile": {"level": -(10**400)}},  # no float holds it: it crashed the service
 ])
 @pytest.mark.parametrize("kind", ["heartbeat", "comment", "gift", "transcript"])
 def test_a_viewer_s_facts_read_as_the_checked_parser_reads_them(kind: str, facts: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ MAX_IP = 64
 MAX_PROFILE_KEYS = 32
 MAX_PROFILE_KEY = 64
 MAX_PROFILE_VALUE = 256
+_LARGEST_FLOAT: Final = 1.7976931348623157e308  # a profile's number is one a float holds (models read them as floats)
 _SURROGATE = re.compile(f"[{chr(0xD800)}-{chr(0xDFFF)}]")  # as chr(): mypyc takes no surrogate literal
 _OPTIONAL_VIEWER_FIELDS = ("device", "ip", "risk", "profile")
 
@@ -351,7 +352,8 @@ def plain_profile(profile: dict[str, str | int | float]) -> bool:
     if len(profile) > MAX_PROFILE_KEYS:
         return False
     for key, value in profile.items():
-        if len(key) > MAX_PROFILE_KEY or (isinstance(value, str) and len(value) > MAX_PROFILE_VALUE):
+        if len(key) > MAX_PROFILE_KEY or (len(value) > MAX_PROFILE_VALUE if isinstance(value, str)
+                                          else not -_LARGEST_FLOAT <= value <= _LARGEST_FLOAT):
             return False
     return True
 
@@ -366,8 +368,8 @@ def _profile(value: Any) -> Profile:
         _checked_text("profile", key, MAX_PROFILE_KEY)
         if isinstance(item, str):
             profile[key] = _checked_text(f"profile.{key}", item, MAX_PROFILE_VALUE)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item):
-            profile[key] = item
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and abs(item) <= _LARGEST_FLOAT:
+            profile[key] = item  # finite (NaN compares false), and no integer past a float's range (10**400)
         else:
             raise EventError(f"profile.{key}", "必须是字符串或有限的数值 / must be a string or a finite number")
     return profile
