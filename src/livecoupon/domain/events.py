@@ -368,8 +368,9 @@ def _profile(value: Any) -> Profile:
         _checked_text("profile", key, MAX_PROFILE_KEY)
         if isinstance(item, str):
             profile[key] = _checked_text(f"profile.{key}", item, MAX_PROFILE_VALUE)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool) and abs(item) <= _LARGEST_FLOAT:
-            profile[key] = item  # finite (NaN compares false), and no integer past a float's range (10**400)
+        elif (isinstance(item, (int, float)) and not isinstance(item, bool)
+              and -_LARGEST_FLOAT <= item <= _LARGEST_FLOAT):  # finite (NaN compares false); no int past it (10**400)
+            profile[key] = item
         else:
             raise EventError(f"profile.{key}", "必须是字符串或有限的数值 / must be a string or a finite number")
     return profile
