@@ -67,7 +67,7 @@ class CheckoutLane:
         """The checkout route an HTTP request is for, or None for any other (the app answers it), for one
         whose body is encoded (the app inflates gzip) and for a path that is not UTF-8 text (the app refuses it)."""
         if scope["method"] != "POST" or scope.get("root_path") or not path_is_text(scope.get("raw_path")):
-            return None  # (a path that is not UTF-8: BodyLimit refuses it)
+            return None
         escaped = segmented(scope)  # an order id with a "/" in it, sent as %2F: matched on the raw path
         path: str = scope["path"] if escaped is None else escaped
         if path == ORDERS:

@@ -34,6 +34,7 @@ SOCKET_RATE = "10/second"  # messages from one viewer's sockets (acks, mute)
 # (and a client backs off and retries a 429, where a 401 says: fix the key).
 FAILED_AUTH_RATE = "600/minute"
 _UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+_PRUNE_EVERY = 4096
 
 
 @lru_cache(maxsize=4096)
@@ -45,7 +46,6 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:  # no address ("-"), or a name (a test client's)
         return False
-_PRUNE_EVERY = 4096
 
 
 @dataclass(slots=True)
