@@ -154,6 +154,21 @@ def test_an_order_naming_a_coupon_redeems_it_only_as_its_holder_could_have(hand_
     assert metrics["totals"]["orders_with_coupon"] == 2
 
 
+@pytest.mark.parametrize(("event_id", "counted"), [
+    (None, False),  # a platform's report: its coupon had expired, so it used none (as the ledger holds it)
+    ("order:late", True),  # paid at this checkout, reserved before the coupon expired: it did
+    ("merchant:late", True),  # the merchant's coupon system says it redeemed it: its word
+])
+def test_an_order_after_its_coupon_expired_used_it_only_as_the_ledger_would_count_it(
+        hand_campaign: Campaign, event_id: str | None, counted: bool) -> None:
+    """The ledger does not redeem a coupon by a platform's order placed after it expired; analytics counted that
+    order as a redemption (up to 15 minutes late), so the report and the coupons' own states disagreed."""
+    coupon = decision("alice", "newcomer", 10, "c10", coupon_id="cp-a")
+    late = order("alice", 10 + 3_600 + 60, 50, "late", coupon_id="cp-a", event_id=event_id)
+    newcomer = campaign_metrics(hand_campaign, [coupon], _events([late]))["triggers"]["newcomer"]
+    assert (newcomer["redeemed"], newcomer["orders"]) == ((1, 1) if counted else (0, 0))
+
+
 def test_totals_by_hand(hand_metrics: dict[str, Any]) -> None:
     # o6's retry is one order; o9 is in an unlisted room
     assert hand_metrics["totals"] == {
@@ -310,7 +325,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[DecisionRecord], list[dict[str, Any
     for j in range(draw(st.integers(0, 14))):
         user, room = draw(st.sampled_from(USERS)), draw(st.sampled_from(ROOMS))
         # times on the same 1 s grid as decisions, so "exactly t" and "exactly t + window" happen
-        when = draw(st.integers(0, 2000)) + draw(st.sampled_from([0.0, 0.0, 0.001]))
+        # ... or past a coupon's hour and a reservation's 15 min
+        when = draw(st.integers(0, 2000) | st.integers(3_600, 6_000)) + draw(st.sampled_from([0.0, 0.0, 0.001]))
         used = draw(st.none() | st.integers(0, max(0, len(decisions) - 1))) if decisions else None
         coupon = decisions[used] if used is not None else None
         cart = draw(st.integers(20_001, 60_000))  # fen, enough for every threshold
@@ -320,8 +336,10 @@ def scenarios(draw: st.DrawFn) -> tuple[list[DecisionRecord], list[dict[str, Any
         elif coupon is not None and coupon.template is not None:
             off = {"c10": 1_000, "c20": 2_000}[coupon.template]
         order_id = f"o{draw(st.integers(0, 9))}" if draw(st.booleans()) else f"solo{j}"
+        told_by = draw(st.sampled_from([None, "order", "merchant"]))  # a platform, our checkout, the merchant's system
         orders.append(order(user, when, (cart - off) / 100, order_id, room=room,
-                            coupon_id=coupon.coupon_id if coupon else None))
+                            coupon_id=coupon.coupon_id if coupon else None,
+                            event_id=None if told_by is None else f"{told_by}:{order_id}"))
         true_discount.setdefault(f"{room}/{order_id}", off)
     return decisions, orders, true_discount
 
@@ -350,8 +368,12 @@ def reference(decisions: list[DecisionRecord], raw_orders: list[dict[str, Any]],
         key = (o["room"], o["order_id"])
         if o["room"] != "r9" and key not in seen:
             seen.add(key)
+            # how late after its coupon's hour it may have used it: a platform's report not at all, an order paid
+            # at the service's checkout (its id "order:…") within a reservation's 15 min, the merchant's any time
+            late = (15 * 60_000 if o.get("id") == f"order:{o['order_id']}" else
+                    10**15 if o.get("id") == f"merchant:{o['order_id']}" else 0)  # the merchant's word, any time
             orders.append({"room": o["room"], "user": o["user"], "at": round(o["ts"] * 1000),
-                           "fen": round(o["amount"] * 100), "coupon": o.get("coupon_id"),
+                           "fen": round(o["amount"] * 100), "coupon": o.get("coupon_id"), "late": late,
                            "off": true_discount[f"{o['room']}/{o['order_id']}"]})
     triggers: dict[str, Any] = {}
     for name in ["dwell", "kou1", "newcomer"]:
@@ -363,7 +385,7 @@ def reference(decisions: list[DecisionRecord], raw_orders: list[dict[str, Any]],
                 suppressed[d.reason.value] = suppressed.get(d.reason.value, 0) + 1
         holders = {d.coupon_id: d for d in mine if d.reason is None}
         used = [o for o in orders if (d := holders.get(o["coupon"])) is not None and o["user"] == d.user
-                and d.at <= o["at"] <= d.at + 3_600_000 + 15 * 60_000]  # valid an hour, then a reservation's 15 min
+                and d.at <= o["at"] <= d.at + 3_600_000 + o["late"]]  # valid an hour
         redeemed = len({o["coupon"] for o in used})
         gmv = sum(o["fen"] for o in used)
         triggers[name] = {

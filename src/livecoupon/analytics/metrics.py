@@ -17,7 +17,7 @@ from livecoupon.domain.campaign import Campaign, Experiment
 from livecoupon.domain.commands import PublishCampaign
 from livecoupon.domain.coupons import CouponKind, CouponTemplate
 from livecoupon.domain.decisions import DecisionRecord
-from livecoupon.domain.events import Event, seconds
+from livecoupon.domain.events import Event, paid_at_checkout, reported_by_merchant, seconds
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS
 
@@ -32,6 +32,10 @@ class OrderSeen:
     amount: int  # fen paid
     order_id: str
     coupon_id: str | None
+    # how long after its coupon expired the order may still have used it (None: however long), as the ledger judged
+    # it: a platform's report not at all (SPEC §5: an issued coupon past its validity is expired); an order paid at
+    # this checkout within a reservation made before then; the merchant's coupon system's report whenever it says
+    late_ms: int | None = 0
 
 
 def orders_of(events: Iterable[Event], campaign: Campaign) -> list[OrderSeen]:
@@ -44,7 +48,8 @@ def orders_of(events: Iterable[Event], campaign: Campaign) -> list[OrderSeen]:
         if (e.room, e.order_id) in seen:
             continue
         seen.add((e.room, e.order_id))
-        orders.append(OrderSeen(e.room, e.user, e.ts, e.amount, e.order_id, e.coupon_id))
+        late_ms = None if reported_by_merchant(e) else RESERVATION_MS if paid_at_checkout(e) else 0
+        orders.append(OrderSeen(e.room, e.user, e.ts, e.amount, e.order_id, e.coupon_id, late_ms))
     return orders
 
 
@@ -68,16 +73,17 @@ def _ratio(n: float, d: float) -> float:
 
 def redemptions(decisions: Sequence[DecisionRecord], orders: Sequence[OrderSeen]) -> dict[str, list[OrderSeen]]:
     """The orders that used each issued coupon (SPEC §1: a coupon is consumed by a paid order), by coupon id, in
-    time: its holder's orders naming it, placed after it was issued and no later than a reservation made before it
-    expired could be paid. A second such order used it again after a refund gave it back (SPEC §5). An order naming
-    a coupon otherwise (another user's, one not yet issued, one long expired) used nothing of ours: counted, it made
-    one coupon's cost several times its face."""
+    time: its holder's orders naming it, placed after it was issued and while it was valid, as the ledger judged
+    each (:attr:`OrderSeen.late_ms`: an order paid at this checkout within a reservation made before it expired).
+    A second such order used it again after a refund gave it back (SPEC §5). An order naming a coupon otherwise
+    (another user's, one not yet issued, one expired) used nothing of ours: counted, it made one coupon's cost
+    several times its face, and the report disagree with the coupons' own states."""
     issued = {d.coupon_id: d for d in decisions if d.issued}
     used: dict[str, list[OrderSeen]] = defaultdict(list)
     for order in sorted(orders, key=lambda o: o.at):
         d = issued.get(order.coupon_id or "")
         if d is not None and order.user == d.user and order.at >= d.at and (
-                d.expires_at is None or order.at <= d.expires_at + RESERVATION_MS):
+                d.expires_at is None or order.late_ms is None or order.at <= d.expires_at + order.late_ms):
             used[d.coupon_id].append(order)
     return used
 

@@ -6,6 +6,7 @@ each check names the field it rejects.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -243,10 +244,32 @@ def _money(data: dict[str, Any], key: str) -> int:
 # coupon checkout would refuse, an unconfirmed one or one just expired): a platform's order may not take one
 MERCHANT_REPORTS: Final = "merchant"
 _MERCHANT_ID: Final = f"{MERCHANT_REPORTS}:"
+CHECKOUT_ORDERS: Final = "order"  # ... and those of the orders paid at the service's own checkout
 _MERCHANTS_ID: Final = (f"以 {_MERCHANT_ID} 开头的订单事件 id 留给商家券系统的核销回报 / "
                         f"an order's id beginning '{_MERCHANT_ID}' is kept for the merchant's coupon system's reports")
 _OPERATOR_ONLY: Final = ("运营操作只来自服务自己的日志（请用 /v1/admin 接口） / "
                          "operator events come only from the service's own log (use the /v1/admin endpoints)")
+
+
+def derived_id(prefix: str, key: str) -> str:
+    """The id of an event the service makes of ``key`` (an order's id), ``prefix:key``, within the 128 characters the
+    log is read back with (SPEC §2): a key too long to fit is named by its digest. Beyond them, the service would not
+    start again on its own log, and a replay of its export would reject the event."""
+    whole = f"{prefix}:{key}"
+    if len(whole) <= MAX_NAME:
+        return whole
+    return f"{prefix}:sha256:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+def reported_by_merchant(order: Event) -> bool:
+    """Whether an ``order`` event is one the merchant's coupon system reported (``coupon.redeemed``; a platform's
+    never is: its id refused)."""
+    return order.order_id is not None and order.id == derived_id(MERCHANT_REPORTS, order.order_id)
+
+
+def paid_at_checkout(order: Event) -> bool:
+    """Whether an ``order`` event is one the service logged for an order paid at its own checkout."""
+    return order.order_id is not None and order.id == derived_id(CHECKOUT_ORDERS, order.order_id)
 
 
 def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tuple[list[Event], list[dict[str, Any]]]:

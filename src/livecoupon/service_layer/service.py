@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import threading
 import time
@@ -40,13 +39,15 @@ from livecoupon.domain.coupons import Coupon, CouponState, CouponTemplate
 from livecoupon.domain.decisions import MANUAL, Decision, DecisionRecord, IssueRequest
 from livecoupon.domain.events import (
     CAMPAIGN_WIDE,
-    MAX_NAME,
+    CHECKOUT_ORDERS,
     MERCHANT_REPORTS,
     RESERVED_ROOM,
     Event,
     EventError,
+    derived_id,
     parse_event,
     platform_events,
+    reported_by_merchant,
 )
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
@@ -230,22 +231,12 @@ def own_decisions(made: list[Decision]) -> list[Decision]:
     return [d for d in made if d.request.trigger == MANUAL]
 
 
-def derived_id(prefix: str, key: str) -> str:
-    """The id of an event the service makes of ``key`` (an order's id), ``prefix:key``, within the 128 characters the
-    log is read back with (SPEC §2): a key too long to fit is named by its digest. Beyond them, the service would not
-    start again on its own log, and a replay of its export would reject the event."""
-    whole = f"{prefix}:{key}"
-    if len(whole) <= MAX_NAME:
-        return whole
-    return f"{prefix}:sha256:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
-
-
 def paid_order_event(order: Order, now: int) -> Event | None:
     """An order paid through checkout, as the ``order`` event of its room (None: no room to count it in;
     checkout gives an order placed outside a room its coupon's)."""
     if order.room is None:
         return None
-    return Event("order", order.room, now, derived_id("order", order.order_id), user=order.user,
+    return Event("order", order.room, now, derived_id(CHECKOUT_ORDERS, order.order_id), user=order.user,
                  order_id=order.order_id, amount=order.payable, coupon_id=order.coupon_id)
 
 
@@ -272,11 +263,6 @@ def merchant_order_event(coupon: Coupon, order_id: str, amount: int, now: int) -
     """A redemption the merchant's system reports, as an ``order`` event of the coupon's room."""
     return Event("order", coupon.room, now, derived_id(MERCHANT_REPORTS, order_id), user=coupon.user, order_id=order_id,
                  amount=amount, coupon_id=coupon.coupon_id)
-
-
-def reported_by_merchant(order: Event) -> bool:
-    """Whether an ``order`` event is one :func:`merchant_order_event` made (a platform's never is: its id refused)."""
-    return order.order_id is not None and order.id == derived_id(MERCHANT_REPORTS, order.order_id)
 
 
 def merchant_answer(store: Store, coupon_id: str) -> dict[str, Any]:
