@@ -2,18 +2,19 @@
 
 Events are the only thing that must survive a crash, so they alone go through JetStream:
 one stream per deployment, one subject per partition, a gateway's batch for a partition as
-one message whose ``Nats-Msg-Id`` is a digest of its events (a client's retry, through any
-gateway, is the same message and is stored once). Done notices, pushes and room summaries
+one message whose ``Nats-Msg-Id`` names the request and the partition. A client's retry is a
+new message, as one process takes it: the engine ignores an event whose ``id`` its room has seen
+(SPEC §2), and only an ``id`` makes an event a repeat (two gifts alike without one, posted twice,
+are two gifts: a digest of the events as the message id stored one). Done notices, pushes and room summaries
 are fire-and-forget core NATS: a lost one costs a 202 or a popup the viewer's reconnect
 backlog delivers anyway, never a decision.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -28,18 +29,6 @@ log = logging.getLogger("livecoupon.bus")
 RETENTION_S = 7 * 24 * 3600.0  # a partition can be rebuilt from its snapshot and a week of bus
 DUPLICATE_WINDOW_S = 120.0
 Handler = Callable[[Msg], Awaitable[None]]
-
-
-class Put(NamedTuple):
-    """A partition's batch on the bus: where, and whether this publish stored it (a retry's did not)."""
-
-    seq: int  # its stream sequence (a retry's: the first copy's)
-    stored: bool
-
-
-def batch_id(partition: int, body: bytes) -> str:
-    """The ``Nats-Msg-Id`` of a partition's batch: the same events for the same partition, the same id."""
-    return f"{partition}:" + hashlib.sha256(body).hexdigest()[:32]
 
 
 class Bus:
@@ -84,12 +73,12 @@ class Bus:
         except BadRequestError:  # exists with other settings (an older deployment): keep what it has
             log.info("stream %s exists; keeping its settings", config.name)
 
-    async def publish_events(self, partition: int, body: bytes, headers: dict[str, str], timeout: float) -> Put:
-        """Put a partition's batch on the bus, once stored: its stream sequence, and whether it was stored now
-        (not if it was there already: a retry within the duplicate window, the same message, applied once)."""
-        ack = await self.nc.jetstream().publish(self.subjects.events(partition), body, timeout=timeout,
-                                                headers={"Nats-Msg-Id": batch_id(partition, body), **headers})
-        return Put(int(ack.seq or 0), not ack.duplicate)
+    async def publish_events(self, request: str, partition: int, body: bytes, headers: dict[str, str],
+                             timeout: float) -> None:
+        """Put request ``request``'s batch for a partition on the bus; back once it is stored (JetStream stores a
+        message id once: a copy of this one sent again, as a reconnecting client may, is not stored twice)."""
+        await self.nc.jetstream().publish(self.subjects.events(partition), body, timeout=timeout,
+                                          headers={"Nats-Msg-Id": f"{request}:{partition}", **headers})
 
     async def last_sequence(self, partition: int) -> int:
         """The stream sequence of the partition's latest message on the bus (0: none)."""

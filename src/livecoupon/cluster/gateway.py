@@ -20,12 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
 from nats.aio.msg import Msg
 
 from livecoupon.cluster import wire
 from livecoupon.cluster.bus import Bus
-from livecoupon.cluster.leases import applied_by
 from livecoupon.cluster.logs import merged_log
 from livecoupon.cluster.partitions import DEFAULT_PARTITIONS, log_name, partition_of
 from livecoupon.domain.campaign import Campaign
@@ -481,53 +479,32 @@ class GatewayService:
         batch = uuid.uuid4().hex
         waiting = self._waiting[batch] = _Waiting(len(groups))
         headers = {"lc-gateway": self.id, "lc-batch": batch} | ({wire.PRESENT_ONLY: "1"} if present_only else {})
-        until = time.monotonic() + ANSWER_WITHIN_S
         try:
             try:
-                puts = await asyncio.gather(*(self.bus.publish_events(p, wire.encode(group), headers,
-                                                                      PUBLISH_TIMEOUT_S)
-                                              for p, group in groups.items()))
-            except Exception as exc:  # NATS away or JetStream not answering: the client retries (the same
-                # batch is the same message, so a part that did get stored is not stored twice)
+                await asyncio.gather(*(self.bus.publish_events(batch, p, wire.encode(group), headers,
+                                                               PUBLISH_TIMEOUT_S) for p, group in groups.items()))
+            except Exception as exc:  # NATS away or JetStream not answering: the client retries (a part that did
+                # get stored is stored again: the engine ignores an event whose id its room has seen, SPEC §2)
                 log.warning("publishing a batch failed: %s", exc)
                 raise Unavailable("事件总线暂不可用，请重试 / the event bus did not take the events; retry "
-                                  "(a part already taken is not applied twice)") from None
-            # a part already on the bus (a client's retry) was applied, or will be, under its first request:
-            # its decisions are not this request's to report (one process answers a retry with none either),
-            # and no done notice comes for it: it is waited for in its partition's applied sequence
-            waiting.parts = sum(put.stored for put in puts)
-            if waiting.parts and len(waiting.done) < waiting.parts:
+                                  "(an event with an id is never applied twice)") from None
+            if len(waiting.done) < waiting.parts:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(ANSWER_WITHIN_S):
                         await waiting.all_done.wait()
-            retried = {p: put.seq for p, put in zip(groups, puts, strict=True) if not put.stored}
-            retries_applied = not retried or await self._applied_by(retried, until)
         finally:
             self._waiting.pop(batch, None)
         if any(d.not_in_room for d in waiting.done):
             raise not_in_room()
         result = Submitted(accepted=len(events))
         caught_up = len(waiting.done) >= waiting.parts
-        if not caught_up or not retries_applied or any(d.replayed for d in waiting.done):
+        if not caught_up or any(d.replayed for d in waiting.done):
             result.queued = True
             return result
         result.counts = (sum(d.issued for d in waiting.done), sum(d.suppressed for d in waiting.done))
         by_partition = sorted(waiting.done, key=lambda d: d.partition)
         result.decisions = [decision for d in by_partition for decision in self._decisions(d.records, d.campaigns)]
         return result
-
-    async def _applied_by(self, through: dict[int, int], until: float) -> bool:
-        """Whether the partitions have applied the bus up to those sequences by ``until`` (a retry's parts; 202
-        if not, as for a batch whose done notices are late)."""
-        store = self.store
-        if not isinstance(store, PostgresStore):
-            return False
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._waiting_pool, applied_by, store.url, store.schema, through, until)
-        except psycopg.Error as exc:  # the events are on the bus: the answer is a 202 as when the workers are late
-            log.warning("reading the partitions' applied sequences failed: %s", exc)
-            return False
 
     # -- what the workers say (on the event loop) ------------------------------------------
     async def _on_done(self, msg: Msg) -> None:

@@ -15,7 +15,6 @@ owner committed.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,22 +110,6 @@ def prepare(db: psycopg.Connection[Any], name: str, partitions: int) -> int:
         db.execute("INSERT INTO partitions (partition) SELECT generate_series(0, %s - 1) "
                    "WHERE NOT EXISTS (SELECT 1 FROM partitions)", (partitions,))
         return _count(db.execute("SELECT count(*) FROM partitions"))
-
-
-def applied_by(url: str, schema: str, through: dict[int, int], until: float) -> bool:
-    """Whether each partition's log holds the bus up to its sequence in ``through`` (partition → stream sequence)
-    by ``until`` (``time.monotonic``), looked at every 20 ms: a gateway that published a retry waits so for the
-    batch's first copy, as it waits for its own batches' done notices."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=max(2, math.ceil(until - time.monotonic()))) as db:
-        db.execute(f"SET search_path TO {schema}")
-        while True:
-            rows = db.execute("SELECT partition, applied FROM partitions WHERE partition = ANY(%s)", (list(through),))
-            applied: dict[int, int] = dict(rows.fetchall())
-            if all(applied.get(partition, 0) >= seq for partition, seq in through.items()):
-                return True
-            if time.monotonic() >= until:
-                return False
-            time.sleep(0.02)
 
 
 def deployment_partitions(url: str, name: str, partitions: int) -> int:
