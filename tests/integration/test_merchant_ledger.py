@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from livecoupon.campaign_file import parse_campaign
-from livecoupon.delivery.ledger import LedgerConfig, LedgerSender, backoff_s
+from livecoupon.delivery.ledger import CONFIRMED, LedgerConfig, LedgerSender, backoff_s
 from livecoupon.domain.campaign import Campaign
 from support.apps import serving as serving_app
 from support.credentials import OPERATOR, PLATFORM, viewer_token
@@ -196,6 +196,46 @@ def test_an_open_breaker_holds_no_coupon_past_its_next_attempts_due_time() -> No
 
     asyncio.run(scenario())
     assert len(down.tried) == 12 and min(down.tried.values()) >= 3, down.tried
+
+
+def test_the_breaker_never_holds_a_coupons_first_attempt_nor_its_first_retries() -> None:
+    """SPEC §6: the backoff starts under 1 s. Eight coupons each refused once opened the breaker for all: every one
+    was tried again 5 s later (an audit), and a coupon issued while another kept failing waited 20 s. Open, it holds
+    only coupons that have failed three times (their backoff is past a second already), never past their due time."""
+    import asyncio
+
+    from livecoupon.domain.coupons import Coupon
+
+    class OnceRefused:
+        def __init__(self) -> None:
+            self.tried: dict[str, list[float]] = {}
+
+        async def create(self, client: Any, coupon: Coupon) -> str | None:
+            attempts = self.tried.setdefault(coupon.coupon_id, [])
+            attempts.append(asyncio.get_running_loop().time())
+            return "status 500" if len(attempts) == 1 else CONFIRMED
+
+    campaign = campaign_for("http://127.0.0.1:9/coupons")
+    template = campaign.coupons["welcome"]
+    coupons = [Coupon(f"cp_{i}", f"u{i}", "shop", "welcome", template.title, template.terms, 0, 3_600_000)
+               for i in range(8)]
+    merchant = OnceRefused()
+
+    async def scenario() -> None:
+        sender = LedgerSender(LedgerConfig("http://127.0.0.1:9/coupons", SECRET), campaign, system=merchant)
+        sender.start()
+        sender.enqueue(coupons)
+        try:
+            for _ in range(100):
+                if sender.waiting == 0:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await sender.stop()
+
+    asyncio.run(scenario())
+    assert all(len(times) == 2 for times in merchant.tried.values()) and len(merchant.tried) == 8, merchant.tried
+    assert max(times[1] - times[0] for times in merchant.tried.values()) < 1.0
 
 
 def test_serve_refuses_a_ledger_whose_secret_is_missing_or_malformed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -418,7 +458,6 @@ def test_the_sender_stops_when_stopped_as_an_answer_comes() -> None:
     (3.11's wait_for returned the answer and dropped the cancellation): the service's shutdown hung (seen in CI)."""
     import asyncio
 
-    from livecoupon.delivery.ledger import CONFIRMED
     from livecoupon.domain.coupons import Coupon
 
     class Answering:

@@ -50,7 +50,10 @@ class LedgerConfig:
     timeout_s: float = 2.0
     first_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
-    in_flight: int = 16
+    # attempts at once: each may take the whole timeout of a merchant that does not answer, and every coupon waiting
+    # is due an attempt every 30 s (SPEC §6), so up to in_flight × 30 s / timeout coupons (960 at 2 s) keep to it; at
+    # 16 an audit saw 300 coupons waiting tried 64 s apart
+    in_flight: int = 64
     rate: float | None = None  # requests per second the coupon system takes (None: no limit)
 
 
@@ -97,12 +100,19 @@ Confirmed = Callable[[Coupon], Awaitable[None]]
 RATE_BURST_S = 0.1  # with a request rate, at most this many seconds' worth of requests at once
 
 
+# The breaker holds back only a coupon that has failed this many times: its backoff is past a second by then (SPEC §6:
+# it starts under 1 s). Holding any, it held eight coupons each refused once for 5 s, and one issued while another kept
+# failing for 20 s.
+HELD_AFTER = 3
+
+
 class Breaker:
     """A circuit breaker in front of the merchant's system: after ``threshold`` failures in a row it
-    opens, and for ``cooldown_s`` nothing is sent; then one probe goes (half-open), and its answer
-    closes it again or reopens it. A merchant that is down gets one request per cooldown instead of
-    one per pending coupon's backoff; a coupon whose next attempt is due (30 s after its last, SPEC §6)
-    is sent all the same (:meth:`LedgerSender._work`)."""
+    opens, and for ``cooldown_s`` nothing is sent of the coupons that failed :data:`HELD_AFTER` times; then
+    one probe goes (half-open), and its answer closes it again or reopens it. A merchant that is down gets
+    one request per cooldown instead of one per long-failing coupon's backoff; a coupon whose next attempt
+    is due (30 s after its last, SPEC §6) is sent all the same, and a coupon's first attempt and first retries
+    never wait for it (:meth:`LedgerSender._work`)."""
 
     def __init__(self, threshold: int = 5, cooldown_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -202,7 +212,8 @@ class LedgerSender:
     async def _work(self) -> None:
         while True:
             coupon, failures, due = await self._queue.get()
-            while (wait := self.breaker.wait_s()) > 0 and (left := due - time.monotonic()) > 0:
+            while (failures >= HELD_AFTER and (wait := self.breaker.wait_s()) > 0
+                   and (left := due - time.monotonic()) > 0):
                 await asyncio.sleep(min(wait, left))  # the breaker holds a coupon back, never past its due time (it
                 # held each for its probes' turn: 5 s × the coupons pending, 66 s seen)
             if self._rate is not None:  # the system's request rate: wait for this request's turn
