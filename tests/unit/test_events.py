@@ -232,6 +232,14 @@ def test_flash_sale_duration_must_be_positive(seconds: float) -> None:
     assert english(rejected(event("flash_sale", duration=seconds))) == "duration: must be > 0"
 
 
+@pytest.mark.parametrize("seconds", [1e300, 253_402_300_800, 10**400])
+def test_a_flash_sale_too_long_is_rejected_in_a_durations_words(seconds: float) -> None:
+    """It was told "seconds since 1970, before the year 10000", a timestamp's words."""
+    assert english(rejected(event("flash_sale", duration=seconds))) == (
+        "duration: out of range: must be under 253,402,300,800 seconds")
+    assert parse_event(event("flash_sale", duration=253_402_300_799)).duration == 253_402_300_799_000
+
+
 @pytest.mark.parametrize("seconds", [0.0004, 0.0005, 1e-9, 5e-324])
 def test_a_flash_sale_shorter_than_the_ms_it_is_kept_in_is_rejected(seconds: float) -> None:
     """Kept in ms, it would be logged as ``"duration": 0``, which the log's reader refuses: the service could not

@@ -143,11 +143,16 @@ def ts_to_ms(ts: float) -> int:
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+_TS_RANGE: Final = ("超出范围：须是 1970 年以来、10000 年之前的秒数 / "
+                   "out of range: seconds since 1970, before the year 10000")
+_DURATION_RANGE: Final = f"超出范围：须少于 {_MAX_SECONDS:,} 秒 / out of range: must be under {_MAX_SECONDS:,} seconds"
+
+
 def _millis(data: dict[str, Any], key: str) -> int:
+    """A time (``ts``: seconds since 1970) or a duration, in ms; either within the years a date can show."""
     value = _number(data, key)
     if not 0 <= value < _MAX_SECONDS:
-        raise EventError(key, "超出范围：须是 1970 年以来、10000 年之前的秒数 / "
-                              "out of range: seconds since 1970, before the year 10000")
+        raise EventError(key, _TS_RANGE if key == "ts" else _DURATION_RANGE)
     return ts_to_ms(value)
 
 
