@@ -52,6 +52,22 @@ def test_each_decision_records_its_arm_and_exact_propensity(tmp_path: Path) -> N
     assert {line["arm"] for line in lines if line.get("reason") == "no_offer"} <= {None}
 
 
+def test_a_lottery_draws_among_the_viewers_its_policy_offered_a_coupon() -> None:
+    """SPEC §4: the policy chooses between steps 1 and 2, and a lottery draws among those passing step 2: a viewer
+    offered nothing is decided so (``no_offer``), and never drawn (a drawn winner got a ``no_offer`` line)."""
+    lucky = ("  - {name: lucky, when: online_reached, count: 40, audience: lottery, winners: 8,"
+             " offer: {arms: [null, c10], explore: 1.0}}\n")
+    events = [ev("live_start", 0), *(ev("join", 1 + i / 100, f"u{i:02d}") for i in range(40)),
+              ev("online_count", 2, count=40)]
+    made = run(campaign(lucky), events)
+    nothing = [d for d in made if d.request.template is None]
+    drawn = [d for d in made if d.request.template is not None]
+    assert nothing and all(d.reason is not None and d.reason.value == "no_offer" for d in nothing)
+    assert len(drawn) == 8 and all(d.issued for d in drawn)
+    assert len(made) == len(nothing) + 8 and len({d.request.user for d in made}) == len(made)
+    assert [d.request.user for d in nothing] == sorted(d.request.user for d in nothing)  # in join order
+
+
 def test_the_propensities_are_calibrated_under_uniform_exploration() -> None:
     made = run(campaign(ASK % 1.0), asking(3_000))
     weights = Counter()

@@ -187,7 +187,8 @@ class Engine:
 
     def _drawn(self, room: Room, firing: Firing, present: Sequence[str], eligible: Sequence[str],
                drawn: Sequence[str], winners: Sequence[str]) -> None:
-        """A lottery drew ``drawn`` among ``eligible`` of ``present``; ``winners``: those of them its coupon goes to."""
+        """A lottery drew ``drawn`` among ``eligible`` of ``present``; ``winners``: those it decides for (the drawn
+        its coupon goes to, and any its offer chose nothing for)."""
 
     # -- the two ways time moves --------------------------------------------------------
     def apply(self, event: Event) -> list[Decision]:
@@ -563,6 +564,10 @@ class Engine:
         if trigger.offer is not None:  # the arms out of stock or validity (a lottery's choices take nothing yet)
             self.offers.firing(trigger, self._stock_used, firing.at)
         requests = [self._request(room, firing, u) for u in present]
+        nothing: list[IssueRequest] = []
+        if trigger.offer is not None:  # the policy chose before step 2 (SPEC §4): a viewer offered nothing is decided
+            nothing = [r for r in requests if r.template is None]  # so (no_offer), and is not in the draw
+            requests = [r for r in requests if r.template is not None]
         # as the claims passed them: scaled out, with the devices other rooms told (the winners' device caps count on
         # them, so the claims never refuse a winner a step-2 reason, which a lottery's lines never carry)
         passing = {r.user: r for r in self.store.passing_caps(requests, limits)}
@@ -570,7 +575,7 @@ class Engine:
         k = min(trigger.winners, len(eligible))
         draw = random.Random(f"{campaign.seed}:{campaign.campaign}:{trigger.name}:{firing.at / 1000!r}")
         drawn = draw.sample(eligible, k)
-        winners = within_device_caps([passing[user] for user in drawn])
+        winners = [*nothing, *within_device_caps([passing[user] for user in drawn])]
         if self.explaining:
             self._drawn(room, firing, present, eligible, drawn, [r.user for r in winners])
         return self._issue(winners)
