@@ -77,7 +77,7 @@ def redemptions(decisions: Sequence[DecisionRecord], orders: Sequence[OrderSeen]
     each (:attr:`OrderSeen.late_ms`: an order paid at this checkout within a reservation made before it expired).
     A second such order used it again after a refund gave it back (SPEC §5). An order naming a coupon otherwise
     (another user's, one not yet issued, one expired) used nothing of ours: counted, it made one coupon's cost
-    several times its face, and the report disagree with the coupons' own states."""
+    several times its face, and the report disagreed with the coupon's own state."""
     issued = {d.coupon_id: d for d in decisions if d.issued}
     used: dict[str, list[OrderSeen]] = defaultdict(list)
     for order in sorted(orders, key=lambda o: o.at):
