@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 
 from livecoupon.analytics.metrics import campaign_metrics
 from livecoupon.api.auth import SESSION_COOKIE, Caller, Credentials, Role, require
-from livecoupon.api.throttle import Throttle, is_loopback
+from livecoupon.api.throttle import Throttle
 from livecoupon.delivery.console import LiveStats
 from livecoupon.delivery.ledger import LedgerSender
 from livecoupon.delivery.messages import coupon_message
@@ -340,19 +340,17 @@ def client_address(connection: HTTPConnection) -> str:
 
 def identify(rt: Runtime, token: str | None, address: str) -> Caller | None:
     """The verified caller of a request or socket; viewers are rate-limited each, and, with wrong credentials, by
-    address (but for the machine's own: ``throttle.is_loopback``)."""
+    address."""
     if not token:
         return None
     caller = rt.credentials.identify(token)
     if caller is None:
-        if not is_loopback(address):
-            rt.throttle.check(rt.throttle.failed_auth, "auth", address)
+        rt.throttle.check_address(rt.throttle.failed_auth, "auth", address)
         return None
     if caller.role is Role.VIEWER:
         assert caller.user is not None
         rt.throttle.check(rt.throttle.viewer, "viewer", caller.user)
-        if not is_loopback(address):
-            rt.throttle.check(rt.throttle.ip, "ip", address)
+        rt.throttle.check_address(rt.throttle.ip, "ip", address)
     return caller
 
 

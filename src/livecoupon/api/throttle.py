@@ -108,3 +108,9 @@ class Throttle:
         wait = rate.hit("\x1f".join(key), self._clock())
         if wait:
             raise TooManyRequests(f"too many requests: at most {rate} (请稍后再试)", math.ceil(wait))
+
+    def check_address(self, rate: Rate, kind: str, address: str) -> None:
+        """:meth:`check` for a limit by the caller's address, which the machine's own callers are not held to
+        (:func:`is_loopback`)."""
+        if not is_loopback(address):
+            self.check(rate, kind, address)
