@@ -17,7 +17,7 @@ from livecoupon.domain.campaign import Campaign, Experiment
 from livecoupon.domain.commands import PublishCampaign
 from livecoupon.domain.coupons import CouponKind, CouponTemplate
 from livecoupon.domain.decisions import DecisionRecord
-from livecoupon.domain.events import Event, paid_at_checkout, reported_by_merchant, seconds
+from livecoupon.domain.events import CHECKOUT_ORDERS, MERCHANT_REPORTS, Event, seconds, told_by
 from livecoupon.domain.money import fen_to_yuan
 from livecoupon.domain.orders import RESERVATION_MS
 
@@ -48,7 +48,7 @@ def orders_of(events: Iterable[Event], campaign: Campaign) -> list[OrderSeen]:
         if (e.room, e.order_id) in seen:
             continue
         seen.add((e.room, e.order_id))
-        late_ms = None if reported_by_merchant(e) else RESERVATION_MS if paid_at_checkout(e) else 0
+        late_ms = None if told_by(e, MERCHANT_REPORTS) else RESERVATION_MS if told_by(e, CHECKOUT_ORDERS) else 0
         orders.append(OrderSeen(e.room, e.user, e.ts, e.amount, e.order_id, e.coupon_id, late_ms))
     return orders
 

@@ -266,15 +266,11 @@ def derived_id(prefix: str, key: str) -> str:
     return f"{prefix}:sha256:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
-def reported_by_merchant(order: Event) -> bool:
-    """Whether an ``order`` event is one the merchant's coupon system reported (``coupon.redeemed``; a platform's
-    never is: its id refused)."""
-    return order.order_id is not None and order.id == derived_id(MERCHANT_REPORTS, order.order_id)
-
-
-def paid_at_checkout(order: Event) -> bool:
-    """Whether an ``order`` event is one the service logged for an order paid at its own checkout."""
-    return order.order_id is not None and order.id == derived_id(CHECKOUT_ORDERS, order.order_id)
+def told_by(order: Event, source: str) -> bool:
+    """Whether an ``order`` event is one the service made of an order ``source`` told it of: the merchant's coupon
+    system's report (:data:`MERCHANT_REPORTS`, ``coupon.redeemed``: a platform's never is, its id refused) or an
+    order paid at its own checkout (:data:`CHECKOUT_ORDERS`)."""
+    return order.order_id is not None and order.id == derived_id(source, order.order_id)
 
 
 def platform_events(batch: Sequence[Any], check_ts: Callable[[int], int]) -> tuple[list[Event], list[dict[str, Any]]]:

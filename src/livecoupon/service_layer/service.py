@@ -47,7 +47,7 @@ from livecoupon.domain.events import (
     derived_id,
     parse_event,
     platform_events,
-    reported_by_merchant,
+    told_by,
 )
 from livecoupon.domain.orders import Order
 from livecoupon.engine import snapshots
@@ -829,7 +829,7 @@ class LiveService:
         self.orders.append(event)
         if event.coupon_id is not None and event.user is not None and event.order_id is not None:
             self.checkout.redeemed_elsewhere(event.order_id, event.user, event.coupon_id, event.ts,
-                                             reported_by_merchant(event))
+                                             told_by(event, MERCHANT_REPORTS))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
