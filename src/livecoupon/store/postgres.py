@@ -106,11 +106,6 @@ _SHARED_FACTS = 'SELECT "user", device, device_at, risk, risk_at FROM user_facts
 # a user's device and when it was told, and their risk and when (None, None: not told)
 ToldFacts = tuple[str | None, int | None, float | None, int | None]
 NOT_TOLD: Final[ToldFacts] = (None, None, None, None)
-
-
-def _by(fact: T | None, told_at: int | None, at: int) -> T | None:
-    """A fact if it was told by ``at``, else None."""
-    return fact if told_at is not None and told_at <= at else None
 # Read only by claims decided in PostgreSQL (per_user, min_interval over many users, per_device, a trigger's budget
 # share summed on its first claim): a deployment that claims through Redis drops them (every decision row it inserts
 # would update them for nothing: without coupons_by_trigger alone, a 50-row insert costs the backend 10% less CPU),
@@ -163,6 +158,11 @@ def deployment_exists(url: str, name: str) -> bool:
         found = db.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
                            (schema_name(name),)).fetchone()
     return found is not None
+
+
+def _by(fact: T | None, told_at: int | None, at: int) -> T | None:
+    """A fact if it was told by ``at``, else None."""
+    return fact if told_at is not None and told_at <= at else None
 
 
 class PostgresStore(RelationalStore):
