@@ -3,11 +3,10 @@
 Events are the only thing that must survive a crash, so they alone go through JetStream:
 one stream per deployment, one subject per partition, a gateway's batch for a partition as
 one message whose ``Nats-Msg-Id`` names the request and the partition. A client's retry is a
-new message, as one process takes it: the engine ignores an event whose ``id`` its room has seen
-(SPEC §2), and only an ``id`` makes an event a repeat (two gifts alike without one, posted twice,
-are two gifts: a digest of the events as the message id stored one). Done notices, pushes and room summaries
-are fire-and-forget core NATS: a lost one costs a 202 or a popup the viewer's reconnect
-backlog delivers anyway, never a decision.
+new message, as one process takes it: the engine ignores an event whose ``id`` its room has seen,
+and only an ``id`` makes an event a repeat (SPEC §2: two gifts alike without one, posted twice, are
+two gifts). Done notices, pushes and room summaries are fire-and-forget core NATS: a lost one costs
+a 202 or a popup the viewer's reconnect backlog delivers anyway, never a decision.
 """
 
 from __future__ import annotations
