@@ -8,7 +8,7 @@ COMPILED := $(VENV)/.compiled
 BYTECODE := $(VENV)/.bytecode
 SOURCES := $(shell find src -name '*.py')
 # the modules mypyc compiles (src/livecoupon/compiled.py); LIVECOUPON_PURE=1 builds pure Python
-COMPILED_SOURCES := $(shell sed -n 's/^    "livecoupon\.\(.*\)",$$/\1/p' src/livecoupon/compiled.py | tr . / | sed 's|.*|src/livecoupon/&.py|')
+COMPILED_SOURCES := $(shell sed -n 's/^    "livecoupon\.\(.*\)",$$/\1/p' src/livecoupon/compiled.py | tr . / | sed 's|.*|src/livecoupon/&.py|') src/livecoupon/engine/scan.pyx
 
 .PHONY: demo test install compile lint bench cluster clean
 

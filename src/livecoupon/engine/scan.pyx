@@ -1,0 +1,360 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""A common recorded line read in C: what :func:`livecoupon.engine.recordings.plain_fields` answers, or None.
+
+Most lines of a broadcast are the same few shapes: ``{"id":…,"type":"heartbeat","room":…,"ts":…,"user":…}``
+and their likes, comments and gifts. msgspec reads them field by field into a typed shape, then
+``plain_fields`` checks it in compiled Python; together ~0.8 µs a line, a third of a replay. :func:`plain`
+reads such a line in one pass over its bytes and answers the fields ``plain_fields`` would, checks done, or
+None for anything it does not take, and ``plain_fields`` then reads the line as it always did. So it takes
+only what it can read exactly as they do:
+
+- an object of the fields ``PlainLine`` names (``type``, ``room``, ``ts``, ``id``, ``user``, ``count``,
+  ``text``, ``value``) and of unknown fields holding a string, a number, ``true``, ``false`` or ``null``;
+  any of ``device``, ``ip``, ``risk`` or ``profile``, a key twice, an escape in a string, a nested value: None;
+- strings as UTF-8 (Python's strict decoder: msgspec's rule), their lengths in characters as the checks count;
+- ``ts`` in seconds as an integer, or a decimal with at most three decimals: its milliseconds are then exact,
+  as :func:`livecoupon.domain.events.event_ms` reads them; a gift's ``value`` an integer or a decimal of at most
+  two decimals (after its trailing zeros), so its fen are exact, as ``yuan_to_fen`` reads them;
+- anything out of range (a negative count, an empty user, a name too long…) is None: the checked path says why.
+
+The names of users and rooms, and texts, recur: each is looked up by its bytes in a small cache of the
+strings made before (direct-mapped, so it never grows), so a repeat is the same string object, whose
+hash is known, and the look-ups downstream compare pointers. tests/unit/test_scan.py holds it to
+``plain_fields``'s own reading on random lines.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_FromLongLong
+from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
+from libc.stdint cimport uint64_t
+from libc.string cimport memcmp
+
+from livecoupon.domain.events import MAX_NAME, MAX_TEXT
+from livecoupon.domain.money import MAX_YUAN
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+
+# The fields, numbered in PlainLine's order
+cdef enum:
+    F_TYPE, F_ROOM, F_TS, F_ID, F_USER, F_COUNT, F_TEXT, F_VALUE, F_OTHER, F_UNKNOWN
+
+cdef enum:
+    KIND_NONE, KIND_QUIET, KIND_LIKE, KIND_COMMENT, KIND_GIFT, KIND_TRANSCRIPT, KIND_ONLINE
+
+cdef long long _MAX_NAME = MAX_NAME
+cdef long long _MAX_TEXT = MAX_TEXT
+cdef long long _MAX_FEN = MAX_YUAN * 100
+cdef long long _MAX_SECONDS = 253_402_300_800  # domain/events.py's: 10000-01-01
+cdef long long _POWERS[4]
+_POWERS[:] = [1000, 100, 10, 1]
+
+# The strings made before, by the FNV-1a hash of their bytes: one slot each
+DEF CACHE_SLOTS = 8192
+DEF CACHED_BYTES = 256  # a longer text is made anew each time: the cache's memory stays under 2 MiB
+cdef list _cached_bytes = [None] * CACHE_SLOTS
+cdef list _cached_strings = [None] * CACHE_SLOTS
+
+
+cdef inline bint _space(unsigned char c) noexcept nogil:
+    return c == 32 or c == 10 or c == 13 or c == 9
+
+
+cdef inline bint _digit(unsigned char c) noexcept nogil:
+    return 48 <= c <= 57
+
+
+cdef int _field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
+    if n == 2:
+        if k[0] == b"t" and k[1] == b"s":
+            return F_TS
+        if k[0] == b"i" and k[1] == b"d":
+            return F_ID
+        if k[0] == b"i" and k[1] == b"p":
+            return F_OTHER
+    elif n == 4:
+        if memcmp(k, b"type", 4) == 0:
+            return F_TYPE
+        if memcmp(k, b"room", 4) == 0:
+            return F_ROOM
+        if memcmp(k, b"user", 4) == 0:
+            return F_USER
+        if memcmp(k, b"text", 4) == 0:
+            return F_TEXT
+        if memcmp(k, b"risk", 4) == 0:
+            return F_OTHER
+    elif n == 5:
+        if memcmp(k, b"count", 5) == 0:
+            return F_COUNT
+        if memcmp(k, b"value", 5) == 0:
+            return F_VALUE
+    elif n == 6:
+        if memcmp(k, b"device", 6) == 0:
+            return F_OTHER
+    elif n == 7:
+        if memcmp(k, b"profile", 7) == 0:
+            return F_OTHER
+    return F_UNKNOWN
+
+
+cdef object _kind_name(const unsigned char *k, Py_ssize_t n, int *kind):
+    """The event type's string (interned, as msgspec's Literal hands it back) and its kind; None if not plain."""
+    if n == 4 and memcmp(k, b"join", 4) == 0:
+        kind[0] = KIND_QUIET
+        return "join"
+    if n == 4 and memcmp(k, b"like", 4) == 0:
+        kind[0] = KIND_LIKE
+        return "like"
+    if n == 4 and memcmp(k, b"gift", 4) == 0:
+        kind[0] = KIND_GIFT
+        return "gift"
+    if n == 5 and memcmp(k, b"leave", 5) == 0:
+        kind[0] = KIND_QUIET
+        return "leave"
+    if n == 6 and memcmp(k, b"follow", 6) == 0:
+        kind[0] = KIND_QUIET
+        return "follow"
+    if n == 7 and memcmp(k, b"comment", 7) == 0:
+        kind[0] = KIND_COMMENT
+        return "comment"
+    if n == 9 and memcmp(k, b"heartbeat", 9) == 0:
+        kind[0] = KIND_QUIET
+        return "heartbeat"
+    if n == 10 and memcmp(k, b"transcript", 10) == 0:
+        kind[0] = KIND_TRANSCRIPT
+        return "transcript"
+    if n == 12 and memcmp(k, b"online_count", 12) == 0:
+        kind[0] = KIND_ONLINE
+        return "online_count"
+    return None
+
+
+cdef object _string(const unsigned char *p, Py_ssize_t n, bint ascii, bint cached):
+    """The string of n bytes at p (None: not UTF-8); ``cached``: the one made before for the same bytes."""
+    cdef uint64_t h
+    cdef Py_ssize_t i, slot = 0
+    cdef object key
+    cached = cached and n <= CACHED_BYTES
+    if cached:
+        h = 14695981039346656037ULL
+        for i in range(n):
+            h = (h ^ p[i]) * 1099511628211ULL
+        slot = <Py_ssize_t>(h & (CACHE_SLOTS - 1))
+        key = _cached_bytes[slot]
+        if key is not None and PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), p, n) == 0:
+            return _cached_strings[slot]
+    if ascii:
+        text = PyUnicode_DecodeASCII(<const char *>p, n, NULL)
+    else:
+        try:
+            text = PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
+        except UnicodeDecodeError:
+            return None
+    if cached:
+        _cached_bytes[slot] = PyBytes_FromStringAndSize(<const char *>p, n)
+        _cached_strings[slot] = text
+    return text
+
+
+cdef bint _number(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at, long long *whole, long long *frac,
+                  int *decimals, bint *point) noexcept:
+    """A JSON number at s[at]: its digits before and after the point (at most 15 in all, at most 3 after it
+    but for trailing zeros, which are dropped) and whether it has a point (msgspec reads it as a float then).
+    No sign, no exponent: False for any other number, or none."""
+    cdef Py_ssize_t i = at[0], start
+    cdef long long w = 0, f = 0
+    cdef int d = 0, digits = 0
+    point[0] = False
+    if i >= n or not _digit(s[i]):
+        return False
+    if s[i] == b"0" and i + 1 < n and _digit(s[i + 1]):
+        return False  # a leading zero: not JSON
+    while i < n and _digit(s[i]):
+        w = w * 10 + (s[i] - 48)
+        digits += 1
+        i += 1
+        if digits > 15:
+            return False
+    if i < n and s[i] == b".":
+        point[0] = True
+        i += 1
+        start = i
+        while i < n and _digit(s[i]):
+            if i - start >= 3:
+                if s[i] != b"0":
+                    return False
+            else:
+                f = f * 10 + (s[i] - 48)
+                d += 1
+            i += 1
+        if i == start or digits + d > 15:
+            return False
+    if i < n and (s[i] == b"e" or s[i] == b"E"):
+        return False
+    while d > 0 and f % 10 == 0:  # 1.50 is 1.5
+        f //= 10
+        d -= 1
+    at[0] = i
+    whole[0] = w
+    frac[0] = f
+    decimals[0] = d
+    return True
+
+
+def plain(bytes line):
+    """``plain_fields(line)`` for a line it reads exactly so; None for any other (never ``NOT_PLAIN``)."""
+    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(line)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(line)
+    cdef Py_ssize_t i = 0, start
+    cdef int field, kind = KIND_NONE, decimals, ts_decimals = 0, value_decimals = 0
+    cdef unsigned int seen = 0, given = 0  # the fields named; those of them not null
+    cdef bint ascii, point, has_count
+    cdef long long fen
+    cdef unsigned char c
+    cdef long long whole, frac, ts_whole = 0, ts_frac = 0, value_whole = 0, value_frac = 0, count = 0
+    cdef object kind_name = None, room = None, event_id = None, user = None, text = None, value
+    while i < n and _space(s[i]):
+        i += 1
+    if i >= n or s[i] != b"{":
+        return None
+    i += 1
+    while True:
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n or s[i] != b'"':
+            return None  # an empty object, or anything unusual
+        i += 1
+        start = i
+        while i < n and s[i] != b'"':
+            if s[i] == b"\\" or s[i] < 32 or s[i] >= 128:
+                return None
+            i += 1
+        if i >= n:
+            return None
+        field = _field(s + start, i - start)
+        if field == F_OTHER:
+            return None  # what the platform knows of the user: plain_fields checks it
+        if field != F_UNKNOWN:
+            if seen & (1u << field):
+                return None  # a key twice
+            seen |= 1u << field
+            given |= 1u << field
+        i += 1
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n or s[i] != b":":
+            return None
+        i += 1
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n:
+            return None
+        c = s[i]
+        if c == b'"':
+            i += 1
+            start = i
+            ascii = True
+            while i < n and s[i] != b'"':
+                c = s[i]
+                if c == b"\\" or c < 32:
+                    return None
+                if c >= 128:
+                    ascii = False
+                i += 1
+            if i >= n:
+                return None
+            if field == F_TYPE:
+                kind_name = _kind_name(s + start, i - start, &kind)
+                if kind_name is None:
+                    return None
+            elif field == F_ROOM:
+                room = _string(s + start, i - start, ascii, True)
+                if room is None:
+                    return None
+            elif field == F_USER:
+                user = _string(s + start, i - start, ascii, True)
+                if user is None:
+                    return None
+            elif field == F_TEXT:
+                text = _string(s + start, i - start, ascii, True)
+                if text is None:
+                    return None
+            elif field == F_ID:
+                event_id = _string(s + start, i - start, ascii, False)
+                if event_id is None:
+                    return None
+            elif field != F_UNKNOWN:
+                return None  # a string where a number goes
+            i += 1
+        elif _digit(c):
+            if not _number(s, n, &i, &whole, &frac, &decimals, &point):
+                return None
+            if field == F_TS:
+                ts_whole, ts_frac, ts_decimals = whole, frac, decimals
+            elif field == F_VALUE:
+                value_whole, value_frac, value_decimals = whole, frac, decimals
+            elif field == F_COUNT:
+                if point:
+                    return None  # msgspec reads 1.0 as a float, which a count is not
+                count = whole
+            elif field != F_UNKNOWN:
+                return None
+        elif c == b"n" and i + 4 <= n and memcmp(s + i, b"null", 4) == 0:
+            if field == F_TYPE or field == F_ROOM or field == F_TS:
+                return None
+            if field != F_UNKNOWN:
+                given &= ~(1u << field)
+            i += 4
+        elif field == F_UNKNOWN and c == b"t" and i + 4 <= n and memcmp(s + i, b"true", 4) == 0:
+            i += 4
+        elif field == F_UNKNOWN and c == b"f" and i + 5 <= n and memcmp(s + i, b"false", 5) == 0:
+            i += 5
+        else:
+            return None  # a negative number, an object, an array…: plain_fields
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n:
+            return None
+        if s[i] == b",":
+            i += 1
+            continue
+        if s[i] == b"}":
+            i += 1
+            break
+        return None
+    while i < n and _space(s[i]):
+        i += 1
+    if i != n or kind_name is None or room is None or not given & (1u << F_TS):
+        return None
+    if PyUnicode_GET_LENGTH(room) == 0 or PyUnicode_GET_LENGTH(room) > _MAX_NAME:
+        return None
+    if event_id is not None and PyUnicode_GET_LENGTH(event_id) > _MAX_NAME:
+        return None
+    if ts_whole >= _MAX_SECONDS:
+        return None
+    ms = PyLong_FromLongLong(ts_whole * 1000 + ts_frac * _POWERS[ts_decimals])
+    has_count = given & (1u << F_COUNT)
+    if kind == KIND_TRANSCRIPT or kind == KIND_ONLINE:
+        if kind == KIND_ONLINE:
+            if not has_count:
+                return None
+        elif text is None or PyUnicode_GET_LENGTH(text) > _MAX_TEXT:
+            return None
+        return kind_name, room, ms, event_id, None, PyLong_FromLongLong(count) if has_count else None, text, 0, None
+    if user is None or PyUnicode_GET_LENGTH(user) == 0 or PyUnicode_GET_LENGTH(user) > _MAX_NAME:
+        return None
+    value = 0
+    if kind == KIND_LIKE:
+        if not has_count:
+            count, has_count = 1, True
+    elif kind == KIND_COMMENT:
+        if text is None or PyUnicode_GET_LENGTH(text) > _MAX_TEXT:
+            return None
+    elif kind == KIND_GIFT:
+        if not given & (1u << F_VALUE) or value_decimals > 2:
+            return None
+        fen = value_whole * 100 + value_frac * (10 if value_decimals == 1 else 1)
+        if fen > _MAX_FEN:
+            return None
+        value = PyLong_FromLongLong(fen)
+    return kind_name, room, ms, event_id, user, PyLong_FromLongLong(count) if has_count else None, text, value, None
