@@ -27,13 +27,14 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.long cimport PyLong_FromLongLong
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 from livecoupon.domain.events import MAX_NAME, MAX_TEXT
 from livecoupon.domain.money import MAX_YUAN
 
 cdef extern from "Python.h":
-    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object text)
 
 # The fields, numbered in PlainLine's order
 cdef enum:
@@ -54,6 +55,16 @@ DEF CACHE_SLOTS = 8192
 DEF CACHED_BYTES = 256  # a longer text is made anew each time: the cache's memory stays under 2 MiB
 cdef list _cached_bytes = [None] * CACHE_SLOTS
 cdef list _cached_strings = [None] * CACHE_SLOTS
+
+
+# What a byte is inside a string: the string goes on (ASCII, or part of a wider character), it ends, or the
+# reader leaves the line to Python (an escape, a control character)
+cdef enum:
+    PLAIN, WIDE, QUOTE, BAD
+cdef unsigned char _CLASS[256]
+cdef int _byte
+for _byte in range(256):
+    _CLASS[_byte] = BAD if _byte < 32 or _byte == 92 else QUOTE if _byte == 34 else WIDE if _byte >= 128 else PLAIN
 
 
 cdef inline bint _space(unsigned char c) noexcept nogil:
@@ -143,8 +154,9 @@ cdef object _string(const unsigned char *p, Py_ssize_t n, bint ascii, bint cache
         key = _cached_bytes[slot]
         if key is not None and PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), p, n) == 0:
             return _cached_strings[slot]
-    if ascii:
-        text = PyUnicode_DecodeASCII(<const char *>p, n, NULL)
+    if ascii:  # known to be ASCII: copied, not checked again
+        text = PyUnicode_New(n, 127)
+        memcpy(PyUnicode_DATA(text), p, n)
     else:
         try:
             text = PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
@@ -254,15 +266,17 @@ def plain(bytes line):
             i += 1
             start = i
             ascii = True
-            while i < n and s[i] != b'"':
-                c = s[i]
-                if c == b"\\" or c < 32:
-                    return None
-                if c >= 128:
+            while True:  # to the closing quote, by each byte's class
+                c = _CLASS[s[i]] if i < n else BAD
+                if c == PLAIN:
+                    i += 1
+                elif c == QUOTE:
+                    break
+                elif c == WIDE:
                     ascii = False
-                i += 1
-            if i >= n:
-                return None
+                    i += 1
+                else:
+                    return None  # an escape, a control character, the line's end
             if field == F_TYPE:
                 kind_name = _kind_name(s + start, i - start, &kind)
                 if kind_name is None:
