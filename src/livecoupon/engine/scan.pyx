@@ -50,8 +50,9 @@ cdef long long _MAX_SECONDS = 253_402_300_800  # domain/events.py's: 10000-01-01
 cdef long long _POWERS[4]
 _POWERS[:] = [1000, 100, 10, 1]
 
-# The strings made before, by the FNV-1a hash of their bytes: one slot each
-DEF CACHE_SLOTS = 8192
+# The strings made before, by a hash of their bytes (_slot): one slot each
+DEF CACHE_BITS = 13
+DEF CACHE_SLOTS = 1 << CACHE_BITS
 DEF CACHED_BYTES = 256  # a longer text is made anew each time: the cache's memory stays under 2 MiB
 cdef list _cached_bytes = [None] * CACHE_SLOTS
 cdef list _cached_strings = [None] * CACHE_SLOTS
@@ -140,17 +141,37 @@ cdef object _kind_name(const unsigned char *k, Py_ssize_t n, int *kind):
     return None
 
 
+cdef inline uint64_t _word(const unsigned char *p) noexcept nogil:
+    cdef uint64_t word
+    memcpy(&word, p, 8)
+    return word
+
+
+cdef inline Py_ssize_t _slot(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    """Where the cache keeps the string of these bytes: a hash of their length and of at most three words of
+    them (the first, the middle and the last eight bytes; a shorter text whole). Two texts alike there share
+    a slot, and take turns in it."""
+    cdef uint64_t h = <uint64_t>n * 0x9E3779B97F4A7C15ULL, word = 0
+    cdef Py_ssize_t i
+    if n >= 8:
+        h ^= _word(p) * 0xC2B2AE3D27D4EB4FULL
+        h ^= (_word(p + n - 8) + 0x165667B19E3779F9ULL) * 0x9E3779B97F4A7C15ULL
+        if n > 16:
+            h ^= (_word(p + n // 2 - 4) ^ 0x27D4EB2F165667C5ULL) * 0xC2B2AE3D27D4EB4FULL
+    else:
+        for i in range(n):
+            word = (word << 8) | p[i]
+        h ^= word * 0xC2B2AE3D27D4EB4FULL
+    return <Py_ssize_t>((h ^ (h >> 32)) * 0x9E3779B97F4A7C15ULL >> (64 - CACHE_BITS))
+
+
 cdef object _string(const unsigned char *p, Py_ssize_t n, bint ascii, bint cached):
     """The string of n bytes at p (None: not UTF-8); ``cached``: the one made before for the same bytes."""
-    cdef uint64_t h
-    cdef Py_ssize_t i, slot = 0
+    cdef Py_ssize_t slot = 0
     cdef object key
     cached = cached and n <= CACHED_BYTES
     if cached:
-        h = 14695981039346656037ULL
-        for i in range(n):
-            h = (h ^ p[i]) * 1099511628211ULL
-        slot = <Py_ssize_t>(h & (CACHE_SLOTS - 1))
+        slot = _slot(p, n)
         key = _cached_bytes[slot]
         if key is not None and PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), p, n) == 0:
             return _cached_strings[slot]
