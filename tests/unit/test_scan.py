@@ -49,6 +49,13 @@ COMMON = [
     '{"type":"transcript","room":"r1","ts":1731326403,"text":"宝宝们发现啦","user":null}'.encode(),
     b'{"type":"join","room":"r1","ts":0,"user":"u3","source":"app","vip":true,"level":3,"x":null}',
     b'{"type":"follow","room":"r1","ts":1731326403.5,"user":"u3","id":null}',
+    b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","device":"d1"}',
+    '{"type":"heartbeat","room":"r1","ts":1,"user":"u1","device":"dev-1","ip":"10.0.0.1","profile":{"level":4,"city":"成都"}}'
+    .encode(),
+    b'{"type":"like","room":"r1","ts":1,"user":"u1","count":2,"risk":0.25,"device":"","ip":"","profile":{}}',
+    b'{"type":"gift","room":"r1","ts":1,"user":"u1","value":1,"risk":1,"profile":{"score":0.1,"n":0,"tier":"a"}}',
+    b'{"type":"comment","room":"r1","ts":1,"user":"u1","text":"hi","device":null,"ip":null,"risk":null,"profile":null}',
+    b'{"type":"online_count","room":"r1","ts":1,"count":5,"device":"d1","profile":{"a":"b"}}',
 ]
 
 
@@ -62,7 +69,6 @@ def test_the_common_shapes_are_read_in_c(line: bytes) -> None:
     b'{"type":"heartbeat","room":"r1","ts":1.2345,"user":"u1"}',  # a fourth decimal: event_ms decides
     b'{"type":"heartbeat","room":"r1","ts":1e9,"user":"u1"}',
     b'{"type":"heartbeat","room":"r1","ts":"1731326411","user":"u1"}',
-    b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","device":"d1"}',  # facts: plain_fields checks them
     b'{"type":"heartbeat","room":"r1","ts":1,"user":"u\\u0031"}',  # an escape
     b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","user":"u2"}',  # a key twice
     b'{"type":"heartbeat","room":"r1","ts":1,"user":""}',
@@ -70,6 +76,9 @@ def test_the_common_shapes_are_read_in_c(line: bytes) -> None:
     b'{"type":"like","room":"r1","ts":1,"user":"u1","count":1.0}',
     b'{"type":"gift","room":"r1","ts":1,"user":"u1","value":9.999}',
     b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","extra":{"a":1}}',
+    b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","profile":{"a":1,"a":2}}',  # a key twice
+    b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","profile":{"a":true}}',
+    b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1","risk":1.5}',
     b'{"type":"heartbeat","room":"r1","ts":1,"user":"u1"} x',
     b'{"type":"heartbeat","room":"r1","ts":1,"user":"\xff"}',  # not UTF-8
     b'\xef\xbb\xbf{"type":"heartbeat","room":"r1","ts":1,"user":"u1"}',  # a byte order mark
@@ -100,31 +109,69 @@ VALUES = st.one_of(
     NAMES.map(json.dumps),  # escaped
     st.sampled_from(["null", "true", "false", "[]", "{}", '{"a":1}', '"\\ud800"', '"a\\"b"', '"\t"']),
 )
+PROFILES = st.dictionaries(
+    st.one_of(st.sampled_from(["level", "city", "", "k" * 64, "k" * 65, "城市"]), st.text(max_size=4)),
+    st.one_of(st.integers(-3, 10**16), st.floats(allow_nan=False, allow_infinity=False), NAMES, st.booleans(),
+              st.none(), st.sampled_from(["x" * 256, "x" * 257])),
+    max_size=34,
+).map(lambda profile: json.dumps(profile, ensure_ascii=False))
 KEYS = st.sampled_from(["type", "room", "ts", "id", "user", "count", "text", "value", "device", "ip", "risk",
                         "profile", "source", "Type", "ts ", "用户"])
 SPACE = st.sampled_from(["", "", "", " ", "\t", "\r", "\n  "])
 
 
+# Values as a platform sends them: most lines the reader in C should take, some out of range
+GOOD_NAMES = st.one_of(st.sampled_from(["r1", "u1", "房间", "用户甲", "a" * 128, "é" * 128, "a" * 129, ""]),
+                       st.from_regex(r"[a-z0-9_-]{1,12}", fullmatch=True))
+GOOD_NUMBERS = st.one_of(
+    st.integers(0, 10**12).map(str),
+    st.decimals(min_value=0, max_value=10**12, places=3, allow_nan=False).map(str),
+    st.decimals(min_value=0, max_value=2, places=2, allow_nan=False).map(str),
+    st.sampled_from(["0", "1", "0.5", "1.0", "1.50", "9.9", "253402300799.999", "1000000000", "1000000000.01"]),
+)
+TIMES = st.one_of(st.integers(0, 253402300799), st.decimals(0, 253402300799, places=3)).map(str)
+COUNTS = st.integers(0, 10**6).map(str)
+MONEY = st.decimals(0, 10**9, places=2).map(str)
+RISKS = st.one_of(st.decimals(0, 1, places=3).map(str), st.sampled_from(["0", "1", "1.0", "0.25"]))
+GOOD_PROFILES = st.dictionaries(
+    st.sampled_from(["level", "city", "tier", "城市", "k" * 64, "k" * 65]),
+    st.one_of(st.integers(0, 10**6), GOOD_NUMBERS.map(float), GOOD_NAMES, st.sampled_from(["x" * 256, "x" * 257])),
+    max_size=4,
+).map(lambda profile: json.dumps(profile, ensure_ascii=False))
+
+
 @st.composite
 def lines(draw: st.DrawFn) -> bytes:
+    wild = draw(st.integers(0, 3)) == 0  # a quarter of the lines: anything a line can get wrong
+    names = NAMES if wild else GOOD_NAMES
+    numbers = NUMBER_TEXTS if wild else GOOD_NUMBERS
+    texts = VALUES if wild else names.map(lambda s: json.dumps(s, ensure_ascii=False))
     fields: list[tuple[str, str]] = [
-        ("type", json.dumps(draw(st.sampled_from(TYPES)))),
-        ("room", json.dumps(draw(NAMES), ensure_ascii=draw(st.booleans()))),
-        ("ts", draw(NUMBER_TEXTS)),
+        ("type", json.dumps(draw(st.sampled_from(TYPES if wild else TYPES[:9])))),
+        ("room", json.dumps(draw(names), ensure_ascii=wild and draw(st.booleans()))),
+        ("ts", draw(numbers if wild else st.one_of(TIMES, TIMES, numbers))),
     ]
+    if draw(st.integers(0, 4)):
+        fields.append(("user", json.dumps(draw(names), ensure_ascii=False)))
     if draw(st.booleans()):
-        fields.append(("user", json.dumps(draw(NAMES), ensure_ascii=False)))
-    if draw(st.booleans()):
-        fields.append(("id", json.dumps(draw(NAMES), ensure_ascii=False)))
-    for key in ("count", "text", "value"):
+        fields.append(("id", json.dumps(draw(names), ensure_ascii=False)))
+    for key, good in (("count", COUNTS), ("value", MONEY), ("risk", RISKS)):
         if draw(st.booleans()):
-            fields.append((key, draw(st.one_of(NUMBER_TEXTS, VALUES))))
-    fields += draw(st.lists(st.tuples(KEYS, VALUES), max_size=3))
+            fields.append((key, draw(st.one_of(numbers, VALUES) if wild else st.one_of(good, good, numbers))))
+    if draw(st.integers(0, 3)):
+        fields.append(("text", draw(texts)))
+    for key in ("device", "ip"):
+        if draw(st.booleans()):
+            fields.append((key, draw(texts if wild else st.sampled_from(['""', '"dev-1"', '"10.1.2.3"', '"' + "9" * 65 + '"', "null"]))))
+    if draw(st.booleans()):
+        fields.append(("profile", draw(st.one_of(PROFILES, VALUES) if wild else GOOD_PROFILES)))
+    fields += draw(st.lists(st.tuples(KEYS if wild else st.sampled_from(["source", "vip", "用户"]), VALUES),
+                            max_size=3 if wild else 1))
     fields = draw(st.permutations(fields))
-    space = draw(SPACE)
+    space = draw(SPACE) if wild else ""
     body = "{" + ",".join(f"{space}{json.dumps(k)}{draw(SPACE)}:{draw(SPACE)}{v}{space}" for k, v in fields) + "}"
     data = (draw(SPACE) + body + draw(st.sampled_from(["", "\n", "\r\n", " \n"]))).encode("utf-8", "surrogatepass")
-    if draw(st.integers(0, 9)) == 0:  # a byte changed anywhere
+    if wild and draw(st.booleans()):  # a byte changed anywhere
         at = draw(st.integers(0, len(data) - 1))
         data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:]
     return data
@@ -139,6 +186,9 @@ def lines(draw: st.DrawFn) -> bytes:
 @example(b'{"type":"comment","room":"r","ts":1,"user":"u","text":"\xed\xa0\x80"}')  # a surrogate as UTF-8
 @example(b'{"type":"comment","room":"r","ts":1,"user":"u","text":"a\x1fb"}')
 @example(b'{"type":"like","room":"r","ts":1,"user":"u","count":2.0}')
+@example(json.dumps({"type": "like", "room": "r", "ts": 1, "user": "u", "profile": {"k": "x" * 257}}).encode())
+@example(json.dumps({"type": "like", "room": "r", "ts": 1, "user": "u",
+                     "profile": {f"k{i}": i for i in range(33)}}).encode())
 @example(('{"type":"like","room":"' + "房" * 129 + '","ts":1,"user":"u"}').encode())
 def test_the_reader_in_c_reads_as_python_does(line: bytes) -> None:
     same_fields(line)

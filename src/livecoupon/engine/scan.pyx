@@ -9,12 +9,13 @@ None for anything it does not take, and ``plain_fields`` then reads the line as 
 only what it can read exactly as they do:
 
 - an object of the fields ``PlainLine`` names (``type``, ``room``, ``ts``, ``id``, ``user``, ``count``,
-  ``text``, ``value``) and of unknown fields holding a string, a number, ``true``, ``false`` or ``null``;
-  any of ``device``, ``ip``, ``risk`` or ``profile``, a key twice, an escape in a string, a nested value: None;
+  ``text``, ``value``, ``device``, ``ip``, ``risk``, and ``profile`` as a flat object of texts and numbers)
+  and of unknown fields holding a string, a number, ``true``, ``false`` or ``null``; a key twice, an escape
+  in a string, any other nested value: None;
 - strings as UTF-8 (Python's strict decoder: msgspec's rule), their lengths in characters as the checks count;
-- ``ts`` in seconds as an integer, or a decimal with at most three decimals: its milliseconds are then exact,
-  as :func:`livecoupon.domain.events.event_ms` reads them; a gift's ``value`` an integer or a decimal of at most
-  two decimals (after its trailing zeros), so its fen are exact, as ``yuan_to_fen`` reads them;
+- numbers without a sign or an exponent, of at most 15 digits and three decimals (after their trailing zeros):
+  so ``ts``'s milliseconds are exact, as :func:`livecoupon.domain.events.event_ms` reads them, a gift's fen too
+  (``yuan_to_fen``), and a float is the double msgspec reads (:func:`_exact`);
 - anything out of range (a negative count, an empty user, a name too long…) is None: the checked path says why.
 
 The names of users and rooms, and texts, recur: each is looked up by its bytes in a small cache of the
@@ -24,12 +25,13 @@ hash is known, and the look-ups downstream compare pointers. tests/unit/test_sca
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_FromDouble
 from cpython.long cimport PyLong_FromLongLong
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy
 
-from livecoupon.domain.events import MAX_NAME, MAX_TEXT
+from livecoupon.domain.events import MAX_IP, MAX_NAME, MAX_PROFILE_KEY, MAX_PROFILE_KEYS, MAX_PROFILE_VALUE, MAX_TEXT
 from livecoupon.domain.money import MAX_YUAN
 
 cdef extern from "Python.h":
@@ -38,13 +40,17 @@ cdef extern from "Python.h":
 
 # The fields, numbered in PlainLine's order
 cdef enum:
-    F_TYPE, F_ROOM, F_TS, F_ID, F_USER, F_COUNT, F_TEXT, F_VALUE, F_OTHER, F_UNKNOWN
+    F_TYPE, F_ROOM, F_TS, F_ID, F_USER, F_COUNT, F_TEXT, F_VALUE, F_DEVICE, F_IP, F_RISK, F_PROFILE, F_UNKNOWN
 
 cdef enum:
     KIND_NONE, KIND_QUIET, KIND_LIKE, KIND_COMMENT, KIND_GIFT, KIND_TRANSCRIPT, KIND_ONLINE
 
 cdef long long _MAX_NAME = MAX_NAME
 cdef long long _MAX_TEXT = MAX_TEXT
+cdef long long _MAX_IP = MAX_IP
+cdef long long _MAX_PROFILE_KEY = MAX_PROFILE_KEY
+cdef long long _MAX_PROFILE_KEYS = MAX_PROFILE_KEYS
+cdef long long _MAX_PROFILE_VALUE = MAX_PROFILE_VALUE
 cdef long long _MAX_FEN = MAX_YUAN * 100
 cdef long long _MAX_SECONDS = 253_402_300_800  # domain/events.py's: 10000-01-01
 cdef long long _POWERS[4]
@@ -83,7 +89,7 @@ cdef int _field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
         if k[0] == b"i" and k[1] == b"d":
             return F_ID
         if k[0] == b"i" and k[1] == b"p":
-            return F_OTHER
+            return F_IP
     elif n == 4:
         if memcmp(k, b"type", 4) == 0:
             return F_TYPE
@@ -94,7 +100,7 @@ cdef int _field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
         if memcmp(k, b"text", 4) == 0:
             return F_TEXT
         if memcmp(k, b"risk", 4) == 0:
-            return F_OTHER
+            return F_RISK
     elif n == 5:
         if memcmp(k, b"count", 5) == 0:
             return F_COUNT
@@ -102,10 +108,10 @@ cdef int _field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
             return F_VALUE
     elif n == 6:
         if memcmp(k, b"device", 6) == 0:
-            return F_OTHER
+            return F_DEVICE
     elif n == 7:
         if memcmp(k, b"profile", 7) == 0:
-            return F_OTHER
+            return F_PROFILE
     return F_UNKNOWN
 
 
@@ -234,6 +240,92 @@ cdef bint _number(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at, long lon
     return True
 
 
+cdef inline double _exact(long long whole, long long frac, int decimals) noexcept:
+    """The double nearest the decimal ``whole.frac`` (at most 15 digits, so both parts are exact doubles and
+    one division rounds once: the double msgspec's reading gives)."""
+    return <double>(whole * _POWERS[3 - decimals] + frac) / <double>_POWERS[3 - decimals]
+
+
+cdef object _profile(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at):
+    """A profile at s[at] (``{``): a flat object of texts and numbers as ``plain_profile`` takes it, or None."""
+    cdef Py_ssize_t i = at[0] + 1, start, pairs = 0
+    cdef long long whole, frac
+    cdef int decimals
+    cdef bint ascii, point
+    cdef unsigned char c
+    cdef dict profile = {}
+    while i < n and _space(s[i]):
+        i += 1
+    if i < n and s[i] == b"}":
+        at[0] = i + 1
+        return profile
+    while True:
+        while i < n and _space(s[i]):
+            i += 1
+        key = _quoted(s, n, &i)
+        if key is None or PyUnicode_GET_LENGTH(key) > _MAX_PROFILE_KEY:
+            return None
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n or s[i] != b":":
+            return None
+        i += 1
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n:
+            return None
+        if s[i] == b'"':
+            value = _quoted(s, n, &i)
+            if value is None or PyUnicode_GET_LENGTH(value) > _MAX_PROFILE_VALUE:
+                return None
+        elif _digit(s[i]):
+            if not _number(s, n, &i, &whole, &frac, &decimals, &point):
+                return None
+            value = PyFloat_FromDouble(_exact(whole, frac, decimals)) if point else PyLong_FromLongLong(whole)
+        else:
+            return None
+        profile[key] = value
+        pairs += 1
+        while i < n and _space(s[i]):
+            i += 1
+        if i >= n:
+            return None
+        if s[i] == b",":
+            i += 1
+            continue
+        if s[i] == b"}":
+            break
+        return None
+    if pairs != len(profile) or pairs > _MAX_PROFILE_KEYS:
+        return None  # a key twice, or too many
+    at[0] = i + 1
+    return profile
+
+
+cdef object _quoted(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at):
+    """The string whose opening quote is at s[at] (cached), its end past the closing one; None if unusual."""
+    cdef Py_ssize_t i = at[0], start
+    cdef bint ascii = True
+    cdef unsigned char c
+    if i >= n or s[i] != b'"':
+        return None
+    i += 1
+    start = i
+    while True:
+        c = _CLASS[s[i]] if i < n else BAD
+        if c == PLAIN:
+            i += 1
+        elif c == QUOTE:
+            break
+        elif c == WIDE:
+            ascii = False
+            i += 1
+        else:
+            return None
+    at[0] = i + 1
+    return _string(s + start, i - start, ascii, True)
+
+
 def plain(bytes line):
     """``plain_fields(line)`` for a line it reads exactly so; None for any other (never ``NOT_PLAIN``)."""
     cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(line)
@@ -245,7 +337,9 @@ def plain(bytes line):
     cdef long long fen
     cdef unsigned char c
     cdef long long whole, frac, ts_whole = 0, ts_frac = 0, value_whole = 0, value_frac = 0, count = 0
-    cdef object kind_name = None, room = None, event_id = None, user = None, text = None, value
+    cdef object kind_name = None, room = None, event_id = None, user = None, text = None, value, facts = None
+    cdef object device = None, ip = None, profile = None
+    cdef double risk = 0
     while i < n and _space(s[i]):
         i += 1
     if i >= n or s[i] != b"{":
@@ -265,8 +359,6 @@ def plain(bytes line):
         if i >= n:
             return None
         field = _field(s + start, i - start)
-        if field == F_OTHER:
-            return None  # what the platform knows of the user: plain_fields checks it
         if field != F_UNKNOWN:
             if seen & (1u << field):
                 return None  # a key twice
@@ -318,6 +410,14 @@ def plain(bytes line):
                 event_id = _string(s + start, i - start, ascii, False)
                 if event_id is None:
                     return None
+            elif field == F_DEVICE:
+                device = _string(s + start, i - start, ascii, True)
+                if device is None:
+                    return None
+            elif field == F_IP:
+                ip = _string(s + start, i - start, ascii, True)
+                if ip is None:
+                    return None
             elif field != F_UNKNOWN:
                 return None  # a string where a number goes
             i += 1
@@ -332,7 +432,15 @@ def plain(bytes line):
                 if point:
                     return None  # msgspec reads 1.0 as a float, which a count is not
                 count = whole
+            elif field == F_RISK:
+                if whole > 1 or (whole == 1 and frac != 0):
+                    return None
+                risk = _exact(whole, frac, decimals)
             elif field != F_UNKNOWN:
+                return None
+        elif c == b"{" and field == F_PROFILE:
+            profile = _profile(s, n, &i)
+            if profile is None:
                 return None
         elif c == b"n" and i + 4 <= n and memcmp(s + i, b"null", 4) == 0:
             if field == F_TYPE or field == F_ROOM or field == F_TS:
@@ -378,6 +486,19 @@ def plain(bytes line):
         return kind_name, room, ms, event_id, None, PyLong_FromLongLong(count) if has_count else None, text, 0, None
     if user is None or PyUnicode_GET_LENGTH(user) == 0 or PyUnicode_GET_LENGTH(user) > _MAX_NAME:
         return None
+    if ((given & (1u << F_DEVICE) and PyUnicode_GET_LENGTH(device))
+            or (given & (1u << F_IP) and PyUnicode_GET_LENGTH(ip)) or given & (1u << F_RISK | 1u << F_PROFILE)):
+        if not given & (1u << F_DEVICE) or not PyUnicode_GET_LENGTH(device):
+            device = None  # "": one the platform does not know, as plain_fields reads it
+        elif PyUnicode_GET_LENGTH(device) > _MAX_NAME:
+            return None
+        if not given & (1u << F_IP) or not PyUnicode_GET_LENGTH(ip):
+            ip = None
+        elif PyUnicode_GET_LENGTH(ip) > _MAX_IP:
+            return None
+        if not given & (1u << F_PROFILE):
+            profile = None
+        facts = (device, ip, PyFloat_FromDouble(risk) if given & (1u << F_RISK) else None, profile)
     value = 0
     if kind == KIND_LIKE:
         if not has_count:
@@ -392,4 +513,4 @@ def plain(bytes line):
         if fen > _MAX_FEN:
             return None
         value = PyLong_FromLongLong(fen)
-    return kind_name, room, ms, event_id, user, PyLong_FromLongLong(count) if has_count else None, text, value, None
+    return kind_name, room, ms, event_id, user, PyLong_FromLongLong(count) if has_count else None, text, value, facts
