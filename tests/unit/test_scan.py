@@ -133,6 +133,7 @@ TIMES = st.one_of(st.integers(0, 253402300799), st.decimals(0, 253402300799, pla
 COUNTS = st.integers(0, 10**6).map(str)
 MONEY = st.decimals(0, 10**9, places=2).map(str)
 RISKS = st.one_of(st.decimals(0, 1, places=3).map(str), st.sampled_from(["0", "1", "1.0", "0.25"]))
+FACT_TEXTS = st.sampled_from(['""', '"dev-1"', '"10.1.2.3"', '"' + "9" * 65 + '"', "null"])  # a device or an ip
 GOOD_PROFILES = st.dictionaries(
     st.sampled_from(["level", "city", "tier", "城市", "k" * 64, "k" * 65]),
     st.one_of(st.integers(0, 10**6), GOOD_NUMBERS.map(float), GOOD_NAMES, st.sampled_from(["x" * 256, "x" * 257])),
@@ -162,7 +163,7 @@ def lines(draw: st.DrawFn) -> bytes:
         fields.append(("text", draw(texts)))
     for key in ("device", "ip"):
         if draw(st.booleans()):
-            fields.append((key, draw(texts if wild else st.sampled_from(['""', '"dev-1"', '"10.1.2.3"', '"' + "9" * 65 + '"', "null"]))))
+            fields.append((key, draw(texts if wild else FACT_TEXTS)))
     if draw(st.booleans()):
         fields.append(("profile", draw(st.one_of(PROFILES, VALUES) if wild else GOOD_PROFILES)))
     fields += draw(st.lists(st.tuples(KEYS if wild else st.sampled_from(["source", "vip", "用户"]), VALUES),
