@@ -64,7 +64,7 @@ class Deployment:
                                            if name not in waiting}
         self.time = NO_TIME
         self.dedup_ids = dedup_ids
-        self.recent_ids: dict[str, RecentIds] = {}  # room -> the ids it remembers (with dedup_ids)
+        self.recent_ids: dict[str, RecentIds] = {}  # room -> the ids it remembers (with dedup_ids; replay's own)
         self._listening: dict[str, list[Engine]] = {}  # room -> the engines an event of it reaches
 
     @property
