@@ -94,7 +94,7 @@ def stale(modules: Sequence[str] = MODULES, root: Path = _ROOT) -> list[str]:
     return found
 
 
-def native_line_reader(root: Path = _ROOT) -> Callable[[bytes], object] | None:
+def native_line_reader(root: Path = _ROOT) -> Callable[[bytes | str], object] | None:
     """:data:`NATIVE`'s ``plain``, or None: the pure build is asked for, it was not built, or its source
     changed since it was (``make compile`` builds it again)."""
     extension = extension_of(NATIVE, root)
@@ -103,7 +103,7 @@ def native_line_reader(root: Path = _ROOT) -> Callable[[bytes], object] | None:
     source = source_of(NATIVE, root).with_suffix(".pyx")
     if source.exists() and source.stat().st_mtime > extension.stat().st_mtime + _GRACE_S:
         return None
-    reader: Callable[[bytes], object] = importlib.import_module(NATIVE).plain
+    reader: Callable[[bytes | str], object] = importlib.import_module(NATIVE).plain
     return reader
 
 

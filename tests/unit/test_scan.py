@@ -27,7 +27,7 @@ if reader is None:
 
 
 def same_fields(line: bytes) -> object:
-    """What the reader in C answers, checked against decoded_fields' reading."""
+    """What the reader in C answers, checked against decoded_fields' reading; the same for the line as text."""
     assert reader is not None
     found = reader(line)
     if found is not None:
@@ -35,6 +35,14 @@ def same_fields(line: bytes) -> object:
         assert found != NOT_PLAIN
         assert found == expected
         assert [type(v) for v in found] == [type(v) for v in expected]  # type: ignore[attr-defined]
+    try:
+        text = line.decode()
+    except UnicodeDecodeError:
+        return found
+    as_text = reader(text)  # the same UTF-8 read
+    assert as_text == found
+    if as_text is not None:
+        assert as_text == decoded_fields(text)
     return found
 
 
@@ -203,6 +211,12 @@ def test_most_lines_of_a_broadcast_are_read_in_c() -> None:
                                                  ("comment", {"text": "主播好"}), ("gift", {"value": 0.1})] * 250)]
     taken = [same_fields(line) for line in stream]
     assert sum(found is not None for found in taken) == len(stream)
+
+
+@pytest.mark.parametrize("line", ["{\"type\":\"heartbeat\",\"room\":\"r\ud800\",\"ts\":1,\"user\":\"u1\"}", 7, None])
+def test_a_text_it_cannot_encode_or_what_is_no_line_is_left_to_python(line: object) -> None:
+    assert reader is not None
+    assert reader(line) is None
 
 
 def test_a_user_or_room_seen_before_is_the_same_string() -> None:

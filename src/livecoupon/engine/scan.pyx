@@ -37,6 +37,7 @@ from livecoupon.domain.money import MAX_YUAN
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void *PyUnicode_DATA(object text)
+    const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
 
 # The fields, numbered in PlainLine's order
 cdef enum:
@@ -326,10 +327,21 @@ cdef object _quoted(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at):
     return _string(s + start, i - start, ascii, True)
 
 
-def plain(bytes line):
-    """``plain_fields(line)`` for a line it reads exactly so; None for any other (never ``NOT_PLAIN``)."""
-    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(line)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(line)
+def plain(line):
+    """``plain_fields(line)`` for a line (bytes, or text) it reads exactly so; None for any other (never
+    ``NOT_PLAIN``)."""
+    cdef const unsigned char *s
+    cdef Py_ssize_t n
+    if type(line) is bytes:
+        s = <const unsigned char *>PyBytes_AS_STRING(line)
+        n = PyBytes_GET_SIZE(line)
+    elif type(line) is str:  # its UTF-8, which an ASCII text is already (others keep it once made)
+        try:
+            s = <const unsigned char *>PyUnicode_AsUTF8AndSize(line, &n)
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: msgspec says so
+    else:
+        return None
     cdef Py_ssize_t i = 0, start
     cdef int field, kind = KIND_NONE, decimals, ts_decimals = 0, value_decimals = 0
     cdef unsigned int seen = 0, given = 0  # the fields named; those of them not null
