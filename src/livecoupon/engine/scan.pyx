@@ -29,7 +29,7 @@ from cpython.float cimport PyFloat_FromDouble
 from cpython.long cimport PyLong_FromLongLong
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, strlen
 
 from livecoupon.domain.events import MAX_IP, MAX_NAME, MAX_PROFILE_KEY, MAX_PROFILE_KEYS, MAX_PROFILE_VALUE, MAX_TEXT
 from livecoupon.domain.money import MAX_YUAN
@@ -83,69 +83,110 @@ cdef inline bint _digit(unsigned char c) noexcept nogil:
     return 48 <= c <= 57
 
 
-cdef int _field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
-    if n == 2:
-        if k[0] == b"t" and k[1] == b"s":
-            return F_TS
-        if k[0] == b"i" and k[1] == b"d":
-            return F_ID
-        if k[0] == b"i" and k[1] == b"p":
-            return F_IP
-    elif n == 4:
-        if memcmp(k, b"type", 4) == 0:
-            return F_TYPE
-        if memcmp(k, b"room", 4) == 0:
-            return F_ROOM
-        if memcmp(k, b"user", 4) == 0:
-            return F_USER
-        if memcmp(k, b"text", 4) == 0:
-            return F_TEXT
-        if memcmp(k, b"risk", 4) == 0:
-            return F_RISK
-    elif n == 5:
-        if memcmp(k, b"count", 5) == 0:
-            return F_COUNT
-        if memcmp(k, b"value", 5) == 0:
-            return F_VALUE
-    elif n == 6:
-        if memcmp(k, b"device", 6) == 0:
-            return F_DEVICE
-    elif n == 7:
-        if memcmp(k, b"profile", 7) == 0:
-            return F_PROFILE
-    return F_UNKNOWN
+# The fields by name, in PlainLine's order (their index is their F_ number), and the plain event types with
+# their kinds, each as a C string (for the look-up) and as the interned str msgspec's Literal hands back
+cdef const char *_FIELD_NAMES[F_UNKNOWN]
+_FIELD_NAMES[:] = [b"type", b"room", b"ts", b"id", b"user", b"count", b"text", b"value", b"device", b"ip", b"risk",
+                   b"profile"]
+DEF PLAIN_TYPES = 9
+cdef const char *_TYPE_NAMES[PLAIN_TYPES]
+_TYPE_NAMES[:] = [b"join", b"leave", b"heartbeat", b"like", b"follow", b"comment", b"gift", b"transcript",
+                  b"online_count"]
+cdef int _TYPE_KINDS[PLAIN_TYPES]
+_TYPE_KINDS[:] = [KIND_QUIET, KIND_QUIET, KIND_QUIET, KIND_LIKE, KIND_QUIET, KIND_COMMENT, KIND_GIFT, KIND_TRANSCRIPT,
+                  KIND_ONLINE]
+cdef tuple _TYPES = ("join", "leave", "heartbeat", "like", "follow", "comment", "gift", "transcript", "online_count")
 
 
-cdef object _kind_name(const unsigned char *k, Py_ssize_t n, int *kind):
-    """The event type's string (interned, as msgspec's Literal hands it back) and its kind; None if not plain."""
-    if n == 4 and memcmp(k, b"join", 4) == 0:
-        kind[0] = KIND_QUIET
-        return "join"
-    if n == 4 and memcmp(k, b"like", 4) == 0:
-        kind[0] = KIND_LIKE
-        return "like"
-    if n == 4 and memcmp(k, b"gift", 4) == 0:
-        kind[0] = KIND_GIFT
-        return "gift"
-    if n == 5 and memcmp(k, b"leave", 5) == 0:
-        kind[0] = KIND_QUIET
-        return "leave"
-    if n == 6 and memcmp(k, b"follow", 6) == 0:
-        kind[0] = KIND_QUIET
-        return "follow"
-    if n == 7 and memcmp(k, b"comment", 7) == 0:
-        kind[0] = KIND_COMMENT
-        return "comment"
-    if n == 9 and memcmp(k, b"heartbeat", 9) == 0:
-        kind[0] = KIND_QUIET
-        return "heartbeat"
-    if n == 10 and memcmp(k, b"transcript", 10) == 0:
-        kind[0] = KIND_TRANSCRIPT
-        return "transcript"
-    if n == 12 and memcmp(k, b"online_count", 12) == 0:
-        kind[0] = KIND_ONLINE
-        return "online_count"
-    return None
+# A name of at most 16 bytes is known by its length and two words: its first and its last eight bytes (they
+# overlap below 16), or its bytes zero-padded below 8
+cdef struct Name:
+    Py_ssize_t length
+    uint64_t head, tail
+
+
+cdef inline Name _name(const unsigned char *k, Py_ssize_t n) noexcept nogil:
+    cdef Name name
+    name.length = n
+    name.head = name.tail = 0
+    if n >= 8:
+        memcpy(&name.head, k, 8)
+        memcpy(&name.tail, k + n - 8, 8)
+    else:
+        memcpy(&name.head, k, n)
+    return name
+
+
+# A table of names is looked up in one probe: each name has a slot of its own among 32, the top five bits of
+# its three integers mixed and multiplied by the table's factor, the first of a sequence found (when the module
+# loads) that gives every name of the table a different slot. A slot holds its name's index, -1 if none.
+DEF NAME_SLOTS = 32
+
+
+cdef struct Names:
+    uint64_t factor
+    Name names[NAME_SLOTS]
+    int index[NAME_SLOTS]
+
+
+cdef inline int _slot_of(Name name, uint64_t factor) noexcept nogil:
+    cdef uint64_t mixed = name.head ^ (name.tail * 0x9E3779B97F4A7C15ULL) ^ <uint64_t>name.length
+    return <int>(((mixed ^ (mixed >> 29)) * factor) >> 59)
+
+
+cdef void _fill(Names *table, const char **names, int count) noexcept:
+    """Every name of ``names`` in a slot of its own (a few tries for these tables: 19 and 2)."""
+    cdef uint64_t factor, tries = 0
+    cdef int j, slot
+    cdef bint clash = True
+    while clash:
+        tries += 1
+        factor = (tries * 0x9E3779B97F4A7C15ULL) | 1
+        clash = False
+        for slot in range(NAME_SLOTS):
+            table.index[slot] = -1
+        for j in range(count):
+            slot = _slot_of(_name(<const unsigned char *>names[j], strlen(names[j])), factor)
+            if table.index[slot] >= 0:
+                clash = True
+                break
+            table.index[slot] = j
+            table.names[slot] = _name(<const unsigned char *>names[j], strlen(names[j]))
+    table.factor = factor
+
+
+cdef Names _FIELD_KEYS
+cdef Names _TYPE_KEYS
+_fill(&_FIELD_KEYS, _FIELD_NAMES, F_UNKNOWN)
+_fill(&_TYPE_KEYS, _TYPE_NAMES, PLAIN_TYPES)
+
+
+cdef inline int _named(const Names *table, const unsigned char *k, Py_ssize_t n) noexcept nogil:
+    """The index of the name of ``table`` that the n bytes at k spell; -1 for none."""
+    cdef Name name
+    cdef int slot
+    if n > 16:
+        return -1
+    name = _name(k, n)
+    slot = _slot_of(name, table.factor)
+    if (table.index[slot] >= 0 and table.names[slot].length == n and table.names[slot].head == name.head
+            and table.names[slot].tail == name.tail):
+        return table.index[slot]
+    return -1
+
+
+cdef inline int _field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
+    cdef int j = _named(&_FIELD_KEYS, k, n)
+    return F_UNKNOWN if j < 0 else j
+
+
+cdef inline object _kind_name(const unsigned char *k, Py_ssize_t n, int *kind):
+    """The event type's string and its kind; None if not a plain type."""
+    cdef int j = _named(&_TYPE_KEYS, k, n)
+    if j < 0:
+        return None
+    kind[0] = _TYPE_KINDS[j]
+    return _TYPES[j]
 
 
 cdef inline uint64_t _word(const unsigned char *p) noexcept nogil:
@@ -196,7 +237,7 @@ cdef object _string(const unsigned char *p, Py_ssize_t n, bint ascii, bint cache
     return text
 
 
-cdef bint _number(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at, long long *whole, long long *frac,
+cdef inline bint _number(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at, long long *whole, long long *frac,
                   int *decimals, bint *point) noexcept:
     """A JSON number at s[at]: its digits before and after the point (at most 15 in all, at most 3 after it
     but for trailing zeros, which are dropped) and whether it has a point (msgspec reads it as a float then).
@@ -249,31 +290,22 @@ cdef inline double _exact(long long whole, long long frac, int decimals) noexcep
 
 cdef object _profile(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at):
     """A profile at s[at] (``{``): a flat object of texts and numbers as ``plain_profile`` takes it, or None."""
-    cdef Py_ssize_t i = at[0] + 1, start, pairs = 0
+    cdef Py_ssize_t i = at[0] + 1, pairs = 0
     cdef long long whole, frac
     cdef int decimals
-    cdef bint ascii, point
-    cdef unsigned char c
+    cdef bint point, last
     cdef dict profile = {}
-    while i < n and _space(s[i]):
-        i += 1
+    i = _skip(s, n, i)
     if i < n and s[i] == b"}":
         at[0] = i + 1
         return profile
     while True:
-        while i < n and _space(s[i]):
-            i += 1
+        i = _skip(s, n, i)
         key = _quoted(s, n, &i)
         if key is None or PyUnicode_GET_LENGTH(key) > _MAX_PROFILE_KEY:
             return None
-        while i < n and _space(s[i]):
-            i += 1
-        if i >= n or s[i] != b":":
-            return None
-        i += 1
-        while i < n and _space(s[i]):
-            i += 1
-        if i >= n:
+        i = _value_at(s, n, i)
+        if i < 0:
             return None
         if s[i] == b'"':
             value = _quoted(s, n, &i)
@@ -287,44 +319,72 @@ cdef object _profile(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at):
             return None
         profile[key] = value
         pairs += 1
-        while i < n and _space(s[i]):
-            i += 1
-        if i >= n:
+        i = _next_member(s, n, i, &last)
+        if i < 0:
             return None
-        if s[i] == b",":
-            i += 1
-            continue
-        if s[i] == b"}":
+        if last:
             break
-        return None
     if pairs != len(profile) or pairs > _MAX_PROFILE_KEYS:
         return None  # a key twice, or too many
-    at[0] = i + 1
+    at[0] = i
     return profile
+
+
+cdef inline Py_ssize_t _closing(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, bint *ascii) noexcept nogil:
+    """Where the string that starts at s[i] (past its opening quote) ends: its closing quote, by each byte's
+    class; -1 at an escape, a control character or the line's end. ``ascii``: no byte of it past 127."""
+    cdef unsigned char c
+    ascii[0] = True
+    while True:
+        while i < n and _CLASS[s[i]] == PLAIN:  # most bytes: a tight loop
+            i += 1
+        c = _CLASS[s[i]] if i < n else BAD
+        if c == QUOTE:
+            return i
+        if c != WIDE:
+            return -1
+        ascii[0] = False
+        i += 1
+
+
+cdef inline Py_ssize_t _skip(const unsigned char *s, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """Past the whitespace at s[i]."""
+    while i < n and _space(s[i]):
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _value_at(const unsigned char *s, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """From a key's closing quote's end past its colon to its value; -1 without a colon, or a value after it."""
+    i = _skip(s, n, i)
+    if i >= n or s[i] != b":":
+        return -1
+    i = _skip(s, n, i + 1)
+    return i if i < n else -1
+
+
+cdef inline Py_ssize_t _next_member(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, bint *last) noexcept nogil:
+    """From a value's end past the comma before the next member, or past the object's closing brace (``last``);
+    -1 for anything else."""
+    i = _skip(s, n, i)
+    if i >= n:
+        return -1
+    last[0] = s[i] == b"}"
+    return i + 1 if last[0] or s[i] == b"," else -1
 
 
 cdef object _quoted(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at):
     """The string whose opening quote is at s[at] (cached), its end past the closing one; None if unusual."""
-    cdef Py_ssize_t i = at[0], start
-    cdef bint ascii = True
-    cdef unsigned char c
-    if i >= n or s[i] != b'"':
+    cdef Py_ssize_t end
+    cdef bint ascii
+    if at[0] >= n or s[at[0]] != b'"':
         return None
-    i += 1
-    start = i
-    while True:
-        c = _CLASS[s[i]] if i < n else BAD
-        if c == PLAIN:
-            i += 1
-        elif c == QUOTE:
-            break
-        elif c == WIDE:
-            ascii = False
-            i += 1
-        else:
-            return None
-    at[0] = i + 1
-    return _string(s + start, i - start, ascii, True)
+    end = _closing(s, n, at[0] + 1, &ascii)
+    if end < 0:
+        return None
+    text = _string(s + at[0] + 1, end - at[0] - 1, ascii, True)
+    at[0] = end + 1
+    return text
 
 
 def plain(line):
@@ -345,91 +405,61 @@ def plain(line):
     cdef Py_ssize_t i = 0, start
     cdef int field, kind = KIND_NONE, decimals, ts_decimals = 0, value_decimals = 0
     cdef unsigned int seen = 0, given = 0  # the fields named; those of them not null
-    cdef bint ascii, point, has_count
+    cdef bint ascii, point, has_count, last
     cdef long long fen
     cdef unsigned char c
     cdef long long whole, frac, ts_whole = 0, ts_frac = 0, value_whole = 0, value_frac = 0, count = 0
     cdef object kind_name = None, room = None, event_id = None, user = None, text = None, value, facts = None
     cdef object device = None, ip = None, profile = None
     cdef double risk = 0
-    while i < n and _space(s[i]):
-        i += 1
+    i = _skip(s, n, i)
     if i >= n or s[i] != b"{":
         return None
     i += 1
     while True:
-        while i < n and _space(s[i]):
-            i += 1
+        i = _skip(s, n, i)
         if i >= n or s[i] != b'"':
             return None  # an empty object, or anything unusual
-        i += 1
-        start = i
-        while i < n and s[i] != b'"':
-            if s[i] == b"\\" or s[i] < 32 or s[i] >= 128:
-                return None
-            i += 1
-        if i >= n:
-            return None
+        start = i + 1
+        i = _closing(s, n, start, &ascii)
+        if i < 0 or not ascii:
+            return None  # an escape in a key, or a key past ASCII: msgspec says what it is
         field = _field(s + start, i - start)
         if field != F_UNKNOWN:
             if seen & (1u << field):
                 return None  # a key twice
             seen |= 1u << field
             given |= 1u << field
-        i += 1
-        while i < n and _space(s[i]):
-            i += 1
-        if i >= n or s[i] != b":":
-            return None
-        i += 1
-        while i < n and _space(s[i]):
-            i += 1
-        if i >= n:
+        i = _value_at(s, n, i + 1)
+        if i < 0:
             return None
         c = s[i]
         if c == b'"':
-            i += 1
-            start = i
-            ascii = True
-            while True:  # to the closing quote, by each byte's class
-                c = _CLASS[s[i]] if i < n else BAD
-                if c == PLAIN:
-                    i += 1
-                elif c == QUOTE:
-                    break
-                elif c == WIDE:
-                    ascii = False
-                    i += 1
-                else:
-                    return None  # an escape, a control character, the line's end
+            start = i + 1
+            i = _closing(s, n, start, &ascii)
+            if i < 0:
+                return None
             if field == F_TYPE:
                 kind_name = _kind_name(s + start, i - start, &kind)
                 if kind_name is None:
                     return None
-            elif field == F_ROOM:
-                room = _string(s + start, i - start, ascii, True)
-                if room is None:
+            elif field == F_ROOM or field == F_USER or field == F_TEXT or field == F_ID or field == F_DEVICE \
+                    or field == F_IP:
+                found = _string(s + start, i - start, ascii, field != F_ID)  # an id is never seen twice
+                if found is None:
                     return None
-            elif field == F_USER:
-                user = _string(s + start, i - start, ascii, True)
-                if user is None:
-                    return None
-            elif field == F_TEXT:
-                text = _string(s + start, i - start, ascii, True)
-                if text is None:
-                    return None
-            elif field == F_ID:
-                event_id = _string(s + start, i - start, ascii, False)
-                if event_id is None:
-                    return None
-            elif field == F_DEVICE:
-                device = _string(s + start, i - start, ascii, True)
-                if device is None:
-                    return None
-            elif field == F_IP:
-                ip = _string(s + start, i - start, ascii, True)
-                if ip is None:
-                    return None
+                if field == F_ROOM:
+                    room = found
+                elif field == F_USER:
+                    user = found
+                elif field == F_TEXT:
+                    text = found
+                elif field == F_ID:
+                    event_id = found
+                elif field == F_DEVICE:
+                    device = found
+                else:
+                    ip = found
             elif field != F_UNKNOWN:
                 return None  # a string where a number goes
             i += 1
@@ -466,19 +496,12 @@ def plain(line):
             i += 5
         else:
             return None  # a negative number, an object, an array…: plain_fields
-        while i < n and _space(s[i]):
-            i += 1
-        if i >= n:
+        i = _next_member(s, n, i, &last)
+        if i < 0:
             return None
-        if s[i] == b",":
-            i += 1
-            continue
-        if s[i] == b"}":
-            i += 1
+        if last:
             break
-        return None
-    while i < n and _space(s[i]):
-        i += 1
+    i = _skip(s, n, i)
     if i != n or kind_name is None or room is None or not given & (1u << F_TS):
         return None
     if PyUnicode_GET_LENGTH(room) == 0 or PyUnicode_GET_LENGTH(room) > _MAX_NAME:
