@@ -57,3 +57,4 @@ bench: $(STAMP) $(COMPILED) $(BYTECODE)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache demo-out build
 	find src -name '*.so' -delete
+	rm -f src/livecoupon/engine/scan.c

@@ -1,9 +1,10 @@
 """A ``POST /v1/events`` body read straight into events (SPEC §6), the way replay reads a recording.
 
 msgspec splits the array in C without building its items; each item then goes down the
-recordings' fast path (:func:`livecoupon.engine.recordings.plain_fields`), which decodes the
+recordings' fast path (:func:`livecoupon.engine.recordings.plain_fields`), which reads the
 common shapes (a viewer's join, leave, heartbeat, like, follow, comment or gift, with their device,
-ip, risk and profile; a transcript, an online count) into a typed struct and checks them. Any
+ip, risk and profile; a transcript, an online count) in C (engine/scan.pyx) or into a typed struct,
+and checks them. Any
 other item is decoded to plain JSON values and left to :func:`livecoupon.domain.events.parse_event`
 in :func:`livecoupon.service_layer.service.admit`, which names the field of every error, so a
 bad event is rejected with the same index and words as before. A body msgspec refuses as a
