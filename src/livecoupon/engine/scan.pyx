@@ -31,7 +31,15 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy, strlen
 
-from livecoupon.domain.events import MAX_IP, MAX_NAME, MAX_PROFILE_KEY, MAX_PROFILE_KEYS, MAX_PROFILE_VALUE, MAX_TEXT
+from livecoupon.domain.events import (
+    LAST_MS,
+    MAX_IP,
+    MAX_NAME,
+    MAX_PROFILE_KEY,
+    MAX_PROFILE_KEYS,
+    MAX_PROFILE_VALUE,
+    MAX_TEXT,
+)
 from livecoupon.domain.money import MAX_YUAN
 
 cdef extern from "Python.h":
@@ -53,14 +61,14 @@ cdef long long _MAX_PROFILE_KEY = MAX_PROFILE_KEY
 cdef long long _MAX_PROFILE_KEYS = MAX_PROFILE_KEYS
 cdef long long _MAX_PROFILE_VALUE = MAX_PROFILE_VALUE
 cdef long long _MAX_FEN = MAX_YUAN * 100
-cdef long long _MAX_SECONDS = 253_402_300_800  # domain/events.py's: 10000-01-01
+cdef long long _MAX_SECONDS = (LAST_MS + 1) // 1000  # 10000-01-01: a time past it is no date
 cdef long long _POWERS[4]
 _POWERS[:] = [1000, 100, 10, 1]
 
 # The strings made before, by a hash of their bytes (_slot): one slot each
 DEF CACHE_BITS = 13
 DEF CACHE_SLOTS = 1 << CACHE_BITS
-DEF CACHED_BYTES = 256  # a longer text is made anew each time: the cache's memory stays under 2 MiB
+DEF CACHED_BYTES = 256  # a longer text is made anew each time: the cache holds 5 MiB at the very most
 cdef list _cached_bytes = [None] * CACHE_SLOTS
 cdef list _cached_strings = [None] * CACHE_SLOTS
 
