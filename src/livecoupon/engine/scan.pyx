@@ -24,12 +24,14 @@ hash is known, and the look-ups downstream compare pointers. tests/unit/test_sca
 ``plain_fields``'s own reading on random lines.
 """
 
+from typing import get_args
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.float cimport PyFloat_FromDouble
 from cpython.long cimport PyLong_FromLongLong
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
-from libc.string cimport memcmp, memcpy, strlen
+from libc.string cimport memcmp, memcpy
 
 from livecoupon.domain.events import (
     LAST_MS,
@@ -41,6 +43,7 @@ from livecoupon.domain.events import (
     MAX_TEXT,
 )
 from livecoupon.domain.money import MAX_YUAN
+from livecoupon.engine.lines import PlainLine, PlainType
 
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -91,19 +94,13 @@ cdef inline bint _digit(unsigned char c) noexcept nogil:
     return 48 <= c <= 57
 
 
-# The fields by name, in PlainLine's order (their index is their F_ number), and the plain event types with
-# their kinds, each as a C string (for the look-up) and as the interned str msgspec's Literal hands back
-cdef const char *_FIELD_NAMES[F_UNKNOWN]
-_FIELD_NAMES[:] = [b"type", b"room", b"ts", b"id", b"user", b"count", b"text", b"value", b"device", b"ip", b"risk",
-                   b"profile"]
-DEF PLAIN_TYPES = 9
-cdef const char *_TYPE_NAMES[PLAIN_TYPES]
-_TYPE_NAMES[:] = [b"join", b"leave", b"heartbeat", b"like", b"follow", b"comment", b"gift", b"transcript",
-                  b"online_count"]
-cdef int _TYPE_KINDS[PLAIN_TYPES]
-_TYPE_KINDS[:] = [KIND_QUIET, KIND_QUIET, KIND_QUIET, KIND_LIKE, KIND_QUIET, KIND_COMMENT, KIND_GIFT, KIND_TRANSCRIPT,
-                  KIND_ONLINE]
-cdef tuple _TYPES = ("join", "leave", "heartbeat", "like", "follow", "comment", "gift", "transcript", "online_count")
+# The fields, as PlainLine names them (a field's index there is its F_ number), and the plain event types, as
+# PlainType's Literal lists them (msgspec hands back these very strings), each with its kind
+cdef tuple _FIELDS = PlainLine.__struct_fields__
+assert len(_FIELDS) == F_UNKNOWN and _FIELDS[F_PROFILE] == "profile", "scan.pyx's F_ numbers are PlainLine's fields"
+cdef tuple _TYPES = get_args(PlainType)
+cdef dict _KINDS = {"like": KIND_LIKE, "comment": KIND_COMMENT, "gift": KIND_GIFT, "transcript": KIND_TRANSCRIPT,
+                    "online_count": KIND_ONLINE}  # the others only say a viewer is there
 
 
 # A name of at most 16 bytes is known by its length and two words: its first and its last eight bytes (they
@@ -142,11 +139,16 @@ cdef inline int _slot_of(Name name, uint64_t factor) noexcept nogil:
     return <int>(((mixed ^ (mixed >> 29)) * factor) >> 59)
 
 
-cdef void _fill(Names *table, const char **names, int count) noexcept:
-    """Every name of ``names`` in a slot of its own (a few tries for these tables: 19 and 2)."""
+cdef int _fill(Names *table, tuple texts) except -1:
+    """Every name of ``texts`` in a slot of its own (a few tries for these tables: 19 and 2)."""
     cdef uint64_t factor, tries = 0
-    cdef int j, slot
+    cdef int j, slot, count = len(texts)
     cdef bint clash = True
+    cdef Name names[NAME_SLOTS]
+    cdef bytes spelt
+    for j in range(count):
+        spelt = texts[j].encode()
+        names[j] = _name(spelt, len(spelt))
     while clash:
         tries += 1
         factor = (tries * 0x9E3779B97F4A7C15ULL) | 1
@@ -154,19 +156,23 @@ cdef void _fill(Names *table, const char **names, int count) noexcept:
         for slot in range(NAME_SLOTS):
             table.index[slot] = -1
         for j in range(count):
-            slot = _slot_of(_name(<const unsigned char *>names[j], strlen(names[j])), factor)
+            slot = _slot_of(names[j], factor)
             if table.index[slot] >= 0:
                 clash = True
                 break
             table.index[slot] = j
-            table.names[slot] = _name(<const unsigned char *>names[j], strlen(names[j]))
+            table.names[slot] = names[j]
     table.factor = factor
+    return 0
 
 
 cdef Names _FIELD_KEYS
 cdef Names _TYPE_KEYS
-_fill(&_FIELD_KEYS, _FIELD_NAMES, F_UNKNOWN)
-_fill(&_TYPE_KEYS, _TYPE_NAMES, PLAIN_TYPES)
+_fill(&_FIELD_KEYS, _FIELDS)
+_fill(&_TYPE_KEYS, _TYPES)
+cdef int _TYPE_KINDS[NAME_SLOTS]
+for _j, _type in enumerate(_TYPES):
+    _TYPE_KINDS[_j] = _KINDS.get(_type, KIND_QUIET)
 
 
 cdef inline int _named(const Names *table, const unsigned char *k, Py_ssize_t n) noexcept nogil:
